@@ -1,6 +1,10 @@
-// Temporary entry point while the CLI is being written (replaced by api/cli).
-#include <cstdio>
-int main() {
-  std::fprintf(stderr, "usage: podless run|apply|get|describe|delete|ca\n");
-  return 2;
+// The `podless` binary: `podless run` is the node agent; every other verb is
+// a client of its local API.
+#include <string>
+#include <vector>
+
+#include "api/cli.h"
+
+int main(int argc, char** argv) {
+  return podless::api::CliMain(std::vector<std::string>(argv + 1, argv + argc));
 }

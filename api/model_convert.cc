@@ -1,0 +1,525 @@
+#include "api/model_convert.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "workloads/validation.h"
+
+namespace podless::api {
+namespace {
+
+namespace wl = workloads;
+
+// ---------------------------------------------------------------------------
+// Model -> proto.
+
+v1::Protocol ToProtoProtocol(wl::Protocol protocol) {
+  return protocol == wl::Protocol::kHTTP ? v1::HTTP : v1::TCP;
+}
+
+void FillMeta(const wl::ObjectMeta& meta, v1::ObjectMeta* out) {
+  out->set_name(meta.name);
+  out->set_namespace_(meta.ns);
+  out->mutable_labels()->insert(meta.labels.begin(), meta.labels.end());
+}
+
+void FillPortRef(const wl::PortRef& ref, v1::PortRef* out) {
+  // The model keeps exactly one of the two; a name wins if both were set.
+  if (!ref.name.empty()) {
+    out->set_name(ref.name);
+  } else {
+    out->set_number(ref.number);
+  }
+}
+
+void FillProbe(const wl::Probe& probe, v1::Probe* out) {
+  if (probe.kind == wl::Probe::Kind::kHttpGet) {
+    v1::Probe::HttpGet* get = out->mutable_http_get();
+    FillPortRef(probe.port, get->mutable_port());
+    get->set_path(probe.path);
+  } else {
+    FillPortRef(probe.port, out->mutable_tcp_socket()->mutable_port());
+  }
+  out->set_initial_delay_seconds(probe.initial_delay_seconds);
+  out->mutable_period_seconds()->set_value(probe.period_seconds);
+  out->mutable_timeout_seconds()->set_value(probe.timeout_seconds);
+  out->mutable_failure_threshold()->set_value(probe.failure_threshold);
+  out->mutable_success_threshold()->set_value(probe.success_threshold);
+}
+
+v1::RestartPolicy ToProtoRestartPolicy(wl::RestartPolicy policy) {
+  switch (policy) {
+    case wl::RestartPolicy::kAlways:
+      return v1::ALWAYS;
+    case wl::RestartPolicy::kOnFailure:
+      return v1::ON_FAILURE;
+    case wl::RestartPolicy::kNever:
+      return v1::NEVER;
+  }
+  return v1::ALWAYS;
+}
+
+struct AppFiller {
+  v1::App* out;
+  void operator()(const wl::EchoApp&) const { out->mutable_echo(); }
+  void operator()(const wl::StaticApp& app) const {
+    v1::StaticApp* s = out->mutable_static_();
+    s->set_status(app.status);
+    s->set_body(app.body);
+    s->mutable_headers()->insert(app.headers.begin(), app.headers.end());
+  }
+  void operator()(const wl::ForwardApp& app) const {
+    out->mutable_forward()->set_address(app.address);
+  }
+  void operator()(const wl::ExecApp& app) const {
+    v1::ExecApp* e = out->mutable_exec();
+    for (const std::string& arg : app.command) e->add_command(arg);
+    for (const wl::EnvVar& var : app.env) {
+      v1::EnvVar* v = e->add_env();
+      v->set_name(var.name);
+      v->set_value(var.value);
+    }
+    e->set_working_dir(app.working_dir);
+    e->set_restart_policy(ToProtoRestartPolicy(app.restart_policy));
+    if (app.readiness_probe) FillProbe(*app.readiness_probe, e->mutable_readiness_probe());
+    e->mutable_termination_grace_period_seconds()->set_value(app.termination_grace_period_seconds);
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Proto -> model.
+
+// Collects every structural problem of one message, each with its field path,
+// so a client fixes them all in one round trip.
+class Problems {
+ public:
+  void Add(std::string field, std::string message) {
+    lines_.push_back(std::move(field) + ": " + std::move(message));
+  }
+  bool empty() const { return lines_.empty(); }
+  Error ToError() const {
+    std::string text;
+    for (const std::string& line : lines_) {
+      if (!text.empty()) text += '\n';
+      text += line;
+    }
+    return MakeError(ErrorCode::kInvalidArgument, std::move(text));
+  }
+
+ private:
+  std::vector<std::string> lines_;
+};
+
+std::string Index(const std::string& path, size_t i) {
+  return path + "[" + std::to_string(i) + "]";
+}
+
+// A uint32 on the wire, a uint16 in the model. 0 passes: "port is required"
+// is a semantic rule and validation words it.
+uint16_t PortFromProto(uint32_t value, const std::string& field, Problems& problems) {
+  if (value > 65535) {
+    problems.Add(field, std::to_string(value) + " is not a port number (1-65535)");
+    return 0;
+  }
+  return static_cast<uint16_t>(value);
+}
+
+wl::Protocol ProtocolFromProto(v1::Protocol protocol, const std::string& field,
+                               Problems& problems) {
+  switch (protocol) {
+    case v1::PROTOCOL_UNSPECIFIED:
+    case v1::TCP:
+      return wl::Protocol::kTCP;
+    case v1::HTTP:
+      return wl::Protocol::kHTTP;
+    default:
+      break;
+  }
+  problems.Add(field, "unknown protocol " + std::to_string(protocol) + " (expected TCP or HTTP)");
+  return wl::Protocol::kTCP;
+}
+
+wl::ObjectMeta MetaFromProto(const v1::ObjectMeta& meta) {
+  wl::ObjectMeta out;
+  out.name = meta.name();
+  if (!meta.namespace_().empty()) out.ns = meta.namespace_();
+  out.labels.insert(meta.labels().begin(), meta.labels().end());
+  return out;
+}
+
+// Returns false when the oneof is not set, so the caller decides whether that
+// is an error (probe port) or means a default (a service's targetPort).
+bool PortRefFromProto(const v1::PortRef& ref, const std::string& field, Problems& problems,
+                      wl::PortRef* out) {
+  switch (ref.ref_case()) {
+    case v1::PortRef::kNumber:
+      out->number = PortFromProto(ref.number(), field, problems);
+      return true;
+    case v1::PortRef::kName:
+      out->name = ref.name();
+      return true;
+    case v1::PortRef::REF_NOT_SET:
+      break;
+  }
+  return false;
+}
+
+wl::Probe ProbeFromProto(const v1::Probe& probe, const std::string& path, Problems& problems) {
+  wl::Probe out;
+  const v1::PortRef* port = nullptr;
+  std::string port_path;
+  switch (probe.handler_case()) {
+    case v1::Probe::kTcpSocket:
+      out.kind = wl::Probe::Kind::kTcpSocket;
+      port = &probe.tcp_socket().port();
+      port_path = path + ".tcpSocket.port";
+      break;
+    case v1::Probe::kHttpGet:
+      out.kind = wl::Probe::Kind::kHttpGet;
+      port = &probe.http_get().port();
+      port_path = path + ".httpGet.port";
+      if (!probe.http_get().path().empty()) out.path = probe.http_get().path();
+      break;
+    case v1::Probe::HANDLER_NOT_SET:
+      problems.Add(path, "one of tcpSocket or httpGet is required");
+      break;
+  }
+  if (port != nullptr && !PortRefFromProto(*port, port_path, problems, &out.port)) {
+    problems.Add(port_path, "a port number or port name is required");
+  }
+  out.initial_delay_seconds = probe.initial_delay_seconds();
+  if (probe.has_period_seconds()) out.period_seconds = probe.period_seconds().value();
+  if (probe.has_timeout_seconds()) out.timeout_seconds = probe.timeout_seconds().value();
+  if (probe.has_failure_threshold()) out.failure_threshold = probe.failure_threshold().value();
+  if (probe.has_success_threshold()) out.success_threshold = probe.success_threshold().value();
+  return out;
+}
+
+wl::RestartPolicy RestartPolicyFromProto(v1::RestartPolicy policy, const std::string& field,
+                                         Problems& problems) {
+  switch (policy) {
+    case v1::RESTART_POLICY_UNSPECIFIED:
+    case v1::ALWAYS:
+      return wl::RestartPolicy::kAlways;
+    case v1::ON_FAILURE:
+      return wl::RestartPolicy::kOnFailure;
+    case v1::NEVER:
+      return wl::RestartPolicy::kNever;
+    default:
+      break;
+  }
+  problems.Add(field, "unknown restart policy " + std::to_string(policy) +
+                          " (expected ALWAYS, ON_FAILURE or NEVER)");
+  return wl::RestartPolicy::kAlways;
+}
+
+wl::ExecApp ExecFromProto(const v1::ExecApp& exec, const std::string& path, Problems& problems) {
+  wl::ExecApp out;
+  out.command.assign(exec.command().begin(), exec.command().end());
+  for (const v1::EnvVar& var : exec.env()) out.env.push_back({var.name(), var.value()});
+  out.working_dir = exec.working_dir();
+  out.restart_policy =
+      RestartPolicyFromProto(exec.restart_policy(), path + ".restartPolicy", problems);
+  if (exec.has_readiness_probe()) {
+    out.readiness_probe =
+        ProbeFromProto(exec.readiness_probe(), path + ".readinessProbe", problems);
+  }
+  if (exec.has_termination_grace_period_seconds()) {
+    out.termination_grace_period_seconds = exec.termination_grace_period_seconds().value();
+  }
+  return out;
+}
+
+wl::AppSpec AppFromProto(const v1::App& app, const std::string& path, Problems& problems) {
+  switch (app.kind_case()) {
+    case v1::App::kEcho:
+      return wl::EchoApp{};
+    case v1::App::kStatic: {
+      wl::StaticApp out;
+      const v1::StaticApp& s = app.static_();
+      if (s.status() > 65535) {
+        problems.Add(path + ".static.status",
+                     std::to_string(s.status()) + " is not an HTTP status code (100-599)");
+      } else if (s.status() != 0) {
+        out.status = static_cast<uint16_t>(s.status());
+      }
+      out.body = s.body();
+      out.headers.insert(s.headers().begin(), s.headers().end());
+      return out;
+    }
+    case v1::App::kForward:
+      return wl::ForwardApp{app.forward().address()};
+    case v1::App::kExec:
+      return ExecFromProto(app.exec(), path + ".exec", problems);
+    case v1::App::KIND_NOT_SET:
+      break;
+  }
+  // An `app` message that is present but empty is most likely an app kind
+  // this agent does not know (a newer client); running echo instead would
+  // hide that, so it is an error. An absent `app` means echo.
+  problems.Add(path, "one of echo, static, forward or exec is required");
+  return wl::EchoApp{};
+}
+
+wl::Workload WorkloadFromProto(const v1::Workload& workload, const std::string& path,
+                               Problems& problems) {
+  wl::Workload out;
+  out.metadata = MetaFromProto(workload.metadata());
+  const v1::WorkloadSpec& spec = workload.spec();
+  if (spec.has_replicas()) out.spec.replicas = spec.replicas().value();
+  if (!spec.service_account().empty()) out.spec.service_account = spec.service_account();
+  for (int i = 0; i < spec.ports_size(); ++i) {
+    const v1::Port& port = spec.ports(i);
+    const std::string port_path = Index(path + ".spec.ports", i);
+    wl::PortSpec p;
+    p.name = port.name();
+    p.port = PortFromProto(port.port(), port_path + ".port", problems);
+    p.protocol = ProtocolFromProto(port.protocol(), port_path + ".protocol", problems);
+    out.spec.ports.push_back(std::move(p));
+  }
+  if (spec.has_app()) out.spec.app = AppFromProto(spec.app(), path + ".spec.app", problems);
+  return out;
+}
+
+wl::Service ServiceFromProto(const v1::Service& service, const std::string& path,
+                             Problems& problems) {
+  wl::Service out;
+  out.metadata = MetaFromProto(service.metadata());
+  out.selector.insert(service.spec().selector().begin(), service.spec().selector().end());
+  for (int i = 0; i < service.spec().ports_size(); ++i) {
+    const v1::ServicePort& port = service.spec().ports(i);
+    const std::string port_path = Index(path + ".spec.ports", i);
+    wl::ServicePort p;
+    p.name = port.name();
+    p.port = PortFromProto(port.port(), port_path + ".port", problems);
+    if (!PortRefFromProto(port.target_port(), port_path + ".targetPort", problems,
+                          &p.target_port)) {
+      p.target_port.number = p.port;  // Kubernetes: targetPort defaults to port.
+    }
+    p.protocol = ProtocolFromProto(port.protocol(), port_path + ".protocol", problems);
+    out.ports.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::vector<uint16_t> PortsFromProto(const google::protobuf::RepeatedField<uint32_t>& ports,
+                                     const std::string& path, Problems& problems) {
+  std::vector<uint16_t> out;
+  for (int i = 0; i < ports.size(); ++i) {
+    out.push_back(PortFromProto(ports.Get(i), Index(path, i), problems));
+  }
+  return out;
+}
+
+wl::AuthorizationPolicy PolicyFromProto(const v1::AuthorizationPolicy& policy,
+                                        const std::string& path, Problems& problems) {
+  wl::AuthorizationPolicy out;
+  out.metadata = MetaFromProto(policy.metadata());
+  const v1::AuthorizationPolicySpec& spec = policy.spec();
+  out.selector.insert(spec.match_labels().begin(), spec.match_labels().end());
+  switch (spec.action()) {
+    case v1::POLICY_ACTION_UNSPECIFIED:
+    case v1::ALLOW:
+      out.action = wl::PolicyAction::kAllow;
+      break;
+    case v1::DENY:
+      out.action = wl::PolicyAction::kDeny;
+      break;
+    default:
+      problems.Add(path + ".spec.action",
+                   "unknown action " + std::to_string(spec.action()) + " (expected ALLOW or DENY)");
+  }
+  for (int r = 0; r < spec.rules_size(); ++r) {
+    const v1::PolicyRule& rule = spec.rules(r);
+    const std::string rule_path = Index(path + ".spec.rules", r);
+    wl::PolicyRule out_rule;
+    for (const v1::PolicySource& from : rule.from()) {
+      wl::PolicySource source;
+      source.principals.assign(from.principals().begin(), from.principals().end());
+      source.not_principals.assign(from.not_principals().begin(), from.not_principals().end());
+      source.namespaces.assign(from.namespaces().begin(), from.namespaces().end());
+      source.not_namespaces.assign(from.not_namespaces().begin(), from.not_namespaces().end());
+      out_rule.from.push_back(std::move(source));
+    }
+    for (int t = 0; t < rule.to_size(); ++t) {
+      // Manifest spelling, as validation's paths: `to: [{operation: {ports}}]`.
+      const std::string to_path = Index(rule_path + ".to", t) + ".operation";
+      wl::PolicyOperation operation;
+      operation.ports = PortsFromProto(rule.to(t).ports(), to_path + ".ports", problems);
+      operation.not_ports = PortsFromProto(rule.to(t).not_ports(), to_path + ".notPorts", problems);
+      out_rule.to.push_back(std::move(operation));
+    }
+    out.rules.push_back(std::move(out_rule));
+  }
+  return out;
+}
+
+template <typename T>
+wl::Object ToObject(const T& value) {
+  return wl::Object(value);
+}
+// Already an Object: no copy into a second variant.
+const wl::Object& ToObject(const wl::Object& value) { return value; }
+
+// Structural problems first; only a structurally sound object is worth
+// validating (a port clamped to 0 would draw a second, misleading message).
+// Validation paths are relative to the object ("spec.replicas"), so they get
+// the same root as the structural ones ("workload.spec.replicas").
+template <typename T>
+Result<T> Finish(T value, const std::string& root, Problems& problems, bool validate = true) {
+  if (!problems.empty()) return problems.ToError();
+  if (!validate) return value;
+  for (const wl::Diagnostic& d : wl::Validate(ToObject(value))) {
+    problems.Add(d.field.empty() ? root : root + "." + d.field, d.message);
+  }
+  if (!problems.empty()) return problems.ToError();
+  return value;
+}
+
+}  // namespace
+
+v1::Workload ToProto(const wl::Workload& workload) {
+  v1::Workload out;
+  FillMeta(workload.metadata, out.mutable_metadata());
+  v1::WorkloadSpec* spec = out.mutable_spec();
+  spec->mutable_replicas()->set_value(workload.spec.replicas);
+  spec->set_service_account(workload.spec.service_account);
+  for (const wl::PortSpec& port : workload.spec.ports) {
+    v1::Port* p = spec->add_ports();
+    p->set_name(port.name);
+    p->set_port(port.port);
+    p->set_protocol(ToProtoProtocol(port.protocol));
+  }
+  std::visit(AppFiller{spec->mutable_app()}, workload.spec.app);
+  return out;
+}
+
+v1::Service ToProto(const wl::Service& service) {
+  v1::Service out;
+  FillMeta(service.metadata, out.mutable_metadata());
+  v1::ServiceSpec* spec = out.mutable_spec();
+  spec->mutable_selector()->insert(service.selector.begin(), service.selector.end());
+  for (const wl::ServicePort& port : service.ports) {
+    v1::ServicePort* p = spec->add_ports();
+    p->set_name(port.name);
+    p->set_port(port.port);
+    FillPortRef(port.target_port, p->mutable_target_port());
+    p->set_protocol(ToProtoProtocol(port.protocol));
+  }
+  return out;
+}
+
+v1::AuthorizationPolicy ToProto(const wl::AuthorizationPolicy& policy) {
+  v1::AuthorizationPolicy out;
+  FillMeta(policy.metadata, out.mutable_metadata());
+  v1::AuthorizationPolicySpec* spec = out.mutable_spec();
+  spec->mutable_match_labels()->insert(policy.selector.begin(), policy.selector.end());
+  spec->set_action(policy.action == wl::PolicyAction::kDeny ? v1::DENY : v1::ALLOW);
+  for (const wl::PolicyRule& rule : policy.rules) {
+    v1::PolicyRule* r = spec->add_rules();
+    for (const wl::PolicySource& source : rule.from) {
+      v1::PolicySource* s = r->add_from();
+      for (const std::string& v : source.principals) s->add_principals(v);
+      for (const std::string& v : source.not_principals) s->add_not_principals(v);
+      for (const std::string& v : source.namespaces) s->add_namespaces(v);
+      for (const std::string& v : source.not_namespaces) s->add_not_namespaces(v);
+    }
+    for (const wl::PolicyOperation& operation : rule.to) {
+      v1::PolicyOperation* o = r->add_to();
+      for (uint16_t port : operation.ports) o->add_ports(port);
+      for (uint16_t port : operation.not_ports) o->add_not_ports(port);
+    }
+  }
+  return out;
+}
+
+v1::Object ToProto(const wl::Object& object) {
+  v1::Object out;
+  if (const auto* workload = std::get_if<wl::Workload>(&object)) {
+    *out.mutable_workload() = ToProto(*workload);
+  } else if (const auto* service = std::get_if<wl::Service>(&object)) {
+    *out.mutable_service() = ToProto(*service);
+  } else {
+    *out.mutable_authorization_policy() = ToProto(std::get<wl::AuthorizationPolicy>(object));
+  }
+  return out;
+}
+
+Result<wl::Workload> FromProto(const v1::Workload& workload) {
+  Problems problems;
+  wl::Workload out = WorkloadFromProto(workload, "workload", problems);
+  return Finish(std::move(out), "workload", problems);
+}
+
+Result<wl::Service> FromProto(const v1::Service& service) {
+  Problems problems;
+  wl::Service out = ServiceFromProto(service, "service", problems);
+  return Finish(std::move(out), "service", problems);
+}
+
+Result<wl::AuthorizationPolicy> FromProto(const v1::AuthorizationPolicy& policy) {
+  Problems problems;
+  wl::AuthorizationPolicy out = PolicyFromProto(policy, "authorizationPolicy", problems);
+  return Finish(std::move(out), "authorizationPolicy", problems);
+}
+
+namespace {
+
+Result<wl::Object> ObjectFromProto(const v1::Object& object, bool validate) {
+  Problems problems;
+  switch (object.kind_case()) {
+    case v1::Object::kWorkload:
+      return Finish(wl::Object(WorkloadFromProto(object.workload(), "workload", problems)),
+                    "workload", problems, validate);
+    case v1::Object::kService:
+      return Finish(wl::Object(ServiceFromProto(object.service(), "service", problems)), "service",
+                    problems, validate);
+    case v1::Object::kAuthorizationPolicy:
+      return Finish(wl::Object(PolicyFromProto(object.authorization_policy(), "authorizationPolicy",
+                                               problems)),
+                    "authorizationPolicy", problems, validate);
+    case v1::Object::KIND_NOT_SET:
+      break;
+  }
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "object: one of workload, service or authorizationPolicy is required");
+}
+
+}  // namespace
+
+Result<wl::Object> FromProto(const v1::Object& object) { return ObjectFromProto(object, true); }
+
+Result<wl::Object> FromProtoUnvalidated(const v1::Object& object) {
+  return ObjectFromProto(object, false);
+}
+
+v1::Kind ToProtoKind(wl::Kind kind) {
+  switch (kind) {
+    case wl::Kind::kWorkload:
+      return v1::WORKLOAD;
+    case wl::Kind::kService:
+      return v1::SERVICE;
+    case wl::Kind::kAuthorizationPolicy:
+      return v1::AUTHORIZATION_POLICY;
+  }
+  return v1::KIND_UNSPECIFIED;
+}
+
+Result<wl::Kind> FromProtoKind(v1::Kind kind) {
+  switch (kind) {
+    case v1::WORKLOAD:
+      return wl::Kind::kWorkload;
+    case v1::SERVICE:
+      return wl::Kind::kService;
+    case v1::AUTHORIZATION_POLICY:
+      return wl::Kind::kAuthorizationPolicy;
+    default:
+      break;
+  }
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "kind: " + std::to_string(kind) +
+                       " is not a kind (expected WORKLOAD, SERVICE or AUTHORIZATION_POLICY)");
+}
+
+}  // namespace podless::api

@@ -1,0 +1,758 @@
+#include "api/output_format.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <ctime>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "api/model_convert.h"
+#include "workloads/manifest_writer.h"
+
+namespace podless::api {
+namespace {
+
+constexpr char kNone[] = "<none>";
+
+// ---------------------------------------------------------------------------
+// Small value formatters shared by tables, YAML and describe.
+
+std::string OrNone(std::string value) { return value.empty() ? kNone : value; }
+
+std::string Join(const std::vector<std::string>& parts, std::string_view separator) {
+  std::string out;
+  for (const std::string& part : parts) {
+    if (!out.empty()) out += separator;
+    out += part;
+  }
+  return out;
+}
+
+// Protobuf maps iterate in no defined order; output must be stable.
+std::map<std::string, std::string> Sorted(
+    const google::protobuf::Map<std::string, std::string>& m) {
+  return {m.begin(), m.end()};
+}
+
+// "app=web,tier=front", as kubectl prints selectors.
+std::string LabelsInline(const google::protobuf::Map<std::string, std::string>& labels) {
+  std::vector<std::string> parts;
+  for (const auto& [key, value] : Sorted(labels)) parts.push_back(key + "=" + value);
+  return Join(parts, ",");
+}
+
+std::vector<std::string> LabelLines(const google::protobuf::Map<std::string, std::string>& labels) {
+  std::vector<std::string> lines;
+  for (const auto& [key, value] : Sorted(labels)) lines.push_back(key + "=" + value);
+  return lines;
+}
+
+const char* ProtocolName(v1::Protocol protocol) {
+  return protocol == v1::HTTP ? "HTTP" : "TCP";  // UNSPECIFIED means TCP.
+}
+
+std::string PortRefText(const v1::PortRef& ref) {
+  switch (ref.ref_case()) {
+    case v1::PortRef::kNumber:
+      return std::to_string(ref.number());
+    case v1::PortRef::kName:
+      return ref.name();
+    case v1::PortRef::REF_NOT_SET:
+      break;
+  }
+  return "";
+}
+
+// "8080/HTTP"
+std::string WorkloadPortText(const v1::Port& port) {
+  return std::to_string(port.port()) + "/" + ProtocolName(port.protocol());
+}
+
+// "80->http/TCP", or "80/TCP" when the target is the same port number.
+std::string ServicePortText(const v1::ServicePort& port) {
+  std::string target = PortRefText(port.target_port());
+  std::string text = std::to_string(port.port());
+  if (!target.empty() && target != text) text += "->" + target;
+  return text + "/" + ProtocolName(port.protocol());
+}
+
+const char* AppKindName(const v1::WorkloadSpec& spec) {
+  switch (spec.app().kind_case()) {
+    case v1::App::kStatic:
+      return "static";
+    case v1::App::kForward:
+      return "forward";
+    case v1::App::kExec:
+      return "exec";
+    case v1::App::kEcho:
+    case v1::App::KIND_NOT_SET:
+      break;  // An absent app means echo.
+  }
+  return "echo";
+}
+
+const char* ActionName(v1::PolicyAction action) { return action == v1::DENY ? "DENY" : "ALLOW"; }
+
+const char* RestartPolicyName(v1::RestartPolicy policy) {
+  switch (policy) {
+    case v1::ON_FAILURE:
+      return "OnFailure";
+    case v1::NEVER:
+      return "Never";
+    default:
+      return "Always";  // UNSPECIFIED means Always.
+  }
+}
+
+uint32_t DesiredReplicas(const v1::WorkloadSpec& spec) {
+  return spec.has_replicas() ? spec.replicas().value() : 1;
+}
+
+size_t ReadyReplicas(const v1::Workload& workload) {
+  return std::count_if(workload.status().replicas().begin(), workload.status().replicas().end(),
+                       [](const v1::Replica& r) { return r.ready(); });
+}
+
+// RFC 3339 in UTC ("2024-05-01T12:00:00Z"); "" for 0, which means "never".
+std::string Rfc3339(int64_t unix_seconds) {
+  if (unix_seconds == 0) return "";
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  if (gmtime_r(&t, &tm) == nullptr) return std::to_string(unix_seconds);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buffer;
+}
+
+// Distinct non-empty values in first-seen order.
+template <typename Getter>
+std::vector<std::string> Distinct(const v1::Workload& workload, Getter get) {
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const v1::Replica& replica : workload.status().replicas()) {
+    const std::string& value = get(replica);
+    if (!value.empty() && seen.insert(value).second) out.push_back(value);
+  }
+  return out;
+}
+
+// "a,b,c +2 more": a table cell stays readable with a thousand replicas.
+std::string FirstAddresses(const v1::Workload& workload) {
+  constexpr size_t kShown = 3;
+  std::vector<std::string> addresses;
+  size_t total = 0;
+  for (const v1::Replica& replica : workload.status().replicas()) {
+    if (replica.address().empty()) continue;
+    if (addresses.size() < kShown) addresses.push_back(replica.address());
+    ++total;
+  }
+  std::string text = Join(addresses, ",");
+  if (total > kShown) text += " +" + std::to_string(total - kShown) + " more";
+  return text;
+}
+
+v1::Kind KindOf(const v1::Object& object) {
+  switch (object.kind_case()) {
+    case v1::Object::kWorkload:
+      return v1::WORKLOAD;
+    case v1::Object::kService:
+      return v1::SERVICE;
+    case v1::Object::kAuthorizationPolicy:
+      return v1::AUTHORIZATION_POLICY;
+    case v1::Object::KIND_NOT_SET:
+      break;
+  }
+  return v1::KIND_UNSPECIFIED;
+}
+
+std::string NamespaceOf(const v1::ObjectMeta& meta) {
+  return meta.namespace_().empty() ? "default" : meta.namespace_();
+}
+
+// ---------------------------------------------------------------------------
+// Tables.
+
+// kubectl's printer: each column as wide as its widest cell, 3 spaces between
+// columns, the last column not padded (no trailing blanks).
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
+  void AddRow(std::vector<std::string> cells) {
+    for (std::string& cell : cells) cell = OrNone(std::move(cell));
+    rows_.push_back(std::move(cells));
+  }
+  std::string Render(std::string_view indent = "") const {
+    std::vector<size_t> widths(rows_.front().size(), 0);
+    for (const auto& row : rows_) {
+      for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+    }
+    std::string out;
+    for (const auto& row : rows_) {
+      out += indent;
+      for (size_t i = 0; i < row.size(); ++i) {
+        out += row[i];
+        if (i + 1 < row.size()) out.append(widths[i] - row[i].size() + 3, ' ');
+      }
+      out += '\n';
+    }
+    return out;
+  }
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+};
+
+std::vector<std::string> Header(bool all_namespaces, std::vector<std::string> columns) {
+  if (all_namespaces) columns.insert(columns.begin(), "NAMESPACE");
+  return columns;
+}
+
+std::vector<std::string> Row(bool all_namespaces, const v1::ObjectMeta& meta,
+                             std::vector<std::string> cells) {
+  cells.insert(cells.begin(), meta.name());
+  if (all_namespaces) cells.insert(cells.begin(), NamespaceOf(meta));
+  return cells;
+}
+
+std::string WorkloadTable(const std::vector<const v1::Object*>& objects, bool wide,
+                          bool all_namespaces) {
+  std::vector<std::string> columns = {"NAME", "READY", "REPLICAS", "APP", "PORTS"};
+  if (wide) columns.insert(columns.end(), {"SERVICE-ACCOUNT", "ADDRESSES", "SPIFFE-ID", "NODE"});
+  Table table(Header(all_namespaces, std::move(columns)));
+  for (const v1::Object* object : objects) {
+    const v1::Workload& w = object->workload();
+    std::vector<std::string> ports;
+    for (const v1::Port& port : w.spec().ports()) ports.push_back(WorkloadPortText(port));
+    std::vector<std::string> cells = {
+        std::to_string(ReadyReplicas(w)) + "/" + std::to_string(DesiredReplicas(w.spec())),
+        std::to_string(DesiredReplicas(w.spec())), AppKindName(w.spec()), Join(ports, ",")};
+    if (wide) {
+      const std::string& sa = w.spec().service_account();
+      cells.push_back(sa.empty() ? "default" : sa);
+      cells.push_back(FirstAddresses(w));
+      cells.push_back(Join(
+          Distinct(w, [](const v1::Replica& r) -> const std::string& { return r.spiffe_id(); }),
+          ","));
+      cells.push_back(Join(
+          Distinct(w, [](const v1::Replica& r) -> const std::string& { return r.node(); }), ","));
+    }
+    table.AddRow(Row(all_namespaces, w.metadata(), std::move(cells)));
+  }
+  return table.Render();
+}
+
+std::string ServiceTable(const std::vector<const v1::Object*>& objects, bool wide,
+                         bool all_namespaces) {
+  std::vector<std::string> columns = {"NAME", "VIP", "PORTS", "ENDPOINTS"};
+  if (wide) columns.push_back("SELECTOR");
+  Table table(Header(all_namespaces, std::move(columns)));
+  for (const v1::Object* object : objects) {
+    const v1::Service& s = object->service();
+    std::vector<std::string> ports;
+    for (const v1::ServicePort& port : s.spec().ports()) ports.push_back(ServicePortText(port));
+    std::vector<std::string> cells = {s.status().vip(), Join(ports, ","),
+                                      std::to_string(s.status().endpoints_size())};
+    if (wide) cells.push_back(LabelsInline(s.spec().selector()));
+    table.AddRow(Row(all_namespaces, s.metadata(), std::move(cells)));
+  }
+  return table.Render();
+}
+
+std::string PolicyTable(const std::vector<const v1::Object*>& objects, bool all_namespaces) {
+  Table table(Header(all_namespaces, {"NAME", "ACTION", "SELECTOR", "RULES"}));
+  for (const v1::Object* object : objects) {
+    const v1::AuthorizationPolicy& p = object->authorization_policy();
+    // An empty selector selects every workload of the namespace (Istio).
+    std::string selector = LabelsInline(p.spec().match_labels());
+    table.AddRow(Row(all_namespaces, p.metadata(),
+                     {ActionName(p.spec().action()), selector.empty() ? "<all>" : selector,
+                      std::to_string(p.spec().rules_size())}));
+  }
+  return table.Render();
+}
+
+std::string Tables(const std::vector<v1::Object>& objects, v1::Kind kind, bool wide,
+                   bool all_namespaces) {
+  // One table per kind; the requested kind first, then the others in enum order.
+  std::vector<v1::Kind> order = {kind};
+  for (v1::Kind k : {v1::WORKLOAD, v1::SERVICE, v1::AUTHORIZATION_POLICY}) {
+    if (k != kind) order.push_back(k);
+  }
+  std::string out;
+  for (v1::Kind k : order) {
+    std::vector<const v1::Object*> of_kind;
+    for (const v1::Object& object : objects) {
+      if (KindOf(object) == k) of_kind.push_back(&object);
+    }
+    if (of_kind.empty()) continue;
+    if (!out.empty()) out += '\n';
+    switch (k) {
+      case v1::WORKLOAD:
+        out += WorkloadTable(of_kind, wide, all_namespaces);
+        break;
+      case v1::SERVICE:
+        out += ServiceTable(of_kind, wide, all_namespaces);
+        break;
+      case v1::AUTHORIZATION_POLICY:
+        out += PolicyTable(of_kind, all_namespaces);
+        break;
+      default:
+        break;
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// JSON.
+
+std::string Json(const v1::Object& object) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = false;  // lowerCamelCase, as the manifests
+  std::string out;
+  auto status = google::protobuf::util::MessageToJsonString(object, &out, options);
+  if (!status.ok()) {
+    // Only a message with invalid UTF-8 in a string field gets here; say so
+    // in valid JSON rather than print half a document.
+    return "{\"error\": \"this object cannot be printed as JSON (a string field is not "
+           "valid UTF-8)\"}\n";
+  }
+  if (out.empty() || out.back() != '\n') out += '\n';
+  return out;
+}
+
+// Prefixes every non-empty line of `text` with `indent`.
+std::string IndentLines(std::string_view text, std::string_view first, std::string_view rest) {
+  std::string out;
+  bool first_line = true;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    if (!line.empty()) out += first_line ? first : rest;
+    out += line;
+    out += '\n';
+    first_line = false;
+    start = end + 1;
+  }
+  return out;
+}
+
+std::string JsonList(const std::vector<v1::Object>& objects) {
+  if (objects.empty()) return "{\n \"items\": []\n}\n";
+  std::string out = "{\n \"items\": [\n";
+  for (size_t i = 0; i < objects.size(); ++i) {
+    std::string item = IndentLines(Json(objects[i]), "  ", "  ");
+    item.pop_back();  // The newline goes after the separating comma.
+    out += item;
+    out += i + 1 < objects.size() ? ",\n" : "\n";
+  }
+  out += " ]\n}\n";
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// YAML.
+
+// The `status:` section, or "" when the object has none worth printing.
+std::string YamlStatus(const v1::Object& object) {
+  YAML::Emitter out;
+  out << YAML::BeginMap << YAML::Key << "status" << YAML::Value << YAML::BeginMap;
+  if (object.has_workload()) {
+    const v1::WorkloadStatus& status = object.workload().status();
+    if (status.replicas_size() == 0) return "";
+    out << YAML::Key << "replicas" << YAML::Value << YAML::BeginSeq;
+    for (const v1::Replica& r : status.replicas()) {
+      out << YAML::BeginMap;
+      out << YAML::Key << "name" << YAML::Value << r.name();
+      out << YAML::Key << "address" << YAML::Value << r.address();
+      out << YAML::Key << "spiffeId" << YAML::Value << r.spiffe_id();
+      if (!r.certificate_serial().empty()) {
+        // Quoted: an all-digit hex serial must stay a string.
+        out << YAML::Key << "certificateSerial" << YAML::Value << YAML::DoubleQuoted
+            << r.certificate_serial();
+        out << YAML::Key << "certificateNotAfter" << YAML::Value
+            << Rfc3339(r.certificate_not_after());
+      }
+      out << YAML::Key << "ready" << YAML::Value << r.ready();
+      if (!r.node().empty()) out << YAML::Key << "node" << YAML::Value << r.node();
+      out << YAML::EndMap;
+    }
+    out << YAML::EndSeq;
+  } else if (object.has_service()) {
+    const v1::ServiceStatus& status = object.service().status();
+    if (status.vip().empty() && status.endpoints_size() == 0) return "";
+    if (!status.vip().empty()) out << YAML::Key << "vip" << YAML::Value << status.vip();
+    out << YAML::Key << "endpoints" << YAML::Value << YAML::BeginSeq;
+    for (const std::string& endpoint : status.endpoints()) out << endpoint;
+    out << YAML::EndSeq;
+  } else {
+    return "";
+  }
+  out << YAML::EndMap << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+// The manifest text without document markers, so it can be nested in a List.
+std::string Yaml(const v1::Object& object) {
+  Result<workloads::Object> model = FromProtoUnvalidated(object);
+  if (!model.ok()) {
+    // Cannot happen with objects an agent returned; still, print the
+    // problem as a YAML comment instead of nothing.
+    return "# cannot print this object as a manifest: " + model.error().message + "\n";
+  }
+  std::string text = workloads::WriteManifest(*model);
+  if (text.rfind("---\n", 0) == 0) text.erase(0, 4);
+  if (text.size() >= 4 && text.compare(text.size() - 4, 4, "...\n") == 0)
+    text.resize(text.size() - 4);
+  if (!text.empty() && text.back() != '\n') text += '\n';
+  return text + YamlStatus(object);
+}
+
+std::string YamlList(const std::vector<v1::Object>& objects) {
+  std::string out = "apiVersion: v1\nkind: List\n";
+  if (objects.empty()) return out + "items: []\n";
+  out += "items:\n";
+  for (const v1::Object& object : objects) out += IndentLines(Yaml(object), "- ", "  ");
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Describe.
+
+// Labelled lines in kubectl describe's layout: the values of the labels of
+// one level under one parent start in one column; a multi-line value
+// continues in that column.
+class DescribeWriter {
+ public:
+  void Field(int level, std::string label, std::vector<std::string> values) {
+    if (values.empty()) values.push_back(kNone);
+    entries_.push_back({level, std::move(label), std::move(values), false});
+  }
+  void Field(int level, std::string label, std::string value) {
+    Field(level, std::move(label), std::vector<std::string>{OrNone(std::move(value))});
+  }
+  // A label with nothing after it, heading the lines below.
+  void Section(int level, std::string label) {
+    entries_.push_back({level, std::move(label), {}, false});
+  }
+  // Pre-formatted lines (a table), indented to `level`.
+  void Text(int level, std::string text) { entries_.push_back({level, std::move(text), {}, true}); }
+
+  std::string Finish() const {
+    // The labels of one group share a value column. A group is the run of
+    // entries of one level under one parent: going deeper opens a group,
+    // coming back up closes the deeper ones and resumes the outer one.
+    constexpr size_t kNoGroup = static_cast<size_t>(-1);
+    std::vector<size_t> group(entries_.size());
+    std::map<size_t, size_t> widths;  // group id -> widest "label:" that has a value
+    std::vector<size_t> open;         // open[level] = id of the level's current group
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      const Entry& e = entries_[i];
+      const size_t level = static_cast<size_t>(e.level);
+      open.resize(level + 1, kNoGroup);
+      if (open[level] == kNoGroup) open[level] = i;
+      group[i] = open[level];
+      if (!e.raw && !e.values.empty()) {
+        widths[group[i]] = std::max(widths[group[i]], e.label.size() + 1);
+      }
+    }
+    std::string out;
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      const Entry& e = entries_[i];
+      const std::string indent(2 * e.level, ' ');
+      if (e.raw) {
+        out += IndentLines(e.label, indent, indent);
+        continue;
+      }
+      out += indent + e.label + ":";
+      if (e.values.empty()) {
+        out += '\n';
+        continue;
+      }
+      const size_t column = widths[group[i]] + 2;
+      out.append(column - e.label.size() - 1, ' ');
+      out += e.values[0] + "\n";
+      for (size_t v = 1; v < e.values.size(); ++v) {
+        out += indent + std::string(column, ' ') + e.values[v] + "\n";
+      }
+    }
+    return out;
+  }
+
+ private:
+  struct Entry {
+    int level;
+    std::string label;  // the text itself when raw
+    std::vector<std::string> values;
+    bool raw;
+  };
+  std::vector<Entry> entries_;
+};
+
+void DescribeMeta(DescribeWriter& w, const char* kind, const v1::ObjectMeta& meta) {
+  w.Field(0, "Name", meta.name());
+  w.Field(0, "Namespace", NamespaceOf(meta));
+  w.Field(0, "Kind", kind);
+  w.Field(0, "Labels", LabelLines(meta.labels()));
+}
+
+// An argv as a shell would need it typed: arguments with blanks or quotes
+// in single quotes, so the line is unambiguous.
+std::string CommandLine(const google::protobuf::RepeatedPtrField<std::string>& argv) {
+  std::vector<std::string> parts;
+  for (const std::string& arg : argv) {
+    if (!arg.empty() && arg.find_first_of(" \t\n'\"\\") == std::string::npos) {
+      parts.push_back(arg);
+      continue;
+    }
+    std::string quoted = "'";
+    for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    parts.push_back(quoted + "'");
+  }
+  return Join(parts, " ");
+}
+
+// kubectl's probe line: "http-get :8080/healthz delay=0s timeout=1s period=10s
+// #success=1 #failure=3".
+std::string ProbeText(const v1::Probe& probe) {
+  std::string text;
+  if (probe.has_http_get()) {
+    const std::string& path = probe.http_get().path();
+    text = "http-get :" + PortRefText(probe.http_get().port()) + (path.empty() ? "/" : path);
+  } else {
+    text = "tcp-socket :" + PortRefText(probe.tcp_socket().port());
+  }
+  auto or_default = [](bool has, uint32_t value, uint32_t fallback) {
+    return std::to_string(has ? value : fallback);
+  };
+  text += " delay=" + std::to_string(probe.initial_delay_seconds()) + "s";
+  text += " timeout=" + or_default(probe.has_timeout_seconds(), probe.timeout_seconds().value(), 1) + "s";
+  text += " period=" + or_default(probe.has_period_seconds(), probe.period_seconds().value(), 10) + "s";
+  text += " #success=" + or_default(probe.has_success_threshold(), probe.success_threshold().value(), 1);
+  text += " #failure=" + or_default(probe.has_failure_threshold(), probe.failure_threshold().value(), 3);
+  return text;
+}
+
+// A body may be long or binary: show its size and a one-line preview.
+std::string BodyPreview(const std::string& body) {
+  constexpr size_t kPreview = 60;
+  YAML::Emitter quoted;
+  quoted << YAML::DoubleQuoted << body.substr(0, kPreview);
+  std::string text = quoted.c_str();
+  if (body.size() > kPreview) text += "...";
+  return text + " (" + std::to_string(body.size()) + " bytes)";
+}
+
+void DescribeApp(DescribeWriter& w, const v1::WorkloadSpec& spec) {
+  w.Field(0, "App", AppKindName(spec));
+  const v1::App& app = spec.app();
+  switch (app.kind_case()) {
+    case v1::App::kStatic: {
+      const v1::StaticApp& s = app.static_();
+      w.Field(1, "Status", std::to_string(s.status() == 0 ? 200 : s.status()));
+      w.Field(1, "Body", BodyPreview(s.body()));
+      std::vector<std::string> headers;
+      for (const auto& [name, value] : Sorted(s.headers())) headers.push_back(name + ": " + value);
+      w.Field(1, "Headers", headers);
+      break;
+    }
+    case v1::App::kForward:
+      w.Field(1, "Address", app.forward().address());
+      break;
+    case v1::App::kExec: {
+      const v1::ExecApp& e = app.exec();
+      w.Field(1, "Command", CommandLine(e.command()));
+      w.Field(1, "Working Dir", e.working_dir());
+      w.Field(1, "Restart Policy", RestartPolicyName(e.restart_policy()));
+      std::vector<std::string> env;
+      for (const v1::EnvVar& var : e.env()) env.push_back(var.name() + "=" + var.value());
+      w.Field(1, "Environment", env);
+      w.Field(1, "Readiness", e.has_readiness_probe() ? ProbeText(e.readiness_probe()) : "");
+      w.Field(1, "Termination Grace",
+              std::to_string(e.has_termination_grace_period_seconds()
+                                 ? e.termination_grace_period_seconds().value()
+                                 : 30) +
+                  "s");
+      break;
+    }
+    case v1::App::kEcho:
+    case v1::App::KIND_NOT_SET:
+      break;
+  }
+}
+
+std::string DescribeWorkload(const v1::Workload& workload) {
+  DescribeWriter w;
+  DescribeMeta(w, "Workload", workload.metadata());
+  const v1::WorkloadSpec& spec = workload.spec();
+  w.Field(0, "Service Account",
+          spec.service_account().empty() ? "default" : spec.service_account());
+  w.Field(0, "Replicas",
+          std::to_string(DesiredReplicas(spec)) + " desired | " +
+              std::to_string(workload.status().replicas_size()) + " materialized | " +
+              std::to_string(ReadyReplicas(workload)) + " ready");
+  std::vector<std::string> ports;
+  for (const v1::Port& port : spec.ports()) {
+    ports.push_back(port.name().empty() ? WorkloadPortText(port)
+                                        : port.name() + " " + WorkloadPortText(port));
+  }
+  w.Field(0, "Ports", ports);
+  DescribeApp(w, spec);
+  if (workload.status().replicas_size() == 0) {
+    w.Field(0, "Replica Status", "");
+    return w.Finish();
+  }
+  // The NODE column only matters in a cluster, where replicas carry a node.
+  bool any_node = false;
+  for (const v1::Replica& r : workload.status().replicas()) any_node |= !r.node().empty();
+  std::vector<std::string> columns = {"NAME",        "ADDRESS", "SPIFFE ID",
+                                      "CERT SERIAL", "EXPIRES", "READY"};
+  if (any_node) columns.push_back("NODE");
+  Table table(std::move(columns));
+  for (const v1::Replica& r : workload.status().replicas()) {
+    std::vector<std::string> cells = {r.name(),
+                                      r.address(),
+                                      r.spiffe_id(),
+                                      r.certificate_serial(),
+                                      Rfc3339(r.certificate_not_after()),
+                                      r.ready() ? "true" : "false"};
+    if (any_node) cells.push_back(r.node());
+    table.AddRow(std::move(cells));
+  }
+  w.Section(0, "Replica Status");
+  w.Text(1, table.Render());
+  return w.Finish();
+}
+
+std::string DescribeService(const v1::Service& service) {
+  DescribeWriter w;
+  DescribeMeta(w, "Service", service.metadata());
+  // An empty selector selects nothing (Kubernetes).
+  w.Field(0, "Selector", LabelsInline(service.spec().selector()));
+  w.Field(0, "VIP", service.status().vip());
+  std::vector<std::string> ports;
+  for (const v1::ServicePort& port : service.spec().ports()) {
+    ports.push_back(port.name().empty() ? ServicePortText(port)
+                                        : port.name() + " " + ServicePortText(port));
+  }
+  w.Field(0, "Ports", ports);
+  w.Field(0, "Endpoints",
+          std::vector<std::string>(service.status().endpoints().begin(),
+                                   service.status().endpoints().end()));
+  return w.Finish();
+}
+
+std::string SourceText(const v1::PolicySource& source) {
+  std::vector<std::string> parts;
+  auto add = [&parts](const char* name, const google::protobuf::RepeatedPtrField<std::string>& v) {
+    if (!v.empty()) parts.push_back(std::string(name) + "=" + Join({v.begin(), v.end()}, ","));
+  };
+  add("principals", source.principals());
+  add("notPrincipals", source.not_principals());
+  add("namespaces", source.namespaces());
+  add("notNamespaces", source.not_namespaces());
+  return parts.empty() ? "<any>" : Join(parts, " ");
+}
+
+std::string OperationText(const v1::PolicyOperation& operation) {
+  std::vector<std::string> parts;
+  auto add = [&parts](const char* name, const google::protobuf::RepeatedField<uint32_t>& v) {
+    if (v.empty()) return;
+    std::vector<std::string> ports;
+    for (uint32_t port : v) ports.push_back(std::to_string(port));
+    parts.push_back(std::string(name) + "=" + Join(ports, ","));
+  };
+  add("ports", operation.ports());
+  add("notPorts", operation.not_ports());
+  return parts.empty() ? "<any>" : Join(parts, " ");
+}
+
+std::string DescribePolicy(const v1::AuthorizationPolicy& policy) {
+  DescribeWriter w;
+  DescribeMeta(w, "AuthorizationPolicy", policy.metadata());
+  const v1::AuthorizationPolicySpec& spec = policy.spec();
+  std::string selector = LabelsInline(spec.match_labels());
+  w.Field(0, "Selector", selector.empty() ? "<all workloads in the namespace>" : selector);
+  w.Field(0, "Action", ActionName(spec.action()));
+  if (spec.rules_size() == 0) {
+    // Istio: an ALLOW policy without rules allows nothing, a DENY one denies nothing.
+    w.Field(0, "Rules",
+            spec.action() == v1::DENY ? "<none> (denies nothing)" : "<none> (allows nothing)");
+    return w.Finish();
+  }
+  w.Section(0, "Rules");
+  for (int i = 0; i < spec.rules_size(); ++i) {
+    const v1::PolicyRule& rule = spec.rules(i);
+    w.Section(1, "Rule " + std::to_string(i + 1));
+    std::vector<std::string> from, to;
+    for (const v1::PolicySource& source : rule.from()) from.push_back(SourceText(source));
+    for (const v1::PolicyOperation& operation : rule.to()) to.push_back(OperationText(operation));
+    w.Field(2, "From", from.empty() ? std::vector<std::string>{"<any>"} : from);
+    w.Field(2, "To", to.empty() ? std::vector<std::string>{"<any>"} : to);
+  }
+  return w.Finish();
+}
+
+}  // namespace
+
+Result<OutputFormat> ParseOutputFormat(std::string_view name) {
+  if (name.empty()) return OutputFormat::kTable;
+  if (name == "wide") return OutputFormat::kWide;
+  if (name == "yaml") return OutputFormat::kYaml;
+  if (name == "json") return OutputFormat::kJson;
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "output: unknown format \"" + std::string(name) +
+                       "\" (expected wide, yaml or json, or no -o for a table)");
+}
+
+std::string FormatList(const std::vector<v1::Object>& objects, v1::Kind kind, OutputFormat format,
+                       bool all_namespaces) {
+  switch (format) {
+    case OutputFormat::kTable:
+      return Tables(objects, kind, false, all_namespaces);
+    case OutputFormat::kWide:
+      return Tables(objects, kind, true, all_namespaces);
+    case OutputFormat::kYaml:
+      return YamlList(objects);
+    case OutputFormat::kJson:
+      return JsonList(objects);
+  }
+  return "";
+}
+
+std::string FormatObject(const v1::Object& object, OutputFormat format) {
+  switch (format) {
+    case OutputFormat::kTable:
+    case OutputFormat::kWide:
+      return FormatList({object}, KindOf(object), format, false);
+    case OutputFormat::kYaml:
+      return Yaml(object);
+    case OutputFormat::kJson:
+      return Json(object);
+  }
+  return "";
+}
+
+std::string Describe(const v1::Object& object) {
+  switch (object.kind_case()) {
+    case v1::Object::kWorkload:
+      return DescribeWorkload(object.workload());
+    case v1::Object::kService:
+      return DescribeService(object.service());
+    case v1::Object::kAuthorizationPolicy:
+      return DescribePolicy(object.authorization_policy());
+    case v1::Object::KIND_NOT_SET:
+      break;
+  }
+  return "<an object of an unknown kind>\n";
+}
+
+}  // namespace podless::api

@@ -1,0 +1,60 @@
+// What `podless get` and `podless describe` print, in kubectl's manner.
+// Pure functions from API messages to text, so the CLI stays a thin layer
+// and every format is testable without an agent.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "podless/v1/runtime.pb.h"
+#include "workloads/result.h"
+
+namespace podless::api {
+
+enum class OutputFormat { kTable, kWide, kYaml, kJson };
+
+// The value of `-o`: "" (table), "wide", "yaml", "json". Anything else is
+// INVALID_ARGUMENT naming the value and the accepted ones.
+Result<OutputFormat> ParseOutputFormat(std::string_view name);
+
+// A list as `podless get KIND` prints it.
+//
+// Tables (kTable, kWide): kubectl style, header upper-case, columns separated
+// by at least 3 spaces, no trailing blanks, "<none>" for an empty cell. The
+// NAMESPACE column appears only with `all_namespaces`. There is no AGE column:
+// the agent does not record creation times.
+//   workloads: NAME READY (ready/desired) REPLICAS (desired) APP PORTS (8080/HTTP,...);
+//              wide adds SERVICE-ACCOUNT ADDRESSES (first 3, then "+N more")
+//              SPIFFE-ID NODE
+//   services:  NAME VIP PORTS (80->http/TCP; 80/TCP when the target is the
+//              same number) ENDPOINTS (count); wide adds SELECTOR
+//   policies:  NAME ACTION SELECTOR ("<all>" when empty) RULES (count)
+// Objects are printed in the order given. Objects of a kind other than `kind`
+// (or any kind, with KIND_UNSPECIFIED) get a table of their own, one per
+// kind, separated by a blank line. An empty list yields "": the caller prints
+// kubectl's "No resources found" on stderr.
+//
+// kYaml: a `apiVersion: v1, kind: List, items: [...]` document (as kubectl
+// does) whose items are what FormatObject prints. kJson: {"items": [...]}
+// whose items are what FormatObject prints (each parses as a v1.Object).
+std::string FormatList(const std::vector<v1::Object>& objects, v1::Kind kind, OutputFormat format,
+                       bool all_namespaces);
+
+// One object as `podless get KIND NAME` prints it.
+// kTable/kWide: the one-row table of FormatList.
+// kYaml: the canonical manifest (workloads::WriteManifest) followed by a
+//   `status:` section when the object has one (workload replicas: name,
+//   address, spiffeId, certificateSerial, certificateNotAfter in RFC 3339,
+//   ready, node; service: vip, endpoints).
+// kJson: the v1.Object in protobuf's JSON mapping (lowerCamelCase names,
+//   indented), which JsonStringToMessage reads back.
+std::string FormatObject(const v1::Object& object, OutputFormat format);
+
+// `podless describe`: labelled lines (Name, Namespace, Labels, ...), the app
+// with its details, ports, and for workloads a replica table (name, address,
+// SPIFFE ID, certificate serial, expiry in RFC 3339, ready, node). Ends with
+// a newline; the CLI separates several objects with a blank line.
+std::string Describe(const v1::Object& object);
+
+}  // namespace podless::api

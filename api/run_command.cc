@@ -1,0 +1,121 @@
+#include "api/run_command.h"
+
+#include <signal.h>
+#include <uv.h>
+
+#include <cstdio>
+#include <map>
+
+#include "api/grpc_server.h"
+#include "api/manifest_files.h"
+#include "api/runtime_service.h"
+#include "proxy/uv_handle.h"
+#include "runtime/config.h"
+#include "runtime/node.h"
+
+namespace podless::api {
+namespace {
+
+void Log(const std::string& line) { std::fprintf(stderr, "podless: %s\n", line.c_str()); }
+
+// Applies the operator's --apply manifests through the same path as the API.
+Status ApplyAtStart(runtime::Agent& agent, const std::vector<std::string>& paths) {
+  if (paths.empty()) return {};
+  std::vector<ManifestFile> files;
+  for (const std::string& path : paths) {
+    auto read = ReadManifestFiles(path);
+    if (!read) return read.error();
+    for (auto& file : *read) files.push_back(std::move(file));
+  }
+  auto parsed = ParseManifestFiles(files);
+  if (!parsed) return parsed.error();
+  std::vector<workloads::Object> objects;
+  for (auto& object : *parsed) objects.push_back(std::move(object.object));
+  auto changes = agent.Apply(std::move(objects), /*dry_run=*/false);
+  if (!changes) return changes.error();
+  for (const auto& change : *changes) {
+    Log(std::string("--apply: ") + workloads::KindName(change.key.kind) + " " + change.key.ns +
+        "/" + change.key.name + " " + change.action);
+  }
+  return {};
+}
+
+}  // namespace
+
+int RunCommand(const std::vector<std::string>& args) {
+  auto config = runtime::ParseRunFlags(args);
+  if (!config) {
+    if (config.error().code == ErrorCode::kFailedPrecondition) {  // --help
+      std::fputs(config.error().message.c_str(), stdout);
+      return 0;
+    }
+    std::fprintf(stderr, "podless run: %s\n", config.error().message.c_str());
+    return 2;
+  }
+  // A client that disappears must not kill the agent with SIGPIPE.
+  signal(SIGPIPE, SIG_IGN);
+
+  proxy::UvLoop loop;
+  auto node = runtime::Node::Start(loop.get(), *config);
+  if (!node) {
+    Log("cannot start: " + node.error().message);
+    return 1;
+  }
+
+  auto& metrics = (*node)->metrics();
+  proxy::CounterFamily& api_requests = metrics.AddCounter(
+      "podless_api_requests_total", "Local API calls by method and gRPC code.",
+      {"method", "code"});
+  RuntimeService service((*node)->agent(), [&api_requests](std::string_view method,
+                                                           ErrorCode code, bool ok) {
+    api_requests.WithLabels({method, ok ? std::string_view("OK") : ErrorCodeName(code)}).Inc();
+  });
+  GrpcServer grpc(loop.get());
+  service.RegisterWith(grpc);
+  const std::string socket_path = config->ApiSocketPath();
+  if (Status s = grpc.Listen(socket_path); !s) {
+    Log("cannot start: API socket " + socket_path + ": " + s.error().message);
+    return 1;
+  }
+  if (Status s = ApplyAtStart((*node)->agent(), config->apply_at_start); !s) {
+    Log("cannot start: --apply: " + s.error().message);
+    grpc.Close();
+    (*node)->Shutdown();
+    return 1;
+  }
+
+  // SIGINT/SIGTERM: close every listener and connection; the loop then runs
+  // out of handles and RunCommand returns.
+  bool stopping = false;
+  auto stop = [&] {
+    if (stopping) return;
+    stopping = true;
+    Log("shutting down");
+    grpc.Close();
+    (*node)->Shutdown();
+  };
+  std::map<int, proxy::SignalHandle> signals;
+  for (int signum : {SIGINT, SIGTERM}) {
+    proxy::SignalHandle& handle = signals[signum];
+    uv_signal_init(loop.get(), handle.get());
+    handle->data = &stop;
+    uv_signal_start(
+        handle.get(),
+        [](uv_signal_t* h, int) { (*static_cast<decltype(stop)*>(h->data))(); }, signum);
+  }
+
+  (*node)->SetReady();
+  Log("ready: node " + config->node_name + ", API " + socket_path + ", admin " +
+      config->admin_address + ", state " + config->state_dir);
+  while (!stopping && uv_run(loop.get(), UV_RUN_ONCE) != 0) {
+  }
+  signals.clear();
+  grpc.Close();
+  node->reset();
+  // Let close callbacks of everything above release their memory.
+  uv_run(loop.get(), UV_RUN_DEFAULT);
+  Log("stopped");
+  return 0;
+}
+
+}  // namespace podless::api

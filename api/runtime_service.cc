@@ -1,0 +1,340 @@
+#include "api/runtime_service.h"
+
+#include "api/manifest_files.h"
+#include "api/model_convert.h"
+#include "podless/v1/runtime.pb.h"
+#include "workloads/ipam.h"
+#include "workloads/validation.h"
+
+namespace podless::api {
+namespace {
+
+using workloads::Kind;
+using workloads::ObjectKey;
+
+constexpr char kService[] = "/podless.v1.Runtime/";
+
+// The manifests of a request: the inline one, then `files`, in that order.
+Result<std::vector<workloads::ParsedObject>> ParseRequestManifests(
+    const std::string& manifest, const std::string& source_name,
+    const google::protobuf::RepeatedPtrField<v1::ManifestFile>& files) {
+  std::vector<ManifestFile> all;
+  if (!manifest.empty() || files.empty()) {
+    all.push_back({source_name.empty() ? "-" : source_name, manifest});
+  }
+  for (const v1::ManifestFile& file : files) all.push_back({file.name(), file.text()});
+  return ParseManifestFiles(all);
+}
+
+v1::ApplyResult ToProto(const runtime::ObjectChange& change) {
+  v1::ApplyResult result;
+  result.mutable_ref()->set_kind(ToProtoKind(change.key.kind));
+  result.mutable_ref()->set_namespace_(change.key.ns);
+  result.mutable_ref()->set_name(change.key.name);
+  result.set_action(change.action);
+  return result;
+}
+
+std::string NamespaceOrDefault(const std::string& ns) {
+  return ns.empty() ? workloads::kDefaultNamespace : ns;
+}
+
+// Joins Validate() findings of an object that came from the API (no file).
+Status ValidateApiObject(const workloads::Object& object, const std::string& root) {
+  std::vector<workloads::Diagnostic> errors = workloads::Validate(object);
+  if (errors.empty()) return {};
+  std::string message;
+  for (auto& error : errors) {
+    if (!error.field.empty()) error.field = root + "." + error.field;
+    if (!message.empty()) message += '\n';
+    message += error.ToString();
+  }
+  return MakeError(ErrorCode::kInvalidArgument, message);
+}
+
+}  // namespace
+
+RuntimeService::RuntimeService(runtime::Agent& agent, CallObserver observer)
+    : agent_(agent), observer_(std::move(observer)) {}
+
+RuntimeService::~RuntimeService() {
+  for (uint64_t id : watchers_) agent_.RemoveWatcher(id);
+}
+
+// Fills the output-only status of an object from the agent's tables.
+static v1::Object ObjectWithStatus(runtime::Agent& agent, const runtime::StoredObject& stored) {
+  v1::Object out = ToProto(stored.object);
+  if (out.has_workload()) {
+    auto* status = out.mutable_workload()->mutable_status();
+    for (const runtime::ReplicaView& view : agent.Replicas(stored)) {
+      v1::Replica* replica = status->add_replicas();
+      replica->set_name(view.name);
+      replica->set_ordinal(view.ordinal);
+      replica->set_address(workloads::FormatIpv4(view.address));
+      replica->set_spiffe_id(view.spiffe_id);
+      replica->set_ready(view.ready);
+      replica->set_node(agent.config().node_name);
+      if (view.certificate) {
+        replica->set_certificate_serial(view.certificate->serial_hex);
+        replica->set_certificate_not_after(view.certificate->not_after);
+      }
+    }
+  } else if (out.has_service()) {
+    auto* status = out.mutable_service()->mutable_status();
+    if (!stored.addresses.empty()) status->set_vip(workloads::FormatIpv4(stored.addresses[0]));
+    for (uint32_t address :
+         agent.ServiceEndpoints(std::get<workloads::Service>(stored.object))) {
+      status->add_endpoints(workloads::FormatIpv4(address));
+    }
+  }
+  return out;
+}
+
+void RuntimeService::RegisterWith(GrpcServer& server) {
+  // Wraps a typed handler so every call is counted by method and code.
+  auto observed = [this]<typename Req, typename Resp>(
+                      std::string name,
+                      std::function<Result<Resp>(const CallContext&, const Req&)> handler) {
+    return std::function<Result<Resp>(const CallContext&, const Req&)>(
+        [this, name, handler = std::move(handler)](const CallContext& context,
+                                                   const Req& request) -> Result<Resp> {
+          Result<Resp> result = handler(context, request);
+          if (observer_) {
+            observer_(name, result.ok() ? ErrorCode::kInternal : result.error().code, result.ok());
+          }
+          return result;
+        });
+  };
+
+  server.AddUnary<v1::ApplyRequest, v1::ApplyResponse>(
+      std::string(kService) + "Apply",
+      observed.operator()<v1::ApplyRequest, v1::ApplyResponse>(
+          "Apply", [this](const CallContext&, const v1::ApplyRequest& request)
+                       -> Result<v1::ApplyResponse> {
+            auto parsed =
+                ParseRequestManifests(request.manifest(), request.source_name(), request.files());
+            if (!parsed) return parsed.error();
+            std::vector<workloads::Object> objects;
+            for (auto& object : *parsed) objects.push_back(std::move(object.object));
+            auto changes = agent_.Apply(std::move(objects), request.dry_run());
+            if (!changes) return changes.error();
+            v1::ApplyResponse response;
+            for (const auto& change : *changes) *response.add_results() = ToProto(change);
+            return response;
+          }));
+
+  server.AddUnary<v1::DeleteRequest, v1::DeleteResponse>(
+      std::string(kService) + "Delete",
+      observed.operator()<v1::DeleteRequest, v1::DeleteResponse>(
+          "Delete", [this](const CallContext&, const v1::DeleteRequest& request)
+                        -> Result<v1::DeleteResponse> {
+            std::vector<ObjectKey> keys;
+            if (!request.manifest().empty() || !request.files().empty()) {
+              auto parsed = ParseRequestManifests(request.manifest(), request.source_name(),
+                                                  request.files());
+              if (!parsed) return parsed.error();
+              for (const auto& object : *parsed) keys.push_back(workloads::KeyOf(object.object));
+            }
+            for (const v1::ObjectRef& ref : request.refs()) {
+              auto kind = FromProtoKind(ref.kind());
+              if (!kind) return kind.error();
+              if (ref.name().empty()) {
+                return MakeError(ErrorCode::kInvalidArgument, "refs: name is required");
+              }
+              keys.push_back(ObjectKey{*kind, NamespaceOrDefault(ref.namespace_()), ref.name()});
+            }
+            if (keys.empty()) {
+              return MakeError(ErrorCode::kInvalidArgument,
+                               "nothing to delete: give a manifest or refs");
+            }
+            auto changes = agent_.Delete(keys, request.ignore_not_found());
+            if (!changes) return changes.error();
+            v1::DeleteResponse response;
+            for (const auto& change : *changes) *response.add_results() = ToProto(change);
+            return response;
+          }));
+
+  auto register_workloads =
+      [this](const google::protobuf::RepeatedPtrField<v1::Workload>& messages,
+             bool batch) -> Status {
+    std::vector<workloads::Workload> list;
+    std::vector<workloads::ParsedObject> parsed;
+    list.reserve(messages.size());
+    for (int i = 0; i < messages.size(); ++i) {
+      const std::string root = batch ? "workloads[" + std::to_string(i) + "]" : "workload";
+      auto workload = FromProto(messages[i]);
+      if (!workload) {
+        if (!batch) return workload.error();
+        return MakeError(ErrorCode::kInvalidArgument, root + ": " + workload.error().message);
+      }
+      if (Status s = ValidateApiObject(*workload, root); !s) return s;
+      list.push_back(std::move(*workload));
+      if (batch) parsed.push_back({list.back(), {root, 0, 0}});
+    }
+    if (batch) {
+      auto duplicates = workloads::ValidateBatch(parsed);
+      if (!duplicates.empty()) {
+        return MakeError(ErrorCode::kInvalidArgument, duplicates.front().ToString());
+      }
+    }
+    return agent_.Register(std::move(list));
+  };
+
+  server.AddUnary<v1::RegisterRequest, v1::RegisterResponse>(
+      std::string(kService) + "Register",
+      observed.operator()<v1::RegisterRequest, v1::RegisterResponse>(
+          "Register", [this, register_workloads](const CallContext&,
+                                                  const v1::RegisterRequest& request)
+                          -> Result<v1::RegisterResponse> {
+            google::protobuf::RepeatedPtrField<v1::Workload> one;
+            *one.Add() = request.workload();
+            if (Status s = register_workloads(one, false); !s) return s.error();
+            const auto& meta = request.workload().metadata();
+            const auto* stored = agent_.Find(
+                ObjectKey{Kind::kWorkload, NamespaceOrDefault(meta.namespace_()), meta.name()});
+            v1::RegisterResponse response;
+            *response.mutable_workload() = ObjectWithStatus(agent_, *stored).workload();
+            return response;
+          }));
+
+  server.AddUnary<v1::RegisterBatchRequest, v1::RegisterBatchResponse>(
+      std::string(kService) + "RegisterBatch",
+      observed.operator()<v1::RegisterBatchRequest, v1::RegisterBatchResponse>(
+          "RegisterBatch", [register_workloads](const CallContext&,
+                                                const v1::RegisterBatchRequest& request)
+                               -> Result<v1::RegisterBatchResponse> {
+            if (Status s = register_workloads(request.workloads(), true); !s) return s.error();
+            v1::RegisterBatchResponse response;
+            response.set_registered(static_cast<uint32_t>(request.workloads_size()));
+            return response;
+          }));
+
+  server.AddUnary<v1::DeregisterRequest, v1::DeregisterResponse>(
+      std::string(kService) + "Deregister",
+      observed.operator()<v1::DeregisterRequest, v1::DeregisterResponse>(
+          "Deregister", [this](const CallContext&, const v1::DeregisterRequest& request)
+                            -> Result<v1::DeregisterResponse> {
+            if (request.name().empty()) {
+              return MakeError(ErrorCode::kInvalidArgument, "name: required");
+            }
+            auto changes = agent_.Delete(
+                {ObjectKey{Kind::kWorkload, NamespaceOrDefault(request.namespace_()),
+                           request.name()}},
+                /*ignore_not_found=*/false);
+            if (!changes) return changes.error();
+            return v1::DeregisterResponse();
+          }));
+
+  server.AddUnary<v1::GetRequest, v1::Object>(
+      std::string(kService) + "Get",
+      observed.operator()<v1::GetRequest, v1::Object>(
+          "Get", [this](const CallContext&, const v1::GetRequest& request) -> Result<v1::Object> {
+            auto kind = FromProtoKind(request.ref().kind());
+            if (!kind) return kind.error();
+            ObjectKey key{*kind, NamespaceOrDefault(request.ref().namespace_()),
+                          request.ref().name()};
+            const runtime::StoredObject* stored = agent_.Find(key);
+            if (stored == nullptr) {
+              return MakeError(ErrorCode::kNotFound, std::string(workloads::KindName(*kind)) +
+                                                         " " + key.ns + "/" + key.name +
+                                                         " not found");
+            }
+            return ObjectWithStatus(agent_, *stored);
+          }));
+
+  server.AddUnary<v1::ListRequest, v1::ListResponse>(
+      std::string(kService) + "List",
+      observed.operator()<v1::ListRequest, v1::ListResponse>(
+          "List",
+          [this](const CallContext&, const v1::ListRequest& request) -> Result<v1::ListResponse> {
+            auto kind = FromProtoKind(request.kind());
+            if (!kind) return kind.error();
+            v1::ListResponse response;
+            for (const runtime::StoredObject* stored : agent_.List(*kind, request.namespace_())) {
+              *response.add_objects() = ObjectWithStatus(agent_, *stored);
+            }
+            return response;
+          }));
+
+  server.AddUnary<v1::GetCaBundleRequest, v1::CaBundle>(
+      std::string(kService) + "GetCaBundle",
+      observed.operator()<v1::GetCaBundleRequest, v1::CaBundle>(
+          "GetCaBundle",
+          [this](const CallContext&, const v1::GetCaBundleRequest&) -> Result<v1::CaBundle> {
+            v1::CaBundle bundle;
+            bundle.set_trust_domain(agent_.ca().trust_domain());
+            bundle.set_pem(agent_.ca().BundlePem());
+            return bundle;
+          }));
+
+  server.AddUnary<v1::GetCertificateRequest, v1::Certificate>(
+      std::string(kService) + "GetCertificate",
+      observed.operator()<v1::GetCertificateRequest, v1::Certificate>(
+          "GetCertificate", [this](const CallContext&, const v1::GetCertificateRequest& request)
+                                -> Result<v1::Certificate> {
+            auto svid =
+                agent_.Certificate(NamespaceOrDefault(request.namespace_()), request.replica());
+            if (!svid) return svid.error();
+            v1::Certificate cert;
+            cert.set_spiffe_id((*svid)->id.ToString());
+            cert.set_chain_pem((*svid)->CertificateChainPem());
+            cert.set_serial((*svid)->serial_hex);
+            cert.set_not_before((*svid)->not_before);
+            cert.set_not_after((*svid)->not_after);
+            return cert;
+          }));
+
+  server.AddServerStreaming<v1::WatchRequest, v1::WatchEvent>(
+      std::string(kService) + "Watch",
+      [this](const CallContext&, const v1::WatchRequest& request,
+             ServerStreamWriter<v1::WatchEvent> writer) {
+        if (observer_) observer_("Watch", ErrorCode::kInternal, true);
+        std::vector<Kind> kinds;
+        for (int k : request.kinds()) {
+          auto kind = FromProtoKind(static_cast<v1::Kind>(k));
+          if (!kind) {
+            writer.Finish(kind.error());
+            return;
+          }
+          kinds.push_back(*kind);
+        }
+        if (kinds.empty()) kinds = {Kind::kWorkload, Kind::kService, Kind::kAuthorizationPolicy};
+        const std::string ns = request.namespace_();
+        auto wanted = [kinds, ns](const workloads::ObjectKey& key) {
+          return (ns.empty() || key.ns == ns) &&
+                 std::find(kinds.begin(), kinds.end(), key.kind) != kinds.end();
+        };
+        auto send = [this, writer](v1::WatchEvent::Type type,
+                                   const runtime::StoredObject& stored) mutable {
+          v1::WatchEvent event;
+          event.set_type(type);
+          *event.mutable_object() = ObjectWithStatus(agent_, stored);
+          return writer.Write(event);
+        };
+        for (Kind kind : kinds) {
+          for (const runtime::StoredObject* stored : agent_.List(kind, ns)) {
+            if (!send(v1::WatchEvent::ADDED, *stored)) return;
+          }
+        }
+        v1::WatchEvent synced;
+        synced.set_type(v1::WatchEvent::SYNCED);
+        if (!writer.Write(synced)) return;
+
+        const uint64_t id = agent_.AddWatcher(
+            [send, wanted](runtime::WatchEventType type, const runtime::StoredObject& stored) mutable {
+              if (!wanted(workloads::KeyOf(stored.object))) return;
+              send(type == runtime::WatchEventType::kAdded      ? v1::WatchEvent::ADDED
+                   : type == runtime::WatchEventType::kModified ? v1::WatchEvent::MODIFIED
+                                                                : v1::WatchEvent::DELETED,
+                   stored);
+            });
+        watchers_.push_back(id);
+        // The stream ends when the client goes away; then the watcher goes too.
+        writer.OnCancel([this, id] {
+          agent_.RemoveWatcher(id);
+          std::erase(watchers_, id);
+        });
+      });
+}
+
+}  // namespace podless::api

@@ -1,0 +1,31 @@
+// podless.v1.Runtime: the gRPC service the agent serves on its API socket.
+// Each handler validates the request, calls the Agent on the loop thread and
+// maps the outcome to a response or a gRPC status. Errors carry the same
+// text the CLI prints ("file:line:col: field: message" for manifests).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "api/grpc_server.h"
+#include "runtime/agent.h"
+
+namespace podless::api {
+
+class RuntimeService {
+ public:
+  // Counts every call by method and gRPC code (podless_api_requests_total).
+  using CallObserver = std::function<void(std::string_view method, ErrorCode code, bool ok)>;
+
+  RuntimeService(runtime::Agent& agent, CallObserver observer);
+  ~RuntimeService();
+
+  void RegisterWith(GrpcServer& server);
+
+ private:
+  runtime::Agent& agent_;
+  CallObserver observer_;
+  std::vector<uint64_t> watchers_;  // agent watcher ids of open Watch streams
+};
+
+}  // namespace podless::api

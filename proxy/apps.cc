@@ -1,0 +1,315 @@
+#include "proxy/apps.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <memory>
+#include <utility>
+
+#include "proxy/http1_parser.h"
+#include "proxy/splice.h"
+#include "proxy/tcp_stream.h"
+
+namespace podless::proxy {
+
+namespace {
+
+constexpr size_t kMaxRequestBody = 1 << 20;
+constexpr uint64_t kForwardConnectTimeoutMs = 5000;
+
+// TCP echo: every byte back, FIN for FIN.
+class TcpEchoApp final : public StreamHandler {
+ public:
+  explicit TcpEchoApp(Stream* stream) : stream_(stream) {}
+  void OnData(std::string_view bytes) override {
+    stream_->Write(bytes);
+    if (stream_->QueuedBytes() > kHighWatermark && !paused_) {
+      paused_ = true;
+      stream_->SetReadPaused(true);
+    }
+  }
+  void OnWritable() override {
+    if (paused_) {
+      paused_ = false;
+      stream_->SetReadPaused(false);
+    }
+  }
+  void OnEnd() override { stream_->End(); }
+  void OnClosed(bool) override { delete this; }
+
+ private:
+  Stream* stream_;
+  bool paused_ = false;
+};
+
+// An HTTP/1.1 server loop over a Stream: parses requests (keep-alive,
+// Content-Length bodies), and lets the subclass answer each.
+class HttpApp : public StreamHandler {
+ public:
+  HttpApp(AppContext context, Stream* stream) : context_(std::move(context)), stream_(stream) {}
+
+  void OnData(std::string_view bytes) override {
+    if (closing_) return;
+    pending_.append(bytes);
+    Process();
+  }
+  void OnEnd() override {
+    peer_ended_ = true;
+    if (!closing_) {
+      closing_ = true;
+      stream_->End();
+    }
+  }
+  void OnClosed(bool) override { delete this; }
+
+ protected:
+  // Answers one request; `body` is the request body.
+  virtual void Respond(const Http1Request& request, std::string_view body, bool keep_alive) = 0;
+
+  void Send(int status, Http1Headers headers, std::string_view body, bool keep_alive,
+            bool head_only = false) {
+    headers.emplace_back("Content-Length", std::to_string(body.size()));
+    headers.emplace_back("Connection", keep_alive ? "keep-alive" : "close");
+    std::string response = FormatResponseHead(status, "", headers);
+    if (!head_only) response.append(body);
+    stream_->Write(response);
+  }
+
+  AppContext context_;
+
+ private:
+  void Process() {
+    while (!closing_) {
+      if (!head_done_) {
+        size_t consumed = 0;
+        auto state = parser_.Feed(pending_, &consumed);
+        pending_.erase(0, consumed);
+        if (state == Http1RequestParser::State::kIncomplete) return;
+        if (state == Http1RequestParser::State::kError) {
+          Fail(parser_.error_status(), parser_.error());
+          return;
+        }
+        head_done_ = true;
+        if (parser_.request().chunked()) {
+          Fail(501, "chunked request bodies are not supported by in-proxy apps");
+          return;
+        }
+        int64_t length = parser_.request().content_length();
+        body_length_ = length > 0 ? static_cast<size_t>(length) : 0;
+        if (body_length_ > kMaxRequestBody) {
+          Fail(413, "request body larger than 1 MiB");
+          return;
+        }
+      }
+      if (pending_.size() < body_length_) return;
+      const Http1Request& request = parser_.request();
+      bool keep_alive = request.keep_alive() && !peer_ended_;
+      Respond(request, std::string_view(pending_).substr(0, body_length_), keep_alive);
+      pending_.erase(0, body_length_);
+      if (!keep_alive) {
+        closing_ = true;
+        stream_->End();
+        return;
+      }
+      parser_.Reset();
+      head_done_ = false;
+      body_length_ = 0;
+    }
+  }
+
+  void Fail(int status, const std::string& message) {
+    Send(status == 0 ? 400 : status, {{"Content-Type", "text/plain"}}, message + "\n", false);
+    closing_ = true;
+    stream_->End();
+  }
+
+  Stream* stream_;
+  Http1RequestParser parser_;
+  std::string pending_;
+  size_t body_length_ = 0;
+  bool head_done_ = false;
+  bool closing_ = false;
+  bool peer_ended_ = false;
+};
+
+class HttpEchoApp final : public HttpApp {
+ public:
+  using HttpApp::HttpApp;
+
+ private:
+  void Respond(const Http1Request& request, std::string_view, bool keep_alive) override {
+    Send(200, {{"Content-Type", "application/json"}}, EchoJson(context_, request), keep_alive,
+         request.method == "HEAD");
+  }
+};
+
+class StaticHttpApp final : public HttpApp {
+ public:
+  using HttpApp::HttpApp;
+
+ private:
+  void Respond(const Http1Request& request, std::string_view, bool keep_alive) override {
+    const auto& spec = std::get<workloads::StaticApp>(context_.app);
+    Http1Headers headers;
+    bool has_type = false;
+    for (const auto& [name, value] : spec.headers) {
+      if (EqualsIgnoreCase(name, "Content-Length") || EqualsIgnoreCase(name, "Connection"))
+        continue;
+      if (EqualsIgnoreCase(name, "Content-Type")) has_type = true;
+      headers.emplace_back(name, value);
+    }
+    if (!has_type) headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
+    Send(spec.status, std::move(headers), spec.body, keep_alive, request.method == "HEAD");
+  }
+};
+
+// forward: dials the target, then splices. The inbound stream is paused
+// until the connection is up; a failed dial resets it.
+class ForwardApp final : public StreamHandler {
+ public:
+  ForwardApp(Dispatcher& dispatcher, Stream* stream)
+      : dispatcher_(dispatcher), connector_(dispatcher), stream_(stream) {}
+
+  void Start(uint32_t address, uint16_t port) {
+    stream_->SetHandler(this);
+    stream_->SetReadPaused(true);
+    connector_.Connect(address, port, kForwardConnectTimeoutMs, [this](Result<TcpStream*> result) {
+      if (stream_ == nullptr) {
+        if (result.ok()) result.value()->Reset();
+        return;
+      }
+      Stream* inbound = std::exchange(stream_, nullptr);
+      if (!result.ok()) {
+        inbound->Reset();
+      } else {
+        inbound->SetReadPaused(false);
+        StartSplice(inbound, result.value());
+      }
+      dispatcher_.DeferredDelete(this);
+    });
+  }
+
+  // StreamHandler: only while dialing.
+  void OnData(std::string_view) override {}
+  void OnEnd() override {}
+  void OnClosed(bool) override {
+    // The caller went away while dialing: cancel (destroying the connector).
+    stream_ = nullptr;
+    dispatcher_.DeferredDelete(this);
+  }
+
+ private:
+  Dispatcher& dispatcher_;
+  TcpConnector connector_;
+  Stream* stream_;
+};
+
+bool ParseForwardAddress(const std::string& address, uint32_t* ip, uint16_t* port) {
+  auto parsed = ParseAuthority(address, 0);
+  if (!parsed.ok()) return false;
+  std::string host = parsed->host;
+  if (host == "localhost") host = "127.0.0.1";
+  in_addr addr{};
+  if (inet_pton(AF_INET, host.c_str(), &addr) != 1) return false;
+  *ip = ntohl(addr.s_addr);
+  *port = parsed->port;
+  return true;
+}
+
+}  // namespace
+
+std::string JsonString(std::string_view text) {
+  std::string out = "\"";
+  for (unsigned char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string EchoJson(const AppContext& context, const Http1Request& request) {
+  std::map<std::string, std::string> headers;
+  for (const auto& [name, value] : request.headers) {
+    std::string lower = name;
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    headers[lower] = value;
+  }
+  std::string json = "{\"workload\":" + JsonString(context.workload) +
+                     ",\"replica\":" + JsonString(context.replica) +
+                     ",\"namespace\":" + JsonString(context.ns) +
+                     ",\"spiffe_id\":" + JsonString(context.spiffe_id) + ",\"peer_spiffe_id\":" +
+                     (context.peer_identity.empty() ? "null" : JsonString(context.peer_identity)) +
+                     ",\"port\":" + std::to_string(context.port.port) +
+                     ",\"method\":" + JsonString(request.method) +
+                     ",\"path\":" + JsonString(request.target) + ",\"headers\":{";
+  bool first = true;
+  for (const auto& [name, value] : headers) {
+    if (!first) json += ',';
+    first = false;
+    json += JsonString(name) + ":" + JsonString(value);
+  }
+  json += "}}\n";
+  return json;
+}
+
+void StartApp(AppContext context, Stream* stream) {
+  bool http = context.port.protocol == workloads::Protocol::kHTTP;
+  if (std::holds_alternative<workloads::EchoApp>(context.app)) {
+    StreamHandler* app =
+        http ? static_cast<StreamHandler*>(new HttpEchoApp(std::move(context), stream))
+             : new TcpEchoApp(stream);
+    stream->SetHandler(app);
+    return;
+  }
+  if (std::holds_alternative<workloads::StaticApp>(context.app)) {
+    // A static response is HTTP whatever the port's protocol says.
+    stream->SetHandler(new StaticHttpApp(std::move(context), stream));
+    return;
+  }
+  uint32_t address = 0;
+  uint16_t port = 0;
+  if (const auto* forward = std::get_if<workloads::ForwardApp>(&context.app)) {
+    if (!ParseForwardAddress(forward->address, &address, &port)) {
+      stream->Reset();
+      return;
+    }
+  } else {
+    address = context.exec_address;
+    port = context.exec_port;
+    if (address == 0 || port == 0) {
+      stream->Reset();
+      return;
+    }
+  }
+  auto* app = new ForwardApp(*context.dispatcher, stream);
+  app->Start(address, port);
+}
+
+}  // namespace podless::proxy

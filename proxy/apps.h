@@ -1,0 +1,44 @@
+// The in-proxy apps behind a workload port: `echo`, `static` and `forward`
+// (workloads::AppSpec). No process per workload: an app is a small object
+// serving one Stream, whatever carries it (an HBONE stream, a plaintext
+// connection, an in-memory pipe from a local caller). Each app owns itself
+// and is deleted when its stream closes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "proxy/dispatcher.h"
+#include "proxy/stream.h"
+#include "workloads/model.h"
+
+namespace podless::proxy {
+
+// Everything an app may report or need, copied so the app does not depend
+// on the runtime's tables staying put.
+struct AppContext {
+  Dispatcher* dispatcher = nullptr;
+  std::string replica;    // "web-0"
+  std::string workload;   // "web"
+  std::string ns;         // "shop"
+  std::string spiffe_id;  // the replica's own identity
+  workloads::PortSpec port;
+  std::string peer_identity;  // the caller's verified SPIFFE ID; empty for plaintext
+  workloads::AppSpec app;
+  // exec workloads: where the supervised process listens (host byte order);
+  // 0 when unknown, then the stream is reset.
+  uint32_t exec_address = 0;
+  uint16_t exec_port = 0;
+};
+
+// Serves `stream` with `context.app`.
+void StartApp(AppContext context, Stream* stream);
+
+// The JSON body the echo app answers HTTP requests with (exposed for tests).
+struct Http1Request;
+std::string EchoJson(const AppContext& context, const Http1Request& request);
+
+// A JSON string literal (quotes included) with RFC 8259 escaping.
+std::string JsonString(std::string_view text);
+
+}  // namespace podless::proxy

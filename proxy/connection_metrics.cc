@@ -1,0 +1,65 @@
+#include "proxy/connection_metrics.h"
+
+#include <vector>
+
+namespace podless::proxy {
+
+namespace {
+
+std::vector<std::string> ConnectionLabelNames() {
+  return {"reporter",
+          "source_workload",
+          "source_principal",
+          "destination_workload",
+          "destination_principal",
+          "destination_service",
+          "connection_security_policy"};
+}
+
+std::string_view OrUnknown(std::string_view value) { return value.empty() ? "unknown" : value; }
+
+}  // namespace
+
+ProxyMetrics::ProxyMetrics(Registry& registry)
+    : opened_(registry.AddCounter("istio_tcp_connections_opened_total", "TCP connections opened.",
+                                  ConnectionLabelNames())),
+      closed_(registry.AddCounter("istio_tcp_connections_closed_total", "TCP connections closed.",
+                                  ConnectionLabelNames())),
+      sent_(registry.AddCounter("istio_tcp_sent_bytes_total",
+                                "Bytes sent in the response direction of TCP connections.",
+                                ConnectionLabelNames())),
+      received_(registry.AddCounter("istio_tcp_received_bytes_total",
+                                    "Bytes received in the request direction of TCP connections.",
+                                    ConnectionLabelNames())),
+      denied_(registry.AddCounter("podless_authz_denied_total",
+                                  "Connections refused by an AuthorizationPolicy.",
+                                  {"destination_workload", "destination_namespace"})) {
+  streams_active_ = &registry
+                         .AddGauge("podless_hbone_streams_active",
+                                   "HBONE CONNECT streams open (both directions).")
+                         .WithLabels({});
+  connections_active_ =
+      &registry
+           .AddGauge("podless_hbone_connections_active", "HBONE (mTLS HTTP/2) connections open.")
+           .WithLabels({});
+}
+
+ConnectionSeries ProxyMetrics::Series(const ConnectionLabels& labels) {
+  std::string_view values[] = {labels.source_reporter ? "source" : "destination",
+                               OrUnknown(labels.source_workload),
+                               OrUnknown(labels.source_principal),
+                               OrUnknown(labels.destination_workload),
+                               OrUnknown(labels.destination_principal),
+                               OrUnknown(labels.destination_service),
+                               labels.mutual_tls ? "mutual_tls" : "none"};
+  std::span<const std::string_view> span(values);
+  return ConnectionSeries{&opened_.WithLabels(span), &closed_.WithLabels(span),
+                          &sent_.WithLabels(span), &received_.WithLabels(span)};
+}
+
+void ProxyMetrics::AuthzDenied(std::string_view destination_workload,
+                               std::string_view destination_namespace) {
+  denied_.WithLabels({destination_workload, destination_namespace}).Inc();
+}
+
+}  // namespace podless::proxy

@@ -1,0 +1,96 @@
+// The seam between the proxy core and the runtime that owns the state.
+//
+// The runtime implements Directory; the proxy calls it on the loop thread,
+// never from another thread, and never keeps a returned pointer past the
+// callback that obtained it (the runtime may change its tables between loop
+// turns). Everything the proxy needs to know about workloads, identities and
+// policies comes through this interface, so the proxy knows no YAML, no
+// gRPC and no state store, and tests substitute a FakeDirectory.
+#pragma once
+
+#include <openssl/x509.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "workloads/model.h"
+#include "workloads/result.h"
+#include "workloads/svid.h"
+
+namespace podless::proxy {
+
+// A workload replica this node hosts.
+struct LocalReplica {
+  uint32_t address = 0;                           // host byte order, e.g. 127.64.0.5
+  std::string name;                               // replica name, "web-0"
+  std::string workload;                           // workload name, "web"
+  std::string ns;                                 // namespace, "shop"
+  std::string spiffe_id;                          // "spiffe://cluster.local/ns/shop/sa/web"
+  const workloads::WorkloadSpec* spec = nullptr;  // ports and app; never null
+  const workloads::Labels* labels = nullptr;      // for policy selection; never null
+};
+
+// One place a connection may go to.
+struct Endpoint {
+  uint32_t address = 0;         // host byte order
+  uint16_t port = 0;            // the port on the endpoint (a Service's targetPort resolved)
+  std::string spiffe_id;        // expected identity; empty: not in the mesh, plain TCP
+  std::string workload;         // for metrics; empty when unknown
+  std::string ns;               // for metrics; empty when unknown
+  bool local = false;           // hosted by this node: short-circuited in memory, no TLS
+  uint16_t hbone_port = 15008;  // where the endpoint's node serves HBONE
+};
+
+// Where an outbound connection goes: the ready endpoints of a Service VIP or
+// name, or the single endpoint of a workload address.
+struct Destination {
+  // The `destination_service` metric label: "web.shop.svc.cluster.local" for
+  // a Service, the host as the caller wrote it otherwise.
+  std::string service;
+  // Ready endpoints. The proxy picks one (power of two choices over its open
+  // connection counts). Empty: resolved, but nothing ready (a clear failure).
+  std::vector<Endpoint> endpoints;
+};
+
+class Directory {
+ public:
+  virtual ~Directory() = default;
+
+  // The replica this node hosts at `address`, or null.
+  virtual const LocalReplica* FindLocalReplica(uint32_t address) const = 0;
+
+  // The replica's current SVID, issued on first use, cached and rotated by
+  // the runtime. Called during TLS handshakes (server and client side).
+  virtual Result<workloads::SvidPtr> Certificate(const LocalReplica& replica) = 0;
+
+  // Trust anchors every peer chain must verify to, and the trust domain its
+  // SPIFFE ID must belong to.
+  virtual X509_STORE* TrustStore() const = 0;
+  virtual const std::string& TrustDomain() const = 0;
+
+  // The AuthorizationPolicies that select `replica` (its namespace and
+  // labels); the proxy evaluates them with Authorize().
+  virtual std::vector<const workloads::AuthorizationPolicy*> PoliciesFor(
+      const LocalReplica& replica) const = 0;
+
+  // Outbound: the replica whose proxy credentials these are, or null.
+  virtual const LocalReplica* Authenticate(std::string_view user,
+                                           std::string_view password) const = 0;
+
+  // Outbound: `host` is a workload address, a Service VIP or a name
+  // (NAME.NS.svc[.cluster.local]). kNotFound when nothing answers to it.
+  virtual Result<Destination> Resolve(std::string_view host, uint16_t port) = 0;
+
+  // `exec` workloads: where the supervised process serving `port` listens
+  // (address host byte order, port). The default: no process.
+  virtual Result<std::pair<uint32_t, uint16_t>> ExecTarget(const LocalReplica& replica,
+                                                           uint16_t port) const {
+    return MakeError(ErrorCode::kNotFound,
+                     "no process serves port " + std::to_string(port) + " of " + replica.name);
+  }
+};
+
+}  // namespace podless::proxy

@@ -1,0 +1,483 @@
+#include "proxy/hbone_session.h"
+
+#include <cstring>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace podless::proxy {
+
+namespace {
+
+nghttp2_nv MakeNv(std::string_view name, std::string_view value) {
+  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
+                    value.size(), NGHTTP2_NV_FLAG_NONE};
+}
+
+}  // namespace
+
+// nghttp2's callbacks: cast user_data back and call a method.
+struct HboneCallbacks {
+  static HboneStream* StreamOf(nghttp2_session* session, int32_t stream_id) {
+    return static_cast<HboneStream*>(nghttp2_session_get_stream_user_data(session, stream_id));
+  }
+
+  static int OnBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
+    auto* self = static_cast<HboneSession*>(user_data);
+    if (self->closed_) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (self->role_ != HboneSession::Role::kServer || frame->hd.type != NGHTTP2_HEADERS ||
+        frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+      return 0;
+    }
+    auto* stream = new HboneStream(*self);
+    stream->id_ = frame->hd.stream_id;
+    self->streams_[stream->id_] = stream;
+    nghttp2_session_set_stream_user_data(session, stream->id_, stream);
+    return 0;
+  }
+
+  static int OnHeader(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name,
+                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
+                      void* user_data) {
+    auto* self = static_cast<HboneSession*>(user_data);
+    if (self->closed_) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    HboneStream* stream = StreamOf(session, frame->hd.stream_id);
+    if (stream == nullptr) return 0;
+    std::string_view n(reinterpret_cast<const char*>(name), namelen);
+    std::string_view v(reinterpret_cast<const char*>(value), valuelen);
+    if (self->role_ == HboneSession::Role::kServer) {
+      if (n == ":method")
+        stream->method_ = v;
+      else if (n == ":authority")
+        stream->authority_ = v;
+      else if (n == ":protocol")
+        stream->protocol_ = v;
+    } else if (n == ":status") {
+      int status = 0;
+      for (char c : v) status = status * 10 + (c - '0');
+      stream->status_ = status;
+    }
+    return 0;
+  }
+
+  static int OnFrameRecv(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
+    auto* self = static_cast<HboneSession*>(user_data);
+    if (self->closed_) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
+    HboneStream* stream = StreamOf(session, frame->hd.stream_id);
+    if (stream == nullptr) return 0;
+    if (frame->hd.type == NGHTTP2_HEADERS) {
+      if (self->role_ == HboneSession::Role::kServer &&
+          frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        if (stream->method_ != "CONNECT" || !stream->protocol_.empty()) {
+          // nghttp2 already refuses malformed CONNECTs; this is any other method.
+          stream->Respond(stream->method_ != "CONNECT" ? 405 : 501);
+          return 0;
+        }
+        self->callbacks_.OnConnectRequest(*self, *stream);
+        if (self->closed_) return NGHTTP2_ERR_CALLBACK_FAILURE;
+      } else if (self->role_ == HboneSession::Role::kClient &&
+                 frame->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+        if (stream->status_ >= 100 && stream->status_ < 200) return 0;
+        auto on_response = std::move(stream->on_response_);
+        stream->on_response_ = nullptr;
+        if (stream->status_ == 200) {
+          stream->open_ = true;
+          if (stream->data_deferred_) {
+            stream->data_deferred_ = false;
+            nghttp2_session_resume_data(session, stream->id_);
+          }
+          if (on_response) on_response(200, "");
+        } else {
+          stream->detached_ = true;
+          nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream->id_, NGHTTP2_CANCEL);
+          if (on_response) on_response(stream->status_, "");
+        }
+        if (self->closed_) return NGHTTP2_ERR_CALLBACK_FAILURE;
+      }
+    }
+    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) stream->OnPeerEnd();
+    return 0;
+  }
+
+  static int OnDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
+                         size_t len, void* user_data) {
+    auto* self = static_cast<HboneSession*>(user_data);
+    if (self->closed_) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    HboneStream* stream = StreamOf(session, stream_id);
+    if (stream == nullptr) {
+      nghttp2_session_consume_connection(session, len);
+      return 0;
+    }
+    stream->OnBody(data, len);
+    return 0;
+  }
+
+  static int OnStreamClose(nghttp2_session* session, int32_t stream_id, uint32_t error_code,
+                           void* user_data) {
+    auto* self = static_cast<HboneSession*>(user_data);
+    HboneStream* stream = StreamOf(session, stream_id);
+    if (stream == nullptr || self->closed_) return 0;
+    nghttp2_session_set_stream_user_data(session, stream_id, nullptr);
+    self->StreamClosed(stream, error_code);
+    return 0;
+  }
+
+  static int OnFrameSend(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
+    auto* self = static_cast<HboneSession*>(user_data);
+    if (self->closed_ || frame->hd.type != NGHTTP2_HEADERS) return 0;
+    HboneStream* stream = StreamOf(session, frame->hd.stream_id);
+    if (stream != nullptr && stream->refused_) {
+      nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream->id_, NGHTTP2_NO_ERROR);
+    }
+    return 0;
+  }
+
+  static ssize_t ReadBody(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
+                          uint32_t* data_flags, nghttp2_data_source* source, void*) {
+    return static_cast<HboneStream*>(source->ptr)->ReadBody(buf, length, data_flags);
+  }
+};
+
+// --- HboneStream ------------------------------------------------------------
+
+HboneStream::~HboneStream() = default;
+
+void HboneStream::Respond(int status) {
+  if (id_ < 0 || session_.closed_) return;
+  char status_text[4] = {static_cast<char>('0' + status / 100 % 10),
+                         static_cast<char>('0' + status / 10 % 10),
+                         static_cast<char>('0' + status % 10), 0};
+  nghttp2_nv nva[] = {MakeNv(":status", std::string_view(status_text, 3))};
+  if (status == 200) {
+    open_ = true;
+    nghttp2_data_provider provider{};
+    provider.source.ptr = this;
+    provider.read_callback = &HboneCallbacks::ReadBody;
+    nghttp2_submit_response(session_.session_, id_, nva, 1, &provider);
+  } else {
+    detached_ = true;
+    handler_ = nullptr;
+    refused_ = true;
+    // END_STREAM with the status; once it is sent, RST_STREAM(NO_ERROR)
+    // frees the stream without waiting for the client's END_STREAM (RFC
+    // 9113 section 8.1). Submitting the reset now would overtake the HEADERS.
+    nghttp2_submit_response(session_.session_, id_, nva, 1, nullptr);
+  }
+  session_.RequestPump();
+}
+
+void HboneStream::SetHandler(StreamHandler* handler) {
+  handler_ = handler;
+  session_.dispatcher_.Schedule(this);
+}
+
+void HboneStream::Write(std::string_view bytes) {
+  if (detached_ || end_requested_ || bytes.empty() || session_.closed_) return;
+  out_.Append(bytes);
+  if (out_.size() > kHighWatermark) above_high_ = true;
+  if (data_deferred_ && open_) {
+    data_deferred_ = false;
+    nghttp2_session_resume_data(session_.session_, id_);
+  }
+  session_.RequestPump();
+}
+
+void HboneStream::End() {
+  if (detached_ || end_requested_ || session_.closed_) return;
+  end_requested_ = true;
+  if (data_deferred_ && open_) {
+    data_deferred_ = false;
+    nghttp2_session_resume_data(session_.session_, id_);
+  }
+  session_.RequestPump();
+}
+
+void HboneStream::Reset() {
+  if (detached_) return;
+  detached_ = true;
+  handler_ = nullptr;
+  if (session_.closed_) return;
+  nghttp2_submit_rst_stream(session_.session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_CANCEL);
+  session_.RequestPump();
+}
+
+void HboneStream::SetReadPaused(bool paused) {
+  read_paused_ = paused;
+  if (!paused) session_.dispatcher_.Schedule(this);
+}
+
+ssize_t HboneStream::ReadBody(uint8_t* buf, size_t length, uint32_t* data_flags) {
+  if (!open_) {
+    data_deferred_ = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  size_t n = out_.Read(buf, length);
+  if (out_.empty() && (end_requested_ || detached_)) {
+    *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+  } else if (n == 0) {
+    data_deferred_ = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  return static_cast<ssize_t>(n);
+}
+
+void HboneStream::OnBody(const uint8_t* data, size_t len) {
+  std::string_view bytes(reinterpret_cast<const char*>(data), len);
+  if (detached_) {
+    nghttp2_session_consume(session_.session_, id_, len);
+    return;
+  }
+  if (read_paused_ || handler_ == nullptr || !in_.empty()) {
+    // Held, and the window stays closed by these bytes until delivered.
+    in_.Append(bytes);
+    return;
+  }
+  handler_->OnData(bytes);
+  if (!session_.closed_) nghttp2_session_consume(session_.session_, id_, len);
+}
+
+void HboneStream::OnPeerEnd() {
+  peer_ended_ = true;
+  session_.dispatcher_.Schedule(this);
+}
+
+void HboneStream::Deliver() {
+  if (session_.closed_) return;
+  size_t consumed = 0;
+  while (!read_paused_ && handler_ != nullptr && !detached_ && !in_.empty()) {
+    std::string_view front = in_.Front();
+    size_t n = front.size();
+    handler_->OnData(front);
+    in_.Drain(n);
+    consumed += n;
+  }
+  if (consumed > 0 && !session_.closed_ && !nghttp2_closed_) {
+    nghttp2_session_consume(session_.session_, id_, consumed);
+    session_.RequestPump();
+  }
+  if (detached_ || handler_ == nullptr || read_paused_ || !in_.empty()) return;
+  if (peer_ended_ && !peer_end_delivered_) {
+    peer_end_delivered_ = true;
+    handler_->OnEnd();
+  }
+  if (nghttp2_closed_ && !detached_ && handler_ != nullptr) {
+    // Closed cleanly by nghttp2 while bytes were still held for the handler.
+    session_.FinishStream(this, false);
+  }
+}
+
+// --- HboneSession -----------------------------------------------------------
+
+HboneSession::HboneSession(Dispatcher& dispatcher, Role role, Stream* transport,
+                           std::string peer_identity, Callbacks& callbacks)
+    : dispatcher_(dispatcher),
+      role_(role),
+      transport_(transport),
+      peer_identity_(std::move(peer_identity)),
+      callbacks_(callbacks) {}
+
+HboneSession::~HboneSession() {
+  if (!closed_) {
+    // Destroyed while open (shutdown): end the streams, tell no owner.
+    closed_ = true;
+    auto streams = std::move(streams_);
+    streams_.clear();
+    for (auto& [id, stream] : streams) {
+      StreamHandler* handler = stream->detached_ ? nullptr : stream->handler_;
+      delete stream;
+      if (handler != nullptr) handler->OnClosed(true);
+    }
+    if (transport_ != nullptr) transport_->Reset();
+  }
+  if (session_ != nullptr) nghttp2_session_del(session_);
+}
+
+Status HboneSession::Start() {
+  nghttp2_session_callbacks* cbs = nullptr;
+  nghttp2_session_callbacks_new(&cbs);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, &HboneCallbacks::OnBeginHeaders);
+  nghttp2_session_callbacks_set_on_header_callback(cbs, &HboneCallbacks::OnHeader);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &HboneCallbacks::OnFrameRecv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &HboneCallbacks::OnDataChunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &HboneCallbacks::OnStreamClose);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, &HboneCallbacks::OnFrameSend);
+  nghttp2_option* option = nullptr;
+  nghttp2_option_new(&option);
+  // Window updates follow what handlers take (see the header).
+  nghttp2_option_set_no_auto_window_update(option, 1);
+  int rc = role_ == Role::kServer ? nghttp2_session_server_new2(&session_, cbs, this, option)
+                                  : nghttp2_session_client_new2(&session_, cbs, this, option);
+  nghttp2_option_del(option);
+  nghttp2_session_callbacks_del(cbs);
+  if (rc != 0) {
+    return MakeError(ErrorCode::kInternal, std::string("nghttp2 session: ") + nghttp2_strerror(rc));
+  }
+  std::vector<nghttp2_settings_entry> settings = {
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kStreamWindow)},
+      {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, 16384},
+  };
+  if (role_ == Role::kServer) {
+    settings.push_back({NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kServerMaxConcurrentStreams});
+  } else {
+    settings.push_back({NGHTTP2_SETTINGS_ENABLE_PUSH, 0});
+  }
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  transport_->SetHandler(this);
+  RequestPump();
+  return {};
+}
+
+bool HboneSession::CanOpenStream() const {
+  if (closed_ || shutting_down_ || session_ == nullptr) return false;
+  if (!nghttp2_session_check_request_allowed(session_)) return false;
+  uint32_t max =
+      nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+  return streams_.size() < max;
+}
+
+Result<HboneStream*> HboneSession::OpenStream(std::string authority,
+                                              HboneStream::ResponseCallback on_response) {
+  if (!CanOpenStream()) {
+    return MakeError(ErrorCode::kResourceExhausted, "HBONE connection accepts no more streams");
+  }
+  auto* stream = new HboneStream(*this);
+  stream->authority_ = std::move(authority);
+  stream->on_response_ = std::move(on_response);
+  nghttp2_nv nva[] = {MakeNv(":method", "CONNECT"), MakeNv(":authority", stream->authority_)};
+  nghttp2_data_provider provider{};
+  provider.source.ptr = stream;
+  provider.read_callback = &HboneCallbacks::ReadBody;
+  int32_t id = nghttp2_submit_request(session_, nullptr, nva, 2, &provider, stream);
+  if (id < 0) {
+    delete stream;
+    return MakeError(ErrorCode::kUnavailable,
+                     std::string("HBONE CONNECT not sent: ") + nghttp2_strerror(id));
+  }
+  stream->id_ = id;
+  streams_[id] = stream;
+  RequestPump();
+  return stream;
+}
+
+void HboneSession::Pump() {
+  if (closed_ || transport_ == nullptr) return;
+  while (transport_->QueuedBytes() < kHighWatermark) {
+    const uint8_t* data = nullptr;
+    ssize_t n = nghttp2_session_mem_send(session_, &data);
+    if (n < 0) {
+      TearDown(false);
+      return;
+    }
+    if (n == 0) break;
+    transport_->Write(std::string_view(reinterpret_cast<const char*>(data), n));
+  }
+  // Streams whose queues drained get OnWritable (outside nghttp2's callbacks).
+  std::vector<int32_t> ids;
+  for (auto& [id, stream] : streams_) {
+    if (stream->above_high_ && stream->out_.size() < kLowWatermark) ids.push_back(id);
+  }
+  for (int32_t id : ids) {
+    auto it = streams_.find(id);
+    if (it == streams_.end()) continue;
+    HboneStream* stream = it->second;
+    stream->above_high_ = false;
+    if (stream->handler_ != nullptr && !stream->detached_) stream->handler_->OnWritable();
+    if (closed_) return;
+  }
+  if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) {
+    TearDown(false);
+    return;
+  }
+  if (shutting_down_ && streams_.empty() && transport_->QueuedBytes() == 0 &&
+      !nghttp2_session_want_write(session_)) {
+    TearDown(false);
+  }
+}
+
+void HboneSession::OnData(std::string_view bytes) {
+  if (closed_) return;
+  ssize_t rc = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(bytes.data()),
+                                        bytes.size());
+  if (closed_) return;
+  if (rc < 0) {
+    // A protocol error: nghttp2 queued GOAWAY; send it, then close.
+    Pump();
+    TearDown(false);
+    return;
+  }
+  Pump();
+}
+
+void HboneSession::OnEnd() {
+  // The peer closed the connection: nothing more can arrive on any stream.
+  TearDown(false);
+}
+
+void HboneSession::OnClosed(bool) {
+  transport_ = nullptr;
+  TearDown(true);
+}
+
+void HboneSession::OnWritable() { Pump(); }
+
+void HboneSession::StreamClosed(HboneStream* stream, uint32_t error_code) {
+  stream->nghttp2_closed_ = true;
+  bool clean = error_code == NGHTTP2_NO_ERROR && stream->peer_ended_;
+  if (clean && !stream->detached_ && stream->handler_ != nullptr &&
+      (!stream->in_.empty() || !stream->peer_end_delivered_)) {
+    // Bytes are still held for the handler: finish once they are delivered.
+    dispatcher_.Schedule(stream);
+    return;
+  }
+  FinishStream(stream, !clean);
+}
+
+void HboneSession::FinishStream(HboneStream* stream, bool reset) {
+  streams_.erase(stream->id_);
+  auto on_response = std::move(stream->on_response_);
+  StreamHandler* handler = stream->detached_ ? nullptr : stream->handler_;
+  delete stream;
+  if (on_response) on_response(0, "HBONE stream closed before a response");
+  if (handler != nullptr) handler->OnClosed(reset);
+  if (!closed_) callbacks_.OnStreamCountChanged(*this);
+}
+
+void HboneSession::Shutdown() {
+  if (closed_ || shutting_down_) return;
+  shutting_down_ = true;
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
+                        nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,
+                        nullptr, 0);
+  RequestPump();
+}
+
+void HboneSession::Abort() { TearDown(false); }
+
+void HboneSession::TearDown(bool transport_gone) {
+  if (closed_) return;
+  closed_ = true;
+  dispatcher_.Cancel(this);
+  auto streams = std::move(streams_);
+  streams_.clear();
+  for (auto& [id, stream] : streams) {
+    nghttp2_session_set_stream_user_data(session_, id, nullptr);
+    auto on_response = std::move(stream->on_response_);
+    StreamHandler* handler = stream->detached_ ? nullptr : stream->handler_;
+    bool clean = stream->nghttp2_closed_;
+    delete stream;
+    if (on_response) on_response(0, "HBONE connection closed");
+    if (handler != nullptr) handler->OnClosed(!clean);
+  }
+  if (!transport_gone && transport_ != nullptr) {
+    // Flush what nghttp2 queued (GOAWAY) is not possible without staying the
+    // transport's handler; an abrupt close is what a dead session is.
+    transport_->Reset();
+  }
+  transport_ = nullptr;
+  callbacks_.OnSessionClosed(*this);
+}
+
+}  // namespace podless::proxy

@@ -1,0 +1,174 @@
+// HboneSession: one HTTP/2 connection (nghttp2) carrying HBONE CONNECT
+// streams, over a Stream transport (a TlsStream; plain TCP in tests).
+//
+// Server role: every CONNECT request is handed to Callbacks::OnConnectRequest
+// with an HboneStream; the callee answers with Respond(status) (200 opens the
+// tunnel). Client role: OpenStream() sends `CONNECT ip:port` and reports the
+// response status.
+//
+// Flow control: the local windows are large (4 MiB per stream, 16 MiB per
+// connection) and WINDOW_UPDATEs are sent only for bytes the stream's handler
+// has taken: a paused handler (SetReadPaused) closes the peer's window, so a
+// slow consumer never makes the proxy buffer without bound. Outgoing bytes
+// leave only while the transport is below its high watermark.
+//
+// nghttp2 callbacks are free functions that cast user_data back to the
+// session (as in nghttpx). Handler callbacks are made only from transport
+// events and deferred tasks, never from inside a handler's own call.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "proxy/byte_queue.h"
+#include "proxy/dispatcher.h"
+#include "proxy/stream.h"
+#include "workloads/result.h"
+
+namespace podless::proxy {
+
+inline constexpr int32_t kStreamWindow = 4 << 20;
+inline constexpr int32_t kConnectionWindow = 16 << 20;
+inline constexpr uint32_t kServerMaxConcurrentStreams = 1000;
+
+class HboneSession;
+
+class HboneStream final : public Stream, private DeferredTask {
+ public:
+  // Client role: status 200 = tunnel open (then call SetHandler); any other
+  // status, or 0 with `error`, = refused (the stream is gone, do not touch).
+  using ResponseCallback = std::function<void(int status, const std::string& error)>;
+
+  // The `:authority` of the CONNECT request.
+  const std::string& authority() const { return authority_; }
+  int32_t id() const { return id_; }
+  HboneSession& session() const { return session_; }
+
+  // Server role: answers the CONNECT request. 200 opens the tunnel; any other
+  // status ends the stream (the stream is then gone, do not touch).
+  void Respond(int status);
+
+  // Stream
+  void SetHandler(StreamHandler* handler) override;
+  void Write(std::string_view bytes) override;
+  void End() override;
+  void Reset() override;
+  size_t QueuedBytes() const override { return out_.size(); }
+  void SetReadPaused(bool paused) override;
+
+  ~HboneStream() override;
+
+ private:
+  friend class HboneSession;
+  friend struct HboneCallbacks;
+  explicit HboneStream(HboneSession& session) : session_(session) {}
+
+  void OnBody(const uint8_t* data, size_t len);
+  void OnPeerEnd();
+  void Deliver();
+  void RunDeferred() override { Deliver(); }
+  ssize_t ReadBody(uint8_t* buf, size_t length, uint32_t* data_flags);
+
+  HboneSession& session_;
+  int32_t id_ = -1;
+  std::string authority_;
+  std::string method_;
+  std::string protocol_;  // extended CONNECT's :protocol, refused
+  int status_ = 0;
+  ResponseCallback on_response_;
+  StreamHandler* handler_ = nullptr;
+  ByteQueue out_;
+  ByteQueue in_;       // received while paused, not yet delivered nor consumed
+  bool open_ = false;  // 200 sent/received: body may flow
+  bool read_paused_ = false;
+  bool peer_ended_ = false;
+  bool peer_end_delivered_ = false;
+  bool end_requested_ = false;
+  bool data_deferred_ = false;
+  bool detached_ = false;  // the handler is gone (Reset, refused)
+  bool above_high_ = false;
+  bool nghttp2_closed_ = false;
+  bool refused_ =
+      false;  // answered with a non-200 status  // nghttp2 closed it; delivery may still be pending
+};
+
+class HboneSession final : private StreamHandler, private DeferredTask {
+ public:
+  enum class Role { kServer, kClient };
+
+  class Callbacks {
+   public:
+    virtual ~Callbacks() = default;
+    // Server role: a CONNECT request; answer with stream.Respond().
+    virtual void OnConnectRequest(HboneSession& session, HboneStream& stream) = 0;
+    // The session is over (transport closed); every stream was told. The
+    // owner destroys the session (it may do so inside this call).
+    virtual void OnSessionClosed(HboneSession& session) = 0;
+    // A stream ended (both roles): pools track idleness with it.
+    virtual void OnStreamCountChanged(HboneSession&) {}
+  };
+
+  // Takes over `transport` (self-owned; the session becomes its handler).
+  HboneSession(Dispatcher& dispatcher, Role role, Stream* transport, std::string peer_identity,
+               Callbacks& callbacks);
+  ~HboneSession() override;
+  HboneSession(const HboneSession&) = delete;
+  HboneSession& operator=(const HboneSession&) = delete;
+
+  // Sends the connection preface and SETTINGS; call once.
+  Status Start();
+
+  // Client role: a new CONNECT stream to `authority` ("ip:port").
+  Result<HboneStream*> OpenStream(std::string authority, HboneStream::ResponseCallback on_response);
+  // Client role: room for another stream (peer's MAX_CONCURRENT_STREAMS, no GOAWAY).
+  bool CanOpenStream() const;
+
+  // Sends GOAWAY and closes once the open streams are done.
+  void Shutdown();
+  // Ends the connection now; every stream's handler gets OnClosed(true).
+  void Abort();
+
+  size_t active_streams() const { return streams_.size(); }
+  bool closed() const { return closed_; }
+  const std::string& peer_identity() const { return peer_identity_; }
+  Role role() const { return role_; }
+  // Opaque owner data (the server keeps the TLS details here).
+  void* user_data = nullptr;
+
+ private:
+  friend class HboneStream;
+  friend struct HboneCallbacks;
+
+  // StreamHandler (the transport)
+  void OnData(std::string_view bytes) override;
+  void OnEnd() override;
+  void OnClosed(bool reset) override;
+  void OnWritable() override;
+  // DeferredTask: sends what nghttp2 has queued.
+  void RunDeferred() override { Pump(); }
+
+  void RequestPump() { dispatcher_.Schedule(this); }
+  void Pump();
+  void TearDown(bool transport_gone);
+  void StreamClosed(HboneStream* stream, uint32_t error_code);
+  // Removes and deletes the stream, then tells its handler.
+  void FinishStream(HboneStream* stream, bool reset);
+
+  Dispatcher& dispatcher_;
+  Role role_;
+  Stream* transport_;
+  std::string peer_identity_;
+  Callbacks& callbacks_;
+  nghttp2_session* session_ = nullptr;
+  std::map<int32_t, HboneStream*> streams_;
+  bool closed_ = false;
+  bool shutting_down_ = false;
+  bool transport_ended_ = false;
+};
+
+}  // namespace podless::proxy

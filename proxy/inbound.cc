@@ -1,0 +1,71 @@
+#include "proxy/inbound.h"
+
+#include "proxy/authorization.h"
+#include "proxy/tcp_stream.h"
+
+namespace podless::proxy {
+
+InboundDecision Inbound::Admit(uint32_t address, uint16_t port, const InboundSource& source) {
+  InboundDecision decision;
+  const LocalReplica* replica = directory_.FindLocalReplica(address);
+  if (replica == nullptr) {
+    decision.status = 404;
+    decision.reason = "no workload is hosted at " + FormatAddressPort(address, port);
+    return decision;
+  }
+  for (const auto& declared : replica->spec->ports) {
+    if (declared.port == port) decision.port = &declared;
+  }
+  if (decision.port == nullptr) {
+    decision.status = 404;
+    decision.reason = "workload " + replica->ns + "/" + replica->workload + " declares no port " +
+                      std::to_string(port);
+    return decision;
+  }
+  auto policies = directory_.PoliciesFor(*replica);
+  AuthzRequest request{source.principal, PrincipalNamespace(source.principal), replica->ns,
+                       *replica->labels, port};
+  AuthzDecision verdict = Authorize(request, policies);
+  decision.replica = replica;
+  if (!verdict.allowed) {
+    metrics_.AuthzDenied(replica->workload, replica->ns);
+    decision.status = 403;
+    decision.reason = verdict.reason.empty() ? "denied by authorization policy" : verdict.reason;
+    return decision;
+  }
+  decision.status = 200;
+  return decision;
+}
+
+void Inbound::Serve(const InboundDecision& decision, const InboundSource& source, Stream* stream) {
+  const LocalReplica& replica = *decision.replica;
+  ConnectionLabels labels;
+  labels.source_reporter = false;
+  labels.source_workload = source.workload;
+  labels.source_principal = source.principal;
+  labels.destination_workload = replica.workload;
+  labels.destination_principal = replica.spiffe_id;
+  labels.destination_service = source.destination_service;
+  labels.mutual_tls = source.mutual_tls;
+  Stream* tracked = tracker_.Track(stream, replica.address, 0, metrics_.Series(labels));
+
+  AppContext context;
+  context.dispatcher = &dispatcher_;
+  context.replica = replica.name;
+  context.workload = replica.workload;
+  context.ns = replica.ns;
+  context.spiffe_id = replica.spiffe_id;
+  context.port = *decision.port;
+  context.peer_identity = source.principal;
+  context.app = replica.spec->app;
+  if (std::holds_alternative<workloads::ExecApp>(context.app)) {
+    auto target = directory_.ExecTarget(replica, decision.port->port);
+    if (target.ok()) {
+      context.exec_address = target->first;
+      context.exec_port = target->second;
+    }
+  }
+  StartApp(std::move(context), tracked);
+}
+
+}  // namespace podless::proxy

@@ -1,0 +1,56 @@
+// Inbound: what happens at the destination once a connection names a
+// hosted replica and port, whatever carried it (an HBONE stream, a
+// plaintext connection, an in-memory short-circuit from a local caller):
+// the replica and port are checked, the AuthorizationPolicies evaluated
+// (L4, Istio semantics: DENY first, then ALLOW if any selects it), and the
+// replica's app is started on the stream, counted as reporter=destination.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "proxy/apps.h"
+#include "proxy/connection_metrics.h"
+#include "proxy/directory.h"
+#include "proxy/dispatcher.h"
+#include "proxy/stream.h"
+#include "proxy/tracked_connection.h"
+
+namespace podless::proxy {
+
+// Who is calling, as far as the transport proved it.
+struct InboundSource {
+  std::string principal;  // verified SPIFFE ID; empty for plaintext
+  std::string workload;   // known only for in-memory short-circuits
+  bool mutual_tls = false;
+  std::string destination_service;  // how the caller named the destination, if known
+};
+
+struct InboundDecision {
+  int status = 0;  // 200 admitted; 404 unknown address or port; 403 denied
+  std::string reason;
+  const LocalReplica* replica = nullptr;  // valid for this loop turn only
+  const workloads::PortSpec* port = nullptr;
+};
+
+class Inbound {
+ public:
+  Inbound(Dispatcher& dispatcher, Directory& directory, ProxyMetrics& metrics,
+          ConnectionTracker& tracker)
+      : dispatcher_(dispatcher), directory_(directory), metrics_(metrics), tracker_(tracker) {}
+
+  // Checks the destination and authorizes the source; a denial is counted.
+  InboundDecision Admit(uint32_t address, uint16_t port, const InboundSource& source);
+
+  // Serves an admitted connection: tracks it (CloseFor(replica address)),
+  // counts it, and starts the app on it.
+  void Serve(const InboundDecision& decision, const InboundSource& source, Stream* stream);
+
+ private:
+  Dispatcher& dispatcher_;
+  Directory& directory_;
+  ProxyMetrics& metrics_;
+  ConnectionTracker& tracker_;
+};
+
+}  // namespace podless::proxy

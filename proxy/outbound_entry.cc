@@ -1,0 +1,383 @@
+#include "proxy/outbound_entry.h"
+
+#include <openssl/base64.h>
+
+#include <utility>
+#include <vector>
+
+#include "proxy/hbone_server.h"
+#include "proxy/http1_parser.h"
+#include "proxy/memory_pipe.h"
+#include "proxy/socks5.h"
+#include "proxy/splice.h"
+#include "proxy/tcp_stream.h"
+
+namespace podless::proxy {
+
+bool ParseBasicCredentials(std::string_view header, std::string* user, std::string* password) {
+  size_t space = header.find(' ');
+  if (space == std::string_view::npos || !EqualsIgnoreCase(header.substr(0, space), "basic")) {
+    return false;
+  }
+  std::string_view encoded = header.substr(space + 1);
+  while (!encoded.empty() && encoded.front() == ' ') encoded.remove_prefix(1);
+  size_t max_len = 0;
+  if (!EVP_DecodedLength(&max_len, encoded.size())) return false;
+  std::string decoded(max_len, '\0');
+  size_t len = 0;
+  if (!EVP_DecodeBase64(reinterpret_cast<uint8_t*>(decoded.data()), &len, max_len,
+                        reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size())) {
+    return false;
+  }
+  decoded.resize(len);
+  size_t colon = decoded.find(':');
+  if (colon == std::string::npos) return false;
+  *user = decoded.substr(0, colon);
+  *password = decoded.substr(colon + 1);
+  return true;
+}
+
+// One accepted client until its upstream is established (then a splice
+// takes over) or it is refused.
+class OutboundClient final : public StreamHandler {
+ public:
+  OutboundClient(OutboundEntry& entry, TcpStream* client) : entry_(entry), client_(client) {}
+
+  void Start() {
+    entry_.clients_.insert(this);
+    client_->SetHandler(this);
+    uv_timer_init(entry_.dispatcher_.loop(), timer_.get());
+    timer_->data = this;
+    uv_timer_start(
+        timer_.get(),
+        [](uv_timer_t* t) {
+          auto* self = static_cast<OutboundClient*>(t->data);
+          if (self != nullptr)
+            self->Fail(504, kSocks5TtlExpired, "timed out setting up the connection");
+        },
+        entry_.options_.setup_timeout_ms, 0);
+  }
+
+  // The entry is closing: drop the client.
+  void Drop() {
+    if (client_ != nullptr) client_->Reset();
+    client_ = nullptr;
+    Done();
+  }
+
+  // StreamHandler (the client, until the splice)
+  void OnData(std::string_view bytes) override {
+    if (state_ == State::kRefused || state_ == State::kConnecting) return;
+    input_.append(bytes);
+    Process();
+  }
+  void OnEnd() override {
+    if (state_ != State::kRefused && client_ != nullptr) {
+      state_ = State::kRefused;
+      client_->End();
+    }
+  }
+  void OnClosed(bool) override {
+    client_ = nullptr;
+    Done();
+  }
+
+ private:
+  enum class State { kDetect, kHttp, kSocks, kConnecting, kRefused };
+  enum class Mode { kHttpConnect, kHttpForward, kSocks };
+
+  void Process() {
+    if (state_ == State::kDetect) {
+      if (input_.empty()) return;
+      state_ = static_cast<uint8_t>(input_[0]) == 0x05 ? State::kSocks : State::kHttp;
+    }
+    if (state_ == State::kHttp)
+      ProcessHttp();
+    else if (state_ == State::kSocks)
+      ProcessSocks();
+  }
+
+  void ProcessHttp() {
+    size_t consumed = 0;
+    auto parsed = parser_.Feed(input_, &consumed);
+    input_.erase(0, consumed);
+    if (parsed == Http1RequestParser::State::kIncomplete) return;
+    if (parsed == Http1RequestParser::State::kError) {
+      Fail(parser_.error_status() != 0 ? parser_.error_status() : 400, 0, parser_.error());
+      return;
+    }
+    const Http1Request& request = parser_.request();
+    std::string user, password;
+    auto auth = request.Header("Proxy-Authorization");
+    if (!auth || !ParseBasicCredentials(*auth, &user, &password)) {
+      Fail(407, 0, "proxy credentials required");
+      return;
+    }
+    if (!Authenticate(user, password)) {
+      Fail(407, 0, "proxy credentials rejected");
+      return;
+    }
+    if (request.method == "CONNECT") {
+      auto target = ParseAuthority(request.target, 0);
+      if (!target.ok()) {
+        Fail(400, 0, "CONNECT target: " + target.error().message);
+        return;
+      }
+      mode_ = Mode::kHttpConnect;
+      Connect(target->host, target->port);
+      return;
+    }
+    auto url = ParseAbsoluteUrl(request.target);
+    if (!url.ok()) {
+      Fail(400, 0,
+           "a proxy request needs an absolute http:// URL or CONNECT: " + url.error().message);
+      return;
+    }
+    // Origin form over the tunnel; one request per tunnel.
+    std::string head = request.method + " " + url->path_and_query + " " + request.version + "\r\n";
+    for (const auto& [name, value] : request.headers) {
+      if (EqualsIgnoreCase(name, "Proxy-Authorization") ||
+          EqualsIgnoreCase(name, "Proxy-Connection") || EqualsIgnoreCase(name, "Connection") ||
+          EqualsIgnoreCase(name, "Keep-Alive")) {
+        continue;
+      }
+      head += name + ": " + value + "\r\n";
+    }
+    head += "Connection: close\r\n\r\n";
+    forward_head_ = std::move(head);
+    mode_ = Mode::kHttpForward;
+    Connect(url->authority.host, url->authority.port);
+  }
+
+  void ProcessSocks() {
+    while (state_ == State::kSocks && !input_.empty()) {
+      size_t consumed = 0;
+      auto step = socks_.Feed(input_, &consumed);
+      input_.erase(0, consumed);
+      switch (step.kind) {
+        case Socks5ServerHandshake::Step::Kind::kNeedMore:
+          return;
+        case Socks5ServerHandshake::Step::Kind::kReply:
+          client_->Write(step.reply);
+          break;
+        case Socks5ServerHandshake::Step::Kind::kAuthenticate: {
+          bool ok = Authenticate(step.username, step.password);
+          client_->Write(socks_.AuthenticationResult(ok));
+          if (!ok) {
+            state_ = State::kRefused;
+            client_->End();
+            return;
+          }
+          break;
+        }
+        case Socks5ServerHandshake::Step::Kind::kConnect:
+          mode_ = Mode::kSocks;
+          Connect(step.target.host, step.target.port);
+          return;
+        case Socks5ServerHandshake::Step::Kind::kError:
+          if (!step.reply.empty()) client_->Write(step.reply);
+          state_ = State::kRefused;
+          client_->End();
+          return;
+      }
+    }
+  }
+
+  bool Authenticate(const std::string& user, const std::string& password) {
+    const LocalReplica* source = entry_.directory_.Authenticate(user, password);
+    if (source == nullptr) return false;
+    source_address_ = source->address;
+    source_identity_ = source->spiffe_id;
+    source_workload_ = source->workload;
+    return true;
+  }
+
+  void Connect(const std::string& host, uint16_t port) {
+    state_ = State::kConnecting;
+    client_->SetReadPaused(true);
+    auto destination = entry_.directory_.Resolve(host, port);
+    if (!destination.ok()) {
+      Fail(502, kSocks5HostUnreachable,
+           "cannot resolve " + host + ": " + destination.error().message);
+      return;
+    }
+    service_ = destination->service;
+    const auto& endpoints = destination->endpoints;
+    auto picked = entry_.balancer_.Pick(
+        endpoints.size(), [](size_t) { return true; },
+        [&](size_t i) { return entry_.tracker_.EndpointConnections(endpoints[i].address); });
+    if (!picked.ok()) {
+      Fail(502, kSocks5HostUnreachable,
+           "no ready endpoint for " + host + ":" + std::to_string(port));
+      return;
+    }
+    endpoint_ = endpoints[*picked];
+    if (endpoint_.local) {
+      InboundSource source;
+      source.principal = source_identity_;
+      source.workload = source_workload_;
+      source.mutual_tls = true;  // the identity is the authenticated caller's
+      source.destination_service = service_;
+      InboundDecision decision = entry_.inbound_.Admit(endpoint_.address, endpoint_.port, source);
+      if (decision.status != 200) {
+        RefuseUpstream(decision.status, decision.reason);
+        return;
+      }
+      auto [ours, theirs] = NewMemoryPipe(entry_.dispatcher_);
+      entry_.inbound_.Serve(decision, source, theirs);
+      Connected(ours);
+      return;
+    }
+    if (endpoint_.spiffe_id.empty()) {
+      // Outside the mesh: plain TCP.
+      connector_ = std::make_unique<TcpConnector>(entry_.dispatcher_);
+      connector_->Connect(endpoint_.address, endpoint_.port, entry_.options_.setup_timeout_ms,
+                          [this](Result<TcpStream*> result) {
+                            if (!result.ok()) {
+                              Fail(502, kSocks5ConnectionRefused, result.error().message);
+                              return;
+                            }
+                            Connected(result.value());
+                          });
+      return;
+    }
+    const LocalReplica* source = entry_.directory_.FindLocalReplica(source_address_);
+    if (source == nullptr) {
+      Fail(502, kSocks5GeneralFailure, "the calling workload is gone");
+      return;
+    }
+    request_ = entry_.pool_.Open(*source, endpoint_,
+                                 [this](HboneStream* stream, int status, const std::string& error) {
+                                   if (stream == nullptr) {
+                                     RefuseUpstream(status, error);
+                                     return;
+                                   }
+                                   Connected(stream);
+                                 });
+  }
+
+  void RefuseUpstream(int status, const std::string& reason) {
+    if (status == 403) {
+      Fail(403, kSocks5NotAllowedByRuleset, reason);
+    } else {
+      Fail(502, kSocks5ConnectionRefused, reason);
+    }
+  }
+
+  void Connected(Stream* upstream) {
+    if (client_ == nullptr) {
+      upstream->Reset();
+      return;
+    }
+    switch (mode_) {
+      case Mode::kHttpConnect:
+        client_->Write("HTTP/1.1 200 Connection Established\r\n\r\n");
+        break;
+      case Mode::kHttpForward:
+        upstream->Write(forward_head_);
+        break;
+      case Mode::kSocks:
+        client_->Write(Socks5Reply(kSocks5Succeeded));
+        break;
+    }
+    if (!input_.empty()) upstream->Write(input_);
+    ConnectionLabels labels;
+    labels.source_reporter = true;
+    labels.source_workload = source_workload_;
+    labels.source_principal = source_identity_;
+    labels.destination_workload = endpoint_.workload;
+    labels.destination_principal = endpoint_.spiffe_id;
+    labels.destination_service = service_;
+    labels.mutual_tls = !endpoint_.spiffe_id.empty();
+    Stream* client = std::exchange(client_, nullptr);
+    Stream* tracked = entry_.tracker_.Track(client, source_address_, endpoint_.address,
+                                            entry_.metrics_.Series(labels));
+    client->SetReadPaused(false);
+    StartSplice(tracked, upstream);
+    Done();
+  }
+
+  void Fail(int http_status, uint8_t socks_reply, const std::string& message) {
+    if (client_ == nullptr || state_ == State::kRefused) return;
+    bool socks = state_ == State::kSocks || mode_ == Mode::kSocks;
+    state_ = State::kRefused;
+    if (socks) {
+      if (socks_reply != 0) client_->Write(Socks5Reply(socks_reply));
+    } else {
+      Http1Headers headers = {{"Content-Type", "text/plain; charset=utf-8"}};
+      if (http_status == 407) headers.emplace_back("Proxy-Authenticate", "Basic realm=\"podless\"");
+      std::string body = message + "\n";
+      headers.emplace_back("Content-Length", std::to_string(body.size()));
+      headers.emplace_back("Connection", "close");
+      client_->Write(FormatResponseHead(http_status, "", headers) + body);
+    }
+    client_->End();
+    client_->SetReadPaused(false);  // drain until the client closes
+    request_.reset();
+    connector_.reset();
+  }
+
+  // Leaves the entry's books; deleted next turn.
+  void Done() {
+    if (done_) return;
+    done_ = true;
+    entry_.clients_.erase(this);
+    timer_.Close();
+    request_.reset();
+    entry_.dispatcher_.Post([self = this] { delete self; });
+  }
+
+  OutboundEntry& entry_;
+  TcpStream* client_;
+  TimerHandle timer_;
+  State state_ = State::kDetect;
+  Mode mode_ = Mode::kHttpConnect;
+  std::string input_;
+  Http1RequestParser parser_;
+  Socks5ServerHandshake socks_;
+  std::string forward_head_;
+  uint32_t source_address_ = 0;
+  std::string source_identity_;
+  std::string source_workload_;
+  std::string service_;
+  Endpoint endpoint_;
+  HboneRequestPtr request_;
+  std::unique_ptr<TcpConnector> connector_;
+  bool done_ = false;
+};
+
+Result<OutboundEntryPtr> OutboundEntry::Create(Dispatcher& dispatcher, Directory& directory,
+                                               Inbound& inbound, HbonePool& pool,
+                                               ConnectionTracker& tracker, ProxyMetrics& metrics,
+                                               const OutboundEntryOptions& options) {
+  OutboundEntryPtr entry(
+      new OutboundEntry(dispatcher, directory, inbound, pool, tracker, metrics, options));
+  Status listening = ListenTcp(
+      dispatcher.loop(), entry->listener_, options.bind, options.port,
+      [](uv_stream_t* listener, int status) {
+        if (status == 0 && listener->data != nullptr) {
+          static_cast<OutboundEntry*>(listener->data)->OnConnection();
+        }
+      },
+      entry.get(), &entry->port_);
+  if (!listening.ok()) {
+    return MakeError(listening.error().code, "outbound entry: " + listening.error().message);
+  }
+  return entry;
+}
+
+OutboundEntry::~OutboundEntry() { Close(); }
+
+void OutboundEntry::Close() {
+  listener_.Close();
+  std::vector<OutboundClient*> clients(clients_.begin(), clients_.end());
+  for (OutboundClient* client : clients) client->Drop();
+}
+
+void OutboundEntry::OnConnection() {
+  TcpStream* tcp = TcpStream::Accept(dispatcher_, listener_.stream());
+  if (tcp == nullptr) return;
+  (new OutboundClient(*this, tcp))->Start();
+}
+
+}  // namespace podless::proxy

@@ -1,0 +1,127 @@
+#include "proxy/proxy_core.h"
+
+#include "proxy/apps.h"
+#include "proxy/tcp_stream.h"
+
+namespace podless::proxy {
+
+Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
+                                       const ProxyConfig& config, Registry& registry) {
+  ProxyCorePtr core(new ProxyCore());
+  core->config_ = config;
+  core->dispatcher_ = std::make_unique<Dispatcher>(loop);
+  core->metrics_ = std::make_unique<ProxyMetrics>(registry);
+  core->inbound_tracker_ = std::make_unique<ConnectionTracker>(*core->dispatcher_);
+  core->outbound_tracker_ = std::make_unique<ConnectionTracker>(*core->dispatcher_);
+  core->inbound_ = std::make_unique<Inbound>(*core->dispatcher_, directory, *core->metrics_,
+                                             *core->inbound_tracker_);
+  HboneServerOptions hbone;
+  hbone.bind = config.hbone_bind;
+  hbone.port = config.hbone_port;
+  hbone.handshake_timeout_ms = config.handshake_timeout_ms;
+  auto server =
+      HboneServer::Create(*core->dispatcher_, directory, *core->inbound_, *core->metrics_, hbone);
+  if (!server.ok()) return server.error();
+  core->hbone_ = std::move(server).value();
+  HbonePoolOptions pool;
+  pool.idle_timeout_ms = config.pool_idle_timeout_ms;
+  pool.connect_timeout_ms = config.connect_timeout_ms;
+  pool.handshake_timeout_ms = config.handshake_timeout_ms;
+  auto created_pool = HbonePool::Create(*core->dispatcher_, directory, *core->metrics_, pool);
+  if (!created_pool.ok()) return created_pool.error();
+  core->pool_ = std::move(created_pool).value();
+  OutboundEntryOptions outbound;
+  outbound.bind = config.outbound_bind;
+  outbound.port = config.outbound_port;
+  outbound.setup_timeout_ms = config.outbound_setup_timeout_ms;
+  auto entry = OutboundEntry::Create(*core->dispatcher_, directory, *core->inbound_, *core->pool_,
+                                     *core->outbound_tracker_, *core->metrics_, outbound);
+  if (!entry.ok()) return entry.error();
+  core->outbound_ = std::move(entry).value();
+  core->plaintext_ = std::make_unique<PlaintextListeners>(*core->dispatcher_, *core->inbound_,
+                                                          config.plaintext_bind);
+  return core;
+}
+
+ProxyCore::~ProxyCore() { Close(); }
+
+Status ProxyCore::SyncPlaintextPorts(const std::set<uint16_t>& ports) {
+  if (closed_) return MakeError(ErrorCode::kFailedPrecondition, "proxy core is closed");
+  return plaintext_->Sync(ports);
+}
+
+void ProxyCore::CloseConnectionsFor(uint32_t replica_address) {
+  if (closed_) return;
+  inbound_tracker_->CloseFor(replica_address);
+  outbound_tracker_->CloseFor(replica_address);
+  hbone_->CloseConnectionsFor(replica_address);
+}
+
+void ProxyCore::Close() {
+  if (closed_) return;
+  closed_ = true;
+  plaintext_->Close();
+  outbound_->Close();
+  // Tracked connections first, while the HBONE sessions under them live;
+  // their splices and apps are told and reset the other sides.
+  inbound_tracker_.reset();
+  outbound_tracker_.reset();
+  hbone_->Close();
+  pool_->Close();
+}
+
+ProxyStats ProxyCore::Stats() const {
+  ProxyStats stats;
+  stats.listeners.push_back({"hbone", hbone_->bind() + ":" + std::to_string(hbone_->port())});
+  stats.listeners.push_back(
+      {"outbound", outbound_->bind() + ":" + std::to_string(outbound_->port())});
+  for (uint16_t port : plaintext_->ports()) {
+    stats.listeners.push_back({"plaintext", config_.plaintext_bind + ":" + std::to_string(port)});
+  }
+  stats.pools = pool_->Stats();
+  stats.hbone_inbound_connections = hbone_->connection_count();
+  stats.tls_handshake_failures = hbone_->handshake_failures();
+  if (inbound_tracker_) stats.inbound_connections = inbound_tracker_->Counts();
+  if (outbound_tracker_) stats.outbound_connections = outbound_tracker_->Counts();
+  return stats;
+}
+
+std::string ProxyStats::ToJson() const {
+  auto address = [](uint32_t a) {
+    std::string s = FormatAddressPort(a, 0);
+    return s.substr(0, s.size() - 2);
+  };
+  std::string json = "{\"listeners\":[";
+  for (size_t i = 0; i < listeners.size(); ++i) {
+    if (i > 0) json += ',';
+    json += "{\"name\":" + JsonString(listeners[i].name) +
+            ",\"address\":" + JsonString(listeners[i].address) + "}";
+  }
+  json += "],\"pools\":[";
+  for (size_t i = 0; i < pools.size(); ++i) {
+    if (i > 0) json += ',';
+    json += "{\"source\":" + JsonString(pools[i].source) +
+            ",\"destination\":" + JsonString(pools[i].destination) +
+            ",\"identity\":" + JsonString(pools[i].identity) +
+            ",\"connections\":" + std::to_string(pools[i].connections) +
+            ",\"streams\":" + std::to_string(pools[i].streams) + "}";
+  }
+  json += "],\"hbone_inbound_connections\":" + std::to_string(hbone_inbound_connections) +
+          ",\"tls_handshake_failures\":" + std::to_string(tls_handshake_failures) +
+          ",\"inbound_connections\":{";
+  bool first = true;
+  for (const auto& [a, n] : inbound_connections) {
+    json += (first ? "" : ",") + JsonString(address(a)) + ":" + std::to_string(n);
+    first = false;
+  }
+  json += "},\"outbound_connections\":{";
+  first = true;
+  for (const auto& [a, n] : outbound_connections) {
+    json += (first ? "" : ",") + JsonString(address(a)) + ":" + std::to_string(n);
+    first = false;
+  }
+  json += "}}";
+  return json;
+}
+
+}  // namespace podless::proxy

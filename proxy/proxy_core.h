@@ -1,0 +1,100 @@
+// ProxyCore: the façade the runtime creates on its loop. It owns the shared
+// listeners (HBONE inbound, outbound entry, plaintext workload ports), the
+// HBONE client pool, the connection trackers and the metrics wiring, and
+// reaches the runtime's state only through the Directory.
+//
+//   auto core = ProxyCore::Create(loop, directory, config, registry);
+//   core->SyncPlaintextPorts({8080, 9000});   // as workloads change
+//   core->CloseConnectionsFor(address);       // a replica was deleted
+//   core->Close();                            // before the loop ends
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "proxy/connection_metrics.h"
+#include "proxy/connection_pool.h"
+#include "proxy/directory.h"
+#include "proxy/dispatcher.h"
+#include "proxy/hbone_server.h"
+#include "proxy/inbound.h"
+#include "proxy/metrics.h"
+#include "proxy/outbound_entry.h"
+#include "proxy/plaintext_listeners.h"
+#include "proxy/tracked_connection.h"
+#include "workloads/result.h"
+
+namespace podless::proxy {
+
+struct ProxyConfig {
+  std::string hbone_bind = "0.0.0.0";
+  uint16_t hbone_port = 15008;  // 0: any free port
+  std::string outbound_bind = "127.0.0.1";
+  uint16_t outbound_port = 15001;  // 0: any free port
+  std::string plaintext_bind = "0.0.0.0";
+  uint64_t handshake_timeout_ms = kDefaultHandshakeTimeoutMs;
+  uint64_t pool_idle_timeout_ms = 60'000;
+  uint64_t connect_timeout_ms = 5'000;
+  uint64_t outbound_setup_timeout_ms = 20'000;
+};
+
+struct ProxyStats {
+  struct Listener {
+    std::string name;     // "hbone", "outbound", "plaintext"
+    std::string address;  // "0.0.0.0:15008"
+  };
+  std::vector<Listener> listeners;
+  std::vector<HbonePool::PoolStats> pools;
+  size_t hbone_inbound_connections = 0;
+  uint64_t tls_handshake_failures = 0;
+  // replica address (host byte order) -> open connections
+  std::map<uint32_t, size_t> inbound_connections;
+  std::map<uint32_t, size_t> outbound_connections;
+  // The same as a JSON object, for /config_dump.
+  std::string ToJson() const;
+};
+
+class ProxyCore;
+using ProxyCorePtr = std::unique_ptr<ProxyCore>;
+
+class ProxyCore {
+ public:
+  static Result<ProxyCorePtr> Create(uv_loop_t* loop, Directory& directory,
+                                     const ProxyConfig& config, Registry& registry);
+  ~ProxyCore();
+
+  Status SyncPlaintextPorts(const std::set<uint16_t>& ports);
+  // Ends every open connection to or from the replica at `replica_address`
+  // (HBONE connections presenting its certificate included).
+  void CloseConnectionsFor(uint32_t replica_address);
+  // Stops listening and ends every connection. Idempotent.
+  void Close();
+
+  ProxyStats Stats() const;
+  uint16_t hbone_port() const { return hbone_->port(); }
+  uint16_t outbound_port() const { return outbound_->port(); }
+  Dispatcher& dispatcher() { return *dispatcher_; }
+
+ private:
+  ProxyCore() = default;
+
+  ProxyConfig config_;
+  std::unique_ptr<Dispatcher> dispatcher_;
+  std::unique_ptr<ProxyMetrics> metrics_;
+  std::unique_ptr<ConnectionTracker> inbound_tracker_;
+  std::unique_ptr<ConnectionTracker> outbound_tracker_;
+  std::unique_ptr<Inbound> inbound_;
+  HboneServerPtr hbone_;
+  HbonePoolPtr pool_;
+  OutboundEntryPtr outbound_;
+  std::unique_ptr<PlaintextListeners> plaintext_;
+  bool closed_ = false;
+};
+
+}  // namespace podless::proxy

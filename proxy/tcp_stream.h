@@ -1,0 +1,105 @@
+// TcpStream: a Stream over a libuv TCP socket, and TcpConnector to dial one.
+//
+// A TcpStream embeds its uv_tcp_t and frees itself in the handle's close
+// callback (libuv's rule: memory is released only there, after every pending
+// write callback has run). Writes are queued in a ByteQueue and handed to the
+// kernel with one writev at a time.
+#pragma once
+
+#include <netinet/in.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "proxy/byte_queue.h"
+#include "proxy/dispatcher.h"
+#include "proxy/stream.h"
+#include "workloads/result.h"
+
+namespace podless::proxy {
+
+class TcpStream final : public Stream, private DeferredTask {
+ public:
+  // Accepts a pending connection on `server`; null (and nothing leaks) when
+  // accept fails.
+  static TcpStream* Accept(Dispatcher& dispatcher, uv_stream_t* server);
+
+  // Stream
+  void SetHandler(StreamHandler* handler) override;
+  void Write(std::string_view bytes) override;
+  void End() override;
+  void Reset() override;
+  size_t QueuedBytes() const override { return out_.size(); }
+  void SetReadPaused(bool paused) override;
+
+  // The address the peer dialed (getsockname) and the peer's address, host
+  // byte order; 0 when unknown.
+  uint32_t LocalAddress() const;
+  uint16_t LocalPort() const;
+  uint32_t PeerAddress() const;
+  uv_tcp_t* tcp() { return &tcp_; }
+
+ private:
+  friend class TcpConnector;
+  explicit TcpStream(Dispatcher& dispatcher);
+  ~TcpStream() override = default;
+
+  void StartReading();
+  void OnRead(ssize_t nread, const uv_buf_t* buf);
+  void Flush();
+  void OnWriteDone(int status);
+  void MaybeFinish();
+  void Fail();
+  void CloseHandle();
+  // DeferredTask: a write or shutdown that failed synchronously.
+  void RunDeferred() override { Fail(); }
+
+  Dispatcher& dispatcher_;
+  uv_tcp_t tcp_;
+  uv_write_t write_req_;
+  uv_shutdown_t shutdown_req_;
+  StreamHandler* handler_ = nullptr;
+  ByteQueue out_;
+  size_t in_flight_ = 0;
+  bool read_paused_ = false;
+  bool reading_ = false;
+  bool eof_ = false;
+  bool end_requested_ = false;
+  bool shutdown_started_ = false;
+  bool shutdown_done_ = false;
+  bool above_high_ = false;
+  bool closed_ = false;  // uv_close called; no more handler calls
+};
+
+// Dials a TCP address with a timeout. Destroying the connector cancels the
+// attempt; the callback is then never called.
+class TcpConnector {
+ public:
+  using Callback = std::function<void(Result<TcpStream*>)>;
+  explicit TcpConnector(Dispatcher& dispatcher) : dispatcher_(dispatcher) {}
+  ~TcpConnector();
+  TcpConnector(const TcpConnector&) = delete;
+  TcpConnector& operator=(const TcpConnector&) = delete;
+
+  // `address` host byte order. The callback runs once, from the loop.
+  void Connect(uint32_t address, uint16_t port, uint64_t timeout_ms, Callback callback);
+
+ private:
+  void Finish(Result<TcpStream*> result);
+
+  Dispatcher& dispatcher_;
+  TcpStream* stream_ = nullptr;  // owned until handed over
+  uv_connect_t* request_ = nullptr;
+  uv_timer_t* timer_ = nullptr;
+  Callback callback_;
+  std::string target_;
+  std::string error_;
+};
+
+// "127.64.0.5:8080" (host byte order address).
+std::string FormatAddressPort(uint32_t address, uint16_t port);
+sockaddr_in MakeSockaddr(uint32_t address, uint16_t port);
+
+}  // namespace podless::proxy

@@ -1,0 +1,479 @@
+#include "proxy/tls_stream.h"
+
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+#include <utility>
+
+#include "workloads/chain_verifier.h"
+
+namespace podless::proxy {
+
+namespace {
+
+constexpr size_t kRecordSize = 16 << 10;
+constexpr uint8_t kAlpnH2[] = {2, 'h', '2'};
+// After a failed handshake the alert is flushed; the socket is dropped when
+// the peer has not closed it within this time.
+constexpr uint64_t kLingerAfterFailureMs = 1000;
+
+int SslIndex() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+std::string SslErrorString(const char* what) {
+  uint32_t code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0) return what;
+  char buf[256];
+  ERR_error_string_n(code, buf, sizeof(buf));
+  return std::string(what) + ": " + buf;
+}
+
+int SelectAlpn(SSL*, const uint8_t** out, uint8_t* out_len, const uint8_t* in, unsigned in_len,
+               void*) {
+  // ALPN "h2" is mandatory for HBONE; anything else ends the handshake with
+  // a no_application_protocol alert.
+  for (unsigned i = 0; i < in_len;) {
+    unsigned len = in[i];
+    if (i + 1 + len > in_len) break;
+    if (len == 2 && in[i + 1] == 'h' && in[i + 2] == '2') {
+      *out = in + i + 1;
+      *out_len = 2;
+      return SSL_TLSEXT_ERR_OK;
+    }
+    i += 1 + len;
+  }
+  return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+Result<bssl::UniquePtr<SSL_CTX>> NewHboneContext() {
+  bssl::UniquePtr<SSL_CTX> ctx(SSL_CTX_new(TLS_method()));
+  if (!ctx) return MakeError(ErrorCode::kInternal, SslErrorString("SSL_CTX_new"));
+  if (!SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION) ||
+      !SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION)) {
+    return MakeError(ErrorCode::kInternal, SslErrorString("TLS 1.3 not available"));
+  }
+  // Identity is verified on every connection; resumption would skip it.
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_TICKET);
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  return ctx;
+}
+
+Status UseSvid(SSL* ssl, const workloads::Svid& svid) {
+  if (!SSL_use_certificate(ssl, svid.leaf.get()) ||
+      !SSL_use_PrivateKey(ssl, svid.private_key.get())) {
+    return MakeError(ErrorCode::kInternal, SslErrorString("loading the SVID"));
+  }
+  bssl::UniquePtr<STACK_OF(X509)> chain(sk_X509_new_null());
+  for (const auto& cert : svid.intermediates) {
+    X509_up_ref(cert.get());
+    sk_X509_push(chain.get(), cert.get());
+  }
+  if (!SSL_set1_chain(ssl, chain.get())) {
+    return MakeError(ErrorCode::kInternal, SslErrorString("loading the SVID chain"));
+  }
+  return {};
+}
+
+}  // namespace
+
+// --- TlsContext -------------------------------------------------------------
+
+Result<TlsContextPtr> TlsContext::CreateServer(Directory& directory) {
+  auto ctx = NewHboneContext();
+  if (!ctx.ok()) return ctx.error();
+  TlsContextPtr context(new TlsContext(directory, /*server=*/true));
+  context->ctx_ = std::move(ctx).value();
+  SSL_CTX_set_alpn_select_cb(context->ctx_.get(), SelectAlpn, nullptr);
+  SSL_CTX_set_cert_verify_callback(context->ctx_.get(), &TlsStream::VerifyPeerTrampoline, nullptr);
+  return context;
+}
+
+Result<TlsContextPtr> TlsContext::CreateClient(Directory& directory) {
+  auto ctx = NewHboneContext();
+  if (!ctx.ok()) return ctx.error();
+  TlsContextPtr context(new TlsContext(directory, /*server=*/false));
+  context->ctx_ = std::move(ctx).value();
+  SSL_CTX_set_cert_verify_callback(context->ctx_.get(), &TlsStream::VerifyPeerTrampoline, nullptr);
+  return context;
+}
+
+// --- TlsStream ----------------------------------------------------------------
+
+int TlsStream::VerifyPeerTrampoline(X509_STORE_CTX* store_ctx, void* arg) {
+  return VerifyPeer(store_ctx, arg);
+}
+
+TlsStream::TlsStream(Dispatcher& dispatcher, const TlsContext& context, Stream* transport,
+                     HandshakeCallback callback)
+    : dispatcher_(dispatcher),
+      context_(context),
+      transport_(transport),
+      ssl_(SSL_new(context.ctx())),
+      handshake_callback_(std::move(callback)) {
+  SSL_set_ex_data(ssl_.get(), SslIndex(), this);
+  network_in_ = BIO_new(BIO_s_mem());
+  network_out_ = BIO_new(BIO_s_mem());
+  // An empty input BIO means "wait for more", not end of stream.
+  BIO_set_mem_eof_return(network_in_, -1);
+  SSL_set_bio(ssl_.get(), network_in_, network_out_);
+}
+
+TlsStream::~TlsStream() = default;
+
+TlsStream* TlsStream::FromSsl(const SSL* ssl) {
+  return static_cast<TlsStream*>(SSL_get_ex_data(ssl, SslIndex()));
+}
+
+TlsStream* TlsStream::Accept(Dispatcher& dispatcher, const TlsContext& context,
+                             TcpStream* transport, uint64_t handshake_timeout_ms,
+                             HandshakeCallback callback) {
+  auto* self = new TlsStream(dispatcher, context, transport, std::move(callback));
+  self->local_replica_address_ = transport->LocalAddress();
+  SSL_set_accept_state(self->ssl_.get());
+  SSL_set_cert_cb(self->ssl_.get(), &TlsStream::SelectCertificate, self);
+  self->StartHandshake(handshake_timeout_ms);
+  return self;
+}
+
+TlsStream* TlsStream::Connect(Dispatcher& dispatcher, const TlsContext& context, Stream* transport,
+                              workloads::SvidPtr svid, std::string expected_peer, std::string sni,
+                              uint64_t handshake_timeout_ms, HandshakeCallback callback) {
+  auto* self = new TlsStream(dispatcher, context, transport, std::move(callback));
+  self->svid_ = std::move(svid);
+  self->expected_peer_ = std::move(expected_peer);
+  self->local_identity_ = self->svid_->id.ToString();
+  SSL_set_connect_state(self->ssl_.get());
+  SSL_set_alpn_protos(self->ssl_.get(), kAlpnH2, sizeof(kAlpnH2));
+  if (!sni.empty()) SSL_set_tlsext_host_name(self->ssl_.get(), sni.c_str());
+  Status loaded = UseSvid(self->ssl_.get(), *self->svid_);
+  if (!loaded.ok()) self->verify_error_ = loaded.error().message;
+  self->StartHandshake(handshake_timeout_ms);
+  return self;
+}
+
+void TlsStream::StartHandshake(uint64_t timeout_ms) {
+  transport_->SetHandler(this);
+  uv_timer_init(dispatcher_.loop(), handshake_timer_.get());
+  handshake_timer_->data = this;
+  uv_timer_start(
+      handshake_timer_.get(),
+      [](uv_timer_t* timer) {
+        auto* self = static_cast<TlsStream*>(timer->data);
+        if (self == nullptr) return;
+        if (self->dead_) {
+          // Lingering after a failure: drop the socket now.
+          self->transport_->Reset();
+          self->transport_ = nullptr;
+          self->Destroy();
+          return;
+        }
+        self->FailHandshake(MakeError(ErrorCode::kDeadlineExceeded, "TLS handshake timed out"));
+      },
+      timeout_ms, 0);
+  // The first flight (ClientHello) goes out on the next turn, so the callback
+  // is never called from inside Accept()/Connect().
+  dispatcher_.Schedule(this);
+}
+
+int TlsStream::SelectCertificate(SSL* ssl, void* arg) {
+  auto* self = static_cast<TlsStream*>(arg);
+  Directory& directory = self->context_.directory();
+  const LocalReplica* replica = nullptr;
+  // SNI naming a hosted replica's address selects it; anything else falls
+  // back to the address the peer dialed.
+  if (const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)) {
+    in_addr addr{};
+    if (inet_pton(AF_INET, sni, &addr) == 1) {
+      replica = directory.FindLocalReplica(ntohl(addr.s_addr));
+    }
+  }
+  if (replica == nullptr) replica = directory.FindLocalReplica(self->local_replica_address_);
+  if (replica == nullptr) {
+    self->verify_error_ =
+        "no workload is hosted at " + FormatAddressPort(self->local_replica_address_, 0);
+    return 0;
+  }
+  auto svid = directory.Certificate(*replica);
+  if (!svid.ok()) {
+    self->verify_error_ = "no certificate for " + replica->name + ": " + svid.error().message;
+    return 0;
+  }
+  self->svid_ = std::move(svid).value();
+  Status loaded = UseSvid(ssl, *self->svid_);
+  if (!loaded.ok()) {
+    self->verify_error_ = loaded.error().message;
+    return 0;
+  }
+  self->local_replica_address_ = replica->address;
+  self->local_identity_ = self->svid_->id.ToString();
+  return 1;
+}
+
+int TlsStream::VerifyPeer(X509_STORE_CTX* store_ctx, void*) {
+  auto* ssl = static_cast<SSL*>(
+      X509_STORE_CTX_get_ex_data(store_ctx, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  TlsStream* self = FromSsl(ssl);
+  Directory& directory = self->context_.directory();
+  X509* leaf = X509_STORE_CTX_get0_cert(store_ctx);
+  if (leaf == nullptr) {
+    self->verify_error_ = "peer sent no certificate";
+    X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_UNSPECIFIED);
+    return 0;
+  }
+  auto id = workloads::VerifySpiffeChain(leaf, X509_STORE_CTX_get0_untrusted(store_ctx),
+                                         directory.TrustStore(), directory.TrustDomain(),
+                                         static_cast<int64_t>(time(nullptr)));
+  if (!id.ok()) {
+    self->verify_error_ = "peer certificate rejected: " + id.error().message;
+    X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_CERT_REJECTED);
+    return 0;
+  }
+  std::string identity = id->ToString();
+  if (!self->expected_peer_.empty() && identity != self->expected_peer_) {
+    self->verify_error_ = "peer is " + identity + ", expected " + self->expected_peer_;
+    X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_CERT_REJECTED);
+    return 0;
+  }
+  self->peer_identity_ = std::move(identity);
+  return 1;
+}
+
+void TlsStream::DriveHandshake() {
+  if (dead_ || handshake_done_) return;
+  int rc = SSL_do_handshake(ssl_.get());
+  FlushCiphertext();
+  if (rc == 1) {
+    const uint8_t* alpn = nullptr;
+    unsigned alpn_len = 0;
+    SSL_get0_alpn_selected(ssl_.get(), &alpn, &alpn_len);
+    if (alpn_len != 2 || std::memcmp(alpn, "h2", 2) != 0) {
+      FailHandshake(MakeError(ErrorCode::kPermissionDenied, "peer did not negotiate ALPN h2"));
+      return;
+    }
+    if (peer_identity_.empty()) {
+      FailHandshake(MakeError(ErrorCode::kPermissionDenied, "peer identity not verified"));
+      return;
+    }
+    handshake_done_ = true;
+    uv_timer_stop(handshake_timer_.get());
+    HandshakeCallback callback = std::move(handshake_callback_);
+    callback(Status{});
+    // Application data may have arrived with the last handshake flight.
+    if (!dead_) dispatcher_.Schedule(this);
+    return;
+  }
+  int err = SSL_get_error(ssl_.get(), rc);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return;
+  std::string reason = verify_error_.empty() ? SslErrorString("TLS handshake failed")
+                                             : "TLS handshake failed: " + verify_error_;
+  ERR_clear_error();
+  FailHandshake(MakeError(ErrorCode::kPermissionDenied, std::move(reason)));
+}
+
+void TlsStream::FailHandshake(Error error) {
+  if (dead_) return;
+  dead_ = true;
+  HandshakeCallback callback = std::move(handshake_callback_);
+  if (transport_ != nullptr) {
+    // Let the alert reach the peer, then drop the socket if it lingers.
+    transport_->End();
+    uv_timer_start(
+        handshake_timer_.get(),
+        [](uv_timer_t* timer) {
+          auto* self = static_cast<TlsStream*>(timer->data);
+          if (self == nullptr || self->transport_ == nullptr) return;
+          self->transport_->Reset();
+          self->transport_ = nullptr;
+          self->Destroy();
+        },
+        kLingerAfterFailureMs, 0);
+  }
+  if (callback) callback(std::move(error));
+}
+
+void TlsStream::Destroy() {
+  if (delete_scheduled_) return;
+  delete_scheduled_ = true;
+  dead_ = true;
+  handler_ = nullptr;
+  handshake_timer_.Close();
+  dispatcher_.Cancel(this);
+  dispatcher_.DeferredDelete(this);
+}
+
+void TlsStream::RunDeferred() {
+  if (dead_) return;
+  if (write_failed_) {
+    Abort();
+    return;
+  }
+  if (!handshake_done_) {
+    DriveHandshake();
+    return;
+  }
+  ReadPlaintext();
+}
+
+void TlsStream::SetHandler(StreamHandler* handler) {
+  handler_ = handler;
+  if (!dead_) dispatcher_.Schedule(this);
+}
+
+void TlsStream::OnData(std::string_view bytes) {
+  if (dead_) return;  // lingering after a failure: discard
+  BIO_write(network_in_, bytes.data(), static_cast<int>(bytes.size()));
+  if (!handshake_done_) {
+    DriveHandshake();
+    if (!handshake_done_ || dead_) return;
+  }
+  ReadPlaintext();
+}
+
+void TlsStream::ReadPlaintext() {
+  char buf[kRecordSize];
+  while (!read_paused_ && !dead_ && handler_ != nullptr && !peer_ended_) {
+    int n = SSL_read(ssl_.get(), buf, sizeof(buf));
+    if (n > 0) {
+      handler_->OnData(std::string_view(buf, n));
+      continue;
+    }
+    int err = SSL_get_error(ssl_.get(), n);
+    if (err == SSL_ERROR_WANT_READ) break;
+    if (err == SSL_ERROR_ZERO_RETURN) {
+      peer_ended_ = true;
+      handler_->OnEnd();
+      break;
+    }
+    ERR_clear_error();
+    Abort();
+    return;
+  }
+  if (!dead_) FlushCiphertext();
+}
+
+void TlsStream::FlushCiphertext() {
+  if (transport_ == nullptr) return;
+  const uint8_t* data = nullptr;
+  size_t len = 0;
+  if (!BIO_mem_contents(network_out_, &data, &len) || len == 0) return;
+  transport_->Write(std::string_view(reinterpret_cast<const char*>(data), len));
+  BIO_reset(network_out_);
+}
+
+void TlsStream::Write(std::string_view bytes) {
+  if (dead_ || end_requested_) return;
+  plain_out_.Append(bytes);
+  if (QueuedBytes() > kHighWatermark) above_high_ = true;
+  EncryptQueued();
+}
+
+void TlsStream::EncryptQueued() {
+  if (!handshake_done_ || dead_) return;
+  char buf[kRecordSize];
+  // One SSL_write per full record; stop while the socket is backed up.
+  while (!plain_out_.empty() && transport_->QueuedBytes() < kHighWatermark) {
+    size_t n = plain_out_.Read(reinterpret_cast<uint8_t*>(buf), sizeof(buf));
+    int rc = SSL_write(ssl_.get(), buf, static_cast<int>(n));
+    if (rc <= 0) {
+      ERR_clear_error();
+      // Never call the handler from inside its own Write(): fail next turn.
+      write_failed_ = true;
+      dispatcher_.Schedule(this);
+      return;
+    }
+    FlushCiphertext();
+  }
+  if (plain_out_.empty() && end_requested_ && !end_sent_) {
+    end_sent_ = true;
+    SSL_shutdown(ssl_.get());  // close_notify
+    FlushCiphertext();
+    transport_->End();
+  }
+}
+
+void TlsStream::End() {
+  if (dead_ || end_requested_) return;
+  end_requested_ = true;
+  EncryptQueued();
+}
+
+size_t TlsStream::QueuedBytes() const {
+  return plain_out_.size() + (transport_ != nullptr ? transport_->QueuedBytes() : 0);
+}
+
+void TlsStream::SetReadPaused(bool paused) {
+  read_paused_ = paused;
+  if (dead_ || transport_ == nullptr) return;
+  transport_->SetReadPaused(paused);
+  // Records already decrypted-ready in SSL are delivered on the next turn.
+  if (!paused) dispatcher_.Schedule(this);
+}
+
+void TlsStream::OnWritable() {
+  if (dead_) return;
+  EncryptQueued();
+  if (!dead_ && above_high_ && QueuedBytes() < kLowWatermark) {
+    above_high_ = false;
+    if (handler_ != nullptr) handler_->OnWritable();
+  }
+}
+
+void TlsStream::OnEnd() {
+  if (dead_) return;
+  if (!handshake_done_) {
+    FailHandshake(
+        MakeError(ErrorCode::kUnavailable, "peer closed the connection during the TLS handshake"));
+    return;
+  }
+  if (!peer_ended_) {
+    // FIN without close_notify: treated as the end of the peer's data.
+    peer_ended_ = true;
+    if (handler_ != nullptr) handler_->OnEnd();
+  }
+}
+
+void TlsStream::OnClosed(bool reset) {
+  transport_ = nullptr;  // the transport is gone
+  if (dead_) {
+    Destroy();
+    return;
+  }
+  if (!handshake_done_) {
+    dead_ = true;
+    HandshakeCallback callback = std::move(handshake_callback_);
+    Destroy();
+    if (callback) {
+      callback(MakeError(ErrorCode::kUnavailable, "connection closed during the TLS handshake"));
+    }
+    return;
+  }
+  StreamHandler* handler = handler_;
+  Destroy();
+  if (handler != nullptr) handler->OnClosed(reset);
+}
+
+void TlsStream::Abort() {
+  if (dead_) return;
+  StreamHandler* handler = handler_;
+  if (transport_ != nullptr) transport_->Reset();
+  transport_ = nullptr;
+  Destroy();
+  if (handler != nullptr) handler->OnClosed(true);
+}
+
+void TlsStream::Reset() {
+  if (dead_) return;
+  if (transport_ != nullptr) transport_->Reset();
+  transport_ = nullptr;
+  Destroy();
+}
+
+}  // namespace podless::proxy

@@ -1,0 +1,145 @@
+// TlsStream: TLS 1.3 (BoringSSL) over another Stream (a TcpStream), with the
+// HBONE profile: mutual authentication with X.509-SVIDs, ALPN "h2" required
+// both ways, 16 KiB records.
+//
+// The SSL runs over two memory BIOs: ciphertext read from the transport is
+// written into one, ciphertext SSL produces is taken from the other and
+// written to the transport. Plaintext is itself presented as a Stream, so an
+// HTTP/2 session runs over TLS or, in tests, over plain TCP alike.
+//
+// Server side: the certificate is chosen per connection in the handshake by
+// the local address the peer dialed (TcpStream::LocalAddress), or by SNI when
+// it is the IPv4 address of a replica this node hosts. The client's chain is
+// verified with VerifySpiffeChain against Directory::TrustStore().
+// Client side: the source replica's SVID is presented and the server's
+// SPIFFE ID must equal the expected destination identity.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "proxy/byte_queue.h"
+#include "proxy/directory.h"
+#include "proxy/dispatcher.h"
+#include "proxy/stream.h"
+#include "proxy/tcp_stream.h"
+#include "proxy/uv_handle.h"
+#include "workloads/result.h"
+
+namespace podless::proxy {
+
+inline constexpr uint64_t kDefaultHandshakeTimeoutMs = 10'000;
+
+// One SSL_CTX for each role, shared by every connection of that role.
+class TlsContext {
+ public:
+  static Result<std::unique_ptr<TlsContext>> CreateServer(Directory& directory);
+  static Result<std::unique_ptr<TlsContext>> CreateClient(Directory& directory);
+
+  SSL_CTX* ctx() const { return ctx_.get(); }
+  Directory& directory() const { return directory_; }
+  bool server() const { return server_; }
+
+ private:
+  TlsContext(Directory& directory, bool server) : directory_(directory), server_(server) {}
+  Directory& directory_;
+  bool server_;
+  bssl::UniquePtr<SSL_CTX> ctx_;
+};
+using TlsContextPtr = std::unique_ptr<TlsContext>;
+
+class TlsStream final : public Stream, private StreamHandler, private DeferredTask {
+ public:
+  // Called once from the loop: ok after a complete handshake (then call
+  // SetHandler), or the reason it failed (the stream is then gone).
+  using HandshakeCallback = std::function<void(Status)>;
+
+  // Server side of an accepted connection.
+  static TlsStream* Accept(Dispatcher& dispatcher, const TlsContext& context, TcpStream* transport,
+                           uint64_t handshake_timeout_ms, HandshakeCallback callback);
+  // Client side: presents `svid`, requires the server to be `expected_peer`.
+  // `sni` (may be empty) is sent as server_name.
+  static TlsStream* Connect(Dispatcher& dispatcher, const TlsContext& context, Stream* transport,
+                            workloads::SvidPtr svid, std::string expected_peer, std::string sni,
+                            uint64_t handshake_timeout_ms, HandshakeCallback callback);
+
+  // The verified SPIFFE ID of the peer ("spiffe://td/ns/x/sa/y").
+  const std::string& peer_identity() const { return peer_identity_; }
+  // Server side: the hosted replica address whose certificate was presented.
+  uint32_t local_replica_address() const { return local_replica_address_; }
+  // Server side: the certificate's SPIFFE ID.
+  const std::string& local_identity() const { return local_identity_; }
+
+  // Stream
+  void SetHandler(StreamHandler* handler) override;
+  void Write(std::string_view bytes) override;
+  void End() override;
+  void Reset() override;
+  size_t QueuedBytes() const override;
+  void SetReadPaused(bool paused) override;
+
+ private:
+  TlsStream(Dispatcher& dispatcher, const TlsContext& context, Stream* transport,
+            HandshakeCallback callback);
+
+ public:
+  // Only the Dispatcher deletes a TlsStream (after Destroy()).
+  ~TlsStream() override;
+
+ private:
+  // StreamHandler (the transport's ciphertext)
+  void OnData(std::string_view bytes) override;
+  void OnEnd() override;
+  void OnClosed(bool reset) override;
+  void OnWritable() override;
+  // DeferredTask: delivers plaintext SSL buffered while reading was paused.
+  void RunDeferred() override;
+
+  static int SelectCertificate(SSL* ssl, void* arg);
+  static int VerifyPeer(X509_STORE_CTX* store_ctx, void* arg);
+  friend class TlsContext;
+  static int VerifyPeerTrampoline(X509_STORE_CTX* store_ctx, void* arg);
+  static TlsStream* FromSsl(const SSL* ssl);
+
+  void StartHandshake(uint64_t timeout_ms);
+  void DriveHandshake();
+  void FailHandshake(Error error);
+  void ReadPlaintext();
+  void EncryptQueued();
+  void FlushCiphertext();
+  // A data-phase error: the transport is reset and the handler told.
+  void Abort();
+  // Stops all activity; deleted on the next turn.
+  void Destroy();
+
+  Dispatcher& dispatcher_;
+  const TlsContext& context_;
+  Stream* transport_;
+  bssl::UniquePtr<SSL> ssl_;
+  BIO* network_in_ = nullptr;   // owned by ssl_
+  BIO* network_out_ = nullptr;  // owned by ssl_
+  HandshakeCallback handshake_callback_;
+  TimerHandle handshake_timer_;
+  StreamHandler* handler_ = nullptr;
+  ByteQueue plain_out_;
+  workloads::SvidPtr svid_;  // kept alive while the SSL references its key
+  std::string expected_peer_;
+  std::string peer_identity_;
+  std::string local_identity_;
+  std::string verify_error_;
+  uint32_t local_replica_address_ = 0;
+  bool handshake_done_ = false;
+  bool read_paused_ = false;
+  bool end_requested_ = false;
+  bool end_sent_ = false;
+  bool peer_ended_ = false;
+  bool above_high_ = false;
+  bool dead_ = false;
+  bool delete_scheduled_ = false;
+  bool write_failed_ = false;
+};
+
+}  // namespace podless::proxy

@@ -1,0 +1,105 @@
+// The agent's admin HTTP server (127.0.0.1:15000 by default): /healthz,
+// /ready, /metrics, /config_dump, registered by the wiring as routes.
+//
+// HTTP/1.1 on the agent's libuv loop, parsed by proxy::Http1RequestParser.
+// Deliberately small: GET and HEAD only (405 otherwise), no request bodies
+// (413), routing on the path without query string (404 for unknown paths),
+// persistent connections with pipelining, and a request timeout (10 s by
+// default) that closes idle connections and those that send a head too
+// slowly. Handlers run on the loop thread and must not block.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy/http1_parser.h"
+#include "proxy/uv_handle.h"
+#include "workloads/result.h"
+
+namespace podless::runtime {
+
+struct AdminResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+};
+
+using AdminHandler = std::function<AdminResponse(const proxy::Http1Request&)>;
+
+struct AdminServerOptions {
+  // Time a connection may stay without a complete request head: idle
+  // keep-alive connections and slow senders alike are closed after it.
+  std::chrono::milliseconds request_timeout{10'000};
+  // After the last response on a connection is sent, unread input is drained
+  // this long before closing (closing with unread input would reset the
+  // connection and could destroy the response at the client).
+  std::chrono::milliseconds linger_timeout{2'000};
+  // Pipelined requests are answered only while less than this much response
+  // data waits in a connection's write queue; then reading pauses until the
+  // client catches up, so a client that never reads cannot make the agent
+  // buffer without bound.
+  size_t max_queued_response_bytes = 1 << 20;
+};
+
+class AdminServer {
+ public:
+  explicit AdminServer(uv_loop_t* loop);
+  AdminServer(uv_loop_t* loop, AdminServerOptions options);
+  ~AdminServer();  // Close()
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+
+  // Binds and listens on "ip:port" ("127.0.0.1:15000", "[::1]:0"); port 0
+  // picks a free port (see port()). Errors name the address, e.g.
+  // "127.0.0.1:15000: address already in use".
+  Status Listen(std::string_view address);
+
+  // The bound port once Listen succeeded, else 0.
+  uint16_t port() const { return port_; }
+
+  // Serves `path` (exact match, e.g. "/metrics") with `handler`. A later
+  // registration of the same path replaces the earlier one.
+  void AddRoute(std::string path, AdminHandler handler);
+
+  // Stops listening and closes every connection at once. Idempotent; safe to
+  // call from a handler.
+  void Close();
+
+  size_t connection_count() const { return connections_.size(); }
+
+ private:
+  class Connection;
+  friend class Connection;
+
+  static void OnConnection(uv_stream_t* listener, int status);
+  void Accept();
+  // Removes a closed connection from the live set; it is destroyed on the
+  // next callback (it may still be on the stack now).
+  void Retire(Connection* connection);
+  void ReapRetired();
+  const AdminHandler* FindRoute(std::string_view path) const;
+
+  uv_loop_t* loop_;
+  AdminServerOptions options_;
+  proxy::TcpHandle listener_;
+  bool listening_ = false;
+  uint16_t port_ = 0;
+  std::map<std::string, AdminHandler, std::less<>> routes_;
+  std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
+  std::vector<std::unique_ptr<Connection>> retired_;
+  // All reads land here: the loop is single-threaded and every read is
+  // consumed before the next one.
+  std::unique_ptr<char[]> read_buffer_;
+};
+
+using AdminServerPtr = std::unique_ptr<AdminServer>;
+
+}  // namespace podless::runtime

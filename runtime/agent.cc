@@ -1,0 +1,471 @@
+#include "runtime/agent.h"
+
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "runtime/json.h"
+#include "workloads/spiffe_id.h"
+
+namespace podless::runtime {
+namespace {
+
+using workloads::Kind;
+using workloads::Object;
+using workloads::ObjectKey;
+
+std::string RandomSecret() {
+  uint8_t bytes[24];
+  RAND_bytes(bytes, sizeof(bytes));
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (uint8_t b : bytes) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 15]);
+  }
+  return out;
+}
+
+bool SelectorMatches(const workloads::Labels& selector, const workloads::Labels& labels) {
+  if (selector.empty()) return false;  // Kubernetes: an empty Service selector selects nothing
+  for (const auto& [key, value] : selector) {
+    auto it = labels.find(key);
+    if (it == labels.end() || it->second != value) return false;
+  }
+  return true;
+}
+
+std::string KeyText(const ObjectKey& key) {
+  return std::string(workloads::KindName(key.kind)) + " " + key.ns + "/" + key.name;
+}
+
+// Splits "web-12" into ("web", 12).
+bool SplitReplicaName(const std::string& replica, std::string* workload, uint32_t* ordinal) {
+  auto dash = replica.rfind('-');
+  if (dash == std::string::npos || dash + 1 == replica.size()) return false;
+  uint64_t n = 0;
+  for (size_t i = dash + 1; i < replica.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(replica[i]))) return false;
+    n = n * 10 + (replica[i] - '0');
+    if (n > workloads::kMaxReplicas) return false;
+  }
+  *workload = replica.substr(0, dash);
+  *ordinal = static_cast<uint32_t>(n);
+  return true;
+}
+
+}  // namespace
+
+Agent::Agent(const AgentConfig& config) : config_(config) {}
+Agent::~Agent() = default;
+
+Result<AgentPtr> Agent::Open(const AgentConfig& config) {
+  AgentPtr agent(new Agent(config));
+  if (Status s = agent->Load(); !s) return s.error();
+  return agent;
+}
+
+Status Agent::Load() {
+  auto node_cidr = workloads::Cidr::Parse(config_.node_cidr);
+  if (!node_cidr) return MakeError(ErrorCode::kInvalidArgument, "--node-cidr: " + node_cidr.error().message);
+  auto service_cidr = workloads::Cidr::Parse(config_.service_cidr);
+  if (!service_cidr) {
+    return MakeError(ErrorCode::kInvalidArgument, "--service-cidr: " + service_cidr.error().message);
+  }
+  node_pool_ = std::make_unique<workloads::AddressPool>(*node_cidr);
+  service_pool_ = std::make_unique<workloads::AddressPool>(*service_cidr);
+
+  if (mkdir(config_.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return MakeError(ErrorCode::kUnavailable,
+                     "cannot create state dir " + config_.state_dir + ": " + std::strerror(errno));
+  }
+  auto store = StateStore::Open(config_.state_dir);
+  if (!store) return store.error();
+  store_ = std::move(*store);
+
+  auto ca = config_.ca_cert.empty()
+                ? workloads::CertificateAuthority::LoadOrCreate(config_.state_dir, config_.trust_domain)
+                : workloads::CertificateAuthority::LoadFromFiles(config_.ca_cert, config_.ca_key,
+                                                                 config_.trust_domain);
+  if (!ca) return ca.error();
+  ca_ = std::move(*ca);
+
+  // Re-reserve every persisted address; a conflict means the state was
+  // written with another CIDR, which the operator must resolve.
+  for (const auto& [key, object] : store_->objects()) {
+    auto& pool = key.kind == Kind::kService ? *service_pool_ : *node_pool_;
+    for (uint32_t address : object.addresses) {
+      if (Status s = pool.Reserve(address); !s) {
+        return MakeError(ErrorCode::kFailedPrecondition,
+                         store_->path() + ": " + KeyText(key) + ": address " +
+                             workloads::FormatIpv4(address) + ": " + s.error().message +
+                             " (was the state written with another --node-cidr/--service-cidr?)");
+      }
+    }
+    IndexObject(object);
+  }
+  return {};
+}
+
+std::string Agent::SpiffeIdFor(const workloads::Workload& workload) const {
+  return workloads::SpiffeId::ForServiceAccount(config_.trust_domain, workload.metadata.ns,
+                                                workload.spec.service_account)
+      .ToString();
+}
+
+void Agent::IndexObject(const StoredObject& object) {
+  const auto* workload = std::get_if<workloads::Workload>(&object.object);
+  if (workload == nullptr) return;
+  for (uint32_t i = 0; i < object.addresses.size(); ++i) {
+    replica_by_address_[object.addresses[i]] = ReplicaRef{&object, i};
+  }
+}
+
+void Agent::UnindexObject(const StoredObject& object) {
+  if (!std::holds_alternative<workloads::Workload>(object.object)) return;
+  for (uint32_t address : object.addresses) replica_by_address_.erase(address);
+}
+
+Result<std::vector<ObjectChange>> Agent::Apply(std::vector<Object> objects, bool dry_run) {
+  std::vector<ObjectChange> changes;
+  std::vector<StoredObject> puts;
+  // Addresses taken from the pools for this apply, handed back if it fails.
+  std::vector<std::pair<workloads::AddressPool*, uint32_t>> allocated;
+  // Addresses of replicas scaled away, released once the commit succeeded.
+  std::vector<uint32_t> released;
+  const uint32_t node_cursor = node_pool_->cursor();
+  const uint32_t service_cursor = service_pool_->cursor();
+  auto roll_back = [&] {
+    for (auto& [pool, address] : allocated) pool->Release(address);
+    node_pool_->set_cursor(node_cursor);
+    service_pool_->set_cursor(service_cursor);
+  };
+
+  for (Object& object : objects) {
+    ObjectKey key = workloads::KeyOf(object);
+    const StoredObject* existing = Find(key);
+    if (existing != nullptr && existing->object == object) {
+      changes.push_back({key, "unchanged"});
+      continue;
+    }
+    StoredObject next;
+    if (existing != nullptr) {
+      next.addresses = existing->addresses;
+      next.secret = existing->secret;
+      next.generation = existing->generation + 1;
+    } else {
+      next.secret = RandomSecret();
+      next.generation = 1;
+    }
+    if (const auto* workload = std::get_if<workloads::Workload>(&object)) {
+      const uint32_t replicas = workload->spec.replicas;
+      while (next.addresses.size() > replicas) {
+        released.push_back(next.addresses.back());
+        next.addresses.pop_back();
+      }
+      next.addresses.reserve(replicas);
+      while (next.addresses.size() < replicas) {
+        auto address = node_pool_->Allocate();
+        if (!address) {
+          roll_back();
+          return MakeError(address.error().code, KeyText(key) + ": " + address.error().message);
+        }
+        allocated.emplace_back(node_pool_.get(), *address);
+        next.addresses.push_back(*address);
+      }
+    } else if (std::holds_alternative<workloads::Service>(object) && next.addresses.empty()) {
+      auto vip = service_pool_->Allocate();
+      if (!vip) {
+        roll_back();
+        return MakeError(vip.error().code, KeyText(key) + ": " + vip.error().message);
+      }
+      allocated.emplace_back(service_pool_.get(), *vip);
+      next.addresses.push_back(*vip);
+    }
+    next.object = std::move(object);
+    changes.push_back({key, existing != nullptr ? "configured" : "created"});
+    puts.push_back(std::move(next));
+  }
+
+  if (dry_run || puts.empty()) {
+    roll_back();
+    return changes;
+  }
+
+  // Unindex the old versions before the store replaces them.
+  std::vector<bool> was_present;
+  for (const StoredObject& put : puts) {
+    const StoredObject* old = Find(workloads::KeyOf(put.object));
+    was_present.push_back(old != nullptr);
+    if (old != nullptr) UnindexObject(*old);
+  }
+  if (Status s = store_->Commit(puts, {}); !s) {
+    roll_back();
+    for (const StoredObject& put : puts) {
+      if (const StoredObject* old = Find(workloads::KeyOf(put.object))) IndexObject(*old);
+    }
+    return s.error();
+  }
+  for (uint32_t address : released) node_pool_->Release(address);
+  for (size_t i = 0; i < puts.size(); ++i) {
+    const StoredObject* now = Find(workloads::KeyOf(puts[i].object));
+    IndexObject(*now);
+    Notify(was_present[i] ? WatchEventType::kModified : WatchEventType::kAdded, *now);
+  }
+  return changes;
+}
+
+Result<std::vector<ObjectChange>> Agent::Delete(const std::vector<ObjectKey>& keys,
+                                                bool ignore_not_found) {
+  std::vector<ObjectChange> changes;
+  std::vector<ObjectKey> deletes;
+  for (const ObjectKey& key : keys) {
+    if (Find(key) == nullptr) {
+      if (!ignore_not_found) {
+        return MakeError(ErrorCode::kNotFound, KeyText(key) + " not found");
+      }
+      changes.push_back({key, "unchanged"});
+      continue;
+    }
+    if (std::find(deletes.begin(), deletes.end(), key) != deletes.end()) continue;
+    deletes.push_back(key);
+    changes.push_back({key, "deleted"});
+  }
+  if (deletes.empty()) return changes;
+
+  // Keep copies for the events and the address release after the commit.
+  std::vector<StoredObject> gone;
+  for (const ObjectKey& key : deletes) gone.push_back(*Find(key));
+  for (const StoredObject& object : gone) UnindexObject(object);
+  if (Status s = store_->Commit({}, deletes); !s) {
+    for (const ObjectKey& key : deletes) IndexObject(*Find(key));
+    return s.error();
+  }
+  for (const StoredObject& object : gone) {
+    auto& pool = std::holds_alternative<workloads::Service>(object.object) ? *service_pool_
+                                                                           : *node_pool_;
+    for (uint32_t address : object.addresses) pool.Release(address);
+    Notify(WatchEventType::kDeleted, object);
+  }
+  return changes;
+}
+
+Status Agent::Register(std::vector<workloads::Workload> workloads) {
+  std::vector<Object> objects;
+  objects.reserve(workloads.size());
+  for (auto& workload : workloads) {
+    ObjectKey key{Kind::kWorkload, workload.metadata.ns, workload.metadata.name};
+    if (Find(key) != nullptr) {
+      return MakeError(ErrorCode::kAlreadyExists,
+                       KeyText(key) + " already exists (use Apply to update it)");
+    }
+    objects.emplace_back(std::move(workload));
+  }
+  auto applied = Apply(std::move(objects), /*dry_run=*/false);
+  if (!applied) return applied.error();
+  return {};
+}
+
+const StoredObject* Agent::Find(const ObjectKey& key) const {
+  const auto& objects = store_->objects();
+  auto it = objects.find(key);
+  return it == objects.end() ? nullptr : &it->second;
+}
+
+std::vector<const StoredObject*> Agent::List(Kind kind, const std::string& ns) const {
+  std::vector<const StoredObject*> out;
+  const auto& objects = store_->objects();
+  auto it = objects.lower_bound(ObjectKey{kind, ns, ""});
+  for (; it != objects.end() && it->first.kind == kind; ++it) {
+    if (!ns.empty() && it->first.ns != ns) break;
+    out.push_back(&it->second);
+  }
+  return out;
+}
+
+std::vector<ReplicaView> Agent::Replicas(const StoredObject& stored) const {
+  std::vector<ReplicaView> out;
+  const auto* workload = std::get_if<workloads::Workload>(&stored.object);
+  if (workload == nullptr) return out;
+  const std::string spiffe_id = SpiffeIdFor(*workload);
+  auto cert = certificates_.find(spiffe_id);
+  out.reserve(stored.addresses.size());
+  for (uint32_t i = 0; i < stored.addresses.size(); ++i) {
+    ReplicaView view;
+    view.name = workload->metadata.name + "-" + std::to_string(i);
+    view.ordinal = i;
+    view.address = stored.addresses[i];
+    view.spiffe_id = spiffe_id;
+    if (cert != certificates_.end()) view.certificate = cert->second;
+    out.push_back(std::move(view));
+  }
+  return out;
+}
+
+std::vector<uint32_t> Agent::ServiceEndpoints(const workloads::Service& service) const {
+  std::vector<uint32_t> out;
+  for (const StoredObject* stored : List(Kind::kWorkload, service.metadata.ns)) {
+    const auto& workload = std::get<workloads::Workload>(stored->object);
+    if (!SelectorMatches(service.selector, workload.metadata.labels)) continue;
+    out.insert(out.end(), stored->addresses.begin(), stored->addresses.end());
+  }
+  return out;
+}
+
+Result<workloads::SvidPtr> Agent::Certificate(const std::string& ns, const std::string& replica) {
+  std::string workload_name = replica;
+  uint32_t ordinal = 0;
+  const StoredObject* stored = Find(ObjectKey{Kind::kWorkload, ns, replica});
+  if (stored == nullptr && SplitReplicaName(replica, &workload_name, &ordinal)) {
+    stored = Find(ObjectKey{Kind::kWorkload, ns, workload_name});
+  }
+  if (stored == nullptr || ordinal >= stored->addresses.size()) {
+    return MakeError(ErrorCode::kNotFound, "replica " + ns + "/" + replica + " not found");
+  }
+  return CertificateForIdentity(SpiffeIdFor(std::get<workloads::Workload>(stored->object)));
+}
+
+Result<workloads::SvidPtr> Agent::CertificateForIdentity(const std::string& spiffe_id) {
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  auto it = certificates_.find(spiffe_id);
+  if (it != certificates_.end()) {
+    const workloads::Svid& svid = *it->second;
+    const int64_t half_life = svid.not_before + (svid.not_after - svid.not_before) / 2;
+    if (now < half_life) return it->second;
+  }
+  auto id = workloads::SpiffeId::Parse(spiffe_id);
+  if (!id) return id.error();
+  auto svid = ca_->IssueSvid(*id, config_.svid_ttl);
+  if (!svid) return svid.error();
+  ++certificates_issued_;
+  if (on_certificate_issued_) on_certificate_issued_();
+  certificates_[spiffe_id] = *svid;
+  return *svid;
+}
+
+uint64_t Agent::AddWatcher(WatchCallback callback) {
+  const uint64_t id = next_watcher_id_++;
+  watchers_.emplace(id, std::move(callback));
+  return id;
+}
+
+void Agent::RemoveWatcher(uint64_t id) { watchers_.erase(id); }
+
+void Agent::Notify(WatchEventType type, const StoredObject& object) {
+  // A watcher may remove itself (or another) from inside its callback.
+  std::vector<uint64_t> ids;
+  for (const auto& [id, callback] : watchers_) ids.push_back(id);
+  for (uint64_t id : ids) {
+    auto it = watchers_.find(id);
+    if (it == watchers_.end()) continue;
+    WatchCallback callback = it->second;  // it may be erased while it runs
+    callback(type, object);
+  }
+}
+
+size_t Agent::workload_count() const { return List(Kind::kWorkload, "").size(); }
+
+std::string Agent::ConfigDumpJson() const {
+  JsonWriter json;
+  json.BeginObject();
+  json.Key("node").BeginObject();
+  json.Key("name").String(config_.node_name);
+  json.Key("trust_domain").String(config_.trust_domain);
+  json.Key("node_cidr").String(config_.node_cidr);
+  json.Key("service_cidr").String(config_.service_cidr);
+  json.EndObject();
+
+  json.Key("workloads").BeginArray();
+  for (const StoredObject* stored : List(Kind::kWorkload, "")) {
+    const auto& workload = std::get<workloads::Workload>(stored->object);
+    json.BeginObject();
+    json.Key("namespace").String(workload.metadata.ns);
+    json.Key("name").String(workload.metadata.name);
+    json.Key("service_account").String(workload.spec.service_account);
+    json.Key("labels").BeginObject();
+    for (const auto& [k, v] : workload.metadata.labels) json.Key(k).String(v);
+    json.EndObject();
+    json.Key("replicas").BeginArray();
+    for (const ReplicaView& replica : Replicas(*stored)) {
+      json.BeginObject();
+      json.Key("name").String(replica.name);
+      json.Key("address").String(workloads::FormatIpv4(replica.address));
+      json.Key("spiffe_id").String(replica.spiffe_id);
+      json.Key("ready").Bool(replica.ready);
+      if (replica.certificate) {
+        json.Key("certificate").BeginObject();
+        json.Key("serial").String(replica.certificate->serial_hex);
+        json.Key("not_before").Int(replica.certificate->not_before);
+        json.Key("not_after").Int(replica.certificate->not_after);
+        json.EndObject();
+      } else {
+        json.Key("certificate").Null();
+      }
+      json.EndObject();
+    }
+    json.EndArray();
+    json.EndObject();
+  }
+  json.EndArray();
+
+  json.Key("services").BeginArray();
+  for (const StoredObject* stored : List(Kind::kService, "")) {
+    const auto& service = std::get<workloads::Service>(stored->object);
+    json.BeginObject();
+    json.Key("namespace").String(service.metadata.ns);
+    json.Key("name").String(service.metadata.name);
+    json.Key("vip").String(stored->addresses.empty() ? "" : workloads::FormatIpv4(stored->addresses[0]));
+    json.Key("ports").BeginArray();
+    for (const auto& port : service.ports) {
+      json.BeginObject();
+      json.Key("port").Int(port.port);
+      if (port.target_port.name.empty()) {
+        json.Key("target_port").Int(port.target_port.number ? port.target_port.number : port.port);
+      } else {
+        json.Key("target_port").String(port.target_port.name);
+      }
+      json.EndObject();
+    }
+    json.EndArray();
+    json.Key("endpoints").BeginArray();
+    for (uint32_t address : ServiceEndpoints(service)) json.String(workloads::FormatIpv4(address));
+    json.EndArray();
+    json.EndObject();
+  }
+  json.EndArray();
+
+  json.Key("policies").BeginArray();
+  for (const StoredObject* stored : List(Kind::kAuthorizationPolicy, "")) {
+    const auto& policy = std::get<workloads::AuthorizationPolicy>(stored->object);
+    json.BeginObject();
+    json.Key("namespace").String(policy.metadata.ns);
+    json.Key("name").String(policy.metadata.name);
+    json.Key("action").String(policy.action == workloads::PolicyAction::kAllow ? "ALLOW" : "DENY");
+    json.Key("selector").BeginObject();
+    for (const auto& [k, v] : policy.selector) json.Key(k).String(v);
+    json.EndObject();
+    json.Key("rules").Int(static_cast<int64_t>(policy.rules.size()));
+    json.EndObject();
+  }
+  json.EndArray();
+
+  json.Key("certificates").BeginArray();
+  for (const auto& [id, svid] : certificates_) {
+    json.BeginObject();
+    json.Key("spiffe_id").String(id);
+    json.Key("serial").String(svid->serial_hex);
+    json.Key("not_before").Int(svid->not_before);
+    json.Key("not_after").Int(svid->not_after);
+    json.EndObject();
+  }
+  json.EndArray();
+  json.EndObject();
+  return json.Take();
+}
+
+}  // namespace podless::runtime

@@ -1,0 +1,125 @@
+// The node agent's state and the operations on it: apply, delete, register,
+// list, watch, certificates. Everything runs on the agent's libuv loop; the
+// API layer (api/) and the admin server call in on that loop.
+//
+// An operation is all or nothing: addresses are allocated, the change is
+// committed to the state log (fsync), and only then is memory updated and
+// are watchers told. A failed commit leaves the agent exactly as before.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/config.h"
+#include "runtime/state_store.h"
+#include "workloads/certificate_authority.h"
+#include "workloads/ipam.h"
+#include "workloads/model.h"
+#include "workloads/result.h"
+
+namespace podless::runtime {
+
+struct ObjectChange {
+  workloads::ObjectKey key;
+  std::string action;  // "created", "configured", "unchanged", "deleted"
+};
+
+enum class WatchEventType { kAdded, kModified, kDeleted };
+using WatchCallback = std::function<void(WatchEventType, const StoredObject&)>;
+
+// What `status` shows of one replica.
+struct ReplicaView {
+  std::string name;  // <workload>-<ordinal>
+  uint32_t ordinal = 0;
+  uint32_t address = 0;
+  std::string spiffe_id;
+  workloads::SvidPtr certificate;  // null until first use
+  bool ready = true;
+};
+
+class Agent;
+using AgentPtr = std::unique_ptr<Agent>;
+
+class Agent {
+ public:
+  // Opens the state dir (lock, state log, CA) and rebuilds the indexes.
+  static Result<AgentPtr> Open(const AgentConfig& config);
+  ~Agent();
+
+  const AgentConfig& config() const { return config_; }
+  const workloads::CertificateAuthority& ca() const { return *ca_; }
+
+  // Creates or updates every object in one durable step ("unchanged" ones
+  // are not rewritten). With dry_run nothing is written or allocated.
+  Result<std::vector<ObjectChange>> Apply(std::vector<workloads::Object> objects, bool dry_run);
+  // Deletes the objects named; NOT_FOUND for a missing one unless
+  // ignore_not_found (then reported as "unchanged").
+  Result<std::vector<ObjectChange>> Delete(const std::vector<workloads::ObjectKey>& keys,
+                                           bool ignore_not_found);
+  // Creates workloads that must not exist yet (ALREADY_EXISTS otherwise).
+  Status Register(std::vector<workloads::Workload> workloads);
+
+  const StoredObject* Find(const workloads::ObjectKey& key) const;
+  // Every object of a kind, in (namespace, name) order; ns empty = all.
+  std::vector<const StoredObject*> List(workloads::Kind kind, const std::string& ns) const;
+  std::vector<ReplicaView> Replicas(const StoredObject& workload) const;
+  // A service's endpoints: addresses of the replicas its selector matches.
+  std::vector<uint32_t> ServiceEndpoints(const workloads::Service& service) const;
+
+  // The replica's SVID, issued on first use, cached per SPIFFE ID and
+  // re-issued once past half of its lifetime.
+  Result<workloads::SvidPtr> Certificate(const std::string& ns, const std::string& replica);
+  Result<workloads::SvidPtr> CertificateForIdentity(const std::string& spiffe_id);
+
+  uint64_t AddWatcher(WatchCallback callback);
+  void RemoveWatcher(uint64_t id);
+
+  size_t workload_count() const;
+  uint64_t replica_count() const { return replica_by_address_.size(); }
+  uint64_t certificates_issued() const { return certificates_issued_; }
+  size_t certificates_cached() const { return certificates_.size(); }
+  // Called after every SVID issuance (for the metrics counter).
+  void OnCertificateIssued(std::function<void()> callback) {
+    on_certificate_issued_ = std::move(callback);
+  }
+  std::string ConfigDumpJson() const;
+
+ private:
+  struct ReplicaRef {
+    const StoredObject* workload;
+    uint32_t ordinal;
+  };
+
+  explicit Agent(const AgentConfig& config);
+  Status Load();
+  std::string SpiffeIdFor(const workloads::Workload& workload) const;
+  void IndexObject(const StoredObject& object);
+  void UnindexObject(const StoredObject& object);
+  void Notify(WatchEventType type, const StoredObject& object);
+
+  AgentConfig config_;
+  StateStorePtr store_;
+  workloads::CertificateAuthorityPtr ca_;
+  std::unique_ptr<workloads::AddressPool> node_pool_;
+  std::unique_ptr<workloads::AddressPool> service_pool_;
+
+  // The live objects are the state store's (StateStore::objects()); the
+  // indexes below point into it and are updated after every commit.
+  std::unordered_map<uint32_t, ReplicaRef> replica_by_address_;
+  std::unordered_map<std::string, workloads::SvidPtr> certificates_;  // by SPIFFE ID
+  uint64_t certificates_issued_ = 0;
+  std::function<void()> on_certificate_issued_;
+
+  std::map<uint64_t, WatchCallback> watchers_;
+  uint64_t next_watcher_id_ = 1;
+};
+
+}  // namespace podless::runtime

@@ -1,0 +1,161 @@
+#include "runtime/config.h"
+
+#include <unistd.h>
+
+#include <charconv>
+#include <functional>
+#include <map>
+
+namespace podless::runtime {
+namespace {
+
+struct Flag {
+  const char* name;
+  const char* value_name;  // nullptr for a boolean flag
+  const char* help;
+  std::function<Status(AgentConfig&, const std::string&)> set;
+};
+
+Status SetString(std::string& field, const std::string& value) {
+  field = value;
+  return {};
+}
+
+const std::vector<Flag>& Flags() {
+  static const std::vector<Flag> flags = {
+      {"--state-dir", "DIR", "state directory (state log, CA, API socket) [./podless-state]",
+       [](AgentConfig& c, const std::string& v) { return SetString(c.state_dir, v); }},
+      {"--api-socket", "PATH", "local gRPC API socket, mode 0600 [<state-dir>/api.sock]",
+       [](AgentConfig& c, const std::string& v) { return SetString(c.api_socket, v); }},
+      {"--admin-address", "HOST:PORT",
+       "admin server: /healthz /ready /metrics /config_dump [127.0.0.1:15000]",
+       [](AgentConfig& c, const std::string& v) { return SetString(c.admin_address, v); }},
+      {"--node-cidr", "CIDR", "workload addresses of this node [127.64.0.0/10]",
+       [](AgentConfig& c, const std::string& v) { return SetString(c.node_cidr, v); }},
+      {"--service-cidr", "CIDR", "Service virtual IPs [127.128.0.0/16]",
+       [](AgentConfig& c, const std::string& v) { return SetString(c.service_cidr, v); }},
+      {"--trust-domain", "NAME", "SPIFFE trust domain [cluster.local]",
+       [](AgentConfig& c, const std::string& v) { return SetString(c.trust_domain, v); }},
+      {"--svid-ttl", "DURATION", "X.509-SVID lifetime, rotated at half life [24h]",
+       [](AgentConfig& c, const std::string& v) -> Status {
+         auto d = ParseDuration(v);
+         if (!d) return MakeError(d.error().code, "--svid-ttl: " + d.error().message);
+         if (d->count() < 60) {
+           return MakeError(ErrorCode::kInvalidArgument, "--svid-ttl: must be at least 1m");
+         }
+         c.svid_ttl = *d;
+         return {};
+       }},
+      {"--eager-certificates", nullptr, "issue SVIDs when replicas are created, not on first use",
+       [](AgentConfig& c, const std::string&) -> Status {
+         c.eager_certificates = true;
+         return {};
+       }},
+      {"--ca-cert", "FILE", "operator CA certificate (PEM) instead of the generated root",
+       [](AgentConfig& c, const std::string& v) { return SetString(c.ca_cert, v); }},
+      {"--ca-key", "FILE", "private key of --ca-cert (PEM)",
+       [](AgentConfig& c, const std::string& v) { return SetString(c.ca_key, v); }},
+      {"--node-name", "NAME", "this node's name [the hostname]",
+       [](AgentConfig& c, const std::string& v) { return SetString(c.node_name, v); }},
+      {"--hbone-address", "HOST:PORT", "inbound HBONE (mTLS HTTP/2 CONNECT) [0.0.0.0:15008]",
+       [](AgentConfig& c, const std::string& v) { return SetString(c.hbone_address, v); }},
+      {"--outbound-address", "HOST:PORT",
+       "outbound entry for workloads (HTTP proxy + SOCKS5) [127.0.0.1:15001]",
+       [](AgentConfig& c, const std::string& v) { return SetString(c.outbound_address, v); }},
+      {"--apply", "FILE|DIR", "apply this manifest once the agent is ready (repeatable)",
+       [](AgentConfig& c, const std::string& v) -> Status {
+         c.apply_at_start.push_back(v);
+         return {};
+       }},
+  };
+  return flags;
+}
+
+}  // namespace
+
+std::string RunUsage() {
+  std::string out =
+      "usage: podless run [flags]\n\n"
+      "Runs the node agent. Every flag has an embedded default, shown in brackets.\n\n";
+  for (const Flag& f : Flags()) {
+    std::string left = std::string("  ") + f.name + (f.value_name ? std::string(" ") + f.value_name : "");
+    if (left.size() < 32) left.resize(32, ' ');
+    out += left + " " + f.help + "\n";
+  }
+  out += "  --help                           this text\n";
+  return out;
+}
+
+Result<AgentConfig> ParseRunFlags(const std::vector<std::string>& args) {
+  AgentConfig config;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    if (arg == "--help" || arg == "-h") return MakeError(ErrorCode::kFailedPrecondition, RunUsage());
+    std::string value;
+    bool has_inline_value = false;
+    if (auto eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+      has_inline_value = true;
+    }
+    const Flag* flag = nullptr;
+    for (const Flag& f : Flags()) {
+      if (arg == f.name) flag = &f;
+    }
+    if (flag == nullptr) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "unknown flag \"" + arg + "\" (see podless run --help)");
+    }
+    if (flag->value_name != nullptr && !has_inline_value) {
+      if (i + 1 >= args.size()) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         arg + ": missing value " + flag->value_name);
+      }
+      value = args[++i];
+    }
+    if (Status s = flag->set(config, value); !s) return s.error();
+  }
+  if (config.ca_cert.empty() != config.ca_key.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "--ca-cert and --ca-key go together");
+  }
+  if (config.node_name.empty()) {
+    char host[256] = {};
+    if (gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0') {
+      config.node_name = host;
+    } else {
+      config.node_name = "node";
+    }
+  }
+  return config;
+}
+
+Result<std::chrono::seconds> ParseDuration(std::string_view text) {
+  static const std::map<std::string_view, double> kUnits = {
+      {"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}};
+  if (text.empty()) return MakeError(ErrorCode::kInvalidArgument, "empty duration");
+  double total = 0;
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    uint64_t number = 0;
+    auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), number);
+    if (ec != std::errc() || end == rest.data()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "bad duration \"" + std::string(text) + "\" (examples: 24h, 90m, 1h30m)");
+    }
+    rest.remove_prefix(end - rest.data());
+    size_t unit_len = 0;
+    while (unit_len < rest.size() && std::isalpha(static_cast<unsigned char>(rest[unit_len]))) {
+      ++unit_len;
+    }
+    auto unit = kUnits.find(rest.substr(0, unit_len));
+    if (unit == kUnits.end()) {
+      return MakeError(ErrorCode::kInvalidArgument, "bad duration \"" + std::string(text) +
+                                                        "\": unit must be ms, s, m, h or d");
+    }
+    total += static_cast<double>(number) * unit->second;
+    rest.remove_prefix(unit_len);
+  }
+  return std::chrono::seconds(static_cast<int64_t>(total + 0.999));
+}
+
+}  // namespace podless::runtime

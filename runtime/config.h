@@ -1,0 +1,42 @@
+// The agent's configuration: every default is embedded so `podless run`
+// works with no flags, and every default has a flag (`podless run --help`).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "workloads/result.h"
+
+namespace podless::runtime {
+
+struct AgentConfig {
+  std::string state_dir = "./podless-state";
+  std::string api_socket;  // empty: <state_dir>/api.sock
+  std::string admin_address = "127.0.0.1:15000";
+  std::string node_cidr = "127.64.0.0/10";
+  std::string service_cidr = "127.128.0.0/16";
+  std::string trust_domain = "cluster.local";
+  std::chrono::seconds svid_ttl = std::chrono::hours(24);
+  bool eager_certificates = false;
+  std::string ca_cert;  // both or neither: an operator-provided CA
+  std::string ca_key;
+  std::string node_name;  // empty: the hostname
+  std::string hbone_address = "0.0.0.0:15008";
+  std::string outbound_address = "127.0.0.1:15001";
+  std::vector<std::string> apply_at_start;  // --apply FILE|DIR, repeatable
+
+  std::string ApiSocketPath() const { return api_socket.empty() ? state_dir + "/api.sock" : api_socket; }
+};
+
+// Parses `podless run` flags (argv after "run"). `--help` yields an error
+// with code kFailedPrecondition whose message is the usage text.
+Result<AgentConfig> ParseRunFlags(const std::vector<std::string>& args);
+
+std::string RunUsage();
+
+// "24h", "90m", "45s", "1h30m", "500ms" (rounded up to whole seconds).
+Result<std::chrono::seconds> ParseDuration(std::string_view text);
+
+}  // namespace podless::runtime

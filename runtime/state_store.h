@@ -1,0 +1,137 @@
+// The agent's durable state: every object the agent acknowledged, with the
+// addresses and secrets it handed out, in one append-only log that survives
+// `kill -9` and power loss.
+//
+// On disk, `<state-dir>/state.log`:
+//   header  = 8 bytes "PODLSLG1"
+//   record  = u32 payload length, u32 CRC-32C of the payload (both little-endian), payload
+//   payload = u8 payload version, u8 type (batch | snapshot), puts, deletes
+// One record is one atomic change: Commit writes it and fdatasyncs before it
+// returns, so an acknowledged change is on disk. Open replays the records in
+// order. A crash can only damage the record being written (never
+// acknowledged), so a damaged record with nothing valid after it is cut away;
+// damage anywhere else is an error, because dropping it would lose
+// acknowledged changes.
+//
+// The store owns the live view (objects()); it changes only inside a
+// successful Commit, so the caller never sees a change that is not on disk and
+// applies a change to its own tables only after Commit succeeded.
+//
+// Not thread-safe: one owner (the agent's loop) calls it. Commit blocks on
+// fdatasync; group commit (several callers' batches in one write and one
+// fdatasync) fits this design as several records per write, see Commit.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "workloads/model.h"
+#include "workloads/result.h"
+
+namespace podless::runtime {
+
+struct StoredObject {
+  workloads::Object object;
+  // Workload: the address (IPv4, host order) of replica ordinal i at index i.
+  // Service: {vip}. Policy: empty. Stored as zigzag deltas, so the consecutive
+  // addresses of a large workload cost about a byte each.
+  std::vector<uint32_t> addresses;
+  // Per-object credential seed (outbound proxy credentials are derived from it).
+  std::string secret;
+  // Set by the caller (the agent counts changes); stored as given.
+  uint64_t generation = 0;
+  bool operator==(const StoredObject&) const = default;
+};
+
+using ObjectMap = std::map<workloads::ObjectKey, StoredObject>;
+
+// CRC-32C (Castagnoli), the checksum of every record's payload.
+uint32_t Crc32c(std::string_view data);
+
+class StateStore;
+using StateStorePtr = std::unique_ptr<StateStore>;
+
+class StateStore {
+ public:
+  struct Options {
+    // Compaction runs once the log exceeds max(2 x live size, this).
+    uint64_t compaction_min_bytes = uint64_t{4} << 20;
+    // Where the store reports what it repaired or could not do without failing
+    // the caller (a torn tail cut away, a failed compaction). Default: stderr.
+    std::function<void(std::string_view)> log;
+  };
+
+  static constexpr char kLogFileName[] = "state.log";
+  static constexpr char kTempFileName[] = "state.log.tmp";
+  static constexpr char kLockFileName[] = "lock";
+  // Larger records are refused by Commit and treated as damage by Open.
+  static constexpr uint32_t kMaxRecordBytes = uint32_t{1} << 30;
+
+  // Creates `dir` (and its parents, mode 0700) if needed, takes the exclusive lock on
+  // `<dir>/lock`, removes a temp file a crash during compaction left behind,
+  // and replays `<dir>/state.log` (a missing file is an empty state).
+  static Result<StateStorePtr> Open(const std::string& dir);
+  static Result<StateStorePtr> Open(const std::string& dir, Options options);
+
+  ~StateStore();
+  StateStore(const StateStore&) = delete;
+  StateStore& operator=(const StateStore&) = delete;
+
+  const ObjectMap& objects() const { return objects_; }
+
+  // Atomically puts (insert or replace, keyed by KeyOf(object)) and deletes
+  // (missing keys are ignored), durably: the record is written and
+  // fdatasync'ed before objects() changes and before this returns. A key may
+  // appear once in the whole batch. On error objects() is unchanged and the
+  // log is cut back to where it was; an error from fdatasync leaves the store
+  // failed (every later Commit fails) because after a failed fdatasync Linux
+  // no longer says which written data reached the disk: restart and replay.
+  //
+  // Group commit later: encode several batches as consecutive records into one
+  // buffer, write and fdatasync once, then apply each in order.
+  Status Commit(std::vector<StoredObject> puts, std::vector<workloads::ObjectKey> deletes);
+
+  // Rewrites the log as a snapshot of objects() (temp file, fsync, rename,
+  // fsync of the directory). Commit calls it when the log has grown past
+  // max(2 x live size, compaction_min_bytes); a crash at any step leaves the
+  // old or the new log, both complete.
+  Status Compact();
+
+  uint64_t log_bytes() const { return log_end_; }
+  // Encoded size of objects(): what a snapshot's puts take, without framing.
+  uint64_t live_bytes() const { return live_bytes_; }
+  std::string path() const;  // `<dir>/state.log`
+  const std::string& dir() const { return dir_; }
+
+ private:
+  StateStore(std::string dir, Options options);
+
+  Status Init();
+  Status AcquireLock();
+  Status OpenLog();
+  Status Replay(uint64_t file_size);
+  Status ApplyPayload(std::string_view payload, uint64_t offset);
+  bool ValidRecordAfter(uint64_t offset, uint64_t file_size);
+  Status AppendRecord(const std::string& record);
+  // `put_sizes[i]`: the encoded size of puts[i], for the live-size account.
+  void Apply(std::vector<StoredObject>&& puts, const std::vector<uint64_t>& put_sizes,
+             const std::vector<workloads::ObjectKey>& deletes);
+  void Log(std::string_view message) const;
+
+  std::string dir_;
+  Options options_;
+  int lock_fd_ = -1;
+  int log_fd_ = -1;
+  uint64_t log_end_ = 0;              // bytes of complete records (and header) in the log
+  uint64_t live_bytes_ = 0;           // encoded size of objects_ as a snapshot's puts
+  uint64_t compaction_retry_at_ = 0;  // after a failed compaction, wait for this log size
+  std::string failed_;                // set after an fdatasync error; every Commit fails
+  ObjectMap objects_;
+};
+
+}  // namespace podless::runtime

@@ -1,0 +1,350 @@
+#include "api/output_format.h"
+
+#include <doctest.h>
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
+#include <yaml-cpp/yaml.h>
+
+#include <string>
+#include <vector>
+
+#include "api/model_convert.h"
+#include "workloads/manifest_parser.h"
+
+namespace podless::api {
+namespace {
+
+namespace wl = workloads;
+using google::protobuf::util::MessageDifferencer;
+
+void AddReplica(v1::Workload& w, const std::string& address, bool ready,
+                const std::string& node = "") {
+  v1::Replica* r = w.mutable_status()->add_replicas();
+  const uint32_t ordinal = static_cast<uint32_t>(w.status().replicas_size() - 1);
+  r->set_name(w.metadata().name() + "-" + std::to_string(ordinal));
+  r->set_ordinal(ordinal);
+  r->set_address(address);
+  r->set_spiffe_id("spiffe://cluster.local/ns/" + w.metadata().namespace_() + "/sa/" +
+                   w.spec().service_account());
+  r->set_certificate_serial("0a1b2c");
+  r->set_certificate_not_after(1714564800);  // 2024-05-01T12:00:00Z
+  r->set_ready(ready);
+  r->set_node(node);
+}
+
+wl::Workload WebModel() {
+  wl::Workload w;
+  w.metadata = {"web", "shop", {{"app", "web"}, {"tier", "front"}}};
+  w.spec.replicas = 3;
+  w.spec.service_account = "web";
+  w.spec.ports = {{"http", 8080, wl::Protocol::kHTTP}, {"", 9000, wl::Protocol::kTCP}};
+  wl::ExecApp exec;
+  exec.command = {"python3", "-m", "http.server", "$(PORT)", "two words"};
+  exec.env = {{"MODE", "prod"}};
+  wl::Probe probe;
+  probe.kind = wl::Probe::Kind::kHttpGet;
+  probe.port.name = "http";
+  probe.path = "/healthz";
+  exec.readiness_probe = probe;
+  w.spec.app = exec;
+  return w;
+}
+
+// web: 3 replicas, 2 ready; the status the agent adds.
+v1::Object WebObject() {
+  v1::Object o;
+  *o.mutable_workload() = ToProto(WebModel());
+  AddReplica(*o.mutable_workload(), "127.64.0.1", true);
+  AddReplica(*o.mutable_workload(), "127.64.0.2", true);
+  AddReplica(*o.mutable_workload(), "127.64.0.3", false);
+  return o;
+}
+
+wl::Workload DbModel() {
+  wl::Workload w;
+  w.metadata.name = "db";
+  return w;  // default namespace, 1 replica, echo, no ports
+}
+
+v1::Object DbObject() { return ToProto(wl::Object(DbModel())); }
+
+// 5 replicas on two nodes: the wide table shortens the address list.
+v1::Object ManyObject() {
+  wl::Workload model;
+  model.metadata = {"many", "batch", {}};
+  model.spec.replicas = 5;
+  model.spec.ports = {{"", 7000, wl::Protocol::kTCP}};
+  model.spec.app = wl::StaticApp{200, "ok", {}};
+  v1::Object o = ToProto(wl::Object(model));
+  for (int i = 0; i < 5; ++i) {
+    AddReplica(*o.mutable_workload(), "127.64.1." + std::to_string(i + 1), true,
+               i < 3 ? "node-a" : "node-b");
+  }
+  return o;
+}
+
+v1::Object ServiceObject() {
+  wl::Service s;
+  s.metadata = {"web", "shop", {}};
+  s.selector = {{"app", "web"}, {"tier", "front"}};
+  s.ports = {{"http", 80, {0, "http"}, wl::Protocol::kHTTP},
+             {"", 9000, {9000, ""}, wl::Protocol::kTCP}};
+  v1::Object o = ToProto(wl::Object(s));
+  o.mutable_service()->mutable_status()->set_vip("10.96.0.10");
+  o.mutable_service()->mutable_status()->add_endpoints("127.64.0.1");
+  o.mutable_service()->mutable_status()->add_endpoints("127.64.0.2");
+  return o;
+}
+
+wl::AuthorizationPolicy PolicyModel() {
+  wl::AuthorizationPolicy p;
+  p.metadata = {"web-allow", "shop", {}};
+  p.selector = {{"app", "web"}};
+  wl::PolicyRule rule;
+  rule.from.push_back({{"spiffe://cluster.local/ns/shop/sa/frontend"}, {}, {}, {}});
+  rule.to.push_back({{8080}, {}});
+  p.rules = {rule};
+  return p;
+}
+
+v1::Object PolicyObject() { return ToProto(wl::Object(PolicyModel())); }
+
+v1::Object DenyAllObject() {
+  wl::AuthorizationPolicy p;
+  p.metadata = {"deny-none", "default", {}};
+  p.action = wl::PolicyAction::kDeny;
+  return ToProto(wl::Object(p));
+}
+
+bool Contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+TEST_CASE("OutputFormat: -o values parse, unknown ones are named in the error") {
+  CHECK(*ParseOutputFormat("") == OutputFormat::kTable);
+  CHECK(*ParseOutputFormat("wide") == OutputFormat::kWide);
+  CHECK(*ParseOutputFormat("yaml") == OutputFormat::kYaml);
+  CHECK(*ParseOutputFormat("json") == OutputFormat::kJson);
+  auto bad = ParseOutputFormat("xml");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code == ErrorCode::kInvalidArgument);
+  CHECK(Contains(bad.error().message, "\"xml\""));
+}
+
+TEST_CASE("OutputFormat: workload table in kubectl layout") {
+  std::vector<v1::Object> objects = {WebObject(), DbObject()};
+  CHECK(FormatList(objects, v1::WORKLOAD, OutputFormat::kTable, false) ==
+        "NAME   READY   REPLICAS   APP    PORTS\n"
+        "web    2/3     3          exec   8080/HTTP,9000/TCP\n"
+        "db     0/1     1          echo   <none>\n");
+  CHECK(FormatList(objects, v1::WORKLOAD, OutputFormat::kTable, true) ==
+        "NAMESPACE   NAME   READY   REPLICAS   APP    PORTS\n"
+        "shop        web    2/3     3          exec   8080/HTTP,9000/TCP\n"
+        "default     db     0/1     1          echo   <none>\n");
+}
+
+TEST_CASE("OutputFormat: wide workload table adds identity columns and shortens addresses") {
+  std::vector<v1::Object> objects = {WebObject(), ManyObject()};
+  CHECK(FormatList(objects, v1::WORKLOAD, OutputFormat::kWide, true) ==
+        "NAMESPACE   NAME   READY   REPLICAS   APP      PORTS                SERVICE-ACCOUNT   "
+        "ADDRESSES                                  SPIFFE-ID                                    "
+        "NODE\n"
+        "shop        web    2/3     3          exec     8080/HTTP,9000/TCP   web               "
+        "127.64.0.1,127.64.0.2,127.64.0.3           spiffe://cluster.local/ns/shop/sa/web        "
+        "<none>\n"
+        "batch       many   5/5     5          static   7000/TCP             default           "
+        "127.64.1.1,127.64.1.2,127.64.1.3 +2 more   spiffe://cluster.local/ns/batch/sa/default   "
+        "node-a,node-b\n");
+}
+
+TEST_CASE("OutputFormat: service and policy tables") {
+  CHECK(FormatList({ServiceObject()}, v1::SERVICE, OutputFormat::kTable, false) ==
+        "NAME   VIP          PORTS                    ENDPOINTS\n"
+        "web    10.96.0.10   80->http/HTTP,9000/TCP   2\n");
+  CHECK(FormatList({ServiceObject()}, v1::SERVICE, OutputFormat::kWide, false) ==
+        "NAME   VIP          PORTS                    ENDPOINTS   SELECTOR\n"
+        "web    10.96.0.10   80->http/HTTP,9000/TCP   2           app=web,tier=front\n");
+  CHECK(FormatList({PolicyObject(), DenyAllObject()}, v1::AUTHORIZATION_POLICY,
+                   OutputFormat::kTable, true) ==
+        "NAMESPACE   NAME        ACTION   SELECTOR   RULES\n"
+        "shop        web-allow   ALLOW    app=web    1\n"
+        "default     deny-none   DENY     <all>      0\n");
+}
+
+TEST_CASE("OutputFormat: mixed kinds get one table each, the requested kind first") {
+  std::string text = FormatList({PolicyObject(), DbObject(), ServiceObject()}, v1::SERVICE,
+                                OutputFormat::kTable, false);
+  CHECK(text ==
+        "NAME   VIP          PORTS                    ENDPOINTS\n"
+        "web    10.96.0.10   80->http/HTTP,9000/TCP   2\n"
+        "\n"
+        "NAME   READY   REPLICAS   APP    PORTS\n"
+        "db     0/1     1          echo   <none>\n"
+        "\n"
+        "NAME        ACTION   SELECTOR   RULES\n"
+        "web-allow   ALLOW    app=web    1\n");
+}
+
+TEST_CASE("OutputFormat: an empty table list prints nothing, yaml and json an empty list") {
+  CHECK(FormatList({}, v1::WORKLOAD, OutputFormat::kTable, false).empty());
+  YAML::Node list = YAML::Load(FormatList({}, v1::WORKLOAD, OutputFormat::kYaml, false));
+  CHECK(list["kind"].as<std::string>() == "List");
+  CHECK(list["items"].IsSequence());
+  CHECK(list["items"].size() == 0);
+  google::protobuf::Struct json;
+  REQUIRE(google::protobuf::util::JsonStringToMessage(
+              FormatList({}, v1::WORKLOAD, OutputFormat::kJson, false), &json)
+              .ok());
+  CHECK(json.fields().at("items").list_value().values_size() == 0);
+}
+
+TEST_CASE("OutputFormat: a single object prints as the one-row table") {
+  CHECK(FormatObject(DbObject(), OutputFormat::kTable) ==
+        "NAME   READY   REPLICAS   APP    PORTS\n"
+        "db     0/1     1          echo   <none>\n");
+}
+
+TEST_CASE("OutputFormat: json is protobuf's lowerCamelCase JSON and parses back") {
+  for (const v1::Object& object : {WebObject(), ServiceObject(), PolicyObject()}) {
+    std::string text = FormatObject(object, OutputFormat::kJson);
+    v1::Object back;
+    auto status = google::protobuf::util::JsonStringToMessage(text, &back);
+    REQUIRE_MESSAGE(status.ok(), text);
+    CHECK(MessageDifferencer::Equals(back, object));
+  }
+  std::string web = FormatObject(WebObject(), OutputFormat::kJson);
+  CHECK(Contains(web, "\"serviceAccount\": \"web\""));
+  CHECK(Contains(web, "\"spiffeId\": \"spiffe://cluster.local/ns/shop/sa/web\""));
+  CHECK_FALSE(Contains(web, "service_account"));
+}
+
+TEST_CASE("OutputFormat: a json list holds every object under items") {
+  std::vector<v1::Object> objects = {WebObject(), ServiceObject(), PolicyObject()};
+  std::string text = FormatList(objects, v1::KIND_UNSPECIFIED, OutputFormat::kJson, false);
+  google::protobuf::Struct list;
+  REQUIRE_MESSAGE(google::protobuf::util::JsonStringToMessage(text, &list).ok(), text);
+  REQUIRE(list.fields().count("items") == 1);
+  const auto& items = list.fields().at("items").list_value();
+  REQUIRE(items.values_size() == 3);
+  for (int i = 0; i < 3; ++i) {
+    std::string item;
+    REQUIRE(google::protobuf::util::MessageToJsonString(items.values(i), &item).ok());
+    v1::Object back;
+    REQUIRE(google::protobuf::util::JsonStringToMessage(item, &back).ok());
+    CHECK(MessageDifferencer::Equals(back, objects[i]));
+  }
+}
+
+TEST_CASE("OutputFormat: yaml of an object re-parses to the same model") {
+  struct Case {
+    v1::Object object;
+    wl::Object model;
+  };
+  wl::Workload web = WebModel();
+  v1::Object web_without_status = ToProto(wl::Object(web));
+  for (const Case& c : {Case{web_without_status, web}, Case{DbObject(), DbModel()},
+                        Case{PolicyObject(), PolicyModel()}}) {
+    std::string text = FormatObject(c.object, OutputFormat::kYaml);
+    CHECK_FALSE(Contains(text, "status:"));
+    wl::ParseResult parsed = wl::ParseManifests(text, "get.yaml");
+    for (const wl::Diagnostic& d : parsed.errors) FAIL_CHECK(d.ToString() << "\n" << text);
+    REQUIRE(parsed.objects.size() == 1);
+    CHECK(parsed.objects[0].object == c.model);
+  }
+}
+
+TEST_CASE("OutputFormat: yaml of a workload adds the replicas under status") {
+  std::string text = FormatObject(WebObject(), OutputFormat::kYaml);
+  CHECK(text.rfind("apiVersion: podless.dev/v1alpha1\n", 0) == 0);
+  CHECK(Contains(text,
+                 "\nstatus:\n"
+                 "  replicas:\n"
+                 "    - name: web-0\n"
+                 "      address: 127.64.0.1\n"
+                 "      spiffeId: spiffe://cluster.local/ns/shop/sa/web\n"
+                 "      certificateSerial: \"0a1b2c\"\n"
+                 "      certificateNotAfter: 2024-05-01T12:00:00Z\n"
+                 "      ready: true\n"));
+  YAML::Node node = YAML::Load(text);
+  CHECK(node["status"]["replicas"].size() == 3);
+  CHECK(node["status"]["replicas"][2]["ready"].as<bool>() == false);
+  CHECK(node["spec"]["replicas"].as<int>() == 3);
+
+  std::string service = FormatObject(ServiceObject(), OutputFormat::kYaml);
+  YAML::Node s = YAML::Load(service);
+  CHECK(s["status"]["vip"].as<std::string>() == "10.96.0.10");
+  CHECK(s["status"]["endpoints"].size() == 2);
+}
+
+TEST_CASE("OutputFormat: a yaml list is a kind List whose items re-parse as manifests") {
+  std::vector<v1::Object> objects = {WebObject(), DbObject(), PolicyObject()};
+  std::string text = FormatList(objects, v1::KIND_UNSPECIFIED, OutputFormat::kYaml, true);
+  YAML::Node list = YAML::Load(text);
+  CHECK(list["apiVersion"].as<std::string>() == "v1");
+  CHECK(list["kind"].as<std::string>() == "List");
+  REQUIRE(list["items"].size() == 3);
+  CHECK(list["items"][0]["status"]["replicas"][1]["name"].as<std::string>() == "web-1");
+  // Nesting kept every item intact: the ones without status are manifests.
+  const wl::Object models[] = {DbModel(), PolicyModel()};
+  for (size_t i = 1; i < 3; ++i) {
+    wl::ParseResult parsed = wl::ParseManifests(YAML::Dump(list["items"][i]), "item.yaml");
+    REQUIRE(parsed.errors.empty());
+    REQUIRE(parsed.objects.size() == 1);
+    CHECK(parsed.objects[0].object == models[i - 1]);
+  }
+}
+
+TEST_CASE("OutputFormat: describe a workload shows identity, app details and replicas") {
+  v1::Object web = WebObject();
+  AddReplica(*web.mutable_workload(), "127.64.0.4", true, "node-a");
+  std::string text = Describe(web);
+  CHECK(text.rfind("Name:             web\n", 0) == 0);
+  CHECK(Contains(text, "\nNamespace:        shop\n"));
+  CHECK(Contains(text, "\nLabels:           app=web\n                  tier=front\n"));
+  CHECK(Contains(text, "\nService Account:  web\n"));
+  CHECK(Contains(text, "\nReplicas:         3 desired | 4 materialized | 3 ready\n"));
+  CHECK(Contains(text, "\nPorts:            http 8080/HTTP\n                  9000/TCP\n"));
+  CHECK(Contains(text, "\nApp:              exec\n"));
+  CHECK(Contains(text, "\n  Command:            python3 -m http.server $(PORT) 'two words'\n"));
+  CHECK(Contains(text, "\n  Restart Policy:     Always\n"));
+  CHECK(Contains(text, "\n  Environment:        MODE=prod\n"));
+  CHECK(Contains(text,
+                 "\n  Readiness:          http-get :http/healthz delay=0s timeout=1s period=10s "
+                 "#success=1 #failure=3\n"));
+  CHECK(Contains(text, "\nReplica Status:\n  NAME    ADDRESS      SPIFFE ID"));
+  CHECK(Contains(text, "\n  web-0  "));
+  CHECK(Contains(text, "0a1b2c        2024-05-01T12:00:00Z   true    <none>\n"));
+  CHECK(Contains(text, "0a1b2c        2024-05-01T12:00:00Z   true    node-a\n"));
+}
+
+TEST_CASE("OutputFormat: describe an unmaterialized echo workload") {
+  std::string text = Describe(DbObject());
+  CHECK(Contains(text, "\nNamespace:        default\n"));
+  CHECK(Contains(text, "\nLabels:           <none>\n"));
+  CHECK(Contains(text, "\nPorts:            <none>\n"));
+  CHECK(Contains(text, "\nApp:              echo\n"));
+  CHECK(Contains(text, "\nReplica Status:   <none>\n"));
+}
+
+TEST_CASE("OutputFormat: describe services and policies") {
+  std::string service = Describe(ServiceObject());
+  CHECK(Contains(service, "\nKind:       Service\n"));
+  CHECK(Contains(service, "\nSelector:   app=web,tier=front\n"));
+  CHECK(Contains(service, "\nVIP:        10.96.0.10\n"));
+  CHECK(Contains(service, "\nPorts:      http 80->http/HTTP\n            9000/TCP\n"));
+  CHECK(Contains(service, "\nEndpoints:  127.64.0.1\n            127.64.0.2\n"));
+
+  std::string policy = Describe(PolicyObject());
+  CHECK(Contains(policy, "\nAction:     ALLOW\n"));
+  CHECK(Contains(policy,
+                 "\nRules:\n  Rule 1:\n"
+                 "    From:  principals=spiffe://cluster.local/ns/shop/sa/frontend\n"
+                 "    To:    ports=8080\n"));
+  std::string deny = Describe(DenyAllObject());
+  CHECK(Contains(deny, "\nSelector:   <all workloads in the namespace>\n"));
+  CHECK(Contains(deny, "\nRules:      <none> (denies nothing)\n"));
+}
+
+}  // namespace
+}  // namespace podless::api

@@ -1,0 +1,147 @@
+"""Shared helpers for the end-to-end tests: start the real `podless` binary
+on free ports with a temporary state dir, run CLI commands against it, read
+its admin endpoints, and always stop it (and everything it started)."""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+PODLESS = os.environ.get("PODLESS_BIN", "build/podless")
+SOURCE_ROOT = os.environ.get("PODLESS_SOURCE_ROOT", os.getcwd())
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fail(message):
+    print("FAIL: " + message, file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+
+
+class Agent:
+    """One `podless run` process on free ports."""
+
+    def __init__(self, state_dir=None, extra_args=(), env=None):
+        self.owns_dir = state_dir is None
+        self.state_dir = state_dir or tempfile.mkdtemp(prefix="podless-e2e-")
+        self.admin_port = free_port()
+        self.hbone_port = free_port()
+        self.outbound_port = free_port()
+        self.socket = os.path.join(self.state_dir, "api.sock")
+        self.extra_args = list(extra_args)
+        self.env = env
+        self.proc = None
+        self.log_path = os.path.join(self.state_dir, "agent.log")
+
+    def args(self):
+        return [PODLESS, "run", "--state-dir", self.state_dir,
+                "--admin-address", f"127.0.0.1:{self.admin_port}",
+                "--hbone-address", f"0.0.0.0:{self.hbone_port}",
+                "--outbound-address", f"127.0.0.1:{self.outbound_port}"] + self.extra_args
+
+    def start(self, wait=True):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT,
+                                     env=self.env, start_new_session=True)
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                fail(f"agent exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                status, _ = self.http("/ready", timeout=1)
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        fail("agent not ready in time:\n" + self.log())
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def http(self, path, timeout=5):
+        url = f"http://127.0.0.1:{self.admin_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def config_dump(self):
+        status, body = self.http("/config_dump")
+        check(status == 200, f"/config_dump answered {status}")
+        return json.loads(body)
+
+    def cli(self, *args, input=None, expect_ok=True, timeout=60):
+        cmd = [PODLESS, "--socket", self.socket] + list(args)
+        r = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        if expect_ok and r.returncode != 0:
+            fail(f"{' '.join(cmd)} exited {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}")
+        return r
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            fail("agent did not stop within %ss of %s" % (timeout, sig))
+        return self.proc.returncode
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def cleanup(self):
+        if self.proc and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self.owns_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_agent(**kwargs):
+    agent = Agent(**kwargs)
+    try:
+        agent.start()
+        yield agent
+    finally:
+        agent.cleanup()
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path

@@ -1,0 +1,612 @@
+#include "workloads/manifest_parser.h"
+
+#include <doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+
+namespace podless::workloads {
+namespace {
+
+ParseResult Parse(std::string_view text) { return ParseManifests(text, "app.yaml"); }
+
+// The one diagnostic of a parse, checked to be the only one.
+Diagnostic Only(const ParseResult& result) {
+  for (const Diagnostic& d : result.errors) MESSAGE(d.ToString());
+  REQUIRE(result.errors.size() == 1);
+  return result.errors[0];
+}
+
+void CheckAt(const Diagnostic& d, std::string_view field, int line, int column) {
+  INFO(d.ToString());
+  CHECK(d.field == field);
+  CHECK(d.where.file == "app.yaml");
+  CHECK(d.where.line == line);
+  CHECK(d.where.column == column);
+}
+
+Workload OnlyWorkload(const ParseResult& result) {
+  for (const Diagnostic& d : result.errors) MESSAGE(d.ToString());
+  REQUIRE(result.errors.empty());
+  REQUIRE(result.objects.size() == 1);
+  REQUIRE(std::holds_alternative<Workload>(result.objects[0].object));
+  return std::get<Workload>(result.objects[0].object);
+}
+
+// A valid Workload whose spec lines start at line 6, for tests that change one
+// thing at a time.
+std::string WorkloadWith(std::string_view spec_lines) {
+  return "apiVersion: podless.dev/v1alpha1\n"
+         "kind: Workload\n"
+         "metadata:\n"
+         "  name: web\n"
+         "spec:\n" +
+         std::string(spec_lines);
+}
+
+// Finds the source tree for the example manifests: $PODLESS_SOURCE_ROOT, else
+// the directory this file was compiled from, else a parent of the working
+// directory (the build directory usually sits in the source tree).
+std::filesystem::path SourceRoot() {
+  namespace fs = std::filesystem;
+  if (const char* env = std::getenv("PODLESS_SOURCE_ROOT"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  fs::path from_file = fs::path(__FILE__).parent_path().parent_path().parent_path();
+  if (from_file.empty()) from_file = ".";
+  if (fs::exists(from_file / "examples" / "hello.yaml")) return fs::absolute(from_file);
+  for (fs::path dir = fs::current_path(); !dir.empty(); dir = dir.parent_path()) {
+    if (fs::exists(dir / "examples" / "hello.yaml")) return dir;
+    if (dir == dir.parent_path()) break;
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("ParseManifests: reads a Workload with every field") {
+  ParseResult result = Parse(R"y(apiVersion: podless.dev/v1alpha1
+kind: Workload
+metadata:
+  name: api
+  namespace: shop
+  labels: {app: api, app.kubernetes.io/version: "1.2"}
+spec:
+  replicas: 4
+  serviceAccount: api-sa
+  ports:
+    - {name: http, port: 8080, protocol: HTTP}
+    - {port: 9000}
+  app:
+    exec:
+      command: [python3, -m, http.server, "$(PORT)"]
+      env:
+        - {name: MODE, value: fast}
+        - name: EMPTY
+      workingDir: /srv
+      restartPolicy: OnFailure
+      readinessProbe:
+        httpGet: {port: http, path: /healthz}
+        initialDelaySeconds: 2
+        periodSeconds: 5
+        timeoutSeconds: 3
+        failureThreshold: 4
+        successThreshold: 2
+      terminationGracePeriodSeconds: 7
+)y");
+  Workload w = OnlyWorkload(result);
+  CHECK(w.metadata.name == "api");
+  CHECK(w.metadata.ns == "shop");
+  CHECK(w.metadata.labels == Labels{{"app", "api"}, {"app.kubernetes.io/version", "1.2"}});
+  CHECK(w.spec.replicas == 4);
+  CHECK(w.spec.service_account == "api-sa");
+  REQUIRE(w.spec.ports.size() == 2);
+  CHECK(w.spec.ports[0] == PortSpec{"http", 8080, Protocol::kHTTP});
+  CHECK(w.spec.ports[1] == PortSpec{"", 9000, Protocol::kTCP});
+  REQUIRE(std::holds_alternative<ExecApp>(w.spec.app));
+  const ExecApp& exec = std::get<ExecApp>(w.spec.app);
+  CHECK(exec.command == std::vector<std::string>{"python3", "-m", "http.server", "$(PORT)"});
+  CHECK(exec.env == std::vector<EnvVar>{{"MODE", "fast"}, {"EMPTY", ""}});
+  CHECK(exec.working_dir == "/srv");
+  CHECK(exec.restart_policy == RestartPolicy::kOnFailure);
+  REQUIRE(exec.readiness_probe.has_value());
+  CHECK(exec.readiness_probe->kind == Probe::Kind::kHttpGet);
+  CHECK(exec.readiness_probe->port == PortRef{0, "http"});
+  CHECK(exec.readiness_probe->path == "/healthz");
+  CHECK(exec.readiness_probe->initial_delay_seconds == 2);
+  CHECK(exec.readiness_probe->period_seconds == 5);
+  CHECK(exec.readiness_probe->timeout_seconds == 3);
+  CHECK(exec.readiness_probe->failure_threshold == 4);
+  CHECK(exec.readiness_probe->success_threshold == 2);
+  CHECK(exec.termination_grace_period_seconds == 7);
+  CHECK(result.objects[0].where == SourceLocation{"app.yaml", 1, 1});
+}
+
+TEST_CASE("ParseManifests: leaves out fields take their defaults") {
+  Workload w = OnlyWorkload(Parse(WorkloadWith("  app: {echo: }\n")));
+  CHECK(w.metadata.ns == "default");
+  CHECK(w.metadata.labels.empty());
+  CHECK(w.spec.replicas == 1);
+  CHECK(w.spec.service_account == "default");
+  CHECK(w.spec.ports.empty());
+  CHECK(std::holds_alternative<EchoApp>(w.spec.app));
+
+  Workload s = OnlyWorkload(Parse(WorkloadWith("  app:\n    static: {}\n")));
+  CHECK(std::get<StaticApp>(s.spec.app) == StaticApp{200, "", {}});
+
+  Workload f = OnlyWorkload(Parse(WorkloadWith(
+      "  app: {forward: {address: '127.0.0.1:9000'}}\n  ports: [{port: 1, protocol: TCP}]\n")));
+  CHECK(std::get<ForwardApp>(f.spec.app).address == "127.0.0.1:9000");
+}
+
+TEST_CASE("ParseManifests: reads a Service; targetPort is a number, a name, or port") {
+  ParseResult result = Parse(R"y(apiVersion: podless.dev/v1alpha1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports:
+    - {name: http, port: 80, targetPort: http, protocol: HTTP}
+    - {name: metrics, port: 9090, targetPort: 15020}
+    - {name: quoted, port: 81, targetPort: "8081"}
+    - {name: plain, port: 443}
+)y");
+  REQUIRE(result.errors.empty());
+  REQUIRE(result.objects.size() == 1);
+  const Service& s = std::get<Service>(result.objects[0].object);
+  CHECK(s.metadata.ns == "shop");
+  CHECK(s.selector == Labels{{"app", "web"}});
+  REQUIRE(s.ports.size() == 4);
+  CHECK(s.ports[0] == ServicePort{"http", 80, {0, "http"}, Protocol::kHTTP});
+  CHECK(s.ports[1] == ServicePort{"metrics", 9090, {15020, ""}, Protocol::kTCP});
+  CHECK(s.ports[2].target_port == PortRef{8081, ""});
+  CHECK(s.ports[3].target_port == PortRef{443, ""});
+}
+
+TEST_CASE("ParseManifests: reads an AuthorizationPolicy in Istio's nesting") {
+  ParseResult result = Parse(R"y(apiVersion: podless.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: web-policy}
+spec:
+  selector:
+    matchLabels: {app: web}
+  action: DENY
+  rules:
+    - from:
+        - source:
+            principals: ["cluster.local/ns/shop/sa/frontend"]
+            notPrincipals: ["*/sa/banned"]
+        - source: {namespaces: [shop], notNamespaces: ["test-*"]}
+      to:
+        - operation: {ports: ["8080", 9090], notPorts: ["15000"]}
+    - {}
+)y");
+  for (const Diagnostic& d : result.errors) MESSAGE(d.ToString());
+  REQUIRE(result.errors.empty());
+  const AuthorizationPolicy& p = std::get<AuthorizationPolicy>(result.objects.at(0).object);
+  CHECK(p.selector == Labels{{"app", "web"}});
+  CHECK(p.action == PolicyAction::kDeny);
+  REQUIRE(p.rules.size() == 2);
+  REQUIRE(p.rules[0].from.size() == 2);
+  CHECK(p.rules[0].from[0].principals ==
+        std::vector<std::string>{"cluster.local/ns/shop/sa/frontend"});
+  CHECK(p.rules[0].from[0].not_principals == std::vector<std::string>{"*/sa/banned"});
+  CHECK(p.rules[0].from[1].namespaces == std::vector<std::string>{"shop"});
+  CHECK(p.rules[0].from[1].not_namespaces == std::vector<std::string>{"test-*"});
+  REQUIRE(p.rules[0].to.size() == 1);
+  CHECK(p.rules[0].to[0].ports == std::vector<uint16_t>{8080, 9090});
+  CHECK(p.rules[0].to[0].not_ports == std::vector<uint16_t>{15000});
+  CHECK(p.rules[1] == PolicyRule{});
+
+  // No spec at all: an ALLOW policy selecting the whole namespace.
+  result = Parse(
+      "apiVersion: podless.dev/v1alpha1\nkind: AuthorizationPolicy\n"
+      "metadata: {name: deny-all}\n");
+  REQUIRE(result.errors.empty());
+  CHECK(std::get<AuthorizationPolicy>(result.objects.at(0).object) ==
+        AuthorizationPolicy{{"deny-all", "default", {}}, {}, PolicyAction::kAllow, {}});
+}
+
+TEST_CASE("ParseManifests: several documents, empty ones skipped, each located") {
+  ParseResult result = Parse(R"y(---
+# nothing here
+---
+apiVersion: podless.dev/v1alpha1
+kind: Workload
+metadata: {name: a}
+spec: {app: {echo: {}}}
+---
+---
+apiVersion: podless.dev/v1alpha1
+kind: Service
+metadata: {name: a}
+spec: {selector: {app: a}, ports: [{port: 80}]}
+---
+)y");
+  REQUIRE(result.errors.empty());
+  REQUIRE(result.objects.size() == 2);
+  CHECK(std::holds_alternative<Workload>(result.objects[0].object));
+  CHECK(result.objects[0].where == SourceLocation{"app.yaml", 4, 1});
+  CHECK(std::holds_alternative<Service>(result.objects[1].object));
+  CHECK(result.objects[1].where == SourceLocation{"app.yaml", 10, 1});
+
+  CHECK(Parse("").errors.empty());
+  CHECK(Parse("---\n...\n").objects.empty());
+}
+
+TEST_CASE("ParseManifests: reports every problem of every document, good documents kept") {
+  ParseResult result = Parse(R"y(apiVersion: podless.dev/v1alpha1
+kind: Workload
+metadata: {name: Bad_Name}
+spec:
+  replicas: -1
+  app: {echo: {}}
+---
+apiVersion: podless.dev/v1alpha1
+kind: Workload
+metadata: {name: good}
+spec: {app: {echo: {}}}
+---
+apiVersion: podless.dev/v1alpha1
+kind: Service
+metadata: {name: svc}
+spec: {selector: {}, ports: [{port: 80, colour: red}]}
+)y");
+  REQUIRE(result.errors.size() == 4);
+  CheckAt(result.errors[0], "metadata.name", 3, 18);
+  CheckAt(result.errors[1], "spec.replicas", 5, 13);
+  CHECK(result.errors[1].message == "must be between 0 and 1000000, got -1");
+  CheckAt(result.errors[2], "spec.selector", 16, 18);
+  CheckAt(result.errors[3], "spec.ports[0].colour", 16, 41);
+  REQUIRE(result.objects.size() == 1);
+  CHECK(MetaOf(result.objects[0].object).name == "good");
+}
+
+TEST_CASE("ParseManifests: an unknown field is reported at its key with the allowed fields") {
+  Diagnostic d = Only(Parse(WorkloadWith("  app: {echo: {}}\n  replica: 3\n")));
+  CheckAt(d, "spec.replica", 7, 3);
+  CHECK(d.message ==
+        "unknown field \"replica\"; allowed fields: replicas, serviceAccount, ports, app");
+
+  d = Only(Parse(WorkloadWith("  app:\n    echo: {verbose: true}\n")));
+  CheckAt(d, "spec.app.echo.verbose", 7, 12);
+  CHECK(d.message == "unknown field \"verbose\"; this mapping takes no fields");
+
+  d = Only(Parse(WorkloadWith("  app: {exec: {command: [x], env: [{name: A, valueFrom: {}}]}}\n")));
+  CheckAt(d, "spec.app.exec.env[0].valueFrom", 6, 46);
+  CHECK(d.message == "unknown field \"valueFrom\"; allowed fields: name, value");
+}
+
+TEST_CASE("ParseManifests: a wrong type is reported at the value") {
+  Diagnostic d = Only(Parse(WorkloadWith("  app: {echo: {}}\n  replicas: abc\n")));
+  CheckAt(d, "spec.replicas", 7, 13);
+  CHECK(d.message == "expected an integer, got string \"abc\"");
+
+  d = Only(Parse(WorkloadWith("  app: {echo: {}}\n  replicas: \"3\"\n")));
+  CHECK(d.message == "expected an integer, got string \"3\"");
+
+  d = Only(Parse(WorkloadWith("  app: {echo: {}}\n  replicas: 2.5\n")));
+  CHECK(d.message == "expected an integer, got number 2.5");
+
+  d = Only(Parse(WorkloadWith("  app: {echo: {}}\n  ports: {http: 80}\n")));
+  CheckAt(d, "spec.ports", 7, 10);
+  CHECK(d.message == "expected a sequence of ports, got a mapping");
+
+  d = Only(Parse(WorkloadWith("  app: {exec: {command: python3 -m http.server}}\n")));
+  CheckAt(d, "spec.app.exec.command", 6, 25);
+  CHECK(d.message == "expected a sequence of strings, got string \"python3 -m http.server\"");
+
+  d = Only(Parse(WorkloadWith("  app: {echo: {}}\n  serviceAccount: [a]\n")));
+  CheckAt(d, "spec.serviceAccount", 7, 19);
+  CHECK(d.message == "expected a string, got a sequence");
+
+  d = Only(Parse(WorkloadWith("  app: {echo: {}}\n  ports: [{port: 99999}]\n")));
+  CheckAt(d, "spec.ports[0].port", 7, 18);
+  CHECK(d.message == "must be between 1 and 65535, got 99999");
+
+  d = Only(Parse(WorkloadWith("  app: {echo: {}}\n  replicas: 99999999999999999999999\n")));
+  CHECK(d.message == "must be between 0 and 1000000, got 99999999999999999999999");
+}
+
+TEST_CASE("ParseManifests: a missing required field is reported at its parent mapping") {
+  Diagnostic d =
+      Only(Parse("apiVersion: podless.dev/v1alpha1\nkind: Workload\nmetadata:\n  labels: {a: b}\n"
+                 "spec: {app: {echo: {}}}\n"));
+  CheckAt(d, "metadata.name", 4, 3);
+  CHECK(d.message == "missing required field \"name\"");
+
+  d =
+      Only(Parse("apiVersion: podless.dev/v1alpha1\nkind: Workload\nmetadata: {name: a}\n"
+                 "spec:\n  replicas: 1\n"));
+  CheckAt(d, "spec.app", 5, 3);
+  CHECK(d.message.find("missing required field \"app\"") == 0);
+
+  d = Only(Parse("apiVersion: podless.dev/v1alpha1\nkind: Workload\nmetadata: {name: a}\n"));
+  CheckAt(d, "spec.app", 1, 1);
+
+  d = Only(
+      Parse(WorkloadWith("  app: {echo: {}}\n  ports:\n    - name: http\n      protocol: HTTP\n")));
+  CheckAt(d, "spec.ports[0].port", 8, 7);
+  CHECK(d.message == "missing required field \"port\"");
+
+  d = Only(Parse(WorkloadWith("  app:\n    exec: {env: []}\n")));
+  CheckAt(d, "spec.app.exec.command", 7, 11);
+  CHECK(d.message.find("must not be empty") == 0);
+
+  d = Only(Parse(WorkloadWith("  app:\n    forward:\n      address: 127.0.0.1\n")));
+  CheckAt(d, "spec.app.forward.address", 8, 16);
+  CHECK(d.message.find("invalid address \"127.0.0.1\": must be host:port") == 0);
+
+  d = Only(Parse(WorkloadWith("  app:\n    forward: {}\n")));
+  CheckAt(d, "spec.app.forward.address", 7, 14);
+  CHECK(d.message == "missing required field \"address\"");
+
+  d = Only(Parse("kind: Workload\nmetadata: {name: a}\nspec: {app: {echo: {}}}\n"));
+  CheckAt(d, "apiVersion", 1, 1);
+}
+
+TEST_CASE("ParseManifests: a key twice in one mapping is an error at the second") {
+  Diagnostic d = Only(Parse(WorkloadWith("  replicas: 1\n  app: {echo: {}}\n  replicas: 2\n")));
+  CheckAt(d, "spec.replicas", 8, 3);
+  CHECK(d.message == "duplicate field \"replicas\" (first at line 6)");
+
+  d =
+      Only(Parse("apiVersion: podless.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: a\n"
+                 "  labels: {app: a, app: b}\nspec: {app: {echo: {}}}\n"));
+  CheckAt(d, "metadata.labels[app]", 5, 20);
+  CHECK(d.message == "duplicate key \"app\"");
+}
+
+TEST_CASE("ParseManifests: an app must have exactly one kind") {
+  Diagnostic d = Only(Parse(WorkloadWith("  app: {}\n")));
+  CheckAt(d, "spec.app", 6, 8);
+  CHECK(d.message == "must set exactly one of echo, static, forward, exec");
+
+  d = Only(Parse(WorkloadWith("  app:\n    echo: {}\n    static: {status: 204}\n")));
+  CheckAt(d, "spec.app.static", 8, 5);
+  CHECK(d.message ==
+        "only one of echo, static, forward, exec may be set, and \"echo\" is set already");
+
+  d = Only(Parse(WorkloadWith("  app:\n")));
+  CheckAt(d, "spec.app", 6, 3);
+}
+
+TEST_CASE("ParseManifests: a readiness probe has exactly one handler") {
+  std::string exec =
+      "  ports: [{name: http, port: 8080}]\n  app:\n    exec:\n      command: [srv]\n"
+      "      readinessProbe:\n";
+  Diagnostic d = Only(Parse(WorkloadWith(exec + "        periodSeconds: 5\n")));
+  CheckAt(d, "spec.app.exec.readinessProbe", 11, 9);
+  CHECK(d.message == "must set exactly one of tcpSocket, httpGet");
+
+  d = Only(Parse(WorkloadWith(exec + "        tcpSocket: {port: http}\n"
+                                     "        httpGet: {port: 8080}\n")));
+  CheckAt(d, "spec.app.exec.readinessProbe.httpGet", 12, 9);
+
+  d = Only(Parse(WorkloadWith(exec + "        tcpSocket: {port: grpc}\n")));
+  CheckAt(d, "spec.app.exec.readinessProbe.tcpSocket.port", 11, 27);
+  CHECK(d.message == "port name \"grpc\" is not declared in spec.ports");
+
+  d = Only(Parse(WorkloadWith(exec + "        tcpSocket: {}\n")));
+  CheckAt(d, "spec.app.exec.readinessProbe.tcpSocket.port", 11, 20);
+
+  d = Only(Parse(WorkloadWith(exec + "        tcpSocket: {port: 1}\n        periodSeconds: 0\n")));
+  CheckAt(d, "spec.app.exec.readinessProbe.periodSeconds", 12, 24);
+}
+
+TEST_CASE("ParseManifests: enumerations name their allowed values") {
+  Diagnostic d =
+      Only(Parse(WorkloadWith("  app: {exec: {command: [x], restartPolicy: always}}\n")));
+  CheckAt(d, "spec.app.exec.restartPolicy", 6, 45);
+  CHECK(d.message ==
+        "unsupported value: must be one of Always, OnFailure, Never, got string \"always\"");
+
+  d = Only(Parse(WorkloadWith("  app: {echo: {}}\n  ports: [{port: 80, protocol: UDP}]\n")));
+  CheckAt(d, "spec.ports[0].protocol", 7, 32);
+  CHECK(d.message == "unsupported value: must be one of TCP, HTTP, got string \"UDP\"");
+
+  d =
+      Only(Parse("apiVersion: podless.dev/v1alpha1\nkind: AuthorizationPolicy\n"
+                 "metadata: {name: p}\nspec: {action: AUDIT}\n"));
+  CheckAt(d, "spec.action", 4, 16);
+  CHECK(d.message == "unsupported value: must be one of ALLOW, DENY, got string \"AUDIT\"");
+}
+
+TEST_CASE("ParseManifests: unsupported apiVersion or kind") {
+  ParseResult result = Parse("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {}\n");
+  REQUIRE(result.errors.size() == 2);
+  CheckAt(result.errors[0], "apiVersion", 1, 13);
+  CHECK(result.errors[0].message ==
+        "unsupported apiVersion: expected podless.dev/v1alpha1, got string \"v1\"");
+  CheckAt(result.errors[1], "kind", 2, 7);
+  CHECK(result.errors[1].message ==
+        "unsupported kind: expected Workload, Service or AuthorizationPolicy, got string \"Pod\"");
+  CHECK(result.objects.empty());
+
+  Diagnostic d = Only(Parse("- a\n- b\n"));
+  CheckAt(d, "", 1, 1);
+  CHECK(d.message.find("expected a mapping with apiVersion, kind") == 0);
+}
+
+TEST_CASE("ParseManifests: Validate findings are located at the offending node") {
+  ParseResult result = Parse(R"y(apiVersion: podless.dev/v1alpha1
+kind: Workload
+metadata:
+  name: web
+  namespace: Shop
+  labels:
+    "bad key": x
+spec:
+  serviceAccount: Front_End
+  ports:
+    - {name: http, port: 8080}
+    - {name: http2, port: 8080}
+  app:
+    static: {status: 700}
+)y");
+  REQUIRE(result.errors.size() == 5);
+  CheckAt(result.errors[0], "metadata.namespace", 5, 14);
+  CheckAt(result.errors[1], "metadata.labels[bad key]", 7, 5);
+  CheckAt(result.errors[2], "spec.serviceAccount", 9, 19);
+  CheckAt(result.errors[3], "spec.ports[1].port", 12, 27);
+  CHECK(result.errors[3].message == "duplicate port 8080 (also ports[0])");
+  CheckAt(result.errors[4], "spec.app.static.status", 14, 22);
+  CHECK(result.errors[4].ToString() ==
+        "app.yaml:14:22: spec.app.static.status: must be between 100 and 599, got 700");
+  CHECK(result.objects.empty());
+
+  result = Parse(R"y(apiVersion: podless.dev/v1alpha1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: Web_Port}]
+---
+apiVersion: podless.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: p}
+spec:
+  rules:
+    - from: [{source: {principals: [frontend]}}]
+      to: [{operation: {ports: [http]}}]
+)y");
+  REQUIRE(result.errors.size() == 3);
+  CheckAt(result.errors[0], "spec.ports[0].targetPort", 6, 34);
+  CheckAt(result.errors[1], "spec.rules[0].from[0].source.principals[0]", 13, 37);
+  CheckAt(result.errors[2], "spec.rules[0].to[0].operation.ports[0]", 14, 33);
+  CHECK(result.errors[2].message == "expected a port number, got string \"http\"");
+
+  // A Service without spec: both requirements reported at the document.
+  result = Parse("apiVersion: podless.dev/v1alpha1\nkind: Service\nmetadata: {name: web}\n");
+  REQUIRE(result.errors.size() == 2);
+  CheckAt(result.errors[0], "spec.selector", 1, 1);
+  CheckAt(result.errors[1], "spec.ports", 1, 1);
+}
+
+TEST_CASE("ParseManifests: the same object twice in one apply is reported at the second") {
+  ParseResult result = Parse(R"y(apiVersion: podless.dev/v1alpha1
+kind: Workload
+metadata: {name: web}
+spec: {app: {echo: {}}}
+---
+apiVersion: podless.dev/v1alpha1
+kind: Workload
+metadata:
+  name: web
+  namespace: default
+spec: {app: {echo: {}}}
+)y");
+  Diagnostic d = Only(result);
+  CheckAt(d, "metadata.name", 9, 9);
+  CHECK(d.message == "duplicate Workload \"default/web\" in one apply (also at app.yaml:1:1)");
+  CHECK(result.objects.size() == 1);
+}
+
+TEST_CASE("ParseManifests: a syntax error in a later document gives no objects") {
+  ParseResult result = Parse(R"y(apiVersion: podless.dev/v1alpha1
+kind: Workload
+metadata: {name: web}
+spec: {app: {echo: {}}}
+---
+apiVersion: podless.dev/v1alpha1
+kind: Workload
+metadata: {name: [web}
+)y");
+  Diagnostic d = Only(result);
+  CHECK(d.field.empty());
+  CHECK(d.where.file == "app.yaml");
+  CHECK(d.where.line >= 8);
+  CHECK(d.message.find("invalid YAML: ") == 0);
+  CHECK(result.objects.empty());
+
+  d = Only(Parse("a: b\n  c: d\n"));
+  CHECK(d.where.line == 2);
+  d = Only(Parse("a: *missing\n"));
+  CHECK(d.message.find("invalid YAML") == 0);
+}
+
+TEST_CASE("ParseManifests: aliases that expand to a huge tree are refused quickly") {
+  // 300 rules x 300 sources x 300 principals from a few kilobytes of text.
+  std::string text =
+      "apiVersion: podless.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: p}\n"
+      "x0: &p [\"*\"";
+  for (int i = 1; i < 300; ++i) text += ", \"*\"";
+  text += "]\nx1: &f [&s {source: {principals: *p}}";
+  for (int i = 1; i < 300; ++i) text += ", *s";
+  text += "]\nspec:\n  rules: [&r {from: *f}";
+  for (int i = 1; i < 300; ++i) text += ", *r";
+  text += "]\n";
+  ParseResult result = Parse(text);
+  CHECK(result.objects.empty());
+  bool refused = false;
+  for (const Diagnostic& d : result.errors) {
+    refused = refused || d.message.find("too many nodes") != std::string::npos;
+  }
+  CHECK(refused);
+}
+
+TEST_CASE("ParseManifests: never throws on mangled input") {
+  const std::string seed =
+      "apiVersion: podless.dev/v1alpha1\nkind: Workload\nmetadata: {name: web, labels: {a: b}}\n"
+      "spec:\n  replicas: 2\n  ports: [{name: http, port: 8080, protocol: HTTP}]\n"
+      "  app:\n    exec:\n      command: [a, \"b\"]\n      env: [{name: X, value: y}]\n"
+      "      readinessProbe: {httpGet: {port: http, path: /}}\n---\n"
+      "apiVersion: podless.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: p}\n"
+      "spec: {selector: {matchLabels: {a: b}}, action: DENY, rules: [{from: [{source: "
+      "{principals: ['*']}}], to: [{operation: {ports: ['80']}}]}]}\n";
+  static const char kAlphabet[] = "{}[]:,-&*!|>'\"#%@` \n\t?~0123456789abcXYZ\x00\xff\xc3";
+  const std::string alphabet(kAlphabet, sizeof kAlphabet - 1);
+  std::mt19937 rng(12345);  // fixed: the test is the same on every run
+  for (int round = 0; round < 3000; ++round) {
+    std::string text = seed;
+    int edits = 1 + static_cast<int>(rng() % 8);
+    for (int e = 0; e < edits && !text.empty(); ++e) {
+      size_t at = rng() % text.size();
+      switch (rng() % 4) {
+        case 0:
+          text[at] = alphabet[rng() % alphabet.size()];
+          break;
+        case 1:
+          text.erase(at, 1 + rng() % 6);
+          break;
+        case 2:
+          text.insert(at, 1, alphabet[rng() % alphabet.size()]);
+          break;
+        case 3:
+          text.insert(at, text.substr(rng() % text.size(), rng() % 20));
+          break;
+      }
+    }
+    ParseResult result = ParseManifests(text, "fuzz.yaml");
+    for (const Diagnostic& d : result.errors) CHECK_FALSE(d.message.empty());
+  }
+  // yaml-cpp 0.7 alone would loop forever on a stray ',' where a document starts.
+  Diagnostic d = Only(Parse("a: b\n---\n,\n"));
+  CheckAt(d, "", 3, 1);
+  CHECK(d.message == "invalid YAML: unexpected \",\" where a node should start");
+  // Deep nesting stops in yaml-cpp's own depth guard, not in a stack overflow.
+  CHECK_FALSE(Parse(std::string(100000, '[')).errors.empty());
+  CHECK_FALSE(Parse(std::string(100000, '{')).errors.empty());
+}
+
+TEST_CASE("ParseManifests: the example manifests parse cleanly") {
+  std::filesystem::path root = SourceRoot();
+  REQUIRE_MESSAGE(!root.empty(), "set PODLESS_SOURCE_ROOT to the source tree");
+  for (const char* name : {"hello.yaml", "shop.yaml"}) {
+    std::filesystem::path path = root / "examples" / name;
+    std::ifstream in(path);
+    REQUIRE_MESSAGE(in.good(), path.string());
+    std::stringstream text;
+    text << in.rdbuf();
+    ParseResult result = ParseManifests(text.str(), path.string());
+    for (const Diagnostic& d : result.errors) MESSAGE(d.ToString());
+    CHECK_MESSAGE(result.errors.empty(), name);
+    CHECK_MESSAGE(result.objects.size() >= 3, name);
+  }
+}
+
+}  // namespace podless::workloads

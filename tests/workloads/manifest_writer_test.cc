@@ -1,0 +1,169 @@
+#include "workloads/manifest_writer.h"
+
+#include <doctest.h>
+
+#include <string>
+
+#include "workloads/manifest_parser.h"
+
+namespace podless::workloads {
+namespace {
+
+// Writes, parses back, and checks the result is the same single object.
+void CheckRoundTrip(const Object& object) {
+  std::string yaml = WriteManifest(object);
+  INFO(yaml);
+  ParseResult result = ParseManifests(yaml, "written.yaml");
+  for (const Diagnostic& d : result.errors) MESSAGE(d.ToString());
+  REQUIRE(result.errors.empty());
+  REQUIRE(result.objects.size() == 1);
+  CHECK(result.objects[0].object == object);
+  // Canonical: writing the parsed object again gives the same text.
+  CHECK(WriteManifest(result.objects[0].object) == yaml);
+}
+
+Workload RichExecWorkload() {
+  Workload w;
+  w.metadata = {"api", "shop", {{"app", "api"}, {"app.kubernetes.io/version", "1.0"}}};
+  w.spec.replicas = 1000;
+  w.spec.service_account = "api.shop";
+  w.spec.ports = {{"http", 8080, Protocol::kHTTP}, {"", 9000, Protocol::kTCP}};
+  ExecApp exec;
+  exec.command = {"python3", "-m", "http.server", "$(PORT)", "--flag=a b", "", "123", "true"};
+  exec.env = {{"MODE", "fast"}, {"EMPTY", ""}, {"JSON", "{\"a\": [1, 2]}"}, {"NUM", "0x10"}};
+  exec.working_dir = "/srv/app";
+  exec.restart_policy = RestartPolicy::kNever;
+  Probe probe;
+  probe.kind = Probe::Kind::kHttpGet;
+  probe.port = {0, "http"};
+  probe.path = "/healthz?full=1";
+  probe.initial_delay_seconds = 3;
+  probe.period_seconds = 7;
+  probe.timeout_seconds = 2;
+  probe.failure_threshold = 5;
+  probe.success_threshold = 2;
+  exec.readiness_probe = probe;
+  exec.termination_grace_period_seconds = 0;
+  w.spec.app = exec;
+  return w;
+}
+
+}  // namespace
+
+TEST_CASE("WriteManifest: a minimal Workload is written with its defaults") {
+  Workload w;
+  w.metadata.name = "hello";
+  w.spec.ports = {{"http", 8080, Protocol::kHTTP}};
+  CHECK(WriteManifest(w) == R"(apiVersion: podless.dev/v1alpha1
+kind: Workload
+metadata:
+  name: hello
+  namespace: default
+spec:
+  replicas: 1
+  serviceAccount: default
+  ports:
+    - name: http
+      port: 8080
+      protocol: HTTP
+  app:
+    echo: {}
+)");
+  CheckRoundTrip(w);
+
+  w.spec.ports.clear();
+  CHECK(WriteManifest(w).find("  ports: []\n") != std::string::npos);
+  CheckRoundTrip(w);
+}
+
+TEST_CASE("WriteManifest: round trip of a Workload with every exec field") {
+  CheckRoundTrip(RichExecWorkload());
+
+  Workload tcp = RichExecWorkload();
+  ExecApp& exec = std::get<ExecApp>(tcp.spec.app);
+  exec.readiness_probe->kind = Probe::Kind::kTcpSocket;
+  exec.readiness_probe->port = {9000, ""};
+  exec.readiness_probe->path = "/";  // not written for tcpSocket, so the default
+  exec.restart_policy = RestartPolicy::kOnFailure;
+  exec.env.clear();
+  exec.working_dir.clear();
+  CheckRoundTrip(tcp);
+
+  exec.readiness_probe.reset();
+  exec.restart_policy = RestartPolicy::kAlways;
+  CheckRoundTrip(tcp);
+}
+
+TEST_CASE("WriteManifest: round trip of static and forward apps, with strings YAML would misread") {
+  Workload w;
+  w.metadata = {"site", "web", {{"tier", ""}, {"version", "1.10"}, {"on", "yes"}}};
+  w.spec.replicas = 0;
+  w.spec.ports = {{"http", 80, Protocol::kHTTP}};
+  StaticApp app;
+  app.status = 418;
+  app.body = "line one\nline two: \"quoted\" # not a comment\n\ttab and unicode: héllo ✓\n";
+  app.headers = {{"Content-Type", "application/json"},
+                 {"X-Empty", ""},
+                 {"X-Null", "null"},
+                 {"X-Tilde", "~"},
+                 {"X-Number", "012"},
+                 {"X-Float", "1e3"},
+                 {"X-Indicator", "- [a] {b} &c *d !e %f @g `h"},
+                 {"X-Colon", "a: b"},
+                 {"X-Trailing", "space "}};
+  w.spec.app = app;
+  CheckRoundTrip(w);
+
+  w.spec.app = ForwardApp{"[::1]:9000"};
+  CheckRoundTrip(w);
+  w.spec.app = ForwardApp{"localhost:9000"};
+  CheckRoundTrip(w);
+}
+
+TEST_CASE("WriteManifest: round trip of a Service with named and numbered target ports") {
+  Service s;
+  s.metadata = {"web", "shop", {{"app", "web"}}};
+  s.selector = {{"app", "web"}, {"tier", "front"}};
+  s.ports = {{"http", 80, {0, "http"}, Protocol::kHTTP},
+             {"metrics", 9090, {15020, ""}, Protocol::kTCP},
+             {"", 443, {443, ""}, Protocol::kTCP}};
+  CheckRoundTrip(s);
+
+  // An unset targetPort is written as the port it stands for.
+  Service unset = s;
+  unset.ports = {{"", 8080, {}, Protocol::kTCP}};
+  ParseResult result = ParseManifests(WriteManifest(unset), "svc.yaml");
+  REQUIRE(result.errors.empty());
+  CHECK(std::get<Service>(result.objects.at(0).object).ports.at(0).target_port ==
+        PortRef{8080, ""});
+}
+
+TEST_CASE("WriteManifest: round trip of AuthorizationPolicies in Istio's shape") {
+  AuthorizationPolicy p;
+  p.metadata = {"payments.deny", "shop", {}};
+  p.selector = {{"app", "payments"}};
+  p.action = PolicyAction::kDeny;
+  PolicyRule rule;
+  rule.from.push_back({{"cluster.local/ns/shop/sa/frontend", "spiffe://td/ns/a/sa/*"},
+                       {"*/sa/banned"},
+                       {"shop", "prod-*"},
+                       {"kube-system"}});
+  rule.from.push_back({{}, {}, {"*"}, {}});
+  rule.to.push_back({{8080, 9090}, {15000}});
+  p.rules = {rule, PolicyRule{}};
+  std::string yaml = WriteManifest(p);
+  CHECK(
+      yaml.find("      to:\n        - operation:\n            ports:\n              - \"8080\"") !=
+      std::string::npos);
+  CheckRoundTrip(p);
+
+  // No selector and no rules: an ALLOW-nothing policy for the whole namespace.
+  AuthorizationPolicy empty;
+  empty.metadata.name = "deny-all";
+  yaml = WriteManifest(empty);
+  CHECK(yaml.find("selector") == std::string::npos);
+  CHECK(yaml.find("rules: []") != std::string::npos);
+  CheckRoundTrip(empty);
+}
+
+}  // namespace podless::workloads

@@ -1,0 +1,303 @@
+#include "workloads/object_codec.h"
+
+#include <doctest.h>
+
+#include <string>
+#include <vector>
+
+namespace podless::workloads {
+namespace {
+
+using namespace std::literals;
+
+ObjectMeta Meta(std::string name, std::string ns, Labels labels = {}) {
+  ObjectMeta meta;
+  meta.name = std::move(name);
+  meta.ns = std::move(ns);
+  meta.labels = std::move(labels);
+  return meta;
+}
+
+Workload EchoWorkload() {
+  Workload w;
+  w.metadata = Meta("web", "shop", {{"app", "web"}, {"tier", "frontend"}});
+  w.spec.replicas = 3;
+  w.spec.service_account = "web-sa";
+  w.spec.ports = {{"http", 8080, Protocol::kHTTP}, {"", 9000, Protocol::kTCP}};
+  w.spec.app = EchoApp{};
+  return w;
+}
+
+Workload StaticWorkload() {
+  Workload w;
+  w.metadata = Meta("static-site", "default", {{"app", "static"}});
+  w.spec.replicas = kMaxReplicas;
+  w.spec.ports = {{"http", 65535, Protocol::kHTTP}};
+  StaticApp app;
+  app.status = 418;
+  app.body = std::string(300, 'x') +
+             "\n\xff"
+             "\x00"
+             "binary"s;  // long: multi-byte length varint
+  app.headers = {{"content-type", "text/plain"}, {"x-empty", ""}};
+  w.spec.app = app;
+  return w;
+}
+
+Workload ForwardWorkload() {
+  Workload w;
+  w.metadata = Meta("fwd", "ns-1");
+  w.spec.replicas = 0;
+  w.spec.ports = {{"tcp", 1, Protocol::kTCP}};
+  w.spec.app = ForwardApp{"127.0.0.1:9000"};
+  return w;
+}
+
+Workload ExecWorkload(bool with_probe) {
+  Workload w;
+  w.metadata = Meta("py", "jobs", {{"app", "py"}});
+  w.spec.replicas = 2;
+  w.spec.ports = {{"http", 8000, Protocol::kHTTP}};
+  ExecApp app;
+  app.command = {"python3", "-m", "http.server", "$(PORT)", ""};
+  app.env = {{"A", "1"}, {"EMPTY", ""}, {"UNICODE", "h\xc3\xa9llo"}};
+  app.working_dir = "/srv";
+  app.restart_policy = RestartPolicy::kOnFailure;
+  if (with_probe) {
+    Probe probe;
+    probe.kind = Probe::Kind::kHttpGet;
+    probe.port = PortRef{0, "http"};
+    probe.path = "/healthz";
+    probe.initial_delay_seconds = 5;
+    probe.period_seconds = 0xffffffffu;
+    probe.timeout_seconds = 2;
+    probe.failure_threshold = 7;
+    probe.success_threshold = 0;
+    app.readiness_probe = probe;
+  }
+  app.termination_grace_period_seconds = 0;
+  w.spec.app = app;
+  return w;
+}
+
+Service RichService() {
+  Service s;
+  s.metadata = Meta("web", "shop", {{"team", "a"}});
+  s.selector = {{"app", "web"}, {"tier", "frontend"}};
+  s.ports = {{"http", 80, PortRef{0, "http"}, Protocol::kHTTP},
+             {"", 9000, PortRef{9001, ""}, Protocol::kTCP}};
+  return s;
+}
+
+AuthorizationPolicy RichPolicy() {
+  AuthorizationPolicy p;
+  p.metadata = Meta("deny-some", "shop");
+  p.selector = {{"app", "web"}};
+  p.action = PolicyAction::kDeny;
+  PolicyRule rule;
+  rule.from = {PolicySource{{"spiffe://cluster.local/ns/shop/sa/frontend", "*/sa/admin"},
+                            {"spiffe://cluster.local/ns/shop/sa/bad"},
+                            {"shop", "prod-*"},
+                            {"kube-system"}},
+               PolicySource{}};
+  rule.to = {PolicyOperation{{8080, 65535, 0}, {22}}, PolicyOperation{}};
+  p.rules = {rule, PolicyRule{}};
+  return p;
+}
+
+std::vector<Object> AllObjects() {
+  return {EchoWorkload(),      StaticWorkload(),     ForwardWorkload(), ExecWorkload(true),
+          ExecWorkload(false), Workload{},           RichService(),     Service{},
+          RichPolicy(),        AuthorizationPolicy{}};
+}
+
+TEST_CASE("ObjectCodec: every kind, app and field survives a round trip") {
+  for (const Object& object : AllObjects()) {
+    CAPTURE(KeyOf(object).name);
+    const std::string bytes = EncodeObject(object);
+    REQUIRE(static_cast<uint8_t>(bytes[0]) == kObjectFormatVersion);
+    Result<Object> decoded = DecodeObject(bytes);
+    REQUIRE_MESSAGE(decoded.ok(), decoded.error().message);
+    CHECK(decoded.value() == object);
+    CHECK(KeyOf(decoded.value()) == KeyOf(object));
+  }
+}
+
+TEST_CASE("ObjectCodec: AppendObject appends the same bytes EncodeObject returns") {
+  std::string out = "prefix";
+  for (const Object& object : AllObjects()) {
+    const size_t before = out.size();
+    REQUIRE(AppendObject(object, &out).ok());
+    CHECK(out.substr(before) == EncodeObject(object));
+  }
+}
+
+TEST_CASE("ObjectCodec: a typical workload encodes in a few dozen bytes") {
+  const std::string bytes = EncodeObject(EchoWorkload());
+  CHECK(bytes.size() < 64);
+}
+
+TEST_CASE("ObjectCodec: every truncation of a valid encoding fails cleanly") {
+  for (const Object& object : AllObjects()) {
+    const std::string bytes = EncodeObject(object);
+    for (size_t length = 0; length < bytes.size(); ++length) {
+      CAPTURE(length);
+      Result<Object> decoded = DecodeObject(std::string_view(bytes).substr(0, length));
+      REQUIRE_FALSE(decoded.ok());
+      CHECK(decoded.error().code == ErrorCode::kInvalidArgument);
+      CHECK(decoded.error().message.find("object encoding: byte ") == 0);
+    }
+  }
+}
+
+TEST_CASE("ObjectCodec: trailing bytes after an object are refused") {
+  const std::string bytes = EncodeObject(RichService()) + "\x00"s;
+  Result<Object> decoded = DecodeObject(bytes);
+  REQUIRE_FALSE(decoded.ok());
+  CHECK(decoded.error().message.find("1 trailing bytes") != std::string::npos);
+}
+
+TEST_CASE("ObjectCodec: corrupting any byte never crashes, and what decodes re-encodes stably") {
+  for (const Object& object : AllObjects()) {
+    const std::string bytes = EncodeObject(object);
+    for (size_t i = 0; i < bytes.size(); ++i) {
+      for (uint8_t value : {0x00, 0x01, 0x7f, 0x80, 0xff}) {
+        std::string corrupt = bytes;
+        corrupt[i] = static_cast<char>(value);
+        Result<Object> decoded = DecodeObject(corrupt);
+        if (decoded.ok()) {
+          Result<Object> again = DecodeObject(EncodeObject(decoded.value()));
+          REQUIRE(again.ok());
+          CHECK(again.value() == decoded.value());
+        } else {
+          CHECK_FALSE(decoded.error().message.empty());
+        }
+      }
+    }
+  }
+}
+
+// Hand-built inputs: header of a Workload named "a" in namespace "b".
+std::string WorkloadPrefix() {
+  std::string out;
+  ByteWriter w(&out);
+  w.PutByte(kObjectFormatVersion);
+  w.PutVarint(0);  // Kind::kWorkload
+  w.PutString("a");
+  w.PutString("b");
+  return out;
+}
+
+TEST_CASE("ObjectCodec: an unknown format version is named in the error") {
+  std::string bytes = EncodeObject(EchoWorkload());
+  bytes[0] = 9;
+  Result<Object> decoded = DecodeObject(bytes);
+  REQUIRE_FALSE(decoded.ok());
+  CHECK(decoded.error().message ==
+        "object encoding: byte 1: format version: unsupported object format version 9 (this "
+        "build reads 1)");
+}
+
+TEST_CASE("ObjectCodec: a huge count is refused before anything is allocated") {
+  std::string bytes = WorkloadPrefix();
+  ByteWriter w(&bytes);
+  w.PutVarint(uint64_t{1} << 60);  // labels count
+  Result<Object> decoded = DecodeObject(bytes);
+  REQUIRE_FALSE(decoded.ok());
+  CHECK(decoded.error().message.find("metadata.labels: count 1152921504606846976 exceeds") !=
+        std::string::npos);
+}
+
+TEST_CASE("ObjectCodec: a string longer than the input is refused with its offset") {
+  std::string bytes;
+  ByteWriter w(&bytes);
+  w.PutByte(kObjectFormatVersion);
+  w.PutVarint(1);        // Kind::kService
+  w.PutVarint(1000000);  // name length
+  bytes += "abc";
+  Result<Object> decoded = DecodeObject(bytes);
+  REQUIRE_FALSE(decoded.ok());
+  CHECK(decoded.error().message ==
+        "object encoding: byte 2: metadata.name: string length 1000000 exceeds the 3 bytes left");
+}
+
+TEST_CASE("ObjectCodec: duplicate or unsorted map keys are refused") {
+  for (const auto& keys :
+       std::vector<std::pair<std::string, std::string>>{{"k", "k"}, {"z", "a"}}) {
+    std::string bytes = WorkloadPrefix();
+    ByteWriter w(&bytes);
+    w.PutVarint(2);
+    w.PutString(keys.first);
+    w.PutString("v");
+    w.PutString(keys.second);
+    w.PutString("v");
+    Result<Object> decoded = DecodeObject(bytes);
+    REQUIRE_FALSE(decoded.ok());
+    CHECK(decoded.error().message.find("metadata.labels: key \"" + keys.second +
+                                       "\" is a duplicate or out of order") != std::string::npos);
+  }
+}
+
+TEST_CASE("ObjectCodec: out-of-range enums and narrow integers are refused") {
+  SUBCASE("protocol") {
+    std::string bytes = WorkloadPrefix();
+    ByteWriter w(&bytes);
+    w.PutVarint(0);     // labels
+    w.PutVarint(1);     // replicas
+    w.PutString("sa");  // serviceAccount
+    w.PutVarint(1);     // one port
+    w.PutString("p");
+    w.PutVarint(80);
+    w.PutVarint(5);  // protocol
+    Result<Object> decoded = DecodeObject(bytes);
+    REQUIRE_FALSE(decoded.ok());
+    CHECK(decoded.error().message.find("spec.ports.protocol: value 5 out of range (max 1)") !=
+          std::string::npos);
+  }
+  SUBCASE("port above 65535") {
+    std::string bytes = WorkloadPrefix();
+    ByteWriter w(&bytes);
+    w.PutVarint(0);
+    w.PutVarint(1);
+    w.PutString("sa");
+    w.PutVarint(1);
+    w.PutString("p");
+    w.PutVarint(65536);
+    w.PutVarint(0);
+    Result<Object> decoded = DecodeObject(bytes);
+    REQUIRE_FALSE(decoded.ok());
+    CHECK(decoded.error().message.find("spec.ports.port: value 65536 out of range") !=
+          std::string::npos);
+  }
+  SUBCASE("varint longer than 64 bits") {
+    std::string bytes = WorkloadPrefix() + std::string(10, '\xff') + "\x01"s;
+    Result<Object> decoded = DecodeObject(bytes);
+    REQUIRE_FALSE(decoded.ok());
+    CHECK(decoded.error().message.find("varint overflows 64 bits") != std::string::npos);
+  }
+}
+
+TEST_CASE("ObjectCodec: AppendObject refuses an out-of-range enum and leaves the output alone") {
+  Workload w = EchoWorkload();
+  w.spec.ports[1].protocol = static_cast<Protocol>(7);
+  std::string out = "keep";
+  Status status = AppendObject(w, &out);
+  REQUIRE_FALSE(status.ok());
+  CHECK(status.error().message ==
+        "cannot encode Workload shop/web: spec.ports.protocol: enum value 7 out of range (max 1)");
+  CHECK(out == "keep");
+  CHECK_FALSE(DecodeObject(EncodeObject(w)).ok());
+}
+
+TEST_CASE("ByteReader: offsets in errors include the base offset of the span") {
+  ByteReader reader("\x05"sv, 100);
+  std::string s;
+  CHECK_FALSE(reader.ReadString(&s, "field"));
+  CHECK(reader.error() == "byte 100: field: string length 5 exceeds the 0 bytes left");
+  uint8_t b = 0;
+  CHECK_FALSE(reader.ReadByte(&b, "later"));  // the first error sticks
+  CHECK(reader.error().find("byte 100: field:") == 0);
+}
+
+}  // namespace
+}  // namespace podless::workloads

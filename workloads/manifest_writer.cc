@@ -1,0 +1,272 @@
+#include "workloads/manifest_writer.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <string_view>
+
+namespace podless::workloads {
+namespace {
+
+bool IsPlainChar(char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+         ch == '_' || ch == '.' || ch == '/' || ch == '-' || ch == ':';
+}
+
+// Whether a string reads back as the same string when written unquoted. Kept
+// deliberately narrow: anything doubtful is quoted, which is always correct.
+bool IsSafePlain(std::string_view s) {
+  if (s.empty()) return false;
+  char first = s.front();
+  if (!((first >= 'a' && first <= 'z') || (first >= 'A' && first <= 'Z') || first == '/')) {
+    return false;  // digits, signs and dots may read as numbers; others are indicators
+  }
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (!IsPlainChar(s[i])) return false;
+    if (s[i] == ':' && (i + 1 == s.size() || s[i + 1] == ' ')) return false;
+  }
+  // YAML 1.1 booleans and null, which some readers still resolve.
+  std::string lower(s);
+  for (char& ch : lower) {
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+  }
+  for (const char* word : {"true", "false", "yes", "no", "on", "off", "y", "n", "null"}) {
+    if (lower == word) return false;
+  }
+  return true;
+}
+
+void String(YAML::Emitter& out, const std::string& s) {
+  if (IsSafePlain(s)) {
+    out << s;
+  } else {
+    out << YAML::DoubleQuoted << s;
+  }
+}
+
+void Field(YAML::Emitter& out, const char* key, const std::string& value) {
+  out << YAML::Key << key << YAML::Value;
+  String(out, value);
+}
+
+void Field(YAML::Emitter& out, const char* key, unsigned long long value) {
+  out << YAML::Key << key << YAML::Value << value;
+}
+
+void StringMap(YAML::Emitter& out, const char* key, const std::map<std::string, std::string>& m) {
+  out << YAML::Key << key << YAML::Value;
+  if (m.empty()) {
+    out << YAML::Flow << YAML::BeginMap << YAML::EndMap;
+    return;
+  }
+  out << YAML::BeginMap;
+  for (const auto& [k, v] : m) {
+    out << YAML::Key;
+    String(out, k);
+    out << YAML::Value;
+    String(out, v);
+  }
+  out << YAML::EndMap;
+}
+
+void StringList(YAML::Emitter& out, const char* key, const std::vector<std::string>& values) {
+  out << YAML::Key << key << YAML::Value;
+  if (values.empty()) out << YAML::Flow;
+  out << YAML::BeginSeq;
+  for (const std::string& v : values) String(out, v);
+  out << YAML::EndSeq;
+}
+
+// Empty sequences are written inline ("ports: []"), the way people write them.
+void BeginSeq(YAML::Emitter& out, bool empty) {
+  if (empty) out << YAML::Flow;
+  out << YAML::BeginSeq;
+}
+
+void EmptyMap(YAML::Emitter& out) { out << YAML::Flow << YAML::BeginMap << YAML::EndMap; }
+
+const char* ProtocolName(Protocol p) { return p == Protocol::kHTTP ? "HTTP" : "TCP"; }
+
+void PortRefValue(YAML::Emitter& out, const PortRef& ref) {
+  if (!ref.name.empty()) {
+    String(out, ref.name);
+  } else {
+    out << ref.number;
+  }
+}
+
+void Metadata(YAML::Emitter& out, const ObjectMeta& meta) {
+  out << YAML::Key << "metadata" << YAML::Value << YAML::BeginMap;
+  Field(out, "name", meta.name);
+  Field(out, "namespace", meta.ns);
+  if (!meta.labels.empty()) StringMap(out, "labels", meta.labels);
+  out << YAML::EndMap;
+}
+
+void WriteProbe(YAML::Emitter& out, const Probe& probe) {
+  out << YAML::Key << "readinessProbe" << YAML::Value << YAML::BeginMap;
+  bool http = probe.kind == Probe::Kind::kHttpGet;
+  out << YAML::Key << (http ? "httpGet" : "tcpSocket") << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "port" << YAML::Value;
+  PortRefValue(out, probe.port);
+  if (http) Field(out, "path", probe.path);
+  out << YAML::EndMap;
+  Field(out, "initialDelaySeconds", probe.initial_delay_seconds);
+  Field(out, "periodSeconds", probe.period_seconds);
+  Field(out, "timeoutSeconds", probe.timeout_seconds);
+  Field(out, "failureThreshold", probe.failure_threshold);
+  Field(out, "successThreshold", probe.success_threshold);
+  out << YAML::EndMap;
+}
+
+void App(YAML::Emitter& out, const AppSpec& app) {
+  out << YAML::Key << "app" << YAML::Value << YAML::BeginMap;
+  if (std::holds_alternative<EchoApp>(app)) {
+    out << YAML::Key << "echo" << YAML::Value;
+    EmptyMap(out);
+  } else if (const auto* s = std::get_if<StaticApp>(&app)) {
+    out << YAML::Key << "static" << YAML::Value << YAML::BeginMap;
+    Field(out, "status", s->status);
+    Field(out, "body", s->body);
+    if (!s->headers.empty()) StringMap(out, "headers", s->headers);
+    out << YAML::EndMap;
+  } else if (const auto* f = std::get_if<ForwardApp>(&app)) {
+    out << YAML::Key << "forward" << YAML::Value << YAML::BeginMap;
+    Field(out, "address", f->address);
+    out << YAML::EndMap;
+  } else if (const auto* e = std::get_if<ExecApp>(&app)) {
+    out << YAML::Key << "exec" << YAML::Value << YAML::BeginMap;
+    StringList(out, "command", e->command);
+    if (!e->env.empty()) {
+      out << YAML::Key << "env" << YAML::Value << YAML::BeginSeq;
+      for (const EnvVar& var : e->env) {
+        out << YAML::BeginMap;
+        Field(out, "name", var.name);
+        Field(out, "value", var.value);
+        out << YAML::EndMap;
+      }
+      out << YAML::EndSeq;
+    }
+    if (!e->working_dir.empty()) Field(out, "workingDir", e->working_dir);
+    const char* restart = e->restart_policy == RestartPolicy::kOnFailure ? "OnFailure"
+                          : e->restart_policy == RestartPolicy::kNever   ? "Never"
+                                                                         : "Always";
+    Field(out, "restartPolicy", restart);
+    if (e->readiness_probe) WriteProbe(out, *e->readiness_probe);
+    Field(out, "terminationGracePeriodSeconds", e->termination_grace_period_seconds);
+    out << YAML::EndMap;
+  }
+  out << YAML::EndMap;
+}
+
+void WorkloadBody(YAML::Emitter& out, const Workload& w) {
+  Field(out, "kind", "Workload");
+  Metadata(out, w.metadata);
+  out << YAML::Key << "spec" << YAML::Value << YAML::BeginMap;
+  Field(out, "replicas", w.spec.replicas);
+  Field(out, "serviceAccount", w.spec.service_account);
+  out << YAML::Key << "ports" << YAML::Value;
+  BeginSeq(out, w.spec.ports.empty());
+  for (const PortSpec& port : w.spec.ports) {
+    out << YAML::BeginMap;
+    if (!port.name.empty()) Field(out, "name", port.name);
+    Field(out, "port", port.port);
+    Field(out, "protocol", ProtocolName(port.protocol));
+    out << YAML::EndMap;
+  }
+  out << YAML::EndSeq;
+  App(out, w.spec.app);
+  out << YAML::EndMap;
+}
+
+void ServiceBody(YAML::Emitter& out, const Service& s) {
+  Field(out, "kind", "Service");
+  Metadata(out, s.metadata);
+  out << YAML::Key << "spec" << YAML::Value << YAML::BeginMap;
+  StringMap(out, "selector", s.selector);
+  out << YAML::Key << "ports" << YAML::Value;
+  BeginSeq(out, s.ports.empty());
+  for (const ServicePort& port : s.ports) {
+    out << YAML::BeginMap;
+    if (!port.name.empty()) Field(out, "name", port.name);
+    Field(out, "port", port.port);
+    out << YAML::Key << "targetPort" << YAML::Value;
+    if (port.target_port.name.empty() && port.target_port.number == 0) {
+      out << port.port;  // unset means "same as port"
+    } else {
+      PortRefValue(out, port.target_port);
+    }
+    Field(out, "protocol", ProtocolName(port.protocol));
+    out << YAML::EndMap;
+  }
+  out << YAML::EndSeq;
+  out << YAML::EndMap;
+}
+
+// Istio writes policy ports as strings; so do we, so the output reads like
+// an Istio AuthorizationPolicy.
+void PortList(YAML::Emitter& out, const char* key, const std::vector<uint16_t>& ports) {
+  out << YAML::Key << key << YAML::Value << YAML::BeginSeq;
+  for (uint16_t port : ports) out << YAML::DoubleQuoted << std::to_string(port);
+  out << YAML::EndSeq;
+}
+
+void PolicyBody(YAML::Emitter& out, const AuthorizationPolicy& p) {
+  Field(out, "kind", "AuthorizationPolicy");
+  Metadata(out, p.metadata);
+  out << YAML::Key << "spec" << YAML::Value << YAML::BeginMap;
+  if (!p.selector.empty()) {
+    out << YAML::Key << "selector" << YAML::Value << YAML::BeginMap;
+    StringMap(out, "matchLabels", p.selector);
+    out << YAML::EndMap;
+  }
+  Field(out, "action", p.action == PolicyAction::kDeny ? "DENY" : "ALLOW");
+  out << YAML::Key << "rules" << YAML::Value;
+  BeginSeq(out, p.rules.empty());
+  for (const PolicyRule& rule : p.rules) {
+    out << YAML::BeginMap;
+    if (!rule.from.empty()) {
+      out << YAML::Key << "from" << YAML::Value << YAML::BeginSeq;
+      for (const PolicySource& s : rule.from) {
+        out << YAML::BeginMap << YAML::Key << "source" << YAML::Value << YAML::BeginMap;
+        if (!s.principals.empty()) StringList(out, "principals", s.principals);
+        if (!s.not_principals.empty()) StringList(out, "notPrincipals", s.not_principals);
+        if (!s.namespaces.empty()) StringList(out, "namespaces", s.namespaces);
+        if (!s.not_namespaces.empty()) StringList(out, "notNamespaces", s.not_namespaces);
+        out << YAML::EndMap << YAML::EndMap;
+      }
+      out << YAML::EndSeq;
+    }
+    if (!rule.to.empty()) {
+      out << YAML::Key << "to" << YAML::Value << YAML::BeginSeq;
+      for (const PolicyOperation& op : rule.to) {
+        out << YAML::BeginMap << YAML::Key << "operation" << YAML::Value << YAML::BeginMap;
+        if (!op.ports.empty()) PortList(out, "ports", op.ports);
+        if (!op.not_ports.empty()) PortList(out, "notPorts", op.not_ports);
+        out << YAML::EndMap << YAML::EndMap;
+      }
+      out << YAML::EndSeq;
+    }
+    out << YAML::EndMap;
+  }
+  out << YAML::EndSeq;
+  out << YAML::EndMap;
+}
+
+}  // namespace
+
+std::string WriteManifest(const Object& object) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  Field(out, "apiVersion", kApiVersion);
+  if (const auto* w = std::get_if<Workload>(&object)) {
+    WorkloadBody(out, *w);
+  } else if (const auto* s = std::get_if<Service>(&object)) {
+    ServiceBody(out, *s);
+  } else if (const auto* p = std::get_if<AuthorizationPolicy>(&object)) {
+    PolicyBody(out, *p);
+  }
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace podless::workloads

@@ -1,0 +1,557 @@
+#include "workloads/object_codec.h"
+
+#include <limits>
+#include <type_traits>
+#include <utility>
+
+namespace podless::workloads {
+
+// ByteWriter
+
+void ByteWriter::PutVarint(uint64_t value) {
+  char buf[10];
+  size_t n = 0;
+  while (value >= 0x80) {
+    buf[n++] = static_cast<char>((value & 0x7f) | 0x80);
+    value >>= 7;
+  }
+  buf[n++] = static_cast<char>(value);
+  out_->append(buf, n);
+}
+
+void ByteWriter::PutString(std::string_view value) {
+  PutVarint(value.size());
+  out_->append(value);
+}
+
+void ByteWriter::PutFixed32(uint32_t value) {
+  char buf[4] = {static_cast<char>(value), static_cast<char>(value >> 8),
+                 static_cast<char>(value >> 16), static_cast<char>(value >> 24)};
+  out_->append(buf, 4);
+}
+
+// ByteReader
+
+bool ByteReader::FailAt(size_t position, const char* what, std::string_view why) {
+  if (error_.empty()) {
+    error_ =
+        "byte " + std::to_string(base_offset_ + position) + ": " + what + ": " + std::string(why);
+  }
+  return false;
+}
+
+bool ByteReader::ReadByte(uint8_t* value, const char* what) {
+  if (!ok()) return false;
+  if (pos_ >= data_.size()) return Fail(what, "truncated (input ends)");
+  *value = static_cast<uint8_t>(data_[pos_++]);
+  return true;
+}
+
+bool ByteReader::ReadVarint(uint64_t* value, const char* what) {
+  if (!ok()) return false;
+  uint64_t result = 0;
+  for (size_t i = 0; i < 10; ++i) {
+    if (pos_ + i >= data_.size()) return Fail(what, "truncated varint (input ends)");
+    const uint8_t byte = static_cast<uint8_t>(data_[pos_ + i]);
+    // The tenth byte holds bit 63 only; anything more does not fit 64 bits.
+    if (i == 9 && byte > 1) return Fail(what, "varint overflows 64 bits");
+    result |= static_cast<uint64_t>(byte & 0x7f) << (7 * i);
+    if ((byte & 0x80) == 0) {
+      pos_ += i + 1;
+      *value = result;
+      return true;
+    }
+  }
+  return Fail(what, "varint longer than 10 bytes");
+}
+
+bool ByteReader::ReadBounded(uint64_t* value, uint64_t max, const char* what) {
+  const size_t start = pos_;
+  if (!ReadVarint(value, what)) return false;
+  if (*value > max) {
+    return FailAt(
+        start, what,
+        "value " + std::to_string(*value) + " out of range (max " + std::to_string(max) + ")");
+  }
+  return true;
+}
+
+bool ByteReader::ReadU32(uint32_t* value, const char* what) {
+  uint64_t v = 0;
+  if (!ReadBounded(&v, std::numeric_limits<uint32_t>::max(), what)) return false;
+  *value = static_cast<uint32_t>(v);
+  return true;
+}
+
+bool ByteReader::ReadU16(uint16_t* value, const char* what) {
+  uint64_t v = 0;
+  if (!ReadBounded(&v, std::numeric_limits<uint16_t>::max(), what)) return false;
+  *value = static_cast<uint16_t>(v);
+  return true;
+}
+
+bool ByteReader::ReadStringView(std::string_view* value, const char* what) {
+  const size_t start = pos_;
+  uint64_t length = 0;
+  if (!ReadVarint(&length, what)) return false;
+  if (length > remaining()) {
+    return FailAt(start, what,
+                  "string length " + std::to_string(length) + " exceeds the " +
+                      std::to_string(remaining()) + " bytes left");
+  }
+  *value = data_.substr(pos_, length);
+  pos_ += length;
+  return true;
+}
+
+bool ByteReader::ReadString(std::string* value, const char* what) {
+  std::string_view view;
+  if (!ReadStringView(&view, what)) return false;
+  value->assign(view);
+  return true;
+}
+
+bool ByteReader::ReadCount(size_t* count, size_t min_element_bytes, const char* what) {
+  const size_t start = pos_;
+  uint64_t n = 0;
+  if (!ReadVarint(&n, what)) return false;
+  if (min_element_bytes == 0) min_element_bytes = 1;
+  if (n > remaining() / min_element_bytes) {
+    return FailAt(start, what,
+                  "count " + std::to_string(n) + " exceeds what the " +
+                      std::to_string(remaining()) + " bytes left can hold");
+  }
+  *count = static_cast<size_t>(n);
+  return true;
+}
+
+bool ByteReader::ReadFixed32(uint32_t* value, const char* what) {
+  if (!ok()) return false;
+  if (remaining() < 4) return Fail(what, "truncated (needs 4 bytes)");
+  const auto* p = reinterpret_cast<const uint8_t*>(data_.data() + pos_);
+  *value = static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
+           static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24;
+  pos_ += 4;
+  return true;
+}
+
+namespace {
+
+// A key from untrusted input, shortened and with non-printable bytes replaced,
+// fit to be quoted in an error message.
+std::string Printable(std::string_view s) {
+  constexpr size_t kMax = 64;
+  std::string out;
+  for (char c : s.substr(0, kMax)) out.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+  if (s.size() > kMax) out += "...";
+  return out;
+}
+
+// Enum upper bounds. A new enumerator must be added here and in the decoder of
+// the matching field, or encoding reports it as out of range.
+constexpr uint64_t kMaxKind = static_cast<uint64_t>(Kind::kAuthorizationPolicy);
+constexpr uint64_t kMaxProtocol = static_cast<uint64_t>(Protocol::kHTTP);
+constexpr uint64_t kMaxRestartPolicy = static_cast<uint64_t>(RestartPolicy::kNever);
+constexpr uint64_t kMaxProbeKind = static_cast<uint64_t>(Probe::Kind::kHttpGet);
+constexpr uint64_t kMaxPolicyAction = static_cast<uint64_t>(PolicyAction::kDeny);
+constexpr uint64_t kMaxAppIndex = std::variant_size_v<AppSpec> - 1;
+
+// Writes an object. Enum values out of range are written as they are (so the
+// output is always produced) and the first one is remembered in error().
+class Encoder {
+ public:
+  explicit Encoder(std::string* out) : w_(out) {}
+
+  const std::string& error() const { return error_; }
+
+  void Object(const workloads::Object& object) {
+    w_.PutByte(kObjectFormatVersion);
+    w_.PutVarint(object.index());
+    std::visit([this](const auto& o) { Body(o); }, object);
+  }
+
+ private:
+  template <typename E>
+  void Enum(E value, uint64_t max, const char* what) {
+    const auto raw = static_cast<uint64_t>(static_cast<std::underlying_type_t<E>>(value));
+    if (raw > max && error_.empty()) {
+      error_ = std::string(what) + ": enum value " + std::to_string(raw) + " out of range (max " +
+               std::to_string(max) + ")";
+    }
+    w_.PutVarint(raw);
+  }
+
+  void LabelMap(const std::map<std::string, std::string>& map) {
+    w_.PutVarint(map.size());
+    for (const auto& [key, value] : map) {
+      w_.PutString(key);
+      w_.PutString(value);
+    }
+  }
+
+  void Strings(const std::vector<std::string>& list) {
+    w_.PutVarint(list.size());
+    for (const auto& s : list) w_.PutString(s);
+  }
+
+  void Ports(const std::vector<uint16_t>& list) {
+    w_.PutVarint(list.size());
+    for (uint16_t p : list) w_.PutVarint(p);
+  }
+
+  void Meta(const ObjectMeta& meta) {
+    w_.PutString(meta.name);
+    w_.PutString(meta.ns);
+    LabelMap(meta.labels);
+  }
+
+  void PortRefBody(const PortRef& ref) {
+    w_.PutVarint(ref.number);
+    w_.PutString(ref.name);
+  }
+
+  void Body(const Workload& workload) {
+    Meta(workload.metadata);
+    const WorkloadSpec& spec = workload.spec;
+    w_.PutVarint(spec.replicas);
+    w_.PutString(spec.service_account);
+    w_.PutVarint(spec.ports.size());
+    for (const PortSpec& port : spec.ports) {
+      w_.PutString(port.name);
+      w_.PutVarint(port.port);
+      Enum(port.protocol, kMaxProtocol, "spec.ports.protocol");
+    }
+    w_.PutVarint(spec.app.index());
+    std::visit([this](const auto& app) { App(app); }, spec.app);
+  }
+
+  void App(const EchoApp&) {}
+
+  void App(const StaticApp& app) {
+    w_.PutVarint(app.status);
+    w_.PutString(app.body);
+    LabelMap(app.headers);
+  }
+
+  void App(const ForwardApp& app) { w_.PutString(app.address); }
+
+  void App(const ExecApp& app) {
+    Strings(app.command);
+    w_.PutVarint(app.env.size());
+    for (const EnvVar& var : app.env) {
+      w_.PutString(var.name);
+      w_.PutString(var.value);
+    }
+    w_.PutString(app.working_dir);
+    Enum(app.restart_policy, kMaxRestartPolicy, "spec.app.exec.restartPolicy");
+    w_.PutByte(app.readiness_probe.has_value() ? 1 : 0);
+    if (app.readiness_probe) {
+      const Probe& probe = *app.readiness_probe;
+      Enum(probe.kind, kMaxProbeKind, "spec.app.exec.readinessProbe.kind");
+      PortRefBody(probe.port);
+      w_.PutString(probe.path);
+      w_.PutVarint(probe.initial_delay_seconds);
+      w_.PutVarint(probe.period_seconds);
+      w_.PutVarint(probe.timeout_seconds);
+      w_.PutVarint(probe.failure_threshold);
+      w_.PutVarint(probe.success_threshold);
+    }
+    w_.PutVarint(app.termination_grace_period_seconds);
+  }
+
+  void Body(const Service& service) {
+    Meta(service.metadata);
+    LabelMap(service.selector);
+    w_.PutVarint(service.ports.size());
+    for (const ServicePort& port : service.ports) {
+      w_.PutString(port.name);
+      w_.PutVarint(port.port);
+      PortRefBody(port.target_port);
+      Enum(port.protocol, kMaxProtocol, "ports.protocol");
+    }
+  }
+
+  void Body(const AuthorizationPolicy& policy) {
+    Meta(policy.metadata);
+    LabelMap(policy.selector);
+    Enum(policy.action, kMaxPolicyAction, "action");
+    w_.PutVarint(policy.rules.size());
+    for (const PolicyRule& rule : policy.rules) {
+      w_.PutVarint(rule.from.size());
+      for (const PolicySource& source : rule.from) {
+        Strings(source.principals);
+        Strings(source.not_principals);
+        Strings(source.namespaces);
+        Strings(source.not_namespaces);
+      }
+      w_.PutVarint(rule.to.size());
+      for (const PolicyOperation& operation : rule.to) {
+        Ports(operation.ports);
+        Ports(operation.not_ports);
+      }
+    }
+  }
+
+  ByteWriter w_;
+  std::string error_;
+};
+
+// Reads an object; every method returns false once the reader has failed.
+class Decoder {
+ public:
+  explicit Decoder(ByteReader* r) : r_(*r) {}
+
+  bool Object(workloads::Object* object) {
+    uint8_t version = 0;
+    if (!r_.ReadByte(&version, "format version")) return false;
+    if (version != kObjectFormatVersion) {
+      return r_.Fail("format version", "unsupported object format version " +
+                                           std::to_string(version) + " (this build reads " +
+                                           std::to_string(kObjectFormatVersion) + ")");
+    }
+    uint64_t kind = 0;
+    if (!r_.ReadBounded(&kind, kMaxKind, "kind")) return false;
+    switch (static_cast<Kind>(kind)) {
+      case Kind::kWorkload:
+        return Body(&object->emplace<Workload>());
+      case Kind::kService:
+        return Body(&object->emplace<Service>());
+      case Kind::kAuthorizationPolicy:
+        return Body(&object->emplace<AuthorizationPolicy>());
+    }
+    return r_.Fail("kind", "unknown kind");
+  }
+
+ private:
+  template <typename E>
+  bool Enum(E* value, uint64_t max, const char* what) {
+    uint64_t raw = 0;
+    if (!r_.ReadBounded(&raw, max, what)) return false;
+    *value = static_cast<E>(raw);
+    return true;
+  }
+
+  // Keys must be strictly ascending, as EncodeObject writes them from a
+  // std::map: this refuses duplicates and lets each insert be O(1) at the end.
+  bool LabelMap(std::map<std::string, std::string>* map, const char* what) {
+    size_t count = 0;
+    if (!r_.ReadCount(&count, 2, what)) return false;
+    map->clear();
+    for (size_t i = 0; i < count; ++i) {
+      std::string key;
+      std::string value;
+      const size_t key_offset = r_.position();
+      if (!r_.ReadString(&key, what) || !r_.ReadString(&value, what)) return false;
+      if (!map->empty() && !(map->rbegin()->first < key)) {
+        return r_.FailAt(key_offset, what,
+                         "key \"" + Printable(key) +
+                             "\" is a duplicate or out of order (keys must be strictly ascending)");
+      }
+      map->emplace_hint(map->end(), std::move(key), std::move(value));
+    }
+    return true;
+  }
+
+  bool Strings(std::vector<std::string>* list, const char* what) {
+    size_t count = 0;
+    if (!r_.ReadCount(&count, 1, what)) return false;
+    list->resize(count);
+    for (std::string& s : *list) {
+      if (!r_.ReadString(&s, what)) return false;
+    }
+    return true;
+  }
+
+  bool Ports(std::vector<uint16_t>* list, const char* what) {
+    size_t count = 0;
+    if (!r_.ReadCount(&count, 1, what)) return false;
+    list->resize(count);
+    for (uint16_t& port : *list) {
+      if (!r_.ReadU16(&port, what)) return false;
+    }
+    return true;
+  }
+
+  bool Meta(ObjectMeta* meta) {
+    return r_.ReadString(&meta->name, "metadata.name") &&
+           r_.ReadString(&meta->ns, "metadata.namespace") &&
+           LabelMap(&meta->labels, "metadata.labels");
+  }
+
+  bool PortRefBody(PortRef* ref, const char* number_what, const char* name_what) {
+    return r_.ReadU16(&ref->number, number_what) && r_.ReadString(&ref->name, name_what);
+  }
+
+  bool Body(Workload* workload) {
+    if (!Meta(&workload->metadata)) return false;
+    WorkloadSpec& spec = workload->spec;
+    size_t port_count = 0;
+    if (!r_.ReadU32(&spec.replicas, "spec.replicas") ||
+        !r_.ReadString(&spec.service_account, "spec.serviceAccount") ||
+        !r_.ReadCount(&port_count, 3, "spec.ports")) {
+      return false;
+    }
+    spec.ports.resize(port_count);
+    for (PortSpec& port : spec.ports) {
+      if (!r_.ReadString(&port.name, "spec.ports.name") ||
+          !r_.ReadU16(&port.port, "spec.ports.port") ||
+          !Enum(&port.protocol, kMaxProtocol, "spec.ports.protocol")) {
+        return false;
+      }
+    }
+    uint64_t app_index = 0;
+    if (!r_.ReadBounded(&app_index, kMaxAppIndex, "spec.app")) return false;
+    switch (app_index) {
+      case 0:
+        spec.app.emplace<EchoApp>();
+        return true;
+      case 1:
+        return App(&spec.app.emplace<StaticApp>());
+      case 2:
+        return App(&spec.app.emplace<ForwardApp>());
+      case 3:
+        return App(&spec.app.emplace<ExecApp>());
+    }
+    return r_.Fail("spec.app", "unknown app kind");
+  }
+
+  bool App(StaticApp* app) {
+    return r_.ReadU16(&app->status, "spec.app.static.status") &&
+           r_.ReadString(&app->body, "spec.app.static.body") &&
+           LabelMap(&app->headers, "spec.app.static.headers");
+  }
+
+  bool App(ForwardApp* app) { return r_.ReadString(&app->address, "spec.app.forward.address"); }
+
+  bool App(ExecApp* app) {
+    size_t env_count = 0;
+    if (!Strings(&app->command, "spec.app.exec.command") ||
+        !r_.ReadCount(&env_count, 2, "spec.app.exec.env")) {
+      return false;
+    }
+    app->env.resize(env_count);
+    for (EnvVar& var : app->env) {
+      if (!r_.ReadString(&var.name, "spec.app.exec.env.name") ||
+          !r_.ReadString(&var.value, "spec.app.exec.env.value")) {
+        return false;
+      }
+    }
+    uint8_t has_probe = 0;
+    if (!r_.ReadString(&app->working_dir, "spec.app.exec.workingDir") ||
+        !Enum(&app->restart_policy, kMaxRestartPolicy, "spec.app.exec.restartPolicy") ||
+        !r_.ReadByte(&has_probe, "spec.app.exec.readinessProbe")) {
+      return false;
+    }
+    if (has_probe > 1) {
+      return r_.Fail("spec.app.exec.readinessProbe",
+                     "presence flag " + std::to_string(has_probe) + " is neither 0 nor 1");
+    }
+    if (has_probe == 1) {
+      Probe& probe = app->readiness_probe.emplace();
+      if (!Enum(&probe.kind, kMaxProbeKind, "spec.app.exec.readinessProbe.kind") ||
+          !PortRefBody(&probe.port, "spec.app.exec.readinessProbe.port",
+                       "spec.app.exec.readinessProbe.port") ||
+          !r_.ReadString(&probe.path, "spec.app.exec.readinessProbe.path") ||
+          !r_.ReadU32(&probe.initial_delay_seconds,
+                      "spec.app.exec.readinessProbe.initialDelaySeconds") ||
+          !r_.ReadU32(&probe.period_seconds, "spec.app.exec.readinessProbe.periodSeconds") ||
+          !r_.ReadU32(&probe.timeout_seconds, "spec.app.exec.readinessProbe.timeoutSeconds") ||
+          !r_.ReadU32(&probe.failure_threshold, "spec.app.exec.readinessProbe.failureThreshold") ||
+          !r_.ReadU32(&probe.success_threshold, "spec.app.exec.readinessProbe.successThreshold")) {
+        return false;
+      }
+    } else {
+      app->readiness_probe.reset();
+    }
+    return r_.ReadU32(&app->termination_grace_period_seconds,
+                      "spec.app.exec.terminationGracePeriodSeconds");
+  }
+
+  bool Body(Service* service) {
+    size_t port_count = 0;
+    if (!Meta(&service->metadata) || !LabelMap(&service->selector, "selector") ||
+        !r_.ReadCount(&port_count, 5, "ports")) {
+      return false;
+    }
+    service->ports.resize(port_count);
+    for (ServicePort& port : service->ports) {
+      if (!r_.ReadString(&port.name, "ports.name") || !r_.ReadU16(&port.port, "ports.port") ||
+          !PortRefBody(&port.target_port, "ports.targetPort", "ports.targetPort") ||
+          !Enum(&port.protocol, kMaxProtocol, "ports.protocol")) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  bool Body(AuthorizationPolicy* policy) {
+    size_t rule_count = 0;
+    if (!Meta(&policy->metadata) || !LabelMap(&policy->selector, "selector.matchLabels") ||
+        !Enum(&policy->action, kMaxPolicyAction, "action") ||
+        !r_.ReadCount(&rule_count, 2, "rules")) {
+      return false;
+    }
+    policy->rules.resize(rule_count);
+    for (PolicyRule& rule : policy->rules) {
+      size_t from_count = 0;
+      if (!r_.ReadCount(&from_count, 4, "rules.from")) return false;
+      rule.from.resize(from_count);
+      for (PolicySource& source : rule.from) {
+        if (!Strings(&source.principals, "rules.from.source.principals") ||
+            !Strings(&source.not_principals, "rules.from.source.notPrincipals") ||
+            !Strings(&source.namespaces, "rules.from.source.namespaces") ||
+            !Strings(&source.not_namespaces, "rules.from.source.notNamespaces")) {
+          return false;
+        }
+      }
+      size_t to_count = 0;
+      if (!r_.ReadCount(&to_count, 2, "rules.to")) return false;
+      rule.to.resize(to_count);
+      for (PolicyOperation& operation : rule.to) {
+        if (!Ports(&operation.ports, "rules.to.operation.ports") ||
+            !Ports(&operation.not_ports, "rules.to.operation.notPorts")) {
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
+  ByteReader& r_;
+};
+
+}  // namespace
+
+std::string EncodeObject(const Object& object) {
+  std::string out;
+  Encoder(&out).Object(object);
+  return out;
+}
+
+Status AppendObject(const Object& object, std::string* out) {
+  const size_t original_size = out->size();
+  Encoder encoder(out);
+  encoder.Object(object);
+  if (!encoder.error().empty()) {
+    out->resize(original_size);
+    const ObjectMeta& meta = MetaOf(object);
+    return MakeError(ErrorCode::kInvalidArgument, std::string("cannot encode ") +
+                                                      KindName(KeyOf(object).kind) + " " + meta.ns +
+                                                      "/" + meta.name + ": " + encoder.error());
+  }
+  return {};
+}
+
+Result<Object> DecodeObject(std::string_view bytes) {
+  ByteReader reader(bytes);
+  Object object;
+  if (Decoder(&reader).Object(&object) && !reader.at_end()) {
+    reader.Fail("object", std::to_string(reader.remaining()) + " trailing bytes after the object");
+  }
+  if (!reader.ok()) {
+    return MakeError(ErrorCode::kInvalidArgument, "object encoding: " + reader.error());
+  }
+  return object;
+}
+
+}  // namespace podless::workloads

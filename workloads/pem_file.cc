@@ -1,0 +1,234 @@
+#include "workloads/pem_file.h"
+
+#include <fcntl.h>
+#include <openssl/bio.h>
+#include <openssl/bytestring.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+namespace podless::workloads {
+namespace {
+
+// Bounds what ParsePemCertificates accepts, so a hostile peer cannot make us
+// parse megabytes of chain.
+constexpr size_t kMaxChainBytes = 1 << 20;
+constexpr size_t kMaxChainCertificates = 32;
+
+Error IoError(const std::string& what, const std::string& path, int err) {
+  return MakeError(ErrorCode::kFailedPrecondition,
+                   "cannot " + what + " " + path + ": " + std::strerror(err));
+}
+
+// Refuses to prompt for a passphrase: the agent runs unattended.
+int NoPassword(char*, int, int, void*) { return -1; }
+
+std::string DirName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+bool WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+std::string BioContents(BIO* bio) {
+  const uint8_t* data = nullptr;
+  size_t len = 0;
+  if (!BIO_mem_contents(bio, &data, &len)) return {};
+  return std::string(reinterpret_cast<const char*>(data), len);
+}
+
+}  // namespace
+
+Status WriteFileAtomically(const std::string& path, std::string_view contents, mode_t mode) {
+  static std::atomic<uint64_t> counter{0};
+  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." +
+                    std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) return IoError("create", tmp, errno);
+  // fchmod makes the mode exact: open() applies the umask, which could only
+  // narrow it, but a caller asking for 0644 should get 0644.
+  if (::fchmod(fd, mode) != 0 || !WriteAll(fd, contents) || ::fsync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return IoError("write", tmp, err);
+  }
+  if (::close(fd) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return IoError("write", tmp, err);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return IoError("rename " + tmp + " to", path, err);
+  }
+  // The rename is durable only once the directory entry is.
+  std::string dir = DirName(path);
+  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) return IoError("open directory", dir, errno);
+  if (::fsync(dir_fd) != 0) {
+    int err = errno;
+    ::close(dir_fd);
+    return IoError("fsync directory", dir, err);
+  }
+  ::close(dir_fd);
+  return {};
+}
+
+Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT) return MakeError(ErrorCode::kNotFound, path + " does not exist");
+    return IoError("open", path, err);
+  }
+  std::string out;
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      return IoError("read", path, err);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > max_bytes) {
+      ::close(fd);
+      return MakeError(ErrorCode::kInvalidArgument,
+                       path + " is larger than " + std::to_string(max_bytes) + " bytes");
+    }
+  }
+  ::close(fd);
+  return out;
+}
+
+Result<std::vector<bssl::UniquePtr<X509>>> ParsePemCertificates(std::string_view pem) {
+  if (pem.size() > kMaxChainBytes) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "certificate data is " + std::to_string(pem.size()) + " bytes, more than " +
+                         std::to_string(kMaxChainBytes));
+  }
+  std::vector<bssl::UniquePtr<X509>> certs;
+  auto too_many = [&] {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "more than " + std::to_string(kMaxChainCertificates) + " certificates");
+  };
+
+  if (pem.find("-----BEGIN") == std::string_view::npos) {
+    // Concatenated DER.
+    CBS in;
+    CBS_init(&in, reinterpret_cast<const uint8_t*>(pem.data()), pem.size());
+    while (CBS_len(&in) > 0) {
+      if (certs.size() == kMaxChainCertificates) return too_many();
+      const uint8_t* p = CBS_data(&in);
+      long len = static_cast<long>(CBS_len(&in));
+      bssl::UniquePtr<X509> cert(d2i_X509(nullptr, &p, len));
+      ERR_clear_error();
+      if (!cert) {
+        return MakeError(
+            ErrorCode::kInvalidArgument,
+            "certificate " + std::to_string(certs.size() + 1) + " is not valid DER or PEM");
+      }
+      CBS_skip(&in, static_cast<size_t>(p - CBS_data(&in)));
+      certs.push_back(std::move(cert));
+    }
+    if (certs.empty()) return MakeError(ErrorCode::kInvalidArgument, "no certificate found");
+    return certs;
+  }
+
+  bssl::UniquePtr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return MakeError(ErrorCode::kInternal, "out of memory");
+  for (;;) {
+    bssl::UniquePtr<X509> cert(PEM_read_bio_X509(bio.get(), nullptr, NoPassword, nullptr));
+    if (!cert) {
+      uint32_t err = ERR_peek_last_error();
+      ERR_clear_error();
+      // Running out of PEM blocks is the normal end of the input.
+      if (ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE) break;
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          "certificate " + std::to_string(certs.size() + 1) + " is not a valid PEM certificate");
+    }
+    if (certs.size() == kMaxChainCertificates) return too_many();
+    certs.push_back(std::move(cert));
+  }
+  if (certs.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "no PEM CERTIFICATE block found");
+  }
+  return certs;
+}
+
+Result<bssl::UniquePtr<EVP_PKEY>> ParsePemPrivateKey(std::string_view pem,
+                                                     std::string_view source) {
+  if (pem.size() > kMaxChainBytes) {
+    return MakeError(ErrorCode::kInvalidArgument, std::string(source) + ": too large for a key");
+  }
+  bssl::UniquePtr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return MakeError(ErrorCode::kInternal, "out of memory");
+  bssl::UniquePtr<EVP_PKEY> key(PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassword, nullptr));
+  uint32_t err = ERR_peek_last_error();
+  ERR_clear_error();
+  if (!key) {
+    std::string why = "no valid PEM private key found";
+    if (pem.find("ENCRYPTED") != std::string_view::npos) {
+      why = "the private key is encrypted; podless needs an unencrypted key";
+    } else if (ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE) {
+      why = "no PEM PRIVATE KEY block found";
+    }
+    return MakeError(ErrorCode::kInvalidArgument, std::string(source) + ": " + why);
+  }
+  return key;
+}
+
+std::string CertificateToPem(X509* cert) {
+  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
+  if (!bio || !PEM_write_bio_X509(bio.get(), cert)) return {};
+  return BioContents(bio.get());
+}
+
+std::string PrivateKeyToPkcs8Pem(EVP_PKEY* key) {
+  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
+  if (!bio ||
+      !PEM_write_bio_PKCS8PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr)) {
+    return {};
+  }
+  return BioContents(bio.get());
+}
+
+Result<std::vector<bssl::UniquePtr<X509>>> ReadCertificatesFile(const std::string& path) {
+  auto text = ReadSmallFile(path);
+  if (!text.ok()) return text.error();
+  auto certs = ParsePemCertificates(*text);
+  if (!certs.ok()) {
+    return MakeError(certs.error().code, path + ": " + certs.error().message);
+  }
+  return std::move(certs).value();
+}
+
+Result<bssl::UniquePtr<EVP_PKEY>> ReadPrivateKeyFile(const std::string& path) {
+  auto text = ReadSmallFile(path);
+  if (!text.ok()) return text.error();
+  return ParsePemPrivateKey(*text, path);
+}
+
+}  // namespace podless::workloads

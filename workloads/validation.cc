@@ -1,0 +1,522 @@
+#include "workloads/validation.h"
+
+#include <cstdio>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "workloads/names.h"
+
+namespace podless::workloads {
+namespace {
+
+// Collects diagnostics for one object; every check appends through Add so
+// that all problems are reported, not only the first.
+class Checker {
+ public:
+  void Add(std::string field, std::string message) {
+    Diagnostic d;
+    d.field = std::move(field);
+    d.message = std::move(message);
+    out_.push_back(std::move(d));
+  }
+  std::vector<Diagnostic> Take() { return std::move(out_); }
+
+ private:
+  std::vector<Diagnostic> out_;
+};
+
+std::string Index(const std::string& path, size_t i) {
+  return path + "[" + std::to_string(i) + "]";
+}
+
+// Kubernetes spells map entries in field paths as `path[key]`.
+std::string Key(const std::string& path, const std::string& key) { return path + "[" + key + "]"; }
+
+std::string Missing(std::string_view field) {
+  return "missing required field \"" + std::string(field) + "\"";
+}
+
+std::string RangeMessage(long long low, long long high, long long got) {
+  return "must be between " + std::to_string(low) + " and " + std::to_string(high) + ", got " +
+         std::to_string(got);
+}
+
+void CheckLabels(Checker& c, const Labels& labels, const std::string& path) {
+  for (const auto& [key, value] : labels) {
+    if (std::string why = LabelKeyError(key); !why.empty()) {
+      c.Add(Key(path, key), "invalid label key " + QuoteForMessage(key) + ": " + why);
+    }
+    if (std::string why = LabelValueError(value); !why.empty()) {
+      c.Add(Key(path, key), "invalid label value " + QuoteForMessage(value) + ": " + why);
+    }
+  }
+}
+
+void CheckMeta(Checker& c, const ObjectMeta& meta, Kind kind) {
+  if (meta.name.empty()) {
+    c.Add("metadata.name", Missing("name"));
+  } else if (kind == Kind::kAuthorizationPolicy) {
+    // Istio and Kubernetes allow dotted names for policies.
+    if (std::string why = Dns1123SubdomainError(meta.name); !why.empty()) {
+      c.Add("metadata.name", "invalid name " + QuoteForMessage(meta.name) + ": " + why);
+    }
+  } else if (std::string why = Dns1123LabelError(meta.name); !why.empty()) {
+    // Workload and Service names become DNS names, so they are single labels.
+    c.Add("metadata.name", "invalid name " + QuoteForMessage(meta.name) + ": " + why);
+  } else if (kind == Kind::kWorkload && meta.name.size() > MaxWorkloadNameLength()) {
+    c.Add("metadata.name", "invalid name " + QuoteForMessage(meta.name) +
+                               ": must be no more than " + std::to_string(MaxWorkloadNameLength()) +
+                               " characters so that replica names (<name>-<ordinal>) stay within " +
+                               std::to_string(kDns1123LabelMaxLength));
+  }
+  if (meta.ns.empty()) {
+    c.Add("metadata.namespace", "must not be empty (leave it out for \"default\")");
+  } else if (std::string why = Dns1123LabelError(meta.ns); !why.empty()) {
+    c.Add("metadata.namespace", "invalid namespace " + QuoteForMessage(meta.ns) + ": " + why);
+  }
+  CheckLabels(c, meta.labels, "metadata.labels");
+}
+
+bool IsValidProtocol(Protocol p) { return p == Protocol::kTCP || p == Protocol::kHTTP; }
+
+void CheckPortNumber(Checker& c, uint16_t port, const std::string& field) {
+  if (port == 0) c.Add(field, RangeMessage(1, 65535, 0));
+}
+
+// host:port, host an IPv4 address, a DNS name or a bracketed IPv6 address.
+std::string HostPortError(std::string_view address) {
+  constexpr char kShape[] = "must be host:port (e.g. 127.0.0.1:9000 or [::1]:9000)";
+  std::string_view host;
+  std::string_view port;
+  if (!address.empty() && address.front() == '[') {
+    size_t close = address.find("]:");
+    if (close == std::string_view::npos) return kShape;
+    host = address.substr(1, close - 1);
+    port = address.substr(close + 2);
+    if (host.empty()) return kShape;
+    for (char ch : host) {
+      bool ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F') ||
+                ch == ':' || ch == '.';
+      if (!ok) return "invalid IPv6 address in " + std::string(kShape);
+    }
+  } else {
+    size_t colon = address.rfind(':');
+    if (colon == std::string_view::npos) return kShape;
+    host = address.substr(0, colon);
+    port = address.substr(colon + 1);
+    if (host.empty()) return kShape;
+    for (char ch : host) {
+      bool ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                ch == '.' || ch == '-';
+      if (!ok) return kShape;
+    }
+  }
+  if (port.empty() || port.size() > 5) return kShape;
+  unsigned value = 0;
+  for (char ch : port) {
+    if (ch < '0' || ch > '9') return kShape;
+    value = value * 10 + static_cast<unsigned>(ch - '0');
+  }
+  if (value < 1 || value > 65535) return "port " + RangeMessage(1, 65535, value);
+  return {};
+}
+
+bool IsHeaderNameChar(char ch) {
+  if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')) {
+    return true;
+  }
+  return std::string_view("!#$%&'*+-.^_`|~").find(ch) != std::string_view::npos;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& ch : out) {
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+  }
+  return out;
+}
+
+void CheckStatic(Checker& c, const StaticApp& app, const std::string& path) {
+  if (app.status < 100 || app.status > 599) {
+    c.Add(path + ".status", RangeMessage(100, 599, app.status));
+  }
+  for (const auto& [name, value] : app.headers) {
+    std::string field = Key(path + ".headers", name);
+    bool token = !name.empty();
+    for (char ch : name) token = token && IsHeaderNameChar(ch);
+    if (!token) {
+      c.Add(field, "invalid header name " + QuoteForMessage(name) + ": must be an HTTP token");
+    }
+    std::string lower = Lower(name);
+    // The app frames the body itself; a user value would contradict it.
+    if (lower == "content-length" || lower == "transfer-encoding" || lower == "connection") {
+      c.Add(field, "header " + QuoteForMessage(name) + " is set by the static app itself");
+    }
+    if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+      c.Add(field, "invalid header value: must not contain CR, LF or NUL");
+    }
+  }
+}
+
+void CheckProbe(Checker& c, const Probe& probe, const WorkloadSpec& spec, const std::string& path) {
+  std::string handler;
+  switch (probe.kind) {
+    case Probe::Kind::kTcpSocket:
+      handler = path + ".tcpSocket";
+      break;
+    case Probe::Kind::kHttpGet:
+      handler = path + ".httpGet";
+      break;
+    default:
+      c.Add(path, "must set exactly one of tcpSocket, httpGet");
+      return;
+  }
+  const PortRef& port = probe.port;
+  if (!port.name.empty() && port.number != 0) {
+    c.Add(handler + ".port", "set either a port number or a port name, not both");
+  } else if (!port.name.empty()) {
+    bool declared = false;
+    for (const PortSpec& p : spec.ports) declared = declared || p.name == port.name;
+    if (!declared) {
+      c.Add(handler + ".port",
+            "port name " + QuoteForMessage(port.name) + " is not declared in spec.ports");
+    }
+  } else if (port.number == 0) {
+    c.Add(handler + ".port", Missing("port"));
+  }
+  if (probe.kind == Probe::Kind::kHttpGet && (probe.path.empty() || probe.path.front() != '/')) {
+    c.Add(handler + ".path", "must start with '/', got " + QuoteForMessage(probe.path));
+  }
+  const std::pair<const char*, uint32_t> at_least_one[] = {
+      {"periodSeconds", probe.period_seconds},
+      {"timeoutSeconds", probe.timeout_seconds},
+      {"failureThreshold", probe.failure_threshold},
+      {"successThreshold", probe.success_threshold},
+  };
+  for (const auto& [name, value] : at_least_one) {
+    if (value < 1) c.Add(path + "." + name, "must be at least 1, got 0");
+  }
+}
+
+void CheckExec(Checker& c, const ExecApp& app, const WorkloadSpec& spec, const std::string& path) {
+  if (app.command.empty()) {
+    c.Add(path + ".command", "must not be empty: give the program and its arguments");
+  } else if (app.command.front().empty()) {
+    c.Add(Index(path + ".command", 0), "the program name must not be empty");
+  }
+  for (size_t i = 0; i < app.command.size(); ++i) {
+    if (app.command[i].find('\0') != std::string::npos) {
+      c.Add(Index(path + ".command", i), "must not contain a NUL byte");
+    }
+  }
+  for (size_t i = 0; i < app.env.size(); ++i) {
+    const EnvVar& var = app.env[i];
+    std::string field = Index(path + ".env", i);
+    if (var.name.empty()) {
+      c.Add(field + ".name", Missing("name"));
+      continue;
+    }
+    bool printable = true;
+    for (char ch : var.name) printable = printable && ch > ' ' && ch < 0x7f && ch != '=';
+    if (!printable) {
+      c.Add(field + ".name", "invalid environment variable name " + QuoteForMessage(var.name) +
+                                 ": must consist of printable characters other than '='");
+    }
+    if (var.value.find('\0') != std::string::npos) {
+      c.Add(field + ".value", "must not contain a NUL byte");
+    }
+  }
+  if (app.working_dir.find('\0') != std::string::npos) {
+    c.Add(path + ".workingDir", "must not contain a NUL byte");
+  }
+  switch (app.restart_policy) {
+    case RestartPolicy::kAlways:
+    case RestartPolicy::kOnFailure:
+    case RestartPolicy::kNever:
+      break;
+    default:
+      c.Add(path + ".restartPolicy", "must be one of Always, OnFailure, Never");
+  }
+  if (app.readiness_probe) CheckProbe(c, *app.readiness_probe, spec, path + ".readinessProbe");
+}
+
+void CheckWorkload(Checker& c, const Workload& w) {
+  CheckMeta(c, w.metadata, Kind::kWorkload);
+  const WorkloadSpec& spec = w.spec;
+  if (spec.replicas > kMaxReplicas) {
+    c.Add("spec.replicas", RangeMessage(0, kMaxReplicas, spec.replicas));
+  }
+  if (spec.service_account.empty()) {
+    c.Add("spec.serviceAccount", "must not be empty (leave it out for \"default\")");
+  } else if (std::string why = Dns1123SubdomainError(spec.service_account); !why.empty()) {
+    c.Add("spec.serviceAccount",
+          "invalid service account " + QuoteForMessage(spec.service_account) + ": " + why);
+  }
+  std::map<uint16_t, size_t> numbers;
+  std::map<std::string, size_t> names;
+  for (size_t i = 0; i < spec.ports.size(); ++i) {
+    const PortSpec& port = spec.ports[i];
+    std::string field = Index("spec.ports", i);
+    CheckPortNumber(c, port.port, field + ".port");
+    if (port.port != 0) {
+      auto [it, inserted] = numbers.emplace(port.port, i);
+      if (!inserted) {
+        c.Add(field + ".port", "duplicate port " + std::to_string(port.port) + " (also ports[" +
+                                   std::to_string(it->second) + "])");
+      }
+    }
+    if (!port.name.empty()) {
+      if (std::string why = PortNameError(port.name); !why.empty()) {
+        c.Add(field + ".name", "invalid port name " + QuoteForMessage(port.name) + ": " + why);
+      }
+      auto [it, inserted] = names.emplace(port.name, i);
+      if (!inserted) {
+        c.Add(field + ".name", "duplicate port name " + QuoteForMessage(port.name) +
+                                   " (also ports[" + std::to_string(it->second) + "])");
+      }
+    }
+    if (!IsValidProtocol(port.protocol)) c.Add(field + ".protocol", "must be TCP or HTTP");
+  }
+  if (const auto* app = std::get_if<StaticApp>(&spec.app)) {
+    CheckStatic(c, *app, "spec.app.static");
+  } else if (const auto* app = std::get_if<ForwardApp>(&spec.app)) {
+    if (app->address.empty()) {
+      c.Add("spec.app.forward.address", Missing("address"));
+    } else if (std::string why = HostPortError(app->address); !why.empty()) {
+      c.Add("spec.app.forward.address",
+            "invalid address " + QuoteForMessage(app->address) + ": " + why);
+    }
+  } else if (const auto* app = std::get_if<ExecApp>(&spec.app)) {
+    CheckExec(c, *app, spec, "spec.app.exec");
+  }
+}
+
+void CheckService(Checker& c, const Service& s) {
+  CheckMeta(c, s.metadata, Kind::kService);
+  if (s.selector.empty()) {
+    c.Add("spec.selector", "must not be empty: a Service selects its workloads by label");
+  }
+  CheckLabels(c, s.selector, "spec.selector");
+  if (s.ports.empty()) c.Add("spec.ports", "must not be empty: a Service needs a port");
+  std::map<uint16_t, size_t> numbers;
+  std::map<std::string, size_t> names;
+  for (size_t i = 0; i < s.ports.size(); ++i) {
+    const ServicePort& port = s.ports[i];
+    std::string field = Index("spec.ports", i);
+    CheckPortNumber(c, port.port, field + ".port");
+    if (port.port != 0) {
+      auto [it, inserted] = numbers.emplace(port.port, i);
+      if (!inserted) {
+        c.Add(field + ".port", "duplicate port " + std::to_string(port.port) + " (also ports[" +
+                                   std::to_string(it->second) + "])");
+      }
+    }
+    if (!port.name.empty()) {
+      if (std::string why = Dns1123LabelError(port.name); !why.empty()) {
+        c.Add(field + ".name", "invalid port name " + QuoteForMessage(port.name) + ": " + why);
+      }
+      auto [it, inserted] = names.emplace(port.name, i);
+      if (!inserted) {
+        c.Add(field + ".name", "duplicate port name " + QuoteForMessage(port.name) +
+                                   " (also ports[" + std::to_string(it->second) + "])");
+      }
+    }
+    // An unset targetPort (number 0, no name) means "same as port".
+    const PortRef& target = port.target_port;
+    if (!target.name.empty() && target.number != 0) {
+      c.Add(field + ".targetPort", "set either a port number or a port name, not both");
+    } else if (!target.name.empty()) {
+      if (std::string why = PortNameError(target.name); !why.empty()) {
+        c.Add(field + ".targetPort",
+              "invalid port name " + QuoteForMessage(target.name) + ": " + why);
+      }
+    }
+    if (!IsValidProtocol(port.protocol)) c.Add(field + ".protocol", "must be TCP or HTTP");
+  }
+}
+
+// Istio wildcards: "*" alone, or one '*' as a prefix or a suffix.
+bool HasWildcard(std::string_view value) { return value.find('*') != std::string_view::npos; }
+
+std::string WildcardError(std::string_view value) {
+  size_t star = value.find('*');
+  if (value.find('*', star + 1) != std::string_view::npos ||
+      (star != 0 && star != value.size() - 1)) {
+    return "'*' may appear only once, as a prefix, a suffix or alone";
+  }
+  return {};
+}
+
+std::string PrincipalError(std::string_view principal) {
+  if (principal.empty()) return "must not be empty";
+  for (char ch : principal) {
+    if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f) {
+      return "must not contain spaces or control characters";
+    }
+  }
+  if (HasWildcard(principal)) return WildcardError(principal);
+  std::string_view rest = principal;
+  if (rest.substr(0, 9) == "spiffe://") rest.remove_prefix(9);
+  // <trust-domain>/ns/<namespace>/sa/<service-account>
+  std::vector<std::string_view> parts;
+  size_t start = 0;
+  while (true) {
+    size_t slash = rest.find('/', start);
+    parts.push_back(rest.substr(start, slash == std::string_view::npos ? slash : slash - start));
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  bool ok = parts.size() == 5 && !parts[0].empty() && parts[1] == "ns" && !parts[2].empty() &&
+            parts[3] == "sa" && !parts[4].empty();
+  if (!ok) {
+    return "must be a SPIFFE ID such as spiffe://cluster.local/ns/<namespace>/sa/<account> "
+           "(the spiffe:// prefix is optional), or use '*' wildcards";
+  }
+  return {};
+}
+
+std::string PolicyNamespaceError(std::string_view ns) {
+  if (ns.empty()) return "must not be empty";
+  if (HasWildcard(ns)) return WildcardError(ns);
+  return Dns1123LabelError(ns);
+}
+
+void CheckStrings(Checker& c, const std::vector<std::string>& values, const std::string& path,
+                  std::string (*error)(std::string_view), const char* what) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (std::string why = error(values[i]); !why.empty()) {
+      c.Add(Index(path, i),
+            std::string("invalid ") + what + " " + QuoteForMessage(values[i]) + ": " + why);
+    }
+  }
+}
+
+void CheckPolicy(Checker& c, const AuthorizationPolicy& p) {
+  CheckMeta(c, p.metadata, Kind::kAuthorizationPolicy);
+  CheckLabels(c, p.selector, "spec.selector.matchLabels");
+  if (p.action != PolicyAction::kAllow && p.action != PolicyAction::kDeny) {
+    c.Add("spec.action", "must be ALLOW or DENY");
+  }
+  for (size_t r = 0; r < p.rules.size(); ++r) {
+    const PolicyRule& rule = p.rules[r];
+    std::string rule_path = Index("spec.rules", r);
+    for (size_t f = 0; f < rule.from.size(); ++f) {
+      const PolicySource& s = rule.from[f];
+      std::string path = Index(rule_path + ".from", f) + ".source";
+      if (s.principals.empty() && s.not_principals.empty() && s.namespaces.empty() &&
+          s.not_namespaces.empty()) {
+        c.Add(path,
+              "must set at least one of principals, notPrincipals, namespaces, notNamespaces");
+      }
+      CheckStrings(c, s.principals, path + ".principals", PrincipalError, "principal");
+      CheckStrings(c, s.not_principals, path + ".notPrincipals", PrincipalError, "principal");
+      CheckStrings(c, s.namespaces, path + ".namespaces", PolicyNamespaceError, "namespace");
+      CheckStrings(c, s.not_namespaces, path + ".notNamespaces", PolicyNamespaceError, "namespace");
+    }
+    for (size_t t = 0; t < rule.to.size(); ++t) {
+      const PolicyOperation& op = rule.to[t];
+      std::string path = Index(rule_path + ".to", t) + ".operation";
+      if (op.ports.empty() && op.not_ports.empty()) {
+        c.Add(path, "must set at least one of ports, notPorts");
+      }
+      for (size_t i = 0; i < op.ports.size(); ++i) {
+        CheckPortNumber(c, op.ports[i], Index(path + ".ports", i));
+      }
+      for (size_t i = 0; i < op.not_ports.size(); ++i) {
+        CheckPortNumber(c, op.not_ports[i], Index(path + ".notPorts", i));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+size_t MaxWorkloadNameLength() {
+  // "-" plus the decimal digits of the highest ordinal.
+  return kDns1123LabelMaxLength - 1 - std::to_string(kMaxReplicas - 1).size();
+}
+
+std::string QuoteForMessage(std::string_view value) {
+  constexpr size_t kMaxShown = 80;
+  std::string out = "\"";
+  size_t shown = 0;
+  for (char ch : value) {
+    if (shown == kMaxShown) {
+      out += "...";
+      break;
+    }
+    ++shown;
+    unsigned char u = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (ch == '\n') {
+      out += "\\n";
+    } else if (ch == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", u);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string LocationToString(const SourceLocation& where) {
+  std::string out = where.file;
+  if (where.line > 0) {
+    if (!out.empty()) out += ':';
+    out += std::to_string(where.line);
+    if (where.column > 0) out += ":" + std::to_string(where.column);
+  }
+  return out;
+}
+
+std::string Diagnostic::ToString() const {
+  std::string out = LocationToString(where);
+  if (!field.empty()) {
+    if (!out.empty()) out += ": ";
+    out += field;
+  }
+  if (!out.empty()) out += ": ";
+  out += message;
+  return out;
+}
+
+std::vector<Diagnostic> Validate(const Object& object) {
+  Checker c;
+  if (const auto* w = std::get_if<Workload>(&object)) {
+    CheckWorkload(c, *w);
+  } else if (const auto* s = std::get_if<Service>(&object)) {
+    CheckService(c, *s);
+  } else if (const auto* p = std::get_if<AuthorizationPolicy>(&object)) {
+    CheckPolicy(c, *p);
+  }
+  return c.Take();
+}
+
+std::vector<Diagnostic> ValidateBatch(const std::vector<ParsedObject>& objects) {
+  std::vector<Diagnostic> out;
+  std::map<ObjectKey, const ParsedObject*> seen;
+  for (const ParsedObject& parsed : objects) {
+    ObjectKey key = KeyOf(parsed.object);
+    auto [it, inserted] = seen.emplace(key, &parsed);
+    if (inserted) continue;
+    Diagnostic d;
+    d.where = parsed.where;
+    d.field = "metadata.name";
+    std::string first = LocationToString(it->second->where);
+    d.message = std::string("duplicate ") + KindName(key.kind) + " " +
+                QuoteForMessage(key.ns + "/" + key.name) + " in one apply";
+    if (!first.empty()) d.message += " (also at " + first + ")";
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+}  // namespace podless::workloads
