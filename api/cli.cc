@@ -36,6 +36,7 @@ constexpr char kUsage[] =
     "  describe KIND NAME [-n NS]        show one object in detail\n"
     "  watch [KIND] [-n NS]              stream changes (the current state first)\n"
     "  cert REPLICA [-n NS]              print a replica's X.509-SVID chain (issues it if needed)\n"
+    "  credentials REPLICA [-n NS]       outbound proxy settings of a replica (HTTP_PROXY=...)\n"
     "  ca show|export                    the trust bundle: a summary, or the PEM\n"
     "\n"
     "The API socket is --socket, else $PODLESS_SOCKET, else ./podless-state/api.sock.\n";
@@ -149,6 +150,7 @@ class Cli {
     if (verb == "describe") return DescribeCmd(args);
     if (verb == "watch") return Watch(args);
     if (verb == "cert") return Cert(args);
+    if (verb == "credentials") return Credentials(args);
     if (verb == "ca") return Ca(args);
     return Usage("unknown command \"" + verb + "\"");
   }
@@ -314,6 +316,19 @@ class Cli {
     auto cert = Call<v1::GetCertificateRequest, v1::Certificate>("GetCertificate", request);
     if (!cert) return Fail(cert.error().message);
     std::fputs(cert->chain_pem().c_str(), stdout);
+    return 0;
+  }
+
+  // Prints shell assignments a process can be started with.
+  int Credentials(const ClientArgs& args) {
+    if (args.positional.size() != 1) return Usage("credentials needs one REPLICA (e.g. web-0)");
+    v1::GetCredentialsRequest request;
+    request.set_namespace_(args.ns);
+    request.set_replica(args.positional[0]);
+    auto creds = Call<v1::GetCredentialsRequest, v1::Credentials>("GetCredentials", request);
+    if (!creds) return Fail(creds.error().message);
+    std::printf("HTTP_PROXY=%s\nHTTPS_PROXY=%s\nALL_PROXY=%s\n", creds->http_proxy().c_str(),
+                creds->http_proxy().c_str(), creds->all_proxy().c_str());
     return 0;
   }
 

@@ -923,6 +923,7 @@ Status GrpcServer::Listen(const std::string& socket_path) {
   socket_dev_ = st.st_dev;
   socket_ino_ = st.st_ino;
 
+  listener_ = proxy::PipeHandle();  // a fresh handle: Close() released the last one
   uv_pipe_init(loop_, listener_.get(), 0);
   listener_->data = this;
   int rv = uv_pipe_open(listener_.get(), fd);
@@ -930,7 +931,6 @@ Status GrpcServer::Listen(const std::string& socket_path) {
   if (rv == 0) rv = uv_listen(listener_.stream(), kListenBacklog, OnConnection);
   if (rv != 0) {
     listener_.Close();  // closes fd if the handle adopted it
-    listener_ = proxy::PipeHandle();
     unlink(socket_path.c_str());
     return MakeError(ErrorCode::kUnavailable,
                      "cannot listen on the API socket " + socket_path + ": " + uv_strerror(rv));

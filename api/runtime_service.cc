@@ -284,6 +284,27 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
             return cert;
           }));
 
+  server.AddUnary<v1::GetCredentialsRequest, v1::Credentials>(
+      std::string(kService) + "GetCredentials",
+      observed.operator()<v1::GetCredentialsRequest, v1::Credentials>(
+          "GetCredentials", [this](const CallContext&, const v1::GetCredentialsRequest& request)
+                                -> Result<v1::Credentials> {
+            auto replica = agent_.FindReplicaByName(NamespaceOrDefault(request.namespace_()),
+                                                    request.replica());
+            if (!replica) return replica.error();
+            const runtime::ProxyCredentials creds = agent_.CredentialsFor(*replica);
+            // Workloads reach the outbound entry on loopback even when it
+            // listens on every address.
+            std::string entry = agent_.config().outbound_address;
+            if (entry.rfind("0.0.0.0:", 0) == 0) entry = "127.0.0.1:" + entry.substr(8);
+            v1::Credentials out;
+            out.set_user(creds.user);
+            out.set_password(creds.password);
+            out.set_http_proxy("http://" + creds.user + ":" + creds.password + "@" + entry);
+            out.set_all_proxy("socks5h://" + creds.user + ":" + creds.password + "@" + entry);
+            return out;
+          }));
+
   server.AddServerStreaming<v1::WatchRequest, v1::WatchEvent>(
       std::string(kService) + "Watch",
       [this](const CallContext&, const v1::WatchRequest& request,

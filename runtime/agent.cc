@@ -1,5 +1,7 @@
 #include "runtime/agent.h"
 
+#include <openssl/hmac.h>
+#include <openssl/mem.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -119,6 +121,10 @@ std::string Agent::SpiffeIdFor(const workloads::Workload& workload) const {
 }
 
 void Agent::IndexObject(const StoredObject& object) {
+  if (std::holds_alternative<workloads::Service>(object.object)) {
+    for (uint32_t vip : object.addresses) service_by_vip_[vip] = &object;
+    return;
+  }
   const auto* workload = std::get_if<workloads::Workload>(&object.object);
   if (workload == nullptr) return;
   for (uint32_t i = 0; i < object.addresses.size(); ++i) {
@@ -127,6 +133,10 @@ void Agent::IndexObject(const StoredObject& object) {
 }
 
 void Agent::UnindexObject(const StoredObject& object) {
+  if (std::holds_alternative<workloads::Service>(object.object)) {
+    for (uint32_t vip : object.addresses) service_by_vip_.erase(vip);
+    return;
+  }
   if (!std::holds_alternative<workloads::Workload>(object.object)) return;
   for (uint32_t address : object.addresses) replica_by_address_.erase(address);
 }
@@ -317,7 +327,13 @@ std::vector<uint32_t> Agent::ServiceEndpoints(const workloads::Service& service)
   return out;
 }
 
-Result<workloads::SvidPtr> Agent::Certificate(const std::string& ns, const std::string& replica) {
+const ReplicaRef* Agent::FindReplica(uint32_t address) const {
+  auto it = replica_by_address_.find(address);
+  return it == replica_by_address_.end() ? nullptr : &it->second;
+}
+
+Result<ReplicaRef> Agent::FindReplicaByName(const std::string& ns,
+                                            const std::string& replica) const {
   std::string workload_name = replica;
   uint32_t ordinal = 0;
   const StoredObject* stored = Find(ObjectKey{Kind::kWorkload, ns, replica});
@@ -327,7 +343,49 @@ Result<workloads::SvidPtr> Agent::Certificate(const std::string& ns, const std::
   if (stored == nullptr || ordinal >= stored->addresses.size()) {
     return MakeError(ErrorCode::kNotFound, "replica " + ns + "/" + replica + " not found");
   }
-  return CertificateForIdentity(SpiffeIdFor(std::get<workloads::Workload>(stored->object)));
+  return ReplicaRef{stored, ordinal};
+}
+
+const StoredObject* Agent::FindServiceByVip(uint32_t vip) const {
+  auto it = service_by_vip_.find(vip);
+  return it == service_by_vip_.end() ? nullptr : it->second;
+}
+
+ProxyCredentials Agent::CredentialsFor(const ReplicaRef& replica) const {
+  const auto& workload = std::get<workloads::Workload>(replica.workload->object);
+  ProxyCredentials out;
+  out.user = workload.metadata.name + "-" + std::to_string(replica.ordinal) + "." +
+             workload.metadata.ns;
+  uint8_t mac[EVP_MAX_MD_SIZE];
+  unsigned mac_len = 0;
+  HMAC(EVP_sha256(), replica.workload->secret.data(), replica.workload->secret.size(),
+       reinterpret_cast<const uint8_t*>(out.user.data()), out.user.size(), mac, &mac_len);
+  static const char kHex[] = "0123456789abcdef";
+  for (unsigned i = 0; i < 16 && i < mac_len; ++i) {
+    out.password.push_back(kHex[mac[i] >> 4]);
+    out.password.push_back(kHex[mac[i] & 15]);
+  }
+  return out;
+}
+
+const ReplicaRef* Agent::Authenticate(std::string_view user, std::string_view password) const {
+  // user = "<workload>-<ordinal>.<namespace>"
+  const auto dot = user.rfind('.');
+  if (dot == std::string_view::npos) return nullptr;
+  auto replica = FindReplicaByName(std::string(user.substr(dot + 1)), std::string(user.substr(0, dot)));
+  if (!replica) return nullptr;
+  const ProxyCredentials expected = CredentialsFor(*replica);
+  if (expected.user != user || expected.password.size() != password.size() ||
+      CRYPTO_memcmp(expected.password.data(), password.data(), password.size()) != 0) {
+    return nullptr;
+  }
+  return FindReplica(replica->workload->addresses[replica->ordinal]);
+}
+
+Result<workloads::SvidPtr> Agent::Certificate(const std::string& ns, const std::string& replica) {
+  auto ref = FindReplicaByName(ns, replica);
+  if (!ref) return ref.error();
+  return CertificateForIdentity(SpiffeIdFor(std::get<workloads::Workload>(ref->workload->object)));
 }
 
 Result<workloads::SvidPtr> Agent::CertificateForIdentity(const std::string& spiffe_id) {
@@ -370,7 +428,8 @@ void Agent::Notify(WatchEventType type, const StoredObject& object) {
 
 size_t Agent::workload_count() const { return List(Kind::kWorkload, "").size(); }
 
-std::string Agent::ConfigDumpJson() const {
+std::string Agent::ConfigDumpJson(
+    const std::vector<std::pair<std::string, std::string>>& extra) const {
   JsonWriter json;
   json.BeginObject();
   json.Key("node").BeginObject();
@@ -464,6 +523,7 @@ std::string Agent::ConfigDumpJson() const {
     json.EndObject();
   }
   json.EndArray();
+  for (const auto& [name, value] : extra) json.Key(name).RawValue(value);
   json.EndObject();
   return json.Take();
 }

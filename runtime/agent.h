@@ -48,6 +48,19 @@ struct ReplicaView {
 class Agent;
 using AgentPtr = std::unique_ptr<Agent>;
 
+// A replica as the agent indexes it: its workload and ordinal.
+struct ReplicaRef {
+  const StoredObject* workload = nullptr;
+  uint32_t ordinal = 0;
+};
+
+// What a workload's process (or anyone holding them) presents to the
+// outbound entry to speak as that replica.
+struct ProxyCredentials {
+  std::string user;      // "<replica>.<namespace>", e.g. "web-0.shop"
+  std::string password;  // HMAC-SHA256(workload secret, user), hex
+};
+
 class Agent {
  public:
   // Opens the state dir (lock, state log, CA) and rebuilds the indexes.
@@ -74,6 +87,21 @@ class Agent {
   // A service's endpoints: addresses of the replicas its selector matches.
   std::vector<uint32_t> ServiceEndpoints(const workloads::Service& service) const;
 
+  // The replica at a node address, or null.
+  const ReplicaRef* FindReplica(uint32_t address) const;
+  // Finds "<workload>-<ordinal>" (or a bare workload name: replica 0).
+  Result<ReplicaRef> FindReplicaByName(const std::string& ns, const std::string& replica) const;
+  // The Service whose VIP this is, or null.
+  const StoredObject* FindServiceByVip(uint32_t vip) const;
+  std::string SpiffeIdFor(const workloads::Workload& workload) const;
+
+  // Outbound-entry credentials of a replica; the password derives from the
+  // workload's persisted secret, so it survives restarts and dies with the
+  // workload (a re-created workload gets a new secret).
+  ProxyCredentials CredentialsFor(const ReplicaRef& replica) const;
+  // The replica these credentials belong to, or null (constant-time check).
+  const ReplicaRef* Authenticate(std::string_view user, std::string_view password) const;
+
   // The replica's SVID, issued on first use, cached per SPIFFE ID and
   // re-issued once past half of its lifetime.
   Result<workloads::SvidPtr> Certificate(const std::string& ns, const std::string& replica);
@@ -90,17 +118,13 @@ class Agent {
   void OnCertificateIssued(std::function<void()> callback) {
     on_certificate_issued_ = std::move(callback);
   }
-  std::string ConfigDumpJson() const;
+  // `extra` sections are added verbatim (name, JSON value), e.g. the proxy's.
+  std::string ConfigDumpJson(
+      const std::vector<std::pair<std::string, std::string>>& extra = {}) const;
 
  private:
-  struct ReplicaRef {
-    const StoredObject* workload;
-    uint32_t ordinal;
-  };
-
   explicit Agent(const AgentConfig& config);
   Status Load();
-  std::string SpiffeIdFor(const workloads::Workload& workload) const;
   void IndexObject(const StoredObject& object);
   void UnindexObject(const StoredObject& object);
   void Notify(WatchEventType type, const StoredObject& object);
@@ -114,6 +138,7 @@ class Agent {
   // The live objects are the state store's (StateStore::objects()); the
   // indexes below point into it and are updated after every commit.
   std::unordered_map<uint32_t, ReplicaRef> replica_by_address_;
+  std::unordered_map<uint32_t, const StoredObject*> service_by_vip_;
   std::unordered_map<std::string, workloads::SvidPtr> certificates_;  // by SPIFFE ID
   uint64_t certificates_issued_ = 0;
   std::function<void()> on_certificate_issued_;

@@ -62,6 +62,12 @@ const std::vector<Flag>& Flags() {
       {"--outbound-address", "HOST:PORT",
        "outbound entry for workloads (HTTP proxy + SOCKS5) [127.0.0.1:15001]",
        [](AgentConfig& c, const std::string& v) { return SetString(c.outbound_address, v); }},
+      {"--no-local-short-circuit", nullptr,
+       "send traffic between local workloads over HBONE too (testing, benchmarks)",
+       [](AgentConfig& c, const std::string&) -> Status {
+         c.local_short_circuit = false;
+         return {};
+       }},
       {"--apply", "FILE|DIR", "apply this manifest once the agent is ready (repeatable)",
        [](AgentConfig& c, const std::string& v) -> Status {
          c.apply_at_start.push_back(v);

@@ -25,7 +25,10 @@ struct AgentConfig {
   std::string node_name;  // empty: the hostname
   std::string hbone_address = "0.0.0.0:15008";
   std::string outbound_address = "127.0.0.1:15001";
-  std::vector<std::string> apply_at_start;  // --apply FILE|DIR, repeatable
+  std::vector<std::string> apply_at_start;
+  // Local destinations go over HBONE too (TLS to our own listener) instead of
+  // the in-memory short-circuit: for tests and benchmarks of the full path.
+  bool local_short_circuit = true;  // --apply FILE|DIR, repeatable
 
   std::string ApiSocketPath() const { return api_socket.empty() ? state_dir + "/api.sock" : api_socket; }
 };

@@ -31,6 +31,8 @@ class JsonWriter {
   JsonWriter& Int(int64_t value) { return Raw(std::to_string(value)); }
   JsonWriter& Bool(bool value) { return Raw(value ? "true" : "false"); }
   JsonWriter& Null() { return Raw("null"); }
+  // A value that is already JSON text.
+  JsonWriter& RawValue(std::string_view json) { return Raw(json); }
 
   std::string Take() { return std::move(out_); }
 

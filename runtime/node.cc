@@ -1,5 +1,11 @@
 #include "runtime/node.h"
 
+#include <algorithm>
+#include <cstdio>
+#include <set>
+
+#include "proxy/http1_parser.h"
+
 namespace podless::runtime {
 
 Node::Node(uv_loop_t* loop, const AgentConfig& config)
@@ -19,12 +25,82 @@ Status Node::Init() {
   agent_ = std::move(*agent);
   RegisterMetrics();
 
+  if (Status s = StartProxy(); !s) return s;
+
   admin_ = std::make_unique<AdminServer>(loop_);
   AddAdminRoutes();
   if (Status s = admin_->Listen(config_.admin_address); !s) {
     return MakeError(s.error().code, "admin server: " + s.error().message);
   }
   return {};
+}
+
+// "0.0.0.0:15008" -> (host, port), naming the flag in the error.
+static Result<proxy::HostPort> ParseListenAddress(const std::string& flag,
+                                                  const std::string& value) {
+  auto parsed = proxy::ParseAuthority(value, 0, /*allow_port_zero=*/true);
+  if (!parsed) {
+    return MakeError(ErrorCode::kInvalidArgument, flag + " " + value + ": " + parsed.error().message);
+  }
+  return parsed;
+}
+
+Status Node::StartProxy() {
+  auto hbone = ParseListenAddress("--hbone-address", config_.hbone_address);
+  if (!hbone) return hbone.error();
+  auto outbound = ParseListenAddress("--outbound-address", config_.outbound_address);
+  if (!outbound) return outbound.error();
+  proxy::ProxyConfig proxy_config;
+  proxy_config.hbone_bind = hbone->host;
+  proxy_config.hbone_port = hbone->port;
+  proxy_config.outbound_bind = outbound->host;
+  proxy_config.outbound_port = outbound->port;
+  // The directory needs the HBONE port before the core exists (port 0 is
+  // resolved by binding), so it learns the bound port right after.
+  directory_ = std::make_unique<ProxyDirectory>(*agent_, hbone->port);
+  auto core = proxy::ProxyCore::Create(loop_, *directory_, proxy_config, *metrics_);
+  if (!core) return core.error();
+  proxy_ = std::move(*core);
+  directory_->set_hbone_port(proxy_->hbone_port());
+
+  for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
+    workload_addresses_[workloads::KeyOf(stored->object)] = stored->addresses;
+  }
+  watcher_ = agent_->AddWatcher(
+      [this](WatchEventType type, const StoredObject& object) { OnObjectChange(type, object); });
+  return SyncPorts();
+}
+
+Status Node::SyncPorts() {
+  std::set<uint16_t> ports;
+  for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
+    for (const auto& port : std::get<workloads::Workload>(stored->object).spec.ports) {
+      ports.insert(port.port);
+    }
+  }
+  return proxy_->SyncPlaintextPorts(ports);
+}
+
+void Node::OnObjectChange(WatchEventType type, const StoredObject& object) {
+  directory_->Invalidate();
+  if (!std::holds_alternative<workloads::Workload>(object.object)) return;
+  const workloads::ObjectKey key = workloads::KeyOf(object.object);
+  std::vector<uint32_t> gone = std::move(workload_addresses_[key]);
+  if (type == WatchEventType::kDeleted) {
+    workload_addresses_.erase(key);
+  } else {
+    workload_addresses_[key] = object.addresses;
+    std::erase_if(gone, [&](uint32_t a) {
+      return std::find(object.addresses.begin(), object.addresses.end(), a) !=
+             object.addresses.end();
+    });
+  }
+  for (uint32_t address : gone) proxy_->CloseConnectionsFor(address);
+  if (Status s = SyncPorts(); !s) {
+    // The change is committed; a port that cannot be bound is reported and
+    // retried with the next change. Its workload is still reachable over HBONE.
+    std::fprintf(stderr, "podless: plaintext ports: %s\n", s.error().message.c_str());
+  }
 }
 
 void Node::RegisterMetrics() {
@@ -56,13 +132,19 @@ void Node::AddAdminRoutes() {
     return AdminResponse{200, proxy::kPrometheusContentType, metrics_->Render()};
   });
   admin_->AddRoute("/config_dump", [this](const proxy::Http1Request&) {
-    return AdminResponse{200, "application/json", agent_->ConfigDumpJson() + "\n"};
+    return AdminResponse{200, "application/json",
+                         agent_->ConfigDumpJson({{"proxy", proxy_->Stats().ToJson()}}) + "\n"};
   });
 }
 
 void Node::Shutdown() {
   ready_ = false;
   if (admin_) admin_->Close();
+  if (watcher_ != 0) {
+    agent_->RemoveWatcher(watcher_);
+    watcher_ = 0;
+  }
+  if (proxy_) proxy_->Close();
 }
 
 }  // namespace podless::runtime

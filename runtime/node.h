@@ -11,9 +11,11 @@
 #include <memory>
 
 #include "proxy/metrics.h"
+#include "proxy/proxy_core.h"
 #include "runtime/admin_server.h"
 #include "runtime/agent.h"
 #include "runtime/config.h"
+#include "runtime/proxy_directory.h"
 
 namespace podless::runtime {
 
@@ -30,6 +32,7 @@ class Node {
   proxy::Registry& metrics() { return *metrics_; }
   uv_loop_t* loop() const { return loop_; }
   uint16_t admin_port() const { return admin_->port(); }
+  proxy::ProxyCore& proxy() { return *proxy_; }
 
   // /ready answers 200 from now on.
   void SetReady() { ready_ = true; }
@@ -41,12 +44,23 @@ class Node {
   Status Init();
   void AddAdminRoutes();
   void RegisterMetrics();
+  Status StartProxy();
+  // Keeps the proxy in step with the agent's objects: the plaintext
+  // listeners follow the declared ports, and connections of replicas that
+  // are gone are ended.
+  void OnObjectChange(WatchEventType type, const StoredObject& object);
+  Status SyncPorts();
 
   uv_loop_t* loop_;
   AgentConfig config_;
   proxy::RegistryPtr metrics_;
   AgentPtr agent_;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<ProxyDirectory> directory_;
+  proxy::ProxyCorePtr proxy_;
+  uint64_t watcher_ = 0;
+  // Addresses of every workload as last seen, to find replicas that went.
+  std::map<workloads::ObjectKey, std::vector<uint32_t>> workload_addresses_;
   bool ready_ = false;
 };
 

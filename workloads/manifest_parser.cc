@@ -688,7 +688,9 @@ std::optional<Object> DocumentReader::Read(const YAML::Node& root) {
           "expected a mapping with apiVersion, kind, metadata and spec, got " + Describe(root));
     return std::nullopt;
   }
-  auto fields = ReadMapping(root, "", {"apiVersion", "kind", "metadata", "spec"});
+  // `status` is output only (what `podless get -o yaml` prints); it is
+  // accepted and ignored so that output can be applied again, as kubectl does.
+  auto fields = ReadMapping(root, "", {"apiVersion", "kind", "metadata", "spec", "status"});
   if (!fields) return std::nullopt;
 
   const Entry* api_version = fields->Find("apiVersion");

@@ -278,17 +278,17 @@ void CheckWorkload(Checker& c, const Workload& w) {
     }
     if (!IsValidProtocol(port.protocol)) c.Add(field + ".protocol", "must be TCP or HTTP");
   }
-  if (const auto* app = std::get_if<StaticApp>(&spec.app)) {
-    CheckStatic(c, *app, "spec.app.static");
-  } else if (const auto* app = std::get_if<ForwardApp>(&spec.app)) {
-    if (app->address.empty()) {
+  if (const auto* static_app = std::get_if<StaticApp>(&spec.app)) {
+    CheckStatic(c, *static_app, "spec.app.static");
+  } else if (const auto* forward = std::get_if<ForwardApp>(&spec.app)) {
+    if (forward->address.empty()) {
       c.Add("spec.app.forward.address", Missing("address"));
-    } else if (std::string why = HostPortError(app->address); !why.empty()) {
+    } else if (std::string why = HostPortError(forward->address); !why.empty()) {
       c.Add("spec.app.forward.address",
-            "invalid address " + QuoteForMessage(app->address) + ": " + why);
+            "invalid address " + QuoteForMessage(forward->address) + ": " + why);
     }
-  } else if (const auto* app = std::get_if<ExecApp>(&spec.app)) {
-    CheckExec(c, *app, spec, "spec.app.exec");
+  } else if (const auto* exec = std::get_if<ExecApp>(&spec.app)) {
+    CheckExec(c, *exec, spec, "spec.app.exec");
   }
 }
 

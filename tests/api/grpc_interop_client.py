@@ -2,7 +2,7 @@
 """Drives a podless gRPC server with a stock client: python3-grpcio and stubs
 generated from api/podless/v1/runtime.proto at run time.
 
-Usage: grpc_interop_client.py SOCKET [die-mid-stream]
+Usage: grpc_interop_client.py SOCKET [die-mid-stream | not-grpc]
 
 The server is the one tests/api/grpc_server_test.cc starts, with its test
 handlers (GetCaBundle answers a fixed bundle, Apply fails with a multi-line
@@ -165,11 +165,51 @@ def die_mid_stream(socket_path, pb, pb_grpc):
     os._exit(0)  # no goodbye: the kernel closes the socket
 
 
+def not_grpc(socket_path):
+    """Plain HTTP/2 requests that are not gRPC: GET, and POST of text/plain."""
+    import socket
+    import h2.config
+    import h2.connection
+    import h2.events
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(socket_path)
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    base = [(":scheme", "http"), (":authority", "localhost"),
+            (":path", "/podless.v1.Runtime/GetCaBundle")]
+    conn.send_headers(1, [(":method", "GET")] + base, end_stream=True)
+    conn.send_headers(3, [(":method", "POST")] + base + [("content-type", "text/plain")])
+    conn.send_data(3, b"hello", end_stream=True)
+    sock.sendall(conn.data_to_send())
+    statuses = {}
+    while len(statuses) < 2:
+        data = sock.recv(65536)
+        if not data:
+            break
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                statuses[event.stream_id] = dict(event.headers)[":status"]
+        sock.sendall(conn.data_to_send())
+    sock.close()
+    checks = Checks()
+    checks.expect(statuses == {1: "405", 3: "415"}, "HTTP statuses %r" % statuses)
+    return checks.passed
+
+
 def main():
     if len(sys.argv) not in (2, 3):
         print(__doc__, file=sys.stderr)
         return 2
     socket_path = sys.argv[1]
+    if len(sys.argv) == 3 and sys.argv[2] == "not-grpc":
+        try:
+            print("not-grpc: %d checks passed" % not_grpc(socket_path))
+            return 0
+        except AssertionError as e:
+            print("not-grpc check failed: %s" % e, file=sys.stderr)
+            return 1
     out_dir = tempfile.mkdtemp(prefix="podless-grpc-stubs-")
     try:
         how = generate_stubs(out_dir)

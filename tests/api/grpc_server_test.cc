@@ -462,8 +462,7 @@ TEST_CASE("GrpcServer: server streaming delivers every message in order, then th
   }
 }
 
-TEST_CASE(
-    "GrpcServer: a client that cancels mid-stream fires the cancel callback; later writes fail") {
+TEST_CASE("GrpcServer: a cancel mid-stream fires the cancel callback; later writes fail") {
   ServerThread server;
   GrpcClientPtr client = MustConnect(server.socket_path());
   v1::WatchRequest request;
@@ -507,8 +506,17 @@ TEST_CASE("GrpcServer: a stock python3-grpcio client works with stubs generated 
   CHECK(python.output.find("interop:") != std::string::npos);
 }
 
-TEST_CASE(
-    "GrpcServer: a stream past its grpc-timeout ends with DEADLINE_EXCEEDED from the server") {
+TEST_CASE("GrpcServer: HTTP/2 requests that are not gRPC get 405 or 415") {
+  ServerThread server;
+  ProcessResult python = RunInterop(server.socket_path(), "not-grpc");
+  INFO(python.output);
+  CHECK(python.exit_code == 0);
+  CHECK(python.output.find("not-grpc: 1 checks passed") != std::string::npos);
+  // That connection's misuse does not affect anyone else.
+  CHECK(MustConnect(server.socket_path())->Unary(kGetCaBundle, "", 5s).ok());
+}
+
+TEST_CASE("GrpcServer: a stream past its grpc-timeout gets DEADLINE_EXCEEDED from the server") {
   ServerThread server;
   GrpcClientPtr client = MustConnect(server.socket_path());
   v1::WatchRequest request;
@@ -752,6 +760,9 @@ TEST_CASE("GrpcServer: Listen replaces a stale socket but refuses a live one or 
     CHECK_MESSAGE(status.ok(), status.error().message);
     replacement.Close();
     CHECK_FALSE(std::filesystem::exists(stale));
+    // A closed server can listen again.
+    status = replacement.Listen(stale);
+    CHECK_MESSAGE(status.ok(), status.error().message);
   }
 
   const std::string regular = live.dir() + "/notes.txt";

@@ -1,0 +1,164 @@
+#include "runtime/proxy_directory.h"
+
+#include "proxy/authorization.h"
+#include "workloads/ipam.h"
+
+namespace podless::runtime {
+namespace {
+
+using workloads::Kind;
+
+bool SelectorMatches(const workloads::Labels& selector, const workloads::Labels& labels) {
+  for (const auto& [key, value] : selector) {
+    auto it = labels.find(key);
+    if (it == labels.end() || it->second != value) return false;
+  }
+  return true;
+}
+
+// The workload port a Service port's targetPort names, or 0 if the workload
+// does not declare it.
+uint16_t TargetPort(const workloads::ServicePort& port, const workloads::Workload& workload) {
+  if (port.target_port.name.empty()) {
+    return port.target_port.number != 0 ? port.target_port.number : port.port;
+  }
+  for (const auto& declared : workload.spec.ports) {
+    if (declared.name == port.target_port.name) return declared.port;
+  }
+  return 0;
+}
+
+}  // namespace
+
+ProxyDirectory::ProxyDirectory(Agent& agent, uint16_t hbone_port)
+    : agent_(agent), hbone_port_(hbone_port), trust_(agent.ca().NewTrustStore()) {}
+
+proxy::Endpoint ProxyDirectory::LocalEndpoint(const workloads::Workload& workload,
+                                              uint32_t address, uint16_t port) const {
+  proxy::Endpoint endpoint;
+  endpoint.address = address;
+  endpoint.port = port;
+  endpoint.spiffe_id = agent_.SpiffeIdFor(workload);
+  endpoint.workload = workload.metadata.name;
+  endpoint.ns = workload.metadata.ns;
+  endpoint.local = agent_.config().local_short_circuit;
+  endpoint.hbone_port = hbone_port_;
+  return endpoint;
+}
+
+const std::string& ProxyDirectory::TrustDomain() const { return agent_.config().trust_domain; }
+
+const proxy::LocalReplica* ProxyDirectory::Materialize(const ReplicaRef& ref,
+                                                       uint32_t address) const {
+  auto [it, inserted] = replicas_.try_emplace(address);
+  if (inserted) {
+    const auto& workload = std::get<workloads::Workload>(ref.workload->object);
+    proxy::LocalReplica& replica = it->second;
+    replica.address = address;
+    replica.name = workload.metadata.name + "-" + std::to_string(ref.ordinal);
+    replica.workload = workload.metadata.name;
+    replica.ns = workload.metadata.ns;
+    replica.spiffe_id = agent_.SpiffeIdFor(workload);
+    replica.spec = &workload.spec;
+    replica.labels = &workload.metadata.labels;
+  }
+  return &it->second;
+}
+
+const proxy::LocalReplica* ProxyDirectory::FindLocalReplica(uint32_t address) const {
+  const ReplicaRef* ref = agent_.FindReplica(address);
+  return ref == nullptr ? nullptr : Materialize(*ref, address);
+}
+
+Result<workloads::SvidPtr> ProxyDirectory::Certificate(const proxy::LocalReplica& replica) {
+  return agent_.CertificateForIdentity(replica.spiffe_id);
+}
+
+std::vector<const workloads::AuthorizationPolicy*> ProxyDirectory::PoliciesFor(
+    const proxy::LocalReplica& replica) const {
+  std::vector<const workloads::AuthorizationPolicy*> out;
+  for (const StoredObject* stored : agent_.List(Kind::kAuthorizationPolicy, replica.ns)) {
+    const auto& policy = std::get<workloads::AuthorizationPolicy>(stored->object);
+    if (proxy::PolicyApplies(policy, replica.ns, *replica.labels)) out.push_back(&policy);
+  }
+  return out;
+}
+
+const proxy::LocalReplica* ProxyDirectory::Authenticate(std::string_view user,
+                                                        std::string_view password) const {
+  const ReplicaRef* ref = agent_.Authenticate(user, password);
+  if (ref == nullptr) return nullptr;
+  return Materialize(*ref, ref->workload->addresses[ref->ordinal]);
+}
+
+Result<proxy::Destination> ProxyDirectory::ResolveService(const StoredObject& stored,
+                                                          uint16_t port) const {
+  const auto& service = std::get<workloads::Service>(stored.object);
+  const workloads::ServicePort* service_port = nullptr;
+  for (const auto& p : service.ports) {
+    if (p.port == port) service_port = &p;
+  }
+  if (service_port == nullptr) {
+    return MakeError(ErrorCode::kNotFound, "service " + service.metadata.ns + "/" +
+                                               service.metadata.name + " has no port " +
+                                               std::to_string(port));
+  }
+  proxy::Destination destination;
+  destination.service =
+      service.metadata.name + "." + service.metadata.ns + ".svc." + kClusterDomain;
+  if (service.selector.empty()) return destination;  // selects nothing
+  for (const StoredObject* candidate : agent_.List(Kind::kWorkload, service.metadata.ns)) {
+    const auto& workload = std::get<workloads::Workload>(candidate->object);
+    if (!SelectorMatches(service.selector, workload.metadata.labels)) continue;
+    const uint16_t target = TargetPort(*service_port, workload);
+    if (target == 0) continue;
+    for (const ReplicaView& replica : agent_.Replicas(*candidate)) {
+      if (!replica.ready) continue;
+      destination.endpoints.push_back(LocalEndpoint(workload, replica.address, target));
+    }
+  }
+  return destination;
+}
+
+Result<proxy::Destination> ProxyDirectory::Resolve(std::string_view host, uint16_t port) {
+  if (auto address = workloads::ParseIpv4(host); address.ok()) {
+    if (const ReplicaRef* ref = agent_.FindReplica(*address)) {
+      const auto& workload = std::get<workloads::Workload>(ref->workload->object);
+      proxy::Destination destination;
+      destination.service = std::string(host);
+      destination.endpoints.push_back(LocalEndpoint(workload, *address, port));
+      return destination;
+    }
+    if (const StoredObject* service = agent_.FindServiceByVip(*address)) {
+      return ResolveService(*service, port);
+    }
+    return MakeError(ErrorCode::kNotFound,
+                     std::string(host) + " is neither a workload nor a Service address");
+  }
+  // NAME.NAMESPACE.svc or NAME.NAMESPACE.svc.cluster.local
+  std::string name(host);
+  const std::string long_suffix = std::string(".svc.") + kClusterDomain;
+  if (name.size() > long_suffix.size() &&
+      name.compare(name.size() - long_suffix.size(), long_suffix.size(), long_suffix) == 0) {
+    name.resize(name.size() - long_suffix.size());
+  } else if (name.size() > 4 && name.compare(name.size() - 4, 4, ".svc") == 0) {
+    name.resize(name.size() - 4);
+  } else {
+    return MakeError(ErrorCode::kNotFound,
+                     "unknown host " + std::string(host) +
+                         " (use a workload or Service address, or NAME.NAMESPACE.svc)");
+  }
+  const auto dot = name.find('.');
+  if (dot == std::string::npos || name.find('.', dot + 1) != std::string::npos) {
+    return MakeError(ErrorCode::kNotFound, "unknown host " + std::string(host));
+  }
+  const StoredObject* service =
+      agent_.Find(workloads::ObjectKey{Kind::kService, name.substr(dot + 1), name.substr(0, dot)});
+  if (service == nullptr) {
+    return MakeError(ErrorCode::kNotFound, "no Service " + name.substr(dot + 1) + "/" +
+                                               name.substr(0, dot) + " for " + std::string(host));
+  }
+  return ResolveService(*service, port);
+}
+
+}  // namespace podless::runtime

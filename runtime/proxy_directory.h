@@ -1,0 +1,54 @@
+// The runtime's answer to proxy::Directory: the proxy core's window onto the
+// Agent's tables (replicas by address, certificates, policies, services,
+// outbound credentials). Called on the loop thread only.
+#pragma once
+
+#include <openssl/x509.h>
+
+#include <unordered_map>
+
+#include "proxy/directory.h"
+#include "runtime/agent.h"
+
+namespace podless::runtime {
+
+// The DNS suffix of Service names: NAME.NS.svc.cluster.local.
+inline constexpr char kClusterDomain[] = "cluster.local";
+
+class ProxyDirectory final : public proxy::Directory {
+ public:
+  // `hbone_port`: where this node serves HBONE (endpoints of local replicas
+  // name it when the short-circuit is off).
+  ProxyDirectory(Agent& agent, uint16_t hbone_port);
+
+  // Drops cached LocalReplica records; call after every change of the
+  // agent's objects (the proxy never keeps them past a callback).
+  void Invalidate() { replicas_.clear(); }
+  void set_hbone_port(uint16_t port) { hbone_port_ = port; }
+
+  // proxy::Directory
+  const proxy::LocalReplica* FindLocalReplica(uint32_t address) const override;
+  Result<workloads::SvidPtr> Certificate(const proxy::LocalReplica& replica) override;
+  X509_STORE* TrustStore() const override { return trust_.get(); }
+  const std::string& TrustDomain() const override;
+  std::vector<const workloads::AuthorizationPolicy*> PoliciesFor(
+      const proxy::LocalReplica& replica) const override;
+  const proxy::LocalReplica* Authenticate(std::string_view user,
+                                          std::string_view password) const override;
+  Result<proxy::Destination> Resolve(std::string_view host, uint16_t port) override;
+
+ private:
+  const proxy::LocalReplica* Materialize(const ReplicaRef& ref, uint32_t address) const;
+  Result<proxy::Destination> ResolveService(const StoredObject& service, uint16_t port) const;
+
+  proxy::Endpoint LocalEndpoint(const workloads::Workload& workload, uint32_t address,
+                                uint16_t port) const;
+
+  Agent& agent_;
+  uint16_t hbone_port_;
+  bssl::UniquePtr<X509_STORE> trust_;
+  // LocalReplica records built on demand from the agent's compact tables.
+  mutable std::unordered_map<uint32_t, proxy::LocalReplica> replicas_;
+};
+
+}  // namespace podless::runtime

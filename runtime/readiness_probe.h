@@ -1,0 +1,59 @@
+// ReadinessProbe: Kubernetes' tcpSocket / httpGet readiness probe against a
+// supervised process, run on the agent's loop.
+//
+// Every period the probe opens a TCP connection to 127.0.0.1:<port> (the
+// private port the process listens on); httpGet then sends `GET <path>` and
+// wants a status 200-399 within the timeout. After success_threshold
+// consecutive successes the process is ready, after failure_threshold
+// consecutive failures it is not; the callback fires on every change.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "proxy/uv_handle.h"
+#include "workloads/model.h"
+
+namespace podless::runtime {
+
+class ReadinessProbe;
+using ReadinessProbePtr = std::unique_ptr<ReadinessProbe>;
+
+class ReadinessProbe {
+ public:
+  using Callback = std::function<void(bool ready)>;
+
+  // `port` is the loopback port to probe (the probe's PortRef already
+  // resolved). Starts probing after the probe's initial delay.
+  ReadinessProbe(uv_loop_t* loop, workloads::Probe probe, uint16_t port, Callback on_change);
+  ~ReadinessProbe();
+  ReadinessProbe(const ReadinessProbe&) = delete;
+  ReadinessProbe& operator=(const ReadinessProbe&) = delete;
+
+  bool ready() const { return ready_; }
+
+ private:
+  static void OnConnect(uv_connect_t* request, int status);
+  static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  void RunCheck();
+  void Finish(bool success);
+
+  uv_loop_t* loop_;
+  workloads::Probe probe_;
+  uint16_t port_;
+  Callback on_change_;
+  proxy::TimerHandle period_timer_;
+  proxy::TimerHandle timeout_timer_;
+  proxy::TcpHandle connection_;
+  bool in_flight_ = false;
+  std::string response_;
+  uint32_t successes_ = 0;
+  uint32_t failures_ = 0;
+  bool ready_ = false;
+};
+
+}  // namespace podless::runtime

@@ -1,0 +1,675 @@
+#include "runtime/supervisor.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+namespace podless::runtime {
+
+namespace {
+
+constexpr uint32_t kLoopback = 0x7f000001;  // 127.0.0.1
+// Pipe reads: one buffer for every pipe, consumed at once by the log write.
+char g_read_buffer[64 * 1024];
+
+uint64_t NowMs(uv_loop_t* loop) { return uv_now(loop); }
+
+std::string DottedAddress(uint32_t address) {
+  return std::to_string(address >> 24) + "." + std::to_string((address >> 16) & 0xff) + "." +
+         std::to_string((address >> 8) & 0xff) + "." + std::to_string(address & 0xff);
+}
+
+// Percent-encodes a URL userinfo component (RFC 3986 unreserved kept).
+std::string EncodeUserinfo(const std::string& text) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string PortEnvName(const std::string& name) {
+  std::string out = "PORT_";
+  for (char c : name)
+    out += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string DescribeExit(int64_t exit_status, int term_signal) {
+  if (term_signal != 0) {
+    const char* name = strsignal(term_signal);
+    return "signal " + std::to_string(term_signal) + " (" + (name ? name : "unknown") + ")";
+  }
+  return "exit code " + std::to_string(exit_status);
+}
+
+void Log(const std::string& message) {
+  std::fprintf(stderr, "podless: supervisor: %s\n", message.c_str());
+}
+
+}  // namespace
+
+std::string ExpandVariables(const std::string& text,
+                            const std::map<std::string, std::string>& vars) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '$' || i + 1 >= text.size()) {
+      out += text[i];
+      continue;
+    }
+    if (text[i + 1] == '$') {
+      out += '$';
+      ++i;
+      continue;
+    }
+    if (text[i + 1] == '(') {
+      size_t close = text.find(')', i + 2);
+      if (close != std::string::npos) {
+        std::string name = text.substr(i + 2, close - i - 2);
+        auto it = vars.find(name);
+        if (it != vars.end()) {
+          out += it->second;
+        } else {
+          out += text.substr(i, close - i + 1);
+        }
+        i = close;
+        continue;
+      }
+    }
+    out += '$';
+  }
+  return out;
+}
+
+std::vector<std::string> BuildEnvironment(const ExecReplicaSpec& spec,
+                                          const std::vector<uint16_t>& private_ports) {
+  std::vector<std::pair<std::string, std::string>> env;
+  auto set = [&env](const std::string& name, const std::string& value) {
+    for (auto& entry : env) {
+      if (entry.first == name) {
+        entry.second = value;
+        return;
+      }
+    }
+    env.emplace_back(name, value);
+  };
+  for (const char* inherited : {"PATH", "HOME", "LANG", "TZ"}) {
+    if (const char* value = std::getenv(inherited)) set(inherited, value);
+  }
+  if (std::getenv("PATH") == nullptr) set("PATH", "/usr/local/bin:/usr/bin:/bin");
+  set("PODLESS_WORKLOAD", spec.workload);
+  set("PODLESS_NAMESPACE", spec.ns);
+  set("PODLESS_REPLICA", spec.replica);
+  set("PODLESS_ORDINAL", std::to_string(spec.ordinal));
+  set("PODLESS_SPIFFE_ID", spec.spiffe_id);
+  set("PODLESS_ADDRESS", DottedAddress(spec.address));
+  set("PODLESS_LISTEN_ADDRESS", "127.0.0.1");
+  for (size_t i = 0; i < spec.ports.size() && i < private_ports.size(); ++i) {
+    std::string port = std::to_string(private_ports[i]);
+    if (i == 0) set("PORT", port);
+    if (!spec.ports[i].name.empty()) set(PortEnvName(spec.ports[i].name), port);
+    set("PORT_" + std::to_string(spec.ports[i].port), port);
+  }
+  if (!spec.proxy_user.empty()) {
+    std::string userinfo =
+        EncodeUserinfo(spec.proxy_user) + ":" + EncodeUserinfo(spec.proxy_password);
+    std::string http = "http://" + userinfo + "@" + spec.outbound_proxy;
+    std::string socks = "socks5h://" + userinfo + "@" + spec.outbound_proxy;
+    set("HTTP_PROXY", http);
+    set("HTTPS_PROXY", http);
+    set("ALL_PROXY", socks);
+    set("http_proxy", http);
+    set("https_proxy", http);
+    set("all_proxy", socks);
+    set("NO_PROXY", "localhost,127.0.0.1");
+    set("no_proxy", "localhost,127.0.0.1");
+  }
+  if (!spec.workload_api_socket.empty()) {
+    set("SPIFFE_ENDPOINT_SOCKET", "unix:" + spec.workload_api_socket);
+  }
+  // The user's variables, in order, each expanded with what precedes it.
+  std::map<std::string, std::string> vars(env.begin(), env.end());
+  for (const auto& var : spec.app.env) {
+    std::string value = ExpandVariables(var.value, vars);
+    set(var.name, value);
+    vars[var.name] = value;
+  }
+  std::vector<std::string> out;
+  out.reserve(env.size());
+  for (const auto& [name, value] : env) out.push_back(name + "=" + value);
+  return out;
+}
+
+// One process run: the process handle and its two output pipes. A run
+// outlives its process until both pipes reached EOF, so the last output of
+// a crashing program still reaches the log.
+struct Supervisor::Run {
+  Supervisor* supervisor = nullptr;
+  LogFile* log = nullptr;
+  proxy::ProcessHandle process;
+  proxy::PipeHandle out;
+  proxy::PipeHandle err;
+  int open_pipes = 0;
+  bool exited = false;
+  pid_t pid = 0;
+  uint64_t start_time = 0;
+  uint64_t started_ms = 0;
+};
+
+struct Supervisor::Replica {
+  Supervisor* supervisor = nullptr;
+  ExecReplicaSpec spec;
+  std::vector<uint16_t> private_ports;  // one per spec.ports entry
+  LogFile* log = nullptr;
+  std::unique_ptr<Run> run;  // null when no process runs
+  std::vector<std::unique_ptr<Run>> draining;
+  proxy::TimerHandle restart_timer;
+  proxy::TimerHandle kill_timer;
+  ReadinessProbePtr probe;
+  bool ready = false;
+  bool stopping = false;
+  bool waiting_restart = false;
+  uint32_t restarts = 0;
+  uint32_t consecutive_crashes = 0;
+  uint64_t last_started_ms = 0;
+  std::string last_exit;
+  std::string reason;
+};
+
+Supervisor::Supervisor(uv_loop_t* loop, SupervisorOptions options)
+    : loop_(loop), options_(std::move(options)), table_(options_.state_dir + "/processes") {
+  uv_timer_init(loop_, reap_timer_.get());
+  reap_timer_->data = this;
+  // Nothing keeps the loop alive just for reaping.
+  uv_unref(reap_timer_.handle());
+  KillOrphans();
+  Log("cgroup v2 CPU/memory limits are not applied (not implemented); rlimits only");
+}
+
+Supervisor::~Supervisor() {
+  // Without Shutdown(), children are killed outright: none must outlive the
+  // supervisor unrecorded.
+  for (auto& [address, replica] : replicas_) {
+    if (replica->run && !replica->run->exited) ::kill(-replica->run->pid, SIGKILL);
+  }
+  for (auto& replica : terminating_) {
+    if (replica->run && !replica->run->exited) ::kill(-replica->run->pid, SIGKILL);
+  }
+}
+
+void Supervisor::KillOrphans() {
+  std::vector<ProcessRecord> records = table_.Load();
+  for (const auto& record : records) {
+    if (!IsSameProcess(record.pid, record.start_time)) continue;
+    Log("stopping orphan pid " + std::to_string(record.pid) + " of " + record.replica +
+        " left by a previous agent");
+    ::kill(-record.pid, SIGKILL);
+    ::kill(record.pid, SIGKILL);
+  }
+  if (!records.empty()) PersistTable();
+}
+
+void Supervisor::PersistTable() {
+  std::vector<ProcessRecord> records;
+  auto add = [&records](const Replica& replica) {
+    if (replica.run && !replica.run->exited) {
+      records.push_back(ProcessRecord{replica.run->pid, replica.run->start_time,
+                                      replica.spec.address,
+                                      replica.spec.ns + "/" + replica.spec.replica});
+    }
+  };
+  for (const auto& [address, replica] : replicas_) add(*replica);
+  for (const auto& replica : terminating_) add(*replica);
+  if (podless::Status s = table_.Store(records); !s) Log(s.error().message);
+}
+
+uint16_t Supervisor::AllocatePort() {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return 0;
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(kLoopback);
+    socklen_t length = sizeof(address);
+    uint16_t port = 0;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+      port = ntohs(address.sin_port);
+    }
+    ::close(fd);
+    if (port != 0 && ports_in_use_.insert(port).second) return port;
+  }
+  return 0;
+}
+
+LogFile* Supervisor::LogFor(const ExecReplicaSpec& spec) {
+  std::string dir = LogDir(spec.ns, spec.replica);
+  auto it = logs_.find(dir);
+  if (it != logs_.end()) return it->second.get();
+  auto file = LogFile::Open(dir, options_.log_max_bytes);
+  if (!file) {
+    Log(file.error().message);
+    return nullptr;
+  }
+  return (logs_[dir] = std::move(*file)).get();
+}
+
+LogFile* Supervisor::FindLog(const std::string& ns, const std::string& replica) {
+  auto it = logs_.find(LogDir(ns, replica));
+  return it == logs_.end() ? nullptr : it->second.get();
+}
+
+void Supervisor::Sync(std::vector<ExecReplicaSpec> desired) {
+  if (shutting_down_) return;
+  std::set<uint32_t> wanted;
+  for (auto& spec : desired) {
+    wanted.insert(spec.address);
+    auto it = replicas_.find(spec.address);
+    if (it != replicas_.end()) {
+      if (it->second->spec == spec) continue;
+      std::unique_ptr<Replica> old = std::move(it->second);
+      replicas_.erase(it);
+      Retire(std::move(old));
+    }
+    auto replica = std::make_unique<Replica>();
+    replica->supervisor = this;
+    replica->spec = std::move(spec);
+    for (size_t i = 0; i < replica->spec.ports.size(); ++i) {
+      replica->private_ports.push_back(AllocatePort());
+    }
+    replica->log = LogFor(replica->spec);
+    uv_timer_init(loop_, replica->restart_timer.get());
+    uv_timer_init(loop_, replica->kill_timer.get());
+    Replica& ref = *replica;
+    replicas_[ref.spec.address] = std::move(replica);
+    StartProcess(ref);
+  }
+  for (auto it = replicas_.begin(); it != replicas_.end();) {
+    if (wanted.count(it->first)) {
+      ++it;
+      continue;
+    }
+    std::unique_ptr<Replica> old = std::move(it->second);
+    it = replicas_.erase(it);
+    Retire(std::move(old));
+  }
+}
+
+void Supervisor::StartProcess(Replica& replica) {
+  const ExecReplicaSpec& spec = replica.spec;
+  replica.waiting_restart = false;
+  replica.last_started_ms = NowMs(loop_);
+  if (replica.log != nullptr) replica.log->StartRun();
+
+  std::vector<std::string> env = BuildEnvironment(spec, replica.private_ports);
+  std::map<std::string, std::string> vars;
+  for (const auto& entry : env) {
+    size_t eq = entry.find('=');
+    vars[entry.substr(0, eq)] = entry.substr(eq + 1);
+  }
+  std::vector<std::string> argv;
+  for (const auto& arg : spec.app.command) argv.push_back(ExpandVariables(arg, vars));
+
+  auto run = std::make_unique<Run>();
+  run->supervisor = this;
+  run->log = replica.log;
+  uv_pipe_init(loop_, run->out.get(), 0);
+  uv_pipe_init(loop_, run->err.get(), 0);
+
+  std::vector<char*> args;
+  for (auto& arg : argv) args.push_back(arg.data());
+  args.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto& entry : env) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+
+  uv_stdio_container_t stdio[3];
+  stdio[0].flags = UV_IGNORE;
+  stdio[1].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
+  stdio[1].data.stream = run->out.stream();
+  stdio[2].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
+  stdio[2].data.stream = run->err.stream();
+
+  uv_process_options_t options{};
+  options.file = args.empty() || args[0] == nullptr ? "" : args[0];
+  options.args = args.data();
+  options.env = envp.data();
+  options.cwd = spec.app.working_dir.empty() ? nullptr : spec.app.working_dir.c_str();
+  options.flags = UV_PROCESS_DETACHED;
+  options.stdio_count = 3;
+  options.stdio = stdio;
+  options.exit_cb = [](uv_process_t* process, int64_t exit_status, int term_signal) {
+    auto* run = static_cast<Run*>(process->data);
+    if (run == nullptr) return;
+    run->exited = true;
+    // Find the replica this run belongs to (current or terminating).
+    Supervisor* self = run->supervisor;
+    auto owns = [run](const std::unique_ptr<Replica>& replica) {
+      return replica->run.get() == run;
+    };
+    for (auto& [address, replica] : self->replicas_) {
+      if (owns(replica)) return self->OnExit(*replica, exit_status, term_signal);
+    }
+    for (auto& replica : self->terminating_) {
+      if (owns(replica)) return self->OnExit(*replica, exit_status, term_signal);
+    }
+  };
+  run->process->data = run.get();
+
+  int rc = uv_spawn(loop_, run->process.get(), &options);
+  if (rc != 0) {
+    std::string message = "cannot start " + (argv.empty() ? std::string("(no command)") : argv[0]) +
+                          ": " + uv_strerror(rc);
+    Log(spec.ns + "/" + spec.replica + ": " + message);
+    if (replica.log != nullptr) replica.log->Append("podless: " + message + "\n");
+    // The process never ran: treated as a failed run, restarted with backoff.
+    replica.run = std::move(run);
+    replica.run->exited = true;
+    replica.run->started_ms = NowMs(loop_);
+    replica.reason = "StartError";
+    OnExit(replica, 128, 0);
+    replica.last_exit = message;
+    return;
+  }
+  run->pid = run->process->pid;
+  run->started_ms = NowMs(loop_);
+  if (auto stat = ReadProcStat(run->pid)) run->start_time = stat->start_time;
+
+  rlimit no_core{0, 0};
+  ::prlimit(run->pid, RLIMIT_CORE, &no_core, nullptr);
+  if (options_.rlimit_nofile != 0) {
+    rlimit files{options_.rlimit_nofile, options_.rlimit_nofile};
+    ::prlimit(run->pid, RLIMIT_NOFILE, &files, nullptr);
+  }
+
+  for (proxy::PipeHandle* pipe : {&run->out, &run->err}) {
+    (*pipe)->data = run.get();
+    ++run->open_pipes;
+    uv_read_start(
+        pipe->stream(),
+        [](uv_handle_t*, size_t, uv_buf_t* buf) {
+          *buf = uv_buf_init(g_read_buffer, sizeof(g_read_buffer));
+        },
+        [](uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+          auto* run = static_cast<Run*>(stream->data);
+          if (run == nullptr) return;
+          if (nread > 0) {
+            if (run->log != nullptr)
+              run->log->Append(std::string_view(buf->base, static_cast<size_t>(nread)));
+            return;
+          }
+          if (nread == 0) return;
+          // EOF or an error: this pipe is done.
+          uv_read_stop(stream);
+          stream->data = nullptr;
+          if (--run->open_pipes == 0 && run->exited) run->supervisor->ScheduleReap();
+        });
+  }
+  replica.run = std::move(run);
+  replica.reason.clear();
+  PersistTable();
+
+  if (!spec.app.readiness_probe) {
+    SetReady(replica, true);  // no probe: ready once running, as in Kubernetes
+    return;
+  }
+  const workloads::Probe& probe = *spec.app.readiness_probe;
+  uint16_t probe_port = 0;
+  for (size_t i = 0; i < spec.ports.size(); ++i) {
+    bool match = probe.port.name.empty() ? spec.ports[i].port == probe.port.number
+                                         : spec.ports[i].name == probe.port.name;
+    if (match) probe_port = replica.private_ports[i];
+  }
+  if (probe_port == 0 && probe.port.name.empty())
+    probe_port = probe.port.number;  // undeclared port
+  uint32_t address = spec.address;
+  replica.probe =
+      std::make_unique<ReadinessProbe>(loop_, probe, probe_port, [this, address](bool ready) {
+        auto it = replicas_.find(address);
+        if (it != replicas_.end()) SetReady(*it->second, ready);
+      });
+}
+
+void Supervisor::SetReady(Replica& replica, bool ready) {
+  if (replica.ready == ready) return;
+  replica.ready = ready;
+  if (on_readiness_) on_readiness_(replica.spec.address, ready);
+}
+
+void Supervisor::OnExit(Replica& replica, int64_t exit_status, int term_signal) {
+  Run& run = *replica.run;
+  run.exited = true;
+  if (run.pid > 0) ::kill(-run.pid, SIGKILL);  // the rest of its process group dies with it
+  replica.probe.reset();
+  uv_timer_stop(replica.kill_timer.get());
+  replica.last_exit = DescribeExit(exit_status, term_signal);
+  bool failed = exit_status != 0 || term_signal != 0;
+  if (run.open_pipes > 0) {
+    replica.draining.push_back(std::move(replica.run));
+  } else {
+    finished_runs_.push_back(std::move(replica.run));
+    ScheduleReap();
+  }
+  PersistTable();
+  if (replica.stopping) {
+    SetReady(replica, false);
+    ReplicaStopped(replica);
+    return;
+  }
+  SetReady(replica, false);
+
+  bool restart = false;
+  switch (replica.spec.app.restart_policy) {
+    case workloads::RestartPolicy::kAlways:
+      restart = true;
+      break;
+    case workloads::RestartPolicy::kOnFailure:
+      restart = failed;
+      break;
+    case workloads::RestartPolicy::kNever:
+      restart = false;
+      break;
+  }
+  if (!restart) {
+    replica.reason = failed ? "Error" : "Completed";
+    return;
+  }
+  // Backoff: initial, doubled per consecutive crash, capped; a run of at
+  // least backoff_reset_ms forgets the earlier crashes.
+  if (NowMs(loop_) - replica.last_started_ms >= options_.backoff_reset_ms)
+    replica.consecutive_crashes = 0;
+  uint64_t delay = options_.backoff_initial_ms;
+  for (uint32_t i = 0; i < replica.consecutive_crashes && delay < options_.backoff_max_ms; ++i)
+    delay *= 2;
+  delay = std::min(delay, options_.backoff_max_ms);
+  ++replica.consecutive_crashes;
+  replica.waiting_restart = true;
+  if (replica.reason.empty()) replica.reason = "CrashLoopBackOff";
+  replica.restart_timer->data = &replica;
+  uv_timer_start(
+      replica.restart_timer.get(),
+      [](uv_timer_t* timer) {
+        auto* replica = static_cast<Replica*>(timer->data);
+        if (replica == nullptr || replica->stopping) return;
+        ++replica->restarts;
+        ++replica->supervisor->restarts_total_;
+        replica->supervisor->StartProcess(*replica);
+      },
+      delay, 0);
+}
+
+void Supervisor::Retire(std::unique_ptr<Replica> replica) {
+  Replica& ref = *replica;
+  terminating_.push_back(std::move(replica));
+  BeginStop(ref);
+}
+
+void Supervisor::BeginStop(Replica& replica) {
+  if (replica.stopping) return;
+  replica.stopping = true;
+  replica.waiting_restart = false;
+  // Reported at once: a changed replica's successor may already be starting
+  // at the same address, and this one's late exit must not mark it unready.
+  SetReady(replica, false);
+  uv_timer_stop(replica.restart_timer.get());
+  replica.probe.reset();
+  if (!replica.run || replica.run->exited) {
+    SetReady(replica, false);
+    ReplicaStopped(replica);
+    return;
+  }
+  pid_t pid = replica.run->pid;
+  ::kill(-pid, SIGTERM);
+  uint64_t grace_ms = options_.grace_period_ms
+                          ? *options_.grace_period_ms
+                          : uint64_t{replica.spec.app.termination_grace_period_seconds} * 1000;
+  replica.kill_timer->data = &replica;
+  uv_timer_start(
+      replica.kill_timer.get(),
+      [](uv_timer_t* timer) {
+        auto* replica = static_cast<Replica*>(timer->data);
+        if (replica == nullptr || !replica->run || replica->run->exited) return;
+        Log(replica->spec.ns + "/" + replica->spec.replica +
+            ": grace period over, sending SIGKILL to process group " +
+            std::to_string(replica->run->pid));
+        ::kill(-replica->run->pid, SIGKILL);
+      },
+      grace_ms, 0);
+}
+
+void Supervisor::ReplicaStopped(Replica& replica) {
+  for (uint16_t port : replica.private_ports) ports_in_use_.erase(port);
+  replica.private_ports.clear();
+  for (auto it = terminating_.begin(); it != terminating_.end(); ++it) {
+    if (it->get() == &replica) {
+      // Freed on a later loop turn: we may be inside one of its callbacks.
+      reap_.push_back(std::move(*it));
+      terminating_.erase(it);
+      ScheduleReap();
+      break;
+    }
+  }
+  if (shutting_down_ && terminating_.empty() && shutdown_done_) {
+    auto done = std::move(shutdown_done_);
+    shutdown_done_ = nullptr;
+    done();
+  }
+}
+
+void Supervisor::ScheduleReap() {
+  uv_timer_start(
+      reap_timer_.get(),
+      [](uv_timer_t* timer) {
+        auto* self = static_cast<Supervisor*>(timer->data);
+        if (self == nullptr) return;
+        self->reap_.clear();
+        std::erase_if(self->finished_runs_, [](const auto& run) { return run->open_pipes == 0; });
+        auto drained = [](const std::unique_ptr<Run>& run) { return run->open_pipes == 0; };
+        for (auto& [address, replica] : self->replicas_) std::erase_if(replica->draining, drained);
+        for (auto& replica : self->terminating_) std::erase_if(replica->draining, drained);
+      },
+      0, 0);
+}
+
+void Supervisor::Shutdown(std::function<void()> done) {
+  shutting_down_ = true;
+  shutdown_done_ = std::move(done);
+  while (!replicas_.empty()) {
+    std::unique_ptr<Replica> replica = std::move(replicas_.begin()->second);
+    replicas_.erase(replicas_.begin());
+    terminating_.push_back(std::move(replica));
+  }
+  // BeginStop may finish a replica at once (and erase it from terminating_).
+  std::vector<Replica*> stopping;
+  for (auto& replica : terminating_) stopping.push_back(replica.get());
+  for (Replica* replica : stopping) BeginStop(*replica);
+  if (terminating_.empty() && shutdown_done_) {
+    auto callback = std::move(shutdown_done_);
+    shutdown_done_ = nullptr;
+    callback();
+  }
+}
+
+std::optional<std::pair<uint32_t, uint16_t>> Supervisor::Target(uint32_t address,
+                                                                uint16_t port) const {
+  auto it = replicas_.find(address);
+  if (it == replicas_.end()) return std::nullopt;
+  const Replica& replica = *it->second;
+  for (size_t i = 0; i < replica.spec.ports.size() && i < replica.private_ports.size(); ++i) {
+    if (replica.spec.ports[i].port == port)
+      return std::make_pair(kLoopback, replica.private_ports[i]);
+  }
+  return std::nullopt;
+}
+
+ReplicaStatus Supervisor::Status(uint32_t address) const {
+  ReplicaStatus status;
+  const Replica* replica = nullptr;
+  if (auto it = replicas_.find(address); it != replicas_.end()) replica = it->second.get();
+  for (const auto& candidate : terminating_) {
+    if (replica == nullptr && candidate->spec.address == address) replica = candidate.get();
+  }
+  if (replica == nullptr) return status;
+  status.known = true;
+  bool running = replica->run && !replica->run->exited;
+  status.state = replica->stopping ? "Terminating" : running ? "Running" : "Waiting";
+  status.reason = running ? "" : replica->reason;
+  status.ready = replica->ready;
+  status.restarts = replica->restarts;
+  status.last_exit = replica->last_exit;
+  status.pid = running ? replica->run->pid : 0;
+  return status;
+}
+
+const ExecReplicaSpec* Supervisor::Spec(uint32_t address) const {
+  auto it = replicas_.find(address);
+  return it == replicas_.end() ? nullptr : &it->second->spec;
+}
+
+std::optional<uint32_t> Supervisor::ReplicaOfPid(pid_t pid) const {
+  // pid -> replica of every running process.
+  std::map<pid_t, const Replica*> by_pid;
+  for (const auto& [address, replica] : replicas_) {
+    if (replica->run && !replica->run->exited) by_pid[replica->run->pid] = replica.get();
+  }
+  if (by_pid.empty()) return std::nullopt;
+  // Walk the parent chain; every step compares start times, so a pid that
+  // was reused after its process died never matches.
+  pid_t current = pid;
+  for (int depth = 0; depth < 64 && current > 1; ++depth) {
+    auto stat = ReadProcStat(current);
+    if (!stat) return std::nullopt;
+    auto it = by_pid.find(current);
+    if (it != by_pid.end() && it->second->run->start_time == stat->start_time) {
+      return it->second->spec.address;
+    }
+    current = stat->ppid;
+  }
+  return std::nullopt;
+}
+
+size_t Supervisor::running_count() const {
+  size_t count = 0;
+  for (const auto& [address, replica] : replicas_) count += replica->run && !replica->run->exited;
+  for (const auto& replica : terminating_) count += replica->run && !replica->run->exited;
+  return count;
+}
+
+}  // namespace podless::runtime

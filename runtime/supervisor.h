@@ -1,0 +1,204 @@
+// Supervisor: runs the processes of `exec` workloads, one per replica, the
+// way a kubelet runs containers — without a pod, a network namespace or a
+// sidecar.
+//
+// Design decisions:
+// - Where a process listens. Each declared port of the workload gets a
+//   private loopback port, allocated once per replica (free at allocation
+//   time) and kept across restarts. The process is told PORT (the first
+//   declared port's private port, as a number), PORT_<NAME> for named ports
+//   (upper case, '-' -> '_'), PORT_<declared number> for every port, and
+//   PODLESS_LISTEN_ADDRESS=127.0.0.1. The proxy keeps owning the workload
+//   address and forwards the declared port to 127.0.0.1:<private port>
+//   (Directory::ExecTarget -> Target()). So the process needs no privileges,
+//   and inbound authorization and metrics stay in the proxy.
+// - Identity and egress. PODLESS_WORKLOAD, PODLESS_NAMESPACE, PODLESS_REPLICA,
+//   PODLESS_SPIFFE_ID, PODLESS_ADDRESS, HTTP_PROXY/HTTPS_PROXY (http://) and
+//   ALL_PROXY (socks5h://) with the replica's own proxy credentials (lower
+//   case too; NO_PROXY=localhost,127.0.0.1), SPIFFE_ENDPOINT_SOCKET=unix:<path>.
+//   The user's `env` comes after these (it may override them) and both the env
+//   values and the command accept Kubernetes' `$(VAR)` expansion ($$ escapes,
+//   an undefined variable is left as written). Of the agent's own environment
+//   only PATH, HOME, LANG and TZ are passed on.
+// - Process groups. A child runs detached (setsid: UV_PROCESS_DETACHED), so
+//   it leads its own session and process group; stop signals go to the group,
+//   and when the main process exits the rest of its group is killed, as a
+//   container's processes die with it.
+// - Restarts. restartPolicy Always/OnFailure/Never as in Kubernetes, with
+//   CrashLoopBackOff's capped exponential backoff (10 s doubling to 5 min;
+//   reset after the process ran 10 min), shorter in tests via the options.
+// - Stop. SIGTERM to the group, SIGKILL after terminationGracePeriodSeconds.
+//   Shutdown() stops every replica this way and calls back when all exited.
+// - Orphans. Every child is recorded (pid, start time) in the ProcessTable.
+//   After an agent that died without stopping them (kill -9), the new
+//   Supervisor kills the recorded process groups that are still the same
+//   processes (start time compared, so a reused pid is left alone) before
+//   starting anything: an orphan's stdout pipe died with the old agent and a
+//   non-parent cannot observe its exit, so it cannot be adopted; it is
+//   replaced. Never two processes for one replica.
+// - Limits. RLIMIT_CORE is set to 0 (a crash loop must not fill the disk with
+//   cores) and RLIMIT_NOFILE to the option if given; cgroup v2 limits are not
+//   applied (one log line says so).
+// - Logs. stdout and stderr are read through pipes into the replica's LogFile
+//   (runtime/log_files.h), rotated, with the previous run kept.
+#pragma once
+
+#include <sys/types.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "proxy/uv_handle.h"
+#include "runtime/log_files.h"
+#include "runtime/process_table.h"
+#include "runtime/readiness_probe.h"
+#include "workloads/model.h"
+#include "workloads/result.h"
+
+namespace podless::runtime {
+
+// Everything the supervisor needs to run one replica's process. Two specs
+// that compare equal run the same process; a change restarts it.
+struct ExecReplicaSpec {
+  std::string ns;
+  std::string workload;
+  std::string replica;  // "<workload>-<ordinal>"
+  uint32_t ordinal = 0;
+  uint32_t address = 0;  // the replica's workload address, host byte order
+  std::string spiffe_id;
+  workloads::ExecApp app;
+  std::vector<workloads::PortSpec> ports;
+  // Credentials for the outbound entry (HTTP_PROXY etc.); empty: no proxy env.
+  std::string proxy_user;
+  std::string proxy_password;
+  std::string outbound_proxy = "127.0.0.1:15001";
+  std::string workload_api_socket;  // empty: no SPIFFE_ENDPOINT_SOCKET
+  bool operator==(const ExecReplicaSpec&) const = default;
+};
+
+struct SupervisorOptions {
+  std::string state_dir;  // logs under <state_dir>/logs, table in <state_dir>/processes
+  uint64_t backoff_initial_ms = 10'000;
+  uint64_t backoff_max_ms = 300'000;
+  uint64_t backoff_reset_ms = 600'000;  // a run this long forgets earlier crashes
+  uint64_t log_max_bytes = 10u << 20;
+  // Overrides every app's terminationGracePeriodSeconds when set (tests).
+  std::optional<uint64_t> grace_period_ms;
+  uint64_t rlimit_nofile = 0;  // 0: inherited
+};
+
+// What `get`/`describe` show of a replica's process.
+struct ReplicaStatus {
+  bool known = false;  // the supervisor runs (or ran) this address
+  // "Running", "Waiting" (backoff or not restarted), "Terminating".
+  std::string state;
+  std::string reason;  // "CrashLoopBackOff", "Completed", "Error", "StartError"
+  bool ready = false;
+  uint32_t restarts = 0;
+  std::string last_exit;  // "exit code 1", "signal 9 (Killed)", or a start error
+  pid_t pid = 0;          // 0 when not running
+};
+
+class Supervisor;
+using SupervisorPtr = std::unique_ptr<Supervisor>;
+
+class Supervisor {
+ public:
+  // Stops the orphans a previous agent left (see above). Nothing starts
+  // before the first Sync().
+  Supervisor(uv_loop_t* loop, SupervisorOptions options);
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Makes the running set equal `desired` (keyed by address): starts new
+  // replicas, stops removed ones, restarts changed ones. Ignored after
+  // Shutdown().
+  void Sync(std::vector<ExecReplicaSpec> desired);
+
+  // Where the process of the replica at `address` serves declared `port`:
+  // (127.0.0.1 in host byte order, private port). nullopt: not an exec
+  // replica or no such port.
+  std::optional<std::pair<uint32_t, uint16_t>> Target(uint32_t address, uint16_t port) const;
+  ReplicaStatus Status(uint32_t address) const;
+
+  // Called whenever a replica becomes ready or stops being ready (including
+  // when it is stopped).
+  void OnReadinessChange(std::function<void(uint32_t address, bool ready)> callback) {
+    on_readiness_ = std::move(callback);
+  }
+
+  // The replica whose process tree `pid` belongs to (its own process or a
+  // descendant, checked by parent chain and start times), if any.
+  std::optional<uint32_t> ReplicaOfPid(pid_t pid) const;
+  bool IsSupervisedPid(pid_t pid) const { return ReplicaOfPid(pid).has_value(); }
+  // The spec of the replica running at `address`, or null.
+  const ExecReplicaSpec* Spec(uint32_t address) const;
+
+  // The live log of a replica this supervisor ran, or null (read the files
+  // with ReadLog() then).
+  LogFile* FindLog(const std::string& ns, const std::string& replica);
+  std::string LogDir(const std::string& ns, const std::string& replica) const {
+    return ReplicaLogDir(options_.state_dir, ns, replica);
+  }
+
+  // Stops every process (SIGTERM, SIGKILL after the grace period) and calls
+  // `done` once all have exited.
+  void Shutdown(std::function<void()> done);
+
+  size_t running_count() const;
+  uint64_t restarts_total() const { return restarts_total_; }
+
+ private:
+  struct Replica;
+  struct Run;
+  friend struct Replica;
+  friend struct Run;
+
+  void StartProcess(Replica& replica);
+  void OnExit(Replica& replica, int64_t exit_status, int term_signal);
+  void BeginStop(Replica& replica);
+  void SetReady(Replica& replica, bool ready);
+  void Retire(std::unique_ptr<Replica> replica);
+  void ReplicaStopped(Replica& replica);
+  void ScheduleReap();
+  void PersistTable();
+  void KillOrphans();
+  uint16_t AllocatePort();
+  LogFile* LogFor(const ExecReplicaSpec& spec);
+
+  uv_loop_t* loop_;
+  SupervisorOptions options_;
+  ProcessTable table_;
+  std::map<uint32_t, std::unique_ptr<Replica>> replicas_;  // by address
+  std::vector<std::unique_ptr<Replica>> terminating_;
+  std::vector<std::unique_ptr<Replica>> reap_;
+  std::vector<std::unique_ptr<Run>> finished_runs_;
+  std::map<std::string, LogFilePtr> logs_;  // by log dir
+  std::set<uint16_t> ports_in_use_;
+  std::function<void(uint32_t, bool)> on_readiness_;
+  std::function<void()> shutdown_done_;
+  bool shutting_down_ = false;
+  uint64_t restarts_total_ = 0;
+  proxy::TimerHandle reap_timer_;
+};
+
+// Kubernetes' $(VAR) expansion: "$(NAME)" becomes the value of NAME if it is
+// defined, "$$" becomes "$", anything else is kept as written.
+std::string ExpandVariables(const std::string& text,
+                            const std::map<std::string, std::string>& vars);
+
+// The environment (NAME=value, in order) a replica's process starts with,
+// given its private ports (one per spec.ports entry, same order).
+std::vector<std::string> BuildEnvironment(const ExecReplicaSpec& spec,
+                                          const std::vector<uint16_t>& private_ports);
+
+}  // namespace podless::runtime

@@ -1,0 +1,114 @@
+#include "runtime/log_files.h"
+
+#include <doctest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace podless::runtime {
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "podless-logs-XXXXXX").string();
+    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+uint64_t DirectoryBytes(const std::string& dir) {
+  uint64_t total = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) total += entry.file_size();
+  return total;
+}
+
+TEST_CASE("LogFile: appended output reads back in order") {
+  TempDir dir;
+  auto log = LogFile::Open(dir.path() + "/ns/web-0", 1 << 20);
+  REQUIRE(log.ok());
+  (*log)->Append("one\n");
+  (*log)->Append("two\n");
+  auto text = ReadLog(dir.path() + "/ns/web-0", false, -1);
+  REQUIRE(text.ok());
+  CHECK(*text == "one\ntwo\n");
+}
+
+TEST_CASE("LogFile: rotation caps the bytes on disk and keeps the newest output") {
+  TempDir dir;
+  auto log = LogFile::Open(dir.path(), 1000);
+  REQUIRE(log.ok());
+  for (int i = 0; i < 500; ++i) (*log)->Append("line " + std::to_string(i) + "\n");
+  CHECK(DirectoryBytes(dir.path()) <= 2000);
+  auto text = ReadLog(dir.path(), false, -1);
+  REQUIRE(text.ok());
+  CHECK(text->find("line 499\n") != std::string::npos);
+  CHECK(text->find("line 0\n") == std::string::npos);
+  CHECK(text->size() >= 1000);  // the rotated part is still read
+}
+
+TEST_CASE("LogFile: a new run moves the current output to previous") {
+  TempDir dir;
+  auto log = LogFile::Open(dir.path(), 1 << 20);
+  REQUIRE(log.ok());
+  CHECK(ReadLog(dir.path(), true, -1).error().code == ErrorCode::kNotFound);
+  (*log)->Append("first run\n");
+  (*log)->StartRun();
+  (*log)->Append("second run\n");
+  CHECK(*ReadLog(dir.path(), true, -1) == "first run\n");
+  CHECK(*ReadLog(dir.path(), false, -1) == "second run\n");
+  (*log)->StartRun();
+  CHECK(*ReadLog(dir.path(), true, -1) == "second run\n");
+  CHECK(*ReadLog(dir.path(), false, -1) == "");
+}
+
+TEST_CASE("LogFile: tail returns only the last lines") {
+  TempDir dir;
+  auto log = LogFile::Open(dir.path(), 1 << 20);
+  REQUIRE(log.ok());
+  (*log)->Append("a\nb\nc\nd\n");
+  CHECK(*ReadLog(dir.path(), false, 2) == "c\nd\n");
+  CHECK(*ReadLog(dir.path(), false, 0) == "");
+  CHECK(*ReadLog(dir.path(), false, 10) == "a\nb\nc\nd\n");
+  CHECK(TailLines("x\ny", 1) == "y");
+  CHECK(TailLines("x\ny\n", 1) == "y\n");
+}
+
+TEST_CASE("LogFile: followers see new output until they leave") {
+  TempDir dir;
+  auto log = LogFile::Open(dir.path(), 1 << 20);
+  REQUIRE(log.ok());
+  (*log)->Append("before\n");
+  std::string seen;
+  uint64_t id = (*log)->AddFollower([&seen](std::string_view bytes) { seen.append(bytes); });
+  (*log)->Append("during\n");
+  (*log)->RemoveFollower(id);
+  (*log)->Append("after\n");
+  CHECK(seen == "during\n");
+}
+
+TEST_CASE("LogFile: an existing log is continued after reopening") {
+  TempDir dir;
+  {
+    auto log = LogFile::Open(dir.path(), 1 << 20);
+    REQUIRE(log.ok());
+    (*log)->Append("old agent\n");
+  }
+  auto log = LogFile::Open(dir.path(), 1 << 20);
+  REQUIRE(log.ok());
+  (*log)->Append("new agent\n");
+  CHECK(*ReadLog(dir.path(), false, -1) == "old agent\nnew agent\n");
+}
+
+}  // namespace
+}  // namespace podless::runtime
