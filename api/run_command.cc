@@ -109,6 +109,9 @@ int RunCommand(const std::vector<std::string>& args) {
       config->admin_address + ", state " + config->state_dir);
   while (!stopping && uv_run(loop.get(), UV_RUN_ONCE) != 0) {
   }
+  // Supervised processes get their grace period (SIGTERM, then SIGKILL).
+  while (!(*node)->processes_stopped() && uv_run(loop.get(), UV_RUN_ONCE) != 0) {
+  }
   signals.clear();
   grpc.Close();
   node->reset();

@@ -312,6 +312,10 @@ std::vector<ReplicaView> Agent::Replicas(const StoredObject& stored) const {
     view.address = stored.addresses[i];
     view.spiffe_id = spiffe_id;
     if (cert != certificates_.end()) view.certificate = cert->second;
+    view.ready = IsReplicaReady(*workload, view.address);
+    if (process_status_ && std::holds_alternative<workloads::ExecApp>(workload->spec.app)) {
+      process_status_(view);
+    }
     out.push_back(std::move(view));
   }
   return out;
@@ -322,9 +326,24 @@ std::vector<uint32_t> Agent::ServiceEndpoints(const workloads::Service& service)
   for (const StoredObject* stored : List(Kind::kWorkload, service.metadata.ns)) {
     const auto& workload = std::get<workloads::Workload>(stored->object);
     if (!SelectorMatches(service.selector, workload.metadata.labels)) continue;
-    out.insert(out.end(), stored->addresses.begin(), stored->addresses.end());
+    for (uint32_t address : stored->addresses) {
+      if (IsReplicaReady(workload, address)) out.push_back(address);
+    }
   }
   return out;
+}
+
+void Agent::SetReplicaReady(uint32_t address, bool ready) {
+  if (ready) {
+    ready_exec_replicas_.insert(address);
+  } else {
+    ready_exec_replicas_.erase(address);
+  }
+}
+
+bool Agent::IsReplicaReady(const workloads::Workload& workload, uint32_t address) const {
+  if (!std::holds_alternative<workloads::ExecApp>(workload.spec.app)) return true;
+  return ready_exec_replicas_.count(address) != 0;
 }
 
 const ReplicaRef* Agent::FindReplica(uint32_t address) const {
@@ -456,6 +475,15 @@ std::string Agent::ConfigDumpJson(
       json.Key("address").String(workloads::FormatIpv4(replica.address));
       json.Key("spiffe_id").String(replica.spiffe_id);
       json.Key("ready").Bool(replica.ready);
+      if (!replica.process_state.empty()) {
+        json.Key("process").BeginObject();
+        json.Key("state").String(replica.process_state);
+        json.Key("reason").String(replica.process_reason);
+        json.Key("restarts").Int(replica.restarts);
+        json.Key("last_exit").String(replica.last_exit);
+        json.Key("pid").Int(replica.pid);
+        json.EndObject();
+      }
       if (replica.certificate) {
         json.Key("certificate").BeginObject();
         json.Key("serial").String(replica.certificate->serial_hex);

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "runtime/config.h"
@@ -43,6 +44,12 @@ struct ReplicaView {
   std::string spiffe_id;
   workloads::SvidPtr certificate;  // null until first use
   bool ready = true;
+  // `exec` workloads only: the supervised process (see runtime/supervisor.h).
+  std::string process_state;  // "Running", "Waiting", "Terminating"; empty: no process
+  std::string process_reason;  // "CrashLoopBackOff", "Completed", ...
+  uint32_t restarts = 0;
+  std::string last_exit;  // "exit code 1", "signal 9 (Killed)"
+  int64_t pid = 0;
 };
 
 class Agent;
@@ -107,6 +114,18 @@ class Agent {
   Result<workloads::SvidPtr> Certificate(const std::string& ns, const std::string& replica);
   Result<workloads::SvidPtr> CertificateForIdentity(const std::string& spiffe_id);
 
+  // Readiness of the replicas of `exec` workloads, as their supervisor
+  // reports it (readiness probes); it gates Service endpoints. Such a replica
+  // is not ready until reported; every other replica is always ready. Kept in
+  // memory only, and watchers are not told (readiness is not an object change).
+  void SetReplicaReady(uint32_t address, bool ready);
+  bool IsReplicaReady(const workloads::Workload& workload, uint32_t address) const;
+  // Fills the process_* fields of an exec replica's view (set by the Node
+  // from its supervisor).
+  void SetProcessStatusSource(std::function<void(ReplicaView&)> source) {
+    process_status_ = std::move(source);
+  }
+
   uint64_t AddWatcher(WatchCallback callback);
   void RemoveWatcher(uint64_t id);
 
@@ -143,6 +162,8 @@ class Agent {
   uint64_t certificates_issued_ = 0;
   std::function<void()> on_certificate_issued_;
 
+  std::unordered_set<uint32_t> ready_exec_replicas_;  // see SetReplicaReady
+  std::function<void(ReplicaView&)> process_status_;
   std::map<uint64_t, WatchCallback> watchers_;
   uint64_t next_watcher_id_ = 1;
 };

@@ -27,6 +27,29 @@ Status Node::Init() {
 
   if (Status s = StartProxy(); !s) return s;
 
+  SupervisorOptions supervisor_options;
+  supervisor_options.state_dir = config_.state_dir;
+  supervisor_ = std::make_unique<Supervisor>(loop_, supervisor_options);
+  directory_->set_supervisor(supervisor_.get());
+  supervisor_->OnReadinessChange(
+      [this](uint32_t address, bool ready) { agent_->SetReplicaReady(address, ready); });
+  agent_->SetProcessStatusSource([this](ReplicaView& view) {
+    ReplicaStatus status = supervisor_->Status(view.address);
+    if (!status.known) return;
+    view.process_state = status.state;
+    view.process_reason = status.reason;
+    view.restarts = status.restarts;
+    view.last_exit = status.last_exit;
+    view.pid = status.pid;
+  });
+  Supervisor* supervisor = supervisor_.get();
+  metrics_->AddCallbackGauge("podless_supervisor_processes", "Supervised processes running.",
+                             [supervisor] { return static_cast<double>(supervisor->running_count()); });
+  metrics_->AddCallbackGauge(
+      "podless_supervisor_restarts", "Restarts of supervised processes since the agent started.",
+      [supervisor] { return static_cast<double>(supervisor->restarts_total()); });
+  SyncProcesses();
+
   admin_ = std::make_unique<AdminServer>(loop_);
   AddAdminRoutes();
   if (Status s = admin_->Listen(config_.admin_address); !s) {
@@ -68,7 +91,19 @@ Status Node::StartProxy() {
   }
   watcher_ = agent_->AddWatcher(
       [this](WatchEventType type, const StoredObject& object) { OnObjectChange(type, object); });
-  return SyncPorts();
+  SyncPortsOrWarn();
+  return {};
+}
+
+// A workload port another process holds on this machine must not keep the
+// agent from starting or an apply from succeeding: the workload stays
+// reachable over HBONE and the outbound entry; only its plaintext port is
+// missing, which is logged, and retried with every later change.
+void Node::SyncPortsOrWarn() {
+  if (Status s = SyncPorts(); !s) {
+    std::fprintf(stderr, "podless: warning: %s (served over HBONE only)\n",
+                 s.error().message.c_str());
+  }
 }
 
 Status Node::SyncPorts() {
@@ -96,11 +131,49 @@ void Node::OnObjectChange(WatchEventType type, const StoredObject& object) {
     });
   }
   for (uint32_t address : gone) proxy_->CloseConnectionsFor(address);
+  SyncProcesses();
   if (Status s = SyncPorts(); !s) {
     // The change is committed; a port that cannot be bound is reported and
     // retried with the next change. Its workload is still reachable over HBONE.
     std::fprintf(stderr, "podless: plaintext ports: %s\n", s.error().message.c_str());
   }
+}
+
+void Node::SyncProcesses() {
+  if (!supervisor_) return;
+  // Processes reach the outbound entry on loopback when it listens on all
+  // addresses.
+  std::string outbound_host = "127.0.0.1";
+  if (auto parsed = ParseListenAddress("--outbound-address", config_.outbound_address);
+      parsed.ok() && parsed->host != "0.0.0.0" && !parsed->host.empty()) {
+    outbound_host = parsed->host;
+  }
+  const std::string outbound = outbound_host + ":" + std::to_string(proxy_->outbound_port());
+  std::vector<ExecReplicaSpec> desired;
+  for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
+    const auto& workload = std::get<workloads::Workload>(stored->object);
+    const auto* exec = std::get_if<workloads::ExecApp>(&workload.spec.app);
+    if (exec == nullptr) continue;
+    const std::string spiffe_id = agent_->SpiffeIdFor(workload);
+    for (uint32_t ordinal = 0; ordinal < stored->addresses.size(); ++ordinal) {
+      ExecReplicaSpec spec;
+      spec.ns = workload.metadata.ns;
+      spec.workload = workload.metadata.name;
+      spec.replica = workload.metadata.name + "-" + std::to_string(ordinal);
+      spec.ordinal = ordinal;
+      spec.address = stored->addresses[ordinal];
+      spec.spiffe_id = spiffe_id;
+      spec.app = *exec;
+      spec.ports = workload.spec.ports;
+      ProxyCredentials credentials = agent_->CredentialsFor(ReplicaRef{stored, ordinal});
+      spec.proxy_user = std::move(credentials.user);
+      spec.proxy_password = std::move(credentials.password);
+      spec.outbound_proxy = outbound;
+      spec.workload_api_socket = WorkloadApiSocketPath();
+      desired.push_back(std::move(spec));
+    }
+  }
+  supervisor_->Sync(std::move(desired));
 }
 
 void Node::RegisterMetrics() {
@@ -145,6 +218,12 @@ void Node::Shutdown() {
     watcher_ = 0;
   }
   if (proxy_) proxy_->Close();
+  // SIGTERM to every supervised process, SIGKILL after its grace period.
+  if (supervisor_) {
+    supervisor_->Shutdown([this] { processes_stopped_ = true; });
+  } else {
+    processes_stopped_ = true;
+  }
 }
 
 }  // namespace podless::runtime

@@ -16,6 +16,7 @@
 #include "runtime/agent.h"
 #include "runtime/config.h"
 #include "runtime/proxy_directory.h"
+#include "runtime/supervisor.h"
 
 namespace podless::runtime {
 
@@ -33,6 +34,13 @@ class Node {
   uv_loop_t* loop() const { return loop_; }
   uint16_t admin_port() const { return admin_->port(); }
   proxy::ProxyCore& proxy() { return *proxy_; }
+  // Runs the processes of `exec` workloads (see runtime/supervisor.h).
+  Supervisor& supervisor() { return *supervisor_; }
+  // The SPIFFE Workload API socket handed to processes (SPIFFE_ENDPOINT_SOCKET).
+  std::string WorkloadApiSocketPath() const { return config_.state_dir + "/workload-api.sock"; }
+  // True once Shutdown() was called and every supervised process has exited
+  // (they get their grace period; the caller keeps running the loop).
+  bool processes_stopped() const { return processes_stopped_; }
 
   // /ready answers 200 from now on.
   void SetReady() { ready_ = true; }
@@ -50,12 +58,18 @@ class Node {
   // are gone are ended.
   void OnObjectChange(WatchEventType type, const StoredObject& object);
   Status SyncPorts();
+  void SyncPortsOrWarn();
+  // Hands the supervisor the exec replicas the agent holds now.
+  void SyncProcesses();
 
   uv_loop_t* loop_;
   AgentConfig config_;
   proxy::RegistryPtr metrics_;
   AgentPtr agent_;
   std::unique_ptr<AdminServer> admin_;
+  // Declared before the directory and the proxy, which point to it.
+  SupervisorPtr supervisor_;
+  bool processes_stopped_ = false;
   std::unique_ptr<ProxyDirectory> directory_;
   proxy::ProxyCorePtr proxy_;
   uint64_t watcher_ = 0;

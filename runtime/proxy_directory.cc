@@ -46,6 +46,14 @@ proxy::Endpoint ProxyDirectory::LocalEndpoint(const workloads::Workload& workloa
   return endpoint;
 }
 
+Result<std::pair<uint32_t, uint16_t>> ProxyDirectory::ExecTarget(const proxy::LocalReplica& replica,
+                                                                 uint16_t port) const {
+  if (supervisor_ != nullptr) {
+    if (auto target = supervisor_->Target(replica.address, port)) return *target;
+  }
+  return proxy::Directory::ExecTarget(replica, port);
+}
+
 const std::string& ProxyDirectory::TrustDomain() const { return agent_.config().trust_domain; }
 
 const proxy::LocalReplica* ProxyDirectory::Materialize(const ReplicaRef& ref,

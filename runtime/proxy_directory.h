@@ -9,6 +9,7 @@
 
 #include "proxy/directory.h"
 #include "runtime/agent.h"
+#include "runtime/supervisor.h"
 
 namespace podless::runtime {
 
@@ -25,6 +26,8 @@ class ProxyDirectory final : public proxy::Directory {
   // agent's objects (the proxy never keeps them past a callback).
   void Invalidate() { replicas_.clear(); }
   void set_hbone_port(uint16_t port) { hbone_port_ = port; }
+  // The supervisor of exec workloads (ExecTarget); null: none.
+  void set_supervisor(const Supervisor* supervisor) { supervisor_ = supervisor; }
 
   // proxy::Directory
   const proxy::LocalReplica* FindLocalReplica(uint32_t address) const override;
@@ -36,6 +39,8 @@ class ProxyDirectory final : public proxy::Directory {
   const proxy::LocalReplica* Authenticate(std::string_view user,
                                           std::string_view password) const override;
   Result<proxy::Destination> Resolve(std::string_view host, uint16_t port) override;
+  Result<std::pair<uint32_t, uint16_t>> ExecTarget(const proxy::LocalReplica& replica,
+                                                   uint16_t port) const override;
 
  private:
   const proxy::LocalReplica* Materialize(const ReplicaRef& ref, uint32_t address) const;
@@ -46,6 +51,7 @@ class ProxyDirectory final : public proxy::Directory {
 
   Agent& agent_;
   uint16_t hbone_port_;
+  const Supervisor* supervisor_ = nullptr;
   bssl::UniquePtr<X509_STORE> trust_;
   // LocalReplica records built on demand from the agent's compact tables.
   mutable std::unordered_map<uint32_t, proxy::LocalReplica> replicas_;

@@ -79,7 +79,7 @@ class Bulk final : public proxy::StreamHandler {
 
  private:
   void Pump() {
-    while (sent_ < total_ && stream_->QueuedBytes() < proxy::kHighWatermark) {
+    while (sent_ < total_ && stream_->QueuedBytes() <= proxy::kHighWatermark) {
       size_t n = std::min(chunk_.size(), total_ - sent_);
       stream_->Write(std::string_view(chunk_).substr(0, n));
       sent_ += n;
@@ -108,7 +108,8 @@ double Transfer(Nodes& nodes, Transport transport, size_t total) {
     }
     bulk = std::make_unique<Bulk>(s, total);
   });
-  bool done = nodes.client.Run([&] { return open_failed || (bulk && bulk->finished()); }, Smoke() ? 10000 : 120000);
+  bool done = nodes.client.Run([&] { return open_failed || (bulk && bulk->finished()); },
+                               Smoke() ? 10000 : 120000);
   Require(done && bulk && bulk->ok(), std::string("bulk transfer over ") + Name(transport) +
                                           (bulk ? ": " + bulk->State() : ": stream not open"));
   // Let the stream close before the handler goes away.

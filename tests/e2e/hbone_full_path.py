@@ -5,8 +5,13 @@ listener, so both ends of the wire format are exercised by the agent itself.
 Checks identities on both sides, pooling, and authorization at the
 destination."""
 
+import base64
+import hashlib
 import json
+import os
+import socket
 import subprocess
+import threading
 
 from harness import check, running_agent
 
@@ -32,6 +37,27 @@ metadata: {name: stranger, namespace: prod}
 spec:
   serviceAccount: stranger
   app: {echo: {}}
+---
+apiVersion: podless.dev/v1alpha1
+kind: Workload
+metadata: {name: tcp-echo, namespace: prod, labels: {app: tcp-echo}}
+spec:
+  ports: [{name: echo, port: 7000}]
+  app: {echo: {}}
+---
+apiVersion: podless.dev/v1alpha1
+kind: Workload
+metadata: {name: legacy, namespace: prod}
+spec:
+  ports: [{name: http, port: 7001}]
+  app: {forward: {address: "127.0.0.1:FORWARD_PORT"}}
+---
+apiVersion: podless.dev/v1alpha1
+kind: Service
+metadata: {name: nobody, namespace: prod}
+spec:
+  selector: {app: none-such}
+  ports: [{port: 80}]
 ---
 apiVersion: podless.dev/v1alpha1
 kind: Service
@@ -61,8 +87,45 @@ def curl(proxy, url):
     return int(code or 0), body
 
 
+def tunnel(proxy, target):
+    """An HTTP CONNECT tunnel through the outbound entry, as a socket."""
+    creds, entry = proxy.split("//", 1)[1].split("@")
+    host, port = entry.split(":")
+    s = socket.create_connection((host, int(port)), timeout=30)
+    auth = base64.b64encode(creds.encode()).decode()
+    s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+              f"Proxy-Authorization: Basic {auth}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)
+        check(chunk, "proxy closed during CONNECT")
+        head += chunk
+    check(head.startswith(b"HTTP/1.1 200"), f"CONNECT {target}: {head!r}")
+    return s
+
+
+# A plain TCP server on loopback for the `forward` app.
+backend = socket.socket()
+backend.bind(("127.0.0.1", 0))
+backend.listen(8)
+
+
+def serve_backend():
+    while True:
+        try:
+            conn, _ = backend.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nlegacy\n")
+
+
+threading.Thread(target=serve_backend, daemon=True).start()
+
 with running_agent(extra_args=["--no-local-short-circuit"]) as agent:
-    agent.cli("apply", "-f", "-", input=MANIFEST)
+    agent.cli("apply", "-f", "-",
+              input=MANIFEST.replace("FORWARD_PORT", str(backend.getsockname()[1])))
     caller = proxy_for(agent, "caller-0")
     stranger = proxy_for(agent, "stranger-0")
 
@@ -94,7 +157,48 @@ with running_agent(extra_args=["--no-local-short-circuit"]) as agent:
                  and 'reporter="destination"' in l and 'destination_workload="api"' in l]
     check(tls_lines and all('connection_security_policy="mutual_tls"' in l for l in tls_lines),
           "\n".join(tls_lines))
+    # 8 MiB through one HBONE stream and back: flow control both ways, and
+    # the caller's half-close reaches the echo app, whose close comes back.
+    dump = agent.config_dump()
+    addr = {r["name"]: r["address"] for w in dump["workloads"] for r in w["replicas"]}
+    payload = os.urandom(8 << 20)
+    s = tunnel(caller, f"{addr['tcp-echo-0']}:7000")
+    received = bytearray()
+
+    def reader():
+        while True:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                return
+            received.extend(chunk)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    s.sendall(payload)
+    s.shutdown(socket.SHUT_WR)
+    t.join(60)
+    s.close()
+    check(hashlib.sha256(received).digest() == hashlib.sha256(payload).digest(),
+          f"echoed {len(received)} of {len(payload)} bytes, or corrupted")
+
+    # The forward app splices to a local address.
+    code, body = curl(caller, f"http://{addr['legacy-0']}:7001/")
+    check(code == 200 and body.strip() == "legacy", f"forward app: {code} {body!r}")
+
+    # A Service with no endpoints fails clearly; endpoints follow scaling.
+    code, _ = curl(caller, "http://nobody.prod.svc/")
+    check(code in (502, 503), f"service without endpoints: {code}")
+    agent.cli("apply", "-f", "-", input=MANIFEST.replace("replicas: 2", "replicas: 3").replace(
+        "FORWARD_PORT", str(backend.getsockname()[1])))
+    seen = set()
+    for i in range(30):
+        code, body = curl(caller, f"http://api.prod.svc/again{i}")
+        check(code == 200, f"after scale: {code}")
+        seen.add(json.loads(body)["replica"])
+    check("api-2" in seen, f"new replica gets no traffic: {seen}")
+
     status, _ = agent.http("/ready")
     check(status == 200, "agent unhealthy")
 
+backend.close()
 print("hbone_full_path: ok")

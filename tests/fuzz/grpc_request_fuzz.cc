@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include <google/protobuf/stubs/logging.h>
+
 #include "api/grpc_framing.h"
 #include "api/model_convert.h"
 #include "podless/v1/runtime.pb.h"
@@ -121,6 +123,12 @@ void HandleRequest(uint8_t method, const std::string& bytes) {
 }
 
 }  // namespace
+
+// protobuf logs every string field with invalid UTF-8 it refuses: noise here.
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  google::protobuf::SetLogHandler(nullptr);
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;

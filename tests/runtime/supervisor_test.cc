@@ -1,0 +1,359 @@
+#include "runtime/supervisor.h"
+
+#include <doctest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace podless::runtime {
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "podless-sup-XXXXXX").string();
+    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Runs the loop until `done` holds or `timeout_ms` passed; returns `done()`.
+bool RunUntil(uv_loop_t* loop, const std::function<bool()>& done, uint64_t timeout_ms = 10'000) {
+  proxy::TimerHandle tick;
+  uv_timer_init(loop, tick.get());
+  uv_timer_start(
+      tick.get(), [](uv_timer_t*) {}, 10, 10);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!done() && std::chrono::steady_clock::now() < deadline) uv_run(loop, UV_RUN_ONCE);
+  return done();
+}
+
+SupervisorOptions TestOptions(const TempDir& dir) {
+  SupervisorOptions options;
+  options.state_dir = dir.path();
+  options.backoff_initial_ms = 50;
+  options.backoff_max_ms = 200;
+  options.grace_period_ms = 5'000;
+  return options;
+}
+
+ExecReplicaSpec Spec(std::vector<std::string> command, uint32_t address = 0x7f400005) {
+  ExecReplicaSpec spec;
+  spec.ns = "shop";
+  spec.workload = "web";
+  spec.replica = "web-0";
+  spec.address = address;
+  spec.spiffe_id = "spiffe://cluster.local/ns/shop/sa/web";
+  spec.app.command = std::move(command);
+  spec.ports = {workloads::PortSpec{"http", 8080, workloads::Protocol::kHTTP}};
+  return spec;
+}
+
+std::string CurrentLog(const Supervisor& supervisor) {
+  auto text = ReadLog(supervisor.LogDir("shop", "web-0"), false, -1);
+  return text.ok() ? *text : "";
+}
+
+bool Alive(pid_t pid) {
+  return ::kill(pid, 0) == 0 && IsSameProcess(pid, ReadProcStat(pid)->start_time);
+}
+
+TEST_CASE("ExpandVariables: expands defined variables like Kubernetes and keeps the rest") {
+  std::map<std::string, std::string> vars{{"PORT", "4000"}, {"NAME", "web"}};
+  CHECK(ExpandVariables("--port=$(PORT)", vars) == "--port=4000");
+  CHECK(ExpandVariables("$(NAME)-$(PORT)", vars) == "web-4000");
+  CHECK(ExpandVariables("$(MISSING)", vars) == "$(MISSING)");
+  CHECK(ExpandVariables("$$(PORT)", vars) == "$(PORT)");
+  CHECK(ExpandVariables("cost $5 $(", vars) == "cost $5 $(");
+}
+
+TEST_CASE("BuildEnvironment: identity, ports, proxy credentials and user variables") {
+  ExecReplicaSpec spec = Spec({"true"});
+  spec.ports.push_back(workloads::PortSpec{"grpc-api", 9090, workloads::Protocol::kTCP});
+  spec.proxy_user = "web-0.shop";
+  spec.proxy_password = "p@ss";
+  spec.workload_api_socket = "/tmp/wl.sock";
+  spec.app.env = {{"GREETING", "hi $(PODLESS_REPLICA) on $(PORT)"}, {"PORT", "override"}};
+  std::vector<std::string> env = BuildEnvironment(spec, {41000, 41001});
+  auto has = [&env](const std::string& entry) {
+    return std::find(env.begin(), env.end(), entry) != env.end();
+  };
+  CHECK(has("PODLESS_WORKLOAD=web"));
+  CHECK(has("PODLESS_NAMESPACE=shop"));
+  CHECK(has("PODLESS_REPLICA=web-0"));
+  CHECK(has("PODLESS_SPIFFE_ID=spiffe://cluster.local/ns/shop/sa/web"));
+  CHECK(has("PODLESS_ADDRESS=127.64.0.5"));
+  CHECK(has("PODLESS_LISTEN_ADDRESS=127.0.0.1"));
+  CHECK(has("PORT_HTTP=41000"));
+  CHECK(has("PORT_GRPC_API=41001"));
+  CHECK(has("PORT_9090=41001"));
+  CHECK(has("HTTP_PROXY=http://web-0.shop:p%40ss@127.0.0.1:15001"));
+  CHECK(has("ALL_PROXY=socks5h://web-0.shop:p%40ss@127.0.0.1:15001"));
+  CHECK(has("SPIFFE_ENDPOINT_SOCKET=unix:/tmp/wl.sock"));
+  CHECK(has("GREETING=hi web-0 on 41000"));
+  CHECK(has("PORT=override"));
+  CHECK(!has("PORT=41000"));
+}
+
+TEST_CASE("Supervisor: runs the command with its environment and captures its output") {
+  TempDir dir;
+  proxy::UvLoop loop;
+  Supervisor supervisor(loop.get(), TestOptions(dir));
+  ExecReplicaSpec spec =
+      Spec({"sh", "-c", "echo \"$(GREETING) port=$PORT\"; echo to-stderr >&2; exec sleep 30"});
+  spec.app.env = {{"GREETING", "hello from $(PODLESS_REPLICA)"}};
+  std::vector<std::pair<uint32_t, bool>> readiness;
+  supervisor.OnReadinessChange(
+      [&readiness](uint32_t address, bool ready) { readiness.emplace_back(address, ready); });
+  supervisor.Sync({spec});
+
+  auto target = supervisor.Target(spec.address, 8080);
+  REQUIRE(target.has_value());
+  CHECK(target->first == 0x7f000001);
+  CHECK(!supervisor.Target(spec.address, 9999).has_value());
+  std::string expected = "hello from web-0 port=" + std::to_string(target->second) + "\n";
+  REQUIRE(RunUntil(loop.get(), [&] {
+    return CurrentLog(supervisor).find("to-stderr") != std::string::npos &&
+           CurrentLog(supervisor).find(expected) != std::string::npos;
+  }));
+  ReplicaStatus status = supervisor.Status(spec.address);
+  CHECK(status.state == "Running");
+  CHECK(status.ready);  // no probe: ready once running
+  CHECK(status.pid > 0);
+  CHECK(readiness == std::vector<std::pair<uint32_t, bool>>{{spec.address, true}});
+
+  bool done = false;
+  supervisor.Shutdown([&done] { done = true; });
+  REQUIRE(RunUntil(loop.get(), [&] { return done; }));
+  CHECK(readiness.back() == std::make_pair(spec.address, false));
+}
+
+TEST_CASE("Supervisor: a crashing program is restarted with growing backoff and counted") {
+  TempDir dir;
+  proxy::UvLoop loop;
+  Supervisor supervisor(loop.get(), TestOptions(dir));
+  ExecReplicaSpec spec = Spec({"sh", "-c", "echo crashing; exit 3"});
+  auto start = std::chrono::steady_clock::now();
+  supervisor.Sync({spec});
+  REQUIRE(RunUntil(loop.get(), [&] { return supervisor.Status(spec.address).restarts >= 3; }));
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  // Delays 50, 100, 200 ms before restarts 1..3.
+  CHECK(elapsed >= std::chrono::milliseconds(350));
+  ReplicaStatus status = supervisor.Status(spec.address);
+  CHECK(status.last_exit == "exit code 3");
+  CHECK(supervisor.restarts_total() >= 3);
+  auto previous = ReadLog(supervisor.LogDir("shop", "web-0"), true, -1);
+  REQUIRE(previous.ok());
+  CHECK(*previous == "crashing\n");
+  bool done = false;
+  supervisor.Shutdown([&done] { done = true; });
+  REQUIRE(RunUntil(loop.get(), [&] { return done; }));
+}
+
+TEST_CASE("Supervisor: OnFailure does not restart a program that exits 0") {
+  TempDir dir;
+  proxy::UvLoop loop;
+  Supervisor supervisor(loop.get(), TestOptions(dir));
+  ExecReplicaSpec spec = Spec({"true"});
+  spec.app.restart_policy = workloads::RestartPolicy::kOnFailure;
+  supervisor.Sync({spec});
+  REQUIRE(
+      RunUntil(loop.get(), [&] { return supervisor.Status(spec.address).reason == "Completed"; }));
+  RunUntil(
+      loop.get(), [] { return false; }, 300);
+  CHECK(supervisor.Status(spec.address).restarts == 0);
+  CHECK(supervisor.Status(spec.address).state == "Waiting");
+}
+
+TEST_CASE("Supervisor: a start failure is reported and retried") {
+  TempDir dir;
+  proxy::UvLoop loop;
+  Supervisor supervisor(loop.get(), TestOptions(dir));
+  ExecReplicaSpec spec = Spec({"/nonexistent/podless-test-binary"});
+  supervisor.Sync({spec});
+  REQUIRE(RunUntil(loop.get(), [&] { return supervisor.Status(spec.address).restarts >= 1; }));
+  CHECK(supervisor.Status(spec.address).last_exit.find("cannot start /nonexistent") !=
+        std::string::npos);
+}
+
+TEST_CASE("Supervisor: removal sends SIGTERM to the process, which may exit gracefully") {
+  TempDir dir;
+  proxy::UvLoop loop;
+  Supervisor supervisor(loop.get(), TestOptions(dir));
+  ExecReplicaSpec spec =
+      Spec({"sh", "-c",
+            "trap 'echo got TERM; exit 0' TERM; echo started; while :; do sleep 0.05; done"});
+  supervisor.Sync({spec});
+  REQUIRE(RunUntil(loop.get(),
+                   [&] { return CurrentLog(supervisor).find("started") != std::string::npos; }));
+  pid_t pid = supervisor.Status(spec.address).pid;
+  auto start = std::chrono::steady_clock::now();
+  supervisor.Sync({});
+  REQUIRE(RunUntil(loop.get(), [&] { return supervisor.running_count() == 0; }));
+  CHECK(std::chrono::steady_clock::now() - start <
+        std::chrono::seconds(4));  // before the grace period
+  CHECK(!Alive(pid));
+  auto log = ReadLog(supervisor.LogDir("shop", "web-0"), false, -1);
+  REQUIRE(RunUntil(loop.get(), [&] {
+    auto text = ReadLog(supervisor.LogDir("shop", "web-0"), false, -1);
+    return text.ok() && text->find("got TERM") != std::string::npos;
+  }));
+  CHECK(!supervisor.Status(spec.address).known);
+}
+
+TEST_CASE("Supervisor: a process that ignores SIGTERM is killed after the grace period") {
+  TempDir dir;
+  proxy::UvLoop loop;
+  SupervisorOptions options = TestOptions(dir);
+  options.grace_period_ms = 300;
+  Supervisor supervisor(loop.get(), options);
+  ExecReplicaSpec spec = Spec({"sh", "-c", "trap '' TERM; echo started; sleep 30"});
+  supervisor.Sync({spec});
+  REQUIRE(RunUntil(loop.get(),
+                   [&] { return CurrentLog(supervisor).find("started") != std::string::npos; }));
+  auto start = std::chrono::steady_clock::now();
+  bool done = false;
+  supervisor.Shutdown([&done] { done = true; });
+  REQUIRE(RunUntil(loop.get(), [&] { return done; }));
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  CHECK(elapsed >= std::chrono::milliseconds(300));
+  CHECK(elapsed < std::chrono::seconds(5));
+}
+
+TEST_CASE("Supervisor: a changed spec restarts the process; an unchanged one is left alone") {
+  TempDir dir;
+  proxy::UvLoop loop;
+  Supervisor supervisor(loop.get(), TestOptions(dir));
+  ExecReplicaSpec spec = Spec({"sleep", "30"});
+  supervisor.Sync({spec});
+  REQUIRE(RunUntil(loop.get(), [&] { return supervisor.Status(spec.address).pid > 0; }));
+  pid_t first = supervisor.Status(spec.address).pid;
+  supervisor.Sync({spec});
+  CHECK(supervisor.Status(spec.address).pid == first);
+  spec.app.env = {{"CHANGED", "1"}};
+  supervisor.Sync({spec});
+  REQUIRE(RunUntil(loop.get(), [&] {
+    return supervisor.Status(spec.address).pid > 0 &&
+           supervisor.Status(spec.address).pid != first && !Alive(first);
+  }));
+  bool done = false;
+  supervisor.Shutdown([&done] { done = true; });
+  REQUIRE(RunUntil(loop.get(), [&] { return done; }));
+}
+
+TEST_CASE("Supervisor: a child's process tree is attributed to its replica, others are not") {
+  TempDir dir;
+  proxy::UvLoop loop;
+  Supervisor supervisor(loop.get(), TestOptions(dir));
+  ExecReplicaSpec spec = Spec({"sh", "-c", "sleep 30 & echo grandchild=$!; wait"});
+  supervisor.Sync({spec});
+  REQUIRE(
+      RunUntil(loop.get(), [&] { return CurrentLog(supervisor).find('\n') != std::string::npos; }));
+  std::string log = CurrentLog(supervisor);
+  pid_t grandchild = static_cast<pid_t>(std::atol(log.c_str() + log.find('=') + 1));
+  REQUIRE(grandchild > 0);
+  CHECK(supervisor.ReplicaOfPid(supervisor.Status(spec.address).pid) == spec.address);
+  CHECK(supervisor.ReplicaOfPid(grandchild) == spec.address);
+  CHECK(!supervisor.ReplicaOfPid(::getpid()).has_value());
+  CHECK(!supervisor.IsSupervisedPid(1));
+  bool done = false;
+  supervisor.Shutdown([&done] { done = true; });
+  REQUIRE(RunUntil(loop.get(), [&] { return done; }));
+  // The whole process group went with it.
+  RunUntil(
+      loop.get(), [&] { return !Alive(grandchild); }, 2000);
+  CHECK(!Alive(grandchild));
+}
+
+// Starts `sleep 60` in its own session, as a previous agent would have.
+pid_t SpawnDetachedSleep() {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setsid();
+    ::execlp("sleep", "sleep", "60", nullptr);
+    ::_exit(127);
+  }
+  return pid;
+}
+
+TEST_CASE("Supervisor: orphans recorded by a previous agent are stopped, reused pids spared") {
+  TempDir dir;
+  pid_t orphan = SpawnDetachedSleep();
+  pid_t unrelated = SpawnDetachedSleep();
+  REQUIRE(orphan > 0);
+  REQUIRE(unrelated > 0);
+  std::optional<ProcStat> orphan_stat, unrelated_stat;
+  for (int i = 0; i < 100 && !(orphan_stat && unrelated_stat); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    orphan_stat = ReadProcStat(orphan);
+    unrelated_stat = ReadProcStat(unrelated);
+  }
+  REQUIRE(orphan_stat);
+  REQUIRE(unrelated_stat);
+  ProcessTable table(dir.path() + "/processes");
+  REQUIRE(table
+              .Store({ProcessRecord{orphan, orphan_stat->start_time, 1, "shop/web-0"},
+                      // Same pid, other start time: the pid was reused.
+                      ProcessRecord{unrelated, unrelated_stat->start_time + 1, 2, "shop/web-1"}})
+              .ok());
+  CHECK(table.Load().size() == 2);
+  {
+    proxy::UvLoop loop;
+    Supervisor supervisor(loop.get(), TestOptions(dir));
+  }
+  int status = 0;
+  CHECK(::waitpid(orphan, &status, 0) == orphan);
+  CHECK(WIFSIGNALED(status));
+  CHECK(::waitpid(unrelated, &status, WNOHANG) == 0);  // still running
+  ::kill(unrelated, SIGKILL);
+  ::waitpid(unrelated, &status, 0);
+  CHECK(table.Load().empty());
+}
+
+TEST_CASE("Supervisor: a tcpSocket readiness probe reports ready once the process listens") {
+  TempDir dir;
+  proxy::UvLoop loop;
+  Supervisor supervisor(loop.get(), TestOptions(dir));
+  ExecReplicaSpec spec = Spec({"python3", "-c",
+                               "import socket,time,os\n"
+                               "time.sleep(1.5)\n"
+                               "s=socket.socket(); s.bind(('127.0.0.1', int(os.environ['PORT'])))\n"
+                               "s.listen(); time.sleep(30)\n"});
+  workloads::Probe probe;
+  probe.port.name = "http";
+  probe.period_seconds = 1;
+  probe.failure_threshold = 1;
+  spec.app.readiness_probe = probe;
+  std::vector<bool> changes;
+  supervisor.OnReadinessChange([&changes](uint32_t, bool ready) { changes.push_back(ready); });
+  supervisor.Sync({spec});
+  RunUntil(
+      loop.get(), [] { return false; }, 800);
+  CHECK(!supervisor.Status(spec.address).ready);
+  REQUIRE(RunUntil(
+      loop.get(), [&] { return supervisor.Status(spec.address).ready; }, 8000));
+  CHECK(changes == std::vector<bool>{true});
+  bool done = false;
+  supervisor.Shutdown([&done] { done = true; });
+  REQUIRE(RunUntil(loop.get(), [&] { return done; }));
+}
+
+}  // namespace
+}  // namespace podless::runtime
