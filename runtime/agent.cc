@@ -411,9 +411,11 @@ Result<workloads::SvidPtr> Agent::CertificateForIdentity(const std::string& spif
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
   auto it = certificates_.find(spiffe_id);
   if (it != certificates_.end()) {
-    const workloads::Svid& svid = *it->second;
-    const int64_t half_life = svid.not_before + (svid.not_after - svid.not_before) / 2;
-    if (now < half_life) return it->second;
+    // Re-issue once less than half of the configured lifetime remains. (Not
+    // from not_before: it is backdated for clock skew, which would move the
+    // half-life mark early.)
+    const int64_t refresh_at = it->second->not_after - config_.svid_ttl.count() / 2;
+    if (now < refresh_at) return it->second;
   }
   auto id = workloads::SpiffeId::Parse(spiffe_id);
   if (!id) return id.error();

@@ -1,0 +1,156 @@
+#include "runtime/agent.h"
+
+#include <doctest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+namespace podless::runtime {
+namespace {
+
+using workloads::Kind;
+using workloads::ObjectKey;
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/podless-agent-test-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+AgentConfig ConfigIn(const TempDir& dir) {
+  AgentConfig config;
+  config.state_dir = dir.path;
+  config.node_name = "test";
+  return config;
+}
+
+workloads::Workload MakeWorkload(const std::string& name, uint32_t replicas) {
+  workloads::Workload w;
+  w.metadata.name = name;
+  w.metadata.labels = {{"app", name}};
+  w.spec.replicas = replicas;
+  w.spec.service_account = name;
+  return w;
+}
+
+AgentPtr OpenAgent(const AgentConfig& config) {
+  auto agent = Agent::Open(config);
+  REQUIRE_MESSAGE(agent.ok(), (agent.ok() ? "" : agent.error().message));
+  return std::move(*agent);
+}
+
+std::vector<uint32_t> AddressesOf(const Agent& agent, const std::string& name) {
+  const StoredObject* stored = agent.Find(ObjectKey{Kind::kWorkload, "default", name});
+  REQUIRE(stored != nullptr);
+  return stored->addresses;
+}
+
+TEST_CASE("Agent: re-issues an SVID once past half of its lifetime, not before") {
+  TempDir dir;
+  AgentConfig config = ConfigIn(dir);
+  config.svid_ttl = std::chrono::seconds(2);
+  AgentPtr agent = OpenAgent(config);
+  REQUIRE(agent->Apply({MakeWorkload("web", 2)}, false).ok());
+
+  auto first = agent->Certificate("default", "web-0");
+  REQUIRE(first.ok());
+  auto same = agent->Certificate("default", "web-1");  // one certificate per identity
+  REQUIRE(same.ok());
+  CHECK((*same)->serial_hex == (*first)->serial_hex);
+  CHECK(agent->certificates_issued() == 1);
+
+  // Half of the configured lifetime before expiry is the rotation mark.
+  const int64_t half = (*first)->not_after - 1;
+  while (std::time(nullptr) < half) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto rotated = agent->Certificate("default", "web-0");
+  REQUIRE(rotated.ok());
+  CHECK((*rotated)->serial_hex != (*first)->serial_hex);
+  CHECK(agent->certificates_issued() == 2);
+}
+
+TEST_CASE("Agent: an apply that runs out of addresses changes nothing") {
+  TempDir dir;
+  AgentConfig config = ConfigIn(dir);
+  config.node_cidr = "127.71.0.0/29";  // 6 usable addresses
+  AgentPtr agent = OpenAgent(config);
+  REQUIRE(agent->Apply({MakeWorkload("a", 4)}, false).ok());
+  const auto before = AddressesOf(*agent, "a");
+
+  auto result = agent->Apply({MakeWorkload("a", 5), MakeWorkload("b", 3)}, false);
+  REQUIRE_FALSE(result.ok());
+  CHECK(result.error().code == ErrorCode::kResourceExhausted);
+  CHECK(result.error().message.find("127.71.0.0/29") != std::string::npos);
+  CHECK(AddressesOf(*agent, "a") == before);
+  CHECK(agent->Find(ObjectKey{Kind::kWorkload, "default", "b"}) == nullptr);
+  // The rolled-back addresses are free again: two more replicas fit.
+  CHECK(agent->Apply({MakeWorkload("b", 2)}, false).ok());
+}
+
+TEST_CASE("Agent: scaling keeps surviving replicas' addresses and does not reuse freed ones at once") {
+  TempDir dir;
+  AgentPtr agent = OpenAgent(ConfigIn(dir));
+  REQUIRE(agent->Apply({MakeWorkload("web", 3)}, false).ok());
+  const auto three = AddressesOf(*agent, "web");
+  REQUIRE(agent->Apply({MakeWorkload("web", 1)}, false).ok());
+  CHECK(AddressesOf(*agent, "web") == std::vector<uint32_t>{three[0]});
+  REQUIRE(agent->Apply({MakeWorkload("web", 3)}, false).ok());
+  const auto again = AddressesOf(*agent, "web");
+  CHECK(again[0] == three[0]);
+  CHECK(again[1] != three[1]);  // next-fit: freed addresses wait for the wrap
+  CHECK(again[2] != three[2]);
+}
+
+TEST_CASE("Agent: state and addresses survive reopening the state dir") {
+  TempDir dir;
+  std::vector<uint32_t> before;
+  {
+    AgentPtr agent = OpenAgent(ConfigIn(dir));
+    REQUIRE(agent->Apply({MakeWorkload("web", 2), MakeWorkload("db", 1)}, false).ok());
+    before = AddressesOf(*agent, "web");
+  }
+  AgentPtr agent = OpenAgent(ConfigIn(dir));
+  CHECK(AddressesOf(*agent, "web") == before);
+  CHECK(agent->workload_count() == 2);
+  // Restored addresses are reserved: a new workload never gets one of them.
+  REQUIRE(agent->Apply({MakeWorkload("new", 1)}, false).ok());
+  const auto fresh = AddressesOf(*agent, "new");
+  CHECK(std::find(before.begin(), before.end(), fresh[0]) == before.end());
+}
+
+TEST_CASE("Agent: outbound credentials die with their workload") {
+  TempDir dir;
+  AgentPtr agent = OpenAgent(ConfigIn(dir));
+  REQUIRE(agent->Apply({MakeWorkload("web", 1)}, false).ok());
+  auto ref = agent->FindReplicaByName("default", "web-0");
+  REQUIRE(ref.ok());
+  const ProxyCredentials creds = agent->CredentialsFor(*ref);
+  CHECK(agent->Authenticate(creds.user, creds.password) != nullptr);
+  CHECK(agent->Authenticate(creds.user, creds.password + "x") == nullptr);
+  CHECK(agent->Authenticate("web-1.default", creds.password) == nullptr);
+
+  REQUIRE(agent->Delete({ObjectKey{Kind::kWorkload, "default", "web"}}, false).ok());
+  CHECK(agent->Authenticate(creds.user, creds.password) == nullptr);
+  REQUIRE(agent->Apply({MakeWorkload("web", 1)}, false).ok());
+  // Same name again, new secret: the old credentials are not replayable.
+  CHECK(agent->Authenticate(creds.user, creds.password) == nullptr);
+}
+
+TEST_CASE("Agent: a dry run validates and allocates nothing") {
+  TempDir dir;
+  AgentPtr agent = OpenAgent(ConfigIn(dir));
+  auto result = agent->Apply({MakeWorkload("web", 2)}, /*dry_run=*/true);
+  REQUIRE(result.ok());
+  CHECK((*result)[0].action == "created");
+  CHECK(agent->workload_count() == 0);
+  CHECK(agent->replica_count() == 0);
+}
+
+}  // namespace
+}  // namespace podless::runtime
