@@ -62,6 +62,14 @@ const std::vector<Flag>& Flags() {
       {"--outbound-address", "HOST:PORT",
        "outbound entry for workloads (HTTP proxy + SOCKS5) [127.0.0.1:15001]",
        [](AgentConfig& c, const std::string& v) { return SetString(c.outbound_address, v); }},
+      {"--hbone-idle-timeout", "DURATION",
+       "close pooled HBONE connections idle this long [60s]",
+       [](AgentConfig& c, const std::string& v) -> Status {
+         auto d = ParseDuration(v);
+         if (!d) return MakeError(d.error().code, "--hbone-idle-timeout: " + d.error().message);
+         c.hbone_idle_timeout = *d;
+         return {};
+       }},
       {"--no-local-short-circuit", nullptr,
        "send traffic between local workloads over HBONE too (testing, benchmarks)",
        [](AgentConfig& c, const std::string&) -> Status {

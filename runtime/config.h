@@ -28,7 +28,9 @@ struct AgentConfig {
   std::vector<std::string> apply_at_start;
   // Local destinations go over HBONE too (TLS to our own listener) instead of
   // the in-memory short-circuit: for tests and benchmarks of the full path.
-  bool local_short_circuit = true;  // --apply FILE|DIR, repeatable
+  bool local_short_circuit = true;
+  // Pooled HBONE client connections with no stream for this long are closed.
+  std::chrono::milliseconds hbone_idle_timeout = std::chrono::seconds(60);  // --apply FILE|DIR, repeatable
 
   std::string ApiSocketPath() const { return api_socket.empty() ? state_dir + "/api.sock" : api_socket; }
 };

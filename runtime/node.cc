@@ -78,6 +78,7 @@ Status Node::StartProxy() {
   proxy_config.hbone_port = hbone->port;
   proxy_config.outbound_bind = outbound->host;
   proxy_config.outbound_port = outbound->port;
+  proxy_config.pool_idle_timeout_ms = static_cast<uint64_t>(config_.hbone_idle_timeout.count());
   // The directory needs the HBONE port before the core exists (port 0 is
   // resolved by binding), so it learns the bound port right after.
   directory_ = std::make_unique<ProxyDirectory>(*agent_, hbone->port);

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 
 from harness import check, running_agent
 
@@ -123,7 +124,7 @@ def serve_backend():
 
 threading.Thread(target=serve_backend, daemon=True).start()
 
-with running_agent(extra_args=["--no-local-short-circuit"]) as agent:
+with running_agent(extra_args=["--no-local-short-circuit", "--hbone-idle-timeout", "2s"]) as agent:
     agent.cli("apply", "-f", "-",
               input=MANIFEST.replace("FORWARD_PORT", str(backend.getsockname()[1])))
     caller = proxy_for(agent, "caller-0")
@@ -196,6 +197,18 @@ with running_agent(extra_args=["--no-local-short-circuit"]) as agent:
         check(code == 200, f"after scale: {code}")
         seen.add(json.loads(body)["replica"])
     check("api-2" in seen, f"new replica gets no traffic: {seen}")
+
+    # Idle pooled connections are closed after --hbone-idle-timeout.
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        pools = agent.config_dump()["proxy"]["pools"]
+        if sum(p.get("connections", 0) for p in pools) == 0:
+            break
+        time.sleep(0.25)
+    check(sum(p.get("connections", 0) for p in pools) == 0, f"idle pool not closed: {pools}")
+    _, metrics = agent.http("/metrics")
+    check("podless_hbone_connections_active" in metrics and "podless_hbone_streams_active" in metrics,
+          "HBONE gauges missing")
 
     status, _ = agent.http("/ready")
     check(status == 200, "agent unhealthy")
