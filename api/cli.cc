@@ -38,6 +38,8 @@ constexpr char kUsage[] =
     "  cert REPLICA [-n NS]              print a replica's X.509-SVID chain (issues it if needed)\n"
     "  credentials REPLICA [-n NS]       outbound proxy settings of a replica (HTTP_PROXY=...)\n"
     "  ca show|export                    the trust bundle: a summary, or the PEM\n"
+    "  logs WORKLOAD [-n NS] [--replica N] [-f] [--tail N] [--previous]\n"
+    "                                    output of an exec workload's process\n"
     "\n"
     "The API socket is --socket, else $PODLESS_SOCKET, else ./podless-state/api.sock.\n";
 
@@ -153,6 +155,62 @@ class Cli {
     if (verb == "credentials") return Credentials(args);
     if (verb == "ca") return Ca(args);
     return Usage("unknown command \"" + verb + "\"");
+  }
+
+  // `logs` has kubectl's flags (-f is --follow here, not --filename).
+  int Logs(const std::vector<std::string>& args) {
+    v1::LogsRequest request;
+    std::vector<std::string> positional;
+    for (size_t i = 0; i < args.size(); ++i) {
+      const std::string& arg = args[i];
+      auto number = [&](int64_t* out) -> bool {
+        if (i + 1 >= args.size()) return false;
+        const std::string& text = args[++i];
+        char* end = nullptr;
+        long long value = std::strtoll(text.c_str(), &end, 10);
+        if (text.empty() || *end != '\0' || value < 0) return false;
+        *out = value;
+        return true;
+      };
+      int64_t value = 0;
+      if (arg == "-f" || arg == "--follow") {
+        request.set_follow(true);
+      } else if (arg == "--previous" || arg == "-p") {
+        request.set_previous(true);
+      } else if (arg == "--replica" || arg == "-r") {
+        if (!number(&value) || value > UINT32_MAX) {
+          return Usage("--replica needs a replica ordinal (0, 1, ...)");
+        }
+        request.mutable_replica()->set_value(static_cast<uint32_t>(value));
+      } else if (arg == "--tail") {
+        if (!number(&value)) return Usage("--tail needs a number of lines (0 or more)");
+        request.mutable_tail_lines()->set_value(value);
+      } else if (arg == "-n" || arg == "--namespace") {
+        if (i + 1 >= args.size()) return Usage("-n: missing value");
+        request.set_namespace_(args[++i]);
+      } else if (arg.rfind("--namespace=", 0) == 0) {
+        request.set_namespace_(arg.substr(12));
+      } else if (arg.size() > 1 && arg[0] == '-') {
+        return Usage("logs: unknown flag " + arg);
+      } else {
+        positional.push_back(arg);
+      }
+    }
+    if (positional.size() != 1) return Usage("logs needs one WORKLOAD");
+    request.set_workload(positional[0]);
+    auto client = Client();
+    if (!client) return Fail(client.error().message);
+    Status status = (*client)->ServerStream<v1::LogsRequest, v1::LogChunk>(
+        kMethod + "Logs", request,
+        [](const v1::LogChunk& chunk) {
+          std::fwrite(chunk.data().data(), 1, chunk.data().size(), stdout);
+          std::fflush(stdout);
+          return true;
+        },
+        request.follow() ? std::chrono::milliseconds(std::chrono::hours(24 * 365))
+                         : std::chrono::milliseconds(kCallTimeout));
+    if (!status) return Fail(status.error().message);
+    return 0;
   }
 
  private:
@@ -407,6 +465,7 @@ int CliMain(const std::vector<std::string>& all_args) {
     return 0;
   }
   if (socket.empty()) socket = "./podless-state/api.sock";
+  if (verb == "logs") return Cli(socket).Logs(args);
   auto parsed = ParseClientArgs(args);
   if (!parsed) return Usage(parsed.error().message);
   return Cli(socket).Run(verb, *parsed);

@@ -382,6 +382,18 @@ std::string YamlStatus(const v1::Object& object) {
             << Rfc3339(r.certificate_not_after());
       }
       out << YAML::Key << "ready" << YAML::Value << r.ready();
+      if (!r.process_state().empty()) {
+        out << YAML::Key << "process" << YAML::Value << YAML::BeginMap;
+        out << YAML::Key << "state" << YAML::Value << r.process_state();
+        if (!r.process_reason().empty()) {
+          out << YAML::Key << "reason" << YAML::Value << r.process_reason();
+        }
+        out << YAML::Key << "restarts" << YAML::Value << r.restarts();
+        if (!r.last_exit().empty()) {
+          out << YAML::Key << "lastExit" << YAML::Value << r.last_exit();
+        }
+        out << YAML::EndMap;
+      }
       if (!r.node().empty()) out << YAML::Key << "node" << YAML::Value << r.node();
       out << YAML::EndMap;
     }
@@ -616,6 +628,10 @@ std::string DescribeWorkload(const v1::Workload& workload) {
   std::vector<std::string> columns = {"NAME",        "ADDRESS", "SPIFFE ID",
                                       "CERT SERIAL", "EXPIRES", "READY"};
   if (any_node) columns.push_back("NODE");
+  // exec workloads: the supervised process of each replica.
+  bool any_process = false;
+  for (const v1::Replica& r : workload.status().replicas()) any_process |= !r.process_state().empty();
+  if (any_process) columns.insert(columns.end(), {"STATE", "RESTARTS", "LAST EXIT"});
   Table table(std::move(columns));
   for (const v1::Replica& r : workload.status().replicas()) {
     std::vector<std::string> cells = {r.name(),
@@ -625,6 +641,11 @@ std::string DescribeWorkload(const v1::Workload& workload) {
                                       Rfc3339(r.certificate_not_after()),
                                       r.ready() ? "true" : "false"};
     if (any_node) cells.push_back(r.node());
+    if (any_process) {
+      std::string state = r.process_state();
+      if (!r.process_reason().empty()) state += " (" + r.process_reason() + ")";
+      cells.insert(cells.end(), {state, std::to_string(r.restarts()), r.last_exit()});
+    }
     table.AddRow(std::move(cells));
   }
   w.Section(0, "Replica Status");

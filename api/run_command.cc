@@ -9,6 +9,7 @@
 #include "api/grpc_server.h"
 #include "api/manifest_files.h"
 #include "api/runtime_service.h"
+#include "api/spiffe_workload_api.h"
 #include "proxy/uv_handle.h"
 #include "runtime/config.h"
 #include "runtime/node.h"
@@ -70,12 +71,20 @@ int RunCommand(const std::vector<std::string>& args) {
                                                            ErrorCode code, bool ok) {
     api_requests.WithLabels({method, ok ? std::string_view("OK") : ErrorCodeName(code)}).Inc();
   });
+  service.SetSupervisor(&(*node)->supervisor());
   GrpcServer grpc(loop.get());
   service.RegisterWith(grpc);
   const std::string socket_path = config->ApiSocketPath();
   if (Status s = grpc.Listen(socket_path); !s) {
     Log("cannot start: API socket " + socket_path + ": " + s.error().message);
     return 1;
+  }
+  // The SPIFFE Workload API for supervised processes. Optional: without it
+  // exec workloads still run, they just cannot fetch their SVID.
+  SpiffeWorkloadApi workload_api(loop.get(), (*node)->agent(), (*node)->supervisor());
+  if (Status s = workload_api.Listen((*node)->WorkloadApiSocketPath()); !s) {
+    Log("SPIFFE Workload API not served: " + (*node)->WorkloadApiSocketPath() + ": " +
+        s.error().message);
   }
   if (Status s = ApplyAtStart((*node)->agent(), config->apply_at_start); !s) {
     Log("cannot start: --apply: " + s.error().message);
@@ -92,6 +101,7 @@ int RunCommand(const std::vector<std::string>& args) {
     stopping = true;
     Log("shutting down");
     grpc.Close();
+    workload_api.Close();
     (*node)->Shutdown();
   };
   std::map<int, proxy::SignalHandle> signals;
@@ -114,6 +124,7 @@ int RunCommand(const std::vector<std::string>& args) {
   }
   signals.clear();
   grpc.Close();
+  workload_api.Close();
   node->reset();
   // Let close callbacks of everything above release their memory.
   uv_run(loop.get(), UV_RUN_DEFAULT);

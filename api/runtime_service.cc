@@ -74,6 +74,10 @@ static v1::Object ObjectWithStatus(runtime::Agent& agent, const runtime::StoredO
       replica->set_spiffe_id(view.spiffe_id);
       replica->set_ready(view.ready);
       replica->set_node(agent.config().node_name);
+      replica->set_process_state(view.process_state);
+      replica->set_process_reason(view.process_reason);
+      replica->set_restarts(view.restarts);
+      replica->set_last_exit(view.last_exit);
       if (view.certificate) {
         replica->set_certificate_serial(view.certificate->serial_hex);
         replica->set_certificate_not_after(view.certificate->not_after);
@@ -305,6 +309,14 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
             return out;
           }));
 
+  server.AddServerStreaming<v1::LogsRequest, v1::LogChunk>(
+      std::string(kService) + "Logs",
+      [this](const CallContext&, const v1::LogsRequest& request,
+             ServerStreamWriter<v1::LogChunk> writer) {
+        if (observer_) observer_("Logs", ErrorCode::kInternal, true);
+        StreamLogs(request, std::move(writer));
+      });
+
   server.AddServerStreaming<v1::WatchRequest, v1::WatchEvent>(
       std::string(kService) + "Watch",
       [this](const CallContext&, const v1::WatchRequest& request,
@@ -356,6 +368,75 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
           std::erase(watchers_, id);
         });
       });
+}
+
+void RuntimeService::StreamLogs(const v1::LogsRequest& request,
+                                ServerStreamWriter<v1::LogChunk> writer) {
+  const std::string ns = NamespaceOrDefault(request.namespace_());
+  const std::string name = ns + "/" + request.workload();
+  const runtime::StoredObject* stored =
+      agent_.Find(ObjectKey{Kind::kWorkload, ns, request.workload()});
+  if (stored == nullptr) {
+    writer.Finish(MakeError(ErrorCode::kNotFound, "workload " + name + " not found"));
+    return;
+  }
+  const auto& workload = std::get<workloads::Workload>(stored->object);
+  if (!std::holds_alternative<workloads::ExecApp>(workload.spec.app)) {
+    writer.Finish(MakeError(ErrorCode::kFailedPrecondition,
+                            "workload " + name + " runs no process (its app is not exec): no logs"));
+    return;
+  }
+  const uint32_t ordinal = request.has_replica() ? request.replica().value() : 0;
+  if (ordinal >= stored->addresses.size()) {
+    writer.Finish(MakeError(ErrorCode::kNotFound, "workload " + name + " has no replica " +
+                                                      std::to_string(ordinal) + " (it has " +
+                                                      std::to_string(stored->addresses.size()) +
+                                                      ")"));
+    return;
+  }
+  int64_t tail = -1;
+  if (request.has_tail_lines()) {
+    tail = request.tail_lines().value();
+    if (tail < 0) {
+      writer.Finish(MakeError(ErrorCode::kInvalidArgument,
+                              "tail_lines: must be 0 or more, not " + std::to_string(tail)));
+      return;
+    }
+  }
+  const std::string replica = workload.metadata.name + "-" + std::to_string(ordinal);
+  const std::string dir = runtime::ReplicaLogDir(agent_.config().state_dir, ns, replica);
+  auto text = runtime::ReadLog(dir, request.previous(), tail);
+  if (!text.ok()) {
+    if (request.previous() || !request.follow()) {
+      writer.Finish(MakeError(text.error().code,
+                              (request.previous() ? "no previous run of " : "no log of ") +
+                                  ns + "/" + replica));
+      return;
+    }
+  } else {
+    // Chunks well below the per-stream buffer limit.
+    constexpr size_t kChunk = 64 * 1024;
+    for (size_t offset = 0; offset < text->size(); offset += kChunk) {
+      v1::LogChunk chunk;
+      chunk.set_data(text->substr(offset, kChunk));
+      if (!writer.Write(chunk)) return;
+    }
+  }
+  runtime::LogFile* log =
+      supervisor_ != nullptr ? supervisor_->FindLog(ns, replica) : nullptr;
+  if (!request.follow() || request.previous() || log == nullptr) {
+    writer.Finish({});
+    return;
+  }
+  // Follow: every byte the process writes from now on, until the client
+  // cancels (or the agent stops, which cancels every call first).
+  auto id = std::make_shared<uint64_t>(0);
+  *id = log->AddFollower([writer, log, id](std::string_view bytes) mutable {
+    v1::LogChunk chunk;
+    chunk.set_data(std::string(bytes));
+    if (!writer.Write(chunk)) log->RemoveFollower(*id);
+  });
+  writer.OnCancel([log, id] { log->RemoveFollower(*id); });
 }
 
 }  // namespace podless::api

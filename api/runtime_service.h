@@ -9,6 +9,12 @@
 
 #include "api/grpc_server.h"
 #include "runtime/agent.h"
+#include "runtime/supervisor.h"
+
+namespace podless::v1 {
+class LogsRequest;
+class LogChunk;
+}  // namespace podless::v1
 
 namespace podless::api {
 
@@ -21,10 +27,16 @@ class RuntimeService {
   ~RuntimeService();
 
   void RegisterWith(GrpcServer& server);
+  // The supervisor of exec workloads, for `Logs` with follow (null: logs
+  // are read from the files only).
+  void SetSupervisor(runtime::Supervisor* supervisor) { supervisor_ = supervisor; }
 
  private:
+  void StreamLogs(const v1::LogsRequest& request, ServerStreamWriter<v1::LogChunk> writer);
+
   runtime::Agent& agent_;
   CallObserver observer_;
+  runtime::Supervisor* supervisor_ = nullptr;
   std::vector<uint64_t> watchers_;  // agent watcher ids of open Watch streams
 };
 

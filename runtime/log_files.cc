@@ -73,8 +73,12 @@ void LogFile::StartRun() {
   // previous.log is the whole previous run as far as we kept it: the rotated
   // part first, then the rest.
   std::string previous;
-  ReadWholeFile(dir_ + kRotated, &previous);
-  ReadWholeFile(dir_ + kCurrent, &previous);
+  bool rotated = ReadWholeFile(dir_ + kRotated, &previous);
+  bool current = ReadWholeFile(dir_ + kCurrent, &previous);
+  // A first run with nothing logged before it has no previous run (an agent
+  // restart does: the old agent's run is the previous one).
+  bool first = !runs_started_++;
+  if (first && !rotated && (!current || previous.empty())) return;
   CloseCurrent();
   std::string tmp = dir_ + "/previous.log.tmp";
   {

@@ -57,6 +57,7 @@ class LogFile {
   int fd_ = -1;
   uint64_t current_size_ = 0;
   uint64_t write_errors_ = 0;
+  uint64_t runs_started_ = 0;
   std::map<uint64_t, std::function<void(std::string_view)>> followers_;
   uint64_t next_follower_ = 1;
 };

@@ -48,13 +48,15 @@ Status Node::Init() {
   metrics_->AddCallbackGauge(
       "podless_supervisor_restarts", "Restarts of supervised processes since the agent started.",
       [supervisor] { return static_cast<double>(supervisor->restarts_total()); });
-  SyncProcesses();
 
   admin_ = std::make_unique<AdminServer>(loop_);
   AddAdminRoutes();
   if (Status s = admin_->Listen(config_.admin_address); !s) {
     return MakeError(s.error().code, "admin server: " + s.error().message);
   }
+  // Processes start only once everything else is bound: a node that fails to
+  // start must not have started (and then kill) any.
+  SyncProcesses();
   return {};
 }
 
@@ -88,7 +90,7 @@ Status Node::StartProxy() {
   directory_->set_hbone_port(proxy_->hbone_port());
 
   for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
-    workload_addresses_[workloads::KeyOf(stored->object)] = stored->addresses;
+    Track(*stored);
   }
   watcher_ = agent_->AddWatcher(
       [this](WatchEventType type, const StoredObject& object) { OnObjectChange(type, object); });
@@ -109,35 +111,59 @@ void Node::SyncPortsOrWarn() {
 
 Status Node::SyncPorts() {
   std::set<uint16_t> ports;
-  for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
-    for (const auto& port : std::get<workloads::Workload>(stored->object).spec.ports) {
-      ports.insert(port.port);
-    }
-  }
+  for (const auto& [port, users] : port_users_) ports.insert(port);
   return proxy_->SyncPlaintextPorts(ports);
 }
 
+bool Node::Track(const StoredObject& object) {
+  const auto& workload = std::get<workloads::Workload>(object.object);
+  TrackedWorkload& tracked = tracked_[workloads::KeyOf(object.object)];
+  tracked.addresses = object.addresses;
+  tracked.ports.clear();
+  bool ports_changed = false;
+  for (const auto& port : workload.spec.ports) {
+    tracked.ports.push_back(port.port);
+    ports_changed |= port_users_[port.port]++ == 0;
+  }
+  return ports_changed;
+}
+
+bool Node::Untrack(const workloads::ObjectKey& key, std::vector<uint32_t>* addresses) {
+  auto it = tracked_.find(key);
+  if (it == tracked_.end()) return false;
+  *addresses = std::move(it->second.addresses);
+  bool ports_changed = false;
+  for (uint16_t port : it->second.ports) {
+    if (--port_users_[port] == 0) {
+      port_users_.erase(port);
+      ports_changed = true;
+    }
+  }
+  tracked_.erase(it);
+  return ports_changed;
+}
+
+// Runs for every committed change, so it costs O(change), not O(state):
+// a batch of 100,000 registrations must not rescan every workload each time.
 void Node::OnObjectChange(WatchEventType type, const StoredObject& object) {
   directory_->Invalidate();
   if (!std::holds_alternative<workloads::Workload>(object.object)) return;
   const workloads::ObjectKey key = workloads::KeyOf(object.object);
-  std::vector<uint32_t> gone = std::move(workload_addresses_[key]);
-  if (type == WatchEventType::kDeleted) {
-    workload_addresses_.erase(key);
-  } else {
-    workload_addresses_[key] = object.addresses;
-    std::erase_if(gone, [&](uint32_t a) {
-      return std::find(object.addresses.begin(), object.addresses.end(), a) !=
-             object.addresses.end();
-    });
+
+  // Replicas keep their addresses while they exist, so the ones that went are
+  // the ordinals past the new count (all of them on delete).
+  std::vector<uint32_t> had;
+  bool ports_changed = Untrack(key, &had);
+  size_t keep = 0;
+  if (type != WatchEventType::kDeleted) {
+    ports_changed |= Track(object);
+    keep = object.addresses.size();
   }
-  for (uint32_t address : gone) proxy_->CloseConnectionsFor(address);
+  for (size_t ordinal = keep; ordinal < had.size(); ++ordinal) {
+    proxy_->CloseConnectionsFor(had[ordinal]);
+  }
   SyncProcesses();
-  if (Status s = SyncPorts(); !s) {
-    // The change is committed; a port that cannot be bound is reported and
-    // retried with the next change. Its workload is still reachable over HBONE.
-    std::fprintf(stderr, "podless: plaintext ports: %s\n", s.error().message.c_str());
-  }
+  if (ports_changed) SyncPortsOrWarn();
 }
 
 void Node::SyncProcesses() {

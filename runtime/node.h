@@ -58,6 +58,10 @@ class Node {
   // are gone are ended.
   void OnObjectChange(WatchEventType type, const StoredObject& object);
   Status SyncPorts();
+  // Records a workload's addresses and ports; true if a port got its first user.
+  bool Track(const StoredObject& object);
+  // Forgets a workload (its addresses moved out); true if a port lost its last user.
+  bool Untrack(const workloads::ObjectKey& key, std::vector<uint32_t>* addresses);
   void SyncPortsOrWarn();
   // Hands the supervisor the exec replicas the agent holds now.
   void SyncProcesses();
@@ -73,8 +77,15 @@ class Node {
   std::unique_ptr<ProxyDirectory> directory_;
   proxy::ProxyCorePtr proxy_;
   uint64_t watcher_ = 0;
-  // Addresses of every workload as last seen, to find replicas that went.
-  std::map<workloads::ObjectKey, std::vector<uint32_t>> workload_addresses_;
+  // Every workload as last seen: its addresses, to find replicas that went,
+  // and its ports, counted per port so the listeners change only when a port
+  // gains its first or loses its last workload.
+  struct TrackedWorkload {
+    std::vector<uint32_t> addresses;
+    std::vector<uint16_t> ports;
+  };
+  std::map<workloads::ObjectKey, TrackedWorkload> tracked_;
+  std::map<uint16_t, size_t> port_users_;
   bool ready_ = false;
 };
 

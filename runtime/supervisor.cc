@@ -170,7 +170,6 @@ struct Supervisor::Run {
   bool exited = false;
   pid_t pid = 0;
   uint64_t start_time = 0;
-  uint64_t started_ms = 0;
 };
 
 struct Supervisor::Replica {
@@ -382,14 +381,13 @@ void Supervisor::StartProcess(Replica& replica) {
     // The process never ran: treated as a failed run, restarted with backoff.
     replica.run = std::move(run);
     replica.run->exited = true;
-    replica.run->started_ms = NowMs(loop_);
     replica.reason = "StartError";
     OnExit(replica, 128, 0);
     replica.last_exit = message;
+    replica.reason = "StartError";
     return;
   }
   run->pid = run->process->pid;
-  run->started_ms = NowMs(loop_);
   if (auto stat = ReadProcStat(run->pid)) run->start_time = stat->start_time;
 
   rlimit no_core{0, 0};

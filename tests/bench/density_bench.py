@@ -17,7 +17,9 @@ when a step exceeds PODLESS_BENCH_STEP_TIMEOUT seconds (default 900) or the
 agent's RSS passes PODLESS_BENCH_MAX_RSS_MB (default 8192).
 """
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +37,7 @@ BATCH = int(os.environ.get("PODLESS_BENCH_BATCH", "10000"))
 REGISTER_BUDGET = float(os.environ.get("PODLESS_BENCH_REGISTER_BUDGET", "120"))
 
 stubs = tempfile.mkdtemp(prefix="podless-bench-stubs-")
+atexit.register(shutil.rmtree, stubs, ignore_errors=True)
 subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", os.path.join(SOURCE_ROOT, "api"),
                 f"--python_out={stubs}", f"--grpc_python_out={stubs}",
                 os.path.join(SOURCE_ROOT, "api/podless/v1/runtime.proto")], check=True)
@@ -213,7 +216,7 @@ def main():
         print(f"bench density n={n} rss_0_workloads_MiB={f['rss_0_workloads_MiB']:.1f} "
               f"rss_after_apply_MiB={f['rss_after_apply_MiB']:.1f} ratio_rss_vs_baseline={ratio:.3f} "
               f"bytes_per_replica={f['bytes_per_replica']:.0f} "
-              f"peak_rss_apply_MiB={f['peak_rss_apply_MiB']:.1f} target_bytes=1024", flush=True)
+              f"target_bytes=1024", flush=True)
         print(f"bench density_materialize n={n} apply_replicas_s={f['apply_s']:.3f} "
               f"apply_per_s={f['apply_workloads_per_s']:.0f} "
               f"registered={f['registered']} batch={BATCH} register_batch_s={f['register_s']:.3f} "

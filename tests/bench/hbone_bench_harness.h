@@ -156,7 +156,9 @@ class ClientNode {
           }
           done(r.ok() ? r.value() : nullptr);
         });
-    // Connectors are small; drop finished ones now and then.
+    // Connectors are small; drop old ones now and then. The newest 1024 are
+    // kept: one of them may be running the callback that called Open(), and
+    // no caller keeps more than 1024 connects in flight.
     if (connectors_.size() > 4096) connectors_.erase(connectors_.begin(), connectors_.end() - 1024);
   }
 

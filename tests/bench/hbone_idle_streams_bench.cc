@@ -38,6 +38,7 @@ struct Held {
   long long bytes_per_stream = 0;
   size_t count = 0;
   double open_s = 0;
+  size_t pool_connections = 0;  // HBONE connections carrying them
 };
 
 // Opens `count` streams in waves of `wave`, all echoed once; holds them while
@@ -76,6 +77,7 @@ Held Hold(Nodes& nodes, Transport transport, size_t count, size_t wave) {
   double open_s = Now() - t0;
   nodes.client.Run([] { return false; }, 200);  // let the server side settle
   long long after = RssBytes();
+  size_t pool_connections = nodes.client.pool_connections();
   for (auto& h : held) Require(!h->closed, "an idle stream closed while held");
   for (auto& h : held) h->Close();
   nodes.client.Run([] { return false; }, 500);
@@ -83,6 +85,7 @@ Held Hold(Nodes& nodes, Transport transport, size_t count, size_t wave) {
   r.count = count;
   r.bytes_per_stream = (after - before) / static_cast<long long>(count);
   r.open_s = open_s;
+  r.pool_connections = pool_connections;
   return r;
 }
 
@@ -102,10 +105,11 @@ int Main() {
   std::printf(
       "bench hbone_idle_streams hbone_streams=%zu hbone_bytes_per_stream=%lld "
       "hbone_open_streams_s=%.0f tcp_connections=%zu tcp_bytes_per_connection=%lld ratio=%.3f "
-      "pool_connections_peak_streams_per_conn=1000 target_bytes_per_stream=4096\n",
+      "hbone_pool_connections=%zu target_bytes_per_stream=4096\n",
       hbone.count, hbone.bytes_per_stream, hbone.count / hbone.open_s, base.count,
       base.bytes_per_stream,
-      static_cast<double>(hbone.bytes_per_stream) / std::max<long long>(1, base.bytes_per_stream));
+      static_cast<double>(hbone.bytes_per_stream) / std::max<long long>(1, base.bytes_per_stream),
+      hbone.pool_connections);
   Require(hbone.bytes_per_stream > 0 && hbone.bytes_per_stream < (1 << 20),
           "implausible bytes per stream");
   return 0;

@@ -92,7 +92,7 @@ RrResult RequestResponse(Nodes& nodes, Transport transport, int concurrency, lon
               [&] { return failed_opens > 0 || static_cast<int>(streams.size()) == concurrency; },
               10000) &&
               failed_opens == 0,
-          "reopening streams");
+          std::string("opening the request/response streams over ") + Name(transport));
   budget = requests;
   double server_cpu0 = nodes.server.Cpu(), cpu0 = ProcessCpu(), start = Now();
   for (auto* s : streams)
@@ -160,23 +160,20 @@ double StreamsPerSecond(Nodes& nodes, Transport transport, int in_flight, long t
   for (int i = 0; i < in_flight && started < total; ++i) start_one();
   bool ok = nodes.client.Run(
       [&] {
-        // Reap finished setups, start replacements.
-        while (!live.empty() && live.front()->done) {
-          if (live.front()->failed) ++failures;
-          live.pop_front();
-          ++completed;
-          if (started < total) start_one();
-        }
+        // Reap finished setups, then start their replacements (after the
+        // walk: an open may add to `live`).
+        long reaped = 0;
         for (auto it = live.begin(); it != live.end();) {
           if ((*it)->done) {
             if ((*it)->failed) ++failures;
             it = live.erase(it);
-            ++completed;
-            if (started < total) start_one();
+            ++reaped;
           } else {
             ++it;
           }
         }
+        completed += reaped;
+        for (; reaped > 0 && started < total; --reaped) start_one();
         return failures > 0 || completed == total;
       },
       300000);
@@ -194,21 +191,28 @@ int Main() {
   long setups_tcp = smoke ? 500 : 20000;  // bounded by ephemeral ports in TIME_WAIT
   Nodes nodes;
   RequestResponse(nodes, Transport::kHbone, 2, 100);  // handshake + pool warm-up
-  RrResult tcp = RequestResponse(nodes, Transport::kTcp, concurrency, requests);
-  RrResult hbone = RequestResponse(nodes, Transport::kHbone, concurrency, requests);
-  std::printf(
-      "bench hbone_rr msg=%zuB streams=%d requests=%ld tcp_p50_us=%.1f tcp_p99_us=%.1f "
-      "hbone_p50_us=%.1f hbone_p99_us=%.1f added_p50_us_per_hop=%.1f added_p99_us_per_hop=%.1f "
-      "target_added_p50_us=50\n",
-      kMessage, concurrency, requests, tcp.p50_us, tcp.p99_us, hbone.p50_us, hbone.p99_us,
-      hbone.p50_us - tcp.p50_us, hbone.p99_us - tcp.p99_us);
-  std::printf(
-      "bench hbone_rr_rate tcp_req_s=%.0f hbone_req_s=%.0f ratio=%.3f "
-      "server_node_cpu_cores_per_1k_req_s: tcp=%.4f hbone=%.4f proxy_added=%.4f "
-      "process_cpu_cores_per_1k_req_s: tcp=%.4f hbone=%.4f target_proxy=0.02\n",
-      tcp.req_per_s, hbone.req_per_s, hbone.req_per_s / tcp.req_per_s, tcp.server_cpu_per_1k,
-      hbone.server_cpu_per_1k, hbone.server_cpu_per_1k - tcp.server_cpu_per_1k,
-      tcp.process_cpu_per_1k, hbone.process_cpu_per_1k);
+  // One stream: the round trip itself (no queueing behind other streams);
+  // then `concurrency` streams: rate, CPU, and latency under load.
+  for (int streams : {1, concurrency}) {
+    long n = streams == 1 ? requests / 10 : requests;
+    RrResult tcp = RequestResponse(nodes, Transport::kTcp, streams, n);
+    RrResult hbone = RequestResponse(nodes, Transport::kHbone, streams, n);
+    std::printf(
+        "bench hbone_rr msg=%zuB streams=%d requests=%ld tcp_p50_us=%.1f tcp_p99_us=%.1f "
+        "hbone_p50_us=%.1f hbone_p99_us=%.1f added_p50_us_per_hop=%.1f "
+        "added_p99_us_per_hop=%.1f target_added_p50_us=50\n",
+        kMessage, streams, n, tcp.p50_us, tcp.p99_us, hbone.p50_us, hbone.p99_us,
+        hbone.p50_us - tcp.p50_us, hbone.p99_us - tcp.p99_us);
+    std::printf(
+        "bench hbone_rr_rate streams=%d tcp_req_s=%.0f hbone_req_s=%.0f ratio=%.3f "
+        "server_node_cpu_cores_per_1k_req_s: tcp=%.4f hbone=%.4f proxy_added=%.4f "
+        "process_cpu_cores_per_1k_req_s: tcp=%.4f hbone=%.4f target_proxy=0.02\n",
+        streams, tcp.req_per_s, hbone.req_per_s, hbone.req_per_s / tcp.req_per_s,
+        tcp.server_cpu_per_1k, hbone.server_cpu_per_1k,
+        hbone.server_cpu_per_1k - tcp.server_cpu_per_1k, tcp.process_cpu_per_1k,
+        hbone.process_cpu_per_1k);
+    Require(Sane(tcp.p50_us) && Sane(hbone.p50_us), "implausible latencies");
+  }
   std::fflush(stdout);
   double tcp_conn = StreamsPerSecond(nodes, Transport::kTcp, in_flight, setups_tcp);
   double hbone_streams = StreamsPerSecond(nodes, Transport::kHbone, in_flight, setups_hbone);
@@ -217,8 +221,7 @@ int Main() {
       "ratio=%.3f pooled_connections=%zu target_streams_s_per_core=50000\n",
       in_flight, tcp_conn, hbone_streams, hbone_streams / tcp_conn,
       nodes.client.pool_connections());
-  Require(Sane(tcp.p50_us) && Sane(hbone.p50_us) && Sane(tcp_conn) && Sane(hbone_streams),
-          "implausible figures");
+  Require(Sane(tcp_conn) && Sane(hbone_streams), "implausible figures");
   return 0;
 }
 

@@ -62,6 +62,8 @@ TEST_CASE("LogFile: a new run moves the current output to previous") {
   auto log = LogFile::Open(dir.path(), 1 << 20);
   REQUIRE(log.ok());
   CHECK(ReadLog(dir.path(), true, -1).error().code == ErrorCode::kNotFound);
+  (*log)->StartRun();  // the first run has no previous one
+  CHECK(ReadLog(dir.path(), true, -1).error().code == ErrorCode::kNotFound);
   (*log)->Append("first run\n");
   (*log)->StartRun();
   (*log)->Append("second run\n");

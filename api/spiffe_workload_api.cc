@@ -1,0 +1,172 @@
+#include "api/spiffe_workload_api.h"
+
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "spiffe/workload.pb.h"
+
+namespace podless::api {
+namespace {
+
+// The file declares no package (as the specification's does), so the
+// service's wire name is just "SpiffeWorkloadAPI".
+constexpr char kService[] = "/SpiffeWorkloadAPI/";
+
+std::string Der(X509* cert) {
+  uint8_t* out = nullptr;
+  int length = i2d_X509(cert, &out);
+  if (length <= 0) return "";
+  std::string der(reinterpret_cast<char*>(out), static_cast<size_t>(length));
+  OPENSSL_free(out);
+  return der;
+}
+
+// The trust bundle (PEM roots) as concatenated DER certificates.
+std::string BundleDer(const std::string& pem) {
+  bssl::UniquePtr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  std::string der;
+  while (true) {
+    bssl::UniquePtr<X509> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+    if (!cert) break;
+    der += Der(cert.get());
+  }
+  return der;
+}
+
+std::string TrustDomainId(const runtime::Agent& agent) {
+  return "spiffe://" + agent.config().trust_domain;
+}
+
+}  // namespace
+
+// One open FetchX509SVID call.
+struct SpiffeWorkloadApi::SvidStream {
+  SpiffeWorkloadApi* owner = nullptr;
+  uint64_t id = 0;
+  std::string ns;
+  std::string replica;  // "<workload>-<ordinal>"
+  std::string serial_sent;
+  ServerStreamWriter<X509SVIDResponse> writer;
+  proxy::TimerHandle timer;
+  explicit SvidStream(ServerStreamWriter<X509SVIDResponse> w) : writer(std::move(w)) {}
+};
+
+SpiffeWorkloadApi::SpiffeWorkloadApi(uv_loop_t* loop, runtime::Agent& agent,
+                                     const runtime::Supervisor& supervisor)
+    : loop_(loop), agent_(agent), supervisor_(supervisor), server_(loop) {
+  server_.AddServerStreaming<X509SVIDRequest, X509SVIDResponse>(
+      std::string(kService) + "FetchX509SVID",
+      [this](const CallContext& context, const X509SVIDRequest&,
+             ServerStreamWriter<X509SVIDResponse> writer) {
+        auto ref = Attest(context);
+        if (!ref) {
+          writer.Finish(ref.error());
+          return;
+        }
+        const auto& workload = std::get<workloads::Workload>((*ref)->workload->object);
+        auto stream = std::make_unique<SvidStream>(std::move(writer));
+        stream->owner = this;
+        stream->id = next_stream_++;
+        stream->ns = workload.metadata.ns;
+        stream->replica = workload.metadata.name + "-" + std::to_string((*ref)->ordinal);
+        uv_timer_init(loop_, stream->timer.get());
+        stream->timer->data = stream.get();
+        SvidStream& raw = *stream;
+        uint64_t id = stream->id;
+        streams_[id] = std::move(stream);
+        // Erasing inside the cancel callback is safe: the timer's owner
+        // clears its data when closed, and nothing else points at the stream.
+        raw.writer.OnCancel([this, id] { streams_.erase(id); });
+        if (streams_.count(id)) Refresh(raw);
+      });
+
+  server_.AddServerStreaming<X509BundlesRequest, X509BundlesResponse>(
+      std::string(kService) + "FetchX509Bundles",
+      [this](const CallContext& context, const X509BundlesRequest&,
+             ServerStreamWriter<X509BundlesResponse> writer) {
+        auto ref = Attest(context);
+        if (!ref) {
+          writer.Finish(ref.error());
+          return;
+        }
+        // The bundle changes only with the CA, i.e. never while the agent
+        // runs: one message, and the stream stays open as the API expects.
+        X509BundlesResponse response;
+        (*response.mutable_bundles())[TrustDomainId(agent_)] = BundleDer(agent_.ca().BundlePem());
+        writer.Write(response);
+      });
+}
+
+SpiffeWorkloadApi::~SpiffeWorkloadApi() { Close(); }
+
+Status SpiffeWorkloadApi::Listen(const std::string& socket_path) {
+  return server_.Listen(socket_path);
+}
+
+void SpiffeWorkloadApi::Close() {
+  server_.Close();
+  streams_.clear();
+}
+
+Result<const runtime::ReplicaRef*> SpiffeWorkloadApi::Attest(const CallContext& context) const {
+  auto header = context.metadata.find(kWorkloadApiHeader);
+  if (header == context.metadata.end() || header->second != "true") {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "security header missing from request: metadata \"workload.spiffe.io: true\"");
+  }
+  auto address = supervisor_.ReplicaOfPid(context.pid);
+  if (!address) {
+    return MakeError(ErrorCode::kPermissionDenied,
+                     "caller (pid " + std::to_string(context.pid) +
+                         ") is not a process of a workload this agent supervises");
+  }
+  const runtime::ReplicaRef* ref = agent_.FindReplica(*address);
+  if (ref == nullptr) {
+    return MakeError(ErrorCode::kPermissionDenied, "the caller's replica no longer exists");
+  }
+  return ref;
+}
+
+void SpiffeWorkloadApi::Refresh(SvidStream& stream) {
+  auto svid = agent_.Certificate(stream.ns, stream.replica);
+  if (!svid) {
+    // The workload went away (or issuance failed): the caller is no longer
+    // entitled to anything.
+    stream.writer.Finish(MakeError(ErrorCode::kPermissionDenied, svid.error().message));
+    streams_.erase(stream.id);
+    return;
+  }
+  const workloads::Svid& current = **svid;
+  if (current.serial_hex != stream.serial_sent) {
+    X509SVIDResponse response;
+    X509SVID* out = response.add_svids();
+    out->set_spiffe_id(current.id.ToString());
+    std::string chain = Der(current.leaf.get());
+    for (const auto& intermediate : current.intermediates) chain += Der(intermediate.get());
+    out->set_x509_svid(chain);
+    std::vector<uint8_t> key = current.PrivateKeyPkcs8Der();
+    out->set_x509_svid_key(std::string(key.begin(), key.end()));
+    out->set_bundle(BundleDer(agent_.ca().BundlePem()));
+    if (!stream.writer.Write(response)) return;  // cancelled: OnCancel erases it
+    stream.serial_sent = current.serial_hex;
+  }
+  // The agent re-issues once half of the lifetime is left; look again then.
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  const int64_t refresh_at = current.not_after - agent_.config().svid_ttl.count() / 2;
+  const uint64_t delay_ms =
+      static_cast<uint64_t>(std::clamp<int64_t>((refresh_at - now) * 1000 + 100, 100, 3'600'000));
+  uv_timer_start(
+      stream.timer.get(),
+      [](uv_timer_t* timer) {
+        auto* stream = static_cast<SvidStream*>(timer->data);
+        if (stream == nullptr) return;
+        stream->owner->Refresh(*stream);
+      },
+      delay_ms, 0);
+}
+
+}  // namespace podless::api
