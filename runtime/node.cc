@@ -119,6 +119,7 @@ bool Node::Track(const StoredObject& object) {
   const auto& workload = std::get<workloads::Workload>(object.object);
   TrackedWorkload& tracked = tracked_[workloads::KeyOf(object.object)];
   tracked.addresses = object.addresses;
+  tracked.exec = std::holds_alternative<workloads::ExecApp>(workload.spec.app);
   tracked.ports.clear();
   bool ports_changed = false;
   for (const auto& port : workload.spec.ports) {
@@ -128,10 +129,12 @@ bool Node::Track(const StoredObject& object) {
   return ports_changed;
 }
 
-bool Node::Untrack(const workloads::ObjectKey& key, std::vector<uint32_t>* addresses) {
+bool Node::Untrack(const workloads::ObjectKey& key, std::vector<uint32_t>* addresses,
+                   bool* was_exec) {
   auto it = tracked_.find(key);
   if (it == tracked_.end()) return false;
   *addresses = std::move(it->second.addresses);
+  *was_exec = it->second.exec;
   bool ports_changed = false;
   for (uint16_t port : it->second.ports) {
     if (--port_users_[port] == 0) {
@@ -153,7 +156,8 @@ void Node::OnObjectChange(WatchEventType type, const StoredObject& object) {
   // Replicas keep their addresses while they exist, so the ones that went are
   // the ordinals past the new count (all of them on delete).
   std::vector<uint32_t> had;
-  bool ports_changed = Untrack(key, &had);
+  bool was_exec = false;
+  bool ports_changed = Untrack(key, &had, &was_exec);
   size_t keep = 0;
   if (type != WatchEventType::kDeleted) {
     ports_changed |= Track(object);
@@ -162,7 +166,12 @@ void Node::OnObjectChange(WatchEventType type, const StoredObject& object) {
   for (size_t ordinal = keep; ordinal < had.size(); ++ordinal) {
     proxy_->CloseConnectionsFor(had[ordinal]);
   }
-  SyncProcesses();
+  // The supervisor's desired set is rebuilt from every exec workload, so
+  // only changes that involve one pay for it.
+  if (was_exec || std::holds_alternative<workloads::ExecApp>(
+                      std::get<workloads::Workload>(object.object).spec.app)) {
+    SyncProcesses();
+  }
   if (ports_changed) SyncPortsOrWarn();
 }
 

@@ -61,7 +61,8 @@ class Node {
   // Records a workload's addresses and ports; true if a port got its first user.
   bool Track(const StoredObject& object);
   // Forgets a workload (its addresses moved out); true if a port lost its last user.
-  bool Untrack(const workloads::ObjectKey& key, std::vector<uint32_t>* addresses);
+  bool Untrack(const workloads::ObjectKey& key, std::vector<uint32_t>* addresses,
+               bool* was_exec);
   void SyncPortsOrWarn();
   // Hands the supervisor the exec replicas the agent holds now.
   void SyncProcesses();
@@ -83,6 +84,7 @@ class Node {
   struct TrackedWorkload {
     std::vector<uint32_t> addresses;
     std::vector<uint16_t> ports;
+    bool exec = false;  // its replicas are supervised processes
   };
   std::map<workloads::ObjectKey, TrackedWorkload> tracked_;
   std::map<uint16_t, size_t> port_users_;
