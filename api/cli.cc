@@ -123,10 +123,14 @@ Result<v1::Kind> ParseKind(const std::string& word) {
 
 std::string KindWord(v1::Kind kind) {
   switch (kind) {
-    case v1::WORKLOAD: return "workload";
-    case v1::SERVICE: return "service";
-    case v1::AUTHORIZATION_POLICY: return "authorizationpolicy";
-    default: return "object";
+    case v1::WORKLOAD:
+      return "workload";
+    case v1::SERVICE:
+      return "service";
+    case v1::AUTHORIZATION_POLICY:
+      return "authorizationpolicy";
+    default:
+      return "object";
   }
 }
 
@@ -304,14 +308,17 @@ class Cli {
       if (!list) return Fail(list.error().message);
       objects.assign(list->objects().begin(), list->objects().end());
     }
-    if (objects.size() == 1 && single && (*format == OutputFormat::kYaml || *format == OutputFormat::kJson)) {
+    if (objects.size() == 1 && single &&
+        (*format == OutputFormat::kYaml || *format == OutputFormat::kJson)) {
       std::fputs(FormatObject(objects[0], *format).c_str(), stdout);
       return 0;
     }
     if (objects.empty() && (*format == OutputFormat::kTable || *format == OutputFormat::kWide)) {
-      std::fprintf(stderr, "No %ss found%s.\n", KindWord(*kind).c_str(),
-                   args.all_namespaces ? ""
-                                       : (" in namespace " + (args.ns.empty() ? std::string("default") : args.ns)).c_str());
+      std::fprintf(
+          stderr, "No %ss found%s.\n", KindWord(*kind).c_str(),
+          args.all_namespaces
+              ? ""
+              : (" in namespace " + (args.ns.empty() ? std::string("default") : args.ns)).c_str());
       return 0;
     }
     std::fputs(FormatList(objects, *kind, *format, args.all_namespaces).c_str(), stdout);

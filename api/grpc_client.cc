@@ -1,5 +1,7 @@
 #include "api/grpc_client.h"
 
+#include "api/unix_socket_address.h"
+
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -175,22 +177,15 @@ Result<GrpcClientPtr> GrpcClient::Connect(const std::string& socket_path,
     return MakeError(ErrorCode::kUnavailable, "cannot connect to " + socket_path + ": " + reason +
                                                   " (is `podless run` running?)");
   };
-  sockaddr_un addr = {};
-  addr.sun_family = AF_UNIX;
-  if (socket_path.empty() || socket_path.size() >= sizeof(addr.sun_path)) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "API socket path \"" + socket_path + "\" is " +
-                         std::to_string(socket_path.size()) +
-                         " bytes long; a Unix socket path must be 1 to " +
-                         std::to_string(sizeof(addr.sun_path) - 1) + " bytes");
-  }
-  std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
+  auto address = UnixSocketAddress(socket_path);
+  if (!address) return address.error();
+  const sockaddr_un addr = *address;
 
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return unavailable(std::strerror(errno));
   const auto deadline = Clock::now() + timeout;
   for (;;) {
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) break;
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) break;
     const int err = errno;
     // A full accept backlog makes a non-blocking Unix connect fail with
     // EAGAIN: the agent is alive but busy, so retry until the deadline.

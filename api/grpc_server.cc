@@ -1,5 +1,7 @@
 #include "api/grpc_server.h"
 
+#include "api/unix_socket_address.h"
+
 #include <fcntl.h>
 #include <nghttp2/nghttp2.h>
 #include <signal.h>
@@ -857,16 +859,9 @@ Status GrpcServer::Listen(const std::string& socket_path) {
     return MakeError(ErrorCode::kFailedPrecondition,
                      "the API server already listens on " + socket_path_);
   }
-  sockaddr_un addr = {};
-  addr.sun_family = AF_UNIX;
-  if (socket_path.empty() || socket_path.size() >= sizeof(addr.sun_path)) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "API socket path \"" + socket_path + "\" is " +
-                         std::to_string(socket_path.size()) +
-                         " bytes long; a Unix socket path must be 1 to " +
-                         std::to_string(sizeof(addr.sun_path) - 1) + " bytes");
-  }
-  std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
+  auto address = UnixSocketAddress(socket_path);
+  if (!address) return address.error();
+  const sockaddr_un addr = *address;
 
   // Replace a stale socket left by a crashed agent, but never a live one
   // (another agent) and never a file that is not a socket.
@@ -878,7 +873,7 @@ Status GrpcServer::Listen(const std::string& socket_path) {
     }
     const int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     const int connected =
-        probe < 0 ? -1 : connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+        probe < 0 ? -1 : connect(probe, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
     const int probe_errno = errno;
     if (probe >= 0) ::close(probe);
     if (connected == 0 || probe_errno != ECONNREFUSED) {
@@ -906,7 +901,7 @@ Status GrpcServer::Listen(const std::string& socket_path) {
   // user could connect. The chmod below is only a fallback, and still runs
   // before listen(): until then a connect() is refused anyway.
   fchmod(fd, S_IRUSR | S_IWUSR);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
     const int bind_errno = errno;
     ::close(fd);
     return MakeError(ErrorCode::kUnavailable, "cannot bind the API socket " + socket_path + ": " +

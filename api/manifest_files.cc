@@ -48,7 +48,8 @@ Result<std::vector<ManifestFile>> ReadManifestFiles(const std::string& path) {
     for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
       if (entry.is_regular_file() && IsManifestName(entry.path())) names.push_back(entry.path());
     }
-    if (ec) return MakeError(ErrorCode::kInvalidArgument, "cannot list " + path + ": " + ec.message());
+    if (ec)
+      return MakeError(ErrorCode::kInvalidArgument, "cannot list " + path + ": " + ec.message());
     std::sort(names.begin(), names.end());
     if (names.empty()) {
       return MakeError(ErrorCode::kInvalidArgument,

@@ -65,12 +65,11 @@ int RunCommand(const std::vector<std::string>& args) {
 
   auto& metrics = (*node)->metrics();
   proxy::CounterFamily& api_requests = metrics.AddCounter(
-      "podless_api_requests_total", "Local API calls by method and gRPC code.",
-      {"method", "code"});
-  RuntimeService service((*node)->agent(), [&api_requests](std::string_view method,
-                                                           ErrorCode code, bool ok) {
-    api_requests.WithLabels({method, ok ? std::string_view("OK") : ErrorCodeName(code)}).Inc();
-  });
+      "podless_api_requests_total", "Local API calls by method and gRPC code.", {"method", "code"});
+  RuntimeService service(
+      (*node)->agent(), [&api_requests](std::string_view method, ErrorCode code, bool ok) {
+        api_requests.WithLabels({method, ok ? std::string_view("OK") : ErrorCodeName(code)}).Inc();
+      });
   service.SetSupervisor(&(*node)->supervisor());
   GrpcServer grpc(loop.get());
   service.RegisterWith(grpc);
@@ -110,8 +109,8 @@ int RunCommand(const std::vector<std::string>& args) {
     uv_signal_init(loop.get(), handle.get());
     handle->data = &stop;
     uv_signal_start(
-        handle.get(),
-        [](uv_signal_t* h, int) { (*static_cast<decltype(stop)*>(h->data))(); }, signum);
+        handle.get(), [](uv_signal_t* h, int) { (*static_cast<decltype(stop)*>(h->data))(); },
+        signum);
   }
 
   (*node)->SetReady();

@@ -86,8 +86,7 @@ static v1::Object ObjectWithStatus(runtime::Agent& agent, const runtime::StoredO
   } else if (out.has_service()) {
     auto* status = out.mutable_service()->mutable_status();
     if (!stored.addresses.empty()) status->set_vip(workloads::FormatIpv4(stored.addresses[0]));
-    for (uint32_t address :
-         agent.ServiceEndpoints(std::get<workloads::Service>(stored.object))) {
+    for (uint32_t address : agent.ServiceEndpoints(std::get<workloads::Service>(stored.object))) {
       status->add_endpoints(workloads::FormatIpv4(address));
     }
   }
@@ -113,8 +112,8 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
   server.AddUnary<v1::ApplyRequest, v1::ApplyResponse>(
       std::string(kService) + "Apply",
       observed.operator()<v1::ApplyRequest, v1::ApplyResponse>(
-          "Apply", [this](const CallContext&, const v1::ApplyRequest& request)
-                       -> Result<v1::ApplyResponse> {
+          "Apply",
+          [this](const CallContext&, const v1::ApplyRequest& request) -> Result<v1::ApplyResponse> {
             auto parsed =
                 ParseRequestManifests(request.manifest(), request.source_name(), request.files());
             if (!parsed) return parsed.error();
@@ -130,12 +129,13 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
   server.AddUnary<v1::DeleteRequest, v1::DeleteResponse>(
       std::string(kService) + "Delete",
       observed.operator()<v1::DeleteRequest, v1::DeleteResponse>(
-          "Delete", [this](const CallContext&, const v1::DeleteRequest& request)
-                        -> Result<v1::DeleteResponse> {
+          "Delete",
+          [this](const CallContext&,
+                 const v1::DeleteRequest& request) -> Result<v1::DeleteResponse> {
             std::vector<ObjectKey> keys;
             if (!request.manifest().empty() || !request.files().empty()) {
-              auto parsed = ParseRequestManifests(request.manifest(), request.source_name(),
-                                                  request.files());
+              auto parsed =
+                  ParseRequestManifests(request.manifest(), request.source_name(), request.files());
               if (!parsed) return parsed.error();
               for (const auto& object : *parsed) keys.push_back(workloads::KeyOf(object.object));
             }
@@ -158,9 +158,8 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
             return response;
           }));
 
-  auto register_workloads =
-      [this](const google::protobuf::RepeatedPtrField<v1::Workload>& messages,
-             bool batch) -> Status {
+  auto register_workloads = [this](const google::protobuf::RepeatedPtrField<v1::Workload>& messages,
+                                   bool batch) -> Status {
     std::vector<workloads::Workload> list;
     std::vector<workloads::ParsedObject> parsed;
     list.reserve(messages.size());
@@ -187,9 +186,9 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
   server.AddUnary<v1::RegisterRequest, v1::RegisterResponse>(
       std::string(kService) + "Register",
       observed.operator()<v1::RegisterRequest, v1::RegisterResponse>(
-          "Register", [this, register_workloads](const CallContext&,
-                                                  const v1::RegisterRequest& request)
-                          -> Result<v1::RegisterResponse> {
+          "Register",
+          [this, register_workloads](const CallContext&, const v1::RegisterRequest& request)
+              -> Result<v1::RegisterResponse> {
             google::protobuf::RepeatedPtrField<v1::Workload> one;
             *one.Add() = request.workload();
             if (Status s = register_workloads(one, false); !s) return s.error();
@@ -204,9 +203,9 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
   server.AddUnary<v1::RegisterBatchRequest, v1::RegisterBatchResponse>(
       std::string(kService) + "RegisterBatch",
       observed.operator()<v1::RegisterBatchRequest, v1::RegisterBatchResponse>(
-          "RegisterBatch", [register_workloads](const CallContext&,
-                                                const v1::RegisterBatchRequest& request)
-                               -> Result<v1::RegisterBatchResponse> {
+          "RegisterBatch",
+          [register_workloads](const CallContext&, const v1::RegisterBatchRequest& request)
+              -> Result<v1::RegisterBatchResponse> {
             if (Status s = register_workloads(request.workloads(), true); !s) return s.error();
             v1::RegisterBatchResponse response;
             response.set_registered(static_cast<uint32_t>(request.workloads_size()));
@@ -216,15 +215,16 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
   server.AddUnary<v1::DeregisterRequest, v1::DeregisterResponse>(
       std::string(kService) + "Deregister",
       observed.operator()<v1::DeregisterRequest, v1::DeregisterResponse>(
-          "Deregister", [this](const CallContext&, const v1::DeregisterRequest& request)
-                            -> Result<v1::DeregisterResponse> {
+          "Deregister",
+          [this](const CallContext&,
+                 const v1::DeregisterRequest& request) -> Result<v1::DeregisterResponse> {
             if (request.name().empty()) {
               return MakeError(ErrorCode::kInvalidArgument, "name: required");
             }
-            auto changes = agent_.Delete(
-                {ObjectKey{Kind::kWorkload, NamespaceOrDefault(request.namespace_()),
-                           request.name()}},
-                /*ignore_not_found=*/false);
+            auto changes =
+                agent_.Delete({ObjectKey{Kind::kWorkload, NamespaceOrDefault(request.namespace_()),
+                                         request.name()}},
+                              /*ignore_not_found=*/false);
             if (!changes) return changes.error();
             return v1::DeregisterResponse();
           }));
@@ -239,9 +239,8 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
                           request.ref().name()};
             const runtime::StoredObject* stored = agent_.Find(key);
             if (stored == nullptr) {
-              return MakeError(ErrorCode::kNotFound, std::string(workloads::KindName(*kind)) +
-                                                         " " + key.ns + "/" + key.name +
-                                                         " not found");
+              return MakeError(ErrorCode::kNotFound, std::string(workloads::KindName(*kind)) + " " +
+                                                         key.ns + "/" + key.name + " not found");
             }
             return ObjectWithStatus(agent_, *stored);
           }));
@@ -274,8 +273,9 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
   server.AddUnary<v1::GetCertificateRequest, v1::Certificate>(
       std::string(kService) + "GetCertificate",
       observed.operator()<v1::GetCertificateRequest, v1::Certificate>(
-          "GetCertificate", [this](const CallContext&, const v1::GetCertificateRequest& request)
-                                -> Result<v1::Certificate> {
+          "GetCertificate",
+          [this](const CallContext&,
+                 const v1::GetCertificateRequest& request) -> Result<v1::Certificate> {
             auto svid =
                 agent_.Certificate(NamespaceOrDefault(request.namespace_()), request.replica());
             if (!svid) return svid.error();
@@ -291,8 +291,9 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
   server.AddUnary<v1::GetCredentialsRequest, v1::Credentials>(
       std::string(kService) + "GetCredentials",
       observed.operator()<v1::GetCredentialsRequest, v1::Credentials>(
-          "GetCredentials", [this](const CallContext&, const v1::GetCredentialsRequest& request)
-                                -> Result<v1::Credentials> {
+          "GetCredentials",
+          [this](const CallContext&,
+                 const v1::GetCredentialsRequest& request) -> Result<v1::Credentials> {
             auto replica = agent_.FindReplicaByName(NamespaceOrDefault(request.namespace_()),
                                                     request.replica());
             if (!replica) return replica.error();
@@ -310,17 +311,15 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
           }));
 
   server.AddServerStreaming<v1::LogsRequest, v1::LogChunk>(
-      std::string(kService) + "Logs",
-      [this](const CallContext&, const v1::LogsRequest& request,
-             ServerStreamWriter<v1::LogChunk> writer) {
+      std::string(kService) + "Logs", [this](const CallContext&, const v1::LogsRequest& request,
+                                             ServerStreamWriter<v1::LogChunk> writer) {
         if (observer_) observer_("Logs", ErrorCode::kInternal, true);
         StreamLogs(request, std::move(writer));
       });
 
   server.AddServerStreaming<v1::WatchRequest, v1::WatchEvent>(
-      std::string(kService) + "Watch",
-      [this](const CallContext&, const v1::WatchRequest& request,
-             ServerStreamWriter<v1::WatchEvent> writer) {
+      std::string(kService) + "Watch", [this](const CallContext&, const v1::WatchRequest& request,
+                                              ServerStreamWriter<v1::WatchEvent> writer) {
         if (observer_) observer_("Watch", ErrorCode::kInternal, true);
         std::vector<Kind> kinds;
         for (int k : request.kinds()) {
@@ -353,8 +352,9 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
         synced.set_type(v1::WatchEvent::SYNCED);
         if (!writer.Write(synced)) return;
 
-        const uint64_t id = agent_.AddWatcher(
-            [send, wanted](runtime::WatchEventType type, const runtime::StoredObject& stored) mutable {
+        const uint64_t id =
+            agent_.AddWatcher([send, wanted](runtime::WatchEventType type,
+                                             const runtime::StoredObject& stored) mutable {
               if (!wanted(workloads::KeyOf(stored.object))) return;
               send(type == runtime::WatchEventType::kAdded      ? v1::WatchEvent::ADDED
                    : type == runtime::WatchEventType::kModified ? v1::WatchEvent::MODIFIED
@@ -382,16 +382,16 @@ void RuntimeService::StreamLogs(const v1::LogsRequest& request,
   }
   const auto& workload = std::get<workloads::Workload>(stored->object);
   if (!std::holds_alternative<workloads::ExecApp>(workload.spec.app)) {
-    writer.Finish(MakeError(ErrorCode::kFailedPrecondition,
-                            "workload " + name + " runs no process (its app is not exec): no logs"));
+    writer.Finish(
+        MakeError(ErrorCode::kFailedPrecondition,
+                  "workload " + name + " runs no process (its app is not exec): no logs"));
     return;
   }
   const uint32_t ordinal = request.has_replica() ? request.replica().value() : 0;
   if (ordinal >= stored->addresses.size()) {
-    writer.Finish(MakeError(ErrorCode::kNotFound, "workload " + name + " has no replica " +
-                                                      std::to_string(ordinal) + " (it has " +
-                                                      std::to_string(stored->addresses.size()) +
-                                                      ")"));
+    writer.Finish(MakeError(ErrorCode::kNotFound,
+                            "workload " + name + " has no replica " + std::to_string(ordinal) +
+                                " (it has " + std::to_string(stored->addresses.size()) + ")"));
     return;
   }
   int64_t tail = -1;
@@ -408,9 +408,9 @@ void RuntimeService::StreamLogs(const v1::LogsRequest& request,
   auto text = runtime::ReadLog(dir, request.previous(), tail);
   if (!text.ok()) {
     if (request.previous() || !request.follow()) {
-      writer.Finish(MakeError(text.error().code,
-                              (request.previous() ? "no previous run of " : "no log of ") +
-                                  ns + "/" + replica));
+      writer.Finish(MakeError(
+          text.error().code,
+          (request.previous() ? "no previous run of " : "no log of ") + ns + "/" + replica));
       return;
     }
   } else {
@@ -422,8 +422,7 @@ void RuntimeService::StreamLogs(const v1::LogsRequest& request,
       if (!writer.Write(chunk)) return;
     }
   }
-  runtime::LogFile* log =
-      supervisor_ != nullptr ? supervisor_->FindLog(ns, replica) : nullptr;
+  runtime::LogFile* log = supervisor_ != nullptr ? supervisor_->FindLog(ns, replica) : nullptr;
   if (!request.follow() || request.previous() || log == nullptr) {
     writer.Finish({});
     return;

@@ -74,10 +74,12 @@ Result<AgentPtr> Agent::Open(const AgentConfig& config) {
 
 Status Agent::Load() {
   auto node_cidr = workloads::Cidr::Parse(config_.node_cidr);
-  if (!node_cidr) return MakeError(ErrorCode::kInvalidArgument, "--node-cidr: " + node_cidr.error().message);
+  if (!node_cidr)
+    return MakeError(ErrorCode::kInvalidArgument, "--node-cidr: " + node_cidr.error().message);
   auto service_cidr = workloads::Cidr::Parse(config_.service_cidr);
   if (!service_cidr) {
-    return MakeError(ErrorCode::kInvalidArgument, "--service-cidr: " + service_cidr.error().message);
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "--service-cidr: " + service_cidr.error().message);
   }
   node_pool_ = std::make_unique<workloads::AddressPool>(*node_cidr);
   service_pool_ = std::make_unique<workloads::AddressPool>(*service_cidr);
@@ -90,10 +92,10 @@ Status Agent::Load() {
   if (!store) return store.error();
   store_ = std::move(*store);
 
-  auto ca = config_.ca_cert.empty()
-                ? workloads::CertificateAuthority::LoadOrCreate(config_.state_dir, config_.trust_domain)
-                : workloads::CertificateAuthority::LoadFromFiles(config_.ca_cert, config_.ca_key,
-                                                                 config_.trust_domain);
+  auto ca = config_.ca_cert.empty() ? workloads::CertificateAuthority::LoadOrCreate(
+                                          config_.state_dir, config_.trust_domain)
+                                    : workloads::CertificateAuthority::LoadFromFiles(
+                                          config_.ca_cert, config_.ca_key, config_.trust_domain);
   if (!ca) return ca.error();
   ca_ = std::move(*ca);
 
@@ -257,8 +259,8 @@ Result<std::vector<ObjectChange>> Agent::Delete(const std::vector<ObjectKey>& ke
     return s.error();
   }
   for (const StoredObject& object : gone) {
-    auto& pool = std::holds_alternative<workloads::Service>(object.object) ? *service_pool_
-                                                                           : *node_pool_;
+    auto& pool =
+        std::holds_alternative<workloads::Service>(object.object) ? *service_pool_ : *node_pool_;
     for (uint32_t address : object.addresses) pool.Release(address);
     Notify(WatchEventType::kDeleted, object);
   }
@@ -373,8 +375,8 @@ const StoredObject* Agent::FindServiceByVip(uint32_t vip) const {
 ProxyCredentials Agent::CredentialsFor(const ReplicaRef& replica) const {
   const auto& workload = std::get<workloads::Workload>(replica.workload->object);
   ProxyCredentials out;
-  out.user = workload.metadata.name + "-" + std::to_string(replica.ordinal) + "." +
-             workload.metadata.ns;
+  out.user =
+      workload.metadata.name + "-" + std::to_string(replica.ordinal) + "." + workload.metadata.ns;
   uint8_t mac[EVP_MAX_MD_SIZE];
   unsigned mac_len = 0;
   HMAC(EVP_sha256(), replica.workload->secret.data(), replica.workload->secret.size(),
@@ -391,7 +393,8 @@ const ReplicaRef* Agent::Authenticate(std::string_view user, std::string_view pa
   // user = "<workload>-<ordinal>.<namespace>"
   const auto dot = user.rfind('.');
   if (dot == std::string_view::npos) return nullptr;
-  auto replica = FindReplicaByName(std::string(user.substr(dot + 1)), std::string(user.substr(0, dot)));
+  auto replica =
+      FindReplicaByName(std::string(user.substr(dot + 1)), std::string(user.substr(0, dot)));
   if (!replica) return nullptr;
   const ProxyCredentials expected = CredentialsFor(*replica);
   if (expected.user != user || expected.password.size() != password.size() ||
@@ -508,7 +511,8 @@ std::string Agent::ConfigDumpJson(
     json.BeginObject();
     json.Key("namespace").String(service.metadata.ns);
     json.Key("name").String(service.metadata.name);
-    json.Key("vip").String(stored->addresses.empty() ? "" : workloads::FormatIpv4(stored->addresses[0]));
+    json.Key("vip").String(stored->addresses.empty() ? ""
+                                                     : workloads::FormatIpv4(stored->addresses[0]));
     json.Key("ports").BeginArray();
     for (const auto& port : service.ports) {
       json.BeginObject();

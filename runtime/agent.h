@@ -45,7 +45,7 @@ struct ReplicaView {
   workloads::SvidPtr certificate;  // null until first use
   bool ready = true;
   // `exec` workloads only: the supervised process (see runtime/supervisor.h).
-  std::string process_state;  // "Running", "Waiting", "Terminating"; empty: no process
+  std::string process_state;   // "Running", "Waiting", "Terminating"; empty: no process
   std::string process_reason;  // "CrashLoopBackOff", "Completed", ...
   uint32_t restarts = 0;
   std::string last_exit;  // "exit code 1", "signal 9 (Killed)"

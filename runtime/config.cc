@@ -62,8 +62,7 @@ const std::vector<Flag>& Flags() {
       {"--outbound-address", "HOST:PORT",
        "outbound entry for workloads (HTTP proxy + SOCKS5) [127.0.0.1:15001]",
        [](AgentConfig& c, const std::string& v) { return SetString(c.outbound_address, v); }},
-      {"--hbone-idle-timeout", "DURATION",
-       "close pooled HBONE connections idle this long [60s]",
+      {"--hbone-idle-timeout", "DURATION", "close pooled HBONE connections idle this long [60s]",
        [](AgentConfig& c, const std::string& v) -> Status {
          auto d = ParseDuration(v);
          if (!d) return MakeError(d.error().code, "--hbone-idle-timeout: " + d.error().message);
@@ -92,7 +91,8 @@ std::string RunUsage() {
       "usage: podless run [flags]\n\n"
       "Runs the node agent. Every flag has an embedded default, shown in brackets.\n\n";
   for (const Flag& f : Flags()) {
-    std::string left = std::string("  ") + f.name + (f.value_name ? std::string(" ") + f.value_name : "");
+    std::string left =
+        std::string("  ") + f.name + (f.value_name ? std::string(" ") + f.value_name : "");
     if (left.size() < 32) left.resize(32, ' ');
     out += left + " " + f.help + "\n";
   }
@@ -104,7 +104,8 @@ Result<AgentConfig> ParseRunFlags(const std::vector<std::string>& args) {
   AgentConfig config;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string arg = args[i];
-    if (arg == "--help" || arg == "-h") return MakeError(ErrorCode::kFailedPrecondition, RunUsage());
+    if (arg == "--help" || arg == "-h")
+      return MakeError(ErrorCode::kFailedPrecondition, RunUsage());
     std::string value;
     bool has_inline_value = false;
     if (auto eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
@@ -122,8 +123,7 @@ Result<AgentConfig> ParseRunFlags(const std::vector<std::string>& args) {
     }
     if (flag->value_name != nullptr && !has_inline_value) {
       if (i + 1 >= args.size()) {
-        return MakeError(ErrorCode::kInvalidArgument,
-                         arg + ": missing value " + flag->value_name);
+        return MakeError(ErrorCode::kInvalidArgument, arg + ": missing value " + flag->value_name);
       }
       value = args[++i];
     }
@@ -163,8 +163,8 @@ Result<std::chrono::seconds> ParseDuration(std::string_view text) {
     }
     auto unit = kUnits.find(rest.substr(0, unit_len));
     if (unit == kUnits.end()) {
-      return MakeError(ErrorCode::kInvalidArgument, "bad duration \"" + std::string(text) +
-                                                        "\": unit must be ms, s, m, h or d");
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "bad duration \"" + std::string(text) + "\": unit must be ms, s, m, h or d");
     }
     total += static_cast<double>(number) * unit->second;
     rest.remove_prefix(unit_len);

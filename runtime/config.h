@@ -30,9 +30,12 @@ struct AgentConfig {
   // the in-memory short-circuit: for tests and benchmarks of the full path.
   bool local_short_circuit = true;
   // Pooled HBONE client connections with no stream for this long are closed.
-  std::chrono::milliseconds hbone_idle_timeout = std::chrono::seconds(60);  // --apply FILE|DIR, repeatable
+  std::chrono::milliseconds hbone_idle_timeout =
+      std::chrono::seconds(60);  // --apply FILE|DIR, repeatable
 
-  std::string ApiSocketPath() const { return api_socket.empty() ? state_dir + "/api.sock" : api_socket; }
+  std::string ApiSocketPath() const {
+    return api_socket.empty() ? state_dir + "/api.sock" : api_socket;
+  }
 };
 
 // Parses `podless run` flags (argv after "run"). `--help` yields an error

@@ -43,8 +43,9 @@ Status Node::Init() {
     view.pid = status.pid;
   });
   Supervisor* supervisor = supervisor_.get();
-  metrics_->AddCallbackGauge("podless_supervisor_processes", "Supervised processes running.",
-                             [supervisor] { return static_cast<double>(supervisor->running_count()); });
+  metrics_->AddCallbackGauge(
+      "podless_supervisor_processes", "Supervised processes running.",
+      [supervisor] { return static_cast<double>(supervisor->running_count()); });
   metrics_->AddCallbackGauge(
       "podless_supervisor_restarts", "Restarts of supervised processes since the agent started.",
       [supervisor] { return static_cast<double>(supervisor->restarts_total()); });
@@ -65,7 +66,8 @@ static Result<proxy::HostPort> ParseListenAddress(const std::string& flag,
                                                   const std::string& value) {
   auto parsed = proxy::ParseAuthority(value, 0, /*allow_port_zero=*/true);
   if (!parsed) {
-    return MakeError(ErrorCode::kInvalidArgument, flag + " " + value + ": " + parsed.error().message);
+    return MakeError(ErrorCode::kInvalidArgument,
+                     flag + " " + value + ": " + parsed.error().message);
   }
   return parsed;
 }
@@ -218,9 +220,9 @@ void Node::RegisterMetrics() {
                              [agent] { return static_cast<double>(agent->workload_count()); });
   metrics_->AddCallbackGauge("podless_replicas", "Workload replicas hosted by this agent.",
                              [agent] { return static_cast<double>(agent->replica_count()); });
-  metrics_->AddCallbackGauge(
-      "podless_certificates_cached", "X.509-SVIDs currently cached (one per identity in use).",
-      [agent] { return static_cast<double>(agent->certificates_cached()); });
+  metrics_->AddCallbackGauge("podless_certificates_cached",
+                             "X.509-SVIDs currently cached (one per identity in use).",
+                             [agent] { return static_cast<double>(agent->certificates_cached()); });
   proxy::Counter& issued =
       metrics_->AddCounter("podless_certificates_issued_total", "X.509-SVIDs issued.")
           .WithLabels(std::span<const std::string>());

@@ -61,8 +61,7 @@ class Node {
   // Records a workload's addresses and ports; true if a port got its first user.
   bool Track(const StoredObject& object);
   // Forgets a workload (its addresses moved out); true if a port lost its last user.
-  bool Untrack(const workloads::ObjectKey& key, std::vector<uint32_t>* addresses,
-               bool* was_exec);
+  bool Untrack(const workloads::ObjectKey& key, std::vector<uint32_t>* addresses, bool* was_exec);
   void SyncPortsOrWarn();
   // Hands the supervisor the exec replicas the agent holds now.
   void SyncProcesses();

@@ -33,8 +33,8 @@ uint16_t TargetPort(const workloads::ServicePort& port, const workloads::Workloa
 ProxyDirectory::ProxyDirectory(Agent& agent, uint16_t hbone_port)
     : agent_(agent), hbone_port_(hbone_port), trust_(agent.ca().NewTrustStore()) {}
 
-proxy::Endpoint ProxyDirectory::LocalEndpoint(const workloads::Workload& workload,
-                                              uint32_t address, uint16_t port) const {
+proxy::Endpoint ProxyDirectory::LocalEndpoint(const workloads::Workload& workload, uint32_t address,
+                                              uint16_t port) const {
   proxy::Endpoint endpoint;
   endpoint.address = address;
   endpoint.port = port;

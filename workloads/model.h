@@ -184,9 +184,12 @@ const ObjectMeta& MetaOf(const Object& object);
 
 inline const char* KindName(Kind kind) {
   switch (kind) {
-    case Kind::kWorkload: return "Workload";
-    case Kind::kService: return "Service";
-    case Kind::kAuthorizationPolicy: return "AuthorizationPolicy";
+    case Kind::kWorkload:
+      return "Workload";
+    case Kind::kService:
+      return "Service";
+    case Kind::kAuthorizationPolicy:
+      return "AuthorizationPolicy";
   }
   return "?";
 }

@@ -84,6 +84,34 @@ void CheckPortNumber(Checker& c, uint16_t port, const std::string& field) {
   if (port == 0) c.Add(field, RangeMessage(1, 65535, 0));
 }
 
+// What every port list checks: each number valid and unique, each name valid
+// (by `name_error`, which differs between workloads and services) and unique.
+struct PortList {
+  std::map<uint16_t, size_t> numbers;
+  std::map<std::string, size_t> names;
+
+  void Check(Checker& c, const std::string& field, size_t index, uint16_t number,
+             const std::string& name, std::string (*name_error)(std::string_view)) {
+    CheckPortNumber(c, number, field + ".port");
+    if (number != 0) {
+      auto [it, inserted] = numbers.emplace(number, index);
+      if (!inserted) {
+        c.Add(field + ".port", "duplicate port " + std::to_string(number) + " (also ports[" +
+                                   std::to_string(it->second) + "])");
+      }
+    }
+    if (name.empty()) return;
+    if (std::string why = name_error(name); !why.empty()) {
+      c.Add(field + ".name", "invalid port name " + QuoteForMessage(name) + ": " + why);
+    }
+    auto [it, inserted] = names.emplace(name, index);
+    if (!inserted) {
+      c.Add(field + ".name", "duplicate port name " + QuoteForMessage(name) + " (also ports[" +
+                                 std::to_string(it->second) + "])");
+    }
+  }
+};
+
 // host:port, host an IPv4 address, a DNS name or a bracketed IPv6 address.
 std::string HostPortError(std::string_view address) {
   constexpr char kShape[] = "must be host:port (e.g. 127.0.0.1:9000 or [::1]:9000)";
@@ -253,29 +281,11 @@ void CheckWorkload(Checker& c, const Workload& w) {
     c.Add("spec.serviceAccount",
           "invalid service account " + QuoteForMessage(spec.service_account) + ": " + why);
   }
-  std::map<uint16_t, size_t> numbers;
-  std::map<std::string, size_t> names;
+  PortList ports;
   for (size_t i = 0; i < spec.ports.size(); ++i) {
     const PortSpec& port = spec.ports[i];
     std::string field = Index("spec.ports", i);
-    CheckPortNumber(c, port.port, field + ".port");
-    if (port.port != 0) {
-      auto [it, inserted] = numbers.emplace(port.port, i);
-      if (!inserted) {
-        c.Add(field + ".port", "duplicate port " + std::to_string(port.port) + " (also ports[" +
-                                   std::to_string(it->second) + "])");
-      }
-    }
-    if (!port.name.empty()) {
-      if (std::string why = PortNameError(port.name); !why.empty()) {
-        c.Add(field + ".name", "invalid port name " + QuoteForMessage(port.name) + ": " + why);
-      }
-      auto [it, inserted] = names.emplace(port.name, i);
-      if (!inserted) {
-        c.Add(field + ".name", "duplicate port name " + QuoteForMessage(port.name) +
-                                   " (also ports[" + std::to_string(it->second) + "])");
-      }
-    }
+    ports.Check(c, field, i, port.port, port.name, PortNameError);
     if (!IsValidProtocol(port.protocol)) c.Add(field + ".protocol", "must be TCP or HTTP");
   }
   if (const auto* static_app = std::get_if<StaticApp>(&spec.app)) {
@@ -299,29 +309,11 @@ void CheckService(Checker& c, const Service& s) {
   }
   CheckLabels(c, s.selector, "spec.selector");
   if (s.ports.empty()) c.Add("spec.ports", "must not be empty: a Service needs a port");
-  std::map<uint16_t, size_t> numbers;
-  std::map<std::string, size_t> names;
+  PortList ports;
   for (size_t i = 0; i < s.ports.size(); ++i) {
     const ServicePort& port = s.ports[i];
     std::string field = Index("spec.ports", i);
-    CheckPortNumber(c, port.port, field + ".port");
-    if (port.port != 0) {
-      auto [it, inserted] = numbers.emplace(port.port, i);
-      if (!inserted) {
-        c.Add(field + ".port", "duplicate port " + std::to_string(port.port) + " (also ports[" +
-                                   std::to_string(it->second) + "])");
-      }
-    }
-    if (!port.name.empty()) {
-      if (std::string why = Dns1123LabelError(port.name); !why.empty()) {
-        c.Add(field + ".name", "invalid port name " + QuoteForMessage(port.name) + ": " + why);
-      }
-      auto [it, inserted] = names.emplace(port.name, i);
-      if (!inserted) {
-        c.Add(field + ".name", "duplicate port name " + QuoteForMessage(port.name) +
-                                   " (also ports[" + std::to_string(it->second) + "])");
-      }
-    }
+    ports.Check(c, field, i, port.port, port.name, Dns1123LabelError);
     // An unset targetPort (number 0, no name) means "same as port".
     const PortRef& target = port.target_port;
     if (!target.name.empty() && target.number != 0) {

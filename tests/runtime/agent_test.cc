@@ -93,7 +93,8 @@ TEST_CASE("Agent: an apply that runs out of addresses changes nothing") {
   CHECK(agent->Apply({MakeWorkload("b", 2)}, false).ok());
 }
 
-TEST_CASE("Agent: scaling keeps surviving replicas' addresses and does not reuse freed ones at once") {
+TEST_CASE(
+    "Agent: scaling keeps surviving replicas' addresses and does not reuse freed ones at once") {
   TempDir dir;
   AgentPtr agent = OpenAgent(ConfigIn(dir));
   REQUIRE(agent->Apply({MakeWorkload("web", 3)}, false).ok());
