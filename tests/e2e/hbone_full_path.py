@@ -214,4 +214,16 @@ with running_agent(extra_args=["--no-local-short-circuit", "--hbone-idle-timeout
     check(status == 200, "agent unhealthy")
 
 backend.close()
+
+# An HBONE destination that cannot be reached surfaces as 502 at once, not a
+# hang: here the HBONE listener is on 127.0.0.1 only, so dialing a workload
+# address at that port is refused.
+probe = running_agent(extra_args=["--no-local-short-circuit", "--hbone-address", "127.0.0.1:0"])
+with probe as agent:
+    agent.cli("apply", "-f", "-", input=MANIFEST.replace("FORWARD_PORT", "9"))
+    start = time.time()
+    code, _ = curl(proxy_for(agent, "caller-0"), "http://api.prod.svc/unreachable")
+    check(code == 502, f"unreachable HBONE destination: {code}")
+    check(time.time() - start < 15, "unreachable destination took too long")
+
 print("hbone_full_path: ok")
