@@ -221,16 +221,21 @@ std::vector<std::string> Row(bool all_namespaces, const v1::ObjectMeta& meta,
 
 std::string WorkloadTable(const std::vector<const v1::Object*>& objects, bool wide,
                           bool all_namespaces) {
-  std::vector<std::string> columns = {"NAME", "READY", "REPLICAS", "APP", "PORTS"};
+  std::vector<std::string> columns = {"NAME", "READY", "REPLICAS", "RESTARTS", "APP", "PORTS"};
   if (wide) columns.insert(columns.end(), {"SERVICE-ACCOUNT", "ADDRESSES", "SPIFFE-ID", "NODE"});
   Table table(Header(all_namespaces, std::move(columns)));
   for (const v1::Object* object : objects) {
     const v1::Workload& w = object->workload();
     std::vector<std::string> ports;
     for (const v1::Port& port : w.spec().ports()) ports.push_back(WorkloadPortText(port));
+    // Process restarts over all replicas (0 for in-proxy apps), as kubectl
+    // shows a pod's container restarts.
+    uint64_t restarts = 0;
+    for (const v1::Replica& replica : w.status().replicas()) restarts += replica.restarts();
     std::vector<std::string> cells = {
         std::to_string(ReadyReplicas(w)) + "/" + std::to_string(DesiredReplicas(w.spec())),
-        std::to_string(DesiredReplicas(w.spec())), AppKindName(w.spec()), Join(ports, ",")};
+        std::to_string(DesiredReplicas(w.spec())), std::to_string(restarts), AppKindName(w.spec()),
+        Join(ports, ",")};
     if (wide) {
       const std::string& sa = w.spec().service_account();
       cells.push_back(sa.empty() ? "default" : sa);

@@ -135,25 +135,25 @@ TEST_CASE("OutputFormat: -o values parse, unknown ones are named in the error") 
 TEST_CASE("OutputFormat: workload table in kubectl layout") {
   std::vector<v1::Object> objects = {WebObject(), DbObject()};
   CHECK(FormatList(objects, v1::WORKLOAD, OutputFormat::kTable, false) ==
-        "NAME   READY   REPLICAS   APP    PORTS\n"
-        "web    2/3     3          exec   8080/HTTP,9000/TCP\n"
-        "db     0/1     1          echo   <none>\n");
+        "NAME   READY   REPLICAS   RESTARTS   APP    PORTS\n"
+        "web    2/3     3          0          exec   8080/HTTP,9000/TCP\n"
+        "db     0/1     1          0          echo   <none>\n");
   CHECK(FormatList(objects, v1::WORKLOAD, OutputFormat::kTable, true) ==
-        "NAMESPACE   NAME   READY   REPLICAS   APP    PORTS\n"
-        "shop        web    2/3     3          exec   8080/HTTP,9000/TCP\n"
-        "default     db     0/1     1          echo   <none>\n");
+        "NAMESPACE   NAME   READY   REPLICAS   RESTARTS   APP    PORTS\n"
+        "shop        web    2/3     3          0          exec   8080/HTTP,9000/TCP\n"
+        "default     db     0/1     1          0          echo   <none>\n");
 }
 
 TEST_CASE("OutputFormat: wide workload table adds identity columns and shortens addresses") {
   std::vector<v1::Object> objects = {WebObject(), ManyObject()};
   CHECK(FormatList(objects, v1::WORKLOAD, OutputFormat::kWide, true) ==
-        "NAMESPACE   NAME   READY   REPLICAS   APP      PORTS                SERVICE-ACCOUNT   "
+        "NAMESPACE   NAME   READY   REPLICAS   RESTARTS   APP      PORTS                SERVICE-ACCOUNT   "
         "ADDRESSES                                  SPIFFE-ID                                    "
         "NODE\n"
-        "shop        web    2/3     3          exec     8080/HTTP,9000/TCP   web               "
+        "shop        web    2/3     3          0          exec     8080/HTTP,9000/TCP   web               "
         "127.64.0.1,127.64.0.2,127.64.0.3           spiffe://cluster.local/ns/shop/sa/web        "
         "<none>\n"
-        "batch       many   5/5     5          static   7000/TCP             default           "
+        "batch       many   5/5     5          0          static   7000/TCP             default           "
         "127.64.1.1,127.64.1.2,127.64.1.3 +2 more   spiffe://cluster.local/ns/batch/sa/default   "
         "node-a,node-b\n");
 }
@@ -179,8 +179,8 @@ TEST_CASE("OutputFormat: mixed kinds get one table each, the requested kind firs
         "NAME   VIP          PORTS                    ENDPOINTS\n"
         "web    10.96.0.10   80->http/HTTP,9000/TCP   2\n"
         "\n"
-        "NAME   READY   REPLICAS   APP    PORTS\n"
-        "db     0/1     1          echo   <none>\n"
+        "NAME   READY   REPLICAS   RESTARTS   APP    PORTS\n"
+        "db     0/1     1          0          echo   <none>\n"
         "\n"
         "NAME        ACTION   SELECTOR   RULES\n"
         "web-allow   ALLOW    app=web    1\n");
@@ -201,8 +201,8 @@ TEST_CASE("OutputFormat: an empty table list prints nothing, yaml and json an em
 
 TEST_CASE("OutputFormat: a single object prints as the one-row table") {
   CHECK(FormatObject(DbObject(), OutputFormat::kTable) ==
-        "NAME   READY   REPLICAS   APP    PORTS\n"
-        "db     0/1     1          echo   <none>\n");
+        "NAME   READY   REPLICAS   RESTARTS   APP    PORTS\n"
+        "db     0/1     1          0          echo   <none>\n");
 }
 
 TEST_CASE("OutputFormat: json is protobuf's lowerCamelCase JSON and parses back") {

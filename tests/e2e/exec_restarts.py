@@ -71,6 +71,10 @@ def main():
         with open(f"{root}/crasher.runs") as f:
             check(f.read().count("run") == 2, "runs counted")
         check("podless_supervisor_restarts 1" in agent.http("/metrics")[1], "restart metric")
+        table = agent.cli("get", "workloads", "-A").stdout.splitlines()
+        header = table[0].split()
+        row = [line.split() for line in table[1:] if line.split()[1] == "crasher"][0]
+        check(row[header.index("RESTARTS")] == "1", "RESTARTS column:\n" + "\n".join(table))
 
     # 2. Graceful and forced stop on delete.
     with exec_agent() as agent:
