@@ -893,6 +893,24 @@ std::optional<Diagnostic> FindEndlessDocument(const std::string& text, std::stri
 
 }  // namespace
 
+// kubectl's `kind: List` (what `podless get -o yaml` prints for several
+// objects) is unpacked into its items, so that output can be applied again.
+// Items keep their own positions, so errors still point into the file.
+static std::vector<YAML::Node> UnpackLists(const std::vector<YAML::Node>& documents) {
+  std::vector<YAML::Node> out;
+  for (const YAML::Node& document : documents) {
+    const bool is_list = document.IsMap() && document["kind"] && document["kind"].IsScalar() &&
+                         document["kind"].Scalar() == "List" && document["items"] &&
+                         document["items"].IsSequence();
+    if (!is_list) {
+      out.push_back(document);
+      continue;
+    }
+    for (const YAML::Node& item : document["items"]) out.push_back(item);
+  }
+  return out;
+}
+
 ParseResult ParseManifests(std::string_view text, std::string_view file_name) {
   ParseResult result;
   Diagnostic failure;
@@ -909,7 +927,7 @@ ParseResult ParseManifests(std::string_view text, std::string_view file_name) {
     // Enough for any real manifest (a node costs at least a byte of text),
     // small enough that alias expansion cannot exhaust memory or time.
     size_t budget = text.size() + 10'000;
-    return ParseDocuments(documents, file_name, budget);
+    return ParseDocuments(UnpackLists(documents), file_name, budget);
   } catch (const YAML::Exception& e) {
     if (!e.mark.is_null() && e.mark.line >= 0 && e.mark.column >= 0) {
       failure.where.line = e.mark.line + 1;

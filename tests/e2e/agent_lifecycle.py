@@ -58,6 +58,11 @@ with running_agent() as agent:
     check(hello["status"]["replicas"][0]["spiffeId"] ==
           "spiffe://cluster.local/ns/default/sa/default", str(hello["status"]))
 
+    # What `get -o yaml` prints (a List with status) applies again as a no-op.
+    everything = agent.cli("get", "workloads", "-A", "-o", "yaml").stdout
+    r = agent.cli("apply", "-f", "-", input=everything)
+    check(r.stdout.strip() == "workload/hello unchanged", "get -o yaml | apply: " + r.stdout)
+
     svc = agent.cli("get", "services", "-o", "wide").stdout
     check("hello" in svc and "127.128." in svc, svc)
 
@@ -93,7 +98,7 @@ with running_agent() as agent:
     _, metrics = agent.http("/metrics")
     check(metric(metrics, "podless_workloads") == 1, metrics)
     check(metric(metrics, "podless_certificates_issued_total") == 1, metrics)
-    check('podless_api_requests_total{method="Apply",code="OK"} 2' in metrics, metrics)
+    check('podless_api_requests_total{method="Apply",code="OK"} 3' in metrics, metrics)
     check(metric(metrics, "process_resident_memory_bytes") > 0, metrics)
 
     # Scale up and relabel in place: existing replicas keep their addresses.

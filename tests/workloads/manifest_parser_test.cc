@@ -66,6 +66,30 @@ std::filesystem::path SourceRoot() {
   return {};
 }
 
+TEST_CASE("ParseManifests: a kind: List (podless get -o yaml) is unpacked into its items") {
+  const std::string text =
+      "apiVersion: v1\n"
+      "kind: List\n"
+      "items:\n"
+      "  - apiVersion: podless.dev/v1alpha1\n"
+      "    kind: Workload\n"
+      "    metadata: {name: a}\n"
+      "    spec: {app: {echo: {}}}\n"
+      "    status: {replicas: []}\n"
+      "  - apiVersion: podless.dev/v1alpha1\n"
+      "    kind: Workload\n"
+      "    metadata: {name: b}\n"
+      "    spec: {replicas: many, app: {echo: {}}}\n";
+  ParseResult result = ParseManifests(text, "list.yaml");
+  REQUIRE(result.errors.size() == 1);
+  // Errors in an item point into the file where the item is.
+  CHECK(result.errors[0].ToString().rfind("list.yaml:12:", 0) == 0);
+  CHECK(result.errors[0].field == "spec.replicas");
+  REQUIRE(result.objects.size() == 1);
+  CHECK(MetaOf(result.objects[0].object).name == "a");
+  CHECK(result.objects[0].where.line == 4);
+}
+
 }  // namespace
 
 TEST_CASE("ParseManifests: reads a Workload with every field") {
