@@ -82,14 +82,7 @@ Result<std::vector<workloads::ParsedObject>> ParseManifestFiles(
     // ParseManifests finds duplicates within one file; these are across files.
     for (auto& error : workloads::ValidateBatch(objects)) errors.push_back(std::move(error));
   }
-  if (!errors.empty()) {
-    std::string message;
-    for (const auto& error : errors) {
-      if (!message.empty()) message += '\n';
-      message += error.ToString();
-    }
-    return MakeError(ErrorCode::kInvalidArgument, message);
-  }
+  if (!errors.empty()) return MakeError(ErrorCode::kInvalidArgument, workloads::JoinDiagnostics(errors));
   if (objects.empty()) {
     std::string names;
     for (const auto& file : files) names += (names.empty() ? "" : ", ") + file.name;

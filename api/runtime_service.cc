@@ -43,13 +43,10 @@ std::string NamespaceOrDefault(const std::string& ns) {
 Status ValidateApiObject(const workloads::Object& object, const std::string& root) {
   std::vector<workloads::Diagnostic> errors = workloads::Validate(object);
   if (errors.empty()) return {};
-  std::string message;
   for (auto& error : errors) {
     if (!error.field.empty()) error.field = root + "." + error.field;
-    if (!message.empty()) message += '\n';
-    message += error.ToString();
   }
-  return MakeError(ErrorCode::kInvalidArgument, message);
+  return MakeError(ErrorCode::kInvalidArgument, workloads::JoinDiagnostics(errors));
 }
 
 }  // namespace

@@ -105,12 +105,8 @@ std::string_view PrincipalNamespace(std::string_view principal) {
 
 bool PolicyApplies(const AuthorizationPolicy& policy, std::string_view dest_namespace,
                    const workloads::Labels& dest_labels) {
-  if (policy.metadata.ns != dest_namespace) return false;
-  for (const auto& [key, value] : policy.selector) {
-    auto it = dest_labels.find(key);
-    if (it == dest_labels.end() || it->second != value) return false;
-  }
-  return true;
+  return policy.metadata.ns == dest_namespace &&
+         workloads::LabelsMatch(policy.selector, dest_labels);
 }
 
 AuthzDecision Authorize(const AuthzRequest& request,

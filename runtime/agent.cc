@@ -33,15 +33,6 @@ std::string RandomSecret() {
   return out;
 }
 
-bool SelectorMatches(const workloads::Labels& selector, const workloads::Labels& labels) {
-  if (selector.empty()) return false;  // Kubernetes: an empty Service selector selects nothing
-  for (const auto& [key, value] : selector) {
-    auto it = labels.find(key);
-    if (it == labels.end() || it->second != value) return false;
-  }
-  return true;
-}
-
 std::string KeyText(const ObjectKey& key) {
   return std::string(workloads::KindName(key.kind)) + " " + key.ns + "/" + key.name;
 }
@@ -325,9 +316,10 @@ std::vector<ReplicaView> Agent::Replicas(const StoredObject& stored) const {
 
 std::vector<uint32_t> Agent::ServiceEndpoints(const workloads::Service& service) const {
   std::vector<uint32_t> out;
+  if (service.selector.empty()) return out;  // Kubernetes: an empty selector selects nothing
   for (const StoredObject* stored : List(Kind::kWorkload, service.metadata.ns)) {
     const auto& workload = std::get<workloads::Workload>(stored->object);
-    if (!SelectorMatches(service.selector, workload.metadata.labels)) continue;
+    if (!workloads::LabelsMatch(service.selector, workload.metadata.labels)) continue;
     for (uint32_t address : stored->addresses) {
       if (IsReplicaReady(workload, address)) out.push_back(address);
     }

@@ -8,14 +8,6 @@ namespace {
 
 using workloads::Kind;
 
-bool SelectorMatches(const workloads::Labels& selector, const workloads::Labels& labels) {
-  for (const auto& [key, value] : selector) {
-    auto it = labels.find(key);
-    if (it == labels.end() || it->second != value) return false;
-  }
-  return true;
-}
-
 // The workload port a Service port's targetPort names, or 0 if the workload
 // does not declare it.
 uint16_t TargetPort(const workloads::ServicePort& port, const workloads::Workload& workload) {
@@ -117,7 +109,7 @@ Result<proxy::Destination> ProxyDirectory::ResolveService(const StoredObject& st
   if (service.selector.empty()) return destination;  // selects nothing
   for (const StoredObject* candidate : agent_.List(Kind::kWorkload, service.metadata.ns)) {
     const auto& workload = std::get<workloads::Workload>(candidate->object);
-    if (!SelectorMatches(service.selector, workload.metadata.labels)) continue;
+    if (!workloads::LabelsMatch(service.selector, workload.metadata.labels)) continue;
     const uint16_t target = TargetPort(*service_port, workload);
     if (target == 0) continue;
     for (const ReplicaView& replica : agent_.Replicas(*candidate)) {

@@ -180,6 +180,17 @@ struct ObjectKey {
 };
 
 ObjectKey KeyOf(const Object& object);
+
+// True when every key of `selector` is in `labels` with the same value. An
+// empty selector matches everything; what "empty" means is the caller's
+// rule (a Service selects nothing, a policy selects its whole namespace).
+inline bool LabelsMatch(const Labels& selector, const Labels& labels) {
+  for (const auto& [key, value] : selector) {
+    auto it = labels.find(key);
+    if (it == labels.end() || it->second != value) return false;
+  }
+  return true;
+}
 const ObjectMeta& MetaOf(const Object& object);
 
 inline const char* KindName(Kind kind) {

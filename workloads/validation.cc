@@ -459,6 +459,15 @@ std::string QuoteForMessage(std::string_view value) {
   return out;
 }
 
+std::string JoinDiagnostics(const std::vector<Diagnostic>& diagnostics) {
+  std::string text;
+  for (const Diagnostic& d : diagnostics) {
+    if (!text.empty()) text += '\n';
+    text += d.ToString();
+  }
+  return text;
+}
+
 std::string LocationToString(const SourceLocation& where) {
   std::string out = where.file;
   if (where.line > 0) {

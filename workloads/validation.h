@@ -46,6 +46,10 @@ std::vector<Diagnostic> Validate(const Object& object);
 // name declared twice. Reported at the later declaration.
 std::vector<Diagnostic> ValidateBatch(const std::vector<ParsedObject>& objects);
 
+// One Diagnostic::ToString() per line, in order: the text of an
+// INVALID_ARGUMENT that the CLI prints and the API returns alike.
+std::string JoinDiagnostics(const std::vector<Diagnostic>& diagnostics);
+
 // Formats a location as "file:line:col" (parts left out when unknown).
 std::string LocationToString(const SourceLocation& where);
 
