@@ -44,39 +44,39 @@ std::string EncodeGrpcTimeout(std::chrono::milliseconds timeout) {
 }
 
 // The gRPC spec's mapping for responses that carry no grpc-status.
-GrpcCode CodeForHttpStatus(int status) {
+runtime::GrpcCode CodeForHttpStatus(int status) {
   switch (status) {
     case 400:
-      return GrpcCode::kInternal;
+      return runtime::GrpcCode::kInternal;
     case 401:
-      return GrpcCode::kUnauthenticated;
+      return runtime::GrpcCode::kUnauthenticated;
     case 403:
-      return GrpcCode::kPermissionDenied;
+      return runtime::GrpcCode::kPermissionDenied;
     case 404:
-      return GrpcCode::kUnimplemented;
+      return runtime::GrpcCode::kUnimplemented;
     case 429:
     case 502:
     case 503:
     case 504:
-      return GrpcCode::kUnavailable;
+      return runtime::GrpcCode::kUnavailable;
     default:
-      return GrpcCode::kUnknown;
+      return runtime::GrpcCode::kUnknown;
   }
 }
 
 // ... and for streams reset without trailers.
-GrpcCode CodeForResetStream(uint32_t error_code) {
+runtime::GrpcCode CodeForResetStream(uint32_t error_code) {
   switch (error_code) {
     case NGHTTP2_CANCEL:
-      return GrpcCode::kCancelled;
+      return runtime::GrpcCode::kCancelled;
     case NGHTTP2_REFUSED_STREAM:
-      return GrpcCode::kUnavailable;
+      return runtime::GrpcCode::kUnavailable;
     case NGHTTP2_ENHANCE_YOUR_CALM:
-      return GrpcCode::kResourceExhausted;
+      return runtime::GrpcCode::kResourceExhausted;
     case NGHTTP2_INADEQUATE_SECURITY:
-      return GrpcCode::kPermissionDenied;
+      return runtime::GrpcCode::kPermissionDenied;
     default:
-      return GrpcCode::kInternal;
+      return runtime::GrpcCode::kInternal;
   }
 }
 
@@ -89,10 +89,10 @@ struct GrpcClient::PendingCall {
   int32_t stream_id = -1;
   std::string request_frame;
   size_t request_sent = 0;
-  GrpcMessageDecoder decoder;
+  runtime::GrpcMessageDecoder decoder;
   std::vector<std::string> messages;  // scratch for the decoder
   int http_status = 0;
-  std::optional<GrpcCode> grpc_status;
+  std::optional<runtime::GrpcCode> grpc_status;
   std::string grpc_message;
   uint32_t reset_code = NGHTTP2_NO_ERROR;
   bool stopped_by_caller = false;
@@ -119,9 +119,9 @@ struct ClientCallbacks {
       call->http_status = 0;
       for (char c : v) call->http_status = call->http_status * 10 + (c - '0');
     } else if (n == "grpc-status") {
-      call->grpc_status = ParseGrpcStatus(v);
+      call->grpc_status = runtime::ParseGrpcStatus(v);
     } else if (n == "grpc-message") {
-      call->grpc_message = PercentDecodeGrpcMessage(v);
+      call->grpc_message = runtime::PercentDecodeGrpcMessage(v);
     }
     return 0;
   }
@@ -298,18 +298,18 @@ Status GrpcClient::ReadInput() {
 }
 
 Status GrpcClient::Finalize(PendingCall& call) {
-  GrpcCode code = GrpcCode::kOk;
+  runtime::GrpcCode code = runtime::GrpcCode::kOk;
   std::string message;
   if (call.local_error) {
-    code = ToGrpcCode(call.local_error->code);
+    code = runtime::ToGrpcCode(call.local_error->code);
     message = call.local_error->message;
   } else if (call.stopped_by_caller) {
-    code = GrpcCode::kOk;
+    code = runtime::GrpcCode::kOk;
   } else if (call.grpc_status) {
     code = *call.grpc_status;
     message = call.grpc_message;
-    if (code == GrpcCode::kOk && !call.decoder.at_message_boundary()) {
-      code = GrpcCode::kInternal;
+    if (code == runtime::GrpcCode::kOk && !call.decoder.at_message_boundary()) {
+      code = runtime::GrpcCode::kInternal;
       message = "the response ended inside a grpc message";
     }
   } else if (call.reset_code != NGHTTP2_NO_ERROR) {
@@ -320,14 +320,14 @@ Status GrpcClient::Finalize(PendingCall& call) {
     code = CodeForHttpStatus(call.http_status);
     message = "the agent answered HTTP " + std::to_string(call.http_status);
   } else {
-    code = GrpcCode::kInternal;
+    code = runtime::GrpcCode::kInternal;
     message = "the response ended without a grpc-status";
   }
   last_code_ = code;
-  if (code == GrpcCode::kOk) return {};
-  if (message.empty()) message = GrpcCodeName(code);
-  if (!IsExactErrorCode(code)) message = std::string(GrpcCodeName(code)) + ": " + message;
-  return MakeError(FromGrpcCode(code), std::move(message));
+  if (code == runtime::GrpcCode::kOk) return {};
+  if (message.empty()) message = runtime::GrpcCodeName(code);
+  if (!runtime::IsExactErrorCode(code)) message = std::string(runtime::GrpcCodeName(code)) + ": " + message;
+  return MakeError(runtime::FromGrpcCode(code), std::move(message));
 }
 
 std::vector<Status> GrpcClient::RunCalls(
@@ -337,7 +337,7 @@ std::vector<Status> GrpcClient::RunCalls(
   std::vector<Status> results(requests.size());
   if (broken_) {
     for (Status& r : results) r = MakeError(ErrorCode::kUnavailable, broken_reason_);
-    last_code_ = GrpcCode::kUnavailable;
+    last_code_ = runtime::GrpcCode::kUnavailable;
     return results;
   }
 
@@ -360,7 +360,7 @@ std::vector<Status> GrpcClient::RunCalls(
   calls.reserve(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
     auto call = std::make_unique<PendingCall>(i, options_.max_receive_message_size);
-    call->request_frame = FrameGrpcMessage(requests[i]);
+    call->request_frame = runtime::FrameGrpcMessage(requests[i]);
     call->on_message = &on_message;
     nghttp2_data_provider provider = {};
     provider.read_callback = ClientCallbacks::ReadRequest;
@@ -439,7 +439,7 @@ Result<std::string> GrpcClient::Unary(std::string_view method, std::string_view 
   std::vector<Status> status = RunCalls(method, {request_bytes}, collect, timeout);
   if (!status[0].ok()) return status[0].error();
   if (responses.size() != 1) {
-    last_code_ = GrpcCode::kInternal;
+    last_code_ = runtime::GrpcCode::kInternal;
     return MakeError(ErrorCode::kInternal, "INTERNAL: " + std::string(method) + " answered with " +
                                                std::to_string(responses.size()) +
                                                " messages; a unary call needs exactly one");

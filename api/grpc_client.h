@@ -14,8 +14,8 @@
 #include <utility>
 #include <vector>
 
-#include "api/grpc_framing.h"
-#include "api/grpc_status.h"
+#include "runtime/grpc_framing.h"
+#include "runtime/grpc_status.h"
 #include "workloads/result.h"
 
 struct nghttp2_session;
@@ -24,7 +24,7 @@ namespace podless::api {
 
 struct GrpcClientOptions {
   // Largest response message accepted (RESOURCE_EXHAUSTED beyond).
-  size_t max_receive_message_size = kDefaultMaxGrpcMessageSize;
+  size_t max_receive_message_size = runtime::kDefaultMaxGrpcMessageSize;
   // Sent with every call (lower-case names; "-bin" values must be base64).
   std::vector<std::pair<std::string, std::string>> metadata;
 };
@@ -73,7 +73,7 @@ class GrpcClient {
 
   // The gRPC code of the last call that finished (OK included); useful where
   // ErrorCode folds several gRPC codes together (UNIMPLEMENTED, CANCELLED).
-  GrpcCode last_code() const { return last_code_; }
+  runtime::GrpcCode last_code() const { return last_code_; }
   // False once the connection failed; every later call is UNAVAILABLE.
   bool connected() const { return !broken_; }
   const std::string& socket_path() const { return socket_path_; }
@@ -102,7 +102,7 @@ class GrpcClient {
   std::string out_;  // nghttp2 output not yet accepted by the socket
   bool broken_ = false;
   std::string broken_reason_;
-  GrpcCode last_code_ = GrpcCode::kOk;
+  runtime::GrpcCode last_code_ = runtime::GrpcCode::kOk;
 };
 
 template <typename Req, typename Resp>

@@ -105,7 +105,7 @@ struct GrpcStream {
   std::string grpc_encoding;
   std::multimap<std::string, std::string> metadata;
   size_t header_list_size = 0;
-  GrpcMessageDecoder decoder;
+  runtime::GrpcMessageDecoder decoder;
   std::vector<std::string> requests;
   const GrpcServer::Method* method = nullptr;
 
@@ -114,7 +114,7 @@ struct GrpcStream {
   bool finished = false;   // the final status is decided; no more messages
   bool data_deferred = false;
   bool reset = false;  // RST_STREAM submitted instead of trailers
-  GrpcCode final_code = GrpcCode::kOk;
+  runtime::GrpcCode final_code = runtime::GrpcCode::kOk;
   std::string final_message;
   std::deque<std::string> out;  // framed messages not yet handed to nghttp2
   size_t out_front_offset = 0;  // bytes of out.front() already handed over
@@ -193,7 +193,7 @@ class GrpcConnection {
   // queue in nghttp2 and schedule a flush, so no nghttp2 callback (which could
   // destroy streams) ever runs below a handler's call.
   bool WriteMessage(GrpcStream& stream, std::string_view message);
-  void FinishStream(GrpcStream& stream, GrpcCode code, std::string message);
+  void FinishStream(GrpcStream& stream, runtime::GrpcCode code, std::string message);
 
   // nghttp2 callbacks (see the free functions below).
   int OnBeginHeaders(const nghttp2_frame& frame);
@@ -223,7 +223,7 @@ class GrpcConnection {
   // Ends a call the server gives up on (deadline, slow reader): trailers if
   // the response is at a message boundary, otherwise RST_STREAM with
   // `rst_code` (which gRPC clients map to a status as well).
-  void AbortStream(GrpcStream& stream, GrpcCode code, std::string message, uint32_t rst_code,
+  void AbortStream(GrpcStream& stream, runtime::GrpcCode code, std::string message, uint32_t rst_code,
                    bool defer_cancel);
   void CancelHandle(GrpcStream& stream, bool defer = false);
   GrpcStream* FindStream(int32_t id);
@@ -246,7 +246,7 @@ class GrpcConnection {
 
 ServerStreamImpl::~ServerStreamImpl() {
   // The handler let go without finishing: the call is complete.
-  if (stream_ != nullptr) stream_->connection.FinishStream(*stream_, GrpcCode::kOk, "");
+  if (stream_ != nullptr) stream_->connection.FinishStream(*stream_, runtime::GrpcCode::kOk, "");
 }
 
 bool ServerStreamImpl::Write(std::string_view message_bytes) {
@@ -260,9 +260,9 @@ void ServerStreamImpl::Finish(const Status& status) {
   GrpcStream* stream = std::exchange(stream_, nullptr);
   on_cancel_ = nullptr;  // the handler is done; break any cycle through it
   if (status.ok()) {
-    stream->connection.FinishStream(*stream, GrpcCode::kOk, "");
+    stream->connection.FinishStream(*stream, runtime::GrpcCode::kOk, "");
   } else {
-    stream->connection.FinishStream(*stream, ToGrpcCode(status.error().code),
+    stream->connection.FinishStream(*stream, runtime::ToGrpcCode(status.error().code),
                                     status.error().message);
   }
 }
@@ -569,20 +569,20 @@ void GrpcConnection::OnRequestHeaders(GrpcStream& stream) {
     return;
   }
   if (!stream.grpc_encoding.empty() && stream.grpc_encoding != "identity") {
-    FinishStream(stream, GrpcCode::kUnimplemented,
+    FinishStream(stream, runtime::GrpcCode::kUnimplemented,
                  "grpc-encoding \"" + stream.grpc_encoding +
                      "\" is not supported; this server accepts identity only");
     return;
   }
   stream.method = server_.FindMethod(stream.path);
   if (stream.method == nullptr) {
-    FinishStream(stream, GrpcCode::kUnimplemented, "unknown method " + stream.path);
+    FinishStream(stream, runtime::GrpcCode::kUnimplemented, "unknown method " + stream.path);
     return;
   }
   if (!stream.grpc_timeout.empty()) {
     std::optional<uint64_t> timeout_ms = ParseGrpcTimeoutMs(stream.grpc_timeout);
     if (!timeout_ms) {
-      FinishStream(stream, GrpcCode::kInvalidArgument,
+      FinishStream(stream, runtime::GrpcCode::kInvalidArgument,
                    "invalid grpc-timeout header \"" + stream.grpc_timeout +
                        "\": expected 1 to 8 digits and a unit (H, M, S, m, u, n)");
       return;
@@ -596,7 +596,7 @@ void GrpcConnection::OnRequestHeaders(GrpcStream& stream) {
           auto* s = static_cast<GrpcStream*>(timer->data);
           if (s == nullptr || s->finished) return;
           s->connection.AbortStream(
-              *s, GrpcCode::kDeadlineExceeded,
+              *s, runtime::GrpcCode::kDeadlineExceeded,
               "deadline of " + std::to_string(s->deadline_ms) + " ms exceeded", NGHTTP2_CANCEL,
               /*defer_cancel=*/false);
         },
@@ -609,10 +609,10 @@ int GrpcConnection::OnDataChunk(int32_t stream_id, std::string_view data) {
   if (closed_ || stream == nullptr || stream->finished) return 0;  // answered: discard
   Status fed = stream->decoder.Feed(data, stream->requests);
   if (!fed.ok()) {
-    FinishStream(*stream, ToGrpcCode(fed.error().code),
+    FinishStream(*stream, runtime::ToGrpcCode(fed.error().code),
                  "request to " + stream->path + ": " + fed.error().message);
   } else if (stream->requests.size() > 1) {
-    FinishStream(*stream, GrpcCode::kInvalidArgument,
+    FinishStream(*stream, runtime::GrpcCode::kInvalidArgument,
                  stream->path + " takes exactly one request message, got more");
   }
   return 0;
@@ -621,12 +621,12 @@ int GrpcConnection::OnDataChunk(int32_t stream_id, std::string_view data) {
 void GrpcConnection::OnRequestEnd(GrpcStream& stream) {
   if (stream.finished) return;
   if (!stream.decoder.at_message_boundary()) {
-    FinishStream(stream, GrpcCode::kInternal,
+    FinishStream(stream, runtime::GrpcCode::kInternal,
                  "request to " + stream.path + " ended inside a grpc message");
     return;
   }
   if (stream.requests.size() != 1) {
-    FinishStream(stream, GrpcCode::kInvalidArgument,
+    FinishStream(stream, runtime::GrpcCode::kInvalidArgument,
                  stream.path + " takes exactly one request message, got none");
     return;
   }
@@ -647,11 +647,11 @@ void GrpcConnection::Dispatch(GrpcStream& stream) {
     Result<std::string> response = unary(context, request);
     if (closed_ || stream.finished) return;  // the handler closed the server
     if (!response.ok()) {
-      FinishStream(stream, ToGrpcCode(response.error().code), response.error().message);
+      FinishStream(stream, runtime::ToGrpcCode(response.error().code), response.error().message);
       return;
     }
     WriteMessage(stream, *response);
-    FinishStream(stream, GrpcCode::kOk, "");
+    FinishStream(stream, runtime::GrpcCode::kOk, "");
     return;
   }
 
@@ -685,8 +685,8 @@ void GrpcConnection::StartResponse(GrpcStream& stream) {
 void GrpcConnection::RespondHttpError(GrpcStream& stream, const char* status) {
   stream.finished = true;
   stream.responded = true;
-  const std::string grpc_status = std::to_string(static_cast<int>(GrpcCode::kInternal));
-  const std::string grpc_message = PercentEncodeGrpcMessage(
+  const std::string grpc_status = std::to_string(static_cast<int>(runtime::GrpcCode::kInternal));
+  const std::string grpc_message = runtime::PercentEncodeGrpcMessage(
       "this is a gRPC endpoint: requests must be POST with content-type application/grpc, got " +
       stream.http_method + " with content-type \"" + stream.content_type + "\"");
   const nghttp2_nv headers[] = {
@@ -701,17 +701,17 @@ void GrpcConnection::RespondHttpError(GrpcStream& stream, const char* status) {
 
 bool GrpcConnection::WriteMessage(GrpcStream& stream, std::string_view message) {
   if (closed_ || stream.finished) return false;
-  const size_t frame_size = kGrpcFrameHeaderSize + message.size();
+  const size_t frame_size = runtime::kGrpcFrameHeaderSize + message.size();
   const size_t limit = server_.options_.max_buffered_bytes_per_stream;
   if (stream.out_bytes > 0 && stream.out_bytes + frame_size > limit) {
-    AbortStream(stream, GrpcCode::kResourceExhausted,
+    AbortStream(stream, runtime::GrpcCode::kResourceExhausted,
                 "the reader of " + stream.path +
                     " is too slow: " + std::to_string(stream.out_bytes) +
                     " bytes are queued and the limit is " + std::to_string(limit),
                 NGHTTP2_ENHANCE_YOUR_CALM, /*defer_cancel=*/true);
     return false;
   }
-  stream.out.push_back(FrameGrpcMessage(message));
+  stream.out.push_back(runtime::FrameGrpcMessage(message));
   stream.out_bytes += frame_size;
   if (!stream.responded) {
     StartResponse(stream);
@@ -723,7 +723,7 @@ bool GrpcConnection::WriteMessage(GrpcStream& stream, std::string_view message) 
   return true;
 }
 
-void GrpcConnection::FinishStream(GrpcStream& stream, GrpcCode code, std::string message) {
+void GrpcConnection::FinishStream(GrpcStream& stream, runtime::GrpcCode code, std::string message) {
   if (closed_ || stream.finished) return;
   stream.finished = true;
   stream.final_code = code;
@@ -733,7 +733,7 @@ void GrpcConnection::FinishStream(GrpcStream& stream, GrpcCode code, std::string
     // Trailers-Only: one HEADERS frame with the status and END_STREAM.
     stream.responded = true;
     const std::string status = std::to_string(static_cast<int>(code));
-    const std::string encoded = PercentEncodeGrpcMessage(stream.final_message);
+    const std::string encoded = runtime::PercentEncodeGrpcMessage(stream.final_message);
     nghttp2_nv headers[] = {
         MakeNv(":status", "200"),
         MakeNv("content-type", "application/grpc"),
@@ -750,7 +750,7 @@ void GrpcConnection::FinishStream(GrpcStream& stream, GrpcCode code, std::string
   ScheduleFlush();
 }
 
-void GrpcConnection::AbortStream(GrpcStream& stream, GrpcCode code, std::string message,
+void GrpcConnection::AbortStream(GrpcStream& stream, runtime::GrpcCode code, std::string message,
                                  uint32_t rst_code, bool defer_cancel) {
   if (closed_ || stream.finished) return;
   if (stream.out_front_offset == 0) {
@@ -799,7 +799,7 @@ ssize_t GrpcConnection::OnReadData(int32_t stream_id, uint8_t* buf, size_t lengt
   if (stream->out.empty() && stream->finished) {
     *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
     const std::string status = std::to_string(static_cast<int>(stream->final_code));
-    const std::string encoded = PercentEncodeGrpcMessage(stream->final_message);
+    const std::string encoded = runtime::PercentEncodeGrpcMessage(stream->final_message);
     nghttp2_nv trailers[] = {
         MakeNv("grpc-status", status),
         MakeNv("grpc-message", encoded),

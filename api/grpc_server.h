@@ -22,8 +22,8 @@
 #include <utility>
 #include <vector>
 
-#include "api/grpc_framing.h"
-#include "api/grpc_status.h"
+#include "runtime/grpc_framing.h"
+#include "runtime/grpc_status.h"
 #include "proxy/uv_handle.h"
 #include "workloads/result.h"
 
@@ -97,7 +97,7 @@ class ServerStreamWriter {
 struct GrpcServerOptions {
   // Largest request message accepted; larger ones end the call with
   // RESOURCE_EXHAUSTED before any of it is buffered.
-  size_t max_receive_message_size = kDefaultMaxGrpcMessageSize;
+  size_t max_receive_message_size = runtime::kDefaultMaxGrpcMessageSize;
   // Response bytes one call may have queued for a slow reader; a Write()
   // beyond it ends the call with RESOURCE_EXHAUSTED. A single message larger
   // than this is still accepted when nothing else is queued.

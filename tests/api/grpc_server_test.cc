@@ -354,7 +354,7 @@ TEST_CASE("GrpcServer: unary calls return the typed response; the handler sees p
   REQUIRE_MESSAGE(bundle.ok(), bundle.error().message);
   CHECK(bundle->trust_domain() == "cluster.local");
   CHECK(bundle->pem() == kPem);
-  CHECK(client->last_code() == GrpcCode::kOk);
+  CHECK(client->last_code() == runtime::GrpcCode::kOk);
 
   v1::RegisterRequest request;
   request.mutable_workload()->mutable_metadata()->set_name("web");
@@ -380,7 +380,7 @@ TEST_CASE("GrpcServer: a handler error arrives as its status code and exact mult
   REQUIRE_FALSE(reply.ok());
   CHECK(reply.error().code == ErrorCode::kInvalidArgument);
   CHECK(reply.error().message == kApplyError);
-  CHECK(client->last_code() == GrpcCode::kInvalidArgument);
+  CHECK(client->last_code() == runtime::GrpcCode::kInvalidArgument);
 }
 
 TEST_CASE("GrpcServer: an unknown method is UNIMPLEMENTED and the connection stays usable") {
@@ -388,7 +388,7 @@ TEST_CASE("GrpcServer: an unknown method is UNIMPLEMENTED and the connection sta
   GrpcClientPtr client = MustConnect(server.socket_path());
   Result<std::string> reply = client->Unary("/podless.v1.Runtime/NoSuchMethod", "", 5s);
   REQUIRE_FALSE(reply.ok());
-  CHECK(client->last_code() == GrpcCode::kUnimplemented);
+  CHECK(client->last_code() == runtime::GrpcCode::kUnimplemented);
   CHECK(reply.error().message == "UNIMPLEMENTED: unknown method /podless.v1.Runtime/NoSuchMethod");
   CHECK(client->Unary(kGetCaBundle, "", 5s).ok());
 }

@@ -13,7 +13,7 @@
 
 #include <google/protobuf/stubs/logging.h>
 
-#include "api/grpc_framing.h"
+#include "runtime/grpc_framing.h"
 #include "api/model_convert.h"
 #include "podless/v1/runtime.pb.h"
 
@@ -138,7 +138,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // The server's decoder limit is the default; a small one here too, so the
   // RESOURCE_EXHAUSTED path is reached with small inputs.
-  GrpcMessageDecoder decoder(data[1] & 0x80 ? 64 : podless::api::kDefaultMaxGrpcMessageSize);
+  runtime::GrpcMessageDecoder decoder(data[1] & 0x80 ? 64 : podless::api::kDefaultMaxGrpcMessageSize);
   std::vector<std::string> messages;
   podless::Status fed = decoder.Feed(body.substr(0, split), messages);
   if (fed.ok()) fed = decoder.Feed(body.substr(split), messages);
@@ -152,7 +152,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   // A message framed by us comes out of a fresh decoder whole.
   if (!messages.empty()) {
-    GrpcMessageDecoder fresh;
+    runtime::GrpcMessageDecoder fresh;
     std::vector<std::string> again;
     Check(fresh.Feed(podless::api::FrameGrpcMessage(messages[0]), again).ok() &&
               again.size() == 1 && again[0] == messages[0] && fresh.at_message_boundary(),

@@ -1,13 +1,13 @@
-#include "api/grpc_framing.h"
+#include "runtime/grpc_framing.h"
 
 #include <doctest.h>
 
 #include <string>
 #include <vector>
 
-#include "api/grpc_status.h"
+#include "runtime/grpc_status.h"
 
-namespace podless::api {
+namespace podless::runtime {
 namespace {
 
 std::string Header(uint8_t flag, uint32_t length) {
@@ -136,4 +136,4 @@ TEST_CASE("GrpcStatus: every ErrorCode maps to its own gRPC code and back") {
 }
 
 }  // namespace
-}  // namespace podless::api
+}  // namespace podless::runtime

@@ -1,8 +1,8 @@
-#include "api/grpc_framing.h"
+#include "runtime/grpc_framing.h"
 
 #include <algorithm>
 
-namespace podless::api {
+namespace podless::runtime {
 
 void AppendGrpcFrame(std::string& out, std::string_view message) {
   const auto length = static_cast<uint32_t>(message.size());
@@ -69,4 +69,4 @@ Status GrpcMessageDecoder::Feed(std::string_view bytes, std::vector<std::string>
   return {};
 }
 
-}  // namespace podless::api
+}  // namespace podless::runtime

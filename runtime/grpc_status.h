@@ -9,7 +9,7 @@
 
 #include "workloads/result.h"
 
-namespace podless::api {
+namespace podless::runtime {
 
 // The numeric values are fixed by the gRPC protocol: they go on the wire as
 // the decimal `grpc-status` trailer.
@@ -192,4 +192,4 @@ inline std::string PercentDecodeGrpcMessage(std::string_view text) {
   return out;
 }
 
-}  // namespace podless::api
+}  // namespace podless::runtime

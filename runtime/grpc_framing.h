@@ -12,7 +12,7 @@
 
 #include "workloads/result.h"
 
-namespace podless::api {
+namespace podless::runtime {
 
 inline constexpr size_t kGrpcFrameHeaderSize = 5;
 inline constexpr size_t kDefaultMaxGrpcMessageSize = 64u << 20;  // 64 MiB
@@ -48,4 +48,4 @@ class GrpcMessageDecoder {
   Error error_;
 };
 
-}  // namespace podless::api
+}  // namespace podless::runtime

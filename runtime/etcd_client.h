@@ -1,0 +1,113 @@
+// EtcdClient: an asynchronous etcd v3 client on the agent's libuv loop.
+//
+// etcd's v3 API is gRPC over HTTP/2 (h2c, no TLS). podless links no gRPC
+// library (libgrpc++ pulls in system OpenSSL), so this is gRPC written on
+// nghttp2 + protobuf, with the request and response types generated from
+// etcd's published .proto files (etcdserverpb/rpc.proto).
+//
+// One HTTP/2 connection to one endpoint at a time; every call is a stream on
+// it. When the connection fails, pending unary calls fail with UNAVAILABLE,
+// streams (watches, lease keep-alives) end with UNAVAILABLE, and the next call
+// reconnects, trying the endpoints in turn. Callers own retry policy: the
+// cluster layer re-lists and re-watches (runtime/cluster.h).
+//
+// Every callback runs on the loop, never synchronously inside the call that
+// started it, and never after the client (or the stream handle) is gone.
+// Every call has a deadline (grpc-timeout and a local timer); a connect has
+// one too. Nothing here throws.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "etcd/etcdserver/etcdserverpb/rpc.pb.h"
+#include "workloads/result.h"
+
+namespace podless::runtime {
+
+namespace etcdpb = ::etcdserverpb;
+
+struct EtcdOptions {
+  // "http://HOST:PORT" each (https is refused with a clear error: podless
+  // speaks h2c to etcd; put etcd on a trusted network or loopback).
+  std::vector<std::string> endpoints;
+  std::chrono::milliseconds connect_timeout{2000};
+  // Default deadline of a unary call.
+  std::chrono::milliseconds call_timeout{5000};
+};
+
+template <typename T>
+using EtcdCallback = std::function<void(Result<T>)>;
+
+// A long-lived stream (a watch or a lease keep-alive). Destroying the handle
+// cancels the stream (RST_STREAM CANCEL) and its callbacks never run again.
+class EtcdStream {
+ public:
+  virtual ~EtcdStream() = default;
+};
+using EtcdStreamPtr = std::unique_ptr<EtcdStream>;
+
+class EtcdClient;
+using EtcdClientPtr = std::unique_ptr<EtcdClient>;
+
+class EtcdClient {
+ public:
+  // Checks the endpoints (INVALID_ARGUMENT naming a bad one); connects on the
+  // first call.
+  static Result<EtcdClientPtr> Create(uv_loop_t* loop, EtcdOptions options);
+  virtual ~EtcdClient() = default;
+
+  // KV and Lease unary calls. Errors: UNAVAILABLE (no connection: every
+  // endpoint refused or timed out), DEADLINE_EXCEEDED, or etcd's own gRPC
+  // status mapped by FromGrpcCode with etcd's message.
+  virtual void Range(const etcdpb::RangeRequest& request,
+                     EtcdCallback<etcdpb::RangeResponse> done) = 0;
+  virtual void Put(const etcdpb::PutRequest& request, EtcdCallback<etcdpb::PutResponse> done) = 0;
+  virtual void DeleteRange(const etcdpb::DeleteRangeRequest& request,
+                           EtcdCallback<etcdpb::DeleteRangeResponse> done) = 0;
+  virtual void Txn(const etcdpb::TxnRequest& request, EtcdCallback<etcdpb::TxnResponse> done) = 0;
+  virtual void LeaseGrant(const etcdpb::LeaseGrantRequest& request,
+                          EtcdCallback<etcdpb::LeaseGrantResponse> done) = 0;
+  virtual void LeaseRevoke(const etcdpb::LeaseRevokeRequest& request,
+                           EtcdCallback<etcdpb::LeaseRevokeResponse> done) = 0;
+
+  // Keeps `lease_id` alive on a bidirectional Lease/LeaseKeepAlive stream:
+  // sends a keep-alive request now and then every `interval`. `on_response`
+  // runs for each response (ttl() <= 0: the lease is gone). `on_end` runs
+  // once if the stream ends (connection lost, etcd error, no response within
+  // two intervals) and nothing runs after it.
+  virtual EtcdStreamPtr KeepAlive(int64_t lease_id, std::chrono::milliseconds interval,
+                                  std::function<void(const etcdpb::LeaseKeepAliveResponse&)> on_response,
+                                  std::function<void(Status)> on_end) = 0;
+
+  // Opens a bidirectional Watch/Watch stream and sends `create`. Every
+  // WatchResponse (the "created" one, events, progress, a cancel with
+  // compact_revision after compaction) goes to `on_response`. `on_end` runs
+  // once if the stream ends (connection lost, etcd error, etcd cancelled the
+  // watch); nothing runs after it. The caller re-lists and watches again.
+  virtual EtcdStreamPtr Watch(const etcdpb::WatchCreateRequest& create,
+                              std::function<void(const etcdpb::WatchResponse&)> on_response,
+                              std::function<void(Status)> on_end) = 0;
+
+  // True while an HTTP/2 connection to an endpoint is up.
+  virtual bool connected() const = 0;
+  // The endpoint in use (or last tried), "http://HOST:PORT".
+  virtual const std::string& current_endpoint() const = 0;
+
+  // Fails every pending call (CANCELLED) and ends every stream, then closes
+  // the connection; the loop can end once it returns. The client may be
+  // destroyed right after.
+  virtual void Close() = 0;
+};
+
+// Keys from `prefix`: the range_end that selects every key starting with it
+// (etcd's "prefix + 1" rule; "\0" when the prefix is all 0xff bytes).
+std::string EtcdPrefixEnd(const std::string& prefix);
+
+}  // namespace podless::runtime
