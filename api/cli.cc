@@ -11,6 +11,7 @@
 #include <iostream>
 #include <optional>
 
+#include "api/ca_init_command.h"
 #include "api/grpc_client.h"
 #include "api/manifest_files.h"
 #include "api/model_convert.h"
@@ -33,11 +34,13 @@ constexpr char kUsage[] =
     "  delete KIND NAME [-n NS]          delete one object\n"
     "  get KIND [NAME] [-n NS|-A] [-o wide|yaml|json]\n"
     "                                    list objects (KIND: workloads, services, policies)\n"
+    "  get nodes [-o wide]               the cluster's nodes (this one alone outside a cluster)\n"
     "  describe KIND NAME [-n NS]        show one object in detail\n"
     "  watch [KIND] [-n NS]              stream changes (the current state first)\n"
     "  cert REPLICA [-n NS]              print a replica's X.509-SVID chain (issues it if needed)\n"
     "  credentials REPLICA [-n NS]       outbound proxy settings of a replica (HTTP_PROXY=...)\n"
     "  ca show|export                    the trust bundle: a summary, or the PEM\n"
+    "  ca init --etcd URL --out DIR      create a cluster's root CA (see podless ca init --help)\n"
     "  logs WORKLOAD [-n NS] [--replica N] [-f] [--tail N] [--previous]\n"
     "                                    output of an exec workload's process\n"
     "\n"
@@ -282,8 +285,21 @@ class Cli {
     return 0;
   }
 
+  int GetNodes(const ClientArgs& args) {
+    auto format = ParseOutputFormat(args.output);
+    if (!format) return Fail(format.error().message);
+    auto nodes = Call<v1::ListNodesRequest, v1::ListNodesResponse>("ListNodes", {});
+    if (!nodes) return Fail(nodes.error().message);
+    std::fputs(NodesTable(*nodes, *format == OutputFormat::kWide, time(nullptr)).c_str(), stdout);
+    return 0;
+  }
+
   int Get(const ClientArgs& args) {
-    if (args.positional.empty()) return Usage("get needs a KIND (workloads, services, policies)");
+    if (args.positional.empty()) {
+      return Usage("get needs a KIND (workloads, services, policies, nodes)");
+    }
+    const std::string& word = args.positional[0];
+    if (word == "nodes" || word == "node" || word == "no") return GetNodes(args);
     auto kind = ParseKind(args.positional[0]);
     if (!kind) return Fail(kind.error().message);
     auto format = ParseOutputFormat(args.output);
@@ -467,6 +483,9 @@ int CliMain(const std::vector<std::string>& all_args) {
   const std::string verb = args[0];
   args.erase(args.begin());
   if (verb == "run") return RunCommand(args);
+  if (verb == "ca" && !args.empty() && args[0] == "init") {
+    return CaInitCommand(std::vector<std::string>(args.begin() + 1, args.end()));
+  }
   if (verb == "help") {
     std::fputs(kUsage, stdout);
     return 0;

@@ -134,6 +134,15 @@ class GrpcServer {
       std::string method,
       std::function<void(const CallContext&, const Req&, ServerStreamWriter<Resp>)> handler);
 
+  // A unary method whose handler answers later (it waits on etcd, say):
+  // `reply` may be called once, from any later loop turn. On the wire it is
+  // an ordinary unary call.
+  template <typename Resp>
+  using Reply = std::function<void(Result<Resp>)>;
+  template <typename Req, typename Resp>
+  void AddAsyncUnary(std::string method,
+                     std::function<void(const CallContext&, const Req&, Reply<Resp>)> handler);
+
   // Binds the Unix socket at `socket_path` with mode 0600 and starts
   // accepting. A stale socket file (nobody listening) is replaced; a live one,
   // or a path that is not a socket, is an error.
@@ -223,6 +232,22 @@ void GrpcServer::AddServerStreaming(
     }
     handler(context, request, ServerStreamWriter<Resp>(std::move(stream)));
   });
+}
+
+template <typename Req, typename Resp>
+void GrpcServer::AddAsyncUnary(
+    std::string method,
+    std::function<void(const CallContext&, const Req&, Reply<Resp>)> handler) {
+  AddServerStreaming<Req, Resp>(
+      std::move(method), [handler = std::move(handler)](const CallContext& context,
+                                                        const Req& request,
+                                                        ServerStreamWriter<Resp> writer) {
+        handler(context, request, [writer](Result<Resp> response) mutable {
+          if (!response.ok()) return writer.Finish(response.error());
+          writer.Write(*response);
+          writer.Finish({});
+        });
+      });
 }
 
 }  // namespace podless::api

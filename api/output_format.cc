@@ -281,6 +281,14 @@ std::string PolicyTable(const std::vector<const v1::Object*>& objects, bool all_
   return table.Render();
 }
 
+static std::string Age(int64_t seconds) {
+  if (seconds < 0) seconds = 0;
+  if (seconds < 120) return std::to_string(seconds) + "s";
+  if (seconds < 2 * 3600) return std::to_string(seconds / 60) + "m";
+  if (seconds < 2 * 86400) return std::to_string(seconds / 3600) + "h";
+  return std::to_string(seconds / 86400) + "d";
+}
+
 std::string Tables(const std::vector<v1::Object>& objects, v1::Kind kind, bool wide,
                    bool all_namespaces) {
   // One table per kind; the requested kind first, then the others in enum order.
@@ -779,6 +787,27 @@ std::string Describe(const v1::Object& object) {
       break;
   }
   return "<an object of an unknown kind>\n";
+}
+
+std::string NodesTable(const v1::ListNodesResponse& nodes, bool wide, int64_t now) {
+  std::vector<std::string> columns = {"NAME", "ADDRESS", "CIDR", "WORKLOADS", "STATUS", "AGE"};
+  if (wide) columns.push_back("HBONE-PORT");
+  Table table(columns);
+  for (const v1::Node& node : nodes.nodes()) {
+    std::vector<std::string> cells = {node.name() + (node.self() && nodes.cluster() ? " (this)" : ""),
+                                      node.address(),
+                                      node.cidr(),
+                                      std::to_string(node.workloads()),
+                                      node.status(),
+                                      node.started_at() != 0 ? Age(now - node.started_at()) : ""};
+    if (wide) cells.push_back(node.hbone_port() != 0 ? std::to_string(node.hbone_port()) : "");
+    table.AddRow(std::move(cells));
+  }
+  std::string out = table.Render();
+  if (nodes.cluster() && !nodes.connected()) {
+    out += "(this node cannot reach etcd: the list is its last view)\n";
+  }
+  return out;
 }
 
 }  // namespace podless::api

@@ -51,6 +51,11 @@ std::string FormatList(const std::vector<v1::Object>& objects, v1::Kind kind, Ou
 //   indented), which JsonStringToMessage reads back.
 std::string FormatObject(const v1::Object& object, OutputFormat format);
 
+// `podless get nodes`: NAME ADDRESS CIDR WORKLOADS STATUS AGE (5s, 3m, 2h,
+// 4d); wide adds HBONE-PORT. `now` is unix seconds. A footer line says when
+// the answering node cannot reach etcd.
+std::string NodesTable(const v1::ListNodesResponse& nodes, bool wide, int64_t now);
+
 // `podless describe`: labelled lines (Name, Namespace, Labels, ...), the app
 // with its details, ports, and for workloads a replica table (name, address,
 // SPIFFE ID, certificate serial, expiry in RFC 3339, ready, node). Ends with

@@ -20,7 +20,9 @@ namespace {
 void Log(const std::string& line) { std::fprintf(stderr, "podless: %s\n", line.c_str()); }
 
 // Applies the operator's --apply manifests through the same path as the API.
-Status ApplyAtStart(runtime::Agent& agent, const std::vector<std::string>& paths) {
+// In a cluster, Services and policies need etcd: it waits (bounded) for the
+// node to follow etcd, then applies through the cluster.
+Status ApplyAtStart(uv_loop_t* loop, runtime::Node& node, const std::vector<std::string>& paths) {
   if (paths.empty()) return {};
   std::vector<ManifestFile> files;
   for (const std::string& path : paths) {
@@ -32,7 +34,20 @@ Status ApplyAtStart(runtime::Agent& agent, const std::vector<std::string>& paths
   if (!parsed) return parsed.error();
   std::vector<workloads::Object> objects;
   for (auto& object : *parsed) objects.push_back(std::move(object.object));
-  auto changes = agent.Apply(std::move(objects), /*dry_run=*/false);
+  Result<std::vector<runtime::ObjectChange>> changes = MakeError(ErrorCode::kInternal, "not run");
+  if (runtime::Cluster* cluster = node.cluster()) {
+    const uint64_t deadline = uv_now(loop) + 15'000;
+    while (!cluster->connected() && uv_now(loop) < deadline) uv_run(loop, UV_RUN_ONCE);
+    bool done = false;
+    cluster->Apply(std::move(objects), /*dry_run=*/false,
+                   [&](Result<std::vector<runtime::ObjectChange>> result) {
+                     changes = std::move(result);
+                     done = true;
+                   });
+    while (!done) uv_run(loop, UV_RUN_ONCE);
+  } else {
+    changes = node.agent().Apply(std::move(objects), /*dry_run=*/false);
+  }
   if (!changes) return changes.error();
   for (const auto& change : *changes) {
     Log(std::string("--apply: ") + workloads::KindName(change.key.kind) + " " + change.key.ns +
@@ -57,7 +72,18 @@ int RunCommand(const std::vector<std::string>& args) {
   signal(SIGPIPE, SIG_IGN);
 
   proxy::UvLoop loop;
-  auto node = runtime::Node::Start(loop.get(), *config);
+  runtime::ClusterPtr joined;
+  if (config->cluster.enabled()) {
+    auto cluster = runtime::Cluster::Join(loop.get(), *config);
+    if (!cluster) {
+      Log("cannot start: cluster: " + cluster.error().message);
+      return 1;
+    }
+    joined = std::move(*cluster);
+    Log("joined the cluster as node " + config->node_name + ", workload range " +
+        config->node_cidr);
+  }
+  auto node = runtime::Node::Start(loop.get(), *config, std::move(joined));
   if (!node) {
     Log("cannot start: " + node.error().message);
     return 1;
@@ -71,6 +97,7 @@ int RunCommand(const std::vector<std::string>& args) {
         api_requests.WithLabels({method, ok ? std::string_view("OK") : ErrorCodeName(code)}).Inc();
       });
   service.SetSupervisor(&(*node)->supervisor());
+  service.SetCluster((*node)->cluster());
   GrpcServer grpc(loop.get());
   service.RegisterWith(grpc);
   const std::string socket_path = config->ApiSocketPath();
@@ -85,7 +112,7 @@ int RunCommand(const std::vector<std::string>& args) {
     Log("SPIFFE Workload API not served: " + (*node)->WorkloadApiSocketPath() + ": " +
         s.error().message);
   }
-  if (Status s = ApplyAtStart((*node)->agent(), config->apply_at_start); !s) {
+  if (Status s = ApplyAtStart(loop.get(), **node, config->apply_at_start); !s) {
     Log("cannot start: --apply: " + s.error().message);
     grpc.Close();
     (*node)->Shutdown();

@@ -106,54 +106,75 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
         });
   };
 
-  server.AddUnary<v1::ApplyRequest, v1::ApplyResponse>(
-      std::string(kService) + "Apply",
-      observed.operator()<v1::ApplyRequest, v1::ApplyResponse>(
-          "Apply",
-          [this](const CallContext&, const v1::ApplyRequest& request) -> Result<v1::ApplyResponse> {
-            auto parsed =
-                ParseRequestManifests(request.manifest(), request.source_name(), request.files());
-            if (!parsed) return parsed.error();
-            std::vector<workloads::Object> objects;
-            for (auto& object : *parsed) objects.push_back(std::move(object.object));
-            auto changes = agent_.Apply(std::move(objects), request.dry_run());
-            if (!changes) return changes.error();
-            v1::ApplyResponse response;
-            for (const auto& change : *changes) *response.add_results() = ToProto(change);
-            return response;
-          }));
+  // Apply and Delete answer later in cluster mode (cluster-wide objects go
+  // to etcd first), so they are asynchronous unary methods.
+  auto observe = [this](std::string_view method, const Status& status) {
+    if (observer_) observer_(method, status ? ErrorCode::kInternal : status.error().code, status.ok());
+  };
+  auto to_response = []<typename Resp>(Result<std::vector<runtime::ObjectChange>> changes,
+                                       Resp* response) -> Status {
+    if (!changes) return changes.error();
+    for (const auto& change : *changes) *response->add_results() = ToProto(change);
+    return {};
+  };
 
-  server.AddUnary<v1::DeleteRequest, v1::DeleteResponse>(
+  server.AddAsyncUnary<v1::ApplyRequest, v1::ApplyResponse>(
+      std::string(kService) + "Apply",
+      [this, observe, to_response](const CallContext&, const v1::ApplyRequest& request,
+                                   GrpcServer::Reply<v1::ApplyResponse> reply) {
+        auto finish = [observe, to_response,
+                       reply](Result<std::vector<runtime::ObjectChange>> changes) {
+          v1::ApplyResponse response;
+          Status status = to_response(std::move(changes), &response);
+          observe("Apply", status);
+          reply(status ? Result<v1::ApplyResponse>(std::move(response))
+                       : Result<v1::ApplyResponse>(status.error()));
+        };
+        auto parsed =
+            ParseRequestManifests(request.manifest(), request.source_name(), request.files());
+        if (!parsed) return finish(parsed.error());
+        std::vector<workloads::Object> objects;
+        for (auto& object : *parsed) objects.push_back(std::move(object.object));
+        if (cluster_ != nullptr) return cluster_->Apply(std::move(objects), request.dry_run(), finish);
+        finish(agent_.Apply(std::move(objects), request.dry_run()));
+      });
+
+  server.AddAsyncUnary<v1::DeleteRequest, v1::DeleteResponse>(
       std::string(kService) + "Delete",
-      observed.operator()<v1::DeleteRequest, v1::DeleteResponse>(
-          "Delete",
-          [this](const CallContext&,
-                 const v1::DeleteRequest& request) -> Result<v1::DeleteResponse> {
-            std::vector<ObjectKey> keys;
-            if (!request.manifest().empty() || !request.files().empty()) {
-              auto parsed =
-                  ParseRequestManifests(request.manifest(), request.source_name(), request.files());
-              if (!parsed) return parsed.error();
-              for (const auto& object : *parsed) keys.push_back(workloads::KeyOf(object.object));
-            }
-            for (const v1::ObjectRef& ref : request.refs()) {
-              auto kind = FromProtoKind(ref.kind());
-              if (!kind) return kind.error();
-              if (ref.name().empty()) {
-                return MakeError(ErrorCode::kInvalidArgument, "refs: name is required");
-              }
-              keys.push_back(ObjectKey{*kind, NamespaceOrDefault(ref.namespace_()), ref.name()});
-            }
-            if (keys.empty()) {
-              return MakeError(ErrorCode::kInvalidArgument,
-                               "nothing to delete: give a manifest or refs");
-            }
-            auto changes = agent_.Delete(keys, request.ignore_not_found());
-            if (!changes) return changes.error();
-            v1::DeleteResponse response;
-            for (const auto& change : *changes) *response.add_results() = ToProto(change);
-            return response;
-          }));
+      [this, observe, to_response](const CallContext&, const v1::DeleteRequest& request,
+                                   GrpcServer::Reply<v1::DeleteResponse> reply) {
+        auto finish = [observe, to_response,
+                       reply](Result<std::vector<runtime::ObjectChange>> changes) {
+          v1::DeleteResponse response;
+          Status status = to_response(std::move(changes), &response);
+          observe("Delete", status);
+          reply(status ? Result<v1::DeleteResponse>(std::move(response))
+                       : Result<v1::DeleteResponse>(status.error()));
+        };
+        std::vector<ObjectKey> keys;
+        if (!request.manifest().empty() || !request.files().empty()) {
+          auto parsed =
+              ParseRequestManifests(request.manifest(), request.source_name(), request.files());
+          if (!parsed) return finish(parsed.error());
+          for (const auto& object : *parsed) keys.push_back(workloads::KeyOf(object.object));
+        }
+        for (const v1::ObjectRef& ref : request.refs()) {
+          auto kind = FromProtoKind(ref.kind());
+          if (!kind) return finish(kind.error());
+          if (ref.name().empty()) {
+            return finish(MakeError(ErrorCode::kInvalidArgument, "refs: name is required"));
+          }
+          keys.push_back(ObjectKey{*kind, NamespaceOrDefault(ref.namespace_()), ref.name()});
+        }
+        if (keys.empty()) {
+          return finish(
+              MakeError(ErrorCode::kInvalidArgument, "nothing to delete: give a manifest or refs"));
+        }
+        if (cluster_ != nullptr) {
+          return cluster_->Delete(std::move(keys), request.ignore_not_found(), finish);
+        }
+        finish(agent_.Delete(keys, request.ignore_not_found()));
+      });
 
   auto register_workloads = [this](const google::protobuf::RepeatedPtrField<v1::Workload>& messages,
                                    bool batch) -> Status {
@@ -252,6 +273,62 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
             v1::ListResponse response;
             for (const runtime::StoredObject* stored : agent_.List(*kind, request.namespace_())) {
               *response.add_objects() = ObjectWithStatus(agent_, *stored);
+            }
+            if (cluster_ != nullptr && *kind == Kind::kWorkload) {
+              // Other nodes' workloads too: a cluster-wide listing, each
+              // replica naming its node (changed only on that node).
+              for (const auto& [key, remote] : cluster_->view().workloads()) {
+                const workloads::Workload& workload = remote.record.workload;
+                if (!request.namespace_().empty() && workload.metadata.ns != request.namespace_()) {
+                  continue;
+                }
+                v1::Object out = ToProto(workloads::Object(workload));
+                auto* status = out.mutable_workload()->mutable_status();
+                const auto& addresses = remote.record.addresses;
+                for (uint32_t ordinal = 0; ordinal < addresses.size(); ++ordinal) {
+                  v1::Replica* replica = status->add_replicas();
+                  replica->set_name(workload.metadata.name + "-" + std::to_string(ordinal));
+                  replica->set_ordinal(ordinal);
+                  replica->set_address(workloads::FormatIpv4(addresses[ordinal]));
+                  replica->set_spiffe_id(agent_.SpiffeIdFor(workload));
+                  replica->set_ready(remote.ready(ordinal));
+                  replica->set_node(remote.record.node);
+                }
+                *response.add_objects() = std::move(out);
+              }
+            }
+            return response;
+          }));
+
+  server.AddUnary<v1::ListNodesRequest, v1::ListNodesResponse>(
+      std::string(kService) + "ListNodes",
+      observed.operator()<v1::ListNodesRequest, v1::ListNodesResponse>(
+          "ListNodes",
+          [this](const CallContext&, const v1::ListNodesRequest&) -> Result<v1::ListNodesResponse> {
+            v1::ListNodesResponse response;
+            const auto& config = agent_.config();
+            if (cluster_ == nullptr) {
+              v1::Node* node = response.add_nodes();
+              node->set_name(config.node_name);
+              node->set_cidr(config.node_cidr);
+              node->set_workloads(static_cast<uint32_t>(agent_.workload_count()));
+              node->set_status("Ready");
+              node->set_self(true);
+              return response;
+            }
+            response.set_cluster(true);
+            response.set_connected(cluster_->connected());
+            for (const auto& [name, record] : cluster_->view().nodes()) {
+              v1::Node* node = response.add_nodes();
+              node->set_name(record.name);
+              node->set_address(record.address);
+              node->set_cidr(record.cidr);
+              node->set_hbone_port(record.hbone_port);
+              node->set_started_at(record.started_at);
+              node->set_self(name == cluster_->node_name());
+              node->set_workloads(static_cast<uint32_t>(
+                  node->self() ? agent_.workload_count() : cluster_->view().WorkloadCountOf(name)));
+              node->set_status(cluster_->connected() ? "Ready" : "Unknown");
             }
             return response;
           }));

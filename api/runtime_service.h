@@ -9,6 +9,7 @@
 
 #include "api/grpc_server.h"
 #include "runtime/agent.h"
+#include "runtime/cluster.h"
 #include "runtime/supervisor.h"
 
 namespace podless::v1 {
@@ -30,6 +31,9 @@ class RuntimeService {
   // The supervisor of exec workloads, for `Logs` with follow (null: logs
   // are read from the files only).
   void SetSupervisor(runtime::Supervisor* supervisor) { supervisor_ = supervisor; }
+  // Cluster mode: Services and policies change through etcd, and List/Get
+  // see other nodes' workloads and the nodes themselves (null: one node).
+  void SetCluster(runtime::Cluster* cluster) { cluster_ = cluster; }
 
  private:
   void StreamLogs(const v1::LogsRequest& request, ServerStreamWriter<v1::LogChunk> writer);
@@ -37,6 +41,7 @@ class RuntimeService {
   runtime::Agent& agent_;
   CallObserver observer_;
   runtime::Supervisor* supervisor_ = nullptr;
+  runtime::Cluster* cluster_ = nullptr;
   std::vector<uint64_t> watchers_;  // agent watcher ids of open Watch streams
 };
 

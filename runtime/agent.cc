@@ -258,6 +258,74 @@ Result<std::vector<ObjectChange>> Agent::Delete(const std::vector<ObjectKey>& ke
   return changes;
 }
 
+Status Agent::Mirror(std::vector<MirroredObject> puts, std::vector<ObjectKey> deletes) {
+  std::vector<StoredObject> changed;
+  for (MirroredObject& put : puts) {
+    const ObjectKey key = workloads::KeyOf(put.object);
+    std::vector<uint32_t> addresses;
+    if (put.vip != 0) addresses.push_back(put.vip);
+    const StoredObject* existing = Find(key);
+    if (existing != nullptr && existing->object == put.object && existing->addresses == addresses) {
+      continue;
+    }
+    StoredObject next;
+    next.object = std::move(put.object);
+    next.addresses = std::move(addresses);
+    next.secret = existing != nullptr ? existing->secret : RandomSecret();
+    next.generation = existing != nullptr ? existing->generation + 1 : 1;
+    changed.push_back(std::move(next));
+  }
+  std::erase_if(deletes, [this](const ObjectKey& key) { return Find(key) == nullptr; });
+  if (changed.empty() && deletes.empty()) return {};
+
+  // Old versions leave the indexes and the VIP pool; the new ones enter after
+  // the commit. The VIPs come from etcd, which keeps them unique.
+  std::vector<StoredObject> old;
+  std::vector<bool> was_present;
+  for (const StoredObject& put : changed) {
+    const StoredObject* existing = Find(workloads::KeyOf(put.object));
+    was_present.push_back(existing != nullptr);
+    if (existing != nullptr) old.push_back(*existing);
+  }
+  for (const ObjectKey& key : deletes) old.push_back(*Find(key));
+  for (const StoredObject& object : old) UnindexObject(object);
+  if (Status s = store_->Commit(changed, deletes); !s) {
+    for (const StoredObject& object : old) IndexObject(*Find(workloads::KeyOf(object.object)));
+    return s;
+  }
+  for (const StoredObject& object : old) {
+    if (std::holds_alternative<workloads::Service>(object.object)) {
+      for (uint32_t vip : object.addresses) service_pool_->Release(vip);
+    }
+  }
+  for (size_t i = 0; i < changed.size(); ++i) {
+    const StoredObject* now = Find(workloads::KeyOf(changed[i].object));
+    for (uint32_t vip : now->addresses) (void)service_pool_->Reserve(vip);
+    IndexObject(*now);
+    Notify(was_present[i] ? WatchEventType::kModified : WatchEventType::kAdded, *now);
+  }
+  for (const ObjectKey& key : deletes) {
+    for (const StoredObject& object : old) {
+      if (workloads::KeyOf(object.object) == key) Notify(WatchEventType::kDeleted, object);
+    }
+  }
+  return {};
+}
+
+Result<uint32_t> Agent::ProposeVip(const std::vector<uint32_t>& exclude) {
+  const uint32_t cursor = service_pool_->cursor();
+  std::vector<uint32_t> taken;
+  Result<uint32_t> vip = service_pool_->Allocate();
+  while (vip.ok() && std::find(exclude.begin(), exclude.end(), *vip) != exclude.end()) {
+    taken.push_back(*vip);
+    vip = service_pool_->Allocate();
+  }
+  if (vip.ok()) taken.push_back(*vip);
+  for (uint32_t address : taken) service_pool_->Release(address);
+  service_pool_->set_cursor(cursor);
+  return vip;
+}
+
 Status Agent::Register(std::vector<workloads::Workload> workloads) {
   std::vector<Object> objects;
   objects.reserve(workloads.size());
@@ -328,11 +396,9 @@ std::vector<uint32_t> Agent::ServiceEndpoints(const workloads::Service& service)
 }
 
 void Agent::SetReplicaReady(uint32_t address, bool ready) {
-  if (ready) {
-    ready_exec_replicas_.insert(address);
-  } else {
-    ready_exec_replicas_.erase(address);
-  }
+  const bool changed =
+      ready ? ready_exec_replicas_.insert(address).second : ready_exec_replicas_.erase(address) != 0;
+  if (changed && on_readiness_change_) on_readiness_change_(address);
 }
 
 bool Agent::IsReplicaReady(const workloads::Workload& workload, uint32_t address) const {

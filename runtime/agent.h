@@ -84,6 +84,18 @@ class Agent {
   // ignore_not_found (then reported as "unchanged").
   Result<std::vector<ObjectChange>> Delete(const std::vector<workloads::ObjectKey>& keys,
                                            bool ignore_not_found);
+  // Cluster mode: makes the cluster-wide objects named match the cluster's
+  // version (etcd), in one durable step. `vip` is the Service VIP the cluster
+  // assigned (0 for policies). Objects equal to what is stored are skipped.
+  struct MirroredObject {
+    workloads::Object object;
+    uint32_t vip = 0;
+  };
+  Status Mirror(std::vector<MirroredObject> puts, std::vector<workloads::ObjectKey> deletes);
+  // A Service VIP no local Service holds and not in `exclude`, without
+  // taking it (the cluster claims it in etcd first).
+  Result<uint32_t> ProposeVip(const std::vector<uint32_t>& exclude);
+
   // Creates workloads that must not exist yet (ALREADY_EXISTS otherwise).
   Status Register(std::vector<workloads::Workload> workloads);
 
@@ -120,6 +132,10 @@ class Agent {
   // memory only, and watchers are not told (readiness is not an object change).
   void SetReplicaReady(uint32_t address, bool ready);
   bool IsReplicaReady(const workloads::Workload& workload, uint32_t address) const;
+  // Told after every readiness change (the cluster republishes the workload).
+  void OnReadinessChange(std::function<void(uint32_t address)> callback) {
+    on_readiness_change_ = std::move(callback);
+  }
   // Fills the process_* fields of an exec replica's view (set by the Node
   // from its supervisor).
   void SetProcessStatusSource(std::function<void(ReplicaView&)> source) {
@@ -164,6 +180,7 @@ class Agent {
 
   std::unordered_set<uint32_t> ready_exec_replicas_;  // see SetReplicaReady
   std::function<void(ReplicaView&)> process_status_;
+  std::function<void(uint32_t)> on_readiness_change_;
   std::map<uint64_t, WatchCallback> watchers_;
   uint64_t next_watcher_id_ = 1;
 };

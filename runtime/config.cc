@@ -6,6 +6,8 @@
 #include <functional>
 #include <map>
 
+#include "workloads/names.h"
+
 namespace podless::runtime {
 namespace {
 
@@ -31,7 +33,10 @@ const std::vector<Flag>& Flags() {
        "admin server: /healthz /ready /metrics /config_dump [127.0.0.1:15000]",
        [](AgentConfig& c, const std::string& v) { return SetString(c.admin_address, v); }},
       {"--node-cidr", "CIDR", "workload addresses of this node [127.64.0.0/10]",
-       [](AgentConfig& c, const std::string& v) { return SetString(c.node_cidr, v); }},
+       [](AgentConfig& c, const std::string& v) {
+         c.node_cidr_set = true;
+         return SetString(c.node_cidr, v);
+       }},
       {"--service-cidr", "CIDR", "Service virtual IPs [127.128.0.0/16]",
        [](AgentConfig& c, const std::string& v) { return SetString(c.service_cidr, v); }},
       {"--trust-domain", "NAME", "SPIFFE trust domain [cluster.local]",
@@ -74,6 +79,52 @@ const std::vector<Flag>& Flags() {
        [](AgentConfig& c, const std::string&) -> Status {
          c.local_short_circuit = false;
          return {};
+       }},
+      {"--etcd", "URL[,URL...]", "join the cluster whose state is in this etcd (http://HOST:PORT)",
+       [](AgentConfig& c, const std::string& v) -> Status {
+         size_t start = 0;
+         while (start <= v.size()) {
+           size_t comma = v.find(',', start);
+           if (comma == std::string::npos) comma = v.size();
+           if (comma > start) c.cluster.etcd_endpoints.push_back(v.substr(start, comma - start));
+           start = comma + 1;
+         }
+         if (c.cluster.etcd_endpoints.empty()) {
+           return MakeError(ErrorCode::kInvalidArgument, "--etcd: no URL given");
+         }
+         return {};
+       }},
+      {"--node-address", "IP", "cluster: the address other nodes reach this node at",
+       [](AgentConfig& c, const std::string& v) { return SetString(c.cluster.node_address, v); }},
+      {"--cluster-cidr", "CIDR",
+       "cluster: claim a free per-node range of this CIDR (without --node-cidr)",
+       [](AgentConfig& c, const std::string& v) { return SetString(c.cluster.cluster_cidr, v); }},
+      {"--node-cidr-prefix", "BITS", "cluster: the prefix length of those ranges [24]",
+       [](AgentConfig& c, const std::string& v) -> Status {
+         int bits = 0;
+         auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), bits);
+         if (ec != std::errc() || end != v.data() + v.size() || bits < 8 || bits > 30) {
+           return MakeError(ErrorCode::kInvalidArgument,
+                            "--node-cidr-prefix: must be a number from 8 to 30, got \"" + v + "\"");
+         }
+         c.cluster.node_cidr_prefix = bits;
+         return {};
+       }},
+      {"--lease-ttl", "DURATION",
+       "cluster: this node's records vanish this long after it dies [10s]",
+       [](AgentConfig& c, const std::string& v) -> Status {
+         auto d = ParseDuration(v);
+         if (!d) return MakeError(d.error().code, "--lease-ttl: " + d.error().message);
+         if (d->count() < 2) return MakeError(ErrorCode::kInvalidArgument, "--lease-ttl: at least 2s");
+         c.cluster.lease_ttl = *d;
+         return {};
+       }},
+      {"--etcd-prefix", "PREFIX", "cluster: the etcd key prefix of this cluster [/podless/]",
+       [](AgentConfig& c, const std::string& v) -> Status {
+         if (v.empty() || v.back() != '/') {
+           return MakeError(ErrorCode::kInvalidArgument, "--etcd-prefix: must end with /");
+         }
+         return SetString(c.cluster.etcd_prefix, v);
        }},
       {"--apply", "FILE|DIR", "apply this manifest once the agent is ready (repeatable)",
        [](AgentConfig& c, const std::string& v) -> Status {
@@ -132,6 +183,20 @@ Result<AgentConfig> ParseRunFlags(const std::vector<std::string>& args) {
   if (config.ca_cert.empty() != config.ca_key.empty()) {
     return MakeError(ErrorCode::kInvalidArgument, "--ca-cert and --ca-key go together");
   }
+  if (config.cluster.enabled()) {
+    if (config.cluster.node_address.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "--etcd needs --node-address (the IP other nodes reach this node at)");
+    }
+    if (!config.node_cidr_set && config.cluster.cluster_cidr.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "--etcd needs --node-cidr or --cluster-cidr: every node needs its own "
+                       "range of workload addresses, routed to it by the network");
+    }
+  } else if (!config.cluster.node_address.empty() || !config.cluster.cluster_cidr.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "--node-address and --cluster-cidr are cluster flags: add --etcd URL");
+  }
   if (config.node_name.empty()) {
     char host[256] = {};
     if (gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0') {
@@ -139,6 +204,10 @@ Result<AgentConfig> ParseRunFlags(const std::vector<std::string>& args) {
     } else {
       config.node_name = "node";
     }
+  }
+  if (config.cluster.enabled() && !workloads::IsDns1123Subdomain(config.node_name)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "--node-name: " + workloads::Dns1123SubdomainError(config.node_name));
   }
   return config;
 }

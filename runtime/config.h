@@ -30,8 +30,21 @@ struct AgentConfig {
   // the in-memory short-circuit: for tests and benchmarks of the full path.
   bool local_short_circuit = true;
   // Pooled HBONE client connections with no stream for this long are closed.
-  std::chrono::milliseconds hbone_idle_timeout =
-      std::chrono::seconds(60);  // --apply FILE|DIR, repeatable
+  std::chrono::milliseconds hbone_idle_timeout = std::chrono::seconds(60);
+  // True when --node-cidr was given (cluster mode claims that range instead
+  // of carving one out of --cluster-cidr).
+  bool node_cidr_set = false;
+
+  // Cluster mode (runtime/cluster.h); off while etcd_endpoints is empty.
+  struct Cluster {
+    std::vector<std::string> etcd_endpoints;  // "http://HOST:PORT"
+    std::string node_address;                 // where other nodes reach this one
+    std::string cluster_cidr;                 // split into per-node ranges
+    int node_cidr_prefix = 24;                // the size of those ranges
+    std::chrono::seconds lease_ttl = std::chrono::seconds(10);
+    std::string etcd_prefix = "/podless/";  // every key podless writes starts with it
+    bool enabled() const { return !etcd_endpoints.empty(); }
+  } cluster;
 
   std::string ApiSocketPath() const {
     return api_socket.empty() ? state_dir + "/api.sock" : api_socket;

@@ -13,8 +13,9 @@ Node::Node(uv_loop_t* loop, const AgentConfig& config)
 
 Node::~Node() { Shutdown(); }
 
-Result<NodePtr> Node::Start(uv_loop_t* loop, const AgentConfig& config) {
+Result<NodePtr> Node::Start(uv_loop_t* loop, const AgentConfig& config, ClusterPtr cluster) {
   NodePtr node(new Node(loop, config));
+  node->cluster_ = std::move(cluster);
   if (Status s = node->Init(); !s) return s.error();
   return node;
 }
@@ -54,6 +55,11 @@ Status Node::Init() {
   AddAdminRoutes();
   if (Status s = admin_->Listen(config_.admin_address); !s) {
     return MakeError(s.error().code, "admin server: " + s.error().message);
+  }
+  if (cluster_) {
+    directory_->set_cluster_view(&cluster_->view());
+    cluster_stopped_ = false;
+    cluster_->Start(*agent_, *metrics_, [this] { directory_->Invalidate(); });
   }
   // Processes start only once everything else is bound: a node that fails to
   // start must not have started (and then kill) any.
@@ -237,14 +243,21 @@ void Node::AddAdminRoutes() {
   });
   admin_->AddRoute("/ready", [this](const proxy::Http1Request&) {
     if (!ready_) return AdminResponse{503, "text/plain; charset=utf-8", "starting\n"};
+    // In cluster mode the node serves its workloads whether or not etcd is
+    // reachable; the body says whether cluster changes are followed.
+    if (cluster_) {
+      return AdminResponse{200, "application/json",
+                           "{\"status\":\"ready\",\"cluster\":" + cluster_->StatusJson() + "}\n"};
+    }
     return AdminResponse{200, "text/plain; charset=utf-8", "ready\n"};
   });
   admin_->AddRoute("/metrics", [this](const proxy::Http1Request&) {
     return AdminResponse{200, proxy::kPrometheusContentType, metrics_->Render()};
   });
   admin_->AddRoute("/config_dump", [this](const proxy::Http1Request&) {
-    return AdminResponse{200, "application/json",
-                         agent_->ConfigDumpJson({{"proxy", proxy_->Stats().ToJson()}}) + "\n"};
+    std::vector<std::pair<std::string, std::string>> extra = {{"proxy", proxy_->Stats().ToJson()}};
+    if (cluster_) extra.emplace_back("cluster", cluster_->StatusJson());
+    return AdminResponse{200, "application/json", agent_->ConfigDumpJson(extra) + "\n"};
   });
 }
 
@@ -256,6 +269,11 @@ void Node::Shutdown() {
     watcher_ = 0;
   }
   if (proxy_) proxy_->Close();
+  // Revoking the lease takes this node out of every view at once.
+  if (cluster_ && !cluster_stopped_ && !cluster_stopping_) {
+    cluster_stopping_ = true;
+    cluster_->Shutdown([this] { cluster_stopped_ = true; });
+  }
   // SIGTERM to every supervised process, SIGKILL after its grace period.
   if (supervisor_) {
     supervisor_->Shutdown([this] { processes_stopped_ = true; });

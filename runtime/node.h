@@ -14,6 +14,7 @@
 #include "proxy/proxy_core.h"
 #include "runtime/admin_server.h"
 #include "runtime/agent.h"
+#include "runtime/cluster.h"
 #include "runtime/config.h"
 #include "runtime/proxy_directory.h"
 #include "runtime/supervisor.h"
@@ -25,8 +26,10 @@ using NodePtr = std::unique_ptr<Node>;
 
 class Node {
  public:
-  // Loads the state (Agent::Open) and binds the admin server.
-  static Result<NodePtr> Start(uv_loop_t* loop, const AgentConfig& config);
+  // Loads the state (Agent::Open) and binds the admin server. In cluster
+  // mode `cluster` is the joined cluster (Cluster::Join); the node follows it.
+  static Result<NodePtr> Start(uv_loop_t* loop, const AgentConfig& config,
+                               ClusterPtr cluster = nullptr);
   ~Node();
 
   Agent& agent() { return *agent_; }
@@ -36,11 +39,13 @@ class Node {
   proxy::ProxyCore& proxy() { return *proxy_; }
   // Runs the processes of `exec` workloads (see runtime/supervisor.h).
   Supervisor& supervisor() { return *supervisor_; }
+  // Null unless the node runs in cluster mode.
+  Cluster* cluster() { return cluster_.get(); }
   // The SPIFFE Workload API socket handed to processes (SPIFFE_ENDPOINT_SOCKET).
   std::string WorkloadApiSocketPath() const { return config_.state_dir + "/workload-api.sock"; }
   // True once Shutdown() was called and every supervised process has exited
   // (they get their grace period; the caller keeps running the loop).
-  bool processes_stopped() const { return processes_stopped_; }
+  bool processes_stopped() const { return processes_stopped_ && cluster_stopped_; }
 
   // /ready answers 200 from now on.
   void SetReady() { ready_ = true; }
@@ -76,6 +81,10 @@ class Node {
   bool processes_stopped_ = false;
   std::unique_ptr<ProxyDirectory> directory_;
   proxy::ProxyCorePtr proxy_;
+  // Declared after the agent and the directory: destroyed first.
+  ClusterPtr cluster_;
+  bool cluster_stopping_ = false;
+  bool cluster_stopped_ = true;
   uint64_t watcher_ = 0;
   // Every workload as last seen: its addresses, to find replicas that went,
   // and its ports, counted per port so the listeners change only when a port

@@ -38,6 +38,21 @@ proxy::Endpoint ProxyDirectory::LocalEndpoint(const workloads::Workload& workloa
   return endpoint;
 }
 
+proxy::Endpoint ProxyDirectory::RemoteEndpoint(const RemoteWorkload& remote, uint32_t ordinal,
+                                               uint16_t port) const {
+  const workloads::Workload& workload = remote.record.workload;
+  proxy::Endpoint endpoint;
+  endpoint.address = remote.record.addresses[ordinal];
+  endpoint.port = port;
+  endpoint.spiffe_id = agent_.SpiffeIdFor(workload);
+  endpoint.workload = workload.metadata.name;
+  endpoint.ns = workload.metadata.ns;
+  endpoint.local = false;
+  const NodeRecord* node = cluster_->FindNode(remote.record.node);
+  endpoint.hbone_port = node != nullptr ? node->hbone_port : hbone_port_;
+  return endpoint;
+}
+
 Result<std::pair<uint32_t, uint16_t>> ProxyDirectory::ExecTarget(const proxy::LocalReplica& replica,
                                                                  uint16_t port) const {
   if (supervisor_ != nullptr) {
@@ -117,6 +132,22 @@ Result<proxy::Destination> ProxyDirectory::ResolveService(const StoredObject& st
       destination.endpoints.push_back(LocalEndpoint(workload, replica.address, target));
     }
   }
+  if (cluster_ == nullptr) return destination;
+  // Other nodes' replicas; a linear scan of the remote workloads, which is
+  // fine for the few thousand a cluster view holds (an index by namespace
+  // and labels would replace it at larger scale).
+  for (const auto& [key, remote] : cluster_->workloads()) {
+    const workloads::Workload& workload = remote.record.workload;
+    if (workload.metadata.ns != service.metadata.ns ||
+        !workloads::LabelsMatch(service.selector, workload.metadata.labels)) {
+      continue;
+    }
+    const uint16_t target = TargetPort(*service_port, workload);
+    if (target == 0) continue;
+    for (uint32_t ordinal = 0; ordinal < remote.record.addresses.size(); ++ordinal) {
+      if (remote.ready(ordinal)) destination.endpoints.push_back(RemoteEndpoint(remote, ordinal, target));
+    }
+  }
   return destination;
 }
 
@@ -131,6 +162,12 @@ Result<proxy::Destination> ProxyDirectory::Resolve(std::string_view host, uint16
     }
     if (const StoredObject* service = agent_.FindServiceByVip(*address)) {
       return ResolveService(*service, port);
+    }
+    if (const RemoteReplica* remote = cluster_ ? cluster_->FindReplica(*address) : nullptr) {
+      proxy::Destination destination;
+      destination.service = std::string(host);
+      destination.endpoints.push_back(RemoteEndpoint(*remote->workload, remote->ordinal, port));
+      return destination;
     }
     return MakeError(ErrorCode::kNotFound,
                      std::string(host) + " is neither a workload nor a Service address");

@@ -9,6 +9,7 @@
 
 #include "proxy/directory.h"
 #include "runtime/agent.h"
+#include "runtime/cluster_view.h"
 #include "runtime/supervisor.h"
 
 namespace podless::runtime {
@@ -28,6 +29,8 @@ class ProxyDirectory final : public proxy::Directory {
   void set_hbone_port(uint16_t port) { hbone_port_ = port; }
   // The supervisor of exec workloads (ExecTarget); null: none.
   void set_supervisor(const Supervisor* supervisor) { supervisor_ = supervisor; }
+  // Cluster mode: other nodes' workloads, reached over HBONE (null: none).
+  void set_cluster_view(const ClusterView* view) { cluster_ = view; }
 
   // proxy::Directory
   const proxy::LocalReplica* FindLocalReplica(uint32_t address) const override;
@@ -48,10 +51,14 @@ class ProxyDirectory final : public proxy::Directory {
 
   proxy::Endpoint LocalEndpoint(const workloads::Workload& workload, uint32_t address,
                                 uint16_t port) const;
+  // An endpoint on another node: always HBONE, to that node's HBONE port.
+  proxy::Endpoint RemoteEndpoint(const RemoteWorkload& workload, uint32_t ordinal,
+                                 uint16_t port) const;
 
   Agent& agent_;
   uint16_t hbone_port_;
   const Supervisor* supervisor_ = nullptr;
+  const ClusterView* cluster_ = nullptr;
   bssl::UniquePtr<X509_STORE> trust_;
   // LocalReplica records built on demand from the agent's compact tables.
   mutable std::unordered_map<uint32_t, proxy::LocalReplica> replicas_;

@@ -477,6 +477,19 @@ Result<CertificateAuthorityPtr> CertificateAuthority::LoadFromFiles(
                    trust_domain);
 }
 
+Result<CertificateAuthorityPtr> CertificateAuthority::LoadFromPem(std::string_view cert_pem,
+                                                                  std::string_view key_pem,
+                                                                  const std::string& source,
+                                                                  const std::string& trust_domain) {
+  if (auto st = ValidateTrustDomain(trust_domain); !st.ok()) return st.error();
+  auto chain = ParsePemCertificates(cert_pem);
+  if (!chain.ok()) return MakeError(chain.error().code, source + ": " + chain.error().message);
+  auto key = ParsePemPrivateKey(key_pem, source + " key");
+  if (!key.ok()) return key.error();
+  return FromParts(std::move(chain).value(), std::move(key).value(), source, source + " key",
+                   trust_domain);
+}
+
 std::string CertificateAuthority::BundlePem() const {
   std::string out;
   for (const auto& root : roots_) out += CertificateToPem(root.get());

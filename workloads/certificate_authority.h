@@ -38,6 +38,13 @@ class CertificateAuthority {
                                                        const std::string& key_path,
                                                        const std::string& trust_domain);
 
+  // The same from PEM text held in memory (a cluster root kept in etcd);
+  // `source` names where it came from, for errors.
+  static Result<CertificateAuthorityPtr> LoadFromPem(std::string_view cert_pem,
+                                                     std::string_view key_pem,
+                                                     const std::string& source,
+                                                     const std::string& trust_domain);
+
   // A fresh root that lives in memory only (tests).
   static Result<CertificateAuthorityPtr> CreateInMemory(const std::string& trust_domain);
 

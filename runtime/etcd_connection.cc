@@ -1,0 +1,583 @@
+#include "runtime/etcd_connection.h"
+
+#include <netinet/in.h>
+#include <nghttp2/nghttp2.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <utility>
+
+namespace podless::runtime {
+namespace {
+
+constexpr int32_t kStreamWindowSize = 1 << 20;
+constexpr int32_t kConnectionWindowSize = 16 << 20;
+constexpr uint16_t kDefaultEtcdPort = 2379;
+
+struct WriteRequest {
+  uv_write_t req;
+  std::string data;
+};
+
+nghttp2_nv MakeNv(std::string_view name, std::string_view value) {
+  return nghttp2_nv{const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(name.data())),
+                    const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(value.data())),
+                    name.size(), value.size(), NGHTTP2_NV_FLAG_NONE};
+}
+
+// grpc-timeout allows at most 8 digits: pick the finest unit that fits.
+std::string EncodeGrpcTimeout(std::chrono::milliseconds timeout) {
+  constexpr int64_t kMaxValue = 99'999'999;
+  const int64_t ms = std::max<int64_t>(timeout.count(), 1);
+  if (ms <= kMaxValue) return std::to_string(ms) + "m";
+  return std::to_string(std::min<int64_t>((ms + 999) / 1000, kMaxValue)) + "S";
+}
+
+// The gRPC spec's mapping for responses that carry no grpc-status.
+GrpcCode CodeForHttpStatus(int status) {
+  switch (status) {
+    case 400:
+      return GrpcCode::kInternal;
+    case 401:
+      return GrpcCode::kUnauthenticated;
+    case 403:
+      return GrpcCode::kPermissionDenied;
+    case 404:
+      return GrpcCode::kUnimplemented;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return GrpcCode::kUnavailable;
+    default:
+      return GrpcCode::kUnknown;
+  }
+}
+
+// ... and for streams reset without trailers.
+GrpcCode CodeForResetStream(uint32_t error_code) {
+  switch (error_code) {
+    case NGHTTP2_CANCEL:
+      return GrpcCode::kCancelled;
+    case NGHTTP2_REFUSED_STREAM:
+      return GrpcCode::kUnavailable;
+    case NGHTTP2_ENHANCE_YOUR_CALM:
+      return GrpcCode::kResourceExhausted;
+    default:
+      return GrpcCode::kInternal;
+  }
+}
+
+Status FinalStatus(const GrpcResponseState& response, uint32_t reset_code) {
+  GrpcCode code;
+  std::string message;
+  if (response.local_error) return *response.local_error;
+  if (response.grpc_status) {
+    code = *response.grpc_status;
+    message = response.grpc_message;
+    if (code == GrpcCode::kOk && !response.decoder.at_message_boundary()) {
+      code = GrpcCode::kInternal;
+      message = "etcd's response ended inside a grpc message";
+    }
+  } else if (reset_code != NGHTTP2_NO_ERROR) {
+    code = CodeForResetStream(reset_code);
+    message =
+        std::string("etcd reset the stream (HTTP/2 ") + nghttp2_http2_strerror(reset_code) + ")";
+  } else if (response.http_status != 200 && response.http_status != 0) {
+    code = CodeForHttpStatus(response.http_status);
+    message = "etcd answered HTTP " + std::to_string(response.http_status);
+  } else {
+    code = GrpcCode::kInternal;
+    message = "etcd's response ended without a grpc-status";
+  }
+  if (code == GrpcCode::kOk) return {};
+  if (message.empty()) message = GrpcCodeName(code);
+  // Keep the gRPC name where ErrorCode folds several codes together.
+  if (!IsExactErrorCode(code)) message = std::string(GrpcCodeName(code)) + ": " + message;
+  return MakeError(FromGrpcCode(code), std::move(message));
+}
+
+std::string AddressText(const sockaddr_storage& address) {
+  char ip[INET6_ADDRSTRLEN] = {};
+  uint16_t port = 0;
+  if (address.ss_family == AF_INET6) {
+    const auto& a6 = reinterpret_cast<const sockaddr_in6&>(address);
+    uv_ip6_name(&a6, ip, sizeof(ip));
+    port = ntohs(a6.sin6_port);
+    return "[" + std::string(ip) + "]:" + std::to_string(port);
+  }
+  const auto& a4 = reinterpret_cast<const sockaddr_in&>(address);
+  uv_ip4_name(&a4, ip, sizeof(ip));
+  port = ntohs(a4.sin_port);
+  return std::string(ip) + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view url) {
+  auto bad = [&](const std::string& why) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "etcd endpoint \"" + std::string(url) + "\": " + why);
+  };
+  constexpr std::string_view kHttp = "http://";
+  if (url.starts_with("https://")) {
+    return bad(
+        "https is not supported: podless speaks plaintext HTTP/2 (h2c) to etcd; use http:// "
+        "and keep etcd on loopback or a trusted network");
+  }
+  if (!url.starts_with(kHttp)) return bad("expected http://HOST:PORT");
+  std::string_view rest = url.substr(kHttp.size());
+  if (rest.ends_with('/')) rest.remove_suffix(1);
+  if (rest.find_first_of("/?#@") != std::string_view::npos) {
+    return bad("expected http://HOST:PORT with no path, query or user info");
+  }
+  EtcdEndpoint endpoint;
+  endpoint.url = std::string(url);
+  std::string_view port_text;
+  if (rest.starts_with('[')) {
+    const size_t close = rest.find(']');
+    if (close == std::string_view::npos) return bad("unterminated [IPv6 address]");
+    endpoint.host = std::string(rest.substr(1, close - 1));
+    std::string_view after = rest.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return bad("expected :PORT after the [IPv6 address]");
+      port_text = after.substr(1);
+      if (port_text.empty()) return bad("empty port");
+    }
+  } else {
+    const size_t colon = rest.rfind(':');
+    endpoint.host = std::string(rest.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      port_text = rest.substr(colon + 1);
+      if (port_text.empty()) return bad("empty port");
+    }
+    if (endpoint.host.find(':') != std::string::npos) {
+      return bad("an IPv6 address must be in brackets, http://[ADDRESS]:PORT");
+    }
+  }
+  if (endpoint.host.empty()) return bad("missing host");
+  endpoint.port = kDefaultEtcdPort;
+  if (!port_text.empty()) {
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
+    if (ec != std::errc() || end != port_text.data() + port_text.size() || value == 0 ||
+        value > 65535) {
+      return bad("port \"" + std::string(port_text) + "\" is not a number in 1..65535");
+    }
+    endpoint.port = static_cast<uint16_t>(value);
+  }
+  const bool v6 = endpoint.host.find(':') != std::string::npos;
+  endpoint.authority =
+      (v6 ? "[" + endpoint.host + "]" : endpoint.host) + ":" + std::to_string(endpoint.port);
+  return endpoint;
+}
+
+// A getaddrinfo request outlives the connection if the connection is destroyed
+// first (libuv may not be able to cancel it); `owner` is cleared then.
+struct EtcdConnection::ResolveRequest {
+  uv_getaddrinfo_t req;
+  EtcdConnection* owner;
+};
+
+// nghttp2 callbacks: free functions that find the call through the stream's
+// user data (null once the call was cancelled) and the connection through the
+// session's.
+struct EtcdConnectionCallbacks {
+  static GrpcStreamSink* SinkOf(nghttp2_session* session, int32_t stream_id) {
+    return static_cast<GrpcStreamSink*>(nghttp2_session_get_stream_user_data(session, stream_id));
+  }
+
+  static int OnHeader(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name,
+                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void*) {
+    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+    GrpcStreamSink* sink = SinkOf(session, frame->hd.stream_id);
+    if (sink == nullptr) return 0;
+    const std::string_view n(reinterpret_cast<const char*>(name), namelen);
+    const std::string_view v(reinterpret_cast<const char*>(value), valuelen);
+    GrpcResponseState& response = sink->response;
+    if (n == ":status") {
+      int status = 0;
+      std::from_chars(v.data(), v.data() + v.size(), status);
+      response.http_status = status;
+    } else if (n == "grpc-status") {
+      response.grpc_status = ParseGrpcStatus(v);
+    } else if (n == "grpc-message") {
+      response.grpc_message = PercentDecodeGrpcMessage(v);
+    }
+    return 0;
+  }
+
+  static int OnDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
+                         size_t len, void*) {
+    GrpcStreamSink* sink = SinkOf(session, stream_id);
+    if (sink == nullptr || sink->response.local_error) return 0;
+    std::vector<std::string> messages;
+    Status fed = sink->response.decoder.Feed(
+        std::string_view(reinterpret_cast<const char*>(data), len), messages);
+    for (std::string& message : messages) sink->OnGrpcMessage(std::move(message));
+    if (!fed.ok()) {
+      sink->response.local_error =
+          MakeError(fed.error().code, "etcd's response: " + fed.error().message);
+      nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
+    }
+    return 0;
+  }
+
+  static int OnStreamClose(nghttp2_session* session, int32_t stream_id, uint32_t error_code,
+                           void*) {
+    GrpcStreamSink* sink = SinkOf(session, stream_id);
+    if (sink == nullptr) return 0;
+    nghttp2_session_set_stream_user_data(session, stream_id, nullptr);
+    sink->OnGrpcClose(FinalStatus(sink->response, error_code));
+    return 0;
+  }
+
+  static int OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+    if (frame->hd.type == NGHTTP2_GOAWAY) {
+      auto* self = static_cast<EtcdConnection*>(user_data);
+      self->goaway_received_ = true;
+      self->failure_ = MakeError(
+          ErrorCode::kUnavailable,
+          "etcd at " + self->endpoint_.url + " closed the connection (GOAWAY " +
+              nghttp2_http2_strerror(frame->goaway.error_code) + ")" +
+              (frame->goaway.opaque_data_len > 0
+                   ? ": " + std::string(reinterpret_cast<const char*>(frame->goaway.opaque_data),
+                                        frame->goaway.opaque_data_len)
+                   : ""));
+    }
+    return 0;
+  }
+
+  // The request body: framed messages from the sink. An open stream with
+  // nothing queued is deferred until EtcdConnection::Resume.
+  static ssize_t ReadRequest(nghttp2_session* session, int32_t stream_id, uint8_t* buf,
+                             size_t length, uint32_t* data_flags, nghttp2_data_source*, void*) {
+    GrpcStreamSink* sink = SinkOf(session, stream_id);
+    if (sink == nullptr) return NGHTTP2_ERR_DEFERRED;  // cancelled: RST_STREAM follows
+    const size_t remaining = sink->outgoing.size() - sink->outgoing_sent;
+    const size_t take = std::min(length, remaining);
+    std::memcpy(buf, sink->outgoing.data() + sink->outgoing_sent, take);
+    sink->outgoing_sent += take;
+    if (sink->outgoing_sent == sink->outgoing.size()) {
+      sink->outgoing.clear();
+      sink->outgoing_sent = 0;
+      if (sink->half_close) {
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+      } else if (take == 0) {
+        return NGHTTP2_ERR_DEFERRED;
+      }
+    }
+    return static_cast<ssize_t>(take);
+  }
+};
+
+EtcdConnection::EtcdConnection(uv_loop_t* loop, EtcdEndpoint endpoint, Listener& listener)
+    : loop_(loop), endpoint_(std::move(endpoint)), listener_(listener) {
+  uv_timer_init(loop_, connect_timer_.get());
+  connect_timer_->data = this;
+  uv_timer_init(loop_, notify_timer_.get());
+  notify_timer_->data = this;
+}
+
+EtcdConnection::~EtcdConnection() {
+  if (resolving_ != nullptr) {
+    resolving_->owner = nullptr;
+    uv_cancel(reinterpret_cast<uv_req_t*>(&resolving_->req));
+  }
+  // Closing the handles first: their pending callbacks see `data` cleared.
+  tcp_.Close();
+  connect_timer_.Close();
+  notify_timer_.Close();
+  nghttp2_session_del(session_);
+}
+
+void EtcdConnection::Connect(std::chrono::milliseconds timeout) {
+  if (state_ != State::kIdle) return;
+  connect_timeout_ms_ = static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 1));
+  uv_timer_start(
+      connect_timer_.get(),
+      [](uv_timer_t* timer) {
+        auto* self = static_cast<EtcdConnection*>(timer->data);
+        if (self == nullptr) return;
+        self->Fail(
+            ErrorCode::kUnavailable,
+            "no connection within the connect timeout of " +
+                std::to_string(self->connect_timeout_ms_) + " ms" +
+                (self->last_connect_error_.empty() ? "" : " (" + self->last_connect_error_ + ")"));
+      },
+      connect_timeout_ms_, 0);
+
+  sockaddr_storage address = {};
+  if (uv_ip4_addr(endpoint_.host.c_str(), endpoint_.port,
+                  reinterpret_cast<sockaddr_in*>(&address)) == 0 ||
+      uv_ip6_addr(endpoint_.host.c_str(), endpoint_.port,
+                  reinterpret_cast<sockaddr_in6*>(&address)) == 0) {
+    addresses_.push_back(address);
+    state_ = State::kConnecting;
+    ConnectNextAddress();
+    return;
+  }
+  state_ = State::kResolving;
+  auto* request = new ResolveRequest{{}, this};
+  addrinfo hints = {};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  const std::string port = std::to_string(endpoint_.port);
+  const int rc = uv_getaddrinfo(loop_, &request->req, OnResolved, endpoint_.host.c_str(),
+                                port.c_str(), &hints);
+  if (rc < 0) {
+    delete request;
+    Fail(ErrorCode::kUnavailable,
+         "cannot resolve " + endpoint_.host + ": " + std::string(uv_strerror(rc)));
+    return;
+  }
+  resolving_ = request;
+}
+
+void EtcdConnection::OnResolved(uv_getaddrinfo_t* req, int status, addrinfo* result) {
+  auto* request = reinterpret_cast<ResolveRequest*>(req);
+  EtcdConnection* self = request->owner;
+  delete request;
+  if (self == nullptr) {
+    uv_freeaddrinfo(result);
+    return;
+  }
+  self->resolving_ = nullptr;
+  if (status < 0) {
+    uv_freeaddrinfo(result);
+    self->Fail(ErrorCode::kUnavailable,
+               "cannot resolve " + self->endpoint_.host + ": " + std::string(uv_strerror(status)));
+    return;
+  }
+  for (addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+    sockaddr_storage address = {};
+    std::memcpy(&address, ai->ai_addr, ai->ai_addrlen);
+    self->addresses_.push_back(address);
+  }
+  uv_freeaddrinfo(result);
+  self->state_ = State::kConnecting;
+  self->ConnectNextAddress();
+}
+
+void EtcdConnection::ConnectNextAddress() {
+  // Every address of the name in turn, like any client of a dual-stack name.
+  while (next_address_ < addresses_.size()) {
+    const sockaddr_storage& address = addresses_[next_address_++];
+    tcp_ = proxy::TcpHandle();  // a refused socket cannot connect again
+    uv_tcp_init(loop_, tcp_.get());
+    tcp_->data = this;
+    auto* req = new uv_connect_t;
+    const int rc = uv_tcp_connect(req, tcp_.get(), reinterpret_cast<const sockaddr*>(&address),
+                                  OnTcpConnected);
+    if (rc == 0) return;
+    delete req;
+    last_connect_error_ = "connect to " + AddressText(address) + ": " + uv_strerror(rc);
+  }
+  Fail(ErrorCode::kUnavailable,
+       last_connect_error_.empty() ? "no address for " + endpoint_.host : last_connect_error_);
+}
+
+void EtcdConnection::OnTcpConnected(uv_connect_t* req, int status) {
+  auto* self = static_cast<EtcdConnection*>(req->handle->data);
+  delete req;
+  if (self == nullptr || self->state_ != State::kConnecting) return;
+  if (status < 0) {
+    self->last_connect_error_ = "connect to " +
+                                AddressText(self->addresses_[self->next_address_ - 1]) + ": " +
+                                uv_strerror(status);
+    self->ConnectNextAddress();
+    return;
+  }
+  uv_timer_stop(self->connect_timer_.get());
+  uv_tcp_nodelay(self->tcp_.get(), 1);
+  if (Status started = self->StartSession(); !started.ok()) {
+    self->Fail(started.error().code, started.error().message);
+    return;
+  }
+  self->state_ = State::kUp;
+  uv_read_start(self->tcp_.stream(), OnAlloc, OnRead);
+  self->Flush();  // the connection preface and our SETTINGS
+  if (self->state_ != State::kUp) return;
+  self->was_up_ = true;
+  self->listener_.OnConnected(*self);
+}
+
+Status EtcdConnection::StartSession() {
+  nghttp2_session_callbacks* callbacks = nullptr;
+  if (nghttp2_session_callbacks_new(&callbacks) != 0) {
+    return MakeError(ErrorCode::kResourceExhausted, "cannot allocate nghttp2 callbacks");
+  }
+  using C = EtcdConnectionCallbacks;
+  nghttp2_session_callbacks_set_on_header_callback(callbacks, C::OnHeader);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, C::OnDataChunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, C::OnStreamClose);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, C::OnFrameRecv);
+  int rv = nghttp2_session_client_new(&session_, callbacks, this);
+  nghttp2_session_callbacks_del(callbacks);
+  if (rv != 0) {
+    return MakeError(ErrorCode::kInternal,
+                     std::string("cannot create an nghttp2 session: ") + nghttp2_strerror(rv));
+  }
+  const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindowSize},
+  };
+  rv = nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  if (rv == 0) {
+    rv = nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                               kConnectionWindowSize);
+  }
+  if (rv != 0) {
+    return MakeError(ErrorCode::kInternal,
+                     std::string("cannot submit HTTP/2 settings: ") + nghttp2_strerror(rv));
+  }
+  return {};
+}
+
+Result<int32_t> EtcdConnection::StartCall(const std::string& path,
+                                          std::optional<std::chrono::milliseconds> timeout,
+                                          GrpcStreamSink& sink) {
+  if (state_ != State::kUp) {
+    return MakeError(ErrorCode::kUnavailable, "not connected to etcd at " + endpoint_.url);
+  }
+  std::string grpc_timeout;
+  std::vector<nghttp2_nv> headers = {
+      MakeNv(":method", "POST"),
+      MakeNv(":scheme", "http"),
+      MakeNv(":path", path),
+      MakeNv(":authority", endpoint_.authority),
+      MakeNv("content-type", "application/grpc"),
+      MakeNv("te", "trailers"),
+      MakeNv("user-agent", "podless-etcd-client/0.1"),
+  };
+  if (timeout) {
+    grpc_timeout = EncodeGrpcTimeout(*timeout);
+    headers.push_back(MakeNv("grpc-timeout", grpc_timeout));
+  }
+  nghttp2_data_provider provider = {};
+  provider.read_callback = EtcdConnectionCallbacks::ReadRequest;
+  const int32_t stream_id =
+      nghttp2_submit_request(session_, nullptr, headers.data(), headers.size(), &provider, &sink);
+  if (stream_id < 0) {
+    return MakeError(ErrorCode::kUnavailable, "cannot start " + path + " on the connection to " +
+                                                  endpoint_.url + ": " +
+                                                  nghttp2_strerror(stream_id));
+  }
+  Flush();
+  return stream_id;
+}
+
+void EtcdConnection::Resume(int32_t stream_id) {
+  if (state_ != State::kUp) return;
+  // Fails harmlessly when the stream is not deferred (still sending).
+  nghttp2_session_resume_data(session_, stream_id);
+  Flush();
+}
+
+void EtcdConnection::Cancel(int32_t stream_id) {
+  if (session_ == nullptr) return;
+  nghttp2_session_set_stream_user_data(session_, stream_id, nullptr);
+  if (state_ != State::kUp) return;
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
+  Flush();
+}
+
+void EtcdConnection::Flush() {
+  if (state_ != State::kUp) return;
+  std::string out;
+  for (;;) {
+    const uint8_t* data = nullptr;
+    const ssize_t n = nghttp2_session_mem_send(session_, &data);
+    if (n < 0) {
+      Fail(ErrorCode::kUnavailable,
+           std::string("HTTP/2 error: ") + nghttp2_strerror(static_cast<int>(n)));
+      return;
+    }
+    if (n == 0) break;
+    out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+  }
+  if (!out.empty()) {
+    auto* write = new WriteRequest{{}, std::move(out)};
+    uv_buf_t buf = uv_buf_init(write->data.data(), static_cast<unsigned>(write->data.size()));
+    const int rc = uv_write(&write->req, tcp_.stream(), &buf, 1, OnWrite);
+    if (rc < 0) {
+      delete write;
+      Fail(ErrorCode::kUnavailable, std::string("write: ") + uv_strerror(rc));
+      return;
+    }
+  }
+  if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) {
+    Fail(ErrorCode::kUnavailable, "the HTTP/2 session with etcd ended");
+  }
+}
+
+void EtcdConnection::OnWrite(uv_write_t* req, int status) {
+  auto* self = static_cast<EtcdConnection*>(req->handle->data);
+  delete reinterpret_cast<WriteRequest*>(req);
+  if (self == nullptr || status >= 0) return;
+  self->Fail(ErrorCode::kUnavailable, std::string("write: ") + uv_strerror(status));
+}
+
+void EtcdConnection::OnAlloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
+  auto* self = static_cast<EtcdConnection*>(handle->data);
+  *buf = self == nullptr ? uv_buf_init(nullptr, 0)
+                         : uv_buf_init(self->read_buffer_, sizeof(self->read_buffer_));
+}
+
+void EtcdConnection::OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = static_cast<EtcdConnection*>(stream->data);
+  if (self == nullptr || nread == 0) return;
+  if (nread < 0) {
+    self->Fail(ErrorCode::kUnavailable, nread == UV_EOF
+                                            ? std::string("etcd closed the connection")
+                                            : std::string("read: ") + uv_strerror(nread));
+    return;
+  }
+  const ssize_t rv =
+      nghttp2_session_mem_recv(self->session_, reinterpret_cast<const uint8_t*>(buf->base), nread);
+  if (rv < 0) {
+    self->Fail(ErrorCode::kUnavailable, std::string("HTTP/2 error in etcd's data: ") +
+                                            nghttp2_strerror(static_cast<int>(rv)));
+    return;
+  }
+  if (self->goaway_received_) {
+    // etcd sends GOAWAY when it shuts down; the simplest correct reaction is
+    // to treat it as a lost connection: callers retry on a new one.
+    Error error = self->failure_;
+    self->Fail(error.code, error.message);
+    return;
+  }
+  self->Flush();
+}
+
+void EtcdConnection::Fail(ErrorCode code, std::string reason) {
+  if (state_ == State::kFailed) return;
+  state_ = State::kFailed;
+  std::string prefix = "etcd at " + endpoint_.url + ": ";
+  failure_ = MakeError(code, reason.starts_with("etcd at ") ? reason : prefix + reason);
+  if (resolving_ != nullptr) {
+    resolving_->owner = nullptr;
+    uv_cancel(reinterpret_cast<uv_req_t*>(&resolving_->req));
+    resolving_ = nullptr;
+  }
+  tcp_.Close();
+  uv_timer_stop(connect_timer_.get());
+  uv_timer_start(
+      notify_timer_.get(),
+      [](uv_timer_t* timer) {
+        if (auto* self = static_cast<EtcdConnection*>(timer->data)) self->Notify();
+      },
+      0, 0);
+}
+
+void EtcdConnection::Notify() {
+  if (was_up_) {
+    listener_.OnDisconnected(*this, failure_);
+  } else {
+    listener_.OnConnectFailed(*this, failure_);
+  }
+}
+
+}  // namespace podless::runtime

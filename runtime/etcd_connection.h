@@ -1,0 +1,151 @@
+// EtcdConnection: one HTTP/2 connection to one etcd endpoint, cleartext with
+// prior knowledge (h2c), on a libuv loop, carrying gRPC calls as streams.
+//
+// The split of work: this class owns the socket, the name resolution, the
+// nghttp2 session and the gRPC framing of each stream; the client
+// (runtime/etcd_client.cc) owns the calls, their deadlines and callbacks, and
+// the choice of endpoint. Nothing here calls user code.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/uv_handle.h"
+#include "runtime/grpc_framing.h"
+#include "runtime/grpc_status.h"
+#include "workloads/result.h"
+
+struct nghttp2_session;
+
+namespace podless::runtime {
+
+struct EtcdEndpoint {
+  std::string url;   // as given, "http://HOST:PORT"
+  std::string host;  // a name or an address literal, without IPv6 brackets
+  uint16_t port = 0;
+  std::string authority;  // "HOST:PORT" for the :authority header
+};
+
+// Parses "http://HOST[:PORT][/]" (HOST a name, an IPv4 literal or a bracketed
+// IPv6 literal; PORT defaults to etcd's 2379). https and anything else is
+// INVALID_ARGUMENT naming the endpoint and what is wrong with it.
+Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view url);
+
+// What the connection keeps of a call's response.
+struct GrpcResponseState {
+  GrpcMessageDecoder decoder;
+  int http_status = 0;
+  std::optional<GrpcCode> grpc_status;
+  std::string grpc_message;
+  std::optional<Error> local_error;  // decided on this side; wins over the wire
+};
+
+// One gRPC call as its HTTP/2 stream sees it. The two hooks run inside
+// nghttp2's callbacks: an implementation records and defers, it never calls
+// back into the connection nor destroys it there.
+class GrpcStreamSink {
+ public:
+  virtual ~GrpcStreamSink() = default;
+  // One complete response message.
+  virtual void OnGrpcMessage(std::string message) = 0;
+  // The stream is over with this status (trailers, HTTP status, a reset or a
+  // framing error). No hook runs after it.
+  virtual void OnGrpcClose(Status status) = 0;
+
+  // Request bytes (framed messages) the stream sends next: the owner appends
+  // and then calls EtcdConnection::Resume. The connection consumes them.
+  std::string outgoing;
+  size_t outgoing_sent = 0;
+  // The request is complete (unary calls): END_STREAM follows the last byte.
+  bool half_close = false;
+
+  GrpcResponseState response;
+};
+
+class EtcdConnection {
+ public:
+  // The listener hears once how the connect ends (OnConnected or
+  // OnConnectFailed) and, after OnConnected, at most once that the connection
+  // died. Every call comes from a libuv callback of this connection, never
+  // from inside one of its methods; the listener must not destroy the
+  // connection during the call (retire it and destroy it on a later turn).
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    virtual void OnConnected(EtcdConnection& connection) = 0;
+    virtual void OnConnectFailed(EtcdConnection& connection, Error error) = 0;
+    // No sink hears anything more from this connection.
+    virtual void OnDisconnected(EtcdConnection& connection, Error error) = 0;
+  };
+
+  EtcdConnection(uv_loop_t* loop, EtcdEndpoint endpoint, Listener& listener);
+  // Closes the socket; no listener or sink call follows.
+  ~EtcdConnection();
+  EtcdConnection(const EtcdConnection&) = delete;
+  EtcdConnection& operator=(const EtcdConnection&) = delete;
+
+  // Resolves the host (every address in turn) and connects, all within
+  // `timeout`.
+  void Connect(std::chrono::milliseconds timeout);
+
+  // Starts a gRPC call to `path` ("/etcdserverpb.KV/Range"); `timeout`, when
+  // given, goes out as grpc-timeout. Returns the stream id. The sink must stay
+  // alive until its OnGrpcClose or until Cancel.
+  Result<int32_t> StartCall(const std::string& path,
+                            std::optional<std::chrono::milliseconds> timeout, GrpcStreamSink& sink);
+  // The sink of `stream_id` has more to send.
+  void Resume(int32_t stream_id);
+  // Resets the stream (CANCEL) and forgets its sink: no hook runs for it.
+  void Cancel(int32_t stream_id);
+
+  bool up() const { return state_ == State::kUp; }
+  const EtcdEndpoint& endpoint() const { return endpoint_; }
+
+ private:
+  enum class State { kIdle, kResolving, kConnecting, kUp, kFailed };
+  struct ResolveRequest;
+  friend struct EtcdConnectionCallbacks;
+
+  static void OnResolved(uv_getaddrinfo_t* req, int status, addrinfo* result);
+  static void OnTcpConnected(uv_connect_t* req, int status);
+  static void OnAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
+  static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  static void OnWrite(uv_write_t* req, int status);
+
+  void ConnectNextAddress();
+  Status StartSession();
+  // Hands everything nghttp2 wants to send to the socket.
+  void Flush();
+  // Closes the socket and tells the listener on a later loop turn.
+  void Fail(ErrorCode code, std::string reason);
+  void Notify();
+
+  uv_loop_t* loop_;
+  EtcdEndpoint endpoint_;
+  Listener& listener_;
+  State state_ = State::kIdle;
+  bool was_up_ = false;
+  uint64_t connect_timeout_ms_ = 0;
+  std::vector<sockaddr_storage> addresses_;
+  size_t next_address_ = 0;
+  std::string last_connect_error_;
+  ResolveRequest* resolving_ = nullptr;  // owned by libuv until its callback
+  proxy::TcpHandle tcp_;
+  proxy::TimerHandle connect_timer_;
+  proxy::TimerHandle notify_timer_;
+  nghttp2_session* session_ = nullptr;
+  bool goaway_received_ = false;
+  Error failure_;
+  char read_buffer_[64 * 1024];
+};
+
+using EtcdConnectionPtr = std::unique_ptr<EtcdConnection>;
+
+}  // namespace podless::runtime

@@ -1,0 +1,437 @@
+// EtcdClient against a real etcd (tests/runtime/etcd_process.h). Every wait
+// runs the loop with a bound, so a broken client fails a check instead of
+// hanging the test.
+#include "runtime/etcd_client.h"
+
+#include <doctest.h>
+
+#include <functional>
+#include <optional>
+
+#include "proxy/uv_handle.h"
+#include "tests/runtime/etcd_process.h"
+
+namespace podless::runtime {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using testing::EtcdProcess;
+
+// Runs the loop until `done` or `timeout`; returns `done()`.
+bool RunUntil(uv_loop_t* loop, const std::function<bool()>& done,
+              std::chrono::milliseconds timeout) {
+  proxy::TimerHandle tick;  // wakes uv_run so the deadline is checked
+  uv_timer_init(loop, tick.get());
+  uv_timer_start(
+      tick.get(), [](uv_timer_t*) {}, 10, 10);
+  const auto deadline = Clock::now() + timeout;
+  while (!done() && Clock::now() < deadline) uv_run(loop, UV_RUN_ONCE);
+  return done();
+}
+
+void RunFor(uv_loop_t* loop, std::chrono::milliseconds duration) {
+  RunUntil(
+      loop, [] { return false; }, duration);
+}
+
+// A started etcd and a client on it.
+// `endpoints` maps etcd's URL to the client's endpoint list (default: just it).
+struct Fixture {
+  explicit Fixture(EtcdOptions options = {},
+                   std::function<std::vector<std::string>(const std::string&)> endpoints = {}) {
+    const Status started = etcd.Start();
+    REQUIRE_MESSAGE(started.ok(), (started.ok() ? "" : started.error().message));
+    options.endpoints =
+        endpoints ? endpoints(etcd.client_url()) : std::vector<std::string>{etcd.client_url()};
+    auto created = EtcdClient::Create(loop.get(), std::move(options));
+    REQUIRE(created.ok());
+    client = std::move(*created);
+  }
+
+  // Runs one unary call to completion (10 s at most).
+  template <typename Resp, typename Req>
+  Result<Resp> Call(void (EtcdClient::*method)(const Req&, EtcdCallback<Resp>), const Req& req) {
+    std::optional<Result<Resp>> out;
+    ((*client).*method)(req, [&](Result<Resp> r) { out.emplace(std::move(r)); });
+    REQUIRE(RunUntil(
+        loop.get(), [&] { return out.has_value(); }, 10s));
+    return std::move(*out);
+  }
+  Result<etcdpb::PutResponse> Put(const std::string& key, const std::string& value,
+                                  int64_t lease = 0) {
+    etcdpb::PutRequest request;
+    request.set_key(key);
+    request.set_value(value);
+    request.set_lease(lease);
+    return Call(&EtcdClient::Put, request);
+  }
+  Result<etcdpb::RangeResponse> Get(const std::string& key, const std::string& range_end = "") {
+    etcdpb::RangeRequest request;
+    request.set_key(key);
+    request.set_range_end(range_end);
+    return Call(&EtcdClient::Range, request);
+  }
+  int64_t Grant(int64_t ttl) {
+    etcdpb::LeaseGrantRequest request;
+    request.set_ttl(ttl);
+    auto granted = Call(&EtcdClient::LeaseGrant, request);
+    REQUIRE(granted.ok());
+    return granted->id();
+  }
+
+  proxy::UvLoop loop;  // declared first: outlives the client
+  EtcdProcess etcd;
+  EtcdClientPtr client;
+};
+
+std::string ErrorText(const Status& s) { return s.ok() ? "ok" : s.error().message; }
+template <typename T>
+std::string ErrorText(const Result<T>& r) {
+  return r.ok() ? "ok" : r.error().message;
+}
+
+TEST_CASE("EtcdPrefixEnd: increments the last byte that can grow") {
+  CHECK(EtcdPrefixEnd("/podless/") == "/podless0");
+  CHECK(EtcdPrefixEnd("a\xff") == "b");
+  CHECK(EtcdPrefixEnd("\xff\xff") == std::string(1, '\0'));
+  CHECK(EtcdPrefixEnd("") == std::string(1, '\0'));
+}
+
+TEST_CASE("EtcdClient: rejects https and malformed endpoints, naming them") {
+  proxy::UvLoop loop;
+  auto https = EtcdClient::Create(loop.get(), {.endpoints = {"https://127.0.0.1:2379"}});
+  REQUIRE_FALSE(https.ok());
+  CHECK(https.error().code == ErrorCode::kInvalidArgument);
+  CHECK(https.error().message.find("https://127.0.0.1:2379") != std::string::npos);
+  CHECK(https.error().message.find("h2c") != std::string::npos);
+  for (const char* bad : {"127.0.0.1:2379", "http://:2379", "http://host:0", "http://host:x",
+                          "http://host:2379/v3", "http://::1:2379"}) {
+    auto created = EtcdClient::Create(loop.get(), {.endpoints = {bad}});
+    CHECK_MESSAGE(!created.ok(), bad);
+    if (!created.ok()) CHECK(created.error().message.find(bad) != std::string::npos);
+  }
+  CHECK_FALSE(EtcdClient::Create(loop.get(), {}).ok());
+  CHECK(EtcdClient::Create(loop.get(), {.endpoints = {"http://[::1]:2379", "http://etcd"}}).ok());
+}
+
+TEST_CASE("EtcdClient: no endpoint answering fails the call UNAVAILABLE, naming each") {
+  proxy::UvLoop loop;
+  const std::string a = "http://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
+  const std::string b = "http://localhost:" + std::to_string(testing::FreeLoopbackPort());
+  auto client = EtcdClient::Create(loop.get(), {.endpoints = {a, b}});
+  REQUIRE(client.ok());
+  std::optional<Result<etcdpb::PutResponse>> out;
+  (*client)->Put(etcdpb::PutRequest(), [&](auto r) { out.emplace(std::move(r)); });
+  REQUIRE(RunUntil(
+      loop.get(), [&] { return out.has_value(); }, 5s));
+  REQUIRE_FALSE(out->ok());
+  CHECK(out->error().code == ErrorCode::kUnavailable);
+  CHECK(out->error().message.find(a) != std::string::npos);
+  CHECK(out->error().message.find(b) != std::string::npos);
+  CHECK_FALSE((*client)->connected());
+}
+
+TEST_CASE("EtcdClient: put, range and delete round trip; callbacks are never synchronous") {
+  Fixture f;
+  bool returned = false;
+  std::optional<Result<etcdpb::PutResponse>> put;
+  etcdpb::PutRequest request;
+  request.set_key("/t/a");
+  request.set_value("1");
+  f.client->Put(request, [&](auto r) {
+    CHECK(returned);  // not inside Put()
+    put.emplace(std::move(r));
+  });
+  returned = true;
+  REQUIRE(RunUntil(
+      f.loop.get(), [&] { return put.has_value(); }, 10s));
+  REQUIRE_MESSAGE(put->ok(), ErrorText(*put));
+  CHECK(f.client->connected());
+  CHECK(f.client->current_endpoint() == f.etcd.client_url());
+  REQUIRE(f.Put("/t/b", "2").ok());
+  REQUIRE(f.Put("/u", "other").ok());
+
+  auto one = f.Get("/t/a");
+  REQUIRE_MESSAGE(one.ok(), ErrorText(one));
+  REQUIRE(one->kvs_size() == 1);
+  CHECK(one->kvs(0).value() == "1");
+  auto prefix = f.Get("/t/", EtcdPrefixEnd("/t/"));
+  REQUIRE(prefix.ok());
+  REQUIRE(prefix->kvs_size() == 2);
+  CHECK(prefix->kvs(0).key() == "/t/a");
+  CHECK(prefix->kvs(1).key() == "/t/b");
+
+  etcdpb::DeleteRangeRequest del;
+  del.set_key("/t/");
+  del.set_range_end(EtcdPrefixEnd("/t/"));
+  auto deleted = f.Call(&EtcdClient::DeleteRange, del);
+  REQUIRE(deleted.ok());
+  CHECK(deleted->deleted() == 2);
+  CHECK(f.Get("/t/", EtcdPrefixEnd("/t/"))->kvs_size() == 0);
+  CHECK(f.Get("/u")->kvs_size() == 1);
+}
+
+TEST_CASE("EtcdClient: a create_revision==0 transaction succeeds once, then fails") {
+  Fixture f;
+  etcdpb::TxnRequest txn;
+  auto* compare = txn.add_compare();
+  compare->set_key("/claims/10.1.0.0-24");
+  compare->set_target(etcdpb::Compare::CREATE);
+  compare->set_result(etcdpb::Compare::EQUAL);
+  compare->set_create_revision(0);
+  auto* put = txn.add_success()->mutable_request_put();
+  put->set_key("/claims/10.1.0.0-24");
+  put->set_value("node-a");
+  txn.add_failure()->mutable_request_range()->set_key("/claims/10.1.0.0-24");
+
+  auto first = f.Call(&EtcdClient::Txn, txn);
+  REQUIRE_MESSAGE(first.ok(), ErrorText(first));
+  CHECK(first->succeeded());
+  put->set_value("node-b");
+  auto second = f.Call(&EtcdClient::Txn, txn);
+  REQUIRE(second.ok());
+  CHECK_FALSE(second->succeeded());
+  REQUIRE(second->responses_size() == 1);
+  REQUIRE(second->responses(0).response_range().kvs_size() == 1);
+  CHECK(second->responses(0).response_range().kvs(0).value() == "node-a");
+}
+
+TEST_CASE("EtcdClient: etcd's own errors keep their code and message") {
+  Fixture f;
+  etcdpb::LeaseRevokeRequest revoke;
+  revoke.set_id(0x1234567);
+  auto revoked = f.Call(&EtcdClient::LeaseRevoke, revoke);
+  REQUIRE_FALSE(revoked.ok());
+  CHECK(revoked.error().code == ErrorCode::kNotFound);
+  CHECK(revoked.error().message.find("lease not found") != std::string::npos);
+}
+
+TEST_CASE("EtcdClient: a kept-alive lease outlives its TTL; a lease left alone expires") {
+  Fixture f;
+  const int64_t kept = f.Grant(2);
+  const int64_t left = f.Grant(2);
+  REQUIRE(f.Put("/lease/kept", "x", kept).ok());
+  REQUIRE(f.Put("/lease/left", "x", left).ok());
+  int responses = 0;
+  int64_t last_ttl = 0;
+  std::optional<Status> ended;
+  EtcdStreamPtr keepalive = f.client->KeepAlive(
+      kept, 500ms,
+      [&](const etcdpb::LeaseKeepAliveResponse& r) {
+        ++responses;
+        last_ttl = r.ttl();
+        CHECK(r.id() == kept);
+      },
+      [&](Status s) { ended.emplace(std::move(s)); });
+  RunFor(f.loop.get(), 5s);
+  CHECK_MESSAGE(!ended.has_value(), (ended ? ErrorText(*ended) : ""));
+  CHECK(responses >= 5);
+  CHECK(last_ttl > 0);
+  CHECK(f.Get("/lease/kept")->kvs_size() == 1);
+  CHECK(f.Get("/lease/left")->kvs_size() == 0);
+
+  // Once the lease is revoked, etcd answers keep-alives with ttl 0.
+  etcdpb::LeaseRevokeRequest revoke;
+  revoke.set_id(kept);
+  REQUIRE(f.Call(&EtcdClient::LeaseRevoke, revoke).ok());
+  CHECK(f.Get("/lease/kept")->kvs_size() == 0);
+  REQUIRE(RunUntil(
+      f.loop.get(), [&] { return last_ttl <= 0; }, 3s));
+}
+
+TEST_CASE("EtcdClient: a watch from a revision sees puts and deletes in order") {
+  Fixture f;
+  auto first = f.Put("/w/a", "1");
+  REQUIRE(first.ok());
+  const int64_t from = first->header().revision();
+  REQUIRE(f.Put("/w/b", "2").ok());
+
+  std::vector<std::string> seen;
+  bool created = false;
+  int64_t last_revision = 0;
+  std::optional<Status> ended;
+  etcdpb::WatchCreateRequest create;
+  create.set_key("/w/");
+  create.set_range_end(EtcdPrefixEnd("/w/"));
+  create.set_start_revision(from);
+  EtcdStreamPtr watch = f.client->Watch(
+      create,
+      [&](const etcdpb::WatchResponse& r) {
+        if (r.created()) created = true;
+        for (const auto& event : r.events()) {
+          CHECK(event.kv().mod_revision() > last_revision);
+          last_revision = event.kv().mod_revision();
+          seen.push_back((event.type() == mvccpb::Event::PUT ? "PUT " : "DELETE ") +
+                         event.kv().key());
+        }
+      },
+      [&](Status s) { ended.emplace(std::move(s)); });
+  REQUIRE(RunUntil(
+      f.loop.get(), [&] { return seen.size() == 2; }, 5s));
+  CHECK(created);
+  etcdpb::DeleteRangeRequest del;
+  del.set_key("/w/a");
+  REQUIRE(f.Call(&EtcdClient::DeleteRange, del).ok());
+  REQUIRE(f.Put("/x", "outside the prefix").ok());
+  REQUIRE(f.Put("/w/c", "3").ok());
+  REQUIRE(RunUntil(
+      f.loop.get(), [&] { return seen.size() >= 4; }, 5s));
+  CHECK(seen == std::vector<std::string>{"PUT /w/a", "PUT /w/b", "DELETE /w/a", "PUT /w/c"});
+  CHECK_FALSE(ended.has_value());
+
+  // Dropping the handle stops the watch: no callback for later changes.
+  watch.reset();
+  REQUIRE(f.Put("/w/d", "4").ok());
+  RunFor(f.loop.get(), 300ms);
+  CHECK(seen.size() == 4);
+  CHECK_FALSE(ended.has_value());
+}
+
+TEST_CASE("EtcdClient: a watch at a compacted revision reports compact_revision and ends") {
+  Fixture f;
+  REQUIRE(f.Put("/c/k", "1").ok());
+  REQUIRE(f.Put("/c/k", "2").ok());
+  auto last = f.Put("/c/k", "3");
+  REQUIRE(last.ok());
+  const int64_t compacted = last->header().revision();
+  const Status compact = f.etcd.Compact(compacted);
+  REQUIRE_MESSAGE(compact.ok(), ErrorText(compact));
+
+  int64_t reported = 0;
+  int after_end = 0;
+  std::optional<Status> ended;
+  etcdpb::WatchCreateRequest create;
+  create.set_key("/c/k");
+  create.set_start_revision(1);
+  EtcdStreamPtr watch = f.client->Watch(
+      create,
+      [&](const etcdpb::WatchResponse& r) {
+        if (ended) ++after_end;
+        if (r.compact_revision() != 0) reported = r.compact_revision();
+      },
+      [&](Status s) { ended.emplace(std::move(s)); });
+  REQUIRE(RunUntil(
+      f.loop.get(), [&] { return ended.has_value(); }, 5s));
+  CHECK(reported == compacted);
+  REQUIRE_FALSE(ended->ok());
+  CHECK(ended->error().code == ErrorCode::kFailedPrecondition);
+  CHECK(ended->error().message.find("compacted") != std::string::npos);
+  RunFor(f.loop.get(), 200ms);
+  CHECK(after_end == 0);
+}
+
+TEST_CASE("EtcdClient: a call etcd does not answer fails DEADLINE_EXCEEDED") {
+  Fixture f({.endpoints = {}, .call_timeout = 500ms});
+  REQUIRE(f.Put("/d", "1").ok());
+  f.etcd.Pause();
+  const auto start = Clock::now();
+  auto put = f.Put("/d", "2");
+  f.etcd.Resume();
+  REQUIRE_FALSE(put.ok());
+  CHECK(put.error().code == ErrorCode::kDeadlineExceeded);
+  CHECK(Clock::now() - start < 3s);
+  // The connection is still good for the next call.
+  CHECK(f.Put("/d", "3").ok());
+}
+
+TEST_CASE(
+    "EtcdClient: etcd dies -> calls fail UNAVAILABLE, streams end; it returns -> calls work") {
+  Fixture f({.endpoints = {}, .connect_timeout = 1000ms, .call_timeout = 5000ms});
+  REQUIRE(f.Put("/r/a", "1").ok());
+  std::optional<Status> watch_end, keepalive_end;
+  bool watch_created = false;
+  etcdpb::WatchCreateRequest create;
+  create.set_key("/r/");
+  create.set_range_end(EtcdPrefixEnd("/r/"));
+  EtcdStreamPtr watch = f.client->Watch(
+      create, [&](const etcdpb::WatchResponse& r) { watch_created |= r.created(); },
+      [&](Status s) { watch_end.emplace(std::move(s)); });
+  EtcdStreamPtr keepalive = f.client->KeepAlive(
+      f.Grant(10), 1s, [](const etcdpb::LeaseKeepAliveResponse&) {},
+      [&](Status s) { keepalive_end.emplace(std::move(s)); });
+  REQUIRE(RunUntil(
+      f.loop.get(), [&] { return watch_created; }, 5s));
+
+  // A call in flight when etcd dies: freeze etcd so it cannot answer, then kill it.
+  f.etcd.Pause();
+  std::optional<Result<etcdpb::PutResponse>> pending;
+  etcdpb::PutRequest request;
+  request.set_key("/r/b");
+  f.client->Put(request, [&](auto r) { pending.emplace(std::move(r)); });
+  RunFor(f.loop.get(), 200ms);
+  CHECK_FALSE(pending.has_value());
+  const auto killed = Clock::now();
+  f.etcd.Stop();
+  REQUIRE(RunUntil(
+      f.loop.get(), [&] { return pending && watch_end && keepalive_end; }, 4s));
+  CHECK(Clock::now() - killed < 4s);  // well within the 5 s call timeout
+  REQUIRE_FALSE(pending->ok());
+  CHECK(pending->error().code == ErrorCode::kUnavailable);
+  REQUIRE_FALSE(watch_end->ok());
+  CHECK(watch_end->error().code == ErrorCode::kUnavailable);
+  REQUIRE_FALSE(keepalive_end->ok());
+  CHECK(keepalive_end->error().code == ErrorCode::kUnavailable);
+  CHECK_FALSE(f.client->connected());
+
+  // While it is down, a call fails fast, naming the endpoint.
+  auto down = f.Put("/r/c", "1");
+  REQUIRE_FALSE(down.ok());
+  CHECK(down.error().code == ErrorCode::kUnavailable);
+  CHECK(down.error().message.find(f.etcd.client_url()) != std::string::npos);
+
+  const Status restarted = f.etcd.Start();
+  REQUIRE_MESSAGE(restarted.ok(), ErrorText(restarted));
+  auto again = f.Put("/r/d", "1");
+  CHECK_MESSAGE(again.ok(), ErrorText(again));
+  CHECK(f.client->connected());
+  CHECK(f.Get("/r/a")->kvs_size() == 1);  // same data directory
+}
+
+TEST_CASE("EtcdClient: an endpoint that refuses connections is skipped") {
+  const std::string refusing = "http://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
+  std::string by_name;
+  // By name, too: "localhost" may resolve to ::1 first, where etcd is not.
+  Fixture f({}, [&](const std::string& url) {
+    by_name = "http://localhost:" + url.substr(url.rfind(':') + 1);
+    return std::vector<std::string>{refusing, by_name};
+  });
+  auto put = f.Put("/s", "1");
+  REQUIRE_MESSAGE(put.ok(), ErrorText(put));
+  CHECK(f.client->current_endpoint() == by_name);
+}
+
+TEST_CASE("EtcdClient: Close fails pending calls and ends streams; destruction silences all") {
+  Fixture f;
+  REQUIRE(f.Put("/z", "1").ok());
+  std::optional<Status> watch_end;
+  EtcdStreamPtr watch = f.client->Watch(
+      [] {
+        etcdpb::WatchCreateRequest c;
+        c.set_key("/z");
+        return c;
+      }(),
+      [](const etcdpb::WatchResponse&) {}, [&](Status s) { watch_end.emplace(std::move(s)); });
+  std::optional<Result<etcdpb::RangeResponse>> range;
+  etcdpb::RangeRequest request;
+  request.set_key("/z");
+  f.client->Range(request, [&](auto r) { range.emplace(std::move(r)); });
+  f.client->Close();
+  REQUIRE(range.has_value());
+  CHECK_FALSE(range->ok());
+  REQUIRE(watch_end.has_value());
+  CHECK_FALSE(watch_end->ok());
+
+  // A second client destroyed with a call in flight: its callback never runs.
+  auto other = EtcdClient::Create(f.loop.get(), {.endpoints = {f.etcd.client_url()}});
+  REQUIRE(other.ok());
+  bool called = false;
+  (*other)->Range(request, [&](auto) { called = true; });
+  RunFor(f.loop.get(), 5ms);
+  other->reset();
+  RunFor(f.loop.get(), 300ms);
+  CHECK_FALSE(called);
+}
+
+}  // namespace
+}  // namespace podless::runtime
