@@ -794,7 +794,7 @@ std::string NodesTable(const v1::ListNodesResponse& nodes, bool wide, int64_t no
   if (wide) columns.push_back("HBONE-PORT");
   Table table(columns);
   for (const v1::Node& node : nodes.nodes()) {
-    std::vector<std::string> cells = {node.name() + (node.self() && nodes.cluster() ? " (this)" : ""),
+    std::vector<std::string> cells = {node.name(),
                                       node.address(),
                                       node.cidr(),
                                       std::to_string(node.workloads()),

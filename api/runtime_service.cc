@@ -59,7 +59,8 @@ RuntimeService::~RuntimeService() {
 }
 
 // Fills the output-only status of an object from the agent's tables.
-static v1::Object ObjectWithStatus(runtime::Agent& agent, const runtime::StoredObject& stored) {
+static v1::Object ObjectWithStatus(runtime::Agent& agent, const runtime::Cluster* cluster,
+                                   const runtime::StoredObject& stored) {
   v1::Object out = ToProto(stored.object);
   if (out.has_workload()) {
     auto* status = out.mutable_workload()->mutable_status();
@@ -83,8 +84,19 @@ static v1::Object ObjectWithStatus(runtime::Agent& agent, const runtime::StoredO
   } else if (out.has_service()) {
     auto* status = out.mutable_service()->mutable_status();
     if (!stored.addresses.empty()) status->set_vip(workloads::FormatIpv4(stored.addresses[0]));
-    for (uint32_t address : agent.ServiceEndpoints(std::get<workloads::Service>(stored.object))) {
+    const auto& service = std::get<workloads::Service>(stored.object);
+    for (uint32_t address : agent.ServiceEndpoints(service)) {
       status->add_endpoints(workloads::FormatIpv4(address));
+    }
+    if (cluster != nullptr) {  // ready replicas on other nodes too
+      for (const runtime::RemoteWorkload* remote :
+           cluster->view().Select(service.metadata.ns, service.selector)) {
+        for (uint32_t ordinal = 0; ordinal < remote->record.addresses.size(); ++ordinal) {
+          if (remote->ready(ordinal)) {
+            status->add_endpoints(workloads::FormatIpv4(remote->record.addresses[ordinal]));
+          }
+        }
+      }
     }
   }
   return out;
@@ -214,7 +226,7 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
             const auto* stored = agent_.Find(
                 ObjectKey{Kind::kWorkload, NamespaceOrDefault(meta.namespace_()), meta.name()});
             v1::RegisterResponse response;
-            *response.mutable_workload() = ObjectWithStatus(agent_, *stored).workload();
+            *response.mutable_workload() = ObjectWithStatus(agent_, cluster_, *stored).workload();
             return response;
           }));
 
@@ -260,7 +272,7 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
               return MakeError(ErrorCode::kNotFound, std::string(workloads::KindName(*kind)) + " " +
                                                          key.ns + "/" + key.name + " not found");
             }
-            return ObjectWithStatus(agent_, *stored);
+            return ObjectWithStatus(agent_, cluster_, *stored);
           }));
 
   server.AddUnary<v1::ListRequest, v1::ListResponse>(
@@ -272,7 +284,7 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
             if (!kind) return kind.error();
             v1::ListResponse response;
             for (const runtime::StoredObject* stored : agent_.List(*kind, request.namespace_())) {
-              *response.add_objects() = ObjectWithStatus(agent_, *stored);
+              *response.add_objects() = ObjectWithStatus(agent_, cluster_, *stored);
             }
             if (cluster_ != nullptr && *kind == Kind::kWorkload) {
               // Other nodes' workloads too: a cluster-wide listing, each
@@ -414,7 +426,7 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
                                    const runtime::StoredObject& stored) mutable {
           v1::WatchEvent event;
           event.set_type(type);
-          *event.mutable_object() = ObjectWithStatus(agent_, stored);
+          *event.mutable_object() = ObjectWithStatus(agent_, cluster_, stored);
           return writer.Write(event);
         };
         for (Kind kind : kinds) {

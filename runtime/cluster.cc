@@ -404,7 +404,7 @@ void Cluster::CommitClusterObjects(std::vector<workloads::Object> objects,
     return done(MakeError(ErrorCode::kUnavailable,
                           "etcd is unreachable (" + last_error_ +
                               "): Services and AuthorizationPolicies are cluster-wide and change "
-                              "only through etcd; try again once `podless get nodes` answers"));
+                              "only through etcd; try again once etcd is back (`podless get nodes` shows Ready)"));
   }
   etcdpb::TxnRequest txn;
   std::vector<Agent::MirroredObject> mirrored;

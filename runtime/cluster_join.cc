@@ -91,6 +91,13 @@ bool Overlaps(const workloads::Cidr& a, const workloads::Cidr& b) {
   return a.Contains(b.base) || b.Contains(a.base);
 }
 
+std::string NameInUse(const std::string& name, const Result<NodeRecord>& holder) {
+  std::string who = holder ? " at " + holder->address : "";
+  return "node name \"" + name + "\" is in use by another live agent" + who +
+         "; choose another --node-name, or stop that agent (its record expires one --lease-ttl "
+         "after it stops)";
+}
+
 etcdpb::RangeRequest Get(const std::string& key) {
   etcdpb::RangeRequest request;
   request.set_key(key);
@@ -122,13 +129,7 @@ void Cluster::ClaimNode(std::function<void(Status)> done) {
     if (!kvs.empty()) {
       auto holder = DecodeNodeRecord(kvs[0].value());
       if (!holder || holder->instance_id != self_.instance_id) {
-        std::string who = holder ? " at " + holder->address + " (started " +
-                                       std::to_string(holder->started_at) + ")"
-                                 : "";
-        return done(MakeError(ErrorCode::kAlreadyExists,
-                              "node name \"" + self_.name + "\" is in use by another live agent" +
-                                  who + "; choose another --node-name, or stop that agent (its " +
-                                  "record expires one --lease-ttl after it stops)"));
+        return done(MakeError(ErrorCode::kAlreadyExists, NameInUse(self_.name, holder)));
       }
     }
     // Ours (a restart of this state dir within the TTL), or gone meanwhile.
@@ -203,6 +204,18 @@ Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config) {
     return cluster;
   }
   c.lease_ = lease->id();
+
+  // The name first: a second agent with a live node's name must hear that,
+  // not about the range it would collide with too.
+  auto holder = Await<etcdpb::RangeResponse>(
+      loop, [&](auto done) { c.etcd_->Range(Get(c.keys_.Node(config.node_name)), done); });
+  if (!holder) return MakeError(holder.error().code, "etcd: " + holder.error().message);
+  if (!holder->kvs().empty()) {
+    auto other = DecodeNodeRecord(holder->kvs(0).value());
+    if (!other || other->instance_id != record.instance_id) {
+      return MakeError(ErrorCode::kAlreadyExists, NameInUse(config.node_name, other));
+    }
+  }
 
   // The workload range: the one given, the one held before, or a free one.
   std::string cidr = config.node_cidr_set ? config.node_cidr : record.cidr;

@@ -66,6 +66,19 @@ size_t ClusterView::WorkloadCountOf(const std::string& node) const {
   return count;
 }
 
+std::vector<const RemoteWorkload*> ClusterView::Select(const std::string& ns,
+                                                       const workloads::Labels& selector) const {
+  std::vector<const RemoteWorkload*> out;
+  if (selector.empty()) return out;  // a Service without selector selects nothing
+  for (const auto& [key, remote] : workloads_) {
+    const workloads::Workload& workload = remote.record.workload;
+    if (workload.metadata.ns == ns && workloads::LabelsMatch(selector, workload.metadata.labels)) {
+      out.push_back(&remote);
+    }
+  }
+  return out;
+}
+
 void ClusterView::Index(const RemoteWorkload& workload) {
   const auto& addresses = workload.record.addresses;
   for (uint32_t ordinal = 0; ordinal < addresses.size(); ++ordinal) {

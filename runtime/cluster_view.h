@@ -51,6 +51,11 @@ class ClusterView {
   // The replica of another node at `address`, or null.
   const RemoteReplica* FindReplica(uint32_t address) const;
   size_t WorkloadCountOf(const std::string& node) const;
+  // Other nodes' workloads in `ns` whose labels `selector` matches (a
+  // Service's endpoints). A scan of the remote workloads: fine for the few
+  // thousand a view holds; an index by namespace and label would replace it.
+  std::vector<const RemoteWorkload*> Select(const std::string& ns,
+                                            const workloads::Labels& selector) const;
 
  private:
   void Index(const RemoteWorkload& workload);

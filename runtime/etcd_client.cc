@@ -34,7 +34,7 @@ void StopTimer(proxy::TimerHandle& timer) {
 // the callbacks posted for it and, for a stream, the EtcdStream handle, so
 // that whichever lets go last frees it.
 struct Call final : GrpcStreamSink, std::enable_shared_from_this<Call> {
-  EtcdClientImpl* client = nullptr;  // null once the client is destroyed
+  EtcdClientImpl* client = nullptr;  // null once the call ended or the client is gone
   std::string path;
   bool streaming = false;
   std::list<std::shared_ptr<Call>>::iterator in_list;
@@ -219,6 +219,9 @@ void EtcdClientImpl::Dispatch() {
 }
 
 std::shared_ptr<Call> EtcdClientImpl::NewCall(const char* path, bool streaming) {
+  // The loop's cached time may be stale (the owner blocked since the last
+  // turn); deadlines and keep-alive timers count from now.
+  uv_update_time(loop_);
   auto call = std::make_shared<Call>();
   call->client = this;
   call->path = path;
@@ -236,6 +239,8 @@ void EtcdClientImpl::End(const std::shared_ptr<Call>& call, Status status) {
   call->connection = nullptr;
   call->stream_id = -1;
   calls_.erase(call->in_list);
+  // An ended call no longer reaches the client: its handle may outlive it.
+  call->client = nullptr;
   Post([call, status = std::move(status)]() mutable {
     if (call->cancelled || call->finished) return;
     call->finished = true;
@@ -253,6 +258,7 @@ void EtcdClientImpl::Cancel(Call& call) {
   if (call.connection != nullptr) call.connection->Cancel(call.stream_id);
   call.connection = nullptr;
   calls_.erase(call.in_list);
+  call.client = nullptr;
 }
 
 template <typename Req, typename Resp>
@@ -309,13 +315,17 @@ EtcdStreamPtr EtcdClientImpl::KeepAlive(
   call->on_end = std::move(on_end);
   call->on_message = [raw, on_response = std::move(on_response)](std::string bytes) {
     etcdpb::LeaseKeepAliveResponse response;
+    // `client` is null when the call ended after this message was queued;
+    // the message is still delivered, before on_end.
     if (!response.ParseFromString(bytes)) {
-      raw->client->End(
-          raw->shared_from_this(),
-          MakeError(ErrorCode::kInternal, "cannot parse etcd's LeaseKeepAliveResponse"));
+      if (raw->client != nullptr) {
+        raw->client->End(
+            raw->shared_from_this(),
+            MakeError(ErrorCode::kInternal, "cannot parse etcd's LeaseKeepAliveResponse"));
+      }
       return;
     }
-    raw->last_response_ms = raw->client->Now();
+    if (raw->client != nullptr) raw->last_response_ms = raw->client->Now();
     on_response(response);
   };
   etcdpb::LeaseKeepAliveRequest request;
@@ -364,8 +374,10 @@ EtcdStreamPtr EtcdClientImpl::Watch(const etcdpb::WatchCreateRequest& create,
   call->on_message = [raw, on_response = std::move(on_response)](std::string bytes) {
     etcdpb::WatchResponse response;
     if (!response.ParseFromString(bytes)) {
-      raw->client->End(raw->shared_from_this(),
-                       MakeError(ErrorCode::kInternal, "cannot parse etcd's WatchResponse"));
+      if (raw->client != nullptr) {
+        raw->client->End(raw->shared_from_this(),
+                         MakeError(ErrorCode::kInternal, "cannot parse etcd's WatchResponse"));
+      }
       return;
     }
     on_response(response);

@@ -14,6 +14,10 @@ namespace {
 constexpr int32_t kStreamWindowSize = 1 << 20;
 constexpr int32_t kConnectionWindowSize = 16 << 20;
 constexpr uint16_t kDefaultEtcdPort = 2379;
+// etcd (grpc-go) answers a client that pings more often than every 5 s
+// (--grpc-keepalive-min-time), or pings with no stream open, with GOAWAY
+// ENHANCE_YOUR_CALM: stay well above it and ping only while streams are open.
+constexpr uint64_t kPingIntervalMs = 10'000;
 
 struct WriteRequest {
   uv_write_t req;
@@ -225,7 +229,9 @@ struct EtcdConnectionCallbacks {
   }
 
   static int OnStreamClose(nghttp2_session* session, int32_t stream_id, uint32_t error_code,
-                           void*) {
+                           void* user_data) {
+    auto* self = static_cast<EtcdConnection*>(user_data);
+    if (self->open_streams_ > 0) --self->open_streams_;
     GrpcStreamSink* sink = SinkOf(session, stream_id);
     if (sink == nullptr) return 0;
     nghttp2_session_set_stream_user_data(session, stream_id, nullptr);
@@ -234,6 +240,9 @@ struct EtcdConnectionCallbacks {
   }
 
   static int OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+    if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) != 0) {
+      static_cast<EtcdConnection*>(user_data)->ping_outstanding_ = false;
+    }
     if (frame->hd.type == NGHTTP2_GOAWAY) {
       auto* self = static_cast<EtcdConnection*>(user_data);
       self->goaway_received_ = true;
@@ -278,6 +287,8 @@ EtcdConnection::EtcdConnection(uv_loop_t* loop, EtcdEndpoint endpoint, Listener&
   connect_timer_->data = this;
   uv_timer_init(loop_, notify_timer_.get());
   notify_timer_->data = this;
+  uv_timer_init(loop_, ping_timer_.get());
+  ping_timer_->data = this;
 }
 
 EtcdConnection::~EtcdConnection() {
@@ -289,11 +300,13 @@ EtcdConnection::~EtcdConnection() {
   tcp_.Close();
   connect_timer_.Close();
   notify_timer_.Close();
+  ping_timer_.Close();
   nghttp2_session_del(session_);
 }
 
 void EtcdConnection::Connect(std::chrono::milliseconds timeout) {
   if (state_ != State::kIdle) return;
+  uv_update_time(loop_);  // the timeout counts from now, not from the last loop turn
   connect_timeout_ms_ = static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 1));
   uv_timer_start(
       connect_timer_.get(),
@@ -401,6 +414,12 @@ void EtcdConnection::OnTcpConnected(uv_connect_t* req, int status) {
   self->Flush();  // the connection preface and our SETTINGS
   if (self->state_ != State::kUp) return;
   self->was_up_ = true;
+  uv_timer_start(
+      self->ping_timer_.get(),
+      [](uv_timer_t* timer) {
+        if (auto* c = static_cast<EtcdConnection*>(timer->data)) c->PingTick();
+      },
+      kPingIntervalMs, kPingIntervalMs);
   self->listener_.OnConnected(*self);
 }
 
@@ -465,6 +484,7 @@ Result<int32_t> EtcdConnection::StartCall(const std::string& path,
                                                   endpoint_.url + ": " +
                                                   nghttp2_strerror(stream_id));
   }
+  ++open_streams_;
   Flush();
   return stream_id;
 }
@@ -564,6 +584,7 @@ void EtcdConnection::Fail(ErrorCode code, std::string reason) {
   }
   tcp_.Close();
   uv_timer_stop(connect_timer_.get());
+  uv_timer_stop(ping_timer_.get());
   uv_timer_start(
       notify_timer_.get(),
       [](uv_timer_t* timer) {
@@ -578,6 +599,20 @@ void EtcdConnection::Notify() {
   } else {
     listener_.OnConnectFailed(*this, failure_);
   }
+}
+
+void EtcdConnection::PingTick() {
+  if (state_ != State::kUp) return;
+  if (ping_outstanding_) {
+    Fail(ErrorCode::kUnavailable, "no answer to an HTTP/2 PING within " +
+                                      std::to_string(kPingIntervalMs / 1000) +
+                                      " s (etcd or the network is gone)");
+    return;
+  }
+  if (open_streams_ == 0) return;
+  if (nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr) != 0) return;
+  ping_outstanding_ = true;
+  Flush();
 }
 
 }  // namespace podless::runtime

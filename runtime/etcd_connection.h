@@ -126,6 +126,7 @@ class EtcdConnection {
   // Closes the socket and tells the listener on a later loop turn.
   void Fail(ErrorCode code, std::string reason);
   void Notify();
+  void PingTick();
 
   uv_loop_t* loop_;
   EtcdEndpoint endpoint_;
@@ -140,6 +141,12 @@ class EtcdConnection {
   proxy::TcpHandle tcp_;
   proxy::TimerHandle connect_timer_;
   proxy::TimerHandle notify_timer_;
+  // While streams are open, a PING every kPingInterval; one still unanswered
+  // at the next tick means a dead peer (a half-open TCP connection never
+  // errors on its own, and a watch would wait forever).
+  proxy::TimerHandle ping_timer_;
+  bool ping_outstanding_ = false;
+  size_t open_streams_ = 0;
   nghttp2_session* session_ = nullptr;
   bool goaway_received_ = false;
   Error failure_;

@@ -133,19 +133,14 @@ Result<proxy::Destination> ProxyDirectory::ResolveService(const StoredObject& st
     }
   }
   if (cluster_ == nullptr) return destination;
-  // Other nodes' replicas; a linear scan of the remote workloads, which is
-  // fine for the few thousand a cluster view holds (an index by namespace
-  // and labels would replace it at larger scale).
-  for (const auto& [key, remote] : cluster_->workloads()) {
-    const workloads::Workload& workload = remote.record.workload;
-    if (workload.metadata.ns != service.metadata.ns ||
-        !workloads::LabelsMatch(service.selector, workload.metadata.labels)) {
-      continue;
-    }
-    const uint16_t target = TargetPort(*service_port, workload);
+  // Other nodes' replicas, over HBONE.
+  for (const RemoteWorkload* remote : cluster_->Select(service.metadata.ns, service.selector)) {
+    const uint16_t target = TargetPort(*service_port, remote->record.workload);
     if (target == 0) continue;
-    for (uint32_t ordinal = 0; ordinal < remote.record.addresses.size(); ++ordinal) {
-      if (remote.ready(ordinal)) destination.endpoints.push_back(RemoteEndpoint(remote, ordinal, target));
+    for (uint32_t ordinal = 0; ordinal < remote->record.addresses.size(); ++ordinal) {
+      if (remote->ready(ordinal)) {
+        destination.endpoints.push_back(RemoteEndpoint(*remote, ordinal, target));
+      }
     }
   }
   return destination;
