@@ -22,9 +22,9 @@
 #include <utility>
 #include <vector>
 
+#include "proxy/uv_handle.h"
 #include "runtime/grpc_framing.h"
 #include "runtime/grpc_status.h"
-#include "proxy/uv_handle.h"
 #include "workloads/result.h"
 
 namespace podless::api {
@@ -236,12 +236,11 @@ void GrpcServer::AddServerStreaming(
 
 template <typename Req, typename Resp>
 void GrpcServer::AddAsyncUnary(
-    std::string method,
-    std::function<void(const CallContext&, const Req&, Reply<Resp>)> handler) {
+    std::string method, std::function<void(const CallContext&, const Req&, Reply<Resp>)> handler) {
   AddServerStreaming<Req, Resp>(
-      std::move(method), [handler = std::move(handler)](const CallContext& context,
-                                                        const Req& request,
-                                                        ServerStreamWriter<Resp> writer) {
+      std::move(method),
+      [handler = std::move(handler)](const CallContext& context, const Req& request,
+                                     ServerStreamWriter<Resp> writer) {
         handler(context, request, [writer](Result<Resp> response) mutable {
           if (!response.ok()) return writer.Finish(response.error());
           writer.Write(*response);

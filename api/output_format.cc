@@ -559,10 +559,15 @@ std::string ProbeText(const v1::Probe& probe) {
     return std::to_string(has ? value : fallback);
   };
   text += " delay=" + std::to_string(probe.initial_delay_seconds()) + "s";
-  text += " timeout=" + or_default(probe.has_timeout_seconds(), probe.timeout_seconds().value(), 1) + "s";
-  text += " period=" + or_default(probe.has_period_seconds(), probe.period_seconds().value(), 10) + "s";
-  text += " #success=" + or_default(probe.has_success_threshold(), probe.success_threshold().value(), 1);
-  text += " #failure=" + or_default(probe.has_failure_threshold(), probe.failure_threshold().value(), 3);
+  text +=
+      " timeout=" + or_default(probe.has_timeout_seconds(), probe.timeout_seconds().value(), 1) +
+      "s";
+  text +=
+      " period=" + or_default(probe.has_period_seconds(), probe.period_seconds().value(), 10) + "s";
+  text += " #success=" +
+          or_default(probe.has_success_threshold(), probe.success_threshold().value(), 1);
+  text += " #failure=" +
+          or_default(probe.has_failure_threshold(), probe.failure_threshold().value(), 3);
   return text;
 }
 
@@ -643,7 +648,8 @@ std::string DescribeWorkload(const v1::Workload& workload) {
   if (any_node) columns.push_back("NODE");
   // exec workloads: the supervised process of each replica.
   bool any_process = false;
-  for (const v1::Replica& r : workload.status().replicas()) any_process |= !r.process_state().empty();
+  for (const v1::Replica& r : workload.status().replicas())
+    any_process |= !r.process_state().empty();
   if (any_process) columns.insert(columns.end(), {"STATE", "RESTARTS", "LAST EXIT"});
   Table table(std::move(columns));
   for (const v1::Replica& r : workload.status().replicas()) {
@@ -794,12 +800,10 @@ std::string NodesTable(const v1::ListNodesResponse& nodes, bool wide, int64_t no
   if (wide) columns.push_back("HBONE-PORT");
   Table table(columns);
   for (const v1::Node& node : nodes.nodes()) {
-    std::vector<std::string> cells = {node.name(),
-                                      node.address(),
-                                      node.cidr(),
-                                      std::to_string(node.workloads()),
-                                      node.status(),
-                                      node.started_at() != 0 ? Age(now - node.started_at()) : ""};
+    std::vector<std::string> cells = {
+        node.name(),   node.address(),
+        node.cidr(),   std::to_string(node.workloads()),
+        node.status(), node.started_at() != 0 ? Age(now - node.started_at()) : ""};
     if (wide) cells.push_back(node.hbone_port() != 0 ? std::to_string(node.hbone_port()) : "");
     table.AddRow(std::move(cells));
   }

@@ -121,7 +121,8 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
   // Apply and Delete answer later in cluster mode (cluster-wide objects go
   // to etcd first), so they are asynchronous unary methods.
   auto observe = [this](std::string_view method, const Status& status) {
-    if (observer_) observer_(method, status ? ErrorCode::kInternal : status.error().code, status.ok());
+    if (observer_)
+      observer_(method, status ? ErrorCode::kInternal : status.error().code, status.ok());
   };
   auto to_response = []<typename Resp>(Result<std::vector<runtime::ObjectChange>> changes,
                                        Resp* response) -> Status {
@@ -147,7 +148,8 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
         if (!parsed) return finish(parsed.error());
         std::vector<workloads::Object> objects;
         for (auto& object : *parsed) objects.push_back(std::move(object.object));
-        if (cluster_ != nullptr) return cluster_->Apply(std::move(objects), request.dry_run(), finish);
+        if (cluster_ != nullptr)
+          return cluster_->Apply(std::move(objects), request.dry_run(), finish);
         finish(agent_.Apply(std::move(objects), request.dry_run()));
       });
 

@@ -396,8 +396,8 @@ std::vector<uint32_t> Agent::ServiceEndpoints(const workloads::Service& service)
 }
 
 void Agent::SetReplicaReady(uint32_t address, bool ready) {
-  const bool changed =
-      ready ? ready_exec_replicas_.insert(address).second : ready_exec_replicas_.erase(address) != 0;
+  const bool changed = ready ? ready_exec_replicas_.insert(address).second
+                             : ready_exec_replicas_.erase(address) != 0;
   if (changed && on_readiness_change_) on_readiness_change_(address);
 }
 

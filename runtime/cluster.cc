@@ -239,8 +239,8 @@ void Cluster::OnSynced(const etcdpb::RangeResponse& listing) {
   backoff_ = std::chrono::milliseconds(200);
   last_error_.clear();
   if (connected_gauge_ != nullptr) connected_gauge_->Set(1);
-  Log("following etcd " + etcd_->current_endpoint() + " at revision " +
-      std::to_string(revision_) + " (" + std::to_string(view_.nodes().size()) + " nodes)");
+  Log("following etcd " + etcd_->current_endpoint() + " at revision " + std::to_string(revision_) +
+      " (" + std::to_string(view_.nodes().size()) + " nodes)");
   if (on_view_change_) on_view_change_();
   Flush();
 }
@@ -248,7 +248,8 @@ void Cluster::OnSynced(const etcdpb::RangeResponse& listing) {
 void Cluster::HandleEvent(const mvccpb::Event& event) {
   const std::string& key = event.kv().key();
   const bool put = event.type() == mvccpb::Event::PUT;
-  if (StartsWith(key, keys_.Objects())) return MirrorObject(key, put ? &event.kv().value() : nullptr);
+  if (StartsWith(key, keys_.Objects()))
+    return MirrorObject(key, put ? &event.kv().value() : nullptr);
   if (StartsWith(key, keys_.NodeWorkloads(self_.name))) return;  // ours: the agent has them
   if (key == keys_.Node(self_.name) && !put && connected_) {
     // Someone removed our record while we live: put it back.
@@ -286,7 +287,8 @@ void Cluster::Disconnected(const Status& why) {
 void Cluster::ScheduleSync() {
   if (shutting_down_ || syncing_ || uv_is_active(retry_timer_.handle())) return;
   static thread_local std::minstd_rand jitter(std::random_device{}());
-  const auto delay = backoff_ / 2 + std::chrono::milliseconds(jitter() % (backoff_.count() / 2 + 1));
+  const auto delay =
+      backoff_ / 2 + std::chrono::milliseconds(jitter() % (backoff_.count() / 2 + 1));
   backoff_ = std::min(backoff_ * 2, kMaxBackoff);
   uv_timer_start(
       retry_timer_.get(), [](uv_timer_t* timer) { static_cast<Cluster*>(timer->data)->Sync(); },
@@ -335,7 +337,8 @@ void Cluster::Apply(std::vector<workloads::Object> objects, bool dry_run, Change
   std::vector<workloads::Object> cluster_objects, node_objects;
   for (size_t i = 0; i < objects.size(); ++i) {
     if ((*changes)[i].action == "unchanged") continue;
-    auto& target = IsClusterKind(workloads::KeyOf(objects[i]).kind) ? cluster_objects : node_objects;
+    auto& target =
+        IsClusterKind(workloads::KeyOf(objects[i]).kind) ? cluster_objects : node_objects;
     target.push_back(std::move(objects[i]));
   }
   auto apply_local = [this, node_objects = std::move(node_objects), changes = *changes,
@@ -364,9 +367,8 @@ void Cluster::Delete(std::vector<ObjectKey> keys, bool ignore_not_found, Changes
   // NOT_FOUND and the change list, as for one node (the agent mirrors etcd).
   for (const ObjectKey& key : cluster_keys) {
     if (agent_->Find(key) == nullptr && !ignore_not_found) {
-      return done(MakeError(ErrorCode::kNotFound, std::string(workloads::KindName(key.kind)) +
-                                                      " " + key.ns + "/" + key.name +
-                                                      " not found"));
+      return done(MakeError(ErrorCode::kNotFound, std::string(workloads::KindName(key.kind)) + " " +
+                                                      key.ns + "/" + key.name + " not found"));
     }
   }
   auto delete_local = [this, keys, node_keys, ignore_not_found, done](Status committed) {
@@ -389,7 +391,8 @@ void Cluster::Delete(std::vector<ObjectKey> keys, bool ignore_not_found, Changes
     if (Status s = agent_->Mirror({}, present); !s) return done(s.error());
     done(std::move(changes));
   };
-  std::erase_if(cluster_keys, [this](const ObjectKey& key) { return agent_->Find(key) == nullptr; });
+  std::erase_if(cluster_keys,
+                [this](const ObjectKey& key) { return agent_->Find(key) == nullptr; });
   if (cluster_keys.empty()) return delete_local({});
   CommitClusterObjects({}, std::move(cluster_keys), {}, 1, std::move(delete_local));
 }
@@ -401,10 +404,11 @@ void Cluster::CommitClusterObjects(std::vector<workloads::Object> objects,
                                    std::vector<uint32_t> excluded_vips, int attempt,
                                    std::function<void(Status)> done) {
   if (!connected_) {
-    return done(MakeError(ErrorCode::kUnavailable,
-                          "etcd is unreachable (" + last_error_ +
-                              "): Services and AuthorizationPolicies are cluster-wide and change "
-                              "only through etcd; try again once etcd is back (`podless get nodes` shows Ready)"));
+    return done(MakeError(
+        ErrorCode::kUnavailable,
+        "etcd is unreachable (" + last_error_ +
+            "): Services and AuthorizationPolicies are cluster-wide and change "
+            "only through etcd; try again once etcd is back (`podless get nodes` shows Ready)"));
   }
   etcdpb::TxnRequest txn;
   std::vector<Agent::MirroredObject> mirrored;
@@ -420,8 +424,9 @@ void Cluster::CommitClusterObjects(std::vector<workloads::Object> objects,
         std::vector<uint32_t> exclude = excluded_vips;
         exclude.insert(exclude.end(), proposed.begin(), proposed.end());
         auto free = agent_->ProposeVip(exclude);
-        if (!free) return done(MakeError(free.error().code, "Service " + key.ns + "/" + key.name +
-                                                                ": " + free.error().message));
+        if (!free)
+          return done(MakeError(free.error().code, "Service " + key.ns + "/" + key.name + ": " +
+                                                       free.error().message));
         vip = *free;
         proposed.push_back(vip);
         auto* compare = txn.add_compare();

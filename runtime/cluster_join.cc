@@ -70,9 +70,9 @@ Result<std::optional<JoinRecord>> ReadJoinRecord(const std::string& path) {
 }
 
 Status WriteJoinRecord(const std::string& path, const JoinRecord& record) {
-  return workloads::WriteFileAtomically(path, "node=" + record.node + "\ninstance=" +
-                                                  record.instance_id + "\ncidr=" + record.cidr +
-                                                  "\n");
+  return workloads::WriteFileAtomically(
+      path,
+      "node=" + record.node + "\ninstance=" + record.instance_id + "\ncidr=" + record.cidr + "\n");
 }
 
 std::string RandomHex(size_t bytes) {
@@ -187,9 +187,9 @@ Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config) {
                                access((dir + kCaCertFile).c_str(), R_OK) == 0 &&
                                access((dir + kCaKeyFile).c_str(), R_OK) == 0;
     if (lease.error().code != ErrorCode::kUnavailable || !joined_before) {
-      return MakeError(lease.error().code,
-                       "cannot join the cluster: etcd " + c.etcd_->current_endpoint() + ": " +
-                           lease.error().message);
+      return MakeError(lease.error().code, "cannot join the cluster: etcd " +
+                                               c.etcd_->current_endpoint() + ": " +
+                                               lease.error().message);
     }
     std::fprintf(stderr,
                  "podless: etcd unreachable (%s); starting from this node's last join (range %s) "
@@ -247,13 +247,14 @@ Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config) {
   };
   if (cidr.empty()) {
     auto cluster_cidr = workloads::Cidr::Parse(config.cluster.cluster_cidr);
-    if (!cluster_cidr) return MakeError(ErrorCode::kInvalidArgument,
-                                        "--cluster-cidr: " + cluster_cidr.error().message);
+    if (!cluster_cidr)
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "--cluster-cidr: " + cluster_cidr.error().message);
     const int bits = config.cluster.node_cidr_prefix;
     if (bits < cluster_cidr->prefix) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "--node-cidr-prefix " + std::to_string(bits) + " is wider than --cluster-cidr " +
-                           cluster_cidr->ToString());
+      return MakeError(ErrorCode::kInvalidArgument, "--node-cidr-prefix " + std::to_string(bits) +
+                                                        " is wider than --cluster-cidr " +
+                                                        cluster_cidr->ToString());
     }
     const uint64_t step = uint64_t{1} << (32 - bits);
     for (uint64_t base = cluster_cidr->base; base < cluster_cidr->base + cluster_cidr->Size();
@@ -265,13 +266,14 @@ Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config) {
       }
     }
     if (cidr.empty()) {
-      return MakeError(ErrorCode::kResourceExhausted,
-                       "--cluster-cidr " + cluster_cidr->ToString() + ": every /" +
-                           std::to_string(bits) + " range is claimed by another node");
+      return MakeError(ErrorCode::kResourceExhausted, "--cluster-cidr " + cluster_cidr->ToString() +
+                                                          ": every /" + std::to_string(bits) +
+                                                          " range is claimed by another node");
     }
   }
   auto range = workloads::Cidr::Parse(cidr);
-  if (!range) return MakeError(ErrorCode::kInvalidArgument, "--node-cidr: " + range.error().message);
+  if (!range)
+    return MakeError(ErrorCode::kInvalidArgument, "--node-cidr: " + range.error().message);
   if (Status s = free_of_others(*range); !s) return s.error();
   auto claim = Await<etcdpb::TxnResponse>(loop, [&](auto done) {
     const std::string key = c.keys_.Cidr(range->ToString());
@@ -291,9 +293,9 @@ Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config) {
   if (!claim->succeeded()) {
     const auto& kvs = claim->responses(0).response_range().kvs();
     if (!kvs.empty() && kvs[0].value() != config.node_name) {
-      return MakeError(ErrorCode::kAlreadyExists, "workload range " + range->ToString() +
-                                                      " is claimed by node \"" + kvs[0].value() +
-                                                      "\"");
+      return MakeError(
+          ErrorCode::kAlreadyExists,
+          "workload range " + range->ToString() + " is claimed by node \"" + kvs[0].value() + "\"");
     }
   }
   record.cidr = range->ToString();
@@ -310,8 +312,8 @@ Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config) {
   }
   const std::string root_pem = root_reply->kvs(0).value();
   const std::string cert_path = dir + kCaCertFile, key_path = dir + kCaKeyFile;
-  auto existing = workloads::CertificateAuthority::LoadFromFiles(cert_path, key_path,
-                                                                 config.trust_domain);
+  auto existing =
+      workloads::CertificateAuthority::LoadFromFiles(cert_path, key_path, config.trust_domain);
   const bool reuse = existing && (*existing)->BundlePem() == root_pem &&
                      (*existing)->not_after() - time(nullptr) > kIntermediateTtl.count() / 4;
   if (!reuse) {
@@ -324,7 +326,8 @@ Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config) {
     } else {
       auto key_reply = Await<etcdpb::RangeResponse>(
           loop, [&](auto done) { c.etcd_->Range(Get(c.keys_.RootKey()), done); });
-      if (!key_reply) return MakeError(key_reply.error().code, "etcd: " + key_reply.error().message);
+      if (!key_reply)
+        return MakeError(key_reply.error().code, "etcd: " + key_reply.error().message);
       if (key_reply->kvs().empty()) {
         return MakeError(ErrorCode::kFailedPrecondition,
                          "cannot sign this node's intermediate CA: the cluster root key is not in "
@@ -365,7 +368,8 @@ Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config) {
 }
 
 Status InitClusterCa(const ClusterCaInit& options) {
-  if (options.out_dir.empty()) return MakeError(ErrorCode::kInvalidArgument, "--out DIR is required");
+  if (options.out_dir.empty())
+    return MakeError(ErrorCode::kInvalidArgument, "--out DIR is required");
   auto root = workloads::CertificateAuthority::LoadOrCreate(options.out_dir, options.trust_domain);
   if (!root) return root.error();
   const std::string cert_pem = (*root)->BundlePem();
@@ -396,8 +400,8 @@ Status InitClusterCa(const ClusterCaInit& options) {
   });
   Status result;
   if (!reply) {
-    result = MakeError(reply.error().code, "etcd " + (*etcd)->current_endpoint() + ": " +
-                                               reply.error().message);
+    result = MakeError(reply.error().code,
+                       "etcd " + (*etcd)->current_endpoint() + ": " + reply.error().message);
   } else if (!reply->succeeded()) {
     const auto& kvs = reply->responses(0).response_range().kvs();
     if (kvs.empty() || kvs[0].value() != cert_pem) {

@@ -12,7 +12,8 @@ using workloads::ByteWriter;
 constexpr uint8_t kRecordVersion = 1;
 
 Status ReaderError(const ByteReader& reader, const char* record) {
-  return MakeError(ErrorCode::kFailedPrecondition, std::string("bad ") + record + ": " + reader.error());
+  return MakeError(ErrorCode::kFailedPrecondition,
+                   std::string("bad ") + record + ": " + reader.error());
 }
 
 bool ReadVersion(ByteReader& reader) {
@@ -126,9 +127,8 @@ Result<NodeRecord> DecodeNodeRecord(std::string_view bytes) {
   NodeRecord record;
   uint64_t started = 0;
   if (ReadVersion(in) && in.ReadString(&record.name, "name") &&
-      in.ReadString(&record.address, "address") &&
-      in.ReadU16(&record.hbone_port, "hbone_port") && in.ReadString(&record.cidr, "cidr") &&
-      in.ReadString(&record.instance_id, "instance_id") &&
+      in.ReadString(&record.address, "address") && in.ReadU16(&record.hbone_port, "hbone_port") &&
+      in.ReadString(&record.cidr, "cidr") && in.ReadString(&record.instance_id, "instance_id") &&
       in.ReadVarint(&started, "started_at") && Finish(in)) {
     record.started_at = static_cast<int64_t>(started);
     return record;
@@ -153,13 +153,13 @@ Result<WorkloadRecord> DecodeWorkloadRecord(std::string_view bytes) {
   workloads::Object object;
   std::string error;
   if (ReadVersion(in) && in.ReadString(&record.node, "node") && ReadObject(in, &object, &error) &&
-      ReadAddressRuns(in, &record.addresses) &&
-      ReadU32List(in, &record.not_ready, "not_ready") && Finish(in)) {
+      ReadAddressRuns(in, &record.addresses) && ReadU32List(in, &record.not_ready, "not_ready") &&
+      Finish(in)) {
     auto* workload = std::get_if<workloads::Workload>(&object);
     if (workload == nullptr) {
-      return MakeError(ErrorCode::kFailedPrecondition, "bad workload record: holds a " +
-                                                 std::string(workloads::KindName(
-                                                     workloads::KeyOf(object).kind)));
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "bad workload record: holds a " +
+                           std::string(workloads::KindName(workloads::KeyOf(object).kind)));
     }
     record.workload = std::move(*workload);
     return record;
@@ -183,7 +183,8 @@ Result<ClusterObjectRecord> DecodeClusterObjectRecord(std::string_view bytes) {
   if (ReadVersion(in) && ReadObject(in, &record.object, &error) &&
       in.ReadFixed32(&record.vip, "vip") && Finish(in)) {
     if (!IsClusterKind(workloads::KeyOf(record.object).kind)) {
-      return MakeError(ErrorCode::kFailedPrecondition, "bad cluster object record: holds a Workload");
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       "bad cluster object record: holds a Workload");
     }
     return record;
   }

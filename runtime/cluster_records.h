@@ -38,8 +38,8 @@ struct NodeRecord {
 struct WorkloadRecord {
   std::string node;
   workloads::Workload workload;
-  std::vector<uint32_t> addresses;     // replica ordinal i at index i
-  std::vector<uint32_t> not_ready;     // ordinals whose readiness probe fails
+  std::vector<uint32_t> addresses;  // replica ordinal i at index i
+  std::vector<uint32_t> not_ready;  // ordinals whose readiness probe fails
   bool operator==(const WorkloadRecord&) const = default;
 };
 

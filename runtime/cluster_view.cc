@@ -12,13 +12,15 @@ bool StartsWith(std::string_view text, std::string_view prefix) {
 Status ClusterView::Put(std::string_view key, std::string_view value) {
   if (StartsWith(key, keys_.Nodes())) {
     auto record = DecodeNodeRecord(value);
-    if (!record) return MakeError(record.error().code, std::string(key) + ": " + record.error().message);
+    if (!record)
+      return MakeError(record.error().code, std::string(key) + ": " + record.error().message);
     nodes_[record->name] = std::move(*record);
     return {};
   }
   if (!StartsWith(key, keys_.Workloads())) return {};
   auto record = DecodeWorkloadRecord(value);
-  if (!record) return MakeError(record.error().code, std::string(key) + ": " + record.error().message);
+  if (!record)
+    return MakeError(record.error().code, std::string(key) + ": " + record.error().message);
   if (record->node == self_) return {};
   Delete(key);
   RemoteWorkload workload;
@@ -59,8 +61,8 @@ const RemoteReplica* ClusterView::FindReplica(uint32_t address) const {
 size_t ClusterView::WorkloadCountOf(const std::string& node) const {
   const std::string prefix = keys_.NodeWorkloads(node);
   size_t count = 0;
-  for (auto it = workloads_.lower_bound(prefix); it != workloads_.end() && StartsWith(it->first, prefix);
-       ++it) {
+  for (auto it = workloads_.lower_bound(prefix);
+       it != workloads_.end() && StartsWith(it->first, prefix); ++it) {
     ++count;
   }
   return count;

@@ -34,7 +34,8 @@ struct RemoteReplica {
 
 class ClusterView {
  public:
-  ClusterView(ClusterKeys keys, std::string self) : keys_(std::move(keys)), self_(std::move(self)) {}
+  ClusterView(ClusterKeys keys, std::string self)
+      : keys_(std::move(keys)), self_(std::move(self)) {}
 
   // A put or delete seen in etcd under nodes/ or workloads/ (other keys are
   // ignored). A record that does not decode is an error naming the key; the

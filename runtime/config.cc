@@ -115,7 +115,8 @@ const std::vector<Flag>& Flags() {
        [](AgentConfig& c, const std::string& v) -> Status {
          auto d = ParseDuration(v);
          if (!d) return MakeError(d.error().code, "--lease-ttl: " + d.error().message);
-         if (d->count() < 2) return MakeError(ErrorCode::kInvalidArgument, "--lease-ttl: at least 2s");
+         if (d->count() < 2)
+           return MakeError(ErrorCode::kInvalidArgument, "--lease-ttl: at least 2s");
          c.cluster.lease_ttl = *d;
          return {};
        }},

@@ -82,9 +82,10 @@ class EtcdClient {
   // runs for each response (ttl() <= 0: the lease is gone). `on_end` runs
   // once if the stream ends (connection lost, etcd error, no response within
   // two intervals) and nothing runs after it.
-  virtual EtcdStreamPtr KeepAlive(int64_t lease_id, std::chrono::milliseconds interval,
-                                  std::function<void(const etcdpb::LeaseKeepAliveResponse&)> on_response,
-                                  std::function<void(Status)> on_end) = 0;
+  virtual EtcdStreamPtr KeepAlive(
+      int64_t lease_id, std::chrono::milliseconds interval,
+      std::function<void(const etcdpb::LeaseKeepAliveResponse&)> on_response,
+      std::function<void(Status)> on_end) = 0;
 
   // Opens a bidirectional Watch/Watch stream and sends `create`. Every
   // WatchResponse (the "created" one, events, progress, a cancel with

@@ -153,5 +153,33 @@ TEST_CASE("Agent: a dry run validates and allocates nothing") {
   CHECK(agent->replica_count() == 0);
 }
 
+TEST_CASE("Agent: mirrored cluster objects keep the cluster's VIP, persist, and leave on delete") {
+  TempDir dir;
+  workloads::Service service;
+  service.metadata.name = "web";
+  service.metadata.ns = "default";
+  service.selector = {{"app", "web"}};
+  const uint32_t vip = 0x7f800005;  // 127.128.0.5, chosen by the cluster
+  {
+    AgentPtr agent = OpenAgent(ConfigIn(dir));
+    std::vector<WatchEventType> events;
+    agent->AddWatcher([&](WatchEventType type, const StoredObject&) { events.push_back(type); });
+    REQUIRE(agent->Mirror({{service, vip}}, {}).ok());
+    REQUIRE(agent->Mirror({{service, vip}}, {}).ok());  // equal: no change, no event
+    CHECK(events == std::vector<WatchEventType>{WatchEventType::kAdded});
+    CHECK(agent->FindServiceByVip(vip) != nullptr);
+    // The VIP is taken: a proposal for a new Service skips it.
+    auto proposed = agent->ProposeVip({});
+    REQUIRE(proposed.ok());
+    CHECK(*proposed != vip);
+    CHECK(agent->ProposeVip({*proposed}).value() != *proposed);
+  }
+  AgentPtr agent = OpenAgent(ConfigIn(dir));  // persisted for an etcd outage
+  REQUIRE(agent->FindServiceByVip(vip) != nullptr);
+  REQUIRE(agent->Mirror({}, {ObjectKey{Kind::kService, "default", "web"}}).ok());
+  CHECK(agent->FindServiceByVip(vip) == nullptr);
+  CHECK(agent->List(Kind::kService, "").empty());
+}
+
 }  // namespace
 }  // namespace podless::runtime

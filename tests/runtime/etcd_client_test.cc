@@ -422,15 +422,38 @@ TEST_CASE("EtcdClient: Close fails pending calls and ends streams; destruction s
   REQUIRE(watch_end.has_value());
   CHECK_FALSE(watch_end->ok());
 
-  // A second client destroyed with a call in flight: its callback never runs.
+  // A second client destroyed with a call in flight (etcd frozen so it
+  // cannot answer first): its callback never runs.
   auto other = EtcdClient::Create(f.loop.get(), {.endpoints = {f.etcd.client_url()}});
   REQUIRE(other.ok());
   bool called = false;
+  f.etcd.Pause();
   (*other)->Range(request, [&](auto) { called = true; });
-  RunFor(f.loop.get(), 5ms);
+  RunFor(f.loop.get(), 100ms);
+  REQUIRE((*other)->connected());
   other->reset();
+  f.etcd.Resume();
   RunFor(f.loop.get(), 300ms);
   CHECK_FALSE(called);
+
+  // Stream handles may outlive their client, ended or not.
+  auto third = EtcdClient::Create(f.loop.get(), {.endpoints = {f.etcd.client_url()}});
+  REQUIRE(third.ok());
+  bool live_called = false;
+  etcdpb::WatchCreateRequest create;
+  create.set_key("/z");
+  EtcdStreamPtr live = (*third)->Watch(
+      create, [&](const etcdpb::WatchResponse&) { live_called = true; },
+      [&](Status) { live_called = true; });
+  REQUIRE(RunUntil(
+      f.loop.get(), [&] { return live_called; }, 5s));  // "created"
+  live_called = false;
+  f.client.reset();
+  third->reset();
+  watch.reset();
+  live.reset();
+  RunFor(f.loop.get(), 100ms);
+  CHECK_FALSE(live_called);
 }
 
 }  // namespace

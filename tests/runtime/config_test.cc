@@ -1,0 +1,49 @@
+#include "runtime/config.h"
+
+#include <doctest.h>
+
+#include <string>
+#include <vector>
+
+namespace podless::runtime {
+namespace {
+
+std::string ErrorOf(const std::vector<std::string>& args) {
+  auto config = ParseRunFlags(args);
+  return config.ok() ? "" : config.error().message;
+}
+
+TEST_CASE("Config: cluster flags parse, and --etcd alone is not enough") {
+  auto config = ParseRunFlags({"--etcd", "http://10.0.0.9:2379,http://10.0.0.8:2379", "--node-name",
+                               "n1", "--node-address", "10.0.0.1", "--cluster-cidr", "10.64.0.0/16",
+                               "--node-cidr-prefix", "20", "--lease-ttl", "3s"});
+  REQUIRE(config.ok());
+  CHECK(config->cluster.enabled());
+  CHECK(config->cluster.etcd_endpoints.size() == 2);
+  CHECK(config->cluster.node_cidr_prefix == 20);
+  CHECK(config->cluster.lease_ttl == std::chrono::seconds(3));
+  CHECK_FALSE(config->node_cidr_set);
+
+  CHECK(ErrorOf({"--etcd", "http://e:2379", "--node-cidr", "10.1.0.0/24"}).find("--node-address") !=
+        std::string::npos);
+  CHECK(ErrorOf({"--etcd", "http://e:2379", "--node-address", "10.0.0.1"}).find("--cluster-cidr") !=
+        std::string::npos);
+  CHECK(ErrorOf({"--node-address", "10.0.0.1"}).find("add --etcd") != std::string::npos);
+  CHECK(ErrorOf({"--node-cidr-prefix", "33"}).find("--node-cidr-prefix") != std::string::npos);
+  CHECK(ErrorOf({"--lease-ttl", "1s"}).find("--lease-ttl") != std::string::npos);
+  CHECK(ErrorOf({"--etcd-prefix", "/x"}).find("end with /") != std::string::npos);
+  CHECK(ErrorOf({"--etcd", "http://e:2379", "--node-address", "10.0.0.1", "--node-cidr",
+                 "10.1.0.0/24", "--node-name", "Bad_Name"})
+            .find("--node-name") != std::string::npos);
+}
+
+TEST_CASE("Config: no flags means one node on embedded defaults") {
+  auto config = ParseRunFlags({});
+  REQUIRE(config.ok());
+  CHECK_FALSE(config->cluster.enabled());
+  CHECK(config->node_cidr == "127.64.0.0/10");
+  CHECK_FALSE(config->node_name.empty());
+}
+
+}  // namespace
+}  // namespace podless::runtime
