@@ -11,6 +11,7 @@
 #include <openssl/x509.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -65,6 +66,13 @@ class Directory {
   // The replica's current SVID, issued on first use, cached and rotated by
   // the runtime. Called during TLS handshakes (server and client side).
   virtual Result<workloads::SvidPtr> Certificate(const LocalReplica& replica) = 0;
+  // The same without blocking the loop on key generation and signing: `done`
+  // runs at once when an SVID is at hand, otherwise later on the loop. TLS
+  // handshakes use this one. The default issues inline through Certificate().
+  virtual void CertificateAsync(const LocalReplica& replica,
+                                std::function<void(Result<workloads::SvidPtr>)> done) {
+    done(Certificate(replica));
+  }
 
   // Trust anchors every peer chain must verify to, and the trust domain its
   // SPIFFE ID must belong to.

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "runtime/certificate_issuer.h"
 #include "runtime/json.h"
 #include "workloads/spiffe_id.h"
 
@@ -482,10 +483,34 @@ Result<workloads::SvidPtr> Agent::CertificateForIdentity(const std::string& spif
   if (!id) return id.error();
   auto svid = ca_->IssueSvid(*id, config_.svid_ttl);
   if (!svid) return svid.error();
+  StoreCertificate(spiffe_id, *svid);
+  return *svid;
+}
+
+void Agent::StoreCertificate(const std::string& spiffe_id, workloads::SvidPtr svid) {
   ++certificates_issued_;
   if (on_certificate_issued_) on_certificate_issued_();
-  certificates_[spiffe_id] = *svid;
-  return *svid;
+  certificates_[spiffe_id] = std::move(svid);
+}
+
+void Agent::CertificateAsync(const std::string& spiffe_id,
+                             std::function<void(Result<workloads::SvidPtr>)> done) {
+  if (issuer_ == nullptr) return done(CertificateForIdentity(spiffe_id));
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  auto issue = [this, spiffe_id](std::function<void(Result<workloads::SvidPtr>)> then) {
+    issuer_->Issue(spiffe_id, [this, spiffe_id, then](Result<workloads::SvidPtr> svid) {
+      if (svid) StoreCertificate(spiffe_id, *svid);
+      if (then) then(std::move(svid));
+    });
+  };
+  auto it = certificates_.find(spiffe_id);
+  if (it == certificates_.end() || it->second->not_after <= now + 60) return issue(std::move(done));
+  const workloads::SvidPtr& cached = it->second;
+  const int64_t ttl = config_.svid_ttl.count();
+  const int64_t jitter = static_cast<int64_t>(std::hash<std::string>{}(cached->serial_hex) %
+                                              static_cast<uint64_t>(ttl / 10 + 1));
+  if (now >= cached->not_after - ttl / 2 + jitter) issue(nullptr);  // in the background
+  done(cached);
 }
 
 uint64_t Agent::AddWatcher(WatchCallback callback) {

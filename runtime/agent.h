@@ -53,6 +53,7 @@ struct ReplicaView {
 };
 
 class Agent;
+class CertificateIssuer;
 using AgentPtr = std::unique_ptr<Agent>;
 
 // A replica as the agent indexes it: its workload and ordinal.
@@ -125,6 +126,16 @@ class Agent {
   // re-issued once past half of its lifetime.
   Result<workloads::SvidPtr> Certificate(const std::string& ns, const std::string& replica);
   Result<workloads::SvidPtr> CertificateForIdentity(const std::string& spiffe_id);
+  // The same without blocking the loop: `done` runs at once with a cached
+  // SVID, otherwise on the loop once the issuer's workers made one. A cached
+  // SVID past its refresh point is still handed out while its successor is
+  // issued in the background; the refresh point is half-life plus a jitter
+  // of up to a tenth of the lifetime, so certificates issued together are
+  // not all re-issued in the same instant.
+  void CertificateAsync(const std::string& spiffe_id,
+                        std::function<void(Result<workloads::SvidPtr>)> done);
+  // Where CertificateAsync issues (Node sets it; without one, it issues inline).
+  void UseIssuer(CertificateIssuer* issuer) { issuer_ = issuer; }
 
   // Readiness of the replicas of `exec` workloads, as their supervisor
   // reports it (readiness probes); it gates Service endpoints. Such a replica
@@ -175,6 +186,8 @@ class Agent {
   std::unordered_map<uint32_t, ReplicaRef> replica_by_address_;
   std::unordered_map<uint32_t, const StoredObject*> service_by_vip_;
   std::unordered_map<std::string, workloads::SvidPtr> certificates_;  // by SPIFFE ID
+  CertificateIssuer* issuer_ = nullptr;
+  void StoreCertificate(const std::string& spiffe_id, workloads::SvidPtr svid);
   uint64_t certificates_issued_ = 0;
   std::function<void()> on_certificate_issued_;
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <set>
+#include <thread>
 
 #include "proxy/http1_parser.h"
 
@@ -24,6 +25,9 @@ Status Node::Init() {
   auto agent = Agent::Open(config_);
   if (!agent) return agent.error();
   agent_ = std::move(*agent);
+  issuer_ = std::make_unique<CertificateIssuer>(
+      loop_, agent_->ca(), config_.svid_ttl, std::max(1u, std::thread::hardware_concurrency()));
+  agent_->UseIssuer(issuer_.get());
   RegisterMetrics();
 
   if (Status s = StartProxy(); !s) return s;

@@ -14,6 +14,7 @@
 #include "proxy/proxy_core.h"
 #include "runtime/admin_server.h"
 #include "runtime/agent.h"
+#include "runtime/certificate_issuer.h"
 #include "runtime/cluster.h"
 #include "runtime/config.h"
 #include "runtime/proxy_directory.h"
@@ -75,6 +76,8 @@ class Node {
   AgentConfig config_;
   proxy::RegistryPtr metrics_;
   AgentPtr agent_;
+  // Issues SVIDs on worker threads for the agent; destroyed before it.
+  std::unique_ptr<CertificateIssuer> issuer_;
   std::unique_ptr<AdminServer> admin_;
   // Declared before the directory and the proxy, which point to it.
   SupervisorPtr supervisor_;

@@ -35,6 +35,10 @@ class ProxyDirectory final : public proxy::Directory {
   // proxy::Directory
   const proxy::LocalReplica* FindLocalReplica(uint32_t address) const override;
   Result<workloads::SvidPtr> Certificate(const proxy::LocalReplica& replica) override;
+  void CertificateAsync(const proxy::LocalReplica& replica,
+                        std::function<void(Result<workloads::SvidPtr>)> done) override {
+    agent_.CertificateAsync(replica.spiffe_id, std::move(done));
+  }
   X509_STORE* TrustStore() const override { return trust_.get(); }
   const std::string& TrustDomain() const override;
   std::vector<const workloads::AuthorizationPolicy*> PoliciesFor(

@@ -1,0 +1,66 @@
+// CertificateIssuer: issues X.509-SVIDs on worker threads, so that key
+// generation and signing never run on the loop that serves traffic.
+//
+// Issue() is called on the loop; the work runs on one of `threads` workers
+// (CertificateAuthority::IssueSvid is thread-safe); the result comes back to
+// the loop through a uv_async handle and the callback runs there. Requests
+// for a SPIFFE ID already in flight join it (one issuance, every caller
+// told). Destroying the issuer stops and joins the workers; callbacks of
+// unfinished requests are dropped unrun.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "proxy/uv_handle.h"
+#include "workloads/certificate_authority.h"
+#include "workloads/result.h"
+
+namespace podless::runtime {
+
+class CertificateIssuer {
+ public:
+  using Callback = std::function<void(Result<workloads::SvidPtr>)>;
+
+  CertificateIssuer(uv_loop_t* loop, const workloads::CertificateAuthority& ca,
+                    std::chrono::seconds ttl, size_t threads);
+  ~CertificateIssuer();
+  CertificateIssuer(const CertificateIssuer&) = delete;
+  CertificateIssuer& operator=(const CertificateIssuer&) = delete;
+
+  void Issue(const std::string& spiffe_id, Callback done);
+  // Issuances queued or running.
+  size_t in_flight() const { return waiters_.size(); }
+
+ private:
+  struct Done {
+    std::string spiffe_id;
+    Result<workloads::SvidPtr> svid;
+  };
+
+  void Work();
+  void Deliver();
+
+  const workloads::CertificateAuthority& ca_;
+  const std::chrono::seconds ttl_;
+  proxy::AsyncHandle async_;
+  std::map<std::string, std::vector<Callback>> waiters_;  // loop thread only
+
+  std::mutex mutex_;  // guards the three below
+  std::condition_variable wake_;
+  std::deque<std::string> queue_;
+  std::vector<Done> done_;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace podless::runtime
