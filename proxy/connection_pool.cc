@@ -22,6 +22,8 @@ struct HbonePool::Connection {
   TimerHandle idle_timer;
   size_t counted_streams = 0;  // what the streams gauge holds for it
   bool failed = false;
+  // Expires with the connection: a certificate that arrives later is dropped.
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 };
 
 namespace {
@@ -86,14 +88,6 @@ HboneRequestPtr HbonePool::Open(const LocalReplica& source, const Endpoint& endp
   Key key{source.spiffe_id, endpoint.address, endpoint.hbone_port, endpoint.spiffe_id};
   Connection* connection = FindOrDial(key, source);
   auto handle = std::make_unique<RequestHandle>(waiter, &waiter->cancelled);
-  if (connection == nullptr) {
-    // No certificate for the source: fail on the next turn.
-    dispatcher_.Post([waiter] {
-      if (!waiter->cancelled)
-        waiter->callback(nullptr, 0, "no certificate for the source workload");
-    });
-    return handle;
-  }
   if (connection->session != nullptr) {
     OpenOn(connection, waiter);
   } else {
@@ -111,18 +105,34 @@ HbonePool::Connection* HbonePool::FindOrDial(const Key& key, const LocalReplica&
     // that any server allows (RFC 9113 recommends at least 100).
     if (c->session == nullptr && c->waiting.size() < 100) return c.get();
   }
-  auto svid = directory_.Certificate(source);
-  if (!svid.ok()) return nullptr;
   auto connection = std::make_unique<Connection>();
   connection->key = key;
-  connection->svid = std::move(svid).value();
   connection->connector = std::make_unique<TcpConnector>(dispatcher_);
   Connection* raw = connection.get();
   connections.push_back(std::move(connection));
-  raw->connector->Connect(
-      std::get<1>(key), std::get<2>(key), options_.connect_timeout_ms,
-      [this, raw](Result<TcpStream*> result) { OnDialed(raw, std::move(result)); });
+  // The source's certificate may have to be issued first (off the loop).
+  std::weak_ptr<bool> alive = raw->alive;
+  directory_.CertificateAsync(source, [this, raw, alive](Result<workloads::SvidPtr> svid) {
+    if (alive.expired()) return;  // the connection, or the whole pool, is gone
+    // Never inside FindOrDial, whose caller still queues its request here.
+    dispatcher_.Post([this, raw, alive, svid = std::move(svid)] {
+      if (!alive.expired() && !raw->failed) Dial(raw, svid);
+    });
+  });
   return raw;
+}
+
+void HbonePool::Dial(Connection* connection, const Result<workloads::SvidPtr>& svid) {
+  if (!svid.ok()) {
+    FailConnection(connection, "no certificate for the source workload: " + svid.error().message);
+    return;
+  }
+  connection->svid = svid.value();
+  const Key& key = connection->key;
+  connection->connector->Connect(std::get<1>(key), std::get<2>(key), options_.connect_timeout_ms,
+                                 [this, connection](Result<TcpStream*> result) {
+                                   OnDialed(connection, std::move(result));
+                                 });
 }
 
 void HbonePool::OnDialed(Connection* connection, Result<TcpStream*> result) {

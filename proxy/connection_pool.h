@@ -83,6 +83,7 @@ class HbonePool final : private HboneSession::Callbacks {
   void OnStreamCountChanged(HboneSession& session) override;
 
   Connection* FindOrDial(const Key& key, const LocalReplica& source);
+  void Dial(Connection* connection, const Result<workloads::SvidPtr>& svid);
   void OnDialed(Connection* connection, Result<TcpStream*> result);
   void OnHandshake(Connection* connection, Status status);
   void OpenOn(Connection* connection, std::shared_ptr<Waiter> waiter);

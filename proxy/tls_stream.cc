@@ -201,12 +201,28 @@ int TlsStream::SelectCertificate(SSL* ssl, void* arg) {
         "no workload is hosted at " + FormatAddressPort(self->local_replica_address_, 0);
     return 0;
   }
-  auto svid = directory.Certificate(*replica);
-  if (!svid.ok()) {
-    self->verify_error_ = "no certificate for " + replica->name + ": " + svid.error().message;
+  if (!self->certificate_fetch_) {
+    auto fetch = std::make_shared<CertificateFetch>();
+    self->certificate_fetch_ = fetch;
+    std::weak_ptr<CertificateFetch> weak = fetch;
+    directory.CertificateAsync(*replica, [self, weak](Result<workloads::SvidPtr> svid) {
+      auto fetch = weak.lock();
+      if (!fetch) return;  // the stream is gone
+      fetch->svid = std::move(svid);
+      fetch->done = true;
+      if (fetch->waiting && !self->dead_) self->dispatcher_.Schedule(self);  // resume
+    });
+  }
+  CertificateFetch& fetch = *self->certificate_fetch_;
+  if (!fetch.done) {
+    fetch.waiting = true;
+    return -1;  // SSL_ERROR_WANT_X509_LOOKUP: called again once it arrived
+  }
+  if (!fetch.svid.ok()) {
+    self->verify_error_ = "no certificate for " + replica->name + ": " + fetch.svid.error().message;
     return 0;
   }
-  self->svid_ = std::move(svid).value();
+  self->svid_ = fetch.svid.value();
   Status loaded = UseSvid(ssl, *self->svid_);
   if (!loaded.ok()) {
     self->verify_error_ = loaded.error().message;
@@ -271,7 +287,11 @@ void TlsStream::DriveHandshake() {
     return;
   }
   int err = SSL_get_error(ssl_.get(), rc);
-  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return;
+  // WANT_X509_LOOKUP: the certificate is being issued (SelectCertificate).
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ||
+      err == SSL_ERROR_WANT_X509_LOOKUP) {
+    return;
+  }
   std::string reason = verify_error_.empty() ? SslErrorString("TLS handshake failed")
                                              : "TLS handshake failed: " + verify_error_;
   ERR_clear_error();
@@ -302,6 +322,7 @@ void TlsStream::FailHandshake(Error error) {
 void TlsStream::Destroy() {
   if (delete_scheduled_) return;
   delete_scheduled_ = true;
+  if (destroy_callback_) std::exchange(destroy_callback_, nullptr)();
   dead_ = true;
   handler_ = nullptr;
   handshake_timer_.Close();
@@ -470,7 +491,8 @@ void TlsStream::Abort() {
 }
 
 void TlsStream::Reset() {
-  if (dead_) return;
+  // A stream lingering after a failed handshake (dead_) is dropped too.
+  if (delete_scheduled_) return;
   if (transport_ != nullptr) transport_->Reset();
   transport_ = nullptr;
   Destroy();

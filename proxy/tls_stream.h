@@ -73,6 +73,15 @@ class TlsStream final : public Stream, private StreamHandler, private DeferredTa
   // Server side: the certificate's SPIFFE ID.
   const std::string& local_identity() const { return local_identity_; }
 
+  // Called once when the stream is about to be deleted (also after a failed
+  // handshake, when it lingers on its own to flush the alert): an owner that
+  // must end lingering streams (HboneServer::Close) forgets it then.
+  void SetDestroyCallback(std::function<void()> callback) {
+    destroy_callback_ = std::move(callback);
+  }
+  // Deletion is already scheduled (the memory lives until the next turn).
+  bool destroyed() const { return delete_scheduled_; }
+
   // Stream
   void SetHandler(StreamHandler* handler) override;
   void Write(std::string_view bytes) override;
@@ -122,10 +131,20 @@ class TlsStream final : public Stream, private StreamHandler, private DeferredTa
   BIO* network_in_ = nullptr;   // owned by ssl_
   BIO* network_out_ = nullptr;  // owned by ssl_
   HandshakeCallback handshake_callback_;
+  std::function<void()> destroy_callback_;
   TimerHandle handshake_timer_;
   StreamHandler* handler_ = nullptr;
   ByteQueue plain_out_;
   workloads::SvidPtr svid_;  // kept alive while the SSL references its key
+  // Server side: the certificate being fetched for the dialed replica (it may
+  // be issued off the loop; the handshake pauses until it arrives). Only the
+  // stream holds it, so a late answer for a gone stream finds it expired.
+  struct CertificateFetch {
+    bool done = false;
+    bool waiting = false;  // the handshake paused on it
+    Result<workloads::SvidPtr> svid = MakeError(ErrorCode::kInternal, "not fetched");
+  };
+  std::shared_ptr<CertificateFetch> certificate_fetch_;
   std::string expected_peer_;
   std::string peer_identity_;
   std::string local_identity_;

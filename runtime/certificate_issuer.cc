@@ -13,7 +13,8 @@ CertificateIssuer::CertificateIssuer(uv_loop_t* loop, const workloads::Certifica
   async_->data = this;
   // An idle issuer must not keep the loop alive.
   uv_unref(async_.handle());
-  for (size_t i = 0; i < std::max<size_t>(threads, 1); ++i) workers_.emplace_back([this] { Work(); });
+  for (size_t i = 0; i < std::max<size_t>(threads, 1); ++i)
+    workers_.emplace_back([this] { Work(); });
 }
 
 CertificateIssuer::~CertificateIssuer() {

@@ -1,0 +1,105 @@
+#include "runtime/certificate_issuer.h"
+
+#include <doctest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "proxy/uv_handle.h"
+#include "runtime/agent.h"
+
+namespace podless::runtime {
+namespace {
+
+// Runs the loop until `done` or 10 s pass.
+template <typename Pred>
+bool RunUntil(uv_loop_t* loop, Pred done) {
+  const uint64_t deadline = uv_now(loop) + 10'000;
+  proxy::TimerHandle tick;
+  uv_timer_init(loop, tick.get());
+  uv_timer_start(
+      tick.get(), [](uv_timer_t*) {}, 5, 5);
+  while (!done() && uv_now(loop) < deadline) uv_run(loop, UV_RUN_ONCE);
+  return done();
+}
+
+TEST_CASE("CertificateIssuer: issues on worker threads and answers on the loop thread") {
+  proxy::UvLoop loop;
+  auto ca = workloads::CertificateAuthority::CreateInMemory("cluster.local");
+  REQUIRE(ca.ok());
+  const std::thread::id loop_thread = std::this_thread::get_id();
+  {
+    CertificateIssuer issuer(loop.get(), **ca, std::chrono::hours(1), 2);
+    int answers = 0;
+    bool on_loop_thread = true;
+    workloads::SvidPtr first, second;
+    const std::string id = "spiffe://cluster.local/ns/shop/sa/web";
+    issuer.Issue(id, [&](Result<workloads::SvidPtr> svid) {
+      REQUIRE(svid.ok());
+      first = *svid;
+      on_loop_thread &= std::this_thread::get_id() == loop_thread;
+      ++answers;
+    });
+    // A second request while the first is in flight joins it.
+    issuer.Issue(id, [&](Result<workloads::SvidPtr> svid) {
+      REQUIRE(svid.ok());
+      second = *svid;
+      ++answers;
+    });
+    CHECK(answers == 0);  // never synchronously
+    CHECK(issuer.in_flight() == 1);
+    REQUIRE(RunUntil(loop.get(), [&] { return answers == 2; }));
+    CHECK(on_loop_thread);
+    CHECK(first == second);
+    CHECK(first->id.ToString() == id);
+    CHECK(issuer.in_flight() == 0);
+
+    Result<workloads::SvidPtr> bad = MakeError(ErrorCode::kInternal, "");
+    bool answered = false;
+    issuer.Issue("not a spiffe id", [&](Result<workloads::SvidPtr> svid) {
+      bad = std::move(svid);
+      answered = true;
+    });
+    REQUIRE(RunUntil(loop.get(), [&] { return answered; }));
+    CHECK_FALSE(bad.ok());
+
+    // Destroyed with work queued: the callbacks never run.
+    for (int i = 0; i < 20; ++i) {
+      issuer.Issue("spiffe://cluster.local/ns/shop/sa/w" + std::to_string(i),
+                   [](Result<workloads::SvidPtr>) { FAIL("callback after destruction"); });
+    }
+  }
+  uv_run(loop.get(), UV_RUN_DEFAULT);
+}
+
+TEST_CASE("Agent: CertificateAsync issues off the loop once, then answers from its cache") {
+  proxy::UvLoop loop;
+  char tmpl[] = "/tmp/podless-issuer-test-XXXXXX";
+  AgentConfig config;
+  config.state_dir = mkdtemp(tmpl);
+  config.node_name = "test";
+  {
+    auto agent = Agent::Open(config);
+    REQUIRE(agent.ok());
+    CertificateIssuer issuer(loop.get(), (*agent)->ca(), config.svid_ttl, 1);
+    (*agent)->UseIssuer(&issuer);
+    const std::string id = "spiffe://cluster.local/ns/shop/sa/web";
+    workloads::SvidPtr first;
+    (*agent)->CertificateAsync(id, [&](Result<workloads::SvidPtr> svid) { first = *svid; });
+    CHECK(first == nullptr);  // being issued on a worker
+    REQUIRE(RunUntil(loop.get(), [&] { return first != nullptr; }));
+    CHECK((*agent)->certificates_issued() == 1);
+    workloads::SvidPtr again;
+    (*agent)->CertificateAsync(id, [&](Result<workloads::SvidPtr> svid) { again = *svid; });
+    CHECK(again == first);  // at once, from the cache
+    CHECK((*agent)->certificates_issued() == 1);
+    (*agent)->UseIssuer(nullptr);
+  }
+  uv_run(loop.get(), UV_RUN_DEFAULT);
+  std::filesystem::remove_all(config.state_dir);
+}
+
+}  // namespace
+}  // namespace podless::runtime
