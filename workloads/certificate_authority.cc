@@ -1,12 +1,13 @@
 #include "workloads/certificate_authority.h"
 
 #include <openssl/asn1.h>
-#include <openssl/bn.h>
+#include <openssl/bytestring.h>
+#include <openssl/digest.h>
+#include <openssl/ec.h>
 #include <openssl/ec_key.h>
 #include <openssl/err.h>
 #include <openssl/mem.h>
 #include <openssl/nid.h>
-#include <openssl/obj.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
@@ -15,6 +16,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <span>
+#include <string_view>
 
 #include "workloads/pem_file.h"
 
@@ -79,34 +82,169 @@ Result<bssl::UniquePtr<EVP_PKEY>> NewP256Key() {
   return key;
 }
 
-// RFC 5280 4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING.
-std::vector<uint8_t> KeyIdentifier(X509* cert) {
-  const ASN1_BIT_STRING* bits = X509_get0_pubkey_bitstr(cert);
-  if (bits == nullptr) return {};
-  std::vector<uint8_t> out(SHA_DIGEST_LENGTH);
-  SHA1(ASN1_STRING_get0_data(bits), static_cast<size_t>(ASN1_STRING_length(bits)), out.data());
-  return out;
+// The certificates are written as DER directly (RFC 5280 4.1) rather than
+// assembled as an X509 object: BoringSSL's X509 setters and ASN.1 templates
+// allocate and re-encode at every step, which cost more than generating the
+// key did. Issuance is on the path of every new workload identity.
+
+// Object identifiers, contents octets only.
+constexpr uint8_t kOidOrganizationName[] = {0x55, 0x04, 0x0a};
+constexpr uint8_t kOidCommonName[] = {0x55, 0x04, 0x03};
+constexpr uint8_t kOidEcPublicKey[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01};
+constexpr uint8_t kOidPrime256v1[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+constexpr uint8_t kOidEcdsaWithSha256[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
+constexpr uint8_t kOidSha256WithRsa[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b};
+constexpr uint8_t kOidBasicConstraints[] = {0x55, 0x1d, 0x13};
+constexpr uint8_t kOidKeyUsage[] = {0x55, 0x1d, 0x0f};
+constexpr uint8_t kOidExtKeyUsage[] = {0x55, 0x1d, 0x25};
+constexpr uint8_t kOidSubjectAltName[] = {0x55, 0x1d, 0x11};
+constexpr uint8_t kOidSubjectKeyId[] = {0x55, 0x1d, 0x0e};
+constexpr uint8_t kOidAuthorityKeyId[] = {0x55, 0x1d, 0x23};
+constexpr uint8_t kOidServerAuth[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01};
+constexpr uint8_t kOidClientAuth[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02};
+
+// keyUsage BIT STRING contents (unused-bits octet, then the bits; DER drops
+// trailing zero bits): digitalSignature (bit 0) for a leaf, keyCertSign and
+// cRLSign (bits 5, 6) for a CA.
+constexpr uint8_t kLeafKeyUsage[] = {0x07, 0x80};
+constexpr uint8_t kCaKeyUsage[] = {0x01, 0x06};
+
+constexpr size_t kP256PointBytes = 65;  // uncompressed: 0x04 || X || Y
+
+// Context-specific tags of RFC 5280's ASN.1 module.
+constexpr unsigned kTbsVersionTag = CBS_ASN1_CONTEXT_SPECIFIC | CBS_ASN1_CONSTRUCTED | 0;
+constexpr unsigned kTbsExtensionsTag = CBS_ASN1_CONTEXT_SPECIFIC | CBS_ASN1_CONSTRUCTED | 3;
+constexpr unsigned kGeneralNameUriTag = CBS_ASN1_CONTEXT_SPECIFIC | 6;
+constexpr unsigned kAuthorityKeyIdKeyIdTag = CBS_ASN1_CONTEXT_SPECIFIC | 0;
+
+// The Add* helpers append one DER element each. A child CBB's contents reach
+// its parent only when the parent is flushed, so each helper flushes its
+// parent before returning: the caller may then write to it again.
+
+bool AddBytes(CBB* cbb, std::span<const uint8_t> bytes) {
+  return CBB_add_bytes(cbb, bytes.data(), bytes.size());
 }
 
-bool AddExtension(X509* cert, int nid, void* value, bool critical) {
-  return X509_add1_ext_i2d(cert, nid, value, critical ? 1 : 0, X509V3_ADD_DEFAULT) == 1;
+// A primitive element: `tag`, then `contents`.
+bool AddElement(CBB* cbb, unsigned tag, std::span<const uint8_t> contents) {
+  CBB child;
+  return CBB_add_asn1(cbb, &child, tag) && AddBytes(&child, contents) && CBB_flush(cbb);
 }
 
-bssl::UniquePtr<X509_NAME> PodlessName(const std::string& common_name) {
-  bssl::UniquePtr<X509_NAME> name(X509_NAME_new());
-  if (!name) return nullptr;
-  static constexpr char kOrg[] = "podless";
-  if (!X509_NAME_add_entry_by_NID(name.get(), NID_organizationName, MBSTRING_UTF8,
-                                  reinterpret_cast<const uint8_t*>(kOrg), -1, -1, 0)) {
-    return nullptr;
+bool AddText(CBB* cbb, unsigned tag, std::string_view text) {
+  return AddElement(cbb, tag, {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+}
+
+// Every OID here is shorter than 128 octets, so its length is one octet and
+// the element is written straight out, without a child CBB to flush.
+bool AddOid(CBB* cbb, std::span<const uint8_t> oid) {
+  return CBB_add_u8(cbb, CBS_ASN1_OBJECT) && CBB_add_u8(cbb, static_cast<uint8_t>(oid.size())) &&
+         AddBytes(cbb, oid);
+}
+
+// UTCTime for 1950..2049, GeneralizedTime otherwise (RFC 5280 4.1.2.5).
+bool AddTime(CBB* cbb, int64_t t) {
+  time_t tt = static_cast<time_t>(t);
+  struct tm tm;
+  if (gmtime_r(&tt, &tm) == nullptr) return false;
+  int year = tm.tm_year + 1900;
+  if (year < 0 || year > 9999) return false;
+  bool utc = year >= 1950 && year < 2050;
+  // [YY]YYMMDDHHMMSSZ, formatted by hand: two snprintf calls cost about a
+  // third as much as all the other DER encoding of a certificate.
+  char buf[16];
+  size_t n = 0;
+  auto two_digits = [&](int v) {
+    buf[n++] = static_cast<char>('0' + v / 10);
+    buf[n++] = static_cast<char>('0' + v % 10);
+  };
+  if (!utc) two_digits(year / 100);
+  for (int v : {year % 100, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec}) {
+    two_digits(v);
+  }
+  buf[n++] = 'Z';
+  return AddText(cbb, utc ? CBS_ASN1_UTCTIME : CBS_ASN1_GENERALIZEDTIME, std::string_view(buf, n));
+}
+
+// SET { SEQUENCE { type, UTF8String value } }: one attribute per RDN.
+bool AddNameEntry(CBB* name, std::span<const uint8_t> type, std::string_view value) {
+  CBB rdn, attribute;
+  return CBB_add_asn1(name, &rdn, CBS_ASN1_SET) &&
+         CBB_add_asn1(&rdn, &attribute, CBS_ASN1_SEQUENCE) && AddOid(&attribute, type) &&
+         AddText(&attribute, CBS_ASN1_UTF8STRING, value) && CBB_flush(name);
+}
+
+// O=podless[, CN=common_name]: the CN is left out when empty or longer than
+// X.520 allows.
+bool AddPodlessName(CBB* cbb, std::string_view common_name) {
+  CBB name;
+  if (!CBB_add_asn1(cbb, &name, CBS_ASN1_SEQUENCE) ||
+      !AddNameEntry(&name, kOidOrganizationName, "podless")) {
+    return false;
   }
   if (!common_name.empty() && common_name.size() <= kMaxCommonNameLength &&
-      !X509_NAME_add_entry_by_NID(name.get(), NID_commonName, MBSTRING_UTF8,
-                                  reinterpret_cast<const uint8_t*>(common_name.data()),
-                                  static_cast<int>(common_name.size()), -1, 0)) {
-    return nullptr;
+      !AddNameEntry(&name, kOidCommonName, common_name)) {
+    return false;
   }
-  return name;
+  return CBB_flush(cbb);
+}
+
+// The SubjectPublicKeyInfo of a P-256 key, and its key identifier (RFC 5280
+// 4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits). Written by hand
+// because EVP_marshal_public_key converts the point to affine coordinates
+// twice (a field inversion each time, about a seventh of the cost of a
+// signature); this converts it once.
+bool AddP256PublicKey(CBB* cbb, const EVP_PKEY* key, uint8_t key_id[SHA_DIGEST_LENGTH]) {
+  const EC_KEY* ec = EVP_PKEY_get0_EC_KEY(key);
+  if (ec == nullptr || EC_GROUP_get_curve_name(EC_KEY_get0_group(ec)) != NID_X9_62_prime256v1) {
+    return false;
+  }
+  uint8_t point[kP256PointBytes];
+  if (EC_POINT_point2oct(EC_KEY_get0_group(ec), EC_KEY_get0_public_key(ec),
+                         POINT_CONVERSION_UNCOMPRESSED, point, sizeof point,
+                         nullptr) != sizeof point) {
+    return false;
+  }
+  SHA1(point, sizeof point, key_id);
+  CBB spki, algorithm, bits;
+  return CBB_add_asn1(cbb, &spki, CBS_ASN1_SEQUENCE) &&
+         CBB_add_asn1(&spki, &algorithm, CBS_ASN1_SEQUENCE) &&
+         AddOid(&algorithm, kOidEcPublicKey) && AddOid(&algorithm, kOidPrime256v1) &&
+         CBB_add_asn1(&spki, &bits, CBS_ASN1_BITSTRING) && CBB_add_u8(&bits, 0) &&
+         CBB_add_bytes(&bits, point, sizeof point) && CBB_flush(cbb);
+}
+
+// What EVP_DigestSign with SHA-256 produces for this key type: ECDSA, or
+// RSA PKCS#1 v1.5 (FromParts admits no other signing key).
+bool AddSignatureAlgorithm(CBB* cbb, const EVP_PKEY* key) {
+  CBB algorithm, null;
+  if (!CBB_add_asn1(cbb, &algorithm, CBS_ASN1_SEQUENCE)) return false;
+  switch (EVP_PKEY_id(key)) {
+    case EVP_PKEY_EC:
+      if (!AddOid(&algorithm, kOidEcdsaWithSha256)) return false;
+      break;
+    case EVP_PKEY_RSA:
+      if (!AddOid(&algorithm, kOidSha256WithRsa) ||
+          !CBB_add_asn1(&algorithm, &null, CBS_ASN1_NULL)) {
+        return false;
+      }
+      break;
+    default:
+      return false;
+  }
+  return CBB_flush(cbb);
+}
+
+// Appends SEQUENCE { extnID, [critical TRUE], extnValue OCTET STRING }, the
+// OCTET STRING's contents written by `write_value(CBB*)`.
+template <typename WriteValue>
+bool AddExtension(CBB* extensions, std::span<const uint8_t> oid, bool critical,
+                  WriteValue&& write_value) {
+  CBB extension, value;
+  return CBB_add_asn1(extensions, &extension, CBS_ASN1_SEQUENCE) && AddOid(&extension, oid) &&
+         (!critical || CBB_add_asn1_bool(&extension, 1)) &&
+         CBB_add_asn1(&extension, &value, CBS_ASN1_OCTETSTRING) && write_value(&value) &&
+         CBB_flush(extensions);
 }
 
 // What differs between the certificates podless makes.
@@ -120,18 +258,74 @@ struct CertificateFields {
 };
 
 struct Issuer {
-  X509* cert = nullptr;  // null: self-signed
+  const std::vector<uint8_t>* name_der = nullptr;  // null: self-signed
   EVP_PKEY* key = nullptr;
   const std::vector<uint8_t>* key_id = nullptr;  // AKI; empty: omitted
 };
 
-// Builds, signs and re-parses a certificate. Re-parsing from DER makes the
+// The extensions, in the order podless has always written them.
+bool AddExtensions(CBB* tbs, const CertificateFields& f,
+                   std::span<const uint8_t, SHA_DIGEST_LENGTH> own_key_id,
+                   std::span<const uint8_t> authority_key_id) {
+  CBB tagged, extensions;
+  if (!CBB_add_asn1(tbs, &tagged, kTbsExtensionsTag) ||
+      !CBB_add_asn1(&tagged, &extensions, CBS_ASN1_SEQUENCE)) {
+    return false;
+  }
+  bool ok = AddExtension(&extensions, kOidBasicConstraints, true, [&](CBB* value) {
+    CBB constraints;
+    if (!CBB_add_asn1(value, &constraints, CBS_ASN1_SEQUENCE)) return false;
+    // cA is DEFAULT FALSE, so a leaf's SEQUENCE is empty.
+    if (f.is_ca && !CBB_add_asn1_bool(&constraints, 1)) return false;
+    if (f.is_ca && f.path_len >= 0 && !CBB_add_asn1_uint64(&constraints, f.path_len)) {
+      return false;
+    }
+    return CBB_flush(value) != 0;
+  });
+  // keyUsage (critical): SPIFFE allows only digitalSignature on an EC leaf;
+  // a CA signs certificates and CRLs.
+  ok = ok && AddExtension(&extensions, kOidKeyUsage, true, [&](CBB* value) {
+         return AddElement(value, CBS_ASN1_BITSTRING,
+                           f.is_ca ? std::span<const uint8_t>(kCaKeyUsage)
+                                   : std::span<const uint8_t>(kLeafKeyUsage));
+       });
+  if (ok && !f.is_ca) {
+    ok = AddExtension(&extensions, kOidExtKeyUsage, false, [](CBB* value) {
+      CBB purposes;
+      return CBB_add_asn1(value, &purposes, CBS_ASN1_SEQUENCE) &&
+             AddOid(&purposes, kOidServerAuth) && AddOid(&purposes, kOidClientAuth) &&
+             CBB_flush(value);
+    });
+  }
+  // Not critical: the subject is never empty (O=podless).
+  if (ok && !f.uri_san.empty()) {
+    ok = AddExtension(&extensions, kOidSubjectAltName, false, [&](CBB* value) {
+      CBB names;
+      return CBB_add_asn1(value, &names, CBS_ASN1_SEQUENCE) &&
+             AddText(&names, kGeneralNameUriTag, f.uri_san) && CBB_flush(value);
+    });
+  }
+  ok = ok && AddExtension(&extensions, kOidSubjectKeyId, false, [&](CBB* value) {
+         return AddElement(value, CBS_ASN1_OCTETSTRING, own_key_id);
+       });
+  if (ok && !authority_key_id.empty()) {
+    ok = AddExtension(&extensions, kOidAuthorityKeyId, false, [&](CBB* value) {
+      CBB aki;
+      return CBB_add_asn1(value, &aki, CBS_ASN1_SEQUENCE) &&
+             AddElement(&aki, kAuthorityKeyIdKeyIdTag, authority_key_id) && CBB_flush(value);
+    });
+  }
+  return ok && CBB_flush(tbs);
+}
+
+// Writes, signs and parses a certificate. Parsing the finished DER makes the
 // result exactly what a peer will see, and leaves it with no lazily-updated
-// encoding caches, so it can be read from several threads.
+// encoding caches, so it can be read from several threads. (The extension
+// cache BoringSSL fills on first use is guarded by a lock in the X509.)
 Result<bssl::UniquePtr<X509>> BuildCertificate(const CertificateFields& f, EVP_PKEY* subject_key,
                                                const Issuer& issuer, std::string* serial_hex) {
-  bssl::UniquePtr<X509> cert(X509_new());
-  if (!cert || !X509_set_version(cert.get(), X509_VERSION_3)) return Internal("X509_new");
+  const bool self_signed = issuer.key == nullptr;
+  EVP_PKEY* signing_key = self_signed ? subject_key : issuer.key;
 
   // A random, positive 128-bit serial (RFC 5280 allows 20 octets; CAs are asked
   // for at least 64 random bits). The top byte is kept in 0x01..0x7f so the
@@ -140,110 +334,65 @@ Result<bssl::UniquePtr<X509>> BuildCertificate(const CertificateFields& f, EVP_P
   RAND_bytes(serial, sizeof serial);
   serial[0] &= 0x7f;
   if (serial[0] == 0) serial[0] = 1;
-  bssl::UniquePtr<BIGNUM> serial_bn(BN_bin2bn(serial, sizeof serial, nullptr));
-  bssl::UniquePtr<ASN1_INTEGER> serial_asn1(serial_bn ? BN_to_ASN1_INTEGER(serial_bn.get(), nullptr)
-                                                      : nullptr);
-  if (!serial_asn1 || !X509_set_serialNumber(cert.get(), serial_asn1.get())) {
-    return Internal("cannot set the serial number");
-  }
   if (serial_hex != nullptr) *serial_hex = HexLower(serial, sizeof serial);
 
-  bssl::UniquePtr<X509_NAME> subject = PodlessName(f.common_name);
-  if (!subject || !X509_set_subject_name(cert.get(), subject.get())) {
-    return Internal("cannot set the subject name");
+  bssl::ScopedCBB subject;
+  if (!CBB_init(subject.get(), 128) || !AddPodlessName(subject.get(), f.common_name)) {
+    return Internal("cannot encode the subject name");
   }
-  X509_NAME* issuer_name = issuer.cert ? X509_get_subject_name(issuer.cert) : subject.get();
-  if (!X509_set_issuer_name(cert.get(), issuer_name)) return Internal("cannot set the issuer");
+  std::span<const uint8_t> subject_der(CBB_data(subject.get()), CBB_len(subject.get()));
+  std::span<const uint8_t> issuer_der = self_signed ? subject_der : *issuer.name_der;
 
-  bssl::UniquePtr<ASN1_TIME> not_before(ASN1_TIME_set(nullptr, static_cast<time_t>(f.not_before)));
-  bssl::UniquePtr<ASN1_TIME> not_after(ASN1_TIME_set(nullptr, static_cast<time_t>(f.not_after)));
-  if (!not_before || !not_after || !X509_set1_notBefore(cert.get(), not_before.get()) ||
-      !X509_set1_notAfter(cert.get(), not_after.get())) {
-    return Internal("cannot set the validity period");
+  bssl::ScopedCBB tbs_cbb;
+  CBB tbs, version, serial_number, validity;
+  uint8_t own_key_id[SHA_DIGEST_LENGTH];
+  if (!CBB_init(tbs_cbb.get(), 640) || !CBB_add_asn1(tbs_cbb.get(), &tbs, CBS_ASN1_SEQUENCE) ||
+      !CBB_add_asn1(&tbs, &version, kTbsVersionTag) || !CBB_add_asn1_uint64(&version, 2) ||  // v3
+      !CBB_add_asn1(&tbs, &serial_number, CBS_ASN1_INTEGER) ||
+      !CBB_add_bytes(&serial_number, serial, sizeof serial) ||
+      !AddSignatureAlgorithm(&tbs, signing_key) || !AddBytes(&tbs, issuer_der) ||
+      !CBB_add_asn1(&tbs, &validity, CBS_ASN1_SEQUENCE) || !AddTime(&validity, f.not_before) ||
+      !AddTime(&validity, f.not_after) || !AddBytes(&tbs, subject_der) ||
+      !AddP256PublicKey(&tbs, subject_key, own_key_id)) {
+    return Internal("cannot encode the certificate");
   }
-  if (!X509_set_pubkey(cert.get(), subject_key)) return Internal("cannot set the public key");
+  std::span<const uint8_t> aki_id;
+  if (self_signed) {
+    aki_id = own_key_id;
+  } else if (issuer.key_id != nullptr) {
+    aki_id = *issuer.key_id;
+  }
+  if (!AddExtensions(&tbs, f, own_key_id, aki_id) || !CBB_flush(tbs_cbb.get())) {
+    return Internal("cannot encode the certificate extensions");
+  }
+  std::span<const uint8_t> tbs_der(CBB_data(tbs_cbb.get()), CBB_len(tbs_cbb.get()));
 
-  // basicConstraints (critical).
-  bssl::UniquePtr<BASIC_CONSTRAINTS> bc(BASIC_CONSTRAINTS_new());
-  if (!bc) return Internal("BASIC_CONSTRAINTS_new");
-  bc->ca = f.is_ca ? 0xff : 0;
-  if (f.is_ca && f.path_len >= 0) {
-    bc->pathlen = ASN1_INTEGER_new();
-    if (!bc->pathlen || !ASN1_INTEGER_set(bc->pathlen, f.path_len)) return Internal("pathlen");
-  }
-  if (!AddExtension(cert.get(), NID_basic_constraints, bc.get(), true)) {
-    return Internal("cannot add basicConstraints");
-  }
-
-  // keyUsage (critical): SPIFFE allows only digitalSignature on an EC leaf;
-  // a CA signs certificates and CRLs.
-  bssl::UniquePtr<ASN1_BIT_STRING> ku(ASN1_BIT_STRING_new());
-  if (!ku) return Internal("ASN1_BIT_STRING_new");
-  bool ku_ok = f.is_ca ? ASN1_BIT_STRING_set_bit(ku.get(), 5, 1) &&   // keyCertSign
-                             ASN1_BIT_STRING_set_bit(ku.get(), 6, 1)  // cRLSign
-                       : ASN1_BIT_STRING_set_bit(ku.get(), 0, 1);     // digitalSignature
-  if (!ku_ok || !AddExtension(cert.get(), NID_key_usage, ku.get(), true)) {
-    return Internal("cannot add keyUsage");
-  }
-
-  if (!f.is_ca) {
-    bssl::UniquePtr<EXTENDED_KEY_USAGE> eku(sk_ASN1_OBJECT_new_null());
-    if (!eku || !sk_ASN1_OBJECT_push(eku.get(), OBJ_nid2obj(NID_server_auth)) ||
-        !sk_ASN1_OBJECT_push(eku.get(), OBJ_nid2obj(NID_client_auth)) ||
-        !AddExtension(cert.get(), NID_ext_key_usage, eku.get(), false)) {
-      return Internal("cannot add extendedKeyUsage");
-    }
-  }
-
-  if (!f.uri_san.empty()) {
-    bssl::UniquePtr<GENERAL_NAMES> names(sk_GENERAL_NAME_new_null());
-    bssl::UniquePtr<GENERAL_NAME> name(GENERAL_NAME_new());
-    bssl::UniquePtr<ASN1_IA5STRING> uri(ASN1_IA5STRING_new());
-    if (!names || !name || !uri ||
-        !ASN1_STRING_set(uri.get(), f.uri_san.data(), static_cast<int>(f.uri_san.size()))) {
-      return Internal("cannot build the URI SAN");
-    }
-    GENERAL_NAME_set0_value(name.get(), GEN_URI, uri.release());
-    if (!sk_GENERAL_NAME_push(names.get(), name.get())) return Internal("sk_GENERAL_NAME_push");
-    name.release();  // owned by names now
-    // Not critical: the subject is never empty (O=podless).
-    if (!AddExtension(cert.get(), NID_subject_alt_name, names.get(), false)) {
-      return Internal("cannot add subjectAltName");
-    }
-  }
-
-  std::vector<uint8_t> own_key_id = KeyIdentifier(cert.get());
-  bssl::UniquePtr<ASN1_OCTET_STRING> ski(ASN1_OCTET_STRING_new());
-  if (!ski || own_key_id.empty() ||
-      !ASN1_OCTET_STRING_set(ski.get(), own_key_id.data(), static_cast<int>(own_key_id.size())) ||
-      !AddExtension(cert.get(), NID_subject_key_identifier, ski.get(), false)) {
-    return Internal("cannot add subjectKeyIdentifier");
-  }
-  const std::vector<uint8_t>& aki_id = issuer.cert ? *issuer.key_id : own_key_id;
-  if (!aki_id.empty()) {
-    bssl::UniquePtr<AUTHORITY_KEYID> aki(AUTHORITY_KEYID_new());
-    if (!aki) return Internal("AUTHORITY_KEYID_new");
-    aki->keyid = ASN1_OCTET_STRING_new();
-    if (!aki->keyid ||
-        !ASN1_OCTET_STRING_set(aki->keyid, aki_id.data(), static_cast<int>(aki_id.size())) ||
-        !AddExtension(cert.get(), NID_authority_key_identifier, aki.get(), false)) {
-      return Internal("cannot add authorityKeyIdentifier");
-    }
-  }
-
-  EVP_PKEY* signing_key = issuer.cert ? issuer.key : subject_key;
-  if (X509_sign(cert.get(), signing_key, EVP_sha256()) <= 0) {
+  bssl::ScopedEVP_MD_CTX md_ctx;
+  std::vector<uint8_t> signature(EVP_PKEY_size(signing_key));
+  size_t signature_len = signature.size();
+  if (!EVP_DigestSignInit(md_ctx.get(), nullptr, EVP_sha256(), nullptr, signing_key) ||
+      !EVP_DigestSign(md_ctx.get(), signature.data(), &signature_len, tbs_der.data(),
+                      tbs_der.size())) {
     return Internal("cannot sign the certificate");
   }
 
+  bssl::ScopedCBB cert_cbb;
+  CBB cert, signature_bits;
   uint8_t* der = nullptr;
-  int der_len = i2d_X509(cert.get(), &der);
-  if (der_len <= 0) return Internal("cannot encode the certificate");
+  size_t der_len = 0;
+  if (!CBB_init(cert_cbb.get(), tbs_der.size() + 32 + signature_len) ||
+      !CBB_add_asn1(cert_cbb.get(), &cert, CBS_ASN1_SEQUENCE) || !AddBytes(&cert, tbs_der) ||
+      !AddSignatureAlgorithm(&cert, signing_key) ||
+      !CBB_add_asn1(&cert, &signature_bits, CBS_ASN1_BITSTRING) ||
+      !CBB_add_u8(&signature_bits, 0) ||  // no unused bits
+      !CBB_add_bytes(&signature_bits, signature.data(), signature_len) ||
+      !CBB_finish(cert_cbb.get(), &der, &der_len)) {
+    return Internal("cannot encode the certificate");
+  }
+  bssl::UniquePtr<uint8_t> der_owner(der);
   const uint8_t* p = der;
-  bssl::UniquePtr<X509> parsed(d2i_X509(nullptr, &p, der_len));
-  OPENSSL_free(der);
-  if (!parsed) return Internal("cannot re-parse the certificate");
-  X509_get_extension_flags(parsed.get());  // fill the extension cache now, on this thread
+  bssl::UniquePtr<X509> parsed(d2i_X509(nullptr, &p, static_cast<long>(der_len)));
+  if (!parsed || p != der + der_len) return Internal("cannot parse the new certificate");
   return parsed;
 }
 
@@ -391,6 +540,14 @@ Result<CertificateAuthorityPtr> CertificateAuthority::FromParts(
     const uint8_t* data = ASN1_STRING_get0_data(ski);
     ca->signing_key_id_.assign(data, data + ASN1_STRING_length(ski));
   }
+  // Encoded once: every certificate this CA signs names it as its issuer.
+  {
+    uint8_t* name_der = nullptr;
+    int name_len = i2d_X509_NAME(X509_get_subject_name(signing), &name_der);
+    if (name_len <= 0) return Internal(cert_source + ": cannot encode the subject name");
+    ca->issuer_name_der_.assign(name_der, name_der + name_len);
+    OPENSSL_free(name_der);
+  }
   ca->signing_key_ = std::move(key);
   ca->signing_cert_ = UpRef(signing);
   for (size_t i = 0; i + 1 < chain.size(); ++i) ca->issued_chain_.push_back(UpRef(chain[i].get()));
@@ -508,18 +665,19 @@ bssl::UniquePtr<X509_STORE> CertificateAuthority::NewTrustStore() const {
 Result<SvidPtr> CertificateAuthority::IssueSvid(const SpiffeId& id,
                                                 std::chrono::seconds ttl) const {
   // Re-parse the ID: its fields may have been filled by hand.
-  auto checked = SpiffeId::Parse(id.ToString());
+  std::string uri = id.ToString();
+  auto checked = SpiffeId::Parse(uri);
   if (!checked.ok()) return checked.error();
   if (id.path.empty()) {
-    return MakeError(ErrorCode::kInvalidArgument, "cannot issue an SVID for " + id.ToString() +
-                                                      ": a workload's SPIFFE ID needs a path");
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "cannot issue an SVID for " + uri + ": a workload's SPIFFE ID needs a path");
   }
   if (id.trust_domain != trust_domain_) {
-    return MakeError(ErrorCode::kInvalidArgument, "cannot issue an SVID for " + id.ToString() +
+    return MakeError(ErrorCode::kInvalidArgument, "cannot issue an SVID for " + uri +
                                                       ": trust domain " + id.trust_domain +
                                                       " is not " + trust_domain_);
   }
-  return Issue(LeafSpec{id, id.ToString(), false, ttl});
+  return Issue(LeafSpec{id, std::move(uri), false, ttl});
 }
 
 Result<SvidPtr> CertificateAuthority::IssueIntermediate(const std::string& node_name,
@@ -569,7 +727,7 @@ Result<SvidPtr> CertificateAuthority::Issue(const LeafSpec& spec) const {
   if (!key.ok()) return key.error();
   auto svid = std::make_shared<Svid>();
   auto cert = BuildCertificate(f, key->get(),
-                               Issuer{signing_cert_.get(), signing_key_.get(), &signing_key_id_},
+                               Issuer{&issuer_name_der_, signing_key_.get(), &signing_key_id_},
                                &svid->serial_hex);
   if (!cert.ok()) return cert.error();
   svid->id = spec.id;

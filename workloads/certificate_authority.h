@@ -104,6 +104,8 @@ class CertificateAuthority {
   std::vector<bssl::UniquePtr<X509>> roots_;
   std::vector<uint8_t> signing_key_id_;  // SKI of signing_cert_, the AKI of what it signs
   int64_t not_after_ = 0;                // earliest notAfter from signing_cert_ up to the root
+  // The subject of signing_cert_, DER-encoded once: the issuer of what it signs.
+  std::vector<uint8_t> issuer_name_der_;
 };
 
 }  // namespace podless::workloads
