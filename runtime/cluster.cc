@@ -275,6 +275,9 @@ void Cluster::MirrorObject(const std::string& key, const std::string* value) {
 
 void Cluster::Disconnected(const Status& why) {
   if (errors_ != nullptr) errors_->Inc();
+  // etcd's NOT_FOUND here is "requested lease not found": it expired while
+  // this node could not reach etcd. Start over with a new one.
+  if (!why && why.error().code == ErrorCode::kNotFound) lease_ = 0;
   last_error_ = why ? std::string("disconnected") : why.error().message;
   if (connected_) Log("lost etcd: " + last_error_ + "; serving the last view, retrying");
   connected_ = false;

@@ -119,4 +119,22 @@ with Cluster(nodes=3, lease_ttl="3s") as c:
     wait_endpoints(n3, NS, "late-svc", 1)
     echo_reply(wait_http(n3, creds[3], f"http://late-svc.{NS}.svc/"), "client-n3 -> late-svc")
 
+    step("every lease revoked behind the nodes' backs: each node re-registers with a new one")
+    leases = c.etcd.etcdctl("lease", "list")
+    check(leases.returncode == 0, f"etcdctl lease list: {leases.stderr}")
+    ids = [line.split()[0] for line in leases.stdout.splitlines()[1:] if line.strip()]
+    check(len(ids) >= 3, f"want a lease per node, etcd lists {leases.stdout!r}")
+    for lease in ids:
+        r = c.etcd.etcdctl("lease", "revoke", lease)
+        check(r.returncode == 0, f"etcdctl lease revoke {lease}: {r.stderr}")
+    def fresh_leases():
+        now = c.etcd.etcdctl("lease", "list")
+        fresh = [l.split()[0] for l in now.stdout.splitlines()[1:] if l.strip()]
+        return len([l for l in fresh if l not in ids]) >= 3 or Pending(now.stdout)
+    wait_until("three new leases granted", fresh_leases, 20)
+    for a in agents:
+        wait_until(f"{a.name}: every node and workload back after the revocation",
+                   lambda a=a: set(wide_names(a)) == expected or Pending(wide_names(a)), 20)
+    c.wait_nodes_ready(n1, ["n1", "n2", "n3"])
+
 print("cluster_etcd_outage: ok")
