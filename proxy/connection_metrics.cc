@@ -33,7 +33,29 @@ ProxyMetrics::ProxyMetrics(Registry& registry)
                                     ConnectionLabelNames())),
       denied_(registry.AddCounter("podless_authz_denied_total",
                                   "Connections refused by an AuthorizationPolicy.",
-                                  {"destination_workload", "destination_namespace"})) {
+                                  {"destination_workload", "destination_namespace"})),
+      timeouts_(registry.AddCounter(
+          "podless_peer_timeouts_total",
+          "Connections or streams cut off because the peer was too slow or stopped reading.",
+          {"timeout"})),
+      limits_(registry.AddCounter("podless_limit_refused_total",
+                                  "Connections or streams refused by a per-peer or per-workload "
+                                  "limit.",
+                                  {"limit"})),
+      accept_errors_(registry.AddCounter(
+          "podless_accept_errors_total",
+          "accept() failures on the proxy's listeners (EMFILE: out of file descriptors).",
+          {"listener", "error"})) {
+  for (std::string_view timeout :
+       {kTimeoutTlsHandshake, kTimeoutH2Preface, kTimeoutStreamStalled, kTimeoutHboneWriteStalled,
+        kTimeoutOutboundRequest, kTimeoutOutboundSetup, kTimeoutOutboundWriteStalled,
+        kTimeoutPlaintextWriteStalled}) {
+    PeerTimeout(timeout);
+  }
+  for (std::string_view limit : {kLimitHboneConnectionsPerPeer, kLimitHboneStreamsPerConnection,
+                                 kLimitOutboundConnectionsPerWorkload}) {
+    LimitRefused(limit);
+  }
   streams_active_ = &registry
                          .AddGauge("podless_hbone_streams_active",
                                    "HBONE CONNECT streams open (both directions).")

@@ -42,12 +42,42 @@ class ProxyMetrics {
   // podless_authz_denied_total{destination_workload, destination_namespace}
   void AuthzDenied(std::string_view destination_workload, std::string_view destination_namespace);
 
+  // podless_peer_timeouts_total{timeout}: a peer too slow or stalled was cut
+  // off. `timeout` is one of the kTimeout* values below (all exported at 0
+  // from the start, so a scrape sees them before they first fire).
+  Counter& PeerTimeout(std::string_view timeout) { return timeouts_.WithLabels({timeout}); }
+  // podless_limit_refused_total{limit}: a connection or stream refused by a
+  // per-peer or per-workload limit; `limit` is one of the kLimit* values.
+  Counter& LimitRefused(std::string_view limit) { return limits_.WithLabels({limit}); }
+  // podless_accept_errors_total{listener, error}: accept() failed (EMFILE,
+  // ENFILE, ...); the connections pending then were shed.
+  Counter& AcceptError(std::string_view listener, std::string_view error) {
+    return accept_errors_.WithLabels({listener, error});
+  }
+
+  static constexpr std::string_view kTimeoutTlsHandshake = "hbone_tls_handshake";
+  static constexpr std::string_view kTimeoutH2Preface = "hbone_h2_preface";
+  static constexpr std::string_view kTimeoutStreamStalled = "hbone_stream_stalled";
+  static constexpr std::string_view kTimeoutHboneWriteStalled = "hbone_write_stalled";
+  static constexpr std::string_view kTimeoutOutboundRequest = "outbound_request";
+  static constexpr std::string_view kTimeoutOutboundSetup = "outbound_setup";
+  static constexpr std::string_view kTimeoutOutboundWriteStalled = "outbound_write_stalled";
+  static constexpr std::string_view kTimeoutPlaintextWriteStalled = "plaintext_write_stalled";
+  static constexpr std::string_view kLimitHboneConnectionsPerPeer = "hbone_connections_per_peer";
+  static constexpr std::string_view kLimitHboneStreamsPerConnection =
+      "hbone_streams_per_connection";
+  static constexpr std::string_view kLimitOutboundConnectionsPerWorkload =
+      "outbound_connections_per_workload";
+
  private:
   CounterFamily& opened_;
   CounterFamily& closed_;
   CounterFamily& sent_;
   CounterFamily& received_;
   CounterFamily& denied_;
+  CounterFamily& timeouts_;
+  CounterFamily& limits_;
+  CounterFamily& accept_errors_;
   Gauge* streams_active_;
   Gauge* connections_active_;
 };

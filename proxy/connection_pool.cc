@@ -62,6 +62,12 @@ void HbonePool::Close() {
   std::vector<HboneSession*> sessions;
   for (auto& [session, connection] : by_session_) sessions.push_back(session);
   for (HboneSession* session : sessions) session->Abort();
+  auto lingering = std::move(lingering_);
+  lingering_.clear();
+  for (TlsStream* tls : lingering) {
+    tls->SetDestroyCallback(nullptr);
+    tls->Reset();
+  }
   auto pool = std::move(pool_);
   pool_.clear();
   by_session_.clear();
@@ -129,10 +135,9 @@ void HbonePool::Dial(Connection* connection, const Result<workloads::SvidPtr>& s
   }
   connection->svid = svid.value();
   const Key& key = connection->key;
-  connection->connector->Connect(std::get<1>(key), std::get<2>(key), options_.connect_timeout_ms,
-                                 [this, connection](Result<TcpStream*> result) {
-                                   OnDialed(connection, std::move(result));
-                                 });
+  connection->connector->Connect(
+      std::get<1>(key), std::get<2>(key), options_.connect_timeout_ms,
+      [this, connection](Result<TcpStream*> result) { OnDialed(connection, std::move(result)); });
 }
 
 void HbonePool::OnDialed(Connection* connection, Result<TcpStream*> result) {
@@ -149,6 +154,10 @@ void HbonePool::OnDialed(Connection* connection, Result<TcpStream*> result) {
 void HbonePool::OnHandshake(Connection* connection, Status status) {
   TlsStream* tls = std::exchange(connection->tls, nullptr);
   if (!status.ok()) {
+    if (!tls->destroyed()) {
+      lingering_.insert(tls);
+      tls->SetDestroyCallback([this, tls] { lingering_.erase(tls); });
+    }
     FailConnection(connection, status.error().message);
     return;
   }

@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -99,6 +100,9 @@ class HbonePool final : private HboneSession::Callbacks {
   TlsContextPtr tls_;
   std::map<Key, std::vector<std::unique_ptr<Connection>>> pool_;
   std::map<HboneSession*, Connection*> by_session_;
+  // Failed handshakes still flushing their alert (they end themselves, or
+  // Close() ends them).
+  std::set<TlsStream*> lingering_;
 };
 
 using HbonePoolPtr = std::unique_ptr<HbonePool>;

@@ -11,28 +11,6 @@
 
 namespace podless::proxy {
 
-Status ListenTcp(uv_loop_t* loop, TcpHandle& handle, const std::string& bind, uint16_t port,
-                 uv_connection_cb on_connection, void* data, uint16_t* bound_port) {
-  sockaddr_in addr{};
-  if (uv_ip4_addr(bind.c_str(), port, &addr) != 0) {
-    return MakeError(ErrorCode::kInvalidArgument, "bind address \"" + bind + "\" is not IPv4");
-  }
-  uv_tcp_init(loop, handle.get());
-  handle->data = data;
-  std::string where = bind + ":" + std::to_string(port);
-  int rc = uv_tcp_bind(handle.get(), reinterpret_cast<const sockaddr*>(&addr), 0);
-  if (rc == 0) rc = uv_listen(handle.stream(), 1024, on_connection);
-  if (rc != 0) {
-    handle.Close();
-    return MakeError(ErrorCode::kUnavailable, "cannot listen on " + where + ": " + uv_strerror(rc));
-  }
-  sockaddr_storage bound{};
-  int len = sizeof(bound);
-  uv_tcp_getsockname(handle.get(), reinterpret_cast<sockaddr*>(&bound), &len);
-  *bound_port = ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  return {};
-}
-
 Result<HboneServerPtr> HboneServer::Create(Dispatcher& dispatcher, Directory& directory,
                                            Inbound& inbound, ProxyMetrics& metrics,
                                            const HboneServerOptions& options) {
@@ -40,27 +18,39 @@ Result<HboneServerPtr> HboneServer::Create(Dispatcher& dispatcher, Directory& di
   auto tls = TlsContext::CreateServer(directory);
   if (!tls.ok()) return tls.error();
   server->tls_ = std::move(tls).value();
-  Status listening = ListenTcp(
-      dispatcher.loop(), server->listener_, options.bind, options.port,
-      [](uv_stream_t* listener, int status) {
-        if (status == 0 && listener->data != nullptr) {
-          static_cast<HboneServer*>(listener->data)->OnConnection();
-        }
-      },
-      server.get(), &server->port_);
-  if (!listening.ok()) {
-    return MakeError(listening.error().code, "HBONE: " + listening.error().message);
+  TcpListener::Options listen;
+  listen.name = "hbone";
+  listen.bind = options.bind;
+  listen.port = options.port;
+  listen.metrics = &metrics;
+  listen.log = options.log;
+  HboneServer* self = server.get();
+  auto listener = TcpListener::Create(dispatcher, std::move(listen),
+                                      [self](TcpStream* tcp) { self->OnConnection(tcp); });
+  if (!listener.ok()) {
+    return MakeError(listener.error().code, "HBONE: " + listener.error().message);
   }
+  server->listener_ = std::move(listener).value();
+  server->port_ = server->listener_->port();
   return server;
 }
 
 HboneServer::~HboneServer() { Close(); }
 
 void HboneServer::Close() {
-  listener_.Close();
+  if (listener_) listener_->Close();
   auto handshaking = std::move(handshaking_);
   handshaking_.clear();
-  for (TlsStream* tls : handshaking) tls->Reset();
+  for (auto& [tls, peer] : handshaking) {
+    tls->Reset();
+    ReleasePeer(peer);
+  }
+  auto lingering = std::move(lingering_);
+  lingering_.clear();
+  for (TlsStream* tls : lingering) {
+    tls->SetDestroyCallback(nullptr);
+    tls->Reset();
+  }
   // Each Abort() ends the session's streams and comes back through
   // OnSessionClosed, which forgets and deletes it.
   std::vector<HboneSession*> sessions;
@@ -68,9 +58,29 @@ void HboneServer::Close() {
   for (HboneSession* session : sessions) session->Abort();
 }
 
-void HboneServer::OnConnection() {
-  TcpStream* tcp = TcpStream::Accept(dispatcher_, listener_.stream());
-  if (tcp == nullptr) return;
+size_t HboneServer::ConnectionsFrom(uint32_t peer_address) const {
+  auto it = per_peer_.find(peer_address);
+  return it == per_peer_.end() ? 0 : it->second;
+}
+
+void HboneServer::ReleasePeer(uint32_t peer_address) {
+  auto it = per_peer_.find(peer_address);
+  if (it == per_peer_.end()) return;
+  if (--it->second == 0) per_peer_.erase(it);
+}
+
+void HboneServer::OnConnection(TcpStream* tcp) {
+  uint32_t peer = tcp->PeerAddress();
+  size_t& count = per_peer_[peer];
+  if (options_.max_connections_per_peer > 0 && count >= options_.max_connections_per_peer) {
+    if (count == 0) per_peer_.erase(peer);
+    metrics_.LimitRefused(ProxyMetrics::kLimitHboneConnectionsPerPeer).Inc();
+    tcp->Reset();
+    return;
+  }
+  ++count;
+  tcp->SetWriteStallTimeout(options_.write_stall_timeout_ms,
+                            &metrics_.PeerTimeout(ProxyMetrics::kTimeoutHboneWriteStalled));
   // The callback needs the TlsStream pointer, which exists only once
   // Accept returns; TlsStream never calls back from inside Accept.
   auto holder = std::make_shared<TlsStream*>(nullptr);
@@ -78,14 +88,25 @@ void HboneServer::OnConnection() {
       TlsStream::Accept(dispatcher_, *tls_, tcp, options_.handshake_timeout_ms,
                         [this, holder](Status status) { OnHandshake(*holder, std::move(status)); });
   *holder = tls;
-  handshaking_.insert(tls);
+  handshaking_[tls] = peer;
 }
 
 void HboneServer::OnHandshake(TlsStream* tls, Status status) {
-  handshaking_.erase(tls);
+  auto handshaking = handshaking_.find(tls);
+  if (handshaking == handshaking_.end()) return;  // Close() reset it
+  uint32_t peer = handshaking->second;
+  handshaking_.erase(handshaking);
   if (!status.ok()) {
+    ReleasePeer(peer);
+    if (!tls->destroyed()) {
+      lingering_.insert(tls);
+      tls->SetDestroyCallback([this, tls] { lingering_.erase(tls); });
+    }
     ++handshake_failures_;
     last_handshake_error_ = status.error().message;
+    if (status.error().code == ErrorCode::kDeadlineExceeded) {
+      metrics_.PeerTimeout(ProxyMetrics::kTimeoutTlsHandshake).Inc();
+    }
     return;
   }
   auto* session =
@@ -93,8 +114,14 @@ void HboneServer::OnHandshake(TlsStream* tls, Status status) {
   SessionInfo info;
   info.local_identity = tls->local_identity();
   info.local_address = tls->local_replica_address();
+  info.peer_address = peer;
   sessions_[session] = std::move(info);
   metrics_.hbone_connections_active().Add();
+  HboneSessionLimits limits;
+  limits.preface_timeout_ms = options_.preface_timeout_ms;
+  limits.stream_stall_timeout_ms = options_.stream_stall_timeout_ms;
+  limits.max_concurrent_streams = options_.max_streams_per_connection;
+  session->SetLimits(limits);
   Status started = session->Start();
   if (!started.ok()) session->Abort();
 }
@@ -146,11 +173,24 @@ void HboneServer::UpdateStreamGauge(HboneSession& session) {
 
 void HboneServer::OnStreamCountChanged(HboneSession& session) { UpdateStreamGauge(session); }
 
+void HboneServer::OnPrefaceTimeout(HboneSession&) {
+  metrics_.PeerTimeout(ProxyMetrics::kTimeoutH2Preface).Inc();
+}
+
+void HboneServer::OnStreamStalled(HboneSession&) {
+  metrics_.PeerTimeout(ProxyMetrics::kTimeoutStreamStalled).Inc();
+}
+
+void HboneServer::OnStreamRefused(HboneSession&) {
+  metrics_.LimitRefused(ProxyMetrics::kLimitHboneStreamsPerConnection).Inc();
+}
+
 void HboneServer::OnSessionClosed(HboneSession& session) {
   auto it = sessions_.find(&session);
   if (it == sessions_.end()) return;
   metrics_.hbone_streams_active().Sub(static_cast<int64_t>(it->second.counted_streams));
   metrics_.hbone_connections_active().Sub();
+  ReleasePeer(it->second.peer_address);
   sessions_.erase(it);
   dispatcher_.DeferredDelete(&session);
 }

@@ -13,6 +13,13 @@
 //   - a port the workload declares                        (else 404),
 //   - allowed by the AuthorizationPolicies                (else 403),
 // and then gets 200 and the replica's app. A refusal ends that stream only.
+//
+// Hostile and slow peers (HboneServerOptions): a connection is reset at
+// accept when its peer IP already has max_connections_per_peer; the TLS
+// handshake, then the HTTP/2 preface, must each arrive within their
+// timeout; a stream whose peer keeps its window shut, or a socket whose
+// peer stops reading, is cut off after the stall timeouts. Each is counted
+// (podless_peer_timeouts_total, podless_limit_refused_total).
 #pragma once
 
 #include <cstdint>
@@ -26,18 +33,39 @@
 #include "proxy/dispatcher.h"
 #include "proxy/hbone_session.h"
 #include "proxy/inbound.h"
+#include "proxy/tcp_listener.h"
 #include "proxy/tls_stream.h"
 #include "proxy/uv_handle.h"
 #include "workloads/result.h"
 
 namespace podless::proxy {
 
+inline constexpr uint64_t kDefaultWriteStallTimeoutMs = 30'000;
+inline constexpr uint32_t kDefaultMaxConnectionsPerPeer = 4096;
+
 struct HboneServerOptions {
   // 0.0.0.0 serves every address routed to the node; on loopback, any
   // 127.0.0.1 also reaches every 127/8 address.
   std::string bind = "0.0.0.0";
   uint16_t port = 15008;  // 0: any free port (tests)
+  // Slow peers (issue 8). Each 0 turns that limit off.
+  // From accept to a finished TLS handshake.
   uint64_t handshake_timeout_ms = kDefaultHandshakeTimeoutMs;
+  // From the handshake to the client's HTTP/2 preface and first SETTINGS.
+  uint64_t preface_timeout_ms = kDefaultPrefaceTimeoutMs;
+  // A CONNECT stream whose peer keeps its flow-control window shut while we
+  // have bytes for it is reset after this (see HboneSessionLimits).
+  uint64_t stream_stall_timeout_ms = kDefaultStreamStallTimeoutMs;
+  // A connection whose peer stops reading the socket (bytes queued, none
+  // taken by the kernel) is closed after this.
+  uint64_t write_stall_timeout_ms = kDefaultWriteStallTimeoutMs;
+  // Limits. Connections (handshaking or open) from one peer IP address:
+  // more are reset at accept. A peer node opens one pooled connection per
+  // (source identity, destination workload), so this is generous.
+  uint32_t max_connections_per_peer = kDefaultMaxConnectionsPerPeer;
+  // SETTINGS_MAX_CONCURRENT_STREAMS of every connection.
+  uint32_t max_streams_per_connection = kServerMaxConcurrentStreams;
+  LogFunction log = LogToStderr;
 };
 
 class HboneServer final : private HboneSession::Callbacks {
@@ -51,6 +79,8 @@ class HboneServer final : private HboneSession::Callbacks {
   const std::string& bind() const { return options_.bind; }
   size_t connection_count() const { return sessions_.size(); }
   uint64_t handshake_failures() const { return handshake_failures_; }
+  // Open or handshaking connections from `peer_address` (host byte order).
+  size_t ConnectionsFrom(uint32_t peer_address) const;
   const std::string& last_handshake_error() const { return last_handshake_error_; }
 
   // Ends the HBONE connections whose certificate is `replica_address`'s.
@@ -62,6 +92,7 @@ class HboneServer final : private HboneSession::Callbacks {
   struct SessionInfo {
     std::string local_identity;
     uint32_t local_address = 0;
+    uint32_t peer_address = 0;
     size_t counted_streams = 0;  // what the streams gauge holds for it
   };
 
@@ -73,13 +104,17 @@ class HboneServer final : private HboneSession::Callbacks {
         metrics_(metrics),
         options_(std::move(options)) {}
 
-  void OnConnection();
+  void OnConnection(TcpStream* tcp);
   void OnHandshake(TlsStream* tls, Status status);
+  void ReleasePeer(uint32_t peer_address);
 
   // HboneSession::Callbacks
   void OnConnectRequest(HboneSession& session, HboneStream& stream) override;
   void OnSessionClosed(HboneSession& session) override;
   void OnStreamCountChanged(HboneSession& session) override;
+  void OnPrefaceTimeout(HboneSession& session) override;
+  void OnStreamStalled(HboneSession& session) override;
+  void OnStreamRefused(HboneSession& session) override;
 
   void UpdateStreamGauge(HboneSession& session);
 
@@ -89,18 +124,17 @@ class HboneServer final : private HboneSession::Callbacks {
   ProxyMetrics& metrics_;
   HboneServerOptions options_;
   TlsContextPtr tls_;
-  TcpHandle listener_;
+  TcpListenerPtr listener_;
   uint16_t port_ = 0;
-  std::set<TlsStream*> handshaking_;
+  std::map<TlsStream*, uint32_t> handshaking_;  // -> peer address
+  // Failed handshakes still flushing their alert (they end themselves).
+  std::set<TlsStream*> lingering_;
+  std::map<uint32_t, size_t> per_peer_;  // peer address -> connections
   std::map<HboneSession*, SessionInfo> sessions_;
   uint64_t handshake_failures_ = 0;
   std::string last_handshake_error_;
 };
 
 using HboneServerPtr = std::unique_ptr<HboneServer>;
-
-// Binds and listens on `bind:port`; `*bound_port` gets the actual port.
-Status ListenTcp(uv_loop_t* loop, TcpHandle& handle, const std::string& bind, uint16_t port,
-                 uv_connection_cb on_connection, void* data, uint16_t* bound_port);
 
 }  // namespace podless::proxy

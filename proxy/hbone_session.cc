@@ -1,5 +1,6 @@
 #include "proxy/hbone_session.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string_view>
 #include <utility>
@@ -34,6 +35,7 @@ struct HboneCallbacks {
     stream->id_ = frame->hd.stream_id;
     self->streams_[stream->id_] = stream;
     nghttp2_session_set_stream_user_data(session, stream->id_, stream);
+    self->ArmTimer();
     return 0;
   }
 
@@ -64,6 +66,13 @@ struct HboneCallbacks {
   static int OnFrameRecv(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
     auto* self = static_cast<HboneSession*>(user_data);
     if (self->closed_) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (frame->hd.type == NGHTTP2_SETTINGS && !self->preface_received_) {
+      // nghttp2 has checked the client magic; its first SETTINGS completes
+      // the preface.
+      self->preface_received_ = true;
+      if (self->timer_->loop != nullptr) uv_timer_stop(self->timer_.get());
+      self->ArmTimer();
+    }
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
     HboneStream* stream = StreamOf(session, frame->hd.stream_id);
     if (stream == nullptr) return 0;
@@ -111,6 +120,19 @@ struct HboneCallbacks {
       return 0;
     }
     stream->OnBody(data, len);
+    return 0;
+  }
+
+  static int OnInvalidFrameRecv(nghttp2_session*, const nghttp2_frame* frame, int,
+                                void* user_data) {
+    auto* self = static_cast<HboneSession*>(user_data);
+    // A request over our SETTINGS_MAX_CONCURRENT_STREAMS: nghttp2 refuses
+    // it (REFUSED_STREAM, or GOAWAY once the SETTINGS were acknowledged).
+    if (!self->closed_ && self->role_ == HboneSession::Role::kServer &&
+        frame->hd.type == NGHTTP2_HEADERS &&
+        self->streams_.size() >= self->limits_.max_concurrent_streams) {
+      self->callbacks_.OnStreamRefused(*self);
+    }
     return 0;
   }
 
@@ -175,6 +197,7 @@ void HboneStream::SetHandler(StreamHandler* handler) {
 
 void HboneStream::Write(std::string_view bytes) {
   if (detached_ || end_requested_ || bytes.empty() || session_.closed_) return;
+  if (out_.empty()) pending_since_ms_ = uv_now(session_.dispatcher_.loop());
   out_.Append(bytes);
   if (out_.size() > kHighWatermark) above_high_ = true;
   if (data_deferred_ && open_) {
@@ -214,6 +237,10 @@ ssize_t HboneStream::ReadBody(uint8_t* buf, size_t length, uint32_t* data_flags)
     return NGHTTP2_ERR_DEFERRED;
   }
   size_t n = out_.Read(buf, length);
+  if (n > 0) {
+    last_sent_ms_ = uv_now(session_.dispatcher_.loop());
+    session_.last_sent_ms_ = last_sent_ms_;
+  }
   if (out_.empty() && (end_requested_ || detached_)) {
     *data_flags |= NGHTTP2_DATA_FLAG_EOF;
   } else if (n == 0) {
@@ -303,6 +330,8 @@ Status HboneSession::Start() {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &HboneCallbacks::OnDataChunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &HboneCallbacks::OnStreamClose);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, &HboneCallbacks::OnFrameSend);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs,
+                                                               &HboneCallbacks::OnInvalidFrameRecv);
   nghttp2_option* option = nullptr;
   nghttp2_option_new(&option);
   // Window updates follow what handlers take (see the header).
@@ -319,15 +348,89 @@ Status HboneSession::Start() {
       {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, 16384},
   };
   if (role_ == Role::kServer) {
-    settings.push_back({NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kServerMaxConcurrentStreams});
+    settings.push_back({NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits_.max_concurrent_streams});
   } else {
     settings.push_back({NGHTTP2_SETTINGS_ENABLE_PUSH, 0});
   }
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  if (limits_.preface_timeout_ms > 0 || limits_.stream_stall_timeout_ms > 0) {
+    uv_timer_init(dispatcher_.loop(), timer_.get());
+    timer_->data = this;
+    ArmTimer();
+  }
   transport_->SetHandler(this);
   RequestPump();
   return {};
+}
+
+void HboneSession::ArmTimer() {
+  if (closed_ || timer_->loop == nullptr || uv_is_active(timer_.handle())) return;
+  auto on_timer = [](uv_timer_t* timer) {
+    if (timer->data != nullptr) static_cast<HboneSession*>(timer->data)->OnTimer();
+  };
+  if (role_ == Role::kServer && !preface_received_ && limits_.preface_timeout_ms > 0) {
+    uv_timer_start(timer_.get(), on_timer, limits_.preface_timeout_ms, 0);
+    return;
+  }
+  if (limits_.stream_stall_timeout_ms > 0 && !streams_.empty()) {
+    // Checked a few times per period, so a stall is cut off after between
+    // 1 and 1.25 periods; the timer stops while there are no streams.
+    uint64_t tick = std::max<uint64_t>(limits_.stream_stall_timeout_ms / 4, 10);
+    uv_timer_start(timer_.get(), on_timer, tick, tick);
+  }
+}
+
+void HboneSession::OnTimer() {
+  if (closed_) return;
+  if (role_ == Role::kServer && !preface_received_ && limits_.preface_timeout_ms > 0) {
+    callbacks_.OnPrefaceTimeout(*this);
+    TearDown(false);
+    return;
+  }
+  if (streams_.empty()) {
+    uv_timer_stop(timer_.get());
+    return;
+  }
+  CheckStalls();
+}
+
+void HboneSession::CheckStalls() {
+  uint64_t now = uv_now(dispatcher_.loop());
+  uint64_t limit = limits_.stream_stall_timeout_ms;
+  bool any_waiting = false;
+  uint64_t earliest_pending = now;
+  std::vector<int32_t> stalled;
+  for (auto& [id, stream] : streams_) {
+    if (stream->out_.empty() || !stream->open_ || stream->nghttp2_closed_) continue;
+    any_waiting = true;
+    earliest_pending = std::min(earliest_pending, stream->pending_since_ms_);
+    // Nothing of it sent for `limit` while bytes wait: the peer's fault
+    // only when the stream's own window is shut (else the connection's
+    // window, checked below, or the transport, the TcpStream's write-stall
+    // timeout, is what is stuck).
+    uint64_t since = std::max(stream->last_sent_ms_, stream->pending_since_ms_);
+    if (now - since >= limit && nghttp2_session_get_stream_remote_window_size(session_, id) <= 0) {
+      stalled.push_back(id);
+    }
+  }
+  if (any_waiting && now - std::max(last_sent_ms_, earliest_pending) >= limit &&
+      nghttp2_session_get_remote_window_size(session_) <= 0) {
+    // The peer keeps the whole connection's window shut.
+    callbacks_.OnStreamStalled(*this);
+    TearDown(false);
+    return;
+  }
+  for (int32_t id : stalled) {
+    auto it = streams_.find(id);
+    if (it == streams_.end()) continue;
+    it->second->pending_since_ms_ = now;  // reported once
+    callbacks_.OnStreamStalled(*this);
+    if (closed_) return;
+    // Closed through nghttp2 like any reset: the handler gets OnClosed(true).
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+  }
+  if (!stalled.empty()) RequestPump();
 }
 
 bool HboneSession::CanOpenStream() const {
@@ -358,6 +461,7 @@ Result<HboneStream*> HboneSession::OpenStream(std::string authority,
   }
   stream->id_ = id;
   streams_[id] = stream;
+  ArmTimer();
   RequestPump();
   return stream;
 }
@@ -437,6 +541,13 @@ void HboneSession::StreamClosed(HboneStream* stream, uint32_t error_code) {
 
 void HboneSession::FinishStream(HboneStream* stream, bool reset) {
   streams_.erase(stream->id_);
+  if (!closed_ && !stream->in_.empty()) {
+    // Bytes held for a handler that will never take them (a paused stream
+    // that was reset): give their share of the connection window back, or
+    // every such stream would shrink it for the others for good.
+    nghttp2_session_consume_connection(session_, stream->in_.size());
+    RequestPump();
+  }
   auto on_response = std::move(stream->on_response_);
   StreamHandler* handler = stream->detached_ ? nullptr : stream->handler_;
   delete stream;
@@ -460,6 +571,7 @@ void HboneSession::TearDown(bool transport_gone) {
   if (closed_) return;
   closed_ = true;
   dispatcher_.Cancel(this);
+  timer_.Close();
   auto streams = std::move(streams_);
   streams_.clear();
   for (auto& [id, stream] : streams) {

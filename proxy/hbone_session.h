@@ -28,6 +28,7 @@
 #include "proxy/byte_queue.h"
 #include "proxy/dispatcher.h"
 #include "proxy/stream.h"
+#include "proxy/uv_handle.h"
 #include "workloads/result.h"
 
 namespace podless::proxy {
@@ -35,6 +36,25 @@ namespace podless::proxy {
 inline constexpr int32_t kStreamWindow = 4 << 20;
 inline constexpr int32_t kConnectionWindow = 16 << 20;
 inline constexpr uint32_t kServerMaxConcurrentStreams = 1000;
+inline constexpr uint64_t kDefaultPrefaceTimeoutMs = 10'000;
+inline constexpr uint64_t kDefaultStreamStallTimeoutMs = 30'000;
+
+// What a session tolerates from its peer (SetLimits, before Start).
+struct HboneSessionLimits {
+  // Server role: the client's connection preface and first SETTINGS frame
+  // must arrive within this after Start(), else the connection is closed
+  // (Callbacks::OnPrefaceTimeout). 0: no limit.
+  uint64_t preface_timeout_ms = 0;
+  // A stream with bytes to send whose peer keeps its flow-control window
+  // shut this long is reset (RST_STREAM CANCEL, Callbacks::OnStreamStalled);
+  // a connection whose whole window stays shut with bytes waiting is closed.
+  // A stream that is merely idle never times out. 0: no limit.
+  uint64_t stream_stall_timeout_ms = 0;
+  // Server role: SETTINGS_MAX_CONCURRENT_STREAMS. A stream over it is
+  // refused by nghttp2 (REFUSED_STREAM while our SETTINGS are unacknowledged,
+  // a connection error after), reported with Callbacks::OnStreamRefused.
+  uint32_t max_concurrent_streams = kServerMaxConcurrentStreams;
+};
 
 class HboneSession;
 
@@ -92,9 +112,13 @@ class HboneStream final : public Stream, private DeferredTask {
   bool data_deferred_ = false;
   bool detached_ = false;  // the handler is gone (Reset, refused)
   bool above_high_ = false;
-  bool nghttp2_closed_ = false;
-  bool refused_ =
-      false;  // answered with a non-200 status  // nghttp2 closed it; delivery may still be pending
+  bool nghttp2_closed_ = false;  // nghttp2 closed it; delivery may still be pending
+  bool refused_ = false;         // answered with a non-200 status
+  // Stall detection (HboneSessionLimits::stream_stall_timeout_ms), in loop
+  // milliseconds: when bytes of this stream last went to nghttp2, and since
+  // when bytes have been waiting to go.
+  uint64_t last_sent_ms_ = 0;
+  uint64_t pending_since_ms_ = 0;
 };
 
 class HboneSession final : private StreamHandler, private DeferredTask {
@@ -111,6 +135,11 @@ class HboneSession final : private StreamHandler, private DeferredTask {
     virtual void OnSessionClosed(HboneSession& session) = 0;
     // A stream ended (both roles): pools track idleness with it.
     virtual void OnStreamCountChanged(HboneSession&) {}
+    // The limits of HboneSessionLimits bit (counted by the owner). Each is
+    // called before the session acts on it; the session may close after.
+    virtual void OnPrefaceTimeout(HboneSession&) {}
+    virtual void OnStreamStalled(HboneSession&) {}
+    virtual void OnStreamRefused(HboneSession&) {}
   };
 
   // Takes over `transport` (self-owned; the session becomes its handler).
@@ -120,6 +149,8 @@ class HboneSession final : private StreamHandler, private DeferredTask {
   HboneSession(const HboneSession&) = delete;
   HboneSession& operator=(const HboneSession&) = delete;
 
+  // Call before Start(); the defaults impose no timeouts.
+  void SetLimits(const HboneSessionLimits& limits) { limits_ = limits; }
   // Sends the connection preface and SETTINGS; call once.
   Status Start();
 
@@ -153,6 +184,11 @@ class HboneSession final : private StreamHandler, private DeferredTask {
   void RunDeferred() override { Pump(); }
 
   void RequestPump() { dispatcher_.Schedule(this); }
+  // The one timer of a session: the preface deadline first, then (while
+  // streams exist) the flow-control stall checks.
+  void ArmTimer();
+  void OnTimer();
+  void CheckStalls();
   void Pump();
   void TearDown(bool transport_gone);
   void StreamClosed(HboneStream* stream, uint32_t error_code);
@@ -169,6 +205,10 @@ class HboneSession final : private StreamHandler, private DeferredTask {
   bool closed_ = false;
   bool shutting_down_ = false;
   bool transport_ended_ = false;
+  HboneSessionLimits limits_;
+  TimerHandle timer_;  // initialized in Start() when a limit needs it
+  bool preface_received_ = false;
+  uint64_t last_sent_ms_ = 0;  // any stream's bytes, for the connection's window
 };
 
 }  // namespace podless::proxy

@@ -37,6 +37,9 @@ bool ParseBasicCredentials(std::string_view header, std::string* user, std::stri
   return true;
 }
 
+// After a refusal the client gets this long to read it and close.
+constexpr uint64_t kLingerAfterRefusalMs = 2000;
+
 // One accepted client until its upstream is established (then a splice
 // takes over) or it is refused.
 class OutboundClient final : public StreamHandler {
@@ -48,14 +51,41 @@ class OutboundClient final : public StreamHandler {
     client_->SetHandler(this);
     uv_timer_init(entry_.dispatcher_.loop(), timer_.get());
     timer_->data = this;
+    started_ms_ = uv_now(entry_.dispatcher_.loop());
+    const OutboundEntryOptions& options = entry_.options_;
+    uint64_t first = options.setup_timeout_ms;
+    if (options.request_timeout_ms > 0 && options.request_timeout_ms < first) {
+      first = options.request_timeout_ms;
+    }
+    StartTimer(first);
+  }
+  void StartTimer(uint64_t ms) {
     uv_timer_start(
         timer_.get(),
         [](uv_timer_t* t) {
-          auto* self = static_cast<OutboundClient*>(t->data);
-          if (self != nullptr)
-            self->Fail(504, kSocks5TtlExpired, "timed out setting up the connection");
+          if (t->data != nullptr) static_cast<OutboundClient*>(t->data)->OnTimeout();
         },
-        entry_.options_.setup_timeout_ms, 0);
+        ms, 0);
+  }
+
+  void OnTimeout() {
+    switch (state_) {
+      case State::kDetect:
+      case State::kHttp:
+      case State::kSocks:
+        // A slow-loris client: the request never completed.
+        entry_.metrics_.PeerTimeout(ProxyMetrics::kTimeoutOutboundRequest).Inc();
+        Fail(408, 0, "timed out waiting for the request");
+        break;
+      case State::kConnecting:
+        entry_.metrics_.PeerTimeout(ProxyMetrics::kTimeoutOutboundSetup).Inc();
+        Fail(504, kSocks5TtlExpired, "timed out setting up the connection");
+        break;
+      case State::kRefused:
+        // Refused and told so, but the client never closed: stop waiting.
+        Drop();
+        break;
+    }
   }
 
   // The entry is closing: drop the client.
@@ -195,6 +225,21 @@ class OutboundClient final : public StreamHandler {
   void Connect(const std::string& host, uint16_t port) {
     state_ = State::kConnecting;
     client_->SetReadPaused(true);
+    // The request is complete: what remains of the setup time applies.
+    uint64_t elapsed = uv_now(entry_.dispatcher_.loop()) - started_ms_;
+    uint64_t setup = entry_.options_.setup_timeout_ms;
+    StartTimer(setup > elapsed ? setup - elapsed : 1);
+    uint32_t limit = entry_.options_.max_connections_per_workload;
+    size_t open = entry_.ConnectionsOf(source_address_);
+    if (limit > 0 && open >= limit) {
+      entry_.metrics_.LimitRefused(ProxyMetrics::kLimitOutboundConnectionsPerWorkload).Inc();
+      Fail(429, kSocks5GeneralFailure,
+           "workload " + source_workload_ + " has " + std::to_string(open) +
+               " outbound connections open, the limit is " + std::to_string(limit));
+      return;
+    }
+    ++entry_.setting_up_[source_address_];
+    counted_ = true;
     auto destination = entry_.directory_.Resolve(host, port);
     if (!destination.ok()) {
       Fail(502, kSocks5HostUnreachable,
@@ -315,6 +360,7 @@ class OutboundClient final : public StreamHandler {
     client_->SetReadPaused(false);  // drain until the client closes
     request_.reset();
     connector_.reset();
+    StartTimer(kLingerAfterRefusalMs);
   }
 
   // Leaves the entry's books; deleted next turn.
@@ -322,6 +368,10 @@ class OutboundClient final : public StreamHandler {
     if (done_) return;
     done_ = true;
     entry_.clients_.erase(this);
+    if (counted_) {
+      auto it = entry_.setting_up_.find(source_address_);
+      if (it != entry_.setting_up_.end() && --it->second == 0) entry_.setting_up_.erase(it);
+    }
     timer_.Close();
     request_.reset();
     entry_.dispatcher_.Post([self = this] { delete self; });
@@ -343,6 +393,8 @@ class OutboundClient final : public StreamHandler {
   Endpoint endpoint_;
   HboneRequestPtr request_;
   std::unique_ptr<TcpConnector> connector_;
+  uint64_t started_ms_ = 0;
+  bool counted_ = false;  // in entry_.setting_up_
   bool done_ = false;
 };
 
@@ -352,31 +404,39 @@ Result<OutboundEntryPtr> OutboundEntry::Create(Dispatcher& dispatcher, Directory
                                                const OutboundEntryOptions& options) {
   OutboundEntryPtr entry(
       new OutboundEntry(dispatcher, directory, inbound, pool, tracker, metrics, options));
-  Status listening = ListenTcp(
-      dispatcher.loop(), entry->listener_, options.bind, options.port,
-      [](uv_stream_t* listener, int status) {
-        if (status == 0 && listener->data != nullptr) {
-          static_cast<OutboundEntry*>(listener->data)->OnConnection();
-        }
-      },
-      entry.get(), &entry->port_);
-  if (!listening.ok()) {
-    return MakeError(listening.error().code, "outbound entry: " + listening.error().message);
+  TcpListener::Options listen;
+  listen.name = "outbound";
+  listen.bind = options.bind;
+  listen.port = options.port;
+  listen.metrics = &metrics;
+  listen.log = options.log;
+  OutboundEntry* self = entry.get();
+  auto listener = TcpListener::Create(dispatcher, std::move(listen),
+                                      [self](TcpStream* tcp) { self->OnConnection(tcp); });
+  if (!listener.ok()) {
+    return MakeError(listener.error().code, "outbound entry: " + listener.error().message);
   }
+  entry->listener_ = std::move(listener).value();
+  entry->port_ = entry->listener_->port();
   return entry;
 }
 
 OutboundEntry::~OutboundEntry() { Close(); }
 
 void OutboundEntry::Close() {
-  listener_.Close();
+  if (listener_) listener_->Close();
   std::vector<OutboundClient*> clients(clients_.begin(), clients_.end());
   for (OutboundClient* client : clients) client->Drop();
 }
 
-void OutboundEntry::OnConnection() {
-  TcpStream* tcp = TcpStream::Accept(dispatcher_, listener_.stream());
-  if (tcp == nullptr) return;
+size_t OutboundEntry::ConnectionsOf(uint32_t source) const {
+  auto it = setting_up_.find(source);
+  return (it == setting_up_.end() ? 0 : it->second) + tracker_.CountFor(source);
+}
+
+void OutboundEntry::OnConnection(TcpStream* tcp) {
+  tcp->SetWriteStallTimeout(options_.write_stall_timeout_ms,
+                            &metrics_.PeerTimeout(ProxyMetrics::kTimeoutOutboundWriteStalled));
   (new OutboundClient(*this, tcp))->Start();
 }
 

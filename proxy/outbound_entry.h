@@ -17,10 +17,15 @@
 //   - over plain TCP when it is outside the mesh (no SPIFFE ID),
 //   - else over an HBONE stream from the pool, as the source identity.
 // Failures answer 502 (403 when the destination's policy denies), or SOCKS
-// reply 0x05 / 0x04 (0x02 for a denial); every wait has a timeout.
+// reply 0x05 / 0x04 (0x02 for a denial); every wait has a timeout: the
+// request must be complete within request_timeout_ms (else 408), the
+// upstream established within setup_timeout_ms (else 504). A workload
+// replica may have max_connections_per_workload connections being set up or
+// open (else 429).
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -31,18 +36,33 @@
 #include "proxy/dispatcher.h"
 #include "proxy/inbound.h"
 #include "proxy/load_balancer.h"
+#include "proxy/tcp_listener.h"
 #include "proxy/tracked_connection.h"
 #include "proxy/uv_handle.h"
 #include "workloads/result.h"
 
 namespace podless::proxy {
 
+inline constexpr uint64_t kDefaultOutboundRequestTimeoutMs = 10'000;
+inline constexpr uint32_t kDefaultMaxOutboundConnectionsPerWorkload = 1024;
+
 struct OutboundEntryOptions {
   std::string bind = "127.0.0.1";
   uint16_t port = 15001;  // 0: any free port (tests)
+  // From accept to a complete request (the HTTP head, or the SOCKS5
+  // greeting, authentication and CONNECT request); then 408 (HTTP) or a
+  // plain close (SOCKS5). 0: only setup_timeout_ms applies.
+  uint64_t request_timeout_ms = kDefaultOutboundRequestTimeoutMs;
   // From accept to an established upstream (request head, authentication,
   // resolution, connect); then the tunnel has no timeout of its own.
   uint64_t setup_timeout_ms = 20'000;
+  // A client that stops reading (bytes queued for it, none taken by the
+  // kernel for this long) is disconnected. 0: never.
+  uint64_t write_stall_timeout_ms = 30'000;
+  // Connections of one workload replica (by its credentials) being set up
+  // or open; more are refused with 429 (HTTP) or SOCKS5 reply 0x01. 0: no limit.
+  uint32_t max_connections_per_workload = kDefaultMaxOutboundConnectionsPerWorkload;
+  LogFunction log = LogToStderr;
 };
 
 class OutboundClient;
@@ -72,7 +92,9 @@ class OutboundEntry {
         tracker_(tracker),
         metrics_(metrics),
         options_(std::move(options)) {}
-  void OnConnection();
+  void OnConnection(TcpStream* tcp);
+  // Connections of `source` (a replica address) being set up or open.
+  size_t ConnectionsOf(uint32_t source) const;
 
   Dispatcher& dispatcher_;
   Directory& directory_;
@@ -82,9 +104,10 @@ class OutboundEntry {
   ProxyMetrics& metrics_;
   OutboundEntryOptions options_;
   LoadBalancer balancer_;
-  TcpHandle listener_;
+  TcpListenerPtr listener_;
   uint16_t port_ = 0;
-  std::set<OutboundClient*> clients_;  // still being set up
+  std::set<OutboundClient*> clients_;      // still being set up
+  std::map<uint32_t, size_t> setting_up_;  // source replica -> clients past authentication
 };
 
 using OutboundEntryPtr = std::unique_ptr<OutboundEntry>;

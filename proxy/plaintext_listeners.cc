@@ -1,6 +1,5 @@
 #include "proxy/plaintext_listeners.h"
 
-#include "proxy/hbone_server.h"
 #include "proxy/tcp_stream.h"
 
 namespace podless::proxy {
@@ -16,24 +15,19 @@ Status PlaintextListeners::Sync(const std::set<uint16_t>& ports) {
   std::string errors;
   for (uint16_t port : ports) {
     if (listeners_.count(port) != 0) continue;
-    auto listener = std::make_unique<Listener>();
-    listener->owner = this;
-    listener->port = port;
-    uint16_t bound = 0;
-    Status status = ListenTcp(
-        dispatcher_.loop(), listener->handle, bind_, port,
-        [](uv_stream_t* server, int rc) {
-          if (rc == 0 && server->data != nullptr) {
-            auto* l = static_cast<Listener*>(server->data);
-            l->owner->OnConnection(*l);
-          }
-        },
-        listener.get(), &bound);
-    if (!status.ok()) {
-      errors += (errors.empty() ? "" : "; ") + status.error().message;
+    TcpListener::Options options;
+    options.name = "plaintext";
+    options.bind = bind_;
+    options.port = port;
+    options.metrics = metrics_;
+    options.log = log_;
+    auto listener = TcpListener::Create(dispatcher_, std::move(options),
+                                        [this, port](TcpStream* tcp) { OnConnection(port, tcp); });
+    if (!listener.ok()) {
+      errors += (errors.empty() ? "" : "; ") + listener.error().message;
       continue;
     }
-    listeners_[port] = std::move(listener);
+    listeners_[port] = std::move(listener).value();
   }
   if (!errors.empty()) return MakeError(ErrorCode::kUnavailable, "plaintext ports: " + errors);
   return {};
@@ -45,14 +39,16 @@ std::set<uint16_t> PlaintextListeners::ports() const {
   return out;
 }
 
-void PlaintextListeners::OnConnection(Listener& listener) {
-  TcpStream* tcp = TcpStream::Accept(dispatcher_, listener.handle.stream());
-  if (tcp == nullptr) return;
+void PlaintextListeners::OnConnection(uint16_t port, TcpStream* tcp) {
   InboundSource source;  // plaintext: no principal
-  InboundDecision decision = inbound_.Admit(tcp->LocalAddress(), listener.port, source);
+  InboundDecision decision = inbound_.Admit(tcp->LocalAddress(), port, source);
   if (decision.status != 200) {
     tcp->Reset();
     return;
+  }
+  if (metrics_ != nullptr) {
+    tcp->SetWriteStallTimeout(write_stall_timeout_ms_,
+                              &metrics_->PeerTimeout(ProxyMetrics::kTimeoutPlaintextWriteStalled));
   }
   inbound_.Serve(decision, source, tcp);
 }

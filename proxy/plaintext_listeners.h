@@ -14,15 +14,25 @@
 
 #include "proxy/dispatcher.h"
 #include "proxy/inbound.h"
-#include "proxy/uv_handle.h"
+#include "proxy/tcp_listener.h"
 #include "workloads/result.h"
 
 namespace podless::proxy {
 
 class PlaintextListeners {
  public:
-  PlaintextListeners(Dispatcher& dispatcher, Inbound& inbound, std::string bind)
-      : dispatcher_(dispatcher), inbound_(inbound), bind_(std::move(bind)) {}
+  // `metrics` (may be null) counts accept errors and write stalls; a
+  // client that stops reading is disconnected after `write_stall_timeout_ms`
+  // (0: never).
+  PlaintextListeners(Dispatcher& dispatcher, Inbound& inbound, std::string bind,
+                     ProxyMetrics* metrics = nullptr, uint64_t write_stall_timeout_ms = 0,
+                     LogFunction log = LogToStderr)
+      : dispatcher_(dispatcher),
+        inbound_(inbound),
+        bind_(std::move(bind)),
+        metrics_(metrics),
+        write_stall_timeout_ms_(write_stall_timeout_ms),
+        log_(std::move(log)) {}
 
   // Opens listeners for ports not yet served and closes those no longer in
   // `ports`. Ports that cannot be bound are reported together; the others
@@ -32,17 +42,15 @@ class PlaintextListeners {
   void Close() { listeners_.clear(); }
 
  private:
-  struct Listener {
-    PlaintextListeners* owner = nullptr;
-    uint16_t port = 0;
-    TcpHandle handle;
-  };
-  void OnConnection(Listener& listener);
+  void OnConnection(uint16_t port, TcpStream* tcp);
 
   Dispatcher& dispatcher_;
   Inbound& inbound_;
   std::string bind_;
-  std::map<uint16_t, std::unique_ptr<Listener>> listeners_;
+  ProxyMetrics* metrics_;
+  uint64_t write_stall_timeout_ms_;
+  LogFunction log_;
+  std::map<uint16_t, TcpListenerPtr> listeners_;
 };
 
 }  // namespace podless::proxy

@@ -19,6 +19,12 @@ Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
   hbone.bind = config.hbone_bind;
   hbone.port = config.hbone_port;
   hbone.handshake_timeout_ms = config.handshake_timeout_ms;
+  hbone.preface_timeout_ms = config.preface_timeout_ms;
+  hbone.stream_stall_timeout_ms = config.stream_stall_timeout_ms;
+  hbone.write_stall_timeout_ms = config.write_stall_timeout_ms;
+  hbone.max_connections_per_peer = config.max_hbone_connections_per_peer;
+  hbone.max_streams_per_connection = config.max_hbone_streams_per_connection;
+  hbone.log = config.log;
   auto server =
       HboneServer::Create(*core->dispatcher_, directory, *core->inbound_, *core->metrics_, hbone);
   if (!server.ok()) return server.error();
@@ -34,12 +40,17 @@ Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
   outbound.bind = config.outbound_bind;
   outbound.port = config.outbound_port;
   outbound.setup_timeout_ms = config.outbound_setup_timeout_ms;
+  outbound.request_timeout_ms = config.outbound_request_timeout_ms;
+  outbound.write_stall_timeout_ms = config.write_stall_timeout_ms;
+  outbound.max_connections_per_workload = config.max_outbound_connections_per_workload;
+  outbound.log = config.log;
   auto entry = OutboundEntry::Create(*core->dispatcher_, directory, *core->inbound_, *core->pool_,
                                      *core->outbound_tracker_, *core->metrics_, outbound);
   if (!entry.ok()) return entry.error();
   core->outbound_ = std::move(entry).value();
-  core->plaintext_ = std::make_unique<PlaintextListeners>(*core->dispatcher_, *core->inbound_,
-                                                          config.plaintext_bind);
+  core->plaintext_ = std::make_unique<PlaintextListeners>(
+      *core->dispatcher_, *core->inbound_, config.plaintext_bind, core->metrics_.get(),
+      config.write_stall_timeout_ms, config.log);
   return core;
 }
 

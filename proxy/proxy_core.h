@@ -42,6 +42,28 @@ struct ProxyConfig {
   uint64_t pool_idle_timeout_ms = 60'000;
   uint64_t connect_timeout_ms = 5'000;
   uint64_t outbound_setup_timeout_ms = 20'000;
+
+  // Slow peers (SECURITY.md; counted in podless_peer_timeouts_total). 0
+  // turns one off.
+  // HBONE: from the TLS handshake to the client's HTTP/2 preface + SETTINGS.
+  uint64_t preface_timeout_ms = kDefaultPrefaceTimeoutMs;
+  // HBONE: a CONNECT stream (or a whole connection) whose peer keeps its
+  // HTTP/2 flow-control window shut while bytes wait for it.
+  uint64_t stream_stall_timeout_ms = kDefaultStreamStallTimeoutMs;
+  // Every accepted connection (HBONE, outbound entry, plaintext ports):
+  // bytes queued for the peer and none taken by the kernel this long.
+  uint64_t write_stall_timeout_ms = kDefaultWriteStallTimeoutMs;
+  // Outbound entry: from accept to a complete request (HTTP head or SOCKS5
+  // CONNECT).
+  uint64_t outbound_request_timeout_ms = kDefaultOutboundRequestTimeoutMs;
+
+  // Limits (counted in podless_limit_refused_total). 0: no limit.
+  uint32_t max_hbone_connections_per_peer = kDefaultMaxConnectionsPerPeer;
+  uint32_t max_hbone_streams_per_connection = kServerMaxConcurrentStreams;
+  uint32_t max_outbound_connections_per_workload = kDefaultMaxOutboundConnectionsPerWorkload;
+
+  // Operational messages (accept failures); stderr by default.
+  LogFunction log = LogToStderr;
 };
 
 struct ProxyStats {

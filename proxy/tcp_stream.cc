@@ -1,7 +1,9 @@
 #include "proxy/tcp_stream.h"
 
 #include <arpa/inet.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 namespace podless::proxy {
@@ -42,6 +44,67 @@ TcpStream* TcpStream::Accept(Dispatcher& dispatcher, uv_stream_t* server) {
   }
   uv_tcp_nodelay(&stream->tcp_, 1);
   return stream;
+}
+
+TcpStream* TcpStream::Adopt(Dispatcher& dispatcher, int fd) {
+  auto* stream = new TcpStream(dispatcher);
+  if (uv_tcp_open(&stream->tcp_, fd) != 0) {
+    ::close(fd);
+    stream->closed_ = true;
+    stream->CloseHandle();
+    return nullptr;
+  }
+  uv_tcp_nodelay(&stream->tcp_, 1);
+  return stream;
+}
+
+void TcpStream::SetWriteStallTimeout(uint64_t timeout_ms, Counter* fired) {
+  stall_timeout_ms_ = timeout_ms;
+  stall_fired_ = fired;
+  if (timeout_ms == 0 && stall_timer_->loop != nullptr) uv_timer_stop(stall_timer_.get());
+  ArmStallTimer();
+}
+
+uint64_t TcpStream::BytesWritten() const {
+  return submitted_ - uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_));
+}
+
+void TcpStream::ArmStallTimer() {
+  if (stall_timeout_ms_ == 0 || closed_ || in_flight_ == 0) return;
+  if (stall_timer_->loop == nullptr) {
+    uv_timer_init(dispatcher_.loop(), stall_timer_.get());
+    stall_timer_->data = this;
+  }
+  if (uv_is_active(stall_timer_.handle())) return;
+  stall_mark_ = BytesWritten();
+  stall_since_ = uv_now(dispatcher_.loop());
+  // Checked a few times per period: progress is noticed between ticks, so a
+  // stall is cut off after between 1 and 1.25 periods.
+  uint64_t tick = std::max<uint64_t>(stall_timeout_ms_ / 4, 10);
+  uv_timer_start(
+      stall_timer_.get(),
+      [](uv_timer_t* timer) {
+        if (timer->data != nullptr) FromHandle(timer->data)->OnStallTick();
+      },
+      tick, tick);
+}
+
+void TcpStream::OnStallTick() {
+  if (closed_ || in_flight_ == 0) {
+    uv_timer_stop(stall_timer_.get());
+    return;
+  }
+  uint64_t now = uv_now(dispatcher_.loop());
+  uint64_t written = BytesWritten();
+  if (written != stall_mark_) {
+    stall_mark_ = written;
+    stall_since_ = now;
+    return;
+  }
+  if (now - stall_since_ < stall_timeout_ms_) return;
+  uv_timer_stop(stall_timer_.get());
+  if (stall_fired_ != nullptr) stall_fired_->Inc();
+  Fail();
 }
 
 void TcpStream::CloseHandle() {
@@ -155,7 +218,10 @@ void TcpStream::Flush() {
   if (rc != 0) {
     in_flight_ = 0;
     dispatcher_.Schedule(this);  // fails on the next turn, never inside Write()
+    return;
   }
+  submitted_ += in_flight_;
+  ArmStallTimer();
 }
 
 void TcpStream::OnWriteDone(int status) {

@@ -15,7 +15,9 @@
 
 #include "proxy/byte_queue.h"
 #include "proxy/dispatcher.h"
+#include "proxy/metrics.h"
 #include "proxy/stream.h"
+#include "proxy/uv_handle.h"
 #include "workloads/result.h"
 
 namespace podless::proxy {
@@ -25,6 +27,16 @@ class TcpStream final : public Stream, private DeferredTask {
   // Accepts a pending connection on `server`; null (and nothing leaks) when
   // accept fails.
   static TcpStream* Accept(Dispatcher& dispatcher, uv_stream_t* server);
+  // Takes over `fd`, a connected non-blocking socket (from accept4); null
+  // (and `fd` closed) when libuv refuses it.
+  static TcpStream* Adopt(Dispatcher& dispatcher, int fd);
+
+  // A peer that stops reading must not hold the connection (and the bytes
+  // queued for it) forever: when bytes are waiting for the kernel and none
+  // of them has been taken for `timeout_ms`, the connection is aborted
+  // (handler: OnClosed(true)) and `fired` (may be null) is counted. An idle
+  // connection with nothing to send never times out. 0 turns it off.
+  void SetWriteStallTimeout(uint64_t timeout_ms, Counter* fired);
 
   // Stream
   void SetHandler(StreamHandler* handler) override;
@@ -53,6 +65,10 @@ class TcpStream final : public Stream, private DeferredTask {
   void MaybeFinish();
   void Fail();
   void CloseHandle();
+  void ArmStallTimer();
+  void OnStallTick();
+  // Bytes the kernel has taken so far (libuv's queue shrinks on partial writes).
+  uint64_t BytesWritten() const;
   // DeferredTask: a write or shutdown that failed synchronously.
   void RunDeferred() override { Fail(); }
 
@@ -63,6 +79,12 @@ class TcpStream final : public Stream, private DeferredTask {
   StreamHandler* handler_ = nullptr;
   ByteQueue out_;
   size_t in_flight_ = 0;
+  uint64_t submitted_ = 0;  // bytes handed to uv_write so far
+  uint64_t stall_timeout_ms_ = 0;
+  Counter* stall_fired_ = nullptr;
+  TimerHandle stall_timer_;   // initialized on first use
+  uint64_t stall_mark_ = 0;   // BytesWritten() at the last progress
+  uint64_t stall_since_ = 0;  // loop time of the last progress
   bool read_paused_ = false;
   bool reading_ = false;
   bool eof_ = false;

@@ -259,7 +259,7 @@ Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config) {
     const uint64_t step = uint64_t{1} << (32 - bits);
     for (uint64_t base = cluster_cidr->base; base < cluster_cidr->base + cluster_cidr->Size();
          base += step) {
-      workloads::Cidr range{static_cast<uint32_t>(base), bits};
+      workloads::Cidr range{static_cast<uint32_t>(base), static_cast<uint8_t>(bits)};
       if (free_of_others(range)) {
         cidr = range.ToString();
         break;

@@ -21,7 +21,7 @@ namespace v1 = podless::v1;
 using podless::api::FromProto;
 using podless::api::FromProtoKind;
 using podless::api::FromProtoUnvalidated;
-using podless::api::GrpcMessageDecoder;
+using podless::runtime::GrpcMessageDecoder;
 using podless::api::ToProto;
 
 namespace {
@@ -138,7 +138,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // The server's decoder limit is the default; a small one here too, so the
   // RESOURCE_EXHAUSTED path is reached with small inputs.
-  runtime::GrpcMessageDecoder decoder(data[1] & 0x80 ? 64 : podless::api::kDefaultMaxGrpcMessageSize);
+  GrpcMessageDecoder decoder(data[1] & 0x80 ? 64 : podless::runtime::kDefaultMaxGrpcMessageSize);
   std::vector<std::string> messages;
   podless::Status fed = decoder.Feed(body.substr(0, split), messages);
   if (fed.ok()) fed = decoder.Feed(body.substr(split), messages);
@@ -152,9 +152,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   // A message framed by us comes out of a fresh decoder whole.
   if (!messages.empty()) {
-    runtime::GrpcMessageDecoder fresh;
+    GrpcMessageDecoder fresh;
     std::vector<std::string> again;
-    Check(fresh.Feed(podless::api::FrameGrpcMessage(messages[0]), again).ok() &&
+    Check(fresh.Feed(podless::runtime::FrameGrpcMessage(messages[0]), again).ok() &&
               again.size() == 1 && again[0] == messages[0] && fresh.at_message_boundary(),
           "framing round trip");
   }

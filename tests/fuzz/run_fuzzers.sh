@@ -4,7 +4,7 @@
 # target crashes, leaks, times out or fails an invariant. Builds
 # build-fuzz-clang first (configuring it if needed).
 #
-#   tests/fuzz/run_fuzzers.sh            # CI: 30 s per target
+#   tests/fuzz/run_fuzzers.sh            # 30 s per target (CI, .ci/run: 20 s)
 #   tests/fuzz/run_fuzzers.sh 3600       # a longer local run
 #   FUZZ_TARGETS="socks5_fuzz" tests/fuzz/run_fuzzers.sh 600
 #   FUZZ_KEEP_CORPUS=1 ...               # keep the grown corpora (path printed)

@@ -1,0 +1,218 @@
+// Slow-loris peers against ProxyCore (issue 8): a TLS handshake never
+// finished, an HTTP/2 preface never sent, a CONNECT stream never read, a
+// socket never read, an outbound-entry request never completed. Each is cut
+// off after its (here shortened) timeout and counted in
+// podless_peer_timeouts_total, while a well-behaved client is served in the
+// meantime.
+#include <doctest/doctest.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+
+#include "proxy/proxy_core.h"
+#include "proxy/tcp_stream.h"
+#include "tests/proxy/fake_directory.h"
+#include "tests/proxy/peer_helpers.h"
+
+namespace podless::proxy {
+namespace {
+
+using testing::Capture;
+using testing::FakeDirectory;
+using testing::HboneTestClient;
+using testing::Ip;
+using testing::MetricValue;
+using testing::RawSocket;
+using testing::RunLoopDuring;
+using testing::RunUntil;
+using testing::StreamProbe;
+
+constexpr char kWebIdentity[] = "spiffe://cluster.local/ns/shop/sa/web";
+constexpr uint64_t kTimeoutMs = 300;
+
+uint16_t FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+struct SlowFixture {
+  explicit SlowFixture(uint64_t timeout_ms = kTimeoutMs) {
+    tcp_port = FreePort();
+    http_port = FreePort();
+    directory.AddReplica("127.64.0.5", "web", "shop", "web",
+                         {{"tcp", tcp_port, workloads::Protocol::kTCP},
+                          {"http", http_port, workloads::Protocol::kHTTP}});
+    directory.AddReplica("127.64.0.7", "frontend", "shop", "frontend", {});
+    directory.AddCredentials("frontend", "s3cret", "127.64.0.7");
+    ProxyConfig config;
+    config.hbone_port = 0;
+    config.outbound_port = 0;
+    config.handshake_timeout_ms = timeout_ms;
+    config.preface_timeout_ms = timeout_ms;
+    config.stream_stall_timeout_ms = timeout_ms;
+    config.write_stall_timeout_ms = timeout_ms;
+    config.outbound_request_timeout_ms = timeout_ms;
+    auto created = ProxyCore::Create(loop.get(), directory, config, registry);
+    REQUIRE(created.ok());
+    core = std::move(created).value();
+    directory.hbone_port = core->hbone_port();
+  }
+  ~SlowFixture() { core->Close(); }
+
+  double Timeouts(const std::string& kind) {
+    return MetricValue(registry.Render(), "podless_peer_timeouts_total{timeout=\"" + kind + "\"}");
+  }
+  // A good client meanwhile: curl through the outbound entry over HBONE
+  // (the pool dials this node's own HBONE server).
+  std::string GoodRequest() {
+    directory.force_remote = true;
+    std::string out;
+    RunLoopDuring(loop.get(), [&] {
+      out = Capture("curl -s -S --max-time 10 --proxy http://frontend:s3cret@127.0.0.1:" +
+                    std::to_string(core->outbound_port()) +
+                    " http://127.64.0.5:" + std::to_string(http_port) + "/good 2>&1");
+    });
+    return out;
+  }
+
+  UvLoop loop;
+  FakeDirectory directory;
+  Registry registry;
+  ProxyCorePtr core;
+  uint16_t tcp_port = 0;
+  uint16_t http_port = 0;
+};
+
+TEST_CASE("Slow peers: a TLS handshake never finished is cut off and counted; others are served") {
+  SlowFixture f;
+  RawSocket silent(Ip("127.64.0.5"), f.core->hbone_port());
+  REQUIRE(silent.connected());
+  RawSocket half(Ip("127.64.0.5"), f.core->hbone_port());
+  half.Send(
+      std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11));  // a ClientHello cut short
+  int64_t start = NowMs();
+  // Meanwhile (and within the timeout) a good client is served.
+  std::string good = f.GoodRequest();
+  INFO(good);
+  CHECK(good.find("\"path\":\"/good\"") != std::string::npos);
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return silent.PeerClosed() && half.PeerClosed(); }, 5000));
+  CHECK(NowMs() - start >= static_cast<int64_t>(kTimeoutMs) - 20);
+  CHECK(f.Timeouts("hbone_tls_handshake") == 2);
+}
+
+TEST_CASE("Slow peers: a client that never sends the HTTP/2 preface is closed after the timeout") {
+  SlowFixture f;
+  HboneTestClient client(f.core->dispatcher(), f.directory, "127.64.0.5", f.core->hbone_port(),
+                         kWebIdentity);
+  REQUIRE(RunUntil(f.loop.get(), [&] { return client.handshake_done() || client.failed(); }));
+  REQUIRE(client.handshake_done());
+  client.HoldSilent();
+  int64_t start = NowMs();
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return client.tls_closed(); }, 5000));
+  CHECK(NowMs() - start >= static_cast<int64_t>(kTimeoutMs) - 50);
+  CHECK(f.Timeouts("hbone_h2_preface") == 1);
+  CHECK(f.Timeouts("hbone_tls_handshake") == 0);
+  CHECK(f.core->Stats().hbone_inbound_connections == 0);
+}
+
+TEST_CASE("Slow peers: a CONNECT stream never read is reset; the connection's other streams work") {
+  SlowFixture f;
+  // Before the client: its streams tell their handlers when it goes.
+  StreamProbe stalled;
+  StreamProbe good;
+  int stalled_status = 0;
+  int good_status = 0;
+  HboneTestClient client(f.core->dispatcher(), f.directory, "127.64.0.5", f.core->hbone_port(),
+                         kWebIdentity);
+  REQUIRE(RunUntil(f.loop.get(), [&] { return client.handshake_done() || client.failed(); }));
+  REQUIRE(client.handshake_done());
+  client.StartSession();
+  // The echo app answers every byte; this stream never takes the answers,
+  // so its window (4 MiB) shuts and stays shut.
+  HboneStream* stream =
+      client.Open("127.64.0.5:" + std::to_string(f.tcp_port), stalled, &stalled_status);
+  stream->SetReadPaused(true);
+  stream->Write(std::string(6 << 20, 'x'));
+  REQUIRE(RunUntil(f.loop.get(), [&] { return stalled_status != 0; }));
+  CHECK(stalled_status == 200);
+  int64_t start = NowMs();
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return stalled.closed; }, 5000));
+  CHECK(stalled.reset);
+  CHECK(NowMs() - start >= static_cast<int64_t>(kTimeoutMs) - 50);
+  CHECK(f.Timeouts("hbone_stream_stalled") == 1);
+  // The same connection still carries a stream that reads.
+  HboneStream* next = client.Open("127.64.0.5:" + std::to_string(f.tcp_port), good, &good_status);
+  next->Write("still here\n");
+  next->End();
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return good.closed; }, 5000));
+  CHECK(good_status == 200);
+  CHECK(good.data == "still here\n");
+  CHECK(good.ended);
+  CHECK_FALSE(client.session_closed());
+}
+
+TEST_CASE("Slow peers: a client that stops reading its socket is disconnected (write stall)") {
+  SlowFixture f;
+  // Plain TCP to the echo port, with a small receive buffer, never read:
+  // the echo backs up into the kernel buffers, then nothing moves.
+  REQUIRE(f.core->SyncPlaintextPorts({f.tcp_port}).ok());
+  RawSocket reader(Ip("127.64.0.5"), f.tcp_port, /*receive_buffer=*/4096);
+  REQUIRE(reader.connected());
+  std::string chunk(64 << 10, 'y');
+  int64_t sent = 0;
+  // Keep writing until the proxy stops taking bytes (its queue is full).
+  CHECK(RunUntil(
+      f.loop.get(),
+      [&] {
+        ssize_t n = ::send(reader.fd(), chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) sent += n;
+        return n < 0 && (errno == EPIPE || errno == ECONNRESET);
+      },
+      10000));
+  CHECK(sent > (1 << 20));
+  CHECK(f.Timeouts("plaintext_write_stalled") == 1);
+}
+
+TEST_CASE("Slow peers: an outbound-entry request never completed gets 408 and is counted") {
+  SlowFixture f;
+  RawSocket http(Ip("127.0.0.1"), f.core->outbound_port());
+  http.Send("CONNECT 127.64.0.5:" + std::to_string(f.tcp_port) + " HTTP/1.1\r\nHost: x\r\n");
+  RawSocket socks(Ip("127.0.0.1"), f.core->outbound_port());
+  socks.Send(std::string("\x05\x01", 2));  // a greeting cut short
+  RawSocket nothing(Ip("127.0.0.1"), f.core->outbound_port());
+  int64_t start = NowMs();
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return http.PeerClosed() && socks.PeerClosed() && nothing.PeerClosed(); },
+      5000));
+  CHECK(NowMs() - start >= static_cast<int64_t>(kTimeoutMs) - 50);
+  CHECK(http.received().rfind("HTTP/1.1 408 ", 0) == 0);
+  CHECK(socks.received().empty());
+  CHECK(f.Timeouts("outbound_request") == 3);
+  // The entry still serves.
+  std::string good = f.GoodRequest();
+  INFO(good);
+  CHECK(good.find("\"path\":\"/good\"") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace podless::proxy
