@@ -269,16 +269,27 @@ wl::Workload WorkloadFromProto(const v1::Workload& workload, const std::string& 
   const v1::WorkloadSpec& spec = workload.spec();
   if (spec.has_replicas()) out.spec.replicas = spec.replicas().value();
   if (!spec.service_account().empty()) out.spec.service_account = spec.service_account();
+  // Field paths are spelled out only where a problem needs one: this runs for
+  // every workload of a RegisterBatch, and most ports are sound and most
+  // apps are echo.
+  out.spec.ports.reserve(spec.ports_size());
   for (int i = 0; i < spec.ports_size(); ++i) {
     const v1::Port& port = spec.ports(i);
-    const std::string port_path = Index(path + ".spec.ports", i);
     wl::PortSpec p;
     p.name = port.name();
-    p.port = PortFromProto(port.port(), port_path + ".port", problems);
-    p.protocol = ProtocolFromProto(port.protocol(), port_path + ".protocol", problems);
+    if (port.port() <= 65535 && v1::Protocol_IsValid(port.protocol())) {
+      p.port = static_cast<uint16_t>(port.port());
+      p.protocol = ProtocolFromProto(port.protocol(), std::string(), problems);
+    } else {
+      const std::string port_path = Index(path + ".spec.ports", i);
+      p.port = PortFromProto(port.port(), port_path + ".port", problems);
+      p.protocol = ProtocolFromProto(port.protocol(), port_path + ".protocol", problems);
+    }
     out.spec.ports.push_back(std::move(p));
   }
-  if (spec.has_app()) out.spec.app = AppFromProto(spec.app(), path + ".spec.app", problems);
+  if (spec.has_app() && spec.app().kind_case() != v1::App::kEcho) {
+    out.spec.app = AppFromProto(spec.app(), path + ".spec.app", problems);
+  }
   return out;
 }
 
@@ -355,13 +366,6 @@ wl::AuthorizationPolicy PolicyFromProto(const v1::AuthorizationPolicy& policy,
   return out;
 }
 
-template <typename T>
-wl::Object ToObject(const T& value) {
-  return wl::Object(value);
-}
-// Already an Object: no copy into a second variant.
-const wl::Object& ToObject(const wl::Object& value) { return value; }
-
 // Structural problems first; only a structurally sound object is worth
 // validating (a port clamped to 0 would draw a second, misleading message).
 // Validation paths are relative to the object ("spec.replicas"), so they get
@@ -370,7 +374,7 @@ template <typename T>
 Result<T> Finish(T value, const std::string& root, Problems& problems, bool validate = true) {
   if (!problems.empty()) return problems.ToError();
   if (!validate) return value;
-  for (const wl::Diagnostic& d : wl::Validate(ToObject(value))) {
+  for (const wl::Diagnostic& d : wl::Validate(value)) {
     problems.Add(d.field.empty() ? root : root + "." + d.field, d.message);
   }
   if (!problems.empty()) return problems.ToError();

@@ -1,5 +1,12 @@
 #include "api/runtime_service.h"
 
+#include <google/protobuf/io/coded_stream.h>
+
+#include <algorithm>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
 #include "api/manifest_files.h"
 #include "api/model_convert.h"
 #include "podless/v1/runtime.pb.h"
@@ -39,14 +46,93 @@ std::string NamespaceOrDefault(const std::string& ns) {
   return ns.empty() ? workloads::kDefaultNamespace : ns;
 }
 
-// Joins Validate() findings of an object that came from the API (no file).
-Status ValidateApiObject(const workloads::Object& object, const std::string& root) {
-  std::vector<workloads::Diagnostic> errors = workloads::Validate(object);
-  if (errors.empty()) return {};
-  for (auto& error : errors) {
-    if (!error.field.empty()) error.field = root + "." + error.field;
+// The workloads of a RegisterBatchRequest (`repeated Workload workloads = 1`)
+// in the model, each parsed into one reused message and converted (and
+// validated) at once. Parsing the whole request first held every workload
+// twice, as a message and as a model object: half of the memory a batch took,
+// and the heap kept it as holes between long-lived objects after the call.
+// Errors name the workload the model refuses ("workloads[3]: workload.spec…")
+// and set `*parsed`; for bytes that are not a RegisterBatchRequest it is false.
+Result<std::vector<workloads::Workload>> DecodeBatch(std::string_view bytes, bool* parsed) {
+  using google::protobuf::io::CodedInputStream;
+  *parsed = false;
+  auto unparseable = [] {
+    return MakeError(ErrorCode::kInvalidArgument, std::string("cannot parse the request to ") +
+                                                      kService + "RegisterBatch as " +
+                                                      v1::RegisterBatchRequest().GetTypeName());
+  };
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  CodedInputStream in(data, static_cast<int>(bytes.size()));
+  // Field 1, length-delimited (wire type 2).
+  constexpr uint32_t kWorkloadTag = (v1::RegisterBatchRequest::kWorkloadsFieldNumber << 3) | 2;
+  std::vector<workloads::Workload> list;
+  v1::Workload message;
+  while (const uint32_t tag = in.ReadTag()) {
+    if ((tag >> 3) == 0) return unparseable();  // field number 0 is not a field
+    uint32_t length = 0;
+    uint64_t skipped = 0;
+    switch (tag & 7) {  // the wire type; an unknown field is skipped (proto3)
+      case 0:
+        if (!in.ReadVarint64(&skipped)) return unparseable();
+        continue;
+      case 1:
+        if (!in.Skip(8)) return unparseable();
+        continue;
+      case 5:
+        if (!in.Skip(4)) return unparseable();
+        continue;
+      case 2:
+        if (!in.ReadVarint32(&length) || length > bytes.size() - in.CurrentPosition()) {
+          return unparseable();
+        }
+        break;
+      default:  // groups, which proto3 does not have
+        return unparseable();
+    }
+    const int start = in.CurrentPosition();
+    if (!in.Skip(static_cast<int>(length))) return unparseable();
+    if (tag != kWorkloadTag) continue;
+    if (!message.ParseFromArray(data + start, static_cast<int>(length))) return unparseable();
+    auto workload = FromProto(message);
+    if (!workload) {
+      *parsed = true;  // as far as it was read
+      return MakeError(ErrorCode::kInvalidArgument, "workloads[" + std::to_string(list.size()) +
+                                                        "]: " + workload.error().message);
+    }
+    list.push_back(std::move(*workload));
   }
-  return MakeError(ErrorCode::kInvalidArgument, workloads::JoinDiagnostics(errors));
+  *parsed = in.ConsumedEntireMessage();
+  if (!*parsed) return unparseable();
+  return list;
+}
+
+// A (namespace, name) that a batch gives twice, worded as ValidateBatch words
+// it for a manifest: "workloads[5]: metadata.name: duplicate Workload
+// "ns/web" in one apply (also at workloads[2])". Hashes views of the names
+// rather than copying every object into a ParsedObject and every key into a
+// tree.
+Status CheckNamesUnique(const std::vector<workloads::Workload>& list) {
+  using Name = std::pair<std::string_view, std::string_view>;  // namespace, name
+  struct NameHash {
+    size_t operator()(const Name& name) const {
+      return std::hash<std::string_view>{}(name.first) * 31 +
+             std::hash<std::string_view>{}(name.second);
+    }
+  };
+  std::unordered_map<Name, size_t, NameHash> first;  // index of each name's first use
+  first.reserve(list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    const workloads::ObjectMeta& meta = list[i].metadata;
+    auto [it, inserted] = first.try_emplace(Name(meta.ns, meta.name), i);
+    if (inserted) continue;
+    workloads::Diagnostic d;
+    d.where.file = "workloads[" + std::to_string(i) + "]";
+    d.field = "metadata.name";
+    d.message = "duplicate Workload " + workloads::QuoteForMessage(meta.ns + "/" + meta.name) +
+                " in one apply (also at workloads[" + std::to_string(it->second) + "])";
+    return MakeError(ErrorCode::kInvalidArgument, d.ToString());
+  }
+  return {};
 }
 
 }  // namespace
@@ -190,40 +276,17 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
         finish(agent_.Delete(keys, request.ignore_not_found()));
       });
 
-  auto register_workloads = [this](const google::protobuf::RepeatedPtrField<v1::Workload>& messages,
-                                   bool batch) -> Status {
-    std::vector<workloads::Workload> list;
-    std::vector<workloads::ParsedObject> parsed;
-    list.reserve(messages.size());
-    for (int i = 0; i < messages.size(); ++i) {
-      const std::string root = batch ? "workloads[" + std::to_string(i) + "]" : "workload";
-      auto workload = FromProto(messages[i]);
-      if (!workload) {
-        if (!batch) return workload.error();
-        return MakeError(ErrorCode::kInvalidArgument, root + ": " + workload.error().message);
-      }
-      if (Status s = ValidateApiObject(*workload, root); !s) return s;
-      list.push_back(std::move(*workload));
-      if (batch) parsed.push_back({list.back(), {root, 0, 0}});
-    }
-    if (batch) {
-      auto duplicates = workloads::ValidateBatch(parsed);
-      if (!duplicates.empty()) {
-        return MakeError(ErrorCode::kInvalidArgument, duplicates.front().ToString());
-      }
-    }
-    return agent_.Register(std::move(list));
-  };
-
   server.AddUnary<v1::RegisterRequest, v1::RegisterResponse>(
       std::string(kService) + "Register",
       observed.operator()<v1::RegisterRequest, v1::RegisterResponse>(
           "Register",
-          [this, register_workloads](const CallContext&, const v1::RegisterRequest& request)
-              -> Result<v1::RegisterResponse> {
-            google::protobuf::RepeatedPtrField<v1::Workload> one;
-            *one.Add() = request.workload();
-            if (Status s = register_workloads(one, false); !s) return s.error();
+          [this](const CallContext&,
+                 const v1::RegisterRequest& request) -> Result<v1::RegisterResponse> {
+            auto workload = FromProto(request.workload());
+            if (!workload) return workload.error();
+            std::vector<workloads::Workload> one;
+            one.push_back(std::move(*workload));
+            if (Status s = agent_.Register(std::move(one)); !s) return s.error();
             const auto& meta = request.workload().metadata();
             const auto* stored = agent_.Find(
                 ObjectKey{Kind::kWorkload, NamespaceOrDefault(meta.namespace_()), meta.name()});
@@ -232,17 +295,27 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
             return response;
           }));
 
-  server.AddUnary<v1::RegisterBatchRequest, v1::RegisterBatchResponse>(
-      std::string(kService) + "RegisterBatch",
-      observed.operator()<v1::RegisterBatchRequest, v1::RegisterBatchResponse>(
-          "RegisterBatch",
-          [register_workloads](const CallContext&, const v1::RegisterBatchRequest& request)
-              -> Result<v1::RegisterBatchResponse> {
-            if (Status s = register_workloads(request.workloads(), true); !s) return s.error();
-            v1::RegisterBatchResponse response;
-            response.set_registered(static_cast<uint32_t>(request.workloads_size()));
-            return response;
-          }));
+  // Raw bytes in, so that DecodeBatch can convert the workloads one at a time;
+  // otherwise as AddUnary<RegisterBatchRequest, …> with `observed`.
+  server.AddUnaryRaw(std::string(kService) + "RegisterBatch",
+                     [this](const CallContext&, std::string_view bytes) -> Result<std::string> {
+                       bool parsed = false;
+                       auto list = DecodeBatch(bytes, &parsed);
+                       if (!parsed)
+                         return list.error();  // not a RegisterBatchRequest: no call to count
+                       const size_t count = list ? list->size() : 0;
+                       Status status = list ? CheckNamesUnique(*list) : Status(list.error());
+                       if (status) status = agent_.Register(std::move(*list));
+                       if (observer_) {
+                         observer_("RegisterBatch",
+                                   status ? ErrorCode::kInternal : status.error().code,
+                                   status.ok());
+                       }
+                       if (!status) return status.error();
+                       v1::RegisterBatchResponse response;
+                       response.set_registered(static_cast<uint32_t>(count));
+                       return response.SerializeAsString();
+                     });
 
   server.AddUnary<v1::DeregisterRequest, v1::DeregisterResponse>(
       std::string(kService) + "Deregister",

@@ -156,6 +156,18 @@ class Agent {
   uint64_t AddWatcher(WatchCallback callback);
   void RemoveWatcher(uint64_t id);
 
+  // The ports the workloads declare, each with the number of workloads that
+  // declare it; kept with the indexes, so a change costs O(change).
+  const std::map<uint16_t, size_t>& port_users() const { return port_users_; }
+  // Counts the changes of the set of ports above (a port gaining its first or
+  // losing its last workload), so a follower syncs only when it may differ.
+  uint64_t port_set_changes() const { return port_set_changes_; }
+  // Told, after the commit, of each replica address a change took away (a
+  // workload scaled down or deleted), before the watchers hear of the change.
+  void OnReplicaRemoved(std::function<void(uint32_t address)> callback) {
+    on_replica_removed_ = std::move(callback);
+  }
+
   size_t workload_count() const;
   uint64_t replica_count() const { return replica_by_address_.size(); }
   uint64_t certificates_issued() const { return certificates_issued_; }
@@ -174,6 +186,10 @@ class Agent {
   void IndexObject(const StoredObject& object);
   void UnindexObject(const StoredObject& object);
   void Notify(WatchEventType type, const StoredObject& object);
+  // Apply, and Register with `create_only` (an object that exists already is
+  // ALREADY_EXISTS rather than updated; nothing changes then).
+  Result<std::vector<ObjectChange>> ApplyObjects(std::vector<workloads::Object> objects,
+                                                 bool dry_run, bool create_only);
 
   AgentConfig config_;
   StateStorePtr store_;
@@ -194,6 +210,9 @@ class Agent {
   std::unordered_set<uint32_t> ready_exec_replicas_;  // see SetReplicaReady
   std::function<void(ReplicaView&)> process_status_;
   std::function<void(uint32_t)> on_readiness_change_;
+  std::map<uint16_t, size_t> port_users_;  // see port_users()
+  uint64_t port_set_changes_ = 0;
+  std::function<void(uint32_t)> on_replica_removed_;
   std::map<uint64_t, WatchCallback> watchers_;
   uint64_t next_watcher_id_ = 1;
 };

@@ -25,8 +25,8 @@ Status Node::Init() {
   auto agent = Agent::Open(config_);
   if (!agent) return agent.error();
   agent_ = std::move(*agent);
-  issuer_ = std::make_unique<CertificateIssuer>(
-      loop_, agent_->ca(), config_.svid_ttl, std::max(1u, std::thread::hardware_concurrency()));
+  issuer_ = std::make_unique<CertificateIssuer>(loop_, agent_->ca(), config_.svid_ttl,
+                                                std::max(1u, std::thread::hardware_concurrency()));
   agent_->UseIssuer(issuer_.get());
   RegisterMetrics();
 
@@ -102,8 +102,13 @@ Status Node::StartProxy() {
   directory_->set_hbone_port(proxy_->hbone_port());
 
   for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
-    Track(*stored);
+    const auto& workload = std::get<workloads::Workload>(stored->object);
+    if (std::holds_alternative<workloads::ExecApp>(workload.spec.app)) {
+      exec_workloads_.insert(workloads::KeyOf(stored->object));
+    }
   }
+  // A replica that went (scaled away or deleted) takes its connections along.
+  agent_->OnReplicaRemoved([this](uint32_t address) { proxy_->CloseConnectionsFor(address); });
   watcher_ = agent_->AddWatcher(
       [this](WatchEventType type, const StoredObject& object) { OnObjectChange(type, object); });
   SyncPortsOrWarn();
@@ -122,69 +127,33 @@ void Node::SyncPortsOrWarn() {
 }
 
 Status Node::SyncPorts() {
+  ports_synced_at_ = agent_->port_set_changes();
   std::set<uint16_t> ports;
-  for (const auto& [port, users] : port_users_) ports.insert(port);
+  for (const auto& [port, users] : agent_->port_users()) ports.insert(port);
   return proxy_->SyncPlaintextPorts(ports);
-}
-
-bool Node::Track(const StoredObject& object) {
-  const auto& workload = std::get<workloads::Workload>(object.object);
-  TrackedWorkload& tracked = tracked_[workloads::KeyOf(object.object)];
-  tracked.addresses = object.addresses;
-  tracked.exec = std::holds_alternative<workloads::ExecApp>(workload.spec.app);
-  tracked.ports.clear();
-  bool ports_changed = false;
-  for (const auto& port : workload.spec.ports) {
-    tracked.ports.push_back(port.port);
-    ports_changed |= port_users_[port.port]++ == 0;
-  }
-  return ports_changed;
-}
-
-bool Node::Untrack(const workloads::ObjectKey& key, std::vector<uint32_t>* addresses,
-                   bool* was_exec) {
-  auto it = tracked_.find(key);
-  if (it == tracked_.end()) return false;
-  *addresses = std::move(it->second.addresses);
-  *was_exec = it->second.exec;
-  bool ports_changed = false;
-  for (uint16_t port : it->second.ports) {
-    if (--port_users_[port] == 0) {
-      port_users_.erase(port);
-      ports_changed = true;
-    }
-  }
-  tracked_.erase(it);
-  return ports_changed;
 }
 
 // Runs for every committed change, so it costs O(change), not O(state):
 // a batch of 100,000 registrations must not rescan every workload each time.
+// What a change did to the port set and to the replicas the agent tells
+// (port_users(), OnReplicaRemoved), so the node keeps no copy of each
+// workload; only which workloads are exec, because the supervisor must hear
+// of a workload that stops being one.
 void Node::OnObjectChange(WatchEventType type, const StoredObject& object) {
   directory_->Invalidate();
-  if (!std::holds_alternative<workloads::Workload>(object.object)) return;
-  const workloads::ObjectKey key = workloads::KeyOf(object.object);
-
-  // Replicas keep their addresses while they exist, so the ones that went are
-  // the ordinals past the new count (all of them on delete).
-  std::vector<uint32_t> had;
+  const auto* workload = std::get_if<workloads::Workload>(&object.object);
+  if (workload == nullptr) return;
+  const bool exec = std::holds_alternative<workloads::ExecApp>(workload->spec.app);
   bool was_exec = false;
-  bool ports_changed = Untrack(key, &had, &was_exec);
-  size_t keep = 0;
-  if (type != WatchEventType::kDeleted) {
-    ports_changed |= Track(object);
-    keep = object.addresses.size();
-  }
-  for (size_t ordinal = keep; ordinal < had.size(); ++ordinal) {
-    proxy_->CloseConnectionsFor(had[ordinal]);
+  if (exec && type != WatchEventType::kDeleted) {
+    was_exec = !exec_workloads_.insert(workloads::KeyOf(object.object)).second;
+  } else if (!exec_workloads_.empty()) {
+    was_exec = exec_workloads_.erase(workloads::KeyOf(object.object)) != 0;
   }
   // The supervisor's desired set is rebuilt from every exec workload, so
   // only changes that involve one pay for it.
-  if (was_exec || std::holds_alternative<workloads::ExecApp>(
-                      std::get<workloads::Workload>(object.object).spec.app)) {
-    SyncProcesses();
-  }
-  if (ports_changed) SyncPortsOrWarn();
+  if (exec || was_exec) SyncProcesses();
+  if (agent_->port_set_changes() != ports_synced_at_) SyncPortsOrWarn();
 }
 
 void Node::SyncProcesses() {
@@ -270,6 +239,7 @@ void Node::Shutdown() {
   if (admin_) admin_->Close();
   if (watcher_ != 0) {
     agent_->RemoveWatcher(watcher_);
+    agent_->OnReplicaRemoved(nullptr);
     watcher_ = 0;
   }
   if (proxy_) proxy_->Close();

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include <memory>
+#include <set>
 
 #include "proxy/metrics.h"
 #include "proxy/proxy_core.h"
@@ -64,10 +65,6 @@ class Node {
   // are gone are ended.
   void OnObjectChange(WatchEventType type, const StoredObject& object);
   Status SyncPorts();
-  // Records a workload's addresses and ports; true if a port got its first user.
-  bool Track(const StoredObject& object);
-  // Forgets a workload (its addresses moved out); true if a port lost its last user.
-  bool Untrack(const workloads::ObjectKey& key, std::vector<uint32_t>* addresses, bool* was_exec);
   void SyncPortsOrWarn();
   // Hands the supervisor the exec replicas the agent holds now.
   void SyncProcesses();
@@ -89,16 +86,11 @@ class Node {
   bool cluster_stopping_ = false;
   bool cluster_stopped_ = true;
   uint64_t watcher_ = 0;
-  // Every workload as last seen: its addresses, to find replicas that went,
-  // and its ports, counted per port so the listeners change only when a port
-  // gains its first or loses its last workload.
-  struct TrackedWorkload {
-    std::vector<uint32_t> addresses;
-    std::vector<uint16_t> ports;
-    bool exec = false;  // its replicas are supervised processes
-  };
-  std::map<workloads::ObjectKey, TrackedWorkload> tracked_;
-  std::map<uint16_t, size_t> port_users_;
+  // The agent's port set as of the last SyncPorts (Agent::port_set_changes).
+  uint64_t ports_synced_at_ = 0;
+  // The exec workloads, whose replicas are supervised processes: a change
+  // that involves one (before or after) rebuilds the supervisor's set.
+  std::set<workloads::ObjectKey> exec_workloads_;
   bool ready_ = false;
 };
 

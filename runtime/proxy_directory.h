@@ -25,7 +25,10 @@ class ProxyDirectory final : public proxy::Directory {
 
   // Drops cached LocalReplica records; call after every change of the
   // agent's objects (the proxy never keeps them past a callback).
-  void Invalidate() { replicas_.clear(); }
+  // (clear() of an empty table still sweeps its buckets, once per change.)
+  void Invalidate() {
+    if (!replicas_.empty()) replicas_.clear();
+  }
   void set_hbone_port(uint16_t port) { hbone_port_ = port; }
   // The supervisor of exec workloads (ExecTarget); null: none.
   void set_supervisor(const Supervisor* supervisor) { supervisor_ = supervisor; }

@@ -241,8 +241,17 @@ void FinishRecord(std::string* record) {
   record->replace(0, kRecordHeaderBytes, header);
 }
 
-std::string KeyName(const ObjectKey& key) {
-  return std::string(workloads::KindName(key.kind)) + " " + key.ns + "/" + key.name;
+// An ObjectKey that refers to the names it compares instead of holding them.
+struct KeyView {
+  workloads::Kind kind;
+  std::string_view ns;
+  std::string_view name;
+  auto operator<=>(const KeyView&) const = default;
+};
+
+std::string KeyName(const KeyView& key) {
+  return std::string(workloads::KindName(key.kind)) + " " + std::string(key.ns) + "/" +
+         std::string(key.name);
 }
 
 }  // namespace
@@ -489,7 +498,12 @@ Status StateStore::ApplyPayload(std::string_view payload, uint64_t offset) {
 }
 
 void StateStore::Apply(std::vector<StoredObject>&& puts, const std::vector<uint64_t>& put_sizes,
-                       const std::vector<ObjectKey>& deletes) {
+                       const std::vector<ObjectKey>& deletes,
+                       std::vector<const StoredObject*>* stored) {
+  if (stored != nullptr) {
+    stored->clear();
+    stored->reserve(puts.size());
+  }
   for (const ObjectKey& key : deletes) {
     auto it = objects_.find(key);
     if (it == objects_.end()) continue;
@@ -507,13 +521,15 @@ void StateStore::Apply(std::vector<StoredObject>&& puts, const std::vector<uint6
       live_bytes_ -= EncodedPutSize(it->second);
       it->second = std::move(put);
     } else {
-      objects_.emplace_hint(it, std::move(key), std::move(put));
+      it = objects_.emplace_hint(it, std::move(key), std::move(put));
     }
     live_bytes_ += put_sizes[i];
+    if (stored != nullptr) stored->push_back(&it->second);
   }
 }
 
-Status StateStore::Commit(std::vector<StoredObject> puts, std::vector<ObjectKey> deletes) {
+Status StateStore::Commit(std::vector<StoredObject> puts, std::vector<ObjectKey> deletes,
+                          std::vector<const StoredObject*>* stored) {
   if (!failed_.empty()) {
     return MakeError(ErrorCode::kFailedPrecondition,
                      "state store failed earlier (" + failed_ + "); restart to replay " + path());
@@ -521,10 +537,14 @@ Status StateStore::Commit(std::vector<StoredObject> puts, std::vector<ObjectKey>
   if (puts.empty() && deletes.empty()) return {};
 
   // A key may appear once per batch: "put and delete X" has no clear meaning.
-  std::vector<ObjectKey> keys;
+  // Checked on views of the keys, which copies no names.
+  std::vector<KeyView> keys;
   keys.reserve(puts.size() + deletes.size());
-  for (const StoredObject& put : puts) keys.push_back(workloads::KeyOf(put.object));
-  keys.insert(keys.end(), deletes.begin(), deletes.end());
+  for (const StoredObject& put : puts) {
+    const workloads::ObjectMeta& meta = workloads::MetaOf(put.object);
+    keys.push_back({static_cast<workloads::Kind>(put.object.index()), meta.ns, meta.name});
+  }
+  for (const ObjectKey& key : deletes) keys.push_back({key.kind, key.ns, key.name});
   std::sort(keys.begin(), keys.end());
   if (auto dup = std::adjacent_find(keys.begin(), keys.end()); dup != keys.end()) {
     return MakeError(ErrorCode::kInvalidArgument,
@@ -553,7 +573,7 @@ Status StateStore::Commit(std::vector<StoredObject> puts, std::vector<ObjectKey>
   FinishRecord(&record);
 
   if (Status s = AppendRecord(record); !s) return s;
-  Apply(std::move(puts), put_sizes, deletes);
+  Apply(std::move(puts), put_sizes, deletes, stored);
 
   if (log_end_ > std::max(2 * live_bytes_, options_.compaction_min_bytes) &&
       log_end_ >= compaction_retry_at_) {

@@ -94,7 +94,12 @@ class StateStore {
   //
   // Group commit later: encode several batches as consecutive records into one
   // buffer, write and fdatasync once, then apply each in order.
-  Status Commit(std::vector<StoredObject> puts, std::vector<workloads::ObjectKey> deletes);
+  //
+  // With `stored`, a successful Commit sets it to the entry in objects() of
+  // each put, in the order of `puts` (so the caller need not look them up
+  // again). An entry stays at its address until its key is deleted.
+  Status Commit(std::vector<StoredObject> puts, std::vector<workloads::ObjectKey> deletes,
+                std::vector<const StoredObject*>* stored = nullptr);
 
   // Rewrites the log as a snapshot of objects() (temp file, fsync, rename,
   // fsync of the directory). Commit calls it when the log has grown past
@@ -119,8 +124,10 @@ class StateStore {
   bool ValidRecordAfter(uint64_t offset, uint64_t file_size);
   Status AppendRecord(const std::string& record);
   // `put_sizes[i]`: the encoded size of puts[i], for the live-size account.
+  // `stored` (optional) receives the entry of each put.
   void Apply(std::vector<StoredObject>&& puts, const std::vector<uint64_t>& put_sizes,
-             const std::vector<workloads::ObjectKey>& deletes);
+             const std::vector<workloads::ObjectKey>& deletes,
+             std::vector<const StoredObject*>* stored = nullptr);
   void Log(std::string_view message) const;
 
   std::string dir_;

@@ -6,6 +6,7 @@
 #include <compare>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -86,13 +87,61 @@ struct Probe {
   bool operator==(const Probe&) const = default;
 };
 
+// A std::optional whose value lives on the heap, so that an absent value
+// costs one pointer. For large, rarely set members (an exec app's readiness
+// probe): every Workload carries its AppSpec inline, and a dense node holds a
+// million of them. Copies are deep; the interface is the part of
+// std::optional the code uses.
+template <typename T>
+class HeapOptional {
+ public:
+  HeapOptional() = default;
+  HeapOptional(std::nullopt_t) {}
+  HeapOptional(T value) : value_(std::make_unique<T>(std::move(value))) {}
+  HeapOptional(const HeapOptional& other)
+      : value_(other.value_ ? std::make_unique<T>(*other.value_) : nullptr) {}
+  HeapOptional(HeapOptional&&) noexcept = default;
+  HeapOptional& operator=(const HeapOptional& other) {
+    if (this != &other) value_ = other.value_ ? std::make_unique<T>(*other.value_) : nullptr;
+    return *this;
+  }
+  HeapOptional& operator=(HeapOptional&&) noexcept = default;
+  HeapOptional& operator=(T value) {
+    value_ = std::make_unique<T>(std::move(value));
+    return *this;
+  }
+  HeapOptional& operator=(std::nullopt_t) {
+    value_.reset();
+    return *this;
+  }
+
+  bool has_value() const { return value_ != nullptr; }
+  explicit operator bool() const { return has_value(); }
+  T& operator*() { return *value_; }
+  const T& operator*() const { return *value_; }
+  T* operator->() { return value_.get(); }
+  const T* operator->() const { return value_.get(); }
+  T& emplace() {
+    value_ = std::make_unique<T>();
+    return *value_;
+  }
+  void reset() { value_.reset(); }
+
+  friend bool operator==(const HeapOptional& a, const HeapOptional& b) {
+    return a.has_value() == b.has_value() && (!a.has_value() || *a == *b);
+  }
+
+ private:
+  std::unique_ptr<T> value_;
+};
+
 // `app.exec` — a supervised program (see issue "Process workloads").
 struct ExecApp {
   std::vector<std::string> command;  // argv, non-empty
   std::vector<EnvVar> env;
   std::string working_dir;
   RestartPolicy restart_policy = RestartPolicy::kAlways;
-  std::optional<Probe> readiness_probe;
+  HeapOptional<Probe> readiness_probe;
   uint32_t termination_grace_period_seconds = 30;
   bool operator==(const ExecApp&) const = default;
 };

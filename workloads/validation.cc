@@ -490,14 +490,24 @@ std::string Diagnostic::ToString() const {
 }
 
 std::vector<Diagnostic> Validate(const Object& object) {
+  return std::visit([](const auto& o) { return Validate(o); }, object);
+}
+
+std::vector<Diagnostic> Validate(const Workload& workload) {
   Checker c;
-  if (const auto* w = std::get_if<Workload>(&object)) {
-    CheckWorkload(c, *w);
-  } else if (const auto* s = std::get_if<Service>(&object)) {
-    CheckService(c, *s);
-  } else if (const auto* p = std::get_if<AuthorizationPolicy>(&object)) {
-    CheckPolicy(c, *p);
-  }
+  CheckWorkload(c, workload);
+  return c.Take();
+}
+
+std::vector<Diagnostic> Validate(const Service& service) {
+  Checker c;
+  CheckService(c, service);
+  return c.Take();
+}
+
+std::vector<Diagnostic> Validate(const AuthorizationPolicy& policy) {
+  Checker c;
+  CheckPolicy(c, policy);
   return c.Take();
 }
 

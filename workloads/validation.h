@@ -41,6 +41,11 @@ struct ParsedObject {
 // Every problem with one object (names, labels, ranges, references between
 // its own fields). Empty when the object is valid. `where` is left unknown.
 std::vector<Diagnostic> Validate(const Object& object);
+// The same for an object not (yet) held in an Object, without copying it
+// into one (the API converts and validates each registered workload).
+std::vector<Diagnostic> Validate(const Workload& workload);
+std::vector<Diagnostic> Validate(const Service& service);
+std::vector<Diagnostic> Validate(const AuthorizationPolicy& policy);
 
 // Problems between the objects of one apply: the same kind, namespace and
 // name declared twice. Reported at the later declaration.

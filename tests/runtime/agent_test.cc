@@ -3,9 +3,11 @@
 #include <doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -179,6 +181,57 @@ TEST_CASE("Agent: mirrored cluster objects keep the cluster's VIP, persist, and 
   REQUIRE(agent->Mirror({}, {ObjectKey{Kind::kService, "default", "web"}}).ok());
   CHECK(agent->FindServiceByVip(vip) == nullptr);
   CHECK(agent->List(Kind::kService, "").empty());
+}
+
+TEST_CASE("Agent: counts each port's workloads and tells of the replicas a change took away") {
+  TempDir dir;
+  AgentPtr agent = OpenAgent(ConfigIn(dir));
+  std::vector<uint32_t> removed;
+  agent->OnReplicaRemoved([&](uint32_t address) { removed.push_back(address); });
+  workloads::Workload web = MakeWorkload("web", 3);
+  web.spec.ports = {{"http", 8080, workloads::Protocol::kHTTP}};
+  workloads::Workload db = MakeWorkload("db", 1);
+  db.spec.ports = {{"http", 8080, workloads::Protocol::kHTTP}, {"sql", 5432}};
+  REQUIRE(agent->Apply({web, db}, false).ok());
+  CHECK(agent->port_users() == std::map<uint16_t, size_t>{{5432, 1}, {8080, 2}});
+  const auto three = AddressesOf(*agent, "web");
+  const auto db_address = AddressesOf(*agent, "db");
+  CHECK(removed.empty());
+
+  const uint64_t changes = agent->port_set_changes();
+  web.spec.replicas = 1;
+  REQUIRE(agent->Apply({web}, false).ok());
+  std::sort(removed.begin(), removed.end());
+  CHECK(removed == std::vector<uint32_t>{three[1], three[2]});
+  // Same ports, and another workload uses each: the set did not change.
+  CHECK(agent->port_users() == std::map<uint16_t, size_t>{{5432, 1}, {8080, 2}});
+  CHECK(agent->port_set_changes() == changes);
+
+  removed.clear();
+  REQUIRE(agent->Delete({ObjectKey{Kind::kWorkload, "default", "db"}}, false).ok());
+  CHECK(removed == db_address);
+  CHECK(agent->port_users() == std::map<uint16_t, size_t>{{8080, 1}});
+  CHECK(agent->port_set_changes() > changes);
+
+  // Reopened, the counts are rebuilt from the state.
+  agent.reset();
+  agent = OpenAgent(ConfigIn(dir));
+  CHECK(agent->port_users() == std::map<uint16_t, size_t>{{8080, 1}});
+}
+
+TEST_CASE("Agent: Register refuses a workload that exists and then changes nothing") {
+  TempDir dir;
+  AgentPtr agent = OpenAgent(ConfigIn(dir));
+  REQUIRE(agent->Register({MakeWorkload("web", 1)}).ok());
+  const auto before = AddressesOf(*agent, "web");
+
+  Status again = agent->Register({MakeWorkload("new", 2), MakeWorkload("web", 1)});
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().code == ErrorCode::kAlreadyExists);
+  CHECK(again.error().message.find("default/web") != std::string::npos);
+  CHECK(agent->Find(ObjectKey{Kind::kWorkload, "default", "new"}) == nullptr);
+  CHECK(AddressesOf(*agent, "web") == before);
+  CHECK(agent->replica_count() == 1);
 }
 
 }  // namespace

@@ -154,6 +154,30 @@ TEST_CASE(
   CHECK(web.generation == 1);
 }
 
+TEST_CASE("StateStore: Commit hands back each put's entry, which a replacement keeps in place") {
+  TempDir tmp;
+  StateStorePtr store = MustOpen(tmp.state());
+  std::vector<const StoredObject*> stored;
+  REQUIRE(store
+              ->Commit({MakeWorkload("web", 1, 0x7f400001, 1), MakeService("web", 0x7f7f0001, 1)},
+                       {}, &stored)
+              .ok());
+  const ObjectKey web{Kind::kWorkload, "shop", "web"};
+  const ObjectKey service{Kind::kService, "shop", "web"};
+  REQUIRE(stored.size() == 2);
+  CHECK(stored[0] == &store->objects().at(web));
+  CHECK(stored[1] == &store->objects().at(service));
+
+  const StoredObject* first = stored[0];
+  REQUIRE(store->Commit({MakePolicy("deny", 1), MakeWorkload("web", 2, 0x7f400001, 2)}, {}, &stored)
+              .ok());
+  REQUIRE(stored.size() == 2);
+  CHECK(stored[0] == &store->objects().at(ObjectKey{Kind::kAuthorizationPolicy, "shop", "deny"}));
+  CHECK(stored[1] == first);
+  CHECK(stored[1]->generation == 2);
+  CHECK(stored[1]->addresses.size() == 2);
+}
+
 TEST_CASE("StateStore: replacements and deletes persist; deleting a missing key is a no-op") {
   TempDir tmp;
   {
