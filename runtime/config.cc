@@ -23,6 +23,30 @@ Status SetString(std::string& field, const std::string& value) {
   return {};
 }
 
+// A timeout flag: a duration, or 0 (off).
+Status SetTimeoutMs(uint64_t& field, const char* flag, const std::string& value) {
+  if (value == "0") {
+    field = 0;
+    return {};
+  }
+  auto d = ParseDuration(value);
+  if (!d) return MakeError(d.error().code, std::string(flag) + ": " + d.error().message);
+  field = static_cast<uint64_t>(d->count()) * 1000;
+  return {};
+}
+
+// A limit flag: a count, or 0 (off).
+Status SetCount(uint32_t& field, const char* flag, const std::string& value) {
+  uint32_t n = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (ec != std::errc() || end != value.data() + value.size()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     std::string(flag) + ": expected a number, got \"" + value + "\"");
+  }
+  field = n;
+  return {};
+}
+
 const std::vector<Flag>& Flags() {
   static const std::vector<Flag> flags = {
       {"--state-dir", "DIR", "state directory (state log, CA, API socket) [./podless-state]",
@@ -126,6 +150,51 @@ const std::vector<Flag>& Flags() {
            return MakeError(ErrorCode::kInvalidArgument, "--etcd-prefix: must end with /");
          }
          return SetString(c.cluster.etcd_prefix, v);
+       }},
+      {"--hbone-handshake-timeout", "DURATION", "TLS handshakes must finish within this [10s]",
+       [](AgentConfig& c, const std::string& v) -> Status {
+         // Never off: a handshake that may hang forever holds a socket forever.
+         if (v == "0") {
+           return MakeError(ErrorCode::kInvalidArgument, "--hbone-handshake-timeout: must be > 0");
+         }
+         return SetTimeoutMs(c.proxy.handshake_timeout_ms, "--hbone-handshake-timeout", v);
+       }},
+      {"--hbone-preface-timeout", "DURATION",
+       "after TLS, the HTTP/2 preface must arrive within this [10s]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetTimeoutMs(c.proxy.preface_timeout_ms, "--hbone-preface-timeout", v);
+       }},
+      {"--stream-stall-timeout", "DURATION",
+       "reset an HBONE stream whose peer reads nothing for this long [30s]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetTimeoutMs(c.proxy.stream_stall_timeout_ms, "--stream-stall-timeout", v);
+       }},
+      {"--write-stall-timeout", "DURATION",
+       "drop a connection whose peer reads nothing for this long [30s]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetTimeoutMs(c.proxy.write_stall_timeout_ms, "--write-stall-timeout", v);
+       }},
+      {"--outbound-request-timeout", "DURATION",
+       "outbound entry: the proxy request must arrive within this [10s]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetTimeoutMs(c.proxy.outbound_request_timeout_ms, "--outbound-request-timeout", v);
+       }},
+      {"--max-hbone-connections-per-peer", "N", "HBONE connections one peer IP may hold [4096]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetCount(c.proxy.max_hbone_connections_per_peer, "--max-hbone-connections-per-peer",
+                         v);
+       }},
+      {"--max-hbone-streams-per-connection", "N",
+       "concurrent streams per HBONE connection (SETTINGS_MAX_CONCURRENT_STREAMS) [1000]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetCount(c.proxy.max_hbone_streams_per_connection,
+                         "--max-hbone-streams-per-connection", v);
+       }},
+      {"--max-outbound-connections-per-workload", "N",
+       "outbound-entry connections one replica may hold [1024]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetCount(c.proxy.max_outbound_connections_per_workload,
+                         "--max-outbound-connections-per-workload", v);
        }},
       {"--apply", "FILE|DIR", "apply this manifest once the agent is ready (repeatable)",
        [](AgentConfig& c, const std::string& v) -> Status {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy/proxy_core.h"
 #include "workloads/result.h"
 
 namespace podless::runtime {
@@ -31,6 +32,21 @@ struct AgentConfig {
   bool local_short_circuit = true;
   // Pooled HBONE client connections with no stream for this long are closed.
   std::chrono::milliseconds hbone_idle_timeout = std::chrono::seconds(60);
+  // Proxy timeouts and limits against slow or greedy peers; 0 turns one off.
+  // The defaults are the proxy's (proxy/hbone_server.h, hbone_session.h,
+  // outbound_entry.h, tls_stream.h).
+  struct ProxyTuning {
+    uint64_t handshake_timeout_ms = proxy::kDefaultHandshakeTimeoutMs;
+    uint64_t preface_timeout_ms = proxy::kDefaultPrefaceTimeoutMs;
+    uint64_t stream_stall_timeout_ms = proxy::kDefaultStreamStallTimeoutMs;
+    uint64_t write_stall_timeout_ms = proxy::kDefaultWriteStallTimeoutMs;
+    uint64_t outbound_request_timeout_ms = proxy::kDefaultOutboundRequestTimeoutMs;
+    uint32_t max_hbone_connections_per_peer = proxy::kDefaultMaxConnectionsPerPeer;
+    uint32_t max_hbone_streams_per_connection = proxy::kServerMaxConcurrentStreams;
+    uint32_t max_outbound_connections_per_workload =
+        proxy::kDefaultMaxOutboundConnectionsPerWorkload;
+  } proxy;
+
   // True when --node-cidr was given (cluster mode claims that range instead
   // of carving one out of --cluster-cidr).
   bool node_cidr_set = false;

@@ -93,6 +93,15 @@ Status Node::StartProxy() {
   proxy_config.outbound_bind = outbound->host;
   proxy_config.outbound_port = outbound->port;
   proxy_config.pool_idle_timeout_ms = static_cast<uint64_t>(config_.hbone_idle_timeout.count());
+  proxy_config.handshake_timeout_ms = config_.proxy.handshake_timeout_ms;
+  proxy_config.preface_timeout_ms = config_.proxy.preface_timeout_ms;
+  proxy_config.stream_stall_timeout_ms = config_.proxy.stream_stall_timeout_ms;
+  proxy_config.write_stall_timeout_ms = config_.proxy.write_stall_timeout_ms;
+  proxy_config.outbound_request_timeout_ms = config_.proxy.outbound_request_timeout_ms;
+  proxy_config.max_hbone_connections_per_peer = config_.proxy.max_hbone_connections_per_peer;
+  proxy_config.max_hbone_streams_per_connection = config_.proxy.max_hbone_streams_per_connection;
+  proxy_config.max_outbound_connections_per_workload =
+      config_.proxy.max_outbound_connections_per_workload;
   // The directory needs the HBONE port before the core exists (port 0 is
   // resolved by binding), so it learns the bound port right after.
   directory_ = std::make_unique<ProxyDirectory>(*agent_, hbone->port);

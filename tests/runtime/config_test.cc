@@ -37,6 +37,19 @@ TEST_CASE("Config: cluster flags parse, and --etcd alone is not enough") {
             .find("--node-name") != std::string::npos);
 }
 
+TEST_CASE("Config: proxy timeouts and limits take durations and counts; 0 turns one off") {
+  auto config = ParseRunFlags({"--hbone-preface-timeout", "2s", "--stream-stall-timeout", "0",
+                               "--max-hbone-connections-per-peer", "8"});
+  REQUIRE(config.ok());
+  CHECK(config->proxy.preface_timeout_ms == 2000);
+  CHECK(config->proxy.stream_stall_timeout_ms == 0);
+  CHECK(config->proxy.max_hbone_connections_per_peer == 8);
+  CHECK(config->proxy.handshake_timeout_ms == proxy::kDefaultHandshakeTimeoutMs);
+  CHECK(ErrorOf({"--hbone-handshake-timeout", "0"}).find("must be > 0") != std::string::npos);
+  CHECK(ErrorOf({"--max-hbone-streams-per-connection", "many"}).find("expected a number") !=
+        std::string::npos);
+}
+
 TEST_CASE("Config: no flags means one node on embedded defaults") {
   auto config = ParseRunFlags({});
   REQUIRE(config.ok());
