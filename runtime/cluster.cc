@@ -432,11 +432,7 @@ void Cluster::CommitClusterObjects(std::vector<workloads::Object> objects,
                                                        free.error().message));
         vip = *free;
         proposed.push_back(vip);
-        auto* compare = txn.add_compare();
-        compare->set_key(keys_.Vip(vip));
-        compare->set_target(etcdpb::Compare::CREATE);
-        compare->set_result(etcdpb::Compare::EQUAL);
-        compare->set_create_revision(0);
+        CompareAbsent(txn, keys_.Vip(vip));
       }
       auto* claim = txn.add_success()->mutable_request_put();
       claim->set_key(keys_.Vip(vip));

@@ -112,11 +112,7 @@ etcdpb::RangeRequest Get(const std::string& key) {
 void Cluster::ClaimNode(std::function<void(Status)> done) {
   const std::string key = keys_.Node(self_.name);
   etcdpb::TxnRequest txn;
-  auto* compare = txn.add_compare();
-  compare->set_key(key);
-  compare->set_target(etcdpb::Compare::CREATE);
-  compare->set_result(etcdpb::Compare::EQUAL);
-  compare->set_create_revision(0);
+  CompareAbsent(txn, key);
   auto* put = txn.add_success()->mutable_request_put();
   put->set_key(key);
   put->set_value(EncodeNodeRecord(self_));
@@ -278,11 +274,7 @@ Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config) {
   auto claim = Await<etcdpb::TxnResponse>(loop, [&](auto done) {
     const std::string key = c.keys_.Cidr(range->ToString());
     etcdpb::TxnRequest txn;
-    auto* compare = txn.add_compare();
-    compare->set_key(key);
-    compare->set_target(etcdpb::Compare::CREATE);
-    compare->set_result(etcdpb::Compare::EQUAL);
-    compare->set_create_revision(0);
+    CompareAbsent(txn, key);
     auto* put = txn.add_success()->mutable_request_put();
     put->set_key(key);
     put->set_value(config.node_name);
@@ -382,11 +374,7 @@ Status InitClusterCa(const ClusterCaInit& options) {
   const ClusterKeys keys{options.etcd_prefix};
   auto reply = Await<etcdpb::TxnResponse>(loop.get(), [&](auto done) {
     etcdpb::TxnRequest txn;
-    auto* compare = txn.add_compare();
-    compare->set_key(keys.RootCert());
-    compare->set_target(etcdpb::Compare::CREATE);
-    compare->set_result(etcdpb::Compare::EQUAL);
-    compare->set_create_revision(0);
+    CompareAbsent(txn, keys.RootCert());
     auto* put = txn.add_success()->mutable_request_put();
     put->set_key(keys.RootCert());
     put->set_value(cert_pem);

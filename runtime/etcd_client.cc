@@ -525,6 +525,14 @@ Result<EtcdClientPtr> EtcdClient::Create(uv_loop_t* loop, EtcdOptions options) {
   return EtcdClientPtr(new EtcdClientImpl(loop, std::move(options), std::move(endpoints)));
 }
 
+void CompareAbsent(etcdpb::TxnRequest& txn, const std::string& key) {
+  auto* compare = txn.add_compare();
+  compare->set_key(key);
+  compare->set_target(etcdpb::Compare::CREATE);
+  compare->set_result(etcdpb::Compare::EQUAL);
+  compare->set_create_revision(0);
+}
+
 std::string EtcdPrefixEnd(const std::string& prefix) {
   std::string end = prefix;
   while (!end.empty()) {

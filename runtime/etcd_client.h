@@ -107,6 +107,10 @@ class EtcdClient {
   virtual void Close() = 0;
 };
 
+// Adds to `txn` the condition "`key` does not exist" (its create_revision is
+// 0): the transaction's success branch runs only for the first writer.
+void CompareAbsent(etcdpb::TxnRequest& txn, const std::string& key);
+
 // Keys from `prefix`: the range_end that selects every key starting with it
 // (etcd's "prefix + 1" rule; "\0" when the prefix is all 0xff bytes).
 std::string EtcdPrefixEnd(const std::string& prefix);

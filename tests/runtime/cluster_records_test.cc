@@ -2,29 +2,15 @@
 
 #include <doctest.h>
 
+#include "tests/runtime/cluster_test_records.h"
+
 #include "workloads/object_codec.h"
 
 namespace podless::runtime {
 namespace {
 
-workloads::Workload MakeWorkload(const std::string& name, uint32_t replicas) {
-  workloads::Workload w;
-  w.metadata.name = name;
-  w.metadata.ns = "shop";
-  w.metadata.labels = {{"app", name}};
-  w.spec.replicas = replicas;
-  w.spec.service_account = name;
-  return w;
-}
-
-WorkloadRecord MakeRecord(const std::string& node, const std::string& name, uint32_t first,
-                          uint32_t replicas) {
-  WorkloadRecord record;
-  record.node = node;
-  record.workload = MakeWorkload(name, replicas);
-  for (uint32_t i = 0; i < replicas; ++i) record.addresses.push_back(first + i);
-  return record;
-}
+using testing::MakeRecord;
+using testing::MakeWorkload;
 
 TEST_CASE("ClusterRecords: node, workload and object records round-trip") {
   NodeRecord node{"n1", "10.0.0.1", 15008, "10.1.0.0/24", "abc", 1700000000};

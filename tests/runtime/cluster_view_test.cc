@@ -2,27 +2,13 @@
 
 #include <doctest.h>
 
+#include "tests/runtime/cluster_test_records.h"
+
 namespace podless::runtime {
 namespace {
 
-workloads::Workload MakeWorkload(const std::string& name, uint32_t replicas) {
-  workloads::Workload w;
-  w.metadata.name = name;
-  w.metadata.ns = "shop";
-  w.metadata.labels = {{"app", name}};
-  w.spec.replicas = replicas;
-  w.spec.service_account = name;
-  return w;
-}
-
-WorkloadRecord MakeRecord(const std::string& node, const std::string& name, uint32_t first,
-                          uint32_t replicas) {
-  WorkloadRecord record;
-  record.node = node;
-  record.workload = MakeWorkload(name, replicas);
-  for (uint32_t i = 0; i < replicas; ++i) record.addresses.push_back(first + i);
-  return record;
-}
+using testing::MakeRecord;
+using testing::MakeWorkload;
 
 TEST_CASE("ClusterView: other nodes' replicas by address and selector; its own are skipped") {
   ClusterKeys keys{"/p/"};
