@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import Agent, check, free_port, write
+from harness import Agent, check, fds, free_port, write
 
 HEADROOM = 64
 ECHO_PORT = free_port()
@@ -36,9 +36,6 @@ spec:
   app: {{echo: {{}}}}
 """
 
-
-def fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def cpu_ticks(pid):

@@ -24,6 +24,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def fds(pid):
+    """Open file descriptors of a process."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_kib(pid):
+    """Resident memory of a process, KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def fail(message):
     print("FAIL: " + message, file=sys.stderr, flush=True)
     sys.exit(1)

@@ -37,7 +37,7 @@ import h2.connection
 import h2.events
 
 import pki
-from harness import PODLESS, check, free_port, running_agent, write
+from harness import PODLESS, check, fds, free_port, rss_kib, running_agent, write
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--long", action="store_true", help="5 minutes of traffic")
@@ -80,16 +80,6 @@ spec:
 """
 
 
-def fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Counts:
