@@ -367,8 +367,9 @@ void Cluster::Delete(std::vector<ObjectKey> keys, bool ignore_not_found, Changes
   for (const ObjectKey& key : keys) {
     (IsClusterKind(key.kind) ? cluster_keys : node_keys).push_back(key);
   }
-  // NOT_FOUND and the change list, as for one node (the agent mirrors etcd).
-  for (const ObjectKey& key : cluster_keys) {
+  // NOT_FOUND before anything changes, as for one node (the agent mirrors
+  // etcd, so it knows the cluster-wide objects too).
+  for (const ObjectKey& key : keys) {
     if (agent_->Find(key) == nullptr && !ignore_not_found) {
       return done(MakeError(ErrorCode::kNotFound, std::string(workloads::KindName(key.kind)) + " " +
                                                       key.ns + "/" + key.name + " not found"));
