@@ -156,6 +156,16 @@ struct HboneCallbacks {
     return 0;
   }
 
+  // DATA frames sized so that header + payload fill exactly one 16 KiB TLS
+  // record: the default (16 KiB payloads) makes every frame a full record
+  // plus a 9-byte one, twice the records to seal, send and open.
+  static ssize_t DataLength(nghttp2_session*, uint8_t, int32_t, int32_t, int32_t,
+                            uint32_t remote_max_frame_size, void*) {
+    constexpr size_t kTlsRecord = 16 << 10;
+    constexpr size_t kFrameHeader = 9;
+    return static_cast<ssize_t>(std::min<size_t>(kTlsRecord - kFrameHeader, remote_max_frame_size));
+  }
+
   static ssize_t ReadBody(nghttp2_session*, int32_t, uint8_t* buf, size_t length,
                           uint32_t* data_flags, nghttp2_data_source* source, void*) {
     return static_cast<HboneStream*>(source->ptr)->ReadBody(buf, length, data_flags);
@@ -332,6 +342,7 @@ Status HboneSession::Start() {
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, &HboneCallbacks::OnFrameSend);
   nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs,
                                                                &HboneCallbacks::OnInvalidFrameRecv);
+  nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, &HboneCallbacks::DataLength);
   nghttp2_option* option = nullptr;
   nghttp2_option_new(&option);
   // Window updates follow what handlers take (see the header).

@@ -10,6 +10,10 @@ namespace podless::proxy {
 
 namespace {
 constexpr size_t kMaxIovecs = 64;
+// Writes at least this large skip the queue when it is empty: copying them
+// costs more than the system call they get to themselves (a TLS record
+// of bulk data is 16 KiB).
+constexpr size_t kDirectWriteMin = 8 << 10;
 
 TcpStream* FromHandle(void* data) { return static_cast<TcpStream*>(data); }
 }  // namespace
@@ -184,6 +188,19 @@ void TcpStream::OnRead(ssize_t nread, const uv_buf_t* buf) {
 
 void TcpStream::Write(std::string_view bytes) {
   if (closed_ || end_requested_ || bytes.empty()) return;
+  if (bytes.size() >= kDirectWriteMin && out_.empty() && in_flight_ == 0) {
+    // Nothing queued ahead: hand the caller's bytes to the kernel now and
+    // copy only what the socket does not take (an error is left for the
+    // queued write to report, on the next turn). Small writes are queued
+    // instead, so many of them in one turn share one writev.
+    uv_buf_t buf = uv_buf_init(const_cast<char*>(bytes.data()), bytes.size());
+    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1);
+    if (n > 0) {
+      submitted_ += n;
+      bytes.remove_prefix(n);
+      if (bytes.empty()) return;
+    }
+  }
   out_.Append(bytes);
   if (out_.size() > kHighWatermark) above_high_ = true;
   Flush();

@@ -79,7 +79,7 @@ class TcpStream final : public Stream, private DeferredTask {
   StreamHandler* handler_ = nullptr;
   ByteQueue out_;
   size_t in_flight_ = 0;
-  uint64_t submitted_ = 0;  // bytes handed to uv_write so far
+  uint64_t submitted_ = 0;  // bytes handed to uv_try_write / uv_write so far
   uint64_t stall_timeout_ms_ = 0;
   Counter* stall_fired_ = nullptr;
   TimerHandle stall_timer_;   // initialized on first use

@@ -119,11 +119,55 @@ TlsStream::TlsStream(Dispatcher& dispatcher, const TlsContext& context, Stream* 
       ssl_(SSL_new(context.ctx())),
       handshake_callback_(std::move(callback)) {
   SSL_set_ex_data(ssl_.get(), SslIndex(), this);
-  network_in_ = BIO_new(BIO_s_mem());
-  network_out_ = BIO_new(BIO_s_mem());
-  // An empty input BIO means "wait for more", not end of stream.
-  BIO_set_mem_eof_return(network_in_, -1);
-  SSL_set_bio(ssl_.get(), network_in_, network_out_);
+  BIO* bio = NewTransportBio(this);
+  SSL_set_bio(ssl_.get(), bio, bio);  // one BIO, both directions: SSL takes one reference
+}
+
+BIO* TlsStream::NewTransportBio(TlsStream* self) {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "podless transport");
+    BIO_meth_set_write(m, &TlsStream::BioWrite);
+    BIO_meth_set_read(m, &TlsStream::BioRead);
+    BIO_meth_set_ctrl(m, &TlsStream::BioCtrl);
+    return m;
+  }();
+  BIO* bio = BIO_new(method);
+  BIO_set_data(bio, self);
+  BIO_set_init(bio, 1);
+  return bio;
+}
+
+int TlsStream::BioWrite(BIO* bio, const char* data, int len) {
+  auto* self = static_cast<TlsStream*>(BIO_get_data(bio));
+  // The transport copies what it cannot hand to the kernel at once. Once it
+  // is gone the records have nowhere to go and are dropped.
+  if (self->transport_ != nullptr && len > 0) {
+    self->transport_->Write(std::string_view(data, static_cast<size_t>(len)));
+  }
+  return len;
+}
+
+int TlsStream::BioRead(BIO* bio, char* out, int len) {
+  auto* self = static_cast<TlsStream*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  if (len <= 0) return 0;
+  // Held bytes arrived first, so they are read first.
+  if (!self->cipher_in_.empty()) {
+    return static_cast<int>(self->cipher_in_.Read(reinterpret_cast<uint8_t*>(out), len));
+  }
+  if (self->unread_.empty()) {
+    BIO_set_retry_read(bio);  // "wait for more", not end of stream
+    return -1;
+  }
+  size_t n = std::min(self->unread_.size(), static_cast<size_t>(len));
+  std::memcpy(out, self->unread_.data(), n);
+  self->unread_.remove_prefix(n);
+  return static_cast<int>(n);
+}
+
+long TlsStream::BioCtrl(BIO*, int cmd, long, void*) {
+  // Writes reach the transport at once: flushing has nothing left to do.
+  return cmd == BIO_CTRL_FLUSH ? 1 : 0;
 }
 
 TlsStream::~TlsStream() = default;
@@ -265,7 +309,6 @@ int TlsStream::VerifyPeer(X509_STORE_CTX* store_ctx, void*) {
 void TlsStream::DriveHandshake() {
   if (dead_ || handshake_done_) return;
   int rc = SSL_do_handshake(ssl_.get());
-  FlushCiphertext();
   if (rc == 1) {
     const uint8_t* alpn = nullptr;
     unsigned alpn_len = 0;
@@ -350,12 +393,19 @@ void TlsStream::SetHandler(StreamHandler* handler) {
 
 void TlsStream::OnData(std::string_view bytes) {
   if (dead_) return;  // lingering after a failure: discard
-  BIO_write(network_in_, bytes.data(), static_cast<int>(bytes.size()));
+  // SSL reads the records straight from `bytes` (BioRead); what it leaves
+  // (a partial record, or everything while paused) is kept for later.
+  if (cipher_in_.empty()) {
+    unread_ = bytes;
+  } else {
+    cipher_in_.Append(bytes);
+  }
   if (!handshake_done_) {
     DriveHandshake();
-    if (!handshake_done_ || dead_) return;
   }
-  ReadPlaintext();
+  if (handshake_done_ && !dead_) ReadPlaintext();
+  if (!dead_ && !unread_.empty()) cipher_in_.Append(unread_);
+  unread_ = {};
 }
 
 void TlsStream::ReadPlaintext() {
@@ -377,45 +427,46 @@ void TlsStream::ReadPlaintext() {
     Abort();
     return;
   }
-  if (!dead_) FlushCiphertext();
-}
-
-void TlsStream::FlushCiphertext() {
-  if (transport_ == nullptr) return;
-  const uint8_t* data = nullptr;
-  size_t len = 0;
-  if (!BIO_mem_contents(network_out_, &data, &len) || len == 0) return;
-  transport_->Write(std::string_view(reinterpret_cast<const char*>(data), len));
-  BIO_reset(network_out_);
 }
 
 void TlsStream::Write(std::string_view bytes) {
-  if (dead_ || end_requested_) return;
+  if (dead_ || end_requested_ || bytes.empty()) return;
+  if (plain_out_.empty() && handshake_done_ && transport_->QueuedBytes() < kHighWatermark) {
+    // Nothing queued ahead: seal straight from the caller's bytes, one
+    // record per 16 KiB, and queue (copy) only what backpressure leaves.
+    while (!bytes.empty() && transport_->QueuedBytes() < kHighWatermark) {
+      std::string_view record = bytes.substr(0, kRecordSize);
+      if (!Seal(record)) return;
+      bytes.remove_prefix(record.size());
+    }
+  }
   plain_out_.Append(bytes);
   if (QueuedBytes() > kHighWatermark) above_high_ = true;
   EncryptQueued();
 }
 
+bool TlsStream::Seal(std::string_view bytes) {
+  int rc = SSL_write(ssl_.get(), bytes.data(), static_cast<int>(bytes.size()));
+  if (rc > 0) return true;
+  ERR_clear_error();
+  // Never call the handler from inside its own Write(): fail next turn.
+  write_failed_ = true;
+  dispatcher_.Schedule(this);
+  return false;
+}
+
 void TlsStream::EncryptQueued() {
   if (!handshake_done_ || dead_) return;
-  char buf[kRecordSize];
-  // One SSL_write per full record; stop while the socket is backed up.
+  // One SSL_write per record, sealed from the queue's own chunks; stop while
+  // the socket is backed up.
   while (!plain_out_.empty() && transport_->QueuedBytes() < kHighWatermark) {
-    size_t n = plain_out_.Read(reinterpret_cast<uint8_t*>(buf), sizeof(buf));
-    int rc = SSL_write(ssl_.get(), buf, static_cast<int>(n));
-    if (rc <= 0) {
-      ERR_clear_error();
-      // Never call the handler from inside its own Write(): fail next turn.
-      write_failed_ = true;
-      dispatcher_.Schedule(this);
-      return;
-    }
-    FlushCiphertext();
+    std::string_view record = plain_out_.Front().substr(0, kRecordSize);
+    if (!Seal(record)) return;
+    plain_out_.Drain(record.size());
   }
   if (plain_out_.empty() && end_requested_ && !end_sent_) {
     end_sent_ = true;
     SSL_shutdown(ssl_.get());  // close_notify
-    FlushCiphertext();
     transport_->End();
   }
 }

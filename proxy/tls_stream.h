@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "proxy/byte_queue.h"
 #include "proxy/directory.h"
@@ -118,7 +119,16 @@ class TlsStream final : public Stream, private StreamHandler, private DeferredTa
   void FailHandshake(Error error);
   void ReadPlaintext();
   void EncryptQueued();
-  void FlushCiphertext();
+  // SSL_write of bytes the caller keeps alive; false once writing failed.
+  bool Seal(std::string_view bytes);
+  // The BIOs between SSL and the transport: sealed records go straight into
+  // the transport's Write, and records are read straight from the bytes of
+  // the current OnData (only what SSL leaves unread is kept, in cipher_in_),
+  // so no ciphertext is copied into an intermediate memory BIO.
+  static int BioWrite(BIO* bio, const char* data, int len);
+  static int BioRead(BIO* bio, char* out, int len);
+  static long BioCtrl(BIO* bio, int cmd, long larg, void* parg);
+  static BIO* NewTransportBio(TlsStream* self);
   // A data-phase error: the transport is reset and the handler told.
   void Abort();
   // Stops all activity; deleted on the next turn.
@@ -128,8 +138,8 @@ class TlsStream final : public Stream, private StreamHandler, private DeferredTa
   const TlsContext& context_;
   Stream* transport_;
   bssl::UniquePtr<SSL> ssl_;
-  BIO* network_in_ = nullptr;   // owned by ssl_
-  BIO* network_out_ = nullptr;  // owned by ssl_
+  ByteQueue cipher_in_;      // ciphertext received but not yet read by SSL
+  std::string_view unread_;  // the current OnData's bytes not yet read by SSL
   HandshakeCallback handshake_callback_;
   std::function<void()> destroy_callback_;
   TimerHandle handshake_timer_;
