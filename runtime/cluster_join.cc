@@ -241,54 +241,64 @@ Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config) {
     }
     return {};
   };
-  if (cidr.empty()) {
-    auto cluster_cidr = workloads::Cidr::Parse(config.cluster.cluster_cidr);
-    if (!cluster_cidr)
-      return MakeError(ErrorCode::kInvalidArgument,
-                       "--cluster-cidr: " + cluster_cidr.error().message);
-    const int bits = config.cluster.node_cidr_prefix;
-    if (bits < cluster_cidr->prefix) {
-      return MakeError(ErrorCode::kInvalidArgument, "--node-cidr-prefix " + std::to_string(bits) +
-                                                        " is wider than --cluster-cidr " +
-                                                        cluster_cidr->ToString());
-    }
-    const uint64_t step = uint64_t{1} << (32 - bits);
-    for (uint64_t base = cluster_cidr->base; base < cluster_cidr->base + cluster_cidr->Size();
-         base += step) {
-      workloads::Cidr range{static_cast<uint32_t>(base), static_cast<uint8_t>(bits)};
-      if (free_of_others(range)) {
-        cidr = range.ToString();
-        break;
+  // Nodes joining together may pick the same free range: the transaction
+  // lets one win, the others move on to the next.
+  constexpr int kMaxClaimAttempts = 16;
+  const bool derived = cidr.empty();
+  Result<workloads::Cidr> range = MakeError(ErrorCode::kInternal, "no range");
+  for (int attempt = 1;; ++attempt) {
+    if (derived) {
+      auto cluster_cidr = workloads::Cidr::Parse(config.cluster.cluster_cidr);
+      if (!cluster_cidr)
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "--cluster-cidr: " + cluster_cidr.error().message);
+      const int bits = config.cluster.node_cidr_prefix;
+      if (bits < cluster_cidr->prefix) {
+        return MakeError(ErrorCode::kInvalidArgument, "--node-cidr-prefix " + std::to_string(bits) +
+                                                          " is wider than --cluster-cidr " +
+                                                          cluster_cidr->ToString());
+      }
+      const uint64_t step = uint64_t{1} << (32 - bits);
+      for (uint64_t base = cluster_cidr->base; base < cluster_cidr->base + cluster_cidr->Size();
+           base += step) {
+        workloads::Cidr candidate{static_cast<uint32_t>(base), static_cast<uint8_t>(bits)};
+        if (free_of_others(candidate)) {
+          cidr = candidate.ToString();
+          break;
+        }
+      }
+      if (cidr.empty()) {
+        return MakeError(ErrorCode::kResourceExhausted,
+                         "--cluster-cidr " + cluster_cidr->ToString() + ": every /" +
+                             std::to_string(bits) + " range is claimed by another node");
       }
     }
-    if (cidr.empty()) {
-      return MakeError(ErrorCode::kResourceExhausted, "--cluster-cidr " + cluster_cidr->ToString() +
-                                                          ": every /" + std::to_string(bits) +
-                                                          " range is claimed by another node");
-    }
-  }
-  auto range = workloads::Cidr::Parse(cidr);
-  if (!range)
-    return MakeError(ErrorCode::kInvalidArgument, "--node-cidr: " + range.error().message);
-  if (Status s = free_of_others(*range); !s) return s.error();
-  auto claim = Await<etcdpb::TxnResponse>(loop, [&](auto done) {
-    const std::string key = c.keys_.Cidr(range->ToString());
-    etcdpb::TxnRequest txn;
-    CompareAbsent(txn, key);
-    auto* put = txn.add_success()->mutable_request_put();
-    put->set_key(key);
-    put->set_value(config.node_name);
-    txn.add_failure()->mutable_request_range()->set_key(key);
-    c.etcd_->Txn(txn, done);
-  });
-  if (!claim) return MakeError(claim.error().code, "etcd: " + claim.error().message);
-  if (!claim->succeeded()) {
+    range = workloads::Cidr::Parse(cidr);
+    if (!range)
+      return MakeError(ErrorCode::kInvalidArgument, "--node-cidr: " + range.error().message);
+    if (Status s = free_of_others(*range); !s) return s.error();
+    auto claim = Await<etcdpb::TxnResponse>(loop, [&](auto done) {
+      const std::string key = c.keys_.Cidr(range->ToString());
+      etcdpb::TxnRequest txn;
+      CompareAbsent(txn, key);
+      auto* put = txn.add_success()->mutable_request_put();
+      put->set_key(key);
+      put->set_value(config.node_name);
+      txn.add_failure()->mutable_request_range()->set_key(key);
+      c.etcd_->Txn(txn, done);
+    });
+    if (!claim) return MakeError(claim.error().code, "etcd: " + claim.error().message);
+    if (claim->succeeded()) break;
     const auto& kvs = claim->responses(0).response_range().kvs();
-    if (!kvs.empty() && kvs[0].value() != config.node_name) {
+    if (kvs.empty() || kvs[0].value() == config.node_name) break;  // ours already
+    if (!derived || attempt == kMaxClaimAttempts) {
       return MakeError(
           ErrorCode::kAlreadyExists,
           "workload range " + range->ToString() + " is claimed by node \"" + kvs[0].value() + "\"");
     }
+    // Another node took this range a moment ago: try the next free one.
+    held.emplace_back(*range, kvs[0].value());
+    cidr.clear();
   }
   record.cidr = range->ToString();
   config.node_cidr = record.cidr;
