@@ -82,7 +82,8 @@ bool SplitReplicaName(const std::string& replica, std::string* workload, uint32_
 
 }  // namespace
 
-Agent::Agent(const AgentConfig& config) : config_(config) {}
+Agent::Agent(const AgentConfig& config)
+    : config_(config), certificates_(config.svid_cache_size) {}
 Agent::~Agent() = default;
 
 Result<AgentPtr> Agent::Open(const AgentConfig& config) {
@@ -423,7 +424,7 @@ std::vector<ReplicaView> Agent::Replicas(const StoredObject& stored) const {
   const auto* workload = std::get_if<workloads::Workload>(&stored.object);
   if (workload == nullptr) return out;
   const std::string spiffe_id = SpiffeIdFor(*workload);
-  auto cert = certificates_.find(spiffe_id);
+  const workloads::SvidPtr cert = certificates_.Peek(spiffe_id);
   out.reserve(stored.addresses.size());
   for (uint32_t i = 0; i < stored.addresses.size(); ++i) {
     ReplicaView view;
@@ -431,7 +432,7 @@ std::vector<ReplicaView> Agent::Replicas(const StoredObject& stored) const {
     view.ordinal = i;
     view.address = stored.addresses[i];
     view.spiffe_id = spiffe_id;
-    if (cert != certificates_.end()) view.certificate = cert->second;
+    view.certificate = cert;
     view.ready = IsReplicaReady(*workload, view.address);
     if (process_status_ && std::holds_alternative<workloads::ExecApp>(workload->spec.app)) {
       process_status_(view);
@@ -529,13 +530,12 @@ Result<workloads::SvidPtr> Agent::Certificate(const std::string& ns, const std::
 
 Result<workloads::SvidPtr> Agent::CertificateForIdentity(const std::string& spiffe_id) {
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
-  auto it = certificates_.find(spiffe_id);
-  if (it != certificates_.end()) {
+  if (workloads::SvidPtr cached = certificates_.Use(spiffe_id)) {
     // Re-issue once less than half of the configured lifetime remains. (Not
     // from not_before: it is backdated for clock skew, which would move the
     // half-life mark early.)
-    const int64_t refresh_at = it->second->not_after - config_.svid_ttl.count() / 2;
-    if (now < refresh_at) return it->second;
+    const int64_t refresh_at = cached->not_after - config_.svid_ttl.count() / 2;
+    if (now < refresh_at) return cached;
   }
   auto id = workloads::SpiffeId::Parse(spiffe_id);
   if (!id) return id.error();
@@ -547,8 +547,8 @@ Result<workloads::SvidPtr> Agent::CertificateForIdentity(const std::string& spif
 
 void Agent::StoreCertificate(const std::string& spiffe_id, workloads::SvidPtr svid) {
   ++certificates_issued_;
+  certificates_.Put(spiffe_id, std::move(svid));
   if (on_certificate_issued_) on_certificate_issued_();
-  certificates_[spiffe_id] = std::move(svid);
 }
 
 void Agent::CertificateAsync(const std::string& spiffe_id,
@@ -561,9 +561,8 @@ void Agent::CertificateAsync(const std::string& spiffe_id,
       if (then) then(std::move(svid));
     });
   };
-  auto it = certificates_.find(spiffe_id);
-  if (it == certificates_.end() || it->second->not_after <= now + 60) return issue(std::move(done));
-  const workloads::SvidPtr& cached = it->second;
+  const workloads::SvidPtr cached = certificates_.Use(spiffe_id);
+  if (!cached || cached->not_after <= now + 60) return issue(std::move(done));
   const int64_t ttl = config_.svid_ttl.count();
   const int64_t jitter = static_cast<int64_t>(std::hash<std::string>{}(cached->serial_hex) %
                                               static_cast<uint64_t>(ttl / 10 + 1));

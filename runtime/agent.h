@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "runtime/config.h"
+#include "runtime/svid_cache.h"
 #include "runtime/state_store.h"
 #include "workloads/certificate_authority.h"
 #include "workloads/ipam.h"
@@ -172,6 +173,7 @@ class Agent {
   uint64_t replica_count() const { return replica_by_address_.size(); }
   uint64_t certificates_issued() const { return certificates_issued_; }
   size_t certificates_cached() const { return certificates_.size(); }
+  uint64_t certificates_evicted() const { return certificates_.evictions(); }
   // Called after every SVID issuance (for the metrics counter).
   void OnCertificateIssued(std::function<void()> callback) {
     on_certificate_issued_ = std::move(callback);
@@ -201,7 +203,7 @@ class Agent {
   // indexes below point into it and are updated after every commit.
   std::unordered_map<uint32_t, ReplicaRef> replica_by_address_;
   std::unordered_map<uint32_t, const StoredObject*> service_by_vip_;
-  std::unordered_map<std::string, workloads::SvidPtr> certificates_;  // by SPIFFE ID
+  SvidCache certificates_;  // by SPIFFE ID, bounded by --svid-cache-size
   CertificateIssuer* issuer_ = nullptr;
   void StoreCertificate(const std::string& spiffe_id, workloads::SvidPtr svid);
   uint64_t certificates_issued_ = 0;

@@ -80,6 +80,16 @@ const std::vector<Flag>& Flags() {
          c.eager_certificates = true;
          return {};
        }},
+      {"--svid-cache-size", "N",
+       "SVIDs (with their keys) kept in memory; the least recently used are dropped and "
+       "re-issued on next use [100000]",
+       [](AgentConfig& c, const std::string& v) -> Status {
+         if (auto s = SetCount(c.svid_cache_size, "--svid-cache-size", v); !s) return s;
+         if (c.svid_cache_size == 0) {
+           return MakeError(ErrorCode::kInvalidArgument, "--svid-cache-size: must be at least 1");
+         }
+         return {};
+       }},
       {"--ca-cert", "FILE", "operator CA certificate (PEM) instead of the generated root",
        [](AgentConfig& c, const std::string& v) { return SetString(c.ca_cert, v); }},
       {"--ca-key", "FILE", "private key of --ca-cert (PEM)",

@@ -214,7 +214,17 @@ void Node::RegisterMetrics() {
   proxy::Counter& issued =
       metrics_->AddCounter("podless_certificates_issued_total", "X.509-SVIDs issued.")
           .WithLabels(std::span<const std::string>());
-  agent_->OnCertificateIssued([&issued] { issued.Inc(); });
+  proxy::Counter& evicted =
+      metrics_
+          ->AddCounter("podless_certificates_evicted_total",
+                       "X.509-SVIDs dropped from the cache as least recently used "
+                       "(--svid-cache-size); re-issued on next use.")
+          .WithLabels(std::span<const std::string>());
+  agent_->OnCertificateIssued([&issued, &evicted, agent, seen = uint64_t{0}]() mutable {
+    issued.Inc();
+    evicted.Inc(agent->certificates_evicted() - seen);
+    seen = agent->certificates_evicted();
+  });
   metrics_->AddCallbackGauge("process_resident_memory_bytes", "Resident memory of the agent.",
                              proxy::ProcessResidentBytes);
 }

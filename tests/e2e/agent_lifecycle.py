@@ -141,4 +141,30 @@ with running_agent() as agent:
     finally:
         again.cleanup()
 
+# The SVID cache is bounded (--svid-cache-size): the least recently used
+# identity is dropped and re-issued on its next use, the rest are served.
+TWO_IDENTITIES = """apiVersion: podless.dev/v1alpha1
+kind: Workload
+metadata: {name: a}
+spec: {serviceAccount: a, app: {echo: {}}}
+---
+apiVersion: podless.dev/v1alpha1
+kind: Workload
+metadata: {name: b}
+spec: {serviceAccount: b, app: {echo: {}}}
+"""
+with running_agent(extra_args=["--svid-cache-size", "1"]) as agent, \
+        tempfile.TemporaryDirectory() as tmp:
+    agent.cli("apply", "-f", write(os.path.join(tmp, "ab.yaml"), TWO_IDENTITIES))
+    serial = lambda replica: agent.cli("cert", replica).stdout  # the PEM chain
+    first_a = serial("a-0")
+    serial("b-0")  # evicts a
+    check(serial("b-0") == serial("b-0"), "the cached identity is served again")
+    again_a = serial("a-0")
+    check(again_a != first_a, "an evicted identity gets a fresh SVID")
+    _, metrics = agent.http("/metrics")
+    check(metric(metrics, "podless_certificates_issued_total") == 3, metrics)
+    check(metric(metrics, "podless_certificates_evicted_total") == 2, metrics)
+    check(metric(metrics, "podless_certificates_cached") == 1, metrics)
+
 print("agent_lifecycle: ok")
