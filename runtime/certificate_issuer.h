@@ -38,6 +38,8 @@ class CertificateIssuer {
   CertificateIssuer& operator=(const CertificateIssuer&) = delete;
 
   void Issue(const std::string& spiffe_id, Callback done);
+  // The workers' nice value (see Work()).
+  static constexpr int kWorkerNice = 10;
   // Issuances queued or running.
   size_t in_flight() const { return waiters_.size(); }
 
