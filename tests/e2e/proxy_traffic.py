@@ -15,6 +15,7 @@ import tempfile
 import time
 
 from harness import SOURCE_ROOT, check, running_agent, write
+from pki import make_ca, make_leaf
 
 INTEROP = os.path.join(SOURCE_ROOT, "tests", "proxy", "hbone_interop_client.py")
 
@@ -82,34 +83,6 @@ spec:
 
 def sh(*args, **kw):
     return subprocess.run(list(args), capture_output=True, text=True, timeout=60, **kw)
-
-
-def openssl(*args):
-    r = sh("openssl", *args)
-    check(r.returncode == 0, f"openssl {' '.join(args)}: {r.stderr}")
-
-
-def make_ca(d, name):
-    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{d}/{name}.key")
-    write(f"{d}/{name}.cnf", "[req]\ndistinguished_name=dn\n[dn]\n[ext]\n"
-          "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
-          "subjectKeyIdentifier=hash\nsubjectAltName=URI:spiffe://cluster.local\n")
-    openssl("req", "-x509", "-new", "-key", f"{d}/{name}.key", "-subj", f"/O=test/CN={name}",
-            "-days", "30", "-config", f"{d}/{name}.cnf", "-extensions", "ext",
-            "-out", f"{d}/{name}.crt")
-
-
-def make_leaf(d, ca, name, spiffe_id):
-    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{d}/{name}.ec")
-    openssl("pkcs8", "-topk8", "-nocrypt", "-in", f"{d}/{name}.ec", "-out", f"{d}/{name}.key")
-    write(f"{d}/{name}.ext", "basicConstraints=critical,CA:FALSE\n"
-          "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n"
-          f"subjectAltName=critical,URI:{spiffe_id}\n")
-    openssl("req", "-new", "-key", f"{d}/{name}.key", "-subj", f"/O=test/CN={name}",
-            "-out", f"{d}/{name}.csr")
-    openssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/{ca}.crt",
-            "-CAkey", f"{d}/{ca}.key", "-CAcreateserial", "-days", "2",
-            "-extfile", f"{d}/{name}.ext", "-out", f"{d}/{name}.crt")
 
 
 def curl(*args):
