@@ -8,6 +8,7 @@
 #include <ctime>
 
 #include "spiffe/workload.pb.h"
+#include "workloads/pem_file.h"
 
 namespace podless::api {
 namespace {
@@ -15,6 +16,11 @@ namespace {
 // The file declares no package (as the specification's does), so the
 // service's wire name is just "SpiffeWorkloadAPI".
 constexpr char kService[] = "/SpiffeWorkloadAPI/";
+
+std::string Der(const CRYPTO_BUFFER* cert) {
+  auto bytes = workloads::CryptoBufferBytes(cert);
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
 
 std::string Der(X509* cert) {
   uint8_t* out = nullptr;

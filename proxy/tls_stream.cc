@@ -66,18 +66,15 @@ Result<bssl::UniquePtr<SSL_CTX>> NewHboneContext() {
   return ctx;
 }
 
+// The SVID's DER buffers go to the connection as they are (BoringSSL sends
+// CRYPTO_BUFFERs; an X509 would be re-encoded on every handshake).
 Status UseSvid(SSL* ssl, const workloads::Svid& svid) {
-  if (!SSL_use_certificate(ssl, svid.leaf.get()) ||
-      !SSL_use_PrivateKey(ssl, svid.private_key.get())) {
+  std::vector<CRYPTO_BUFFER*> chain;
+  chain.reserve(1 + svid.intermediates.size());
+  chain.push_back(svid.leaf.get());
+  for (const auto& cert : svid.intermediates) chain.push_back(cert.get());
+  if (!SSL_set_chain_and_key(ssl, chain.data(), chain.size(), svid.private_key.get(), nullptr)) {
     return MakeError(ErrorCode::kInternal, SslErrorString("loading the SVID"));
-  }
-  bssl::UniquePtr<STACK_OF(X509)> chain(sk_X509_new_null());
-  for (const auto& cert : svid.intermediates) {
-    X509_up_ref(cert.get());
-    sk_X509_push(chain.get(), cert.get());
-  }
-  if (!SSL_set1_chain(ssl, chain.get())) {
-    return MakeError(ErrorCode::kInternal, SslErrorString("loading the SVID chain"));
   }
   return {};
 }

@@ -318,12 +318,11 @@ bool AddExtensions(CBB* tbs, const CertificateFields& f,
   return ok && CBB_flush(tbs);
 }
 
-// Writes, signs and parses a certificate. Parsing the finished DER makes the
-// result exactly what a peer will see, and leaves it with no lazily-updated
-// encoding caches, so it can be read from several threads. (The extension
-// cache BoringSSL fills on first use is guarded by a lock in the X509.)
-Result<bssl::UniquePtr<X509>> BuildCertificate(const CertificateFields& f, EVP_PKEY* subject_key,
-                                               const Issuer& issuer, std::string* serial_hex) {
+// Writes and signs a certificate; its DER.
+Result<bssl::UniquePtr<CRYPTO_BUFFER>> BuildCertificateDer(const CertificateFields& f,
+                                                           EVP_PKEY* subject_key,
+                                                           const Issuer& issuer,
+                                                           std::string* serial_hex) {
   const bool self_signed = issuer.key == nullptr;
   EVP_PKEY* signing_key = self_signed ? subject_key : issuer.key;
 
@@ -390,9 +389,21 @@ Result<bssl::UniquePtr<X509>> BuildCertificate(const CertificateFields& f, EVP_P
     return Internal("cannot encode the certificate");
   }
   bssl::UniquePtr<uint8_t> der_owner(der);
-  const uint8_t* p = der;
-  bssl::UniquePtr<X509> parsed(d2i_X509(nullptr, &p, static_cast<long>(der_len)));
-  if (!parsed || p != der + der_len) return Internal("cannot parse the new certificate");
+  bssl::UniquePtr<CRYPTO_BUFFER> buffer(CRYPTO_BUFFER_new(der, der_len, nullptr));
+  if (!buffer) return Internal("cannot hold the new certificate");
+  return buffer;
+}
+
+// The same, parsed. Parsing the finished DER makes the result exactly what a
+// peer will see, and leaves it with no lazily-updated encoding caches, so it
+// can be read from several threads. (The extension cache BoringSSL fills on
+// first use is guarded by a lock in the X509.)
+Result<bssl::UniquePtr<X509>> BuildCertificate(const CertificateFields& f, EVP_PKEY* subject_key,
+                                               const Issuer& issuer, std::string* serial_hex) {
+  auto der = BuildCertificateDer(f, subject_key, issuer, serial_hex);
+  if (!der) return der.error();
+  bssl::UniquePtr<X509> parsed(X509_parse_from_buffer(der->get()));
+  if (!parsed) return Internal("cannot parse the new certificate");
   return parsed;
 }
 
@@ -550,7 +561,11 @@ Result<CertificateAuthorityPtr> CertificateAuthority::FromParts(
   }
   ca->signing_key_ = std::move(key);
   ca->signing_cert_ = UpRef(signing);
-  for (size_t i = 0; i + 1 < chain.size(); ++i) ca->issued_chain_.push_back(UpRef(chain[i].get()));
+  for (size_t i = 0; i + 1 < chain.size(); ++i) {
+    ca->issued_chain_.push_back(UpRef(chain[i].get()));
+    ca->issued_chain_der_.push_back(CertificateToBuffer(chain[i].get()));
+    if (!ca->issued_chain_der_.back()) return Internal(cert_source + ": cannot encode the chain");
+  }
   ca->roots_.push_back(std::move(chain.back()));
   return ca;
 }
@@ -726,14 +741,17 @@ Result<SvidPtr> CertificateAuthority::Issue(const LeafSpec& spec) const {
   auto key = NewP256Key();
   if (!key.ok()) return key.error();
   auto svid = std::make_shared<Svid>();
-  auto cert = BuildCertificate(f, key->get(),
-                               Issuer{&issuer_name_der_, signing_key_.get(), &signing_key_id_},
-                               &svid->serial_hex);
+  auto cert = BuildCertificateDer(f, key->get(),
+                                  Issuer{&issuer_name_der_, signing_key_.get(), &signing_key_id_},
+                                  &svid->serial_hex);
   if (!cert.ok()) return cert.error();
   svid->id = spec.id;
   svid->private_key = std::move(key).value();
   svid->leaf = std::move(cert).value();
-  for (const auto& c : issued_chain_) svid->intermediates.push_back(UpRef(c.get()));
+  for (const auto& c : issued_chain_der_) {
+    CRYPTO_BUFFER_up_ref(c.get());
+    svid->intermediates.emplace_back(c.get());
+  }
   svid->not_before = f.not_before;
   svid->not_after = f.not_after;
   return SvidPtr(std::move(svid));

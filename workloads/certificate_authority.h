@@ -101,6 +101,7 @@ class CertificateAuthority {
   // plus signing_cert_ itself when it is not the root: what every issued
   // certificate carries as its intermediates.
   std::vector<bssl::UniquePtr<X509>> issued_chain_;
+  std::vector<bssl::UniquePtr<CRYPTO_BUFFER>> issued_chain_der_;  // the same, as DER
   std::vector<bssl::UniquePtr<X509>> roots_;
   std::vector<uint8_t> signing_key_id_;  // SKI of signing_cert_, the AKI of what it signs
   int64_t not_after_ = 0;                // earliest notAfter from signing_cert_ up to the root

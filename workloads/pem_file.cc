@@ -206,6 +206,28 @@ std::string CertificateToPem(X509* cert) {
   return BioContents(bio.get());
 }
 
+std::string CertificateDerToPem(std::span<const uint8_t> der) {
+  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
+  if (!bio ||
+      !PEM_write_bio(bio.get(), "CERTIFICATE", "", der.data(), static_cast<long>(der.size()))) {
+    return {};
+  }
+  return BioContents(bio.get());
+}
+
+std::span<const uint8_t> CryptoBufferBytes(const CRYPTO_BUFFER* buffer) {
+  if (buffer == nullptr) return {};
+  return {CRYPTO_BUFFER_data(buffer), CRYPTO_BUFFER_len(buffer)};
+}
+
+bssl::UniquePtr<CRYPTO_BUFFER> CertificateToBuffer(X509* cert) {
+  uint8_t* der = nullptr;
+  const int len = i2d_X509(cert, &der);
+  if (len <= 0) return nullptr;
+  bssl::UniquePtr<uint8_t> owner(der);
+  return bssl::UniquePtr<CRYPTO_BUFFER>(CRYPTO_BUFFER_new(der, static_cast<size_t>(len), nullptr));
+}
+
 std::string PrivateKeyToPkcs8Pem(EVP_PKEY* key) {
   bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
   if (!bio ||

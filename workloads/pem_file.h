@@ -3,9 +3,11 @@
 #pragma once
 
 #include <openssl/evp.h>
+#include <openssl/pool.h>
 #include <openssl/x509.h>
 #include <sys/types.h>
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +38,12 @@ Result<bssl::UniquePtr<EVP_PKEY>> ParsePemPrivateKey(std::string_view pem, std::
 
 // The PEM encodings podless writes.
 std::string CertificateToPem(X509* cert);
+// The same for a certificate held as DER.
+std::string CertificateDerToPem(std::span<const uint8_t> der);
+// A CRYPTO_BUFFER's bytes; empty for null.
+std::span<const uint8_t> CryptoBufferBytes(const CRYPTO_BUFFER* buffer);
+// A certificate as DER in a CRYPTO_BUFFER (null if it cannot be encoded).
+bssl::UniquePtr<CRYPTO_BUFFER> CertificateToBuffer(X509* cert);
 std::string PrivateKeyToPkcs8Pem(EVP_PKEY* key);
 
 // Reads and parses a file of each kind; errors name the file.

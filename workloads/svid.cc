@@ -9,20 +9,20 @@
 namespace podless::workloads {
 
 std::string Svid::CertificateChainPem() const {
-  std::string out = CertificateToPem(leaf.get());
-  for (const auto& cert : intermediates) out += CertificateToPem(cert.get());
+  std::string out = CertificateDerToPem(CryptoBufferBytes(leaf.get()));
+  for (const auto& cert : intermediates) out += CertificateDerToPem(CryptoBufferBytes(cert.get()));
   return out;
+}
+
+bssl::UniquePtr<X509> Svid::ParseLeaf() const {
+  return bssl::UniquePtr<X509>(X509_parse_from_buffer(leaf.get()));
 }
 
 std::string Svid::PrivateKeyPem() const { return PrivateKeyToPkcs8Pem(private_key.get()); }
 
 std::vector<uint8_t> Svid::LeafDer() const {
-  uint8_t* der = nullptr;
-  int len = i2d_X509(leaf.get(), &der);
-  if (len <= 0) return {};
-  std::vector<uint8_t> out(der, der + len);
-  OPENSSL_free(der);
-  return out;
+  std::span<const uint8_t> der = CryptoBufferBytes(leaf.get());
+  return std::vector<uint8_t>(der.begin(), der.end());
 }
 
 std::vector<uint8_t> Svid::PrivateKeyPkcs8Der() const {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <openssl/evp.h>
+#include <openssl/pool.h>
 #include <openssl/x509.h>
 
 #include <cstdint>
@@ -18,16 +19,22 @@ namespace podless::workloads {
 struct Svid {
   SpiffeId id;
   bssl::UniquePtr<EVP_PKEY> private_key;
-  bssl::UniquePtr<X509> leaf;
+  // The certificates as DER, the form TLS sends and the Workload API
+  // carries. Kept unparsed: BoringSSL's parsed X509 costs about 5 KiB, the
+  // DER about 560 bytes, and the agent caches thousands of SVIDs
+  // (runtime/svid_cache.h). ParseLeaf() gives an X509 where one is needed.
+  bssl::UniquePtr<CRYPTO_BUFFER> leaf;
   // The leaf's issuer chain up to, not including, the root; empty when the
-  // root signed the leaf.
-  std::vector<bssl::UniquePtr<X509>> intermediates;
+  // root signed the leaf. Shared (up-referenced) with the issuing CA.
+  std::vector<bssl::UniquePtr<CRYPTO_BUFFER>> intermediates;
   std::string serial_hex;  // lowercase hex of the serial number
   int64_t not_before = 0;  // unix seconds
   int64_t not_after = 0;   // unix seconds
 
   // The leaf, then the intermediates: what a TLS peer is sent.
   std::string CertificateChainPem() const;
+  // The leaf parsed (null only if the DER were damaged, which issuance rules out).
+  bssl::UniquePtr<X509> ParseLeaf() const;
   // PKCS#8 "PRIVATE KEY".
   std::string PrivateKeyPem() const;
   // DER forms, as the SPIFFE Workload API carries them.

@@ -97,7 +97,7 @@ std::string ExpiredCopyPem(const workloads::Svid& svid, const std::string& ca_di
   bssl::UniquePtr<EVP_PKEY> ca_key(
       PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
   REQUIRE(ca_key);
-  bssl::UniquePtr<X509> leaf(X509_dup(svid.leaf.get()));
+  bssl::UniquePtr<X509> leaf = svid.ParseLeaf();
   int64_t now = time(nullptr);
   bssl::UniquePtr<ASN1_TIME> before(ASN1_TIME_set(nullptr, now - 7200));
   bssl::UniquePtr<ASN1_TIME> after(ASN1_TIME_set(nullptr, now - 3600));

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <cstring>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -80,11 +82,12 @@ CommandResult Run(const std::string& command) {
 // intermediates as untrusted certificates.
 CommandResult OpensslVerify(const TempDir& dir, const std::string& bundle_pem, const Svid& svid) {
   WriteText(dir / "bundle.pem", bundle_pem);
-  WriteText(dir / "leaf.pem", CertificateToPem(svid.leaf.get()));
+  WriteText(dir / "leaf.pem", CertificateToPem(svid.ParseLeaf().get()));
   std::string command = "/usr/bin/openssl verify -CAfile " + (dir / "bundle.pem");
   if (!svid.intermediates.empty()) {
     std::string chain;
-    for (const auto& c : svid.intermediates) chain += CertificateToPem(c.get());
+    for (const auto& c : svid.intermediates)
+      chain += CertificateDerToPem(CryptoBufferBytes(c.get()));
     WriteText(dir / "untrusted.pem", chain);
     command += " -untrusted " + (dir / "untrusted.pem");
   }
@@ -116,11 +119,10 @@ size_t CountOccurrences(const std::string& haystack, const std::string& needle) 
 Result<SpiffeId> Verify(const CertificateAuthority& ca, const Svid& svid, int64_t now = Now()) {
   bssl::UniquePtr<X509_STORE> store = ca.NewTrustStore();
   bssl::UniquePtr<STACK_OF(X509)> chain(sk_X509_new_null());
-  for (const auto& c : svid.intermediates) {
-    X509_up_ref(c.get());
-    sk_X509_push(chain.get(), c.get());
-  }
-  return VerifySpiffeChain(svid.leaf.get(), chain.get(), store.get(), ca.trust_domain(), now);
+  for (const auto& c : svid.intermediates)
+    sk_X509_push(chain.get(), X509_parse_from_buffer(c.get()));
+  return VerifySpiffeChain(svid.ParseLeaf().get(), chain.get(), store.get(), ca.trust_domain(),
+                           now);
 }
 
 }  // namespace
@@ -187,14 +189,14 @@ TEST_CASE("CertificateAuthority: SVID fields, serials and DER forms") {
   CBS_init(&cbs, key_der.data(), key_der.size());
   bssl::UniquePtr<EVP_PKEY> key(EVP_parse_private_key(&cbs));
   REQUIRE(key);
-  CHECK(X509_check_private_key(s.leaf.get(), key.get()) == 1);
+  CHECK(X509_check_private_key(s.ParseLeaf().get(), key.get()) == 1);
   CHECK(s.PrivateKeyPem().find("-----BEGIN PRIVATE KEY-----") == 0);
 
   std::vector<uint8_t> leaf_der = s.LeafDer();
   const uint8_t* p = leaf_der.data();
   bssl::UniquePtr<X509> leaf(d2i_X509(nullptr, &p, static_cast<long>(leaf_der.size())));
   REQUIRE(leaf);
-  CHECK(X509_cmp(leaf.get(), s.leaf.get()) == 0);
+  CHECK(X509_cmp(leaf.get(), s.ParseLeaf().get()) == 0);
 
   auto other = (*ca)->IssueSvid(SpiffeId::ForServiceAccount("cluster.local", "a", "b"), hours(1));
   REQUIRE(other.ok());
@@ -363,7 +365,11 @@ TEST_CASE("CertificateAuthority: LoadFromFiles signs through an operator's inter
       (*ca)->IssueSvid(SpiffeId::ForServiceAccount("cluster.local", "ns1", "sa1"), hours(1));
   REQUIRE(svid.ok());
   REQUIRE((*svid)->intermediates.size() == 1);
-  CHECK(X509_cmp((*svid)->intermediates[0].get(), (*intermediate)->leaf.get()) == 0);
+  CHECK(CRYPTO_BUFFER_len((*svid)->intermediates[0].get()) ==
+        CRYPTO_BUFFER_len((*intermediate)->leaf.get()));
+  CHECK(std::memcmp(CRYPTO_BUFFER_data((*svid)->intermediates[0].get()),
+                    CRYPTO_BUFFER_data((*intermediate)->leaf.get()),
+                    CRYPTO_BUFFER_len((*intermediate)->leaf.get())) == 0);
 
   CommandResult verify = OpensslVerify(dir, (*root)->BundlePem(), **svid);
   CHECK_MESSAGE(verify.exit_code == 0, verify.output);
@@ -454,7 +460,7 @@ TEST_CASE("CertificateAuthority: concurrent issuance from 4 threads is correct")
       auto peer = Verify(**ca, svid);
       REQUIRE(peer.ok());
       CHECK(peer->ToString() == expected);
-      CHECK(X509_check_private_key(svid.leaf.get(), svid.private_key.get()) == 1);
+      CHECK(X509_check_private_key(svid.ParseLeaf().get(), svid.private_key.get()) == 1);
       serials.insert(svid.serial_hex);
     }
   }

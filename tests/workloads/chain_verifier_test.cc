@@ -129,7 +129,7 @@ TEST_CASE("VerifySpiffeChain: accepts a valid SVID and returns its ID") {
   auto svid =
       issuer.ca->IssueSvid(SpiffeId::ForServiceAccount("cluster.local", "shop", "web"), hours(1));
   REQUIRE(svid.ok());
-  auto issued = issuer.Verify((*svid)->leaf.get());
+  auto issued = issuer.Verify((*svid)->ParseLeaf().get());
   REQUIRE(issued.ok());
   CHECK(issued->ToString() == "spiffe://cluster.local/ns/shop/sa/web");
 }
@@ -145,7 +145,8 @@ TEST_CASE("VerifySpiffeChain: rejects an expired certificate") {
   auto svid =
       issuer.ca->IssueSvid(SpiffeId::ForServiceAccount("cluster.local", "a", "b"), hours(1));
   REQUIRE(svid.ok());
-  CheckRejected(issuer.Verify((*svid)->leaf.get(), (*svid)->not_after + 1), "certificate expired");
+  CheckRejected(issuer.Verify((*svid)->ParseLeaf().get(), (*svid)->not_after + 1),
+                "certificate expired");
 }
 
 TEST_CASE("VerifySpiffeChain: rejects a certificate that is not yet valid") {
