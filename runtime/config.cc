@@ -82,7 +82,7 @@ const std::vector<Flag>& Flags() {
        }},
       {"--svid-cache-size", "N",
        "SVIDs (with their keys) kept in memory; the least recently used are dropped and "
-       "re-issued on next use [10000]",
+       "re-issued on next use [100000]",
        [](AgentConfig& c, const std::string& v) -> Status {
          if (auto s = SetCount(c.svid_cache_size, "--svid-cache-size", v); !s) return s;
          if (c.svid_cache_size == 0) {

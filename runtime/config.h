@@ -22,7 +22,7 @@ struct AgentConfig {
   std::chrono::seconds svid_ttl = std::chrono::hours(24);
   bool eager_certificates = false;
   // SVIDs kept in memory (least recently used evicted; re-issued on next use).
-  uint32_t svid_cache_size = 10000;
+  uint32_t svid_cache_size = 100000;
   std::string ca_cert;  // both or neither: an operator-provided CA
   std::string ca_key;
   std::string node_name;  // empty: the hostname

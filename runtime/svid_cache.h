@@ -2,9 +2,9 @@
 // with least-recently-used eviction.
 //
 // A node hosting a million workloads must not hold a million private keys
-// because each was used once: an SVID costs about 6 KiB as BoringSSL holds
-// it (EVP_PKEY, parsed X509; measured over 20,000), so the cache keeps the
-// `capacity` most recently used (--svid-cache-size, 10,000: ~60 MiB) and
+// because each was used once: an SVID costs about 1.4 KiB (the EVP_PKEY and
+// the DER chain; measured over 20,000), so the cache keeps the `capacity`
+// most recently used (--svid-cache-size, 100,000: at most ~140 MiB) and
 // forgets the rest. Evicting is always safe: a connection that holds the
 // SVID keeps it alive (SvidPtr is shared), and the next use issues a fresh
 // one off the loop. Loop thread only.
