@@ -1,6 +1,7 @@
 #include "proxy/byte_queue.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -8,50 +9,71 @@
 namespace podless::proxy {
 
 namespace {
-// Enough for many connections' worth of burst; the rest goes back to malloc.
-constexpr size_t kMaxPooledChunks = 1024;
+// Freed chunks wait here for reuse; raw storage, the Chunk is destroyed.
+struct FreeChunks {
+  std::vector<void*> free;
+  int64_t outstanding = 0;
+  ~FreeChunks();
+};
+thread_local FreeChunks free_chunks;
+// Sum of every thread's free.size(); touched once per 16 KiB chunk.
+std::atomic<size_t> pooled_all_threads{0};
 }  // namespace
 
-namespace {
-// Freed chunks wait here for reuse; raw storage, the Chunk is destroyed.
-struct ChunkPool {
-  std::vector<void*> free;
-  ~ChunkPool() {
-    for (void* p : free) ::operator delete(p);
-  }
-};
-thread_local ChunkPool chunk_pool;
-}  // namespace
+FreeChunks::~FreeChunks() {
+  pooled_all_threads.fetch_sub(free.size(), std::memory_order_relaxed);
+  for (void* p : free) ::operator delete(p);
+}
+
+size_t ChunkPool::pooled() { return free_chunks.free.size(); }
+int64_t ChunkPool::outstanding() { return free_chunks.outstanding; }
+size_t ChunkPool::pooled_bytes() { return free_chunks.free.size() * sizeof(ByteQueue::Chunk); }
+size_t ChunkPool::pooled_bytes_all_threads() {
+  return pooled_all_threads.load(std::memory_order_relaxed) * sizeof(ByteQueue::Chunk);
+}
 
 ByteQueue::Chunk* ByteQueue::NewChunk() {
-  if (chunk_pool.free.empty()) return new Chunk;
-  void* storage = chunk_pool.free.back();
-  chunk_pool.free.pop_back();
+  ++free_chunks.outstanding;
+  if (free_chunks.free.empty()) return new Chunk;
+  void* storage = free_chunks.free.back();
+  free_chunks.free.pop_back();
+  pooled_all_threads.fetch_sub(1, std::memory_order_relaxed);
   return new (storage) Chunk;
 }
 
 void ByteQueue::FreeChunk(Chunk* chunk) {
-  if (chunk_pool.free.size() < kMaxPooledChunks) {
+  --free_chunks.outstanding;
+  if (free_chunks.free.size() < ChunkPool::kMaxPooled) {
     chunk->~Chunk();
-    chunk_pool.free.push_back(chunk);
+    free_chunks.free.push_back(chunk);
+    pooled_all_threads.fetch_add(1, std::memory_order_relaxed);
   } else {
     delete chunk;
   }
 }
 
 ByteQueue::~ByteQueue() {
-  for (Chunk* chunk : chunks_) FreeChunk(chunk);
+  while (head_ != nullptr) {
+    Chunk* next = head_->next;
+    FreeChunk(head_);
+    head_ = next;
+  }
 }
 
 void ByteQueue::Append(std::string_view bytes) {
   while (!bytes.empty()) {
-    if (chunks_.empty() || chunks_.back()->end == kChunkSize) {
-      chunks_.push_back(NewChunk());
+    if (tail_ == nullptr || tail_->end == kChunkSize) {
+      Chunk* chunk = NewChunk();
+      if (tail_ == nullptr) {
+        head_ = chunk;
+      } else {
+        tail_->next = chunk;
+      }
+      tail_ = chunk;
     }
-    Chunk* tail = chunks_.back();
-    size_t n = std::min(bytes.size(), kChunkSize - tail->end);
-    std::memcpy(tail->data + tail->end, bytes.data(), n);
-    tail->end += n;
+    size_t n = std::min(bytes.size(), kChunkSize - tail_->end);
+    std::memcpy(tail_->data + tail_->end, bytes.data(), n);
+    tail_->end += n;
     size_ += n;
     bytes.remove_prefix(n);
   }
@@ -59,9 +81,7 @@ void ByteQueue::Append(std::string_view bytes) {
 
 size_t ByteQueue::Peek(uv_buf_t* bufs, size_t max) const {
   size_t count = 0;
-  for (const Chunk* chunk : chunks_) {
-    if (count == max) break;
-    if (chunk->end == chunk->begin) continue;
+  for (const Chunk* chunk = head_; chunk != nullptr && count < max; chunk = chunk->next) {
     bufs[count++] =
         uv_buf_init(const_cast<char*>(chunk->data + chunk->begin), chunk->end - chunk->begin);
   }
@@ -69,29 +89,26 @@ size_t ByteQueue::Peek(uv_buf_t* bufs, size_t max) const {
 }
 
 std::string_view ByteQueue::Front() const {
-  for (const Chunk* chunk : chunks_) {
-    if (chunk->end != chunk->begin) return {chunk->data + chunk->begin, chunk->end - chunk->begin};
-  }
-  return {};
+  if (head_ == nullptr) return {};
+  return {head_->data + head_->begin, head_->end - head_->begin};
 }
 
 void ByteQueue::Drain(size_t n) {
   n = std::min(n, size_);
   size_ -= n;
   while (n > 0) {
-    Chunk* head = chunks_.front();
+    Chunk* head = head_;
     size_t take = std::min<size_t>(n, head->end - head->begin);
     head->begin += take;
     n -= take;
-    // Only the tail chunk can be partly filled; a consumed head is released.
-    if (head->begin == head->end && (head->end == kChunkSize || chunks_.size() > 1)) {
-      chunks_.pop_front();
+    if (head->begin == head->end) {
+      // Consumed (nothing peeked from it can still be in flight: peeked
+      // bytes are drained only once written). Even the last chunk goes back,
+      // so an idle queue holds nothing.
+      head_ = head->next;
+      if (head_ == nullptr) tail_ = nullptr;
       FreeChunk(head);
     }
-  }
-  if (size_ == 0 && !chunks_.empty()) {
-    // Nothing queued (so nothing peeked is still in flight): start over.
-    chunks_.front()->begin = chunks_.front()->end = 0;
   }
 }
 

@@ -50,11 +50,11 @@ struct HboneCallbacks {
     std::string_view v(reinterpret_cast<const char*>(value), valuelen);
     if (self->role_ == HboneSession::Role::kServer) {
       if (n == ":method")
-        stream->method_ = v;
+        stream->method_connect_ = v == "CONNECT";
       else if (n == ":authority")
         stream->authority_ = v;
       else if (n == ":protocol")
-        stream->protocol_ = v;
+        stream->has_protocol_ = true;
     } else if (n == ":status") {
       int status = 0;
       for (char c : v) status = status * 10 + (c - '0');
@@ -79,9 +79,9 @@ struct HboneCallbacks {
     if (frame->hd.type == NGHTTP2_HEADERS) {
       if (self->role_ == HboneSession::Role::kServer &&
           frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
-        if (stream->method_ != "CONNECT" || !stream->protocol_.empty()) {
+        if (!stream->method_connect_ || stream->has_protocol_) {
           // nghttp2 already refuses malformed CONNECTs; this is any other method.
-          stream->Respond(stream->method_ != "CONNECT" ? 405 : 501);
+          stream->Respond(!stream->method_connect_ ? 405 : 501);
           return 0;
         }
         self->callbacks_.OnConnectRequest(*self, *stream);
@@ -93,10 +93,7 @@ struct HboneCallbacks {
         stream->on_response_ = nullptr;
         if (stream->status_ == 200) {
           stream->open_ = true;
-          if (stream->data_deferred_) {
-            stream->data_deferred_ = false;
-            nghttp2_session_resume_data(session, stream->id_);
-          }
+          stream->SubmitData();
           if (on_response) on_response(200, "");
         } else {
           stream->detached_ = true;
@@ -148,7 +145,18 @@ struct HboneCallbacks {
 
   static int OnFrameSend(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
     auto* self = static_cast<HboneSession*>(user_data);
-    if (self->closed_ || frame->hd.type != NGHTTP2_HEADERS) return 0;
+    if (self->closed_) return 0;
+    if (frame->hd.type == NGHTTP2_DATA) {
+      // nghttp2 detached the finished data item before this call, so a
+      // submission that found it still attached can be made now.
+      HboneStream* stream = StreamOf(session, frame->hd.stream_id);
+      if (stream != nullptr && stream->data_retry_) {
+        stream->data_retry_ = false;
+        stream->SubmitData();
+      }
+      return 0;
+    }
+    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
     HboneStream* stream = StreamOf(session, frame->hd.stream_id);
     if (stream != nullptr && stream->refused_) {
       nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream->id_, NGHTTP2_NO_ERROR);
@@ -184,10 +192,9 @@ void HboneStream::Respond(int status) {
   nghttp2_nv nva[] = {MakeNv(":status", std::string_view(status_text, 3))};
   if (status == 200) {
     open_ = true;
-    nghttp2_data_provider provider{};
-    provider.source.ptr = this;
-    provider.read_callback = &HboneCallbacks::ReadBody;
-    nghttp2_submit_response(session_.session_, id_, nva, 1, &provider);
+    // HEADERS without END_STREAM; the body goes in data items submitted
+    // while there are bytes to send (SubmitData).
+    nghttp2_submit_headers(session_.session_, NGHTTP2_FLAG_NONE, id_, nullptr, nva, 1, nullptr);
   } else {
     detached_ = true;
     handler_ = nullptr;
@@ -210,20 +217,14 @@ void HboneStream::Write(std::string_view bytes) {
   if (out_.empty()) pending_since_ms_ = uv_now(session_.dispatcher_.loop());
   out_.Append(bytes);
   if (out_.size() > kHighWatermark) above_high_ = true;
-  if (data_deferred_ && open_) {
-    data_deferred_ = false;
-    nghttp2_session_resume_data(session_.session_, id_);
-  }
+  SubmitData();
   session_.RequestPump();
 }
 
 void HboneStream::End() {
   if (detached_ || end_requested_ || session_.closed_) return;
   end_requested_ = true;
-  if (data_deferred_ && open_) {
-    data_deferred_ = false;
-    nghttp2_session_resume_data(session_.session_, id_);
-  }
+  SubmitData();
   session_.RequestPump();
 }
 
@@ -241,21 +242,38 @@ void HboneStream::SetReadPaused(bool paused) {
   if (!paused) session_.dispatcher_.Schedule(this);
 }
 
-ssize_t HboneStream::ReadBody(uint8_t* buf, size_t length, uint32_t* data_flags) {
-  if (!open_) {
-    data_deferred_ = true;
-    return NGHTTP2_ERR_DEFERRED;
+void HboneStream::SubmitData() {
+  if (!open_ || data_submitted_ || end_submitted_ || nghttp2_closed_ || session_.closed_) return;
+  if (out_.empty() && !end_requested_) return;
+  nghttp2_data_provider provider{};
+  provider.source.ptr = this;
+  provider.read_callback = &HboneCallbacks::ReadBody;
+  int rc = nghttp2_submit_data(session_.session_, NGHTTP2_FLAG_END_STREAM, id_, &provider);
+  if (rc == 0) {
+    data_submitted_ = true;
+  } else if (rc == NGHTTP2_ERR_DATA_EXIST) {
+    // The previous item read its last bytes but its frame is not sent yet;
+    // OnFrameSend submits again once nghttp2 has let go of it.
+    data_retry_ = true;
   }
+}
+
+ssize_t HboneStream::ReadBody(uint8_t* buf, size_t length, uint32_t* data_flags) {
   size_t n = out_.Read(buf, length);
   if (n > 0) {
     last_sent_ms_ = uv_now(session_.dispatcher_.loop());
     session_.last_sent_ms_ = last_sent_ms_;
   }
-  if (out_.empty() && (end_requested_ || detached_)) {
+  if (out_.empty()) {
+    // The item ends with the queue: an idle stream keeps no nghttp2 data
+    // item (about 150 bytes each) while waiting for its next Write.
     *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-  } else if (n == 0) {
-    data_deferred_ = true;
-    return NGHTTP2_ERR_DEFERRED;
+    data_submitted_ = false;
+    if (end_requested_ || detached_) {
+      end_submitted_ = true;  // this frame carries END_STREAM
+    } else {
+      *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
   }
   return static_cast<ssize_t>(n);
 }
@@ -461,10 +479,9 @@ Result<HboneStream*> HboneSession::OpenStream(std::string authority,
   stream->authority_ = std::move(authority);
   stream->on_response_ = std::move(on_response);
   nghttp2_nv nva[] = {MakeNv(":method", "CONNECT"), MakeNv(":authority", stream->authority_)};
-  nghttp2_data_provider provider{};
-  provider.source.ptr = stream;
-  provider.read_callback = &HboneCallbacks::ReadBody;
-  int32_t id = nghttp2_submit_request(session_, nullptr, nva, 2, &provider, stream);
+  // HEADERS without END_STREAM (submit_request would set it without a data
+  // provider); the body goes in data items once the tunnel is open.
+  int32_t id = nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, -1, nullptr, nva, 2, stream);
   if (id < 0) {
     delete stream;
     return MakeError(ErrorCode::kUnavailable,

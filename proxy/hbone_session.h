@@ -12,6 +12,11 @@
 // slow consumer never makes the proxy buffer without bound. Outgoing bytes
 // leave only while the transport is below its high watermark.
 //
+// Memory: an idle stream (a node may hold a hundred thousand) keeps only
+// its HboneStream and nghttp2's stream state: its queues give their chunks
+// back when they drain, and nghttp2 gets a data item only while bytes (or
+// the end) wait to be sent.
+//
 // nghttp2 callbacks are free functions that cast user_data back to the
 // session (as in nghttpx). Handler callbacks are made only from transport
 // events and deferred tasks, never from inside a handler's own call.
@@ -92,33 +97,45 @@ class HboneStream final : public Stream, private DeferredTask {
   void OnPeerEnd();
   void Deliver();
   void RunDeferred() override { Deliver(); }
+  // Gives nghttp2 a data item for the queued bytes (and the end), if it
+  // has none; none is held while nothing waits.
+  void SubmitData();
   ssize_t ReadBody(uint8_t* buf, size_t length, uint32_t* data_flags);
 
+  // Laid out compactly: a node holds one of these per open stream, a
+  // hundred thousand of them when idle (no queue holds memory while empty).
   HboneSession& session_;
   int32_t id_ = -1;
+  int status_ = 0;  // client role: the response's :status
   std::string authority_;
-  std::string method_;
-  std::string protocol_;  // extended CONNECT's :protocol, refused
-  int status_ = 0;
   ResponseCallback on_response_;
   StreamHandler* handler_ = nullptr;
   ByteQueue out_;
-  ByteQueue in_;       // received while paused, not yet delivered nor consumed
-  bool open_ = false;  // 200 sent/received: body may flow
-  bool read_paused_ = false;
-  bool peer_ended_ = false;
-  bool peer_end_delivered_ = false;
-  bool end_requested_ = false;
-  bool data_deferred_ = false;
-  bool detached_ = false;  // the handler is gone (Reset, refused)
-  bool above_high_ = false;
-  bool nghttp2_closed_ = false;  // nghttp2 closed it; delivery may still be pending
-  bool refused_ = false;         // answered with a non-200 status
+  ByteQueue in_;  // received while paused, not yet delivered nor consumed
   // Stall detection (HboneSessionLimits::stream_stall_timeout_ms), in loop
   // milliseconds: when bytes of this stream last went to nghttp2, and since
   // when bytes have been waiting to go.
   uint64_t last_sent_ms_ = 0;
   uint64_t pending_since_ms_ = 0;
+  // Server role, from the request headers: :method is CONNECT; a :protocol
+  // (extended CONNECT) was sent, which is refused.
+  bool method_connect_ : 1 = false;
+  bool has_protocol_ : 1 = false;
+  bool open_ : 1 = false;  // 200 sent/received: body may flow
+  bool read_paused_ : 1 = false;
+  bool peer_ended_ : 1 = false;
+  bool peer_end_delivered_ : 1 = false;
+  bool end_requested_ : 1 = false;
+  // An nghttp2 data item reads from out_ (submitted while bytes or the end
+  // wait, finished when out_ drains); a submission must wait for the last
+  // item's frame to be sent (retry); END_STREAM has been read.
+  bool data_submitted_ : 1 = false;
+  bool data_retry_ : 1 = false;
+  bool end_submitted_ : 1 = false;
+  bool detached_ : 1 = false;  // the handler is gone (Reset, refused)
+  bool above_high_ : 1 = false;
+  bool nghttp2_closed_ : 1 = false;  // nghttp2 closed it; delivery may still be pending
+  bool refused_ : 1 = false;         // answered with a non-200 status
 };
 
 class HboneSession final : private StreamHandler, private DeferredTask {

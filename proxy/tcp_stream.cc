@@ -35,8 +35,6 @@ sockaddr_in MakeSockaddr(uint32_t address, uint16_t port) {
 TcpStream::TcpStream(Dispatcher& dispatcher) : dispatcher_(dispatcher) {
   uv_tcp_init(dispatcher.loop(), &tcp_);
   tcp_.data = this;
-  write_req_.data = this;
-  shutdown_req_.data = this;
 }
 
 TcpStream* TcpStream::Accept(Dispatcher& dispatcher, uv_stream_t* server) {
@@ -65,7 +63,7 @@ TcpStream* TcpStream::Adopt(Dispatcher& dispatcher, int fd) {
 void TcpStream::SetWriteStallTimeout(uint64_t timeout_ms, Counter* fired) {
   stall_timeout_ms_ = timeout_ms;
   stall_fired_ = fired;
-  if (timeout_ms == 0 && stall_timer_->loop != nullptr) uv_timer_stop(stall_timer_.get());
+  if (timeout_ms == 0 && stall_timer_) uv_timer_stop(stall_timer_->get());
   ArmStallTimer();
 }
 
@@ -75,18 +73,22 @@ uint64_t TcpStream::BytesWritten() const {
 
 void TcpStream::ArmStallTimer() {
   if (stall_timeout_ms_ == 0 || closed_ || in_flight_ == 0) return;
-  if (stall_timer_->loop == nullptr) {
-    uv_timer_init(dispatcher_.loop(), stall_timer_.get());
-    stall_timer_->data = this;
+  if (!stall_timer_) {
+    // The kernel took every byte already (the usual case: uv_write tries at
+    // once): nothing can stall, so an idle connection never gets a timer.
+    if (uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_)) == 0) return;
+    stall_timer_.emplace();
+    uv_timer_init(dispatcher_.loop(), stall_timer_->get());
+    stall_timer_->get()->data = this;
   }
-  if (uv_is_active(stall_timer_.handle())) return;
+  if (uv_is_active(stall_timer_->handle())) return;
   stall_mark_ = BytesWritten();
   stall_since_ = uv_now(dispatcher_.loop());
   // Checked a few times per period: progress is noticed between ticks, so a
   // stall is cut off after between 1 and 1.25 periods.
   uint64_t tick = std::max<uint64_t>(stall_timeout_ms_ / 4, 10);
   uv_timer_start(
-      stall_timer_.get(),
+      stall_timer_->get(),
       [](uv_timer_t* timer) {
         if (timer->data != nullptr) FromHandle(timer->data)->OnStallTick();
       },
@@ -95,7 +97,7 @@ void TcpStream::ArmStallTimer() {
 
 void TcpStream::OnStallTick() {
   if (closed_ || in_flight_ == 0) {
-    uv_timer_stop(stall_timer_.get());
+    uv_timer_stop(stall_timer_->get());
     return;
   }
   uint64_t now = uv_now(dispatcher_.loop());
@@ -106,7 +108,7 @@ void TcpStream::OnStallTick() {
     return;
   }
   if (now - stall_since_ < stall_timeout_ms_) return;
-  uv_timer_stop(stall_timer_.get());
+  uv_timer_stop(stall_timer_->get());
   if (stall_fired_ != nullptr) stall_fired_->Inc();
   Fail();
 }
@@ -211,6 +213,7 @@ void TcpStream::Flush() {
   if (out_.empty()) {
     if (end_requested_ && !shutdown_started_) {
       shutdown_started_ = true;
+      shutdown_req_.data = this;
       int rc = uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_),
                            [](uv_shutdown_t* req, int status) {
                              auto* self = FromHandle(req->data);
@@ -229,6 +232,7 @@ void TcpStream::Flush() {
   uv_buf_t bufs[kMaxIovecs];
   size_t count = out_.Peek(bufs, kMaxIovecs);
   for (size_t i = 0; i < count; ++i) in_flight_ += bufs[i].len;
+  write_req_.data = this;
   int rc =
       uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), bufs, count,
                [](uv_write_t* req, int status) { FromHandle(req->data)->OnWriteDone(status); });

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "proxy/byte_queue.h"
@@ -74,15 +75,21 @@ class TcpStream final : public Stream, private DeferredTask {
 
   Dispatcher& dispatcher_;
   uv_tcp_t tcp_;
-  uv_write_t write_req_;
-  uv_shutdown_t shutdown_req_;
+  // A shutdown starts only when no write is in flight and no write may
+  // follow it (End() was called and the queue is empty), so the two
+  // requests share their memory.
+  union {
+    uv_write_t write_req_;
+    uv_shutdown_t shutdown_req_;
+  };
   StreamHandler* handler_ = nullptr;
   ByteQueue out_;
   size_t in_flight_ = 0;
   uint64_t submitted_ = 0;  // bytes handed to uv_try_write / uv_write so far
   uint64_t stall_timeout_ms_ = 0;
   Counter* stall_fired_ = nullptr;
-  TimerHandle stall_timer_;   // initialized on first use
+  // Created on first use: most connections never queue bytes long enough.
+  std::optional<TimerHandle> stall_timer_;
   uint64_t stall_mark_ = 0;   // BytesWritten() at the last progress
   uint64_t stall_since_ = 0;  // loop time of the last progress
   bool read_paused_ = false;
