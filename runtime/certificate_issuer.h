@@ -7,10 +7,18 @@
 // for a SPIFFE ID already in flight join it (one issuance, every caller
 // told). Destroying the issuer stops and joins the workers; callbacks of
 // unfinished requests are dropped unrun.
+//
+// The loop never waits for a worker: results come back through a lock-free
+// list, and requests are handed over with try_lock (a busy lock leaves them
+// in a loop-side backlog, handed over on a 1 ms retry timer). A worker that
+// the scheduler preempts inside its critical section, as happens on a
+// saturated machine with workers at nice +10, would otherwise stall the loop
+// for a scheduling period (tests/bench/svid_loop_bench measures this).
 #pragma once
 
 #include <uv.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -38,30 +46,35 @@ class CertificateIssuer {
   CertificateIssuer& operator=(const CertificateIssuer&) = delete;
 
   void Issue(const std::string& spiffe_id, Callback done);
-  // The workers' nice value (see Work()).
-  static constexpr int kWorkerNice = 10;
   // Issuances queued or running.
   size_t in_flight() const { return waiters_.size(); }
+  // The workers' nice value (see Work()).
+  static constexpr int kWorkerNice = 10;
 
  private:
+  // One finished issuance, pushed by a worker onto done_ (a lock-free stack).
   struct Done {
     std::string spiffe_id;
     Result<workloads::SvidPtr> svid;
+    Done* next = nullptr;
   };
 
   void Work();
-  void Deliver();
+  void HandOver();  // loop: moves backlog_ to queue_ if the lock is free
+  void Deliver();   // loop: runs the callbacks of finished issuances
 
   const workloads::CertificateAuthority& ca_;
   const std::chrono::seconds ttl_;
   proxy::AsyncHandle async_;
+  proxy::TimerHandle retry_;
   std::map<std::string, std::vector<Callback>> waiters_;  // loop thread only
+  std::vector<std::string> backlog_;                      // loop thread only
 
-  std::mutex mutex_;  // guards the three below
+  std::mutex mutex_;  // guards the three below; the loop only try_locks it
   std::condition_variable wake_;
   std::deque<std::string> queue_;
-  std::vector<Done> done_;
   bool stopping_ = false;
+  std::atomic<Done*> done_{nullptr};  // newest first
   std::vector<std::thread> workers_;
 };
 
