@@ -4,7 +4,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <thread>
 
 #include "proxy/uv_handle.h"
@@ -70,6 +72,37 @@ TEST_CASE("CertificateIssuer: issues on worker threads and answers on the loop t
       issuer.Issue("spiffe://cluster.local/ns/shop/sa/w" + std::to_string(i),
                    [](Result<workloads::SvidPtr>) { FAIL("callback after destruction"); });
     }
+  }
+  uv_run(loop.get(), UV_RUN_DEFAULT);
+}
+
+TEST_CASE("CertificateIssuer: every request of a burst is answered once, in any contention") {
+  // Requests issued one by one from inside answers, while the workers push
+  // results: the loop's try_lock meets a busy lock now and then, and those
+  // requests wait in the backlog for the retry timer. None may be lost.
+  proxy::UvLoop loop;
+  auto ca = workloads::CertificateAuthority::CreateInMemory("cluster.local");
+  REQUIRE(ca.ok());
+  {
+    CertificateIssuer issuer(loop.get(), **ca, std::chrono::hours(1), 2);
+    constexpr int kTotal = 300;
+    int next = 0;
+    std::vector<int> answers(kTotal, 0);
+    std::function<void()> issue_one = [&] {
+      const int n = next++;
+      issuer.Issue("spiffe://cluster.local/ns/burst/sa/w" + std::to_string(n),
+                   [&, n](Result<workloads::SvidPtr> svid) {
+                     CHECK(svid.ok());
+                     ++answers[n];
+                     if (next < kTotal) issue_one();
+                   });
+    };
+    for (int i = 0; i < 8; ++i) issue_one();
+    REQUIRE(RunUntil(loop.get(), [&] {
+      return std::all_of(answers.begin(), answers.end(), [](int a) { return a > 0; });
+    }));
+    CHECK(std::all_of(answers.begin(), answers.end(), [](int a) { return a == 1; }));
+    CHECK(issuer.in_flight() == 0);
   }
   uv_run(loop.get(), UV_RUN_DEFAULT);
 }
