@@ -223,8 +223,8 @@ class GrpcConnection {
   // Ends a call the server gives up on (deadline, slow reader): trailers if
   // the response is at a message boundary, otherwise RST_STREAM with
   // `rst_code` (which gRPC clients map to a status as well).
-  void AbortStream(GrpcStream& stream, runtime::GrpcCode code, std::string message, uint32_t rst_code,
-                   bool defer_cancel);
+  void AbortStream(GrpcStream& stream, runtime::GrpcCode code, std::string message,
+                   uint32_t rst_code, bool defer_cancel);
   void CancelHandle(GrpcStream& stream, bool defer = false);
   GrpcStream* FindStream(int32_t id);
 
@@ -918,18 +918,26 @@ Status GrpcServer::Listen(const std::string& socket_path) {
   socket_dev_ = st.st_dev;
   socket_ino_ = st.st_ino;
 
-  listener_ = proxy::PipeHandle();  // a fresh handle: Close() released the last one
-  uv_pipe_init(loop_, listener_.get(), 0);
-  listener_->data = this;
-  int rv = uv_pipe_open(listener_.get(), fd);
-  if (rv != 0) ::close(fd);  // not adopted by the handle
-  if (rv == 0) rv = uv_listen(listener_.stream(), kListenBacklog, OnConnection);
-  if (rv != 0) {
-    listener_.Close();  // closes fd if the handle adopted it
+  if (::listen(fd, kListenBacklog) != 0) {
+    const int listen_errno = errno;
+    ::close(fd);
     unlink(socket_path.c_str());
-    return MakeError(ErrorCode::kUnavailable,
-                     "cannot listen on the API socket " + socket_path + ": " + uv_strerror(rv));
+    return MakeError(ErrorCode::kUnavailable, "cannot listen on the API socket " + socket_path +
+                                                  ": " + std::strerror(listen_errno));
   }
+  proxy::SocketAcceptor::Options accept;
+  accept.name = options_.listener_name;
+  accept.address = socket_path;
+  accept.count_error = options_.count_accept_error;
+  accept.log = options_.log;
+  auto acceptor = proxy::SocketAcceptor::Adopt(loop_, fd, std::move(accept),
+                                               [this](int client) { Accept(client); });
+  if (!acceptor.ok()) {
+    unlink(socket_path.c_str());
+    return MakeError(ErrorCode::kUnavailable, "cannot listen on the API socket " + socket_path +
+                                                  ": " + acceptor.error().message);
+  }
+  acceptor_ = std::move(acceptor).value();
   // A client that disappears while we write must not kill the agent:
   // libuv writes with write(2), which raises SIGPIPE on a closed socket.
   struct sigaction current = {};
@@ -941,17 +949,17 @@ Status GrpcServer::Listen(const std::string& socket_path) {
   return {};
 }
 
-void GrpcServer::OnConnection(uv_stream_t* listener, int status) {
-  auto* self = static_cast<GrpcServer*>(listener->data);
-  if (self == nullptr || status < 0) return;
-  self->Accept();
-}
-
-void GrpcServer::Accept() {
+void GrpcServer::Accept(int fd) {
+  if (connections_.size() >= options_.max_connections) {
+    ::close(fd);
+    return;
+  }
   proxy::PipeHandle pipe;
   uv_pipe_init(loop_, pipe.get(), 0);
-  if (uv_accept(listener_.stream(), pipe.stream()) != 0) return;
-  if (connections_.size() >= options_.max_connections) return;  // `pipe` closes it
+  if (uv_pipe_open(pipe.get(), fd) != 0) {
+    ::close(fd);  // not adopted by the handle
+    return;
+  }
   auto connection = std::make_unique<GrpcConnection>(*this, std::move(pipe));
   GrpcConnection* raw = connection.get();
   connections_.emplace(raw, std::move(connection));
@@ -995,7 +1003,7 @@ void GrpcServer::ReapRetired() {
 void GrpcServer::Close() {
   if (listening_) {
     listening_ = false;
-    listener_.Close();
+    acceptor_.reset();
     // Unlink only the file we bound: a successor may already own the path.
     struct stat st = {};
     if (lstat(socket_path_.c_str(), &st) == 0 && st.st_dev == socket_dev_ &&

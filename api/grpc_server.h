@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "proxy/socket_acceptor.h"
 #include "proxy/uv_handle.h"
 #include "runtime/grpc_framing.h"
 #include "runtime/grpc_status.h"
@@ -106,6 +107,13 @@ struct GrpcServerOptions {
   uint64_t handshake_timeout_ms = 10'000;
   uint32_t max_concurrent_streams = 1000;
   size_t max_connections = 4096;
+  // Accept failures (EMFILE): accepting is proxy::SocketAcceptor's, which
+  // logs them once per episode, sheds pending clients and pauses instead of
+  // spinning. The label and log prefix, how they are counted (none when
+  // empty) and where they are logged.
+  std::string listener_name = "api";
+  proxy::SocketAcceptor::CountFunction count_accept_error;
+  proxy::LogFunction log = proxy::LogToStderr;
 };
 
 class GrpcConnection;    // grpc_server.cc
@@ -163,8 +171,8 @@ class GrpcServer {
   friend struct GrpcStream;
   using Method = std::pair<UnaryHandler, ServerStreamingHandler>;  // exactly one is set
 
-  static void OnConnection(uv_stream_t* listener, int status);
-  void Accept();
+  // Serves the accepted descriptor `fd` (takes it over).
+  void Accept(int fd);
   // Takes a closed connection out of service; it is destroyed on the next
   // loop turn, never inside one of its own (nghttp2 or libuv) callbacks.
   void Retire(GrpcConnection* connection);
@@ -177,7 +185,7 @@ class GrpcServer {
   uv_loop_t* loop_;
   GrpcServerOptions options_;
   std::unordered_map<std::string, Method> methods_;
-  proxy::PipeHandle listener_;
+  proxy::SocketAcceptorPtr acceptor_;
   std::string socket_path_;
   bool listening_ = false;
   std::unordered_map<GrpcConnection*, std::unique_ptr<GrpcConnection>> connections_;

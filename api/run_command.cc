@@ -98,7 +98,9 @@ int RunCommand(const std::vector<std::string>& args) {
       });
   service.SetSupervisor(&(*node)->supervisor());
   service.SetCluster((*node)->cluster());
-  GrpcServer grpc(loop.get());
+  GrpcServerOptions api_options;
+  api_options.count_accept_error = proxy::CountAcceptErrors(metrics, "api");
+  GrpcServer grpc(loop.get(), api_options);
   service.RegisterWith(grpc);
   const std::string socket_path = config->ApiSocketPath();
   if (Status s = grpc.Listen(socket_path); !s) {
@@ -107,7 +109,11 @@ int RunCommand(const std::vector<std::string>& args) {
   }
   // The SPIFFE Workload API for supervised processes. Optional: without it
   // exec workloads still run, they just cannot fetch their SVID.
-  SpiffeWorkloadApi workload_api(loop.get(), (*node)->agent(), (*node)->supervisor());
+  GrpcServerOptions workload_api_options;
+  workload_api_options.listener_name = "workload_api";
+  workload_api_options.count_accept_error = proxy::CountAcceptErrors(metrics, "workload_api");
+  SpiffeWorkloadApi workload_api(loop.get(), (*node)->agent(), (*node)->supervisor(),
+                                 workload_api_options);
   if (Status s = workload_api.Listen((*node)->WorkloadApiSocketPath()); !s) {
     Log("SPIFFE Workload API not served: " + (*node)->WorkloadApiSocketPath() + ": " +
         s.error().message);

@@ -3,6 +3,7 @@
 #include <google/protobuf/io/coded_stream.h>
 
 #include <algorithm>
+#include <new>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
@@ -53,7 +54,10 @@ std::string NamespaceOrDefault(const std::string& ns) {
 // and the heap kept it as holes between long-lived objects after the call.
 // Errors name the workload the model refuses ("workloads[3]: workload.spec…")
 // and set `*parsed`; for bytes that are not a RegisterBatchRequest it is false.
-Result<std::vector<workloads::Workload>> DecodeBatch(std::string_view bytes, bool* parsed) {
+// A batch of more than `max_workloads` (0: no limit) is RESOURCE_EXHAUSTED,
+// counted in a first pass over the bytes before any workload is decoded.
+Result<std::vector<workloads::Workload>> DecodeBatch(std::string_view bytes, size_t max_workloads,
+                                                     bool* parsed) {
   using google::protobuf::io::CodedInputStream;
   *parsed = false;
   auto unparseable = [] {
@@ -62,48 +66,78 @@ Result<std::vector<workloads::Workload>> DecodeBatch(std::string_view bytes, boo
                                                       v1::RegisterBatchRequest().GetTypeName());
   };
   const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
-  CodedInputStream in(data, static_cast<int>(bytes.size()));
   // Field 1, length-delimited (wire type 2).
   constexpr uint32_t kWorkloadTag = (v1::RegisterBatchRequest::kWorkloadsFieldNumber << 3) | 2;
   std::vector<workloads::Workload> list;
   v1::Workload message;
-  while (const uint32_t tag = in.ReadTag()) {
-    if ((tag >> 3) == 0) return unparseable();  // field number 0 is not a field
-    uint32_t length = 0;
-    uint64_t skipped = 0;
-    switch (tag & 7) {  // the wire type; an unknown field is skipped (proto3)
-      case 0:
-        if (!in.ReadVarint64(&skipped)) return unparseable();
-        continue;
-      case 1:
-        if (!in.Skip(8)) return unparseable();
-        continue;
-      case 5:
-        if (!in.Skip(4)) return unparseable();
-        continue;
-      case 2:
-        if (!in.ReadVarint32(&length) || length > bytes.size() - in.CurrentPosition()) {
+  size_t count = 0;  // workloads in the request (first pass)
+  for (const bool decode : {false, true}) {
+    CodedInputStream in(data, static_cast<int>(bytes.size()));
+    if (decode) {
+      if (max_workloads != 0 && count > max_workloads) {
+        *parsed = true;
+        return MakeError(ErrorCode::kResourceExhausted,
+                         "RegisterBatch of " + std::to_string(count) +
+                             " workloads is over the limit --max-apply-objects=" +
+                             std::to_string(max_workloads) + " (split it into smaller batches)");
+      }
+      list.reserve(count);
+    }
+    while (const uint32_t tag = in.ReadTag()) {
+      if ((tag >> 3) == 0) return unparseable();  // field number 0 is not a field
+      uint32_t length = 0;
+      uint64_t skipped = 0;
+      switch (tag & 7) {  // the wire type; an unknown field is skipped (proto3)
+        case 0:
+          if (!in.ReadVarint64(&skipped)) return unparseable();
+          continue;
+        case 1:
+          if (!in.Skip(8)) return unparseable();
+          continue;
+        case 5:
+          if (!in.Skip(4)) return unparseable();
+          continue;
+        case 2:
+          if (!in.ReadVarint32(&length) || length > bytes.size() - in.CurrentPosition()) {
+            return unparseable();
+          }
+          break;
+        default:  // groups, which proto3 does not have
           return unparseable();
-        }
-        break;
-      default:  // groups, which proto3 does not have
-        return unparseable();
+      }
+      const int start = in.CurrentPosition();
+      if (!in.Skip(static_cast<int>(length))) return unparseable();
+      if (tag != kWorkloadTag) continue;
+      if (!decode) {
+        ++count;
+        continue;
+      }
+      if (!message.ParseFromArray(data + start, static_cast<int>(length))) return unparseable();
+      auto workload = FromProto(message);
+      if (!workload) {
+        *parsed = true;  // as far as it was read
+        return MakeError(ErrorCode::kInvalidArgument, "workloads[" + std::to_string(list.size()) +
+                                                          "]: " + workload.error().message);
+      }
+      list.push_back(std::move(*workload));
     }
-    const int start = in.CurrentPosition();
-    if (!in.Skip(static_cast<int>(length))) return unparseable();
-    if (tag != kWorkloadTag) continue;
-    if (!message.ParseFromArray(data + start, static_cast<int>(length))) return unparseable();
-    auto workload = FromProto(message);
-    if (!workload) {
-      *parsed = true;  // as far as it was read
-      return MakeError(ErrorCode::kInvalidArgument, "workloads[" + std::to_string(list.size()) +
-                                                        "]: " + workload.error().message);
-    }
-    list.push_back(std::move(*workload));
+    *parsed = in.ConsumedEntireMessage();
+    if (!*parsed) return unparseable();
   }
-  *parsed = in.ConsumedEntireMessage();
-  if (!*parsed) return unparseable();
   return list;
+}
+
+// What a call answers when memory runs out before it changed anything (the
+// agent's own calls report that themselves, see runtime/agent.h).
+Error OutOfMemory(std::string_view what) {
+  return MakeError(ErrorCode::kResourceExhausted,
+                   "out of memory while " + std::string(what) + "; nothing was changed");
+}
+
+// The same once the change was committed: only the answer is missing.
+Error OutOfMemoryAfterCommit() {
+  return MakeError(ErrorCode::kInternal,
+                   "out of memory while building the answer; the change itself was applied");
 }
 
 // A (namespace, name) that a batch gives twice, worded as ValidateBatch words
@@ -224,16 +258,28 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
         auto finish = [observe, to_response,
                        reply](Result<std::vector<runtime::ObjectChange>> changes) {
           v1::ApplyResponse response;
-          Status status = to_response(std::move(changes), &response);
+          Status status;
+          try {
+            status = to_response(std::move(changes), &response);
+          } catch (const std::bad_alloc&) {
+            status = OutOfMemoryAfterCommit();
+          }
           observe("Apply", status);
           reply(status ? Result<v1::ApplyResponse>(std::move(response))
                        : Result<v1::ApplyResponse>(status.error()));
         };
-        auto parsed =
-            ParseRequestManifests(request.manifest(), request.source_name(), request.files());
-        if (!parsed) return finish(parsed.error());
+        // Out of memory while parsing, nothing has changed yet; the agent
+        // reports its own allocation failures (runtime/agent.h).
         std::vector<workloads::Object> objects;
-        for (auto& object : *parsed) objects.push_back(std::move(object.object));
+        try {
+          auto parsed =
+              ParseRequestManifests(request.manifest(), request.source_name(), request.files());
+          if (!parsed) return finish(parsed.error());
+          objects.reserve(parsed->size());
+          for (auto& object : *parsed) objects.push_back(std::move(object.object));
+        } catch (const std::bad_alloc&) {
+          return finish(OutOfMemory("reading the manifests"));
+        }
         if (cluster_ != nullptr)
           return cluster_->Apply(std::move(objects), request.dry_run(), finish);
         finish(agent_.Apply(std::move(objects), request.dry_run()));
@@ -253,10 +299,14 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
         };
         std::vector<ObjectKey> keys;
         if (!request.manifest().empty() || !request.files().empty()) {
-          auto parsed =
-              ParseRequestManifests(request.manifest(), request.source_name(), request.files());
-          if (!parsed) return finish(parsed.error());
-          for (const auto& object : *parsed) keys.push_back(workloads::KeyOf(object.object));
+          try {
+            auto parsed =
+                ParseRequestManifests(request.manifest(), request.source_name(), request.files());
+            if (!parsed) return finish(parsed.error());
+            for (const auto& object : *parsed) keys.push_back(workloads::KeyOf(object.object));
+          } catch (const std::bad_alloc&) {
+            return finish(OutOfMemory("reading the manifests"));
+          }
         }
         for (const v1::ObjectRef& ref : request.refs()) {
           auto kind = FromProtoKind(ref.kind());
@@ -282,40 +332,56 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
           "Register",
           [this](const CallContext&,
                  const v1::RegisterRequest& request) -> Result<v1::RegisterResponse> {
-            auto workload = FromProto(request.workload());
-            if (!workload) return workload.error();
             std::vector<workloads::Workload> one;
-            one.push_back(std::move(*workload));
+            try {
+              auto workload = FromProto(request.workload());
+              if (!workload) return workload.error();
+              one.push_back(std::move(*workload));
+            } catch (const std::bad_alloc&) {
+              return OutOfMemory("reading the workload");
+            }
             if (Status s = agent_.Register(std::move(one)); !s) return s.error();
-            const auto& meta = request.workload().metadata();
-            const auto* stored = agent_.Find(
-                ObjectKey{Kind::kWorkload, NamespaceOrDefault(meta.namespace_()), meta.name()});
-            v1::RegisterResponse response;
-            *response.mutable_workload() = ObjectWithStatus(agent_, cluster_, *stored).workload();
-            return response;
+            try {
+              const auto& meta = request.workload().metadata();
+              const auto* stored = agent_.Find(
+                  ObjectKey{Kind::kWorkload, NamespaceOrDefault(meta.namespace_()), meta.name()});
+              v1::RegisterResponse response;
+              *response.mutable_workload() = ObjectWithStatus(agent_, cluster_, *stored).workload();
+              return response;
+            } catch (const std::bad_alloc&) {
+              return OutOfMemoryAfterCommit();
+            }
           }));
 
   // Raw bytes in, so that DecodeBatch can convert the workloads one at a time;
   // otherwise as AddUnary<RegisterBatchRequest, …> with `observed`.
-  server.AddUnaryRaw(std::string(kService) + "RegisterBatch",
-                     [this](const CallContext&, std::string_view bytes) -> Result<std::string> {
-                       bool parsed = false;
-                       auto list = DecodeBatch(bytes, &parsed);
-                       if (!parsed)
-                         return list.error();  // not a RegisterBatchRequest: no call to count
-                       const size_t count = list ? list->size() : 0;
-                       Status status = list ? CheckNamesUnique(*list) : Status(list.error());
-                       if (status) status = agent_.Register(std::move(*list));
-                       if (observer_) {
-                         observer_("RegisterBatch",
-                                   status ? ErrorCode::kInternal : status.error().code,
-                                   status.ok());
-                       }
-                       if (!status) return status.error();
-                       v1::RegisterBatchResponse response;
-                       response.set_registered(static_cast<uint32_t>(count));
-                       return response.SerializeAsString();
-                     });
+  server.AddUnaryRaw(
+      std::string(kService) + "RegisterBatch",
+      [this](const CallContext&, std::string_view bytes) -> Result<std::string> {
+        bool parsed = false;
+        // Out of memory while decoding, nothing has changed yet
+        // (the agent reports its own allocation failures).
+        Result<std::vector<workloads::Workload>> list = std::vector<workloads::Workload>();
+        Status status;
+        try {
+          list = DecodeBatch(bytes, agent_.config().limits.max_apply_objects, &parsed);
+          if (!parsed) return list.error();  // not a RegisterBatchRequest: no call to count
+          status = list ? CheckNamesUnique(*list) : Status(list.error());
+        } catch (const std::bad_alloc&) {
+          list = std::vector<workloads::Workload>();  // frees what was decoded
+          status = OutOfMemory("decoding the batch");
+        }
+        const size_t count = list ? list->size() : 0;
+        if (status) status = agent_.Register(std::move(*list));
+        if (observer_) {
+          observer_("RegisterBatch", status ? ErrorCode::kInternal : status.error().code,
+                    status.ok());
+        }
+        if (!status) return status.error();
+        v1::RegisterBatchResponse response;
+        response.set_registered(static_cast<uint32_t>(count));
+        return response.SerializeAsString();
+      });
 
   server.AddUnary<v1::DeregisterRequest, v1::DeregisterResponse>(
       std::string(kService) + "Deregister",

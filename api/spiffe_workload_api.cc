@@ -62,8 +62,9 @@ struct SpiffeWorkloadApi::SvidStream {
 };
 
 SpiffeWorkloadApi::SpiffeWorkloadApi(uv_loop_t* loop, runtime::Agent& agent,
-                                     const runtime::Supervisor& supervisor)
-    : loop_(loop), agent_(agent), supervisor_(supervisor), server_(loop) {
+                                     const runtime::Supervisor& supervisor,
+                                     GrpcServerOptions options)
+    : loop_(loop), agent_(agent), supervisor_(supervisor), server_(loop, std::move(options)) {
   server_.AddServerStreaming<X509SVIDRequest, X509SVIDResponse>(
       std::string(kService) + "FetchX509SVID",
       [this](const CallContext& context, const X509SVIDRequest&,

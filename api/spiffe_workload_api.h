@@ -31,7 +31,9 @@ namespace podless::api {
 
 class SpiffeWorkloadApi {
  public:
-  SpiffeWorkloadApi(uv_loop_t* loop, runtime::Agent& agent, const runtime::Supervisor& supervisor);
+  // `options` tunes the gRPC server (accept-error counting and logging).
+  SpiffeWorkloadApi(uv_loop_t* loop, runtime::Agent& agent, const runtime::Supervisor& supervisor,
+                    GrpcServerOptions options = {});
   ~SpiffeWorkloadApi();
   SpiffeWorkloadApi(const SpiffeWorkloadApi&) = delete;
   SpiffeWorkloadApi& operator=(const SpiffeWorkloadApi&) = delete;

@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "proxy/socket_acceptor.h"
+
 namespace podless::proxy {
 
 namespace {
@@ -42,14 +44,12 @@ ProxyMetrics::ProxyMetrics(Registry& registry)
                                   "Connections or streams refused by a per-peer or per-workload "
                                   "limit.",
                                   {"limit"})),
-      accept_errors_(registry.AddCounter(
-          "podless_accept_errors_total",
-          "accept() failures on the proxy's listeners (EMFILE: out of file descriptors).",
-          {"listener", "error"})) {
+      accept_errors_(registry.AddCounter("podless_accept_errors_total", kAcceptErrorsHelp,
+                                         {"listener", "error"})) {
   for (std::string_view timeout :
-       {kTimeoutTlsHandshake, kTimeoutH2Preface, kTimeoutStreamStalled, kTimeoutHboneWriteStalled,
-        kTimeoutOutboundRequest, kTimeoutOutboundSetup, kTimeoutOutboundWriteStalled,
-        kTimeoutPlaintextWriteStalled}) {
+       {kTimeoutTlsHandshake, kTimeoutH2Preface, kTimeoutStreamStalled, kTimeoutHboneIdle,
+        kTimeoutHboneWriteStalled, kTimeoutOutboundRequest, kTimeoutOutboundSetup,
+        kTimeoutOutboundWriteStalled, kTimeoutPlaintextWriteStalled}) {
     PeerTimeout(timeout);
   }
   for (std::string_view limit : {kLimitHboneConnectionsPerPeer, kLimitHboneStreamsPerConnection,

@@ -58,6 +58,7 @@ class ProxyMetrics {
   static constexpr std::string_view kTimeoutTlsHandshake = "hbone_tls_handshake";
   static constexpr std::string_view kTimeoutH2Preface = "hbone_h2_preface";
   static constexpr std::string_view kTimeoutStreamStalled = "hbone_stream_stalled";
+  static constexpr std::string_view kTimeoutHboneIdle = "hbone_idle";
   static constexpr std::string_view kTimeoutHboneWriteStalled = "hbone_write_stalled";
   static constexpr std::string_view kTimeoutOutboundRequest = "outbound_request";
   static constexpr std::string_view kTimeoutOutboundSetup = "outbound_setup";

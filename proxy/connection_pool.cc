@@ -174,6 +174,13 @@ void HbonePool::OnHandshake(Connection* connection, Status status) {
   auto waiting = std::move(connection->waiting);
   connection->waiting.clear();
   for (auto& w : waiting) OpenOn(connection, w);
+  // Every waiter gave up (or its stream could not open): nothing will end a
+  // stream and arm the idle timer, so arm it now, or the connection would
+  // stay open for good.
+  if (connection->session != nullptr && !connection->session->closed() &&
+      connection->session->active_streams() == 0) {
+    ArmIdle(connection);
+  }
 }
 
 void HbonePool::OpenOn(Connection* connection, std::shared_ptr<Waiter> waiter) {

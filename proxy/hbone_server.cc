@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <ctime>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -103,7 +104,10 @@ void HboneServer::OnHandshake(TlsStream* tls, Status status) {
       tls->SetDestroyCallback([this, tls] { lingering_.erase(tls); });
     }
     ++handshake_failures_;
-    last_handshake_error_ = status.error().message;
+    std::string peer_text = FormatAddressPort(peer, 0);
+    peer_text.resize(peer_text.rfind(':'));  // without FormatAddressPort's ":0"
+    last_handshake_error_ = HandshakeFailure{std::move(peer_text), status.error().message,
+                                             static_cast<int64_t>(std::time(nullptr))};
     if (status.error().code == ErrorCode::kDeadlineExceeded) {
       metrics_.PeerTimeout(ProxyMetrics::kTimeoutTlsHandshake).Inc();
     }
@@ -115,7 +119,15 @@ void HboneServer::OnHandshake(TlsStream* tls, Status status) {
   info.local_identity = tls->local_identity();
   info.local_address = tls->local_replica_address();
   info.peer_address = peer;
-  sessions_[session] = std::move(info);
+  info.server = this;
+  info.session = session;
+  SessionInfo& stored = sessions_[session];
+  stored = std::move(info);
+  if (options_.idle_timeout_ms > 0) {
+    uv_timer_init(dispatcher_.loop(), stored.idle_timer.get());
+    stored.idle_timer->data = &stored;
+    UpdateIdleTimer(stored);
+  }
   metrics_.hbone_connections_active().Add();
   HboneSessionLimits limits;
   limits.preface_timeout_ms = options_.preface_timeout_ms;
@@ -169,6 +181,44 @@ void HboneServer::UpdateStreamGauge(HboneSession& session) {
   metrics_.hbone_streams_active().Add(static_cast<int64_t>(now) -
                                       static_cast<int64_t>(it->second.counted_streams));
   it->second.counted_streams = now;
+  UpdateIdleTimer(it->second);
+}
+
+void HboneServer::UpdateIdleTimer(SessionInfo& info) {
+  if (info.idle_timer.get() == nullptr || info.idle_timer->loop == nullptr) return;
+  if (info.session->active_streams() > 0) {
+    uv_timer_stop(info.idle_timer.get());
+    return;
+  }
+  ArmIdleTimer(info);
+}
+
+void HboneServer::ArmIdleTimer(SessionInfo& info) {
+  // (Re)started at every change to no streams: the timeout counts from the
+  // moment the last stream ended.
+  uv_timer_start(
+      info.idle_timer.get(),
+      [](uv_timer_t* timer) {
+        if (auto* entry = static_cast<SessionInfo*>(timer->data)) {
+          entry->server->OnIdleTimeout(*entry);
+        }
+      },
+      options_.idle_timeout_ms, 0);
+}
+
+void HboneServer::OnIdleTimeout(SessionInfo& info) {
+  HboneSession* session = info.session;
+  if (session->closed()) return;
+  if (session->active_streams() > 0) {
+    // A stream this server has not been told of yet (its request still
+    // arriving): look again after another period.
+    ArmIdleTimer(info);
+    return;
+  }
+  metrics_.PeerTimeout(ProxyMetrics::kTimeoutHboneIdle).Inc();
+  // GOAWAY, then the session closes itself (no stream is left to finish);
+  // OnSessionClosed forgets it.
+  session->Shutdown();
 }
 
 void HboneServer::OnStreamCountChanged(HboneSession& session) { UpdateStreamGauge(session); }

@@ -18,8 +18,10 @@
 // accept when its peer IP already has max_connections_per_peer; the TLS
 // handshake, then the HTTP/2 preface, must each arrive within their
 // timeout; a stream whose peer keeps its window shut, or a socket whose
-// peer stops reading, is cut off after the stall timeouts. Each is counted
-// (podless_peer_timeouts_total, podless_limit_refused_total).
+// peer stops reading, is cut off after the stall timeouts; a connection
+// that carries no stream for idle_timeout_ms gets GOAWAY and is closed.
+// Each is counted (podless_peer_timeouts_total, podless_limit_refused_total).
+// The last failed handshake (peer, reason, time) is kept for /config_dump.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +44,17 @@ namespace podless::proxy {
 
 inline constexpr uint64_t kDefaultWriteStallTimeoutMs = 30'000;
 inline constexpr uint32_t kDefaultMaxConnectionsPerPeer = 4096;
+// Well above the pool's idle timeout (HbonePoolOptions, 60 s), so a client
+// normally closes its idle connection before the server does and does not
+// race a new stream against our GOAWAY.
+inline constexpr uint64_t kDefaultHboneServerIdleTimeoutMs = 300'000;
+
+// The last TLS handshake the HBONE listener refused (or that timed out).
+struct HandshakeFailure {
+  std::string peer;    // the peer's IP address, "192.0.2.7"
+  std::string reason;  // BoringSSL's or the chain verifier's words
+  int64_t unix_time = 0;
+};
 
 struct HboneServerOptions {
   // 0.0.0.0 serves every address routed to the node; on loopback, any
@@ -59,6 +72,10 @@ struct HboneServerOptions {
   // A connection whose peer stops reading the socket (bytes queued, none
   // taken by the kernel) is closed after this.
   uint64_t write_stall_timeout_ms = kDefaultWriteStallTimeoutMs;
+  // A connection with no stream (none yet, or none since its last one
+  // ended) gets GOAWAY and is closed after this. A stream that is open but
+  // idle keeps its connection.
+  uint64_t idle_timeout_ms = kDefaultHboneServerIdleTimeoutMs;
   // Limits. Connections (handshaking or open) from one peer IP address:
   // more are reset at accept. A peer node opens one pooled connection per
   // (source identity, destination workload), so this is generous.
@@ -81,7 +98,8 @@ class HboneServer final : private HboneSession::Callbacks {
   uint64_t handshake_failures() const { return handshake_failures_; }
   // Open or handshaking connections from `peer_address` (host byte order).
   size_t ConnectionsFrom(uint32_t peer_address) const;
-  const std::string& last_handshake_error() const { return last_handshake_error_; }
+  // The last refused handshake; unix_time 0 while there was none.
+  const HandshakeFailure& last_handshake_error() const { return last_handshake_error_; }
 
   // Ends the HBONE connections whose certificate is `replica_address`'s.
   void CloseConnectionsFor(uint32_t replica_address);
@@ -94,6 +112,11 @@ class HboneServer final : private HboneSession::Callbacks {
     uint32_t local_address = 0;
     uint32_t peer_address = 0;
     size_t counted_streams = 0;  // what the streams gauge holds for it
+    // Runs while the session has no stream (idle_timeout_ms); its data
+    // points at this entry (std::map nodes do not move).
+    HboneServer* server = nullptr;
+    HboneSession* session = nullptr;
+    TimerHandle idle_timer;
   };
 
   HboneServer(Dispatcher& dispatcher, Directory& directory, Inbound& inbound, ProxyMetrics& metrics,
@@ -117,6 +140,10 @@ class HboneServer final : private HboneSession::Callbacks {
   void OnStreamRefused(HboneSession& session) override;
 
   void UpdateStreamGauge(HboneSession& session);
+  // Starts (no stream) or stops (streams) the session's idle timer.
+  void UpdateIdleTimer(SessionInfo& info);
+  void ArmIdleTimer(SessionInfo& info);
+  void OnIdleTimeout(SessionInfo& info);
 
   Dispatcher& dispatcher_;
   Directory& directory_;
@@ -132,7 +159,7 @@ class HboneServer final : private HboneSession::Callbacks {
   std::map<uint32_t, size_t> per_peer_;  // peer address -> connections
   std::map<HboneSession*, SessionInfo> sessions_;
   uint64_t handshake_failures_ = 0;
-  std::string last_handshake_error_;
+  HandshakeFailure last_handshake_error_;
 };
 
 using HboneServerPtr = std::unique_ptr<HboneServer>;

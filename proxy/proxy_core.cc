@@ -21,6 +21,7 @@ Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
   hbone.handshake_timeout_ms = config.handshake_timeout_ms;
   hbone.preface_timeout_ms = config.preface_timeout_ms;
   hbone.stream_stall_timeout_ms = config.stream_stall_timeout_ms;
+  hbone.idle_timeout_ms = config.hbone_server_idle_timeout_ms;
   hbone.write_stall_timeout_ms = config.write_stall_timeout_ms;
   hbone.max_connections_per_peer = config.max_hbone_connections_per_peer;
   hbone.max_streams_per_connection = config.max_hbone_streams_per_connection;
@@ -92,6 +93,7 @@ ProxyStats ProxyCore::Stats() const {
   stats.pools = pool_->Stats();
   stats.hbone_inbound_connections = hbone_->connection_count();
   stats.tls_handshake_failures = hbone_->handshake_failures();
+  stats.last_handshake_error = hbone_->last_handshake_error();
   if (inbound_tracker_) stats.inbound_connections = inbound_tracker_->Counts();
   if (outbound_tracker_) stats.outbound_connections = outbound_tracker_->Counts();
   return stats;
@@ -118,8 +120,18 @@ std::string ProxyStats::ToJson() const {
             ",\"streams\":" + std::to_string(pools[i].streams) + "}";
   }
   json += "],\"hbone_inbound_connections\":" + std::to_string(hbone_inbound_connections) +
-          ",\"tls_handshake_failures\":" + std::to_string(tls_handshake_failures) +
-          ",\"inbound_connections\":{";
+          ",\"tls_handshake_failures\":" + std::to_string(tls_handshake_failures);
+  // The last refused HBONE handshake, for an operator asking "why was that
+  // peer refused?": null until one is.
+  json += ",\"last_handshake_error\":";
+  if (last_handshake_error.unix_time == 0) {
+    json += "null";
+  } else {
+    json += "{\"peer\":" + JsonString(last_handshake_error.peer) +
+            ",\"reason\":" + JsonString(last_handshake_error.reason) +
+            ",\"unix_time\":" + std::to_string(last_handshake_error.unix_time) + "}";
+  }
+  json += ",\"inbound_connections\":{";
   bool first = true;
   for (const auto& [a, n] : inbound_connections) {
     json += (first ? "" : ",") + JsonString(address(a)) + ":" + std::to_string(n);

@@ -50,6 +50,10 @@ struct ProxyConfig {
   // HBONE: a CONNECT stream (or a whole connection) whose peer keeps its
   // HTTP/2 flow-control window shut while bytes wait for it.
   uint64_t stream_stall_timeout_ms = kDefaultStreamStallTimeoutMs;
+  // HBONE: an inbound connection that carries no stream this long gets
+  // GOAWAY and is closed (hbone_idle). Keep it above the peers' pool idle
+  // timeout (pool_idle_timeout_ms here), so clients close first.
+  uint64_t hbone_server_idle_timeout_ms = kDefaultHboneServerIdleTimeoutMs;
   // Every accepted connection (HBONE, outbound entry, plaintext ports):
   // bytes queued for the peer and none taken by the kernel this long.
   uint64_t write_stall_timeout_ms = kDefaultWriteStallTimeoutMs;
@@ -75,6 +79,7 @@ struct ProxyStats {
   std::vector<HbonePool::PoolStats> pools;
   size_t hbone_inbound_connections = 0;
   uint64_t tls_handshake_failures = 0;
+  HandshakeFailure last_handshake_error;  // unix_time 0: none yet
   // replica address (host byte order) -> open connections
   std::map<uint32_t, size_t> inbound_connections;
   std::map<uint32_t, size_t> outbound_connections;

@@ -289,7 +289,8 @@ int TlsStream::VerifyPeer(X509_STORE_CTX* store_ctx, void*) {
                                          directory.TrustStore(), directory.TrustDomain(),
                                          static_cast<int64_t>(time(nullptr)));
   if (!id.ok()) {
-    self->verify_error_ = "peer certificate rejected: " + id.error().message;
+    // Already "peer certificate rejected: <why>".
+    self->verify_error_ = id.error().message;
     X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_CERT_REJECTED);
     return 0;
   }

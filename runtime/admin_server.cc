@@ -2,6 +2,9 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <utility>
 
@@ -40,7 +43,8 @@ class AdminServer::Connection {
  public:
   explicit Connection(AdminServer* server) : server_(server) {}
 
-  Status Start(uv_stream_t* listener);
+  // Takes the accepted descriptor `fd` over.
+  Status Start(int fd);
   // Closes both handles and hands the object to the server for deferred
   // destruction. No callback reaches it afterwards.
   void Abort();
@@ -81,11 +85,14 @@ class AdminServer::Connection {
   std::string pending_input_;  // pipelined input held back while the client is not reading
 };
 
-Status AdminServer::Connection::Start(uv_stream_t* listener) {
+Status AdminServer::Connection::Start(int fd) {
   uv_tcp_init(server_->loop_, tcp_.get());
   uv_timer_init(server_->loop_, timer_.get());
-  int rc = uv_accept(listener, tcp_.stream());
-  if (rc != 0) return MakeError(ErrorCode::kUnavailable, uv_strerror(rc));
+  int rc = uv_tcp_open(tcp_.get(), fd);
+  if (rc != 0) {
+    ::close(fd);  // not adopted by the handle
+    return MakeError(ErrorCode::kUnavailable, uv_strerror(rc));
+  }
   tcp_->data = this;
   timer_->data = this;
   uv_tcp_nodelay(tcp_.get(), 1);
@@ -334,21 +341,35 @@ Status AdminServer::Listen(std::string_view address) {
   }
   if (rc != 0) return AddressError(address, rc);
 
-  proxy::TcpHandle listener;
-  uv_tcp_init(loop_, listener.get());
-  rc = uv_tcp_bind(listener.get(), reinterpret_cast<const sockaddr*>(&storage), 0);
-  // libuv may defer a bind error (EADDRINUSE) to uv_listen.
-  if (rc == 0) rc = uv_listen(listener.stream(), 128, &AdminServer::OnConnection);
-  if (rc != 0) return AddressError(address, rc);
-
+  Result<int> fd = proxy::ListenTcpSocket(reinterpret_cast<const sockaddr*>(&storage), 128);
+  if (!fd.ok()) {
+    return MakeError(ErrorCode::kUnavailable, std::string(address) + ": " + fd.error().message);
+  }
   sockaddr_storage bound{};
-  int len = sizeof bound;
-  rc = uv_tcp_getsockname(listener.get(), reinterpret_cast<sockaddr*>(&bound), &len);
-  if (rc != 0) return AddressError(address, rc);
+  socklen_t len = sizeof bound;
+  if (::getsockname(*fd, reinterpret_cast<sockaddr*>(&bound), &len) != 0) {
+    int err = errno;
+    ::close(*fd);
+    return AddressError(address, uv_translate_sys_error(err));
+  }
   port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  listener->data = this;
-  listener_ = std::move(listener);
+  proxy::SocketAcceptor::Options accept;
+  accept.name = options_.listener_name;
+  // The address as given, with the port picked for port 0.
+  accept.address = (host_port->kind == proxy::HostPort::Kind::kIPv6 ? "[" + host_port->host + "]"
+                                                                    : host_port->host) +
+                   ":" + std::to_string(port_);
+  accept.count_error = options_.count_accept_error;
+  accept.log = options_.log;
+  auto acceptor = proxy::SocketAcceptor::Adopt(loop_, *fd, std::move(accept),
+                                               [this](int client) { Accept(client); });
+  if (!acceptor.ok()) {
+    port_ = 0;
+    return MakeError(ErrorCode::kUnavailable,
+                     std::string(address) + ": " + acceptor.error().message);
+  }
+  acceptor_ = std::move(acceptor).value();
   listening_ = true;
   return {};
 }
@@ -362,22 +383,16 @@ const AdminHandler* AdminServer::FindRoute(std::string_view path) const {
   return it == routes_.end() ? nullptr : &it->second;
 }
 
-void AdminServer::OnConnection(uv_stream_t* listener, int status) {
-  auto* self = static_cast<AdminServer*>(listener->data);
-  if (self == nullptr || status != 0) return;
-  self->ReapRetired();
-  self->Accept();
-}
-
-void AdminServer::Accept() {
+void AdminServer::Accept(int fd) {
+  ReapRetired();
   auto connection = std::make_unique<Connection>(this);
   Connection* raw = connection.get();
-  if (!raw->Start(listener_.stream()).ok()) return;  // its handles close with it
+  if (!raw->Start(fd).ok()) return;  // its handles close with it
   connections_.emplace(raw, std::move(connection));
 }
 
 void AdminServer::Close() {
-  listener_.Close();
+  acceptor_.reset();
   listening_ = false;
   // Abort() moves each connection out of connections_; iterate over a copy
   // of the keys.

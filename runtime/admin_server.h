@@ -6,7 +6,10 @@
 // (413), routing on the path without query string (404 for unknown paths),
 // persistent connections with pipelining, and a request timeout (10 s by
 // default) that closes idle connections and those that send a head too
-// slowly. Handlers run on the loop thread and must not block.
+// slowly. Handlers run on the loop thread and must not block. Accepting is
+// proxy::SocketAcceptor's: out of file descriptors, the server logs it once
+// per episode, counts it (podless_accept_errors_total{listener="admin"}
+// when wired), sheds pending clients and pauses instead of spinning.
 #pragma once
 
 #include <uv.h>
@@ -21,6 +24,7 @@
 #include <vector>
 
 #include "proxy/http1_parser.h"
+#include "proxy/socket_acceptor.h"
 #include "proxy/uv_handle.h"
 #include "workloads/result.h"
 
@@ -47,6 +51,11 @@ struct AdminServerOptions {
   // client catches up, so a client that never reads cannot make the agent
   // buffer without bound.
   size_t max_queued_response_bytes = 1 << 20;
+  // Accept failures (EMFILE): the label and log prefix, how they are
+  // counted (none when empty) and where they are logged.
+  std::string listener_name = "admin";
+  proxy::SocketAcceptor::CountFunction count_accept_error;
+  proxy::LogFunction log = proxy::LogToStderr;
 };
 
 class AdminServer {
@@ -79,8 +88,7 @@ class AdminServer {
   class Connection;
   friend class Connection;
 
-  static void OnConnection(uv_stream_t* listener, int status);
-  void Accept();
+  void Accept(int fd);
   // Removes a closed connection from the live set; it is destroyed on the
   // next callback (it may still be on the stack now).
   void Retire(Connection* connection);
@@ -89,7 +97,7 @@ class AdminServer {
 
   uv_loop_t* loop_;
   AdminServerOptions options_;
-  proxy::TcpHandle listener_;
+  proxy::SocketAcceptorPtr acceptor_;
   bool listening_ = false;
   uint16_t port_ = 0;
   std::map<std::string, AdminHandler, std::less<>> routes_;

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <new>
 
 #include "runtime/certificate_issuer.h"
 #include "runtime/json.h"
@@ -82,8 +83,7 @@ bool SplitReplicaName(const std::string& replica, std::string* workload, uint32_
 
 }  // namespace
 
-Agent::Agent(const AgentConfig& config)
-    : config_(config), certificates_(config.svid_cache_size) {}
+Agent::Agent(const AgentConfig& config) : config_(config), certificates_(config.svid_cache_size) {}
 Agent::~Agent() = default;
 
 Result<AgentPtr> Agent::Open(const AgentConfig& config) {
@@ -178,149 +178,331 @@ Result<std::vector<ObjectChange>> Agent::Apply(std::vector<Object> objects, bool
   return ApplyObjects(std::move(objects), dry_run, /*create_only=*/false);
 }
 
+// Admission control (AgentConfig::Limits): what an apply would add, counted
+// from the request and the current tables alone, so that one over a limit is
+// refused before any address, memory or disk is taken for it. A change that
+// adds nothing (an update, a scale-down) is never refused, so an agent above
+// a lowered limit can still shrink. `*existing` receives the stored version
+// of each object (null for a new one), `*addresses` how many addresses the
+// apply takes from the pools.
+Status Agent::Admit(const std::vector<Object>& objects,
+                    std::vector<const StoredObject*>* existing_versions,
+                    uint64_t* addresses) const {
+  const AgentConfig::Limits& limits = config_.limits;
+  if (limits.max_apply_objects != 0 && objects.size() > limits.max_apply_objects) {
+    return MakeError(ErrorCode::kResourceExhausted,
+                     "one apply of " + std::to_string(objects.size()) +
+                         " objects is over the limit --max-apply-objects=" +
+                         std::to_string(limits.max_apply_objects) +
+                         " (split it into smaller ones)");
+  }
+  uint64_t new_objects = 0;
+  uint64_t added_replicas = 0;
+  uint64_t removed_replicas = 0;
+  *addresses = 0;
+  existing_versions->clear();
+  existing_versions->reserve(objects.size());
+  for (const Object& object : objects) {
+    const StoredObject* existing = Find(workloads::KeyOf(object));
+    existing_versions->push_back(existing);
+    if (existing == nullptr) ++new_objects;
+    const uint64_t held = existing != nullptr ? existing->addresses.size() : 0;
+    if (const auto* workload = std::get_if<workloads::Workload>(&object)) {
+      const uint64_t wanted = workload->spec.replicas;
+      if (wanted > held) added_replicas += wanted - held;
+      if (wanted < held) removed_replicas += held - wanted;
+      if (wanted > held) *addresses += wanted - held;
+    } else if (std::holds_alternative<workloads::Service>(object) && held == 0) {
+      ++*addresses;
+    }
+  }
+  const uint64_t objects_held = store_->objects().size();
+  if (limits.max_objects != 0 && new_objects > 0 &&
+      objects_held + new_objects > limits.max_objects) {
+    return MakeError(
+        ErrorCode::kResourceExhausted,
+        "the agent would hold " + std::to_string(objects_held + new_objects) +
+            " objects, over the limit --max-objects=" + std::to_string(limits.max_objects) +
+            " (it holds " + std::to_string(objects_held) + ", this apply adds " +
+            std::to_string(new_objects) + "); nothing was changed");
+  }
+  const uint64_t replicas_held = replica_count();
+  const uint64_t replicas_after = replicas_held + added_replicas - removed_replicas;
+  if (limits.max_replicas != 0 && replicas_after > replicas_held &&
+      replicas_after > limits.max_replicas) {
+    return MakeError(ErrorCode::kResourceExhausted,
+                     "the agent would hold " + std::to_string(replicas_after) +
+                         " workload replicas, over the limit --max-replicas=" +
+                         std::to_string(limits.max_replicas) + " (it holds " +
+                         std::to_string(replicas_held) + ", this apply adds " +
+                         std::to_string(replicas_after - replicas_held) + "); nothing was changed");
+  }
+  return {};
+}
+
+// What is and is not guaranteed when memory runs out (std::bad_alloc), here
+// and in Delete and Register:
+// - Up to the commit point (StateStore::Commit returning), every allocation
+//   the change needs is made: the new versions, their addresses, the commit
+//   record, the store's map entries and the index entries of new addresses,
+//   VIPs and ports (staged below). A std::bad_alloc there is caught, the pool
+//   allocations are handed back (which frees, never allocates), and the
+//   caller gets RESOURCE_EXHAUSTED with memory, disk and pools unchanged.
+// - After the commit point the change is durable; updating the indexes only
+//   moves the staged entries in and frees, so it cannot fail. The callbacks
+//   that follow (OnReplicaRemoved, watchers) may allocate: they run in a
+//   noexcept block, so an allocation failure there ends the process
+//   (std::terminate) rather than leaving the tables half updated, and a
+//   restart replays the change from the log (the caller got no answer, as for
+//   a crash while a call is in flight).
 Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> objects, bool dry_run,
                                                       bool create_only) {
-  std::vector<ObjectChange> changes;
-  changes.reserve(objects.size());
-  std::vector<StoredObject> puts;
-  puts.reserve(objects.size());
-  // For each put, the version it replaces (null for a new object). Valid
-  // until the commit, which replaces these entries in place.
-  std::vector<const StoredObject*> replaced;
-  replaced.reserve(objects.size());
-  SecretSource secrets;
+  uint64_t address_count = 0;
+  std::vector<const StoredObject*> existing_versions;
+  try {
+    if (Status s = Admit(objects, &existing_versions, &address_count); !s) return s.error();
+  } catch (const std::bad_alloc&) {
+    return MakeError(ErrorCode::kResourceExhausted, "out of memory while checking the change of " +
+                                                        std::to_string(objects.size()) +
+                                                        " objects; nothing was changed");
+  }
+  const size_t object_count = objects.size();
+
   // Addresses taken from the pools for this apply, handed back if it fails.
   std::vector<std::pair<workloads::AddressPool*, uint32_t>> allocated;
-  // Addresses of replicas scaled away, released once the commit succeeded.
-  std::vector<uint32_t> released;
   const uint32_t node_cursor = node_pool_->cursor();
   const uint32_t service_cursor = service_pool_->cursor();
-  auto roll_back = [&] {
+  auto roll_back = [&]() noexcept {
     for (auto& [pool, address] : allocated) pool->Release(address);
+    allocated.clear();
     node_pool_->set_cursor(node_cursor);
     service_pool_->set_cursor(service_cursor);
   };
 
-  for (Object& object : objects) {
-    ObjectKey key = workloads::KeyOf(object);
-    const StoredObject* existing = Find(key);
-    if (existing != nullptr && create_only) {
-      roll_back();
-      return MakeError(ErrorCode::kAlreadyExists,
-                       KeyText(key) + " already exists (use Apply to update it)");
-    }
-    if (existing != nullptr && existing->object == object) {
-      changes.push_back({std::move(key), "unchanged"});
-      continue;
-    }
-    StoredObject next;
-    if (existing != nullptr) {
-      next.addresses = existing->addresses;
-      next.secret = existing->secret;
-      next.generation = existing->generation + 1;
-    } else {
-      next.secret = secrets.Next();
-      next.generation = 1;
-    }
-    if (const auto* workload = std::get_if<workloads::Workload>(&object)) {
-      const uint32_t replicas = workload->spec.replicas;
-      while (next.addresses.size() > replicas) {
-        released.push_back(next.addresses.back());
-        next.addresses.pop_back();
-      }
-      next.addresses.reserve(replicas);
-      while (next.addresses.size() < replicas) {
-        auto address = node_pool_->Allocate();
-        if (!address) {
-          roll_back();
-          return MakeError(address.error().code, KeyText(key) + ": " + address.error().message);
-        }
-        allocated.emplace_back(node_pool_.get(), *address);
-        next.addresses.push_back(*address);
-      }
-    } else if (std::holds_alternative<workloads::Service>(object) && next.addresses.empty()) {
-      auto vip = service_pool_->Allocate();
-      if (!vip) {
-        roll_back();
-        return MakeError(vip.error().code, KeyText(key) + ": " + vip.error().message);
-      }
-      allocated.emplace_back(service_pool_.get(), *vip);
-      next.addresses.push_back(*vip);
-    }
-    next.object = std::move(object);
-    changes.push_back({std::move(key), existing != nullptr ? "configured" : "created"});
-    puts.push_back(std::move(next));
-    replaced.push_back(existing);
-  }
-  // The objects are in `puts` now (or unchanged): free their array before the
-  // commit allocates the store's entries, which may then reuse its memory.
-  objects = {};
-
-  if (dry_run || puts.empty()) {
-    roll_back();
-    return changes;
-  }
-
-  // Unindex the old versions before the store replaces them.
-  for (const StoredObject* old : replaced) {
-    if (old != nullptr) UnindexObject(*old);
-  }
+  std::vector<ObjectChange> changes;
+  // For each put, the version it replaces (null for a new object). Valid
+  // until the commit, which replaces these entries in place.
+  std::vector<const StoredObject*> replaced;
+  // Addresses of replicas scaled away, released once the commit succeeded.
+  std::vector<uint32_t> released;
+  // Index entries the change adds, allocated before the commit and moved into
+  // the indexes after it (see the comment above). A replaced version keeps
+  // its entry in the store, so the index entries of the replicas it keeps
+  // stay as they are; each put's new replicas are those from kept[i] on.
+  std::vector<uint32_t> kept;
+  std::vector<uint16_t> old_ports;  // declared by the versions replaced
+  std::vector<decltype(replica_by_address_)::node_type> new_replicas;  // in order of the puts
+  std::vector<decltype(service_by_vip_)::node_type> new_vips;          // in order of the puts
+  std::map<uint16_t, size_t> new_ports;
   std::vector<const StoredObject*> stored;
-  if (Status s = store_->Commit(std::move(puts), {}, &stored); !s) {
-    roll_back();
-    for (const StoredObject* old : replaced) {
-      if (old != nullptr) IndexObject(*old);
+  try {
+    allocated.reserve(address_count);  // so that recording an allocation cannot fail
+    changes.reserve(objects.size());
+    std::vector<StoredObject> puts;
+    puts.reserve(objects.size());
+    replaced.reserve(objects.size());
+    SecretSource secrets;
+
+    for (size_t i = 0; i < objects.size(); ++i) {
+      Object& object = objects[i];
+      ObjectKey key = workloads::KeyOf(object);
+      const StoredObject* existing = existing_versions[i];
+      if (existing != nullptr && create_only) {
+        roll_back();
+        return MakeError(ErrorCode::kAlreadyExists,
+                         KeyText(key) + " already exists (use Apply to update it)");
+      }
+      if (existing != nullptr && existing->object == object) {
+        changes.push_back({std::move(key), "unchanged"});
+        continue;
+      }
+      StoredObject next;
+      if (existing != nullptr) {
+        next.addresses = existing->addresses;
+        next.secret = existing->secret;
+        next.generation = existing->generation + 1;
+      } else {
+        next.secret = secrets.Next();
+        next.generation = 1;
+      }
+      if (const auto* workload = std::get_if<workloads::Workload>(&object)) {
+        const uint32_t replicas = workload->spec.replicas;
+        while (next.addresses.size() > replicas) {
+          released.push_back(next.addresses.back());
+          next.addresses.pop_back();
+        }
+        next.addresses.reserve(replicas);
+        while (next.addresses.size() < replicas) {
+          auto address = node_pool_->Allocate();
+          if (!address) {
+            roll_back();
+            return MakeError(address.error().code, KeyText(key) + ": " + address.error().message);
+          }
+          allocated.emplace_back(node_pool_.get(), *address);
+          next.addresses.push_back(*address);
+        }
+      } else if (std::holds_alternative<workloads::Service>(object) && next.addresses.empty()) {
+        auto vip = service_pool_->Allocate();
+        if (!vip) {
+          roll_back();
+          return MakeError(vip.error().code, KeyText(key) + ": " + vip.error().message);
+        }
+        allocated.emplace_back(service_pool_.get(), *vip);
+        next.addresses.push_back(*vip);
+      }
+      next.object = std::move(object);
+      changes.push_back({std::move(key), existing != nullptr ? "configured" : "created"});
+      puts.push_back(std::move(next));
+      replaced.push_back(existing);
     }
-    return s.error();
+    // The objects are in `puts` now (or unchanged): free their array before the
+    // commit allocates the store's entries, which may then reuse its memory.
+    objects = {};
+
+    if (dry_run || puts.empty()) {
+      roll_back();
+      return changes;
+    }
+
+    // One scratch table of each kind makes the entries (node handles); once
+    // it has its buckets, making one costs a node and no other allocation.
+    decltype(replica_by_address_) replica_nodes;
+    decltype(service_by_vip_) vip_nodes;
+    kept.reserve(puts.size());
+    new_replicas.reserve(address_count);
+    for (size_t i = 0; i < puts.size(); ++i) {
+      const uint32_t had =
+          replaced[i] != nullptr ? static_cast<uint32_t>(replaced[i]->addresses.size()) : 0;
+      kept.push_back(std::min<uint32_t>(had, puts[i].addresses.size()));
+      if (const auto* old = replaced[i] != nullptr
+                                ? std::get_if<workloads::Workload>(&replaced[i]->object)
+                                : nullptr) {
+        for (const workloads::PortSpec& port : old->spec.ports) old_ports.push_back(port.port);
+      }
+      if (const auto* workload = std::get_if<workloads::Workload>(&puts[i].object)) {
+        for (size_t j = kept[i]; j < puts[i].addresses.size(); ++j) {
+          new_replicas.push_back(replica_nodes.extract(
+              replica_nodes.emplace(puts[i].addresses[j], ReplicaRef{}).first));
+        }
+        for (const workloads::PortSpec& port : workload->spec.ports) {
+          if (!port_users_.contains(port.port)) new_ports.emplace(port.port, 0);
+        }
+      } else if (std::holds_alternative<workloads::Service>(puts[i].object)) {
+        for (size_t j = kept[i]; j < puts[i].addresses.size(); ++j) {
+          new_vips.push_back(
+              vip_nodes.extract(vip_nodes.emplace(puts[i].addresses[j], nullptr).first));
+        }
+      }
+    }
+    // No rehash (no allocation) when the staged entries move in.
+    replica_by_address_.reserve(replica_by_address_.size() + new_replicas.size());
+    service_by_vip_.reserve(service_by_vip_.size() + new_vips.size());
+
+    if (Status s = store_->Commit(std::move(puts), {}, &stored); !s) {
+      roll_back();
+      return s.error();
+    }
+  } catch (const std::bad_alloc&) {
+    roll_back();
+    return MakeError(ErrorCode::kResourceExhausted,
+                     "out of memory while preparing the change of " + std::to_string(object_count) +
+                         " objects (" + std::to_string(address_count) +
+                         " new addresses); nothing was changed");
   }
-  for (uint32_t address : released) {
-    node_pool_->Release(address);
-    if (on_replica_removed_) on_replica_removed_(address);
-  }
-  // Every new version is indexed before any watcher hears of one, so that
-  // each sees all of the change (port_users() among others).
-  for (const StoredObject* now : stored) IndexObject(*now);
-  for (size_t i = 0; i < stored.size(); ++i) {
-    Notify(replaced[i] != nullptr ? WatchEventType::kModified : WatchEventType::kAdded, *stored[i]);
-  }
+
+  // The commit point: from here on nothing may fail (see above).
+  [&]() noexcept {
+    for (uint32_t address : released) {
+      replica_by_address_.erase(address);
+      node_pool_->Release(address);
+      if (on_replica_removed_) on_replica_removed_(address);
+    }
+    for (uint16_t port : old_ports) --port_users_.find(port)->second;
+    // Every new version is indexed before any watcher hears of one, so that
+    // each sees all of the change (port_users() among others).
+    size_t next_replica = 0;
+    size_t next_vip = 0;
+    for (size_t k = 0; k < stored.size(); ++k) {
+      const StoredObject* now = stored[k];
+      if (const auto* workload = std::get_if<workloads::Workload>(&now->object)) {
+        for (uint32_t i = kept[k]; i < now->addresses.size(); ++i) {
+          auto& node = new_replicas[next_replica++];
+          node.mapped() = ReplicaRef{now, i};
+          replica_by_address_.insert(std::move(node));
+        }
+        for (const workloads::PortSpec& port : workload->spec.ports) {
+          auto it = port_users_.find(port.port);
+          if (it == port_users_.end()) {
+            it = port_users_.insert(new_ports.extract(port.port)).position;
+            ++port_set_changes_;
+          }
+          ++it->second;
+        }
+      } else if (std::holds_alternative<workloads::Service>(now->object)) {
+        for (uint32_t i = kept[k]; i < now->addresses.size(); ++i) {
+          auto& node = new_vips[next_vip++];
+          node.mapped() = now;
+          service_by_vip_.insert(std::move(node));
+        }
+      }
+    }
+    for (uint16_t port : old_ports) {
+      auto it = port_users_.find(port);
+      if (it != port_users_.end() && it->second == 0) {
+        port_users_.erase(it);
+        ++port_set_changes_;
+      }
+    }
+    for (size_t i = 0; i < stored.size(); ++i) {
+      Notify(replaced[i] != nullptr ? WatchEventType::kModified : WatchEventType::kAdded,
+             *stored[i]);
+    }
+  }();
   return changes;
 }
 
 Result<std::vector<ObjectChange>> Agent::Delete(const std::vector<ObjectKey>& keys,
                                                 bool ignore_not_found) {
   std::vector<ObjectChange> changes;
-  std::vector<ObjectKey> deletes;
-  for (const ObjectKey& key : keys) {
-    if (Find(key) == nullptr) {
-      if (!ignore_not_found) {
-        return MakeError(ErrorCode::kNotFound, KeyText(key) + " not found");
-      }
-      changes.push_back({key, "unchanged"});
-      continue;
-    }
-    if (std::find(deletes.begin(), deletes.end(), key) != deletes.end()) continue;
-    deletes.push_back(key);
-    changes.push_back({key, "deleted"});
-  }
-  if (deletes.empty()) return changes;
-
-  // Keep copies for the events and the address release after the commit.
+  // Copies for the index update, the events and the address release after the
+  // commit. Out of memory up to the commit, nothing has changed (see
+  // ApplyObjects); after it, nothing allocates but the callbacks.
   std::vector<StoredObject> gone;
-  for (const ObjectKey& key : deletes) gone.push_back(*Find(key));
-  for (const StoredObject& object : gone) UnindexObject(object);
-  if (Status s = store_->Commit({}, deletes); !s) {
-    for (const ObjectKey& key : deletes) IndexObject(*Find(key));
-    return s.error();
-  }
-  for (const StoredObject& object : gone) {
-    const bool service = std::holds_alternative<workloads::Service>(object.object);
-    auto& pool = service ? *service_pool_ : *node_pool_;
-    for (uint32_t address : object.addresses) {
-      pool.Release(address);
-      if (!service && on_replica_removed_) on_replica_removed_(address);
+  try {
+    std::vector<ObjectKey> deletes;
+    for (const ObjectKey& key : keys) {
+      if (Find(key) == nullptr) {
+        if (!ignore_not_found) {
+          return MakeError(ErrorCode::kNotFound, KeyText(key) + " not found");
+        }
+        changes.push_back({key, "unchanged"});
+        continue;
+      }
+      if (std::find(deletes.begin(), deletes.end(), key) != deletes.end()) continue;
+      deletes.push_back(key);
+      changes.push_back({key, "deleted"});
     }
+    if (deletes.empty()) return changes;
+    gone.reserve(deletes.size());
+    for (const ObjectKey& key : deletes) gone.push_back(*Find(key));
+    if (Status s = store_->Commit({}, std::move(deletes)); !s) return s.error();
+  } catch (const std::bad_alloc&) {
+    return MakeError(ErrorCode::kResourceExhausted, "out of memory while preparing the delete of " +
+                                                        std::to_string(keys.size()) +
+                                                        " objects; nothing was changed");
   }
-  for (const StoredObject& object : gone) Notify(WatchEventType::kDeleted, object);
+  [&]() noexcept {
+    for (const StoredObject& object : gone) UnindexObject(object);
+    for (const StoredObject& object : gone) {
+      const bool service = std::holds_alternative<workloads::Service>(object.object);
+      auto& pool = service ? *service_pool_ : *node_pool_;
+      for (uint32_t address : object.addresses) {
+        pool.Release(address);
+        if (!service && on_replica_removed_) on_replica_removed_(address);
+      }
+    }
+    for (const StoredObject& object : gone) Notify(WatchEventType::kDeleted, object);
+  }();
   return changes;
 }
 
@@ -394,8 +576,14 @@ Result<uint32_t> Agent::ProposeVip(const std::vector<uint32_t>& exclude) {
 
 Status Agent::Register(std::vector<workloads::Workload> workloads) {
   std::vector<Object> objects;
-  objects.reserve(workloads.size());
-  for (auto& workload : workloads) objects.emplace_back(std::move(workload));
+  try {
+    objects.reserve(workloads.size());
+  } catch (const std::bad_alloc&) {
+    return MakeError(ErrorCode::kResourceExhausted,
+                     "out of memory while preparing the registration of " +
+                         std::to_string(workloads.size()) + " workloads; nothing was changed");
+  }
+  for (auto& workload : workloads) objects.emplace_back(std::move(workload));  // no allocation
   workloads = {};  // the moved-from array: free it before the commit allocates
   auto applied = ApplyObjects(std::move(objects), /*dry_run=*/false, /*create_only=*/true);
   if (!applied) return applied.error();

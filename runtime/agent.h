@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "runtime/config.h"
-#include "runtime/svid_cache.h"
 #include "runtime/state_store.h"
+#include "runtime/svid_cache.h"
 #include "workloads/certificate_authority.h"
 #include "workloads/ipam.h"
 #include "workloads/model.h"
@@ -81,6 +81,10 @@ class Agent {
 
   // Creates or updates every object in one durable step ("unchanged" ones
   // are not rewritten). With dry_run nothing is written or allocated.
+  // RESOURCE_EXHAUSTED, with nothing changed, for a change over a limit of
+  // config().limits (checked before anything is allocated) and when memory
+  // runs out before the commit; Apply, Register and Delete never throw (see
+  // agent.cc, ApplyObjects, for what an allocation failure can and cannot do).
   Result<std::vector<ObjectChange>> Apply(std::vector<workloads::Object> objects, bool dry_run);
   // Deletes the objects named; NOT_FOUND for a missing one unless
   // ignore_not_found (then reported as "unchanged").
@@ -192,6 +196,11 @@ class Agent {
   // ALREADY_EXISTS rather than updated; nothing changes then).
   Result<std::vector<ObjectChange>> ApplyObjects(std::vector<workloads::Object> objects,
                                                  bool dry_run, bool create_only);
+  // Admission control: RESOURCE_EXHAUSTED naming the limit when `objects`
+  // would take the agent past one of config().limits. Fills the stored
+  // version of each object (or null) and how many addresses the change takes.
+  Status Admit(const std::vector<workloads::Object>& objects,
+               std::vector<const StoredObject*>* existing_versions, uint64_t* addresses) const;
 
   AgentConfig config_;
   StateStorePtr store_;

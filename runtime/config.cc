@@ -179,6 +179,12 @@ const std::vector<Flag>& Flags() {
        [](AgentConfig& c, const std::string& v) {
          return SetTimeoutMs(c.proxy.stream_stall_timeout_ms, "--stream-stall-timeout", v);
        }},
+      {"--hbone-server-idle-timeout", "DURATION",
+       "GOAWAY and close inbound HBONE connections with no stream this long [5m]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetTimeoutMs(c.proxy.hbone_server_idle_timeout_ms, "--hbone-server-idle-timeout",
+                             v);
+       }},
       {"--write-stall-timeout", "DURATION",
        "drop a connection whose peer reads nothing for this long [30s]",
        [](AgentConfig& c, const std::string& v) {
@@ -205,6 +211,19 @@ const std::vector<Flag>& Flags() {
        [](AgentConfig& c, const std::string& v) {
          return SetCount(c.proxy.max_outbound_connections_per_workload,
                          "--max-outbound-connections-per-workload", v);
+       }},
+      {"--max-objects", "N",
+       "objects (Workloads, Services, policies) the agent holds; more are refused [2000000]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetCount(c.limits.max_objects, "--max-objects", v);
+       }},
+      {"--max-replicas", "N", "workload replicas the agent holds; more are refused [4000000]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetCount(c.limits.max_replicas, "--max-replicas", v);
+       }},
+      {"--max-apply-objects", "N", "objects in one apply or RegisterBatch call [100000]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetCount(c.limits.max_apply_objects, "--max-apply-objects", v);
        }},
       {"--apply", "FILE|DIR", "apply this manifest once the agent is ready (repeatable)",
        [](AgentConfig& c, const std::string& v) -> Status {

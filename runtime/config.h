@@ -41,6 +41,7 @@ struct AgentConfig {
     uint64_t handshake_timeout_ms = proxy::kDefaultHandshakeTimeoutMs;
     uint64_t preface_timeout_ms = proxy::kDefaultPrefaceTimeoutMs;
     uint64_t stream_stall_timeout_ms = proxy::kDefaultStreamStallTimeoutMs;
+    uint64_t hbone_server_idle_timeout_ms = proxy::kDefaultHboneServerIdleTimeoutMs;
     uint64_t write_stall_timeout_ms = proxy::kDefaultWriteStallTimeoutMs;
     uint64_t outbound_request_timeout_ms = proxy::kDefaultOutboundRequestTimeoutMs;
     uint32_t max_hbone_connections_per_peer = proxy::kDefaultMaxConnectionsPerPeer;
@@ -48,6 +49,17 @@ struct AgentConfig {
     uint32_t max_outbound_connections_per_workload =
         proxy::kDefaultMaxOutboundConnectionsPerWorkload;
   } proxy;
+
+  // Admission control: an Apply, Register or RegisterBatch that would go past
+  // one of these is refused with RESOURCE_EXHAUSTED before anything is
+  // allocated or written (runtime/agent.h, Agent::Apply); 0 turns one off.
+  // The defaults leave room for twice the 1,000,000-workload density target
+  // and for the 4,194,302 addresses of the default /10 node CIDR.
+  struct Limits {
+    uint32_t max_objects = 2'000'000;      // Workloads + Services + policies held
+    uint32_t max_replicas = 4'000'000;     // replicas (node addresses) held
+    uint32_t max_apply_objects = 100'000;  // objects in one apply or batch
+  } limits;
 
   // True when --node-cidr was given (cluster mode claims that range instead
   // of carving one out of --cluster-cidr).

@@ -55,7 +55,9 @@ Status Node::Init() {
       "podless_supervisor_restarts", "Restarts of supervised processes since the agent started.",
       [supervisor] { return static_cast<double>(supervisor->restarts_total()); });
 
-  admin_ = std::make_unique<AdminServer>(loop_);
+  AdminServerOptions admin_options;
+  admin_options.count_accept_error = proxy::CountAcceptErrors(*metrics_, "admin");
+  admin_ = std::make_unique<AdminServer>(loop_, admin_options);
   AddAdminRoutes();
   if (Status s = admin_->Listen(config_.admin_address); !s) {
     return MakeError(s.error().code, "admin server: " + s.error().message);
@@ -96,6 +98,7 @@ Status Node::StartProxy() {
   proxy_config.handshake_timeout_ms = config_.proxy.handshake_timeout_ms;
   proxy_config.preface_timeout_ms = config_.proxy.preface_timeout_ms;
   proxy_config.stream_stall_timeout_ms = config_.proxy.stream_stall_timeout_ms;
+  proxy_config.hbone_server_idle_timeout_ms = config_.proxy.hbone_server_idle_timeout_ms;
   proxy_config.write_stall_timeout_ms = config_.proxy.write_stall_timeout_ms;
   proxy_config.outbound_request_timeout_ms = config_.proxy.outbound_request_timeout_ms;
   proxy_config.max_hbone_connections_per_peer = config_.proxy.max_hbone_connections_per_peer;

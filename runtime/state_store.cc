@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iterator>
+#include <new>
 
 #include "workloads/object_codec.h"
 
@@ -572,16 +573,77 @@ Status StateStore::Commit(std::vector<StoredObject> puts, std::vector<ObjectKey>
   }
   FinishRecord(&record);
 
+  // Everything objects() needs for this change is allocated before the record
+  // is written (the map entries of new keys, the sizes of what is replaced or
+  // deleted), so that nothing can fail between the durable write and the
+  // change of objects(): a std::bad_alloc up to here propagates to the caller
+  // with the store unchanged, and none can come after the write.
+  struct StagedPut {
+    ObjectMap::iterator position;  // the existing entry, or where the new one goes
+    ObjectMap::node_type node;     // a new key's entry (empty for an existing key)
+    StoredObject replacement;      // the new version of an existing key
+    int64_t size_change = 0;
+  };
+  std::vector<StagedPut> staged(puts.size());
+  std::vector<std::pair<ObjectMap::iterator, uint64_t>> erased;  // with its encoded size
+  erased.reserve(deletes.size());
+  ObjectMap scratch_map;  // allocates the entry of a new key, then hands it over
+  for (size_t i = 0; i < puts.size(); ++i) {
+    StagedPut& put = staged[i];
+    ObjectKey key = workloads::KeyOf(puts[i].object);
+    put.position = objects_.lower_bound(key);
+    put.size_change = static_cast<int64_t>(put_sizes[i]);
+    if (put.position == objects_.end() || put.position->first != key) {
+      put.node = scratch_map.extract(scratch_map.emplace(std::move(key), std::move(puts[i])).first);
+    } else {
+      put.size_change -= static_cast<int64_t>(EncodedPutSize(put.position->second));
+      put.replacement = std::move(puts[i]);
+    }
+  }
+  for (const ObjectKey& key : deletes) {
+    auto it = objects_.find(key);
+    if (it != objects_.end()) erased.emplace_back(it, EncodedPutSize(it->second));
+  }
+  if (stored != nullptr) {
+    stored->clear();
+    stored->reserve(staged.size());
+  }
+
   if (Status s = AppendRecord(record); !s) return s;
-  Apply(std::move(puts), put_sizes, deletes, stored);
+  // From here on nothing allocates: node handles move into the map, values
+  // are move-assigned, erased entries are freed.
+  for (StagedPut& put : staged) {
+    auto it = put.position;
+    if (!put.node.empty()) {
+      // The hint is exact unless a batch-mate was inserted there first; then
+      // it is only slower.
+      it = objects_.insert(it, std::move(put.node));
+    } else {
+      it->second = std::move(put.replacement);
+    }
+    live_bytes_ = static_cast<uint64_t>(static_cast<int64_t>(live_bytes_) + put.size_change);
+    if (stored != nullptr) stored->push_back(&it->second);
+  }
+  // Deletes after the puts: a put's position may be an entry deleted here.
+  for (const auto& [it, size] : erased) {
+    live_bytes_ -= size;
+    objects_.erase(it);
+  }
 
   if (log_end_ > std::max(2 * live_bytes_, options_.compaction_min_bytes) &&
       log_end_ >= compaction_retry_at_) {
     // The change is durable already; a failed compaction only leaves a longer
-    // log, so it is reported but does not fail the commit.
-    if (Status s = Compact(); !s) {
+    // log, so it is reported but does not fail the commit. Out of memory it
+    // fails like any other compaction.
+    Status compacted;
+    try {
+      compacted = Compact();
+    } catch (const std::bad_alloc&) {
+      compacted = MakeError(ErrorCode::kResourceExhausted, "out of memory");
+    }
+    if (!compacted) {
       compaction_retry_at_ = log_end_ + options_.compaction_min_bytes;
-      Log("compaction of " + path() + " failed: " + s.error().message);
+      Log("compaction of " + path() + " failed: " + compacted.error().message);
     }
   }
   return {};
@@ -646,15 +708,22 @@ Status StateStore::Compact() {
     count = 0;
     return err;
   };
-  for (const auto& [key, stored] : objects_) {
-    (void)EncodePut(stored, &puts, &scratch);  // encodable: it was committed
-    ++count;
-    if (puts.size() >= kSnapshotChunkBytes) {
+  try {
+    for (const auto& [key, stored] : objects_) {
+      (void)EncodePut(stored, &puts, &scratch);  // encodable: it was committed
+      ++count;
+      if (puts.size() >= kSnapshotChunkBytes) {
+        if (int err = flush(); err) return fail("cannot write " + temp, err);
+      }
+    }
+    if (count > 0) {
       if (int err = flush(); err) return fail("cannot write " + temp, err);
     }
-  }
-  if (count > 0) {
-    if (int err = flush(); err) return fail("cannot write " + temp, err);
+  } catch (const std::bad_alloc&) {
+    // Out of memory for a chunk: the old log stays, the temp file goes.
+    ::close(fd);
+    ::unlink(temp.c_str());
+    throw;
   }
   if (::fsync(fd) != 0) return fail("cannot sync " + temp, errno);
   if (::rename(temp.c_str(), path().c_str()) != 0) {

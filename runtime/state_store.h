@@ -91,6 +91,9 @@ class StateStore {
   // log is cut back to where it was; an error from fdatasync leaves the store
   // failed (every later Commit fails) because after a failed fdatasync Linux
   // no longer says which written data reached the disk: restart and replay.
+  // Out of memory, std::bad_alloc propagates to the caller only from before
+  // the write, with the store and the log unchanged: everything the change
+  // needs in objects() is allocated first (see the body).
   //
   // Group commit later: encode several batches as consecutive records into one
   // buffer, write and fdatasync once, then apply each in order.

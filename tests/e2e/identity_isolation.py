@@ -9,6 +9,8 @@ the agent serving legitimate traffic.
    intermediate, the root itself), none at all. Each bad certificate is
    made by the same recipe as a good one with one thing changed, and the
    good one is served, so a refusal is for that one thing.
+   /config_dump's proxy.last_handshake_error names each refusal's reason
+   (foreign CA, other trust domain, expired, ...), peer and time.
 2. CONNECT to an address or port the node does not host: a 4xx on that
    stream; the same connection then carries a valid stream.
 3. A source claimed in headers (CONNECT headers and the tunneled request):
@@ -371,10 +373,17 @@ def counted_once(before, label):
     check(handshake_failures() == before + 1, f"{label}: handshake failure not counted")
 
 
-def refused_at_handshake(label, cert, key, alerts=REJECTED):
+def last_handshake_error():
+    return AGENT.config_dump()["proxy"]["last_handshake_error"]
+
+
+def refused_at_handshake(label, cert, key, alerts=REJECTED, reason=None):
     """The HBONE listener ends the handshake with a TLS alert: no HTTP/2
-    answer ever comes, the failure is counted, good clients are served."""
+    answer ever comes, the failure is counted, good clients are served.
+    With `reason`, /config_dump's proxy.last_handshake_error names it (the
+    chain verifier's words), with the peer's address and the time."""
     before = handshake_failures()
+    started = int(time.time())
     c = None
     try:
         # TLS 1.3: the verdict on the client certificate comes after the
@@ -391,6 +400,15 @@ def refused_at_handshake(label, cert, key, alerts=REJECTED):
         if c is not None:
             c.close()
     counted_once(before, label)
+    last = last_handshake_error()
+    check(last is not None, f"{label}: no last_handshake_error in /config_dump")
+    if reason is not None:
+        check(reason in last["reason"],
+              f"{label}: last_handshake_error is {last}, want a reason with {reason!r}")
+    check(last["peer"].startswith("127."), f"{label}: peer {last['peer']!r}")
+    check(started <= last["unix_time"] <= time.time() + 1,
+          f"{label}: unix_time {last['unix_time']}, the attempt began at {started}")
+    alert += f"; /config_dump says: {last['reason']}"
     serves_legitimate(label)
     print(f"  refused at the handshake: {label} ({alert})", flush=True)
 
@@ -517,9 +535,22 @@ with tempfile.TemporaryDirectory() as D, running_agent() as AGENT:
     # --- 1. client certificates --------------------------------------------------
     print("1. HBONE client certificates", flush=True)
     serves_legitimate("start")
+    check(last_handshake_error() is None, f"a handshake error before any: {last_handshake_error()}")
+    # The reason each refusal leaves in /config_dump (proxy.last_handshake_error).
+    reasons = {
+        "rogue-root": "peer certificate rejected: untrusted issuer",  # a foreign CA
+        "other-domain": "trust domain other.domain is not cluster.local",
+        "expired": "peer certificate rejected: certificate expired",
+        "not-yet-valid": "peer certificate rejected: certificate not yet valid",
+        "no-uri-san": "peer certificate rejected: no URI SAN",
+        "two-uri-sans": "peer certificate rejected: 2 URI SANs",
+        "self-signed": "peer certificate rejected: untrusted issuer",
+        "minted-by-leaf": "peer certificate rejected: ",
+        "ca-as-leaf": "peer certificate rejected: leaf certificate is a CA",
+    }
     for name in ("rogue-root", "other-domain", "expired", "not-yet-valid", "no-uri-san",
                  "two-uri-sans", "self-signed", "minted-by-leaf", "ca-as-leaf"):
-        refused_at_handshake(name, f"{D}/{name}.crt", f"{D}/{name}.key")
+        refused_at_handshake(name, f"{D}/{name}.crt", f"{D}/{name}.key", reason=reasons[name])
     # The root has no digitalSignature key usage: BoringSSL refuses its
     # CertificateVerify (illegal_parameter) before the SPIFFE checks run.
     refused_at_handshake("the agent's root CA as a leaf", f"{D}/agent.crt", f"{D}/agent.key",

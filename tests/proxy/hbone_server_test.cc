@@ -228,5 +228,44 @@ TEST_CASE("HboneServer: TLS failures are refused without hurting a concurrent go
   CHECK(f.server->handshake_failures() >= 2);
 }
 
+TEST_CASE("HboneServer: the last refused handshake is kept with its peer, reason and time") {
+  ServerFixture f;
+  CHECK(f.server->last_handshake_error().unix_time == 0);
+  auto other_ca = workloads::CertificateAuthority::CreateInMemory("cluster.local");
+  REQUIRE(other_ca.ok());
+  f.WriteCredentials(**other_ca, "untrusted", "shop", "frontend", std::chrono::hours(1));
+  f.WriteCredentials(f.directory.ca(), "fresh", "shop", "frontend", std::chrono::hours(1));
+  {
+    auto svid = f.directory.ca().IssueSvid(
+        workloads::SpiffeId::ForServiceAccount("cluster.local", "shop", "frontend"),
+        std::chrono::hours(1));
+    REQUIRE(svid.ok());
+    WriteFile(f.dir.path + "/expired.crt", ExpiredCopyPem(**svid, f.dir.path));
+    WriteFile(f.dir.path + "/expired.key", (*svid)->PrivateKeyPem());
+  }
+  int64_t before = time(nullptr);
+  std::string out = f.RunClient(f.ClientCommand("untrusted", {"127.64.0.5:9000"}));
+  INFO(out);
+  HandshakeFailure untrusted = f.server->last_handshake_error();
+  INFO(untrusted.reason);
+  CHECK(untrusted.peer == "127.0.0.1");
+  CHECK(untrusted.reason.find("peer certificate rejected: untrusted issuer") != std::string::npos);
+  CHECK(untrusted.unix_time >= before);
+  CHECK(untrusted.unix_time <= time(nullptr));
+
+  out = f.RunClient(f.ClientCommand("expired", {"127.64.0.5:9000"}));
+  HandshakeFailure expired = f.server->last_handshake_error();
+  INFO(expired.reason);
+  CHECK(expired.reason.find("peer certificate rejected: certificate expired") != std::string::npos);
+  // Said once, not twice ("rejected: peer certificate rejected: ...").
+  CHECK(expired.reason.find("rejected: peer certificate rejected") == std::string::npos);
+
+  // A good handshake leaves the last failure as it was.
+  out = f.RunClient(f.ClientCommand("fresh", {"127.64.0.5:9000"}));
+  CHECK(out.find("\"status\": 200") != std::string::npos);
+  CHECK(f.server->last_handshake_error().reason == expired.reason);
+  CHECK(f.server->handshake_failures() == 2);
+}
+
 }  // namespace
 }  // namespace podless::proxy

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <string>
 
+#include "proxy/connection_pool.h"
 #include "proxy/proxy_core.h"
 #include "proxy/tcp_stream.h"
 #include "tests/proxy/fake_directory.h"
@@ -52,7 +53,8 @@ int64_t NowMs() {
 }
 
 struct SlowFixture {
-  explicit SlowFixture(uint64_t timeout_ms = kTimeoutMs) {
+  explicit SlowFixture(uint64_t timeout_ms = kTimeoutMs,
+                       uint64_t idle_timeout_ms = kDefaultHboneServerIdleTimeoutMs) {
     tcp_port = FreePort();
     http_port = FreePort();
     directory.AddReplica("127.64.0.5", "web", "shop", "web",
@@ -66,6 +68,7 @@ struct SlowFixture {
     config.handshake_timeout_ms = timeout_ms;
     config.preface_timeout_ms = timeout_ms;
     config.stream_stall_timeout_ms = timeout_ms;
+    config.hbone_server_idle_timeout_ms = idle_timeout_ms;
     config.write_stall_timeout_ms = timeout_ms;
     config.outbound_request_timeout_ms = timeout_ms;
     auto created = ProxyCore::Create(loop.get(), directory, config, registry);
@@ -169,6 +172,90 @@ TEST_CASE("Slow peers: a CONNECT stream never read is reset; the connection's ot
   CHECK(good.data == "still here\n");
   CHECK(good.ended);
   CHECK_FALSE(client.session_closed());
+}
+
+TEST_CASE("Slow peers: an HBONE connection that never carries a stream is closed when idle") {
+  SlowFixture f(kTimeoutMs, /*idle_timeout_ms=*/kTimeoutMs);
+  HboneTestClient client(f.core->dispatcher(), f.directory, "127.64.0.5", f.core->hbone_port(),
+                         kWebIdentity);
+  REQUIRE(RunUntil(f.loop.get(), [&] { return client.handshake_done() || client.failed(); }));
+  REQUIRE(client.handshake_done());
+  client.StartSession();  // preface and SETTINGS, then nothing
+  int64_t start = NowMs();
+  REQUIRE(RunUntil(
+      f.loop.get(), [&] { return f.core->Stats().hbone_inbound_connections == 1; }, 2000));
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return client.session_closed(); }, 5000));
+  CHECK(NowMs() - start >= static_cast<int64_t>(kTimeoutMs) - 50);
+  CHECK(f.Timeouts("hbone_idle") == 1);
+  CHECK(f.Timeouts("hbone_h2_preface") == 0);
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return f.core->Stats().hbone_inbound_connections == 0; }, 2000));
+}
+
+TEST_CASE("Slow peers: an open idle HBONE stream keeps its connection; idle counts from its end") {
+  SlowFixture f(kTimeoutMs, /*idle_timeout_ms=*/kTimeoutMs);
+  StreamProbe quiet;  // before the client: its streams tell their handlers when it goes
+  int status = 0;
+  HboneTestClient client(f.core->dispatcher(), f.directory, "127.64.0.5", f.core->hbone_port(),
+                         kWebIdentity);
+  REQUIRE(RunUntil(f.loop.get(), [&] { return client.handshake_done() || client.failed(); }));
+  REQUIRE(client.handshake_done());
+  client.StartSession();
+  HboneStream* stream = client.Open("127.64.0.5:" + std::to_string(f.tcp_port), quiet, &status);
+  REQUIRE(RunUntil(f.loop.get(), [&] { return status != 0; }));
+  CHECK(status == 200);
+  // Several idle periods with the stream open and silent: nothing closes.
+  CHECK_FALSE(RunUntil(
+      f.loop.get(), [&] { return client.session_closed() || quiet.closed; },
+      4 * static_cast<int>(kTimeoutMs)));
+  CHECK(f.Timeouts("hbone_idle") == 0);
+  stream->Write("still here\n");
+  CHECK(RunUntil(f.loop.get(), [&] { return quiet.data == "still here\n"; }));
+  // Once its last stream ended, the connection is idle and closed after the
+  // timeout (not earlier: the clock starts at the stream's end).
+  stream->End();
+  REQUIRE(RunUntil(f.loop.get(), [&] { return quiet.closed; }));
+  CHECK(quiet.ended);
+  int64_t ended = NowMs();
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return client.session_closed(); }, 5000));
+  CHECK(NowMs() - ended >= static_cast<int64_t>(kTimeoutMs) - 50);
+  CHECK(f.Timeouts("hbone_idle") == 1);
+}
+
+TEST_CASE("HbonePool: a connection whose every request gave up before it was up closes when idle") {
+  SlowFixture f;
+  Registry registry;
+  ProxyMetrics metrics(registry);
+  HbonePoolOptions options;
+  options.idle_timeout_ms = kTimeoutMs;
+  auto pool = HbonePool::Create(f.core->dispatcher(), f.directory, metrics, options);
+  REQUIRE(pool.ok());
+  const LocalReplica* source = f.directory.FindLocalReplica(Ip("127.64.0.7"));
+  REQUIRE(source != nullptr);
+  Endpoint endpoint;
+  endpoint.address = Ip("127.64.0.5");
+  endpoint.port = f.tcp_port;
+  endpoint.spiffe_id = kWebIdentity;
+  endpoint.hbone_port = f.core->hbone_port();
+  bool called = false;
+  HboneRequestPtr request = (*pool)->Open(
+      *source, endpoint, [&](HboneStream*, int, const std::string&) { called = true; });
+  REQUIRE((*pool)->connection_count() == 1);
+  request.reset();  // the caller gives up while the connection is dialed
+  // The connection still comes up (the server sees it), carries no stream...
+  REQUIRE(RunUntil(
+      f.loop.get(), [&] { return f.core->Stats().hbone_inbound_connections == 1; }, 5000));
+  int64_t up = NowMs();
+  // ...and is closed by the pool's idle timeout, not left open for good.
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return (*pool)->connection_count() == 0; }, 5000));
+  CHECK(NowMs() - up >= static_cast<int64_t>(kTimeoutMs) - 100);
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return f.core->Stats().hbone_inbound_connections == 0; }, 5000));
+  CHECK_FALSE(called);
+  (*pool)->Close();
 }
 
 TEST_CASE("Slow peers: a client that stops reading its socket is disconnected (write stall)") {

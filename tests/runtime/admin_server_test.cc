@@ -1,7 +1,9 @@
 #include "runtime/admin_server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -11,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -366,6 +369,76 @@ TEST_CASE("AdminServer: a handler may close the server while answering") {
     closed = client.ClosedByServer();
   });
   CHECK(closed);
+}
+
+TEST_CASE("AdminServer: out of descriptors it sheds, logs once, counts, and serves again") {
+  std::mutex mu;
+  std::vector<std::string> logged;
+  std::vector<std::string> counted;
+  AdminServerOptions options;
+  options.log = [&](const std::string& line) {
+    std::lock_guard<std::mutex> lock(mu);
+    logged.push_back(line);
+  };
+  options.count_accept_error = [&](std::string_view error) {
+    std::lock_guard<std::mutex> lock(mu);
+    counted.emplace_back(error);
+  };
+  Harness harness(options);
+  uint16_t used_port = 0;
+  int shed_status = -1;
+  int recovered_status = 0;
+  harness.Run([&](uint16_t port, const std::function<void()>&) {
+    used_port = port;
+    // Fill the descriptor table (RLIMIT_NOFILE lowered for the test), but
+    // for the one the client socket takes: the server's accept then fails.
+    // (No REQUIRE on this thread: a throw here would terminate the test run.)
+    rlimit saved{};
+    rlimit low{};
+    if (getrlimit(RLIMIT_NOFILE, &saved) != 0) return;
+    low = saved;
+    low.rlim_cur = 256;
+    if (setrlimit(RLIMIT_NOFILE, &low) != 0) return;
+    std::vector<int> fillers;
+    while (true) {
+      int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (fd < 0) break;
+      fillers.push_back(fd);
+    }
+    if (fillers.empty()) return;
+    ::close(fillers.back());
+    fillers.pop_back();
+    {
+      Client victim(port);
+      if (victim.connected()) {
+        victim.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        shed_status = victim.Read().status;  // 0: closed without an answer
+      }
+    }
+    for (int fd : fillers) ::close(fd);
+    setrlimit(RLIMIT_NOFILE, &saved);
+    // Descriptors are back: served again (after the accept backoff).
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (recovered_status != 200 && std::chrono::steady_clock::now() < deadline) {
+      Client later(port);
+      later.Send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+      recovered_status = later.Read().status;
+      if (recovered_status != 200) std::this_thread::sleep_for(50ms);
+    }
+  });
+  CHECK(shed_status == 0);
+  CHECK(recovered_status == 200);
+  REQUIRE_FALSE(logged.empty());
+  INFO(logged[0]);
+  CHECK(logged[0].find("admin listener 127.0.0.1:" + std::to_string(used_port) +
+                       ": accept failed: Too many open files (EMFILE)") != std::string::npos);
+  CHECK(logged.back().find("accepting connections again") != std::string::npos);
+  size_t failures = 0;
+  for (const std::string& line : logged)
+    failures += line.find("accept failed") != std::string::npos;
+  CHECK(failures == 1);  // once per episode
+  REQUIRE_FALSE(counted.empty());
+  CHECK(counted[0] == "EMFILE");
 }
 
 TEST_CASE("AdminServer: reports the address when the port is already in use") {

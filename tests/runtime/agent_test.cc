@@ -234,5 +234,146 @@ TEST_CASE("Agent: Register refuses a workload that exists and then changes nothi
   CHECK(agent->replica_count() == 1);
 }
 
+workloads::Service MakeService(const std::string& name) {
+  workloads::Service service;
+  service.metadata.name = name;
+  service.selector = {{"app", name}};
+  service.ports = {{"http", 80, {}, workloads::Protocol::kTCP}};
+  return service;
+}
+
+TEST_CASE(
+    "Agent: a change over --max-objects, --max-replicas or --max-apply-objects is refused "
+    "before anything changes, naming the limit and the numbers") {
+  TempDir dir;
+  AgentConfig config = ConfigIn(dir);
+  config.limits.max_objects = 3;
+  config.limits.max_replicas = 5;
+  config.limits.max_apply_objects = 2;
+  AgentPtr agent = OpenAgent(config);
+  REQUIRE(agent->Apply({MakeWorkload("a", 2), MakeWorkload("b", 2)}, false).ok());
+  const auto a = AddressesOf(*agent, "a");
+  const auto b = AddressesOf(*agent, "b");
+  const uint64_t log_bytes = std::filesystem::file_size(dir.path + "/state.log");
+  auto unchanged = [&] {
+    CHECK(agent->workload_count() == 2);
+    CHECK(agent->replica_count() == 4);
+    CHECK(AddressesOf(*agent, "a") == a);
+    CHECK(AddressesOf(*agent, "b") == b);
+    CHECK(agent->Find(ObjectKey{Kind::kWorkload, "default", "c"}) == nullptr);
+    CHECK(std::filesystem::file_size(dir.path + "/state.log") == log_bytes);
+  };
+  auto refused = [&](const Status& status, const std::vector<std::string>& words) {
+    REQUIRE_FALSE(status.ok());
+    CHECK(status.error().code == ErrorCode::kResourceExhausted);
+    for (const std::string& word : words) {
+      CHECK_MESSAGE(status.error().message.find(word) != std::string::npos, status.error().message,
+                    " lacks ", word);
+    }
+  };
+  auto apply = [&](std::vector<workloads::Object> objects, bool dry_run = false) -> Status {
+    auto result = agent->Apply(std::move(objects), dry_run);
+    if (!result) return result.error();
+    return {};
+  };
+
+  // 4 + 2 replicas > 5, also as a dry run and through Register.
+  refused(apply({MakeWorkload("c", 2)}), {"--max-replicas=5", "hold 6 ", "holds 4", "adds 2"});
+  refused(apply({MakeWorkload("c", 2)}, /*dry_run=*/true), {"--max-replicas=5"});
+  refused(agent->Register({MakeWorkload("c", 2)}), {"--max-replicas=5"});
+  // Growing a workload counts only what it adds: 2 -> 4 replicas of "a" is 6.
+  refused(apply({MakeWorkload("a", 4)}), {"--max-replicas=5", "adds 2"});
+  refused(apply({MakeWorkload("a", 1), MakeWorkload("b", 1), MakeWorkload("c", 1)}),
+          {"one apply of 3 objects", "--max-apply-objects=2"});
+  unchanged();
+  // Nothing was taken from the address pool: the next address is the one
+  // after the last handed out.
+  REQUIRE(apply({MakeService("s")}).ok());  // 3 objects, no replicas
+  refused(apply({MakeWorkload("c", 0)}), {"--max-objects=3", "hold 4 ", "holds 3", "adds 1"});
+  refused(agent->Register({MakeWorkload("c", 1)}), {"--max-objects=3"});
+  CHECK(agent->Find(ObjectKey{Kind::kWorkload, "default", "c"}) == nullptr);
+  REQUIRE(apply({MakeWorkload("a", 3)}).ok());  // 5 replicas: at the limit, not over
+  CHECK(AddressesOf(*agent, "a")[2] == b[1] + 1);
+
+  // A lowered limit refuses growth but never a change that adds nothing.
+  agent.reset();
+  config.limits.max_replicas = 2;
+  config.limits.max_objects = 1;
+  agent = OpenAgent(config);
+  refused(apply({MakeWorkload("b", 3)}), {"--max-replicas=2", "hold 6 "});
+  workloads::Workload relabeled = MakeWorkload("b", 2);
+  relabeled.metadata.labels["tier"] = "web";
+  CHECK(apply({relabeled}).ok());
+  CHECK(apply({MakeWorkload("a", 1)}).ok());  // a scale-down, still over the limit after it
+  CHECK(agent->replica_count() == 3);
+  // 0 turns a limit off.
+  agent.reset();
+  config.limits = {0, 0, 0};
+  agent = OpenAgent(config);
+  CHECK(apply({MakeWorkload("c", 3), MakeWorkload("d", 3), MakeWorkload("e", 3)}).ok());
+}
+
+TEST_CASE("Agent: after updates, scale-downs and deletes the indexes match a reopened agent's") {
+  TempDir dir;
+  AgentPtr agent = OpenAgent(ConfigIn(dir));
+  workloads::Workload web = MakeWorkload("web", 4);
+  web.spec.ports = {{"http", 8080, workloads::Protocol::kHTTP}};
+  workloads::Workload db = MakeWorkload("db", 2);
+  db.spec.ports = {{"sql", 5432}};
+  REQUIRE(agent->Apply({web, db, MakeService("web")}, false).ok());
+  web.spec.replicas = 2;
+  web.spec.ports = {{"http", 8081, workloads::Protocol::kHTTP}};
+  db.spec.replicas = 3;
+  REQUIRE(agent->Apply({web, db, MakeWorkload("new", 1), MakeService("db")}, false).ok());
+  REQUIRE(agent->Delete({ObjectKey{Kind::kService, "default", "web"}}, false).ok());
+
+  auto snapshot = [](const Agent& agent) {
+    std::map<std::string, std::string> out;  // what each address resolves to
+    for (const StoredObject* stored : agent.List(Kind::kWorkload, "")) {
+      for (uint32_t address : stored->addresses) {
+        const ReplicaRef* ref = agent.FindReplica(address);
+        REQUIRE(ref != nullptr);
+        REQUIRE(ref->workload == stored);
+        out[workloads::FormatIpv4(address)] =
+            workloads::MetaOf(stored->object).name + "-" + std::to_string(ref->ordinal);
+      }
+    }
+    for (const StoredObject* stored : agent.List(Kind::kService, "")) {
+      REQUIRE(agent.FindServiceByVip(stored->addresses.at(0)) == stored);
+      out[workloads::FormatIpv4(stored->addresses[0])] = workloads::MetaOf(stored->object).name;
+    }
+    return out;
+  };
+  const auto before = snapshot(*agent);
+  CHECK(before.size() == 2 + 3 + 1 + 1);
+  CHECK(agent->replica_count() == 6);
+  CHECK(agent->port_users() == std::map<uint16_t, size_t>{{5432, 1}, {8081, 1}});
+  agent.reset();
+  agent = OpenAgent(ConfigIn(dir));
+  CHECK(snapshot(*agent) == before);
+  CHECK(agent->replica_count() == 6);
+  CHECK(agent->port_users() == std::map<uint16_t, size_t>{{5432, 1}, {8081, 1}});
+}
+
+TEST_CASE("Agent: one commit that adds an object and deletes the one after it keeps both right") {
+  // The store stages a new entry's place before the write; the entry after
+  // it may be one this same commit deletes.
+  TempDir dir;
+  workloads::Service b = MakeService("b");
+  workloads::Service c = MakeService("c");
+  {
+    AgentPtr agent = OpenAgent(ConfigIn(dir));
+    REQUIRE(agent->Mirror({{c, 0x7f800007}}, {}).ok());
+    REQUIRE(agent->Mirror({{b, 0x7f800006}}, {ObjectKey{Kind::kService, "default", "c"}}).ok());
+    CHECK(agent->FindServiceByVip(0x7f800006) != nullptr);
+    CHECK(agent->FindServiceByVip(0x7f800007) == nullptr);
+    REQUIRE(agent->List(Kind::kService, "").size() == 1);
+  }
+  AgentPtr agent = OpenAgent(ConfigIn(dir));
+  const auto services = agent->List(Kind::kService, "");
+  REQUIRE(services.size() == 1);
+  CHECK(workloads::MetaOf(services[0]->object).name == "b");
+}
+
 }  // namespace
 }  // namespace podless::runtime
