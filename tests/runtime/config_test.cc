@@ -50,6 +50,29 @@ TEST_CASE("Config: proxy timeouts and limits take durations and counts; 0 turns 
         std::string::npos);
 }
 
+TEST_CASE("Config: admission caps, the SVID cache bound and the inbound idle timeout") {
+  auto config = ParseRunFlags({"--max-objects", "10", "--max-replicas", "0", "--max-apply-objects",
+                               "5", "--svid-cache-size", "7", "--hbone-server-idle-timeout", "90s"});
+  REQUIRE(config.ok());
+  CHECK(config->limits.max_objects == 10);
+  CHECK(config->limits.max_replicas == 0);  // off
+  CHECK(config->limits.max_apply_objects == 5);
+  CHECK(config->svid_cache_size == 7);
+  CHECK(config->proxy.hbone_server_idle_timeout_ms == 90'000);
+
+  auto defaults = ParseRunFlags({});
+  REQUIRE(defaults.ok());
+  CHECK(defaults->limits.max_objects == 2'000'000);
+  CHECK(defaults->svid_cache_size == 100'000);
+  CHECK(defaults->proxy.hbone_server_idle_timeout_ms == 300'000);
+
+  CHECK(ErrorOf({"--svid-cache-size", "0"}).find("--svid-cache-size: must be at least 1") !=
+        std::string::npos);
+  CHECK(ErrorOf({"--max-replicas", "-1"}).find("--max-replicas") != std::string::npos);
+  CHECK(ErrorOf({"--hbone-server-idle-timeout", "soon"}).find("--hbone-server-idle-timeout") !=
+        std::string::npos);
+}
+
 TEST_CASE("Config: no flags means one node on embedded defaults") {
   auto config = ParseRunFlags({});
   REQUIRE(config.ok());
