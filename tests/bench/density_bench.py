@@ -18,9 +18,7 @@ when a step exceeds PODLESS_BENCH_STEP_TIMEOUT seconds (default 900) or the
 agent's RSS passes PODLESS_BENCH_MAX_RSS_MB (default 8192).
 """
 
-import atexit
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +26,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from harness import PODLESS, SOURCE_ROOT, Agent, check, fail  # noqa: E402
+from harness import PODLESS, Agent, check, fail, grpc_stubs  # noqa: E402
 
 SMOKE = os.environ.get("PODLESS_BENCH_SMOKE", "") not in ("", "0")
 STEP_TIMEOUT = float(os.environ.get("PODLESS_BENCH_STEP_TIMEOUT", "900"))
@@ -37,12 +35,7 @@ BATCH = int(os.environ.get("PODLESS_BENCH_BATCH", "10000"))
 # Wall-clock budget for the RegisterBatch step; batches stop once it is spent.
 REGISTER_BUDGET = float(os.environ.get("PODLESS_BENCH_REGISTER_BUDGET", "120"))
 
-stubs = tempfile.mkdtemp(prefix="podless-bench-stubs-")
-atexit.register(shutil.rmtree, stubs, ignore_errors=True)
-subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", os.path.join(SOURCE_ROOT, "api"),
-                f"--python_out={stubs}", f"--grpc_python_out={stubs}",
-                os.path.join(SOURCE_ROOT, "api/podless/v1/runtime.proto")], check=True)
-sys.path.insert(0, stubs)
+grpc_stubs()
 
 import grpc  # noqa: E402
 from podless.v1 import runtime_pb2 as pb  # noqa: E402

@@ -9,7 +9,7 @@ import stat
 import subprocess
 import tempfile
 
-from harness import Agent, SOURCE_ROOT, check, fail, running_agent, write
+from harness import Agent, SOURCE_ROOT, check, running_agent, write
 
 HELLO = os.path.join(SOURCE_ROOT, "examples", "hello.yaml")
 

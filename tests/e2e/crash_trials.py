@@ -20,13 +20,10 @@ Deregister. After every kill it is restarted on the same state dir, and:
 import argparse
 import os
 import random
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 
-from harness import Agent, SOURCE_ROOT, check
+from harness import Agent, check, grpc_stubs
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--trials", type=int, default=int(os.environ.get("PODLESS_CRASH_TRIALS", "3")))
@@ -36,11 +33,7 @@ seed = args.seed if args.seed is not None else random.randrange(1 << 30)
 rng = random.Random(seed)
 print(f"crash_trials: {args.trials} trials, seed {seed}", flush=True)
 
-stubs = tempfile.mkdtemp(prefix="podless-stubs-")
-subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", os.path.join(SOURCE_ROOT, "api"),
-                f"--python_out={stubs}", f"--grpc_python_out={stubs}",
-                os.path.join(SOURCE_ROOT, "api/podless/v1/runtime.proto")], check=True)
-sys.path.insert(0, stubs)
+grpc_stubs()
 
 import grpc  # noqa: E402
 from podless.v1 import runtime_pb2 as pb  # noqa: E402

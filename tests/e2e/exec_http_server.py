@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import tempfile
-import time
 
 from exec_util import exec_agent, replica, wait_for
 from harness import check, free_port, write

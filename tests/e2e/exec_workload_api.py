@@ -9,16 +9,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 from exec_util import exec_agent, wait_for
-from harness import SOURCE_ROOT, check, write
+from harness import check, grpc_stubs, write
 
-stubs = tempfile.mkdtemp(prefix="podless-spiffe-stubs-")
-subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", os.path.join(SOURCE_ROOT, "api/spiffe"),
-                f"--python_out={stubs}", f"--grpc_python_out={stubs}",
-                os.path.join(SOURCE_ROOT, "api/spiffe/workload.proto")], check=True)
-sys.path.insert(0, stubs)
+stubs = grpc_stubs("api/spiffe/workload.proto", include="api/spiffe")
 
 import grpc  # noqa: E402
 import workload_pb2 as pb  # noqa: E402

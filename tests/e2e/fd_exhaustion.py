@@ -17,7 +17,6 @@ import os
 import resource
 import socket
 import subprocess
-import tempfile
 import time
 
 from harness import Agent, check, fds, free_port, write

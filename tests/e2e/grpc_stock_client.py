@@ -6,19 +6,13 @@ hurt the agent."""
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 
-from harness import SOURCE_ROOT, check, running_agent
+from harness import check, grpc_stubs, running_agent
 
-stubs = tempfile.mkdtemp(prefix="podless-stubs-")
-subprocess.run([sys.executable, "-m", "grpc_tools.protoc",
-                "-I", os.path.join(SOURCE_ROOT, "api"),
-                f"--python_out={stubs}", f"--grpc_python_out={stubs}",
-                os.path.join(SOURCE_ROOT, "api/podless/v1/runtime.proto")], check=True)
-sys.path.insert(0, stubs)
+grpc_stubs()
 
 import grpc  # noqa: E402
 from podless.v1 import runtime_pb2 as pb  # noqa: E402

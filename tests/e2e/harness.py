@@ -155,6 +155,21 @@ def running_agent(**kwargs):
         agent.cleanup()
 
 
+def grpc_stubs(proto="api/podless/v1/runtime.proto", include="api"):
+    """Generates the Python gRPC stubs of one of the repository's .proto files
+    (grpcio-tools) into a temp dir, removed at exit, and puts it on sys.path,
+    so that e.g. `from podless.v1 import runtime_pb2` works after the call."""
+    import atexit
+    stubs = tempfile.mkdtemp(prefix="podless-stubs-")
+    atexit.register(shutil.rmtree, stubs, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc",
+                    "-I", os.path.join(SOURCE_ROOT, include),
+                    f"--python_out={stubs}", f"--grpc_python_out={stubs}",
+                    os.path.join(SOURCE_ROOT, proto)], check=True)
+    sys.path.insert(0, stubs)
+    return stubs
+
+
 def write(path, text):
     with open(path, "w") as f:
         f.write(text)

@@ -22,9 +22,8 @@ import re
 import resource
 import subprocess
 import sys
-import tempfile
 
-from harness import PODLESS, SOURCE_ROOT, Agent, check, fail
+from harness import PODLESS, Agent, check, fail, grpc_stubs
 
 # Room above the agent's mapped size: enough for small calls and the 4 MB
 # RegisterBatch message, far below what the large calls need (about 90 MB for
@@ -54,12 +53,7 @@ if reason:
     print(f"SKIP: {reason}")
     sys.exit(77)
 
-stubs = tempfile.mkdtemp(prefix="podless-stubs-")
-subprocess.run([sys.executable, "-m", "grpc_tools.protoc",
-                "-I", os.path.join(SOURCE_ROOT, "api"),
-                f"--python_out={stubs}", f"--grpc_python_out={stubs}",
-                os.path.join(SOURCE_ROOT, "api/podless/v1/runtime.proto")], check=True)
-sys.path.insert(0, stubs)
+grpc_stubs()
 
 import grpc  # noqa: E402
 from podless.v1 import runtime_pb2 as pb  # noqa: E402

@@ -8,11 +8,9 @@ connection is open."""
 
 import json
 import os
-import re
 import socket
 import subprocess
 import tempfile
-import time
 
 from harness import SOURCE_ROOT, check, running_agent, write
 from pki import make_ca, make_leaf
