@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -45,15 +46,35 @@ struct Endpoint {
   uint16_t hbone_port = 15008;  // where the endpoint's node serves HBONE
 };
 
+// Endpoints addressed by index, for destinations too large to list (a
+// Service over a million replicas): the proxy asks only for the two it draws
+// and the one it keeps. Valid until the callback that resolved it returns.
+class EndpointSet {
+ public:
+  virtual ~EndpointSet() = default;
+  virtual size_t size() const = 0;
+  virtual uint32_t address(size_t i) const = 0;  // endpoint i's address (connection counts)
+  virtual Endpoint at(size_t i) const = 0;
+};
+
 // Where an outbound connection goes: the ready endpoints of a Service VIP or
 // name, or the single endpoint of a workload address.
 struct Destination {
   // The `destination_service` metric label: "web.shop.svc.cluster.local" for
   // a Service, the host as the caller wrote it otherwise.
   std::string service;
-  // Ready endpoints. The proxy picks one (power of two choices over its open
-  // connection counts). Empty: resolved, but nothing ready (a clear failure).
+  // Ready endpoints, listed in `endpoints` or, when `endpoint_set` is given,
+  // by index there instead. The proxy picks one (power of two choices over
+  // its open connection counts). None: resolved, but nothing ready (a clear
+  // failure).
   std::vector<Endpoint> endpoints;
+  std::unique_ptr<const EndpointSet> endpoint_set;
+
+  size_t endpoint_count() const { return endpoint_set ? endpoint_set->size() : endpoints.size(); }
+  uint32_t endpoint_address(size_t i) const {
+    return endpoint_set ? endpoint_set->address(i) : endpoints[i].address;
+  }
+  Endpoint endpoint(size_t i) const { return endpoint_set ? endpoint_set->at(i) : endpoints[i]; }
 };
 
 class Directory {

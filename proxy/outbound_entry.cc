@@ -247,16 +247,17 @@ class OutboundClient final : public StreamHandler {
       return;
     }
     service_ = destination->service;
-    const auto& endpoints = destination->endpoints;
     auto picked = entry_.balancer_.Pick(
-        endpoints.size(), [](size_t) { return true; },
-        [&](size_t i) { return entry_.tracker_.EndpointConnections(endpoints[i].address); });
+        destination->endpoint_count(), [](size_t) { return true; },
+        [&](size_t i) {
+          return entry_.tracker_.EndpointConnections(destination->endpoint_address(i));
+        });
     if (!picked.ok()) {
       Fail(502, kSocks5HostUnreachable,
            "no ready endpoint for " + host + ":" + std::to_string(port));
       return;
     }
-    endpoint_ = endpoints[*picked];
+    endpoint_ = destination->endpoint(*picked);
     if (endpoint_.local) {
       InboundSource source;
       source.principal = source_identity_;

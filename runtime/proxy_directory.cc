@@ -1,5 +1,8 @@
 #include "runtime/proxy_directory.h"
 
+#include <algorithm>
+#include <optional>
+
 #include "proxy/authorization.h"
 #include "workloads/ipam.h"
 
@@ -106,6 +109,68 @@ const proxy::LocalReplica* ProxyDirectory::Authenticate(std::string_view user,
   return Materialize(*ref, ref->workload->addresses[ref->ordinal]);
 }
 
+// The ready replicas of the workloads a Service selects, local and remote,
+// numbered without being listed: one segment per selected workload, so
+// resolving a Service over a million replicas costs one entry per workload,
+// and only the endpoints the balancer draws are built.
+class ProxyDirectory::SelectedEndpoints final : public proxy::EndpointSet {
+ public:
+  explicit SelectedEndpoints(const ProxyDirectory& directory) : directory_(directory) {}
+
+  // Replicas of one workload at `port`. `ready`: the ready ordinals, or
+  // nullopt when every replica is ready.
+  void AddLocal(const workloads::Workload& workload, const std::vector<uint32_t>& addresses,
+                uint16_t port, std::optional<std::vector<uint32_t>> ready) {
+    Add(Segment{0, &workload, &addresses, nullptr, port, std::move(ready)});
+  }
+  void AddRemote(const RemoteWorkload& remote, uint16_t port,
+                 std::optional<std::vector<uint32_t>> ready) {
+    Add(Segment{0, &remote.record.workload, &remote.record.addresses, &remote, port,
+                std::move(ready)});
+  }
+
+  size_t size() const override { return segments_.empty() ? 0 : segments_.back().end; }
+  uint32_t address(size_t i) const override {
+    auto [segment, ordinal] = Locate(i);
+    return (*segment->addresses)[ordinal];
+  }
+  proxy::Endpoint at(size_t i) const override {
+    auto [segment, ordinal] = Locate(i);
+    if (segment->remote != nullptr) {
+      return directory_.RemoteEndpoint(*segment->remote, ordinal, segment->port);
+    }
+    return directory_.LocalEndpoint(*segment->workload, (*segment->addresses)[ordinal],
+                                    segment->port);
+  }
+
+ private:
+  struct Segment {
+    size_t end;  // one past this segment's last index
+    const workloads::Workload* workload;
+    const std::vector<uint32_t>* addresses;  // by ordinal
+    const RemoteWorkload* remote;            // null: local
+    uint16_t port;
+    std::optional<std::vector<uint32_t>> ready;  // ordinals; nullopt: all
+  };
+
+  void Add(Segment segment) {
+    const size_t count = segment.ready ? segment.ready->size() : segment.addresses->size();
+    if (count == 0) return;
+    segment.end = size() + count;
+    segments_.push_back(std::move(segment));
+  }
+  std::pair<const Segment*, uint32_t> Locate(size_t i) const {
+    auto it = std::upper_bound(segments_.begin(), segments_.end(), i,
+                               [](size_t index, const Segment& s) { return index < s.end; });
+    const size_t begin = it == segments_.begin() ? 0 : std::prev(it)->end;
+    const size_t k = i - begin;
+    return {&*it, it->ready ? (*it->ready)[k] : static_cast<uint32_t>(k)};
+  }
+
+  const ProxyDirectory& directory_;
+  std::vector<Segment> segments_;
+};
+
 Result<proxy::Destination> ProxyDirectory::ResolveService(const StoredObject& stored,
                                                           uint16_t port) const {
   const auto& service = std::get<workloads::Service>(stored.object);
@@ -122,27 +187,41 @@ Result<proxy::Destination> ProxyDirectory::ResolveService(const StoredObject& st
   destination.service =
       service.metadata.name + "." + service.metadata.ns + ".svc." + kClusterDomain;
   if (service.selector.empty()) return destination;  // selects nothing
+  auto selected = std::make_unique<SelectedEndpoints>(*this);
   for (const StoredObject* candidate : agent_.List(Kind::kWorkload, service.metadata.ns)) {
     const auto& workload = std::get<workloads::Workload>(candidate->object);
     if (!workloads::LabelsMatch(service.selector, workload.metadata.labels)) continue;
     const uint16_t target = TargetPort(*service_port, workload);
     if (target == 0) continue;
-    for (const ReplicaView& replica : agent_.Replicas(*candidate)) {
-      if (!replica.ready) continue;
-      destination.endpoints.push_back(LocalEndpoint(workload, replica.address, target));
-    }
-  }
-  if (cluster_ == nullptr) return destination;
-  // Other nodes' replicas, over HBONE.
-  for (const RemoteWorkload* remote : cluster_->Select(service.metadata.ns, service.selector)) {
-    const uint16_t target = TargetPort(*service_port, remote->record.workload);
-    if (target == 0) continue;
-    for (uint32_t ordinal = 0; ordinal < remote->record.addresses.size(); ++ordinal) {
-      if (remote->ready(ordinal)) {
-        destination.endpoints.push_back(RemoteEndpoint(*remote, ordinal, target));
+    std::optional<std::vector<uint32_t>> ready;
+    if (std::holds_alternative<workloads::ExecApp>(workload.spec.app)) {
+      // Only exec replicas have a readiness of their own (and are processes:
+      // few per workload).
+      ready.emplace();
+      for (uint32_t ordinal = 0; ordinal < candidate->addresses.size(); ++ordinal) {
+        if (agent_.IsReplicaReady(workload, candidate->addresses[ordinal])) {
+          ready->push_back(ordinal);
+        }
       }
     }
+    selected->AddLocal(workload, candidate->addresses, target, std::move(ready));
   }
+  if (cluster_ != nullptr) {
+    // Other nodes' replicas, over HBONE.
+    for (const RemoteWorkload* remote : cluster_->Select(service.metadata.ns, service.selector)) {
+      const uint16_t target = TargetPort(*service_port, remote->record.workload);
+      if (target == 0) continue;
+      std::optional<std::vector<uint32_t>> ready;
+      if (!remote->not_ready.empty()) {
+        ready.emplace();
+        for (uint32_t ordinal = 0; ordinal < remote->record.addresses.size(); ++ordinal) {
+          if (remote->ready(ordinal)) ready->push_back(ordinal);
+        }
+      }
+      selected->AddRemote(*remote, target, std::move(ready));
+    }
+  }
+  destination.endpoint_set = std::move(selected);
   return destination;
 }
 

@@ -55,6 +55,7 @@ class ProxyDirectory final : public proxy::Directory {
  private:
   const proxy::LocalReplica* Materialize(const ReplicaRef& ref, uint32_t address) const;
   Result<proxy::Destination> ResolveService(const StoredObject& service, uint16_t port) const;
+  class SelectedEndpoints;  // a Service's ready endpoints, by index
 
   proxy::Endpoint LocalEndpoint(const workloads::Workload& workload, uint32_t address,
                                 uint16_t port) const;

@@ -123,7 +123,9 @@ class FakeDirectory final : public Directory {
   Result<Destination> Resolve(std::string_view host, uint16_t port) override {
     auto named = names_.find(std::string(host));
     if (named != names_.end()) {
-      Destination d = named->second;
+      Destination d;  // (not copyable: it may own an EndpointSet)
+      d.service = named->second.service;
+      d.endpoints = named->second.endpoints;
       for (auto& e : d.endpoints) {
         if (e.port == 0) e.port = port;
       }
