@@ -16,7 +16,7 @@ build=$(cd "${1:-$root/build}" && pwd)
 out="$build/bench-results.txt"
 
 ninja -C "$build" -j2 podless tests/bench/svid_issuance_bench tests/bench/hbone_throughput_bench \
-  tests/bench/svid_loop_bench tests/bench/hbone_rr_bench tests/bench/hbone_idle_streams_bench >/dev/null
+  tests/bench/svid_loop_bench tests/bench/service_resolve_bench tests/bench/hbone_rr_bench tests/bench/hbone_idle_streams_bench >/dev/null
 
 : >"$out"
 run() {
@@ -26,6 +26,7 @@ run() {
 unset PODLESS_BENCH_SMOKE
 run "$build/tests/bench/svid_issuance_bench"
 run "$build/tests/bench/svid_loop_bench"
+run "$build/tests/bench/service_resolve_bench"
 run "$build/tests/bench/hbone_throughput_bench"
 run "$build/tests/bench/hbone_rr_bench"
 run "$build/tests/bench/hbone_idle_streams_bench"

@@ -1,0 +1,77 @@
+// What a connection to a Service costs the proxy at density: resolving a
+// Service that selects one workload of N replicas (N = 1,000,000; smoke:
+// 10,000) and drawing an endpoint, as the outbound entry does per
+// connection. Baseline in the same run: the same resolution followed by
+// building every endpoint, which is what a listed Destination costs (how
+// resolution worked before the indexed EndpointSet).
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "runtime/proxy_directory.h"
+#include "tests/bench/bench_util.h"
+
+namespace podless::bench {
+namespace {
+
+int Main() {
+  const uint32_t replicas = Smoke() ? 10'000 : 1'000'000;
+  char tmpl[] = "/tmp/podless-bench-resolve-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  {
+    runtime::AgentConfig config;
+    config.state_dir = dir;
+    config.node_name = "bench";
+    auto opened = runtime::Agent::Open(config);
+    Require(opened.ok(), "cannot open the agent");
+    runtime::AgentPtr agent = std::move(opened.value());
+    workloads::Workload workload;
+    workload.metadata.name = "web";
+    workload.metadata.labels = {{"app", "web"}};
+    workload.spec.replicas = replicas;
+    workload.spec.service_account = "web";
+    workload.spec.app = workloads::EchoApp{};
+    workloads::Service service;
+    service.metadata.name = "web";
+    service.selector = {{"app", "web"}};
+    service.ports = {{"http", 80, {8080, ""}, workloads::Protocol::kTCP}};
+    Require(agent->Apply({workload, service}, false).ok(), "apply failed");
+    runtime::ProxyDirectory directory(*agent, 15008);
+
+    const int indexed_runs = Smoke() ? 100 : 2000, listed_runs = Smoke() ? 3 : 5;
+    double start = Now();
+    for (int i = 0; i < indexed_runs; ++i) {
+      auto destination = directory.Resolve("web.default.svc", 80);
+      Require(destination.ok() && destination->endpoint_count() == replicas, "resolve failed");
+      Require(destination->endpoint(i % replicas).port == 8080, "wrong endpoint");
+    }
+    const double indexed_us = (Now() - start) / indexed_runs * 1e6;
+    start = Now();
+    for (int i = 0; i < listed_runs; ++i) {
+      auto destination = directory.Resolve("web.default.svc", 80);
+      Require(destination.ok(), "resolve failed");
+      std::vector<proxy::Endpoint> all;
+      all.reserve(destination->endpoint_count());
+      for (size_t k = 0; k < destination->endpoint_count(); ++k) {
+        all.push_back(destination->endpoint(k));
+      }
+    }
+    const double listed_us = (Now() - start) / listed_runs * 1e6;
+    std::printf(
+        "bench service_resolve replicas=%u indexed_us_per_connection=%.2f "
+        "listed_us_per_connection=%.0f ratio=%.6f\n",
+        replicas, indexed_us, listed_us, indexed_us / listed_us);
+    std::fflush(stdout);
+    Require(Sane(indexed_us) && Sane(listed_us), "implausible figures");
+  }
+  std::filesystem::remove_all(dir);
+  return 0;
+}
+
+}  // namespace
+}  // namespace podless::bench
+
+int main() { return podless::bench::Main(); }
