@@ -171,6 +171,20 @@ class ProxyDirectory::SelectedEndpoints final : public proxy::EndpointSet {
   std::vector<Segment> segments_;
 };
 
+const std::vector<const StoredObject*>& ProxyDirectory::Selection(
+    const StoredObject& stored) const {
+  auto [it, added] = selections_.try_emplace(&stored);
+  if (!added) return it->second;
+  const auto& service = std::get<workloads::Service>(stored.object);
+  for (const StoredObject* candidate : agent_.List(Kind::kWorkload, service.metadata.ns)) {
+    const auto& workload = std::get<workloads::Workload>(candidate->object);
+    if (workloads::LabelsMatch(service.selector, workload.metadata.labels)) {
+      it->second.push_back(candidate);
+    }
+  }
+  return it->second;
+}
+
 Result<proxy::Destination> ProxyDirectory::ResolveService(const StoredObject& stored,
                                                           uint16_t port) const {
   const auto& service = std::get<workloads::Service>(stored.object);
@@ -188,9 +202,8 @@ Result<proxy::Destination> ProxyDirectory::ResolveService(const StoredObject& st
       service.metadata.name + "." + service.metadata.ns + ".svc." + kClusterDomain;
   if (service.selector.empty()) return destination;  // selects nothing
   auto selected = std::make_unique<SelectedEndpoints>(*this);
-  for (const StoredObject* candidate : agent_.List(Kind::kWorkload, service.metadata.ns)) {
+  for (const StoredObject* candidate : Selection(stored)) {
     const auto& workload = std::get<workloads::Workload>(candidate->object);
-    if (!workloads::LabelsMatch(service.selector, workload.metadata.labels)) continue;
     const uint16_t target = TargetPort(*service_port, workload);
     if (target == 0) continue;
     std::optional<std::vector<uint32_t>> ready;

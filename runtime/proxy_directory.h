@@ -28,6 +28,7 @@ class ProxyDirectory final : public proxy::Directory {
   // (clear() of an empty table still sweeps its buckets, once per change.)
   void Invalidate() {
     if (!replicas_.empty()) replicas_.clear();
+    if (!selections_.empty()) selections_.clear();
   }
   void set_hbone_port(uint16_t port) { hbone_port_ = port; }
   // The supervisor of exec workloads (ExecTarget); null: none.
@@ -70,6 +71,12 @@ class ProxyDirectory final : public proxy::Directory {
   bssl::UniquePtr<X509_STORE> trust_;
   // LocalReplica records built on demand from the agent's compact tables.
   mutable std::unordered_map<uint32_t, proxy::LocalReplica> replicas_;
+  // The local workloads each resolved Service selects, by the Service's
+  // stored object, dropped with every change (Invalidate): a namespace of a
+  // million workloads is scanned on the first connection after a change,
+  // not on every connection.
+  mutable std::unordered_map<const StoredObject*, std::vector<const StoredObject*>> selections_;
+  const std::vector<const StoredObject*>& Selection(const StoredObject& service) const;
 };
 
 }  // namespace podless::runtime

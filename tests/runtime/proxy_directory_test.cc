@@ -91,6 +91,14 @@ TEST_CASE("ProxyDirectory: a Service over a million replicas resolves to an inde
   REQUIRE(again->endpoint_count() == 1'000'002);
   CHECK(again->endpoint_address(1'000'000) == procs[0]);
   CHECK(again->endpoint_address(1'000'001) == procs[2]);
+
+  // The selection is kept between connections and redone after a change.
+  REQUIRE(f.agent->Apply({WebWorkload("late", 2, workloads::EchoApp{})}, false).ok());
+  directory.Invalidate();  // as the Node does on every object change
+  auto after_change = directory.Resolve("web.default.svc", 80);
+  REQUIRE(after_change.ok());
+  CHECK(after_change->endpoint_count() == 1'000'004);
+  CHECK(after_change->endpoint(1'000'000).workload == "late");
 }
 
 }  // namespace
