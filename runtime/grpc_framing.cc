@@ -1,6 +1,7 @@
 #include "runtime/grpc_framing.h"
 
 #include <algorithm>
+#include <new>
 
 namespace podless::runtime {
 
@@ -58,12 +59,25 @@ Status GrpcMessageDecoder::Feed(std::string_view bytes, std::vector<std::string>
       body_.clear();
     }
     const size_t take = std::min(body_length_ - body_.size(), bytes.size());
-    body_.append(bytes.data(), take);
-    bytes.remove_prefix(take);
-    if (body_.size() == body_length_) {
-      messages.push_back(std::move(body_));
+    // The body grows with the bytes that arrive (no reserve of the announced
+    // length: a peer could announce the limit on many streams and send
+    // nothing). Out of memory, the message is refused and the decoder stays
+    // failed; nothing else has been touched.
+    try {
+      body_.append(bytes.data(), take);
+      bytes.remove_prefix(take);
+      if (body_.size() == body_length_) {
+        messages.push_back(std::move(body_));
+        body_ = std::string();
+        in_body_ = false;
+      }
+    } catch (const std::bad_alloc&) {
       body_ = std::string();
-      in_body_ = false;
+      failed_ = true;
+      error_ =
+          MakeError(ErrorCode::kResourceExhausted, "out of memory receiving a grpc message of " +
+                                                       std::to_string(body_length_) + " bytes");
+      return error_;
     }
   }
   return {};

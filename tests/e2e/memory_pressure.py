@@ -230,6 +230,16 @@ try:
     details = grpc_refused(lambda: api.RegisterBatch(big_batch, timeout=120), "out of memory")
     print(f"memory_pressure: RegisterBatch of 90000 -> {details}")
     check(agent.proc.poll() is None, f"the agent died:\n{agent.log()[-3000:]}")
+    # A request larger than the headroom (under the 64 MiB message limit):
+    # the receive buffer itself cannot grow. Sent as raw bytes, so it fails
+    # while being received, before any decoding.
+    raw_apply = channel.unary_unary("/podless.v1.Runtime/Apply",
+                                    request_serializer=lambda b: b,
+                                    response_deserializer=lambda b: b)
+    details = grpc_refused(lambda: raw_apply(b"\x0a" * (40 << 20), timeout=120),
+                           "out of memory receiving")
+    print(f"memory_pressure: a 40 MiB request -> {details}")
+    check(agent.proc.poll() is None, f"the agent died:\n{agent.log()[-3000:]}")
     check(api_count(agent, "Apply", "RESOURCE_EXHAUSTED") >= 1, "the refused apply is not counted")
     check(api_count(agent, "RegisterBatch", "RESOURCE_EXHAUSTED") >= 1,
           "the refused RegisterBatch is not counted")
