@@ -112,6 +112,17 @@ std::string ExpiredCopyPem(const workloads::Svid& svid, const std::string& ca_di
   return std::string(reinterpret_cast<const char*>(data), len);
 }
 
+// {name}.crt/.key in the fixture's dir: an SVID of the trusted CA for
+// shop/frontend, re-signed to be valid only in the past.
+void WriteExpiredCredentials(ServerFixture& f, const std::string& name) {
+  auto svid = f.directory.ca().IssueSvid(
+      workloads::SpiffeId::ForServiceAccount("cluster.local", "shop", "frontend"),
+      std::chrono::hours(1));
+  REQUIRE(svid.ok());
+  WriteFile(f.dir.path + "/" + name + ".crt", ExpiredCopyPem(**svid, f.dir.path));
+  WriteFile(f.dir.path + "/" + name + ".key", (*svid)->PrivateKeyPem());
+}
+
 TEST_CASE("HboneServer: an independent h2 client gets 200 and its bytes echoed over CONNECT") {
   ServerFixture f;
   std::string out = f.RunClient(f.ClientCommand("client", {"127.64.0.5:9000"}));
@@ -197,14 +208,7 @@ TEST_CASE("HboneServer: TLS failures are refused without hurting a concurrent go
     WriteFile(f.dir.path + "/untrusted.key", (*svid)->PrivateKeyPem());
   }
   // An expired SVID from the trusted CA.
-  {
-    auto svid = f.directory.ca().IssueSvid(
-        workloads::SpiffeId::ForServiceAccount("cluster.local", "shop", "frontend"),
-        std::chrono::hours(1));
-    REQUIRE(svid.ok());
-    WriteFile(f.dir.path + "/expired.crt", ExpiredCopyPem(**svid, f.dir.path));
-    WriteFile(f.dir.path + "/expired.key", (*svid)->PrivateKeyPem());
-  }
+  WriteExpiredCredentials(f, "expired");
   std::string good = f.ClientCommand("client", {"127.64.0.5:9000"});
   std::string cmd =
       "(" + f.ClientCommand("untrusted", {"127.64.0.5:9000"}) + " | sed 's/^/UNTRUSTED /') & (" +
@@ -235,14 +239,7 @@ TEST_CASE("HboneServer: the last refused handshake is kept with its peer, reason
   REQUIRE(other_ca.ok());
   f.WriteCredentials(**other_ca, "untrusted", "shop", "frontend", std::chrono::hours(1));
   f.WriteCredentials(f.directory.ca(), "fresh", "shop", "frontend", std::chrono::hours(1));
-  {
-    auto svid = f.directory.ca().IssueSvid(
-        workloads::SpiffeId::ForServiceAccount("cluster.local", "shop", "frontend"),
-        std::chrono::hours(1));
-    REQUIRE(svid.ok());
-    WriteFile(f.dir.path + "/expired.crt", ExpiredCopyPem(**svid, f.dir.path));
-    WriteFile(f.dir.path + "/expired.key", (*svid)->PrivateKeyPem());
-  }
+  WriteExpiredCredentials(f, "expired");
   int64_t before = time(nullptr);
   std::string out = f.RunClient(f.ClientCommand("untrusted", {"127.64.0.5:9000"}));
   INFO(out);
