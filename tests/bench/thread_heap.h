@@ -33,7 +33,23 @@ void* __libc_realloc(void* ptr, size_t size);
 void* __libc_memalign(size_t alignment, size_t size);
 }
 
+// Sanitizers own malloc: under one, nothing is interposed and the counters
+// stay 0 (benchmarks then leave the per-thread figures out).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PODLESS_THREAD_HEAP_COUNTED 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define PODLESS_THREAD_HEAP_COUNTED 0
+#endif
+#endif
+#ifndef PODLESS_THREAD_HEAP_COUNTED
+#define PODLESS_THREAD_HEAP_COUNTED 1
+#endif
+
 namespace podless::bench {
+
+inline constexpr bool kThreadHeapCounted = PODLESS_THREAD_HEAP_COUNTED;
 
 namespace thread_heap_detail {
 // Initial-exec TLS in the executable: reading it never allocates, so it is
@@ -65,6 +81,7 @@ inline int64_t ProcessHeapBytes() {
 
 }  // namespace podless::bench
 
+#if PODLESS_THREAD_HEAP_COUNTED
 extern "C" {
 void* malloc(size_t size) noexcept {
   return podless::bench::thread_heap_detail::Counted(__libc_malloc(size));
@@ -99,3 +116,4 @@ int posix_memalign(void** out, size_t alignment, size_t size) noexcept {
 void* valloc(size_t size) noexcept { return memalign(4096, size); }
 void* pvalloc(size_t size) noexcept { return memalign(4096, (size + 4095) & ~size_t{4095}); }
 }
+#endif  // PODLESS_THREAD_HEAP_COUNTED
