@@ -171,17 +171,18 @@ class ProxyDirectory::SelectedEndpoints final : public proxy::EndpointSet {
   std::vector<Segment> segments_;
 };
 
-const std::vector<const StoredObject*>& ProxyDirectory::Selection(
-    const StoredObject& stored) const {
+const ProxyDirectory::Selected& ProxyDirectory::Selection(const StoredObject& stored) const {
   auto [it, added] = selections_.try_emplace(&stored);
   if (!added) return it->second;
   const auto& service = std::get<workloads::Service>(stored.object);
   for (const StoredObject* candidate : agent_.List(Kind::kWorkload, service.metadata.ns)) {
     const auto& workload = std::get<workloads::Workload>(candidate->object);
     if (workloads::LabelsMatch(service.selector, workload.metadata.labels)) {
-      it->second.push_back(candidate);
+      it->second.local.push_back(candidate);
     }
   }
+  if (cluster_ != nullptr)
+    it->second.remote = cluster_->Select(service.metadata.ns, service.selector);
   return it->second;
 }
 
@@ -202,7 +203,8 @@ Result<proxy::Destination> ProxyDirectory::ResolveService(const StoredObject& st
       service.metadata.name + "." + service.metadata.ns + ".svc." + kClusterDomain;
   if (service.selector.empty()) return destination;  // selects nothing
   auto selected = std::make_unique<SelectedEndpoints>(*this);
-  for (const StoredObject* candidate : Selection(stored)) {
+  const Selected& selection = Selection(stored);
+  for (const StoredObject* candidate : selection.local) {
     const auto& workload = std::get<workloads::Workload>(candidate->object);
     const uint16_t target = TargetPort(*service_port, workload);
     if (target == 0) continue;
@@ -221,7 +223,7 @@ Result<proxy::Destination> ProxyDirectory::ResolveService(const StoredObject& st
   }
   if (cluster_ != nullptr) {
     // Other nodes' replicas, over HBONE.
-    for (const RemoteWorkload* remote : cluster_->Select(service.metadata.ns, service.selector)) {
+    for (const RemoteWorkload* remote : selection.remote) {
       const uint16_t target = TargetPort(*service_port, remote->record.workload);
       if (target == 0) continue;
       std::optional<std::vector<uint32_t>> ready;

@@ -71,12 +71,17 @@ class ProxyDirectory final : public proxy::Directory {
   bssl::UniquePtr<X509_STORE> trust_;
   // LocalReplica records built on demand from the agent's compact tables.
   mutable std::unordered_map<uint32_t, proxy::LocalReplica> replicas_;
-  // The local workloads each resolved Service selects, by the Service's
-  // stored object, dropped with every change (Invalidate): a namespace of a
+  // The workloads each resolved Service selects, here and (cluster mode) on
+  // other nodes, by the Service's stored object; dropped with every change of
+  // the agent's objects or the cluster view (Invalidate): a namespace of a
   // million workloads is scanned on the first connection after a change,
   // not on every connection.
-  mutable std::unordered_map<const StoredObject*, std::vector<const StoredObject*>> selections_;
-  const std::vector<const StoredObject*>& Selection(const StoredObject& service) const;
+  struct Selected {
+    std::vector<const StoredObject*> local;
+    std::vector<const RemoteWorkload*> remote;
+  };
+  mutable std::unordered_map<const StoredObject*, Selected> selections_;
+  const Selected& Selection(const StoredObject& service) const;
 };
 
 }  // namespace podless::runtime
