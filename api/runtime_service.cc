@@ -179,6 +179,53 @@ RuntimeService::~RuntimeService() {
 }
 
 // Fills the output-only status of an object from the agent's tables.
+// Another node's workload as the API shows it: its spec, and each replica
+// with its address, identity, readiness and node.
+static v1::Object RemoteWorkloadObject(const runtime::Agent& agent,
+                                       const runtime::RemoteWorkload& remote) {
+  const workloads::Workload& workload = remote.record.workload;
+  v1::Object out = ToProto(workloads::Object(workload));
+  auto* status = out.mutable_workload()->mutable_status();
+  const auto& addresses = remote.record.addresses;
+  for (uint32_t ordinal = 0; ordinal < addresses.size(); ++ordinal) {
+    v1::Replica* replica = status->add_replicas();
+    replica->set_name(workload.metadata.name + "-" + std::to_string(ordinal));
+    replica->set_ordinal(ordinal);
+    replica->set_address(workloads::FormatIpv4(addresses[ordinal]));
+    replica->set_spiffe_id(agent.SpiffeIdFor(workload));
+    replica->set_ready(remote.ready(ordinal));
+    replica->set_node(remote.record.node);
+  }
+  return out;
+}
+
+// Get of a workload this node does not host: the one of that name on another
+// node. A name may exist on several nodes (each node owns what was applied
+// on it); then the caller is told where, and List shows each.
+static Result<v1::Object> RemoteWorkloadByName(const runtime::Agent& agent,
+                                               const runtime::Cluster& cluster,
+                                               const ObjectKey& key) {
+  std::vector<const runtime::RemoteWorkload*> found;
+  for (const auto& [etcd_key, remote] : cluster.view().workloads()) {
+    const auto& meta = remote.record.workload.metadata;
+    if (meta.ns == key.ns && meta.name == key.name) found.push_back(&remote);
+  }
+  if (found.empty()) {
+    return MakeError(ErrorCode::kNotFound,
+                     "workload " + key.ns + "/" + key.name + " not found on any node");
+  }
+  if (found.size() > 1) {
+    std::string nodes;
+    for (const runtime::RemoteWorkload* remote : found) {
+      nodes += (nodes.empty() ? "" : ", ") + remote->record.node;
+    }
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "workload " + key.ns + "/" + key.name + " exists on several nodes (" + nodes +
+                         "); `get workloads -o wide` lists each with its node");
+  }
+  return RemoteWorkloadObject(agent, *found.front());
+}
+
 static v1::Object ObjectWithStatus(runtime::Agent& agent, const runtime::Cluster* cluster,
                                    const runtime::StoredObject& stored) {
   v1::Object out = ToProto(stored.object);
@@ -409,6 +456,9 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
             ObjectKey key{*kind, NamespaceOrDefault(request.ref().namespace_()),
                           request.ref().name()};
             const runtime::StoredObject* stored = agent_.Find(key);
+            if (stored == nullptr && cluster_ != nullptr && *kind == Kind::kWorkload) {
+              return RemoteWorkloadByName(agent_, *cluster_, key);
+            }
             if (stored == nullptr) {
               return MakeError(ErrorCode::kNotFound, std::string(workloads::KindName(*kind)) + " " +
                                                          key.ns + "/" + key.name + " not found");
@@ -431,23 +481,9 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
               // Other nodes' workloads too: a cluster-wide listing, each
               // replica naming its node (changed only on that node).
               for (const auto& [key, remote] : cluster_->view().workloads()) {
-                const workloads::Workload& workload = remote.record.workload;
-                if (!request.namespace_().empty() && workload.metadata.ns != request.namespace_()) {
-                  continue;
-                }
-                v1::Object out = ToProto(workloads::Object(workload));
-                auto* status = out.mutable_workload()->mutable_status();
-                const auto& addresses = remote.record.addresses;
-                for (uint32_t ordinal = 0; ordinal < addresses.size(); ++ordinal) {
-                  v1::Replica* replica = status->add_replicas();
-                  replica->set_name(workload.metadata.name + "-" + std::to_string(ordinal));
-                  replica->set_ordinal(ordinal);
-                  replica->set_address(workloads::FormatIpv4(addresses[ordinal]));
-                  replica->set_spiffe_id(agent_.SpiffeIdFor(workload));
-                  replica->set_ready(remote.ready(ordinal));
-                  replica->set_node(remote.record.node);
-                }
-                *response.add_objects() = std::move(out);
+                const auto& ns = remote.record.workload.metadata.ns;
+                if (!request.namespace_().empty() && ns != request.namespace_()) continue;
+                *response.add_objects() = RemoteWorkloadObject(agent_, remote);
               }
             }
             return response;

@@ -6,6 +6,8 @@ n2's SVID chains to the one cluster root (an independent HBONE client
 checks), a foreign CA is refused; `get nodes` and `get workloads -A -o wide`
 show the cluster from any node."""
 
+import json
+
 from cluster_harness import (HBONE_PORT, Cluster, Pending, check, echo_reply, hbone_interop,
                              make_leaf, make_self_signed_ca, spiffe_id, step, tempdir,
                              wait_http, wait_replica, wait_until, workload)
@@ -41,6 +43,16 @@ with Cluster(nodes=3) as c:
     check(len(rows) == 2, f"n3's view holds more than the two workloads: {list(rows)}")
     check(rows[(NS, "web")].get("READY") == "1/1", f"web's readiness on n3: {rows[(NS, 'web')]}")
     check(rows[(NS, "web")].get("SPIFFE-ID") == spiffe_id(NS, "web"), str(rows[(NS, "web")]))
+
+    step("n3: get of a workload hosted by another node names that node")
+    got = json.loads(n3.cli("get", "workloads", "web", "-n", NS, "-o", "json").stdout)
+    got = got.get("workload", got)
+    replicas = got.get("status", {}).get("replicas", [])
+    check(got.get("metadata", {}).get("name") == "web" and replicas and
+          replicas[0].get("node") == "n2" and replicas[0].get("spiffeId") == spiffe_id(NS, "web"),
+          f"get web on n3: {got}")
+    r = n3.cli("get", "workloads", "nowhere", "-n", NS, expect_ok=False)
+    check(r.returncode != 0 and "not found on any node" in r.stderr, r.stderr)
 
     step("n1: get nodes counts each node's workloads")
     wait_until("WORKLOADS n1=1 n2=1 n3=0 on n1",
