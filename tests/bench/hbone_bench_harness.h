@@ -27,6 +27,8 @@
 
 namespace podless::bench {
 
+using proxy::testing::FreePort;
+
 using proxy::testing::FakeDirectory;
 using proxy::testing::Ip;
 using proxy::testing::RunUntil;
@@ -38,18 +40,6 @@ inline constexpr char kServerIdentity[] = "spiffe://cluster.local/ns/shop/sa/web
 
 enum class Transport { kTcp, kHbone };
 inline const char* Name(Transport t) { return t == Transport::kTcp ? "tcp" : "hbone"; }
-
-// A port nobody listens on right now (bound to 0, then released).
-inline uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // CPU seconds used by one thread (by its pthread id).
 inline double ThreadCpu(pthread_t thread) {

@@ -47,8 +47,9 @@ import time
 import urllib.error
 import urllib.request
 
+import pki
 from harness import PODLESS as _PODLESS_FROM_ENV
-from harness import SOURCE_ROOT, write
+from harness import SOURCE_ROOT
 
 PODLESS = os.path.abspath(_PODLESS_FROM_ENV)
 ETCD = os.environ.get("PODLESS_ETCD_BIN", "/usr/bin/etcd")
@@ -896,36 +897,13 @@ spec:
 """
 
 
-def openssl(*args):
-    r = run(["openssl"] + list(args), what="openssl " + " ".join(args))
-    check(r.returncode == 0, f"openssl {' '.join(args)}: {r.stderr}")
-
-
 def make_leaf(d, ca_cert, ca_key, name, spiffe):
     """An X.509-SVID for `spiffe` signed by ca_cert/ca_key (PEM files)."""
-    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{d}/{name}.ec")
-    openssl("pkcs8", "-topk8", "-nocrypt", "-in", f"{d}/{name}.ec", "-out", f"{d}/{name}.key")
-    write(f"{d}/{name}.ext", "basicConstraints=critical,CA:FALSE\n"
-          "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n"
-          f"subjectAltName=critical,URI:{spiffe}\n")
-    openssl("req", "-new", "-key", f"{d}/{name}.key", "-subj", f"/O=test/CN={name}",
-            "-out", f"{d}/{name}.csr")
-    openssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", ca_cert, "-CAkey", ca_key,
-            "-CAcreateserial", "-days", "2", "-extfile", f"{d}/{name}.ext",
-            "-out", f"{d}/{name}.crt")
-    return f"{d}/{name}.crt", f"{d}/{name}.key"
+    return pki.make_leaf_signed_by(d, ca_cert, ca_key, name, spiffe)
 
 
 def make_self_signed_ca(d, name):
-    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{d}/{name}.key")
-    write(f"{d}/{name}.cnf", "[req]\ndistinguished_name=dn\n[dn]\n[ext]\n"
-          "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
-          "subjectKeyIdentifier=hash\n"
-          f"subjectAltName=URI:spiffe://{TRUST_DOMAIN}\n")
-    openssl("req", "-x509", "-new", "-key", f"{d}/{name}.key", "-subj", f"/O=test/CN={name}",
-            "-days", "30", "-config", f"{d}/{name}.cnf", "-extensions", "ext",
-            "-out", f"{d}/{name}.crt")
-    return f"{d}/{name}.crt", f"{d}/{name}.key"
+    return pki.make_ca(d, name, TRUST_DOMAIN)
 
 
 def hbone_interop(node, connect, ca, cert, key, authority, payload, timeout=20):

@@ -41,6 +41,7 @@ import h2.config
 import h2.connection
 import h2.events
 
+import pki
 from harness import check, fail, running_agent, write
 
 TD = "cluster.local"
@@ -146,14 +147,7 @@ def stamp(t):
 
 def make_root(d, name, trust_domain=TD):
     """{d}/{name}.crt/.key: a root CA of `trust_domain`, usable by `openssl ca`."""
-    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-out", f"{d}/{name}.key")
-    write(f"{d}/{name}.cnf", "[req]\ndistinguished_name=dn\n[dn]\n[ext]\n"
-          "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
-          f"subjectKeyIdentifier=hash\nsubjectAltName=URI:spiffe://{trust_domain}\n")
-    openssl("req", "-x509", "-new", "-key", f"{d}/{name}.key", "-subj", f"/O=test/CN={name}",
-            "-days", "30", "-config", f"{d}/{name}.cnf", "-extensions", "ext",
-            "-out", f"{d}/{name}.crt")
+    pki.make_ca(d, name, trust_domain)
 
 
 def ca_config(d, name):

@@ -3,6 +3,9 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <atomic>
@@ -166,6 +169,18 @@ class FakeDirectory final : public Directory {
   std::map<std::string, std::pair<std::string, uint32_t>> credentials_;
   std::map<std::string, Destination> names_;
 };
+
+// A loopback port nobody listens on right now (bound to 0, then released).
+inline uint16_t FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
 
 // Runs `loop` until `done()` or `timeout_ms`; false on timeout.
 inline bool RunUntil(uv_loop_t* loop, const std::function<bool()>& done, int timeout_ms = 5000) {

@@ -18,22 +18,10 @@ namespace {
 
 using testing::Capture;
 using testing::FakeDirectory;
+using testing::FreePort;
 using testing::Ip;
 using testing::RunLoopDuring;
 using testing::RunUntil;
-
-// A port nobody listens on right now (bound to 0, then released).
-uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_ANY);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 struct CoreFixture {
   CoreFixture() {

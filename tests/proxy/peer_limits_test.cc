@@ -22,6 +22,7 @@ namespace podless::proxy {
 namespace {
 
 using testing::FakeDirectory;
+using testing::FreePort;
 using testing::HboneTestClient;
 using testing::Ip;
 using testing::MetricValue;
@@ -32,17 +33,6 @@ using testing::StreamProbe;
 constexpr char kWebIdentity[] = "spiffe://cluster.local/ns/shop/sa/web";
 // "Proxy-Authorization: Basic frontend:s3cret"
 constexpr char kCredentials[] = "ZnJvbnRlbmQ6czNjcmV0";
-
-uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 struct LimitsFixture {
   explicit LimitsFixture(const ProxyConfig& limits) {

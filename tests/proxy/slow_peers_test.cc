@@ -24,6 +24,7 @@ namespace {
 
 using testing::Capture;
 using testing::FakeDirectory;
+using testing::FreePort;
 using testing::HboneTestClient;
 using testing::Ip;
 using testing::MetricValue;
@@ -34,17 +35,6 @@ using testing::StreamProbe;
 
 constexpr char kWebIdentity[] = "spiffe://cluster.local/ns/shop/sa/web";
 constexpr uint64_t kTimeoutMs = 300;
-
-uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
