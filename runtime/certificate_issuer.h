@@ -10,10 +10,12 @@
 //
 // The loop never waits for a worker: results come back through a lock-free
 // list, and requests are handed over with try_lock (a busy lock leaves them
-// in a loop-side backlog, handed over on a 1 ms retry timer). A worker that
-// the scheduler preempts inside its critical section, as happens on a
-// saturated machine with workers at nice +10, would otherwise stall the loop
-// for a scheduling period (tests/bench/svid_loop_bench measures this).
+// in a loop-side backlog, handed over on a 1 ms retry timer). A worker at
+// nice +10 that the scheduler preempts inside its critical section could
+// otherwise stall the loop until it runs again. (This guards against that
+// priority inversion; tests/bench/svid_loop_bench did not tell the two
+// designs apart on this machine, where the loop's tail under load comes
+// from CPU contention.)
 #pragma once
 
 #include <uv.h>
