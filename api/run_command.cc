@@ -37,14 +37,14 @@ Status ApplyAtStart(uv_loop_t* loop, runtime::Node& node, const std::vector<std:
   Result<std::vector<runtime::ObjectChange>> changes = MakeError(ErrorCode::kInternal, "not run");
   if (runtime::Cluster* cluster = node.cluster()) {
     const uint64_t deadline = uv_now(loop) + 15'000;
-    while (!cluster->connected() && uv_now(loop) < deadline) uv_run(loop, UV_RUN_ONCE);
+    while (!cluster->connected() && uv_now(loop) < deadline) node.RunLoopTurn();
     bool done = false;
     cluster->Apply(std::move(objects), /*dry_run=*/false,
                    [&](Result<std::vector<runtime::ObjectChange>> result) {
                      changes = std::move(result);
                      done = true;
                    });
-    while (!done) uv_run(loop, UV_RUN_ONCE);
+    while (!done) node.RunLoopTurn();
   } else {
     changes = node.agent().Apply(std::move(objects), /*dry_run=*/false);
   }
@@ -149,10 +149,10 @@ int RunCommand(const std::vector<std::string>& args) {
   (*node)->SetReady();
   Log("ready: node " + config->node_name + ", API " + socket_path + ", admin " +
       config->admin_address + ", state " + config->state_dir);
-  while (!stopping && uv_run(loop.get(), UV_RUN_ONCE) != 0) {
+  while (!stopping && (*node)->RunLoopTurn() != 0) {
   }
   // Supervised processes get their grace period (SIGTERM, then SIGKILL).
-  while (!(*node)->processes_stopped() && uv_run(loop.get(), UV_RUN_ONCE) != 0) {
+  while (!(*node)->processes_stopped() && (*node)->RunLoopTurn() != 0) {
   }
   signals.clear();
   grpc.Close();

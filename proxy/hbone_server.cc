@@ -1,5 +1,7 @@
 #include "proxy/hbone_server.h"
 
+#include <atomic>
+
 #include <arpa/inet.h>
 
 #include <ctime>
@@ -16,6 +18,9 @@ Result<HboneServerPtr> HboneServer::Create(Dispatcher& dispatcher, Directory& di
                                            Inbound& inbound, ProxyMetrics& metrics,
                                            const HboneServerOptions& options) {
   HboneServerPtr server(new HboneServer(dispatcher, directory, inbound, metrics, options));
+  ConnectionLimitsPtr limits =
+      options.limits != nullptr ? options.limits : std::make_shared<ConnectionLimits>();
+  server->per_peer_ = CountsOf(limits, &ConnectionLimits::hbone_connections_per_peer);
   auto tls = TlsContext::CreateServer(directory);
   if (!tls.ok()) return tls.error();
   server->tls_ = std::move(tls).value();
@@ -23,6 +28,7 @@ Result<HboneServerPtr> HboneServer::Create(Dispatcher& dispatcher, Directory& di
   listen.name = "hbone";
   listen.bind = options.bind;
   listen.port = options.port;
+  listen.sharing = options.port_sharing;
   listen.metrics = &metrics;
   listen.log = options.log;
   HboneServer* self = server.get();
@@ -40,12 +46,10 @@ HboneServer::~HboneServer() { Close(); }
 
 void HboneServer::Close() {
   if (listener_) listener_->Close();
+  // Each handshake's peer slot is released when `handshaking` goes.
   auto handshaking = std::move(handshaking_);
   handshaking_.clear();
-  for (auto& [tls, peer] : handshaking) {
-    tls->Reset();
-    ReleasePeer(peer);
-  }
+  for (auto& [tls, handshake] : handshaking) tls->Reset();
   auto lingering = std::move(lingering_);
   lingering_.clear();
   for (TlsStream* tls : lingering) {
@@ -60,26 +64,18 @@ void HboneServer::Close() {
 }
 
 size_t HboneServer::ConnectionsFrom(uint32_t peer_address) const {
-  auto it = per_peer_.find(peer_address);
-  return it == per_peer_.end() ? 0 : it->second;
-}
-
-void HboneServer::ReleasePeer(uint32_t peer_address) {
-  auto it = per_peer_.find(peer_address);
-  if (it == per_peer_.end()) return;
-  if (--it->second == 0) per_peer_.erase(it);
+  return per_peer_->Count(peer_address);
 }
 
 void HboneServer::OnConnection(TcpStream* tcp) {
   uint32_t peer = tcp->PeerAddress();
-  size_t& count = per_peer_[peer];
-  if (options_.max_connections_per_peer > 0 && count >= options_.max_connections_per_peer) {
-    if (count == 0) per_peer_.erase(peer);
+  // Held from here until the handshake fails or the session closes.
+  CountSlot slot = CountSlot::TryAcquire(per_peer_, peer, options_.max_connections_per_peer);
+  if (!slot) {
     metrics_.LimitRefused(ProxyMetrics::kLimitHboneConnectionsPerPeer).Inc();
     tcp->Reset();
     return;
   }
-  ++count;
   tcp->SetWriteStallTimeout(options_.write_stall_timeout_ms,
                             &metrics_.PeerTimeout(ProxyMetrics::kTimeoutHboneWriteStalled));
   // The callback needs the TlsStream pointer, which exists only once
@@ -89,16 +85,17 @@ void HboneServer::OnConnection(TcpStream* tcp) {
       TlsStream::Accept(dispatcher_, *tls_, tcp, options_.handshake_timeout_ms,
                         [this, holder](Status status) { OnHandshake(*holder, std::move(status)); });
   *holder = tls;
-  handshaking_[tls] = peer;
+  handshaking_[tls] = Handshake{peer, std::move(slot)};
 }
 
 void HboneServer::OnHandshake(TlsStream* tls, Status status) {
   auto handshaking = handshaking_.find(tls);
   if (handshaking == handshaking_.end()) return;  // Close() reset it
-  uint32_t peer = handshaking->second;
+  uint32_t peer = handshaking->second.peer_address;
+  CountSlot peer_slot = std::move(handshaking->second.peer_slot);
   handshaking_.erase(handshaking);
   if (!status.ok()) {
-    ReleasePeer(peer);
+    peer_slot.Release();
     if (!tls->destroyed()) {
       lingering_.insert(tls);
       tls->SetDestroyCallback([this, tls] { lingering_.erase(tls); });
@@ -106,8 +103,10 @@ void HboneServer::OnHandshake(TlsStream* tls, Status status) {
     ++handshake_failures_;
     std::string peer_text = FormatAddressPort(peer, 0);
     peer_text.resize(peer_text.rfind(':'));  // without FormatAddressPort's ":0"
-    last_handshake_error_ = HandshakeFailure{std::move(peer_text), status.error().message,
-                                             static_cast<int64_t>(std::time(nullptr))};
+    static std::atomic<uint64_t> failures_in_process{0};
+    last_handshake_error_ =
+        HandshakeFailure{std::move(peer_text), status.error().message,
+                         static_cast<int64_t>(std::time(nullptr)), ++failures_in_process};
     if (status.error().code == ErrorCode::kDeadlineExceeded) {
       metrics_.PeerTimeout(ProxyMetrics::kTimeoutTlsHandshake).Inc();
     }
@@ -119,6 +118,7 @@ void HboneServer::OnHandshake(TlsStream* tls, Status status) {
   info.local_identity = tls->local_identity();
   info.local_address = tls->local_replica_address();
   info.peer_address = peer;
+  info.peer_slot = std::move(peer_slot);
   info.server = this;
   info.session = session;
   SessionInfo& stored = sessions_[session];
@@ -240,8 +240,7 @@ void HboneServer::OnSessionClosed(HboneSession& session) {
   if (it == sessions_.end()) return;
   metrics_.hbone_streams_active().Sub(static_cast<int64_t>(it->second.counted_streams));
   metrics_.hbone_connections_active().Sub();
-  ReleasePeer(it->second.peer_address);
-  sessions_.erase(it);
+  sessions_.erase(it);  // releases its peer slot
   dispatcher_.DeferredDelete(&session);
 }
 

@@ -30,6 +30,7 @@
 #include <set>
 #include <string>
 
+#include "proxy/connection_limits.h"
 #include "proxy/connection_metrics.h"
 #include "proxy/directory.h"
 #include "proxy/dispatcher.h"
@@ -54,13 +55,17 @@ struct HandshakeFailure {
   std::string peer;    // the peer's IP address, "192.0.2.7"
   std::string reason;  // BoringSSL's or the chain verifier's words
   int64_t unix_time = 0;
+  // Process-wide order of failures: the last of several worker cores' is
+  // the one with the highest (unix_time has one-second ties).
+  uint64_t sequence = 0;
 };
 
 struct HboneServerOptions {
   // 0.0.0.0 serves every address routed to the node; on loopback, any
   // 127.0.0.1 also reaches every 127/8 address.
   std::string bind = "0.0.0.0";
-  uint16_t port = 15008;  // 0: any free port (tests)
+  uint16_t port = 15008;                               // 0: any free port (tests)
+  PortSharing port_sharing = PortSharing::kExclusive;  // worker threads share the port
   // Slow peers (issue 8). Each 0 turns that limit off.
   // From accept to a finished TLS handshake.
   uint64_t handshake_timeout_ms = kDefaultHandshakeTimeoutMs;
@@ -80,6 +85,9 @@ struct HboneServerOptions {
   // more are reset at accept. A peer node opens one pooled connection per
   // (source identity, destination workload), so this is generous.
   uint32_t max_connections_per_peer = kDefaultMaxConnectionsPerPeer;
+  // Where those connections are counted: every worker's server holds the
+  // same, so the limit is the node's. Null: the server counts its own.
+  ConnectionLimitsPtr limits;
   // SETTINGS_MAX_CONCURRENT_STREAMS of every connection.
   uint32_t max_streams_per_connection = kServerMaxConcurrentStreams;
   LogFunction log = LogToStderr;
@@ -96,7 +104,8 @@ class HboneServer final : private HboneSession::Callbacks {
   const std::string& bind() const { return options_.bind; }
   size_t connection_count() const { return sessions_.size(); }
   uint64_t handshake_failures() const { return handshake_failures_; }
-  // Open or handshaking connections from `peer_address` (host byte order).
+  // Open or handshaking connections from `peer_address` (host byte order),
+  // counted by every server sharing this one's ConnectionLimits.
   size_t ConnectionsFrom(uint32_t peer_address) const;
   // The last refused handshake; unix_time 0 while there was none.
   const HandshakeFailure& last_handshake_error() const { return last_handshake_error_; }
@@ -111,6 +120,7 @@ class HboneServer final : private HboneSession::Callbacks {
     std::string local_identity;
     uint32_t local_address = 0;
     uint32_t peer_address = 0;
+    CountSlot peer_slot;         // in hbone_connections_per_peer
     size_t counted_streams = 0;  // what the streams gauge holds for it
     // Runs while the session has no stream (idle_timeout_ms); its data
     // points at this entry (std::map nodes do not move).
@@ -129,7 +139,6 @@ class HboneServer final : private HboneSession::Callbacks {
 
   void OnConnection(TcpStream* tcp);
   void OnHandshake(TlsStream* tls, Status status);
-  void ReleasePeer(uint32_t peer_address);
 
   // HboneSession::Callbacks
   void OnConnectRequest(HboneSession& session, HboneStream& stream) override;
@@ -153,10 +162,14 @@ class HboneServer final : private HboneSession::Callbacks {
   TlsContextPtr tls_;
   TcpListenerPtr listener_;
   uint16_t port_ = 0;
-  std::map<TlsStream*, uint32_t> handshaking_;  // -> peer address
+  struct Handshake {
+    uint32_t peer_address = 0;
+    CountSlot peer_slot;  // moves to the SessionInfo, or released on failure
+  };
+  std::map<TlsStream*, Handshake> handshaking_;
   // Failed handshakes still flushing their alert (they end themselves).
   std::set<TlsStream*> lingering_;
-  std::map<uint32_t, size_t> per_peer_;  // peer address -> connections
+  std::shared_ptr<SharedCounts> per_peer_;  // options_.limits' hbone_connections_per_peer
   std::map<HboneSession*, SessionInfo> sessions_;
   uint64_t handshake_failures_ = 0;
   HandshakeFailure last_handshake_error_;

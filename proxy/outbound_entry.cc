@@ -40,6 +40,76 @@ bool ParseBasicCredentials(std::string_view header, std::string* user, std::stri
 // After a refusal the client gets this long to read it and close.
 constexpr uint64_t kLingerAfterRefusalMs = 2000;
 
+namespace {
+
+// The client side of an established tunnel, holding the source replica's
+// per-workload slot until the connection ends: the limit covers open
+// connections, and they are counted in ConnectionLimits (shared by every
+// worker), not by this worker's ConnectionTracker. Every end of the
+// connection passes through here exactly once: the socket closing
+// (OnClosed), or a Reset from above (the splice aborting, the tracker's
+// CloseFor, the tracker shutting down with ProxyCore::Close).
+class SlotHoldingStream final : public Stream, private StreamHandler {
+ public:
+  SlotHoldingStream(Dispatcher& dispatcher, Stream* inner, CountSlot slot)
+      : dispatcher_(dispatcher), inner_(inner), slot_(std::move(slot)) {}
+
+  // Stream (forwarded to the client's socket)
+  void SetHandler(StreamHandler* handler) override {
+    handler_ = handler;
+    if (inner_ != nullptr) inner_->SetHandler(this);
+  }
+  void Write(std::string_view bytes) override {
+    if (inner_ != nullptr) inner_->Write(bytes);
+  }
+  void End() override {
+    if (inner_ != nullptr) inner_->End();
+  }
+  void Reset() override {
+    handler_ = nullptr;
+    if (inner_ != nullptr) std::exchange(inner_, nullptr)->Reset();
+    Finish();
+  }
+  size_t QueuedBytes() const override { return inner_ != nullptr ? inner_->QueuedBytes() : 0; }
+  void SetReadPaused(bool paused) override {
+    if (inner_ != nullptr) inner_->SetReadPaused(paused);
+  }
+
+ private:
+  // StreamHandler (the client's socket)
+  void OnData(std::string_view bytes) override {
+    if (handler_ != nullptr) handler_->OnData(bytes);
+  }
+  void OnEnd() override {
+    if (handler_ != nullptr) handler_->OnEnd();
+  }
+  void OnWritable() override {
+    if (handler_ != nullptr) handler_->OnWritable();
+  }
+  void OnClosed(bool reset) override {
+    inner_ = nullptr;
+    StreamHandler* handler = std::exchange(handler_, nullptr);
+    Finish();
+    if (handler != nullptr) handler->OnClosed(reset);
+  }
+
+  // Gives the slot back and, as streams own themselves, goes next turn.
+  void Finish() {
+    if (finished_) return;
+    finished_ = true;
+    slot_.Release();
+    dispatcher_.DeferredDelete(this);
+  }
+
+  Dispatcher& dispatcher_;
+  Stream* inner_;
+  StreamHandler* handler_ = nullptr;
+  CountSlot slot_;
+  bool finished_ = false;
+};
+
+}  // namespace
+
 // One accepted client until its upstream is established (then a splice
 // takes over) or it is refused.
 class OutboundClient final : public StreamHandler {
@@ -229,17 +299,18 @@ class OutboundClient final : public StreamHandler {
     uint64_t elapsed = uv_now(entry_.dispatcher_.loop()) - started_ms_;
     uint64_t setup = entry_.options_.setup_timeout_ms;
     StartTimer(setup > elapsed ? setup - elapsed : 1);
+    // Held while the connection is set up, then by the open connection.
     uint32_t limit = entry_.options_.max_connections_per_workload;
-    size_t open = entry_.ConnectionsOf(source_address_);
-    if (limit > 0 && open >= limit) {
+    slot_ = CountSlot::TryAcquire(entry_.per_workload_, source_address_, limit);
+    if (!slot_) {
       entry_.metrics_.LimitRefused(ProxyMetrics::kLimitOutboundConnectionsPerWorkload).Inc();
+      // Refused means the count was at the limit (no acquire passes it);
+      // reading the count again could see other workers' releases since.
       Fail(429, kSocks5GeneralFailure,
-           "workload " + source_workload_ + " has " + std::to_string(open) +
+           "workload " + source_workload_ + " has " + std::to_string(limit) +
                " outbound connections open, the limit is " + std::to_string(limit));
       return;
     }
-    ++entry_.setting_up_[source_address_];
-    counted_ = true;
     auto destination = entry_.directory_.Resolve(host, port);
     if (!destination.ok()) {
       Fail(502, kSocks5HostUnreachable,
@@ -336,9 +407,11 @@ class OutboundClient final : public StreamHandler {
     labels.destination_service = service_;
     labels.mutual_tls = !endpoint_.spiffe_id.empty();
     Stream* client = std::exchange(client_, nullptr);
-    Stream* tracked = entry_.tracker_.Track(client, source_address_, endpoint_.address,
-                                            entry_.metrics_.Series(labels));
     client->SetReadPaused(false);
+    // The slot moves to the open connection: still counted, without a gap.
+    Stream* holder = new SlotHoldingStream(entry_.dispatcher_, client, std::move(slot_));
+    Stream* tracked = entry_.tracker_.Track(holder, source_address_, endpoint_.address,
+                                            entry_.metrics_.Series(labels));
     StartSplice(tracked, upstream);
     Done();
   }
@@ -369,10 +442,7 @@ class OutboundClient final : public StreamHandler {
     if (done_) return;
     done_ = true;
     entry_.clients_.erase(this);
-    if (counted_) {
-      auto it = entry_.setting_up_.find(source_address_);
-      if (it != entry_.setting_up_.end() && --it->second == 0) entry_.setting_up_.erase(it);
-    }
+    slot_.Release();  // a no-op once Connected() handed it on
     timer_.Close();
     request_.reset();
     entry_.dispatcher_.Post([self = this] { delete self; });
@@ -395,7 +465,9 @@ class OutboundClient final : public StreamHandler {
   HboneRequestPtr request_;
   std::unique_ptr<TcpConnector> connector_;
   uint64_t started_ms_ = 0;
-  bool counted_ = false;  // in entry_.setting_up_
+  // In entry_.per_workload_ from the limit check in Connect() until the
+  // setup fails or Connected() hands it to the open connection.
+  CountSlot slot_;
   bool done_ = false;
 };
 
@@ -405,10 +477,14 @@ Result<OutboundEntryPtr> OutboundEntry::Create(Dispatcher& dispatcher, Directory
                                                const OutboundEntryOptions& options) {
   OutboundEntryPtr entry(
       new OutboundEntry(dispatcher, directory, inbound, pool, tracker, metrics, options));
+  ConnectionLimitsPtr limits =
+      options.limits != nullptr ? options.limits : std::make_shared<ConnectionLimits>();
+  entry->per_workload_ = CountsOf(limits, &ConnectionLimits::outbound_connections_per_workload);
   TcpListener::Options listen;
   listen.name = "outbound";
   listen.bind = options.bind;
   listen.port = options.port;
+  listen.sharing = options.port_sharing;
   listen.metrics = &metrics;
   listen.log = options.log;
   OutboundEntry* self = entry.get();
@@ -428,11 +504,6 @@ void OutboundEntry::Close() {
   if (listener_) listener_->Close();
   std::vector<OutboundClient*> clients(clients_.begin(), clients_.end());
   for (OutboundClient* client : clients) client->Drop();
-}
-
-size_t OutboundEntry::ConnectionsOf(uint32_t source) const {
-  auto it = setting_up_.find(source);
-  return (it == setting_up_.end() ? 0 : it->second) + tracker_.CountFor(source);
 }
 
 void OutboundEntry::OnConnection(TcpStream* tcp) {

@@ -30,6 +30,7 @@
 #include <set>
 #include <string>
 
+#include "proxy/connection_limits.h"
 #include "proxy/connection_metrics.h"
 #include "proxy/connection_pool.h"
 #include "proxy/directory.h"
@@ -48,7 +49,8 @@ inline constexpr uint32_t kDefaultMaxOutboundConnectionsPerWorkload = 1024;
 
 struct OutboundEntryOptions {
   std::string bind = "127.0.0.1";
-  uint16_t port = 15001;  // 0: any free port (tests)
+  uint16_t port = 15001;                               // 0: any free port (tests)
+  PortSharing port_sharing = PortSharing::kExclusive;  // worker threads share the port
   // From accept to a complete request (the HTTP head, or the SOCKS5
   // greeting, authentication and CONNECT request); then 408 (HTTP) or a
   // plain close (SOCKS5). 0: only setup_timeout_ms applies.
@@ -62,6 +64,9 @@ struct OutboundEntryOptions {
   // Connections of one workload replica (by its credentials) being set up
   // or open; more are refused with 429 (HTTP) or SOCKS5 reply 0x01. 0: no limit.
   uint32_t max_connections_per_workload = kDefaultMaxOutboundConnectionsPerWorkload;
+  // Where those connections are counted: every worker's entry holds the
+  // same, so the limit is the node's. Null: the entry counts its own.
+  ConnectionLimitsPtr limits;
   LogFunction log = LogToStderr;
 };
 
@@ -93,8 +98,6 @@ class OutboundEntry {
         metrics_(metrics),
         options_(std::move(options)) {}
   void OnConnection(TcpStream* tcp);
-  // Connections of `source` (a replica address) being set up or open.
-  size_t ConnectionsOf(uint32_t source) const;
 
   Dispatcher& dispatcher_;
   Directory& directory_;
@@ -106,8 +109,10 @@ class OutboundEntry {
   LoadBalancer balancer_;
   TcpListenerPtr listener_;
   uint16_t port_ = 0;
-  std::set<OutboundClient*> clients_;      // still being set up
-  std::map<uint32_t, size_t> setting_up_;  // source replica -> clients past authentication
+  std::set<OutboundClient*> clients_;  // still being set up
+  // Source replica -> its connections being set up (past authentication)
+  // or open: options_.limits' outbound_connections_per_workload.
+  std::shared_ptr<SharedCounts> per_workload_;
 };
 
 using OutboundEntryPtr = std::unique_ptr<OutboundEntry>;

@@ -19,6 +19,7 @@ Status PlaintextListeners::Sync(const std::set<uint16_t>& ports) {
     options.name = "plaintext";
     options.bind = bind_;
     options.port = port;
+    options.sharing = sharing_;
     options.metrics = metrics_;
     options.log = log_;
     auto listener = TcpListener::Create(dispatcher_, std::move(options),

@@ -26,13 +26,14 @@ class PlaintextListeners {
   // (0: never).
   PlaintextListeners(Dispatcher& dispatcher, Inbound& inbound, std::string bind,
                      ProxyMetrics* metrics = nullptr, uint64_t write_stall_timeout_ms = 0,
-                     LogFunction log = LogToStderr)
+                     LogFunction log = LogToStderr, PortSharing sharing = PortSharing::kExclusive)
       : dispatcher_(dispatcher),
         inbound_(inbound),
         bind_(std::move(bind)),
         metrics_(metrics),
         write_stall_timeout_ms_(write_stall_timeout_ms),
-        log_(std::move(log)) {}
+        log_(std::move(log)),
+        sharing_(sharing) {}
 
   // Opens listeners for ports not yet served and closes those no longer in
   // `ports`. Ports that cannot be bound are reported together; the others
@@ -50,6 +51,7 @@ class PlaintextListeners {
   ProxyMetrics* metrics_;
   uint64_t write_stall_timeout_ms_;
   LogFunction log_;
+  PortSharing sharing_;
   std::map<uint16_t, TcpListenerPtr> listeners_;
 };
 

@@ -15,15 +15,19 @@ Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
   core->outbound_tracker_ = std::make_unique<ConnectionTracker>(*core->dispatcher_);
   core->inbound_ = std::make_unique<Inbound>(*core->dispatcher_, directory, *core->metrics_,
                                              *core->inbound_tracker_);
+  ConnectionLimitsPtr limits =
+      config.limits != nullptr ? config.limits : std::make_shared<ConnectionLimits>();
   HboneServerOptions hbone;
   hbone.bind = config.hbone_bind;
   hbone.port = config.hbone_port;
+  hbone.port_sharing = config.port_sharing;
   hbone.handshake_timeout_ms = config.handshake_timeout_ms;
   hbone.preface_timeout_ms = config.preface_timeout_ms;
   hbone.stream_stall_timeout_ms = config.stream_stall_timeout_ms;
   hbone.idle_timeout_ms = config.hbone_server_idle_timeout_ms;
   hbone.write_stall_timeout_ms = config.write_stall_timeout_ms;
   hbone.max_connections_per_peer = config.max_hbone_connections_per_peer;
+  hbone.limits = limits;
   hbone.max_streams_per_connection = config.max_hbone_streams_per_connection;
   hbone.log = config.log;
   auto server =
@@ -40,10 +44,12 @@ Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
   OutboundEntryOptions outbound;
   outbound.bind = config.outbound_bind;
   outbound.port = config.outbound_port;
+  outbound.port_sharing = config.port_sharing;
   outbound.setup_timeout_ms = config.outbound_setup_timeout_ms;
   outbound.request_timeout_ms = config.outbound_request_timeout_ms;
   outbound.write_stall_timeout_ms = config.write_stall_timeout_ms;
   outbound.max_connections_per_workload = config.max_outbound_connections_per_workload;
+  outbound.limits = limits;
   outbound.log = config.log;
   auto entry = OutboundEntry::Create(*core->dispatcher_, directory, *core->inbound_, *core->pool_,
                                      *core->outbound_tracker_, *core->metrics_, outbound);
@@ -51,7 +57,7 @@ Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
   core->outbound_ = std::move(entry).value();
   core->plaintext_ = std::make_unique<PlaintextListeners>(
       *core->dispatcher_, *core->inbound_, config.plaintext_bind, core->metrics_.get(),
-      config.write_stall_timeout_ms, config.log);
+      config.write_stall_timeout_ms, config.log, config.port_sharing);
   return core;
 }
 
@@ -72,14 +78,15 @@ void ProxyCore::CloseConnectionsFor(uint32_t replica_address) {
 void ProxyCore::Close() {
   if (closed_) return;
   closed_ = true;
-  plaintext_->Close();
-  outbound_->Close();
+  // A core whose Create failed half-way has only some parts.
+  if (plaintext_) plaintext_->Close();
+  if (outbound_) outbound_->Close();
   // Tracked connections first, while the HBONE sessions under them live;
   // their splices and apps are told and reset the other sides.
   inbound_tracker_.reset();
   outbound_tracker_.reset();
-  hbone_->Close();
-  pool_->Close();
+  if (hbone_) hbone_->Close();
+  if (pool_) pool_->Close();
 }
 
 ProxyStats ProxyCore::Stats() const {
@@ -96,7 +103,24 @@ ProxyStats ProxyCore::Stats() const {
   stats.last_handshake_error = hbone_->last_handshake_error();
   if (inbound_tracker_) stats.inbound_connections = inbound_tracker_->Counts();
   if (outbound_tracker_) stats.outbound_connections = outbound_tracker_->Counts();
+  size_t open = stats.hbone_inbound_connections;
+  for (const auto& [address, n] : stats.inbound_connections) open += n;
+  for (const auto& [address, n] : stats.outbound_connections) open += n;
+  stats.worker_connections = {open};
   return stats;
+}
+
+void ProxyStats::Merge(ProxyStats other) {
+  workers += other.workers;
+  for (auto& pool : other.pools) pools.push_back(std::move(pool));
+  hbone_inbound_connections += other.hbone_inbound_connections;
+  tls_handshake_failures += other.tls_handshake_failures;
+  if (other.last_handshake_error.sequence > last_handshake_error.sequence) {
+    last_handshake_error = std::move(other.last_handshake_error);
+  }
+  for (const auto& [address, n] : other.inbound_connections) inbound_connections[address] += n;
+  for (const auto& [address, n] : other.outbound_connections) outbound_connections[address] += n;
+  for (size_t n : other.worker_connections) worker_connections.push_back(n);
 }
 
 std::string ProxyStats::ToJson() const {
@@ -118,6 +142,11 @@ std::string ProxyStats::ToJson() const {
             ",\"identity\":" + JsonString(pools[i].identity) +
             ",\"connections\":" + std::to_string(pools[i].connections) +
             ",\"streams\":" + std::to_string(pools[i].streams) + "}";
+  }
+  json += "],\"workers\":" + std::to_string(workers) + ",\"worker_connections\":[";
+  for (size_t i = 0; i < worker_connections.size(); ++i) {
+    json += (i > 0 ? "," : "");
+    json += std::to_string(worker_connections[i]);
   }
   json += "],\"hbone_inbound_connections\":" + std::to_string(hbone_inbound_connections) +
           ",\"tls_handshake_failures\":" + std::to_string(tls_handshake_failures);

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy/connection_limits.h"
 #include "proxy/connection_metrics.h"
 #include "proxy/connection_pool.h"
 #include "proxy/directory.h"
@@ -38,6 +39,10 @@ struct ProxyConfig {
   std::string outbound_bind = "127.0.0.1";
   uint16_t outbound_port = 15001;  // 0: any free port
   std::string plaintext_bind = "0.0.0.0";
+  // Worker threads (runtime/proxy_workers.h) each run a core whose
+  // listeners share the ports: the first with kReusePortFirst, the others
+  // with kReusePortJoin on the ports the first one bound.
+  PortSharing port_sharing = PortSharing::kExclusive;
   uint64_t handshake_timeout_ms = kDefaultHandshakeTimeoutMs;
   uint64_t pool_idle_timeout_ms = 60'000;
   uint64_t connect_timeout_ms = 5'000;
@@ -65,6 +70,9 @@ struct ProxyConfig {
   uint32_t max_hbone_connections_per_peer = kDefaultMaxConnectionsPerPeer;
   uint32_t max_hbone_streams_per_connection = kServerMaxConcurrentStreams;
   uint32_t max_outbound_connections_per_workload = kDefaultMaxOutboundConnectionsPerWorkload;
+  // Where the per-peer and per-workload limits count: shared by every
+  // worker's core, so each limit is the node's. Null: the core makes its own.
+  ConnectionLimitsPtr limits;
 
   // Operational messages (accept failures); stderr by default.
   LogFunction log = LogToStderr;
@@ -83,6 +91,12 @@ struct ProxyStats {
   // replica address (host byte order) -> open connections
   std::map<uint32_t, size_t> inbound_connections;
   std::map<uint32_t, size_t> outbound_connections;
+  size_t workers = 1;  // cores these figures add up
+  // Connections each core holds open (HBONE inbound, tracked inbound and
+  // outbound): how evenly SO_REUSEPORT spreads them over the workers.
+  std::vector<size_t> worker_connections;
+  // Adds another worker's core's figures (its listeners share these ports).
+  void Merge(ProxyStats other);
   // The same as a JSON object, for /config_dump.
   std::string ToJson() const;
 };
@@ -106,6 +120,7 @@ class ProxyCore {
   ProxyStats Stats() const;
   uint16_t hbone_port() const { return hbone_->port(); }
   uint16_t outbound_port() const { return outbound_->port(); }
+  std::set<uint16_t> plaintext_ports() const { return plaintext_->ports(); }
   Dispatcher& dispatcher() { return *dispatcher_; }
 
  private:

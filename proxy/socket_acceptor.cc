@@ -1,6 +1,8 @@
 #include "proxy/socket_acceptor.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -100,20 +102,55 @@ void LogToStderr(const std::string& message) {
   std::fflush(stderr);
 }
 
-Result<int> ListenTcpSocket(const sockaddr* address, int backlog) {
+namespace {
+
+uint16_t PortOf(const sockaddr* address) {
+  if (address->sa_family == AF_INET6) {
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(address)->sin6_port);
+  }
+  return ntohs(reinterpret_cast<const sockaddr_in*>(address)->sin_port);
+}
+
+// A bound (not listening) socket, or the error. `reuse_port`: SO_REUSEPORT.
+Result<int> BoundSocket(const sockaddr* address, bool reuse_port) {
   int fd = ::socket(address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     return MakeError(ErrorCode::kUnavailable, std::string("socket: ") + std::strerror(errno));
   }
   int on = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  if (reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) {
+    int err = errno;
+    ::close(fd);
+    return MakeError(ErrorCode::kUnavailable,
+                     std::string("SO_REUSEPORT: ") + uv_strerror(uv_translate_sys_error(err)));
+  }
   socklen_t length = address->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-  if (::bind(fd, address, length) != 0 || ::listen(fd, backlog) != 0) {
+  if (::bind(fd, address, length) != 0) {
     int err = errno;
     ::close(fd);
     return MakeError(ErrorCode::kUnavailable, uv_strerror(uv_translate_sys_error(err)));
   }
   return fd;
+}
+
+}  // namespace
+
+Result<int> ListenTcpSocket(const sockaddr* address, int backlog, PortSharing sharing) {
+  if (sharing == PortSharing::kReusePortFirst && PortOf(address) != 0) {
+    // A bind without SO_REUSEPORT fails on a port anyone holds.
+    Result<int> probe = BoundSocket(address, /*reuse_port=*/false);
+    if (!probe.ok()) return probe.error();
+    ::close(*probe);
+  }
+  Result<int> fd = BoundSocket(address, sharing != PortSharing::kExclusive);
+  if (!fd.ok()) return fd.error();
+  if (::listen(*fd, backlog) != 0) {
+    int err = errno;
+    ::close(*fd);
+    return MakeError(ErrorCode::kUnavailable, uv_strerror(uv_translate_sys_error(err)));
+  }
+  return *fd;
 }
 
 SocketAcceptor::CountFunction CountAcceptErrors(Registry& registry, std::string listener) {

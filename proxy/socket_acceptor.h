@@ -40,10 +40,23 @@ namespace podless::proxy {
 using LogFunction = std::function<void(const std::string& message)>;
 void LogToStderr(const std::string& message);
 
+// How a listening port is shared. The proxy's worker threads (--workers)
+// each listen on the same ports with SO_REUSEPORT, and the kernel spreads
+// new connections over them.
+enum class PortSharing {
+  kExclusive,       // the port is this socket's alone
+  kReusePortFirst,  // the first socket of a SO_REUSEPORT group
+  kReusePortJoin,   // another socket of the group the first one opened
+};
+
 // socket() + SO_REUSEADDR + bind() + listen() on a TCP address (IPv4 or
 // IPv6), non-blocking and close-on-exec. The error says what failed in
 // libuv's words ("address already in use"); callers add the address.
-Result<int> ListenTcpSocket(const sockaddr* address, int backlog);
+// kReusePortFirst still refuses a port another socket holds, even one with
+// SO_REUSEPORT (a second agent on the same port would otherwise silently
+// take half of this one's connections).
+Result<int> ListenTcpSocket(const sockaddr* address, int backlog,
+                            PortSharing sharing = PortSharing::kExclusive);
 
 class SocketAcceptor {
  public:

@@ -18,7 +18,8 @@ Result<TcpListenerPtr> TcpListener::Create(Dispatcher& dispatcher, Options optio
     return MakeError(ErrorCode::kInvalidArgument,
                      "bind address \"" + self.options_.bind + "\" is not IPv4");
   }
-  Result<int> fd = ListenTcpSocket(reinterpret_cast<const sockaddr*>(&addr), self.options_.backlog);
+  Result<int> fd = ListenTcpSocket(reinterpret_cast<const sockaddr*>(&addr), self.options_.backlog,
+                                   self.options_.sharing);
   if (!fd.ok()) {
     return MakeError(fd.error().code, "cannot listen on " + where + ": " + fd.error().message);
   }

@@ -30,6 +30,7 @@ class TcpListener {
     std::string bind = "0.0.0.0";
     uint16_t port = 0;  // 0: any free port
     int backlog = 1024;
+    PortSharing sharing = PortSharing::kExclusive;
     ProxyMetrics* metrics = nullptr;  // may be null (no counting)
     LogFunction log = LogToStderr;
   };

@@ -1,7 +1,9 @@
 #include "runtime/config.h"
 
 #include <unistd.h>
+#include <uv.h>
 
+#include <algorithm>
 #include <charconv>
 #include <functional>
 #include <map>
@@ -10,6 +12,9 @@
 
 namespace podless::runtime {
 namespace {
+
+// More worker loops than this only add memory (each has its own pools).
+constexpr uint32_t kMaxWorkers = 256;
 
 struct Flag {
   const char* name;
@@ -101,6 +106,17 @@ const std::vector<Flag>& Flags() {
       {"--outbound-address", "HOST:PORT",
        "outbound entry for workloads (HTTP proxy + SOCKS5) [127.0.0.1:15001]",
        [](AgentConfig& c, const std::string& v) { return SetString(c.outbound_address, v); }},
+      {"--workers", "N",
+       "proxy worker threads, each with its own loop; 0: the proxy runs on the main loop "
+       "[one per core]",
+       [](AgentConfig& c, const std::string& v) -> Status {
+         if (auto s = SetCount(c.workers, "--workers", v); !s) return s;
+         if (c.workers > kMaxWorkers) {
+           return MakeError(ErrorCode::kInvalidArgument,
+                            "--workers: at most " + std::to_string(kMaxWorkers));
+         }
+         return {};
+       }},
       {"--hbone-idle-timeout", "DURATION", "close pooled HBONE connections idle this long [60s]",
        [](AgentConfig& c, const std::string& v) -> Status {
          auto d = ParseDuration(v);
@@ -235,6 +251,8 @@ const std::vector<Flag>& Flags() {
 }
 
 }  // namespace
+
+uint32_t DefaultWorkers() { return std::min<uint32_t>(uv_available_parallelism(), kMaxWorkers); }
 
 std::string RunUsage() {
   std::string out =

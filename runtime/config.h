@@ -12,6 +12,9 @@
 
 namespace podless::runtime {
 
+// One proxy worker per core the process may use (uv_available_parallelism).
+uint32_t DefaultWorkers();
+
 struct AgentConfig {
   std::string state_dir = "./podless-state";
   std::string api_socket;  // empty: <state_dir>/api.sock
@@ -32,6 +35,10 @@ struct AgentConfig {
   // Local destinations go over HBONE too (TLS to our own listener) instead of
   // the in-memory short-circuit: for tests and benchmarks of the full path.
   bool local_short_circuit = true;
+  // Proxy worker threads, each with its own loop and listeners sharing the
+  // ports (SO_REUSEPORT); 0 runs the proxy on the main loop. Default: one per
+  // core (runtime/proxy_workers.h).
+  uint32_t workers = DefaultWorkers();
   // Pooled HBONE client connections with no stream for this long are closed.
   std::chrono::milliseconds hbone_idle_timeout = std::chrono::seconds(60);
   // Proxy timeouts and limits against slow or greedy peers; 0 turns one off.

@@ -10,9 +10,15 @@
 namespace podless::runtime {
 
 Node::Node(uv_loop_t* loop, const AgentConfig& config)
-    : loop_(loop), config_(config), metrics_(std::make_unique<proxy::Registry>()) {}
+    : loop_(loop), config_(config), metrics_(std::make_unique<proxy::Registry>()) {
+  state_lock_.Lock(LockMode::kExclusive);
+}
 
-Node::~Node() { Shutdown(); }
+Node::~Node() {
+  Shutdown();
+  proxy_.reset();  // joins the workers
+  state_lock_.Unlock(LockMode::kExclusive);
+}
 
 Result<NodePtr> Node::Start(uv_loop_t* loop, const AgentConfig& config, ClusterPtr cluster) {
   NodePtr node(new Node(loop, config));
@@ -35,7 +41,7 @@ Status Node::Init() {
   SupervisorOptions supervisor_options;
   supervisor_options.state_dir = config_.state_dir;
   supervisor_ = std::make_unique<Supervisor>(loop_, supervisor_options);
-  directory_->set_supervisor(supervisor_.get());
+  proxy_->set_supervisor(supervisor_.get());
   supervisor_->OnReadinessChange(
       [this](uint32_t address, bool ready) { agent_->SetReplicaReady(address, ready); });
   agent_->SetProcessStatusSource([this](ReplicaView& view) {
@@ -63,9 +69,9 @@ Status Node::Init() {
     return MakeError(s.error().code, "admin server: " + s.error().message);
   }
   if (cluster_) {
-    directory_->set_cluster_view(&cluster_->view());
+    proxy_->set_cluster_view(&cluster_->view());
     cluster_stopped_ = false;
-    cluster_->Start(*agent_, *metrics_, [this] { directory_->Invalidate(); });
+    cluster_->Start(*agent_, *metrics_, [this] { proxy_->Invalidate(); });
   }
   // Processes start only once everything else is bound: a node that fails to
   // start must not have started (and then kill) any.
@@ -105,13 +111,10 @@ Status Node::StartProxy() {
   proxy_config.max_hbone_streams_per_connection = config_.proxy.max_hbone_streams_per_connection;
   proxy_config.max_outbound_connections_per_workload =
       config_.proxy.max_outbound_connections_per_workload;
-  // The directory needs the HBONE port before the core exists (port 0 is
-  // resolved by binding), so it learns the bound port right after.
-  directory_ = std::make_unique<ProxyDirectory>(*agent_, hbone->port);
-  auto core = proxy::ProxyCore::Create(loop_, *directory_, proxy_config, *metrics_);
-  if (!core) return core.error();
-  proxy_ = std::move(*core);
-  directory_->set_hbone_port(proxy_->hbone_port());
+  auto proxy =
+      ProxyWorkers::Start(loop_, state_lock_, *agent_, proxy_config, config_.workers, *metrics_);
+  if (!proxy) return proxy.error();
+  proxy_ = std::move(*proxy);
 
   for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
     const auto& workload = std::get<workloads::Workload>(stored->object);
@@ -152,7 +155,7 @@ Status Node::SyncPorts() {
 // workload; only which workloads are exec, because the supervisor must hear
 // of a workload that stops being one.
 void Node::OnObjectChange(WatchEventType type, const StoredObject& object) {
-  directory_->Invalidate();
+  proxy_->Invalidate();
   const auto* workload = std::get_if<workloads::Workload>(&object.object);
   if (workload == nullptr) return;
   const bool exec = std::holds_alternative<workloads::ExecApp>(workload->spec.app);

@@ -1,6 +1,10 @@
 // Node: the running agent's loop-bound services around the Agent's state —
 // the admin server (/healthz, /ready, /metrics, /config_dump), the metrics
-// registry, and the proxy core. The API layer adds the gRPC server on top.
+// registry, and the proxy (its worker threads). The API layer adds the gRPC
+// server on top.
+//
+// The node's thread holds the StateLock from Start() on and runs its loop
+// with RunLoopTurn(), which lets the proxy's workers in while it waits.
 //
 // Start() binds everything or fails with the address/path that could not be
 // bound; Shutdown() closes every socket the node opened so the loop ends.
@@ -18,7 +22,8 @@
 #include "runtime/certificate_issuer.h"
 #include "runtime/cluster.h"
 #include "runtime/config.h"
-#include "runtime/proxy_directory.h"
+#include "runtime/proxy_workers.h"
+#include "runtime/state_lock.h"
 #include "runtime/supervisor.h"
 
 namespace podless::runtime {
@@ -38,7 +43,10 @@ class Node {
   proxy::Registry& metrics() { return *metrics_; }
   uv_loop_t* loop() const { return loop_; }
   uint16_t admin_port() const { return admin_->port(); }
-  proxy::ProxyCore& proxy() { return *proxy_; }
+  ProxyWorkers& proxy() { return *proxy_; }
+  // One turn of the node's loop (uv_run(UV_RUN_ONCE) with the state shared
+  // with the proxy's workers while it waits); 0 once the loop is empty.
+  int RunLoopTurn() { return runtime::RunLoopTurn(loop_, state_lock_, LockMode::kExclusive); }
   // Runs the processes of `exec` workloads (see runtime/supervisor.h).
   Supervisor& supervisor() { return *supervisor_; }
   // Null unless the node runs in cluster mode.
@@ -71,16 +79,18 @@ class Node {
 
   uv_loop_t* loop_;
   AgentConfig config_;
+  // Held exclusively by this thread except while RunLoopTurn waits;
+  // declared first, so it outlives the workers.
+  StateLock state_lock_;
   proxy::RegistryPtr metrics_;
   AgentPtr agent_;
   // Issues SVIDs on worker threads for the agent; destroyed before it.
   std::unique_ptr<CertificateIssuer> issuer_;
   std::unique_ptr<AdminServer> admin_;
-  // Declared before the directory and the proxy, which point to it.
+  // Declared before the proxy, which points to it.
   SupervisorPtr supervisor_;
   bool processes_stopped_ = false;
-  std::unique_ptr<ProxyDirectory> directory_;
-  proxy::ProxyCorePtr proxy_;
+  ProxyWorkersPtr proxy_;
   // Declared after the agent and the directory: destroyed first.
   ClusterPtr cluster_;
   bool cluster_stopping_ = false;

@@ -1,6 +1,7 @@
 // The runtime's answer to proxy::Directory: the proxy core's window onto the
 // Agent's tables (replicas by address, certificates, policies, services,
-// outbound credentials). Called on the loop thread only.
+// outbound credentials). Each proxy loop has its own (ProxyWorkers); a
+// worker's reads the Agent only while holding the StateLock shared.
 #pragma once
 
 #include <openssl/x509.h>
@@ -35,14 +36,19 @@ class ProxyDirectory final : public proxy::Directory {
   void set_supervisor(const Supervisor* supervisor) { supervisor_ = supervisor; }
   // Cluster mode: other nodes' workloads, reached over HBONE (null: none).
   void set_cluster_view(const ClusterView* view) { cluster_ = view; }
+  // Where certificates come from when this directory serves a worker loop:
+  // the Agent's SVID cache and issuer belong to the main loop, so a worker
+  // asks it (the answer comes back on the worker's loop). Unset: the Agent,
+  // on this (the main) loop.
+  using CertificateSource = std::function<void(
+      const std::string& spiffe_id, std::function<void(Result<workloads::SvidPtr>)> done)>;
+  void set_certificate_source(CertificateSource source) { certificate_source_ = std::move(source); }
 
   // proxy::Directory
   const proxy::LocalReplica* FindLocalReplica(uint32_t address) const override;
   Result<workloads::SvidPtr> Certificate(const proxy::LocalReplica& replica) override;
   void CertificateAsync(const proxy::LocalReplica& replica,
-                        std::function<void(Result<workloads::SvidPtr>)> done) override {
-    agent_.CertificateAsync(replica.spiffe_id, std::move(done));
-  }
+                        std::function<void(Result<workloads::SvidPtr>)> done) override;
   X509_STORE* TrustStore() const override { return trust_.get(); }
   const std::string& TrustDomain() const override;
   std::vector<const workloads::AuthorizationPolicy*> PoliciesFor(
@@ -68,6 +74,7 @@ class ProxyDirectory final : public proxy::Directory {
   uint16_t hbone_port_;
   const Supervisor* supervisor_ = nullptr;
   const ClusterView* cluster_ = nullptr;
+  CertificateSource certificate_source_;
   bssl::UniquePtr<X509_STORE> trust_;
   // LocalReplica records built on demand from the agent's compact tables.
   mutable std::unordered_map<uint32_t, proxy::LocalReplica> replicas_;

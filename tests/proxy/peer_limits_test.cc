@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy/connection_limits.h"
 #include "proxy/proxy_core.h"
 #include "proxy/tcp_stream.h"
 #include "tests/proxy/fake_directory.h"
@@ -162,6 +163,215 @@ TEST_CASE("Limits: outbound-entry connections per workload get 429 over the limi
   RawSocket fourth(Ip("127.0.0.1"), f.core->outbound_port());
   CHECK(open(fourth) == "HTTP/1.1 200");
   CHECK(f.Refused("outbound_connections_per_workload") == 1);
+}
+
+// Two cores on one loop sharing one ConnectionLimits, as the agent's worker
+// threads do (each worker a core with its own listeners): a limit is the
+// node's, not each core's.
+struct SharedLimitsFixture {
+  explicit SharedLimitsFixture(const ProxyConfig& limits_config) {
+    tcp_port = FreePort();
+    directory.AddReplica("127.64.0.5", "web", "shop", "web",
+                         {{"tcp", tcp_port, workloads::Protocol::kTCP}});
+    directory.AddReplica("127.64.0.7", "frontend", "shop", "frontend", {});
+    directory.AddCredentials("frontend", "s3cret", "127.64.0.7");
+    ProxyConfig config = limits_config;
+    config.hbone_port = 0;
+    config.outbound_port = 0;
+    config.limits = limits;
+    for (int i = 0; i < 2; ++i) {
+      auto created = ProxyCore::Create(loop.get(), directory, config, registry[i]);
+      REQUIRE(created.ok());
+      core[i] = std::move(created).value();
+    }
+  }
+  ~SharedLimitsFixture() {
+    for (auto& c : core) c->Close();
+  }
+
+  double Refused(int i, const std::string& limit) {
+    return MetricValue(registry[i].Render(),
+                       "podless_limit_refused_total{limit=\"" + limit + "\"}");
+  }
+  bool StaysOpen(RawSocket& socket, int ms = 200) {
+    return !RunUntil(
+        loop.get(), [&] { return socket.PeerClosed(); }, ms);
+  }
+  bool Closes(RawSocket& socket) {
+    return RunUntil(
+        loop.get(), [&] { return socket.PeerClosed(); }, 2000);
+  }
+  // Runs the loop until `counts` has `expected` for `key`.
+  bool CountBecomes(const SharedCounts& counts, const char* key, uint32_t expected) {
+    return RunUntil(
+        loop.get(), [&] { return counts.Count(Ip(key)) == expected; }, 3000);
+  }
+  // Sends an outbound-entry CONNECT to `target` as frontend; the status line.
+  std::string Connect(RawSocket& socket, const std::string& target) {
+    socket.Send("CONNECT " + target + " HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic " +
+                kCredentials + "\r\n\r\n");
+    RunUntil(loop.get(), [&] {
+      socket.PeerClosed();
+      return socket.received().find("\r\n\r\n") != std::string::npos;
+    });
+    return socket.received().substr(0, 12);
+  }
+  std::string WebTarget() const { return "127.64.0.5:" + std::to_string(tcp_port); }
+  SharedCounts& per_peer() { return limits->hbone_connections_per_peer; }
+  SharedCounts& per_workload() { return limits->outbound_connections_per_workload; }
+
+  UvLoop loop;
+  FakeDirectory directory;
+  ConnectionLimitsPtr limits = std::make_shared<ConnectionLimits>();
+  Registry registry[2];
+  ProxyCorePtr core[2];
+  uint16_t tcp_port = 0;
+};
+
+TEST_CASE("Limits: two cores sharing ConnectionLimits admit max_connections_per_peer together") {
+  ProxyConfig config;
+  config.max_hbone_connections_per_peer = 2;
+  SharedLimitsFixture f(config);
+  // One connection to each core: the peer is at its limit.
+  auto a = std::make_unique<RawSocket>(Ip("127.0.0.1"), f.core[0]->hbone_port());
+  RawSocket b(Ip("127.0.0.1"), f.core[1]->hbone_port());
+  CHECK(f.StaysOpen(*a));
+  CHECK(f.StaysOpen(b));
+  CHECK(f.per_peer().Count(Ip("127.0.0.1")) == 2);
+  // Neither core takes a third, though each has only one of its own.
+  RawSocket c(Ip("127.0.0.1"), f.core[0]->hbone_port());
+  RawSocket d(Ip("127.0.0.1"), f.core[1]->hbone_port());
+  CHECK(f.Closes(c));
+  CHECK(f.Closes(d));
+  CHECK(f.Refused(0, "hbone_connections_per_peer") == 1);
+  CHECK(f.Refused(1, "hbone_connections_per_peer") == 1);
+  // Closing the one on core 0 frees a slot that core 1 may use.
+  a.reset();
+  CHECK(f.CountBecomes(f.per_peer(), "127.0.0.1", 1));
+  RawSocket e(Ip("127.0.0.1"), f.core[1]->hbone_port());
+  CHECK(f.StaysOpen(e));
+  CHECK(f.Refused(1, "hbone_connections_per_peer") == 1);
+}
+
+TEST_CASE("Limits: HBONE peer slots come back after a failed handshake, a close, and Close()") {
+  ProxyConfig config;
+  config.max_hbone_connections_per_peer = 8;
+  SharedLimitsFixture f(config);
+  {
+    // Not TLS: the handshake fails and the server ends the connection.
+    RawSocket garbage(Ip("127.0.0.1"), f.core[0]->hbone_port());
+    garbage.Send(std::string(64, 'x'));
+    CHECK(f.Closes(garbage));
+    CHECK(f.CountBecomes(f.per_peer(), "127.0.0.1", 0));
+  }
+  {
+    // A full HBONE session, then the client goes.
+    StreamProbe probe;
+    int status = 0;
+    auto client = std::make_unique<HboneTestClient>(
+        f.core[1]->dispatcher(), f.directory, "127.64.0.5", f.core[1]->hbone_port(), kWebIdentity);
+    REQUIRE(RunUntil(f.loop.get(), [&] { return client->handshake_done() || client->failed(); }));
+    REQUIRE(client->handshake_done());
+    client->StartSession();
+    client->Open(f.WebTarget(), probe, &status);
+    REQUIRE(RunUntil(f.loop.get(), [&] { return status != 0; }));
+    CHECK(status == 200);
+    CHECK(f.per_peer().Count(Ip("127.0.0.1")) == 1);
+    client.reset();
+    CHECK(f.CountBecomes(f.per_peer(), "127.0.0.1", 0));
+  }
+  // One connection handshaking on core 0, one open session on core 1:
+  // closing the cores gives both back.
+  RawSocket handshaking(Ip("127.0.0.1"), f.core[0]->hbone_port());
+  CHECK(f.StaysOpen(handshaking));
+  StreamProbe probe;
+  int status = 0;
+  HboneTestClient client(f.core[1]->dispatcher(), f.directory, "127.64.0.5",
+                         f.core[1]->hbone_port(), kWebIdentity);
+  REQUIRE(RunUntil(f.loop.get(), [&] { return client.handshake_done() || client.failed(); }));
+  REQUIRE(client.handshake_done());
+  client.StartSession();
+  client.Open(f.WebTarget(), probe, &status);
+  REQUIRE(RunUntil(f.loop.get(), [&] { return status != 0; }));
+  CHECK(f.per_peer().Count(Ip("127.0.0.1")) == 2);
+  f.core[0]->Close();
+  f.core[1]->Close();
+  CHECK(f.CountBecomes(f.per_peer(), "127.0.0.1", 0));
+}
+
+TEST_CASE(
+    "Limits: two cores sharing ConnectionLimits admit max_connections_per_workload together") {
+  ProxyConfig config;
+  config.max_outbound_connections_per_workload = 2;
+  SharedLimitsFixture f(config);
+  auto first = std::make_unique<RawSocket>(Ip("127.0.0.1"), f.core[0]->outbound_port());
+  RawSocket second(Ip("127.0.0.1"), f.core[1]->outbound_port());
+  RawSocket third(Ip("127.0.0.1"), f.core[0]->outbound_port());
+  RawSocket fourth(Ip("127.0.0.1"), f.core[1]->outbound_port());
+  CHECK(f.Connect(*first, f.WebTarget()) == "HTTP/1.1 200");
+  CHECK(f.Connect(second, f.WebTarget()) == "HTTP/1.1 200");
+  CHECK(f.per_workload().Count(Ip("127.64.0.7")) == 2);
+  // Each core has one open tunnel of frontend's; together they are full.
+  CHECK(f.Connect(third, f.WebTarget()) == "HTTP/1.1 429");
+  CHECK(f.Connect(fourth, f.WebTarget()) == "HTTP/1.1 429");
+  CHECK(f.Refused(0, "outbound_connections_per_workload") == 1);
+  CHECK(f.Refused(1, "outbound_connections_per_workload") == 1);
+  // The tunnel on core 0 closes: core 1 takes one more.
+  first.reset();
+  CHECK(f.CountBecomes(f.per_workload(), "127.64.0.7", 1));
+  RawSocket fifth(Ip("127.0.0.1"), f.core[1]->outbound_port());
+  CHECK(f.Connect(fifth, f.WebTarget()) == "HTTP/1.1 200");
+  fifth.Send("ping");
+  CHECK(RunUntil(f.loop.get(), [&] {
+    fifth.PeerClosed();
+    return fifth.received().find("ping") != std::string::npos;
+  }));
+}
+
+TEST_CASE("Limits: every end of an outbound connection gives its workload slot back once") {
+  ProxyConfig config;
+  config.max_outbound_connections_per_workload = 4;
+  SharedLimitsFixture f(config);
+  SharedCounts& counts = f.per_workload();
+  {
+    // Failed setup: the name does not resolve (502); the slot is held until
+    // the refused client goes.
+    RawSocket unknown(Ip("127.0.0.1"), f.core[0]->outbound_port());
+    CHECK(f.Connect(unknown, "nowhere.invalid:80") == "HTTP/1.1 502");
+    // Failed setup: nobody listens at the plain-TCP destination.
+    RawSocket refused(Ip("127.0.0.1"), f.core[1]->outbound_port());
+    CHECK(f.Connect(refused, "127.0.0.1:" + std::to_string(FreePort())) == "HTTP/1.1 502");
+  }
+  CHECK(f.CountBecomes(counts, "127.64.0.7", 0));
+  {
+    // Refused by the limit: nothing was acquired, nothing is given back.
+    std::vector<std::unique_ptr<RawSocket>> open;
+    for (int i = 0; i < 4; ++i) {
+      open.push_back(std::make_unique<RawSocket>(Ip("127.0.0.1"), f.core[i % 2]->outbound_port()));
+      CHECK(f.Connect(*open.back(), f.WebTarget()) == "HTTP/1.1 200");
+    }
+    RawSocket over(Ip("127.0.0.1"), f.core[0]->outbound_port());
+    CHECK(f.Connect(over, f.WebTarget()) == "HTTP/1.1 429");
+    CHECK(f.Closes(over));
+    CHECK(counts.Count(Ip("127.64.0.7")) == 4);
+    // Closed after success, by the client.
+  }
+  CHECK(f.CountBecomes(counts, "127.64.0.7", 0));
+  // Closed by the agent: the replica's connections (core 0), then Close()
+  // (core 1).
+  RawSocket by_replica(Ip("127.0.0.1"), f.core[0]->outbound_port());
+  CHECK(f.Connect(by_replica, f.WebTarget()) == "HTTP/1.1 200");
+  RawSocket by_close(Ip("127.0.0.1"), f.core[1]->outbound_port());
+  CHECK(f.Connect(by_close, f.WebTarget()) == "HTTP/1.1 200");
+  CHECK(counts.Count(Ip("127.64.0.7")) == 2);
+  f.core[0]->CloseConnectionsFor(Ip("127.64.0.7"));
+  CHECK(f.Closes(by_replica));
+  CHECK(f.CountBecomes(counts, "127.64.0.7", 1));
+  f.core[1]->Close();
+  CHECK(f.Closes(by_close));
+  CHECK(f.CountBecomes(counts, "127.64.0.7", 0));
+  f.core[0]->Close();
+  CHECK(counts.size() == 0);
 }
 
 TEST_CASE("Limits: every limit and timeout series is exported at 0 before it bites") {
