@@ -1,5 +1,8 @@
 #include "runtime/proxy_workers.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <algorithm>
 #include <atomic>
 #include <thread>
@@ -106,6 +109,10 @@ Status ProxyWorkers::AddCore(const proxy::ProxyConfig& config, proxy::Registry& 
 void ProxyWorkers::Run(Worker& worker) {
   // "proxy-0", ... in top -H and /proc/PID/task/TID/comm.
   pthread_setname_np(pthread_self(), ("proxy-" + std::to_string(worker.index)).c_str());
+  // Signals (SIGTERM, SIGCHLD of supervised processes) are the main loop's.
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
   lock_.Lock(LockMode::kShared);
   while (!worker.stopping.load(std::memory_order_relaxed)) {
     RunLoopTurn(worker.loop, lock_, LockMode::kShared);

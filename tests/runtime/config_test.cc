@@ -1,5 +1,7 @@
 #include "runtime/config.h"
 
+#include <uv.h>
+
 #include <doctest.h>
 
 #include <string>
@@ -51,8 +53,9 @@ TEST_CASE("Config: proxy timeouts and limits take durations and counts; 0 turns 
 }
 
 TEST_CASE("Config: admission caps, the SVID cache bound and the inbound idle timeout") {
-  auto config = ParseRunFlags({"--max-objects", "10", "--max-replicas", "0", "--max-apply-objects",
-                               "5", "--svid-cache-size", "7", "--hbone-server-idle-timeout", "90s"});
+  auto config =
+      ParseRunFlags({"--max-objects", "10", "--max-replicas", "0", "--max-apply-objects", "5",
+                     "--svid-cache-size", "7", "--hbone-server-idle-timeout", "90s"});
   REQUIRE(config.ok());
   CHECK(config->limits.max_objects == 10);
   CHECK(config->limits.max_replicas == 0);  // off
@@ -71,6 +74,18 @@ TEST_CASE("Config: admission caps, the SVID cache bound and the inbound idle tim
   CHECK(ErrorOf({"--max-replicas", "-1"}).find("--max-replicas") != std::string::npos);
   CHECK(ErrorOf({"--hbone-server-idle-timeout", "soon"}).find("--hbone-server-idle-timeout") !=
         std::string::npos);
+}
+
+TEST_CASE("Config: --workers defaults to one per core; 0 keeps the proxy on the main loop") {
+  auto defaults = ParseRunFlags({});
+  REQUIRE(defaults.ok());
+  CHECK(defaults->workers == uv_available_parallelism());
+  CHECK(defaults->workers >= 1);
+  auto none = ParseRunFlags({"--workers", "0"});
+  REQUIRE(none.ok());
+  CHECK(none->workers == 0);
+  CHECK(ErrorOf({"--workers", "257"}).find("--workers: at most 256") != std::string::npos);
+  CHECK(ErrorOf({"--workers", "two"}).find("--workers: expected a number") != std::string::npos);
 }
 
 TEST_CASE("Config: no flags means one node on embedded defaults") {
