@@ -40,76 +40,6 @@ bool ParseBasicCredentials(std::string_view header, std::string* user, std::stri
 // After a refusal the client gets this long to read it and close.
 constexpr uint64_t kLingerAfterRefusalMs = 2000;
 
-namespace {
-
-// The client side of an established tunnel, holding the source replica's
-// per-workload slot until the connection ends: the limit covers open
-// connections, and they are counted in ConnectionLimits (shared by every
-// worker), not by this worker's ConnectionTracker. Every end of the
-// connection passes through here exactly once: the socket closing
-// (OnClosed), or a Reset from above (the splice aborting, the tracker's
-// CloseFor, the tracker shutting down with ProxyCore::Close).
-class SlotHoldingStream final : public Stream, private StreamHandler {
- public:
-  SlotHoldingStream(Dispatcher& dispatcher, Stream* inner, CountSlot slot)
-      : dispatcher_(dispatcher), inner_(inner), slot_(std::move(slot)) {}
-
-  // Stream (forwarded to the client's socket)
-  void SetHandler(StreamHandler* handler) override {
-    handler_ = handler;
-    if (inner_ != nullptr) inner_->SetHandler(this);
-  }
-  void Write(std::string_view bytes) override {
-    if (inner_ != nullptr) inner_->Write(bytes);
-  }
-  void End() override {
-    if (inner_ != nullptr) inner_->End();
-  }
-  void Reset() override {
-    handler_ = nullptr;
-    if (inner_ != nullptr) std::exchange(inner_, nullptr)->Reset();
-    Finish();
-  }
-  size_t QueuedBytes() const override { return inner_ != nullptr ? inner_->QueuedBytes() : 0; }
-  void SetReadPaused(bool paused) override {
-    if (inner_ != nullptr) inner_->SetReadPaused(paused);
-  }
-
- private:
-  // StreamHandler (the client's socket)
-  void OnData(std::string_view bytes) override {
-    if (handler_ != nullptr) handler_->OnData(bytes);
-  }
-  void OnEnd() override {
-    if (handler_ != nullptr) handler_->OnEnd();
-  }
-  void OnWritable() override {
-    if (handler_ != nullptr) handler_->OnWritable();
-  }
-  void OnClosed(bool reset) override {
-    inner_ = nullptr;
-    StreamHandler* handler = std::exchange(handler_, nullptr);
-    Finish();
-    if (handler != nullptr) handler->OnClosed(reset);
-  }
-
-  // Gives the slot back and, as streams own themselves, goes next turn.
-  void Finish() {
-    if (finished_) return;
-    finished_ = true;
-    slot_.Release();
-    dispatcher_.DeferredDelete(this);
-  }
-
-  Dispatcher& dispatcher_;
-  Stream* inner_;
-  StreamHandler* handler_ = nullptr;
-  CountSlot slot_;
-  bool finished_ = false;
-};
-
-}  // namespace
-
 // One accepted client until its upstream is established (then a splice
 // takes over) or it is refused.
 class OutboundClient final : public StreamHandler {
@@ -408,10 +338,10 @@ class OutboundClient final : public StreamHandler {
     labels.mutual_tls = !endpoint_.spiffe_id.empty();
     Stream* client = std::exchange(client_, nullptr);
     client->SetReadPaused(false);
-    // The slot moves to the open connection: still counted, without a gap.
-    Stream* holder = new SlotHoldingStream(entry_.dispatcher_, client, std::move(slot_));
-    Stream* tracked = entry_.tracker_.Track(holder, source_address_, endpoint_.address,
-                                            entry_.metrics_.Series(labels));
+    // The slot moves to the open connection: still counted, without a gap,
+    // until the connection ends.
+    Stream* tracked = entry_.tracker_.Track(client, source_address_, endpoint_.address,
+                                            entry_.metrics_.Series(labels), std::move(slot_));
     StartSplice(tracked, upstream);
     Done();
   }

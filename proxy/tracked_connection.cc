@@ -5,8 +5,13 @@
 namespace podless::proxy {
 
 TrackedConnection::TrackedConnection(ConnectionTracker& tracker, Stream* inner, uint32_t key,
-                                     uint32_t endpoint, ConnectionSeries series)
-    : tracker_(tracker), inner_(inner), key_(key), endpoint_(endpoint), series_(series) {
+                                     uint32_t endpoint, ConnectionSeries series, CountSlot slot)
+    : tracker_(tracker),
+      inner_(inner),
+      key_(key),
+      endpoint_(endpoint),
+      series_(series),
+      slot_(std::move(slot)) {
   if (series_.opened != nullptr) series_.opened->Inc();
 }
 
@@ -83,6 +88,7 @@ void TrackedConnection::Finish() {
   finished_ = true;
   if (series_.closed != nullptr) series_.closed->Inc();
   series_ = {};
+  slot_.Release();
   tracker_.Remove(this);
   tracker_.dispatcher().Cancel(this);
   tracker_.dispatcher().DeferredDelete(this);
@@ -105,8 +111,8 @@ ConnectionTracker::~ConnectionTracker() {
 }
 
 Stream* ConnectionTracker::Track(Stream* inner, uint32_t key, uint32_t endpoint,
-                                 ConnectionSeries series) {
-  auto* connection = new TrackedConnection(*this, inner, key, endpoint, series);
+                                 ConnectionSeries series, CountSlot slot) {
+  auto* connection = new TrackedConnection(*this, inner, key, endpoint, series, std::move(slot));
   by_key_[key].insert(connection);
   if (endpoint != 0) ++endpoint_counts_[endpoint];
   return connection;

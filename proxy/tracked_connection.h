@@ -14,6 +14,7 @@
 #include <map>
 #include <set>
 
+#include "proxy/connection_limits.h"
 #include "proxy/connection_metrics.h"
 #include "proxy/dispatcher.h"
 #include "proxy/stream.h"
@@ -39,7 +40,7 @@ class TrackedConnection final : public Stream, private StreamHandler, private De
  private:
   friend class ConnectionTracker;
   TrackedConnection(ConnectionTracker& tracker, Stream* inner, uint32_t key, uint32_t endpoint,
-                    ConnectionSeries series);
+                    ConnectionSeries series, CountSlot slot);
 
   // StreamHandler (the inner stream)
   void OnData(std::string_view bytes) override;
@@ -58,6 +59,7 @@ class TrackedConnection final : public Stream, private StreamHandler, private De
   uint32_t key_;
   uint32_t endpoint_;
   ConnectionSeries series_;
+  CountSlot slot_;  // given back when the connection ends
   bool aborted_ = false;
   bool finished_ = false;
 };
@@ -72,8 +74,10 @@ class ConnectionTracker {
   // Wraps `inner`; counts one connection opened now and closed when it
   // ends. `key` is the replica the connection belongs to (CloseFor);
   // `endpoint` the destination address whose open-connection count the
-  // load balancer reads (0: none).
-  Stream* Track(Stream* inner, uint32_t key, uint32_t endpoint, ConnectionSeries series);
+  // load balancer reads (0: none). `slot`: a limit's count the connection
+  // holds until it ends (ConnectionLimits; none by default).
+  Stream* Track(Stream* inner, uint32_t key, uint32_t endpoint, ConnectionSeries series,
+                CountSlot slot = {});
 
   // Ends every connection registered under `key`: the streams are reset and
   // their handlers get OnClosed(true) on the next loop turn.
