@@ -32,4 +32,6 @@ run "$build/tests/bench/hbone_rr_bench"
 run "$build/tests/bench/hbone_idle_streams_bench"
 PODLESS_BIN="$build/podless" PODLESS_SOURCE_ROOT="$root" \
   run /usr/bin/python3 "$here/density_bench.py" ${DENSITY_SIZES:-10000 100000 1000000}
+PODLESS_BIN="$build/podless" PODLESS_SOURCE_ROOT="$root" \
+  run /usr/bin/python3 "$here/proxy_workers_bench.py"
 echo "results in $out"
