@@ -200,6 +200,7 @@ void ProxyWorkers::Invalidate() {
 
 Status ProxyWorkers::SyncPlaintextPorts(const std::set<uint16_t>& ports) {
   if (closed_) return MakeError(ErrorCode::kFailedPrecondition, "the proxy is closed");
+  for (auto& worker : workers_) uv_update_time(worker->loop);  // see CloseConnectionsFor
   Status status = workers_[0]->core->SyncPlaintextPorts(ports);
   Wake(*workers_[0]);
   // The others join only what the first one holds: a port it could not
@@ -217,6 +218,9 @@ Status ProxyWorkers::SyncPlaintextPorts(const std::set<uint16_t>& ports) {
 void ProxyWorkers::CloseConnectionsFor(uint32_t replica_address) {
   if (closed_) return;
   for (auto& worker : workers_) {
+    // A parked worker's cached loop time may be minutes old: timers started
+    // from here (lingering closes) must count from now.
+    uv_update_time(worker->loop);
     worker->core->CloseConnectionsFor(replica_address);
     Wake(*worker);
   }
