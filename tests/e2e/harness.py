@@ -145,6 +145,20 @@ class Agent:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
+def proxy_for(agent, replica, ns):
+    """The replica's outbound-entry URL with its credentials (HTTP_PROXY)."""
+    out = agent.cli("credentials", replica, "-n", ns).stdout
+    return dict(line.split("=", 1) for line in out.split())["HTTP_PROXY"]
+
+
+def curl_via_proxy(proxy, url):
+    """GET `url` through `proxy` with curl: (status, body)."""
+    r = subprocess.run(["curl", "-sS", "--max-time", "20", "--proxy", proxy, "-o", "-", "-w",
+                        "\n%{http_code}", url], capture_output=True, text=True, timeout=30)
+    body, _, code = r.stdout.rpartition("\n")
+    return int(code or 0), body
+
+
 @contextlib.contextmanager
 def running_agent(**kwargs):
     agent = Agent(**kwargs)

@@ -10,11 +10,10 @@ import hashlib
 import json
 import os
 import socket
-import subprocess
 import threading
 import time
 
-from harness import check, running_agent
+from harness import check, curl_via_proxy as curl, proxy_for, running_agent
 
 MANIFEST = """apiVersion: podless.dev/v1alpha1
 kind: Workload
@@ -76,18 +75,6 @@ spec:
 """
 
 
-def proxy_for(agent, replica):
-    out = agent.cli("credentials", replica, "-n", "prod").stdout
-    return dict(line.split("=", 1) for line in out.split())["HTTP_PROXY"]
-
-
-def curl(proxy, url):
-    r = subprocess.run(["curl", "-sS", "--max-time", "20", "--proxy", proxy, "-o", "-", "-w",
-                        "\n%{http_code}", url], capture_output=True, text=True, timeout=30)
-    body, _, code = r.stdout.rpartition("\n")
-    return int(code or 0), body
-
-
 def tunnel(proxy, target):
     """An HTTP CONNECT tunnel through the outbound entry, as a socket."""
     creds, entry = proxy.split("//", 1)[1].split("@")
@@ -127,8 +114,8 @@ threading.Thread(target=serve_backend, daemon=True).start()
 with running_agent(extra_args=["--no-local-short-circuit", "--hbone-idle-timeout", "2s"]) as agent:
     agent.cli("apply", "-f", "-",
               input=MANIFEST.replace("FORWARD_PORT", str(backend.getsockname()[1])))
-    caller = proxy_for(agent, "caller-0")
-    stranger = proxy_for(agent, "stranger-0")
+    caller = proxy_for(agent, "caller-0", "prod")
+    stranger = proxy_for(agent, "stranger-0", "prod")
 
     replicas = set()
     for i in range(10):
@@ -224,7 +211,7 @@ probe = running_agent(extra_args=["--no-local-short-circuit", "--hbone-address",
 with probe as agent:
     agent.cli("apply", "-f", "-", input=MANIFEST.replace("FORWARD_PORT", "9"))
     start = time.time()
-    code, _ = curl(proxy_for(agent, "caller-0"), "http://api.prod.svc/unreachable")
+    code, _ = curl(proxy_for(agent, "caller-0", "prod"), "http://api.prod.svc/unreachable")
     check(code == 502, f"unreachable HBONE destination: {code}")
     check(time.time() - start < 15, "unreachable destination took too long")
 

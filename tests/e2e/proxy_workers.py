@@ -20,10 +20,9 @@ worker runs its own loop, and their listeners share the ports
 import json
 import os
 import socket
-import subprocess
 import time
 
-from harness import Agent, check, free_port, running_agent
+from harness import Agent, check, curl_via_proxy as curl, free_port, proxy_for, running_agent
 
 MANIFEST = """apiVersion: podless.dev/v1alpha1
 kind: Workload
@@ -111,18 +110,6 @@ def replica_addresses(agent):
     return {r["name"]: r["address"] for w in dump["workloads"] for r in w["replicas"]}
 
 
-def proxy_for(agent, replica):
-    out = agent.cli("credentials", replica, "-n", "prod").stdout
-    return dict(line.split("=", 1) for line in out.split())["HTTP_PROXY"]
-
-
-def curl(proxy, url):
-    r = subprocess.run(["curl", "-sS", "--max-time", "20", "--proxy", proxy, "-o", "-", "-w",
-                        "\n%{http_code}", url], capture_output=True, text=True, timeout=30)
-    body, _, code = r.stdout.rpartition("\n")
-    return int(code or 0), body
-
-
 def open_echo(address, port):
     """A TCP connection to a workload's echo port, proven to reach the app."""
     s = socket.create_connection((address, port), timeout=10)
@@ -144,16 +131,6 @@ def closed_within(s, seconds):
         return True
     except socket.timeout:
         return False
-
-
-def wait_for(condition, seconds, what):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    check(False, f"timed out waiting for {what}")
 
 
 HTTP_PORT, TCP_PORT, LATE_PORT = free_port(), free_port(), free_port()
@@ -188,8 +165,8 @@ with running_agent(extra_args=["--workers", "2", "--no-local-short-circuit"]) as
     # HBONE from the workers' outbound entries to the workers' HBONE server:
     # every new outbound connection lands on some worker, whose pool dials
     # HBONE with a certificate the main loop issued.
-    caller = proxy_for(agent, "caller-0")
-    stranger = proxy_for(agent, "stranger-0")
+    caller = proxy_for(agent, "caller-0", "prod")
+    stranger = proxy_for(agent, "stranger-0", "prod")
     replicas = set()
     for i in range(16):
         code, body = curl(caller, f"http://api.prod.svc/call{i}")
@@ -254,7 +231,7 @@ with running_agent(extra_args=["--workers", "0"]) as agent:
     check(not any(n.startswith("proxy-") for n in thread_names(agent.proc.pid)),
           "--workers 0 started worker threads")
     check(listening_sockets(agent.hbone_port) == 1, "--workers 0: HBONE socket count")
-    code, body = curl(proxy_for(agent, "caller-0"), "http://api.prod.svc/")
+    code, body = curl(proxy_for(agent, "caller-0", "prod"), "http://api.prod.svc/")
     check(code == 200, f"--workers 0: {code} {body}")
 
 print("proxy workers: ok")
