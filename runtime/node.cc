@@ -155,7 +155,8 @@ Status Node::SyncPorts() {
 // workload; only which workloads are exec, because the supervisor must hear
 // of a workload that stops being one.
 void Node::OnObjectChange(WatchEventType type, const StoredObject& object) {
-  proxy_->Invalidate();
+  proxy_->InvalidateNamespace(
+      std::visit([](const auto& o) -> const std::string& { return o.metadata.ns; }, object.object));
   const auto* workload = std::get_if<workloads::Workload>(&object.object);
   if (workload == nullptr) return;
   const bool exec = std::holds_alternative<workloads::ExecApp>(workload->spec.app);

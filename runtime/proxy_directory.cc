@@ -185,10 +185,16 @@ class ProxyDirectory::SelectedEndpoints final : public proxy::EndpointSet {
   std::vector<Segment> segments_;
 };
 
+void ProxyDirectory::InvalidateNamespace(std::string_view ns) {
+  if (!replicas_.empty()) replicas_.clear();
+  std::erase_if(selections_, [ns](const auto& entry) { return entry.second.ns == ns; });
+}
+
 const ProxyDirectory::Selected& ProxyDirectory::Selection(const StoredObject& stored) const {
   auto [it, added] = selections_.try_emplace(&stored);
   if (!added) return it->second;
   const auto& service = std::get<workloads::Service>(stored.object);
+  it->second.ns = service.metadata.ns;
   for (const StoredObject* candidate : agent_.List(Kind::kWorkload, service.metadata.ns)) {
     const auto& workload = std::get<workloads::Workload>(candidate->object);
     if (workloads::LabelsMatch(service.selector, workload.metadata.labels)) {

@@ -31,6 +31,12 @@ class ProxyDirectory final : public proxy::Directory {
     if (!replicas_.empty()) replicas_.clear();
     if (!selections_.empty()) selections_.clear();
   }
+  // The same after a change of one object of namespace `ns`: a Service
+  // selects only in its own namespace, so the other namespaces' selections
+  // stay (a busy tenant does not make every Service rescan).
+  void InvalidateNamespace(std::string_view ns);
+  // Services whose selection is kept (tests, diagnostics).
+  size_t cached_selections() const { return selections_.size(); }
   void set_hbone_port(uint16_t port) { hbone_port_ = port; }
   // The supervisor of exec workloads (ExecTarget); null: none.
   void set_supervisor(const Supervisor* supervisor) { supervisor_ = supervisor; }
@@ -84,6 +90,7 @@ class ProxyDirectory final : public proxy::Directory {
   // million workloads is scanned on the first connection after a change,
   // not on every connection.
   struct Selected {
+    std::string ns;  // the Service's (its key may point to a freed version)
     std::vector<const StoredObject*> local;
     std::vector<const RemoteWorkload*> remote;
   };

@@ -198,6 +198,12 @@ void ProxyWorkers::Invalidate() {
   }
 }
 
+void ProxyWorkers::InvalidateNamespace(std::string_view ns) {
+  for (auto& worker : workers_) {
+    if (worker->directory) worker->directory->InvalidateNamespace(ns);
+  }
+}
+
 Status ProxyWorkers::SyncPlaintextPorts(const std::set<uint16_t>& ports) {
   if (closed_) return MakeError(ErrorCode::kFailedPrecondition, "the proxy is closed");
   for (auto& worker : workers_) uv_update_time(worker->loop);  // see CloseConnectionsFor

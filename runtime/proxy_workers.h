@@ -56,8 +56,10 @@ class ProxyWorkers {
 
   void set_supervisor(const Supervisor* supervisor);
   void set_cluster_view(const ClusterView* view);
-  // After every change of the agent's objects or the cluster view.
+  // After a change of the cluster view (every namespace), or of one of the
+  // agent's objects (its namespace's; ProxyDirectory::InvalidateNamespace).
   void Invalidate();
+  void InvalidateNamespace(std::string_view ns);
 
   Status SyncPlaintextPorts(const std::set<uint16_t>& ports);
   void CloseConnectionsFor(uint32_t replica_address);

@@ -101,5 +101,44 @@ TEST_CASE("ProxyDirectory: a Service over a million replicas resolves to an inde
   CHECK(after_change->endpoint(1'000'000).workload == "late");
 }
 
+TEST_CASE("ProxyDirectory: a change in one namespace keeps the other namespaces' selections") {
+  Fixture f;
+  auto in = [](std::string ns, auto object) {
+    object.metadata.ns = std::move(ns);
+    return object;
+  };
+  workloads::Service service;
+  service.metadata.name = "web";
+  service.selector = {{"app", "web"}};
+  service.ports = {{"http", 80, {0, "http"}, workloads::Protocol::kTCP}};
+  REQUIRE(f.agent
+              ->Apply({in("a", WebWorkload("w", 1, workloads::EchoApp{})), in("a", service),
+                       in("b", WebWorkload("w", 2, workloads::EchoApp{})), in("b", service)},
+                      false)
+              .ok());
+  ProxyDirectory directory(*f.agent, 15008);
+  REQUIRE(directory.Resolve("web.a.svc", 80)->endpoint_count() == 1);
+  REQUIRE(directory.Resolve("web.b.svc", 80)->endpoint_count() == 2);
+  CHECK(directory.cached_selections() == 2);
+
+  REQUIRE(f.agent->Apply({in("a", WebWorkload("w", 3, workloads::EchoApp{}))}, false).ok());
+  directory.InvalidateNamespace("a");         // as the Node does for a change in "a"
+  CHECK(directory.cached_selections() == 1);  // b's is kept
+  CHECK(directory.Resolve("web.a.svc", 80)->endpoint_count() == 3);
+  CHECK(directory.Resolve("web.b.svc", 80)->endpoint_count() == 2);
+  CHECK(directory.cached_selections() == 2);
+
+  // A LocalReplica record of the changed workload is rebuilt, not stale.
+  const uint32_t a0 = f.agent->Find(ObjectKey{Kind::kWorkload, "a", "w"})->addresses[0];
+  REQUIRE(directory.FindLocalReplica(a0) != nullptr);
+  auto relabeled = in("a", WebWorkload("w", 3, workloads::EchoApp{}));
+  relabeled.metadata.labels = {{"app", "other"}};
+  REQUIRE(f.agent->Apply({relabeled}, false).ok());
+  directory.InvalidateNamespace("a");
+  REQUIRE(directory.FindLocalReplica(a0) != nullptr);
+  CHECK(directory.FindLocalReplica(a0)->labels->at("app") == "other");
+  CHECK(directory.Resolve("web.a.svc", 80)->endpoint_count() == 0);
+}
+
 }  // namespace
 }  // namespace podless::runtime
