@@ -85,15 +85,11 @@ class Directory {
   virtual const LocalReplica* FindLocalReplica(uint32_t address) const = 0;
 
   // The replica's current SVID, issued on first use, cached and rotated by
-  // the runtime. Called during TLS handshakes (server and client side).
-  virtual Result<workloads::SvidPtr> Certificate(const LocalReplica& replica) = 0;
-  // The same without blocking the loop on key generation and signing: `done`
-  // runs at once when an SVID is at hand, otherwise later on the loop. TLS
-  // handshakes use this one. The default issues inline through Certificate().
+  // the runtime, for TLS handshakes (server and client side). Never blocks
+  // the loop on key generation and signing: `done` runs at once when an SVID
+  // is at hand, otherwise later on the loop.
   virtual void CertificateAsync(const LocalReplica& replica,
-                                std::function<void(Result<workloads::SvidPtr>)> done) {
-    done(Certificate(replica));
-  }
+                                std::function<void(Result<workloads::SvidPtr>)> done) = 0;
 
   // Trust anchors every peer chain must verify to, and the trust domain its
   // SPIFFE ID must belong to.

@@ -88,15 +88,6 @@ const proxy::LocalReplica* ProxyDirectory::FindLocalReplica(uint32_t address) co
   return ref == nullptr ? nullptr : Materialize(*ref, address);
 }
 
-Result<workloads::SvidPtr> ProxyDirectory::Certificate(const proxy::LocalReplica& replica) {
-  if (certificate_source_) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "certificates are issued on the main loop; a worker asks with "
-                     "CertificateAsync");
-  }
-  return agent_.CertificateForIdentity(replica.spiffe_id);
-}
-
 void ProxyDirectory::CertificateAsync(const proxy::LocalReplica& replica,
                                       std::function<void(Result<workloads::SvidPtr>)> done) {
   if (certificate_source_) {

@@ -52,7 +52,6 @@ class ProxyDirectory final : public proxy::Directory {
 
   // proxy::Directory
   const proxy::LocalReplica* FindLocalReplica(uint32_t address) const override;
-  Result<workloads::SvidPtr> Certificate(const proxy::LocalReplica& replica) override;
   void CertificateAsync(const proxy::LocalReplica& replica,
                         std::function<void(Result<workloads::SvidPtr>)> done) override;
   X509_STORE* TrustStore() const override { return trust_.get(); }

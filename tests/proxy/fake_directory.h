@@ -95,7 +95,12 @@ class FakeDirectory final : public Directory {
     auto it = replicas_.find(address);
     return it == replicas_.end() ? nullptr : &it->second->replica;
   }
-  Result<workloads::SvidPtr> Certificate(const LocalReplica& replica) override {
+  // Issues inline (a test's loop has nothing else to serve).
+  void CertificateAsync(const LocalReplica& replica,
+                        std::function<void(Result<workloads::SvidPtr>)> done) override {
+    done(Certificate(replica));
+  }
+  Result<workloads::SvidPtr> Certificate(const LocalReplica& replica) {
     ++certificate_calls;
     auto& entry = *replicas_.at(replica.address);
     if (!entry.svid) {
