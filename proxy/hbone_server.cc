@@ -1,9 +1,8 @@
 #include "proxy/hbone_server.h"
 
-#include <atomic>
-
 #include <arpa/inet.h>
 
+#include <atomic>
 #include <ctime>
 #include <memory>
 #include <utility>

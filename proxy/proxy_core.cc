@@ -15,8 +15,6 @@ Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
   core->outbound_tracker_ = std::make_unique<ConnectionTracker>(*core->dispatcher_);
   core->inbound_ = std::make_unique<Inbound>(*core->dispatcher_, directory, *core->metrics_,
                                              *core->inbound_tracker_);
-  ConnectionLimitsPtr limits =
-      config.limits != nullptr ? config.limits : std::make_shared<ConnectionLimits>();
   HboneServerOptions hbone;
   hbone.bind = config.hbone_bind;
   hbone.port = config.hbone_port;
@@ -27,7 +25,7 @@ Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
   hbone.idle_timeout_ms = config.hbone_server_idle_timeout_ms;
   hbone.write_stall_timeout_ms = config.write_stall_timeout_ms;
   hbone.max_connections_per_peer = config.max_hbone_connections_per_peer;
-  hbone.limits = limits;
+  hbone.limits = config.limits;
   hbone.max_streams_per_connection = config.max_hbone_streams_per_connection;
   hbone.log = config.log;
   auto server =
@@ -49,7 +47,7 @@ Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
   outbound.request_timeout_ms = config.outbound_request_timeout_ms;
   outbound.write_stall_timeout_ms = config.write_stall_timeout_ms;
   outbound.max_connections_per_workload = config.max_outbound_connections_per_workload;
-  outbound.limits = limits;
+  outbound.limits = config.limits;
   outbound.log = config.log;
   auto entry = OutboundEntry::Create(*core->dispatcher_, directory, *core->inbound_, *core->pool_,
                                      *core->outbound_tracker_, *core->metrics_, outbound);
@@ -111,7 +109,6 @@ ProxyStats ProxyCore::Stats() const {
 }
 
 void ProxyStats::Merge(ProxyStats other) {
-  workers += other.workers;
   for (auto& pool : other.pools) pools.push_back(std::move(pool));
   hbone_inbound_connections += other.hbone_inbound_connections;
   tls_handshake_failures += other.tls_handshake_failures;

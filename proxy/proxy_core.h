@@ -71,7 +71,7 @@ struct ProxyConfig {
   uint32_t max_hbone_streams_per_connection = kServerMaxConcurrentStreams;
   uint32_t max_outbound_connections_per_workload = kDefaultMaxOutboundConnectionsPerWorkload;
   // Where the per-peer and per-workload limits count: shared by every
-  // worker's core, so each limit is the node's. Null: the core makes its own.
+  // worker's core, so each limit is the node's. Null: this core's alone.
   ConnectionLimitsPtr limits;
 
   // Operational messages (accept failures); stderr by default.
@@ -91,7 +91,7 @@ struct ProxyStats {
   // replica address (host byte order) -> open connections
   std::map<uint32_t, size_t> inbound_connections;
   std::map<uint32_t, size_t> outbound_connections;
-  size_t workers = 1;  // cores these figures add up
+  size_t workers = 0;  // --workers (0: the proxy runs on the main loop)
   // Connections each core holds open (HBONE inbound, tracked inbound and
   // outbound): how evenly SO_REUSEPORT spreads them over the workers.
   std::vector<size_t> worker_connections;

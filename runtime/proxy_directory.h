@@ -84,10 +84,10 @@ class ProxyDirectory final : public proxy::Directory {
   // LocalReplica records built on demand from the agent's compact tables.
   mutable std::unordered_map<uint32_t, proxy::LocalReplica> replicas_;
   // The workloads each resolved Service selects, here and (cluster mode) on
-  // other nodes, by the Service's stored object; dropped with every change of
-  // the agent's objects or the cluster view (Invalidate): a namespace of a
-  // million workloads is scanned on the first connection after a change,
-  // not on every connection.
+  // other nodes, by the Service's stored object; dropped with every change
+  // in its namespace (InvalidateNamespace) or of the cluster view
+  // (Invalidate): a namespace of a million workloads is scanned on the first
+  // connection after a change, not on every connection.
   struct Selected {
     std::string ns;  // the Service's (its key may point to a freed version)
     std::vector<const StoredObject*> local;

@@ -204,19 +204,28 @@ void ProxyWorkers::InvalidateNamespace(std::string_view ns) {
   }
 }
 
+void ProxyWorkers::CallParked(Worker& worker, const std::function<void(proxy::ProxyCore&)>& call) {
+  // A parked worker's cached loop time may be minutes old: timers `call`
+  // starts (lingering closes) must count from now.
+  uv_update_time(worker.loop);
+  call(*worker.core);
+  Wake(worker);
+}
+
 Status ProxyWorkers::SyncPlaintextPorts(const std::set<uint16_t>& ports) {
   if (closed_) return MakeError(ErrorCode::kFailedPrecondition, "the proxy is closed");
-  for (auto& worker : workers_) uv_update_time(worker->loop);  // see CloseConnectionsFor
-  Status status = workers_[0]->core->SyncPlaintextPorts(ports);
-  Wake(*workers_[0]);
+  Status status;
+  CallParked(*workers_[0],
+             [&](proxy::ProxyCore& core) { status = core.SyncPlaintextPorts(ports); });
   // The others join only what the first one holds: a port it could not
   // bind is someone else's, and joining that one's SO_REUSEPORT group would
   // take its connections.
   const std::set<uint16_t> held = workers_[0]->core->plaintext_ports();
   for (size_t i = 1; i < workers_.size(); ++i) {
-    Status joined = workers_[i]->core->SyncPlaintextPorts(held);
-    Wake(*workers_[i]);
-    if (status.ok() && !joined.ok()) status = joined;
+    CallParked(*workers_[i], [&](proxy::ProxyCore& core) {
+      Status joined = core.SyncPlaintextPorts(held);
+      if (status.ok() && !joined.ok()) status = joined;
+    });
   }
   return status;
 }
@@ -224,11 +233,7 @@ Status ProxyWorkers::SyncPlaintextPorts(const std::set<uint16_t>& ports) {
 void ProxyWorkers::CloseConnectionsFor(uint32_t replica_address) {
   if (closed_) return;
   for (auto& worker : workers_) {
-    // A parked worker's cached loop time may be minutes old: timers started
-    // from here (lingering closes) must count from now.
-    uv_update_time(worker->loop);
-    worker->core->CloseConnectionsFor(replica_address);
-    Wake(*worker);
+    CallParked(*worker, [&](proxy::ProxyCore& core) { core.CloseConnectionsFor(replica_address); });
   }
 }
 

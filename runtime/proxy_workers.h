@@ -26,6 +26,7 @@
 
 #include <uv.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -85,6 +86,9 @@ class ProxyWorkers {
   Status AddCore(const proxy::ProxyConfig& config, proxy::Registry& registry);
   void Run(Worker& worker);
   void Wake(Worker& worker);
+  // Main thread, the worker parked: `call` on its core with its loop's
+  // clock brought to now, then the worker woken to see what `call` started.
+  void CallParked(Worker& worker, const std::function<void(proxy::ProxyCore&)>& call);
   // Worker side: queue a certificate request for the main loop.
   void AskMainLoop(Worker& worker, const std::string& spiffe_id,
                    std::function<void(Result<workloads::SvidPtr>)> done);

@@ -35,13 +35,20 @@ constexpr char kWebIdentity[] = "spiffe://cluster.local/ns/shop/sa/web";
 // "Proxy-Authorization: Basic frontend:s3cret"
 constexpr char kCredentials[] = "ZnJvbnRlbmQ6czNjcmV0";
 
+// web-0 (127.64.0.5, a TCP port: the one returned) and frontend-0
+// (127.64.0.7, outbound credentials frontend:s3cret), in namespace shop.
+uint16_t AddShopReplicas(FakeDirectory& directory) {
+  const uint16_t tcp_port = FreePort();
+  directory.AddReplica("127.64.0.5", "web", "shop", "web",
+                       {{"tcp", tcp_port, workloads::Protocol::kTCP}});
+  directory.AddReplica("127.64.0.7", "frontend", "shop", "frontend", {});
+  directory.AddCredentials("frontend", "s3cret", "127.64.0.7");
+  return tcp_port;
+}
+
 struct LimitsFixture {
   explicit LimitsFixture(const ProxyConfig& limits) {
-    tcp_port = FreePort();
-    directory.AddReplica("127.64.0.5", "web", "shop", "web",
-                         {{"tcp", tcp_port, workloads::Protocol::kTCP}});
-    directory.AddReplica("127.64.0.7", "frontend", "shop", "frontend", {});
-    directory.AddCredentials("frontend", "s3cret", "127.64.0.7");
+    tcp_port = AddShopReplicas(directory);
     ProxyConfig config = limits;
     config.hbone_port = 0;
     config.outbound_port = 0;
@@ -170,11 +177,7 @@ TEST_CASE("Limits: outbound-entry connections per workload get 429 over the limi
 // node's, not each core's.
 struct SharedLimitsFixture {
   explicit SharedLimitsFixture(const ProxyConfig& limits_config) {
-    tcp_port = FreePort();
-    directory.AddReplica("127.64.0.5", "web", "shop", "web",
-                         {{"tcp", tcp_port, workloads::Protocol::kTCP}});
-    directory.AddReplica("127.64.0.7", "frontend", "shop", "frontend", {});
-    directory.AddCredentials("frontend", "s3cret", "127.64.0.7");
+    tcp_port = AddShopReplicas(directory);
     ProxyConfig config = limits_config;
     config.hbone_port = 0;
     config.outbound_port = 0;
