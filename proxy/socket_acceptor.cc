@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 
 namespace podless::proxy {
 
@@ -27,6 +28,12 @@ constexpr uint64_t kLogIntervalMs = 10'000;
 // it takes to accept (and close) the connections pending when the table is
 // full. Shared by every acceptor: only one needs it at a time.
 std::atomic<int> g_reserve_fd{-1};
+// Held while the reserve is given up (ShedPending) and around every
+// acceptor's accept4: with the proxy's worker threads, another acceptor's
+// accept would otherwise take the slot the reserve freed, and the reserve
+// could not be reopened while the table stays full (then nothing is shed
+// and clients hang in the backlog).
+std::mutex g_descriptor_slot;
 
 void EnsureReserveFd() {
   if (g_reserve_fd.load() >= 0) return;
@@ -40,6 +47,7 @@ void EnsureReserveFd() {
 // many were shed. Without the reserve (lost to another thread's open while
 // it was closed) nothing is shed: the backoff still keeps the loop calm.
 uint64_t ShedPending(int listen_fd) {
+  std::lock_guard<std::mutex> slot(g_descriptor_slot);
   int reserve = g_reserve_fd.exchange(-1);
   if (reserve < 0) {
     EnsureReserveFd();
@@ -210,9 +218,14 @@ void SocketAcceptor::Watch() {
 void SocketAcceptor::OnReadable() {
   std::shared_ptr<bool> alive = alive_;
   for (int i = 0; i < kAcceptsPerWakeup && fd_ >= 0; ++i) {
-    int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd;
+    int err;
+    {
+      std::lock_guard<std::mutex> slot(g_descriptor_slot);
+      fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      err = errno;
+    }
     if (fd < 0) {
-      int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK) return;
       // The client gave up before we got to it; nothing to do.
       if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
