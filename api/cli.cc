@@ -145,6 +145,11 @@ void PrintResults(const google::protobuf::RepeatedPtrField<v1::ApplyResult>& res
     line += " " + result.action();
     if (dry_run) line += " (dry run)";
     std::printf("%s\n", line.c_str());
+    // As kubectl prints the API server's warnings: on stderr, one a line.
+    for (const auto& warning : result.warnings()) {
+      std::fprintf(stderr, "Warning: %s/%s: %s\n", KindWord(result.ref().kind()).c_str(),
+                   result.ref().name().c_str(), warning.c_str());
+    }
   }
 }
 

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <cstdio>
 
 #include <algorithm>
 #include <cerrno>
@@ -900,7 +901,8 @@ Status GrpcServer::Listen(const std::string& socket_path) {
   // umask), so setting 0600 before bind leaves no moment in which another
   // user could connect. The chmod below is only a fallback, and still runs
   // before listen(): until then a connect() is refused anyway.
-  fchmod(fd, S_IRUSR | S_IWUSR);
+  const mode_t mode = options_.socket_mode & 0777;
+  fchmod(fd, mode);
   if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
     const int bind_errno = errno;
     ::close(fd);
@@ -908,12 +910,15 @@ Status GrpcServer::Listen(const std::string& socket_path) {
                                                   std::strerror(bind_errno));
   }
   if (lstat(socket_path.c_str(), &st) != 0 ||
-      ((st.st_mode & 07777) != 0600 && chmod(socket_path.c_str(), 0600) != 0)) {
+      ((st.st_mode & 07777) != mode && chmod(socket_path.c_str(), mode) != 0)) {
     const int chmod_errno = errno;
     ::close(fd);
     unlink(socket_path.c_str());
+    char octal[8];
+    std::snprintf(octal, sizeof(octal), "%04o", static_cast<unsigned>(mode));
     return MakeError(ErrorCode::kPermissionDenied, "cannot make the API socket " + socket_path +
-                                                       " mode 0600: " + std::strerror(chmod_errno));
+                                                       " mode " + octal + ": " +
+                                                       std::strerror(chmod_errno));
   }
   socket_dev_ = st.st_dev;
   socket_ino_ = st.st_ino;

@@ -112,6 +112,10 @@ struct GrpcServerOptions {
   // spinning. The label and log prefix, how they are counted (none when
   // empty) and where they are logged.
   std::string listener_name = "api";
+  // The Unix socket's mode. The API's is the agent's alone (0600); the
+  // SPIFFE Workload API's is 0666: every sandboxed workload uid connects,
+  // and attestation (SO_PEERCRED) decides what a caller gets.
+  mode_t socket_mode = 0600;
   proxy::SocketAcceptor::CountFunction count_accept_error;
   proxy::LogFunction log = proxy::LogToStderr;
 };

@@ -60,6 +60,28 @@ v1::RestartPolicy ToProtoRestartPolicy(wl::RestartPolicy policy) {
   return v1::ALWAYS;
 }
 
+// Only what is set: an absent field means the agent's own identity, or no
+// limit, and a client must be able to tell that from any value.
+void FillSandbox(const wl::ExecSandbox& sandbox, v1::ExecApp* out) {
+  const wl::SecurityContext& context = sandbox.security_context;
+  if (!(context == wl::SecurityContext{})) {
+    v1::SecurityContext* c = out->mutable_security_context();
+    if (context.run_as_user) c->mutable_run_as_user()->set_value(*context.run_as_user);
+    if (context.run_as_group) c->mutable_run_as_group()->set_value(*context.run_as_group);
+    if (context.run_as_non_root) {
+      c->mutable_run_as_non_root()->set_value(*context.run_as_non_root);
+    }
+  }
+  const wl::ResourceLimits& limits = sandbox.limits;
+  if (!(limits == wl::ResourceLimits{})) {
+    v1::ResourceLimits* l = out->mutable_resources()->mutable_limits();
+    if (limits.memory_bytes != 0) l->mutable_memory_bytes()->set_value(limits.memory_bytes);
+    if (limits.cpu_millis != 0) l->mutable_cpu_millis()->set_value(limits.cpu_millis);
+    if (limits.pids != 0) l->mutable_pids()->set_value(limits.pids);
+  }
+  out->set_keep_working_dir(sandbox.keep_working_dir);
+}
+
 struct AppFiller {
   v1::App* out;
   void operator()(const wl::EchoApp&) const { out->mutable_echo(); }
@@ -84,6 +106,7 @@ struct AppFiller {
     e->set_restart_policy(ToProtoRestartPolicy(app.restart_policy));
     if (app.readiness_probe) FillProbe(*app.readiness_probe, e->mutable_readiness_probe());
     e->mutable_termination_grace_period_seconds()->set_value(app.termination_grace_period_seconds);
+    FillSandbox(*app.sandbox, e);
   }
 };
 
@@ -214,6 +237,43 @@ wl::RestartPolicy RestartPolicyFromProto(v1::RestartPolicy policy, const std::st
   return wl::RestartPolicy::kAlways;
 }
 
+// Limits of 0 are refused here: the model spells "no limit" as 0, so
+// workloads::Validate cannot tell a written 0 from an absent field.
+wl::ExecSandbox SandboxFromProto(const v1::ExecApp& exec, const std::string& path,
+                                 Problems& problems) {
+  wl::ExecSandbox out;
+  const v1::SecurityContext& context = exec.security_context();
+  if (context.has_run_as_user()) out.security_context.run_as_user = context.run_as_user().value();
+  if (context.has_run_as_group()) {
+    out.security_context.run_as_group = context.run_as_group().value();
+  }
+  if (context.has_run_as_non_root()) {
+    out.security_context.run_as_non_root = context.run_as_non_root().value();
+  }
+  const v1::ResourceLimits& limits = exec.resources().limits();
+  const std::string limits_path = path + ".resources.limits";
+  if (limits.has_memory_bytes()) {
+    out.limits.memory_bytes = limits.memory_bytes().value();
+    if (out.limits.memory_bytes == 0) {
+      problems.Add(limits_path + ".memory", "must be at least 1Mi (leave it out for no limit)");
+    }
+  }
+  if (limits.has_cpu_millis()) {
+    out.limits.cpu_millis = limits.cpu_millis().value();
+    if (out.limits.cpu_millis == 0) {
+      problems.Add(limits_path + ".cpu", "must be more than 0 (leave it out for no limit)");
+    }
+  }
+  if (limits.has_pids()) {
+    out.limits.pids = limits.pids().value();
+    if (out.limits.pids == 0) {
+      problems.Add(limits_path + ".pids", "must be more than 0 (leave it out for no limit)");
+    }
+  }
+  out.keep_working_dir = exec.keep_working_dir();
+  return out;
+}
+
 wl::ExecApp ExecFromProto(const v1::ExecApp& exec, const std::string& path, Problems& problems) {
   wl::ExecApp out;
   out.command.assign(exec.command().begin(), exec.command().end());
@@ -228,6 +288,7 @@ wl::ExecApp ExecFromProto(const v1::ExecApp& exec, const std::string& path, Prob
   if (exec.has_termination_grace_period_seconds()) {
     out.termination_grace_period_seconds = exec.termination_grace_period_seconds().value();
   }
+  out.sandbox = SandboxFromProto(exec, path, problems);
   return out;
 }
 

@@ -3,14 +3,16 @@
 // Model -> proto is total: every model value has a message, and the message
 // spells every default out (replicas, namespace, protocol, probe timings), so
 // a client reading a Get/List/Watch response never has to know the defaults.
+// The exceptions are an exec app's securityContext fields and limits, absent
+// unless set: absence is their meaning (the agent's own user, no limit).
 // The `status` sections are output-only and filled by the caller.
 //
 // Proto -> model (Register, RegisterBatch) applies the defaults the .proto
 // documents (empty namespace -> "default", unset replicas -> 1,
 // PROTOCOL_UNSPECIFIED -> TCP, no app -> echo, unset probe period -> 10, ...)
 // and reports structural problems the model cannot hold (a port above 65535,
-// an unknown enum value, a oneof not set where one is required) with the
-// field path of each, e.g. "workload.spec.ports[1].port: 70000 is not a port
+// an unknown enum value, a oneof not set where one is required, a limit of
+// 0) with the field path of each, e.g. "workload.spec.ports[1].port: 70000 is not a port
 // number (1-65535)". Field paths use the manifest spelling (lowerCamelCase,
 // as the proto's JSON names; a policy's `to[0].operation.ports[1]` and
 // `spec.selector.matchLabels` as in Istio's manifests), so an API client and

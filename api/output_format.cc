@@ -13,6 +13,7 @@
 
 #include "api/model_convert.h"
 #include "workloads/manifest_writer.h"
+#include "workloads/quantity.h"
 
 namespace podless::api {
 namespace {
@@ -571,6 +572,35 @@ std::string ProbeText(const v1::Probe& probe) {
   return text;
 }
 
+// "runAsUser=1000 runAsGroup=1000 runAsNonRoot=true": the fields that are set.
+std::string SecurityContextText(const v1::SecurityContext& context) {
+  std::vector<std::string> parts;
+  if (context.has_run_as_user()) {
+    parts.push_back("runAsUser=" + std::to_string(context.run_as_user().value()));
+  }
+  if (context.has_run_as_group()) {
+    parts.push_back("runAsGroup=" + std::to_string(context.run_as_group().value()));
+  }
+  if (context.has_run_as_non_root()) {
+    parts.push_back(std::string("runAsNonRoot=") +
+                    (context.run_as_non_root().value() ? "true" : "false"));
+  }
+  return Join(parts, " ");
+}
+
+// "memory=128Mi cpu=500m pids=64", in manifest quantities; absent: no limit.
+std::string LimitsText(const v1::ResourceLimits& limits) {
+  std::vector<std::string> parts;
+  if (limits.has_memory_bytes()) {
+    parts.push_back("memory=" + workloads::FormatMemoryQuantity(limits.memory_bytes().value()));
+  }
+  if (limits.has_cpu_millis()) {
+    parts.push_back("cpu=" + workloads::FormatCpuQuantity(limits.cpu_millis().value()));
+  }
+  if (limits.has_pids()) parts.push_back("pids=" + std::to_string(limits.pids().value()));
+  return Join(parts, " ");
+}
+
 // A body may be long or binary: show its size and a one-line preview.
 std::string BodyPreview(const std::string& body) {
   constexpr size_t kPreview = 60;
@@ -601,10 +631,13 @@ void DescribeApp(DescribeWriter& w, const v1::WorkloadSpec& spec) {
       const v1::ExecApp& e = app.exec();
       w.Field(1, "Command", CommandLine(e.command()));
       w.Field(1, "Working Dir", e.working_dir());
+      w.Field(1, "Keep Working Dir", e.keep_working_dir() ? "true" : "false");
       w.Field(1, "Restart Policy", RestartPolicyName(e.restart_policy()));
       std::vector<std::string> env;
       for (const v1::EnvVar& var : e.env()) env.push_back(var.name() + "=" + var.value());
       w.Field(1, "Environment", env);
+      w.Field(1, "Security Context", SecurityContextText(e.security_context()));
+      w.Field(1, "Limits", LimitsText(e.resources().limits()));
       w.Field(1, "Readiness", e.has_readiness_probe() ? ProbeText(e.readiness_probe()) : "");
       w.Field(1, "Termination Grace",
               std::to_string(e.has_termination_grace_period_seconds()

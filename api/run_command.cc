@@ -111,6 +111,7 @@ int RunCommand(const std::vector<std::string>& args) {
   // exec workloads still run, they just cannot fetch their SVID.
   GrpcServerOptions workload_api_options;
   workload_api_options.listener_name = "workload_api";
+  workload_api_options.socket_mode = 0666;
   workload_api_options.count_accept_error = proxy::CountAcceptErrors(metrics, "workload_api");
   SpiffeWorkloadApi workload_api(loop.get(), (*node)->agent(), (*node)->supervisor(),
                                  workload_api_options);

@@ -40,6 +40,7 @@ v1::ApplyResult ToProto(const runtime::ObjectChange& change) {
   result.mutable_ref()->set_namespace_(change.key.ns);
   result.mutable_ref()->set_name(change.key.name);
   result.set_action(change.action);
+  for (const auto& warning : change.warnings) result.add_warnings(warning);
   return result;
 }
 

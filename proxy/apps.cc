@@ -172,23 +172,26 @@ class ForwardApp final : public StreamHandler {
   ForwardApp(Dispatcher& dispatcher, Stream* stream)
       : dispatcher_(dispatcher), connector_(dispatcher), stream_(stream) {}
 
-  void Start(uint32_t address, uint16_t port) {
+  void Start(uint32_t address, uint16_t port, int netns_fd) {
     stream_->SetHandler(this);
     stream_->SetReadPaused(true);
-    connector_.Connect(address, port, kForwardConnectTimeoutMs, [this](Result<TcpStream*> result) {
-      if (stream_ == nullptr) {
-        if (result.ok()) result.value()->Reset();
-        return;
-      }
-      Stream* inbound = std::exchange(stream_, nullptr);
-      if (!result.ok()) {
-        inbound->Reset();
-      } else {
-        inbound->SetReadPaused(false);
-        StartSplice(inbound, result.value());
-      }
-      dispatcher_.DeferredDelete(this);
-    });
+    connector_.Connect(
+        address, port, kForwardConnectTimeoutMs,
+        [this](Result<TcpStream*> result) {
+          if (stream_ == nullptr) {
+            if (result.ok()) result.value()->Reset();
+            return;
+          }
+          Stream* inbound = std::exchange(stream_, nullptr);
+          if (!result.ok()) {
+            inbound->Reset();
+          } else {
+            inbound->SetReadPaused(false);
+            StartSplice(inbound, result.value());
+          }
+          dispatcher_.DeferredDelete(this);
+        },
+        netns_fd);
   }
 
   // StreamHandler: only while dialing.
@@ -295,6 +298,7 @@ void StartApp(AppContext context, Stream* stream) {
   }
   uint32_t address = 0;
   uint16_t port = 0;
+  int netns_fd = -1;
   if (const auto* forward = std::get_if<workloads::ForwardApp>(&context.app)) {
     if (!ParseForwardAddress(forward->address, &address, &port)) {
       stream->Reset();
@@ -303,13 +307,14 @@ void StartApp(AppContext context, Stream* stream) {
   } else {
     address = context.exec_address;
     port = context.exec_port;
+    netns_fd = context.exec_netns_fd;
     if (address == 0 || port == 0) {
       stream->Reset();
       return;
     }
   }
   auto* app = new ForwardApp(*context.dispatcher, stream);
-  app->Start(address, port);
+  app->Start(address, port, netns_fd);
 }
 
 }  // namespace podless::proxy

@@ -29,6 +29,7 @@ struct AppContext {
   // 0 when unknown, then the stream is reset.
   uint32_t exec_address = 0;
   uint16_t exec_port = 0;
+  int exec_netns_fd = -1;  // >= 0: the process's own network namespace
 };
 
 // Serves `stream` with `context.app`.

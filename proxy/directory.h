@@ -46,6 +46,13 @@ struct Endpoint {
   uint16_t hbone_port = 15008;  // where the endpoint's node serves HBONE
 };
 
+// Where the process of an `exec` replica serves one of its ports.
+struct ProcessTarget {
+  uint32_t address = 0;  // host byte order, 127.0.0.1 in practice
+  uint16_t port = 0;
+  int netns_fd = -1;  // >= 0: the address is inside this network namespace
+};
+
 // Endpoints addressed by index, for destinations too large to list (a
 // Service over a million replicas): the proxy asks only for the two it draws
 // and the one it keeps. Valid until the callback that resolved it returns.
@@ -109,10 +116,10 @@ class Directory {
   // (NAME.NS.svc[.cluster.local]). kNotFound when nothing answers to it.
   virtual Result<Destination> Resolve(std::string_view host, uint16_t port) = 0;
 
-  // `exec` workloads: where the supervised process serving `port` listens
-  // (address host byte order, port). The default: no process.
-  virtual Result<std::pair<uint32_t, uint16_t>> ExecTarget(const LocalReplica& replica,
-                                                           uint16_t port) const {
+  // `exec` workloads: where the supervised process serving `port` listens.
+  // The namespace descriptor stays open until the callback returns. The
+  // default: no process.
+  virtual Result<ProcessTarget> ExecTarget(const LocalReplica& replica, uint16_t port) const {
     return MakeError(ErrorCode::kNotFound,
                      "no process serves port " + std::to_string(port) + " of " + replica.name);
   }

@@ -61,8 +61,9 @@ void Inbound::Serve(const InboundDecision& decision, const InboundSource& source
   if (std::holds_alternative<workloads::ExecApp>(context.app)) {
     auto target = directory_.ExecTarget(replica, decision.port->port);
     if (target.ok()) {
-      context.exec_address = target->first;
-      context.exec_port = target->second;
+      context.exec_address = target->address;
+      context.exec_port = target->port;
+      context.exec_netns_fd = target->netns_fd;
     }
   }
   StartApp(std::move(context), tracked);

@@ -44,7 +44,8 @@ constexpr uint64_t kLingerAfterRefusalMs = 2000;
 // takes over) or it is refused.
 class OutboundClient final : public StreamHandler {
  public:
-  OutboundClient(OutboundEntry& entry, TcpStream* client) : entry_(entry), client_(client) {}
+  OutboundClient(OutboundEntry& entry, TcpStream* client, uint32_t pinned)
+      : entry_(entry), client_(client), pinned_(pinned) {}
 
   void Start() {
     entry_.clients_.insert(this);
@@ -216,6 +217,8 @@ class OutboundClient final : public StreamHandler {
   bool Authenticate(const std::string& user, const std::string& password) {
     const LocalReplica* source = entry_.directory_.Authenticate(user, password);
     if (source == nullptr) return false;
+    // Inside a sandbox's namespace only that replica's own credentials work.
+    if (pinned_ != 0 && source->address != pinned_) return false;
     source_address_ = source->address;
     source_identity_ = source->spiffe_id;
     source_workload_ = source->workload;
@@ -380,6 +383,7 @@ class OutboundClient final : public StreamHandler {
 
   OutboundEntry& entry_;
   TcpStream* client_;
+  uint32_t pinned_;  // the only replica this connection may speak as; 0: any
   TimerHandle timer_;
   State state_ = State::kDetect;
   Mode mode_ = Mode::kHttpConnect;
@@ -419,7 +423,7 @@ Result<OutboundEntryPtr> OutboundEntry::Create(Dispatcher& dispatcher, Directory
   listen.log = options.log;
   OutboundEntry* self = entry.get();
   auto listener = TcpListener::Create(dispatcher, std::move(listen),
-                                      [self](TcpStream* tcp) { self->OnConnection(tcp); });
+                                      [self](TcpStream* tcp) { self->OnConnection(tcp, 0); });
   if (!listener.ok()) {
     return MakeError(listener.error().code, "outbound entry: " + listener.error().message);
   }
@@ -432,14 +436,38 @@ OutboundEntry::~OutboundEntry() { Close(); }
 
 void OutboundEntry::Close() {
   if (listener_) listener_->Close();
+  sandbox_listeners_.clear();
   std::vector<OutboundClient*> clients(clients_.begin(), clients_.end());
   for (OutboundClient* client : clients) client->Drop();
 }
 
-void OutboundEntry::OnConnection(TcpStream* tcp) {
+void OutboundEntry::OnConnection(TcpStream* tcp, uint32_t pinned) {
   tcp->SetWriteStallTimeout(options_.write_stall_timeout_ms,
                             &metrics_.PeerTimeout(ProxyMetrics::kTimeoutOutboundWriteStalled));
-  (new OutboundClient(*this, tcp))->Start();
+  (new OutboundClient(*this, tcp, pinned))->Start();
+}
+
+Status OutboundEntry::SyncSandboxListeners(const std::map<uint32_t, int>& listeners) {
+  std::erase_if(sandbox_listeners_,
+                [&](const auto& entry) { return listeners.count(entry.first) == 0; });
+  Status status;
+  for (const auto& [address, fd] : listeners) {
+    if (sandbox_listeners_.count(address)) continue;
+    TcpListener::Options listen;
+    listen.name = "outbound";
+    listen.metrics = &metrics_;
+    listen.log = options_.log;
+    listen.bind = "127.0.0.1";
+    auto listener = TcpListener::Adopt(
+        dispatcher_, fd, std::move(listen),
+        [this, address = address](TcpStream* tcp) { OnConnection(tcp, address); });
+    if (!listener.ok()) {
+      if (status.ok()) status = listener.error();
+      continue;
+    }
+    sandbox_listeners_[address] = std::move(listener).value();
+  }
+  return status;
 }
 
 }  // namespace podless::proxy

@@ -83,6 +83,11 @@ class OutboundEntry {
 
   uint16_t port() const { return port_; }
   const std::string& bind() const { return options_.bind; }
+  // Listeners inside sandboxed replicas' network namespaces (by replica
+  // address; the entry accepts on a copy of each). A connection that comes
+  // through one speaks only as that replica: other credentials get 407.
+  Status SyncSandboxListeners(const std::map<uint32_t, int>& listeners);
+  size_t sandbox_listener_count() const { return sandbox_listeners_.size(); }
   // Stops listening; connections being set up are dropped.
   void Close();
 
@@ -97,7 +102,8 @@ class OutboundEntry {
         tracker_(tracker),
         metrics_(metrics),
         options_(std::move(options)) {}
-  void OnConnection(TcpStream* tcp);
+  // `pinned`: the replica a sandbox listener belongs to (0: any).
+  void OnConnection(TcpStream* tcp, uint32_t pinned);
 
   Dispatcher& dispatcher_;
   Directory& directory_;
@@ -108,6 +114,7 @@ class OutboundEntry {
   OutboundEntryOptions options_;
   LoadBalancer balancer_;
   TcpListenerPtr listener_;
+  std::map<uint32_t, TcpListenerPtr> sandbox_listeners_;
   uint16_t port_ = 0;
   std::set<OutboundClient*> clients_;  // still being set up
   // Source replica -> its connections being set up (past authentication)

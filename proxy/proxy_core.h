@@ -111,6 +111,11 @@ class ProxyCore {
   ~ProxyCore();
 
   Status SyncPlaintextPorts(const std::set<uint16_t>& ports);
+  // The outbound entry's listeners in sandboxed replicas' network namespaces
+  // (OutboundEntry::SyncSandboxListeners).
+  Status SyncSandboxListeners(const std::map<uint32_t, int>& listeners) {
+    return outbound_->SyncSandboxListeners(listeners);
+  }
   // Ends every open connection to or from the replica at `replica_address`
   // (HBONE connections presenting its certificate included).
   void CloseConnectionsFor(uint32_t replica_address);
@@ -121,6 +126,7 @@ class ProxyCore {
   uint16_t hbone_port() const { return hbone_->port(); }
   uint16_t outbound_port() const { return outbound_->port(); }
   std::set<uint16_t> plaintext_ports() const { return plaintext_->ports(); }
+  size_t sandbox_listener_count() const { return outbound_->sandbox_listener_count(); }
   Dispatcher& dispatcher() { return *dispatcher_; }
 
  private:

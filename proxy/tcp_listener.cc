@@ -1,7 +1,10 @@
 #include "proxy/tcp_listener.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <string.h>
 #include <sys/socket.h>
 
 namespace podless::proxy {
@@ -23,29 +26,42 @@ Result<TcpListenerPtr> TcpListener::Create(Dispatcher& dispatcher, Options optio
   if (!fd.ok()) {
     return MakeError(fd.error().code, "cannot listen on " + where + ": " + fd.error().message);
   }
+  if (Status s = self.Watch(*fd); !s) {
+    return MakeError(s.error().code, "cannot listen on " + where + ": " + s.error().message);
+  }
+  return listener;
+}
+
+Result<TcpListenerPtr> TcpListener::Adopt(Dispatcher& dispatcher, int listen_fd, Options options,
+                                          AcceptCallback on_accept) {
+  TcpListenerPtr listener(new TcpListener(dispatcher, std::move(options), std::move(on_accept)));
+  int fd = ::fcntl(listen_fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return MakeError(ErrorCode::kUnavailable, std::string("dup: ") + strerror(errno));
+  if (Status s = listener->Watch(fd); !s) return s.error();
+  return listener;
+}
+
+Status TcpListener::Watch(int fd) {
   sockaddr_in bound{};
   socklen_t len = sizeof(bound);
-  ::getsockname(*fd, reinterpret_cast<sockaddr*>(&bound), &len);
-  self.port_ = ntohs(bound.sin_port);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  port_ = ntohs(bound.sin_port);
   SocketAcceptor::Options accept;
-  accept.name = self.options_.name;
-  accept.address = self.address();
-  accept.log = self.options_.log;
-  if (ProxyMetrics* metrics = self.options_.metrics; metrics != nullptr) {
-    accept.count_error = [metrics, name = self.options_.name](std::string_view error) {
+  accept.name = options_.name;
+  accept.address = address();
+  accept.log = options_.log;
+  if (ProxyMetrics* metrics = options_.metrics; metrics != nullptr) {
+    accept.count_error = [metrics, name = options_.name](std::string_view error) {
       metrics->AcceptError(name, error).Inc();
     };
   }
-  auto acceptor = SocketAcceptor::Adopt(dispatcher.loop(), *fd, std::move(accept), [&self](int fd) {
-    TcpStream* stream = TcpStream::Adopt(self.dispatcher_, fd);
-    if (stream != nullptr) self.on_accept_(stream);
+  auto acceptor = SocketAcceptor::Adopt(dispatcher_.loop(), fd, std::move(accept), [this](int fd) {
+    TcpStream* stream = TcpStream::Adopt(dispatcher_, fd);
+    if (stream != nullptr) on_accept_(stream);
   });
-  if (!acceptor.ok()) {
-    return MakeError(acceptor.error().code,
-                     "cannot listen on " + where + ": " + acceptor.error().message);
-  }
-  self.acceptor_ = std::move(acceptor).value();
-  return listener;
+  if (!acceptor.ok()) return acceptor.error();
+  acceptor_ = std::move(acceptor).value();
+  return {};
 }
 
 TcpListener::~TcpListener() { Close(); }

@@ -39,6 +39,10 @@ class TcpListener {
   // every accepted connection, on the loop.
   static Result<std::unique_ptr<TcpListener>> Create(Dispatcher& dispatcher, Options options,
                                                      AcceptCallback on_accept);
+  // Accepts on a copy (dup) of `listen_fd`, a socket already bound and
+  // listening, which may live in another network namespace (proxy/netns.h).
+  static Result<std::unique_ptr<TcpListener>> Adopt(Dispatcher& dispatcher, int listen_fd,
+                                                    Options options, AcceptCallback on_accept);
   ~TcpListener();
   TcpListener(const TcpListener&) = delete;
   TcpListener& operator=(const TcpListener&) = delete;
@@ -54,6 +58,9 @@ class TcpListener {
  private:
   TcpListener(Dispatcher& dispatcher, Options options, AcceptCallback on_accept)
       : dispatcher_(dispatcher), options_(std::move(options)), on_accept_(std::move(on_accept)) {}
+
+  // Watches `fd` (bound and listening; owned from here on).
+  Status Watch(int fd);
 
   Dispatcher& dispatcher_;
   Options options_;

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "proxy/netns.h"
+
 namespace podless::proxy {
 
 namespace {
@@ -308,30 +310,37 @@ TcpConnector::~TcpConnector() {
   }
 }
 
-void TcpConnector::Connect(uint32_t address, uint16_t port, uint64_t timeout_ms,
-                           Callback callback) {
+void TcpConnector::Connect(uint32_t address, uint16_t port, uint64_t timeout_ms, Callback callback,
+                           int netns_fd) {
   callback_ = std::move(callback);
   target_ = FormatAddressPort(address, port);
   stream_ = new TcpStream(dispatcher_);
   sockaddr_in addr = MakeSockaddr(address, port);
+  int rc = 0;
+  if (netns_fd >= 0) {
+    Result<int> sock = SocketInNamespace(netns_fd, AF_INET, SOCK_STREAM);
+    rc = sock.ok() ? uv_tcp_open(&stream_->tcp_, *sock) : UV_EACCES;
+    if (sock.ok() && rc != 0) ::close(*sock);
+  }
   request_ = new uv_connect_t;
   request_->data = this;
-  int rc = uv_tcp_connect(
-      request_, &stream_->tcp_, reinterpret_cast<const sockaddr*>(&addr),
-      [](uv_connect_t* req, int status) {
-        auto* self = static_cast<TcpConnector*>(req->data);
-        delete req;
-        if (self == nullptr) return;
-        self->request_ = nullptr;
-        if (status != 0) {
-          self->Finish(MakeError(ErrorCode::kUnavailable, "connect to " + self->target_ +
-                                                              " failed: " + uv_strerror(status)));
-          return;
-        }
-        TcpStream* stream = std::exchange(self->stream_, nullptr);
-        uv_tcp_nodelay(&stream->tcp_, 1);
-        self->Finish(stream);
-      });
+  if (rc == 0)
+    rc = uv_tcp_connect(
+        request_, &stream_->tcp_, reinterpret_cast<const sockaddr*>(&addr),
+        [](uv_connect_t* req, int status) {
+          auto* self = static_cast<TcpConnector*>(req->data);
+          delete req;
+          if (self == nullptr) return;
+          self->request_ = nullptr;
+          if (status != 0) {
+            self->Finish(MakeError(ErrorCode::kUnavailable, "connect to " + self->target_ +
+                                                                " failed: " + uv_strerror(status)));
+            return;
+          }
+          TcpStream* stream = std::exchange(self->stream_, nullptr);
+          uv_tcp_nodelay(&stream->tcp_, 1);
+          self->Finish(stream);
+        });
   if (rc != 0) {
     delete request_;
     request_ = nullptr;

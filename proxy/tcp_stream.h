@@ -113,7 +113,10 @@ class TcpConnector {
   TcpConnector& operator=(const TcpConnector&) = delete;
 
   // `address` host byte order. The callback runs once, from the loop.
-  void Connect(uint32_t address, uint16_t port, uint64_t timeout_ms, Callback callback);
+  // `netns_fd` >= 0: the socket is made inside that network namespace (a
+  // sandboxed process replica's, proxy/netns.h).
+  void Connect(uint32_t address, uint16_t port, uint64_t timeout_ms, Callback callback,
+               int netns_fd = -1);
 
  private:
   void Finish(Result<TcpStream*> result);

@@ -186,8 +186,8 @@ Result<std::vector<ObjectChange>> Agent::Apply(std::vector<Object> objects, bool
 // of each object (null for a new one), `*addresses` how many addresses the
 // apply takes from the pools.
 Status Agent::Admit(const std::vector<Object>& objects,
-                    std::vector<const StoredObject*>* existing_versions,
-                    uint64_t* addresses) const {
+                    std::vector<const StoredObject*>* existing_versions, uint64_t* addresses,
+                    std::vector<std::vector<std::string>>* warnings) const {
   const AgentConfig::Limits& limits = config_.limits;
   if (limits.max_apply_objects != 0 && objects.size() > limits.max_apply_objects) {
     return MakeError(ErrorCode::kResourceExhausted,
@@ -202,7 +202,18 @@ Status Agent::Admit(const std::vector<Object>& objects,
   *addresses = 0;
   existing_versions->clear();
   existing_versions->reserve(objects.size());
-  for (const Object& object : objects) {
+  warnings->assign(objects.size(), {});
+  for (size_t i = 0; i < objects.size(); ++i) {
+    const Object& object = objects[i];
+    const auto* exec = std::get_if<workloads::Workload>(&object);
+    if (exec_admission_ && exec != nullptr &&
+        std::holds_alternative<workloads::ExecApp>(exec->spec.app)) {
+      Status s = exec_admission_(std::get<workloads::ExecApp>(exec->spec.app), &(*warnings)[i]);
+      if (!s) {
+        return MakeError(s.error().code, KeyText(workloads::KeyOf(object)) + ": " +
+                                             s.error().message + "; nothing was changed");
+      }
+    }
     const StoredObject* existing = Find(workloads::KeyOf(object));
     existing_versions->push_back(existing);
     if (existing == nullptr) ++new_objects;
@@ -259,8 +270,10 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
                                                       bool create_only) {
   uint64_t address_count = 0;
   std::vector<const StoredObject*> existing_versions;
+  std::vector<std::vector<std::string>> warnings;
   try {
-    if (Status s = Admit(objects, &existing_versions, &address_count); !s) return s.error();
+    if (Status s = Admit(objects, &existing_versions, &address_count, &warnings); !s)
+      return s.error();
   } catch (const std::bad_alloc&) {
     return MakeError(ErrorCode::kResourceExhausted, "out of memory while checking the change of " +
                                                         std::to_string(objects.size()) +
@@ -313,7 +326,7 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
                          KeyText(key) + " already exists (use Apply to update it)");
       }
       if (existing != nullptr && existing->object == object) {
-        changes.push_back({std::move(key), "unchanged"});
+        changes.push_back({std::move(key), "unchanged", std::move(warnings[i])});
         continue;
       }
       StoredObject next;
@@ -351,7 +364,8 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
         next.addresses.push_back(*vip);
       }
       next.object = std::move(object);
-      changes.push_back({std::move(key), existing != nullptr ? "configured" : "created"});
+      changes.push_back(
+          {std::move(key), existing != nullptr ? "configured" : "created", std::move(warnings[i])});
       puts.push_back(std::move(next));
       replaced.push_back(existing);
     }
@@ -475,12 +489,12 @@ Result<std::vector<ObjectChange>> Agent::Delete(const std::vector<ObjectKey>& ke
         if (!ignore_not_found) {
           return MakeError(ErrorCode::kNotFound, KeyText(key) + " not found");
         }
-        changes.push_back({key, "unchanged"});
+        changes.push_back({key, "unchanged", {}});
         continue;
       }
       if (std::find(deletes.begin(), deletes.end(), key) != deletes.end()) continue;
       deletes.push_back(key);
-      changes.push_back({key, "deleted"});
+      changes.push_back({key, "deleted", {}});
     }
     if (deletes.empty()) return changes;
     gone.reserve(deletes.size());

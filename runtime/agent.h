@@ -32,7 +32,16 @@ namespace podless::runtime {
 struct ObjectChange {
   workloads::ObjectKey key;
   std::string action;  // "created", "configured", "unchanged", "deleted"
+  // What this node cannot give the object as asked, though it accepts it
+  // (ExecAdmission); `apply` prints each as a warning.
+  std::vector<std::string> warnings;
 };
+
+// Whether this node can run an exec app as its manifest asks (the
+// supervisor's CheckEnforceable): an error refuses the apply, warnings are
+// reported with the change.
+using ExecAdmission =
+    std::function<Status(const workloads::ExecApp& app, std::vector<std::string>* warnings)>;
 
 enum class WatchEventType { kAdded, kModified, kDeleted };
 using WatchCallback = std::function<void(WatchEventType, const StoredObject&)>;
@@ -101,6 +110,10 @@ class Agent {
   // A Service VIP no local Service holds and not in `exclude`, without
   // taking it (the cluster claims it in etcd first).
   Result<uint32_t> ProposeVip(const std::vector<uint32_t>& exclude);
+
+  // Checked for every exec workload of an apply or registration before
+  // anything changes (unset: every one is accepted).
+  void SetExecAdmission(ExecAdmission admission) { exec_admission_ = std::move(admission); }
 
   // Creates workloads that must not exist yet (ALREADY_EXISTS otherwise).
   Status Register(std::vector<workloads::Workload> workloads);
@@ -200,9 +213,11 @@ class Agent {
   // would take the agent past one of config().limits. Fills the stored
   // version of each object (or null) and how many addresses the change takes.
   Status Admit(const std::vector<workloads::Object>& objects,
-               std::vector<const StoredObject*>* existing_versions, uint64_t* addresses) const;
+               std::vector<const StoredObject*>* existing_versions, uint64_t* addresses,
+               std::vector<std::vector<std::string>>* warnings) const;
 
   AgentConfig config_;
+  ExecAdmission exec_admission_;
   StateStorePtr store_;
   workloads::CertificateAuthorityPtr ca_;
   std::unique_ptr<workloads::AddressPool> node_pool_;

@@ -380,7 +380,7 @@ void Cluster::Delete(std::vector<ObjectKey> keys, bool ignore_not_found, Changes
     std::vector<ObjectChange> changes;
     for (const ObjectKey& key : keys) {
       if (IsClusterKind(key.kind)) {
-        changes.push_back({key, agent_->Find(key) != nullptr ? "deleted" : "unchanged"});
+        changes.push_back({key, agent_->Find(key) != nullptr ? "deleted" : "unchanged", {}});
       }
     }
     if (!node_keys.empty()) {

@@ -66,6 +66,16 @@ const std::vector<Flag>& Flags() {
          c.node_cidr_set = true;
          return SetString(c.node_cidr, v);
        }},
+      {"--workload-uids", "FIRST-LAST",
+       "uids a root agent runs exec workloads as, one per workload [61184-65519]",
+       [](AgentConfig& c, const std::string& v) -> Status {
+         auto range = ParseUidRange(v);
+         if (!range)
+           return MakeError(range.error().code, "--workload-uids: " + range.error().message);
+         c.workload_uid_first = range->first;
+         c.workload_uid_last = range->second;
+         return {};
+       }},
       {"--service-cidr", "CIDR", "Service virtual IPs [127.128.0.0/16]",
        [](AgentConfig& c, const std::string& v) { return SetString(c.service_cidr, v); }},
       {"--trust-domain", "NAME", "SPIFFE trust domain [cluster.local]",

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "proxy/proxy_core.h"
+#include "runtime/uid_allocator.h"
 #include "workloads/result.h"
 
 namespace podless::runtime {
@@ -21,6 +22,10 @@ struct AgentConfig {
   std::string admin_address = "127.0.0.1:15000";
   std::string node_cidr = "127.64.0.0/10";
   std::string service_cidr = "127.128.0.0/16";
+  // --workload-uids: the uids (and gids) a root agent gives exec workloads,
+  // one per workload (runtime/uid_allocator.h). systemd's dynamic range.
+  uint32_t workload_uid_first = kDefaultWorkloadUidFirst;
+  uint32_t workload_uid_last = kDefaultWorkloadUidLast;
   std::string trust_domain = "cluster.local";
   std::chrono::seconds svid_ttl = std::chrono::hours(24);
   bool eager_certificates = false;

@@ -11,6 +11,8 @@
 #include <sstream>
 #include <system_error>
 
+#include "workloads/pem_file.h"
+
 namespace podless::runtime {
 
 namespace {
@@ -43,6 +45,9 @@ LogFile::~LogFile() { CloseCurrent(); }
 Result<LogFilePtr> LogFile::Open(std::string dir, uint64_t max_bytes) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
+  // Only the agent reads a replica's output (it may hold what a process
+  // printed of its secrets): the directory is 0700, every file 0600.
+  if (!ec) std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
   if (ec) {
     return MakeError(ErrorCode::kUnavailable,
                      "cannot create log directory " + dir + ": " + ec.message());
@@ -80,12 +85,7 @@ void LogFile::StartRun() {
   bool first = !runs_started_++;
   if (first && !rotated && (!current || previous.empty())) return;
   CloseCurrent();
-  std::string tmp = dir_ + "/previous.log.tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(previous.data(), static_cast<std::streamsize>(previous.size()));
-  }
-  std::rename(tmp.c_str(), (dir_ + kPrevious).c_str());
+  if (!workloads::WriteFileAtomically(dir_ + kPrevious, previous, 0600)) ++write_errors_;
   ::unlink((dir_ + kRotated).c_str());
   ::unlink((dir_ + kCurrent).c_str());
   OpenCurrent();

@@ -1,7 +1,14 @@
 #include "runtime/node.h"
 
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <functional>
 #include <set>
 #include <thread>
 
@@ -11,6 +18,12 @@ namespace podless::runtime {
 
 Node::Node(uv_loop_t* loop, const AgentConfig& config)
     : loop_(loop), config_(config), metrics_(std::make_unique<proxy::Registry>()) {
+  // Absolute: sandboxed processes start elsewhere, and the SPIFFE Workload
+  // Endpoint spec wants unix:///absolute/path.
+  std::error_code ec;
+  std::filesystem::path absolute = std::filesystem::absolute(config_.state_dir, ec);
+  if (!ec) config_.state_dir = absolute.lexically_normal().string();
+  if (config_.state_dir.size() > 1 && config_.state_dir.back() == '/') config_.state_dir.pop_back();
   state_lock_.Lock(LockMode::kExclusive);
 }
 
@@ -38,9 +51,7 @@ Status Node::Init() {
 
   if (Status s = StartProxy(); !s) return s;
 
-  SupervisorOptions supervisor_options;
-  supervisor_options.state_dir = config_.state_dir;
-  supervisor_ = std::make_unique<Supervisor>(loop_, supervisor_options);
+  if (Status s = StartSupervisor(); !s) return s;
   proxy_->set_supervisor(supervisor_.get());
   supervisor_->OnReadinessChange(
       [this](uint32_t address, bool ready) { agent_->SetReplicaReady(address, ready); });
@@ -76,6 +87,56 @@ Status Node::Init() {
   // Processes start only once everything else is bound: a node that fails to
   // start must not have started (and then kill) any.
   SyncProcesses();
+  return {};
+}
+
+Status Node::StartSupervisor() {
+  SupervisorOptions options;
+  options.state_dir = config_.state_dir;
+  options.sandbox = true;
+  options.launcher = SelfExecutable();
+  // The state dir is traversable (0711, not listable) so that sandboxed
+  // uids reach their working directories and the Workload API socket;
+  // every file in it stays the agent's alone (0600).
+  if (::chmod(config_.state_dir.c_str(), 0711) != 0) {
+    return MakeError(ErrorCode::kUnavailable,
+                     "cannot chmod " + config_.state_dir + ": " + std::strerror(errno));
+  }
+  if (::geteuid() == 0) {
+    auto uids = UidAllocator::Open(config_.state_dir + "/workload-uids", config_.workload_uid_first,
+                                   config_.workload_uid_last);
+    if (!uids) return uids.error();
+    uids_ = std::make_unique<UidAllocator>(std::move(*uids));
+    options.uids = uids_.get();
+  } else {
+    std::fprintf(stderr,
+                 "podless: the agent is not root: exec workloads run as uid %u in its network "
+                 "namespace, confined by Landlock (ABI %d) only (README, Isolation)\n",
+                 ::geteuid(), LandlockAbi());
+  }
+  // One cgroup subtree per state dir, so that two agents never touch each
+  // other's replicas and a restarted agent finds its predecessor's.
+  char name[32];
+  std::snprintf(name, sizeof(name), "podless-%08x",
+                static_cast<uint32_t>(std::hash<std::string>{}(config_.state_dir)));
+  auto cgroups = CgroupTree::Open(name);
+  if (cgroups) {
+    cgroups_ = std::make_unique<CgroupTree>(std::move(*cgroups));
+    options.cgroups = cgroups_.get();
+  } else {
+    std::fprintf(stderr,
+                 "podless: exec workloads get no cgroup (%s): an escaped child is stopped only "
+                 "with its process group, and limits fall back to rlimits\n",
+                 cgroups.error().message.c_str());
+  }
+  supervisor_ = std::make_unique<Supervisor>(loop_, options);
+  Supervisor* supervisor = supervisor_.get();
+  agent_->SetExecAdmission(
+      [supervisor](const workloads::ExecApp& app, std::vector<std::string>* warnings) {
+        return supervisor->CheckEnforceable(app, warnings);
+      });
+  supervisor_->OnListenersChange(
+      [this] { proxy_->SyncSandboxListeners(supervisor_->OutboundListeners()); });
   return {};
 }
 
@@ -207,6 +268,7 @@ void Node::SyncProcesses() {
     }
   }
   supervisor_->Sync(std::move(desired));
+  proxy_->SyncSandboxListeners(supervisor_->OutboundListeners());
 }
 
 void Node::RegisterMetrics() {

@@ -76,6 +76,7 @@ class Node {
   void SyncPortsOrWarn();
   // Hands the supervisor the exec replicas the agent holds now.
   void SyncProcesses();
+  Status StartSupervisor();
 
   uv_loop_t* loop_;
   AgentConfig config_;
@@ -87,6 +88,10 @@ class Node {
   // Issues SVIDs on worker threads for the agent; destroyed before it.
   std::unique_ptr<CertificateIssuer> issuer_;
   std::unique_ptr<AdminServer> admin_;
+  // The supervisor's sandbox: workload uids (a root agent) and cgroups
+  // (where cgroup v2 is writable); declared before it.
+  std::unique_ptr<UidAllocator> uids_;
+  std::unique_ptr<CgroupTree> cgroups_;
   // Declared before the proxy, which points to it.
   SupervisorPtr supervisor_;
   bool processes_stopped_ = false;

@@ -56,8 +56,8 @@ proxy::Endpoint ProxyDirectory::RemoteEndpoint(const RemoteWorkload& remote, uin
   return endpoint;
 }
 
-Result<std::pair<uint32_t, uint16_t>> ProxyDirectory::ExecTarget(const proxy::LocalReplica& replica,
-                                                                 uint16_t port) const {
+Result<proxy::ProcessTarget> ProxyDirectory::ExecTarget(const proxy::LocalReplica& replica,
+                                                        uint16_t port) const {
   if (supervisor_ != nullptr) {
     if (auto target = supervisor_->Target(replica.address, port)) return *target;
   }

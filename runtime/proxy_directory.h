@@ -61,8 +61,8 @@ class ProxyDirectory final : public proxy::Directory {
   const proxy::LocalReplica* Authenticate(std::string_view user,
                                           std::string_view password) const override;
   Result<proxy::Destination> Resolve(std::string_view host, uint16_t port) override;
-  Result<std::pair<uint32_t, uint16_t>> ExecTarget(const proxy::LocalReplica& replica,
-                                                   uint16_t port) const override;
+  Result<proxy::ProcessTarget> ExecTarget(const proxy::LocalReplica& replica,
+                                          uint16_t port) const override;
 
  private:
   const proxy::LocalReplica* Materialize(const ReplicaRef& ref, uint32_t address) const;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -228,6 +229,20 @@ Status ProxyWorkers::SyncPlaintextPorts(const std::set<uint16_t>& ports) {
     });
   }
   return status;
+}
+
+void ProxyWorkers::SyncSandboxListeners(const std::map<uint32_t, int>& listeners) {
+  if (closed_) return;
+  std::vector<std::map<uint32_t, int>> share(workers_.size());
+  for (const auto& [address, fd] : listeners) share[address % workers_.size()][address] = fd;
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (share[i].empty() && workers_[i]->core->sandbox_listener_count() == 0) continue;
+    CallParked(*workers_[i], [&](proxy::ProxyCore& core) {
+      if (Status s = core.SyncSandboxListeners(share[i]); !s)
+        std::fprintf(stderr, "podless: outbound entry in a sandbox: %s\n",
+                     s.error().message.c_str());
+    });
+  }
 }
 
 void ProxyWorkers::CloseConnectionsFor(uint32_t replica_address) {

@@ -63,6 +63,9 @@ class ProxyWorkers {
   void InvalidateNamespace(std::string_view ns);
 
   Status SyncPlaintextPorts(const std::set<uint16_t>& ports);
+  // The outbound entry's listeners inside sandboxed replicas' namespaces (by
+  // replica address): each is served by one worker, chosen by its address.
+  void SyncSandboxListeners(const std::map<uint32_t, int>& listeners);
   void CloseConnectionsFor(uint32_t replica_address);
   // Every core's figures added up.
   proxy::ProxyStats Stats() const;

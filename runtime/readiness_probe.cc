@@ -2,10 +2,13 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+
+#include "proxy/netns.h"
 
 namespace podless::runtime {
 
@@ -26,8 +29,12 @@ struct WriteRequest {
 }  // namespace
 
 ReadinessProbe::ReadinessProbe(uv_loop_t* loop, workloads::Probe probe, uint16_t port,
-                               Callback on_change)
-    : loop_(loop), probe_(std::move(probe)), port_(port), on_change_(std::move(on_change)) {
+                               Callback on_change, int netns_fd)
+    : loop_(loop),
+      probe_(std::move(probe)),
+      port_(port),
+      on_change_(std::move(on_change)),
+      netns_fd_(netns_fd) {
   uv_timer_init(loop_, period_timer_.get());
   uv_timer_init(loop_, timeout_timer_.get());
   period_timer_->data = this;
@@ -50,6 +57,14 @@ void ReadinessProbe::RunCheck() {
   connection_ = proxy::TcpHandle();
   uv_tcp_init(loop_, connection_.get());
   connection_->data = this;
+  if (netns_fd_ >= 0) {
+    Result<int> fd = proxy::SocketInNamespace(netns_fd_, AF_INET, SOCK_STREAM);
+    if (!fd.ok() || uv_tcp_open(connection_.get(), *fd) != 0) {
+      if (fd.ok()) ::close(*fd);
+      Finish(false);
+      return;
+    }
+  }
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(port_);

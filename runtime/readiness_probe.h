@@ -28,8 +28,11 @@ class ReadinessProbe {
   using Callback = std::function<void(bool ready)>;
 
   // `port` is the loopback port to probe (the probe's PortRef already
-  // resolved). Starts probing after the probe's initial delay.
-  ReadinessProbe(uv_loop_t* loop, workloads::Probe probe, uint16_t port, Callback on_change);
+  // resolved), inside network namespace `netns_fd` when >= 0 (a sandboxed
+  // replica's; it must outlive the probe). Starts probing after the probe's
+  // initial delay.
+  ReadinessProbe(uv_loop_t* loop, workloads::Probe probe, uint16_t port, Callback on_change,
+                 int netns_fd = -1);
   ~ReadinessProbe();
   ReadinessProbe(const ReadinessProbe&) = delete;
   ReadinessProbe& operator=(const ReadinessProbe&) = delete;
@@ -46,6 +49,7 @@ class ReadinessProbe {
   workloads::Probe probe_;
   uint16_t port_;
   Callback on_change_;
+  int netns_fd_;
   proxy::TimerHandle period_timer_;
   proxy::TimerHandle timeout_timer_;
   proxy::TcpHandle connection_;

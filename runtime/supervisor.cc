@@ -1,18 +1,24 @@
 #include "runtime/supervisor.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <utility>
+
+#include "proxy/netns.h"
 
 namespace podless::runtime {
 
@@ -52,6 +58,8 @@ std::string PortEnvName(const std::string& name) {
   return out;
 }
 
+podless::Status MakeDir(const std::string& path, mode_t mode);
+
 std::string DescribeExit(int64_t exit_status, int term_signal) {
   if (term_signal != 0) {
     const char* name = strsignal(term_signal);
@@ -63,6 +71,10 @@ std::string DescribeExit(int64_t exit_status, int term_signal) {
 void Log(const std::string& message) {
   std::fprintf(stderr, "podless: supervisor: %s\n", message.c_str());
 }
+
+// cgroup and sandbox names: namespaces and replica names are DNS labels, so
+// '_' cannot occur in them and the pair is unique.
+std::string CgroupLeaf(const ExecReplicaSpec& spec) { return spec.ns + "_" + spec.replica; }
 
 }  // namespace
 
@@ -99,7 +111,8 @@ std::string ExpandVariables(const std::string& text,
 }
 
 std::vector<std::string> BuildEnvironment(const ExecReplicaSpec& spec,
-                                          const std::vector<uint16_t>& private_ports) {
+                                          const std::vector<uint16_t>& private_ports,
+                                          const std::string& home) {
   std::vector<std::pair<std::string, std::string>> env;
   auto set = [&env](const std::string& name, const std::string& value) {
     for (auto& entry : env) {
@@ -114,6 +127,7 @@ std::vector<std::string> BuildEnvironment(const ExecReplicaSpec& spec,
     if (const char* value = std::getenv(inherited)) set(inherited, value);
   }
   if (std::getenv("PATH") == nullptr) set("PATH", "/usr/local/bin:/usr/bin:/bin");
+  if (!home.empty()) set("HOME", home);
   set("PODLESS_WORKLOAD", spec.workload);
   set("PODLESS_NAMESPACE", spec.ns);
   set("PODLESS_REPLICA", spec.replica);
@@ -142,7 +156,8 @@ std::vector<std::string> BuildEnvironment(const ExecReplicaSpec& spec,
     set("no_proxy", "localhost,127.0.0.1");
   }
   if (!spec.workload_api_socket.empty()) {
-    set("SPIFFE_ENDPOINT_SOCKET", "unix:" + spec.workload_api_socket);
+    // The SPIFFE Workload Endpoint spec's form: unix:// and an absolute path.
+    set("SPIFFE_ENDPOINT_SOCKET", "unix://" + spec.workload_api_socket);
   }
   // The user's variables, in order, each expanded with what precedes it.
   std::map<std::string, std::string> vars(env.begin(), env.end());
@@ -190,6 +205,14 @@ struct Supervisor::Replica {
   uint64_t last_started_ms = 0;
   std::string last_exit;
   std::string reason;
+  // The sandbox, made on the first start and kept across restarts.
+  bool sandboxed = false;
+  proxy::UniqueFd netns;              // its network namespace (root agent)
+  proxy::UniqueFd outbound_listener;  // 127.0.0.1:<outbound port> in it
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+  std::string work_dir;
+  std::string cgroup;  // the cgroup's directory; empty: none
 };
 
 Supervisor::Supervisor(uv_loop_t* loop, SupervisorOptions options)
@@ -198,8 +221,12 @@ Supervisor::Supervisor(uv_loop_t* loop, SupervisorOptions options)
   reap_timer_->data = this;
   // Nothing keeps the loop alive just for reaping.
   uv_unref(reap_timer_.handle());
+  // Replicas' output is the agent's alone: no one else may even list whose
+  // logs there are.
+  if (!options_.state_dir.empty()) {
+    if (podless::Status s = MakeDir(options_.state_dir + "/logs", 0700); !s) Log(s.error().message);
+  }
   KillOrphans();
-  Log("cgroup v2 CPU/memory limits are not applied (not implemented); rlimits only");
 }
 
 Supervisor::~Supervisor() {
@@ -214,6 +241,16 @@ Supervisor::~Supervisor() {
 }
 
 void Supervisor::KillOrphans() {
+  // A previous agent's replicas: every process of their cgroups, escaped
+  // double-forks included.
+  if (options_.cgroups != nullptr) {
+    for (const std::string& leaf : options_.cgroups->Leaves()) {
+      if (!options_.cgroups->Empty(leaf))
+        Log("stopping the processes a previous agent left in " + leaf);
+      if (podless::Status s = options_.cgroups->Kill(leaf); !s) Log(s.error().message);
+      (void)options_.cgroups->Remove(leaf);  // busy until the kernel reaps them
+    }
+  }
   std::vector<ProcessRecord> records = table_.Load();
   for (const auto& record : records) {
     if (!IsSameProcess(record.pid, record.start_time)) continue;
@@ -291,7 +328,9 @@ void Supervisor::Sync(std::vector<ExecReplicaSpec> desired) {
     replica->supervisor = this;
     replica->spec = std::move(spec);
     for (size_t i = 0; i < replica->spec.ports.size(); ++i) {
-      replica->private_ports.push_back(AllocatePort());
+      // In its own network namespace a replica listens on the declared port.
+      replica->private_ports.push_back(NetworkNamespaces() ? replica->spec.ports[i].port
+                                                           : AllocatePort());
     }
     replica->log = LogFor(replica->spec);
     uv_timer_init(loop_, replica->restart_timer.get());
@@ -309,6 +348,20 @@ void Supervisor::Sync(std::vector<ExecReplicaSpec> desired) {
     it = replicas_.erase(it);
     Retire(std::move(old));
   }
+  // A deleted workload's uid goes back to the range (handed out again only
+  // after every unused one, UidAllocator).
+  if (options_.uids != nullptr) {
+    std::set<std::string> workloads;
+    for (const auto& [address, replica] : replicas_)
+      workloads.insert(replica->spec.ns + "/" + replica->spec.workload);
+    std::vector<std::string> released;
+    for (const auto& [key, uid] : options_.uids->allocations()) {
+      if (!workloads.count(key)) released.push_back(key);
+    }
+    for (const auto& key : released) {
+      if (podless::Status s = options_.uids->Release(key); !s) Log(s.error().message);
+    }
+  }
 }
 
 void Supervisor::StartProcess(Replica& replica) {
@@ -317,7 +370,23 @@ void Supervisor::StartProcess(Replica& replica) {
   replica.last_started_ms = NowMs(loop_);
   if (replica.log != nullptr) replica.log->StartRun();
 
-  std::vector<std::string> env = BuildEnvironment(spec, replica.private_ports);
+  if (options_.sandbox && !replica.sandboxed) {
+    if (podless::Status s = PrepareSandbox(replica); !s) {
+      std::string message = "cannot prepare the sandbox: " + s.error().message;
+      Log(spec.ns + "/" + spec.replica + ": " + message);
+      if (replica.log != nullptr) replica.log->Append("podless: " + message + "\n");
+      RemoveSandbox(replica);
+      // Treated as a failed start, retried with backoff.
+      replica.run = std::make_unique<Run>();
+      replica.run->exited = true;
+      replica.reason = "StartError";
+      OnExit(replica, 128, 0);
+      replica.last_exit = message;
+      replica.reason = "StartError";
+      return;
+    }
+  }
+  std::vector<std::string> env = BuildEnvironment(spec, replica.private_ports, replica.work_dir);
   std::map<std::string, std::string> vars;
   for (const auto& entry : env) {
     size_t eq = entry.find('=');
@@ -325,6 +394,7 @@ void Supervisor::StartProcess(Replica& replica) {
   }
   std::vector<std::string> argv;
   for (const auto& arg : spec.app.command) argv.push_back(ExpandVariables(arg, vars));
+  if (options_.sandbox) argv = SandboxArgv(options_.launcher, SandboxFor(replica), argv);
 
   auto run = std::make_unique<Run>();
   run->supervisor = this;
@@ -339,20 +409,26 @@ void Supervisor::StartProcess(Replica& replica) {
   for (auto& entry : env) envp.push_back(entry.data());
   envp.push_back(nullptr);
 
-  uv_stdio_container_t stdio[3];
+  uv_stdio_container_t stdio[4];
   stdio[0].flags = UV_IGNORE;
   stdio[1].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
   stdio[1].data.stream = run->out.stream();
   stdio[2].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
   stdio[2].data.stream = run->err.stream();
+  // The launcher finds the network namespace at descriptor 3 (kSandboxNetnsFd).
+  stdio[3].flags = UV_INHERIT_FD;
+  stdio[3].data.fd = replica.netns.get();
 
   uv_process_options_t options{};
   options.file = args.empty() || args[0] == nullptr ? "" : args[0];
   options.args = args.data();
   options.env = envp.data();
-  options.cwd = spec.app.working_dir.empty() ? nullptr : spec.app.working_dir.c_str();
+  // A sandboxed process enters its working directory in the launcher, after
+  // its namespace and cgroup.
+  options.cwd =
+      spec.app.working_dir.empty() || options_.sandbox ? nullptr : spec.app.working_dir.c_str();
   options.flags = UV_PROCESS_DETACHED;
-  options.stdio_count = 3;
+  options.stdio_count = replica.netns ? 4 : 3;
   options.stdio = stdio;
   options.exit_cb = [](uv_process_t* process, int64_t exit_status, int term_signal) {
     auto* run = static_cast<Run*>(process->data);
@@ -390,11 +466,13 @@ void Supervisor::StartProcess(Replica& replica) {
   run->pid = run->process->pid;
   if (auto stat = ReadProcStat(run->pid)) run->start_time = stat->start_time;
 
-  rlimit no_core{0, 0};
-  ::prlimit(run->pid, RLIMIT_CORE, &no_core, nullptr);
-  if (options_.rlimit_nofile != 0) {
-    rlimit files{options_.rlimit_nofile, options_.rlimit_nofile};
-    ::prlimit(run->pid, RLIMIT_NOFILE, &files, nullptr);
+  if (!options_.sandbox) {  // the launcher sets them itself
+    rlimit no_core{0, 0};
+    ::prlimit(run->pid, RLIMIT_CORE, &no_core, nullptr);
+    if (options_.rlimit_nofile != 0) {
+      rlimit files{options_.rlimit_nofile, options_.rlimit_nofile};
+      ::prlimit(run->pid, RLIMIT_NOFILE, &files, nullptr);
+    }
   }
 
   for (proxy::PipeHandle* pipe : {&run->out, &run->err}) {
@@ -438,11 +516,13 @@ void Supervisor::StartProcess(Replica& replica) {
   if (probe_port == 0 && probe.port.name.empty())
     probe_port = probe.port.number;  // undeclared port
   uint32_t address = spec.address;
-  replica.probe =
-      std::make_unique<ReadinessProbe>(loop_, probe, probe_port, [this, address](bool ready) {
+  replica.probe = std::make_unique<ReadinessProbe>(
+      loop_, probe, probe_port,
+      [this, address](bool ready) {
         auto it = replicas_.find(address);
         if (it != replicas_.end()) SetReady(*it->second, ready);
-      });
+      },
+      replica.netns.get());
 }
 
 void Supervisor::SetReady(Replica& replica, bool ready) {
@@ -454,7 +534,13 @@ void Supervisor::SetReady(Replica& replica, bool ready) {
 void Supervisor::OnExit(Replica& replica, int64_t exit_status, int term_signal) {
   Run& run = *replica.run;
   run.exited = true;
-  if (run.pid > 0) ::kill(-run.pid, SIGKILL);  // the rest of its process group dies with it
+  // The rest of its process group, and of its cgroup (double-forks that left
+  // the group), dies with it.
+  if (run.pid > 0) ::kill(-run.pid, SIGKILL);
+  if (!replica.cgroup.empty()) {
+    if (podless::Status s = options_.cgroups->Kill(CgroupLeaf(replica.spec)); !s)
+      Log(s.error().message);
+  }
   replica.probe.reset();
   uv_timer_stop(replica.kill_timer.get());
   replica.last_exit = DescribeExit(exit_status, term_signal);
@@ -555,6 +641,7 @@ void Supervisor::BeginStop(Replica& replica) {
 void Supervisor::ReplicaStopped(Replica& replica) {
   for (uint16_t port : replica.private_ports) ports_in_use_.erase(port);
   replica.private_ports.clear();
+  RemoveSandbox(replica);
   for (auto it = terminating_.begin(); it != terminating_.end(); ++it) {
     if (it->get() == &replica) {
       // Freed on a later loop turn: we may be inside one of its callbacks.
@@ -578,12 +665,28 @@ void Supervisor::ScheduleReap() {
         auto* self = static_cast<Supervisor*>(timer->data);
         if (self == nullptr) return;
         self->reap_.clear();
+        self->DropLogs();
         std::erase_if(self->finished_runs_, [](const auto& run) { return run->open_pipes == 0; });
         auto drained = [](const std::unique_ptr<Run>& run) { return run->open_pipes == 0; };
         for (auto& [address, replica] : self->replicas_) std::erase_if(replica->draining, drained);
         for (auto& replica : self->terminating_) std::erase_if(replica->draining, drained);
       },
       0, 0);
+}
+
+void Supervisor::DropLogs() {
+  for (const std::string& dir : std::exchange(dropped_logs_, {})) {
+    bool used = false;
+    auto uses = [&](const Replica& replica) {
+      used = used || LogDir(replica.spec.ns, replica.spec.replica) == dir;
+    };
+    for (const auto& [address, replica] : replicas_) uses(*replica);
+    for (const auto& replica : terminating_) uses(*replica);
+    if (used) continue;
+    logs_.erase(dir);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
 }
 
 void Supervisor::Shutdown(std::function<void()> done) {
@@ -605,16 +708,23 @@ void Supervisor::Shutdown(std::function<void()> done) {
   }
 }
 
-std::optional<std::pair<uint32_t, uint16_t>> Supervisor::Target(uint32_t address,
-                                                                uint16_t port) const {
+std::optional<proxy::ProcessTarget> Supervisor::Target(uint32_t address, uint16_t port) const {
   auto it = replicas_.find(address);
   if (it == replicas_.end()) return std::nullopt;
   const Replica& replica = *it->second;
   for (size_t i = 0; i < replica.spec.ports.size() && i < replica.private_ports.size(); ++i) {
     if (replica.spec.ports[i].port == port)
-      return std::make_pair(kLoopback, replica.private_ports[i]);
+      return proxy::ProcessTarget{kLoopback, replica.private_ports[i], replica.netns.get()};
   }
   return std::nullopt;
+}
+
+std::map<uint32_t, int> Supervisor::OutboundListeners() const {
+  std::map<uint32_t, int> listeners;
+  for (const auto& [address, replica] : replicas_) {
+    if (replica->outbound_listener) listeners[address] = replica->outbound_listener.get();
+  }
+  return listeners;
 }
 
 ReplicaStatus Supervisor::Status(uint32_t address) const {
@@ -668,6 +778,228 @@ size_t Supervisor::running_count() const {
   for (const auto& [address, replica] : replicas_) count += replica->run && !replica->run->exited;
   for (const auto& replica : terminating_) count += replica->run && !replica->run->exited;
   return count;
+}
+
+}  // namespace podless::runtime
+
+namespace podless::runtime {
+
+namespace {
+
+uint16_t PortOf(const std::string& host_port) {
+  size_t colon = host_port.rfind(':');
+  return colon == std::string::npos
+             ? 0
+             : static_cast<uint16_t>(std::strtoul(host_port.c_str() + colon + 1, nullptr, 10));
+}
+
+// mkdir that accepts an existing directory and makes its mode exact.
+podless::Status MakeDir(const std::string& path, mode_t mode) {
+  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
+    return MakeError(ErrorCode::kUnavailable,
+                     "cannot create " + path + ": " + std::strerror(errno));
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return MakeError(ErrorCode::kFailedPrecondition, path + " is not a directory");
+  }
+  if (::chmod(path.c_str(), mode) != 0) {
+    return MakeError(ErrorCode::kUnavailable, "cannot chmod " + path + ": " + std::strerror(errno));
+  }
+  return {};
+}
+
+// What a process of an agent that is not root may read: the system, not the
+// home directories or the agent's state dir.
+const char* const kSystemReadPaths[] = {"/usr",    "/bin", "/sbin", "/lib",  "/lib32", "/lib64",
+                                        "/libx32", "/etc", "/opt",  "/proc", "/sys",   "/run"};
+const char* const kSystemWritePaths[] = {"/tmp", "/var/tmp", "/dev"};
+
+}  // namespace
+
+std::string ReplicaWorkDir(const std::string& state_dir, const std::string& ns,
+                           const std::string& replica) {
+  return state_dir + "/sandboxes/" + ns + "/" + replica;
+}
+
+podless::Status Supervisor::CheckEnforceable(const workloads::ExecApp& app,
+                                             std::vector<std::string>* warnings) const {
+  if (!options_.sandbox) return {};
+  const workloads::ExecSandbox& sandbox = *app.sandbox;
+  const workloads::SecurityContext& context = sandbox.security_context;
+  const workloads::ResourceLimits& limits = sandbox.limits;
+  const bool root = NetworkNamespaces();
+  const std::string agent_uid = std::to_string(::geteuid());
+  if (!root && (context.run_as_user || context.run_as_group)) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     std::string("exec.securityContext.") +
+                         (context.run_as_user ? "runAsUser" : "runAsGroup") +
+                         ": the agent runs as uid " + agent_uid +
+                         ", not root, and cannot start processes as another user");
+  }
+  if (!root && context.run_as_non_root.value_or(false) && ::geteuid() == 0) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "exec.securityContext.runAsNonRoot: the process would run as root");
+  }
+  auto cgroup_offers = [this](const char* controller) {
+    return options_.cgroups != nullptr && options_.cgroups->Supports(controller);
+  };
+  auto why_not = [this](const char* controller) {
+    return options_.cgroups != nullptr ? options_.cgroups->WhyNot(controller)
+                                       : std::string("cgroup v2 is not usable by the agent");
+  };
+  if (limits.cpu_millis != 0 && !cgroup_offers("cpu")) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "exec.resources.limits.cpu: cannot be enforced on this node (" +
+                         why_not("cpu") + "; no rlimit bounds a CPU share)");
+  }
+  if (limits.pids != 0 && !cgroup_offers("pids") && !root) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "exec.resources.limits.pids: cannot be enforced on this node (" +
+                         why_not("pids") + "; RLIMIT_NPROC would count every process of uid " +
+                         agent_uid + ", the agent's own included)");
+  }
+  if (limits.memory_bytes != 0 && !cgroup_offers("memory")) {
+    warnings->push_back(
+        "exec.resources.limits.memory is enforced as RLIMIT_AS (address space, "
+        "per process), not a cgroup memory limit: " +
+        why_not("memory"));
+  }
+  if (limits.pids != 0 && !cgroup_offers("pids")) {
+    warnings->push_back(
+        "exec.resources.limits.pids is enforced as RLIMIT_NPROC of the "
+        "workload's uid (all its replicas together): " +
+        why_not("pids"));
+  }
+  if (root && context.run_as_user == 0u) {
+    warnings->push_back(
+        "exec.securityContext.runAsUser 0: the process runs as root (without "
+        "capabilities) and can read the agent's state, its CA key included");
+  }
+  if (!root) {
+    warnings->push_back(
+        "the agent runs as uid " + agent_uid +
+        ", not root: the process shares its uid and network namespace; Landlock ABI " +
+        std::to_string(LandlockAbi()) +
+        " confines it to the system directories, /tmp, its working directories" +
+        (LandlockAbi() >= 4 ? " and its own TCP ports" : "") + " (README, Isolation)");
+  }
+  return {};
+}
+
+podless::Status Supervisor::PrepareSandbox(Replica& replica) {
+  const ExecReplicaSpec& spec = replica.spec;
+  const workloads::ExecSandbox& sandbox = *spec.app.sandbox;
+  const workloads::SecurityContext& context = sandbox.security_context;
+  if (NetworkNamespaces()) {
+    if (context.run_as_user) {
+      replica.uid = *context.run_as_user;
+    } else {
+      auto uid = options_.uids->Acquire(spec.ns + "/" + spec.workload);
+      if (!uid) return uid.error();
+      replica.uid = *uid;
+    }
+    replica.gid = context.run_as_group.value_or(*replica.uid);
+  }
+  if (context.run_as_non_root.value_or(false) && replica.uid.value_or(::geteuid()) == 0) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "securityContext.runAsNonRoot: the process would run as root");
+  }
+  // <state>/sandboxes/<ns>/<replica>: the parents are the agent's and only
+  // traversable (0711), the replica's own directory is its uid's alone.
+  const std::string root = options_.state_dir + "/sandboxes";
+  for (const std::string& dir : {root, root + "/" + spec.ns}) {
+    if (podless::Status s = MakeDir(dir, 0711); !s) return s;
+  }
+  replica.work_dir = ReplicaWorkDir(options_.state_dir, spec.ns, spec.replica);
+  if (podless::Status s = MakeDir(replica.work_dir, 0700); !s) return s;
+  if (replica.uid && ::lchown(replica.work_dir.c_str(), *replica.uid, *replica.gid) != 0) {
+    return MakeError(ErrorCode::kUnavailable,
+                     "cannot chown " + replica.work_dir + ": " + std::strerror(errno));
+  }
+  if (NetworkNamespaces()) {
+    auto netns = proxy::CreateNetworkNamespace();
+    if (!netns) return netns.error();
+    replica.netns = std::move(*netns);
+    const uint16_t outbound_port = PortOf(spec.outbound_proxy);
+    if (!spec.proxy_user.empty() && outbound_port != 0) {
+      auto listener = proxy::ListenInNamespace(replica.netns.get(), outbound_port);
+      if (!listener) return listener.error();
+      replica.outbound_listener = std::move(*listener);
+    }
+  }
+  if (options_.cgroups != nullptr) {
+    CgroupLimits limits;
+    const workloads::ResourceLimits& asked = sandbox.limits;
+    if (options_.cgroups->Supports("memory")) limits.memory_bytes = asked.memory_bytes;
+    if (options_.cgroups->Supports("cpu")) limits.cpu_millis = asked.cpu_millis;
+    if (options_.cgroups->Supports("pids")) limits.pids = asked.pids;
+    auto path = options_.cgroups->CreateReplica(CgroupLeaf(spec), limits);
+    if (!path) return path.error();
+    replica.cgroup = *path;
+  }
+  replica.sandboxed = true;
+  if (replica.outbound_listener && on_listeners_change_) on_listeners_change_();
+  return {};
+}
+
+SandboxSpec Supervisor::SandboxFor(const Replica& replica) const {
+  const workloads::ExecApp& app = replica.spec.app;
+  const workloads::ResourceLimits& limits = app.sandbox->limits;
+  SandboxSpec sandbox;
+  sandbox.uid = replica.uid;
+  sandbox.gid = replica.gid;
+  sandbox.netns = static_cast<bool>(replica.netns);
+  sandbox.cgroup = replica.cgroup;
+  sandbox.work_dir = app.working_dir.empty() ? replica.work_dir : app.working_dir;
+  auto cgroup_offers = [this](const char* controller) {
+    return options_.cgroups != nullptr && options_.cgroups->Supports(controller);
+  };
+  if (!cgroup_offers("memory")) sandbox.rlimit_as = limits.memory_bytes;
+  if (!cgroup_offers("pids")) sandbox.rlimit_nproc = limits.pids;
+  sandbox.rlimit_nofile = options_.rlimit_nofile;
+  if (!NetworkNamespaces()) {
+    // No uid and no namespace of its own: Landlock keeps it out of the
+    // agent's files and off other replicas' ports.
+    for (const char* path : kSystemReadPaths) sandbox.read_paths.push_back(path);
+    for (const char* path : kSystemWritePaths) sandbox.write_paths.push_back(path);
+    sandbox.write_paths.push_back(replica.work_dir);
+    if (!app.working_dir.empty()) sandbox.write_paths.push_back(app.working_dir);
+    sandbox.restrict_tcp = true;
+    sandbox.bind_ports = replica.private_ports;
+    if (uint16_t port = PortOf(replica.spec.outbound_proxy); port != 0)
+      sandbox.connect_ports.push_back(port);
+  }
+  return sandbox;
+}
+
+void Supervisor::RemoveSandbox(Replica& replica) {
+  if (!replica.cgroup.empty()) {
+    const std::string leaf = CgroupLeaf(replica.spec);
+    if (podless::Status s = options_.cgroups->Kill(leaf); !s) Log(s.error().message);
+    // The kernel empties a killed cgroup asynchronously: a leftover is
+    // removed by the next agent's start (KillOrphans).
+    for (int attempt = 0; attempt < 100 && !options_.cgroups->Empty(leaf); ++attempt)
+      ::usleep(1000);
+    // Busy while a killed process is still exiting: the next agent's start
+    // removes it then (KillOrphans).
+    (void)options_.cgroups->Remove(leaf);
+    replica.cgroup.clear();
+  }
+  replica.outbound_listener.reset();
+  replica.netns.reset();
+  replica.sandboxed = false;
+  // A replica that is gone (not replaced by a changed one of the same name)
+  // takes its working directory and its logs with it.
+  const std::string& ns = replica.spec.ns;
+  const std::string& name = replica.spec.replica;
+  for (const auto& [address, other] : replicas_) {
+    if (other.get() != &replica && other->spec.ns == ns && other->spec.replica == name) return;
+  }
+  std::error_code ec;
+  if (!replica.work_dir.empty() && !replica.spec.app.sandbox->keep_working_dir)
+    std::filesystem::remove_all(replica.work_dir, ec);
+  if (replica.stopping) dropped_logs_.push_back(LogDir(ns, name));
 }
 
 }  // namespace podless::runtime

@@ -1,11 +1,11 @@
 // Supervisor: runs the processes of `exec` workloads, one per replica, the
-// way a kubelet runs containers — without a pod, a network namespace or a
-// sidecar.
+// way a kubelet runs containers — without a pod or a sidecar.
 //
 // Design decisions:
-// - Where a process listens. Each declared port of the workload gets a
-//   private loopback port, allocated once per replica (free at allocation
-//   time) and kept across restarts. The process is told PORT (the first
+// - Where a process listens. Sandboxed by a root agent, in its own network
+//   namespace on the declared ports themselves. Otherwise each declared port
+//   of the workload gets a private loopback port, allocated once per replica
+//   (free at allocation time) and kept across restarts. The process is told PORT (the first
 //   declared port's private port, as a number), PORT_<NAME> for named ports
 //   (upper case, '-' -> '_'), PORT_<declared number> for every port, and
 //   PODLESS_LISTEN_ADDRESS=127.0.0.1. The proxy keeps owning the workload
@@ -15,11 +15,12 @@
 // - Identity and egress. PODLESS_WORKLOAD, PODLESS_NAMESPACE, PODLESS_REPLICA,
 //   PODLESS_SPIFFE_ID, PODLESS_ADDRESS, HTTP_PROXY/HTTPS_PROXY (http://) and
 //   ALL_PROXY (socks5h://) with the replica's own proxy credentials (lower
-//   case too; NO_PROXY=localhost,127.0.0.1), SPIFFE_ENDPOINT_SOCKET=unix:<path>.
+//   case too; NO_PROXY=localhost,127.0.0.1), SPIFFE_ENDPOINT_SOCKET=unix://<absolute path>.
 //   The user's `env` comes after these (it may override them) and both the env
 //   values and the command accept Kubernetes' `$(VAR)` expansion ($$ escapes,
 //   an undefined variable is left as written). Of the agent's own environment
-//   only PATH, HOME, LANG and TZ are passed on.
+//   only PATH, LANG and TZ are passed on; HOME is the sandbox's working
+//   directory (the agent's HOME without a sandbox).
 // - Process groups. A child runs detached (setsid: UV_PROCESS_DETACHED), so
 //   it leads its own session and process group; stop signals go to the group,
 //   and when the main process exits the rest of its group is killed, as a
@@ -36,9 +37,23 @@
 //   starting anything: an orphan's stdout pipe died with the old agent and a
 //   non-parent cannot observe its exit, so it cannot be adopted; it is
 //   replaced. Never two processes for one replica.
-// - Limits. RLIMIT_CORE is set to 0 (a crash loop must not fill the disk with
-//   cores) and RLIMIT_NOFILE to the option if given; cgroup v2 limits are not
-//   applied (one log line says so).
+// - Sandbox (runtime/sandbox.h; README "Isolation"). With a root agent
+//   every replica runs as its workload's own uid (UidAllocator, or the
+//   manifest's securityContext), in a network namespace of its own that
+//   holds only loopback, in a private working directory (HOME) under
+//   <state_dir>/sandboxes, in a cgroup of its own (CgroupTree) that the
+//   whole process subtree cannot leave, with no_new_privs, no capability
+//   and Landlock's signal and abstract-socket scopes. Its app listens on the
+//   declared port itself (PORT = the declared port): the proxy connects to
+//   it inside the namespace, and the outbound entry listens there too, on
+//   127.0.0.1:<outbound port>. An agent that is not root cannot give a uid
+//   or a namespace: processes run as the agent's uid on private loopback
+//   ports as before, confined by Landlock's file and port rules instead.
+// - Limits. RLIMIT_CORE is 0 (a crash loop must not fill the disk with
+//   cores). resources.limits go to the replica's cgroup where its
+//   controllers are delegated, else memory to RLIMIT_AS and pids to
+//   RLIMIT_NPROC; a limit that can be neither is refused at apply
+//   (CheckEnforceable).
 // - Logs. stdout and stderr are read through pipes into the replica's LogFile
 //   (runtime/log_files.h), rotated, with the previous run kept.
 #pragma once
@@ -56,10 +71,14 @@
 #include <utility>
 #include <vector>
 
+#include "proxy/directory.h"
 #include "proxy/uv_handle.h"
+#include "runtime/cgroup_tree.h"
 #include "runtime/log_files.h"
 #include "runtime/process_table.h"
 #include "runtime/readiness_probe.h"
+#include "runtime/sandbox.h"
+#include "runtime/uid_allocator.h"
 #include "workloads/model.h"
 #include "workloads/result.h"
 
@@ -93,6 +112,17 @@ struct SupervisorOptions {
   // Overrides every app's terminationGracePeriodSeconds when set (tests).
   std::optional<uint64_t> grace_period_ms;
   uint64_t rlimit_nofile = 0;  // 0: inherited
+  // The sandbox. Off: processes run as the agent does (the supervisor's own
+  // unit tests; the agent always sandboxes).
+  bool sandbox = false;
+  // The binary that runs RunSandbox for argv[1] == "__sandbox": the agent's
+  // own (SelfExecutable()).
+  std::string launcher;
+  // Root agent: a uid per workload from here, and a network namespace per
+  // replica. Null: the agent's uid, no namespace (an agent that is not root).
+  UidAllocator* uids = nullptr;
+  // Where each replica's cgroup is made; null: none (cgroup v2 unusable).
+  CgroupTree* cgroups = nullptr;
 };
 
 // What `get`/`describe` show of a replica's process.
@@ -125,9 +155,9 @@ class Supervisor {
   void Sync(std::vector<ExecReplicaSpec> desired);
 
   // Where the process of the replica at `address` serves declared `port`:
-  // (127.0.0.1 in host byte order, private port). nullopt: not an exec
-  // replica or no such port.
-  std::optional<std::pair<uint32_t, uint16_t>> Target(uint32_t address, uint16_t port) const;
+  // 127.0.0.1 (host byte order), the port, and the replica's network
+  // namespace when it has one. nullopt: not an exec replica or no such port.
+  std::optional<proxy::ProcessTarget> Target(uint32_t address, uint16_t port) const;
   ReplicaStatus Status(uint32_t address) const;
 
   // Called whenever a replica becomes ready or stops being ready (including
@@ -136,10 +166,25 @@ class Supervisor {
     on_readiness_ = std::move(callback);
   }
 
+  // Called when a replica's outbound listener appears after Sync() returned
+  // (a sandbox made on a retried start): OutboundListeners() changed.
+  void OnListenersChange(std::function<void()> callback) {
+    on_listeners_change_ = std::move(callback);
+  }
+
   // The replica whose process tree `pid` belongs to (its own process or a
   // descendant, checked by parent chain and start times), if any.
   std::optional<uint32_t> ReplicaOfPid(pid_t pid) const;
   bool IsSupervisedPid(pid_t pid) const { return ReplicaOfPid(pid).has_value(); }
+  // Whether this supervisor can run `app` as asked: an error names the field
+  // it cannot honour (a limit no cgroup or rlimit can enforce, another user
+  // for an agent that is not root). `warnings` gets what the sandbox cannot
+  // give here (apply shows them).
+  podless::Status CheckEnforceable(const workloads::ExecApp& app,
+                                   std::vector<std::string>* warnings) const;
+  // The outbound entry's listeners inside the replicas' network namespaces,
+  // by replica address (the proxy adopts a copy of each).
+  std::map<uint32_t, int> OutboundListeners() const;
   // The spec of the replica running at `address`, or null.
   const ExecReplicaSpec* Spec(uint32_t address) const;
 
@@ -164,6 +209,13 @@ class Supervisor {
   friend struct Run;
 
   void StartProcess(Replica& replica);
+  // A root agent's sandbox: a uid per workload, a namespace per replica.
+  bool NetworkNamespaces() const { return options_.sandbox && options_.uids != nullptr; }
+  podless::Status PrepareSandbox(Replica& replica);
+  SandboxSpec SandboxFor(const Replica& replica) const;
+  void RemoveSandbox(Replica& replica);
+  // Deletes the logs of replicas that are gone, once no run writes them.
+  void DropLogs();
   void OnExit(Replica& replica, int64_t exit_status, int term_signal);
   void BeginStop(Replica& replica);
   void SetReady(Replica& replica, bool ready);
@@ -186,6 +238,8 @@ class Supervisor {
   std::set<uint16_t> ports_in_use_;
   std::function<void(uint32_t, bool)> on_readiness_;
   std::function<void()> shutdown_done_;
+  std::function<void()> on_listeners_change_;
+  std::vector<std::string> dropped_logs_;
   bool shutting_down_ = false;
   uint64_t restarts_total_ = 0;
   proxy::TimerHandle reap_timer_;
@@ -198,7 +252,13 @@ std::string ExpandVariables(const std::string& text,
 
 // The environment (NAME=value, in order) a replica's process starts with,
 // given its private ports (one per spec.ports entry, same order).
+// `home`: HOME (the sandbox's working directory); empty: the agent's.
 std::vector<std::string> BuildEnvironment(const ExecReplicaSpec& spec,
-                                          const std::vector<uint16_t>& private_ports);
+                                          const std::vector<uint16_t>& private_ports,
+                                          const std::string& home = "");
+
+// <state_dir>/sandboxes/<ns>/<replica>: a sandboxed replica's working directory.
+std::string ReplicaWorkDir(const std::string& state_dir, const std::string& ns,
+                           const std::string& replica);
 
 }  // namespace podless::runtime

@@ -14,6 +14,8 @@
 #include <string>
 #include <utility>
 
+#include "workloads/quantity.h"
+
 namespace podless::workloads {
 namespace {
 
@@ -185,6 +187,9 @@ class DocumentReader {
   void ReadPortRef(const YAML::Node& node, const Path& path, PortRef& out);
   void ReadPortList(const YAML::Node& node, const Path& path, std::vector<uint16_t>& out);
   void ReadProtocol(const YAML::Node& node, const Path& path, Protocol& out);
+  // true or false, unquoted, in YAML 1.2's spellings (true, True, TRUE).
+  template <typename T>
+  void ReadBool(const YAML::Node& node, const Path& path, T& out);
   // Calls `item` for every element of a sequence (null counts as empty).
   template <typename F>
   void ForEach(const YAML::Node& node, const Path& path, const char* what, F&& item);
@@ -194,6 +199,8 @@ class DocumentReader {
   void ReadApp(const YAML::Node& node, const Path& path, AppSpec& app);
   void ReadExec(const YAML::Node& node, const Path& path, ExecApp& exec);
   void ReadProbe(const YAML::Node& node, const Path& path, Probe& probe);
+  void ReadSecurityContext(const YAML::Node& node, const Path& path, SecurityContext& out);
+  void ReadLimits(const YAML::Node& node, const Path& path, ResourceLimits& out);
   void ReadServiceSpec(const YAML::Node& node, Service& service);
   void ReadPolicySpec(const YAML::Node& node, AuthorizationPolicy& policy);
   void ReadRule(const YAML::Node& node, const Path& path, PolicyRule& rule);
@@ -294,6 +301,27 @@ void DocumentReader::ReadEnum(const YAML::Node& node, const Path& path,
 
 void DocumentReader::ReadProtocol(const YAML::Node& node, const Path& path, Protocol& out) {
   ReadEnum<Protocol>(node, path, {{"TCP", Protocol::kTCP}, {"HTTP", Protocol::kHTTP}}, out);
+}
+
+template <typename T>
+void DocumentReader::ReadBool(const YAML::Node& node, const Path& path, T& out) {
+  if (node.IsNull()) return;
+  if (node.IsScalar() && IsPlain(node)) {
+    const std::string& text = node.Scalar();
+    for (const char* word : {"true", "True", "TRUE"}) {
+      if (text == word) {
+        out = true;
+        return;
+      }
+    }
+    for (const char* word : {"false", "False", "FALSE"}) {
+      if (text == word) {
+        out = false;
+        return;
+      }
+    }
+  }
+  Error(path, node.Mark(), "expected a boolean (true or false), got " + Describe(node));
 }
 
 template <typename F>
@@ -491,9 +519,10 @@ void DocumentReader::ReadApp(const YAML::Node& node, const Path& path, AppSpec& 
 }
 
 void DocumentReader::ReadExec(const YAML::Node& node, const Path& path, ExecApp& exec) {
-  auto fields = ReadMapping(node, path,
-                            {"command", "env", "workingDir", "restartPolicy", "readinessProbe",
-                             "terminationGracePeriodSeconds"});
+  auto fields = ReadMapping(
+      node, path,
+      {"command", "env", "workingDir", "restartPolicy", "readinessProbe",
+       "terminationGracePeriodSeconds", "securityContext", "resources", "keepWorkingDir"});
   if (!fields) return;
   for (const Entry& e : fields->entries) {
     Path child = Join(path, e.key);
@@ -528,6 +557,81 @@ void DocumentReader::ReadExec(const YAML::Node& node, const Path& path, ExecApp&
       exec.readiness_probe = std::move(probe);
     } else if (e.key == "terminationGracePeriodSeconds") {
       ReadInt(e.value, child, 0, kMaxInt32, exec.termination_grace_period_seconds);
+    } else if (e.key == "securityContext") {
+      SecurityContext context;
+      ReadSecurityContext(e.value, child, context);
+      if (!(context == SecurityContext{})) exec.sandbox.mutable_value().security_context = context;
+    } else if (e.key == "resources") {
+      // Kubernetes' `requests` has no meaning without a scheduler.
+      auto r = ReadMapping(e.value, child, {"limits"});
+      const Entry* limits = r ? r->Find("limits") : nullptr;
+      if (limits == nullptr) continue;
+      ResourceLimits read;
+      ReadLimits(limits->value, Join(child, "limits"), read);
+      if (!(read == ResourceLimits{})) exec.sandbox.mutable_value().limits = read;
+    } else if (e.key == "keepWorkingDir") {
+      bool keep = false;
+      ReadBool(e.value, child, keep);
+      if (keep) exec.sandbox.mutable_value().keep_working_dir = true;
+    }
+  }
+}
+
+void DocumentReader::ReadSecurityContext(const YAML::Node& node, const Path& path,
+                                         SecurityContext& out) {
+  auto fields = ReadMapping(node, path, {"runAsUser", "runAsGroup", "runAsNonRoot"});
+  if (!fields) return;
+  for (const Entry& e : fields->entries) {
+    Path child = Join(path, e.key);
+    if (e.key == "runAsUser" || e.key == "runAsGroup") {
+      if (e.value.IsNull()) continue;
+      uint32_t id = 0;
+      const size_t errors = errors_.size();
+      ReadInt(e.value, child, 0, kMaxRunAsId, id);
+      if (errors_.size() != errors) continue;
+      (e.key == "runAsUser" ? out.run_as_user : out.run_as_group) = id;
+    } else if (e.key == "runAsNonRoot") {
+      ReadBool(e.value, child, out.run_as_non_root);
+    }
+  }
+}
+
+void DocumentReader::ReadLimits(const YAML::Node& node, const Path& path, ResourceLimits& out) {
+  auto fields = ReadMapping(node, path, {"memory", "cpu", "pids"});
+  if (!fields) return;
+  for (const Entry& e : fields->entries) {
+    Path child = Join(path, e.key);
+    if (e.value.IsNull()) continue;
+    if (e.key == "pids") {
+      ReadInt(e.value, child, 1, kMaxInt32, out.pids);
+      continue;
+    }
+    // Quantities are strings in Kubernetes; plain numbers ("cpu: 2",
+    // "memory: 1e9") are read as the same text.
+    if (!e.value.IsScalar()) {
+      Error(child, e.value.Mark(), "expected a quantity, got " + Describe(e.value));
+      continue;
+    }
+    const std::string& text = e.value.Scalar();
+    if (e.key == "memory") {
+      Result<uint64_t> bytes = ParseMemoryQuantity(text);
+      if (!bytes.ok()) {
+        Error(child, e.value.Mark(), bytes.error().message);
+      } else if (*bytes == 0) {
+        // 0 is "no limit" in the model; a written 0 is a mistake.
+        Error(child, e.value.Mark(), "must be at least 1Mi, got " + text);
+      } else {
+        out.memory_bytes = *bytes;
+      }
+    } else if (e.key == "cpu") {
+      Result<uint32_t> millis = ParseCpuQuantity(text);
+      if (!millis.ok()) {
+        Error(child, e.value.Mark(), millis.error().message);
+      } else if (*millis == 0) {
+        Error(child, e.value.Mark(), "must be more than 0, got " + text);
+      } else {
+        out.cpu_millis = *millis;
+      }
     }
   }
 }

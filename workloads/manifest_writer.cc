@@ -4,6 +4,8 @@
 
 #include <string_view>
 
+#include "workloads/quantity.h"
+
 namespace podless::workloads {
 namespace {
 
@@ -118,6 +120,32 @@ void WriteProbe(YAML::Emitter& out, const Probe& probe) {
   out << YAML::EndMap;
 }
 
+// Only the fields that are set: an unset one means the agent's own identity.
+void WriteSecurityContext(YAML::Emitter& out, const SecurityContext& context) {
+  out << YAML::Key << "securityContext" << YAML::Value << YAML::BeginMap;
+  if (context.run_as_user) Field(out, "runAsUser", *context.run_as_user);
+  if (context.run_as_group) Field(out, "runAsGroup", *context.run_as_group);
+  if (context.run_as_non_root) {
+    out << YAML::Key << "runAsNonRoot" << YAML::Value << *context.run_as_non_root;
+  }
+  out << YAML::EndMap;
+}
+
+// Quantities in their canonical form ("128Mi", "500m"), which are plain
+// scalars that read back as the same text.
+void WriteLimits(YAML::Emitter& out, const ResourceLimits& limits) {
+  out << YAML::Key << "resources" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;
+  if (limits.memory_bytes != 0) {
+    out << YAML::Key << "memory" << YAML::Value << FormatMemoryQuantity(limits.memory_bytes);
+  }
+  if (limits.cpu_millis != 0) {
+    out << YAML::Key << "cpu" << YAML::Value << FormatCpuQuantity(limits.cpu_millis);
+  }
+  if (limits.pids != 0) Field(out, "pids", limits.pids);
+  out << YAML::EndMap << YAML::EndMap;
+}
+
 void App(YAML::Emitter& out, const AppSpec& app) {
   out << YAML::Key << "app" << YAML::Value << YAML::BeginMap;
   if (std::holds_alternative<EchoApp>(app)) {
@@ -153,6 +181,12 @@ void App(YAML::Emitter& out, const AppSpec& app) {
     Field(out, "restartPolicy", restart);
     if (e->readiness_probe) WriteProbe(out, *e->readiness_probe);
     Field(out, "terminationGracePeriodSeconds", e->termination_grace_period_seconds);
+    const ExecSandbox& sandbox = *e->sandbox;
+    if (!(sandbox.security_context == SecurityContext{})) {
+      WriteSecurityContext(out, sandbox.security_context);
+    }
+    if (!(sandbox.limits == ResourceLimits{})) WriteLimits(out, sandbox.limits);
+    out << YAML::Key << "keepWorkingDir" << YAML::Value << sandbox.keep_working_dir;
     out << YAML::EndMap;
   }
   out << YAML::EndMap;

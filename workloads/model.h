@@ -135,14 +135,101 @@ class HeapOptional {
   std::unique_ptr<T> value_;
 };
 
+// A T that lives on the heap once it is set, so that an unset value costs
+// one pointer; unset reads as T{}. For a group of rarely set fields whose
+// defaults mean "nothing to do" (an exec app's sandbox). Unlike HeapOptional
+// there is no absence to test for: readers use the value as it is, and two
+// values compare equal whether or not they were ever set. Copies are deep and
+// drop a heap value equal to T{}.
+template <typename T>
+class HeapValue {
+ public:
+  HeapValue() = default;
+  HeapValue(T value) {
+    if (!(value == Default())) value_ = std::make_unique<T>(std::move(value));
+  }
+  HeapValue(const HeapValue& other)
+      : value_(other.is_default() ? nullptr : std::make_unique<T>(*other.value_)) {}
+  HeapValue(HeapValue&&) noexcept = default;
+  HeapValue& operator=(const HeapValue& other) {
+    if (this != &other) value_ = other.is_default() ? nullptr : std::make_unique<T>(*other.value_);
+    return *this;
+  }
+  HeapValue& operator=(HeapValue&&) noexcept = default;
+
+  const T& operator*() const { return value_ ? *value_ : Default(); }
+  const T* operator->() const { return &**this; }
+  // The value to change; allocated as T{} on first use.
+  T& mutable_value() {
+    if (!value_) value_ = std::make_unique<T>();
+    return *value_;
+  }
+  // Whether the value is T{}: then encoders write nothing for it.
+  bool is_default() const { return !value_ || *value_ == Default(); }
+  void reset() { value_.reset(); }
+
+  friend bool operator==(const HeapValue& a, const HeapValue& b) { return *a == *b; }
+
+ private:
+  static const T& Default() {
+    static const T kDefault{};
+    return kDefault;
+  }
+  std::unique_ptr<T> value_;
+};
+
+// The largest runAsUser and runAsGroup: 4294967295 is (uid_t)-1, which
+// setuid(2) and setgid(2) read as "leave unchanged".
+inline constexpr uint32_t kMaxRunAsId = 4'294'967'294;
+
+// The smallest memory limit. Smaller ones are mistakes ("128" meant as
+// megabytes): no program runs in them.
+inline constexpr uint64_t kMinMemoryLimitBytes = 1024 * 1024;
+
+// `exec.securityContext` (Kubernetes' names; only what a process uses). An
+// unset field keeps the agent's own: its user, its group.
+struct SecurityContext {
+  std::optional<uint32_t> run_as_user;   // `runAsUser`, at most kMaxRunAsId
+  std::optional<uint32_t> run_as_group;  // `runAsGroup`, at most kMaxRunAsId
+  // `runAsNonRoot`: true refuses to run the process as uid 0. Validation
+  // refuses it with runAsUser 0; without runAsUser the agent's own uid is
+  // what counts, which only the supervisor knows.
+  std::optional<bool> run_as_non_root;
+  bool operator==(const SecurityContext&) const = default;
+};
+
+// `exec.resources.limits` (Kubernetes quantities in manifests). 0 means no
+// limit; a manifest or API value of 0 is refused, so 0 always means unset.
+struct ResourceLimits {
+  uint64_t memory_bytes = 0;  // `memory`, at least kMinMemoryLimitBytes when set
+  uint32_t cpu_millis = 0;    // `cpu`, in millicores ("500m", "0.5", "2")
+  uint32_t pids = 0;          // `pids`: processes and threads at once
+  bool operator==(const ResourceLimits&) const = default;
+};
+
+// How an exec app's replicas are confined. Every default means "as the
+// agent itself runs", so that a workload that sets none of these stores
+// nothing (ExecApp::sandbox is a HeapValue).
+struct ExecSandbox {
+  SecurityContext security_context;  // `exec.securityContext`
+  ResourceLimits limits;             // `exec.resources.limits`
+  // `exec.keepWorkingDir`: false removes the replica's private working
+  // directory with the replica; true leaves it for inspection.
+  bool keep_working_dir = false;
+  bool operator==(const ExecSandbox&) const = default;
+};
+
 // `app.exec` — a supervised program (see issue "Process workloads").
+// Member order packs the struct (the AppSpec variant is as large as its
+// largest alternative, and this is it); it is not the manifest's order.
 struct ExecApp {
   std::vector<std::string> command;  // argv, non-empty
   std::vector<EnvVar> env;
   std::string working_dir;
   RestartPolicy restart_policy = RestartPolicy::kAlways;
-  HeapOptional<Probe> readiness_probe;
   uint32_t termination_grace_period_seconds = 30;
+  HeapOptional<Probe> readiness_probe;
+  HeapValue<ExecSandbox> sandbox;  // securityContext, resources, keepWorkingDir
   bool operator==(const ExecApp&) const = default;
 };
 

@@ -1,6 +1,7 @@
 #include "workloads/object_codec.h"
 
 #include <limits>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -156,6 +157,13 @@ constexpr uint64_t kMaxProbeKind = static_cast<uint64_t>(Probe::Kind::kHttpGet);
 constexpr uint64_t kMaxPolicyAction = static_cast<uint64_t>(PolicyAction::kDeny);
 constexpr uint64_t kMaxAppIndex = std::variant_size_v<AppSpec> - 1;
 
+// The oldest format version that holds `object` (see object_codec.h).
+uint8_t VersionFor(const Object& object) {
+  const auto* workload = std::get_if<Workload>(&object);
+  const auto* exec = workload != nullptr ? std::get_if<ExecApp>(&workload->spec.app) : nullptr;
+  return exec != nullptr && !exec->sandbox.is_default() ? 2 : 1;
+}
+
 // Writes an object. Enum values out of range are written as they are (so the
 // output is always produced) and the first one is remembered in error().
 class Encoder {
@@ -165,7 +173,7 @@ class Encoder {
   const std::string& error() const { return error_; }
 
   void Object(const workloads::Object& object) {
-    w_.PutByte(kObjectFormatVersion);
+    w_.PutByte(VersionFor(object));
     w_.PutVarint(object.index());
     std::visit([this](const auto& o) { Body(o); }, object);
   }
@@ -257,6 +265,24 @@ class Encoder {
       w_.PutVarint(probe.success_threshold);
     }
     w_.PutVarint(app.termination_grace_period_seconds);
+    if (!app.sandbox.is_default()) Sandbox(*app.sandbox);  // version 2
+  }
+
+  void Sandbox(const ExecSandbox& sandbox) {
+    const SecurityContext& context = sandbox.security_context;
+    OptionalVarint(context.run_as_user);
+    OptionalVarint(context.run_as_group);
+    w_.PutByte(context.run_as_non_root.has_value() ? 1 : 0);
+    if (context.run_as_non_root) w_.PutByte(*context.run_as_non_root ? 1 : 0);
+    w_.PutVarint(sandbox.limits.memory_bytes);
+    w_.PutVarint(sandbox.limits.cpu_millis);
+    w_.PutVarint(sandbox.limits.pids);
+    w_.PutByte(sandbox.keep_working_dir ? 1 : 0);
+  }
+
+  void OptionalVarint(const std::optional<uint32_t>& value) {
+    w_.PutByte(value.has_value() ? 1 : 0);
+    if (value) w_.PutVarint(*value);
   }
 
   void Body(const Service& service) {
@@ -302,11 +328,11 @@ class Decoder {
   explicit Decoder(ByteReader* r) : r_(*r) {}
 
   bool Object(workloads::Object* object) {
-    uint8_t version = 0;
-    if (!r_.ReadByte(&version, "format version")) return false;
-    if (version != kObjectFormatVersion) {
+    if (!r_.ReadByte(&version_, "format version")) return false;
+    if (version_ < kOldestObjectFormatVersion || version_ > kObjectFormatVersion) {
       return r_.Fail("format version", "unsupported object format version " +
-                                           std::to_string(version) + " (this build reads " +
+                                           std::to_string(version_) + " (this build reads " +
+                                           std::to_string(kOldestObjectFormatVersion) + " to " +
                                            std::to_string(kObjectFormatVersion) + ")");
     }
     uint64_t kind = 0;
@@ -463,8 +489,59 @@ class Decoder {
     } else {
       app->readiness_probe.reset();
     }
-    return r_.ReadU32(&app->termination_grace_period_seconds,
-                      "spec.app.exec.terminationGracePeriodSeconds");
+    if (!r_.ReadU32(&app->termination_grace_period_seconds,
+                    "spec.app.exec.terminationGracePeriodSeconds")) {
+      return false;
+    }
+    if (version_ < 2) return true;  // no sandbox: every setting at its default
+    ExecSandbox sandbox;
+    SecurityContext& context = sandbox.security_context;
+    ResourceLimits& limits = sandbox.limits;
+    if (!OptionalU32(&context.run_as_user, "spec.app.exec.securityContext.runAsUser") ||
+        !OptionalU32(&context.run_as_group, "spec.app.exec.securityContext.runAsGroup") ||
+        !OptionalBool(&context.run_as_non_root, "spec.app.exec.securityContext.runAsNonRoot") ||
+        !r_.ReadVarint(&limits.memory_bytes, "spec.app.exec.resources.limits.memory") ||
+        !r_.ReadU32(&limits.cpu_millis, "spec.app.exec.resources.limits.cpu") ||
+        !r_.ReadU32(&limits.pids, "spec.app.exec.resources.limits.pids") ||
+        !Bool(&sandbox.keep_working_dir, "spec.app.exec.keepWorkingDir")) {
+      return false;
+    }
+    app->sandbox = std::move(sandbox);
+    return true;
+  }
+
+  // A byte that must be 0 or 1 (a bool, or an optional's presence flag).
+  bool Bool(bool* value, const char* what) {
+    uint8_t byte = 0;
+    if (!r_.ReadByte(&byte, what)) return false;
+    if (byte > 1) {
+      return r_.FailAt(r_.position() - 1, what,
+                       "value " + std::to_string(byte) + " is neither 0 nor 1");
+    }
+    *value = byte == 1;
+    return true;
+  }
+
+  bool OptionalU32(std::optional<uint32_t>* value, const char* what) {
+    bool present = false;
+    if (!Bool(&present, what)) return false;
+    value->reset();
+    if (!present) return true;
+    uint32_t v = 0;
+    if (!r_.ReadU32(&v, what)) return false;
+    *value = v;
+    return true;
+  }
+
+  bool OptionalBool(std::optional<bool>* value, const char* what) {
+    bool present = false;
+    if (!Bool(&present, what)) return false;
+    value->reset();
+    if (!present) return true;
+    bool v = false;
+    if (!Bool(&v, what)) return false;
+    *value = v;
+    return true;
   }
 
   bool Body(Service* service) {
@@ -518,6 +595,7 @@ class Decoder {
   }
 
   ByteReader& r_;
+  uint8_t version_ = 0;  // of the object being read
 };
 
 }  // namespace

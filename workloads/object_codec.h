@@ -1,15 +1,24 @@
 // A compact binary encoding of the model objects (workloads/model.h), used by
 // the state store (runtime/state_store.h) to persist what the agent accepted.
 //
-// Format (version 1), every integer an unsigned LEB128 varint unless noted:
-//   object  = u8 version (kObjectFormatVersion), kind, body of that kind
+// Format (version 2), every integer an unsigned LEB128 varint unless noted:
+//   object  = u8 version, kind, body of that kind
 //   string  = length, bytes
 //   list    = count, elements
 //   map     = count, (key string, value string)*, keys strictly ascending
-//   enum    = its numeric value; optional = u8 0 | u8 1 + value
+//   enum    = its numeric value; optional = u8 0 | u8 1 + value; bool = u8 0 | 1
 //   app     = variant index (0 echo, 1 static, 2 forward, 3 exec), then fields
-// Fields are written in declaration order of model.h; a new field means a new
-// version number, and the decoder of a later build keeps reading older ones.
+// Fields are written in a fixed order (see the Encoder), new ones after the
+// older fields of their struct; a new field means a new version number, and
+// the decoder of a later build keeps reading older ones.
+//
+// Versions: 1 has everything but an exec app's sandbox; 2 appends the
+// sandbox to the exec app (securityContext: optional runAsUser, optional
+// runAsGroup, optional runAsNonRoot; limits: memory bytes, cpu millicores,
+// pids; keepWorkingDir). An object is written in the oldest version that
+// holds it (1 unless its exec app has a sandbox), so that the stored state
+// and cluster records of workloads that do not use newer fields stay
+// readable by the builds before them.
 //
 // Decoding treats its input as untrusted (a damaged disk, a fuzzer): every
 // length and count is checked against the bytes that remain before anything
@@ -27,7 +36,10 @@
 
 namespace podless::workloads {
 
-inline constexpr uint8_t kObjectFormatVersion = 1;
+// The newest format version this build reads and writes; it reads every
+// version from kOldestObjectFormatVersion on.
+inline constexpr uint8_t kObjectFormatVersion = 2;
+inline constexpr uint8_t kOldestObjectFormatVersion = 1;
 
 // Encodes `object`. Total for every object the model can hold with enum values
 // in range; an out-of-range enum value (a cast bug) produces bytes that

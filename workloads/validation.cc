@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "workloads/names.h"
+#include "workloads/quantity.h"
 
 namespace podless::workloads {
 namespace {
@@ -227,6 +228,32 @@ void CheckProbe(Checker& c, const Probe& probe, const WorkloadSpec& spec, const 
   }
 }
 
+void CheckSandbox(Checker& c, const ExecSandbox& sandbox, const std::string& path) {
+  const SecurityContext& context = sandbox.security_context;
+  const std::string context_path = path + ".securityContext";
+  const std::pair<const char*, const std::optional<uint32_t>&> ids[] = {
+      {"runAsUser", context.run_as_user}, {"runAsGroup", context.run_as_group}};
+  for (const auto& [name, id] : ids) {
+    if (id && *id > kMaxRunAsId) {
+      c.Add(context_path + "." + name,
+            RangeMessage(0, kMaxRunAsId, *id) + " (4294967295 means \"unchanged\" to setuid)");
+    }
+  }
+  // Kubernetes refuses this pair too (the kubelet, at container start).
+  if (context.run_as_non_root.value_or(false) && context.run_as_user == 0u) {
+    c.Add(context_path + ".runAsUser",
+          "runAsUser 0 (root) contradicts runAsNonRoot: true; set a non-zero runAsUser or "
+          "drop runAsNonRoot");
+  }
+  // A limit of 0 is "no limit" and passes; the parser and the API refuse a
+  // written 0 where the model cannot see it.
+  const ResourceLimits& limits = sandbox.limits;
+  if (limits.memory_bytes != 0 && limits.memory_bytes < kMinMemoryLimitBytes) {
+    c.Add(path + ".resources.limits.memory",
+          "must be at least 1Mi, got " + FormatMemoryQuantity(limits.memory_bytes));
+  }
+}
+
 void CheckExec(Checker& c, const ExecApp& app, const WorkloadSpec& spec, const std::string& path) {
   if (app.command.empty()) {
     c.Add(path + ".command", "must not be empty: give the program and its arguments");
@@ -267,6 +294,7 @@ void CheckExec(Checker& c, const ExecApp& app, const WorkloadSpec& spec, const s
       c.Add(path + ".restartPolicy", "must be one of Always, OnFailure, Never");
   }
   if (app.readiness_probe) CheckProbe(c, *app.readiness_probe, spec, path + ".readinessProbe");
+  CheckSandbox(c, *app.sandbox, path);
 }
 
 void CheckWorkload(Checker& c, const Workload& w) {

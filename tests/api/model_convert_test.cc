@@ -126,6 +126,92 @@ TEST_CASE("ModelConvert: workloads with every app variant survive a round trip")
   }
 }
 
+TEST_CASE("ModelConvert: an exec app's sandbox survives a round trip, field by field") {
+  wl::ExecApp exec = RichExec();
+  wl::ExecSandbox& sandbox = exec.sandbox.mutable_value();
+  sandbox.security_context = {1000, 2000, true};
+  sandbox.limits = {128u << 20, 500, 64};
+  sandbox.keep_working_dir = true;
+  CheckRoundTrip(RichWorkload(exec));
+
+  v1::Workload p = ToProto(RichWorkload(exec));
+  const v1::ExecApp& e = p.spec().app().exec();
+  CHECK(e.security_context().run_as_user().value() == 1000);
+  CHECK(e.security_context().run_as_group().value() == 2000);
+  CHECK(e.security_context().run_as_non_root().value());
+  CHECK(e.resources().limits().memory_bytes().value() == 128u << 20);
+  CHECK(e.resources().limits().cpu_millis().value() == 500);
+  CHECK(e.resources().limits().pids().value() == 64);
+  CHECK(e.keep_working_dir());
+
+  // One field at a time: the others stay absent, on the wire and back.
+  SUBCASE("runAsUser 0 alone") {
+    sandbox = {};
+    sandbox.security_context.run_as_user = 0;
+    CheckRoundTrip(RichWorkload(exec));
+    const v1::Workload proto = ToProto(RichWorkload(exec));
+    const v1::ExecApp& only = proto.spec().app().exec();
+    CHECK(only.security_context().has_run_as_user());
+    CHECK_FALSE(only.security_context().has_run_as_group());
+    CHECK_FALSE(only.security_context().has_run_as_non_root());
+    CHECK_FALSE(only.has_resources());
+  }
+  SUBCASE("runAsNonRoot false alone") {
+    sandbox = {};
+    sandbox.security_context.run_as_non_root = false;
+    CheckRoundTrip(RichWorkload(exec));
+  }
+  SUBCASE("one limit alone") {
+    sandbox = {};
+    sandbox.limits.pids = 1;
+    CheckRoundTrip(RichWorkload(exec));
+    const v1::Workload proto = ToProto(RichWorkload(exec));
+    const v1::ExecApp& only = proto.spec().app().exec();
+    CHECK_FALSE(only.has_security_context());
+    CHECK_FALSE(only.resources().limits().has_memory_bytes());
+    CHECK_FALSE(only.resources().limits().has_cpu_millis());
+  }
+  SUBCASE("nothing set: no messages, and FromProto stores nothing") {
+    sandbox = {};
+    CheckRoundTrip(RichWorkload(exec));
+    const v1::Workload proto = ToProto(RichWorkload(exec));
+    const v1::ExecApp& none = proto.spec().app().exec();
+    CHECK_FALSE(none.has_security_context());
+    CHECK_FALSE(none.has_resources());
+    CHECK_FALSE(none.keep_working_dir());
+    auto back = FromProto(ToProto(RichWorkload(exec)));
+    REQUIRE(back.ok());
+    CHECK(std::get<wl::ExecApp>(back->spec.app).sandbox.is_default());
+  }
+}
+
+TEST_CASE("ModelConvert: sandbox limits of 0 and runAsNonRoot with root are refused") {
+  v1::Workload p = MinimalProtoWorkload();
+  v1::ExecApp* exec = p.mutable_spec()->mutable_app()->mutable_exec();
+  exec->add_command("x");
+  v1::ResourceLimits* limits = exec->mutable_resources()->mutable_limits();
+  limits->mutable_memory_bytes()->set_value(0);
+  limits->mutable_cpu_millis()->set_value(0);
+  limits->mutable_pids()->set_value(0);
+  CHECK(ErrorOf(p) ==
+        "workload.spec.app.exec.resources.limits.memory: must be at least 1Mi (leave it out for "
+        "no limit)\n"
+        "workload.spec.app.exec.resources.limits.cpu: must be more than 0 (leave it out for no "
+        "limit)\n"
+        "workload.spec.app.exec.resources.limits.pids: must be more than 0 (leave it out for no "
+        "limit)");
+
+  exec->clear_resources();
+  exec->mutable_resources()->mutable_limits()->mutable_memory_bytes()->set_value(4096);
+  exec->mutable_security_context()->mutable_run_as_user()->set_value(0);
+  exec->mutable_security_context()->mutable_run_as_non_root()->set_value(true);
+  const std::string error = ErrorOf(p);
+  CHECK(error.find("workload.spec.app.exec.resources.limits.memory: must be at least 1Mi, got "
+                   "4Ki") != std::string::npos);
+  CHECK(error.find("workload.spec.app.exec.securityContext.runAsUser: runAsUser 0 (root) "
+                   "contradicts runAsNonRoot: true") != std::string::npos);
+}
+
 TEST_CASE("ModelConvert: services and policies survive a round trip") {
   CheckRoundTrip(RichService());
   CheckRoundTrip(RichPolicy());

@@ -318,6 +318,26 @@ TEST_CASE("OutputFormat: describe a workload shows identity, app details and rep
   CHECK(Contains(text, "0a1b2c        2024-05-01T12:00:00Z   true    node-a\n"));
 }
 
+TEST_CASE("OutputFormat: describe an exec workload shows its sandbox") {
+  std::string text = Describe(WebObject());
+  CHECK(Contains(text, "\n  Keep Working Dir:   false\n"));
+  CHECK(Contains(text, "\n  Security Context:   <none>\n"));
+  CHECK(Contains(text, "\n  Limits:             <none>\n"));
+
+  wl::Workload model = WebModel();
+  wl::ExecSandbox& sandbox = std::get<wl::ExecApp>(model.spec.app).sandbox.mutable_value();
+  sandbox.security_context = {1000, 1000, true};
+  sandbox.limits = {128u << 20, 500, 64};
+  sandbox.keep_working_dir = true;
+  v1::Object object;
+  *object.mutable_workload() = ToProto(model);
+  text = Describe(object);
+  CHECK(Contains(text, "\n  Keep Working Dir:   true\n"));
+  CHECK(
+      Contains(text, "\n  Security Context:   runAsUser=1000 runAsGroup=1000 runAsNonRoot=true\n"));
+  CHECK(Contains(text, "\n  Limits:             memory=128Mi cpu=500m pids=64\n"));
+}
+
 TEST_CASE("OutputFormat: describe an unmaterialized echo workload") {
   std::string text = Describe(DbObject());
   CHECK(Contains(text, "\nNamespace:        default\n"));

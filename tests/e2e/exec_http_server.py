@@ -74,6 +74,7 @@ def endpoints(agent, service):
 
 def main():
     root = tempfile.mkdtemp(prefix="podless-exec-")
+    os.chmod(root, 0o777)  # the workloads write here as their own uids
     # Plaintext ports are shared listeners on 0.0.0.0: free ones, not fixed.
     port, echo_port = free_port(), free_port()
     write(os.path.join(root, "hello.txt"), "hello from exec\n")

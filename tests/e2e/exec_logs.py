@@ -46,6 +46,7 @@ spec:
 
 def main():
     root = tempfile.mkdtemp(prefix="podless-exec-")
+    os.chmod(root, 0o777)  # the workloads write here as their own uids
     with exec_agent() as agent:
         agent.cli("apply", "-f", write(f"{root}/m.yaml", MANIFEST.format(root=root)))
         logs = lambda *a, **kw: agent.cli("logs", *a, **kw)

@@ -52,6 +52,7 @@ spec:
 
 def main():
     root = tempfile.mkdtemp(prefix="podless-exec-")
+    os.chmod(root, 0o777)  # the workloads write here as their own uids
 
     # 1. Crash loop: restarted after the backoff (10 s first), then 20 s.
     with exec_agent() as agent:

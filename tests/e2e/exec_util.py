@@ -32,7 +32,8 @@ def processes_with_env(entry):
 
 def agent_marker(agent):
     """The env entry every process of this agent has (its Workload API socket)."""
-    return "SPIFFE_ENDPOINT_SOCKET=unix:" + os.path.join(agent.state_dir, "workload-api.sock")
+    return "SPIFFE_ENDPOINT_SOCKET=unix://" + os.path.join(os.path.abspath(agent.state_dir),
+                                                         "workload-api.sock")
 
 
 def kill_processes_of(agent):

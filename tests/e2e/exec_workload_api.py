@@ -74,8 +74,10 @@ def openssl(*args, input=None):
 
 def main():
     d = tempfile.mkdtemp(prefix="podless-wlapi-")
+    os.chmod(d, 0o755)
     out = os.path.join(d, "out")
     os.mkdir(out)
+    os.chmod(out, 0o777)  # the workload writes here as its own uid
     client = write(os.path.join(d, "client.py"), CLIENT.format(stubs=stubs))
     with exec_agent(extra_args=["--svid-ttl", "1m"]) as agent:
         agent.cli("apply", "-f", write(os.path.join(d, "m.yaml"),

@@ -175,6 +175,7 @@ def grpc_stubs(proto="api/podless/v1/runtime.proto", include="api"):
     so that e.g. `from podless.v1 import runtime_pb2` works after the call."""
     import atexit
     stubs = tempfile.mkdtemp(prefix="podless-stubs-")
+    os.chmod(stubs, 0o755)  # sandboxed workloads (their own uids) import them too
     atexit.register(shutil.rmtree, stubs, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "grpc_tools.protoc",
                     "-I", os.path.join(SOURCE_ROOT, include),

@@ -126,9 +126,9 @@ TEST_CASE("Supervisor: runs the command with its environment and captures its ou
 
   auto target = supervisor.Target(spec.address, 8080);
   REQUIRE(target.has_value());
-  CHECK(target->first == 0x7f000001);
+  CHECK(target->address == 0x7f000001);
   CHECK(!supervisor.Target(spec.address, 9999).has_value());
-  std::string expected = "hello from web-0 port=" + std::to_string(target->second) + "\n";
+  std::string expected = "hello from web-0 port=" + std::to_string(target->port) + "\n";
   REQUIRE(RunUntil(loop.get(), [&] {
     return CurrentLog(supervisor).find("to-stderr") != std::string::npos &&
            CurrentLog(supervisor).find(expected) != std::string::npos;

@@ -422,6 +422,197 @@ TEST_CASE("ParseManifests: a readiness probe has exactly one handler") {
   CheckAt(d, "spec.app.exec.readinessProbe.periodSeconds", 12, 24);
 }
 
+// An exec Workload whose lines after `command` start at line 9.
+std::string ExecWith(std::string_view exec_lines) {
+  return WorkloadWith("  app:\n    exec:\n      command: [srv]\n" + std::string(exec_lines));
+}
+
+const ExecSandbox& SandboxOf(const Workload& w) { return *std::get<ExecApp>(w.spec.app).sandbox; }
+
+TEST_CASE("ParseManifests: reads an exec app's securityContext, resources and keepWorkingDir") {
+  Workload w = OnlyWorkload(Parse(WorkloadWith(
+      "  app:\n"
+      "    exec:\n"
+      "      command: [python3, -m, http.server, \"$(PORT)\"]\n"
+      "      securityContext: {runAsUser: 1000, runAsGroup: 2000, runAsNonRoot: true}\n"
+      "      resources: {limits: {memory: 128Mi, cpu: 500m, pids: 64}}\n"
+      "      keepWorkingDir: true\n")));
+  const ExecSandbox& sandbox = SandboxOf(w);
+  CHECK(sandbox.security_context.run_as_user == 1000u);
+  CHECK(sandbox.security_context.run_as_group == 2000u);
+  CHECK(sandbox.security_context.run_as_non_root == true);
+  CHECK(sandbox.limits.memory_bytes == 128u * 1024 * 1024);
+  CHECK(sandbox.limits.cpu_millis == 500u);
+  CHECK(sandbox.limits.pids == 64u);
+  CHECK(sandbox.keep_working_dir);
+}
+
+TEST_CASE("ParseManifests: every sandbox field is optional, and leaving all out stores nothing") {
+  Workload w = OnlyWorkload(Parse(ExecWith("")));
+  CHECK(std::get<ExecApp>(w.spec.app).sandbox.is_default());
+
+  w =
+      OnlyWorkload(Parse(ExecWith("      securityContext: {}\n      resources: {limits: {}}\n"
+                                  "      keepWorkingDir: false\n")));
+  CHECK(std::get<ExecApp>(w.spec.app).sandbox.is_default());
+
+  // An explicit false is kept apart from an absent runAsNonRoot, so that
+  // `get -o yaml` shows what was applied.
+  w = OnlyWorkload(Parse(ExecWith("      securityContext: {runAsNonRoot: false}\n")));
+  CHECK(SandboxOf(w).security_context.run_as_non_root == false);
+  CHECK_FALSE(SandboxOf(w).security_context.run_as_user.has_value());
+  CHECK(SandboxOf(w).limits == ResourceLimits{});
+
+  w =
+      OnlyWorkload(Parse(ExecWith("      securityContext: {runAsGroup: 0}\n"
+                                  "      resources: {limits: {pids: 1}}\n")));
+  CHECK(SandboxOf(w).security_context.run_as_group == 0u);
+  CHECK(SandboxOf(w).limits.pids == 1u);
+  CHECK(SandboxOf(w).limits.memory_bytes == 0u);  // no limit
+}
+
+TEST_CASE("ParseManifests: memory limits take every Kubernetes quantity form") {
+  const std::pair<const char*, uint64_t> forms[] = {
+      {"134217728", 134217728},   {"\"134217728\"", 134217728},
+      {"2048k", 2048000},         {"2M", 2000000},
+      {"1G", 1000000000},         {"1T", 1000000000000},
+      {"1P", 1000000000000000},   {"1E", 1000000000000000000},
+      {"1024Ki", 1048576},        {"128Mi", 134217728},
+      {"1Gi", uint64_t{1} << 30}, {"1Ti", uint64_t{1} << 40},
+      {"1Pi", uint64_t{1} << 50}, {"15Ei", uint64_t{15} << 60},
+      {"1.5Gi", 1610612736},      {"0.5Gi", 536870912},
+      {"1e9", 1000000000},        {"2.5E6", 2500000},
+      {"\"256Mi\"", 268435456},
+  };
+  for (const auto& [text, bytes] : forms) {
+    CAPTURE(text);
+    Workload w = OnlyWorkload(
+        Parse(ExecWith("      resources: {limits: {memory: " + std::string(text) + "}}\n")));
+    CHECK(SandboxOf(w).limits.memory_bytes == bytes);
+  }
+}
+
+TEST_CASE("ParseManifests: cpu limits are cores or millicores, pids a positive integer") {
+  const std::pair<const char*, uint32_t> forms[] = {
+      {"500m", 500}, {"1", 1000},   {"0.5", 500},    {"2.25", 2250},
+      {"0.001", 1},  {"1e-3", 1},   {"\"2\"", 2000}, {"1000m", 1000},
+      {"64", 64000}, {"1.0", 1000}, {"2k", 2000000}, {"+3", 3000},
+  };
+  for (const auto& [text, millis] : forms) {
+    CAPTURE(text);
+    Workload w = OnlyWorkload(
+        Parse(ExecWith("      resources: {limits: {cpu: " + std::string(text) + "}}\n")));
+    CHECK(SandboxOf(w).limits.cpu_millis == millis);
+  }
+  Workload w = OnlyWorkload(Parse(ExecWith("      resources: {limits: {pids: 2147483647}}\n")));
+  CHECK(SandboxOf(w).limits.pids == 2147483647u);
+}
+
+TEST_CASE("ParseManifests: a bad quantity is reported at its value with the field path") {
+  // "      resources:" is line 9; each limit is on line 11, its value at column 18.
+  auto limit = [](std::string_view line) {
+    return Parse(
+        ExecWith("      resources:\n        limits:\n          " + std::string(line) + "\n"));
+  };
+  Diagnostic d = Only(limit("memory: 12Q"));
+  CheckAt(d, "spec.app.exec.resources.limits.memory", 11, 19);
+  CHECK(d.message == "\"12Q\" is not a Kubernetes quantity (e.g. 134217728, 128Mi, 1G)");
+  CHECK(d.ToString() ==
+        "app.yaml:11:19: spec.app.exec.resources.limits.memory: \"12Q\" is not a Kubernetes "
+        "quantity (e.g. 134217728, 128Mi, 1G)");
+
+  const std::pair<const char*, const char*> memory[] = {
+      {"128MB", "\"128MB\" is not a Kubernetes quantity (e.g. 134217728, 128Mi, 1G)"},
+      {"Mi", "\"Mi\" is not a Kubernetes quantity (e.g. 134217728, 128Mi, 1G)"},
+      {"1 Gi", "\"1 Gi\" is not a Kubernetes quantity (e.g. 134217728, 128Mi, 1G)"},
+      {"-1Gi", "\"-1Gi\" is negative"},
+      {"128m",
+       "\"128m\" is in millibytes (\"m\"); memory is in bytes or Ki, Mi, Gi, k, M, G, ...: did "
+       "you mean \"128Mi\"?"},
+      {"1.5", "\"1.5\" is not a whole number of bytes"},
+      {"16Ei", "\"16Ei\" is too large (at most 18446744073709551615 bytes)"},
+      {"0", "must be at least 1Mi, got 0"},
+  };
+  for (const auto& [text, message] : memory) {
+    CAPTURE(text);
+    d = Only(limit("memory: " + std::string(text)));
+    CheckAt(d, "spec.app.exec.resources.limits.memory", 11, 19);
+    CHECK(d.message == message);
+  }
+
+  const std::pair<const char*, const char*> cpu[] = {
+      {"0.0005", "\"0.0005\" is finer than 1m (cpu is counted in whole millicores)"},
+      {"1.5m", "\"1.5m\" is finer than 1m (cpu is counted in whole millicores)"},
+      {"1Ki",
+       "\"1Ki\" has a binary suffix; cpu is in cores (\"2\", \"0.5\") or millicores (\"500m\")"},
+      {"two", "\"two\" is not a Kubernetes quantity (e.g. 500m, 0.5, 2)"},
+      {"5000000", "\"5000000\" is too large (at most 4294967295m)"},
+      {"0", "must be more than 0, got 0"},
+      {"0m", "must be more than 0, got 0m"},
+  };
+  for (const auto& [text, message] : cpu) {
+    CAPTURE(text);
+    d = Only(limit("cpu: " + std::string(text)));
+    CheckAt(d, "spec.app.exec.resources.limits.cpu", 11, 16);
+    CHECK(d.message == message);
+  }
+
+  d = Only(limit("pids: 0"));
+  CheckAt(d, "spec.app.exec.resources.limits.pids", 11, 17);
+  CHECK(d.message == "must be between 1 and 2147483647, got 0");
+  d = Only(limit("pids: 64k"));
+  CheckAt(d, "spec.app.exec.resources.limits.pids", 11, 17);
+  CHECK(d.message == "expected an integer, got string \"64k\"");
+  d = Only(limit("memory: [1Gi]"));
+  CheckAt(d, "spec.app.exec.resources.limits.memory", 11, 19);
+  CHECK(d.message == "expected a quantity, got a sequence");
+}
+
+TEST_CASE("ParseManifests: sandbox fields are checked for unknown names and types") {
+  Diagnostic d = Only(Parse(ExecWith("      resources: {requests: {cpu: 1}}\n")));
+  CheckAt(d, "spec.app.exec.resources.requests", 9, 19);
+  CHECK(d.message == "unknown field \"requests\"; allowed fields: limits");
+
+  d = Only(Parse(ExecWith("      resources: {limits: {memory: 1Gi, storage: 1Gi}}\n")));
+  CheckAt(d, "spec.app.exec.resources.limits.storage", 9, 41);
+  CHECK(d.message == "unknown field \"storage\"; allowed fields: memory, cpu, pids");
+
+  d = Only(Parse(ExecWith("      securityContext: {privileged: true}\n")));
+  CheckAt(d, "spec.app.exec.securityContext.privileged", 9, 25);
+  CHECK(d.message ==
+        "unknown field \"privileged\"; allowed fields: runAsUser, runAsGroup, runAsNonRoot");
+
+  d = Only(Parse(ExecWith("      securityContext: {runAsUser: -1}\n")));
+  CheckAt(d, "spec.app.exec.securityContext.runAsUser", 9, 36);
+  CHECK(d.message == "must be between 0 and 4294967294, got -1");
+  d = Only(Parse(ExecWith("      securityContext: {runAsGroup: 4294967295}\n")));
+  CheckAt(d, "spec.app.exec.securityContext.runAsGroup", 9, 37);
+  CHECK(d.message == "must be between 0 and 4294967294, got 4294967295");
+
+  d = Only(Parse(ExecWith("      securityContext: {runAsNonRoot: yes}\n")));
+  CheckAt(d, "spec.app.exec.securityContext.runAsNonRoot", 9, 39);
+  CHECK(d.message == "expected a boolean (true or false), got boolean yes");
+  d = Only(Parse(ExecWith("      keepWorkingDir: \"true\"\n")));
+  CheckAt(d, "spec.app.exec.keepWorkingDir", 9, 23);
+  CHECK(d.message == "expected a boolean (true or false), got string \"true\"");
+  d = Only(Parse(ExecWith("      securityContext: 1000\n")));
+  CheckAt(d, "spec.app.exec.securityContext", 9, 24);
+  CHECK(d.message == "expected a mapping, got integer 1000");
+}
+
+TEST_CASE("ParseManifests: sandbox Validate findings are located at the offending value") {
+  Diagnostic d =
+      Only(Parse(ExecWith("      securityContext: {runAsUser: 0, runAsNonRoot: true}\n")));
+  CheckAt(d, "spec.app.exec.securityContext.runAsUser", 9, 36);
+  CHECK(d.message ==
+        "runAsUser 0 (root) contradicts runAsNonRoot: true; set a non-zero runAsUser or drop "
+        "runAsNonRoot");
+
+  d = Only(Parse(ExecWith("      resources: {limits: {memory: 64Ki}}\n")));
+  CheckAt(d, "spec.app.exec.resources.limits.memory", 9, 36);
+  CHECK(d.message == "must be at least 1Mi, got 64Ki");
+}
+
 TEST_CASE("ParseManifests: enumerations name their allowed values") {
   Diagnostic d =
       Only(Parse(WorkloadWith("  app: {exec: {command: [x], restartPolicy: always}}\n")));

@@ -3,6 +3,7 @@
 #include <doctest.h>
 
 #include <string>
+#include <tuple>
 
 #include "workloads/manifest_parser.h"
 
@@ -92,6 +93,54 @@ TEST_CASE("WriteManifest: round trip of a Workload with every exec field") {
   exec.readiness_probe.reset();
   exec.restart_policy = RestartPolicy::kAlways;
   CheckRoundTrip(tcp);
+}
+
+TEST_CASE("WriteManifest: round trip of an exec app's sandbox, quantities in canonical form") {
+  Workload w = RichExecWorkload();
+  ExecSandbox& sandbox = std::get<ExecApp>(w.spec.app).sandbox.mutable_value();
+  sandbox.security_context = {1000, 2000, true};
+  sandbox.limits = {128u << 20, 500, 64};
+  sandbox.keep_working_dir = true;
+  CheckRoundTrip(w);
+  const std::string yaml = WriteManifest(w);
+  CHECK(yaml.find("      terminationGracePeriodSeconds: 0\n"
+                  "      securityContext:\n"
+                  "        runAsUser: 1000\n"
+                  "        runAsGroup: 2000\n"
+                  "        runAsNonRoot: true\n"
+                  "      resources:\n"
+                  "        limits:\n"
+                  "          memory: 128Mi\n"
+                  "          cpu: 500m\n"
+                  "          pids: 64\n"
+                  "      keepWorkingDir: true\n") != std::string::npos);
+
+  // Each quantity in the largest exact unit, binary unless decimal is shorter.
+  const std::tuple<uint64_t, uint32_t, const char*> canonical[] = {
+      {uint64_t{1} << 30, 2000, "memory: 1Gi\n          cpu: 2\n"},
+      {1000000000, 2250, "memory: 1G\n          cpu: 2250m\n"},
+      {1536 * 1024, 1, "memory: 1536Ki\n          cpu: 1m\n"},
+      {1048577, 4294967295u, "memory: 1048577\n          cpu: 4294967295m\n"},
+      {uint64_t{15} << 60, 1000000, "memory: 15Ei\n          cpu: 1000\n"},
+  };
+  for (const auto& [bytes, millis, text] : canonical) {
+    CAPTURE(text);
+    sandbox.limits = {bytes, millis, 0};
+    CHECK(WriteManifest(w).find(text) != std::string::npos);
+    CheckRoundTrip(w);
+  }
+
+  // Only what is set is written; keepWorkingDir always is, like other defaults.
+  sandbox.security_context = {std::nullopt, std::nullopt, false};
+  sandbox.limits = {};
+  sandbox.keep_working_dir = false;
+  CHECK(WriteManifest(w).find("      securityContext:\n        runAsNonRoot: false\n"
+                              "      keepWorkingDir: false\n") != std::string::npos);
+  CheckRoundTrip(w);
+  sandbox.security_context = {};
+  CHECK(WriteManifest(w).find("securityContext") == std::string::npos);
+  CHECK(WriteManifest(w).find("resources") == std::string::npos);
+  CheckRoundTrip(w);
 }
 
 TEST_CASE("WriteManifest: round trip of static and forward apps, with strings YAML would misread") {

@@ -52,6 +52,45 @@ TEST_CASE("HeapOptional: a move hands the probe over without copying it") {
   CHECK(b.readiness_probe->path == "/healthz");
 }
 
+TEST_CASE("HeapValue: unset reads as the default, and a default compares equal to unset") {
+  ExecApp a;
+  CHECK(a.sandbox.is_default());
+  CHECK(a.sandbox->limits.memory_bytes == 0u);  // readable without a presence check
+  CHECK_FALSE(a.sandbox->security_context.run_as_user.has_value());
+
+  ExecApp b;
+  b.sandbox.mutable_value().keep_working_dir = false;  // allocated, still the default
+  CHECK(b.sandbox.is_default());
+  CHECK(a == b);
+  b.sandbox.mutable_value().keep_working_dir = true;
+  CHECK_FALSE(b.sandbox.is_default());
+  CHECK_FALSE(a == b);
+}
+
+TEST_CASE("HeapValue: a copy is deep; a move hands the value over") {
+  ExecApp a;
+  a.sandbox.mutable_value().security_context.run_as_user = 1000;
+  ExecApp b = a;
+  CHECK(b == a);
+  CHECK(&*b.sandbox != &*a.sandbox);
+  b.sandbox.mutable_value().security_context.run_as_user = 0;
+  CHECK(a.sandbox->security_context.run_as_user == 1000u);
+
+  const ExecSandbox* value = &*a.sandbox;
+  ExecApp c = std::move(a);
+  CHECK(&*c.sandbox == value);
+
+  c.sandbox.reset();
+  CHECK(c.sandbox.is_default());
+  c.sandbox = ExecSandbox{};  // assigning the default allocates nothing
+  CHECK(c.sandbox.is_default());
+}
+
+TEST_CASE("Workload: an exec app's sandbox is not stored inline") {
+  // Most exec apps set none of it: unset must cost a pointer (see HeapValue).
+  CHECK(sizeof(HeapValue<ExecSandbox>) == sizeof(void*));
+}
+
 TEST_CASE("Workload: an exec app's probe is not stored inline") {
   // Every stored Workload carries its AppSpec; an absent probe must cost a
   // pointer, not the size of a Probe (see HeapOptional).

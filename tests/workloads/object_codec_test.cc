@@ -80,6 +80,16 @@ Workload ExecWorkload(bool with_probe) {
   return w;
 }
 
+Workload SandboxedExecWorkload() {
+  Workload w = ExecWorkload(true);
+  ExecSandbox sandbox;
+  sandbox.security_context = {1000, 0, true};
+  sandbox.limits = {uint64_t{15} << 60, 0xffffffffu, 64};
+  sandbox.keep_working_dir = true;
+  std::get<ExecApp>(w.spec.app).sandbox = sandbox;
+  return w;
+}
+
 Service RichService() {
   Service s;
   s.metadata = Meta("web", "shop", {{"team", "a"}});
@@ -106,21 +116,114 @@ AuthorizationPolicy RichPolicy() {
 }
 
 std::vector<Object> AllObjects() {
-  return {EchoWorkload(),      StaticWorkload(),     ForwardWorkload(), ExecWorkload(true),
-          ExecWorkload(false), Workload{},           RichService(),     Service{},
-          RichPolicy(),        AuthorizationPolicy{}};
+  return {EchoWorkload(),     StaticWorkload(),     ForwardWorkload(),
+          ExecWorkload(true), ExecWorkload(false),  SandboxedExecWorkload(),
+          Workload{},         RichService(),        Service{},
+          RichPolicy(),       AuthorizationPolicy{}};
 }
 
 TEST_CASE("ObjectCodec: every kind, app and field survives a round trip") {
   for (const Object& object : AllObjects()) {
     CAPTURE(KeyOf(object).name);
     const std::string bytes = EncodeObject(object);
-    REQUIRE(static_cast<uint8_t>(bytes[0]) == kObjectFormatVersion);
+    REQUIRE(static_cast<uint8_t>(bytes[0]) >= kOldestObjectFormatVersion);
+    REQUIRE(static_cast<uint8_t>(bytes[0]) <= kObjectFormatVersion);
     Result<Object> decoded = DecodeObject(bytes);
     REQUIRE_MESSAGE(decoded.ok(), decoded.error().message);
     CHECK(decoded.value() == object);
     CHECK(KeyOf(decoded.value()) == KeyOf(object));
   }
+}
+
+TEST_CASE("ObjectCodec: each sandbox field survives a round trip on its own") {
+  std::vector<ExecSandbox> sandboxes(8);
+  sandboxes[0].security_context.run_as_user = 0;
+  sandboxes[1].security_context.run_as_group = kMaxRunAsId;
+  sandboxes[2].security_context.run_as_non_root = false;
+  sandboxes[3].security_context.run_as_non_root = true;
+  sandboxes[4].limits.memory_bytes = kMinMemoryLimitBytes;
+  sandboxes[5].limits.cpu_millis = 1;
+  sandboxes[6].limits.pids = 1;
+  sandboxes[7].keep_working_dir = true;
+  for (size_t i = 0; i < sandboxes.size(); ++i) {
+    CAPTURE(i);
+    Workload w = ExecWorkload(false);
+    std::get<ExecApp>(w.spec.app).sandbox = sandboxes[i];
+    const std::string bytes = EncodeObject(w);
+    CHECK(bytes[0] == 2);
+    Result<Object> decoded = DecodeObject(bytes);
+    REQUIRE_MESSAGE(decoded.ok(), decoded.error().message);
+    CHECK(decoded.value() == Object(w));
+  }
+}
+
+TEST_CASE("ObjectCodec: objects without a sandbox keep the version 1 encoding") {
+  // Version 1 is what builds before the sandbox fields wrote and read: the
+  // state and cluster records of workloads without them stay readable by
+  // those builds, and their stored bytes read here as before.
+  for (const Object& object : AllObjects()) {
+    CAPTURE(KeyOf(object).name);
+    const auto* w = std::get_if<Workload>(&object);
+    const auto* exec = w != nullptr ? std::get_if<ExecApp>(&w->spec.app) : nullptr;
+    const bool sandboxed = exec != nullptr && !exec->sandbox.is_default();
+    CHECK(EncodeObject(object)[0] == (sandboxed ? 2 : 1));
+  }
+  // A sandbox whose every field is at its default is no sandbox.
+  Workload w = ExecWorkload(true);
+  std::get<ExecApp>(w.spec.app).sandbox.mutable_value().keep_working_dir = false;
+  CHECK(EncodeObject(w) == EncodeObject(ExecWorkload(true)));
+}
+
+TEST_CASE("ObjectCodec: a version 1 exec workload, written before the sandbox, still decodes") {
+  // The bytes a version 1 build wrote for an exec workload, built by hand.
+  std::string bytes;
+  ByteWriter w(&bytes);
+  w.PutByte(1);       // version
+  w.PutVarint(0);     // Kind::kWorkload
+  w.PutString("py");  // metadata.name
+  w.PutString("jobs");
+  w.PutVarint(0);  // labels
+  w.PutVarint(2);  // replicas
+  w.PutString("default");
+  w.PutVarint(0);  // ports
+  w.PutVarint(3);  // exec
+  w.PutVarint(1);  // command
+  w.PutString("server");
+  w.PutVarint(0);  // env
+  w.PutString("/srv");
+  w.PutVarint(1);  // RestartPolicy::kOnFailure
+  w.PutByte(0);    // no readiness probe
+  w.PutVarint(30);
+  Result<Object> decoded = DecodeObject(bytes);
+  REQUIRE_MESSAGE(decoded.ok(), decoded.error().message);
+  const Workload& workload = std::get<Workload>(decoded.value());
+  const ExecApp& exec = std::get<ExecApp>(workload.spec.app);
+  CHECK(exec.command == std::vector<std::string>{"server"});
+  CHECK(exec.working_dir == "/srv");
+  CHECK(exec.restart_policy == RestartPolicy::kOnFailure);
+  CHECK(exec.termination_grace_period_seconds == 30u);
+  CHECK(exec.sandbox.is_default());
+  CHECK(*exec.sandbox == ExecSandbox{});
+  CHECK(EncodeObject(decoded.value()) == bytes);  // and is written the same way again
+
+  // Version 2 appends the sandbox; without it the object is truncated.
+  bytes[0] = 2;
+  decoded = DecodeObject(bytes);
+  REQUIRE_FALSE(decoded.ok());
+  CHECK(decoded.error().message.find("spec.app.exec.securityContext.runAsUser: truncated") !=
+        std::string::npos);
+}
+
+TEST_CASE("ObjectCodec: sandbox flags other than 0 and 1 are refused") {
+  const std::string good = EncodeObject(SandboxedExecWorkload());
+  // The last byte is keepWorkingDir.
+  std::string bytes = good;
+  bytes.back() = 2;
+  Result<Object> decoded = DecodeObject(bytes);
+  REQUIRE_FALSE(decoded.ok());
+  CHECK(decoded.error().message == "object encoding: byte " + std::to_string(good.size() - 1) +
+                                       ": spec.app.exec.keepWorkingDir: value 2 is neither 0 "
+                                       "nor 1");
 }
 
 TEST_CASE("ObjectCodec: AppendObject appends the same bytes EncodeObject returns") {
@@ -195,7 +298,11 @@ TEST_CASE("ObjectCodec: an unknown format version is named in the error") {
   REQUIRE_FALSE(decoded.ok());
   CHECK(decoded.error().message ==
         "object encoding: byte 1: format version: unsupported object format version 9 (this "
-        "build reads 1)");
+        "build reads 1 to 2)");
+  bytes[0] = 0;
+  decoded = DecodeObject(bytes);
+  REQUIRE_FALSE(decoded.ok());
+  CHECK(decoded.error().message.find("unsupported object format version 0") != std::string::npos);
 }
 
 TEST_CASE("ObjectCodec: a huge count is refused before anything is allocated") {

@@ -208,6 +208,66 @@ TEST_CASE("Validate: static status, forward address, exec command") {
   CHECK(Only(w).field == "spec.app.exec.env[1].name");
 }
 
+Workload SandboxedWorkload(ExecSandbox sandbox) {
+  Workload w = ValidWorkload();
+  ExecApp exec;
+  exec.command = {"server"};
+  exec.sandbox = std::move(sandbox);
+  w.spec.app = exec;
+  return w;
+}
+
+TEST_CASE("Validate: runAsNonRoot with runAsUser 0 is refused, naming both fields") {
+  ExecSandbox sandbox;
+  sandbox.security_context.run_as_user = 0;
+  sandbox.security_context.run_as_non_root = true;
+  Diagnostic d = Only(SandboxedWorkload(sandbox));
+  CHECK(d.field == "spec.app.exec.securityContext.runAsUser");
+  CHECK(d.message ==
+        "runAsUser 0 (root) contradicts runAsNonRoot: true; set a non-zero runAsUser or drop "
+        "runAsNonRoot");
+
+  // Root is fine when runAsNonRoot is false or unset, and runAsNonRoot is
+  // fine with any other user (or none: the supervisor checks its own uid).
+  sandbox.security_context.run_as_non_root = false;
+  CHECK(Validate(SandboxedWorkload(sandbox)).empty());
+  sandbox.security_context.run_as_non_root.reset();
+  CHECK(Validate(SandboxedWorkload(sandbox)).empty());
+  sandbox.security_context.run_as_non_root = true;
+  sandbox.security_context.run_as_user = 1000;
+  CHECK(Validate(SandboxedWorkload(sandbox)).empty());
+  sandbox.security_context.run_as_user.reset();
+  CHECK(Validate(SandboxedWorkload(sandbox)).empty());
+}
+
+TEST_CASE("Validate: runAsUser and runAsGroup stay below 4294967295, memory limits start at 1Mi") {
+  ExecSandbox sandbox;
+  sandbox.security_context.run_as_user = kMaxRunAsId;
+  sandbox.security_context.run_as_group = kMaxRunAsId;
+  sandbox.limits = {kMinMemoryLimitBytes, 1, 1};
+  CHECK(Validate(SandboxedWorkload(sandbox)).empty());
+
+  sandbox.security_context.run_as_user = 4294967295u;  // (uid_t)-1: "unchanged" to setuid
+  Diagnostic d = Only(SandboxedWorkload(sandbox));
+  CHECK(d.field == "spec.app.exec.securityContext.runAsUser");
+  CHECK(d.message.find("must be between 0 and 4294967294, got 4294967295") == 0);
+  sandbox.security_context.run_as_user = 0;
+  sandbox.security_context.run_as_group = 4294967295u;
+  CHECK(Only(SandboxedWorkload(sandbox)).field == "spec.app.exec.securityContext.runAsGroup");
+  sandbox.security_context.run_as_group = 0;
+
+  sandbox.limits.memory_bytes = kMinMemoryLimitBytes - 1;
+  d = Only(SandboxedWorkload(sandbox));
+  CHECK(d.field == "spec.app.exec.resources.limits.memory");
+  CHECK(d.message == "must be at least 1Mi, got 1048575");
+  sandbox.limits.memory_bytes = 512 * 1024;
+  CHECK(Only(SandboxedWorkload(sandbox)).message == "must be at least 1Mi, got 512Ki");
+
+  // 0 is "no limit" in the model (the parser and the API refuse a written 0).
+  sandbox.limits = {};
+  CHECK(Validate(SandboxedWorkload(sandbox)).empty());
+}
+
 TEST_CASE("Validate: readiness probe ports refer to declared ports") {
   Workload w = ValidWorkload();
   ExecApp exec;
