@@ -30,6 +30,10 @@ Node::Node(uv_loop_t* loop, const AgentConfig& config)
 Node::~Node() {
   Shutdown();
   proxy_.reset();  // joins the workers
+  supervisor_.reset();
+  // This agent's cgroup subtree, once its replicas' cgroups are gone (a
+  // leftover is the next start's to clean).
+  if (cgroups_) (void)cgroups_->RemoveTree();
   state_lock_.Unlock(LockMode::kExclusive);
 }
 

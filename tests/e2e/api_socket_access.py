@@ -72,8 +72,14 @@ try:
     agent.start()
     agent.socket = extra_socket
 
-    # What the agent created is private to its uid.
-    check(mode(state_dir) == 0o700, f"state dir {state_dir} is {oct(mode(state_dir))}, want 0o700")
+    # What the agent created is private to its uid: the state dir only
+    # traversable by others (0711: sandboxed workloads reach their working
+    # directories and the Workload API socket), never listable.
+    check(mode(state_dir) == 0o711, f"state dir {state_dir} is {oct(mode(state_dir))}, want 0o711")
+    for name in os.listdir(state_dir):
+        path = os.path.join(state_dir, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            check(mode(path) & 0o077 == 0, f"{path} is {oct(mode(path))}: open to others")
     ca_key = os.path.join(state_dir, "ca.key")
     check(os.path.exists(ca_key), f"no {ca_key}: {sorted(os.listdir(state_dir))}")
     check(mode(ca_key) == 0o600, f"{ca_key} is {oct(mode(ca_key))}, want 0o600")

@@ -1,8 +1,10 @@
 #include "runtime/supervisor.h"
 
 #include <doctest.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +15,9 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "proxy/netns.h"
+#include "proxy/tcp_stream.h"
 
 namespace podless::runtime {
 namespace {
@@ -106,7 +111,7 @@ TEST_CASE("BuildEnvironment: identity, ports, proxy credentials and user variabl
   CHECK(has("PORT_9090=41001"));
   CHECK(has("HTTP_PROXY=http://web-0.shop:p%40ss@127.0.0.1:15001"));
   CHECK(has("ALL_PROXY=socks5h://web-0.shop:p%40ss@127.0.0.1:15001"));
-  CHECK(has("SPIFFE_ENDPOINT_SOCKET=unix:/tmp/wl.sock"));
+  CHECK(has("SPIFFE_ENDPOINT_SOCKET=unix:///tmp/wl.sock"));
   CHECK(has("GREETING=hi web-0 on 41000"));
   CHECK(has("PORT=override"));
   CHECK(!has("PORT=41000"));
@@ -197,9 +202,11 @@ TEST_CASE("Supervisor: removal sends SIGTERM to the process, which may exit grac
   TempDir dir;
   proxy::UvLoop loop;
   Supervisor supervisor(loop.get(), TestOptions(dir));
-  ExecReplicaSpec spec =
-      Spec({"sh", "-c",
-            "trap 'echo got TERM; exit 0' TERM; echo started; while :; do sleep 0.05; done"});
+  // Written to a file: the replica's log goes with the replica.
+  const std::string marker = dir.path() + "/term";
+  ExecReplicaSpec spec = Spec({"sh", "-c",
+                               "trap 'echo got TERM > " + marker +
+                                   "; exit 0' TERM; echo started; while :; do sleep 0.05; done"});
   supervisor.Sync({spec});
   REQUIRE(RunUntil(loop.get(),
                    [&] { return CurrentLog(supervisor).find("started") != std::string::npos; }));
@@ -210,12 +217,11 @@ TEST_CASE("Supervisor: removal sends SIGTERM to the process, which may exit grac
   CHECK(std::chrono::steady_clock::now() - start <
         std::chrono::seconds(4));  // before the grace period
   CHECK(!Alive(pid));
-  auto log = ReadLog(supervisor.LogDir("shop", "web-0"), false, -1);
-  REQUIRE(RunUntil(loop.get(), [&] {
-    auto text = ReadLog(supervisor.LogDir("shop", "web-0"), false, -1);
-    return text.ok() && text->find("got TERM") != std::string::npos;
-  }));
+  REQUIRE(RunUntil(loop.get(), [&] { return ::access(marker.c_str(), F_OK) == 0; }));
   CHECK(!supervisor.Status(spec.address).known);
+  // The replica is gone, and its logs with it.
+  REQUIRE(RunUntil(
+      loop.get(), [&] { return ::access(supervisor.LogDir("shop", "web-0").c_str(), F_OK) != 0; }));
 }
 
 TEST_CASE("Supervisor: a process that ignores SIGTERM is killed after the grace period") {
@@ -353,6 +359,67 @@ TEST_CASE("Supervisor: a tcpSocket readiness probe reports ready once the proces
   bool done = false;
   supervisor.Shutdown([&done] { done = true; });
   REQUIRE(RunUntil(loop.get(), [&] { return done; }));
+}
+
+}  // namespace
+}  // namespace podless::runtime
+
+namespace podless::runtime {
+namespace {
+
+TEST_CASE(
+    "Supervisor: a sandboxed replica runs as its workload's uid, in its own namespace and "
+    "directory") {
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: the sandbox's uids and network namespaces need root");
+    return;
+  }
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0711);
+  proxy::UvLoop loop;
+  auto uids = UidAllocator::Open(dir.path() + "/workload-uids", 61900, 61909);
+  REQUIRE(uids.ok());
+  SupervisorOptions options = TestOptions(dir);
+  options.sandbox = true;
+  options.launcher = SelfExecutable();  // this binary's main() runs "__sandbox"
+  options.uids = &*uids;
+  Supervisor supervisor(loop.get(), options);
+  // Reports what it is, then listens on the declared port in its namespace.
+  ExecReplicaSpec spec = Spec({"sh", "-c",
+                               "echo id=$(id -u):$(id -g) home=$HOME pwd=$(pwd) "
+                               "nnp=$(grep NoNewPrivs /proc/self/status | cut -f2); "
+                               "exec python3 -m http.server 8080 --bind 127.0.0.1"});
+  supervisor.Sync({spec});
+  const std::string workdir = ReplicaWorkDir(dir.path(), "shop", "web-0");
+  const std::string expected = "id=61900:61900 home=" + workdir + " pwd=" + workdir + " nnp=1";
+  REQUIRE(RunUntil(loop.get(),
+                   [&] { return CurrentLog(supervisor).find(expected) != std::string::npos; }));
+  CHECK(uids->Find("shop/web") == 61900u);
+
+  // The app listens on the declared port inside the replica's namespace, not
+  // on the host's loopback.
+  auto target = supervisor.Target(spec.address, 8080);
+  REQUIRE(target.has_value());
+  CHECK(target->port == 8080);
+  REQUIRE(target->netns_fd >= 0);
+  auto connects = [](int netns_fd) {
+    int fd = netns_fd >= 0 ? proxy::SocketInNamespace(netns_fd, AF_INET, SOCK_STREAM).value()
+                           : ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address = proxy::MakeSockaddr(0x7f000001, 8080);
+    int flags = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+    ::close(fd);
+    return ok;
+  };
+  REQUIRE(RunUntil(loop.get(), [&] { return connects(target->netns_fd); }));
+  CHECK(!connects(-1));
+
+  // Removed: the directory goes with it, the uid goes back to the range.
+  supervisor.Sync({});
+  REQUIRE(RunUntil(loop.get(), [&] { return supervisor.running_count() == 0; }));
+  REQUIRE(RunUntil(loop.get(), [&] { return !std::filesystem::exists(workdir); }));
+  CHECK(!uids->Find("shop/web").has_value());
 }
 
 }  // namespace
