@@ -1,6 +1,7 @@
 #include "api/grpc_server.h"
 
 #include "api/unix_socket_address.h"
+#include "runtime/process_table.h"
 
 #include <fcntl.h>
 #include <nghttp2/nghttp2.h>
@@ -243,6 +244,7 @@ class GrpcConnection {
   pid_t peer_pid_ = 0;
   uid_t peer_uid_ = 0;
   gid_t peer_gid_ = 0;
+  uint64_t peer_start_time_ = 0;
 };
 
 ServerStreamImpl::~ServerStreamImpl() {
@@ -328,6 +330,7 @@ Status GrpcConnection::Start() {
       peer_pid_ = cred.pid;
       peer_uid_ = cred.uid;
       peer_gid_ = cred.gid;
+      if (auto stat = runtime::ReadProcStat(cred.pid)) peer_start_time_ = stat->start_time;
     }
   }
 
@@ -641,6 +644,21 @@ void GrpcConnection::Dispatch(GrpcStream& stream) {
   context.pid = peer_pid_;
   context.uid = peer_uid_;
   context.gid = peer_gid_;
+  context.start_time = peer_start_time_;
+  // A connection handed on by a process that has exited must not be taken
+  // for whatever process gets its pid next.
+  if (peer_pid_ > 0 && !runtime::IsSameProcess(peer_pid_, peer_start_time_)) {
+    FinishStream(stream, runtime::GrpcCode::kPermissionDenied,
+                 "the process that opened this connection (pid " + std::to_string(peer_pid_) +
+                     ") has exited");
+    return;
+  }
+  if (server_.options_.refuse_caller) {
+    if (std::string why = server_.options_.refuse_caller(context); !why.empty()) {
+      FinishStream(stream, runtime::GrpcCode::kPermissionDenied, why);
+      return;
+    }
+  }
   const std::string request = std::move(stream.requests.front());
   stream.requests.clear();
 

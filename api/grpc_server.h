@@ -37,9 +37,13 @@ struct CallContext {
   // (content-type, te, grpc-timeout, grpc-encoding, ...); names lower-case.
   std::multimap<std::string, std::string> metadata;
   // Peer credentials of the connection (SO_PEERCRED), for authorization.
+  // The pid is still the process that connected, not a later one with the
+  // same number: a call whose connecting process has exited is refused
+  // before its handler runs (start_time is compared, /proc/<pid>/stat).
   pid_t pid = 0;
   uid_t uid = 0;
   gid_t gid = 0;
+  uint64_t start_time = 0;  // of `pid`, in clock ticks since boot
 };
 
 // The server side of one server-streaming call. Every method must be called
@@ -116,6 +120,9 @@ struct GrpcServerOptions {
   // SPIFFE Workload API's is 0666: every sandboxed workload uid connects,
   // and attestation (SO_PEERCRED) decides what a caller gets.
   mode_t socket_mode = 0600;
+  // A non-empty answer refuses the call with PERMISSION_DENIED and that
+  // message before its handler runs (the API refuses workloads' processes).
+  std::function<std::string(const CallContext&)> refuse_caller;
   proxy::SocketAcceptor::CountFunction count_accept_error;
   proxy::LogFunction log = proxy::LogToStderr;
 };

@@ -100,6 +100,15 @@ int RunCommand(const std::vector<std::string>& args) {
   service.SetCluster((*node)->cluster());
   GrpcServerOptions api_options;
   api_options.count_accept_error = proxy::CountAcceptErrors(metrics, "api");
+  // A workload's process is never the agent's client, whatever uid it has
+  // (under an agent that is not root it has the agent's).
+  runtime::Supervisor* supervisor = &(*node)->supervisor();
+  api_options.refuse_caller = [supervisor](const CallContext& context) {
+    return supervisor->IsSupervisedPid(context.pid)
+               ? std::string("the agent's API does not serve workload processes (pid ") +
+                     std::to_string(context.pid) + ")"
+               : std::string();
+  };
   GrpcServer grpc(loop.get(), api_options);
   service.RegisterWith(grpc);
   const std::string socket_path = config->ApiSocketPath();

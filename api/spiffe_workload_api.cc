@@ -55,6 +55,12 @@ struct SpiffeWorkloadApi::SvidStream {
   uint64_t id = 0;
   std::string ns;
   std::string replica;  // "<workload>-<ordinal>"
+  // Who asked: the stream is re-attested on every tick and ends when the
+  // process exits or leaves its replica, or the replica's identity changes.
+  pid_t pid = 0;
+  uint64_t start_time = 0;
+  uint32_t address = 0;
+  std::string spiffe_id;
   std::string serial_sent;
   ServerStreamWriter<X509SVIDResponse> writer;
   proxy::TimerHandle timer;
@@ -80,6 +86,10 @@ SpiffeWorkloadApi::SpiffeWorkloadApi(uv_loop_t* loop, runtime::Agent& agent,
         stream->id = next_stream_++;
         stream->ns = workload.metadata.ns;
         stream->replica = workload.metadata.name + "-" + std::to_string((*ref)->ordinal);
+        stream->pid = context.pid;
+        stream->start_time = context.start_time;
+        stream->address = (*ref)->workload->addresses[(*ref)->ordinal];
+        stream->spiffe_id = agent_.SpiffeIdFor(workload);
         uv_timer_init(loop_, stream->timer.get());
         stream->timer->data = stream.get();
         SvidStream& raw = *stream;
@@ -139,6 +149,22 @@ Result<const runtime::ReplicaRef*> SpiffeWorkloadApi::Attest(const CallContext& 
 }
 
 void SpiffeWorkloadApi::Refresh(SvidStream& stream) {
+  const runtime::ReplicaRef* ref = agent_.FindReplica(stream.address);
+  std::string gone;
+  if (!runtime::IsSameProcess(stream.pid, stream.start_time)) {
+    gone = "the caller (pid " + std::to_string(stream.pid) + ") has exited";
+  } else if (supervisor_.ReplicaOfPid(stream.pid) != stream.address || ref == nullptr) {
+    gone = "the caller (pid " + std::to_string(stream.pid) + ") no longer belongs to " + stream.ns +
+           "/" + stream.replica;
+  } else if (agent_.SpiffeIdFor(std::get<workloads::Workload>(ref->workload->object)) !=
+             stream.spiffe_id) {
+    gone = "the identity of " + stream.ns + "/" + stream.replica + " changed";
+  }
+  if (!gone.empty()) {
+    stream.writer.Finish(MakeError(ErrorCode::kPermissionDenied, gone));
+    streams_.erase(stream.id);
+    return;
+  }
   auto svid = agent_.Certificate(stream.ns, stream.replica);
   if (!svid) {
     // The workload went away (or issuance failed): the caller is no longer
@@ -164,8 +190,9 @@ void SpiffeWorkloadApi::Refresh(SvidStream& stream) {
   // The agent re-issues once half of the lifetime is left; look again then.
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
   const int64_t refresh_at = current.not_after - agent_.config().svid_ttl.count() / 2;
+  // At least once a second, to end the stream soon after its caller goes.
   const uint64_t delay_ms =
-      static_cast<uint64_t>(std::clamp<int64_t>((refresh_at - now) * 1000 + 100, 100, 3'600'000));
+      static_cast<uint64_t>(std::clamp<int64_t>((refresh_at - now) * 1000 + 100, 100, 1'000));
   uv_timer_start(
       stream.timer.get(),
       [](uv_timer_t* timer) {

@@ -334,6 +334,14 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
         next.addresses = existing->addresses;
         next.secret = existing->secret;
         next.generation = existing->generation + 1;
+        // Outbound credentials name an identity: when the SPIFFE ID changes
+        // (another serviceAccount), the old password must stop working.
+        const auto* before = std::get_if<workloads::Workload>(&existing->object);
+        const auto* after = std::get_if<workloads::Workload>(&object);
+        if (before != nullptr && after != nullptr &&
+            before->spec.service_account != after->spec.service_account) {
+          next.secret = secrets.Next();
+        }
       } else {
         next.secret = secrets.Next();
         next.generation = 1;

@@ -270,11 +270,10 @@ int RunSandbox(const std::vector<std::string>& args) {
   // 5. The user.
   if (spec.uid) {
     gid_t gid = spec.gid.value_or(*spec.uid);
-    if (*spec.uid == 0) {
-      if (int err = DropCapabilities(); err != 0) return Fail("drop capabilities", err);
-    } else {
-      for (int cap = 0; cap <= 63; ++cap) ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
-    }
+    // The bounding set first (dropping it needs CAP_SETPCAP), then the ids
+    // (they need CAP_SETGID/CAP_SETUID); a uid other than 0 then has no
+    // capability left, and uid 0 gives up the rest explicitly.
+    for (int cap = 0; cap <= 63; ++cap) ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
     if (::setgroups(0, nullptr) != 0) return Fail("setgroups", errno);
     if (::setresgid(gid, gid, gid) != 0) return Fail("setresgid " + std::to_string(gid), errno);
     if (::setresuid(*spec.uid, *spec.uid, *spec.uid) != 0)

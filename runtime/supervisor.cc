@@ -74,7 +74,11 @@ void Log(const std::string& message) {
 
 // cgroup and sandbox names: namespaces and replica names are DNS labels, so
 // '_' cannot occur in them and the pair is unique.
-std::string CgroupLeaf(const ExecReplicaSpec& spec) { return spec.ns + "_" + spec.replica; }
+// A changed replica's successor starts while it stops, so each instance has
+// a cgroup of its own: "<ns>_<replica>_<instance>".
+std::string CgroupLeaf(const ExecReplicaSpec& spec, uint64_t instance) {
+  return spec.ns + "_" + spec.replica + "_" + std::to_string(instance);
+}
 
 }  // namespace
 
@@ -213,6 +217,7 @@ struct Supervisor::Replica {
   std::optional<gid_t> gid;
   std::string work_dir;
   std::string cgroup;  // the cgroup's directory; empty: none
+  std::string cgroup_leaf;
 };
 
 Supervisor::Supervisor(uv_loop_t* loop, SupervisorOptions options)
@@ -538,8 +543,7 @@ void Supervisor::OnExit(Replica& replica, int64_t exit_status, int term_signal) 
   // the group), dies with it.
   if (run.pid > 0) ::kill(-run.pid, SIGKILL);
   if (!replica.cgroup.empty()) {
-    if (podless::Status s = options_.cgroups->Kill(CgroupLeaf(replica.spec)); !s)
-      Log(s.error().message);
+    if (podless::Status s = options_.cgroups->Kill(replica.cgroup_leaf); !s) Log(s.error().message);
   }
   replica.probe.reset();
   uv_timer_stop(replica.kill_timer.get());
@@ -934,7 +938,8 @@ podless::Status Supervisor::PrepareSandbox(Replica& replica) {
     if (options_.cgroups->Supports("memory")) limits.memory_bytes = asked.memory_bytes;
     if (options_.cgroups->Supports("cpu")) limits.cpu_millis = asked.cpu_millis;
     if (options_.cgroups->Supports("pids")) limits.pids = asked.pids;
-    auto path = options_.cgroups->CreateReplica(CgroupLeaf(spec), limits);
+    replica.cgroup_leaf = CgroupLeaf(spec, ++sandbox_instances_);
+    auto path = options_.cgroups->CreateReplica(replica.cgroup_leaf, limits);
     if (!path) return path.error();
     replica.cgroup = *path;
   }
@@ -975,7 +980,7 @@ SandboxSpec Supervisor::SandboxFor(const Replica& replica) const {
 
 void Supervisor::RemoveSandbox(Replica& replica) {
   if (!replica.cgroup.empty()) {
-    const std::string leaf = CgroupLeaf(replica.spec);
+    const std::string leaf = replica.cgroup_leaf;
     if (podless::Status s = options_.cgroups->Kill(leaf); !s) Log(s.error().message);
     // The kernel empties a killed cgroup asynchronously: a leftover is
     // removed by the next agent's start (KillOrphans).

@@ -242,6 +242,7 @@ class Supervisor {
   std::vector<std::string> dropped_logs_;
   bool shutting_down_ = false;
   uint64_t restarts_total_ = 0;
+  uint64_t sandbox_instances_ = 0;  // names the replicas' cgroups
   proxy::TimerHandle reap_timer_;
 };
 

@@ -264,6 +264,18 @@ void CheckExec(Checker& c, const ExecApp& app, const WorkloadSpec& spec, const s
     if (app.command[i].find('\0') != std::string::npos) {
       c.Add(Index(path + ".command", i), "must not contain a NUL byte");
     }
+    // A command line is world-readable (/proc/<pid>/cmdline): the proxy
+    // credentials must stay in the environment.
+    for (const char* secret :
+         {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"}) {
+      if (app.command[i].find(std::string("$(") + secret + ")") != std::string::npos) {
+        c.Add(Index(path + ".command", i),
+              std::string("$(") + secret +
+                  ") would put the replica's proxy password in its command line, which every "
+                  "local user can read (/proc/<pid>/cmdline); let the program read " +
+                  secret + " from its environment");
+      }
+    }
   }
   for (size_t i = 0; i < app.env.size(); ++i) {
     const EnvVar& var = app.env[i];

@@ -392,3 +392,22 @@ TEST_CASE("QuoteForMessage: escapes control characters and cuts long values") {
 }
 
 }  // namespace podless::workloads
+
+namespace podless::workloads {
+namespace {
+
+TEST_CASE("Validate: an exec command may not carry the proxy credentials ($(HTTP_PROXY))") {
+  Workload w = ValidWorkload();
+  ExecApp exec;
+  exec.command = {"curl", "--proxy", "$(HTTP_PROXY)", "http://web"};
+  w.spec.app = exec;
+  Diagnostic d = Only(w);
+  CHECK(d.field == "spec.app.exec.command[2]");
+  CHECK(d.message.find("/proc/<pid>/cmdline") != std::string::npos);
+  exec.command = {"sh", "-c", "curl --proxy \"$HTTP_PROXY\" http://web"};  // from the environment
+  w.spec.app = exec;
+  CHECK(Validate(w).empty());
+}
+
+}  // namespace
+}  // namespace podless::workloads
