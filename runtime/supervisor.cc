@@ -251,7 +251,7 @@ void Supervisor::KillOrphans() {
   if (options_.cgroups != nullptr) {
     for (const std::string& leaf : options_.cgroups->Leaves()) {
       if (!options_.cgroups->Empty(leaf))
-        Log("stopping the processes a previous agent left in " + leaf);
+        Log("stopping orphan processes a previous agent left in cgroup " + leaf);
       if (podless::Status s = options_.cgroups->Kill(leaf); !s) Log(s.error().message);
       (void)options_.cgroups->Remove(leaf);  // busy until the kernel reaps them
     }
