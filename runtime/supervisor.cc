@@ -881,6 +881,15 @@ podless::Status Supervisor::CheckEnforceable(const workloads::ExecApp& app,
         "capabilities) and can read the agent's state, its CA key included");
   }
   if (!root) {
+    auto warn_if_under = [&](const char* open_path) {
+      if (options_.state_dir.rfind(std::string(open_path) + "/", 0) != 0) return;
+      warnings->push_back("the agent's state dir " + options_.state_dir + " lies under " +
+                          open_path +
+                          ", which Landlock leaves open to processes: they can read it (run "
+                          "the agent with a --state-dir elsewhere, e.g. under /var/lib)");
+    };
+    for (const char* path : kSystemReadPaths) warn_if_under(path);
+    for (const char* path : kSystemWritePaths) warn_if_under(path);
     warnings->push_back(
         "the agent runs as uid " + agent_uid +
         ", not root: the process shares its uid and network namespace; Landlock ABI " +
