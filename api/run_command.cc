@@ -1,9 +1,13 @@
 #include "api/run_command.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <uv.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <map>
 
 #include "api/grpc_server.h"
@@ -13,6 +17,7 @@
 #include "proxy/uv_handle.h"
 #include "runtime/config.h"
 #include "runtime/node.h"
+#include "runtime/state_store.h"
 
 namespace podless::api {
 namespace {
@@ -56,6 +61,26 @@ Status ApplyAtStart(uv_loop_t* loop, runtime::Node& node, const std::vector<std:
   return {};
 }
 
+// The agent holds every key (the CA's, each SVID's, the workloads'
+// credential seeds): no core file may carry them to disk, and no process of
+// the agent's uid (an exec workload, when the agent is not root) may ptrace
+// it or read its memory through /proc. Not dumpable also makes the agent's
+// /proc/<pid> files root's: reading its /proc/<pid>/fd or environ then takes
+// CAP_SYS_PTRACE. execve resets dumpable for what the agent starts;
+// workloads have RLIMIT_CORE 0 anyway (the sandbox sets it).
+Status DisableCoreDumps() {
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    return MakeError(ErrorCode::kInternal,
+                     std::string("prctl(PR_SET_DUMPABLE, 0): ") + std::strerror(errno));
+  }
+  const struct rlimit none = {0, 0};
+  if (::setrlimit(RLIMIT_CORE, &none) != 0) {
+    return MakeError(ErrorCode::kInternal,
+                     std::string("setrlimit(RLIMIT_CORE, 0): ") + std::strerror(errno));
+  }
+  return {};
+}
+
 }  // namespace
 
 int RunCommand(const std::vector<std::string>& args) {
@@ -68,8 +93,19 @@ int RunCommand(const std::vector<std::string>& args) {
     std::fprintf(stderr, "podless run: %s\n", config.error().message.c_str());
     return 2;
   }
+  if (Status s = DisableCoreDumps(); !s) {
+    Log("cannot start: " + s.error().message);
+    return 1;
+  }
   // A client that disappears must not kill the agent with SIGPIPE.
   signal(SIGPIPE, SIG_IGN);
+  // Before anything (the cluster join, the state store, the CA) writes to
+  // or reads from the state dir: one another user owns or may write is
+  // refused, with what to do.
+  if (Status s = runtime::StateStore::PrepareDir(config->state_dir); !s) {
+    Log("cannot start: " + s.error().message);
+    return 1;
+  }
 
   proxy::UvLoop loop;
   runtime::ClusterPtr joined;

@@ -221,11 +221,61 @@ bool ParseForwardAddress(const std::string& address, uint32_t* ip, uint16_t* por
   return true;
 }
 
+// How many bytes at the start of `text` (not empty, first byte >= 0x80) are
+// one well-formed UTF-8 sequence (Unicode 15, table 3-7: no overlong forms,
+// no surrogates, nothing above U+10FFFF): `*valid` says whether they are.
+// Otherwise they are the maximal ill-formed prefix, at least one byte, that
+// one U+FFFD replaces (the "maximal subpart" practice of Unicode section
+// 3.9, as WHATWG's decoder does).
+size_t Utf8Sequence(std::string_view text, bool* valid) {
+  const auto lead = static_cast<unsigned char>(text[0]);
+  size_t length = 0;
+  unsigned char low = 0x80, high = 0xbf;  // the range of the second byte
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+    if (lead == 0xe0) low = 0xa0;   // overlong
+    if (lead == 0xed) high = 0x9f;  // surrogates
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+    if (lead == 0xf0) low = 0x90;   // overlong
+    if (lead == 0xf4) high = 0x8f;  // above U+10FFFF
+  } else {
+    *valid = false;  // a continuation byte, C0, C1 or F5..FF
+    return 1;
+  }
+  size_t i = 1;
+  for (; i < length && i < text.size(); ++i) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    if (byte < (i == 1 ? low : 0x80) || byte > (i == 1 ? high : 0xbf)) break;
+  }
+  *valid = i == length;
+  return i;
+}
+
+constexpr char kReplacementCharacter[] = "\xef\xbf\xbd";  // U+FFFD
+
 }  // namespace
 
 std::string JsonString(std::string_view text) {
   std::string out = "\"";
-  for (unsigned char c : text) {
+  out.reserve(text.size() + 2);
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x80) {
+      // What a peer sent is not always UTF-8; the output must be.
+      bool valid = false;
+      const size_t n = Utf8Sequence(text.substr(i), &valid);
+      if (valid) {
+        out.append(text.substr(i, n));
+      } else {
+        out += kReplacementCharacter;
+      }
+      i += n;
+      continue;
+    }
+    ++i;
     switch (c) {
       case '"':
         out += "\\\"";

@@ -39,7 +39,9 @@ void StartApp(AppContext context, Stream* stream);
 struct Http1Request;
 std::string EchoJson(const AppContext& context, const Http1Request& request);
 
-// A JSON string literal (quotes included) with RFC 8259 escaping.
+// A JSON string literal (quotes included) with RFC 8259 escaping. The result
+// is always valid UTF-8 and valid JSON: each ill-formed UTF-8 sequence in
+// `text` (a header or path a peer sent) becomes one U+FFFD.
 std::string JsonString(std::string_view text);
 
 }  // namespace podless::proxy

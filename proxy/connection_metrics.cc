@@ -44,6 +44,10 @@ ProxyMetrics::ProxyMetrics(Registry& registry)
                                   "Connections or streams refused by a per-peer or per-workload "
                                   "limit.",
                                   {"limit"})),
+      auth_failures_(registry.AddCounter(
+          "podless_outbound_auth_failures_total",
+          "Logins at the outbound entry (HTTP proxy, SOCKS5) refused for wrong credentials.",
+          {"protocol"})),
       accept_errors_(registry.AddCounter("podless_accept_errors_total", kAcceptErrorsHelp,
                                          {"listener", "error"})) {
   for (std::string_view timeout :
@@ -53,9 +57,11 @@ ProxyMetrics::ProxyMetrics(Registry& registry)
     PeerTimeout(timeout);
   }
   for (std::string_view limit : {kLimitHboneConnectionsPerPeer, kLimitHboneStreamsPerConnection,
-                                 kLimitOutboundConnectionsPerWorkload}) {
+                                 kLimitOutboundConnectionsPerWorkload,
+                                 kLimitOutboundLoginFailures}) {
     LimitRefused(limit);
   }
+  for (std::string_view protocol : {kProtocolHttp, kProtocolSocks5}) OutboundAuthFailure(protocol);
   streams_active_ = &registry
                          .AddGauge("podless_hbone_streams_active",
                                    "HBONE CONNECT streams open (both directions).")

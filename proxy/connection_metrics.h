@@ -49,6 +49,12 @@ class ProxyMetrics {
   // podless_limit_refused_total{limit}: a connection or stream refused by a
   // per-peer or per-workload limit; `limit` is one of the kLimit* values.
   Counter& LimitRefused(std::string_view limit) { return limits_.WithLabels({limit}); }
+  // podless_outbound_auth_failures_total{protocol}: logins at the outbound
+  // entry with wrong credentials (or another replica's, inside a sandbox);
+  // `protocol` is kProtocolHttp or kProtocolSocks5 (both exported at 0).
+  Counter& OutboundAuthFailure(std::string_view protocol) {
+    return auth_failures_.WithLabels({protocol});
+  }
   // podless_accept_errors_total{listener, error}: accept() failed (EMFILE,
   // ENFILE, ...); the connections pending then were shed.
   Counter& AcceptError(std::string_view listener, std::string_view error) {
@@ -69,6 +75,10 @@ class ProxyMetrics {
       "hbone_streams_per_connection";
   static constexpr std::string_view kLimitOutboundConnectionsPerWorkload =
       "outbound_connections_per_workload";
+  // A login refused unchecked: its source failed too many (LoginThrottle).
+  static constexpr std::string_view kLimitOutboundLoginFailures = "outbound_login_failures";
+  static constexpr std::string_view kProtocolHttp = "http";
+  static constexpr std::string_view kProtocolSocks5 = "socks5";
 
  private:
   CounterFamily& opened_;
@@ -78,6 +88,7 @@ class ProxyMetrics {
   CounterFamily& denied_;
   CounterFamily& timeouts_;
   CounterFamily& limits_;
+  CounterFamily& auth_failures_;
   CounterFamily& accept_errors_;
   Gauge* streams_active_;
   Gauge* connections_active_;

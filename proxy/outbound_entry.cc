@@ -2,6 +2,7 @@
 
 #include <openssl/base64.h>
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "proxy/socks5.h"
 #include "proxy/splice.h"
 #include "proxy/tcp_stream.h"
+#include "workloads/ipam.h"
 
 namespace podless::proxy {
 
@@ -37,6 +39,52 @@ bool ParseBasicCredentials(std::string_view header, std::string* user, std::stri
   return true;
 }
 
+uint64_t LoginThrottle::BlockedFor(uint64_t source, uint64_t now_ms) const {
+  std::lock_guard lock(mutex_);
+  auto it = by_key_.find(source);
+  if (it == by_key_.end()) return 0;
+  const uint64_t until = it->second->blocked_until_ms;
+  return until > now_ms ? until - now_ms : 0;
+}
+
+uint64_t LoginThrottle::Failed(uint64_t source, uint64_t now_ms) {
+  if (options_.max_failures == 0) return 0;
+  std::lock_guard lock(mutex_);
+  auto it = by_key_.find(source);
+  if (it == by_key_.end()) {
+    if (by_key_.size() >= std::max<size_t>(options_.max_sources, 1)) {
+      by_key_.erase(recent_.back().key);
+      recent_.pop_back();
+    }
+    recent_.push_front(Source{source, 0, now_ms, 0, options_.first_backoff_ms});
+    it = by_key_.emplace(source, recent_.begin()).first;
+  } else {
+    recent_.splice(recent_.begin(), recent_, it->second);
+  }
+  Source& s = *it->second;
+  if (now_ms >= s.window_start_ms + options_.window_ms) {
+    // The window is over: count anew. A source quiet for a whole window
+    // after its last block is forgiven its doubled backoff too.
+    if (now_ms >= s.blocked_until_ms + options_.window_ms) {
+      s.next_backoff_ms = options_.first_backoff_ms;
+    }
+    s.failures = 0;
+    s.window_start_ms = now_ms;
+  }
+  if (++s.failures < options_.max_failures) return 0;
+  const uint64_t backoff = s.next_backoff_ms;
+  s.blocked_until_ms = now_ms + backoff;
+  s.next_backoff_ms = std::min(backoff * 2, std::max(options_.max_backoff_ms, backoff));
+  s.failures = 0;
+  s.window_start_ms = now_ms;
+  return backoff;
+}
+
+size_t LoginThrottle::size() const {
+  std::lock_guard lock(mutex_);
+  return by_key_.size();
+}
+
 // After a refusal the client gets this long to read it and close.
 constexpr uint64_t kLingerAfterRefusalMs = 2000;
 
@@ -48,6 +96,7 @@ class OutboundClient final : public StreamHandler {
       : entry_(entry), client_(client), pinned_(pinned) {}
 
   void Start() {
+    peer_ = client_->PeerAddress();
     entry_.clients_.insert(this);
     client_->SetHandler(this);
     uv_timer_init(entry_.dispatcher_.loop(), timer_.get());
@@ -144,9 +193,17 @@ class OutboundClient final : public StreamHandler {
       Fail(407, 0, "proxy credentials required");
       return;
     }
-    if (!Authenticate(user, password)) {
-      Fail(407, 0, "proxy credentials rejected");
-      return;
+    switch (Authenticate(user, password, ProxyMetrics::kProtocolHttp)) {
+      case Login::kAccepted:
+        break;
+      case Login::kRejected:
+        Fail(407, 0, "proxy credentials rejected");
+        return;
+      case Login::kThrottled:
+        Fail(429, 0,
+             "too many failed proxy logins from this source: try again in " +
+                 std::to_string(retry_after_s_) + " s");
+        return;
     }
     if (request.method == "CONNECT") {
       auto target = ParseAuthority(request.target, 0);
@@ -192,7 +249,8 @@ class OutboundClient final : public StreamHandler {
           client_->Write(step.reply);
           break;
         case Socks5ServerHandshake::Step::Kind::kAuthenticate: {
-          bool ok = Authenticate(step.username, step.password);
+          bool ok = Authenticate(step.username, step.password, ProxyMetrics::kProtocolSocks5) ==
+                    Login::kAccepted;
           client_->Write(socks_.AuthenticationResult(ok));
           if (!ok) {
             state_ = State::kRefused;
@@ -214,15 +272,45 @@ class OutboundClient final : public StreamHandler {
     }
   }
 
-  bool Authenticate(const std::string& user, const std::string& password) {
+  enum class Login { kAccepted, kRejected, kThrottled };
+
+  Login Authenticate(const std::string& user, const std::string& password,
+                     std::string_view protocol) {
+    LoginThrottle& throttle = *entry_.login_throttle_;
+    const uint64_t key = LoginThrottle::SourceKey(pinned_, peer_);
+    const uint64_t now = uv_now(entry_.dispatcher_.loop());
+    // Refused before the credentials are looked at: a blocked guesser
+    // learns nothing from trying on.
+    if (uint64_t wait_ms = throttle.BlockedFor(key, now); wait_ms > 0) {
+      entry_.metrics_.LimitRefused(ProxyMetrics::kLimitOutboundLoginFailures).Inc();
+      retry_after_s_ = (wait_ms + 999) / 1000;
+      return Login::kThrottled;
+    }
     const LocalReplica* source = entry_.directory_.Authenticate(user, password);
-    if (source == nullptr) return false;
     // Inside a sandbox's namespace only that replica's own credentials work.
-    if (pinned_ != 0 && source->address != pinned_) return false;
+    if (source == nullptr || (pinned_ != 0 && source->address != pinned_)) {
+      entry_.metrics_.OutboundAuthFailure(protocol).Inc();
+      if (uint64_t backoff_ms = throttle.Failed(key, now); backoff_ms > 0) {
+        LogBlocked(backoff_ms);
+      }
+      return Login::kRejected;
+    }
     source_address_ = source->address;
     source_identity_ = source->spiffe_id;
     source_workload_ = source->workload;
-    return true;
+    return Login::kAccepted;
+  }
+
+  // Once per block: a guesser is not silent.
+  void LogBlocked(uint64_t backoff_ms) {
+    const LoginThrottleOptions& options = entry_.login_throttle_->options();
+    std::string source = workloads::FormatIpv4(peer_);
+    if (pinned_ != 0) source += " in the network namespace of replica " + workloads::FormatIpv4(pinned_);
+    entry_.options_.log("outbound entry: " + std::to_string(options.max_failures) +
+                        " failed proxy logins from " + source + " within " +
+                        std::to_string(options.window_ms / 1000) +
+                        " s: its logins are refused for " + std::to_string(backoff_ms / 1000) +
+                        " s");
   }
 
   void Connect(const std::string& host, uint16_t port) {
@@ -358,6 +446,7 @@ class OutboundClient final : public StreamHandler {
     } else {
       Http1Headers headers = {{"Content-Type", "text/plain; charset=utf-8"}};
       if (http_status == 407) headers.emplace_back("Proxy-Authenticate", "Basic realm=\"podless\"");
+      if (retry_after_s_ > 0) headers.emplace_back("Retry-After", std::to_string(retry_after_s_));
       std::string body = message + "\n";
       headers.emplace_back("Content-Length", std::to_string(body.size()));
       headers.emplace_back("Connection", "close");
@@ -384,6 +473,8 @@ class OutboundClient final : public StreamHandler {
   OutboundEntry& entry_;
   TcpStream* client_;
   uint32_t pinned_;  // the only replica this connection may speak as; 0: any
+  uint32_t peer_ = 0;  // the client's address: with pinned_, its LoginThrottle source
+  uint64_t retry_after_s_ = 0;  // set when its login was throttled
   TimerHandle timer_;
   State state_ = State::kDetect;
   Mode mode_ = Mode::kHttpConnect;
@@ -414,6 +505,8 @@ Result<OutboundEntryPtr> OutboundEntry::Create(Dispatcher& dispatcher, Directory
   ConnectionLimitsPtr limits =
       options.limits != nullptr ? options.limits : std::make_shared<ConnectionLimits>();
   entry->per_workload_ = CountsOf(limits, &ConnectionLimits::outbound_connections_per_workload);
+  entry->login_throttle_ = options.login_throttle != nullptr ? options.login_throttle
+                                                              : std::make_shared<LoginThrottle>();
   TcpListener::Options listen;
   listen.name = "outbound";
   listen.bind = options.bind;

@@ -21,14 +21,20 @@
 // request must be complete within request_timeout_ms (else 408), the
 // upstream established within setup_timeout_ms (else 504). A workload
 // replica may have max_connections_per_workload connections being set up or
-// open (else 429).
+// open (else 429). Failed logins are counted
+// (podless_outbound_auth_failures_total) and a source that fails too many is
+// refused for a while without its credentials being checked (LoginThrottle;
+// 429 with Retry-After, or the SOCKS5 authentication failure).
 #pragma once
 
 #include <cstdint>
+#include <list>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
+#include <unordered_map>
 
 #include "proxy/connection_limits.h"
 #include "proxy/connection_metrics.h"
@@ -46,6 +52,78 @@ namespace podless::proxy {
 
 inline constexpr uint64_t kDefaultOutboundRequestTimeoutMs = 10'000;
 inline constexpr uint32_t kDefaultMaxOutboundConnectionsPerWorkload = 1024;
+
+struct LoginThrottleOptions {
+  // This many failed logins of one source within window_ms block it for a
+  // backoff. 0: never block (failures are still counted in the metric).
+  uint32_t max_failures = 10;
+  uint64_t window_ms = 60'000;
+  // The first backoff; each further block within a window of the previous
+  // one doubles it, up to max_backoff_ms.
+  uint64_t first_backoff_ms = 5'000;
+  uint64_t max_backoff_ms = 300'000;
+  // Sources remembered at most; the one whose last failure is oldest is
+  // forgotten first.
+  size_t max_sources = 4096;
+};
+
+// LoginThrottle: slows down whoever guesses outbound-entry credentials. The
+// credentials are 120-bit HMACs, so guessing cannot succeed; what matters is
+// that it is seen (the metric, a log line per block) and cannot run at full
+// speed. A blocked source is refused before its credentials are checked, so
+// trying on while blocked teaches it nothing, and a success never clears
+// its failures (a workload knowing its own password cannot reset the count
+// between guesses at another's).
+//
+// A source is the peer's IPv4 address together with the sandbox listener
+// the connection came through (a sandboxed replica's own network namespace;
+// 0 for the node's listener): a sandboxed workload throttles only itself.
+// Processes on the node itself all come from 127.0.0.1 and share one
+// source: one of them guessing also delays the others' logins for the
+// backoff, the price of a limit a guesser cannot evade by opening more
+// connections.
+//
+// Memory: one entry (about 100 bytes) per source that failed, at most
+// max_sources. Thread-safe. Each worker's OutboundEntry holds its own unless
+// OutboundEntryOptions::login_throttle gives them one to share; ProxyCore
+// does not yet, so with --workers N a source gets up to N x max_failures
+// tries per window (the kernel spreads its connections over the workers).
+class LoginThrottle {
+ public:
+  explicit LoginThrottle(LoginThrottleOptions options = {}) : options_(options) {}
+  LoginThrottle(const LoginThrottle&) = delete;
+  LoginThrottle& operator=(const LoginThrottle&) = delete;
+
+  // The key of a source: `peer` (IPv4, host order) through the listener of
+  // sandboxed replica `pinned` (0: the node's own listener).
+  static uint64_t SourceKey(uint32_t pinned, uint32_t peer) {
+    return uint64_t{pinned} << 32 | peer;
+  }
+  // Milliseconds `source` is still blocked at `now_ms`; 0: it may log in.
+  uint64_t BlockedFor(uint64_t source, uint64_t now_ms) const;
+  // Counts a failed login of `source` at `now_ms`. Returns the backoff this
+  // failure starts (ms), 0 if it starts none.
+  uint64_t Failed(uint64_t source, uint64_t now_ms);
+  // Sources remembered.
+  size_t size() const;
+  const LoginThrottleOptions& options() const { return options_; }
+
+ private:
+  struct Source {
+    uint64_t key = 0;
+    uint32_t failures = 0;  // since window_start_ms
+    uint64_t window_start_ms = 0;
+    uint64_t blocked_until_ms = 0;  // 0: never blocked
+    uint64_t next_backoff_ms = 0;
+  };
+
+  const LoginThrottleOptions options_;
+  mutable std::mutex mutex_;
+  std::list<Source> recent_;  // the most recent failure first
+  std::unordered_map<uint64_t, std::list<Source>::iterator> by_key_;
+};
+
+using LoginThrottlePtr = std::shared_ptr<LoginThrottle>;
 
 struct OutboundEntryOptions {
   std::string bind = "127.0.0.1";
@@ -67,6 +145,9 @@ struct OutboundEntryOptions {
   // Where those connections are counted: every worker's entry holds the
   // same, so the limit is the node's. Null: the entry counts its own.
   ConnectionLimitsPtr limits;
+  // Failed logins and the backoff of sources that fail too many. Null: the
+  // entry keeps its own, with default options.
+  LoginThrottlePtr login_throttle;
   LogFunction log = LogToStderr;
 };
 
@@ -120,6 +201,7 @@ class OutboundEntry {
   // Source replica -> its connections being set up (past authentication)
   // or open: options_.limits' outbound_connections_per_workload.
   std::shared_ptr<SharedCounts> per_workload_;
+  LoginThrottlePtr login_throttle_;
 };
 
 using OutboundEntryPtr = std::unique_ptr<OutboundEntry>;

@@ -1,5 +1,7 @@
 #include "runtime/agent.h"
 
+#include <arpa/inet.h>
+
 #include <openssl/hmac.h>
 #include <openssl/mem.h>
 #include <openssl/rand.h>
@@ -13,6 +15,7 @@
 #include <ctime>
 #include <new>
 
+#include "proxy/http1_parser.h"
 #include "runtime/certificate_issuer.h"
 #include "runtime/json.h"
 #include "workloads/spiffe_id.h"
@@ -205,6 +208,15 @@ Status Agent::Admit(const std::vector<Object>& objects,
   warnings->assign(objects.size(), {});
   for (size_t i = 0; i < objects.size(); ++i) {
     const Object& object = objects[i];
+    if (const auto* workload = std::get_if<workloads::Workload>(&object)) {
+      if (const auto* forward = std::get_if<workloads::ForwardApp>(&workload->spec.app)) {
+        if (Status s = CheckForwardTarget(forward->address); !s) {
+          return MakeError(s.error().code, KeyText(workloads::KeyOf(object)) +
+                                               ": spec.app.forward.address " + forward->address +
+                                               ": " + s.error().message + "; nothing was changed");
+        }
+      }
+    }
     const auto* exec = std::get_if<workloads::Workload>(&object);
     if (exec_admission_ && exec != nullptr &&
         std::holds_alternative<workloads::ExecApp>(exec->spec.app)) {
@@ -247,6 +259,49 @@ Status Agent::Admit(const std::vector<Object>& objects,
                          std::to_string(limits.max_replicas) + " (it holds " +
                          std::to_string(replicas_held) + ", this apply adds " +
                          std::to_string(replicas_after - replicas_held) + "); nothing was changed");
+  }
+  return {};
+}
+
+// A forward target must lie outside the mesh and the agent: a workload or
+// Service address would loop a connection through the proxy into itself
+// (one connection became ~10,000), and an agent listener would expose the
+// admin server or the outbound entry to every caller the policy admits.
+Status Agent::CheckForwardTarget(const std::string& address) const {
+  auto target = proxy::ParseAuthority(address, 0);
+  if (!target) return target.error();
+  std::string host = target->host == "localhost" ? "127.0.0.1" : target->host;
+  in_addr parsed{};
+  if (::inet_pton(AF_INET, host.c_str(), &parsed) != 1) return {};  // validation's concern
+  const uint32_t ip = ntohl(parsed.s_addr);
+  if (node_pool_->cidr().Contains(ip)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "is in the node CIDR " + node_pool_->cidr().ToString() +
+                         " (a workload address): call workloads through the mesh, not a forward");
+  }
+  if (service_pool_->cidr().Contains(ip)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "is in the service CIDR " + service_pool_->cidr().ToString() +
+                         " (a Service address): call Services through the mesh, not a forward");
+  }
+  struct Listener {
+    const char* flag;
+    const std::string& value;
+  };
+  for (const Listener& listener : {Listener{"--admin-address", config_.admin_address},
+                                   Listener{"--hbone-address", config_.hbone_address},
+                                   Listener{"--outbound-address", config_.outbound_address}}) {
+    auto bound = proxy::ParseAuthority(listener.value, 0, /*allow_port_zero=*/true);
+    if (!bound || bound->port != target->port) continue;
+    in_addr bound_ip{};
+    const bool any = bound->host.empty() || bound->host == "0.0.0.0" ||
+                     ::inet_pton(AF_INET, bound->host.c_str(), &bound_ip) != 1;
+    const bool loopback = (ip >> 24) == 127;
+    if (any || loopback || ntohl(bound_ip.s_addr) == ip) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       std::string("is the agent's own listener (") + listener.flag + " " +
+                           listener.value + "): a forward must not expose it to the mesh");
+    }
   }
   return {};
 }

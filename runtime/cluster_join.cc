@@ -14,6 +14,7 @@
 
 #include "proxy/uv_handle.h"
 #include "runtime/cluster.h"
+#include "runtime/state_store.h"
 #include "workloads/certificate_authority.h"
 #include "workloads/ipam.h"
 #include "workloads/pem_file.h"
@@ -144,14 +145,12 @@ Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config) {
   Cluster& c = *cluster;
   const std::string& dir = config.state_dir;
 
-  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return MakeError(ErrorCode::kUnavailable,
-                     "cannot create state dir " + dir + ": " + std::strerror(errno));
-  }
+  // Nothing is written to a state dir another user owns or may write.
+  if (Status s = StateStore::PrepareDir(dir); !s) return s.error();
   // Held for the agent's life: two agents on one state dir would fight over
   // one node record (the state log has its own lock, taken later).
   const std::string lock_path = dir + "/cluster.lock";
-  c.lock_fd_ = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  c.lock_fd_ = open(lock_path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (c.lock_fd_ < 0 || flock(c.lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     return MakeError(ErrorCode::kFailedPrecondition,
                      lock_path + ": another agent is using state dir " + dir);

@@ -64,7 +64,9 @@ Result<LogFilePtr> LogFile::Open(std::string dir, uint64_t max_bytes) {
 void LogFile::OpenCurrent() {
   CloseCurrent();
   std::string path = dir_ + kCurrent;
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  // O_NOFOLLOW: a symbolic link planted as current.log must not have the
+  // agent append a workload's output to a file of someone else's choice.
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
   struct stat st {};
   current_size_ = (fd_ >= 0 && ::fstat(fd_, &st) == 0) ? static_cast<uint64_t>(st.st_size) : 0;
 }

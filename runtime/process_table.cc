@@ -65,8 +65,13 @@ Status ProcessTable::Store(const std::vector<ProcessRecord>& records) const {
     text += std::to_string(record.pid) + " " + std::to_string(record.start_time) + " " +
             std::to_string(record.address) + " " + record.replica + "\n";
   }
+  // The temp name is fixed, so a leftover (or anything planted under it: a
+  // symbolic link to a file of someone's choice) is removed first and the
+  // file created anew; O_EXCL | O_NOFOLLOW never write through a link.
+  // (What cannot be removed, a directory, fails the exclusive create.)
   std::string tmp = path_ + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  (void)::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) {
     return MakeError(ErrorCode::kUnavailable, "cannot write " + tmp + ": " + std::strerror(errno));
   }

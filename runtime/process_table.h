@@ -6,7 +6,9 @@
 // ticks since boot (/proc/<pid>/stat field 22), tells a still-running child
 // from an unrelated process that got the same pid later. Every change
 // rewrites the whole file atomically (write, fsync, rename), so a crash
-// leaves either the old or the new table, never a torn one.
+// leaves either the old or the new table, never a torn one. The temp file
+// (<path>.tmp) is removed and created anew with O_EXCL | O_NOFOLLOW each
+// time: nothing planted under its name is ever written through.
 #pragma once
 
 #include <sys/types.h>

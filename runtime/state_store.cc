@@ -14,6 +14,7 @@
 #include <new>
 
 #include "workloads/object_codec.h"
+#include "workloads/pem_file.h"
 
 namespace podless::runtime {
 
@@ -84,6 +85,19 @@ Error OsError(const std::string& what, int err) {
                              ? ErrorCode::kResourceExhausted
                              : ErrorCode::kInternal;
   return MakeError(code, what + ": " + std::strerror(err));
+}
+
+// Every file of the store is opened with O_NOFOLLOW: a symbolic link in the
+// state dir (someone else's doing) would have the agent write wherever it
+// points. open() then fails with ELOOP, which this says in words.
+Error OpenError(const std::string& what, const std::string& path, int err) {
+  if (err == ELOOP) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     what + ": " + path +
+                         " is a symbolic link, which podless does not follow in its state dir: "
+                         "remove the link (and check who planted it)");
+  }
+  return OsError(what, err);
 }
 
 // pwrite all of `data` at `offset`, retrying partial writes and EINTR.
@@ -285,8 +299,13 @@ Result<StateStorePtr> StateStore::Open(const std::string& dir, Options options) 
   return store;
 }
 
+Status StateStore::PrepareDir(const std::string& dir) {
+  if (Status s = CreateDirectories(dir); !s) return s;
+  return workloads::CheckPrivateDirectory(dir, "state dir");
+}
+
 Status StateStore::Init() {
-  if (Status s = CreateDirectories(dir_); !s) return s;
+  if (Status s = PrepareDir(dir_); !s) return s;
   if (Status s = AcquireLock(); !s) return s;
   // A temp file is only ever a compaction that did not reach its rename: the
   // log it was to replace is still complete.
@@ -308,9 +327,10 @@ Status StateStore::Init() {
 
 Status StateStore::AcquireLock() {
   const std::string lock_path = dir_ + "/" + kLockFileName;
-  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (lock_fd_ < 0) {
-    return OsError("state dir " + dir_ + " is not usable: cannot open " + lock_path, errno);
+    return OpenError("state dir " + dir_ + " is not usable: cannot open " + lock_path, lock_path,
+                     errno);
   }
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
@@ -333,8 +353,8 @@ Status StateStore::AcquireLock() {
 
 Status StateStore::OpenLog() {
   const std::string log_path = path();
-  log_fd_ = ::open(log_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (log_fd_ < 0) return OsError("cannot open " + log_path, errno);
+  log_fd_ = ::open(log_path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (log_fd_ < 0) return OpenError("cannot open " + log_path, log_path, errno);
   struct stat st;
   if (::fstat(log_fd_, &st) != 0) return OsError("cannot stat " + log_path, errno);
   const uint64_t size = static_cast<uint64_t>(st.st_size);
@@ -675,8 +695,13 @@ Status StateStore::Compact() {
                      "state store failed earlier (" + failed_ + ")");
   }
   const std::string temp = dir_ + "/" + kTempFileName;
-  const int fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return OsError("cannot create " + temp, errno);
+  // A leftover (a failed earlier compaction, or a link planted under the
+  // name) goes first; whatever cannot be removed (a directory) fails the
+  // exclusive create below. The temp file is always a new one.
+  (void)::unlink(temp.c_str());
+  const int fd =
+      ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return OpenError("cannot create " + temp, temp, errno);
   auto fail = [&](const std::string& what, int err) -> Status {
     ::close(fd);
     ::unlink(temp.c_str());

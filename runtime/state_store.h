@@ -72,9 +72,17 @@ class StateStore {
   // Larger records are refused by Commit and treated as damage by Open.
   static constexpr uint32_t kMaxRecordBytes = uint32_t{1} << 30;
 
-  // Creates `dir` (and its parents, mode 0700) if needed, takes the exclusive lock on
-  // `<dir>/lock`, removes a temp file a crash during compaction left behind,
-  // and replays `<dir>/state.log` (a missing file is an empty state).
+  // Creates `dir` (and its parents, mode 0700) if needed and refuses a dir
+  // the agent cannot trust: one another uid owns, or group or others may
+  // write (workloads::CheckPrivateDirectory; the error says what to do).
+  // The agent calls it before it writes anything there.
+  static Status PrepareDir(const std::string& dir);
+
+  // PrepareDir, then takes the exclusive lock on `<dir>/lock`, removes a
+  // temp file a crash during compaction left behind, and replays
+  // `<dir>/state.log` (a missing file is an empty state). No file of the
+  // store is opened through a symbolic link (O_NOFOLLOW: a link is an error
+  // naming it), and the temp file is created with O_EXCL.
   static Result<StateStorePtr> Open(const std::string& dir);
   static Result<StateStorePtr> Open(const std::string& dir, Options options);
 

@@ -590,12 +590,13 @@ Result<CertificateAuthorityPtr> CertificateAuthority::LoadOrCreate(
     return MakeError(ErrorCode::kFailedPrecondition,
                      "cannot create " + dir + ": " + std::strerror(errno));
   }
+  if (Status s = CheckPrivateDirectory(dir, "CA directory"); !s) return s.error();
   const std::string cert_path = dir + "/ca.crt";
   const std::string key_path = dir + "/ca.key";
 
   auto cert_text = ReadSmallFile(cert_path);
   if (!cert_text.ok() && cert_text.error().code != ErrorCode::kNotFound) return cert_text.error();
-  auto key_text = ReadSmallFile(key_path);
+  auto key_text = ReadPrivateKeyText(key_path, Links::kRefuse);
   if (!key_text.ok() && key_text.error().code != ErrorCode::kNotFound) return key_text.error();
 
   if (cert_text.ok() && !key_text.ok()) {

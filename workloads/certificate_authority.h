@@ -27,13 +27,16 @@ class CertificateAuthority {
   // SKI/AKI, O=podless, URI SAN spiffe://<td>) and writes both files (mode
   // 0600, atomically; the key first, so a crash between the two leaves a key
   // the next start reuses). A corrupt or mismatched file is an error naming it.
+  // `dir` must pass CheckPrivateDirectory and ca.key CheckPrivateKeyFile
+  // (workloads/pem_file.h), and ca.key must not be a symbolic link: a CA that
+  // someone else could have put there is never used.
   static Result<CertificateAuthorityPtr> LoadOrCreate(const std::string& dir,
                                                       const std::string& trust_domain);
 
   // An operator-provided CA (--ca-cert/--ca-key). The certificate must be a CA
   // and match the key. The certificate file holds the signing certificate,
   // optionally followed by its chain up to a self-signed root; the chain must
-  // verify now.
+  // verify now. The key file must pass CheckPrivateKeyFile.
   static Result<CertificateAuthorityPtr> LoadFromFiles(const std::string& cert_path,
                                                        const std::string& key_path,
                                                        const std::string& trust_domain);

@@ -1019,6 +1019,13 @@ ParseResult ParseManifests(std::string_view text, std::string_view file_name) {
   ParseResult result;
   Diagnostic failure;
   failure.where.file = std::string(file_name);
+  if (text.size() > kMaxManifestBytes) {
+    // Refused before yaml-cpp builds a tree of it (several times its size).
+    failure.message = "the manifest is " + SizeLimitMessage(text.size(), kMaxManifestBytes) +
+                      " per file; split it into several files";
+    result.errors.push_back(std::move(failure));
+    return result;
+  }
   try {
     // LoadAll needs the whole stream; a syntax error in any document throws
     // before any document is returned.

@@ -5,11 +5,13 @@
 #include <openssl/bytestring.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace podless::workloads {
@@ -35,6 +37,57 @@ std::string DirName(const std::string& path) {
   return path.substr(0, slash);
 }
 
+std::string BaseName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// Closes a descriptor when it goes out of scope (the workloads layer has no
+// libuv and no proxy::UniqueFd).
+class ScopedFd {
+ public:
+  explicit ScopedFd(int fd) : fd_(fd) {}
+  ~ScopedFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+  int get() const { return fd_; }
+  // Closes now, reporting close()'s error (0 or an errno value).
+  int Close() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd >= 0 && ::close(fd) != 0 ? errno : 0;
+  }
+
+ private:
+  int fd_;
+};
+
+// "uid 65534 (nobody)", for messages that say who owns a file.
+std::string OwnerText(uid_t uid) {
+  std::string text = "uid " + std::to_string(uid);
+  struct passwd entry;
+  struct passwd* found = nullptr;
+  char buf[1024];
+  if (::getpwuid_r(uid, &entry, buf, sizeof(buf), &found) == 0 && found != nullptr) {
+    text += std::string(" (") + found->pw_name + ")";
+  }
+  return text;
+}
+
+std::string ModeText(mode_t mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "%04o", static_cast<unsigned>(mode & 07777));
+  return buf;
+}
+
+Error RefusedLink(const std::string& path) {
+  return MakeError(ErrorCode::kFailedPrecondition,
+                   path + " is a symbolic link, which podless does not follow for a file it "
+                          "keeps itself: remove the link (and check who planted it)");
+}
+
 bool WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());
@@ -58,40 +111,65 @@ std::string BioContents(BIO* bio) {
 
 Status WriteFileAtomically(const std::string& path, std::string_view contents, mode_t mode) {
   static std::atomic<uint64_t> counter{0};
-  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." +
-                    std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) return IoError("create", tmp, errno);
+  const std::string suffix = ".tmp." + std::to_string(::getpid()) + "." +
+                             std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
+  const std::string tmp = path + suffix;
+  const std::string tmp_name = BaseName(path) + suffix;
+  const std::string dir = DirName(path);
+  // Everything below is relative to the directory as opened here, so the
+  // directory cannot be swapped between the create, the rename and the sync.
+  ScopedFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd.get() < 0) return IoError("open directory", dir, errno);
+  ScopedFd fd(::openat(dir_fd.get(), tmp_name.c_str(),
+                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+  if (fd.get() < 0) return IoError("create", tmp, errno);
   // fchmod makes the mode exact: open() applies the umask, which could only
   // narrow it, but a caller asking for 0644 should get 0644.
-  if (::fchmod(fd, mode) != 0 || !WriteAll(fd, contents) || ::fsync(fd) != 0) {
+  if (::fchmod(fd.get(), mode) != 0 || !WriteAll(fd.get(), contents) || ::fsync(fd.get()) != 0) {
     int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
+    ::unlinkat(dir_fd.get(), tmp_name.c_str(), 0);
     return IoError("write", tmp, err);
   }
-  if (::close(fd) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
+  if (int err = fd.Close(); err != 0) {
+    ::unlinkat(dir_fd.get(), tmp_name.c_str(), 0);
     return IoError("write", tmp, err);
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+  // rename() replaces whatever `path` names, a symbolic link included,
+  // without following it.
+  if (::renameat(dir_fd.get(), tmp_name.c_str(), dir_fd.get(), BaseName(path).c_str()) != 0) {
     int err = errno;
-    ::unlink(tmp.c_str());
+    ::unlinkat(dir_fd.get(), tmp_name.c_str(), 0);
     return IoError("rename " + tmp + " to", path, err);
   }
   // The rename is durable only once the directory entry is.
-  std::string dir = DirName(path);
-  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) return IoError("open directory", dir, errno);
-  if (::fsync(dir_fd) != 0) {
-    int err = errno;
-    ::close(dir_fd);
-    return IoError("fsync directory", dir, err);
-  }
-  ::close(dir_fd);
+  if (::fsync(dir_fd.get()) != 0) return IoError("fsync directory", dir, errno);
   return {};
 }
+
+namespace {
+
+// Reads all of `fd` (which it closes); errors name `path`.
+Result<std::string> ReadAllOf(int raw_fd, const std::string& path, size_t max_bytes) {
+  ScopedFd fd(raw_fd);
+  std::string out;
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoError("read", path, errno);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > max_bytes) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       path + " is larger than " + std::to_string(max_bytes) + " bytes");
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -100,26 +178,74 @@ Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes) {
     if (err == ENOENT) return MakeError(ErrorCode::kNotFound, path + " does not exist");
     return IoError("open", path, err);
   }
-  std::string out;
-  char buf[16384];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return IoError("read", path, err);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > max_bytes) {
-      ::close(fd);
-      return MakeError(ErrorCode::kInvalidArgument,
-                       path + " is larger than " + std::to_string(max_bytes) + " bytes");
-    }
+  return ReadAllOf(fd, path, max_bytes);
+}
+
+Status CheckPrivateDirectory(const std::string& path, std::string_view what) {
+  const std::string name = std::string(what) + " " + path;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    int err = errno;
+    if (err == ENOENT) return MakeError(ErrorCode::kNotFound, name + " does not exist");
+    return IoError("stat " + std::string(what), path, err);
   }
-  ::close(fd);
-  return out;
+  if (!S_ISDIR(st.st_mode)) {
+    return MakeError(ErrorCode::kFailedPrecondition, name + " exists and is not a directory");
+  }
+  const uid_t self = ::geteuid();
+  const bool foreign = st.st_uid != self;
+  if (!foreign && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0) return {};
+  std::string message = name + " is owned by " + OwnerText(st.st_uid) + " with mode " +
+                        ModeText(st.st_mode) +
+                        ": podless keeps its CA key and workload secrets there and trusts only a "
+                        "directory that its own " +
+                        OwnerText(self) + " owns and that group and others cannot write. ";
+  if (foreign) {
+    message +=
+        "Another user may have planted a CA of their own or symbolic links in it: do not "
+        "reuse it; move it aside and let podless create a new one, or use another directory";
+  } else {
+    message += "Anyone could have planted files in it: if you trust its contents, run `chmod 0700 " +
+               path + "`; otherwise move it aside and let podless create a new one";
+  }
+  return MakeError(ErrorCode::kFailedPrecondition, message);
+}
+
+Status CheckPrivateKeyFile(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return IoError("stat", path, errno);
+  if (!S_ISREG(st.st_mode)) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "private key " + path + " is not a regular file");
+  }
+  const uid_t self = ::geteuid();
+  if (st.st_uid == self && (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) == 0) return {};
+  return MakeError(ErrorCode::kFailedPrecondition,
+                   "private key " + path + " is owned by " + OwnerText(st.st_uid) +
+                       " with mode " + ModeText(st.st_mode) +
+                       ": podless uses a key only if its own " + OwnerText(self) +
+                       " owns it and no one else may read or write it. Run `chown " +
+                       std::to_string(self) + " " + path + " && chmod 0600 " + path +
+                       "`, and replace the key (and what it signed) if others could read it");
+}
+
+Result<std::string> ReadPrivateKeyText(const std::string& path, Links links) {
+  // O_NONBLOCK: a FIFO planted under the name must not hang the agent; a
+  // regular file reads the same either way.
+  int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+  if (links == Links::kRefuse) flags |= O_NOFOLLOW;
+  int fd = ::open(path.c_str(), flags);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT) return MakeError(ErrorCode::kNotFound, path + " does not exist");
+    if (err == ELOOP && links == Links::kRefuse) return RefusedLink(path);
+    return IoError("open", path, err);
+  }
+  if (Status s = CheckPrivateKeyFile(fd, path); !s) {
+    ::close(fd);
+    return s.error();
+  }
+  return ReadAllOf(fd, path, 1 << 20);
 }
 
 Result<std::vector<bssl::UniquePtr<X509>>> ParsePemCertificates(std::string_view pem) {
@@ -248,7 +374,7 @@ Result<std::vector<bssl::UniquePtr<X509>>> ReadCertificatesFile(const std::strin
 }
 
 Result<bssl::UniquePtr<EVP_PKEY>> ReadPrivateKeyFile(const std::string& path) {
-  auto text = ReadSmallFile(path);
+  auto text = ReadPrivateKeyText(path);
   if (!text.ok()) return text.error();
   return ParsePemPrivateKey(*text, path);
 }

@@ -43,6 +43,11 @@ std::string RangeMessage(long long low, long long high, long long got) {
          std::to_string(got);
 }
 
+std::string CountLimitMessage(size_t count, const char* what, size_t limit) {
+  return "has " + std::to_string(count) + " " + what + ", more than the limit of " +
+         std::to_string(limit);
+}
+
 void CheckLabels(Checker& c, const Labels& labels, const std::string& path) {
   for (const auto& [key, value] : labels) {
     if (std::string why = LabelKeyError(key); !why.empty()) {
@@ -135,6 +140,10 @@ std::string HostPortError(std::string_view address) {
     host = address.substr(0, colon);
     port = address.substr(colon + 1);
     if (host.empty()) return kShape;
+    if (host.size() > kDns1123SubdomainMaxLength) {
+      return "the host must be no more than " + std::to_string(kDns1123SubdomainMaxLength) +
+             " characters";
+    }
     for (char ch : host) {
       bool ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
                 ch == '.' || ch == '-';
@@ -170,8 +179,19 @@ void CheckStatic(Checker& c, const StaticApp& app, const std::string& path) {
   if (app.status < 100 || app.status > 599) {
     c.Add(path + ".status", RangeMessage(100, 599, app.status));
   }
+  if (app.body.size() > kMaxStaticBodyBytes) {
+    c.Add(path + ".body", "is " + SizeLimitMessage(app.body.size(), kMaxStaticBodyBytes));
+  }
+  if (app.headers.size() > kMaxStaticHeaders) {
+    c.Add(path + ".headers", CountLimitMessage(app.headers.size(), "headers", kMaxStaticHeaders));
+  }
   for (const auto& [name, value] : app.headers) {
-    std::string field = Key(path + ".headers", name);
+    // Names longer than the message shows are cut in the field path too.
+    std::string field = Key(path + ".headers", name.size() <= 80 ? name : name.substr(0, 80) + "...");
+    if (name.size() + value.size() > kMaxStaticHeaderBytes) {
+      c.Add(field, "header name and value are " +
+                       SizeLimitMessage(name.size() + value.size(), kMaxStaticHeaderBytes));
+    }
     bool token = !name.empty();
     for (char ch : name) token = token && IsHeaderNameChar(ch);
     if (!token) {
@@ -216,6 +236,8 @@ void CheckProbe(Checker& c, const Probe& probe, const WorkloadSpec& spec, const 
   }
   if (probe.kind == Probe::Kind::kHttpGet && (probe.path.empty() || probe.path.front() != '/')) {
     c.Add(handler + ".path", "must start with '/', got " + QuoteForMessage(probe.path));
+  } else if (probe.kind == Probe::Kind::kHttpGet && probe.path.size() > kMaxProbePathBytes) {
+    c.Add(handler + ".path", "is " + SizeLimitMessage(probe.path.size(), kMaxProbePathBytes));
   }
   const std::pair<const char*, uint32_t> at_least_one[] = {
       {"periodSeconds", probe.period_seconds},
@@ -254,12 +276,52 @@ void CheckSandbox(Checker& c, const ExecSandbox& sandbox, const std::string& pat
   }
 }
 
+// What execve(2) can take: argv and environment strings within Linux's
+// limits, so that a workload that passes apply can also start.
+void CheckExecSizes(Checker& c, const ExecApp& app, const std::string& path) {
+  if (app.command.size() > kMaxExecArgs) {
+    c.Add(path + ".command", CountLimitMessage(app.command.size(), "arguments", kMaxExecArgs));
+  }
+  if (app.env.size() > kMaxExecEnvVars) {
+    c.Add(path + ".env", CountLimitMessage(app.env.size(), "variables", kMaxExecEnvVars));
+  }
+  bool each_fits = true;
+  size_t total = 0;  // as execve counts: every string with its NUL
+  for (size_t i = 0; i < app.command.size(); ++i) {
+    const size_t size = app.command[i].size();
+    total += size + 1;
+    if (size > kMaxExecStringBytes) {
+      each_fits = false;
+      c.Add(Index(path + ".command", i),
+            "is " + SizeLimitMessage(size, kMaxExecStringBytes) + " (Linux's MAX_ARG_STRLEN)");
+    }
+  }
+  for (size_t i = 0; i < app.env.size(); ++i) {
+    const size_t size = app.env[i].name.size() + 1 + app.env[i].value.size();  // NAME=value
+    total += size + 1;
+    if (size > kMaxExecStringBytes) {
+      each_fits = false;
+      c.Add(Index(path + ".env", i) + ".value",
+            "NAME=value is " + SizeLimitMessage(size, kMaxExecStringBytes) +
+                " (Linux's MAX_ARG_STRLEN)");
+    }
+  }
+  if (each_fits && total > kMaxExecTotalBytes) {
+    c.Add(path, "command and env together are " + SizeLimitMessage(total, kMaxExecTotalBytes));
+  }
+  if (app.working_dir.size() > kMaxPathBytes) {
+    c.Add(path + ".workingDir", "is " + SizeLimitMessage(app.working_dir.size(), kMaxPathBytes) +
+                                    " (PATH_MAX)");
+  }
+}
+
 void CheckExec(Checker& c, const ExecApp& app, const WorkloadSpec& spec, const std::string& path) {
   if (app.command.empty()) {
     c.Add(path + ".command", "must not be empty: give the program and its arguments");
   } else if (app.command.front().empty()) {
     c.Add(Index(path + ".command", 0), "the program name must not be empty");
   }
+  CheckExecSizes(c, app, path);
   for (size_t i = 0; i < app.command.size(); ++i) {
     if (app.command[i].find('\0') != std::string::npos) {
       c.Add(Index(path + ".command", i), "must not contain a NUL byte");
@@ -382,6 +444,10 @@ std::string WildcardError(std::string_view value) {
 
 std::string PrincipalError(std::string_view principal) {
   if (principal.empty()) return "must not be empty";
+  if (principal.size() > kMaxPrincipalBytes) {
+    return "is " + SizeLimitMessage(principal.size(), kMaxPrincipalBytes) +
+           " (the longest SPIFFE ID)";
+  }
   for (char ch : principal) {
     if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f) {
       return "must not contain spaces or control characters";
@@ -499,11 +565,32 @@ std::string QuoteForMessage(std::string_view value) {
   return out;
 }
 
-std::string JoinDiagnostics(const std::vector<Diagnostic>& diagnostics) {
+std::string SizeLimitMessage(size_t size, size_t limit) {
+  std::string readable;
+  if (limit % (1u << 20) == 0) {
+    readable = std::to_string(limit >> 20) + " MiB";
+  } else if (limit % (1u << 10) == 0) {
+    readable = std::to_string(limit >> 10) + " KiB";
+  } else {
+    readable = std::to_string(limit) + " bytes";
+  }
+  return std::to_string(size) + " bytes, more than the limit of " + readable;
+}
+
+std::string JoinDiagnostics(const std::vector<Diagnostic>& diagnostics, size_t max_shown,
+                            size_t max_bytes) {
   std::string text;
+  size_t shown = 0;
   for (const Diagnostic& d : diagnostics) {
-    if (!text.empty()) text += '\n';
-    text += d.ToString();
+    if (shown == max_shown) break;
+    std::string line = d.ToString();
+    if (shown > 0 && text.size() + 1 + line.size() > max_bytes) break;
+    if (shown > 0) text += '\n';
+    text += line;
+    ++shown;
+  }
+  if (const size_t rest = diagnostics.size() - shown; rest > 0) {
+    text += "\n... and " + std::to_string(rest) + (rest == 1 ? " more error" : " more errors");
   }
   return text;
 }

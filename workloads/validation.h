@@ -4,6 +4,7 @@
 // maps those paths back to lines and columns.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +34,38 @@ struct Diagnostic {
   std::string ToString() const;
 };
 
+// Sizes an object may have, checked by Validate() at apply time so that no
+// field is larger than what the agent, the kernel and `podless get` can handle
+// (a 60 MB body was once accepted, and then `get -A` hit the 64 MiB gRPC
+// message limit). Label keys and values keep Kubernetes' limits (names.h).
+// A static app answers from memory: its body and headers stay small.
+inline constexpr size_t kMaxStaticBodyBytes = 1u << 20;  // 1 MiB
+inline constexpr size_t kMaxStaticHeaders = 64;
+// A header's name and value together, as a server's header-line limit counts
+// (nginx and Apache refuse longer lines by default).
+inline constexpr size_t kMaxStaticHeaderBytes = 8u << 10;  // 8 KiB
+// An exec app's argv and environment. Linux refuses an argument or a
+// NAME=value longer than MAX_ARG_STRLEN (128 KiB), and all of them together
+// beyond ARG_MAX (2 MiB with the usual 8 MiB stack); 1 MiB leaves the agent
+// room for the variables it adds (HTTP_PROXY, HOME, ...).
+inline constexpr size_t kMaxExecArgs = 1024;
+inline constexpr size_t kMaxExecEnvVars = 1024;
+inline constexpr size_t kMaxExecStringBytes = 128u << 10;  // one argument or NAME=value
+inline constexpr size_t kMaxExecTotalBytes = 1u << 20;     // argv and environment together
+inline constexpr size_t kMaxPathBytes = 4096;              // workingDir (PATH_MAX)
+inline constexpr size_t kMaxProbePathBytes = 8u << 10;     // httpGet.path, a request line
+inline constexpr size_t kMaxPrincipalBytes = 2048;         // a SPIFFE ID (SPIFFE spec)
+// A manifest file; the parser refuses larger ones before reading them.
+inline constexpr size_t kMaxManifestBytes = 16u << 20;  // 16 MiB
+// Problems listed in one error text (JoinDiagnostics); the rest are counted.
+// The text also stops at kMaxDiagnosticsBytes, so that with its last line
+// ("... and N more errors") it fits the 4 KiB a gRPC status message may take.
+inline constexpr size_t kMaxDiagnosticsShown = 100;
+inline constexpr size_t kMaxDiagnosticsBytes = 3u << 10;
+
+// "2097152 bytes, more than the limit of 1 MiB (1048576 bytes)".
+std::string SizeLimitMessage(size_t size, size_t limit);
+
 struct ParsedObject {
   Object object;
   SourceLocation where;  // the start of the document the object came from
@@ -52,8 +85,12 @@ std::vector<Diagnostic> Validate(const AuthorizationPolicy& policy);
 std::vector<Diagnostic> ValidateBatch(const std::vector<ParsedObject>& objects);
 
 // One Diagnostic::ToString() per line, in order: the text of an
-// INVALID_ARGUMENT that the CLI prints and the API returns alike.
-std::string JoinDiagnostics(const std::vector<Diagnostic>& diagnostics);
+// INVALID_ARGUMENT that the CLI prints and the API returns alike. At most
+// `max_shown` lines and about `max_bytes` of text (always at least one line);
+// a last line counts the rest: "... and 900 more errors".
+std::string JoinDiagnostics(const std::vector<Diagnostic>& diagnostics,
+                            size_t max_shown = kMaxDiagnosticsShown,
+                            size_t max_bytes = kMaxDiagnosticsBytes);
 
 // Formats a location as "file:line:col" (parts left out when unknown).
 std::string LocationToString(const SourceLocation& where);

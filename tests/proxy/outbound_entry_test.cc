@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "proxy/proxy_core.h"
@@ -137,6 +138,101 @@ TEST_CASE("OutboundEntry: missing or wrong credentials get 407, unknown hosts 50
   std::string socks =
       f.Curl("--socks5-hostname " + proxy_addr + " --proxy-user frontend:wrong " + f.WebUrl());
   CHECK(socks.find("curl: (97)") != std::string::npos);
+}
+
+TEST_CASE("LoginThrottle: a source failing max_failures times in a window is blocked, doubling") {
+  LoginThrottleOptions options;
+  options.max_failures = 3;
+  options.window_ms = 1000;
+  options.first_backoff_ms = 100;
+  options.max_backoff_ms = 250;
+  LoginThrottle throttle(options);
+  const uint64_t a = LoginThrottle::SourceKey(0, Ip("127.0.0.1"));
+  const uint64_t b = LoginThrottle::SourceKey(0, Ip("127.0.0.2"));
+  uint64_t t = 10'000;
+  CHECK(throttle.Failed(a, t) == 0);
+  CHECK(throttle.Failed(a, t + 1) == 0);
+  CHECK(throttle.BlockedFor(a, t + 1) == 0);
+  CHECK(throttle.Failed(a, t + 2) == 100);  // the third: blocked for the first backoff
+  CHECK(throttle.BlockedFor(a, t + 2) == 100);
+  CHECK(throttle.BlockedFor(a, t + 101) == 1);
+  CHECK(throttle.BlockedFor(a, t + 102) == 0);
+  CHECK(throttle.BlockedFor(b, t + 2) == 0);  // another source is not
+  // Three more within the window of that block: twice as long, then capped.
+  t += 200;
+  CHECK(throttle.Failed(a, t) == 0);
+  CHECK(throttle.Failed(a, t) == 0);
+  CHECK(throttle.Failed(a, t) == 200);
+  t += 300;
+  for (int i = 0; i < 2; ++i) CHECK(throttle.Failed(a, t) == 0);
+  CHECK(throttle.Failed(a, t) == 250);
+  // Failures spread wider than the window never block.
+  for (int i = 0; i < 10; ++i) CHECK(throttle.Failed(b, t + i * 600) == 0);
+  // Quiet for a window after its last block: forgiven, the backoff starts over.
+  t += 250 + 1000;
+  CHECK(throttle.BlockedFor(a, t) == 0);
+  for (int i = 0; i < 2; ++i) CHECK(throttle.Failed(a, t) == 0);
+  CHECK(throttle.Failed(a, t) == 100);
+}
+
+TEST_CASE("LoginThrottle: remembers at most max_sources, forgetting the oldest failure first") {
+  LoginThrottleOptions options;
+  options.max_failures = 2;
+  options.max_sources = 3;
+  LoginThrottle throttle(options);
+  for (uint32_t peer = 1; peer <= 100; ++peer) {
+    (void)throttle.Failed(LoginThrottle::SourceKey(0, peer), 1000 + peer);
+  }
+  CHECK(throttle.size() == 3);
+  // The most recent ones are the ones kept: a second failure blocks them.
+  CHECK(throttle.Failed(LoginThrottle::SourceKey(0, 100), 2000) > 0);
+  CHECK(throttle.Failed(LoginThrottle::SourceKey(0, 1), 2000) == 0);
+  // The same peer through a sandbox's listener is another source.
+  CHECK(LoginThrottle::SourceKey(Ip("127.64.0.5"), 1) != LoginThrottle::SourceKey(0, 1));
+}
+
+double MetricValue(const std::string& text, const std::string& series) {
+  const size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::atof(text.c_str() + at + series.size() + 2);
+}
+
+TEST_CASE("OutboundEntry: failed logins are counted, and a source failing too many is refused") {
+  CoreFixture f;
+  const std::string code = "-o /dev/null -w '%{http_code}' ";
+  const std::string socks = "--socks5-hostname 127.0.0.1:" +
+                            std::to_string(f.core->outbound_port()) + " --proxy-user ";
+  // The default: 10 failures within a minute block the source for 5 s.
+  for (int i = 0; i < 9; ++i) {
+    CHECK(f.Curl(code + f.Proxy("frontend:guess" + std::to_string(i)) + " " + f.WebUrl()) ==
+          "407");
+  }
+  std::string socks_out = f.Curl(socks + "frontend:guess9 " + f.WebUrl());
+  CHECK(socks_out.find("curl: (97)") != std::string::npos);  // the tenth: now blocked
+  std::string metrics = f.registry.Render();
+  CHECK(MetricValue(metrics, "podless_outbound_auth_failures_total{protocol=\"http\"}") == 9);
+  CHECK(MetricValue(metrics, "podless_outbound_auth_failures_total{protocol=\"socks5\"}") == 1);
+  CHECK(MetricValue(metrics, "podless_limit_refused_total{limit=\"outbound_login_failures\"}") ==
+        0);
+
+  // Refused unchecked, right credentials too, with when to try again.
+  std::string refused = f.Curl("-D - " + f.Proxy("frontend:guess10") + " " + f.WebUrl());
+  INFO(refused);
+  CHECK(refused.find("HTTP/1.1 429") != std::string::npos);
+  CHECK(refused.find("Retry-After: 5") != std::string::npos);
+  CHECK(refused.find("too many failed proxy logins") != std::string::npos);
+  CHECK(f.Curl(code + f.Proxy() + " " + f.WebUrl()) == "429");
+  CHECK(f.Curl(socks + "frontend:s3cret " + f.WebUrl()).find("curl: (97)") != std::string::npos);
+  metrics = f.registry.Render();
+  CHECK(MetricValue(metrics, "podless_outbound_auth_failures_total{protocol=\"http\"}") == 9);
+  CHECK(MetricValue(metrics, "podless_limit_refused_total{limit=\"outbound_login_failures\"}") ==
+        3);
+
+  // Another source is not held back by it.
+  std::string other = f.Curl("--interface 127.0.0.2 " + f.Proxy() + " " + f.WebUrl("/other"));
+  INFO(other);
+  CHECK(other.find("\"path\":\"/other\"") != std::string::npos);
+  CHECK(other.find(kFrontend) != std::string::npos);
 }
 
 TEST_CASE("ProxyCore: plaintext ports are served on the workload's address, without a principal") {

@@ -452,6 +452,72 @@ TEST_CASE("StateStore: an unusable state dir is an error naming the path") {
                                      tmp.path() + "/file/state: Not a directory");
 }
 
+TEST_CASE("StateStore: a state dir group or others may write is refused, naming its mode") {
+  TempDir tmp;
+  REQUIRE(::mkdir(tmp.state().c_str(), 0700) == 0);
+  REQUIRE(::chmod(tmp.state().c_str(), 0777) == 0);
+  Result<StateStorePtr> store = StateStore::Open(tmp.state());
+  REQUIRE_FALSE(store.ok());
+  INFO(store.error().message);
+  CHECK(store.error().code == ErrorCode::kFailedPrecondition);
+  CHECK(store.error().message.find("state dir " + tmp.state() + " is owned by uid " +
+                                   std::to_string(::geteuid())) == 0);
+  CHECK(store.error().message.find("with mode 0777") != std::string::npos);
+  CHECK(store.error().message.find("chmod 0700 " + tmp.state()) != std::string::npos);
+  // Nothing was written to it.
+  CHECK(std::filesystem::is_empty(tmp.state()));
+  REQUIRE(::chmod(tmp.state().c_str(), 0720) == 0);
+  CHECK_FALSE(StateStore::Open(tmp.state()).ok());
+  // 0711 (what the agent sets: traversable, not listable) and 0700 pass.
+  REQUIRE(::chmod(tmp.state().c_str(), 0711) == 0);
+  CHECK(StateStore::Open(tmp.state()).ok());
+}
+
+TEST_CASE("StateStore: a state dir another uid owns is refused, naming the owner") {
+  if (::geteuid() != 0) return;  // only root can give a directory away
+  TempDir tmp;
+  REQUIRE(::mkdir(tmp.state().c_str(), 0700) == 0);
+  REQUIRE(::chown(tmp.state().c_str(), 65534, 65534) == 0);
+  Result<StateStorePtr> store = StateStore::Open(tmp.state());
+  REQUIRE_FALSE(store.ok());
+  INFO(store.error().message);
+  CHECK(store.error().message.find("state dir " + tmp.state() + " is owned by uid 65534") == 0);
+  CHECK(store.error().message.find("with mode 0700") != std::string::npos);
+  CHECK(store.error().message.find("do not reuse it") != std::string::npos);
+  CHECK(std::filesystem::is_empty(tmp.state()));
+  CHECK_FALSE(StateStore::PrepareDir(tmp.state()).ok());
+}
+
+TEST_CASE("StateStore: a symbolic link planted as its lock or log is refused, never followed") {
+  for (const char* name : {"lock", "state.log"}) {
+    TempDir tmp;
+    REQUIRE(::mkdir(tmp.state().c_str(), 0700) == 0);
+    const std::string victim = tmp.path() + "/victim";
+    WriteFile(victim, "the victim's bytes");
+    std::filesystem::create_symlink(victim, tmp.state() + "/" + name);
+    Result<StateStorePtr> store = StateStore::Open(tmp.state());
+    REQUIRE_FALSE(store.ok());
+    INFO(store.error().message);
+    CHECK(store.error().message.find(tmp.state() + "/" + name + " is a symbolic link") !=
+          std::string::npos);
+    CHECK(ReadFile(victim) == "the victim's bytes");
+  }
+}
+
+TEST_CASE("StateStore: compaction replaces a link planted as its temp file, never writing through") {
+  TempDir tmp;
+  const std::string victim = tmp.path() + "/victim";
+  WriteFile(victim, "the victim's bytes");
+  StateStorePtr store = MustOpen(tmp.state());
+  REQUIRE(store->Commit({MakeWorkload("one", 1, 1, 1)}, {}).ok());
+  std::filesystem::create_symlink(victim, tmp.state() + "/" + StateStore::kTempFileName);
+  REQUIRE(store->Compact().ok());
+  CHECK(ReadFile(victim) == "the victim's bytes");
+  CHECK_FALSE(std::filesystem::exists(tmp.state() + "/" + StateStore::kTempFileName));
+  store.reset();
+  CHECK(MustOpen(tmp.state())->objects().size() == 1);
+}
+
 // Lowers the file size limit of this process and restores it (and SIGXFSZ) on
 // scope exit, so that a failing check cannot leave the limit behind.
 class FileSizeLimit {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -47,10 +48,13 @@ class TempDir {
   std::string path_;
 };
 
+// Writes a file only its owner may read, as a key file must be.
 void WriteText(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
   REQUIRE(out.good());
+  out.close();
+  REQUIRE(chmod(path.c_str(), 0600) == 0);
 }
 
 std::string ReadText(const std::string& path) {
@@ -330,6 +334,76 @@ TEST_CASE("CertificateAuthority: LoadOrCreate errors name the corrupt or missing
     CHECK_MESSAGE(
         ca.error().message.find("trust domain cluster.local, not example.org") != std::string::npos,
         ca.error().message);
+  }
+}
+
+TEST_CASE("CertificateAuthority: a CA directory or key others may touch is never used") {
+  TempDir dir;
+  std::string state = dir / "state";
+  REQUIRE(CertificateAuthority::LoadOrCreate(state, "cluster.local").ok());
+  const std::string key = state + "/ca.key";
+
+  SUBCASE("ca.key readable by others") {
+    REQUIRE(chmod(key.c_str(), 0644) == 0);
+    auto ca = CertificateAuthority::LoadOrCreate(state, "cluster.local");
+    REQUIRE_FALSE(ca.ok());
+    INFO(ca.error().message);
+    CHECK(ca.error().message.find("private key " + key + " is owned by uid ") == 0);
+    CHECK(ca.error().message.find("with mode 0644") != std::string::npos);
+    CHECK(ca.error().message.find("chmod 0600 " + key) != std::string::npos);
+  }
+  SUBCASE("ca.key writable by the group") {
+    REQUIRE(chmod(key.c_str(), 0620) == 0);
+    CHECK_FALSE(CertificateAuthority::LoadOrCreate(state, "cluster.local").ok());
+  }
+  SUBCASE("ca.key a symbolic link") {
+    std::filesystem::rename(key, dir / "elsewhere.key");
+    std::filesystem::create_symlink(dir / "elsewhere.key", key);
+    auto ca = CertificateAuthority::LoadOrCreate(state, "cluster.local");
+    REQUIRE_FALSE(ca.ok());
+    CHECK_MESSAGE(ca.error().message.find(key + " is a symbolic link") != std::string::npos,
+                  ca.error().message);
+  }
+  SUBCASE("the directory writable by others") {
+    REQUIRE(chmod(state.c_str(), 0777) == 0);
+    auto ca = CertificateAuthority::LoadOrCreate(state, "cluster.local");
+    REQUIRE_FALSE(ca.ok());
+    CHECK_MESSAGE(ca.error().message.find("CA directory " + state + " is owned by uid ") == 0,
+                  ca.error().message);
+  }
+  SUBCASE("the directory and key of another user") {
+    if (geteuid() != 0) return;  // only root can give files away
+    REQUIRE(chown(key.c_str(), 65534, 65534) == 0);
+    auto ca = CertificateAuthority::LoadOrCreate(state, "cluster.local");
+    REQUIRE_FALSE(ca.ok());
+    CHECK_MESSAGE(ca.error().message.find(key + " is owned by uid 65534") != std::string::npos,
+                  ca.error().message);
+    REQUIRE(chown(state.c_str(), 65534, 65534) == 0);
+    ca = CertificateAuthority::LoadOrCreate(state, "cluster.local");
+    REQUIRE_FALSE(ca.ok());
+    CHECK_MESSAGE(ca.error().message.find(state + " is owned by uid 65534") != std::string::npos,
+                  ca.error().message);
+  }
+  SUBCASE("an operator's --ca-key readable by others") {
+    auto root = CertificateAuthority::CreateInMemory("cluster.local");
+    REQUIRE(root.ok());
+    auto intermediate = (*root)->IssueIntermediate("node-a", hours(24));
+    REQUIRE(intermediate.ok());
+    WriteText(dir / "c.pem", (*intermediate)->CertificateChainPem() + (*root)->BundlePem());
+    WriteText(dir / "k.pem", (*intermediate)->PrivateKeyPem());
+    REQUIRE(CertificateAuthority::LoadFromFiles(dir / "c.pem", dir / "k.pem", "cluster.local")
+                .ok());
+    REQUIRE(chmod((dir / "k.pem").c_str(), 0640) == 0);
+    auto ca = CertificateAuthority::LoadFromFiles(dir / "c.pem", dir / "k.pem", "cluster.local");
+    REQUIRE_FALSE(ca.ok());
+    CHECK_MESSAGE(ca.error().message.find("private key " + (dir / "k.pem") +
+                                          " is owned by uid ") == 0,
+                  ca.error().message);
+    // An operator's key may be reached through a link (a mounted secret).
+    REQUIRE(chmod((dir / "k.pem").c_str(), 0600) == 0);
+    std::filesystem::create_symlink(dir / "k.pem", dir / "link.pem");
+    CHECK(CertificateAuthority::LoadFromFiles(dir / "c.pem", dir / "link.pem", "cluster.local")
+              .ok());
   }
 }
 
