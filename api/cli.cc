@@ -54,6 +54,16 @@ int Fail(const std::string& message) {
   return 1;
 }
 
+// A change that ran out of time may still be made: the agent goes on with
+// an apply or delete it has started, so say so rather than only "timed out".
+int FailChange(const std::string& verb, const Error& error) {
+  if (error.code != ErrorCode::kDeadlineExceeded) return Fail(error.message);
+  return Fail(verb + ": the agent did not answer within " +
+              std::to_string(std::chrono::seconds(kCallTimeout).count()) + " s (" +
+              error.message + "); the " + verb +
+              " may or may not have taken effect: check with `podless get`");
+}
+
 int Usage(const std::string& problem) {
   std::fprintf(stderr, "error: %s\n\n%s", problem.c_str(), kUsage);
   return 2;
@@ -263,7 +273,7 @@ class Cli {
     request.set_dry_run(args.dry_run);
     if (Status s = AddFiles(args, request); !s) return Fail(s.error().message);
     auto response = Call<v1::ApplyRequest, v1::ApplyResponse>("Apply", request);
-    if (!response) return Fail(response.error().message);
+    if (!response) return FailChange("apply", response.error());
     PrintResults(response->results(), args.dry_run);
     return 0;
   }
@@ -285,7 +295,7 @@ class Cli {
       }
     }
     auto response = Call<v1::DeleteRequest, v1::DeleteResponse>("Delete", request);
-    if (!response) return Fail(response.error().message);
+    if (!response) return FailChange("delete", response.error());
     PrintResults(response->results(), false);
     return 0;
   }

@@ -71,6 +71,11 @@ std::optional<uint64_t> ParseGrpcTimeoutMs(std::string_view text) {
   }
 }
 
+// Bytes PercentEncodeGrpcMessage makes of `c`.
+size_t PercentEncodedSize(unsigned char c) { return c >= 0x20 && c <= 0x7E && c != '%' ? 1 : 3; }
+
+bool IsUtf8Continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
+
 bool IsGrpcContentType(std::string_view type) {
   constexpr std::string_view kGrpc = "application/grpc";
   if (type.substr(0, kGrpc.size()) != kGrpc) return false;
@@ -86,6 +91,32 @@ bool IsProtocolHeader(std::string_view name) {
 }
 
 }  // namespace
+
+std::string EncodeGrpcStatusMessage(std::string_view message, size_t max_bytes) {
+  std::string encoded = runtime::PercentEncodeGrpcMessage(message);
+  if (encoded.size() <= max_bytes) return encoded;
+  const std::string marker = runtime::PercentEncodeGrpcMessage(
+      "\n... (cut to " + std::to_string(max_bytes) + " bytes: the whole message was " +
+      std::to_string(message.size()) + " bytes)");
+  const size_t budget = max_bytes > marker.size() ? max_bytes - marker.size() : 0;
+  size_t keep = 0;  // bytes of `message` kept
+  for (size_t used = 0; keep < message.size(); ++keep) {
+    used += PercentEncodedSize(static_cast<unsigned char>(message[keep]));
+    if (used > budget) break;
+  }
+  // Not inside a UTF-8 character (a lead byte has at most three followers).
+  for (int i = 0; i < 3 && keep > 0 && IsUtf8Continuation(message[keep]); ++i) --keep;
+  // Whole lines read better, unless that throws away more than half.
+  const size_t line_end = keep > 0 ? message.rfind('\n', keep - 1) : std::string_view::npos;
+  if (line_end != std::string_view::npos && line_end >= keep / 2) keep = line_end;
+  std::string out = runtime::PercentEncodeGrpcMessage(message.substr(0, keep));
+  if (out.size() + marker.size() <= max_bytes) return out + marker;
+  // A limit too small for the marker: a cut that is still whole escapes.
+  out = encoded.substr(0, max_bytes);
+  const size_t percent = out.rfind('%');
+  if (percent != std::string::npos && percent + 3 > out.size()) out.resize(percent);
+  return out;
+}
 
 class ServerStreamImpl;
 
@@ -203,6 +234,7 @@ class GrpcConnection {
   int OnFrameRecv(const nghttp2_frame& frame);
   int OnDataChunk(int32_t stream_id, std::string_view data);
   int OnStreamClose(int32_t stream_id);
+  int OnFrameNotSent(const nghttp2_frame& frame, int error);
   ssize_t OnReadData(int32_t stream_id, uint8_t* buf, size_t length, uint32_t* data_flags);
 
  private:
@@ -228,6 +260,13 @@ class GrpcConnection {
   void AbortStream(GrpcStream& stream, runtime::GrpcCode code, std::string message,
                    uint32_t rst_code, bool defer_cancel);
   void CancelHandle(GrpcStream& stream, bool defer = false);
+  // Ends a stream whose response or status cannot be sent: RST_STREAM, which
+  // every client takes as the end of the call.
+  void ResetStream(GrpcStream& stream, uint32_t rst_code);
+  // The grpc-message value of `message`, within the server's limit.
+  std::string EncodeStatusMessage(std::string_view message) const {
+    return EncodeGrpcStatusMessage(message, server_.options_.max_status_message_bytes);
+  }
   GrpcStream* FindStream(int32_t id);
 
   GrpcServer& server_;
@@ -301,6 +340,11 @@ int OnStreamCloseCallback(nghttp2_session*, int32_t stream_id, uint32_t, void* u
   return Conn(user_data).OnStreamClose(stream_id);
 }
 
+int OnFrameNotSendCallback(nghttp2_session*, const nghttp2_frame* frame, int lib_error_code,
+                           void* user_data) {
+  return Conn(user_data).OnFrameNotSent(*frame, lib_error_code);
+}
+
 ssize_t ReadDataCallback(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
                          uint32_t* data_flags, nghttp2_data_source*, void* user_data) {
   return Conn(user_data).OnReadData(stream_id, buf, length, data_flags);
@@ -343,6 +387,7 @@ Status GrpcConnection::Start() {
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, OnFrameRecvCallback);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, OnDataChunkRecvCallback);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, OnStreamCloseCallback);
+  nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, OnFrameNotSendCallback);
   int rv = nghttp2_session_server_new(&session_, callbacks, this);
   nghttp2_session_callbacks_del(callbacks);
   if (rv != 0) {
@@ -696,7 +741,8 @@ void GrpcConnection::StartResponse(GrpcStream& stream) {
   nghttp2_data_provider provider = {};
   provider.read_callback = ReadDataCallback;
   if (nghttp2_submit_response(session_, stream.id, headers, std::size(headers), &provider) != 0) {
-    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream.id, NGHTTP2_INTERNAL_ERROR);
+    ResetStream(stream, NGHTTP2_INTERNAL_ERROR);
+    CancelHandle(stream, /*defer=*/true);
   }
   ScheduleFlush();
 }
@@ -705,7 +751,7 @@ void GrpcConnection::RespondHttpError(GrpcStream& stream, const char* status) {
   stream.finished = true;
   stream.responded = true;
   const std::string grpc_status = std::to_string(static_cast<int>(runtime::GrpcCode::kInternal));
-  const std::string grpc_message = runtime::PercentEncodeGrpcMessage(
+  const std::string grpc_message = EncodeStatusMessage(
       "this is a gRPC endpoint: requests must be POST with content-type application/grpc, got " +
       stream.http_method + " with content-type \"" + stream.content_type + "\"");
   const nghttp2_nv headers[] = {
@@ -714,7 +760,9 @@ void GrpcConnection::RespondHttpError(GrpcStream& stream, const char* status) {
       MakeNv("grpc-status", grpc_status),
       MakeNv("grpc-message", grpc_message),
   };
-  nghttp2_submit_response(session_, stream.id, headers, std::size(headers), nullptr);
+  if (nghttp2_submit_response(session_, stream.id, headers, std::size(headers), nullptr) != 0) {
+    ResetStream(stream, NGHTTP2_INTERNAL_ERROR);
+  }
   ScheduleFlush();
 }
 
@@ -739,7 +787,7 @@ bool GrpcConnection::WriteMessage(GrpcStream& stream, std::string_view message) 
     nghttp2_session_resume_data(session_, stream.id);
   }
   ScheduleFlush();
-  return true;
+  return !stream.reset;
 }
 
 void GrpcConnection::FinishStream(GrpcStream& stream, runtime::GrpcCode code, std::string message) {
@@ -752,7 +800,7 @@ void GrpcConnection::FinishStream(GrpcStream& stream, runtime::GrpcCode code, st
     // Trailers-Only: one HEADERS frame with the status and END_STREAM.
     stream.responded = true;
     const std::string status = std::to_string(static_cast<int>(code));
-    const std::string encoded = runtime::PercentEncodeGrpcMessage(stream.final_message);
+    const std::string encoded = EncodeStatusMessage(stream.final_message);
     nghttp2_nv headers[] = {
         MakeNv(":status", "200"),
         MakeNv("content-type", "application/grpc"),
@@ -760,7 +808,9 @@ void GrpcConnection::FinishStream(GrpcStream& stream, runtime::GrpcCode code, st
         MakeNv("grpc-message", encoded),
     };
     const size_t count = encoded.empty() ? 3 : 4;
-    nghttp2_submit_response(session_, stream.id, headers, count, nullptr);
+    if (nghttp2_submit_response(session_, stream.id, headers, count, nullptr) != 0) {
+      ResetStream(stream, NGHTTP2_INTERNAL_ERROR);
+    }
   } else if (stream.data_deferred) {
     // The data provider sends what is queued, then the trailers.
     stream.data_deferred = false;
@@ -779,15 +829,22 @@ void GrpcConnection::AbortStream(GrpcStream& stream, runtime::GrpcCode code, std
     FinishStream(stream, code, std::move(message));
   } else {
     // Mid-message: trailers cannot follow half a message.
-    stream.finished = true;
-    stream.reset = true;
-    stream.deadline_timer.Close();
-    stream.out.clear();
-    stream.out_bytes = 0;
-    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream.id, rst_code);
+    ResetStream(stream, rst_code);
     ScheduleFlush();
   }
   CancelHandle(stream, defer_cancel);
+}
+
+void GrpcConnection::ResetStream(GrpcStream& stream, uint32_t rst_code) {
+  stream.finished = true;
+  stream.responded = true;
+  stream.reset = true;
+  stream.deadline_timer.Close();
+  stream.out.clear();
+  stream.out_bytes = 0;
+  // Fails only for an invalid stream id or out of memory; then the stream is
+  // gone already, or the session fails and the connection closes.
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream.id, rst_code);
 }
 
 void GrpcConnection::CancelHandle(GrpcStream& stream, bool defer) {
@@ -818,7 +875,7 @@ ssize_t GrpcConnection::OnReadData(int32_t stream_id, uint8_t* buf, size_t lengt
   if (stream->out.empty() && stream->finished) {
     *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
     const std::string status = std::to_string(static_cast<int>(stream->final_code));
-    const std::string encoded = runtime::PercentEncodeGrpcMessage(stream->final_message);
+    const std::string encoded = EncodeStatusMessage(stream->final_message);
     nghttp2_nv trailers[] = {
         MakeNv("grpc-status", status),
         MakeNv("grpc-message", encoded),
@@ -831,6 +888,28 @@ ssize_t GrpcConnection::OnReadData(int32_t stream_id, uint8_t* buf, size_t lengt
     return NGHTTP2_ERR_DEFERRED;
   }
   return static_cast<ssize_t>(copied);
+}
+
+int GrpcConnection::OnFrameNotSent(const nghttp2_frame& frame, int error) {
+  // Our HEADERS are the response headers and the trailers (with the status):
+  // without them the client would wait for the end of the call forever.
+  // A stream the client closed first needs nothing more.
+  if (frame.hd.type != NGHTTP2_HEADERS || error == NGHTTP2_ERR_STREAM_CLOSED ||
+      error == NGHTTP2_ERR_STREAM_CLOSING) {
+    return 0;
+  }
+  GrpcStream* stream = FindStream(frame.hd.stream_id);
+  if (stream == nullptr || stream->reset) return 0;
+  if (server_.options_.log) {
+    server_.options_.log(server_.options_.listener_name + ": cannot send the " +
+                         std::string(stream->responded && stream->finished ? "status" : "response") +
+                         " of " + stream->path + " (" + nghttp2_strerror(error) +
+                         "); resetting the stream");
+  }
+  const bool was_finished = stream->finished;
+  ResetStream(*stream, NGHTTP2_INTERNAL_ERROR);
+  if (!was_finished) CancelHandle(*stream, /*defer=*/true);
+  return 0;
 }
 
 int GrpcConnection::OnStreamClose(int32_t stream_id) {

@@ -99,6 +99,15 @@ class ServerStreamWriter {
   std::shared_ptr<ServerStream> stream_;
 };
 
+inline constexpr size_t kDefaultMaxStatusMessageBytes = 4096;
+
+// `message` percent-encoded for the grpc-message trailer (gRPC spec) and at
+// most `max_bytes` long: a longer one keeps its beginning, cut before a line
+// end when one is in the second half and never inside a UTF-8 character or a
+// %XX escape, followed by "\n... (cut to N bytes: the whole message was M
+// bytes)". Empty when `message` is.
+std::string EncodeGrpcStatusMessage(std::string_view message, size_t max_bytes);
+
 struct GrpcServerOptions {
   // Largest request message accepted; larger ones end the call with
   // RESOURCE_EXHAUSTED before any of it is buffered.
@@ -107,6 +116,13 @@ struct GrpcServerOptions {
   // beyond it ends the call with RESOURCE_EXHAUSTED. A single message larger
   // than this is still accepted when nothing else is queued.
   size_t max_buffered_bytes_per_stream = 8u << 20;
+  // The longest grpc-message sent, after percent-encoding. A longer status
+  // message is cut (at a line end when there is one near) and says so: the
+  // trailers must stay well below what clients take in one header block
+  // (gRPC's C core starts refusing at 8 KiB of metadata, and nghttp2 sends no
+  // header block over 64 KiB). A status that cannot be sent anyway resets the
+  // stream (RST_STREAM INTERNAL_ERROR), so the call still ends.
+  size_t max_status_message_bytes = kDefaultMaxStatusMessageBytes;
   // A connection must send the HTTP/2 preface and SETTINGS within this time.
   uint64_t handshake_timeout_ms = 10'000;
   uint32_t max_concurrent_streams = 1000;

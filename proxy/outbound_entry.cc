@@ -305,12 +305,12 @@ class OutboundClient final : public StreamHandler {
   void LogBlocked(uint64_t backoff_ms) {
     const LoginThrottleOptions& options = entry_.login_throttle_->options();
     std::string source = workloads::FormatIpv4(peer_);
-    if (pinned_ != 0) source += " in the network namespace of replica " + workloads::FormatIpv4(pinned_);
-    entry_.options_.log("outbound entry: " + std::to_string(options.max_failures) +
-                        " failed proxy logins from " + source + " within " +
-                        std::to_string(options.window_ms / 1000) +
-                        " s: its logins are refused for " + std::to_string(backoff_ms / 1000) +
-                        " s");
+    if (pinned_ != 0)
+      source += " in the network namespace of replica " + workloads::FormatIpv4(pinned_);
+    entry_.options_.log(
+        "outbound entry: " + std::to_string(options.max_failures) + " failed proxy logins from " +
+        source + " within " + std::to_string(options.window_ms / 1000) +
+        " s: its logins are refused for " + std::to_string(backoff_ms / 1000) + " s");
   }
 
   void Connect(const std::string& host, uint16_t port) {
@@ -472,8 +472,8 @@ class OutboundClient final : public StreamHandler {
 
   OutboundEntry& entry_;
   TcpStream* client_;
-  uint32_t pinned_;  // the only replica this connection may speak as; 0: any
-  uint32_t peer_ = 0;  // the client's address: with pinned_, its LoginThrottle source
+  uint32_t pinned_;             // the only replica this connection may speak as; 0: any
+  uint32_t peer_ = 0;           // the client's address: with pinned_, its LoginThrottle source
   uint64_t retry_after_s_ = 0;  // set when its login was throttled
   TimerHandle timer_;
   State state_ = State::kDetect;
@@ -506,7 +506,7 @@ Result<OutboundEntryPtr> OutboundEntry::Create(Dispatcher& dispatcher, Directory
       options.limits != nullptr ? options.limits : std::make_shared<ConnectionLimits>();
   entry->per_workload_ = CountsOf(limits, &ConnectionLimits::outbound_connections_per_workload);
   entry->login_throttle_ = options.login_throttle != nullptr ? options.login_throttle
-                                                              : std::make_shared<LoginThrottle>();
+                                                             : std::make_shared<LoginThrottle>();
   TcpListener::Options listen;
   listen.name = "outbound";
   listen.bind = options.bind;

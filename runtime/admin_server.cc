@@ -16,7 +16,18 @@ constexpr size_t kReadBufferSize = 64 * 1024;
 struct WriteRequest {
   uv_write_t req;
   std::string data;
+  std::shared_ptr<size_t> queued;  // AdminServer::queued_bytes_
 };
+
+// Host: an IP literal or localhost, with or without a port; a request
+// without Host (HTTP/1.0) is answered too.
+bool AllowedHost(std::optional<std::string_view> host) {
+  if (!host) return true;
+  auto parsed = proxy::ParseAuthority(*host, 80);
+  if (!parsed) return false;
+  return parsed->kind != proxy::HostPort::Kind::kName ||
+         proxy::EqualsIgnoreCase(parsed->host, "localhost");
+}
 
 Error AddressError(std::string_view address, int uv_error) {
   return MakeError(ErrorCode::kUnavailable, std::string(address) + ": " + uv_strerror(uv_error));
@@ -193,6 +204,18 @@ void AdminServer::Connection::Answer(const proxy::Http1Request& request) {
             false);
     return;
   }
+  if (!AllowedHost(request.Header("Host"))) {
+    Respond(421, "text/plain; charset=utf-8",
+            "the admin server answers only to IP addresses and localhost, not to a name\n",
+            head_only, false);
+    return;
+  }
+  if (*server_->queued_bytes_ > server_->options_.max_total_queued_bytes) {
+    Respond(503, "text/plain; charset=utf-8",
+            "busy: responses wait for slow clients; retry later\n", head_only, false,
+            {{"Retry-After", "1"}});
+    return;
+  }
   std::string path = RoutePath(request);
   const AdminHandler* handler = server_->FindRoute(path);
   if (handler == nullptr) {
@@ -225,6 +248,8 @@ void AdminServer::Connection::Respond(int status, std::string_view content_type,
     Abort();
     return;
   }
+  write->queued = server_->queued_bytes_;
+  *write->queued += write->data.size();
   ++pending_writes_;
   if (!keep_alive) BeginClose();
 }
@@ -232,6 +257,7 @@ void AdminServer::Connection::Respond(int status, std::string_view content_type,
 void AdminServer::Connection::OnWrite(uv_write_t* req, int status) {
   auto* write = reinterpret_cast<WriteRequest*>(req);
   auto* self = static_cast<Connection*>(req->handle->data);
+  *write->queued -= write->data.size();
   delete write;
   if (self == nullptr) return;  // the connection closed; the write was cancelled
   self->server_->ReapRetired();
@@ -385,6 +411,10 @@ const AdminHandler* AdminServer::FindRoute(std::string_view path) const {
 
 void AdminServer::Accept(int fd) {
   ReapRetired();
+  if (connections_.size() >= options_.max_connections) {
+    ::close(fd);
+    return;
+  }
   auto connection = std::make_unique<Connection>(this);
   Connection* raw = connection.get();
   if (!raw->Start(fd).ok()) return;  // its handles close with it

@@ -1,6 +1,10 @@
 // The agent's admin HTTP server (127.0.0.1:15000 by default): /healthz,
 // /ready, /metrics, /config_dump, registered by the wiring as routes.
 //
+// A browser page can make requests to it under a name it controls (DNS
+// rebinding): a request whose Host is a name other than "localhost" is
+// refused with 421, so only IP literals and localhost are answered.
+//
 // HTTP/1.1 on the agent's libuv loop, parsed by proxy::Http1RequestParser.
 // Deliberately small: GET and HEAD only (405 otherwise), no request bodies
 // (413), routing on the path without query string (404 for unknown paths),
@@ -51,6 +55,13 @@ struct AdminServerOptions {
   // client catches up, so a client that never reads cannot make the agent
   // buffer without bound.
   size_t max_queued_response_bytes = 1 << 20;
+  // Response bytes waiting for slow clients on all connections together;
+  // past it new requests get 503 (Retry-After: 1) instead of building yet
+  // another response (a /config_dump of a million replicas is 139 MB: twenty
+  // clients that never read would otherwise hold 2.8 GB).
+  size_t max_total_queued_bytes = 64u << 20;
+  // Open connections; more are closed at accept.
+  size_t max_connections = 128;
   // Accept failures (EMFILE): the label and log prefix, how they are
   // counted (none when empty) and where they are logged.
   std::string listener_name = "admin";
@@ -83,6 +94,7 @@ class AdminServer {
   void Close();
 
   size_t connection_count() const { return connections_.size(); }
+  size_t queued_bytes() const { return *queued_bytes_; }
 
  private:
   class Connection;
@@ -103,6 +115,10 @@ class AdminServer {
   std::map<std::string, AdminHandler, std::less<>> routes_;
   std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
   std::vector<std::unique_ptr<Connection>> retired_;
+  // Response bytes submitted and not yet written, on every connection; each
+  // write holds the counter, so one that completes after its connection
+  // (or the server) closed still subtracts.
+  std::shared_ptr<size_t> queued_bytes_ = std::make_shared<size_t>(0);
   // All reads land here: the loop is single-threaded and every read is
   // consumed before the next one.
   std::unique_ptr<char[]> read_buffer_;

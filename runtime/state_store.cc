@@ -699,8 +699,7 @@ Status StateStore::Compact() {
   // name) goes first; whatever cannot be removed (a directory) fails the
   // exclusive create below. The temp file is always a new one.
   (void)::unlink(temp.c_str());
-  const int fd =
-      ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  const int fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return OpenError("cannot create " + temp, temp, errno);
   auto fail = [&](const std::string& what, int err) -> Status {
     ::close(fd);

@@ -84,8 +84,9 @@ std::string ModeText(mode_t mode) {
 
 Error RefusedLink(const std::string& path) {
   return MakeError(ErrorCode::kFailedPrecondition,
-                   path + " is a symbolic link, which podless does not follow for a file it "
-                          "keeps itself: remove the link (and check who planted it)");
+                   path +
+                       " is a symbolic link, which podless does not follow for a file it "
+                       "keeps itself: remove the link (and check who planted it)");
 }
 
 bool WriteAll(int fd, std::string_view data) {
@@ -205,8 +206,9 @@ Status CheckPrivateDirectory(const std::string& path, std::string_view what) {
         "Another user may have planted a CA of their own or symbolic links in it: do not "
         "reuse it; move it aside and let podless create a new one, or use another directory";
   } else {
-    message += "Anyone could have planted files in it: if you trust its contents, run `chmod 0700 " +
-               path + "`; otherwise move it aside and let podless create a new one";
+    message +=
+        "Anyone could have planted files in it: if you trust its contents, run `chmod 0700 " +
+        path + "`; otherwise move it aside and let podless create a new one";
   }
   return MakeError(ErrorCode::kFailedPrecondition, message);
 }
@@ -221,9 +223,9 @@ Status CheckPrivateKeyFile(int fd, const std::string& path) {
   const uid_t self = ::geteuid();
   if (st.st_uid == self && (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) == 0) return {};
   return MakeError(ErrorCode::kFailedPrecondition,
-                   "private key " + path + " is owned by " + OwnerText(st.st_uid) +
-                       " with mode " + ModeText(st.st_mode) +
-                       ": podless uses a key only if its own " + OwnerText(self) +
+                   "private key " + path + " is owned by " + OwnerText(st.st_uid) + " with mode " +
+                       ModeText(st.st_mode) + ": podless uses a key only if its own " +
+                       OwnerText(self) +
                        " owns it and no one else may read or write it. Run `chown " +
                        std::to_string(self) + " " + path + " && chmod 0600 " + path +
                        "`, and replace the key (and what it signed) if others could read it");

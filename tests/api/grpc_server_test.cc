@@ -42,6 +42,19 @@ constexpr const char* kApplyError =
     "app.yaml:9:1: kind: unknown kind \"Pod\" (100% sure; caf\xc3\xa9)";
 constexpr int kFiniteEvents = 5;
 
+// A status message far over any header limit: 3,000 lines, UTF-8 in each,
+// about 300 KB (what a manifest with thousands of errors once produced).
+std::string HugeErrorMessage() {
+  std::string text;
+  for (int i = 0; i < 3000; ++i) {
+    if (i > 0) text += '\n';
+    text += "app.yaml:" + std::to_string(i + 9) + ":13: spec.rules[0].from[0].source.principals[" +
+            std::to_string(i) + "]: invalid principal \"caf\xc3\xa9 " + std::to_string(i) +
+            "\": must not contain spaces or control characters";
+  }
+  return text;
+}
+
 // What the test handlers record. Atomics are read from the test thread; the
 // rest only on the loop thread (through ServerThread::OnLoop).
 struct TestState {
@@ -148,6 +161,11 @@ void RegisterTestHandlers(GrpcServer& server, TestState& state, uv_loop_t* loop)
           // Returns without Finish() and without keeping the stream.
           writer.Write(Event("a"));
           writer.Write(Event("b"));
+        } else if (mode == "huge-error") {  // Trailers-Only
+          writer.Finish(MakeError(ErrorCode::kInvalidArgument, HugeErrorMessage()));
+        } else if (mode == "huge-error-after-one") {  // trailers after DATA
+          writer.Write(Event("only"));
+          writer.Finish(MakeError(ErrorCode::kInvalidArgument, HugeErrorMessage()));
         } else if (mode == "fail-after-one") {
           writer.Write(Event("only"));
           writer.Finish(MakeError(ErrorCode::kNotFound, "workload shop/gone not found"));
@@ -460,6 +478,96 @@ TEST_CASE("GrpcServer: server streaming delivers every message in order, then th
     CHECK(status.error().code == ErrorCode::kNotFound);
     CHECK(status.error().message == "workload shop/gone not found");
   }
+}
+
+TEST_CASE("EncodeGrpcStatusMessage: percent-encodes, and cuts long messages at a safe place") {
+  CHECK(EncodeGrpcStatusMessage("", 4096) == "");
+  CHECK(EncodeGrpcStatusMessage("100% caf\xc3\xa9\nnext", 4096) == "100%25 caf%C3%A9%0Anext");
+
+  // Whole lines when a line end is near, then what was cut.
+  std::string text = HugeErrorMessage();
+  std::string encoded = EncodeGrpcStatusMessage(text, 4096);
+  CHECK(encoded.size() <= 4096);
+  CHECK(encoded.size() > 3000);
+  std::string decoded = runtime::PercentDecodeGrpcMessage(encoded);
+  const std::string marker =
+      "\n... (cut to 4096 bytes: the whole message was " + std::to_string(text.size()) + " bytes)";
+  REQUIRE(decoded.ends_with(marker));
+  const std::string kept = decoded.substr(0, decoded.size() - marker.size());
+  CHECK(text.starts_with(kept));
+  CHECK(text[kept.size()] == '\n');
+
+  // One long line: never half a UTF-8 character or half an escape.
+  for (size_t shift = 0; shift < 6; ++shift) {
+    text = std::string(shift, 'a');
+    for (int i = 0; i < 2000; ++i) text += "\xc3\xa9";  // é, 6 encoded bytes each
+    encoded = EncodeGrpcStatusMessage(text, 1000);
+    CHECK(encoded.size() <= 1000);
+    decoded = runtime::PercentDecodeGrpcMessage(encoded);
+    const size_t cut = decoded.find("\n... (cut to 1000 bytes");
+    REQUIRE(cut != std::string::npos);
+    CHECK((cut - shift) % 2 == 0);  // whole characters kept
+    CHECK(text.starts_with(decoded.substr(0, cut)));
+  }
+  // A limit too small for the explanation still gives whole escapes.
+  encoded = EncodeGrpcStatusMessage("\n\n\n\n\n", 10);
+  CHECK(encoded == "%0A%0A%0A");
+}
+
+TEST_CASE("GrpcServer: a status message over the limit is cut, and the call ends at once") {
+  ServerThread server;
+  GrpcClientPtr client = MustConnect(server.socket_path());
+  const std::string full = HugeErrorMessage();
+  for (const char* mode : {"huge-error", "huge-error-after-one"}) {
+    INFO(mode);
+    v1::WatchRequest request;
+    request.set_namespace_(mode);
+    int received = 0;
+    const auto start = std::chrono::steady_clock::now();
+    Status status = client->ServerStream<v1::WatchRequest, v1::WatchEvent>(
+        kWatch, request,
+        [&](const v1::WatchEvent&) {
+          ++received;
+          return true;
+        },
+        10s);
+    CHECK(std::chrono::steady_clock::now() - start < 5s);
+    REQUIRE_FALSE(status.ok());
+    CHECK(received == (std::string(mode) == "huge-error" ? 0 : 1));
+    CHECK(status.error().code == ErrorCode::kInvalidArgument);
+    const std::string& message = status.error().message;
+    CHECK(runtime::PercentEncodeGrpcMessage(message).size() <= kDefaultMaxStatusMessageBytes);
+    CHECK(message.starts_with(full.substr(0, full.find('\n'))));
+    CHECK(message.ends_with("(cut to 4096 bytes: the whole message was " +
+                            std::to_string(full.size()) + " bytes)"));
+  }
+  CHECK(client->Unary(kGetCaBundle, "", 5s).ok());  // the connection is fine
+}
+
+TEST_CASE("GrpcServer: a status that cannot be sent resets the stream rather than hanging") {
+  // No cut: the trailers are larger than nghttp2 sends (64 KiB a header block).
+  GrpcServerOptions options;
+  options.max_status_message_bytes = SIZE_MAX;
+  auto logged = std::make_shared<std::atomic<int>>(0);
+  options.log = [logged](const std::string& line) {
+    if (line.find("resetting the stream") != std::string::npos) ++*logged;
+  };
+  ServerThread server(options);
+  GrpcClientPtr client = MustConnect(server.socket_path());
+  for (const char* mode : {"huge-error", "huge-error-after-one"}) {
+    INFO(mode);
+    v1::WatchRequest request;
+    request.set_namespace_(mode);
+    const auto start = std::chrono::steady_clock::now();
+    Status status = client->ServerStream<v1::WatchRequest, v1::WatchEvent>(
+        kWatch, request, [](const v1::WatchEvent&) { return true; }, 10s);
+    CHECK(std::chrono::steady_clock::now() - start < 5s);
+    REQUIRE_FALSE(status.ok());
+    CHECK(client->last_code() == runtime::GrpcCode::kInternal);
+    CHECK(status.error().message.find("reset the stream") != std::string::npos);
+  }
+  CHECK(logged->load() == 2);
+  CHECK(client->Unary(kGetCaBundle, "", 5s).ok());
 }
 
 TEST_CASE("GrpcServer: a cancel mid-stream fires the cancel callback; later writes fail") {

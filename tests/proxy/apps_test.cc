@@ -45,7 +45,8 @@ TEST_CASE("JsonString: escapes quotes, backslashes and control characters") {
 }
 
 TEST_CASE("JsonString: keeps well-formed UTF-8 as it is") {
-  const std::string text = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xed\x9f\xbf \xf4\x8f\xbf\xbf";
+  const std::string text =
+      "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xed\x9f\xbf \xf4\x8f\xbf\xbf";
   CHECK(JsonString(text) == "\"" + text + "\"");
 }
 
@@ -108,11 +109,11 @@ TEST_CASE("EchoJson: a request with invalid UTF-8 in its path and headers is val
   REQUIRE(fd >= 0);
   ::close(fd);
   WriteFile(path, json);
-  const std::string parsed = Capture(
-      std::string("/usr/bin/python3 -c 'import json,sys; d=json.loads(open(sys.argv[1],"
-                  "\"rb\").read().decode(\"utf-8\")); print(d[\"headers\"][\"x-bytes\"]"
-                  ".encode(\"unicode_escape\").decode())' ") +
-      path + " 2>&1");
+  const std::string parsed =
+      Capture(std::string("/usr/bin/python3 -c 'import json,sys; d=json.loads(open(sys.argv[1],"
+                          "\"rb\").read().decode(\"utf-8\")); print(d[\"headers\"][\"x-bytes\"]"
+                          ".encode(\"unicode_escape\").decode())' ") +
+              path + " 2>&1");
   ::unlink(path);
   CHECK(parsed == "\\ufffd\\ufffd\"\\\\ \\ufffd\\ufffd\\ufffd\n");
 }

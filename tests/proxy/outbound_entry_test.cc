@@ -200,12 +200,11 @@ double MetricValue(const std::string& text, const std::string& series) {
 TEST_CASE("OutboundEntry: failed logins are counted, and a source failing too many is refused") {
   CoreFixture f;
   const std::string code = "-o /dev/null -w '%{http_code}' ";
-  const std::string socks = "--socks5-hostname 127.0.0.1:" +
-                            std::to_string(f.core->outbound_port()) + " --proxy-user ";
+  const std::string socks =
+      "--socks5-hostname 127.0.0.1:" + std::to_string(f.core->outbound_port()) + " --proxy-user ";
   // The default: 10 failures within a minute block the source for 5 s.
   for (int i = 0; i < 9; ++i) {
-    CHECK(f.Curl(code + f.Proxy("frontend:guess" + std::to_string(i)) + " " + f.WebUrl()) ==
-          "407");
+    CHECK(f.Curl(code + f.Proxy("frontend:guess" + std::to_string(i)) + " " + f.WebUrl()) == "407");
   }
   std::string socks_out = f.Curl(socks + "frontend:guess9 " + f.WebUrl());
   CHECK(socks_out.find("curl: (97)") != std::string::npos);  // the tenth: now blocked

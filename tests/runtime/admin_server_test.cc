@@ -160,13 +160,13 @@ TEST_CASE("AdminServer: serves registered routes, ignores the query, 404s unknow
   harness.Run([&](uint16_t port, const auto&) {
     Client client(port);
     CHECK(client.connected());
-    client.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    client.Send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     health = client.Read();
-    client.Send("GET /healthz?verbose=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    client.Send("GET /healthz?verbose=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     with_query = client.Read();
-    client.Send("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+    client.Send("GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     unknown = client.Read();
-    client.Send("GET /config_dump?a=b HTTP/1.1\r\nHost: x\r\n\r\n");
+    client.Send("GET /config_dump?a=b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     dump = client.Read();
   });
   CHECK(health.status == 200);
@@ -187,9 +187,9 @@ TEST_CASE("AdminServer: answers pipelined requests in order on one connection") 
   harness.Run([&](uint16_t port, const auto&) {
     Client client(port);
     client.Send(
-        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-        "GET /missing HTTP/1.1\r\nHost: x\r\n\r\n"
-        "GET /config_dump HTTP/1.1\r\nHost: x\r\n\r\n");
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        "GET /missing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        "GET /config_dump HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     a = client.Read();
     b = client.Read();
     c = client.Read();
@@ -218,8 +218,8 @@ TEST_CASE("AdminServer: pipelined large responses all arrive, in order, to a lat
     Client client(port, /*receive_buffer=*/32 * 1024);
     std::string requests;
     for (int i = 0; i < kRequests; ++i) {
-      requests +=
-          "GET /big?" + std::string(1, static_cast<char>('a' + i)) + " HTTP/1.1\r\nHost: x\r\n\r\n";
+      requests += "GET /big?" + std::string(1, static_cast<char>('a' + i)) +
+                  " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     }
     client.Send(requests);
     std::this_thread::sleep_for(200ms);  // let the server's queue fill up
@@ -237,10 +237,10 @@ TEST_CASE("AdminServer: HEAD gets the headers of GET and no body") {
   Client::Response head, after;
   harness.Run([&](uint16_t port, const auto&) {
     Client client(port);
-    client.Send("HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    client.Send("HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     head = client.Read(/*head_request=*/true);
     // Were a body sent after all, it would be read as the next response.
-    client.Send("GET /missing HTTP/1.1\r\nHost: x\r\n\r\n");
+    client.Send("GET /missing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     after = client.Read();
   });
   CHECK(head.status == 200);
@@ -255,11 +255,11 @@ TEST_CASE("AdminServer: refuses other methods with 405 and request bodies with 4
   bool body_closed = false;
   harness.Run([&](uint16_t port, const auto&) {
     Client first(port);
-    first.Send("POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd");
+    first.Send("POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\n\r\nabcd");
     post = first.Read();
     post_closed = first.ClosedByServer();
     Client second(port);
-    second.Send("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd");
+    second.Send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\n\r\nabcd");
     body = second.Read();
     body_closed = second.ClosedByServer();
   });
@@ -321,7 +321,7 @@ TEST_CASE("AdminServer: closes idle connections and answers a too-slow head with
   std::chrono::milliseconds idle_after{0};
   harness.Run([&](uint16_t port, const auto&) {
     Client idle(port);
-    idle.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    idle.Send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     served = idle.Read();
     auto start = std::chrono::steady_clock::now();
     idle_closed = idle.ClosedByServer();
@@ -330,7 +330,7 @@ TEST_CASE("AdminServer: closes idle connections and answers a too-slow head with
     Client trickle(port);
     trickle.Send("GET /healthz HTTP/1.1\r\n");
     std::this_thread::sleep_for(100ms);
-    trickle.Send("Host: x\r\n");  // still not a complete head
+    trickle.Send("Host: 127.0.0.1\r\n");  // still not a complete head
     slow = trickle.Read();
   });
   CHECK(served.status == 200);
@@ -345,7 +345,7 @@ TEST_CASE("AdminServer: Close ends open keep-alive connections") {
   bool closed = false;
   harness.Run([&](uint16_t port, const std::function<void()>& stop) {
     Client client(port);
-    client.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    client.Send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     first = client.Read();
     stop();
     closed = client.ClosedByServer();
@@ -365,7 +365,7 @@ TEST_CASE("AdminServer: a handler may close the server while answering") {
   bool closed = false;
   harness.Run([&](uint16_t port, const auto&) {
     Client client(port);
-    client.Send("GET /quit HTTP/1.1\r\nHost: x\r\n\r\n");
+    client.Send("GET /quit HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     closed = client.ClosedByServer();
   });
   CHECK(closed);
@@ -411,7 +411,7 @@ TEST_CASE("AdminServer: out of descriptors it sheds, logs once, counts, and serv
     {
       Client victim(port);
       if (victim.connected()) {
-        victim.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        victim.Send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         shed_status = victim.Read().status;  // 0: closed without an answer
       }
     }
@@ -421,7 +421,7 @@ TEST_CASE("AdminServer: out of descriptors it sheds, logs once, counts, and serv
     auto deadline = std::chrono::steady_clock::now() + 5s;
     while (recovered_status != 200 && std::chrono::steady_clock::now() < deadline) {
       Client later(port);
-      later.Send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+      later.Send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
       recovered_status = later.Read().status;
       if (recovered_status != 200) std::this_thread::sleep_for(50ms);
     }
@@ -469,6 +469,69 @@ TEST_CASE("AdminServer: rejects addresses that are not ip:port") {
   // IPv6 loopback may be disabled on the machine; when it binds, it has a port.
   if (v6.ok()) CHECK(server.port() != 0);
   server.Close();
+}
+
+}  // namespace
+}  // namespace podless::runtime
+
+namespace podless::runtime {
+namespace {
+
+TEST_CASE("AdminServer: answers IP addresses and localhost only, not names (DNS rebinding)") {
+  Harness harness;
+  std::vector<int> statuses;
+  harness.Run([&](uint16_t port, const auto&) {
+    for (const char* host : {"127.0.0.1:1", "[::1]", "localhost:15000", "LOCALHOST",
+                             "attacker.example:15000", "rebind.example"}) {
+      Client client(port);
+      client.Send("GET /healthz HTTP/1.1\r\nHost: " + std::string(host) + "\r\n\r\n");
+      statuses.push_back(client.Read().status);
+    }
+    Client no_host(port);
+    no_host.Send("GET /healthz HTTP/1.0\r\n\r\n");
+    statuses.push_back(no_host.Read().status);
+  });
+  CHECK(statuses == std::vector<int>{200, 200, 200, 200, 421, 421, 200});
+}
+
+TEST_CASE("AdminServer: past the total of queued response bytes, new requests get 503") {
+  AdminServerOptions options;
+  options.max_queued_response_bytes = 64 << 20;  // one client alone is not held back
+  options.max_total_queued_bytes = 4 << 20;
+  Harness harness(options);
+  harness.server().AddRoute("/big", [](const proxy::Http1Request&) {
+    return AdminResponse{200, "application/octet-stream", std::string(8 << 20, 'x')};
+  });
+  int late = 0;
+  harness.Run([&](uint16_t port, const auto&) {
+    // Two clients that never read: the first response fills the budget.
+    Client hog(port, /*receive_buffer=*/4096);
+    hog.Send("GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    std::this_thread::sleep_for(200ms);
+    Client other(port);
+    other.Send("GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    late = other.Read().status;
+  });
+  CHECK(late == 503);
+}
+
+TEST_CASE("AdminServer: connections past max_connections are closed at accept") {
+  AdminServerOptions options;
+  options.max_connections = 2;
+  Harness harness(options);
+  bool third_closed = false;
+  int first = 0;
+  harness.Run([&](uint16_t port, const auto&) {
+    Client a(port), b(port);
+    a.Send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    first = a.Read().status;
+    b.Send("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    b.Read();
+    Client c(port);
+    third_closed = c.ClosedByServer();
+  });
+  CHECK(first == 200);
+  CHECK(third_closed);
 }
 
 }  // namespace

@@ -504,7 +504,8 @@ TEST_CASE("StateStore: a symbolic link planted as its lock or log is refused, ne
   }
 }
 
-TEST_CASE("StateStore: compaction replaces a link planted as its temp file, never writing through") {
+TEST_CASE(
+    "StateStore: compaction replaces a link planted as its temp file, never writing through") {
   TempDir tmp;
   const std::string victim = tmp.path() + "/victim";
   WriteFile(victim, "the victim's bytes");

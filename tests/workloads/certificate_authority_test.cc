@@ -391,19 +391,19 @@ TEST_CASE("CertificateAuthority: a CA directory or key others may touch is never
     REQUIRE(intermediate.ok());
     WriteText(dir / "c.pem", (*intermediate)->CertificateChainPem() + (*root)->BundlePem());
     WriteText(dir / "k.pem", (*intermediate)->PrivateKeyPem());
-    REQUIRE(CertificateAuthority::LoadFromFiles(dir / "c.pem", dir / "k.pem", "cluster.local")
-                .ok());
+    REQUIRE(
+        CertificateAuthority::LoadFromFiles(dir / "c.pem", dir / "k.pem", "cluster.local").ok());
     REQUIRE(chmod((dir / "k.pem").c_str(), 0640) == 0);
     auto ca = CertificateAuthority::LoadFromFiles(dir / "c.pem", dir / "k.pem", "cluster.local");
     REQUIRE_FALSE(ca.ok());
-    CHECK_MESSAGE(ca.error().message.find("private key " + (dir / "k.pem") +
-                                          " is owned by uid ") == 0,
-                  ca.error().message);
+    CHECK_MESSAGE(
+        ca.error().message.find("private key " + (dir / "k.pem") + " is owned by uid ") == 0,
+        ca.error().message);
     // An operator's key may be reached through a link (a mounted secret).
     REQUIRE(chmod((dir / "k.pem").c_str(), 0600) == 0);
     std::filesystem::create_symlink(dir / "k.pem", dir / "link.pem");
-    CHECK(CertificateAuthority::LoadFromFiles(dir / "c.pem", dir / "link.pem", "cluster.local")
-              .ok());
+    CHECK(
+        CertificateAuthority::LoadFromFiles(dir / "c.pem", dir / "link.pem", "cluster.local").ok());
   }
 }
 

@@ -764,6 +764,46 @@ TEST_CASE("ParseManifests: aliases that expand to a huge tree are refused quickl
   CHECK(refused);
 }
 
+TEST_CASE("ParseManifests: aliases of bad values give many errors, all located, quickly") {
+  // 30 rules x 20 sources x 30 principals, each principal invalid, from about
+  // a kilobyte: the node budget stops the reading, and the diagnostics stay
+  // within the budget too.
+  std::string text =
+      "apiVersion: podless.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: p}\n"
+      "x0: &p [&b \"bad principal\"";
+  for (int i = 1; i < 30; ++i) text += ", *b";
+  text += "]\nx1: &f [&s {source: {principals: *p}}";
+  for (int i = 1; i < 20; ++i) text += ", *s";
+  text += "]\nspec:\n  rules: [&r {from: *f}";
+  for (int i = 1; i < 30; ++i) text += ", *r";
+  text += "]\n";
+  ParseResult result = Parse(text);
+  CHECK(result.objects.empty());
+  CHECK(result.errors.size() > 1000);
+  CHECK(result.errors.size() < text.size() + 10'000);
+  for (const Diagnostic& d : result.errors) {
+    CHECK(d.where.file == "app.yaml");
+    CHECK(d.where.line > 0);
+  }
+  // The text an apply answers with lists the first ones and counts the rest.
+  const std::string joined = JoinDiagnostics(result.errors);
+  CHECK(joined.size() < 4096);
+  CHECK(joined.find("more errors") != std::string::npos);
+}
+
+TEST_CASE("ParseManifests: a manifest over 16 MiB is refused before it is read") {
+  std::string text = "apiVersion: podless.dev/v1alpha1\nkind: Workload\n# ";
+  text.resize(kMaxManifestBytes + 1, 'x');
+  Diagnostic d = Only(Parse(text));
+  CHECK(d.where == SourceLocation{"app.yaml", 0, 0});
+  CHECK(d.ToString() ==
+        "app.yaml: the manifest is 16777217 bytes, more than the limit of 16 MiB per file; split "
+        "it into several files");
+  // At the limit it is read (and here refused for what it says, not its size).
+  text.resize(kMaxManifestBytes);
+  for (const Diagnostic& e : Parse(text).errors) CHECK(e.message.find("16 MiB") == std::string::npos);
+}
+
 TEST_CASE("ParseManifests: never throws on mangled input") {
   const std::string seed =
       "apiVersion: podless.dev/v1alpha1\nkind: Workload\nmetadata: {name: web, labels: {a: b}}\n"

@@ -75,9 +75,9 @@ TEST_CASE("CheckPrivateDirectory: the owner's 0700 and 0711 pass; group or other
     CHECK(checked.error().code == ErrorCode::kFailedPrecondition);
     char text[8];
     snprintf(text, sizeof(text), "%04o", mode);
-    CHECK_MESSAGE(checked.error().message.find(std::string("with mode ") + text) !=
-                      std::string::npos,
-                  checked.error().message);
+    CHECK_MESSAGE(
+        checked.error().message.find(std::string("with mode ") + text) != std::string::npos,
+        checked.error().message);
   }
   REQUIRE(chmod(dir.path().c_str(), 0700) == 0);
   CHECK(CheckPrivateDirectory(dir / "missing", "state dir").error().code == ErrorCode::kNotFound);

@@ -2,6 +2,8 @@
 
 #include <doctest.h>
 
+#include <algorithm>
+#include <sstream>
 #include <string>
 
 #include "workloads/names.h"
@@ -407,6 +409,177 @@ TEST_CASE("Validate: an exec command may not carry the proxy credentials ($(HTTP
   exec.command = {"sh", "-c", "curl --proxy \"$HTTP_PROXY\" http://web"};  // from the environment
   w.spec.app = exec;
   CHECK(Validate(w).empty());
+}
+
+}  // namespace
+}  // namespace podless::workloads
+
+namespace podless::workloads {
+namespace {
+
+Workload WithApp(AppSpec app) {
+  Workload w = ValidWorkload();
+  w.spec.app = std::move(app);
+  return w;
+}
+
+ExecApp Exec(std::vector<std::string> command, std::vector<EnvVar> env = {}) {
+  ExecApp exec;
+  exec.command = std::move(command);
+  exec.env = std::move(env);
+  return exec;
+}
+
+TEST_CASE("Validate: a static body is at most 1 MiB") {
+  CHECK(Validate(WithApp(StaticApp{200, std::string(kMaxStaticBodyBytes, 'x'), {}})).empty());
+  Diagnostic d = Only(WithApp(StaticApp{200, std::string(kMaxStaticBodyBytes + 1, 'x'), {}}));
+  CHECK(d.field == "spec.app.static.body");
+  CHECK(d.message == "is 1048577 bytes, more than the limit of 1 MiB");
+}
+
+TEST_CASE("Validate: a static app has at most 64 headers of at most 8 KiB each") {
+  StaticApp app{200, "", {}};
+  for (size_t i = 0; i < kMaxStaticHeaders; ++i) app.headers["X-H" + std::to_string(i)] = "v";
+  CHECK(Validate(WithApp(app)).empty());
+  app.headers["X-One-Too-Many"] = "v";
+  Diagnostic d = Only(WithApp(app));
+  CHECK(d.field == "spec.app.static.headers");
+  CHECK(d.message == "has 65 headers, more than the limit of 64");
+
+  // Name and value together, as a server's header-line limit counts them.
+  app.headers = {{"X-Big", std::string(kMaxStaticHeaderBytes - 5, 'v')}};
+  CHECK(Validate(WithApp(app)).empty());
+  app.headers = {{"X-Big", std::string(kMaxStaticHeaderBytes - 4, 'v')}};
+  d = Only(WithApp(app));
+  CHECK(d.field == "spec.app.static.headers[X-Big]");
+  CHECK(d.message == "header name and value are 8193 bytes, more than the limit of 8 KiB");
+}
+
+TEST_CASE("Validate: an exec command has at most 1024 arguments of at most 128 KiB") {
+  CHECK(Validate(WithApp(Exec(std::vector<std::string>(kMaxExecArgs, "a")))).empty());
+  Diagnostic d = Only(WithApp(Exec(std::vector<std::string>(kMaxExecArgs + 1, "a"))));
+  CHECK(d.field == "spec.app.exec.command");
+  CHECK(d.message == "has 1025 arguments, more than the limit of 1024");
+
+  CHECK(Validate(WithApp(Exec({"sh", std::string(kMaxExecStringBytes, 'a')}))).empty());
+  d = Only(WithApp(Exec({"sh", std::string(kMaxExecStringBytes + 1, 'a')})));
+  CHECK(d.field == "spec.app.exec.command[1]");
+  CHECK(d.message == "is 131073 bytes, more than the limit of 128 KiB (Linux's MAX_ARG_STRLEN)");
+}
+
+TEST_CASE("Validate: an exec env has at most 1024 variables, each NAME=value at most 128 KiB") {
+  std::vector<EnvVar> env;
+  for (size_t i = 0; i < kMaxExecEnvVars; ++i) env.push_back({"V" + std::to_string(i), "1"});
+  CHECK(Validate(WithApp(Exec({"server"}, env))).empty());
+  env.push_back({"ONE_TOO_MANY", "1"});
+  Diagnostic d = Only(WithApp(Exec({"server"}, env)));
+  CHECK(d.field == "spec.app.exec.env");
+  CHECK(d.message == "has 1025 variables, more than the limit of 1024");
+
+  // "AB=" and the value: 3 + (limit - 3) bytes fit, one more does not.
+  CHECK(Validate(WithApp(Exec({"server"}, {{"AB", std::string(kMaxExecStringBytes - 3, 'v')}})))
+            .empty());
+  d = Only(WithApp(Exec({"server"}, {{"AB", std::string(kMaxExecStringBytes - 2, 'v')}})));
+  CHECK(d.field == "spec.app.exec.env[0].value");
+  CHECK(d.message.find("NAME=value is 131073 bytes, more than the limit of 128 KiB") == 0);
+}
+
+TEST_CASE("Validate: exec command and env together stay within 1 MiB (execve's ARG_MAX)") {
+  // Each string fits on its own; together they do not.
+  const std::string arg(kMaxExecStringBytes, 'a');
+  std::vector<std::string> command(kMaxExecTotalBytes / kMaxExecStringBytes - 1, arg);
+  command.insert(command.begin(), "server");
+  std::vector<EnvVar> env = {{"A", std::string(kMaxExecStringBytes / 2, 'v')}};
+  CHECK(Validate(WithApp(Exec(command, env))).empty());
+  env.push_back({"B", std::string(kMaxExecStringBytes / 2, 'v')});
+  Diagnostic d = Only(WithApp(Exec(command, env)));
+  CHECK(d.field == "spec.app.exec");
+  CHECK(d.message.find("command and env together are ") == 0);
+  CHECK(d.message.find("more than the limit of 1 MiB") != std::string::npos);
+}
+
+TEST_CASE("Validate: workingDir, probe paths, principals and forward hosts have length limits") {
+  ExecApp exec = Exec({"server"});
+  exec.working_dir = "/" + std::string(kMaxPathBytes - 1, 'd');
+  CHECK(Validate(WithApp(exec)).empty());
+  exec.working_dir += "d";
+  CHECK(Only(WithApp(exec)).field == "spec.app.exec.workingDir");
+
+  Workload w = ValidWorkload();
+  exec = Exec({"server"});
+  Probe probe;
+  probe.kind = Probe::Kind::kHttpGet;
+  probe.port.name = "http";
+  probe.path = "/" + std::string(kMaxProbePathBytes, 'p');
+  exec.readiness_probe = probe;
+  w.spec.app = exec;
+  Diagnostic d = Only(w);
+  CHECK(d.field == "spec.app.exec.readinessProbe.httpGet.path");
+  CHECK(d.message == "is 8193 bytes, more than the limit of 8 KiB");
+
+  AuthorizationPolicy p = ValidPolicy();
+  const std::string prefix = "spiffe://cluster.local/ns/shop/sa/";
+  p.rules[0].from[0].principals = {prefix + std::string(kMaxPrincipalBytes - prefix.size(), 'a')};
+  CHECK(Validate(p).empty());
+  p.rules[0].from[0].principals[0] += "a";
+  d = Only(p);
+  CHECK(d.field == "spec.rules[0].from[0].source.principals[0]");
+  CHECK(d.message.find("is 2049 bytes, more than the limit of 2 KiB") != std::string::npos);
+
+  d = Only(WithApp(ForwardApp{std::string(254, 'h') + ":80"}));
+  CHECK(d.field == "spec.app.forward.address");
+  CHECK(d.message.find("no more than 253 characters") != std::string::npos);
+}
+
+TEST_CASE("Validate: label keys and values keep Kubernetes' limits") {
+  Workload w = ValidWorkload();
+  w.metadata.labels = {{std::string(253, 'a') + "/" + std::string(63, 'n'), std::string(63, 'v')}};
+  CHECK(Validate(w).empty());
+  w.metadata.labels = {{"app", std::string(64, 'v')}};
+  CHECK(Only(w).message.find("must be no more than 63 characters") != std::string::npos);
+  w.metadata.labels = {{std::string(64, 'n'), "v"}};
+  CHECK(Only(w).field.find("metadata.labels[") == 0);
+}
+
+std::vector<Diagnostic> NumberedDiagnostics(size_t count) {
+  std::vector<Diagnostic> out;
+  for (size_t i = 0; i < count; ++i) {
+    out.push_back(Diagnostic{{"p.yaml", static_cast<int>(i + 9), 5},
+                             "spec.rules[0].from[0].source.principals[" + std::to_string(i) + "]",
+                             "invalid principal"});
+  }
+  return out;
+}
+
+TEST_CASE("JoinDiagnostics: lists the first errors and counts the rest") {
+  CHECK(JoinDiagnostics({}) == "");
+  CHECK(JoinDiagnostics(NumberedDiagnostics(2)) ==
+        "p.yaml:9:5: spec.rules[0].from[0].source.principals[0]: invalid principal\n"
+        "p.yaml:10:5: spec.rules[0].from[0].source.principals[1]: invalid principal");
+
+  // By count: the first 100, then "... and 900 more errors".
+  std::string text = JoinDiagnostics(NumberedDiagnostics(1000), 100, 1u << 20);
+  CHECK(std::count(text.begin(), text.end(), '\n') == 100);
+  CHECK(text.find("principals[99]: ") != std::string::npos);
+  CHECK(text.find("principals[100]: ") == std::string::npos);
+  CHECK(text.substr(text.rfind('\n') + 1) == "... and 900 more errors");
+  CHECK(JoinDiagnostics(NumberedDiagnostics(2), 1, 1u << 20).ends_with("\n... and 1 more error"));
+
+  // By size, by default: the text and its summary fit a 4 KiB gRPC status
+  // message, and the lines shown are whole.
+  text = JoinDiagnostics(NumberedDiagnostics(1000));
+  CHECK(text.size() <= kMaxDiagnosticsBytes + 40);
+  CHECK(text.starts_with("p.yaml:9:5: spec.rules[0].from[0].source.principals[0]: "));
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  REQUIRE(lines.size() > 10);
+  CHECK(lines.back() == "... and " + std::to_string(1000 - (lines.size() - 1)) + " more errors");
+  for (size_t i = 0; i + 1 < lines.size(); ++i) CHECK(lines[i].ends_with(": invalid principal"));
+
+  // One line longer than the budget is still shown (the transport cuts it).
+  std::vector<Diagnostic> huge = {Diagnostic{{}, "", std::string(10'000, 'x')}};
+  CHECK(JoinDiagnostics(huge).size() == 10'000);
 }
 
 }  // namespace
