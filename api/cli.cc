@@ -59,9 +59,8 @@ int Fail(const std::string& message) {
 int FailChange(const std::string& verb, const Error& error) {
   if (error.code != ErrorCode::kDeadlineExceeded) return Fail(error.message);
   return Fail(verb + ": the agent did not answer within " +
-              std::to_string(std::chrono::seconds(kCallTimeout).count()) + " s (" +
-              error.message + "); the " + verb +
-              " may or may not have taken effect: check with `podless get`");
+              std::to_string(std::chrono::seconds(kCallTimeout).count()) + " s (" + error.message +
+              "); the " + verb + " may or may not have taken effect: check with `podless get`");
 }
 
 int Usage(const std::string& problem) {

@@ -901,10 +901,10 @@ int GrpcConnection::OnFrameNotSent(const nghttp2_frame& frame, int error) {
   GrpcStream* stream = FindStream(frame.hd.stream_id);
   if (stream == nullptr || stream->reset) return 0;
   if (server_.options_.log) {
-    server_.options_.log(server_.options_.listener_name + ": cannot send the " +
-                         std::string(stream->responded && stream->finished ? "status" : "response") +
-                         " of " + stream->path + " (" + nghttp2_strerror(error) +
-                         "); resetting the stream");
+    server_.options_.log(
+        server_.options_.listener_name + ": cannot send the " +
+        std::string(stream->responded && stream->finished ? "status" : "response") + " of " +
+        stream->path + " (" + nghttp2_strerror(error) + "); resetting the stream");
   }
   const bool was_finished = stream->finished;
   ResetStream(*stream, NGHTTP2_INTERNAL_ERROR);

@@ -48,7 +48,13 @@ class TcpEchoApp final : public StreamHandler {
 // Content-Length bodies), and lets the subclass answer each.
 class HttpApp : public StreamHandler {
  public:
-  HttpApp(AppContext context, Stream* stream) : context_(std::move(context)), stream_(stream) {}
+  HttpApp(AppContext context, Stream* stream) : context_(std::move(context)), stream_(stream) {
+    if (context_.dispatcher != nullptr && context_.request_timeout_ms != 0) {
+      uv_timer_init(context_.dispatcher->loop(), request_timer_.get());
+      request_timer_->data = this;
+      ArmRequestTimer();
+    }
+  }
 
   void OnData(std::string_view bytes) override {
     if (closing_) return;
@@ -108,6 +114,7 @@ class HttpApp : public StreamHandler {
       bool keep_alive = request.keep_alive() && !peer_ended_;
       Respond(request, std::string_view(pending_).substr(0, body_length_), keep_alive);
       pending_.erase(0, body_length_);
+      ArmRequestTimer();  // the next request has the whole time again
       if (!keep_alive) {
         closing_ = true;
         stream_->End();
@@ -119,6 +126,23 @@ class HttpApp : public StreamHandler {
     }
   }
 
+  // A connection that holds a descriptor without bringing a request (idle,
+  // or a head trickled in) is reset: thousands of them would otherwise take
+  // every descriptor the agent has.
+  void ArmRequestTimer() {
+    if (request_timer_->loop == nullptr) return;  // no timeout
+    uv_timer_start(
+        request_timer_.get(),
+        [](uv_timer_t* timer) {
+          auto* self = static_cast<HttpApp*>(timer->data);
+          if (self != nullptr && !self->closing_) {
+            self->closing_ = true;
+            self->stream_->Reset();
+          }
+        },
+        context_.request_timeout_ms, 0);
+  }
+
   void Fail(int status, const std::string& message) {
     Send(status == 0 ? 400 : status, {{"Content-Type", "text/plain"}}, message + "\n", false);
     closing_ = true;
@@ -126,6 +150,7 @@ class HttpApp : public StreamHandler {
   }
 
   Stream* stream_;
+  TimerHandle request_timer_;
   Http1RequestParser parser_;
   std::string pending_;
   size_t body_length_ = 0;

@@ -30,7 +30,13 @@ struct AppContext {
   uint32_t exec_address = 0;
   uint16_t exec_port = 0;
   int exec_netns_fd = -1;  // >= 0: the process's own network namespace
+  // In-proxy HTTP apps (echo, static): a connection must bring a complete
+  // request within this long of opening or of the last response (idle
+  // keep-alive included), else it is reset. 0: no limit.
+  uint64_t request_timeout_ms = 0;
 };
+
+inline constexpr uint64_t kDefaultAppRequestTimeoutMs = 30'000;
 
 // Serves `stream` with `context.app`.
 void StartApp(AppContext context, Stream* stream);

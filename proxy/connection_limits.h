@@ -78,7 +78,7 @@ class CountSlot {
 // The counts of ProxyCore's connection limits (see HboneServerOptions and
 // OutboundEntryOptions for what each limit covers).
 struct ConnectionLimits {
-  // Inbound HBONE connections (handshaking or open) per peer IP address.
+  // Inbound HBONE connections (handshaking or open) per peer (PeerKey: /24).
   SharedCounts hbone_connections_per_peer;
   // Outbound-entry connections (being set up or open) per source replica
   // address.

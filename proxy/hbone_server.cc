@@ -62,14 +62,20 @@ void HboneServer::Close() {
   for (HboneSession* session : sessions) session->Abort();
 }
 
+uint32_t PeerKey(uint32_t address) {
+  if ((address >> 24) == 127) return 0x7f000000;  // loopback: the node's own users
+  return address & 0xffffff00;
+}
+
 size_t HboneServer::ConnectionsFrom(uint32_t peer_address) const {
-  return per_peer_->Count(peer_address);
+  return per_peer_->Count(PeerKey(peer_address));
 }
 
 void HboneServer::OnConnection(TcpStream* tcp) {
   uint32_t peer = tcp->PeerAddress();
   // Held from here until the handshake fails or the session closes.
-  CountSlot slot = CountSlot::TryAcquire(per_peer_, peer, options_.max_connections_per_peer);
+  CountSlot slot =
+      CountSlot::TryAcquire(per_peer_, PeerKey(peer), options_.max_connections_per_peer);
   if (!slot) {
     metrics_.LimitRefused(ProxyMetrics::kLimitHboneConnectionsPerPeer).Inc();
     tcp->Reset();

@@ -81,7 +81,7 @@ struct HboneServerOptions {
   // ended) gets GOAWAY and is closed after this. A stream that is open but
   // idle keeps its connection.
   uint64_t idle_timeout_ms = kDefaultHboneServerIdleTimeoutMs;
-  // Limits. Connections (handshaking or open) from one peer IP address:
+  // Limits. Connections (handshaking or open) from one peer (PeerKey: its /24):
   // more are reset at accept. A peer node opens one pooled connection per
   // (source identity, destination workload), so this is generous.
   uint32_t max_connections_per_peer = kDefaultMaxConnectionsPerPeer;
@@ -92,6 +92,11 @@ struct HboneServerOptions {
   uint32_t max_streams_per_connection = kServerMaxConcurrentStreams;
   LogFunction log = LogToStderr;
 };
+
+// Where the per-peer limit counts a connection: its source's /24, and all
+// of 127/8 as one (a local user can take any loopback address, and a
+// network peer usually more than one address of its /24).
+uint32_t PeerKey(uint32_t address);
 
 class HboneServer final : private HboneSession::Callbacks {
  public:

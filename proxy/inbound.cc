@@ -58,6 +58,7 @@ void Inbound::Serve(const InboundDecision& decision, const InboundSource& source
   context.port = *decision.port;
   context.peer_identity = source.principal;
   context.app = replica.spec->app;
+  context.request_timeout_ms = app_request_timeout_ms_;
   if (std::holds_alternative<workloads::ExecApp>(context.app)) {
     auto target = directory_.ExecTarget(replica, decision.port->port);
     if (target.ok()) {

@@ -36,8 +36,12 @@ struct InboundDecision {
 class Inbound {
  public:
   Inbound(Dispatcher& dispatcher, Directory& directory, ProxyMetrics& metrics,
-          ConnectionTracker& tracker)
-      : dispatcher_(dispatcher), directory_(directory), metrics_(metrics), tracker_(tracker) {}
+          ConnectionTracker& tracker, uint64_t app_request_timeout_ms = 0)
+      : dispatcher_(dispatcher),
+        directory_(directory),
+        metrics_(metrics),
+        tracker_(tracker),
+        app_request_timeout_ms_(app_request_timeout_ms) {}
 
   // Checks the destination and authorizes the source; a denial is counted.
   InboundDecision Admit(uint32_t address, uint16_t port, const InboundSource& source);
@@ -51,6 +55,7 @@ class Inbound {
   Directory& directory_;
   ProxyMetrics& metrics_;
   ConnectionTracker& tracker_;
+  uint64_t app_request_timeout_ms_;  // AppContext::request_timeout_ms
 };
 
 }  // namespace podless::proxy

@@ -13,8 +13,9 @@ Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
   core->metrics_ = std::make_unique<ProxyMetrics>(registry);
   core->inbound_tracker_ = std::make_unique<ConnectionTracker>(*core->dispatcher_);
   core->outbound_tracker_ = std::make_unique<ConnectionTracker>(*core->dispatcher_);
-  core->inbound_ = std::make_unique<Inbound>(*core->dispatcher_, directory, *core->metrics_,
-                                             *core->inbound_tracker_);
+  core->inbound_ =
+      std::make_unique<Inbound>(*core->dispatcher_, directory, *core->metrics_,
+                                *core->inbound_tracker_, config.app_request_timeout_ms);
   HboneServerOptions hbone;
   hbone.bind = config.hbone_bind;
   hbone.port = config.hbone_port;

@@ -65,6 +65,9 @@ struct ProxyConfig {
   // Outbound entry: from accept to a complete request (HTTP head or SOCKS5
   // CONNECT).
   uint64_t outbound_request_timeout_ms = kDefaultOutboundRequestTimeoutMs;
+  // In-proxy HTTP apps: from accept (or the last response) to a complete
+  // request; then the connection is reset (AppContext::request_timeout_ms).
+  uint64_t app_request_timeout_ms = kDefaultAppRequestTimeoutMs;
 
   // Limits (counted in podless_limit_refused_total). 0: no limit.
   uint32_t max_hbone_connections_per_peer = kDefaultMaxConnectionsPerPeer;

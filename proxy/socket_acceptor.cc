@@ -72,8 +72,13 @@ uint64_t ShedPending(int listen_fd) {
   return shed;
 }
 
+// OnAcceptError's code for a connection refused to keep the reserve.
+constexpr int kReserved = -1;
+
 const char* ErrnoName(int err) {
   switch (err) {
+    case kReserved:
+      return "reserved";
     case EMFILE:
       return "EMFILE";
     case ENFILE:
@@ -90,6 +95,10 @@ const char* ErrnoName(int err) {
 }
 
 std::string DescribeAcceptError(int err) {
+  if (err == kReserved) {
+    return "the last file descriptors of RLIMIT_NOFILE are held back for the API and admin "
+           "sockets (raise it with ulimit -n)";
+  }
   std::string text = std::string(std::strerror(err)) + " (" + ErrnoName(err) + ")";
   if (err == EMFILE) {
     rlimit limit{};
@@ -175,6 +184,9 @@ Result<SocketAcceptorPtr> SocketAcceptor::Adopt(uv_loop_t* loop, int listen_fd, 
                                                 AcceptCallback on_accept) {
   SocketAcceptorPtr acceptor(new SocketAcceptor(loop, std::move(options), std::move(on_accept)));
   acceptor->fd_ = listen_fd;
+  rlimit files{};
+  acceptor->descriptor_limit_ =
+      ::getrlimit(RLIMIT_NOFILE, &files) == 0 ? static_cast<uint64_t>(files.rlim_cur) : 0;
   ::fcntl(listen_fd, F_SETFL, ::fcntl(listen_fd, F_GETFL) | O_NONBLOCK);
   int rc = uv_poll_init_socket(loop, acceptor->poll_.get(), listen_fd);
   if (rc == 0) {
@@ -237,6 +249,14 @@ void SocketAcceptor::OnReadable() {
       options_.log(options_.name + " listener " + options_.address +
                    ": accepting connections again");
     }
+    if (options_.reserve_descriptors != 0 && descriptor_limit_ != 0 &&
+        static_cast<uint64_t>(fd) + options_.reserve_descriptors >= descriptor_limit_) {
+      // Descriptors are handed out lowest first: this one is among the
+      // reserved ones, so nearly all below it are taken.
+      ::close(fd);
+      OnAcceptError(kReserved);
+      return;
+    }
     backoff_ms_ = 0;
     on_accept_(fd);
     if (!*alive) return;  // the callback destroyed us
@@ -247,7 +267,7 @@ void SocketAcceptor::OnAcceptError(int err) {
   ++accept_errors_;
   if (options_.count_error) options_.count_error(ErrnoName(err));
   uint64_t shed = 0;
-  if (err == EMFILE || err == ENFILE) shed = ShedPending(fd_);
+  if (err == EMFILE || err == ENFILE || err == kReserved) shed = ShedPending(fd_);
   backoff_ms_ = backoff_ms_ == 0 ? kFirstBackoffMs : std::min(backoff_ms_ * 2, kMaxBackoffMs);
   uint64_t now = uv_now(loop_);
   if (!failing_ || now - last_log_ms_ >= kLogIntervalMs) {
@@ -276,6 +296,12 @@ void SocketAcceptor::OnAcceptError(int err) {
         if (timer->data != nullptr) static_cast<SocketAcceptor*>(timer->data)->Watch();
       },
       backoff_ms_, 0);
+}
+
+uint32_t ProxyDescriptorReserve() {
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == RLIM_INFINITY) return 256;
+  return static_cast<uint32_t>(std::min<uint64_t>(256, files.rlim_cur / 8));
 }
 
 }  // namespace podless::proxy

@@ -58,6 +58,10 @@ enum class PortSharing {
 Result<int> ListenTcpSocket(const sockaddr* address, int backlog,
                             PortSharing sharing = PortSharing::kExclusive);
 
+// What the proxy's listeners leave to the API and admin sockets: an eighth
+// of RLIMIT_NOFILE, at most 256.
+uint32_t ProxyDescriptorReserve();
+
 class SocketAcceptor {
  public:
   // Gets each accepted descriptor (non-blocking, close-on-exec) and owns it.
@@ -71,6 +75,13 @@ class SocketAcceptor {
     std::string address;        // for log lines: "127.0.0.1:15000", "/state/api.sock"
     CountFunction count_error;  // may be empty
     LogFunction log = LogToStderr;
+    // Descriptors this listener leaves to others: a connection accepted onto
+    // one of the top `reserve_descriptors` of RLIMIT_NOFILE is closed at
+    // once and counted as error "reserved", like EMFILE (shed, paused,
+    // logged). The proxy's listeners keep ProxyDescriptorReserve() back, so
+    // that the API and admin sockets (reserve 0) still accept while a flood
+    // of connections takes the rest.
+    uint32_t reserve_descriptors = 0;
   };
 
   // Takes `listen_fd` (bound and listening) over, on failure too, and
@@ -102,7 +113,8 @@ class SocketAcceptor {
   int fd_ = -1;
   UvHandle<uv_poll_t> poll_;
   TimerHandle backoff_timer_;
-  uint64_t backoff_ms_ = 0;  // 0: not backing off
+  uint64_t backoff_ms_ = 0;        // 0: not backing off
+  uint64_t descriptor_limit_ = 0;  // soft RLIMIT_NOFILE when adopted
   uint64_t accept_errors_ = 0;
   uint64_t unlogged_errors_ = 0;
   uint64_t last_log_ms_ = 0;

@@ -50,6 +50,7 @@ Status TcpListener::Watch(int fd) {
   accept.name = options_.name;
   accept.address = address();
   accept.log = options_.log;
+  accept.reserve_descriptors = ProxyDescriptorReserve();
   if (ProxyMetrics* metrics = options_.metrics; metrics != nullptr) {
     accept.count_error = [metrics, name = options_.name](std::string_view error) {
       metrics->AcceptError(name, error).Inc();

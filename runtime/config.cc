@@ -221,7 +221,13 @@ const std::vector<Flag>& Flags() {
        [](AgentConfig& c, const std::string& v) {
          return SetTimeoutMs(c.proxy.outbound_request_timeout_ms, "--outbound-request-timeout", v);
        }},
-      {"--max-hbone-connections-per-peer", "N", "HBONE connections one peer IP may hold [4096]",
+      {"--app-request-timeout", "DURATION",
+       "in-proxy HTTP apps: a request must arrive within this of connecting or of the last "
+       "response, else the connection is reset [30s]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetTimeoutMs(c.proxy.app_request_timeout_ms, "--app-request-timeout", v);
+       }},
+      {"--max-hbone-connections-per-peer", "N", "HBONE connections one peer (its /24; all of 127/8 as one) may hold [4096]",
        [](AgentConfig& c, const std::string& v) {
          return SetCount(c.proxy.max_hbone_connections_per_peer, "--max-hbone-connections-per-peer",
                          v);

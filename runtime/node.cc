@@ -172,6 +172,7 @@ Status Node::StartProxy() {
   proxy_config.hbone_server_idle_timeout_ms = config_.proxy.hbone_server_idle_timeout_ms;
   proxy_config.write_stall_timeout_ms = config_.proxy.write_stall_timeout_ms;
   proxy_config.outbound_request_timeout_ms = config_.proxy.outbound_request_timeout_ms;
+  proxy_config.app_request_timeout_ms = config_.proxy.app_request_timeout_ms;
   proxy_config.max_hbone_connections_per_peer = config_.proxy.max_hbone_connections_per_peer;
   proxy_config.max_hbone_streams_per_connection = config_.proxy.max_hbone_streams_per_connection;
   proxy_config.max_outbound_connections_per_workload =

@@ -187,7 +187,8 @@ void CheckStatic(Checker& c, const StaticApp& app, const std::string& path) {
   }
   for (const auto& [name, value] : app.headers) {
     // Names longer than the message shows are cut in the field path too.
-    std::string field = Key(path + ".headers", name.size() <= 80 ? name : name.substr(0, 80) + "...");
+    std::string field =
+        Key(path + ".headers", name.size() <= 80 ? name : name.substr(0, 80) + "...");
     if (name.size() + value.size() > kMaxStaticHeaderBytes) {
       c.Add(field, "header name and value are " +
                        SizeLimitMessage(name.size() + value.size(), kMaxStaticHeaderBytes));
@@ -301,17 +302,17 @@ void CheckExecSizes(Checker& c, const ExecApp& app, const std::string& path) {
     total += size + 1;
     if (size > kMaxExecStringBytes) {
       each_fits = false;
-      c.Add(Index(path + ".env", i) + ".value",
-            "NAME=value is " + SizeLimitMessage(size, kMaxExecStringBytes) +
-                " (Linux's MAX_ARG_STRLEN)");
+      c.Add(Index(path + ".env", i) + ".value", "NAME=value is " +
+                                                    SizeLimitMessage(size, kMaxExecStringBytes) +
+                                                    " (Linux's MAX_ARG_STRLEN)");
     }
   }
   if (each_fits && total > kMaxExecTotalBytes) {
     c.Add(path, "command and env together are " + SizeLimitMessage(total, kMaxExecTotalBytes));
   }
   if (app.working_dir.size() > kMaxPathBytes) {
-    c.Add(path + ".workingDir", "is " + SizeLimitMessage(app.working_dir.size(), kMaxPathBytes) +
-                                    " (PATH_MAX)");
+    c.Add(path + ".workingDir",
+          "is " + SizeLimitMessage(app.working_dir.size(), kMaxPathBytes) + " (PATH_MAX)");
   }
 }
 

@@ -1,9 +1,15 @@
-"""The agent out of file descriptors (issue 8): started with RLIMIT_NOFILE
-at its baseline + 64, it gets CONNECT tunnels through the outbound entry
-until accept() fails. It must then
-  - refuse further connections promptly (a reset, not a hang in the backlog)
-    on every listener: the outbound entry, HBONE, the admin port, the API
-    socket and the SPIFFE Workload API socket,
+"""The agent out of file descriptors (issues 8 and 18): started with
+RLIMIT_NOFILE at its baseline + 64, it gets CONNECT tunnels through the
+outbound entry until the proxy's listeners stop at the descriptors they hold
+back for the API and admin sockets. Then
+  - the proxy's listeners (outbound entry, HBONE) refuse further connections
+    promptly (a reset, not a hang in the backlog),
+  - /ready, the API socket and the Workload API socket still answer (the
+    reserve is theirs);
+then idle admin connections take the reserve too, until accept() fails there
+with EMFILE. It must then
+  - refuse further connections promptly on every listener: the admin port,
+    the API socket and the SPIFFE Workload API socket too,
   - log a clear error naming each listener and EMFILE (once per episode),
     and count it in podless_accept_errors_total{listener},
   - not spin (CPU time from /proc/<pid>/stat stays low while clients keep
@@ -113,9 +119,12 @@ def refused_at_once(family, address, send=b""):
 
 
 def accept_errors(metrics, listener):
-    line = f'podless_accept_errors_total{{listener="{listener}",error="EMFILE"}} '
-    values = [float(l[len(line):]) for l in metrics.splitlines() if l.startswith(line)]
-    return values[0] if values else 0
+    """Accept errors of a listener: EMFILE, or "reserved" (the proxy's)."""
+    total = 0
+    for error in ("EMFILE", "reserved"):
+        line = f'podless_accept_errors_total{{listener="{listener}",error="{error}"}} '
+        total += sum(float(l[len(line):]) for l in metrics.splitlines() if l.startswith(line))
+    return total
 
 
 agent = Agent()
@@ -177,12 +186,42 @@ try:
         got = None
     check(got == b"", "an HBONE connection was not refused at once although the agent has no "
           f"descriptor left ({got!r})")
-    # The admin port and the local API sockets (libuv's accept loop before
-    # issue 8: shed silently, or spun once its reserve descriptor was gone).
+    # The reserve: the admin port and the API sockets still answer.
+    check(agent.http("/ready", timeout=3)[0] == 200, "/ready does not answer during the flood")
+    got = agent.cli("get", "workloads", "-n", "fd", expect_ok=False, timeout=10)
+    check(got.returncode == 0 and "echo" in got.stdout,
+          f"the API does not answer during the flood: {got.stdout}{got.stderr}")
     workload_api = os.path.join(agent.state_dir, "workload-api.sock")
+    check(refused_at_once(socket.AF_UNIX, workload_api, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+          == "answered", "the Workload API does not answer during the flood")
+    print("fd_exhaustion: /ready, the API and the Workload API answer while the proxy's "
+          "listeners refuse", flush=True)
+
+    # Idle admin connections take the reserve (the admin server closes them
+    # after its 10 s request timeout: the checks below fit well within it).
+    admins = []
+    for _ in range(HEADROOM * 2):
+        a = socket.socket()
+        a.settimeout(2)
+        try:
+            a.connect(("127.0.0.1", agent.admin_port))
+            a.sendall(b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            if not a.recv(4096).startswith(b"HTTP/1.1 200"):
+                a.close()
+                break
+        except (OSError, socket.timeout):
+            a.close()
+            break
+        admins.append(a)
+    held.extend(admins)
+    print(f"fd_exhaustion: {len(admins)} admin connections took the reserve", flush=True)
+
+    # Now the admin port and the local API sockets fail too (libuv's accept
+    # loop before issue 8: shed silently, or spun once its reserve
+    # descriptor was gone).
     knock = {
         "admin": (socket.AF_INET, ("127.0.0.1", agent.admin_port),
-                  b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n"),
+                  b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
         "api": (socket.AF_UNIX, agent.socket, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
         "workload_api": (socket.AF_UNIX, workload_api, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
     }
@@ -215,8 +254,9 @@ try:
     check(agent.proc.poll() is None, f"agent died under fd exhaustion:\n{agent.log()}")
 
     log = agent.log()
-    check(f"outbound listener 127.0.0.1:{agent.outbound_port}: accept failed: Too many open "
-          "files (EMFILE)" in log, f"no clear EMFILE error in the log:\n{log}")
+    check(f"outbound listener 127.0.0.1:{agent.outbound_port}: accept failed: the last file "
+          "descriptors of RLIMIT_NOFILE are held back for the API and admin sockets" in log,
+          f"no clear error for the outbound listener in the log:\n{log}")
     check("RLIMIT_NOFILE" in log, f"the log does not name the limit:\n{log}")
     check(log.count("accept failed") < 20, f"the error is logged without rate limit:\n{log}")
     for name, where in (("admin", f"127.0.0.1:{agent.admin_port}"), ("api", agent.socket),

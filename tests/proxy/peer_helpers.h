@@ -29,9 +29,14 @@ namespace podless::proxy::testing {
 // fills up sooner).
 class RawSocket {
  public:
-  RawSocket(uint32_t address, uint16_t port, int receive_buffer = 0) {
+  // `source` != 0: connect from that local address.
+  RawSocket(uint32_t address, uint16_t port, int receive_buffer = 0, uint32_t source = 0) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     REQUIRE(fd_ >= 0);
+    if (source != 0) {
+      sockaddr_in local = MakeSockaddr(source, 0);
+      REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local)) == 0);
+    }
     if (receive_buffer > 0) {
       ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
     }

@@ -75,6 +75,9 @@ struct LimitsFixture {
   uint16_t tcp_port = 0;
 };
 
+// The per-peer count of every loopback client (PeerKey: 127/8 is one peer).
+constexpr const char* kLoopbackPeer = "127.0.0.0";
+
 TEST_CASE("Limits: HBONE connections per peer IP; the slot is freed when one closes") {
   ProxyConfig config;
   config.max_hbone_connections_per_peer = 2;
@@ -95,6 +98,24 @@ TEST_CASE("Limits: HBONE connections per peer IP; the slot is freed when one clo
       f.loop.get(), [] { return false; }, 100);
   RawSocket d(Ip("127.0.0.1"), f.core->hbone_port());
   CHECK(f.StaysOpen(d));
+  CHECK(f.Refused("hbone_connections_per_peer") == 1);
+}
+
+TEST_CASE("Limits: the HBONE per-peer limit counts a /24, and all of loopback as one peer") {
+  CHECK(PeerKey(Ip("10.1.2.3")) == PeerKey(Ip("10.1.2.200")));
+  CHECK(PeerKey(Ip("10.1.2.3")) != PeerKey(Ip("10.1.3.3")));
+  CHECK(PeerKey(Ip("127.0.0.1")) == PeerKey(Ip("127.200.3.4")));
+  ProxyConfig config;
+  config.max_hbone_connections_per_peer = 2;
+  LimitsFixture f(config);
+  // Spreading over loopback addresses does not step around the limit.
+  RawSocket a(Ip("127.0.0.1"), f.core->hbone_port(), 0, Ip("127.0.0.2"));
+  RawSocket b(Ip("127.0.0.1"), f.core->hbone_port(), 0, Ip("127.9.8.7"));
+  CHECK(f.StaysOpen(a));
+  CHECK(f.StaysOpen(b));
+  RawSocket c(Ip("127.0.0.1"), f.core->hbone_port(), 0, Ip("127.1.1.1"));
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return c.PeerClosed(); }, 2000));
   CHECK(f.Refused("hbone_connections_per_peer") == 1);
 }
 
@@ -240,7 +261,7 @@ TEST_CASE("Limits: two cores sharing ConnectionLimits admit max_connections_per_
   RawSocket b(Ip("127.0.0.1"), f.core[1]->hbone_port());
   CHECK(f.StaysOpen(*a));
   CHECK(f.StaysOpen(b));
-  CHECK(f.per_peer().Count(Ip("127.0.0.1")) == 2);
+  CHECK(f.per_peer().Count(PeerKey(Ip("127.0.0.1"))) == 2);
   // Neither core takes a third, though each has only one of its own.
   RawSocket c(Ip("127.0.0.1"), f.core[0]->hbone_port());
   RawSocket d(Ip("127.0.0.1"), f.core[1]->hbone_port());
@@ -250,7 +271,7 @@ TEST_CASE("Limits: two cores sharing ConnectionLimits admit max_connections_per_
   CHECK(f.Refused(1, "hbone_connections_per_peer") == 1);
   // Closing the one on core 0 frees a slot that core 1 may use.
   a.reset();
-  CHECK(f.CountBecomes(f.per_peer(), "127.0.0.1", 1));
+  CHECK(f.CountBecomes(f.per_peer(), kLoopbackPeer, 1));
   RawSocket e(Ip("127.0.0.1"), f.core[1]->hbone_port());
   CHECK(f.StaysOpen(e));
   CHECK(f.Refused(1, "hbone_connections_per_peer") == 1);
@@ -265,7 +286,7 @@ TEST_CASE("Limits: HBONE peer slots come back after a failed handshake, a close,
     RawSocket garbage(Ip("127.0.0.1"), f.core[0]->hbone_port());
     garbage.Send(std::string(64, 'x'));
     CHECK(f.Closes(garbage));
-    CHECK(f.CountBecomes(f.per_peer(), "127.0.0.1", 0));
+    CHECK(f.CountBecomes(f.per_peer(), kLoopbackPeer, 0));
   }
   {
     // A full HBONE session, then the client goes.
@@ -279,9 +300,9 @@ TEST_CASE("Limits: HBONE peer slots come back after a failed handshake, a close,
     client->Open(f.WebTarget(), probe, &status);
     REQUIRE(RunUntil(f.loop.get(), [&] { return status != 0; }));
     CHECK(status == 200);
-    CHECK(f.per_peer().Count(Ip("127.0.0.1")) == 1);
+    CHECK(f.per_peer().Count(PeerKey(Ip("127.0.0.1"))) == 1);
     client.reset();
-    CHECK(f.CountBecomes(f.per_peer(), "127.0.0.1", 0));
+    CHECK(f.CountBecomes(f.per_peer(), kLoopbackPeer, 0));
   }
   // One connection handshaking on core 0, one open session on core 1:
   // closing the cores gives both back.
@@ -296,10 +317,10 @@ TEST_CASE("Limits: HBONE peer slots come back after a failed handshake, a close,
   client.StartSession();
   client.Open(f.WebTarget(), probe, &status);
   REQUIRE(RunUntil(f.loop.get(), [&] { return status != 0; }));
-  CHECK(f.per_peer().Count(Ip("127.0.0.1")) == 2);
+  CHECK(f.per_peer().Count(PeerKey(Ip("127.0.0.1"))) == 2);
   f.core[0]->Close();
   f.core[1]->Close();
-  CHECK(f.CountBecomes(f.per_peer(), "127.0.0.1", 0));
+  CHECK(f.CountBecomes(f.per_peer(), kLoopbackPeer, 0));
 }
 
 TEST_CASE(

@@ -801,7 +801,9 @@ TEST_CASE("ParseManifests: a manifest over 16 MiB is refused before it is read")
         "it into several files");
   // At the limit it is read (and here refused for what it says, not its size).
   text.resize(kMaxManifestBytes);
-  for (const Diagnostic& e : Parse(text).errors) CHECK(e.message.find("16 MiB") == std::string::npos);
+  for (const Diagnostic& e : Parse(text).errors) {
+    CHECK(e.message.find("16 MiB") == std::string::npos);
+  }
 }
 
 TEST_CASE("ParseManifests: never throws on mangled input") {
