@@ -107,6 +107,20 @@ Status Node::StartSupervisor() {
                      "cannot chmod " + config_.state_dir + ": " + std::strerror(errno));
   }
   if (::geteuid() == 0) {
+    // Workload uids reach the Workload API socket by its path: every
+    // directory above the state dir must let others through.
+    for (std::filesystem::path dir = std::filesystem::path(config_.state_dir).parent_path();
+         !dir.empty(); dir = dir.parent_path()) {
+      struct stat st {};
+      if (::stat(dir.c_str(), &st) == 0 && (st.st_mode & S_IXOTH) == 0) {
+        std::fprintf(stderr,
+                     "podless: warning: %s (mode %04o) does not let other users through: "
+                     "sandboxed workloads cannot reach %s/workload-api.sock; use a --state-dir "
+                     "such as /var/lib/podless, or chmod o+x %s\n",
+                     dir.c_str(), st.st_mode & 07777, config_.state_dir.c_str(), dir.c_str());
+      }
+      if (dir == dir.root_path()) break;
+    }
     auto uids = UidAllocator::Open(config_.state_dir + "/workload-uids", config_.workload_uid_first,
                                    config_.workload_uid_last);
     if (!uids) return uids.error();
