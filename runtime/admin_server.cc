@@ -225,7 +225,8 @@ void AdminServer::Connection::Answer(const proxy::Http1Request& request) {
   }
   AdminResponse response = (*handler)(request);
   if (phase_ == Phase::kClosed) return;  // the handler closed the server
-  Respond(response.status, response.content_type, response.body, head_only, request.keep_alive());
+  Respond(response.status, response.content_type, response.body, head_only, request.keep_alive(),
+          response.headers);
 }
 
 void AdminServer::Connection::Respond(int status, std::string_view content_type,

@@ -38,6 +38,7 @@ struct AdminResponse {
   int status = 200;
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
+  proxy::Http1Headers headers;  // more headers (e.g. Retry-After)
 };
 
 using AdminHandler = std::function<AdminResponse(const proxy::Http1Request&)>;

@@ -140,7 +140,9 @@ const std::vector<Flag>& Flags() {
          c.local_short_circuit = false;
          return {};
        }},
-      {"--etcd", "URL[,URL...]", "join the cluster whose state is in this etcd (http://HOST:PORT)",
+      {"--etcd", "URL[,URL...]",
+       "join the cluster whose state is in this etcd (http://HOST:PORT, or https:// with "
+       "--etcd-ca)",
        [](AgentConfig& c, const std::string& v) -> Status {
          size_t start = 0;
          while (start <= v.size()) {
@@ -153,6 +155,19 @@ const std::vector<Flag>& Flags() {
            return MakeError(ErrorCode::kInvalidArgument, "--etcd: no URL given");
          }
          return {};
+       }},
+      {"--etcd-ca", "FILE",
+       "cluster: CA bundle (PEM) that signed etcd's certificate; required for https:// "
+       "(the system trust store is not used)",
+       [](AgentConfig& c, const std::string& v) { return SetString(c.cluster.etcd_tls.ca_file, v); }},
+      {"--etcd-cert", "FILE", "cluster: client certificate (PEM) for etcd's --client-cert-auth",
+       [](AgentConfig& c, const std::string& v) {
+         return SetString(c.cluster.etcd_tls.cert_file, v);
+       }},
+      {"--etcd-key", "FILE",
+       "cluster: private key of --etcd-cert (PEM; owned by this uid, mode 0600 or 0400)",
+       [](AgentConfig& c, const std::string& v) {
+         return SetString(c.cluster.etcd_tls.key_file, v);
        }},
       {"--node-address", "IP", "cluster: the address other nodes reach this node at",
        [](AgentConfig& c, const std::string& v) { return SetString(c.cluster.node_address, v); }},
@@ -326,9 +341,15 @@ Result<AgentConfig> ParseRunFlags(const std::vector<std::string>& args) {
                        "--etcd needs --node-cidr or --cluster-cidr: every node needs its own "
                        "range of workload addresses, routed to it by the network");
     }
+    if (Status s = CheckEtcdTlsFlags(config.cluster.etcd_endpoints, config.cluster.etcd_tls); !s) {
+      return s.error();
+    }
   } else if (!config.cluster.node_address.empty() || !config.cluster.cluster_cidr.empty()) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "--node-address and --cluster-cidr are cluster flags: add --etcd URL");
+  } else if (config.cluster.etcd_tls.any()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "--etcd-ca, --etcd-cert and --etcd-key are cluster flags: add --etcd URL");
   }
   if (config.node_name.empty()) {
     char host[256] = {};

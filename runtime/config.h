@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "proxy/proxy_core.h"
+#include "runtime/etcd_tls.h"
 #include "runtime/uid_allocator.h"
 #include "workloads/result.h"
 
@@ -80,7 +81,8 @@ struct AgentConfig {
 
   // Cluster mode (runtime/cluster.h); off while etcd_endpoints is empty.
   struct Cluster {
-    std::vector<std::string> etcd_endpoints;  // "http://HOST:PORT"
+    std::vector<std::string> etcd_endpoints;  // "http://HOST:PORT" or all "https://"
+    EtcdTlsFiles etcd_tls;  // --etcd-ca, --etcd-cert, --etcd-key (https:// only)
     std::string node_address;                 // where other nodes reach this one
     std::string cluster_cidr;                 // split into per-node ranges
     int node_cidr_prefix = 24;                // the size of those ranges

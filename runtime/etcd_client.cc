@@ -70,7 +70,8 @@ class StreamHandle final : public EtcdStream {
 
 class EtcdClientImpl final : public EtcdClient, public EtcdConnection::Listener {
  public:
-  EtcdClientImpl(uv_loop_t* loop, EtcdOptions options, std::vector<EtcdEndpoint> endpoints);
+  EtcdClientImpl(uv_loop_t* loop, EtcdOptions options, std::vector<EtcdEndpoint> endpoints,
+                 EtcdTlsContextPtr tls);
   ~EtcdClientImpl() override;
 
   // EtcdClient
@@ -135,6 +136,7 @@ class EtcdClientImpl final : public EtcdClient, public EtcdConnection::Listener 
   uv_loop_t* loop_;
   EtcdOptions options_;
   std::vector<EtcdEndpoint> endpoints_;
+  EtcdTlsContextPtr tls_;  // https:// endpoints
   size_t endpoint_index_ = 0;
   std::string current_endpoint_;
   State state_ = State::kIdle;
@@ -177,8 +179,11 @@ StreamHandle::~StreamHandle() {
 }
 
 EtcdClientImpl::EtcdClientImpl(uv_loop_t* loop, EtcdOptions options,
-                               std::vector<EtcdEndpoint> endpoints)
-    : loop_(loop), options_(std::move(options)), endpoints_(std::move(endpoints)) {
+                               std::vector<EtcdEndpoint> endpoints, EtcdTlsContextPtr tls)
+    : loop_(loop),
+      options_(std::move(options)),
+      endpoints_(std::move(endpoints)),
+      tls_(std::move(tls)) {
   current_endpoint_ = endpoints_.front().url;
   uv_idle_init(loop_, dispatcher_.get());
   dispatcher_->data = this;
@@ -442,7 +447,7 @@ void EtcdClientImpl::StartOnConnection(const std::shared_ptr<Call>& call) {
 void EtcdClientImpl::ConnectTo(size_t index) {
   endpoint_index_ = index;
   current_endpoint_ = endpoints_[index].url;
-  connection_ = std::make_unique<EtcdConnection>(loop_, endpoints_[index], *this);
+  connection_ = std::make_unique<EtcdConnection>(loop_, endpoints_[index], tls_, *this);
   connection_->Connect(options_.connect_timeout);
 }
 
@@ -510,7 +515,7 @@ void EtcdClientImpl::Close() {
 Result<EtcdClientPtr> EtcdClient::Create(uv_loop_t* loop, EtcdOptions options) {
   if (options.endpoints.empty()) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     "no etcd endpoint given: expected http://HOST:PORT[,...]");
+                     "no etcd endpoint given: expected http(s)://HOST:PORT[,...]");
   }
   if (options.connect_timeout.count() <= 0 || options.call_timeout.count() <= 0) {
     return MakeError(ErrorCode::kInvalidArgument,
@@ -522,7 +527,15 @@ Result<EtcdClientPtr> EtcdClient::Create(uv_loop_t* loop, EtcdOptions options) {
     if (!endpoint.ok()) return endpoint.error();
     endpoints.push_back(std::move(*endpoint));
   }
-  return EtcdClientPtr(new EtcdClientImpl(loop, std::move(options), std::move(endpoints)));
+  if (Status s = CheckEtcdTlsFlags(options.endpoints, options.tls); !s.ok()) return s.error();
+  EtcdTlsContextPtr tls;
+  if (endpoints.front().tls) {
+    auto loaded = EtcdTlsContext::Load(options.tls);
+    if (!loaded.ok()) return loaded.error();
+    tls = std::move(loaded).value();
+  }
+  return EtcdClientPtr(
+      new EtcdClientImpl(loop, std::move(options), std::move(endpoints), std::move(tls)));
 }
 
 void CompareAbsent(etcdpb::TxnRequest& txn, const std::string& key) {

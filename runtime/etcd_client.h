@@ -1,6 +1,9 @@
 // EtcdClient: an asynchronous etcd v3 client on the agent's libuv loop.
 //
-// etcd's v3 API is gRPC over HTTP/2 (h2c, no TLS). podless links no gRPC
+// etcd's v3 API is gRPC over HTTP/2: h2c for http:// endpoints, TLS (ALPN
+// h2, etcd's certificate checked against --etcd-ca and the endpoint's host,
+// a client certificate when given) for https:// (runtime/etcd_tls.h).
+// podless links no gRPC
 // library (libgrpc++ pulls in system OpenSSL), so this is gRPC written on
 // nghttp2 + protobuf, with the request and response types generated from
 // etcd's published .proto files (etcdserverpb/rpc.proto).
@@ -27,6 +30,7 @@
 #include <vector>
 
 #include "etcd/etcdserver/etcdserverpb/rpc.pb.h"
+#include "runtime/etcd_tls.h"
 #include "workloads/result.h"
 
 namespace podless::runtime {
@@ -34,12 +38,15 @@ namespace podless::runtime {
 namespace etcdpb = ::etcdserverpb;
 
 struct EtcdOptions {
-  // "http://HOST:PORT" each (https is refused with a clear error: podless
-  // speaks h2c to etcd; put etcd on a trusted network or loopback).
+  // "http://HOST:PORT" each, or "https://HOST:PORT" each (not mixed).
   std::vector<std::string> endpoints;
+  // The TLS handshake counts against it too.
   std::chrono::milliseconds connect_timeout{2000};
   // Default deadline of a unary call.
   std::chrono::milliseconds call_timeout{5000};
+  // https://: the CA bundle (required) and the client certificate and key
+  // (optional, together), read once by Create (CheckEtcdTlsFlags has the rules).
+  EtcdTlsFiles tls;
 };
 
 template <typename T>
@@ -58,8 +65,13 @@ using EtcdClientPtr = std::unique_ptr<EtcdClient>;
 
 class EtcdClient {
  public:
-  // Checks the endpoints (INVALID_ARGUMENT naming a bad one); connects on the
-  // first call.
+  // Checks the endpoints (INVALID_ARGUMENT naming a bad one) and the TLS
+  // flags, and reads the TLS files (errors name the flag and the file);
+  // connects on the first call. A failed TLS handshake (etcd's certificate not
+  // signed by --etcd-ca or not naming the endpoint's host, etcd refusing the
+  // client certificate) fails the connect like a refused connection:
+  // UNAVAILABLE naming the endpoint and the reason, and the next call tries
+  // again.
   static Result<EtcdClientPtr> Create(uv_loop_t* loop, EtcdOptions options);
   virtual ~EtcdClient() = default;
 
@@ -98,7 +110,7 @@ class EtcdClient {
 
   // True while an HTTP/2 connection to an endpoint is up.
   virtual bool connected() const = 0;
-  // The endpoint in use (or last tried), "http://HOST:PORT".
+  // The endpoint in use (or last tried), "http(s)://HOST:PORT".
   virtual const std::string& current_endpoint() const = 0;
 
   // Fails every pending call (CANCELLED) and ends every stream, then closes

@@ -125,18 +125,17 @@ Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view url) {
                      "etcd endpoint \"" + std::string(url) + "\": " + why);
   };
   constexpr std::string_view kHttp = "http://";
-  if (url.starts_with("https://")) {
-    return bad(
-        "https is not supported: podless speaks plaintext HTTP/2 (h2c) to etcd; use http:// "
-        "and keep etcd on loopback or a trusted network");
+  constexpr std::string_view kHttps = "https://";
+  EtcdEndpoint endpoint;
+  endpoint.tls = url.starts_with(kHttps);
+  if (!endpoint.tls && !url.starts_with(kHttp)) {
+    return bad("expected http://HOST:PORT or https://HOST:PORT");
   }
-  if (!url.starts_with(kHttp)) return bad("expected http://HOST:PORT");
-  std::string_view rest = url.substr(kHttp.size());
+  std::string_view rest = url.substr(endpoint.tls ? kHttps.size() : kHttp.size());
   if (rest.ends_with('/')) rest.remove_suffix(1);
   if (rest.find_first_of("/?#@") != std::string_view::npos) {
-    return bad("expected http://HOST:PORT with no path, query or user info");
+    return bad("expected http(s)://HOST:PORT with no path, query or user info");
   }
-  EtcdEndpoint endpoint;
   endpoint.url = std::string(url);
   std::string_view port_text;
   if (rest.starts_with('[')) {
@@ -157,7 +156,7 @@ Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view url) {
       if (port_text.empty()) return bad("empty port");
     }
     if (endpoint.host.find(':') != std::string::npos) {
-      return bad("an IPv6 address must be in brackets, http://[ADDRESS]:PORT");
+      return bad("an IPv6 address must be in brackets, http(s)://[ADDRESS]:PORT");
     }
   }
   if (endpoint.host.empty()) return bad("missing host");
@@ -281,8 +280,12 @@ struct EtcdConnectionCallbacks {
   }
 };
 
-EtcdConnection::EtcdConnection(uv_loop_t* loop, EtcdEndpoint endpoint, Listener& listener)
-    : loop_(loop), endpoint_(std::move(endpoint)), listener_(listener) {
+EtcdConnection::EtcdConnection(uv_loop_t* loop, EtcdEndpoint endpoint, EtcdTlsContextPtr tls,
+                               Listener& listener)
+    : loop_(loop),
+      endpoint_(std::move(endpoint)),
+      tls_context_(endpoint_.tls ? std::move(tls) : nullptr),
+      listener_(listener) {
   uv_timer_init(loop_, connect_timer_.get());
   connect_timer_->data = this;
   uv_timer_init(loop_, notify_timer_.get());
@@ -403,8 +406,16 @@ void EtcdConnection::OnTcpConnected(uv_connect_t* req, int status) {
     self->ConnectNextAddress();
     return;
   }
-  uv_timer_stop(self->connect_timer_.get());
   uv_tcp_nodelay(self->tcp_.get(), 1);
+  if (self->endpoint_.tls) {
+    // The connect timeout also bounds the handshake.
+    self->last_connect_error_ = "TLS handshake with " +
+                                AddressText(self->addresses_[self->next_address_ - 1]) +
+                                " not finished";
+    self->StartTls();
+    return;
+  }
+  uv_timer_stop(self->connect_timer_.get());
   if (Status started = self->StartSession(); !started.ok()) {
     self->Fail(started.error().code, started.error().message);
     return;
@@ -413,14 +424,74 @@ void EtcdConnection::OnTcpConnected(uv_connect_t* req, int status) {
   uv_read_start(self->tcp_.stream(), OnAlloc, OnRead);
   self->Flush();  // the connection preface and our SETTINGS
   if (self->state_ != State::kUp) return;
-  self->was_up_ = true;
+  self->Established();
+}
+
+void EtcdConnection::Established() {
+  uv_timer_stop(connect_timer_.get());
+  state_ = State::kUp;
+  was_up_ = true;
   uv_timer_start(
-      self->ping_timer_.get(),
+      ping_timer_.get(),
       [](uv_timer_t* timer) {
         if (auto* c = static_cast<EtcdConnection*>(timer->data)) c->PingTick();
       },
       kPingIntervalMs, kPingIntervalMs);
-  self->listener_.OnConnected(*self);
+  listener_.OnConnected(*this);
+}
+
+void EtcdConnection::StartTls() {
+  if (tls_context_ == nullptr) {
+    Fail(ErrorCode::kInternal, "https:// endpoint without a TLS context");
+    return;
+  }
+  auto session = EtcdTlsSession::Create(tls_context_, endpoint_.host);
+  if (!session.ok()) {
+    Fail(session.error().code, session.error().message);
+    return;
+  }
+  tls_ = std::move(session).value();
+  state_ = State::kHandshaking;
+  uv_read_start(tcp_.stream(), OnAlloc, OnRead);
+  ContinueHandshake();  // the ClientHello
+}
+
+void EtcdConnection::ContinueHandshake() {
+  Result<bool> done = tls_->Handshake();
+  // Handshake flights, or the alert that tells etcd why we gave up.
+  if (!WriteToSocket(tls_->TakeOutgoing())) return;
+  if (!done.ok()) {
+    Fail(ErrorCode::kUnavailable, done.error().message);
+    return;
+  }
+  if (!*done) return;
+  if (Status started = StartSession(); !started.ok()) {
+    Fail(started.error().code, started.error().message);
+    return;
+  }
+  // The preface and our SETTINGS go out now; the connection is up when
+  // etcd's first bytes (its SETTINGS) show it accepted our certificate.
+  Flush();
+}
+
+void EtcdConnection::OnTlsData(std::string_view ciphertext) {
+  tls_->Feed(ciphertext);
+  if (session_ == nullptr) {
+    ContinueHandshake();
+    if (state_ != State::kHandshaking || session_ == nullptr) return;
+  }
+  std::string plaintext;
+  Status read = tls_->Read(plaintext);
+  // Anything SSL answered while reading (alerts, key update replies).
+  if (!WriteToSocket(tls_->TakeOutgoing())) return;
+  if (!read.ok()) {
+    Fail(read.error().code, read.error().message);
+    return;
+  }
+  if (plaintext.empty()) return;
+  const bool first = state_ == State::kHandshaking;
+  Receive(plaintext);
+  if (first && state_ == State::kHandshaking) Established();
 }
 
 Status EtcdConnection::StartSession() {
@@ -464,7 +535,7 @@ Result<int32_t> EtcdConnection::StartCall(const std::string& path,
   std::string grpc_timeout;
   std::vector<nghttp2_nv> headers = {
       MakeNv(":method", "POST"),
-      MakeNv(":scheme", "http"),
+      MakeNv(":scheme", endpoint_.tls ? "https" : "http"),
       MakeNv(":path", path),
       MakeNv(":authority", endpoint_.authority),
       MakeNv("content-type", "application/grpc"),
@@ -505,7 +576,7 @@ void EtcdConnection::Cancel(int32_t stream_id) {
 }
 
 void EtcdConnection::Flush() {
-  if (state_ != State::kUp) return;
+  if ((state_ != State::kUp && state_ != State::kHandshaking) || session_ == nullptr) return;
   std::string out;
   for (;;) {
     const uint8_t* data = nullptr;
@@ -518,19 +589,31 @@ void EtcdConnection::Flush() {
     if (n == 0) break;
     out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
   }
-  if (!out.empty()) {
-    auto* write = new WriteRequest{{}, std::move(out)};
-    uv_buf_t buf = uv_buf_init(write->data.data(), static_cast<unsigned>(write->data.size()));
-    const int rc = uv_write(&write->req, tcp_.stream(), &buf, 1, OnWrite);
-    if (rc < 0) {
-      delete write;
-      Fail(ErrorCode::kUnavailable, std::string("write: ") + uv_strerror(rc));
+  if (tls_ != nullptr && !out.empty()) {
+    if (Status sealed = tls_->Write(out); !sealed.ok()) {
+      Fail(sealed.error().code, sealed.error().message);
       return;
     }
+    out = tls_->TakeOutgoing();
   }
+  if (!WriteToSocket(std::move(out))) return;
   if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) {
     Fail(ErrorCode::kUnavailable, "the HTTP/2 session with etcd ended");
   }
+}
+
+bool EtcdConnection::WriteToSocket(std::string bytes) {
+  if (state_ == State::kFailed) return false;
+  if (bytes.empty()) return true;
+  auto* write = new WriteRequest{{}, std::move(bytes)};
+  uv_buf_t buf = uv_buf_init(write->data.data(), static_cast<unsigned>(write->data.size()));
+  const int rc = uv_write(&write->req, tcp_.stream(), &buf, 1, OnWrite);
+  if (rc < 0) {
+    delete write;
+    Fail(ErrorCode::kUnavailable, std::string("write: ") + uv_strerror(rc));
+    return false;
+  }
+  return true;
 }
 
 void EtcdConnection::OnWrite(uv_write_t* req, int status) {
@@ -550,26 +633,36 @@ void EtcdConnection::OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* 
   auto* self = static_cast<EtcdConnection*>(stream->data);
   if (self == nullptr || nread == 0) return;
   if (nread < 0) {
-    self->Fail(ErrorCode::kUnavailable, nread == UV_EOF
-                                            ? std::string("etcd closed the connection")
-                                            : std::string("read: ") + uv_strerror(nread));
+    std::string why = nread == UV_EOF ? std::string("etcd closed the connection")
+                                      : std::string("read: ") + uv_strerror(nread);
+    if (self->state_ == State::kHandshaking) why += " during the TLS handshake";
+    self->Fail(ErrorCode::kUnavailable, std::move(why));
     return;
   }
-  const ssize_t rv =
-      nghttp2_session_mem_recv(self->session_, reinterpret_cast<const uint8_t*>(buf->base), nread);
+  const std::string_view bytes(buf->base, static_cast<size_t>(nread));
+  if (self->tls_ != nullptr) {
+    self->OnTlsData(bytes);
+  } else {
+    self->Receive(bytes);
+  }
+}
+
+void EtcdConnection::Receive(std::string_view plaintext) {
+  const ssize_t rv = nghttp2_session_mem_recv(
+      session_, reinterpret_cast<const uint8_t*>(plaintext.data()), plaintext.size());
   if (rv < 0) {
-    self->Fail(ErrorCode::kUnavailable, std::string("HTTP/2 error in etcd's data: ") +
-                                            nghttp2_strerror(static_cast<int>(rv)));
+    Fail(ErrorCode::kUnavailable,
+         std::string("HTTP/2 error in etcd's data: ") + nghttp2_strerror(static_cast<int>(rv)));
     return;
   }
-  if (self->goaway_received_) {
+  if (goaway_received_) {
     // etcd sends GOAWAY when it shuts down; the simplest correct reaction is
     // to treat it as a lost connection: callers retry on a new one.
-    Error error = self->failure_;
-    self->Fail(error.code, error.message);
+    Error error = failure_;
+    Fail(error.code, error.message);
     return;
   }
-  self->Flush();
+  Flush();
 }
 
 void EtcdConnection::Fail(ErrorCode code, std::string reason) {

@@ -1,8 +1,10 @@
-// EtcdConnection: one HTTP/2 connection to one etcd endpoint, cleartext with
-// prior knowledge (h2c), on a libuv loop, carrying gRPC calls as streams.
+// EtcdConnection: one HTTP/2 connection to one etcd endpoint, on a libuv
+// loop, carrying gRPC calls as streams: cleartext with prior knowledge (h2c)
+// for http://, TLS with ALPN h2 for https:// (runtime/etcd_tls.h).
 //
 // The split of work: this class owns the socket, the name resolution, the
-// nghttp2 session and the gRPC framing of each stream; the client
+// TLS session, the nghttp2 session and the gRPC framing of each stream; the
+// client
 // (runtime/etcd_client.cc) owns the calls, their deadlines and callbacks, and
 // the choice of endpoint. Nothing here calls user code.
 #pragma once
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "proxy/uv_handle.h"
+#include "runtime/etcd_tls.h"
 #include "runtime/grpc_framing.h"
 #include "runtime/grpc_status.h"
 #include "workloads/result.h"
@@ -27,15 +30,17 @@ struct nghttp2_session;
 namespace podless::runtime {
 
 struct EtcdEndpoint {
-  std::string url;   // as given, "http://HOST:PORT"
+  std::string url;   // as given, "http://HOST:PORT" or "https://HOST:PORT"
   std::string host;  // a name or an address literal, without IPv6 brackets
   uint16_t port = 0;
   std::string authority;  // "HOST:PORT" for the :authority header
+  bool tls = false;       // https://
 };
 
-// Parses "http://HOST[:PORT][/]" (HOST a name, an IPv4 literal or a bracketed
-// IPv6 literal; PORT defaults to etcd's 2379). https and anything else is
-// INVALID_ARGUMENT naming the endpoint and what is wrong with it.
+// Parses "http://HOST[:PORT][/]" or "https://..." (HOST a name, an IPv4
+// literal or a bracketed IPv6 literal; PORT defaults to etcd's 2379).
+// Anything else is INVALID_ARGUMENT naming the endpoint and what is wrong
+// with it.
 Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view url);
 
 // What the connection keeps of a call's response.
@@ -85,14 +90,20 @@ class EtcdConnection {
     virtual void OnDisconnected(EtcdConnection& connection, Error error) = 0;
   };
 
-  EtcdConnection(uv_loop_t* loop, EtcdEndpoint endpoint, Listener& listener);
+  // `tls` is required for an https:// endpoint and ignored otherwise.
+  EtcdConnection(uv_loop_t* loop, EtcdEndpoint endpoint, EtcdTlsContextPtr tls,
+                 Listener& listener);
   // Closes the socket; no listener or sink call follows.
   ~EtcdConnection();
   EtcdConnection(const EtcdConnection&) = delete;
   EtcdConnection& operator=(const EtcdConnection&) = delete;
 
-  // Resolves the host (every address in turn) and connects, all within
-  // `timeout`.
+  // Resolves the host (every address in turn), connects and, for https://,
+  // completes the TLS handshake, all within `timeout`. With TLS the
+  // connection is up once etcd's first HTTP/2 bytes arrive: under TLS 1.3
+  // the server checks the client certificate after the client considers the
+  // handshake done, so a refusal ("certificate required") still counts as a
+  // failed connect, not as a connection lost.
   void Connect(std::chrono::milliseconds timeout);
 
   // Starts a gRPC call to `path` ("/etcdserverpb.KV/Range"); `timeout`, when
@@ -109,7 +120,8 @@ class EtcdConnection {
   const EtcdEndpoint& endpoint() const { return endpoint_; }
 
  private:
-  enum class State { kIdle, kResolving, kConnecting, kUp, kFailed };
+  // kHandshaking: TCP is up, TLS (and then etcd's first bytes) pending.
+  enum class State { kIdle, kResolving, kConnecting, kHandshaking, kUp, kFailed };
   struct ResolveRequest;
   friend struct EtcdConnectionCallbacks;
 
@@ -120,9 +132,18 @@ class EtcdConnection {
   static void OnWrite(uv_write_t* req, int status);
 
   void ConnectNextAddress();
+  void StartTls();
+  void ContinueHandshake();
   Status StartSession();
+  // The connection is usable: listener_.OnConnected.
+  void Established();
+  // Bytes read from the socket: through TLS first for https://.
+  void OnTlsData(std::string_view ciphertext);
+  void Receive(std::string_view plaintext);
   // Hands everything nghttp2 wants to send to the socket.
   void Flush();
+  // Writes to the socket; false (and failed) if it cannot.
+  bool WriteToSocket(std::string bytes);
   // Closes the socket and tells the listener on a later loop turn.
   void Fail(ErrorCode code, std::string reason);
   void Notify();
@@ -130,6 +151,8 @@ class EtcdConnection {
 
   uv_loop_t* loop_;
   EtcdEndpoint endpoint_;
+  EtcdTlsContextPtr tls_context_;  // null for http://
+  EtcdTlsSessionPtr tls_;          // https://, once TCP is up
   Listener& listener_;
   State state_ = State::kIdle;
   bool was_up_ = false;

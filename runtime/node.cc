@@ -334,10 +334,26 @@ void Node::AddAdminRoutes() {
   admin_->AddRoute("/metrics", [this](const proxy::Http1Request&) {
     return AdminResponse{200, proxy::kPrometheusContentType, metrics_->Render()};
   });
+  // A dump is built on the main loop while the state is held (a million
+  // replicas: ~1 s). So that looping clients cannot keep the state from the
+  // proxy's workers, dumps take at most a fifth of the loop's time: after
+  // one that took T, the next is refused (503, Retry-After) for 4 T.
   admin_->AddRoute("/config_dump", [this](const proxy::Http1Request&) {
+    const uint64_t now = uv_hrtime() / 1'000'000;
+    if (now < config_dump_next_ms_) {
+      const uint64_t wait = config_dump_next_ms_ - now;
+      return AdminResponse{503,
+                           "text/plain; charset=utf-8",
+                           "config_dump is limited to a fifth of the agent's time: retry in " +
+                               std::to_string(wait) + " ms\n",
+                           {{"Retry-After", std::to_string(wait / 1000 + 1)}}};
+    }
     std::vector<std::pair<std::string, std::string>> extra = {{"proxy", proxy_->Stats().ToJson()}};
     if (cluster_) extra.emplace_back("cluster", cluster_->StatusJson());
-    return AdminResponse{200, "application/json", agent_->ConfigDumpJson(extra) + "\n"};
+    std::string body = agent_->ConfigDumpJson(extra) + "\n";
+    const uint64_t took = uv_hrtime() / 1'000'000 - now;
+    config_dump_next_ms_ = now + 5 * took;
+    return AdminResponse{200, "application/json", std::move(body)};
   });
 }
 

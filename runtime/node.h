@@ -107,6 +107,7 @@ class Node {
   // that involves one (before or after) rebuilds the supervisor's set.
   std::set<workloads::ObjectKey> exec_workloads_;
   bool ready_ = false;
+  uint64_t config_dump_next_ms_ = 0;  // /config_dump's duty cycle (AddAdminRoutes)
 };
 
 }  // namespace podless::runtime

@@ -107,9 +107,14 @@ class Agent:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
-    def config_dump(self):
+    def config_dump(self, timeout=60):
+        """/config_dump as JSON; waits out its duty-cycle limit (503)."""
+        deadline = time.time() + timeout
         status, body = self.http("/config_dump")
-        check(status == 200, f"/config_dump answered {status}")
+        while status == 503 and time.time() < deadline:
+            time.sleep(0.05)
+            status, body = self.http("/config_dump")
+        check(status == 200, f"/config_dump answered {status}: {body[:200]}")
         return json.loads(body)
 
     def cli(self, *args, input=None, expect_ok=True, timeout=60):
