@@ -10,12 +10,16 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: podless ca init --etcd URL[,URL...] --out DIR [--trust-domain NAME] "
-    "[--store-root-key] [--etcd-prefix PREFIX]\n\n"
+    "[--store-root-key] [--etcd-prefix PREFIX]\n"
+    "                       [--etcd-ca FILE [--etcd-cert FILE --etcd-key FILE]]\n\n"
     "Creates the cluster root CA in DIR (ca.crt, ca.key mode 0600; an existing pair there is\n"
     "used) and publishes its certificate in etcd. Nodes then sign their own intermediate CA\n"
     "when they join: with --store-root-key the root key is kept in etcd for that (anyone who\n"
     "can read etcd can then mint identities); without it, pass the root to each node's first\n"
-    "start with --ca-cert DIR/ca.crt --ca-key DIR/ca.key.\n";
+    "start with --ca-cert DIR/ca.crt --ca-key DIR/ca.key.\n\n"
+    "https:// etcd endpoints need --etcd-ca (the CA bundle that signed etcd's certificate; the\n"
+    "system trust store is not used) and, for etcd with --client-cert-auth, --etcd-cert and\n"
+    "--etcd-key (owned by this uid, mode 0600), as for `podless run`.\n";
 
 }  // namespace
 
@@ -47,6 +51,12 @@ int CaInitCommand(const std::vector<std::string>& args) {
       ok = value(&options.trust_domain);
     } else if (arg == "--etcd-prefix") {
       ok = value(&options.etcd_prefix);
+    } else if (arg == "--etcd-ca") {
+      ok = value(&options.etcd_tls.ca_file);
+    } else if (arg == "--etcd-cert") {
+      ok = value(&options.etcd_tls.cert_file);
+    } else if (arg == "--etcd-key") {
+      ok = value(&options.etcd_tls.key_file);
     } else if (arg == "--store-root-key") {
       options.store_root_key = true;
     } else {
@@ -60,6 +70,11 @@ int CaInitCommand(const std::vector<std::string>& args) {
   }
   if (options.etcd_endpoints.empty() || options.out_dir.empty()) {
     std::fprintf(stderr, "podless ca init: --etcd and --out are required\n%s", kUsage);
+    return 2;
+  }
+  // Before the CA is created in --out: a flag mistake changes nothing.
+  if (Status s = runtime::CheckEtcdTlsFlags(options.etcd_endpoints, options.etcd_tls); !s) {
+    std::fprintf(stderr, "podless ca init: %s\n", s.error().message.c_str());
     return 2;
   }
   if (Status s = runtime::InitClusterCa(options); !s) {

@@ -52,6 +52,7 @@ using ClusterPtr = std::unique_ptr<Cluster>;
 // with the same root is a no-op; with another root it fails.
 struct ClusterCaInit {
   std::vector<std::string> etcd_endpoints;
+  EtcdTlsFiles etcd_tls;  // for https:// endpoints, as `podless run` takes them
   std::string etcd_prefix = "/podless/";
   std::string trust_domain = "cluster.local";
   std::string out_dir;

@@ -29,6 +29,13 @@ constexpr char kCaKeyFile[] = "/cluster-ca.key";
 // at a start once less than a quarter of that is left.
 constexpr std::chrono::seconds kIntermediateTtl = std::chrono::hours(24 * 365);
 
+// The etcd client's own errors about its flags name them already
+// (--etcd-ca, --etcd-cert, --etcd-key); the others are about --etcd.
+Error EtcdFlagError(const Error& error) {
+  if (error.message.starts_with("--etcd") || error.message.starts_with("https://")) return error;
+  return MakeError(error.code, "--etcd: " + error.message);
+}
+
 template <typename T, typename Start>
 Result<T> Await(uv_loop_t* loop, Start start) {
   std::optional<Result<T>> out;
@@ -167,8 +174,9 @@ Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config) {
   JoinRecord record = previous->value_or(JoinRecord{config.node_name, RandomHex(16), ""});
   c.self_.instance_id = record.instance_id;
 
-  auto etcd = EtcdClient::Create(loop, EtcdOptions{config.cluster.etcd_endpoints});
-  if (!etcd) return MakeError(etcd.error().code, "--etcd: " + etcd.error().message);
+  auto etcd = EtcdClient::Create(loop, EtcdOptions{.endpoints = config.cluster.etcd_endpoints,
+                                                   .tls = config.cluster.etcd_tls});
+  if (!etcd) return EtcdFlagError(etcd.error());
   c.etcd_ = std::move(*etcd);
 
   auto lease = Await<etcdpb::LeaseGrantResponse>(loop, [&](auto done) {
@@ -378,8 +386,9 @@ Status InitClusterCa(const ClusterCaInit& options) {
   if (!key_pem) return key_pem.error();
 
   proxy::UvLoop loop;
-  auto etcd = EtcdClient::Create(loop.get(), EtcdOptions{options.etcd_endpoints});
-  if (!etcd) return MakeError(etcd.error().code, "--etcd: " + etcd.error().message);
+  auto etcd = EtcdClient::Create(
+      loop.get(), EtcdOptions{.endpoints = options.etcd_endpoints, .tls = options.etcd_tls});
+  if (!etcd) return EtcdFlagError(etcd.error());
   const ClusterKeys keys{options.etcd_prefix};
   auto reply = Await<etcdpb::TxnResponse>(loop.get(), [&](auto done) {
     etcdpb::TxnRequest txn;

@@ -377,18 +377,9 @@ void Supervisor::StartProcess(Replica& replica) {
 
   if (options_.sandbox && !replica.sandboxed) {
     if (podless::Status s = PrepareSandbox(replica); !s) {
-      std::string message = "cannot prepare the sandbox: " + s.error().message;
-      Log(spec.ns + "/" + spec.replica + ": " + message);
-      if (replica.log != nullptr) replica.log->Append("podless: " + message + "\n");
       RemoveSandbox(replica);
-      // Treated as a failed start, retried with backoff.
-      replica.run = std::make_unique<Run>();
-      replica.run->exited = true;
-      replica.reason = "StartError";
-      OnExit(replica, 128, 0);
-      replica.last_exit = message;
-      replica.reason = "StartError";
-      return;
+      return FailStart(replica, std::make_unique<Run>(),
+                       "cannot prepare the sandbox: " + s.error().message);
     }
   }
   std::vector<std::string> env = BuildEnvironment(spec, replica.private_ports, replica.work_dir);
@@ -455,18 +446,9 @@ void Supervisor::StartProcess(Replica& replica) {
 
   int rc = uv_spawn(loop_, run->process.get(), &options);
   if (rc != 0) {
-    std::string message = "cannot start " + (argv.empty() ? std::string("(no command)") : argv[0]) +
-                          ": " + uv_strerror(rc);
-    Log(spec.ns + "/" + spec.replica + ": " + message);
-    if (replica.log != nullptr) replica.log->Append("podless: " + message + "\n");
-    // The process never ran: treated as a failed run, restarted with backoff.
-    replica.run = std::move(run);
-    replica.run->exited = true;
-    replica.reason = "StartError";
-    OnExit(replica, 128, 0);
-    replica.last_exit = message;
-    replica.reason = "StartError";
-    return;
+    return FailStart(replica, std::move(run),
+                     "cannot start " + (argv.empty() ? std::string("(no command)") : argv[0]) +
+                         ": " + uv_strerror(rc));
   }
   run->pid = run->process->pid;
   if (auto stat = ReadProcStat(run->pid)) run->start_time = stat->start_time;
@@ -528,6 +510,18 @@ void Supervisor::StartProcess(Replica& replica) {
         if (it != replicas_.end()) SetReady(*it->second, ready);
       },
       replica.netns.get());
+}
+
+void Supervisor::FailStart(Replica& replica, std::unique_ptr<Run> run, const std::string& message) {
+  Log(replica.spec.ns + "/" + replica.spec.replica + ": " + message);
+  if (replica.log != nullptr) replica.log->Append("podless: " + message + "\n");
+  // The process never ran: treated as a failed run, restarted with backoff.
+  replica.run = std::move(run);
+  replica.run->exited = true;
+  replica.reason = "StartError";
+  OnExit(replica, 128, 0);
+  replica.last_exit = message;
+  replica.reason = "StartError";
 }
 
 void Supervisor::SetReady(Replica& replica, bool ready) {

@@ -209,6 +209,8 @@ class Supervisor {
   friend struct Run;
 
   void StartProcess(Replica& replica);
+  // A start that failed before the process ran (`run` is its empty run).
+  void FailStart(Replica& replica, std::unique_ptr<Run> run, const std::string& message);
   // A root agent's sandbox: a uid per workload, a namespace per replica.
   bool NetworkNamespaces() const { return options_.sandbox && options_.uids != nullptr; }
   podless::Status PrepareSandbox(Replica& replica);

@@ -26,10 +26,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 
-from exec_util import exec_agent, processes_with_env, wait_for
-from harness import check, fail, grpc_stubs, proxy_for, write
+from exec_util import address_of, exec_agent, processes_with_env, wait_for
+from harness import check, fail, grpc_stubs, http_get, proxy_for, write
 
 if os.geteuid() != 0:
     print("SKIP: the sandbox with its own uids and network namespaces needs a root agent")
@@ -210,23 +209,6 @@ spec:
       command: [sleep, "3600"]
       resources: {limits: {cpu: 500m}}
 """
-
-
-def address_of(agent, name):
-    for w in agent.config_dump()["workloads"]:
-        for r in w["replicas"]:
-            if r["name"] == name:
-                return r["address"]
-    return None
-
-
-def http_get(url, proxy=None):
-    args = ["curl", "-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}", url]
-    if proxy:
-        args += ["--proxy", proxy]
-    r = subprocess.run(args, capture_output=True, text=True, timeout=20)
-    body, _, code = r.stdout.rpartition("\n")
-    return int(code or 0), body
 
 
 def as_nobody(code):

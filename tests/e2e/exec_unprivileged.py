@@ -19,12 +19,11 @@ import json
 import os
 import pwd
 import shutil
-import subprocess
 import sys
 import tempfile
 
-from exec_util import kill_processes_of, wait_for
-from harness import PODLESS, Agent, check, fail, write
+from exec_util import address_of, kill_processes_of, wait_for
+from harness import PODLESS, Agent, check, fail, http_get, write
 
 HOSTILE = r'''
 import json, os, signal, socket, subprocess, sys
@@ -104,21 +103,6 @@ class UnprivilegedAgent(Agent):
         nobody = pwd.getpwnam("nobody")
         return ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}",
                 "--clear-groups", "--inh-caps=-all"] + super().args()
-
-
-def address_of(agent, name):
-    for w in agent.config_dump()["workloads"]:
-        for r in w["replicas"]:
-            if r["name"] == name:
-                return r["address"]
-    return None
-
-
-def http_get(url):
-    r = subprocess.run(["curl", "-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}", url],
-                       capture_output=True, text=True, timeout=20)
-    body, _, code = r.stdout.rpartition("\n")
-    return int(code or 0), body
 
 
 def main():

@@ -68,3 +68,9 @@ def replica(agent, name):
             if r["name"] == name:
                 return r
     return None
+
+
+def address_of(agent, name):
+    """The address of replica `name`, or None while it does not exist."""
+    r = replica(agent, name)
+    return r["address"] if r else None

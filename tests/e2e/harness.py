@@ -164,6 +164,16 @@ def curl_via_proxy(proxy, url):
     return int(code or 0), body
 
 
+def http_get(url, proxy=None):
+    """GET `url` with curl (through `proxy` when given): (status, body)."""
+    args = ["curl", "-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}", url]
+    if proxy:
+        args += ["--proxy", proxy]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=20)
+    body, _, code = r.stdout.rpartition("\n")
+    return int(code or 0), body
+
+
 @contextlib.contextmanager
 def running_agent(**kwargs):
     agent = Agent(**kwargs)
