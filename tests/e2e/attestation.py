@@ -15,23 +15,17 @@
 
 import os
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 
 from exec_util import exec_agent, processes_with_env, wait_for
 from harness import PODLESS, check, curl_via_proxy, grpc_stubs, proxy_for, write
 
 stubs = grpc_stubs("api/spiffe/workload.proto", include="api/spiffe")
-grpc_stubs()
 
-import grpc  # noqa: E402
 import h2.connection  # noqa: E402
 import h2.config  # noqa: E402
 import h2.events  # noqa: E402
-from podless.v1 import runtime_pb2 as pb  # noqa: E402
-from podless.v1 import runtime_pb2_grpc as rpc  # noqa: E402
 
 ESCAPEE = """
 import os, sys, time
@@ -139,14 +133,14 @@ def pid_reuse(agent, d, workload_api):
     os.waitpid(pid, 0)
     _, fds, _, _ = socket.recv_fds(parent, 1, 1)
     handed = socket.socket(fileno=fds[0])
-    # The victim's next process gets the attacker's pid.
-    # Whatever else forks or starts a thread in between takes a pid or two
-    # before the victim's process: a few offsets, a few tries.
+    # The victim's next process gets the attacker's pid. Whatever forks in
+    # between (the CLI first) takes a pid or two: a few offsets, a few tries.
     for round_, offset in enumerate([2, 1, 3, 2, 1, 3, 2, 4], start=1):
         with open("/proc/sys/kernel/ns_last_pid", "w") as f:
             f.write(str(pid - offset))
         agent.cli("apply", "-f", write(os.path.join(d, "m.yaml"), MANIFEST.format(
-            round=round_, escapee=os.path.join(d, "escapee.py"), sa="one", podless=os.path.abspath(PODLESS),
+            round=round_, escapee=os.path.join(d, "escapee.py"), sa="two",
+            podless=os.path.abspath(PODLESS),
             socket=agent.socket, rooted_out=os.path.join(d, "rooted.out"))))
         victims = wait_for("the victim's new process", lambda: processes_with_env(
             f"ROUND={round_}"), agent=agent)
