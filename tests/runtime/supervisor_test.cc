@@ -422,5 +422,32 @@ TEST_CASE(
   CHECK(!uids->Find("shop/web").has_value());
 }
 
+TEST_CASE("Supervisor: keepWorkingDir leaves a removed replica's working directory") {
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: the sandbox's uids and network namespaces need root");
+    return;
+  }
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0711);
+  proxy::UvLoop loop;
+  auto uids = UidAllocator::Open(dir.path() + "/workload-uids", 61910, 61919);
+  REQUIRE(uids.ok());
+  SupervisorOptions options = TestOptions(dir);
+  options.sandbox = true;
+  options.launcher = SelfExecutable();
+  options.uids = &*uids;
+  Supervisor supervisor(loop.get(), options);
+  ExecReplicaSpec spec = Spec({"sh", "-c", "echo kept > result; exec sleep 30"});
+  spec.app.sandbox.mutable_value().keep_working_dir = true;
+  supervisor.Sync({spec});
+  const std::string result = ReplicaWorkDir(dir.path(), "shop", "web-0") + "/result";
+  REQUIRE(RunUntil(loop.get(), [&] { return std::filesystem::exists(result); }));
+  supervisor.Sync({});
+  REQUIRE(RunUntil(loop.get(), [&] { return supervisor.running_count() == 0; }));
+  RunUntil(
+      loop.get(), [] { return false; }, 200);
+  CHECK(std::filesystem::exists(result));
+}
+
 }  // namespace
 }  // namespace podless::runtime
