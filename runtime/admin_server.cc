@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 
 #include <utility>
 
@@ -63,6 +64,7 @@ class AdminServer::Connection {
  private:
   enum class Phase {
     kOpen,       // reading and answering requests
+    kStreaming,  // a streamed response is being written, piece by piece
     kDraining,   // the last response is queued; waiting for it to be written
     kLingering,  // FIN sent; discarding input until EOF or linger timeout
     kClosed,
@@ -79,6 +81,9 @@ class AdminServer::Connection {
   void Respond(int status, std::string_view content_type, std::string_view body, bool head_only,
                bool keep_alive, const proxy::Http1Headers& extra = {});
   void AfterWrite(int status);
+  // Queues the next piece of the streamed response (the last: its end).
+  void StreamNext();
+  bool Write(std::string data);
   void Timeout();
   void BeginClose();
   void StartTimer(std::chrono::milliseconds timeout);
@@ -94,6 +99,7 @@ class AdminServer::Connection {
   bool request_started_ = false;  // bytes of an unfinished request head were received
   size_t pending_writes_ = 0;
   std::string pending_input_;  // pipelined input held back while the client is not reading
+  std::function<bool(std::string*)> stream_;  // the response being streamed
 };
 
 Status AdminServer::Connection::Start(int fd) {
@@ -225,6 +231,18 @@ void AdminServer::Connection::Answer(const proxy::Http1Request& request) {
   }
   AdminResponse response = (*handler)(request);
   if (phase_ == Phase::kClosed) return;  // the handler closed the server
+  if (response.stream && !head_only) {
+    proxy::Http1Headers headers = response.headers;
+    headers.emplace_back("Content-Type", response.content_type);
+    headers.emplace_back("Transfer-Encoding", "chunked");
+    headers.emplace_back("Connection", "close");
+    stream_ = std::move(response.stream);
+    phase_ = Phase::kStreaming;
+    // A reader that stops reading keeps the piece in flight this long at most.
+    StartTimer(server_->options_.request_timeout);
+    if (Write(proxy::FormatResponseHead(response.status, "", headers))) StreamNext();
+    return;
+  }
   Respond(response.status, response.content_type, response.body, head_only, request.keep_alive(),
           response.headers);
 }
@@ -239,20 +257,43 @@ void AdminServer::Connection::Respond(int status, std::string_view content_type,
   // reuse the connection. An HTTP/1.0 client that asked for keep-alive gets
   // "keep-alive" (written for both versions: harmless for 1.1).
   headers.emplace_back("Connection", keep_alive ? "keep-alive" : "close");
+  std::string data = proxy::FormatResponseHead(status, "", headers);
+  if (!head_only) data.append(body);
+  if (!Write(std::move(data))) return;
+  if (!keep_alive) BeginClose();
+}
+
+bool AdminServer::Connection::Write(std::string data) {
   auto* write = new WriteRequest;
-  write->data = proxy::FormatResponseHead(status, "", headers);
-  if (!head_only) write->data.append(body);
+  write->data = std::move(data);
   uv_buf_t buf = uv_buf_init(write->data.data(), write->data.size());
-  int rc = uv_write(&write->req, tcp_.stream(), &buf, 1, &Connection::OnWrite);
-  if (rc != 0) {
+  if (uv_write(&write->req, tcp_.stream(), &buf, 1, &Connection::OnWrite) != 0) {
     delete write;
     Abort();
-    return;
+    return false;
   }
   write->queued = server_->queued_bytes_;
   *write->queued += write->data.size();
   ++pending_writes_;
-  if (!keep_alive) BeginClose();
+  return true;
+}
+
+void AdminServer::Connection::StreamNext() {
+  std::string piece;
+  const bool more = stream_(&piece);
+  std::string chunk;
+  if (!piece.empty()) {
+    char size[20];
+    std::snprintf(size, sizeof(size), "%zx\r\n", piece.size());
+    chunk = size + piece + "\r\n";
+  }
+  if (!more) {
+    chunk += "0\r\n\r\n";
+    stream_ = nullptr;
+    phase_ = Phase::kDraining;
+  }
+  if (!Write(std::move(chunk))) return;
+  StartTimer(server_->options_.request_timeout);
 }
 
 void AdminServer::Connection::OnWrite(uv_write_t* req, int status) {
@@ -269,6 +310,10 @@ void AdminServer::Connection::AfterWrite(int status) {
   --pending_writes_;
   if (status != 0) {
     Abort();
+    return;
+  }
+  if (phase_ == Phase::kStreaming) {
+    if (pending_writes_ == 0) StreamNext();
     return;
   }
   if (phase_ == Phase::kDraining) {
@@ -321,6 +366,7 @@ void AdminServer::Connection::OnTimer(uv_timer_t* timer) {
 }
 
 void AdminServer::Connection::Timeout() {
+  // kStreaming: the reader took nothing for the whole timeout: Abort.
   if (phase_ == Phase::kOpen && request_started_ && pending_writes_ == 0) {
     // A request head arrived too slowly: say so, then close.
     Respond(408, "text/plain; charset=utf-8", "request head not received in time\n", false, false);

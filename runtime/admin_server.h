@@ -39,6 +39,12 @@ struct AdminResponse {
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
   proxy::Http1Headers headers;  // more headers (e.g. Retry-After)
+  // Set: the body is streamed (chunked transfer coding) instead of `body`:
+  // each call appends the next piece and returns false after the last. A
+  // call is made only once the previous piece was handed to the kernel, one
+  // per loop turn at most, so a large body never sits whole in memory and
+  // never holds the loop for long. The connection closes after it.
+  std::function<bool(std::string* piece)> stream;
 };
 
 using AdminHandler = std::function<AdminResponse(const proxy::Http1Request&)>;

@@ -685,13 +685,20 @@ std::vector<const StoredObject*> Agent::List(Kind kind, const std::string& ns) c
 }
 
 std::vector<ReplicaView> Agent::Replicas(const StoredObject& stored) const {
+  return Replicas(stored, 0, static_cast<uint32_t>(stored.addresses.size()));
+}
+
+std::vector<ReplicaView> Agent::Replicas(const StoredObject& stored, uint32_t first,
+                                         uint32_t count) const {
   std::vector<ReplicaView> out;
   const auto* workload = std::get_if<workloads::Workload>(&stored.object);
   if (workload == nullptr) return out;
   const std::string spiffe_id = SpiffeIdFor(*workload);
   const workloads::SvidPtr cert = certificates_.Peek(spiffe_id);
-  out.reserve(stored.addresses.size());
-  for (uint32_t i = 0; i < stored.addresses.size(); ++i) {
+  const uint32_t end =
+      static_cast<uint32_t>(std::min<uint64_t>(stored.addresses.size(), uint64_t{first} + count));
+  out.reserve(end > first ? end - first : 0);
+  for (uint32_t i = first; i < end; ++i) {
     ReplicaView view;
     view.name = workload->metadata.name + "-" + std::to_string(i);
     view.ordinal = i;
@@ -859,112 +866,180 @@ size_t Agent::workload_count() const { return List(Kind::kWorkload, "").size(); 
 
 std::string Agent::ConfigDumpJson(
     const std::vector<std::pair<std::string, std::string>>& extra) const {
+  std::string out;
+  auto stream = StreamConfigDump(extra);
+  while (stream(&out)) {
+  }
+  return out;
+}
+
+namespace {
+
+// Where a streamed config dump is: which section, and in the workloads,
+// the next workload's key and replica ordinal.
+struct DumpCursor {
+  enum class Section { kStart, kWorkloads, kRest, kDone } section = Section::kStart;
+  workloads::ObjectKey next{Kind::kWorkload, "", ""};  // the first key not yet written
+  uint32_t ordinal = 0;                                // > 0: inside `next`'s replicas
   JsonWriter json;
+};
+
+void WriteReplica(JsonWriter& json, const ReplicaView& replica) {
   json.BeginObject();
-  json.Key("node").BeginObject();
-  json.Key("name").String(config_.node_name);
-  json.Key("trust_domain").String(config_.trust_domain);
-  json.Key("node_cidr").String(config_.node_cidr);
-  json.Key("service_cidr").String(config_.service_cidr);
-  json.EndObject();
-
-  json.Key("workloads").BeginArray();
-  for (const StoredObject* stored : List(Kind::kWorkload, "")) {
-    const auto& workload = std::get<workloads::Workload>(stored->object);
-    json.BeginObject();
-    json.Key("namespace").String(workload.metadata.ns);
-    json.Key("name").String(workload.metadata.name);
-    json.Key("service_account").String(workload.spec.service_account);
-    json.Key("labels").BeginObject();
-    for (const auto& [k, v] : workload.metadata.labels) json.Key(k).String(v);
+  json.Key("name").String(replica.name);
+  json.Key("address").String(workloads::FormatIpv4(replica.address));
+  json.Key("spiffe_id").String(replica.spiffe_id);
+  json.Key("ready").Bool(replica.ready);
+  if (!replica.process_state.empty()) {
+    json.Key("process").BeginObject();
+    json.Key("state").String(replica.process_state);
+    json.Key("reason").String(replica.process_reason);
+    json.Key("restarts").Int(replica.restarts);
+    json.Key("last_exit").String(replica.last_exit);
+    json.Key("pid").Int(replica.pid);
     json.EndObject();
-    json.Key("replicas").BeginArray();
-    for (const ReplicaView& replica : Replicas(*stored)) {
+  }
+  if (replica.certificate) {
+    json.Key("certificate").BeginObject();
+    json.Key("serial").String(replica.certificate->serial_hex);
+    json.Key("not_before").Int(replica.certificate->not_before);
+    json.Key("not_after").Int(replica.certificate->not_after);
+    json.EndObject();
+  } else {
+    json.Key("certificate").Null();
+  }
+  json.EndObject();
+}
+
+}  // namespace
+
+std::function<bool(std::string*)> Agent::StreamConfigDump(
+    std::vector<std::pair<std::string, std::string>> extra, size_t budget) const {
+  auto cursor = std::make_shared<DumpCursor>();
+  constexpr uint32_t kReplicasPerStep = 1024;
+  return [this, cursor, extra = std::move(extra), budget](std::string* out) {
+    JsonWriter& json = cursor->json;
+    size_t written = 0;
+    auto flush = [&] {
+      std::string piece = json.Take();
+      written += piece.size();
+      out->append(piece);
+    };
+    if (cursor->section == DumpCursor::Section::kStart) {
       json.BeginObject();
-      json.Key("name").String(replica.name);
-      json.Key("address").String(workloads::FormatIpv4(replica.address));
-      json.Key("spiffe_id").String(replica.spiffe_id);
-      json.Key("ready").Bool(replica.ready);
-      if (!replica.process_state.empty()) {
-        json.Key("process").BeginObject();
-        json.Key("state").String(replica.process_state);
-        json.Key("reason").String(replica.process_reason);
-        json.Key("restarts").Int(replica.restarts);
-        json.Key("last_exit").String(replica.last_exit);
-        json.Key("pid").Int(replica.pid);
+      json.Key("node").BeginObject();
+      json.Key("name").String(config_.node_name);
+      json.Key("trust_domain").String(config_.trust_domain);
+      json.Key("node_cidr").String(config_.node_cidr);
+      json.Key("service_cidr").String(config_.service_cidr);
+      json.EndObject();
+      json.Key("workloads").BeginArray();
+      cursor->section = DumpCursor::Section::kWorkloads;
+    }
+    const ObjectMap& objects = store_->objects();
+    while (cursor->section == DumpCursor::Section::kWorkloads && written < budget) {
+      auto it = objects.lower_bound(cursor->next);
+      if (cursor->ordinal > 0 && (it == objects.end() || it->first != cursor->next)) {
+        // The workload being written went away: close it.
+        json.EndArray();
+        json.EndObject();
+        cursor->ordinal = 0;
+      }
+      if (it == objects.end() || it->first.kind != Kind::kWorkload) {
+        json.EndArray();
+        cursor->section = DumpCursor::Section::kRest;
+        break;
+      }
+      const StoredObject& stored = it->second;
+      const auto& workload = std::get<workloads::Workload>(stored.object);
+      if (cursor->ordinal == 0) {
+        cursor->next = it->first;
+        json.BeginObject();
+        json.Key("namespace").String(workload.metadata.ns);
+        json.Key("name").String(workload.metadata.name);
+        json.Key("service_account").String(workload.spec.service_account);
+        json.Key("labels").BeginObject();
+        for (const auto& [k, v] : workload.metadata.labels) json.Key(k).String(v);
+        json.EndObject();
+        json.Key("replicas").BeginArray();
+      }
+      for (const ReplicaView& replica : Replicas(stored, cursor->ordinal, kReplicasPerStep)) {
+        WriteReplica(json, replica);
+      }
+      cursor->ordinal += kReplicasPerStep;
+      if (cursor->ordinal >= stored.addresses.size()) {
+        json.EndArray();
+        json.EndObject();
+        cursor->ordinal = 0;
+        cursor->next.name.push_back('\0');  // the next key after this one
+      } else {
+        cursor->ordinal = std::max<uint32_t>(cursor->ordinal, 1);
+      }
+      flush();
+    }
+    if (cursor->section == DumpCursor::Section::kRest) {
+      json.Key("services").BeginArray();
+      for (const StoredObject* stored : List(Kind::kService, "")) {
+        const auto& service = std::get<workloads::Service>(stored->object);
+        json.BeginObject();
+        json.Key("namespace").String(service.metadata.ns);
+        json.Key("name").String(service.metadata.name);
+        json.Key("vip").String(
+            stored->addresses.empty() ? "" : workloads::FormatIpv4(stored->addresses[0]));
+        json.Key("ports").BeginArray();
+        for (const auto& port : service.ports) {
+          json.BeginObject();
+          json.Key("port").Int(port.port);
+          if (port.target_port.name.empty()) {
+            json.Key("target_port")
+                .Int(port.target_port.number ? port.target_port.number : port.port);
+          } else {
+            json.Key("target_port").String(port.target_port.name);
+          }
+          json.EndObject();
+        }
+        json.EndArray();
+        json.Key("endpoints").BeginArray();
+        for (uint32_t address : ServiceEndpoints(service))
+          json.String(workloads::FormatIpv4(address));
+        json.EndArray();
         json.EndObject();
       }
-      if (replica.certificate) {
-        json.Key("certificate").BeginObject();
-        json.Key("serial").String(replica.certificate->serial_hex);
-        json.Key("not_before").Int(replica.certificate->not_before);
-        json.Key("not_after").Int(replica.certificate->not_after);
+      json.EndArray();
+
+      json.Key("policies").BeginArray();
+      for (const StoredObject* stored : List(Kind::kAuthorizationPolicy, "")) {
+        const auto& policy = std::get<workloads::AuthorizationPolicy>(stored->object);
+        json.BeginObject();
+        json.Key("namespace").String(policy.metadata.ns);
+        json.Key("name").String(policy.metadata.name);
+        json.Key("action").String(policy.action == workloads::PolicyAction::kAllow ? "ALLOW"
+                                                                                   : "DENY");
+        json.Key("selector").BeginObject();
+        for (const auto& [k, v] : policy.selector) json.Key(k).String(v);
         json.EndObject();
-      } else {
-        json.Key("certificate").Null();
+        json.Key("rules").Int(static_cast<int64_t>(policy.rules.size()));
+        json.EndObject();
       }
-      json.EndObject();
-    }
-    json.EndArray();
-    json.EndObject();
-  }
-  json.EndArray();
+      json.EndArray();
 
-  json.Key("services").BeginArray();
-  for (const StoredObject* stored : List(Kind::kService, "")) {
-    const auto& service = std::get<workloads::Service>(stored->object);
-    json.BeginObject();
-    json.Key("namespace").String(service.metadata.ns);
-    json.Key("name").String(service.metadata.name);
-    json.Key("vip").String(stored->addresses.empty() ? ""
-                                                     : workloads::FormatIpv4(stored->addresses[0]));
-    json.Key("ports").BeginArray();
-    for (const auto& port : service.ports) {
-      json.BeginObject();
-      json.Key("port").Int(port.port);
-      if (port.target_port.name.empty()) {
-        json.Key("target_port").Int(port.target_port.number ? port.target_port.number : port.port);
-      } else {
-        json.Key("target_port").String(port.target_port.name);
+      json.Key("certificates").BeginArray();
+      for (const auto& [id, svid] : certificates_) {
+        json.BeginObject();
+        json.Key("spiffe_id").String(id);
+        json.Key("serial").String(svid->serial_hex);
+        json.Key("not_before").Int(svid->not_before);
+        json.Key("not_after").Int(svid->not_after);
+        json.EndObject();
       }
+      json.EndArray();
+      for (const auto& [name, value] : extra) json.Key(name).RawValue(value);
       json.EndObject();
+      cursor->section = DumpCursor::Section::kDone;
     }
-    json.EndArray();
-    json.Key("endpoints").BeginArray();
-    for (uint32_t address : ServiceEndpoints(service)) json.String(workloads::FormatIpv4(address));
-    json.EndArray();
-    json.EndObject();
-  }
-  json.EndArray();
-
-  json.Key("policies").BeginArray();
-  for (const StoredObject* stored : List(Kind::kAuthorizationPolicy, "")) {
-    const auto& policy = std::get<workloads::AuthorizationPolicy>(stored->object);
-    json.BeginObject();
-    json.Key("namespace").String(policy.metadata.ns);
-    json.Key("name").String(policy.metadata.name);
-    json.Key("action").String(policy.action == workloads::PolicyAction::kAllow ? "ALLOW" : "DENY");
-    json.Key("selector").BeginObject();
-    for (const auto& [k, v] : policy.selector) json.Key(k).String(v);
-    json.EndObject();
-    json.Key("rules").Int(static_cast<int64_t>(policy.rules.size()));
-    json.EndObject();
-  }
-  json.EndArray();
-
-  json.Key("certificates").BeginArray();
-  for (const auto& [id, svid] : certificates_) {
-    json.BeginObject();
-    json.Key("spiffe_id").String(id);
-    json.Key("serial").String(svid->serial_hex);
-    json.Key("not_before").Int(svid->not_before);
-    json.Key("not_after").Int(svid->not_after);
-    json.EndObject();
-  }
-  json.EndArray();
-  for (const auto& [name, value] : extra) json.Key(name).RawValue(value);
-  json.EndObject();
-  return json.Take();
+    flush();
+    return cursor->section != DumpCursor::Section::kDone;
+  };
 }
 
 }  // namespace podless::runtime

@@ -122,6 +122,9 @@ class Agent {
   // Every object of a kind, in (namespace, name) order; ns empty = all.
   std::vector<const StoredObject*> List(workloads::Kind kind, const std::string& ns) const;
   std::vector<ReplicaView> Replicas(const StoredObject& workload) const;
+  // Replicas `first` .. `first + count - 1` (fewer at the end).
+  std::vector<ReplicaView> Replicas(const StoredObject& workload, uint32_t first,
+                                    uint32_t count) const;
   // A service's endpoints: addresses of the replicas its selector matches.
   std::vector<uint32_t> ServiceEndpoints(const workloads::Service& service) const;
 
@@ -198,6 +201,14 @@ class Agent {
   // `extra` sections are added verbatim (name, JSON value), e.g. the proxy's.
   std::string ConfigDumpJson(
       const std::vector<std::pair<std::string, std::string>>& extra = {}) const;
+  // The same JSON piece by piece, for the admin server's streamed response:
+  // each call of the returned function appends about `budget` bytes and
+  // returns false after the last piece. Objects are read at each call, so a
+  // dump taken while they change shows each workload as it was when its
+  // piece was written (a million replicas never sit in memory at once, and
+  // no call holds the loop for long). The Agent must outlive the function.
+  std::function<bool(std::string*)> StreamConfigDump(
+      std::vector<std::pair<std::string, std::string>> extra, size_t budget = 256 << 10) const;
 
  private:
   explicit Agent(const AgentConfig& config);

@@ -334,10 +334,12 @@ void Node::AddAdminRoutes() {
   admin_->AddRoute("/metrics", [this](const proxy::Http1Request&) {
     return AdminResponse{200, proxy::kPrometheusContentType, metrics_->Render()};
   });
-  // A dump is built on the main loop while the state is held (a million
-  // replicas: ~1 s). So that looping clients cannot keep the state from the
-  // proxy's workers, dumps take at most a fifth of the loop's time: after
-  // one that took T, the next is refused (503, Retry-After) for 4 T.
+  // /config_dump is streamed: each piece is written on its own loop turn
+  // (Agent::StreamConfigDump), so the workers get the state between pieces
+  // and a million replicas never sit in memory at once. Still, every piece
+  // is main-loop time: so that looping clients cannot take it all, dumps get
+  // at most a fifth of it. After a dump that took T (its pieces added up),
+  // the next is refused (503, Retry-After) for 4 T.
   admin_->AddRoute("/config_dump", [this](const proxy::Http1Request&) {
     const uint64_t now = uv_hrtime() / 1'000'000;
     if (now < config_dump_next_ms_) {
@@ -350,10 +352,18 @@ void Node::AddAdminRoutes() {
     }
     std::vector<std::pair<std::string, std::string>> extra = {{"proxy", proxy_->Stats().ToJson()}};
     if (cluster_) extra.emplace_back("cluster", cluster_->StatusJson());
-    std::string body = agent_->ConfigDumpJson(extra) + "\n";
-    const uint64_t took = uv_hrtime() / 1'000'000 - now;
-    config_dump_next_ms_ = now + 5 * took;
-    return AdminResponse{200, "application/json", std::move(body)};
+    AdminResponse response{200, "application/json", "", {}};
+    auto pieces = agent_->StreamConfigDump(std::move(extra));
+    auto spent_ns = std::make_shared<uint64_t>(0);
+    response.stream = [this, pieces = std::move(pieces), spent_ns](std::string* out) {
+      const uint64_t started = uv_hrtime();
+      bool more = pieces(out);
+      if (!more) out->push_back('\n');
+      *spent_ns += uv_hrtime() - started;
+      config_dump_next_ms_ = uv_hrtime() / 1'000'000 + 4 * (*spent_ns / 1'000'000);
+      return more;
+    };
+    return response;
   });
 }
 

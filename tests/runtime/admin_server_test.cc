@@ -83,6 +83,12 @@ class Client {
     return r;
   }
 
+  // What is buffered or arrives next; empty at EOF (or after the timeout).
+  std::string ReadSome() {
+    if (buffer_.empty() && !Fill()) return "";
+    return std::exchange(buffer_, "");
+  }
+
   // True when the server closed the connection (EOF) within the timeout and
   // sent nothing more.
   bool ClosedByServer() {
@@ -532,6 +538,54 @@ TEST_CASE("AdminServer: connections past max_connections are closed at accept") 
   });
   CHECK(first == 200);
   CHECK(third_closed);
+}
+
+}  // namespace
+}  // namespace podless::runtime
+
+namespace podless::runtime {
+namespace {
+
+TEST_CASE("AdminServer: a streamed response arrives whole, chunked, one piece per loop turn") {
+  Harness harness;
+  int calls = 0;
+  harness.server().AddRoute("/stream", [&calls](const proxy::Http1Request&) {
+    AdminResponse response;
+    response.content_type = "application/json";
+    response.stream = [&calls](std::string* out) {
+      ++calls;
+      out->append(std::string(100'000, static_cast<char>('a' + calls - 1)));
+      return calls < 3;
+    };
+    return response;
+  });
+  std::string raw;
+  harness.Run([&](uint16_t port, const auto&) {
+    Client client(port);
+    client.Send("GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    // Read to the close: the server closes after a streamed response.
+    Client::Response head = client.Read(/*head_request=*/true);
+    raw = head.head;
+    while (true) {
+      std::string more = client.ReadSome();
+      if (more.empty()) break;
+      raw += more;
+    }
+  });
+  CHECK(calls == 3);
+  REQUIRE(raw.find("Transfer-Encoding: chunked") != std::string::npos);
+  // De-chunk the body.
+  std::string body;
+  size_t at = raw.find("\r\n\r\n") + 4;
+  while (true) {
+    size_t line = raw.find("\r\n", at);
+    REQUIRE(line != std::string::npos);
+    size_t size = std::stoul(raw.substr(at, line - at), nullptr, 16);
+    if (size == 0) break;
+    body += raw.substr(line + 2, size);
+    at = line + 2 + size + 2;
+  }
+  CHECK(body == std::string(100'000, 'a') + std::string(100'000, 'b') + std::string(100'000, 'c'));
 }
 
 }  // namespace
