@@ -159,7 +159,9 @@ const std::vector<Flag>& Flags() {
       {"--etcd-ca", "FILE",
        "cluster: CA bundle (PEM) that signed etcd's certificate; required for https:// "
        "(the system trust store is not used)",
-       [](AgentConfig& c, const std::string& v) { return SetString(c.cluster.etcd_tls.ca_file, v); }},
+       [](AgentConfig& c, const std::string& v) {
+         return SetString(c.cluster.etcd_tls.ca_file, v);
+       }},
       {"--etcd-cert", "FILE", "cluster: client certificate (PEM) for etcd's --client-cert-auth",
        [](AgentConfig& c, const std::string& v) {
          return SetString(c.cluster.etcd_tls.cert_file, v);

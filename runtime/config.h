@@ -82,7 +82,7 @@ struct AgentConfig {
   // Cluster mode (runtime/cluster.h); off while etcd_endpoints is empty.
   struct Cluster {
     std::vector<std::string> etcd_endpoints;  // "http://HOST:PORT" or all "https://"
-    EtcdTlsFiles etcd_tls;  // --etcd-ca, --etcd-cert, --etcd-key (https:// only)
+    EtcdTlsFiles etcd_tls;                    // --etcd-ca, --etcd-cert, --etcd-key (https:// only)
     std::string node_address;                 // where other nodes reach this one
     std::string cluster_cidr;                 // split into per-node ranges
     int node_cidr_prefix = 24;                // the size of those ranges

@@ -46,7 +46,7 @@ struct EtcdOptions {
   std::chrono::milliseconds call_timeout{5000};
   // https://: the CA bundle (required) and the client certificate and key
   // (optional, together), read once by Create (CheckEtcdTlsFlags has the rules).
-  EtcdTlsFiles tls;
+  EtcdTlsFiles tls = {};
 };
 
 template <typename T>

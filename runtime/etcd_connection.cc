@@ -484,12 +484,12 @@ void EtcdConnection::OnTlsData(std::string_view ciphertext) {
   Status read = tls_->Read(plaintext);
   // Anything SSL answered while reading (alerts, key update replies).
   if (!WriteToSocket(tls_->TakeOutgoing())) return;
+  const bool first = state_ == State::kHandshaking;
   if (!read.ok()) {
-    Fail(read.error().code, read.error().message);
+    Fail(read.error().code, (first ? "TLS handshake failed: " : "TLS: ") + read.error().message);
     return;
   }
   if (plaintext.empty()) return;
-  const bool first = state_ == State::kHandshaking;
   Receive(plaintext);
   if (first && state_ == State::kHandshaking) Established();
 }
@@ -635,10 +635,17 @@ void EtcdConnection::OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* 
   if (nread < 0) {
     std::string why = nread == UV_EOF ? std::string("etcd closed the connection")
                                       : std::string("read: ") + uv_strerror(nread);
-    if (self->state_ == State::kHandshaking) why += " during the TLS handshake";
+    // The likely cause of a silent close is a scheme that does not match
+    // what the port serves.
+    if (self->state_ == State::kHandshaking) {
+      why += " during the TLS handshake (does it serve TLS on this port?)";
+    } else if (!self->received_any_) {
+      why += " before sending anything (if it serves TLS, use https:// and --etcd-ca)";
+    }
     self->Fail(ErrorCode::kUnavailable, std::move(why));
     return;
   }
+  self->received_any_ = true;
   const std::string_view bytes(buf->base, static_cast<size_t>(nread));
   if (self->tls_ != nullptr) {
     self->OnTlsData(bytes);

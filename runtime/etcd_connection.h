@@ -91,8 +91,7 @@ class EtcdConnection {
   };
 
   // `tls` is required for an https:// endpoint and ignored otherwise.
-  EtcdConnection(uv_loop_t* loop, EtcdEndpoint endpoint, EtcdTlsContextPtr tls,
-                 Listener& listener);
+  EtcdConnection(uv_loop_t* loop, EtcdEndpoint endpoint, EtcdTlsContextPtr tls, Listener& listener);
   // Closes the socket; no listener or sink call follows.
   ~EtcdConnection();
   EtcdConnection(const EtcdConnection&) = delete;
@@ -172,6 +171,7 @@ class EtcdConnection {
   size_t open_streams_ = 0;
   nghttp2_session* session_ = nullptr;
   bool goaway_received_ = false;
+  bool received_any_ = false;  // etcd sent bytes: a close after that is no scheme mismatch
   Error failure_;
   char read_buffer_[64 * 1024];
 };

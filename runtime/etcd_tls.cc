@@ -74,8 +74,9 @@ Status CheckEtcdTlsFlags(const std::vector<std::string>& endpoints, const EtcdTl
                endpoints.front() + " is cleartext: use https://");
   }
   if (https > 0 && files.ca_file.empty()) {
-    return bad("https:// etcd endpoints need --etcd-ca FILE, the PEM bundle of the CA that signed "
-               "etcd's certificate (podless does not trust the system's CA store for etcd)");
+    return bad(
+        "https:// etcd endpoints need --etcd-ca FILE, the PEM bundle of the CA that signed "
+        "etcd's certificate (podless does not trust the system's CA store for etcd)");
   }
   return {};
 }
@@ -91,8 +92,7 @@ Result<EtcdTlsContextPtr> EtcdTlsContext::Load(const EtcdTlsFiles& files) {
   context->files_ = files;
   context->ctx_.reset(SSL_CTX_new(TLS_method()));
   SSL_CTX* ctx = context->ctx_.get();
-  if (ctx == nullptr ||
-      !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+  if (ctx == nullptr || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
       !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
       SSL_CTX_set_alpn_protos(ctx, kAlpnH2, sizeof(kAlpnH2)) != 0) {  // 0 is success here
     ERR_clear_error();
@@ -205,7 +205,7 @@ Status EtcdTlsSession::Read(std::string& out) {
     if (err == SSL_ERROR_ZERO_RETURN) {
       return MakeError(ErrorCode::kUnavailable, "etcd closed the TLS session");
     }
-    return MakeError(ErrorCode::kUnavailable, "TLS: " + FailureReason());
+    return MakeError(ErrorCode::kUnavailable, FailureReason());
   }
 }
 
@@ -230,17 +230,16 @@ std::string EtcdTlsSession::FailureReason() {
   const uint32_t code = ERR_get_error();
   ERR_clear_error();
   const long verify = SSL_get_verify_result(ssl_.get());
-  if (ERR_GET_LIB(code) == ERR_LIB_SSL &&
-      ERR_GET_REASON(code) == SSL_R_CERTIFICATE_VERIFY_FAILED && verify != X509_V_OK) {
+  if (ERR_GET_LIB(code) == ERR_LIB_SSL && ERR_GET_REASON(code) == SSL_R_CERTIFICATE_VERIFY_FAILED &&
+      verify != X509_V_OK) {
     return "certificate verify failed: " + VerifyFailure(verify);
   }
   const int reason = ERR_GET_REASON(code);
   if (ERR_GET_LIB(code) == ERR_LIB_SSL && reason >= SSL_AD_REASON_OFFSET &&
       reason < SSL_AD_REASON_OFFSET + 256) {
     const int alert = reason - SSL_AD_REASON_OFFSET;
-    std::string text =
-        std::string("etcd ended the handshake with the alert \"") +
-        SSL_alert_desc_string_long(alert) + "\"";
+    std::string text = std::string("etcd ended the handshake with the alert \"") +
+                       SSL_alert_desc_string_long(alert) + "\"";
     if (IsCertificateAlert(alert)) {
       const EtcdTlsFiles& files = context_->files();
       text += files.cert_file.empty()

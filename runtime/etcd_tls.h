@@ -26,9 +26,9 @@ namespace podless::runtime {
 // The files behind --etcd-ca, --etcd-cert and --etcd-key (`podless run` and
 // `podless ca init` take the same flags; errors name them).
 struct EtcdTlsFiles {
-  std::string ca_file;    // PEM bundle: the CA(s) that signed etcd's certificate
-  std::string cert_file;  // PEM client certificate, then its intermediates
-  std::string key_file;   // its private key: owned by this uid, no group/other access
+  std::string ca_file = {};    // PEM bundle: the CA(s) that signed etcd's certificate
+  std::string cert_file = {};  // PEM client certificate, then its intermediates
+  std::string key_file = {};   // its private key: owned by this uid, no group/other access
   bool any() const { return !ca_file.empty() || !cert_file.empty() || !key_file.empty(); }
 };
 
@@ -77,10 +77,10 @@ class EtcdTlsSession {
   // once it is complete and etcd agreed to HTTP/2 (ALPN h2). An error says
   // why it failed ("certificate verify failed: hostname mismatch: ...").
   Result<bool> Handshake();
-  // Appends the plaintext that is ready to `out`. An error once the session
-  // failed (an alert from etcd, e.g. refusing the client certificate, which
-  // TLS 1.3 reports only after the client's side of the handshake is done)
-  // or etcd closed it.
+  // Appends the plaintext that is ready to `out`. An error (the reason, with
+  // no prefix) once the session failed (an alert from etcd, e.g. refusing the
+  // client certificate, which TLS 1.3 reports only after the client's side of
+  // the handshake is done) or etcd closed it.
   Status Read(std::string& out);
   Status Write(std::string_view plaintext);
   // Ciphertext to send (handshake flights, records, alerts); empties it.

@@ -37,11 +37,16 @@ void RunFor(uv_loop_t* loop, std::chrono::milliseconds duration) {
 
 // A started etcd and a client on it.
 // `endpoints` maps etcd's URL to the client's endpoint list (default: just it).
+// With kTls, options.tls is filled with the test PKI's CA and client
+// certificate unless the caller set a CA.
 struct Fixture {
   explicit Fixture(EtcdOptions options = {},
-                   std::function<std::vector<std::string>(const std::string&)> endpoints = {}) {
+                   std::function<std::vector<std::string>(const std::string&)> endpoints = {},
+                   EtcdProcess::Mode mode = EtcdProcess::kPlain)
+      : etcd(mode) {
     const Status started = etcd.Start();
     REQUIRE_MESSAGE(started.ok(), (started.ok() ? "" : started.error().message));
+    if (mode == EtcdProcess::kTls && options.tls.ca_file.empty()) options.tls = ClientFiles();
     options.endpoints =
         endpoints ? endpoints(etcd.client_url()) : std::vector<std::string>{etcd.client_url()};
     auto created = EtcdClient::Create(loop.get(), std::move(options));
@@ -80,6 +85,28 @@ struct Fixture {
     return granted->id();
   }
 
+  // The test PKI's CA bundle, client certificate and key (kTls).
+  EtcdTlsFiles ClientFiles() const {
+    const testing::EtcdTestPki& pki = etcd.pki();
+    return {.ca_file = pki.ca_cert, .cert_file = pki.client_cert, .key_file = pki.client_key};
+  }
+
+  // One Put on a new client with `options`: its error, or "ok".
+  std::string PutWith(EtcdOptions options) {
+    auto other = EtcdClient::Create(loop.get(), std::move(options));
+    REQUIRE_MESSAGE(other.ok(), (other.ok() ? "" : other.error().message));
+    std::optional<Result<etcdpb::PutResponse>> out;
+    etcdpb::PutRequest request;
+    request.set_key("/other");
+    (*other)->Put(request, [&](auto r) { out.emplace(std::move(r)); });
+    REQUIRE(RunUntil(
+        loop.get(), [&] { return out.has_value(); }, 10s));
+    if (out->ok()) return "ok";
+    CHECK(out->error().code == ErrorCode::kUnavailable);
+    CHECK_FALSE((*other)->connected());
+    return out->error().message;
+  }
+
   proxy::UvLoop loop;  // declared first: outlives the client
   EtcdProcess etcd;
   EtcdClientPtr client;
@@ -98,15 +125,11 @@ TEST_CASE("EtcdPrefixEnd: increments the last byte that can grow") {
   CHECK(EtcdPrefixEnd("") == std::string(1, '\0'));
 }
 
-TEST_CASE("EtcdClient: rejects https and malformed endpoints, naming them") {
+TEST_CASE("EtcdClient: rejects malformed endpoints, naming them") {
   proxy::UvLoop loop;
-  auto https = EtcdClient::Create(loop.get(), {.endpoints = {"https://127.0.0.1:2379"}});
-  REQUIRE_FALSE(https.ok());
-  CHECK(https.error().code == ErrorCode::kInvalidArgument);
-  CHECK(https.error().message.find("https://127.0.0.1:2379") != std::string::npos);
-  CHECK(https.error().message.find("h2c") != std::string::npos);
-  for (const char* bad : {"127.0.0.1:2379", "http://:2379", "http://host:0", "http://host:x",
-                          "http://host:2379/v3", "http://::1:2379"}) {
+  for (const char* bad :
+       {"127.0.0.1:2379", "http://:2379", "http://host:0", "http://host:x", "http://host:2379/v3",
+        "http://::1:2379", "https://:2379", "https://host:2379/v3", "ftp://host:2379"}) {
     auto created = EtcdClient::Create(loop.get(), {.endpoints = {bad}});
     CHECK_MESSAGE(!created.ok(), bad);
     if (!created.ok()) CHECK(created.error().message.find(bad) != std::string::npos);
@@ -457,6 +480,178 @@ TEST_CASE("EtcdClient: Close fails pending calls and ends streams; destruction s
   live.reset();
   RunFor(f.loop.get(), 100ms);
   CHECK_FALSE(live_called);
+}
+
+// --- https:// ---------------------------------------------------------------
+
+bool Has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+TEST_CASE("EtcdClient: the TLS flags must fit the endpoints; the files are checked at once") {
+  proxy::UvLoop loop;
+  auto error = [&](EtcdOptions options) {
+    auto created = EtcdClient::Create(loop.get(), std::move(options));
+    return created.ok() ? std::string("ok") : created.error().message;
+  };
+  const EtcdTlsFiles ca_only{.ca_file = "/nonexistent/ca.crt"};
+  CHECK(
+      Has(error({.endpoints = {"http://127.0.0.1:2379", "https://127.0.0.1:2380"}, .tls = ca_only}),
+          "mixes http:// and https://"));
+  const std::string no_ca = error({.endpoints = {"https://127.0.0.1:2379"}});
+  CHECK(Has(no_ca, "--etcd-ca"));
+  CHECK(Has(no_ca, "system"));  // says there is no fallback to the system trust store
+  CHECK(Has(error({.endpoints = {"https://e:2379"}, .tls = {.ca_file = "/x", .cert_file = "/c"}}),
+            "--etcd-cert and --etcd-key go together"));
+  CHECK(Has(error({.endpoints = {"https://e:2379"}, .tls = {.ca_file = "/x", .key_file = "/k"}}),
+            "--etcd-cert and --etcd-key go together"));
+  CHECK(Has(error({.endpoints = {"http://e:2379"}, .tls = ca_only}), "are for https://"));
+  const std::string missing = error({.endpoints = {"https://e:2379"}, .tls = ca_only});
+  CHECK(Has(missing, "--etcd-ca"));
+  CHECK(Has(missing, "/nonexistent/ca.crt"));
+
+  EtcdProcess unstarted(EtcdProcess::kTls);
+  const Status made = unstarted.MakeCertificates();
+  REQUIRE_MESSAGE(made.ok(), ErrorText(made));
+  const testing::EtcdTestPki& pki = unstarted.pki();
+  const EtcdTlsFiles good{
+      .ca_file = pki.ca_cert, .cert_file = pki.client_cert, .key_file = pki.client_key};
+  CHECK(error({.endpoints = {"https://127.0.0.1:2379", "https://[::1]:2379"}, .tls = good}) ==
+        "ok");
+  CHECK(error({.endpoints = {"https://localhost:2379"}, .tls = {.ca_file = pki.ca_cert}}) == "ok");
+  // A key others may read is refused, naming the file and the fix.
+  REQUIRE(chmod(pki.client_key.c_str(), 0640) == 0);
+  const std::string readable = error({.endpoints = {"https://e:2379"}, .tls = good});
+  CHECK(Has(readable, "--etcd-key"));
+  CHECK(Has(readable, pki.client_key));
+  CHECK(Has(readable, "chmod 0600"));
+  REQUIRE(chmod(pki.client_key.c_str(), 0600) == 0);
+  CHECK(Has(error({.endpoints = {"https://e:2379"},
+                   .tls = {.ca_file = pki.ca_cert,
+                           .cert_file = pki.client_cert,
+                           .key_file = pki.other_ca_key}}),
+            "is not the private key of --etcd-cert"));
+}
+
+TEST_CASE("EtcdClient over TLS: put, range and watch with a client certificate") {
+  Fixture f({}, {}, EtcdProcess::kTls);
+  REQUIRE(f.etcd.client_url().starts_with("https://127.0.0.1:"));
+  auto first = f.Put("/tls/a", "1");
+  REQUIRE_MESSAGE(first.ok(), ErrorText(first));
+  CHECK(f.client->connected());
+  CHECK(f.client->current_endpoint() == f.etcd.client_url());
+
+  std::vector<std::string> seen;
+  std::optional<Status> ended;
+  etcdpb::WatchCreateRequest create;
+  create.set_key("/tls/");
+  create.set_range_end(EtcdPrefixEnd("/tls/"));
+  create.set_start_revision(first->header().revision());
+  EtcdStreamPtr watch = f.client->Watch(
+      create,
+      [&](const etcdpb::WatchResponse& r) {
+        for (const auto& event : r.events()) {
+          seen.push_back(event.kv().key() + " " + std::to_string(event.kv().value().size()));
+        }
+      },
+      [&](Status s) { ended.emplace(std::move(s)); });
+  // 200 KB: many TLS records and HTTP/2 frames each way.
+  const std::string big(200'000, 'x');
+  REQUIRE(f.Put("/tls/b", big).ok());
+  REQUIRE(RunUntil(
+      f.loop.get(), [&] { return seen.size() >= 2; }, 5s));
+  CHECK(seen == std::vector<std::string>{"/tls/a 1", "/tls/b 200000"});
+  auto got = f.Get("/tls/", EtcdPrefixEnd("/tls/"));
+  REQUIRE_MESSAGE(got.ok(), ErrorText(got));
+  REQUIRE(got->kvs_size() == 2);
+  CHECK(got->kvs(1).value() == big);
+  CHECK_FALSE(ended.has_value());
+}
+
+TEST_CASE("EtcdClient over TLS: without a client certificate etcd's refusal is named") {
+  Fixture f({}, {}, EtcdProcess::kTls);
+  const std::string url = f.etcd.client_url();
+  EtcdOptions options{.endpoints = {url}, .tls = {.ca_file = f.etcd.pki().ca_cert}};
+  const std::string first = f.PutWith(options);
+  INFO(first);
+  CHECK(Has(first, "etcd at " + url));
+  CHECK(Has(first, "TLS"));
+  CHECK(Has(first, "certificate"));
+  CHECK(Has(first, "--etcd-cert"));
+  // The client certificate works where the lack of one failed.
+  CHECK(f.PutWith({.endpoints = {url}, .tls = f.ClientFiles()}) == "ok");
+}
+
+TEST_CASE("EtcdClient over TLS: a CA that did not sign etcd's certificate is refused") {
+  Fixture f({}, {}, EtcdProcess::kTls);
+  const std::string url = f.etcd.client_url();
+  EtcdTlsFiles tls = f.ClientFiles();
+  tls.ca_file = f.etcd.pki().other_ca_cert;
+  const std::string message = f.PutWith({.endpoints = {url}, .tls = tls});
+  INFO(message);
+  CHECK(Has(message, "etcd at " + url));
+  CHECK(Has(message, "certificate verify failed"));
+  CHECK(Has(message, f.etcd.pki().other_ca_cert));  // names the --etcd-ca that did not fit
+}
+
+TEST_CASE("EtcdClient over TLS: a host the certificate does not name is refused; calls retry") {
+  Fixture f({}, {}, EtcdProcess::kTls);
+  // etcd's certificate names only IP:127.0.0.1. "localhost" may resolve to
+  // ::1 first (refused), then 127.0.0.1, where the handshake fails.
+  const std::string port = f.etcd.client_url().substr(f.etcd.client_url().rfind(':') + 1);
+  const std::string by_name = "https://localhost:" + port;
+  auto client = EtcdClient::Create(f.loop.get(), {.endpoints = {by_name}, .tls = f.ClientFiles()});
+  REQUIRE(client.ok());
+  for (int attempt = 0; attempt < 2; ++attempt) {  // the second call connects again
+    std::optional<Result<etcdpb::RangeResponse>> out;
+    etcdpb::RangeRequest request;
+    request.set_key("/x");
+    (*client)->Range(request, [&](auto r) { out.emplace(std::move(r)); });
+    REQUIRE(RunUntil(
+        f.loop.get(), [&] { return out.has_value(); }, 10s));
+    REQUIRE_FALSE(out->ok());
+    INFO(out->error().message);
+    CHECK(out->error().code == ErrorCode::kUnavailable);
+    CHECK(Has(out->error().message, "etcd at " + by_name));
+    CHECK(Has(out->error().message, "certificate verify failed: hostname mismatch"));
+    CHECK(Has(out->error().message, "\"localhost\""));
+  }
+  // The IP the certificate names works, on the same etcd.
+  CHECK(f.PutWith({.endpoints = {f.etcd.client_url()}, .tls = f.ClientFiles()}) == "ok");
+}
+
+TEST_CASE("EtcdClient: https:// to a cleartext etcd, and http:// to a TLS one, fail clearly") {
+  Fixture plain;
+  REQUIRE(plain.etcd.MakeCertificates().ok());
+  const std::string as_https =
+      "https://" + plain.etcd.client_url().substr(std::string_view("http://").size());
+  const std::string tls_to_plain =
+      plain.PutWith({.endpoints = {as_https}, .tls = {.ca_file = plain.etcd.pki().ca_cert}});
+  INFO(tls_to_plain);
+  CHECK(Has(tls_to_plain, "etcd at " + as_https));
+  CHECK(Has(tls_to_plain, "during the TLS handshake"));
+
+  Fixture secure({}, {}, EtcdProcess::kTls);
+  const std::string as_http =
+      "http://" + secure.etcd.client_url().substr(std::string_view("https://").size());
+  const std::string plain_to_tls = secure.PutWith({.endpoints = {as_http}});
+  INFO(plain_to_tls);
+  CHECK(Has(plain_to_tls, "etcd at " + as_http));
+  CHECK(Has(plain_to_tls, "use https://"));
+}
+
+TEST_CASE("EtcdClient over TLS: etcd dies and returns; the client reconnects with TLS") {
+  Fixture f({.endpoints = {}, .connect_timeout = 1000ms}, {}, EtcdProcess::kTls);
+  REQUIRE(f.Put("/r/a", "1").ok());
+  f.etcd.Stop();
+  auto down = f.Put("/r/b", "1");
+  REQUIRE_FALSE(down.ok());
+  CHECK(down.error().code == ErrorCode::kUnavailable);
+  const Status restarted = f.etcd.Start();
+  REQUIRE_MESSAGE(restarted.ok(), ErrorText(restarted));
+  auto again = f.Put("/r/c", "1");
+  CHECK_MESSAGE(again.ok(), ErrorText(again));
+  CHECK(f.Get("/r/a")->kvs_size() == 1);
 }
 
 }  // namespace

@@ -5,6 +5,12 @@
 // it; Start() again brings it back on the same ports and data, for restart
 // tests. The destructor kills it and removes the directory. A missing etcd is
 // an error, not a skip: CI installs it (.ci/install-deps).
+//
+// EtcdProcess(EtcdProcess::kTls) serves https:// with --client-cert-auth:
+// MakeCertificates() (called by Start) writes a test PKI with the openssl CLI
+// into the temp dir: a CA, etcd's server certificate for IP:127.0.0.1 only,
+// a client certificate, and a second CA that signed nothing etcd has. /health
+// is then asked on a cleartext metrics port (--listen-metrics-urls).
 #pragma once
 
 #include <fcntl.h>
@@ -12,6 +18,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,12 +52,30 @@ inline uint16_t FreeLoopbackPort() {
   return ntohs(addr.sin_port);
 }
 
+// The files of EtcdProcess's test PKI (paths in its temp dir).
+struct EtcdTestPki {
+  std::string ca_cert;      // signed the server and client certificates
+  std::string server_cert;  // subjectAltName IP:127.0.0.1, serverAuth
+  std::string server_key;
+  std::string client_cert;    // CN=podless-test, clientAuth
+  std::string client_key;     // mode 0600
+  std::string other_ca_cert;  // a CA that signed nothing etcd has
+  std::string other_ca_key;   // mode 0600 (not the client certificate's key)
+};
+
 class EtcdProcess {
  public:
-  EtcdProcess() : client_port_(FreeLoopbackPort()), peer_port_(FreeLoopbackPort()) {
+  enum Mode { kPlain, kTls };
+
+  explicit EtcdProcess(Mode mode = kPlain)
+      : mode_(mode),
+        client_port_(FreeLoopbackPort()),
+        peer_port_(FreeLoopbackPort()),
+        health_port_(mode == kTls ? FreeLoopbackPort() : client_port_) {
     char dir_template[] = "/tmp/podless-etcd-XXXXXX";
     dir_ = mkdtemp(dir_template) != nullptr ? dir_template : "";
-    client_url_ = "http://127.0.0.1:" + std::to_string(client_port_);
+    client_url_ = std::string(mode == kTls ? "https" : "http") +
+                  "://127.0.0.1:" + std::to_string(client_port_);
     peer_url_ = "http://127.0.0.1:" + std::to_string(peer_port_);
   }
   ~EtcdProcess() {
@@ -69,7 +94,7 @@ class EtcdProcess {
     }
     if (dir_.empty()) return MakeError(ErrorCode::kInternal, "cannot create a temp directory");
     if (pid_ > 0) return {};
-    const std::vector<std::string> args = {
+    std::vector<std::string> args = {
         kEtcdBinary,
         "--name=default",
         "--data-dir=" + dir_ + "/data",
@@ -80,6 +105,17 @@ class EtcdProcess {
         "--initial-cluster=default=" + peer_url_,
         "--log-level=warn",
     };
+    if (mode_ == kTls) {
+      if (Status made = MakeCertificates(); !made.ok()) return made;
+      args.insert(args.end(),
+                  {
+                      "--cert-file=" + pki_.server_cert,
+                      "--key-file=" + pki_.server_key,
+                      "--trusted-ca-file=" + pki_.ca_cert,
+                      "--client-cert-auth",
+                      "--listen-metrics-urls=http://127.0.0.1:" + std::to_string(health_port_),
+                  });
+    }
     pid_ = Spawn(args, {});
     if (pid_ < 0) return MakeError(ErrorCode::kInternal, "cannot fork etcd");
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
@@ -113,11 +149,65 @@ class EtcdProcess {
     if (pid_ > 0) kill(pid_, SIGCONT);
   }
 
+  // Writes the test PKI (once; kTls only needs it, any mode may make it).
+  Status MakeCertificates() {
+    if (!pki_.ca_cert.empty()) return {};
+    const std::string d = dir_ + "/pki/";
+    std::filesystem::create_directories(d);
+    const std::string ec = "ec_paramgen_curve:prime256v1";
+    auto ca = [&](const std::string& name) -> Status {
+      return Run({"openssl", "req",
+                  "-x509",   "-newkey",
+                  "ec",      "-pkeyopt",
+                  ec,        "-nodes",
+                  "-keyout", d + name + ".key",
+                  "-out",    d + name + ".crt",
+                  "-days",   "2",
+                  "-subj",   "/CN=" + name,
+                  "-addext", "basicConstraints=critical,CA:TRUE",
+                  "-addext", "keyUsage=critical,keyCertSign,cRLSign"});
+    };
+    auto leaf = [&](const std::string& name, const std::string& extensions) -> Status {
+      std::ofstream(d + name + ".ext") << extensions;
+      if (Status s =
+              Run({"openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", ec, "-nodes", "-keyout",
+                   d + name + ".key", "-out", d + name + ".csr", "-subj", "/CN=" + name});
+          !s.ok()) {
+        return s;
+      }
+      return Run({"openssl", "x509", "-req", "-in", d + name + ".csr", "-CA", d + "ca.crt",
+                  "-CAkey", d + "ca.key", "-CAcreateserial", "-days", "2", "-extfile",
+                  d + name + ".ext", "-out", d + name + ".crt"});
+    };
+    const std::string common = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n";
+    for (Status s : {ca("ca"), ca("other-ca"),
+                     leaf("server", common + "extendedKeyUsage=serverAuth\n"
+                                             "subjectAltName=IP:127.0.0.1\n"),
+                     leaf("podless-test", common + "extendedKeyUsage=clientAuth\n")}) {
+      if (!s.ok()) return s;
+    }
+    chmod((d + "podless-test.key").c_str(), 0600);
+    chmod((d + "other-ca.key").c_str(), 0600);
+    pki_ = EtcdTestPki{.ca_cert = d + "ca.crt",
+                       .server_cert = d + "server.crt",
+                       .server_key = d + "server.key",
+                       .client_cert = d + "podless-test.crt",
+                       .client_key = d + "podless-test.key",
+                       .other_ca_cert = d + "other-ca.crt",
+                       .other_ca_key = d + "other-ca.key"};
+    return {};
+  }
+  const EtcdTestPki& pki() const { return pki_; }
+
   // Compacts the key-value history up to `revision` (etcdctl, API v3).
   Status Compact(int64_t revision) {
-    const pid_t pid =
-        Spawn({kEtcdctlBinary, "--endpoints=" + client_url_, "compact", std::to_string(revision)},
-              {"ETCDCTL_API=3"});
+    std::vector<std::string> args = {kEtcdctlBinary, "--endpoints=" + client_url_};
+    if (mode_ == kTls) {
+      args.insert(args.end(), {"--cacert=" + pki_.ca_cert, "--cert=" + pki_.client_cert,
+                               "--key=" + pki_.client_key});
+    }
+    args.insert(args.end(), {"compact", std::to_string(revision)});
+    const pid_t pid = Spawn(args, {"ETCDCTL_API=3"});
     int status = 0;
     if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
         WEXITSTATUS(status) != 0) {
@@ -137,8 +227,20 @@ class EtcdProcess {
   }
 
  private:
+  // Runs a command to completion (its output goes to the log).
+  Status Run(const std::vector<std::string>& args) {
+    const pid_t pid = Spawn(args, {});
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+      return MakeError(ErrorCode::kInternal,
+                       args[0] + " " + args[1] + " failed; log:\n" + LogTail());
+    }
+    return {};
+  }
+
   // fork + exec with stdout/stderr appended to <dir>/etcd.log; the child dies
-  // with the test process.
+  // with the test process. A bare program name is looked up in PATH.
   pid_t Spawn(const std::vector<std::string>& args, const std::vector<std::string>& extra_env) {
     std::vector<char*> argv;
     for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -160,7 +262,7 @@ class EtcdProcess {
         dup2(fd, STDERR_FILENO);
       }
       if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
-      execve(argv[0], argv.data(), envp.data());
+      execvpe(argv[0], argv.data(), envp.data());
       _exit(127);
     }
     return pid;
@@ -175,7 +277,7 @@ class EtcdProcess {
     sockaddr_in addr = {};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(client_port_);
+    addr.sin_port = htons(health_port_);
     std::string response;
     if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
       const std::string request =
@@ -191,8 +293,11 @@ class EtcdProcess {
     return response.find("\"health\":\"true\"") != std::string::npos;
   }
 
+  Mode mode_;
   uint16_t client_port_;
   uint16_t peer_port_;
+  uint16_t health_port_;  // the client port, or the cleartext metrics port with TLS
+  EtcdTestPki pki_;
   std::string dir_;
   std::string client_url_;
   std::string peer_url_;
