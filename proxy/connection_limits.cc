@@ -1,5 +1,9 @@
 #include "proxy/connection_limits.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
+
 #include <cstdio>
 #include <cstdlib>
 #include <utility>
@@ -64,6 +68,12 @@ void CountSlot::Release() {
   std::shared_ptr<SharedCounts> counts = std::move(counts_);
   counts_ = nullptr;
   counts->Release(key_);
+}
+
+uint32_t DefaultMaxUnauthenticatedConnections() {
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == RLIM_INFINITY) return 16384;
+  return static_cast<uint32_t>(std::max<uint64_t>(16, files.rlim_cur / 4));
 }
 
 }  // namespace podless::proxy

@@ -83,7 +83,14 @@ struct ConnectionLimits {
   // Outbound-entry connections (being set up or open) per source replica
   // address.
   SharedCounts outbound_connections_per_workload;
+  // Connections whose peer is not known yet, under key 0: HBONE ones in the
+  // TLS handshake and outbound-entry ones before their credentials.
+  SharedCounts unauthenticated;
 };
+
+// The default cap on not-yet-authenticated connections: a quarter of
+// RLIMIT_NOFILE, well below what the proxy may hold in all.
+uint32_t DefaultMaxUnauthenticatedConnections();
 
 using ConnectionLimitsPtr = std::shared_ptr<ConnectionLimits>;
 

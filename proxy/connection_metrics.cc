@@ -56,9 +56,9 @@ ProxyMetrics::ProxyMetrics(Registry& registry)
         kTimeoutOutboundWriteStalled, kTimeoutPlaintextWriteStalled}) {
     PeerTimeout(timeout);
   }
-  for (std::string_view limit :
-       {kLimitHboneConnectionsPerPeer, kLimitHboneStreamsPerConnection,
-        kLimitOutboundConnectionsPerWorkload, kLimitOutboundLoginFailures}) {
+  for (std::string_view limit : {kLimitHboneConnectionsPerPeer, kLimitHboneStreamsPerConnection,
+                                 kLimitOutboundConnectionsPerWorkload, kLimitOutboundLoginFailures,
+                                 kLimitUnauthenticatedConnections}) {
     LimitRefused(limit);
   }
   for (std::string_view protocol : {kProtocolHttp, kProtocolSocks5}) OutboundAuthFailure(protocol);

@@ -77,6 +77,8 @@ class ProxyMetrics {
       "outbound_connections_per_workload";
   // A login refused unchecked: its source failed too many (LoginThrottle).
   static constexpr std::string_view kLimitOutboundLoginFailures = "outbound_login_failures";
+  static constexpr std::string_view kLimitUnauthenticatedConnections =
+      "unauthenticated_connections";
   static constexpr std::string_view kProtocolHttp = "http";
   static constexpr std::string_view kProtocolSocks5 = "socks5";
 

@@ -20,6 +20,7 @@ Result<HboneServerPtr> HboneServer::Create(Dispatcher& dispatcher, Directory& di
   ConnectionLimitsPtr limits =
       options.limits != nullptr ? options.limits : std::make_shared<ConnectionLimits>();
   server->per_peer_ = CountsOf(limits, &ConnectionLimits::hbone_connections_per_peer);
+  server->unauthenticated_ = CountsOf(limits, &ConnectionLimits::unauthenticated);
   auto tls = TlsContext::CreateServer(directory);
   if (!tls.ok()) return tls.error();
   server->tls_ = std::move(tls).value();
@@ -81,6 +82,13 @@ void HboneServer::OnConnection(TcpStream* tcp) {
     tcp->Reset();
     return;
   }
+  CountSlot unauthenticated =
+      CountSlot::TryAcquire(unauthenticated_, 0, options_.max_unauthenticated_connections);
+  if (!unauthenticated) {
+    metrics_.LimitRefused(ProxyMetrics::kLimitUnauthenticatedConnections).Inc();
+    tcp->Reset();
+    return;
+  }
   tcp->SetWriteStallTimeout(options_.write_stall_timeout_ms,
                             &metrics_.PeerTimeout(ProxyMetrics::kTimeoutHboneWriteStalled));
   // The callback needs the TlsStream pointer, which exists only once
@@ -90,7 +98,7 @@ void HboneServer::OnConnection(TcpStream* tcp) {
       TlsStream::Accept(dispatcher_, *tls_, tcp, options_.handshake_timeout_ms,
                         [this, holder](Status status) { OnHandshake(*holder, std::move(status)); });
   *holder = tls;
-  handshaking_[tls] = Handshake{peer, std::move(slot)};
+  handshaking_[tls] = Handshake{peer, std::move(slot), std::move(unauthenticated)};
 }
 
 void HboneServer::OnHandshake(TlsStream* tls, Status status) {

@@ -85,6 +85,10 @@ struct HboneServerOptions {
   // more are reset at accept. A peer node opens one pooled connection per
   // (source identity, destination workload), so this is generous.
   uint32_t max_connections_per_peer = kDefaultMaxConnectionsPerPeer;
+  // Connections in the TLS handshake here and, shared through `limits`, in
+  // the outbound entry before their credentials: more are reset at accept
+  // (a flood of half-open peers spread over many addresses). 0: no cap.
+  uint32_t max_unauthenticated_connections = 0;
   // Where those connections are counted: every worker's server holds the
   // same, so the limit is the node's. Null: the server counts its own.
   ConnectionLimitsPtr limits;
@@ -169,12 +173,14 @@ class HboneServer final : private HboneSession::Callbacks {
   uint16_t port_ = 0;
   struct Handshake {
     uint32_t peer_address = 0;
-    CountSlot peer_slot;  // moves to the SessionInfo, or released on failure
+    CountSlot peer_slot;        // moves to the SessionInfo, or released on failure
+    CountSlot unauthenticated;  // released when the handshake ends
   };
   std::map<TlsStream*, Handshake> handshaking_;
   // Failed handshakes still flushing their alert (they end themselves).
   std::set<TlsStream*> lingering_;
-  std::shared_ptr<SharedCounts> per_peer_;  // options_.limits' hbone_connections_per_peer
+  std::shared_ptr<SharedCounts> unauthenticated_;  // options_.limits' unauthenticated
+  std::shared_ptr<SharedCounts> per_peer_;         // options_.limits' hbone_connections_per_peer
   std::map<HboneSession*, SessionInfo> sessions_;
   uint64_t handshake_failures_ = 0;
   HandshakeFailure last_handshake_error_;

@@ -92,8 +92,12 @@ constexpr uint64_t kLingerAfterRefusalMs = 2000;
 // takes over) or it is refused.
 class OutboundClient final : public StreamHandler {
  public:
-  OutboundClient(OutboundEntry& entry, TcpStream* client, uint32_t pinned)
-      : entry_(entry), client_(client), pinned_(pinned) {}
+  OutboundClient(OutboundEntry& entry, TcpStream* client, uint32_t pinned,
+                 CountSlot unauthenticated)
+      : entry_(entry),
+        client_(client),
+        pinned_(pinned),
+        unauthenticated_(std::move(unauthenticated)) {}
 
   void Start() {
     peer_ = client_->PeerAddress();
@@ -295,6 +299,7 @@ class OutboundClient final : public StreamHandler {
       }
       return Login::kRejected;
     }
+    unauthenticated_.Release();
     source_address_ = source->address;
     source_identity_ = source->spiffe_id;
     source_workload_ = source->workload;
@@ -473,6 +478,7 @@ class OutboundClient final : public StreamHandler {
   OutboundEntry& entry_;
   TcpStream* client_;
   uint32_t pinned_;             // the only replica this connection may speak as; 0: any
+  CountSlot unauthenticated_;   // until the credentials are accepted
   uint32_t peer_ = 0;           // the client's address: with pinned_, its LoginThrottle source
   uint64_t retry_after_s_ = 0;  // set when its login was throttled
   TimerHandle timer_;
@@ -505,6 +511,7 @@ Result<OutboundEntryPtr> OutboundEntry::Create(Dispatcher& dispatcher, Directory
   ConnectionLimitsPtr limits =
       options.limits != nullptr ? options.limits : std::make_shared<ConnectionLimits>();
   entry->per_workload_ = CountsOf(limits, &ConnectionLimits::outbound_connections_per_workload);
+  entry->unauthenticated_ = CountsOf(limits, &ConnectionLimits::unauthenticated);
   entry->login_throttle_ = options.login_throttle != nullptr ? options.login_throttle
                                                              : std::make_shared<LoginThrottle>();
   TcpListener::Options listen;
@@ -537,7 +544,14 @@ void OutboundEntry::Close() {
 void OutboundEntry::OnConnection(TcpStream* tcp, uint32_t pinned) {
   tcp->SetWriteStallTimeout(options_.write_stall_timeout_ms,
                             &metrics_.PeerTimeout(ProxyMetrics::kTimeoutOutboundWriteStalled));
-  (new OutboundClient(*this, tcp, pinned))->Start();
+  CountSlot unauthenticated =
+      CountSlot::TryAcquire(unauthenticated_, 0, options_.max_unauthenticated_connections);
+  if (!unauthenticated) {
+    metrics_.LimitRefused(ProxyMetrics::kLimitUnauthenticatedConnections).Inc();
+    tcp->Reset();
+    return;
+  }
+  (new OutboundClient(*this, tcp, pinned, std::move(unauthenticated)))->Start();
 }
 
 Status OutboundEntry::SyncSandboxListeners(const std::map<uint32_t, int>& listeners) {

@@ -148,6 +148,10 @@ struct OutboundEntryOptions {
   // Failed logins and the backoff of sources that fail too many. Null: the
   // entry keeps its own, with default options.
   LoginThrottlePtr login_throttle;
+  // Connections before their credentials, counted with the HBONE ones in
+  // the handshake (ConnectionLimits::unauthenticated): more are reset at
+  // accept. 0: no cap.
+  uint32_t max_unauthenticated_connections = 0;
   LogFunction log = LogToStderr;
 };
 
@@ -201,6 +205,7 @@ class OutboundEntry {
   // Source replica -> its connections being set up (past authentication)
   // or open: options_.limits' outbound_connections_per_workload.
   std::shared_ptr<SharedCounts> per_workload_;
+  std::shared_ptr<SharedCounts> unauthenticated_;
   LoginThrottlePtr login_throttle_;
 };
 

@@ -9,6 +9,10 @@ Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
                                        const ProxyConfig& config, Registry& registry) {
   ProxyCorePtr core(new ProxyCore());
   core->config_ = config;
+  // One set of counts for the HBONE server and the outbound entry (and,
+  // with worker threads, every core's): the unauthenticated cap is theirs
+  // together.
+  if (!core->config_.limits) core->config_.limits = std::make_shared<ConnectionLimits>();
   core->dispatcher_ = std::make_unique<Dispatcher>(loop);
   core->metrics_ = std::make_unique<ProxyMetrics>(registry);
   core->inbound_tracker_ = std::make_unique<ConnectionTracker>(*core->dispatcher_);
@@ -26,7 +30,8 @@ Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
   hbone.idle_timeout_ms = config.hbone_server_idle_timeout_ms;
   hbone.write_stall_timeout_ms = config.write_stall_timeout_ms;
   hbone.max_connections_per_peer = config.max_hbone_connections_per_peer;
-  hbone.limits = config.limits;
+  hbone.limits = core->config_.limits;
+  hbone.max_unauthenticated_connections = config.max_unauthenticated_connections;
   hbone.max_streams_per_connection = config.max_hbone_streams_per_connection;
   hbone.log = config.log;
   auto server =
@@ -48,7 +53,8 @@ Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
   outbound.request_timeout_ms = config.outbound_request_timeout_ms;
   outbound.write_stall_timeout_ms = config.write_stall_timeout_ms;
   outbound.max_connections_per_workload = config.max_outbound_connections_per_workload;
-  outbound.limits = config.limits;
+  outbound.limits = core->config_.limits;
+  outbound.max_unauthenticated_connections = config.max_unauthenticated_connections;
   outbound.log = config.log;
   auto entry = OutboundEntry::Create(*core->dispatcher_, directory, *core->inbound_, *core->pool_,
                                      *core->outbound_tracker_, *core->metrics_, outbound);

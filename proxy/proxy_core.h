@@ -73,6 +73,9 @@ struct ProxyConfig {
   uint32_t max_hbone_connections_per_peer = kDefaultMaxConnectionsPerPeer;
   uint32_t max_hbone_streams_per_connection = kServerMaxConcurrentStreams;
   uint32_t max_outbound_connections_per_workload = kDefaultMaxOutboundConnectionsPerWorkload;
+  // HBONE connections in the handshake plus outbound-entry ones before
+  // their credentials, node-wide (ConnectionLimits::unauthenticated).
+  uint32_t max_unauthenticated_connections = DefaultMaxUnauthenticatedConnections();
   // Where the per-peer and per-workload limits count: shared by every
   // worker's core, so each limit is the node's. Null: this core's alone.
   ConnectionLimitsPtr limits;

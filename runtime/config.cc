@@ -244,7 +244,8 @@ const std::vector<Flag>& Flags() {
        [](AgentConfig& c, const std::string& v) {
          return SetTimeoutMs(c.proxy.app_request_timeout_ms, "--app-request-timeout", v);
        }},
-      {"--max-hbone-connections-per-peer", "N", "HBONE connections one peer (its /24; all of 127/8 as one) may hold [4096]",
+      {"--max-hbone-connections-per-peer", "N",
+       "HBONE connections one peer (its /24; all of 127/8 as one) may hold [4096]",
        [](AgentConfig& c, const std::string& v) {
          return SetCount(c.proxy.max_hbone_connections_per_peer, "--max-hbone-connections-per-peer",
                          v);
@@ -260,6 +261,13 @@ const std::vector<Flag>& Flags() {
        [](AgentConfig& c, const std::string& v) {
          return SetCount(c.proxy.max_outbound_connections_per_workload,
                          "--max-outbound-connections-per-workload", v);
+       }},
+      {"--max-unauthenticated-connections", "N",
+       "HBONE connections in the TLS handshake plus outbound-entry ones before their "
+       "credentials, node-wide [a quarter of RLIMIT_NOFILE]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetCount(c.proxy.max_unauthenticated_connections,
+                         "--max-unauthenticated-connections", v);
        }},
       {"--max-objects", "N",
        "objects (Workloads, Services, policies) the agent holds; more are refused [2000000]",

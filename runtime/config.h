@@ -62,6 +62,8 @@ struct AgentConfig {
     uint32_t max_hbone_streams_per_connection = proxy::kServerMaxConcurrentStreams;
     uint32_t max_outbound_connections_per_workload =
         proxy::kDefaultMaxOutboundConnectionsPerWorkload;
+    // 0 in the flag: no cap; unset: a quarter of RLIMIT_NOFILE.
+    uint32_t max_unauthenticated_connections = proxy::DefaultMaxUnauthenticatedConnections();
   } proxy;
 
   // Admission control: an Apply, Register or RegisterBatch that would go past

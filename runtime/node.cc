@@ -191,6 +191,7 @@ Status Node::StartProxy() {
   proxy_config.max_hbone_streams_per_connection = config_.proxy.max_hbone_streams_per_connection;
   proxy_config.max_outbound_connections_per_workload =
       config_.proxy.max_outbound_connections_per_workload;
+  proxy_config.max_unauthenticated_connections = config_.proxy.max_unauthenticated_connections;
   auto proxy =
       ProxyWorkers::Start(loop_, state_lock_, *agent_, proxy_config, config_.workers, *metrics_);
   if (!proxy) return proxy.error();

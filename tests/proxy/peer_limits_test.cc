@@ -119,6 +119,40 @@ TEST_CASE("Limits: the HBONE per-peer limit counts a /24, and all of loopback as
   CHECK(f.Refused("hbone_connections_per_peer") == 1);
 }
 
+TEST_CASE("Limits: connections not yet authenticated are capped node-wide, HBONE and outbound") {
+  ProxyConfig config;
+  config.max_unauthenticated_connections = 2;
+  LimitsFixture f(config);
+  // One HBONE connection in the handshake, one outbound one without
+  // credentials: the cap is theirs together.
+  auto hbone = std::make_unique<RawSocket>(Ip("127.0.0.1"), f.core->hbone_port());
+  RawSocket outbound(Ip("127.0.0.1"), f.core->outbound_port());
+  CHECK(f.StaysOpen(*hbone));
+  CHECK(f.StaysOpen(outbound));
+  RawSocket third(Ip("127.0.0.1"), f.core->hbone_port());
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return third.PeerClosed(); }, 2000));
+  RawSocket fourth(Ip("127.0.0.1"), f.core->outbound_port());
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return fourth.PeerClosed(); }, 2000));
+  CHECK(f.Refused("unauthenticated_connections") == 2);
+  // One goes: there is room again, and an authenticated connection no
+  // longer counts.
+  hbone.reset();
+  RunUntil(
+      f.loop.get(), [] { return false; }, 100);
+  RawSocket fifth(Ip("127.0.0.1"), f.core->outbound_port());
+  fifth.Send("CONNECT 127.64.0.5:" + std::to_string(f.tcp_port) +
+             " HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic " + kCredentials + "\r\n\r\n");
+  RunUntil(f.loop.get(), [&] {
+    fifth.PeerClosed();  // reads what arrived
+    return fifth.received().find("\r\n\r\n") != std::string::npos;
+  });
+  CHECK(fifth.received().substr(0, 12) == "HTTP/1.1 200");
+  RawSocket sixth(Ip("127.0.0.1"), f.core->hbone_port());
+  CHECK(f.StaysOpen(sixth));
+}
+
 TEST_CASE("Limits: streams over SETTINGS_MAX_CONCURRENT_STREAMS are refused, and counted") {
   ProxyConfig config;
   config.max_hbone_streams_per_connection = 2;
