@@ -46,7 +46,8 @@ def main():
         kept = socket.create_connection((address, 18080), timeout=5)
         kept.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         check(kept.recv(4096).startswith(b"HTTP/1.1 200"), "a prompt request was not answered")
-        check(fds(agent.proc.pid) >= baseline + 50, "the idle connections were not accepted")
+        # Each connection ended by the agent was accepted by it: one still in
+        # the backlog would never end.
 
         started = time.time()
         for s in idle + [half, kept]:
