@@ -80,15 +80,15 @@ SpiffeWorkloadApi::SpiffeWorkloadApi(uv_loop_t* loop, runtime::Agent& agent,
           writer.Finish(ref.error());
           return;
         }
-        const auto& workload = std::get<workloads::Workload>((*ref)->workload->object);
+        const auto& workload = std::get<workloads::Workload>(ref->workload->object);
         auto stream = std::make_unique<SvidStream>(std::move(writer));
         stream->owner = this;
         stream->id = next_stream_++;
         stream->ns = workload.metadata.ns;
-        stream->replica = workload.metadata.name + "-" + std::to_string((*ref)->ordinal);
+        stream->replica = workload.metadata.name + "-" + std::to_string(ref->ordinal);
         stream->pid = context.pid;
         stream->start_time = context.start_time;
-        stream->address = (*ref)->workload->addresses[(*ref)->ordinal];
+        stream->address = ref->workload->addresses[ref->ordinal];
         stream->spiffe_id = agent_.SpiffeIdFor(workload);
         uv_timer_init(loop_, stream->timer.get());
         stream->timer->data = stream.get();
@@ -129,7 +129,7 @@ void SpiffeWorkloadApi::Close() {
   streams_.clear();
 }
 
-Result<const runtime::ReplicaRef*> SpiffeWorkloadApi::Attest(const CallContext& context) const {
+Result<runtime::ReplicaRef> SpiffeWorkloadApi::Attest(const CallContext& context) const {
   auto header = context.metadata.find(kWorkloadApiHeader);
   if (header == context.metadata.end() || header->second != "true") {
     return MakeError(ErrorCode::kInvalidArgument,
@@ -141,19 +141,19 @@ Result<const runtime::ReplicaRef*> SpiffeWorkloadApi::Attest(const CallContext& 
                      "caller (pid " + std::to_string(context.pid) +
                          ") is not a process of a workload this agent supervises");
   }
-  const runtime::ReplicaRef* ref = agent_.FindReplica(*address);
-  if (ref == nullptr) {
+  std::optional<runtime::ReplicaRef> ref = agent_.FindReplica(*address);
+  if (!ref) {
     return MakeError(ErrorCode::kPermissionDenied, "the caller's replica no longer exists");
   }
-  return ref;
+  return *ref;
 }
 
 void SpiffeWorkloadApi::Refresh(SvidStream& stream) {
-  const runtime::ReplicaRef* ref = agent_.FindReplica(stream.address);
+  std::optional<runtime::ReplicaRef> ref = agent_.FindReplica(stream.address);
   std::string gone;
   if (!runtime::IsSameProcess(stream.pid, stream.start_time)) {
     gone = "the caller (pid " + std::to_string(stream.pid) + ") has exited";
-  } else if (supervisor_.ReplicaOfPid(stream.pid) != stream.address || ref == nullptr) {
+  } else if (supervisor_.ReplicaOfPid(stream.pid) != stream.address || !ref) {
     gone = "the caller (pid " + std::to_string(stream.pid) + ") no longer belongs to " + stream.ns +
            "/" + stream.replica;
   } else if (agent_.SpiffeIdFor(std::get<workloads::Workload>(ref->workload->object)) !=

@@ -49,7 +49,7 @@ class SpiffeWorkloadApi {
 
   // The replica the caller's process belongs to, or PERMISSION_DENIED /
   // INVALID_ARGUMENT naming why not.
-  Result<const runtime::ReplicaRef*> Attest(const CallContext& context) const;
+  Result<runtime::ReplicaRef> Attest(const CallContext& context) const;
   // Sends the replica's current SVID if it differs from the last one sent,
   // then re-arms the stream's timer for the next re-issue.
   void Refresh(SvidStream& stream);

@@ -1,6 +1,7 @@
 #include "proxy/hbone_server.h"
 
 #include <arpa/inet.h>
+#include <algorithm>
 
 #include <atomic>
 #include <ctime>
@@ -257,10 +258,11 @@ void HboneServer::OnSessionClosed(HboneSession& session) {
   dispatcher_.DeferredDelete(&session);
 }
 
-void HboneServer::CloseConnectionsFor(uint32_t replica_address) {
+void HboneServer::CloseConnectionsFor(const std::vector<uint32_t>& sorted_addresses) {
   std::vector<HboneSession*> doomed;
   for (auto& [session, info] : sessions_) {
-    if (info.local_address == replica_address) doomed.push_back(session);
+    if (std::binary_search(sorted_addresses.begin(), sorted_addresses.end(), info.local_address))
+      doomed.push_back(session);
   }
   for (HboneSession* session : doomed) session->Abort();
 }

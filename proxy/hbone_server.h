@@ -119,8 +119,9 @@ class HboneServer final : private HboneSession::Callbacks {
   // The last refused handshake; unix_time 0 while there was none.
   const HandshakeFailure& last_handshake_error() const { return last_handshake_error_; }
 
-  // Ends the HBONE connections whose certificate is `replica_address`'s.
-  void CloseConnectionsFor(uint32_t replica_address);
+  // Ends the HBONE connections whose certificate is one of these replicas'
+  // (addresses in ascending order).
+  void CloseConnectionsFor(const std::vector<uint32_t>& sorted_addresses);
   // Stops listening and ends every connection.
   void Close();
 

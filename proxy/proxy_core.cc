@@ -73,11 +73,11 @@ Status ProxyCore::SyncPlaintextPorts(const std::set<uint16_t>& ports) {
   return plaintext_->Sync(ports);
 }
 
-void ProxyCore::CloseConnectionsFor(uint32_t replica_address) {
+void ProxyCore::CloseConnectionsFor(const std::vector<uint32_t>& sorted_addresses) {
   if (closed_) return;
-  inbound_tracker_->CloseFor(replica_address);
-  outbound_tracker_->CloseFor(replica_address);
-  hbone_->CloseConnectionsFor(replica_address);
+  inbound_tracker_->CloseFor(sorted_addresses);
+  outbound_tracker_->CloseFor(sorted_addresses);
+  hbone_->CloseConnectionsFor(sorted_addresses);
 }
 
 void ProxyCore::Close() {

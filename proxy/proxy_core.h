@@ -122,9 +122,12 @@ class ProxyCore {
   Status SyncSandboxListeners(const std::map<uint32_t, int>& listeners) {
     return outbound_->SyncSandboxListeners(listeners);
   }
-  // Ends every open connection to or from the replica at `replica_address`
-  // (HBONE connections presenting its certificate included).
-  void CloseConnectionsFor(uint32_t replica_address);
+  // Ends every open connection to or from the replicas at these addresses
+  // (ascending; HBONE connections presenting their certificates included).
+  void CloseConnectionsFor(const std::vector<uint32_t>& sorted_addresses);
+  void CloseConnectionsFor(uint32_t replica_address) {
+    CloseConnectionsFor(std::vector<uint32_t>{replica_address});
+  }
   // Stops listening and ends every connection. Idempotent.
   void Close();
 

@@ -1,5 +1,6 @@
 #include "proxy/tracked_connection.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace podless::proxy {
@@ -128,10 +129,12 @@ void ConnectionTracker::Remove(TrackedConnection* connection) {
   }
 }
 
-void ConnectionTracker::CloseFor(uint32_t key) {
-  auto it = by_key_.find(key);
-  if (it == by_key_.end()) return;
-  std::vector<TrackedConnection*> connections(it->second.begin(), it->second.end());
+void ConnectionTracker::CloseFor(const std::vector<uint32_t>& sorted_keys) {
+  std::vector<TrackedConnection*> connections;
+  for (const auto& [key, tracked] : by_key_) {
+    if (std::binary_search(sorted_keys.begin(), sorted_keys.end(), key))
+      connections.insert(connections.end(), tracked.begin(), tracked.end());
+  }
   for (TrackedConnection* c : connections) c->Abort();
 }
 

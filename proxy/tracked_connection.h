@@ -79,9 +79,11 @@ class ConnectionTracker {
   Stream* Track(Stream* inner, uint32_t key, uint32_t endpoint, ConnectionSeries series,
                 CountSlot slot = {});
 
-  // Ends every connection registered under `key`: the streams are reset and
-  // their handlers get OnClosed(true) on the next loop turn.
-  void CloseFor(uint32_t key);
+  // Ends every connection registered under one of `sorted_keys` (ascending):
+  // the streams are reset and their handlers get OnClosed(true) on the next
+  // loop turn. Costs O(keys with connections x log(sorted_keys)), so a
+  // million keys of a workload scaled away are cheap.
+  void CloseFor(const std::vector<uint32_t>& sorted_keys);
 
   size_t CountFor(uint32_t key) const;
   uint64_t EndpointConnections(uint32_t endpoint) const;

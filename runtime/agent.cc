@@ -152,9 +152,7 @@ void Agent::IndexObject(const StoredObject& object) {
   }
   const auto* workload = std::get_if<workloads::Workload>(&object.object);
   if (workload == nullptr) return;
-  for (uint32_t i = 0; i < object.addresses.size(); ++i) {
-    replica_by_address_[object.addresses[i]] = ReplicaRef{&object, i};
-  }
+  replicas_.Insert(&object);
   for (const workloads::PortSpec& port : workload->spec.ports) {
     if (port_users_[port.port]++ == 0) ++port_set_changes_;
   }
@@ -167,7 +165,7 @@ void Agent::UnindexObject(const StoredObject& object) {
   }
   const auto* workload = std::get_if<workloads::Workload>(&object.object);
   if (workload == nullptr) return;
-  for (uint32_t address : object.addresses) replica_by_address_.erase(address);
+  replicas_.Remove(object.addresses, 0);
   for (const workloads::PortSpec& port : workload->spec.ports) {
     auto it = port_users_.find(port.port);
     if (it != port_users_.end() && --it->second == 0) {
@@ -306,23 +304,32 @@ Status Agent::CheckForwardTarget(const std::string& address) const {
   return {};
 }
 
+// How a change reaches the tables the proxy's workers read, so that they
+// never wait for the control plane: everything slow (admission, addresses,
+// encoding, the write and its fdatasync, compaction, handing addresses back
+// to the pools) runs in a ReadersWindow, with the workers reading the tables
+// as they were; the workers are kept out (StateLock exclusive) only while the
+// written change is published: the store's entries move in, the indexes
+// change by O(objects changed + address runs), never O(replicas).
+//
 // What is and is not guaranteed when memory runs out (std::bad_alloc), here
 // and in Delete and Register:
-// - Up to the commit point (StateStore::Commit returning), every allocation
+// - Up to the commit point (StateStore::Write returning), every allocation
 //   the change needs is made: the new versions, their addresses, the commit
-//   record, the store's map entries and the index entries of new addresses,
-//   VIPs and ports (staged below). A std::bad_alloc there is caught, the pool
-//   allocations are handed back (which frees, never allocates), and the
-//   caller gets RESOURCE_EXHAUSTED with memory, disk and pools unchanged.
-// - After the commit point the change is durable; updating the indexes only
-//   moves the staged entries in and frees, so it cannot fail. The callbacks
-//   that follow (OnReplicaRemoved, watchers) may allocate: they run in a
-//   noexcept block, so an allocation failure there ends the process
-//   (std::terminate) rather than leaving the tables half updated, and a
-//   restart replays the change from the log (the caller got no answer, as for
-//   a crash while a call is in flight).
+//   record, the store's map entries and the index entries of new address
+//   runs, VIPs and ports (staged below). A std::bad_alloc there is caught,
+//   the pool allocations are handed back (which frees, never allocates), and
+//   the caller gets RESOURCE_EXHAUSTED with memory, disk and pools unchanged.
+// - After the commit point the change is durable; publishing it only moves
+//   the staged entries in and frees, so it cannot fail. The callbacks that
+//   follow (OnReplicasRemoved, watchers) may allocate: they run in a noexcept
+//   block, so an allocation failure there ends the process (std::terminate)
+//   rather than leaving the tables half updated, and a restart replays the
+//   change from the log (the caller got no answer, as for a crash while a
+//   call is in flight).
 Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> objects, bool dry_run,
                                                       bool create_only) {
+  ReadersWindow window(readers_lock_);
   uint64_t address_count = 0;
   std::vector<const StoredObject*> existing_versions;
   std::vector<std::vector<std::string>> warnings;
@@ -349,20 +356,21 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
 
   std::vector<ObjectChange> changes;
   // For each put, the version it replaces (null for a new object). Valid
-  // until the commit, which replaces these entries in place.
+  // until the publish, which replaces these entries in place.
   std::vector<const StoredObject*> replaced;
-  // Addresses of replicas scaled away, released once the commit succeeded.
+  // Addresses of replicas scaled away, released once the change is published.
   std::vector<uint32_t> released;
   // Index entries the change adds, allocated before the commit and moved into
   // the indexes after it (see the comment above). A replaced version keeps
   // its entry in the store, so the index entries of the replicas it keeps
   // stay as they are; each put's new replicas are those from kept[i] on.
   std::vector<uint32_t> kept;
-  std::vector<uint16_t> old_ports;  // declared by the versions replaced
-  std::vector<decltype(replica_by_address_)::node_type> new_replicas;  // in order of the puts
-  std::vector<decltype(service_by_vip_)::node_type> new_vips;          // in order of the puts
+  std::vector<uint16_t> old_ports;                             // declared by the versions replaced
+  std::vector<ReplicaIndex::Staged> new_replicas;              // runs, per put
+  std::vector<decltype(service_by_vip_)::node_type> new_vips;  // in order of the puts
   std::map<uint16_t, size_t> new_ports;
   std::vector<const StoredObject*> stored;
+  std::unique_ptr<StateStore::PendingCommit> pending;
   try {
     allocated.reserve(address_count);  // so that recording an allocation cannot fail
     changes.reserve(objects.size());
@@ -403,9 +411,9 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
       }
       if (const auto* workload = std::get_if<workloads::Workload>(&object)) {
         const uint32_t replicas = workload->spec.replicas;
-        while (next.addresses.size() > replicas) {
-          released.push_back(next.addresses.back());
-          next.addresses.pop_back();
+        if (next.addresses.size() > replicas) {
+          released.insert(released.end(), next.addresses.begin() + replicas, next.addresses.end());
+          next.addresses.resize(replicas);
         }
         next.addresses.reserve(replicas);
         while (next.addresses.size() < replicas) {
@@ -441,12 +449,11 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
       return changes;
     }
 
-    // One scratch table of each kind makes the entries (node handles); once
-    // it has its buckets, making one costs a node and no other allocation.
-    decltype(replica_by_address_) replica_nodes;
+    // One scratch table makes the VIP entries (node handles); once it has its
+    // buckets, making one costs a node and no other allocation.
     decltype(service_by_vip_) vip_nodes;
     kept.reserve(puts.size());
-    new_replicas.reserve(address_count);
+    new_replicas.reserve(puts.size());
     for (size_t i = 0; i < puts.size(); ++i) {
       const uint32_t had =
           replaced[i] != nullptr ? static_cast<uint32_t>(replaced[i]->addresses.size()) : 0;
@@ -456,11 +463,9 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
                                 : nullptr) {
         for (const workloads::PortSpec& port : old->spec.ports) old_ports.push_back(port.port);
       }
+      new_replicas.emplace_back();
       if (const auto* workload = std::get_if<workloads::Workload>(&puts[i].object)) {
-        for (size_t j = kept[i]; j < puts[i].addresses.size(); ++j) {
-          new_replicas.push_back(replica_nodes.extract(
-              replica_nodes.emplace(puts[i].addresses[j], ReplicaRef{}).first));
-        }
+        new_replicas.back() = ReplicaIndex::Stage(puts[i].addresses, kept[i]);
         for (const workloads::PortSpec& port : workload->spec.ports) {
           if (!port_users_.contains(port.port)) new_ports.emplace(port.port, 0);
         }
@@ -472,13 +477,15 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
       }
     }
     // No rehash (no allocation) when the staged entries move in.
-    replica_by_address_.reserve(replica_by_address_.size() + new_replicas.size());
     service_by_vip_.reserve(service_by_vip_.size() + new_vips.size());
+    stored.reserve(puts.size());
 
-    if (Status s = store_->Commit(std::move(puts), {}, &stored); !s) {
+    auto written = store_->Write(std::move(puts), {});
+    if (!written) {
       roll_back();
-      return s.error();
+      return written.error();
     }
+    pending = std::move(*written);
   } catch (const std::bad_alloc&) {
     roll_back();
     return MakeError(ErrorCode::kResourceExhausted,
@@ -487,26 +494,26 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
                          " new addresses); nothing was changed");
   }
 
-  // The commit point: from here on nothing may fail (see above).
+  // The commit point: from here on nothing may fail (see above). The workers
+  // wait from here to the end of the block.
+  window.Close();
   [&]() noexcept {
-    for (uint32_t address : released) {
-      replica_by_address_.erase(address);
-      node_pool_->Release(address);
-      if (on_replica_removed_) on_replica_removed_(address);
+    // The replicas scaled away leave the index while the replaced versions
+    // still hold their addresses.
+    for (size_t k = 0; k < replaced.size(); ++k) {
+      if (replaced[k] != nullptr &&
+          std::holds_alternative<workloads::Workload>(replaced[k]->object))
+        replicas_.Remove(replaced[k]->addresses, kept[k]);
     }
+    store_->Publish(*pending, &stored);
     for (uint16_t port : old_ports) --port_users_.find(port)->second;
     // Every new version is indexed before any watcher hears of one, so that
     // each sees all of the change (port_users() among others).
-    size_t next_replica = 0;
     size_t next_vip = 0;
     for (size_t k = 0; k < stored.size(); ++k) {
       const StoredObject* now = stored[k];
       if (const auto* workload = std::get_if<workloads::Workload>(&now->object)) {
-        for (uint32_t i = kept[k]; i < now->addresses.size(); ++i) {
-          auto& node = new_replicas[next_replica++];
-          node.mapped() = ReplicaRef{now, i};
-          replica_by_address_.insert(std::move(node));
-        }
+        replicas_.Add(now, new_replicas[k]);
         for (const workloads::PortSpec& port : workload->spec.ports) {
           auto it = port_users_.find(port.port);
           if (it == port_users_.end()) {
@@ -535,16 +542,25 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
              *stored[i]);
     }
   }();
+  ReadersWindow after(readers_lock_);
+  [&]() noexcept {
+    if (!released.empty() && on_replicas_removed_) on_replicas_removed_(released);
+  }();
+  for (uint32_t address : released) node_pool_->Release(address);
+  store_->MaybeCompact();
   return changes;
 }
 
 Result<std::vector<ObjectChange>> Agent::Delete(const std::vector<ObjectKey>& keys,
                                                 bool ignore_not_found) {
+  ReadersWindow window(readers_lock_);
   std::vector<ObjectChange> changes;
-  // Copies for the index update, the events and the address release after the
-  // commit. Out of memory up to the commit, nothing has changed (see
-  // ApplyObjects); after it, nothing allocates but the callbacks.
+  // Copies for the events and the address release after the commit. Out of
+  // memory up to the commit, nothing has changed (see ApplyObjects); after
+  // it, nothing allocates but the callbacks.
   std::vector<StoredObject> gone;
+  std::vector<uint32_t> removed_replicas;
+  std::unique_ptr<StateStore::PendingCommit> pending;
   try {
     std::vector<ObjectKey> deletes;
     for (const ObjectKey& key : keys) {
@@ -561,29 +577,42 @@ Result<std::vector<ObjectChange>> Agent::Delete(const std::vector<ObjectKey>& ke
     }
     if (deletes.empty()) return changes;
     gone.reserve(deletes.size());
-    for (const ObjectKey& key : deletes) gone.push_back(*Find(key));
-    if (Status s = store_->Commit({}, std::move(deletes)); !s) return s.error();
+    for (const ObjectKey& key : deletes) {
+      gone.push_back(*Find(key));
+      if (std::holds_alternative<workloads::Workload>(gone.back().object)) {
+        removed_replicas.insert(removed_replicas.end(), gone.back().addresses.begin(),
+                                gone.back().addresses.end());
+      }
+    }
+    auto written = store_->Write({}, std::move(deletes));
+    if (!written) return written.error();
+    pending = std::move(*written);
   } catch (const std::bad_alloc&) {
     return MakeError(ErrorCode::kResourceExhausted, "out of memory while preparing the delete of " +
                                                         std::to_string(keys.size()) +
                                                         " objects; nothing was changed");
   }
+  window.Close();
   [&]() noexcept {
     for (const StoredObject& object : gone) UnindexObject(object);
-    for (const StoredObject& object : gone) {
-      const bool service = std::holds_alternative<workloads::Service>(object.object);
-      auto& pool = service ? *service_pool_ : *node_pool_;
-      for (uint32_t address : object.addresses) {
-        pool.Release(address);
-        if (!service && on_replica_removed_) on_replica_removed_(address);
-      }
-    }
+    store_->Publish(*pending);
     for (const StoredObject& object : gone) Notify(WatchEventType::kDeleted, object);
   }();
+  ReadersWindow after(readers_lock_);
+  [&]() noexcept {
+    if (!removed_replicas.empty() && on_replicas_removed_) on_replicas_removed_(removed_replicas);
+  }();
+  for (const StoredObject& object : gone) {
+    auto& pool =
+        std::holds_alternative<workloads::Service>(object.object) ? *service_pool_ : *node_pool_;
+    for (uint32_t address : object.addresses) pool.Release(address);
+  }
+  store_->MaybeCompact();
   return changes;
 }
 
 Status Agent::Mirror(std::vector<MirroredObject> puts, std::vector<ObjectKey> deletes) {
+  ReadersWindow window(readers_lock_);
   std::vector<StoredObject> changed;
   for (MirroredObject& put : puts) {
     const ObjectKey key = workloads::KeyOf(put.object);
@@ -606,25 +635,27 @@ Status Agent::Mirror(std::vector<MirroredObject> puts, std::vector<ObjectKey> de
   // Old versions leave the indexes and the VIP pool; the new ones enter after
   // the commit. The VIPs come from etcd, which keeps them unique.
   std::vector<StoredObject> old;
+  std::vector<ObjectKey> changed_keys;
   std::vector<bool> was_present;
   for (const StoredObject& put : changed) {
-    const StoredObject* existing = Find(workloads::KeyOf(put.object));
+    changed_keys.push_back(workloads::KeyOf(put.object));
+    const StoredObject* existing = Find(changed_keys.back());
     was_present.push_back(existing != nullptr);
     if (existing != nullptr) old.push_back(*existing);
   }
   for (const ObjectKey& key : deletes) old.push_back(*Find(key));
+  auto written = store_->Write(std::move(changed), deletes);
+  if (!written) return written.error();
+  window.Close();
   for (const StoredObject& object : old) UnindexObject(object);
-  if (Status s = store_->Commit(changed, deletes); !s) {
-    for (const StoredObject& object : old) IndexObject(*Find(workloads::KeyOf(object.object)));
-    return s;
-  }
+  store_->Publish(**written);
   for (const StoredObject& object : old) {
     if (std::holds_alternative<workloads::Service>(object.object)) {
       for (uint32_t vip : object.addresses) service_pool_->Release(vip);
     }
   }
-  for (size_t i = 0; i < changed.size(); ++i) {
-    const StoredObject* now = Find(workloads::KeyOf(changed[i].object));
+  for (size_t i = 0; i < changed_keys.size(); ++i) {
+    const StoredObject* now = Find(changed_keys[i]);
     for (uint32_t vip : now->addresses) (void)service_pool_->Reserve(vip);
     IndexObject(*now);
     Notify(was_present[i] ? WatchEventType::kModified : WatchEventType::kAdded, *now);
@@ -634,6 +665,8 @@ Status Agent::Mirror(std::vector<MirroredObject> puts, std::vector<ObjectKey> de
       if (workloads::KeyOf(object.object) == key) Notify(WatchEventType::kDeleted, object);
     }
   }
+  ReadersWindow after(readers_lock_);
+  store_->MaybeCompact();
   return {};
 }
 
@@ -738,11 +771,6 @@ bool Agent::IsReplicaReady(const workloads::Workload& workload, uint32_t address
   return ready_exec_replicas_.count(address) != 0;
 }
 
-const ReplicaRef* Agent::FindReplica(uint32_t address) const {
-  auto it = replica_by_address_.find(address);
-  return it == replica_by_address_.end() ? nullptr : &it->second;
-}
-
 Result<ReplicaRef> Agent::FindReplicaByName(const std::string& ns,
                                             const std::string& replica) const {
   std::string workload_name = replica;
@@ -779,19 +807,20 @@ ProxyCredentials Agent::CredentialsFor(const ReplicaRef& replica) const {
   return out;
 }
 
-const ReplicaRef* Agent::Authenticate(std::string_view user, std::string_view password) const {
+std::optional<ReplicaRef> Agent::Authenticate(std::string_view user,
+                                              std::string_view password) const {
   // user = "<workload>-<ordinal>.<namespace>"
   const auto dot = user.rfind('.');
-  if (dot == std::string_view::npos) return nullptr;
+  if (dot == std::string_view::npos) return std::nullopt;
   auto replica =
       FindReplicaByName(std::string(user.substr(dot + 1)), std::string(user.substr(0, dot)));
-  if (!replica) return nullptr;
+  if (!replica) return std::nullopt;
   const ProxyCredentials expected = CredentialsFor(*replica);
   if (expected.user != user || expected.password.size() != password.size() ||
       CRYPTO_memcmp(expected.password.data(), password.data(), password.size()) != 0) {
-    return nullptr;
+    return std::nullopt;
   }
-  return FindReplica(replica->workload->addresses[replica->ordinal]);
+  return *replica;
 }
 
 Result<workloads::SvidPtr> Agent::Certificate(const std::string& ns, const std::string& replica) {

@@ -20,6 +20,8 @@
 #include <vector>
 
 #include "runtime/config.h"
+#include "runtime/replica_index.h"
+#include "runtime/state_lock.h"
 #include "runtime/state_store.h"
 #include "runtime/svid_cache.h"
 #include "workloads/certificate_authority.h"
@@ -66,12 +68,6 @@ class Agent;
 class CertificateIssuer;
 using AgentPtr = std::unique_ptr<Agent>;
 
-// A replica as the agent indexes it: its workload and ordinal.
-struct ReplicaRef {
-  const StoredObject* workload = nullptr;
-  uint32_t ordinal = 0;
-};
-
 // What a workload's process (or anyone holding them) presents to the
 // outbound entry to speak as that replica.
 struct ProxyCredentials {
@@ -111,6 +107,13 @@ class Agent {
   // taking it (the cluster claims it in etcd first).
   Result<uint32_t> ProposeVip(const std::vector<uint32_t>& exclude);
 
+  // The lock the proxy's workers read the agent's tables under (held
+  // exclusively by the caller of every method). A change is prepared and
+  // written to disk with it released, so the workers never wait for the
+  // disk; it is taken back only to publish the change (see ApplyObjects).
+  // Null (the default): no other thread reads.
+  void ShareReadsWith(StateLock* lock) { readers_lock_ = lock; }
+
   // Checked for every exec workload of an apply or registration before
   // anything changes (unset: every one is accepted).
   void SetExecAdmission(ExecAdmission admission) { exec_admission_ = std::move(admission); }
@@ -129,7 +132,7 @@ class Agent {
   std::vector<uint32_t> ServiceEndpoints(const workloads::Service& service) const;
 
   // The replica at a node address, or null.
-  const ReplicaRef* FindReplica(uint32_t address) const;
+  std::optional<ReplicaRef> FindReplica(uint32_t address) const { return replicas_.Find(address); }
   // Finds "<workload>-<ordinal>" (or a bare workload name: replica 0).
   Result<ReplicaRef> FindReplicaByName(const std::string& ns, const std::string& replica) const;
   // The Service whose VIP this is, or null.
@@ -141,7 +144,7 @@ class Agent {
   // workload (a re-created workload gets a new secret).
   ProxyCredentials CredentialsFor(const ReplicaRef& replica) const;
   // The replica these credentials belong to, or null (constant-time check).
-  const ReplicaRef* Authenticate(std::string_view user, std::string_view password) const;
+  std::optional<ReplicaRef> Authenticate(std::string_view user, std::string_view password) const;
 
   // The replica's SVID, issued on first use, cached per SPIFFE ID and
   // re-issued once past half of its lifetime.
@@ -183,14 +186,16 @@ class Agent {
   // Counts the changes of the set of ports above (a port gaining its first or
   // losing its last workload), so a follower syncs only when it may differ.
   uint64_t port_set_changes() const { return port_set_changes_; }
-  // Told, after the commit, of each replica address a change took away (a
-  // workload scaled down or deleted), before the watchers hear of the change.
-  void OnReplicaRemoved(std::function<void(uint32_t address)> callback) {
-    on_replica_removed_ = std::move(callback);
-  }
+  // Told of the replica addresses a change took away (a workload scaled
+  // down or deleted), all of one change in one call, once the change is
+  // published (after the watchers), with the lock of ShareReadsWith
+  // released: the callback may take its time, and must not change what the
+  // workers read (it hands them work instead).
+  using AddressesCallback = std::function<void(const std::vector<uint32_t>& addresses)>;
+  void OnReplicasRemoved(AddressesCallback callback) { on_replicas_removed_ = std::move(callback); }
 
   size_t workload_count() const;
-  uint64_t replica_count() const { return replica_by_address_.size(); }
+  uint64_t replica_count() const { return replicas_.size(); }
   uint64_t certificates_issued() const { return certificates_issued_; }
   size_t certificates_cached() const { return certificates_.size(); }
   uint64_t certificates_evicted() const { return certificates_.evictions(); }
@@ -237,7 +242,7 @@ class Agent {
 
   // The live objects are the state store's (StateStore::objects()); the
   // indexes below point into it and are updated after every commit.
-  std::unordered_map<uint32_t, ReplicaRef> replica_by_address_;
+  ReplicaIndex replicas_;
   std::unordered_map<uint32_t, const StoredObject*> service_by_vip_;
   SvidCache certificates_;  // by SPIFFE ID, bounded by --svid-cache-size
   CertificateIssuer* issuer_ = nullptr;
@@ -250,7 +255,8 @@ class Agent {
   std::function<void(uint32_t)> on_readiness_change_;
   std::map<uint16_t, size_t> port_users_;  // see port_users()
   uint64_t port_set_changes_ = 0;
-  std::function<void(uint32_t)> on_replica_removed_;
+  AddressesCallback on_replicas_removed_;
+  StateLock* readers_lock_ = nullptr;
   std::map<uint64_t, WatchCallback> watchers_;
   uint64_t next_watcher_id_ = 1;
 };

@@ -97,7 +97,7 @@ void Cluster::Start(Agent& agent, proxy::Registry& metrics, std::function<void()
     }
   });
   agent.OnReadinessChange([this](uint32_t address) {
-    if (const ReplicaRef* ref = agent_->FindReplica(address)) {
+    if (std::optional<ReplicaRef> ref = agent_->FindReplica(address)) {
       MarkDirty(workloads::KeyOf(ref->workload->object));
     }
   });

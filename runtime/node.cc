@@ -48,6 +48,7 @@ Status Node::Init() {
   auto agent = Agent::Open(config_);
   if (!agent) return agent.error();
   agent_ = std::move(*agent);
+  agent_->ShareReadsWith(&state_lock_);
   issuer_ = std::make_unique<CertificateIssuer>(loop_, agent_->ca(), config_.svid_ttl,
                                                 std::max(1u, std::thread::hardware_concurrency()));
   agent_->UseIssuer(issuer_.get());
@@ -204,7 +205,8 @@ Status Node::StartProxy() {
     }
   }
   // A replica that went (scaled away or deleted) takes its connections along.
-  agent_->OnReplicaRemoved([this](uint32_t address) { proxy_->CloseConnectionsFor(address); });
+  agent_->OnReplicasRemoved(
+      [this](const std::vector<uint32_t>& addresses) { proxy_->CloseConnectionsFor(addresses); });
   watcher_ = agent_->AddWatcher(
       [this](WatchEventType type, const StoredObject& object) { OnObjectChange(type, object); });
   SyncPortsOrWarn();
@@ -373,7 +375,7 @@ void Node::Shutdown() {
   if (admin_) admin_->Close();
   if (watcher_ != 0) {
     agent_->RemoveWatcher(watcher_);
-    agent_->OnReplicaRemoved(nullptr);
+    agent_->OnReplicasRemoved(nullptr);
     watcher_ = 0;
   }
   if (proxy_) proxy_->Close();

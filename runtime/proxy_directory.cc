@@ -84,8 +84,8 @@ const proxy::LocalReplica* ProxyDirectory::Materialize(const ReplicaRef& ref,
 }
 
 const proxy::LocalReplica* ProxyDirectory::FindLocalReplica(uint32_t address) const {
-  const ReplicaRef* ref = agent_.FindReplica(address);
-  return ref == nullptr ? nullptr : Materialize(*ref, address);
+  std::optional<ReplicaRef> ref = agent_.FindReplica(address);
+  return ref ? Materialize(*ref, address) : nullptr;
 }
 
 void ProxyDirectory::CertificateAsync(const proxy::LocalReplica& replica,
@@ -109,8 +109,8 @@ std::vector<const workloads::AuthorizationPolicy*> ProxyDirectory::PoliciesFor(
 
 const proxy::LocalReplica* ProxyDirectory::Authenticate(std::string_view user,
                                                         std::string_view password) const {
-  const ReplicaRef* ref = agent_.Authenticate(user, password);
-  if (ref == nullptr) return nullptr;
+  std::optional<ReplicaRef> ref = agent_.Authenticate(user, password);
+  if (!ref) return nullptr;
   return Materialize(*ref, ref->workload->addresses[ref->ordinal]);
 }
 
@@ -253,7 +253,7 @@ Result<proxy::Destination> ProxyDirectory::ResolveService(const StoredObject& st
 
 Result<proxy::Destination> ProxyDirectory::Resolve(std::string_view host, uint16_t port) {
   if (auto address = workloads::ParseIpv4(host); address.ok()) {
-    if (const ReplicaRef* ref = agent_.FindReplica(*address)) {
+    if (std::optional<ReplicaRef> ref = agent_.FindReplica(*address)) {
       const auto& workload = std::get<workloads::Workload>(ref->workload->object);
       proxy::Destination destination;
       destination.service = std::string(host);

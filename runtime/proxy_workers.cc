@@ -31,6 +31,9 @@ struct ProxyWorkers::Worker {
   // The worker's own: the callbacks waiting for those answers.
   std::unordered_map<uint64_t, std::function<void(Result<workloads::SvidPtr>)>> waiting;
   uint64_t next_request = 1;
+  // Work the main thread posted (Post), run on the worker's loop.
+  std::mutex tasks_mu;
+  std::vector<Task> tasks;
 };
 
 ProxyWorkers::ProxyWorkers(uv_loop_t* loop, StateLock& lock, Agent& agent, uint32_t workers)
@@ -80,8 +83,11 @@ Status ProxyWorkers::AddCore(const proxy::ProxyConfig& config, proxy::Registry& 
   if (workers_count_ > 0) {
     w.own_loop = std::make_unique<proxy::UvLoop>();
     w.loop = w.own_loop->get();
-    uv_async_init(w.loop, w.wake.get(),
-                  [](uv_async_t* handle) { DeliverAnswers(*static_cast<Worker*>(handle->data)); });
+    uv_async_init(w.loop, w.wake.get(), [](uv_async_t* handle) {
+      Worker& worker = *static_cast<Worker*>(handle->data);
+      DeliverAnswers(worker);
+      RunTasks(worker);
+    });
     w.wake->data = &w;
   }
   w.directory = std::make_unique<ProxyDirectory>(agent_, config.hbone_port);
@@ -181,6 +187,29 @@ void ProxyWorkers::DeliverAnswers(Worker& worker) {
   }
 }
 
+void ProxyWorkers::Post(Worker& worker, Task task) {
+  if (!worker.own_loop) {  // --workers 0: the core is the main loop's
+    task(*worker.core);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> guard(worker.tasks_mu);
+    worker.tasks.push_back(std::move(task));
+  }
+  Wake(worker);
+}
+
+void ProxyWorkers::RunTasks(Worker& worker) {
+  std::vector<Task> tasks;
+  {
+    std::lock_guard<std::mutex> guard(worker.tasks_mu);
+    tasks.swap(worker.tasks);
+  }
+  for (Task& task : tasks) {
+    if (worker.core) task(*worker.core);
+  }
+}
+
 void ProxyWorkers::set_supervisor(const Supervisor* supervisor) {
   for (auto& worker : workers_) {
     if (worker->directory) worker->directory->set_supervisor(supervisor);
@@ -245,10 +274,12 @@ void ProxyWorkers::SyncSandboxListeners(const std::map<uint32_t, int>& listeners
   }
 }
 
-void ProxyWorkers::CloseConnectionsFor(uint32_t replica_address) {
-  if (closed_) return;
+void ProxyWorkers::CloseConnectionsFor(const std::vector<uint32_t>& replica_addresses) {
+  if (closed_ || replica_addresses.empty()) return;
+  auto sorted = std::make_shared<std::vector<uint32_t>>(replica_addresses);
+  std::sort(sorted->begin(), sorted->end());
   for (auto& worker : workers_) {
-    CallParked(*worker, [&](proxy::ProxyCore& core) { core.CloseConnectionsFor(replica_address); });
+    Post(*worker, [sorted](proxy::ProxyCore& core) { core.CloseConnectionsFor(*sorted); });
   }
 }
 

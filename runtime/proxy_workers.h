@@ -11,9 +11,13 @@
 // exclusively except while it waits for events. So
 //   - workers read the Agent through their directories only while the main
 //     loop is parked, as the single-loop proxy did between callbacks;
-//   - the main thread calls into a worker's core (ports, ending a removed
-//     replica's connections, stats) only while that worker is parked, and
-//     then wakes it, so the worker's loop picks up new handles and timers;
+//   - the main thread posts work to a worker's loop (ending a removed
+//     replica's connections) and goes on; the few calls whose answer it
+//     needs at once (ports, sandbox listeners, stats) it makes while that
+//     worker is parked, and then wakes it, so the worker's loop picks up new
+//     handles and timers;
+//   - the main thread prepares and writes a change with the lock released
+//     (Agent::ShareReadsWith), so the workers never wait for the disk;
 //   - certificates are asked of the main loop, which owns the SVID cache and
 //     the issuer, and each answer is handed back to the asking worker's loop.
 // The workers count into the shared Registry (atomic series) and share the
@@ -66,7 +70,8 @@ class ProxyWorkers {
   // The outbound entry's listeners inside sandboxed replicas' namespaces (by
   // replica address): each is served by one worker, chosen by its address.
   void SyncSandboxListeners(const std::map<uint32_t, int>& listeners);
-  void CloseConnectionsFor(uint32_t replica_address);
+  // Posted to every worker's loop (the main thread does not wait).
+  void CloseConnectionsFor(const std::vector<uint32_t>& replica_addresses);
   // Every core's figures added up.
   proxy::ProxyStats Stats() const;
   uint16_t hbone_port() const { return hbone_port_; }
@@ -91,7 +96,16 @@ class ProxyWorkers {
   void Wake(Worker& worker);
   // Main thread, the worker parked: `call` on its core with its loop's
   // clock brought to now, then the worker woken to see what `call` started.
+  // Only for the rare calls whose answer the caller needs at once (ports,
+  // sandbox listeners whose descriptors the supervisor owns); anything else
+  // is posted.
   void CallParked(Worker& worker, const std::function<void(proxy::ProxyCore&)>& call);
+  // Main thread: `task` runs on the worker's loop, in one of its turns, with
+  // whatever it captured (by value: the main thread goes on at once).
+  using Task = std::function<void(proxy::ProxyCore&)>;
+  void Post(Worker& worker, Task task);
+  // Worker side: run the posted tasks.
+  static void RunTasks(Worker& worker);
   // Worker side: queue a certificate request for the main loop.
   void AskMainLoop(Worker& worker, const std::string& spiffe_id,
                    std::function<void(Result<workloads::SvidPtr>)> done);

@@ -12,6 +12,11 @@
 // Writers are preferred: a main-loop turn waits for the workers' current
 // turns to end, never for a stream of new ones.
 //
+// The data plane never waits for the disk: the main thread opens a
+// ReadersWindow (below) while it prepares a change and writes it, and holds
+// the lock exclusively only to publish it, which costs O(objects changed)
+// and no I/O (Agent::ApplyObjects).
+//
 //   StateLock lock;
 //   lock.Lock(LockMode::kExclusive);                 // the main thread, at start
 //   while (RunLoopTurn(loop, lock, LockMode::kExclusive) != 0) {}
@@ -36,6 +41,30 @@ class StateLock {
 
  private:
   pthread_rwlock_t rwlock_;
+};
+
+// Lets the threads that share the state run while their owner, who holds
+// `lock` exclusively, does work that changes nothing they read: preparing a
+// change and writing it to disk (Agent). The lock is released for the
+// object's lifetime, or until Close(), and taken exclusively again after.
+// A null lock: no other thread reads, nothing to do.
+class ReadersWindow {
+ public:
+  explicit ReadersWindow(StateLock* lock) : lock_(lock) {
+    if (lock_ != nullptr) lock_->Unlock(LockMode::kExclusive);
+  }
+  ~ReadersWindow() { Close(); }
+  ReadersWindow(const ReadersWindow&) = delete;
+  ReadersWindow& operator=(const ReadersWindow&) = delete;
+
+  // Waits for the readers' current turns to end and takes the lock back.
+  void Close() {
+    if (lock_ != nullptr) lock_->Lock(LockMode::kExclusive);
+    lock_ = nullptr;
+  }
+
+ private:
+  StateLock* lock_;
 };
 
 // One turn of `loop` run by a thread that shares the state: waits for the

@@ -551,11 +551,22 @@ void StateStore::Apply(std::vector<StoredObject>&& puts, const std::vector<uint6
 
 Status StateStore::Commit(std::vector<StoredObject> puts, std::vector<ObjectKey> deletes,
                           std::vector<const StoredObject*>* stored) {
+  if (stored != nullptr) stored->reserve(puts.size());
+  auto pending = Write(std::move(puts), std::move(deletes));
+  if (!pending) return pending.error();
+  Publish(**pending, stored);
+  MaybeCompact();
+  return {};
+}
+
+Result<std::unique_ptr<StateStore::PendingCommit>> StateStore::Write(
+    std::vector<StoredObject> puts, std::vector<ObjectKey> deletes) {
   if (!failed_.empty()) {
     return MakeError(ErrorCode::kFailedPrecondition,
                      "state store failed earlier (" + failed_ + "); restart to replay " + path());
   }
-  if (puts.empty() && deletes.empty()) return {};
+  auto pending = std::make_unique<PendingCommit>();
+  if (puts.empty() && deletes.empty()) return pending;
 
   // A key may appear once per batch: "put and delete X" has no clear meaning.
   // Checked on views of the keys, which copies no names.
@@ -581,7 +592,7 @@ Status StateStore::Commit(std::vector<StoredObject> puts, std::vector<ObjectKey>
   w.PutVarint(puts.size());
   for (const StoredObject& put : puts) {
     const size_t start = record.size();
-    if (Status s = EncodePut(put, &record, &scratch); !s) return s;
+    if (Status s = EncodePut(put, &record, &scratch); !s) return s.error();
     put_sizes.push_back(record.size() - start);
   }
   w.PutVarint(deletes.size());
@@ -598,18 +609,12 @@ Status StateStore::Commit(std::vector<StoredObject> puts, std::vector<ObjectKey>
   // deleted), so that nothing can fail between the durable write and the
   // change of objects(): a std::bad_alloc up to here propagates to the caller
   // with the store unchanged, and none can come after the write.
-  struct StagedPut {
-    ObjectMap::iterator position;  // the existing entry, or where the new one goes
-    ObjectMap::node_type node;     // a new key's entry (empty for an existing key)
-    StoredObject replacement;      // the new version of an existing key
-    int64_t size_change = 0;
-  };
-  std::vector<StagedPut> staged(puts.size());
-  std::vector<std::pair<ObjectMap::iterator, uint64_t>> erased;  // with its encoded size
-  erased.reserve(deletes.size());
+  std::vector<PendingCommit::StagedPut>& staged = pending->staged;
+  staged.resize(puts.size());
+  pending->erased.reserve(deletes.size());
   ObjectMap scratch_map;  // allocates the entry of a new key, then hands it over
   for (size_t i = 0; i < puts.size(); ++i) {
-    StagedPut& put = staged[i];
+    PendingCommit::StagedPut& put = staged[i];
     ObjectKey key = workloads::KeyOf(puts[i].object);
     put.position = objects_.lower_bound(key);
     put.size_change = static_cast<int64_t>(put_sizes[i]);
@@ -622,17 +627,19 @@ Status StateStore::Commit(std::vector<StoredObject> puts, std::vector<ObjectKey>
   }
   for (const ObjectKey& key : deletes) {
     auto it = objects_.find(key);
-    if (it != objects_.end()) erased.emplace_back(it, EncodedPutSize(it->second));
-  }
-  if (stored != nullptr) {
-    stored->clear();
-    stored->reserve(staged.size());
+    if (it != objects_.end()) pending->erased.emplace_back(it, EncodedPutSize(it->second));
   }
 
-  if (Status s = AppendRecord(record); !s) return s;
-  // From here on nothing allocates: node handles move into the map, values
-  // are move-assigned, erased entries are freed.
-  for (StagedPut& put : staged) {
+  if (Status s = AppendRecord(record); !s) return s.error();
+  return pending;
+}
+
+void StateStore::Publish(PendingCommit& pending,
+                         std::vector<const StoredObject*>* stored) noexcept {
+  // Nothing allocates: node handles move into the map, values are
+  // move-assigned, erased entries are freed (`stored` has its capacity).
+  if (stored != nullptr) stored->clear();
+  for (PendingCommit::StagedPut& put : pending.staged) {
     auto it = put.position;
     if (!put.node.empty()) {
       // The hint is exact unless a batch-mate was inserted there first; then
@@ -645,11 +652,15 @@ Status StateStore::Commit(std::vector<StoredObject> puts, std::vector<ObjectKey>
     if (stored != nullptr) stored->push_back(&it->second);
   }
   // Deletes after the puts: a put's position may be an entry deleted here.
-  for (const auto& [it, size] : erased) {
+  for (const auto& [it, size] : pending.erased) {
     live_bytes_ -= size;
     objects_.erase(it);
   }
+  pending.staged.clear();
+  pending.erased.clear();
+}
 
+void StateStore::MaybeCompact() {
   if (log_end_ > std::max(2 * live_bytes_, options_.compaction_min_bytes) &&
       log_end_ >= compaction_retry_at_) {
     // The change is durable already; a failed compaction only leaves a longer
@@ -666,7 +677,6 @@ Status StateStore::Commit(std::vector<StoredObject> puts, std::vector<ObjectKey>
       Log("compaction of " + path() + " failed: " + compacted.error().message);
     }
   }
-  return {};
 }
 
 Status StateStore::AppendRecord(const std::string& record) {

@@ -112,6 +112,35 @@ class StateStore {
   Status Commit(std::vector<StoredObject> puts, std::vector<workloads::ObjectKey> deletes,
                 std::vector<const StoredObject*>* stored = nullptr);
 
+  // Commit in its three steps, for an owner whose readers on other threads
+  // must not wait for the disk (the agent and the proxy's workers): Write
+  // encodes the change, writes and fdatasyncs it and allocates what
+  // objects() needs for it, leaving objects() unchanged (so readers may run
+  // meanwhile); Publish applies it to objects() without allocating (readers
+  // excluded); MaybeCompact rewrites the log if it has grown (readers may
+  // run: it only reads objects()). Nothing may change objects() between a
+  // Write and its Publish, and every successful Write must be published
+  // before the next Write, in order. Errors and out-of-memory as Commit.
+  // What Write staged for Publish: everything objects() needs for the
+  // change, allocated before the record was written.
+  class PendingCommit {
+   private:
+    friend class StateStore;
+    struct StagedPut {
+      ObjectMap::iterator position;  // the existing entry, or where the new one goes
+      ObjectMap::node_type node;     // a new key's entry (empty for an existing key)
+      StoredObject replacement;      // the new version of an existing key
+      int64_t size_change = 0;
+    };
+    std::vector<StagedPut> staged;
+    std::vector<std::pair<ObjectMap::iterator, uint64_t>> erased;  // with its encoded size
+  };
+  Result<std::unique_ptr<PendingCommit>> Write(std::vector<StoredObject> puts,
+                                               std::vector<workloads::ObjectKey> deletes);
+  // `stored`, when given, must have the capacity for the puts (reserve).
+  void Publish(PendingCommit& pending, std::vector<const StoredObject*>* stored = nullptr) noexcept;
+  void MaybeCompact();
+
   // Rewrites the log as a snapshot of objects() (temp file, fsync, rename,
   // fsync of the directory). Commit calls it when the log has grown past
   // max(2 x live size, compaction_min_bytes); a crash at any step leaves the

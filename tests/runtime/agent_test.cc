@@ -134,15 +134,15 @@ TEST_CASE("Agent: outbound credentials die with their workload") {
   auto ref = agent->FindReplicaByName("default", "web-0");
   REQUIRE(ref.ok());
   const ProxyCredentials creds = agent->CredentialsFor(*ref);
-  CHECK(agent->Authenticate(creds.user, creds.password) != nullptr);
-  CHECK(agent->Authenticate(creds.user, creds.password + "x") == nullptr);
-  CHECK(agent->Authenticate("web-1.default", creds.password) == nullptr);
+  CHECK(agent->Authenticate(creds.user, creds.password).has_value());
+  CHECK_FALSE(agent->Authenticate(creds.user, creds.password + "x").has_value());
+  CHECK_FALSE(agent->Authenticate("web-1.default", creds.password).has_value());
 
   REQUIRE(agent->Delete({ObjectKey{Kind::kWorkload, "default", "web"}}, false).ok());
-  CHECK(agent->Authenticate(creds.user, creds.password) == nullptr);
+  CHECK_FALSE(agent->Authenticate(creds.user, creds.password).has_value());
   REQUIRE(agent->Apply({MakeWorkload("web", 1)}, false).ok());
   // Same name again, new secret: the old credentials are not replayable.
-  CHECK(agent->Authenticate(creds.user, creds.password) == nullptr);
+  CHECK_FALSE(agent->Authenticate(creds.user, creds.password).has_value());
 }
 
 TEST_CASE("Agent: a dry run validates and allocates nothing") {
@@ -187,7 +187,11 @@ TEST_CASE("Agent: counts each port's workloads and tells of the replicas a chang
   TempDir dir;
   AgentPtr agent = OpenAgent(ConfigIn(dir));
   std::vector<uint32_t> removed;
-  agent->OnReplicaRemoved([&](uint32_t address) { removed.push_back(address); });
+  size_t calls = 0;
+  agent->OnReplicasRemoved([&](const std::vector<uint32_t>& addresses) {
+    ++calls;
+    removed.insert(removed.end(), addresses.begin(), addresses.end());
+  });
   workloads::Workload web = MakeWorkload("web", 3);
   web.spec.ports = {{"http", 8080, workloads::Protocol::kHTTP}};
   workloads::Workload db = MakeWorkload("db", 1);
@@ -203,6 +207,7 @@ TEST_CASE("Agent: counts each port's workloads and tells of the replicas a chang
   REQUIRE(agent->Apply({web}, false).ok());
   std::sort(removed.begin(), removed.end());
   CHECK(removed == std::vector<uint32_t>{three[1], three[2]});
+  CHECK(calls == 1);  // one change, one call
   // Same ports, and another workload uses each: the set did not change.
   CHECK(agent->port_users() == std::map<uint16_t, size_t>{{5432, 1}, {8080, 2}});
   CHECK(agent->port_set_changes() == changes);
@@ -331,8 +336,8 @@ TEST_CASE("Agent: after updates, scale-downs and deletes the indexes match a reo
     std::map<std::string, std::string> out;  // what each address resolves to
     for (const StoredObject* stored : agent.List(Kind::kWorkload, "")) {
       for (uint32_t address : stored->addresses) {
-        const ReplicaRef* ref = agent.FindReplica(address);
-        REQUIRE(ref != nullptr);
+        std::optional<ReplicaRef> ref = agent.FindReplica(address);
+        REQUIRE(ref.has_value());
         REQUIRE(ref->workload == stored);
         out[workloads::FormatIpv4(address)] =
             workloads::MetaOf(stored->object).name + "-" + std::to_string(ref->ordinal);
