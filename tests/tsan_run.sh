@@ -68,7 +68,7 @@ run proxy_tests "$BUILD/tests/proxy/proxy_tests"
 # timers), start/stop, and the soak (20 s of traffic on both workers).
 cd "$BUILD"
 for t in proxy_workers hbone_full_path proxy_traffic identity_isolation exec_http_server \
-  slow_peers agent_lifecycle soak; do
+  slow_peers agent_lifecycle soak apply_under_traffic; do
   run "$t" /usr/bin/python3 "$ROOT/tests/e2e/$t.py"
 done
 
