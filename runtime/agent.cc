@@ -124,6 +124,7 @@ Status Agent::Load() {
 
   // Re-reserve every persisted address; a conflict means the state was
   // written with another CIDR, which the operator must resolve.
+  LabelIndex::Change labeled;  // one update for all: each list is built once
   for (const auto& [key, object] : store_->objects()) {
     auto& pool = key.kind == Kind::kService ? *service_pool_ : *node_pool_;
     for (uint32_t address : object.addresses) {
@@ -135,7 +136,11 @@ Status Agent::Load() {
       }
     }
     IndexObject(object);
+    if (const auto* workload = std::get_if<workloads::Workload>(&object.object)) {
+      labeled.Add(&object, workload->metadata.ns, workload->metadata.labels);
+    }
   }
+  labels_.Update(labeled);
   return {};
 }
 
@@ -371,6 +376,7 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
   std::map<uint16_t, size_t> new_ports;
   std::vector<const StoredObject*> stored;
   std::unique_ptr<StateStore::PendingCommit> pending;
+  LabelIndex::Prepared new_labels;
   try {
     allocated.reserve(address_count);  // so that recording an allocation cannot fail
     changes.reserve(objects.size());
@@ -486,6 +492,21 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
       return written.error();
     }
     pending = std::move(*written);
+    // The label lists as the change leaves them, pointing to the store's
+    // entries (known before the publish).
+    LabelIndex::Change relabeled;
+    for (size_t k = 0; k < pending->puts(); ++k) {
+      const auto* now = std::get_if<workloads::Workload>(&pending->put(k).object);
+      if (now == nullptr) continue;
+      const auto* before =
+          replaced[k] != nullptr ? std::get_if<workloads::Workload>(&replaced[k]->object) : nullptr;
+      if (before != nullptr && before->metadata.labels == now->metadata.labels) continue;
+      if (before != nullptr) {
+        relabeled.Remove(pending->entry(k), before->metadata.ns, before->metadata.labels);
+      }
+      relabeled.Add(pending->entry(k), now->metadata.ns, now->metadata.labels);
+    }
+    new_labels = labels_.Prepare(relabeled);
   } catch (const std::bad_alloc&) {
     roll_back();
     return MakeError(ErrorCode::kResourceExhausted,
@@ -506,6 +527,7 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
         replicas_.Remove(replaced[k]->addresses, kept[k]);
     }
     store_->Publish(*pending, &stored);
+    labels_.Apply(new_labels);
     for (uint16_t port : old_ports) --port_users_.find(port)->second;
     // Every new version is indexed before any watcher hears of one, so that
     // each sees all of the change (port_users() among others).
@@ -561,6 +583,7 @@ Result<std::vector<ObjectChange>> Agent::Delete(const std::vector<ObjectKey>& ke
   std::vector<StoredObject> gone;
   std::vector<uint32_t> removed_replicas;
   std::unique_ptr<StateStore::PendingCommit> pending;
+  LabelIndex::Prepared old_labels;
   try {
     std::vector<ObjectKey> deletes;
     for (const ObjectKey& key : keys) {
@@ -584,6 +607,13 @@ Result<std::vector<ObjectChange>> Agent::Delete(const std::vector<ObjectKey>& ke
                                 gone.back().addresses.end());
       }
     }
+    LabelIndex::Change unlabeled;
+    for (const ObjectKey& key : deletes) {
+      const StoredObject* entry = Find(key);
+      if (const auto* workload = std::get_if<workloads::Workload>(&entry->object))
+        unlabeled.Remove(entry, workload->metadata.ns, workload->metadata.labels);
+    }
+    old_labels = labels_.Prepare(unlabeled);
     auto written = store_->Write({}, std::move(deletes));
     if (!written) return written.error();
     pending = std::move(*written);
@@ -595,6 +625,7 @@ Result<std::vector<ObjectChange>> Agent::Delete(const std::vector<ObjectKey>& ke
   window.Close();
   [&]() noexcept {
     for (const StoredObject& object : gone) UnindexObject(object);
+    labels_.Apply(old_labels);
     store_->Publish(*pending);
     for (const StoredObject& object : gone) Notify(WatchEventType::kDeleted, object);
   }();
@@ -616,6 +647,12 @@ Status Agent::Mirror(std::vector<MirroredObject> puts, std::vector<ObjectKey> de
   std::vector<StoredObject> changed;
   for (MirroredObject& put : puts) {
     const ObjectKey key = workloads::KeyOf(put.object);
+    // Workloads are each node's own (the cluster view holds the others'):
+    // none is mirrored, so the replica and label indexes need no update here.
+    if (key.kind == Kind::kWorkload) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       KeyText(key) + ": only Services and policies are mirrored");
+    }
     std::vector<uint32_t> addresses;
     if (put.vip != 0) addresses.push_back(put.vip);
     const StoredObject* existing = Find(key);
@@ -628,6 +665,12 @@ Status Agent::Mirror(std::vector<MirroredObject> puts, std::vector<ObjectKey> de
     next.secret = existing != nullptr ? existing->secret : RandomSecret();
     next.generation = existing != nullptr ? existing->generation + 1 : 1;
     changed.push_back(std::move(next));
+  }
+  for (const ObjectKey& key : deletes) {
+    if (key.kind == Kind::kWorkload) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       KeyText(key) + ": only Services and policies are mirrored");
+    }
   }
   std::erase_if(deletes, [this](const ObjectKey& key) { return Find(key) == nullptr; });
   if (changed.empty() && deletes.empty()) return {};
@@ -749,10 +792,9 @@ std::vector<ReplicaView> Agent::Replicas(const StoredObject& stored, uint32_t fi
 
 std::vector<uint32_t> Agent::ServiceEndpoints(const workloads::Service& service) const {
   std::vector<uint32_t> out;
-  if (service.selector.empty()) return out;  // Kubernetes: an empty selector selects nothing
-  for (const StoredObject* stored : List(Kind::kWorkload, service.metadata.ns)) {
+  // Kubernetes: an empty selector selects nothing.
+  for (const StoredObject* stored : SelectWorkloads(service.metadata.ns, service.selector)) {
     const auto& workload = std::get<workloads::Workload>(stored->object);
-    if (!workloads::LabelsMatch(service.selector, workload.metadata.labels)) continue;
     for (uint32_t address : stored->addresses) {
       if (IsReplicaReady(workload, address)) out.push_back(address);
     }

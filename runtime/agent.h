@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "runtime/config.h"
+#include "runtime/label_index.h"
 #include "runtime/replica_index.h"
 #include "runtime/state_lock.h"
 #include "runtime/state_store.h"
@@ -130,6 +131,12 @@ class Agent {
                                     uint32_t count) const;
   // A service's endpoints: addresses of the replicas its selector matches.
   std::vector<uint32_t> ServiceEndpoints(const workloads::Service& service) const;
+  // The workloads of `ns` a selector selects (none for an empty one), by
+  // name; costs the shortest label list the selector names.
+  std::vector<const StoredObject*> SelectWorkloads(const std::string& ns,
+                                                   const workloads::Labels& selector) const {
+    return labels_.Select(ns, selector);
+  }
 
   // The replica at a node address, or null.
   std::optional<ReplicaRef> FindReplica(uint32_t address) const { return replicas_.Find(address); }
@@ -243,6 +250,7 @@ class Agent {
   // The live objects are the state store's (StateStore::objects()); the
   // indexes below point into it and are updated after every commit.
   ReplicaIndex replicas_;
+  LabelIndex labels_;  // workloads by label, for Service selectors
   std::unordered_map<uint32_t, const StoredObject*> service_by_vip_;
   SvidCache certificates_;  // by SPIFFE ID, bounded by --svid-cache-size
   CertificateIssuer* issuer_ = nullptr;

@@ -186,12 +186,7 @@ const ProxyDirectory::Selected& ProxyDirectory::Selection(const StoredObject& st
   if (!added) return it->second;
   const auto& service = std::get<workloads::Service>(stored.object);
   it->second.ns = service.metadata.ns;
-  for (const StoredObject* candidate : agent_.List(Kind::kWorkload, service.metadata.ns)) {
-    const auto& workload = std::get<workloads::Workload>(candidate->object);
-    if (workloads::LabelsMatch(service.selector, workload.metadata.labels)) {
-      it->second.local.push_back(candidate);
-    }
-  }
+  it->second.local = agent_.SelectWorkloads(service.metadata.ns, service.selector);
   if (cluster_ != nullptr)
     it->second.remote = cluster_->Select(service.metadata.ns, service.selector);
   return it->second;

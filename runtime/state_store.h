@@ -124,6 +124,19 @@ class StateStore {
   // What Write staged for Publish: everything objects() needs for the
   // change, allocated before the record was written.
   class PendingCommit {
+   public:
+    // Put i as it will be in objects() once published, and where: the
+    // entry's address is known before Publish (a replaced key keeps its
+    // entry, a new key's entry is made by Write), so the caller can prepare
+    // indexes that point to it.
+    const StoredObject& put(size_t i) const {
+      return staged[i].node.empty() ? staged[i].replacement : staged[i].node.mapped();
+    }
+    const StoredObject* entry(size_t i) const {
+      return staged[i].node.empty() ? &staged[i].position->second : &staged[i].node.mapped();
+    }
+    size_t puts() const { return staged.size(); }
+
    private:
     friend class StateStore;
     struct StagedPut {
