@@ -7,7 +7,7 @@
    within the limits still works, taking the next address (none leaked).
 2. Out of memory: the running agent gets an address-space limit (RLIMIT_AS,
    set with prlimit on its pid) a few MiB above what it maps, so that an
-   apply of `replicas: 1000000` and a RegisterBatch of 90,000 workloads (both
+   apply of three workloads of `replicas: 1000000` and a RegisterBatch of 90,000 workloads (both
    within every cap) cannot fit. Each call is answered RESOURCE_EXHAUSTED
    naming memory and counted; the agent keeps serving (/ready, traffic of an
    existing workload through the outbound entry, small applies and
@@ -26,8 +26,10 @@ import sys
 from harness import PODLESS, Agent, check, fail, grpc_stubs
 
 # Room above the agent's mapped size: enough for small calls and the 4 MB
-# RegisterBatch message, far below what the large calls need (about 90 MB for
-# the replicas of the apply, 140 MB for the batch, measured without a limit).
+# RegisterBatch message, far below what the large calls need (about 70 MB for
+# the 3 x 1,000,000 replicas of the apply, 140 MB for the batch, measured without
+# a limit; a million replicas fit in the headroom since they are indexed as
+# address runs).
 HEADROOM_MIB = int(os.environ.get("PODLESS_MEMORY_HEADROOM_MIB", "24"))
 
 
@@ -192,7 +194,8 @@ finally:
     agent.cleanup()
 
 # 2. Out of memory.
-BIG = manifest(("Workload", "big", 1000000))
+BIG = manifest(("Workload", "big", 1000000), ("Workload", "big2", 1000000),
+               ("Workload", "big3", 1000000))
 agent = Agent()
 try:
     agent.start()
@@ -225,7 +228,7 @@ try:
 
     r = agent.cli("apply", "-f", "-", input=BIG, expect_ok=False)
     text = refused(r, "out of memory", "nothing was changed")
-    print(f"memory_pressure: replicas: 1000000 -> {text.strip()}")
+    print(f"memory_pressure: 3 x replicas: 1000000 -> {text.strip()}")
     check(agent.proc.poll() is None, f"the agent died:\n{agent.log()[-3000:]}")
     details = grpc_refused(lambda: api.RegisterBatch(big_batch, timeout=120), "out of memory")
     print(f"memory_pressure: RegisterBatch of 90000 -> {details}")
