@@ -1,6 +1,8 @@
 #include "api/grpc_client.h"
 
 #include "api/unix_socket_address.h"
+#include "proxy/nghttp2_nv.h"
+#include "runtime/grpc_protocol.h"
 
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
@@ -28,75 +30,18 @@ constexpr int32_t kConnectionWindowSize = 16 << 20;
 // local one is only the backstop for an unresponsive agent.
 constexpr std::chrono::milliseconds kDeadlineGrace{250};
 
-nghttp2_nv MakeNv(std::string_view name, std::string_view value) {
-  return nghttp2_nv{const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(name.data())),
-                    const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(value.data())),
-                    name.size(), value.size(), NGHTTP2_NV_FLAG_NONE};
-}
-
-// grpc-timeout allows at most 8 digits: pick the finest unit that fits.
-std::string EncodeGrpcTimeout(std::chrono::milliseconds timeout) {
-  constexpr int64_t kMaxValue = 99'999'999;
-  const int64_t ms = std::max<int64_t>(timeout.count(), 0);
-  if (ms <= kMaxValue) return std::to_string(ms) + "m";
-  if (ms / 1000 <= kMaxValue) return std::to_string((ms + 999) / 1000) + "S";
-  return std::to_string(std::min<int64_t>((ms + 3'599'999) / 3'600'000, kMaxValue)) + "H";
-}
-
-// The gRPC spec's mapping for responses that carry no grpc-status.
-runtime::GrpcCode CodeForHttpStatus(int status) {
-  switch (status) {
-    case 400:
-      return runtime::GrpcCode::kInternal;
-    case 401:
-      return runtime::GrpcCode::kUnauthenticated;
-    case 403:
-      return runtime::GrpcCode::kPermissionDenied;
-    case 404:
-      return runtime::GrpcCode::kUnimplemented;
-    case 429:
-    case 502:
-    case 503:
-    case 504:
-      return runtime::GrpcCode::kUnavailable;
-    default:
-      return runtime::GrpcCode::kUnknown;
-  }
-}
-
-// ... and for streams reset without trailers.
-runtime::GrpcCode CodeForResetStream(uint32_t error_code) {
-  switch (error_code) {
-    case NGHTTP2_CANCEL:
-      return runtime::GrpcCode::kCancelled;
-    case NGHTTP2_REFUSED_STREAM:
-      return runtime::GrpcCode::kUnavailable;
-    case NGHTTP2_ENHANCE_YOUR_CALM:
-      return runtime::GrpcCode::kResourceExhausted;
-    case NGHTTP2_INADEQUATE_SECURITY:
-      return runtime::GrpcCode::kPermissionDenied;
-    default:
-      return runtime::GrpcCode::kInternal;
-  }
-}
-
 }  // namespace
 
 struct GrpcClient::PendingCall {
-  PendingCall(size_t index, size_t max_message_size) : index(index), decoder(max_message_size) {}
+  PendingCall(size_t index, size_t max_message_size) : index(index), response(max_message_size) {}
 
   size_t index;
   int32_t stream_id = -1;
   std::string request_frame;
   size_t request_sent = 0;
-  runtime::GrpcMessageDecoder decoder;
+  runtime::GrpcResponseState response;
   std::vector<std::string> messages;  // scratch for the decoder
-  int http_status = 0;
-  std::optional<runtime::GrpcCode> grpc_status;
-  std::string grpc_message;
-  uint32_t reset_code = NGHTTP2_NO_ERROR;
   bool stopped_by_caller = false;
-  std::optional<Error> local_error;  // decided on this side; wins over the wire
   bool done = false;
   const std::function<bool(size_t, std::string_view)>* on_message = nullptr;
 };
@@ -116,12 +61,12 @@ struct ClientCallbacks {
     const std::string_view n(reinterpret_cast<const char*>(name), namelen);
     const std::string_view v(reinterpret_cast<const char*>(value), valuelen);
     if (n == ":status") {
-      call->http_status = 0;
-      for (char c : v) call->http_status = call->http_status * 10 + (c - '0');
+      call->response.http_status = 0;
+      for (char c : v) call->response.http_status = call->response.http_status * 10 + (c - '0');
     } else if (n == "grpc-status") {
-      call->grpc_status = runtime::ParseGrpcStatus(v);
+      call->response.grpc_status = runtime::ParseGrpcStatus(v);
     } else if (n == "grpc-message") {
-      call->grpc_message = runtime::PercentDecodeGrpcMessage(v);
+      call->response.grpc_message = runtime::PercentDecodeGrpcMessage(v);
     }
     return 0;
   }
@@ -129,10 +74,10 @@ struct ClientCallbacks {
   static int OnDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
                          size_t len, void*) {
     GrpcClient::PendingCall* call = CallOf(session, stream_id);
-    if (call == nullptr || call->stopped_by_caller || call->local_error) return 0;
+    if (call == nullptr || call->stopped_by_caller || call->response.local_error) return 0;
     call->messages.clear();
-    Status fed = call->decoder.Feed(std::string_view(reinterpret_cast<const char*>(data), len),
-                                    call->messages);
+    Status fed = call->response.decoder.Feed(
+        std::string_view(reinterpret_cast<const char*>(data), len), call->messages);
     for (const std::string& message : call->messages) {
       if (!(*call->on_message)(call->index, message)) {
         call->stopped_by_caller = true;
@@ -141,7 +86,7 @@ struct ClientCallbacks {
       }
     }
     if (!fed.ok()) {
-      call->local_error = MakeError(fed.error().code, "response: " + fed.error().message);
+      call->response.local_error = MakeError(fed.error().code, "response: " + fed.error().message);
       nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
     }
     return 0;
@@ -151,7 +96,7 @@ struct ClientCallbacks {
                            void*) {
     GrpcClient::PendingCall* call = CallOf(session, stream_id);
     if (call == nullptr) return 0;
-    call->reset_code = error_code;
+    call->response.reset_code = error_code;
     call->done = true;
     return 0;
   }
@@ -298,36 +243,13 @@ Status GrpcClient::ReadInput() {
 }
 
 Status GrpcClient::Finalize(PendingCall& call) {
-  runtime::GrpcCode code = runtime::GrpcCode::kOk;
-  std::string message;
-  if (call.local_error) {
-    code = runtime::ToGrpcCode(call.local_error->code);
-    message = call.local_error->message;
-  } else if (call.stopped_by_caller) {
-    code = runtime::GrpcCode::kOk;
-  } else if (call.grpc_status) {
-    code = *call.grpc_status;
-    message = call.grpc_message;
-    if (code == runtime::GrpcCode::kOk && !call.decoder.at_message_boundary()) {
-      code = runtime::GrpcCode::kInternal;
-      message = "the response ended inside a grpc message";
-    }
-  } else if (call.reset_code != NGHTTP2_NO_ERROR) {
-    code = CodeForResetStream(call.reset_code);
-    message = std::string("the agent reset the stream (HTTP/2 ") +
-              nghttp2_http2_strerror(call.reset_code) + ")";
-  } else if (call.http_status != 200 && call.http_status != 0) {
-    code = CodeForHttpStatus(call.http_status);
-    message = "the agent answered HTTP " + std::to_string(call.http_status);
-  } else {
-    code = runtime::GrpcCode::kInternal;
-    message = "the response ended without a grpc-status";
+  if (call.stopped_by_caller && !call.response.local_error) {
+    last_code_ = runtime::GrpcCode::kOk;
+    return {};
   }
-  last_code_ = code;
-  if (code == runtime::GrpcCode::kOk) return {};
-  if (message.empty()) message = runtime::GrpcCodeName(code);
-  if (!runtime::IsExactErrorCode(code)) message = std::string(runtime::GrpcCodeName(code)) + ": " + message;
-  return MakeError(runtime::FromGrpcCode(code), std::move(message));
+  std::string message;
+  last_code_ = runtime::FinalCode(call.response, "the agent", &message);
+  return runtime::StatusOf(last_code_, std::move(message));
 }
 
 std::vector<Status> GrpcClient::RunCalls(
@@ -342,19 +264,19 @@ std::vector<Status> GrpcClient::RunCalls(
   }
 
   const std::string path(method);
-  const std::string grpc_timeout = EncodeGrpcTimeout(timeout);
+  const std::string grpc_timeout = runtime::EncodeGrpcTimeout(timeout);
   std::vector<nghttp2_nv> headers = {
-      MakeNv(":method", "POST"),
-      MakeNv(":scheme", "http"),
-      MakeNv(":path", path),
-      MakeNv(":authority", "localhost"),
-      MakeNv("content-type", "application/grpc"),
-      MakeNv("te", "trailers"),
-      MakeNv("grpc-timeout", grpc_timeout),
-      MakeNv("grpc-accept-encoding", "identity"),
-      MakeNv("user-agent", "podless-grpc-client/0.1"),
+      proxy::MakeNv(":method", "POST"),
+      proxy::MakeNv(":scheme", "http"),
+      proxy::MakeNv(":path", path),
+      proxy::MakeNv(":authority", "localhost"),
+      proxy::MakeNv("content-type", "application/grpc"),
+      proxy::MakeNv("te", "trailers"),
+      proxy::MakeNv("grpc-timeout", grpc_timeout),
+      proxy::MakeNv("grpc-accept-encoding", "identity"),
+      proxy::MakeNv("user-agent", "podless-grpc-client/0.1"),
   };
-  for (const auto& [name, value] : options_.metadata) headers.push_back(MakeNv(name, value));
+  for (const auto& [name, value] : options_.metadata) headers.push_back(proxy::MakeNv(name, value));
 
   std::vector<std::unique_ptr<PendingCall>> calls;
   calls.reserve(requests.size());
@@ -368,7 +290,7 @@ std::vector<Status> GrpcClient::RunCalls(
                                              &provider, call.get());
     if (call->stream_id < 0) {
       call->done = true;
-      call->local_error =
+      call->response.local_error =
           MakeError(ErrorCode::kUnavailable,
                     std::string("cannot start the call: ") + nghttp2_strerror(call->stream_id));
     }
@@ -387,7 +309,7 @@ std::vector<Status> GrpcClient::RunCalls(
       for (auto& call : calls) {
         if (call->done) continue;
         call->done = true;
-        call->local_error =
+        call->response.local_error =
             MakeError(ErrorCode::kDeadlineExceeded, "call to " + path + " timed out after " +
                                                         std::to_string(timeout.count()) + " ms");
         if (call->stream_id > 0) {
@@ -413,7 +335,7 @@ std::vector<Status> GrpcClient::RunCalls(
       for (auto& call : calls) {
         if (call->done) continue;
         call->done = true;
-        call->local_error = MakeError(ErrorCode::kUnavailable, io.error().message);
+        call->response.local_error = MakeError(ErrorCode::kUnavailable, io.error().message);
       }
       break;
     }

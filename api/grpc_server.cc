@@ -1,6 +1,8 @@
 #include "api/grpc_server.h"
 
 #include "api/unix_socket_address.h"
+#include "proxy/nghttp2_nv.h"
+#include "runtime/grpc_protocol.h"
 #include "runtime/process_table.h"
 
 #include <fcntl.h>
@@ -37,39 +39,6 @@ constexpr size_t kMaxHeaderListSize = 64 * 1024;
 constexpr int32_t kStreamWindowSize = 1 << 20;
 constexpr int32_t kConnectionWindowSize = 16 << 20;
 constexpr int kListenBacklog = 128;
-
-nghttp2_nv MakeNv(std::string_view name, std::string_view value) {
-  return nghttp2_nv{const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(name.data())),
-                    const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(value.data())),
-                    name.size(), value.size(), NGHTTP2_NV_FLAG_NONE};
-}
-
-// grpc-timeout: 1 to 8 ASCII digits and a unit (H, M, S, m, u, n). Returns
-// milliseconds, rounded up so a tiny timeout never means "no timeout".
-std::optional<uint64_t> ParseGrpcTimeoutMs(std::string_view text) {
-  if (text.size() < 2 || text.size() > 9) return std::nullopt;
-  uint64_t value = 0;
-  for (char c : text.substr(0, text.size() - 1)) {
-    if (c < '0' || c > '9') return std::nullopt;
-    value = value * 10 + static_cast<uint64_t>(c - '0');
-  }
-  switch (text.back()) {
-    case 'H':
-      return value * 3'600'000;
-    case 'M':
-      return value * 60'000;
-    case 'S':
-      return value * 1'000;
-    case 'm':
-      return value;
-    case 'u':
-      return (value + 999) / 1'000;
-    case 'n':
-      return (value + 999'999) / 1'000'000;
-    default:
-      return std::nullopt;
-  }
-}
 
 // Bytes PercentEncodeGrpcMessage makes of `c`.
 size_t PercentEncodedSize(unsigned char c) { return c >= 0x20 && c <= 0x7E && c != '%' ? 1 : 3; }
@@ -155,6 +124,7 @@ struct GrpcStream {
   proxy::TimerHandle deadline_timer;
   uint64_t deadline_ms = 0;
   std::weak_ptr<ServerStreamImpl> handle;
+  bool counted = false;  // on_call_end told (CountEnd)
 };
 
 // The handler's view of a server-streaming call. It points at its stream
@@ -234,6 +204,7 @@ class GrpcConnection {
   int OnFrameRecv(const nghttp2_frame& frame);
   int OnDataChunk(int32_t stream_id, std::string_view data);
   int OnStreamClose(int32_t stream_id);
+  void CountEnd(GrpcStream& stream);
   int OnFrameNotSent(const nghttp2_frame& frame, int error);
   ssize_t OnReadData(int32_t stream_id, uint8_t* buf, size_t length, uint32_t* data_flags);
 
@@ -455,10 +426,12 @@ void GrpcConnection::Close() {
     stream->deadline_timer.Close();
     if (!stream->finished) {
       stream->finished = true;
+      stream->final_code = runtime::GrpcCode::kCancelled;  // the client is gone
       CancelHandle(*stream);
     } else if (auto h = stream->handle.lock()) {
       h->Detach();
     }
+    CountEnd(*stream);
   }
   server_.Retire(this);
 }
@@ -629,7 +602,7 @@ void GrpcConnection::OnRequestHeaders(GrpcStream& stream) {
     return;
   }
   if (!stream.grpc_timeout.empty()) {
-    std::optional<uint64_t> timeout_ms = ParseGrpcTimeoutMs(stream.grpc_timeout);
+    std::optional<uint64_t> timeout_ms = runtime::ParseGrpcTimeoutMs(stream.grpc_timeout);
     if (!timeout_ms) {
       FinishStream(stream, runtime::GrpcCode::kInvalidArgument,
                    "invalid grpc-timeout header \"" + stream.grpc_timeout +
@@ -734,9 +707,9 @@ void GrpcConnection::StartResponse(GrpcStream& stream) {
   if (stream.responded) return;
   stream.responded = true;
   const nghttp2_nv headers[] = {
-      MakeNv(":status", "200"),
-      MakeNv("content-type", "application/grpc"),
-      MakeNv("grpc-accept-encoding", "identity"),
+      proxy::MakeNv(":status", "200"),
+      proxy::MakeNv("content-type", "application/grpc"),
+      proxy::MakeNv("grpc-accept-encoding", "identity"),
   };
   nghttp2_data_provider provider = {};
   provider.read_callback = ReadDataCallback;
@@ -755,10 +728,10 @@ void GrpcConnection::RespondHttpError(GrpcStream& stream, const char* status) {
       "this is a gRPC endpoint: requests must be POST with content-type application/grpc, got " +
       stream.http_method + " with content-type \"" + stream.content_type + "\"");
   const nghttp2_nv headers[] = {
-      MakeNv(":status", status),
-      MakeNv("content-type", "application/grpc"),
-      MakeNv("grpc-status", grpc_status),
-      MakeNv("grpc-message", grpc_message),
+      proxy::MakeNv(":status", status),
+      proxy::MakeNv("content-type", "application/grpc"),
+      proxy::MakeNv("grpc-status", grpc_status),
+      proxy::MakeNv("grpc-message", grpc_message),
   };
   if (nghttp2_submit_response(session_, stream.id, headers, std::size(headers), nullptr) != 0) {
     ResetStream(stream, NGHTTP2_INTERNAL_ERROR);
@@ -802,10 +775,10 @@ void GrpcConnection::FinishStream(GrpcStream& stream, runtime::GrpcCode code, st
     const std::string status = std::to_string(static_cast<int>(code));
     const std::string encoded = EncodeStatusMessage(stream.final_message);
     nghttp2_nv headers[] = {
-        MakeNv(":status", "200"),
-        MakeNv("content-type", "application/grpc"),
-        MakeNv("grpc-status", status),
-        MakeNv("grpc-message", encoded),
+        proxy::MakeNv(":status", "200"),
+        proxy::MakeNv("content-type", "application/grpc"),
+        proxy::MakeNv("grpc-status", status),
+        proxy::MakeNv("grpc-message", encoded),
     };
     const size_t count = encoded.empty() ? 3 : 4;
     if (nghttp2_submit_response(session_, stream.id, headers, count, nullptr) != 0) {
@@ -836,6 +809,9 @@ void GrpcConnection::AbortStream(GrpcStream& stream, runtime::GrpcCode code, std
 }
 
 void GrpcConnection::ResetStream(GrpcStream& stream, uint32_t rst_code) {
+  // The code the call ends with, as its client will see it, unless its
+  // status was decided already (and could not be sent).
+  if (!stream.finished) stream.final_code = runtime::CodeForResetStream(rst_code);
   stream.finished = true;
   stream.responded = true;
   stream.reset = true;
@@ -877,8 +853,8 @@ ssize_t GrpcConnection::OnReadData(int32_t stream_id, uint8_t* buf, size_t lengt
     const std::string status = std::to_string(static_cast<int>(stream->final_code));
     const std::string encoded = EncodeStatusMessage(stream->final_message);
     nghttp2_nv trailers[] = {
-        MakeNv("grpc-status", status),
-        MakeNv("grpc-message", encoded),
+        proxy::MakeNv("grpc-status", status),
+        proxy::MakeNv("grpc-message", encoded),
     };
     if (nghttp2_submit_trailer(session_, stream_id, trailers, encoded.empty() ? 1 : 2) != 0) {
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -921,9 +897,21 @@ int GrpcConnection::OnStreamClose(int32_t stream_id) {
   if (!stream->finished) {
     // The client cancelled (RST_STREAM) before the call ended.
     stream->finished = true;
+    stream->final_code = runtime::GrpcCode::kCancelled;
     CancelHandle(*stream);
   }
+  CountEnd(*stream);
   return 0;
+}
+
+// Every call is counted once, when its stream closes (or its connection),
+// with the code it ended with: a streaming call when it ends, not when it
+// starts.
+void GrpcConnection::CountEnd(GrpcStream& stream) {
+  if (stream.counted || stream.method == nullptr || !server_.options_.on_call_end) return;
+  stream.counted = true;
+  const std::string_view path = stream.path;
+  server_.options_.on_call_end(path.substr(path.rfind('/') + 1), stream.final_code);
 }
 
 // GrpcServer

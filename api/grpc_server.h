@@ -139,6 +139,11 @@ struct GrpcServerOptions {
   // A non-empty answer refuses the call with PERMISSION_DENIED and that
   // message before its handler runs (the API refuses workloads' processes).
   std::function<std::string(const CallContext&)> refuse_caller;
+  // Told once per call of a registered method when its stream closes, with
+  // the method's name (the path's last part, "Apply") and the code the call
+  // ended with: the status sent, CANCELLED when the client went first, the
+  // reset's code when the server reset it.
+  std::function<void(std::string_view method, runtime::GrpcCode code)> on_call_end;
   proxy::SocketAcceptor::CountFunction count_accept_error;
   proxy::LogFunction log = proxy::LogToStderr;
 };

@@ -128,14 +128,14 @@ int RunCommand(const std::vector<std::string>& args) {
   auto& metrics = (*node)->metrics();
   proxy::CounterFamily& api_requests = metrics.AddCounter(
       "podless_api_requests_total", "Local API calls by method and gRPC code.", {"method", "code"});
-  RuntimeService service(
-      (*node)->agent(), [&api_requests](std::string_view method, ErrorCode code, bool ok) {
-        api_requests.WithLabels({method, ok ? std::string_view("OK") : ErrorCodeName(code)}).Inc();
-      });
+  RuntimeService service((*node)->agent());
   service.SetSupervisor(&(*node)->supervisor());
   service.SetCluster((*node)->cluster());
   GrpcServerOptions api_options;
   api_options.count_accept_error = proxy::CountAcceptErrors(metrics, "api");
+  api_options.on_call_end = [&api_requests](std::string_view method, runtime::GrpcCode code) {
+    api_requests.WithLabels({method, runtime::GrpcCodeName(code)}).Inc();
+  };
   // A workload's process is never the agent's client, whatever uid it has
   // (under an agent that is not root it has the agent's).
   runtime::Supervisor* supervisor = &(*node)->supervisor();

@@ -172,8 +172,7 @@ Status CheckNamesUnique(const std::vector<workloads::Workload>& list) {
 
 }  // namespace
 
-RuntimeService::RuntimeService(runtime::Agent& agent, CallObserver observer)
-    : agent_(agent), observer_(std::move(observer)) {}
+RuntimeService::RuntimeService(runtime::Agent& agent) : agent_(agent) {}
 
 RuntimeService::~RuntimeService() {
   for (uint64_t id : watchers_) agent_.RemoveWatcher(id);
@@ -271,27 +270,8 @@ static v1::Object ObjectWithStatus(runtime::Agent& agent, const runtime::Cluster
 }
 
 void RuntimeService::RegisterWith(GrpcServer& server) {
-  // Wraps a typed handler so every call is counted by method and code.
-  auto observed = [this]<typename Req, typename Resp>(
-                      std::string name,
-                      std::function<Result<Resp>(const CallContext&, const Req&)> handler) {
-    return std::function<Result<Resp>(const CallContext&, const Req&)>(
-        [this, name, handler = std::move(handler)](const CallContext& context,
-                                                   const Req& request) -> Result<Resp> {
-          Result<Resp> result = handler(context, request);
-          if (observer_) {
-            observer_(name, result.ok() ? ErrorCode::kInternal : result.error().code, result.ok());
-          }
-          return result;
-        });
-  };
-
   // Apply and Delete answer later in cluster mode (cluster-wide objects go
   // to etcd first), so they are asynchronous unary methods.
-  auto observe = [this](std::string_view method, const Status& status) {
-    if (observer_)
-      observer_(method, status ? ErrorCode::kInternal : status.error().code, status.ok());
-  };
   auto to_response = []<typename Resp>(Result<std::vector<runtime::ObjectChange>> changes,
                                        Resp* response) -> Status {
     if (!changes) return changes.error();
@@ -301,10 +281,9 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
 
   server.AddAsyncUnary<v1::ApplyRequest, v1::ApplyResponse>(
       std::string(kService) + "Apply",
-      [this, observe, to_response](const CallContext&, const v1::ApplyRequest& request,
-                                   GrpcServer::Reply<v1::ApplyResponse> reply) {
-        auto finish = [observe, to_response,
-                       reply](Result<std::vector<runtime::ObjectChange>> changes) {
+      [this, to_response](const CallContext&, const v1::ApplyRequest& request,
+                          GrpcServer::Reply<v1::ApplyResponse> reply) {
+        auto finish = [to_response, reply](Result<std::vector<runtime::ObjectChange>> changes) {
           v1::ApplyResponse response;
           Status status;
           try {
@@ -312,7 +291,6 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
           } catch (const std::bad_alloc&) {
             status = OutOfMemoryAfterCommit();
           }
-          observe("Apply", status);
           reply(status ? Result<v1::ApplyResponse>(std::move(response))
                        : Result<v1::ApplyResponse>(status.error()));
         };
@@ -335,13 +313,11 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
 
   server.AddAsyncUnary<v1::DeleteRequest, v1::DeleteResponse>(
       std::string(kService) + "Delete",
-      [this, observe, to_response](const CallContext&, const v1::DeleteRequest& request,
-                                   GrpcServer::Reply<v1::DeleteResponse> reply) {
-        auto finish = [observe, to_response,
-                       reply](Result<std::vector<runtime::ObjectChange>> changes) {
+      [this, to_response](const CallContext&, const v1::DeleteRequest& request,
+                          GrpcServer::Reply<v1::DeleteResponse> reply) {
+        auto finish = [to_response, reply](Result<std::vector<runtime::ObjectChange>> changes) {
           v1::DeleteResponse response;
           Status status = to_response(std::move(changes), &response);
-          observe("Delete", status);
           reply(status ? Result<v1::DeleteResponse>(std::move(response))
                        : Result<v1::DeleteResponse>(status.error()));
         };
@@ -376,33 +352,31 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
 
   server.AddUnary<v1::RegisterRequest, v1::RegisterResponse>(
       std::string(kService) + "Register",
-      observed.operator()<v1::RegisterRequest, v1::RegisterResponse>(
-          "Register",
-          [this](const CallContext&,
-                 const v1::RegisterRequest& request) -> Result<v1::RegisterResponse> {
-            std::vector<workloads::Workload> one;
-            try {
-              auto workload = FromProto(request.workload());
-              if (!workload) return workload.error();
-              one.push_back(std::move(*workload));
-            } catch (const std::bad_alloc&) {
-              return OutOfMemory("reading the workload");
-            }
-            if (Status s = agent_.Register(std::move(one)); !s) return s.error();
-            try {
-              const auto& meta = request.workload().metadata();
-              const auto* stored = agent_.Find(
-                  ObjectKey{Kind::kWorkload, NamespaceOrDefault(meta.namespace_()), meta.name()});
-              v1::RegisterResponse response;
-              *response.mutable_workload() = ObjectWithStatus(agent_, cluster_, *stored).workload();
-              return response;
-            } catch (const std::bad_alloc&) {
-              return OutOfMemoryAfterCommit();
-            }
-          }));
+      [this](const CallContext&,
+             const v1::RegisterRequest& request) -> Result<v1::RegisterResponse> {
+        std::vector<workloads::Workload> one;
+        try {
+          auto workload = FromProto(request.workload());
+          if (!workload) return workload.error();
+          one.push_back(std::move(*workload));
+        } catch (const std::bad_alloc&) {
+          return OutOfMemory("reading the workload");
+        }
+        if (Status s = agent_.Register(std::move(one)); !s) return s.error();
+        try {
+          const auto& meta = request.workload().metadata();
+          const auto* stored = agent_.Find(
+              ObjectKey{Kind::kWorkload, NamespaceOrDefault(meta.namespace_()), meta.name()});
+          v1::RegisterResponse response;
+          *response.mutable_workload() = ObjectWithStatus(agent_, cluster_, *stored).workload();
+          return response;
+        } catch (const std::bad_alloc&) {
+          return OutOfMemoryAfterCommit();
+        }
+      });
 
   // Raw bytes in, so that DecodeBatch can convert the workloads one at a time;
-  // otherwise as AddUnary<RegisterBatchRequest, …> with `observed`.
+  // otherwise as AddUnary<RegisterBatchRequest, …>.
   server.AddUnaryRaw(
       std::string(kService) + "RegisterBatch",
       [this](const CallContext&, std::string_view bytes) -> Result<std::string> {
@@ -421,10 +395,6 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
         }
         const size_t count = list ? list->size() : 0;
         if (status) status = agent_.Register(std::move(*list));
-        if (observer_) {
-          observer_("RegisterBatch", status ? ErrorCode::kInternal : status.error().code,
-                    status.ok());
-        }
         if (!status) return status.error();
         v1::RegisterBatchResponse response;
         response.set_registered(static_cast<uint32_t>(count));
@@ -433,158 +403,139 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
 
   server.AddUnary<v1::DeregisterRequest, v1::DeregisterResponse>(
       std::string(kService) + "Deregister",
-      observed.operator()<v1::DeregisterRequest, v1::DeregisterResponse>(
-          "Deregister",
-          [this](const CallContext&,
-                 const v1::DeregisterRequest& request) -> Result<v1::DeregisterResponse> {
-            if (request.name().empty()) {
-              return MakeError(ErrorCode::kInvalidArgument, "name: required");
-            }
-            auto changes =
-                agent_.Delete({ObjectKey{Kind::kWorkload, NamespaceOrDefault(request.namespace_()),
-                                         request.name()}},
-                              /*ignore_not_found=*/false);
-            if (!changes) return changes.error();
-            return v1::DeregisterResponse();
-          }));
+      [this](const CallContext&,
+             const v1::DeregisterRequest& request) -> Result<v1::DeregisterResponse> {
+        if (request.name().empty()) {
+          return MakeError(ErrorCode::kInvalidArgument, "name: required");
+        }
+        auto changes = agent_.Delete(
+            {ObjectKey{Kind::kWorkload, NamespaceOrDefault(request.namespace_()), request.name()}},
+            /*ignore_not_found=*/false);
+        if (!changes) return changes.error();
+        return v1::DeregisterResponse();
+      });
 
   server.AddUnary<v1::GetRequest, v1::Object>(
       std::string(kService) + "Get",
-      observed.operator()<v1::GetRequest, v1::Object>(
-          "Get", [this](const CallContext&, const v1::GetRequest& request) -> Result<v1::Object> {
-            auto kind = FromProtoKind(request.ref().kind());
-            if (!kind) return kind.error();
-            ObjectKey key{*kind, NamespaceOrDefault(request.ref().namespace_()),
-                          request.ref().name()};
-            const runtime::StoredObject* stored = agent_.Find(key);
-            if (stored == nullptr && cluster_ != nullptr && *kind == Kind::kWorkload) {
-              return RemoteWorkloadByName(agent_, *cluster_, key);
-            }
-            if (stored == nullptr) {
-              return MakeError(ErrorCode::kNotFound, std::string(workloads::KindName(*kind)) + " " +
-                                                         key.ns + "/" + key.name + " not found");
-            }
-            return ObjectWithStatus(agent_, cluster_, *stored);
-          }));
+      [this](const CallContext&, const v1::GetRequest& request) -> Result<v1::Object> {
+        auto kind = FromProtoKind(request.ref().kind());
+        if (!kind) return kind.error();
+        ObjectKey key{*kind, NamespaceOrDefault(request.ref().namespace_()), request.ref().name()};
+        const runtime::StoredObject* stored = agent_.Find(key);
+        if (stored == nullptr && cluster_ != nullptr && *kind == Kind::kWorkload) {
+          return RemoteWorkloadByName(agent_, *cluster_, key);
+        }
+        if (stored == nullptr) {
+          return MakeError(ErrorCode::kNotFound, std::string(workloads::KindName(*kind)) + " " +
+                                                     key.ns + "/" + key.name + " not found");
+        }
+        return ObjectWithStatus(agent_, cluster_, *stored);
+      });
 
   server.AddUnary<v1::ListRequest, v1::ListResponse>(
       std::string(kService) + "List",
-      observed.operator()<v1::ListRequest, v1::ListResponse>(
-          "List",
-          [this](const CallContext&, const v1::ListRequest& request) -> Result<v1::ListResponse> {
-            auto kind = FromProtoKind(request.kind());
-            if (!kind) return kind.error();
-            v1::ListResponse response;
-            for (const runtime::StoredObject* stored : agent_.List(*kind, request.namespace_())) {
-              *response.add_objects() = ObjectWithStatus(agent_, cluster_, *stored);
-            }
-            if (cluster_ != nullptr && *kind == Kind::kWorkload) {
-              // Other nodes' workloads too: a cluster-wide listing, each
-              // replica naming its node (changed only on that node).
-              for (const auto& [key, remote] : cluster_->view().workloads()) {
-                const auto& ns = remote.record.workload.metadata.ns;
-                if (!request.namespace_().empty() && ns != request.namespace_()) continue;
-                *response.add_objects() = RemoteWorkloadObject(agent_, remote);
-              }
-            }
-            return response;
-          }));
+      [this](const CallContext&, const v1::ListRequest& request) -> Result<v1::ListResponse> {
+        auto kind = FromProtoKind(request.kind());
+        if (!kind) return kind.error();
+        v1::ListResponse response;
+        for (const runtime::StoredObject* stored : agent_.List(*kind, request.namespace_())) {
+          *response.add_objects() = ObjectWithStatus(agent_, cluster_, *stored);
+        }
+        if (cluster_ != nullptr && *kind == Kind::kWorkload) {
+          // Other nodes' workloads too: a cluster-wide listing, each
+          // replica naming its node (changed only on that node).
+          for (const auto& [key, remote] : cluster_->view().workloads()) {
+            const auto& ns = remote.record.workload.metadata.ns;
+            if (!request.namespace_().empty() && ns != request.namespace_()) continue;
+            *response.add_objects() = RemoteWorkloadObject(agent_, remote);
+          }
+        }
+        return response;
+      });
 
   server.AddUnary<v1::ListNodesRequest, v1::ListNodesResponse>(
       std::string(kService) + "ListNodes",
-      observed.operator()<v1::ListNodesRequest, v1::ListNodesResponse>(
-          "ListNodes",
-          [this](const CallContext&, const v1::ListNodesRequest&) -> Result<v1::ListNodesResponse> {
-            v1::ListNodesResponse response;
-            const auto& config = agent_.config();
-            if (cluster_ == nullptr) {
-              v1::Node* node = response.add_nodes();
-              node->set_name(config.node_name);
-              node->set_cidr(config.node_cidr);
-              node->set_workloads(static_cast<uint32_t>(agent_.workload_count()));
-              node->set_status("Ready");
-              node->set_self(true);
-              return response;
-            }
-            response.set_cluster(true);
-            response.set_connected(cluster_->connected());
-            for (const auto& [name, record] : cluster_->view().nodes()) {
-              v1::Node* node = response.add_nodes();
-              node->set_name(record.name);
-              node->set_address(record.address);
-              node->set_cidr(record.cidr);
-              node->set_hbone_port(record.hbone_port);
-              node->set_started_at(record.started_at);
-              node->set_self(name == cluster_->node_name());
-              node->set_workloads(static_cast<uint32_t>(
-                  node->self() ? agent_.workload_count() : cluster_->view().WorkloadCountOf(name)));
-              node->set_status(cluster_->connected() ? "Ready" : "Unknown");
-            }
-            return response;
-          }));
+      [this](const CallContext&, const v1::ListNodesRequest&) -> Result<v1::ListNodesResponse> {
+        v1::ListNodesResponse response;
+        const auto& config = agent_.config();
+        if (cluster_ == nullptr) {
+          v1::Node* node = response.add_nodes();
+          node->set_name(config.node_name);
+          node->set_cidr(config.node_cidr);
+          node->set_workloads(static_cast<uint32_t>(agent_.workload_count()));
+          node->set_status("Ready");
+          node->set_self(true);
+          return response;
+        }
+        response.set_cluster(true);
+        response.set_connected(cluster_->connected());
+        for (const auto& [name, record] : cluster_->view().nodes()) {
+          v1::Node* node = response.add_nodes();
+          node->set_name(record.name);
+          node->set_address(record.address);
+          node->set_cidr(record.cidr);
+          node->set_hbone_port(record.hbone_port);
+          node->set_started_at(record.started_at);
+          node->set_self(name == cluster_->node_name());
+          node->set_workloads(static_cast<uint32_t>(
+              node->self() ? agent_.workload_count() : cluster_->view().WorkloadCountOf(name)));
+          node->set_status(cluster_->connected() ? "Ready" : "Unknown");
+        }
+        return response;
+      });
 
   server.AddUnary<v1::GetCaBundleRequest, v1::CaBundle>(
       std::string(kService) + "GetCaBundle",
-      observed.operator()<v1::GetCaBundleRequest, v1::CaBundle>(
-          "GetCaBundle",
-          [this](const CallContext&, const v1::GetCaBundleRequest&) -> Result<v1::CaBundle> {
-            v1::CaBundle bundle;
-            bundle.set_trust_domain(agent_.ca().trust_domain());
-            bundle.set_pem(agent_.ca().BundlePem());
-            return bundle;
-          }));
+      [this](const CallContext&, const v1::GetCaBundleRequest&) -> Result<v1::CaBundle> {
+        v1::CaBundle bundle;
+        bundle.set_trust_domain(agent_.ca().trust_domain());
+        bundle.set_pem(agent_.ca().BundlePem());
+        return bundle;
+      });
 
   server.AddUnary<v1::GetCertificateRequest, v1::Certificate>(
       std::string(kService) + "GetCertificate",
-      observed.operator()<v1::GetCertificateRequest, v1::Certificate>(
-          "GetCertificate",
-          [this](const CallContext&,
-                 const v1::GetCertificateRequest& request) -> Result<v1::Certificate> {
-            auto svid =
-                agent_.Certificate(NamespaceOrDefault(request.namespace_()), request.replica());
-            if (!svid) return svid.error();
-            v1::Certificate cert;
-            cert.set_spiffe_id((*svid)->id.ToString());
-            cert.set_chain_pem((*svid)->CertificateChainPem());
-            cert.set_serial((*svid)->serial_hex);
-            cert.set_not_before((*svid)->not_before);
-            cert.set_not_after((*svid)->not_after);
-            return cert;
-          }));
+      [this](const CallContext&,
+             const v1::GetCertificateRequest& request) -> Result<v1::Certificate> {
+        auto svid = agent_.Certificate(NamespaceOrDefault(request.namespace_()), request.replica());
+        if (!svid) return svid.error();
+        v1::Certificate cert;
+        cert.set_spiffe_id((*svid)->id.ToString());
+        cert.set_chain_pem((*svid)->CertificateChainPem());
+        cert.set_serial((*svid)->serial_hex);
+        cert.set_not_before((*svid)->not_before);
+        cert.set_not_after((*svid)->not_after);
+        return cert;
+      });
 
   server.AddUnary<v1::GetCredentialsRequest, v1::Credentials>(
       std::string(kService) + "GetCredentials",
-      observed.operator()<v1::GetCredentialsRequest, v1::Credentials>(
-          "GetCredentials",
-          [this](const CallContext&,
-                 const v1::GetCredentialsRequest& request) -> Result<v1::Credentials> {
-            auto replica = agent_.FindReplicaByName(NamespaceOrDefault(request.namespace_()),
-                                                    request.replica());
-            if (!replica) return replica.error();
-            const runtime::ProxyCredentials creds = agent_.CredentialsFor(*replica);
-            // Workloads reach the outbound entry on loopback even when it
-            // listens on every address.
-            std::string entry = agent_.config().outbound_address;
-            if (entry.rfind("0.0.0.0:", 0) == 0) entry = "127.0.0.1:" + entry.substr(8);
-            v1::Credentials out;
-            out.set_user(creds.user);
-            out.set_password(creds.password);
-            out.set_http_proxy("http://" + creds.user + ":" + creds.password + "@" + entry);
-            out.set_all_proxy("socks5h://" + creds.user + ":" + creds.password + "@" + entry);
-            return out;
-          }));
+      [this](const CallContext&,
+             const v1::GetCredentialsRequest& request) -> Result<v1::Credentials> {
+        auto replica =
+            agent_.FindReplicaByName(NamespaceOrDefault(request.namespace_()), request.replica());
+        if (!replica) return replica.error();
+        const runtime::ProxyCredentials creds = agent_.CredentialsFor(*replica);
+        // Workloads reach the outbound entry on loopback even when it
+        // listens on every address.
+        std::string entry = agent_.config().outbound_address;
+        if (entry.rfind("0.0.0.0:", 0) == 0) entry = "127.0.0.1:" + entry.substr(8);
+        v1::Credentials out;
+        out.set_user(creds.user);
+        out.set_password(creds.password);
+        out.set_http_proxy("http://" + creds.user + ":" + creds.password + "@" + entry);
+        out.set_all_proxy("socks5h://" + creds.user + ":" + creds.password + "@" + entry);
+        return out;
+      });
 
   server.AddServerStreaming<v1::LogsRequest, v1::LogChunk>(
-      std::string(kService) + "Logs", [this](const CallContext&, const v1::LogsRequest& request,
-                                             ServerStreamWriter<v1::LogChunk> writer) {
-        if (observer_) observer_("Logs", ErrorCode::kInternal, true);
-        StreamLogs(request, std::move(writer));
-      });
+      std::string(kService) + "Logs",
+      [this](const CallContext&, const v1::LogsRequest& request,
+             ServerStreamWriter<v1::LogChunk> writer) { StreamLogs(request, std::move(writer)); });
 
   server.AddServerStreaming<v1::WatchRequest, v1::WatchEvent>(
       std::string(kService) + "Watch", [this](const CallContext&, const v1::WatchRequest& request,
                                               ServerStreamWriter<v1::WatchEvent> writer) {
-        if (observer_) observer_("Watch", ErrorCode::kInternal, true);
         std::vector<Kind> kinds;
         for (int k : request.kinds()) {
           auto kind = FromProtoKind(static_cast<v1::Kind>(k));

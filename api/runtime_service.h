@@ -21,10 +21,8 @@ namespace podless::api {
 
 class RuntimeService {
  public:
-  // Counts every call by method and gRPC code (podless_api_requests_total).
-  using CallObserver = std::function<void(std::string_view method, ErrorCode code, bool ok)>;
-
-  RuntimeService(runtime::Agent& agent, CallObserver observer);
+  // Calls are counted by the server (GrpcServerOptions::on_call_end).
+  explicit RuntimeService(runtime::Agent& agent);
   ~RuntimeService();
 
   void RegisterWith(GrpcServer& server);
@@ -39,7 +37,6 @@ class RuntimeService {
   void StreamLogs(const v1::LogsRequest& request, ServerStreamWriter<v1::LogChunk> writer);
 
   runtime::Agent& agent_;
-  CallObserver observer_;
   runtime::Supervisor* supervisor_ = nullptr;
   runtime::Cluster* cluster_ = nullptr;
   std::vector<uint64_t> watchers_;  // agent watcher ids of open Watch streams

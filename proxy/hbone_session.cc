@@ -1,5 +1,7 @@
 #include "proxy/hbone_session.h"
 
+#include "proxy/nghttp2_nv.h"
+
 #include <algorithm>
 #include <cstring>
 #include <string_view>
@@ -7,16 +9,6 @@
 #include <vector>
 
 namespace podless::proxy {
-
-namespace {
-
-nghttp2_nv MakeNv(std::string_view name, std::string_view value) {
-  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
-                    value.size(), NGHTTP2_NV_FLAG_NONE};
-}
-
-}  // namespace
 
 // nghttp2's callbacks: cast user_data back and call a method.
 struct HboneCallbacks {

@@ -8,6 +8,9 @@
 #include <cstring>
 #include <utility>
 
+#include "proxy/nghttp2_nv.h"
+#include "runtime/grpc_protocol.h"
+
 namespace podless::runtime {
 namespace {
 
@@ -23,84 +26,6 @@ struct WriteRequest {
   uv_write_t req;
   std::string data;
 };
-
-nghttp2_nv MakeNv(std::string_view name, std::string_view value) {
-  return nghttp2_nv{const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(name.data())),
-                    const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(value.data())),
-                    name.size(), value.size(), NGHTTP2_NV_FLAG_NONE};
-}
-
-// grpc-timeout allows at most 8 digits: pick the finest unit that fits.
-std::string EncodeGrpcTimeout(std::chrono::milliseconds timeout) {
-  constexpr int64_t kMaxValue = 99'999'999;
-  const int64_t ms = std::max<int64_t>(timeout.count(), 1);
-  if (ms <= kMaxValue) return std::to_string(ms) + "m";
-  return std::to_string(std::min<int64_t>((ms + 999) / 1000, kMaxValue)) + "S";
-}
-
-// The gRPC spec's mapping for responses that carry no grpc-status.
-GrpcCode CodeForHttpStatus(int status) {
-  switch (status) {
-    case 400:
-      return GrpcCode::kInternal;
-    case 401:
-      return GrpcCode::kUnauthenticated;
-    case 403:
-      return GrpcCode::kPermissionDenied;
-    case 404:
-      return GrpcCode::kUnimplemented;
-    case 429:
-    case 502:
-    case 503:
-    case 504:
-      return GrpcCode::kUnavailable;
-    default:
-      return GrpcCode::kUnknown;
-  }
-}
-
-// ... and for streams reset without trailers.
-GrpcCode CodeForResetStream(uint32_t error_code) {
-  switch (error_code) {
-    case NGHTTP2_CANCEL:
-      return GrpcCode::kCancelled;
-    case NGHTTP2_REFUSED_STREAM:
-      return GrpcCode::kUnavailable;
-    case NGHTTP2_ENHANCE_YOUR_CALM:
-      return GrpcCode::kResourceExhausted;
-    default:
-      return GrpcCode::kInternal;
-  }
-}
-
-Status FinalStatus(const GrpcResponseState& response, uint32_t reset_code) {
-  GrpcCode code;
-  std::string message;
-  if (response.local_error) return *response.local_error;
-  if (response.grpc_status) {
-    code = *response.grpc_status;
-    message = response.grpc_message;
-    if (code == GrpcCode::kOk && !response.decoder.at_message_boundary()) {
-      code = GrpcCode::kInternal;
-      message = "etcd's response ended inside a grpc message";
-    }
-  } else if (reset_code != NGHTTP2_NO_ERROR) {
-    code = CodeForResetStream(reset_code);
-    message =
-        std::string("etcd reset the stream (HTTP/2 ") + nghttp2_http2_strerror(reset_code) + ")";
-  } else if (response.http_status != 200 && response.http_status != 0) {
-    code = CodeForHttpStatus(response.http_status);
-    message = "etcd answered HTTP " + std::to_string(response.http_status);
-  } else {
-    code = GrpcCode::kInternal;
-    message = "etcd's response ended without a grpc-status";
-  }
-  if (code == GrpcCode::kOk) return {};
-  if (message.empty()) message = GrpcCodeName(code);
-  // Keep the gRPC name where ErrorCode folds several codes together.
-  if (!IsExactErrorCode(code)) message = std::string(GrpcCodeName(code)) + ": " + message;
-  return MakeError(FromGrpcCode(code), std::move(message));
-}
 
 std::string AddressText(const sockaddr_storage& address) {
   char ip[INET6_ADDRSTRLEN] = {};
@@ -234,7 +159,8 @@ struct EtcdConnectionCallbacks {
     GrpcStreamSink* sink = SinkOf(session, stream_id);
     if (sink == nullptr) return 0;
     nghttp2_session_set_stream_user_data(session, stream_id, nullptr);
-    sink->OnGrpcClose(FinalStatus(sink->response, error_code));
+    sink->response.reset_code = error_code;
+    sink->OnGrpcClose(FinalStatus(sink->response, "etcd"));
     return 0;
   }
 
@@ -534,17 +460,17 @@ Result<int32_t> EtcdConnection::StartCall(const std::string& path,
   }
   std::string grpc_timeout;
   std::vector<nghttp2_nv> headers = {
-      MakeNv(":method", "POST"),
-      MakeNv(":scheme", endpoint_.tls ? "https" : "http"),
-      MakeNv(":path", path),
-      MakeNv(":authority", endpoint_.authority),
-      MakeNv("content-type", "application/grpc"),
-      MakeNv("te", "trailers"),
-      MakeNv("user-agent", "podless-etcd-client/0.1"),
+      proxy::MakeNv(":method", "POST"),
+      proxy::MakeNv(":scheme", endpoint_.tls ? "https" : "http"),
+      proxy::MakeNv(":path", path),
+      proxy::MakeNv(":authority", endpoint_.authority),
+      proxy::MakeNv("content-type", "application/grpc"),
+      proxy::MakeNv("te", "trailers"),
+      proxy::MakeNv("user-agent", "podless-etcd-client/0.1"),
   };
   if (timeout) {
     grpc_timeout = EncodeGrpcTimeout(*timeout);
-    headers.push_back(MakeNv("grpc-timeout", grpc_timeout));
+    headers.push_back(proxy::MakeNv("grpc-timeout", grpc_timeout));
   }
   nghttp2_data_provider provider = {};
   provider.read_callback = EtcdConnectionCallbacks::ReadRequest;

@@ -22,6 +22,7 @@
 #include "proxy/uv_handle.h"
 #include "runtime/etcd_tls.h"
 #include "runtime/grpc_framing.h"
+#include "runtime/grpc_protocol.h"
 #include "runtime/grpc_status.h"
 #include "workloads/result.h"
 
@@ -43,15 +44,6 @@ struct EtcdEndpoint {
 // with it.
 Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view url);
 
-// What the connection keeps of a call's response.
-struct GrpcResponseState {
-  GrpcMessageDecoder decoder;
-  int http_status = 0;
-  std::optional<GrpcCode> grpc_status;
-  std::string grpc_message;
-  std::optional<Error> local_error;  // decided on this side; wins over the wire
-};
-
 // One gRPC call as its HTTP/2 stream sees it. The two hooks run inside
 // nghttp2's callbacks: an implementation records and defers, it never calls
 // back into the connection nor destroys it there.
@@ -71,6 +63,7 @@ class GrpcStreamSink {
   // The request is complete (unary calls): END_STREAM follows the last byte.
   bool half_close = false;
 
+  // What the connection keeps of the call's response.
   GrpcResponseState response;
 };
 

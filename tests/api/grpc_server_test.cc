@@ -592,6 +592,35 @@ TEST_CASE("GrpcServer: a cancel mid-stream fires the cancel callback; later writ
   CHECK(server.OnLoop([&] { return server.server().connection_count(); }) == 1);
 }
 
+TEST_CASE("GrpcServer: every call is counted once, when it ends, with the code it ended with") {
+  // Written on the loop thread only; read there too (OnLoop).
+  auto ended = std::make_shared<std::vector<std::pair<std::string, runtime::GrpcCode>>>();
+  GrpcServerOptions options;
+  options.on_call_end = [ended](std::string_view method, runtime::GrpcCode code) {
+    ended->emplace_back(std::string(method), code);
+  };
+  ServerThread server(options);
+  GrpcClientPtr client = MustConnect(server.socket_path());
+  REQUIRE(client->Unary(kGetCaBundle, "", 5s).ok());
+  REQUIRE_FALSE(client->Call<v1::ApplyRequest, v1::ApplyResponse>(kApply, {}, 5s).ok());
+  CHECK_FALSE(client->Unary("/podless.v1.Runtime/NoSuchMethod", "", 5s).ok());
+  // A stream the client stops after three messages: counted when it ends, as
+  // CANCELLED, not as OK when it starts.
+  v1::WatchRequest request;
+  request.set_namespace_("forever");
+  int received = 0;
+  REQUIRE(client
+              ->ServerStream<v1::WatchRequest, v1::WatchEvent>(
+                  kWatch, request, [&](const v1::WatchEvent&) { return ++received < 3; }, 10s)
+              .ok());
+  REQUIRE(Eventually([&] { return server.OnLoop([&] { return ended->size(); }) == 3; }));
+  const auto calls = server.OnLoop([&] { return *ended; });
+  using Call = std::pair<std::string, runtime::GrpcCode>;
+  CHECK(calls == std::vector<Call>{{"GetCaBundle", runtime::GrpcCode::kOk},
+                                   {"Apply", runtime::GrpcCode::kInvalidArgument},
+                                   {"Watch", runtime::GrpcCode::kCancelled}});
+}
+
 TEST_CASE("GrpcServer: a client that dies mid-stream cancels its stream and frees its connection") {
   ServerThread server;
   ProcessResult python = RunInterop(server.socket_path(), "die-mid-stream");
