@@ -14,6 +14,7 @@
 #include "api/manifest_files.h"
 #include "api/runtime_service.h"
 #include "api/spiffe_workload_api.h"
+#include "proxy/log.h"
 #include "proxy/uv_handle.h"
 #include "runtime/config.h"
 #include "runtime/node.h"
@@ -22,7 +23,9 @@
 namespace podless::api {
 namespace {
 
-void Log(const std::string& line) { std::fprintf(stderr, "podless: %s\n", line.c_str()); }
+void Log(const std::string& line, proxy::LogLevel level = proxy::LogLevel::kInfo) {
+  proxy::Log(level, "", line);
+}
 
 // Applies the operator's --apply manifests through the same path as the API.
 // In a cluster, Services and policies need etcd: it waits (bounded) for the
@@ -93,8 +96,9 @@ int RunCommand(const std::vector<std::string>& args) {
     std::fprintf(stderr, "podless run: %s\n", config.error().message.c_str());
     return 2;
   }
+  proxy::SetLogLevel(config->log_level);
   if (Status s = DisableCoreDumps(); !s) {
-    Log("cannot start: " + s.error().message);
+    Log("cannot start: " + s.error().message, proxy::LogLevel::kError);
     return 1;
   }
   // A client that disappears must not kill the agent with SIGPIPE.
@@ -103,7 +107,7 @@ int RunCommand(const std::vector<std::string>& args) {
   // or reads from the state dir: one another user owns or may write is
   // refused, with what to do.
   if (Status s = runtime::StateStore::PrepareDir(config->state_dir); !s) {
-    Log("cannot start: " + s.error().message);
+    Log("cannot start: " + s.error().message, proxy::LogLevel::kError);
     return 1;
   }
 
@@ -112,7 +116,7 @@ int RunCommand(const std::vector<std::string>& args) {
   if (config->cluster.enabled()) {
     auto cluster = runtime::Cluster::Join(loop.get(), *config);
     if (!cluster) {
-      Log("cannot start: cluster: " + cluster.error().message);
+      Log("cannot start: cluster: " + cluster.error().message, proxy::LogLevel::kError);
       return 1;
     }
     joined = std::move(*cluster);
@@ -121,7 +125,7 @@ int RunCommand(const std::vector<std::string>& args) {
   }
   auto node = runtime::Node::Start(loop.get(), *config, std::move(joined));
   if (!node) {
-    Log("cannot start: " + node.error().message);
+    Log("cannot start: " + node.error().message, proxy::LogLevel::kError);
     return 1;
   }
 
@@ -149,7 +153,8 @@ int RunCommand(const std::vector<std::string>& args) {
   service.RegisterWith(grpc);
   const std::string socket_path = config->ApiSocketPath();
   if (Status s = grpc.Listen(socket_path); !s) {
-    Log("cannot start: API socket " + socket_path + ": " + s.error().message);
+    Log("cannot start: API socket " + socket_path + ": " + s.error().message,
+        proxy::LogLevel::kError);
     return 1;
   }
   // The SPIFFE Workload API for supervised processes. Optional: without it
@@ -165,7 +170,7 @@ int RunCommand(const std::vector<std::string>& args) {
         s.error().message);
   }
   if (Status s = ApplyAtStart(loop.get(), **node, config->apply_at_start); !s) {
-    Log("cannot start: --apply: " + s.error().message);
+    Log("cannot start: --apply: " + s.error().message, proxy::LogLevel::kError);
     grpc.Close();
     (*node)->Shutdown();
     return 1;

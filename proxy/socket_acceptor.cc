@@ -13,6 +13,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "proxy/log.h"
+
 namespace podless::proxy {
 
 namespace {
@@ -114,10 +116,7 @@ std::string DescribeAcceptError(int err) {
 
 }  // namespace
 
-void LogToStderr(const std::string& message) {
-  std::fprintf(stderr, "podless: %s\n", message.c_str());
-  std::fflush(stderr);
-}
+void LogToStderr(const std::string& message) { Log(LogLevel::kWarning, "proxy", message); }
 
 namespace {
 

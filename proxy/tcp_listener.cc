@@ -7,6 +7,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "proxy/log.h"
+#include "workloads/ipam.h"
+
 namespace podless::proxy {
 
 Result<TcpListenerPtr> TcpListener::Create(Dispatcher& dispatcher, Options options,
@@ -58,7 +61,14 @@ Status TcpListener::Watch(int fd) {
   }
   auto acceptor = SocketAcceptor::Adopt(dispatcher_.loop(), fd, std::move(accept), [this](int fd) {
     TcpStream* stream = TcpStream::Adopt(dispatcher_, fd);
-    if (stream != nullptr) on_accept_(stream);
+    if (stream == nullptr) return;
+    if (LogEnabled(LogLevel::kDebug)) {
+      Log(LogLevel::kDebug, "proxy",
+          "conn=" + std::to_string(stream->id()) + " accepted on " + options_.name + " " +
+              address() + " from " + workloads::FormatIpv4(stream->PeerAddress()) + " to " +
+              workloads::FormatIpv4(stream->LocalAddress()));
+    }
+    on_accept_(stream);
   });
   if (!acceptor.ok()) return acceptor.error();
   acceptor_ = std::move(acceptor).value();

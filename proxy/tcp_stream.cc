@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <utility>
 
+#include "proxy/log.h"
 #include "proxy/netns.h"
 
 namespace podless::proxy {
@@ -34,7 +36,12 @@ sockaddr_in MakeSockaddr(uint32_t address, uint16_t port) {
   return addr;
 }
 
-TcpStream::TcpStream(Dispatcher& dispatcher) : dispatcher_(dispatcher) {
+namespace {
+std::atomic<uint64_t> g_next_stream_id{1};
+}  // namespace
+
+TcpStream::TcpStream(Dispatcher& dispatcher)
+    : dispatcher_(dispatcher), id_(g_next_stream_id.fetch_add(1, std::memory_order_relaxed)) {
   uv_tcp_init(dispatcher.loop(), &tcp_);
   tcp_.data = this;
 }
@@ -116,6 +123,8 @@ void TcpStream::OnStallTick() {
 }
 
 void TcpStream::CloseHandle() {
+  if (LogEnabled(LogLevel::kDebug))
+    Log(LogLevel::kDebug, "proxy", "conn=" + std::to_string(id_) + " closed");
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_),
            [](uv_handle_t* handle) { delete FromHandle(handle->data); });
 }

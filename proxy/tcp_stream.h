@@ -39,6 +39,9 @@ class TcpStream final : public Stream, private DeferredTask {
   // connection with nothing to send never times out. 0 turns it off.
   void SetWriteStallTimeout(uint64_t timeout_ms, Counter* fired);
 
+  // This connection's id in the log (`conn=N`), unique in the process.
+  uint64_t id() const { return id_; }
+
   // Stream
   void SetHandler(StreamHandler* handler) override;
   void Write(std::string_view bytes) override;
@@ -74,6 +77,7 @@ class TcpStream final : public Stream, private DeferredTask {
   void RunDeferred() override { Fail(); }
 
   Dispatcher& dispatcher_;
+  const uint64_t id_;
   uv_tcp_t tcp_;
   // A shutdown starts only when no write is in flight and no write may
   // follow it (End() was called and the queue is empty), so the two

@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 
+#include "proxy/log.h"
 #include "runtime/json.h"
 #include "workloads/ipam.h"
 
@@ -25,7 +26,9 @@ constexpr int kOpsPerTxn = 100;
 // VIP claims retried with another VIP when another node took it meanwhile.
 constexpr int kVipAttempts = 4;
 
-void Log(const std::string& line) { std::fprintf(stderr, "podless: cluster: %s\n", line.c_str()); }
+void Log(const std::string& line, proxy::LogLevel level = proxy::LogLevel::kWarning) {
+  proxy::Log(level, "cluster", line);
+}
 
 bool StartsWith(std::string_view text, std::string_view prefix) {
   return text.substr(0, prefix.size()) == prefix;
@@ -240,7 +243,8 @@ void Cluster::OnSynced(const etcdpb::RangeResponse& listing) {
   last_error_.clear();
   if (connected_gauge_ != nullptr) connected_gauge_->Set(1);
   Log("following etcd " + etcd_->current_endpoint() + " at revision " + std::to_string(revision_) +
-      " (" + std::to_string(view_.nodes().size()) + " nodes)");
+          " (" + std::to_string(view_.nodes().size()) + " nodes)",
+      proxy::LogLevel::kInfo);
   if (on_view_change_) on_view_change_();
   Flush();
 }

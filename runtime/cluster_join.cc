@@ -12,6 +12,7 @@
 #include <ctime>
 #include <optional>
 
+#include "proxy/log.h"
 #include "proxy/uv_handle.h"
 #include "runtime/cluster.h"
 #include "runtime/state_store.h"
@@ -194,10 +195,10 @@ Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config) {
                                                c.etcd_->current_endpoint() + ": " +
                                                lease.error().message);
     }
-    std::fprintf(stderr,
-                 "podless: etcd unreachable (%s); starting from this node's last join (range %s) "
-                 "and registering once etcd answers\n",
-                 lease.error().message.c_str(), record.cidr.c_str());
+    proxy::Log(proxy::LogLevel::kWarning, "cluster",
+               "etcd unreachable (" + lease.error().message +
+                   "); starting from this node's last join (range " + record.cidr +
+                   ") and registering once etcd answers");
     c.last_error_ = lease.error().message;
     config.node_cidr = record.cidr;
     config.ca_cert = dir + kCaCertFile;

@@ -116,6 +116,18 @@ const std::vector<Flag>& Flags() {
       {"--outbound-address", "HOST:PORT",
        "outbound entry for workloads (HTTP proxy + SOCKS5) [127.0.0.1:15001]",
        [](AgentConfig& c, const std::string& v) { return SetString(c.outbound_address, v); }},
+      {"--log-level", "LEVEL",
+       "what the agent logs to stderr: error, warn, info or debug (debug adds a line per "
+       "connection accepted and closed, with its conn=ID) [info]",
+       [](AgentConfig& c, const std::string& v) -> Status {
+         auto level = proxy::ParseLogLevel(v);
+         if (!level) {
+           return MakeError(ErrorCode::kInvalidArgument,
+                            "--log-level: \"" + v + "\" is not one of error, warn, info, debug");
+         }
+         c.log_level = *level;
+         return {};
+       }},
       {"--workers", "N",
        "proxy worker threads, each with its own loop; 0: the proxy runs on the main loop "
        "[one per core]",

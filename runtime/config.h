@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy/log.h"
 #include "proxy/proxy_core.h"
 #include "runtime/etcd_tls.h"
 #include "runtime/uid_allocator.h"
@@ -45,6 +46,7 @@ struct AgentConfig {
   // ports (SO_REUSEPORT); 0 runs the proxy on the main loop. Default: one per
   // core (runtime/proxy_workers.h).
   uint32_t workers = DefaultWorkers();
+  proxy::LogLevel log_level = proxy::LogLevel::kInfo;  // --log-level
   // Pooled HBONE client connections with no stream for this long are closed.
   std::chrono::milliseconds hbone_idle_timeout = std::chrono::seconds(60);
   // Proxy timeouts and limits against slow or greedy peers; 0 turns one off.

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "proxy/http1_parser.h"
+#include "proxy/log.h"
 
 namespace podless::runtime {
 
@@ -114,11 +115,13 @@ Status Node::StartSupervisor() {
          !dir.empty(); dir = dir.parent_path()) {
       struct stat st {};
       if (::stat(dir.c_str(), &st) == 0 && (st.st_mode & S_IXOTH) == 0) {
-        std::fprintf(stderr,
-                     "podless: warning: %s (mode %04o) does not let other users through: "
-                     "sandboxed workloads cannot reach %s/workload-api.sock; use a --state-dir "
-                     "such as /var/lib/podless, or chmod o+x %s\n",
-                     dir.c_str(), st.st_mode & 07777, config_.state_dir.c_str(), dir.c_str());
+        char mode[8];
+        std::snprintf(mode, sizeof(mode), "%04o", st.st_mode & 07777);
+        proxy::Log(proxy::LogLevel::kWarning, "exec",
+                   dir.string() + " (mode " + mode +
+                       ") does not let other users through: sandboxed workloads cannot reach " +
+                       config_.state_dir + "/workload-api.sock; use a --state-dir such as " +
+                       "/var/lib/podless, or chmod o+x " + dir.string());
       }
       if (dir == dir.root_path()) break;
     }
@@ -128,10 +131,10 @@ Status Node::StartSupervisor() {
     uids_ = std::make_unique<UidAllocator>(std::move(*uids));
     options.uids = uids_.get();
   } else {
-    std::fprintf(stderr,
-                 "podless: the agent is not root: exec workloads run as uid %u in its network "
-                 "namespace, confined by Landlock (ABI %d) only (README, Isolation)\n",
-                 ::geteuid(), LandlockAbi());
+    proxy::Log(proxy::LogLevel::kWarning, "exec",
+               "the agent is not root: exec workloads run as uid " + std::to_string(::geteuid()) +
+                   " in its network namespace, confined by Landlock (ABI " +
+                   std::to_string(LandlockAbi()) + ") only (README, Isolation)");
   }
   // One cgroup subtree per state dir, so that two agents never touch each
   // other's replicas and a restarted agent finds its predecessor's.
@@ -143,10 +146,10 @@ Status Node::StartSupervisor() {
     cgroups_ = std::make_unique<CgroupTree>(std::move(*cgroups));
     options.cgroups = cgroups_.get();
   } else {
-    std::fprintf(stderr,
-                 "podless: exec workloads get no cgroup (%s): an escaped child is stopped only "
-                 "with its process group, and limits fall back to rlimits\n",
-                 cgroups.error().message.c_str());
+    proxy::Log(proxy::LogLevel::kWarning, "exec",
+               "exec workloads get no cgroup (" + cgroups.error().message +
+                   "): an escaped child is stopped only with its process group, and limits fall "
+                   "back to rlimits");
   }
   supervisor_ = std::make_unique<Supervisor>(loop_, options);
   Supervisor* supervisor = supervisor_.get();

@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "proxy/log.h"
+
 namespace podless::runtime {
 
 struct ProxyWorkers::Worker {
@@ -268,8 +270,8 @@ void ProxyWorkers::SyncSandboxListeners(const std::map<uint32_t, int>& listeners
     if (share[i].empty() && workers_[i]->core->sandbox_listener_count() == 0) continue;
     CallParked(*workers_[i], [&](proxy::ProxyCore& core) {
       if (Status s = core.SyncSandboxListeners(share[i]); !s)
-        std::fprintf(stderr, "podless: outbound entry in a sandbox: %s\n",
-                     s.error().message.c_str());
+        proxy::Log(proxy::LogLevel::kWarning, "proxy",
+                   "outbound entry in a sandbox: " + s.error().message);
     });
   }
 }

@@ -13,6 +13,7 @@
 #include <iterator>
 #include <new>
 
+#include "proxy/log.h"
 #include "workloads/object_codec.h"
 #include "workloads/pem_file.h"
 
@@ -285,7 +286,7 @@ void StateStore::Log(std::string_view message) const {
   if (options_.log) {
     options_.log(message);
   } else {
-    std::fprintf(stderr, "podless: %.*s\n", static_cast<int>(message.size()), message.data());
+    proxy::Log(proxy::LogLevel::kWarning, "state", message);
   }
 }
 

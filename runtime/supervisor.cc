@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "proxy/log.h"
 #include "proxy/netns.h"
 
 namespace podless::runtime {
@@ -68,8 +69,8 @@ std::string DescribeExit(int64_t exit_status, int term_signal) {
   return "exit code " + std::to_string(exit_status);
 }
 
-void Log(const std::string& message) {
-  std::fprintf(stderr, "podless: supervisor: %s\n", message.c_str());
+void Log(const std::string& message, proxy::LogLevel level = proxy::LogLevel::kWarning) {
+  proxy::Log(level, "supervisor", message);
 }
 
 // cgroup and sandbox names: namespaces and replica names are DNS labels, so
@@ -251,7 +252,8 @@ void Supervisor::KillOrphans() {
   if (options_.cgroups != nullptr) {
     for (const std::string& leaf : options_.cgroups->Leaves()) {
       if (!options_.cgroups->Empty(leaf))
-        Log("stopping orphan processes a previous agent left in cgroup " + leaf);
+        Log("stopping orphan processes a previous agent left in cgroup " + leaf,
+            proxy::LogLevel::kInfo);
       if (podless::Status s = options_.cgroups->Kill(leaf); !s) Log(s.error().message);
       (void)options_.cgroups->Remove(leaf);  // busy until the kernel reaps them
     }
