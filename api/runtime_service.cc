@@ -244,6 +244,7 @@ static v1::Object ObjectWithStatus(runtime::Agent& agent, const runtime::Cluster
       replica->set_process_reason(view.process_reason);
       replica->set_restarts(view.restarts);
       replica->set_last_exit(view.last_exit);
+      replica->set_started_at(view.started_at);
       if (view.certificate) {
         replica->set_certificate_serial(view.certificate->serial_hex);
         replica->set_certificate_not_after(view.certificate->not_after);
@@ -303,12 +304,14 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
       std::string(kService) + "Apply",
       [this, observe, to_response](const CallContext&, const v1::ApplyRequest& request,
                                    GrpcServer::Reply<v1::ApplyResponse> reply) {
-        auto finish = [observe, to_response,
-                       reply](Result<std::vector<runtime::ObjectChange>> changes) {
+        auto finish = [observe, to_response, reply](
+                          Result<std::vector<runtime::ObjectChange>> changes,
+                          const std::vector<std::string>& created_namespaces = {}) {
           v1::ApplyResponse response;
           Status status;
           try {
             status = to_response(std::move(changes), &response);
+            for (const std::string& ns : created_namespaces) response.add_created_namespaces(ns);
           } catch (const std::bad_alloc&) {
             status = OutOfMemoryAfterCommit();
           }
@@ -328,9 +331,25 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
         } catch (const std::bad_alloc&) {
           return finish(OutOfMemory("reading the manifests"));
         }
-        if (cluster_ != nullptr)
-          return cluster_->Apply(std::move(objects), request.dry_run(), finish);
-        finish(agent_.Apply(std::move(objects), request.dry_run()));
+        // Namespaces appear with their first object: the caller is told,
+        // since a typo'd namespace would otherwise go unnoticed.
+        std::vector<std::string> new_namespaces;
+        for (const workloads::Object& object : objects) {
+          const std::string& ns =
+              std::visit([](const auto& o) -> const std::string& { return o.metadata.ns; }, object);
+          if (!agent_.HasNamespace(ns) &&
+              std::find(new_namespaces.begin(), new_namespaces.end(), ns) == new_namespaces.end()) {
+            new_namespaces.push_back(ns);
+          }
+        }
+        auto finish_with_namespaces = [finish, new_namespaces = std::move(new_namespaces)](
+                                          Result<std::vector<runtime::ObjectChange>> changes) {
+          finish(std::move(changes), new_namespaces);
+        };
+        if (cluster_ != nullptr) {
+          return cluster_->Apply(std::move(objects), request.dry_run(), finish_with_namespaces);
+        }
+        finish_with_namespaces(agent_.Apply(std::move(objects), request.dry_run()));
       });
 
   server.AddAsyncUnary<v1::DeleteRequest, v1::DeleteResponse>(
@@ -504,6 +523,7 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
               node->set_workloads(static_cast<uint32_t>(agent_.workload_count()));
               node->set_status("Ready");
               node->set_self(true);
+              node->set_started_at(agent_.started_at());
               return response;
             }
             response.set_cluster(true);
