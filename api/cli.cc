@@ -5,8 +5,10 @@
 #include <openssl/x509.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -119,6 +121,42 @@ const v1::ObjectMeta& MetaOf(const v1::Object& object) {
 std::map<std::string, std::string> LabelsOf(const v1::Object& object) {
   const auto& labels = MetaOf(object).labels();
   return {labels.begin(), labels.end()};
+}
+
+// kubectl's --since: a Go duration of whole seconds or more ("30s", "5m",
+// "1h30m"), rounded up to seconds, at least 1.
+Result<int64_t> ParseDurationSeconds(const std::string& text) {
+  auto bad = [&]() {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "\"" + text + "\" is not a duration (e.g. 30s, 5m, 1h30m)");
+  };
+  if (text.empty()) return bad();
+  double total = 0;
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t digits = at;
+    while (digits < text.size() &&
+           (std::isdigit(static_cast<unsigned char>(text[digits])) || text[digits] == '.')) {
+      ++digits;
+    }
+    if (digits == at) return bad();
+    const double number = std::strtod(text.substr(at, digits - at).c_str(), nullptr);
+    size_t unit_end = digits;
+    while (unit_end < text.size() && std::isalpha(static_cast<unsigned char>(text[unit_end]))) {
+      ++unit_end;
+    }
+    const std::string unit = text.substr(digits, unit_end - digits);
+    double scale = 0;
+    if (unit == "ms") scale = 0.001;
+    if (unit == "s") scale = 1;
+    if (unit == "m") scale = 60;
+    if (unit == "h") scale = 3600;
+    if (scale == 0) return bad();
+    total += number * scale;
+    at = unit_end;
+  }
+  if (total <= 0 || total > 1e12) return bad();
+  return static_cast<int64_t>(std::ceil(total));
 }
 
 // Splits logs' output into lines, each prefixed, for several replicas at once.
@@ -598,6 +636,12 @@ class Cli {
       return true;
     };
     int64_t value = 0;
+    base.set_timestamps(args.On("--timestamps"));
+    if (args.Has("--since")) {
+      auto seconds = ParseDurationSeconds(args.Get("--since"));
+      if (!seconds) return Usage(command, "--since: " + seconds.error().message);
+      base.mutable_since_seconds()->set_value(*seconds);
+    }
     if (args.Has("--tail")) {
       if (!number(args.Get("--tail"), &value)) {
         return Usage(command, "--tail needs a number of lines (0 or more)");

@@ -64,7 +64,9 @@ std::vector<CommandSpec> MakeCommands() {
        "logs (WORKLOAD | -l SELECTOR) [flags]",
        "output of an exec workload's processes",
        "Prints replica 0's stdout and stderr unless --replica, --all-replicas or -l say\n"
-       "otherwise. With several replicas each line starts with [replica/NAME].\n",
+       "otherwise. With several replicas each line starts with [replica/NAME]. The agent\n"
+       "stamps each line with the time it read it: --timestamps shows it, --since filters\n"
+       "on it (then --tail counts what is left).\n",
        {kNamespace,
         {"--replica", 'r', "N", "this replica's ordinal (default 0)"},
         {"--all-replicas", 0, "", "every replica of the workload"},
@@ -72,6 +74,8 @@ std::vector<CommandSpec> MakeCommands() {
         {"--follow", 'f', "", "keep printing new output"},
         {"--tail", 0, "N", "only the last N lines"},
         {"--previous", 'p', "", "the run before the current one"},
+        {"--since", 0, "DURATION", "only lines written in the last DURATION (30s, 5m, 1h30m)"},
+        {"--timestamps", 0, "", "each line behind the time it was written (RFC 3339, UTC)"},
         {"--prefix", 0, "", "start each line with [replica/NAME] (default: with several)"}}},
       {"watch",
        "watch [KIND] [-n NS|-A]",

@@ -3,6 +3,7 @@
 #include <google/protobuf/io/coded_stream.h>
 
 #include <algorithm>
+#include <ctime>
 #include <new>
 #include <string_view>
 #include <unordered_map>
@@ -687,9 +688,22 @@ void RuntimeService::StreamLogs(const v1::LogsRequest& request,
       return;
     }
   }
+  runtime::LogView view;
+  view.timestamps = request.timestamps();
+  if (request.has_since_seconds()) {
+    const int64_t since = request.since_seconds().value();
+    if (since <= 0) {
+      writer.Finish(MakeError(ErrorCode::kInvalidArgument,
+                              "since_seconds: must be more than 0, not " + std::to_string(since)));
+      return;
+    }
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    view.since_unix_nanos = (static_cast<int64_t>(now.tv_sec) - since) * 1'000'000'000;
+  }
   const std::string replica = workload.metadata.name + "-" + std::to_string(ordinal);
   const std::string dir = runtime::ReplicaLogDir(agent_.config().state_dir, ns, replica);
-  auto text = runtime::ReadLog(dir, request.previous(), tail);
+  auto text = runtime::ReadLog(dir, request.previous(), tail, view);
   if (!text.ok()) {
     if (request.previous() || !request.follow()) {
       writer.Finish(MakeError(
@@ -714,9 +728,11 @@ void RuntimeService::StreamLogs(const v1::LogsRequest& request,
   // Follow: every byte the process writes from now on, until the client
   // cancels (or the agent stops, which cancels every call first).
   auto id = std::make_shared<uint64_t>(0);
-  *id = log->AddFollower([writer, log, id](std::string_view bytes) mutable {
+  auto filter = std::make_shared<runtime::LogStreamFilter>(view);
+  *id = log->AddFollower([writer, log, id, filter](std::string_view bytes) mutable {
     v1::LogChunk chunk;
-    chunk.set_data(std::string(bytes));
+    chunk.set_data(filter->Feed(bytes));
+    if (chunk.data().empty()) return;
     if (!writer.Write(chunk)) log->RemoveFollower(*id);
   });
   writer.OnCancel([log, id] { log->RemoveFollower(*id); });

@@ -3,7 +3,9 @@ replicas` (alias pods) with one row per replica, -l/--selector on get,
 delete and logs, --show-labels, --no-headers, -o name, `scale`, `logs` of
 every replica (--all-replicas, -l) with a prefix per line, and `get -w`."""
 
+import datetime
 import os
+import re
 import subprocess
 import time
 
@@ -114,6 +116,19 @@ def main():
               "logs -l skips workloads without a process")
         out = cli("logs", "talker", "-n", "rx", "--prefix").stdout
         check(out == "[replica/talker-0] hello from talker-0\n", "--prefix: " + out)
+        # --timestamps: RFC 3339 times of when each line was read; --since filters on them.
+        out = cli("logs", "talker", "-n", "rx", "--timestamps").stdout
+        check(re.fullmatch(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z hello from talker-0\n", out),
+              "--timestamps: " + out)
+        stamp = datetime.datetime.strptime(out[:19], "%Y-%m-%dT%H:%M:%S").replace(
+            tzinfo=datetime.timezone.utc)
+        check(abs(time.time() - stamp.timestamp()) < 120, f"stamp {out[:30]} is not now")
+        check(cli("logs", "talker", "-n", "rx", "--since=1h").stdout == "hello from talker-0\n",
+              "--since 1h")
+        time.sleep(2.2)
+        check(cli("logs", "talker", "-n", "rx", "--since", "1s").stdout == "", "--since 1s")
+        r = cli("logs", "talker", "-n", "rx", "--since", "soon", expect_ok=False)
+        check(r.returncode == 2 and "not a duration" in r.stderr, "--since soon: " + r.stderr)
         follower = subprocess.Popen([PODLESS, "--socket", agent.socket, "logs", "-f", "-n", "rx",
                                      "-l", "app=talker"], stdout=subprocess.PIPE)
         try:
