@@ -16,7 +16,7 @@ constexpr FlagSpec kFilename{"--filename", 'f', "FILE|DIR|-",
                              "a manifest file, a directory of them, or - for stdin (repeatable)"};
 constexpr FlagSpec kSelector{
     "--selector", 'l', "SELECTOR",
-    "labels to match: k=v, k!=v, k, !k, k in (a,b), k notin (a,b); a,b: both"};
+    "labels to match: k=v, k!=v, k, !k, k in (a,b), k notin (a,b); a comma: all of them"};
 
 std::vector<CommandSpec> MakeCommands() {
   return {

@@ -201,6 +201,17 @@ static v1::Object RemoteWorkloadObject(const runtime::Agent& agent,
   return out;
 }
 
+// Whether a workload on another node is in `ns` (a namespace exists while
+// any node holds an object in it). Only asked for a namespace this node has
+// no object in, which an apply rarely meets.
+static bool RemoteNamespace(const runtime::Cluster* cluster, const std::string& ns) {
+  if (cluster == nullptr) return false;
+  for (const auto& [etcd_key, remote] : cluster->view().workloads()) {
+    if (remote.record.workload.metadata.ns == ns) return true;
+  }
+  return false;
+}
+
 // Get of a workload this node does not host: the one of that name on another
 // node. A name may exist on several nodes (each node owns what was applied
 // on it); then the caller is told where, and List shows each.
@@ -338,7 +349,7 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
         for (const workloads::Object& object : objects) {
           const std::string& ns =
               std::visit([](const auto& o) -> const std::string& { return o.metadata.ns; }, object);
-          if (!agent_.HasNamespace(ns) &&
+          if (!agent_.HasNamespace(ns) && !RemoteNamespace(cluster_, ns) &&
               std::find(new_namespaces.begin(), new_namespaces.end(), ns) == new_namespaces.end()) {
             new_namespaces.push_back(ns);
           }
