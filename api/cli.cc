@@ -924,6 +924,27 @@ int CliMain(const std::vector<std::string>& all_args) {
     std::fputs(CommandHelp(*about).c_str(), stdout);
     return 0;
   }
+  // --socket and --state-dir may follow the command too, as kubectl's global
+  // flags may (`run` has a --state-dir of its own and returned above).
+  for (size_t i = 0; i < args.size() && args[i] != "--";) {
+    std::string flag = args[i];
+    std::string value;
+    size_t used = 1;
+    if (size_t eq = flag.find('='); eq != std::string::npos && flag.rfind("--", 0) == 0) {
+      value = flag.substr(eq + 1);
+      flag = flag.substr(0, eq);
+    } else if (i + 1 < args.size()) {
+      value = args[i + 1];
+      used = 2;
+    }
+    if (flag != "--socket" && flag != "--state-dir") {
+      ++i;
+      continue;
+    }
+    if (value.empty()) return Usage(*command, flag + ": missing value");
+    socket = flag == "--socket" ? value : value + "/api.sock";
+    args.erase(args.begin() + static_cast<long>(i), args.begin() + static_cast<long>(i + used));
+  }
   std::map<std::string_view, std::vector<std::string_view>> extra_values = {
       {"--dry-run", {"client", "server", "none"}}};
   auto parsed = ParseFlags(args, command->flags, extra_values);

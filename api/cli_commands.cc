@@ -135,7 +135,7 @@ std::string GlobalUsage() {
       "`podless COMMAND --help` shows a command's usage and flags. Flags take their value\n"
       "as `--flag value` or `--flag=value` (`-n ns`, `-n=ns`, `-nns`).\n"
       "The API socket is --socket, else $PODLESS_SOCKET, else ./podless-state/api.sock\n"
-      "(--state-dir DIR: DIR/api.sock).\n";
+      "(--state-dir DIR: DIR/api.sock); both may come before or after the command.\n";
   return out;
 }
 

@@ -115,6 +115,10 @@ def main():
         state_dir = os.path.dirname(sock)
         check(run(f"--state-dir={state_dir}", "get", "workloads", "--output=wide").stdout ==
               r.stdout, "--state-dir=DIR")
+        check(run("get", "workloads", "-o", "wide", f"--socket={sock}").stdout == r.stdout,
+              "--socket after the command")
+        check(run("get", "workloads", "--state-dir", state_dir, "-owide").stdout == r.stdout,
+              "--state-dir after the command")
         for dry in ("--dry-run", "--dry-run=client", "--dry-run=server"):
             r = agent.cli("apply", "-f", HELLO, dry)
             check("(dry run)" in r.stdout, f"{dry}: {r.stdout}")
