@@ -436,7 +436,20 @@ std::string YamlList(const std::vector<v1::Object>& objects) {
 }
 
 std::string Json(const v1::Object& object) { return JsonOf(Yaml(object)); }
-std::string JsonList(const std::vector<v1::Object>& objects) { return JsonOf(YamlList(objects)); }
+// YamlList's document in JSON, built item by item: a list of a million
+// objects never goes through the YAML parser as one document.
+std::string JsonList(const std::vector<v1::Object>& objects) {
+  std::string out = "{\n    \"apiVersion\": \"v1\",\n    \"kind\": \"List\",\n    \"items\": ";
+  if (objects.empty()) return out + "[]\n}\n";
+  out += "[\n";
+  for (size_t i = 0; i < objects.size(); ++i) {
+    std::string item = IndentLines(Json(objects[i]), "        ", "        ");
+    item.pop_back();  // The newline goes after the separating comma.
+    out += item;
+    out += i + 1 < objects.size() ? ",\n" : "\n";
+  }
+  return out + "    ]\n}\n";
+}
 
 // `-o name`: kind/name, as apply prints it.
 std::string KindWordOf(v1::Kind kind) {
