@@ -3,7 +3,6 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdio>
-#include <regex>
 
 namespace podless::api {
 namespace {
@@ -40,16 +39,37 @@ std::string Quote(const std::string& text) {
   return out + "\"";
 }
 
+// [-+]?(0|[1-9][0-9]*)(\.[0-9]+([eE][-+]?[0-9]+)?)?: a number JSON can
+// hold as written (without the plus).
+bool IsJsonNumber(std::string_view text) {
+  size_t i = 0;
+  auto digits = [&]() {
+    size_t start = i;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
+    return i - start;
+  };
+  if (i < text.size() && (text[i] == '-' || text[i] == '+')) ++i;
+  const size_t integer_at = i;
+  const size_t integer = digits();
+  if (integer == 0 || (integer > 1 && text[integer_at] == '0')) return false;
+  if (i == text.size()) return true;
+  if (text[i] != '.') return false;
+  ++i;
+  if (digits() == 0) return false;
+  if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+    ++i;
+    if (i < text.size() && (text[i] == '-' || text[i] == '+')) ++i;
+    if (digits() == 0) return false;
+  }
+  return i == text.size();
+}
+
 std::string ScalarJson(const YAML::Node& node) {
   const std::string& text = node.Scalar();
   if (node.Tag() != "!") {  // plain, not quoted
-    static const std::regex integer("[-+]?(0|[1-9][0-9]*)");
-    static const std::regex decimal("[-+]?(0|[1-9][0-9]*)\\.[0-9]+([eE][-+]?[0-9]+)?");
     if (text == "true" || text == "false") return text;
     if (text == "null" || text == "~" || text.empty()) return "null";
-    if (std::regex_match(text, integer) || std::regex_match(text, decimal)) {
-      return text[0] == '+' ? text.substr(1) : text;
-    }
+    if (IsJsonNumber(text)) return text[0] == '+' ? text.substr(1) : text;
   }
   return Quote(text);
 }

@@ -115,6 +115,9 @@ TEST_CASE("YamlToJson: same keys in order, typed plain scalars, quoted ones stri
         "    \"c\": {},\n"
         "    \"d\": \"say \\\"hi\\\"\\n\"\n"
         "}\n");
+  // Only what JSON can hold as written is a number: 010 and 1e9 stay strings.
+  CHECK(*YamlToJson("[010, +3, 1.5e3, 1e9, 0.5, -0, 12Mi]") ==
+        "[\n    \"010\",\n    3,\n    1.5e3,\n    \"1e9\",\n    0.5,\n    -0,\n    \"12Mi\"\n]\n");
   CHECK_FALSE(YamlToJson("a: [").ok());
 }
 
