@@ -23,8 +23,9 @@ Result<OutputFormat> ParseOutputFormat(std::string_view name);
 //
 // Tables (kTable, kWide): kubectl style, header upper-case, columns separated
 // by at least 3 spaces, no trailing blanks, "<none>" for an empty cell. The
-// NAMESPACE column appears only with `all_namespaces`. There is no AGE column:
-// the agent does not record creation times.
+// NAMESPACE column appears only with `all_namespaces`, LABELS (k=v,...) last
+// with `show_labels`. There is no AGE column: the agent keeps no creation time
+// across restarts (replicas show one since the agent's start, FormatReplicas).
 //   workloads: NAME READY (ready/desired) REPLICAS (desired) APP PORTS (8080/HTTP,...);
 //              wide adds SERVICE-ACCOUNT ADDRESSES (first 3, then "+N more")
 //              SPIFFE-ID NODE
