@@ -97,6 +97,11 @@ def offline_checks():
     check("did you mean --show-labels" in r.stderr, "flag suggestion: " + r.stderr)
     r = run("get", "-o")
     check(r.returncode == 2 and "missing value" in r.stderr, "get -o: " + r.stderr)
+    # ca init and run take --flag=value as well.
+    r = run("ca", "init", "--etcd=http://127.0.0.1:1")
+    check(r.returncode == 2 and "--etcd and --out are required" in r.stderr, "ca init: " + r.stderr)
+    r = run("run", "--svid-ttl=soon")
+    check(r.returncode == 2 and "--svid-ttl" in r.stderr and "unknown flag" not in r.stderr, r.stderr)
     r = run("apply", "--dry-run=maybe", "-f", HELLO)
     check(r.returncode == 2 and "--dry-run" in r.stderr and "client" in r.stderr, r.stderr)
 
