@@ -65,8 +65,9 @@ Result<ParsedFlags> ParseFlags(
     const std::map<std::string_view, std::vector<std::string_view>>& boolean_values) {
   ParsedFlags out;
   bool flags_ended = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
+  std::vector<std::string> queue = args;  // -Aw becomes -A -w on the way
+  for (size_t i = 0; i < queue.size(); ++i) {
+    const std::string arg = queue[i];
     if (flags_ended || arg.size() < 2 || arg[0] != '-') {
       out.positional.push_back(arg);
       continue;
@@ -105,6 +106,11 @@ Result<ParsedFlags> ParseFlags(
     }
     if (spec == nullptr) return MakeError(ErrorCode::kInvalidArgument, UnknownFlag(flag, specs));
     std::string name(spec->name);
+    if (spec->value_name.empty() && attached && arg[1] != '-' && arg[2] != '=') {
+      // Short booleans together (-Aw), as pflag reads them.
+      queue.insert(queue.begin() + static_cast<long>(i) + 1, "-" + arg.substr(2));
+      attached = false;
+    }
     if (spec->value_name.empty()) {
       if (!attached) value = "true";
       auto extra = boolean_values.find(spec->name);
@@ -124,11 +130,11 @@ Result<ParsedFlags> ParseFlags(
                          name + ": unknown value \"" + value + "\" (expected " + accepted + ")");
       }
     } else if (!attached) {
-      if (i + 1 >= args.size()) {
+      if (i + 1 >= queue.size()) {
         return MakeError(ErrorCode::kInvalidArgument,
                          name + ": missing value " + std::string(spec->value_name));
       }
-      value = args[++i];
+      value = queue[++i];
     }
     out.values[name].push_back(value);
   }

@@ -1,6 +1,7 @@
 // The flags of the `podless` client verbs, parsed as kubectl parses them:
 // `--name value` and `--name=value`, `-n value`, `-n=value` and `-nvalue`;
-// a boolean flag alone or as `--name=true|false`; `--` ends the flags.
+// a boolean flag alone or as `--name=true|false`, short ones together (`-Aw`);
+// `--` ends the flags.
 // Pure functions, so every spelling is testable without an agent.
 #pragma once
 

@@ -14,7 +14,7 @@ namespace {
 const std::vector<FlagSpec> kSpecs = {
     {"--namespace", 'n', "NS", ""},    {"--output", 'o', "FORMAT", ""},
     {"--all-namespaces", 'A', "", ""}, {"--show-labels", 0, "", ""},
-    {"--dry-run", 0, "", ""},
+    {"--dry-run", 0, "", ""},          {"--watch", 'w', "", ""},
 };
 
 ParsedFlags Parse(std::vector<std::string> args) {
@@ -54,6 +54,11 @@ TEST_CASE("ParseFlags: booleans alone or =true|false, extra words where allowed"
   CHECK(ParseError({"--dry-run=maybe"}).find("client, server, none, true or false") !=
         std::string::npos);
   CHECK(ParseError({"--show-labels=yes"}).find("true or false") != std::string::npos);
+  ParsedFlags together = Parse({"-Aw", "-Ao=wide"});
+  CHECK(together.On("--all-namespaces"));
+  CHECK(together.On("--watch"));
+  CHECK(together.Get("--output") == "wide");
+  CHECK(ParseError({"-Ax"}) == "unknown flag -x");
   CHECK(Parse({"-h"}).help);
   CHECK(Parse({"x", "--help"}).help);
 }
