@@ -23,7 +23,20 @@ constexpr char kUsage[] =
 
 }  // namespace
 
-int CaInitCommand(const std::vector<std::string>& args) {
+int CaInitCommand(const std::vector<std::string>& given) {
+  // --flag=value is --flag value (as for every other command).
+  std::vector<std::string> args;
+  for (const std::string& arg : given) {
+    size_t eq = arg.find('=');
+    if (arg.rfind("--store-root-key=", 0) == 0) {
+      if (arg != "--store-root-key=false") args.push_back("--store-root-key");
+    } else if (arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+      args.push_back(arg.substr(0, eq));
+      args.push_back(arg.substr(eq + 1));
+    } else {
+      args.push_back(arg);
+    }
+  }
   runtime::ClusterCaInit options;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];

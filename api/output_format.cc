@@ -1,6 +1,5 @@
 #include "api/output_format.h"
 
-#include <google/protobuf/util/json_util.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "api/model_convert.h"
+#include "api/yaml_json.h"
 #include "workloads/manifest_writer.h"
 #include "workloads/quantity.h"
 
@@ -187,13 +187,15 @@ class Table {
     for (std::string& cell : cells) cell = OrNone(std::move(cell));
     rows_.push_back(std::move(cells));
   }
-  std::string Render(std::string_view indent = "") const {
+  std::string Render(std::string_view indent = "", bool no_headers = false) const {
     std::vector<size_t> widths(rows_.front().size(), 0);
-    for (const auto& row : rows_) {
+    for (size_t r = no_headers ? 1 : 0; r < rows_.size(); ++r) {
+      const auto& row = rows_[r];
       for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
     }
     std::string out;
-    for (const auto& row : rows_) {
+    for (size_t r = no_headers ? 1 : 0; r < rows_.size(); ++r) {
+      const auto& row = rows_[r];
       out += indent;
       for (size_t i = 0; i < row.size(); ++i) {
         out += row[i];
@@ -208,23 +210,25 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-std::vector<std::string> Header(bool all_namespaces, std::vector<std::string> columns) {
-  if (all_namespaces) columns.insert(columns.begin(), "NAMESPACE");
+std::vector<std::string> Header(const ListOptions& options, std::vector<std::string> columns) {
+  if (options.all_namespaces) columns.insert(columns.begin(), "NAMESPACE");
+  if (options.show_labels) columns.push_back("LABELS");
   return columns;
 }
 
-std::vector<std::string> Row(bool all_namespaces, const v1::ObjectMeta& meta,
+std::vector<std::string> Row(const ListOptions& options, const v1::ObjectMeta& meta,
                              std::vector<std::string> cells) {
   cells.insert(cells.begin(), meta.name());
-  if (all_namespaces) cells.insert(cells.begin(), NamespaceOf(meta));
+  if (options.all_namespaces) cells.insert(cells.begin(), NamespaceOf(meta));
+  if (options.show_labels) cells.push_back(LabelsInline(meta.labels()));
   return cells;
 }
 
 std::string WorkloadTable(const std::vector<const v1::Object*>& objects, bool wide,
-                          bool all_namespaces) {
+                          const ListOptions& options) {
   std::vector<std::string> columns = {"NAME", "READY", "REPLICAS", "RESTARTS", "APP", "PORTS"};
   if (wide) columns.insert(columns.end(), {"SERVICE-ACCOUNT", "ADDRESSES", "SPIFFE-ID", "NODE"});
-  Table table(Header(all_namespaces, std::move(columns)));
+  Table table(Header(options, std::move(columns)));
   for (const v1::Object* object : objects) {
     const v1::Workload& w = object->workload();
     std::vector<std::string> ports;
@@ -247,16 +251,16 @@ std::string WorkloadTable(const std::vector<const v1::Object*>& objects, bool wi
       cells.push_back(Join(
           Distinct(w, [](const v1::Replica& r) -> const std::string& { return r.node(); }), ","));
     }
-    table.AddRow(Row(all_namespaces, w.metadata(), std::move(cells)));
+    table.AddRow(Row(options, w.metadata(), std::move(cells)));
   }
-  return table.Render();
+  return table.Render("", options.no_headers);
 }
 
 std::string ServiceTable(const std::vector<const v1::Object*>& objects, bool wide,
-                         bool all_namespaces) {
+                         const ListOptions& options) {
   std::vector<std::string> columns = {"NAME", "VIP", "PORTS", "ENDPOINTS"};
   if (wide) columns.push_back("SELECTOR");
-  Table table(Header(all_namespaces, std::move(columns)));
+  Table table(Header(options, std::move(columns)));
   for (const v1::Object* object : objects) {
     const v1::Service& s = object->service();
     std::vector<std::string> ports;
@@ -264,22 +268,22 @@ std::string ServiceTable(const std::vector<const v1::Object*>& objects, bool wid
     std::vector<std::string> cells = {s.status().vip(), Join(ports, ","),
                                       std::to_string(s.status().endpoints_size())};
     if (wide) cells.push_back(LabelsInline(s.spec().selector()));
-    table.AddRow(Row(all_namespaces, s.metadata(), std::move(cells)));
+    table.AddRow(Row(options, s.metadata(), std::move(cells)));
   }
-  return table.Render();
+  return table.Render("", options.no_headers);
 }
 
-std::string PolicyTable(const std::vector<const v1::Object*>& objects, bool all_namespaces) {
-  Table table(Header(all_namespaces, {"NAME", "ACTION", "SELECTOR", "RULES"}));
+std::string PolicyTable(const std::vector<const v1::Object*>& objects, const ListOptions& options) {
+  Table table(Header(options, {"NAME", "ACTION", "SELECTOR", "RULES"}));
   for (const v1::Object* object : objects) {
     const v1::AuthorizationPolicy& p = object->authorization_policy();
     // An empty selector selects every workload of the namespace (Istio).
     std::string selector = LabelsInline(p.spec().match_labels());
-    table.AddRow(Row(all_namespaces, p.metadata(),
+    table.AddRow(Row(options, p.metadata(),
                      {ActionName(p.spec().action()), selector.empty() ? "<all>" : selector,
                       std::to_string(p.spec().rules_size())}));
   }
-  return table.Render();
+  return table.Render("", options.no_headers);
 }
 
 static std::string Age(int64_t seconds) {
@@ -291,7 +295,7 @@ static std::string Age(int64_t seconds) {
 }
 
 std::string Tables(const std::vector<v1::Object>& objects, v1::Kind kind, bool wide,
-                   bool all_namespaces) {
+                   const ListOptions& options) {
   // One table per kind; the requested kind first, then the others in enum order.
   std::vector<v1::Kind> order = {kind};
   for (v1::Kind k : {v1::WORKLOAD, v1::SERVICE, v1::AUTHORIZATION_POLICY}) {
@@ -307,13 +311,13 @@ std::string Tables(const std::vector<v1::Object>& objects, v1::Kind kind, bool w
     if (!out.empty()) out += '\n';
     switch (k) {
       case v1::WORKLOAD:
-        out += WorkloadTable(of_kind, wide, all_namespaces);
+        out += WorkloadTable(of_kind, wide, options);
         break;
       case v1::SERVICE:
-        out += ServiceTable(of_kind, wide, all_namespaces);
+        out += ServiceTable(of_kind, wide, options);
         break;
       case v1::AUTHORIZATION_POLICY:
-        out += PolicyTable(of_kind, all_namespaces);
+        out += PolicyTable(of_kind, options);
         break;
       default:
         break;
@@ -323,23 +327,7 @@ std::string Tables(const std::vector<v1::Object>& objects, v1::Kind kind, bool w
 }
 
 // ---------------------------------------------------------------------------
-// JSON.
-
-std::string Json(const v1::Object& object) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = false;  // lowerCamelCase, as the manifests
-  std::string out;
-  auto status = google::protobuf::util::MessageToJsonString(object, &out, options);
-  if (!status.ok()) {
-    // Only a message with invalid UTF-8 in a string field gets here; say so
-    // in valid JSON rather than print half a document.
-    return "{\"error\": \"this object cannot be printed as JSON (a string field is not "
-           "valid UTF-8)\"}\n";
-  }
-  if (out.empty() || out.back() != '\n') out += '\n';
-  return out;
-}
+// JSON: the YAML document in JSON syntax (see Json and JsonList below).
 
 // Prefixes every non-empty line of `text` with `indent`.
 std::string IndentLines(std::string_view text, std::string_view first, std::string_view rest) {
@@ -359,17 +347,14 @@ std::string IndentLines(std::string_view text, std::string_view first, std::stri
   return out;
 }
 
-std::string JsonList(const std::vector<v1::Object>& objects) {
-  if (objects.empty()) return "{\n \"items\": []\n}\n";
-  std::string out = "{\n \"items\": [\n";
-  for (size_t i = 0; i < objects.size(); ++i) {
-    std::string item = IndentLines(Json(objects[i]), "  ", "  ");
-    item.pop_back();  // The newline goes after the separating comma.
-    out += item;
-    out += i + 1 < objects.size() ? ",\n" : "\n";
+std::string JsonOf(const std::string& yaml) {
+  Result<std::string> json = YamlToJson(yaml);
+  if (!json.ok()) {
+    // Only a printer bug gets here; say so in valid JSON rather than print
+    // half a document.
+    return "{\"error\": \"this object cannot be printed as JSON\"}\n";
   }
-  out += " ]\n}\n";
-  return out;
+  return *json;
 }
 
 // ---------------------------------------------------------------------------
@@ -447,6 +432,47 @@ std::string YamlList(const std::vector<v1::Object>& objects) {
   if (objects.empty()) return out + "items: []\n";
   out += "items:\n";
   for (const v1::Object& object : objects) out += IndentLines(Yaml(object), "- ", "  ");
+  return out;
+}
+
+std::string Json(const v1::Object& object) { return JsonOf(Yaml(object)); }
+// YamlList's document in JSON, built item by item: a list of a million
+// objects never goes through the YAML parser as one document.
+std::string JsonList(const std::vector<v1::Object>& objects) {
+  std::string out = "{\n    \"apiVersion\": \"v1\",\n    \"kind\": \"List\",\n    \"items\": ";
+  if (objects.empty()) return out + "[]\n}\n";
+  out += "[\n";
+  for (size_t i = 0; i < objects.size(); ++i) {
+    std::string item = IndentLines(Json(objects[i]), "        ", "        ");
+    item.pop_back();  // The newline goes after the separating comma.
+    out += item;
+    out += i + 1 < objects.size() ? ",\n" : "\n";
+  }
+  return out + "    ]\n}\n";
+}
+
+// `-o name`: kind/name, as apply prints it.
+std::string KindWordOf(v1::Kind kind) {
+  switch (kind) {
+    case v1::WORKLOAD:
+      return "workload";
+    case v1::SERVICE:
+      return "service";
+    case v1::AUTHORIZATION_POLICY:
+      return "authorizationpolicy";
+    default:
+      return "object";
+  }
+}
+
+std::string Names(const std::vector<v1::Object>& objects) {
+  std::string out;
+  for (const v1::Object& object : objects) {
+    const v1::ObjectMeta& meta = object.has_workload()  ? object.workload().metadata()
+                                 : object.has_service() ? object.service().metadata()
+                                                        : object.authorization_policy().metadata();
+    out += KindWordOf(KindOf(object)) + "/" + meta.name() + "\n";
+  }
   return out;
 }
 
@@ -781,30 +807,41 @@ Result<OutputFormat> ParseOutputFormat(std::string_view name) {
   if (name == "wide") return OutputFormat::kWide;
   if (name == "yaml") return OutputFormat::kYaml;
   if (name == "json") return OutputFormat::kJson;
+  if (name == "name") return OutputFormat::kName;
   return MakeError(ErrorCode::kInvalidArgument,
                    "output: unknown format \"" + std::string(name) +
-                       "\" (expected wide, yaml or json, or no -o for a table)");
+                       "\" (expected wide, yaml, json or name, or no -o for a table)");
 }
 
 std::string FormatList(const std::vector<v1::Object>& objects, v1::Kind kind, OutputFormat format,
-                       bool all_namespaces) {
+                       const ListOptions& options) {
   switch (format) {
     case OutputFormat::kTable:
-      return Tables(objects, kind, false, all_namespaces);
+      return Tables(objects, kind, false, options);
     case OutputFormat::kWide:
-      return Tables(objects, kind, true, all_namespaces);
+      return Tables(objects, kind, true, options);
     case OutputFormat::kYaml:
       return YamlList(objects);
     case OutputFormat::kJson:
       return JsonList(objects);
+    case OutputFormat::kName:
+      return Names(objects);
   }
   return "";
+}
+
+std::string FormatList(const std::vector<v1::Object>& objects, v1::Kind kind, OutputFormat format,
+                       bool all_namespaces) {
+  ListOptions options;
+  options.all_namespaces = all_namespaces;
+  return FormatList(objects, kind, format, options);
 }
 
 std::string FormatObject(const v1::Object& object, OutputFormat format) {
   switch (format) {
     case OutputFormat::kTable:
     case OutputFormat::kWide:
+    case OutputFormat::kName:
       return FormatList({object}, KindOf(object), format, false);
     case OutputFormat::kYaml:
       return Yaml(object);
@@ -812,6 +849,50 @@ std::string FormatObject(const v1::Object& object, OutputFormat format) {
       return Json(object);
   }
   return "";
+}
+
+Result<std::string> FormatReplicas(const std::vector<v1::Object>& workloads, OutputFormat format,
+                                   const ListOptions& options, int64_t now) {
+  if (format == OutputFormat::kYaml || format == OutputFormat::kJson) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "a replica is not an object of its own: -o wide or -o name, or "
+                     "`get workloads -o yaml` for the replicas' status");
+  }
+  const bool wide = format == OutputFormat::kWide;
+  std::vector<std::string> columns = {"NAME", "READY",   "STATUS", "RESTARTS",
+                                      "AGE",  "ADDRESS", "NODE"};
+  if (wide) columns.insert(columns.end(), {"WORKLOAD", "SPIFFE-ID"});
+  Table table(Header(options, std::move(columns)));
+  std::string names;
+  for (const v1::Object& object : workloads) {
+    if (!object.has_workload()) continue;
+    const v1::Workload& w = object.workload();
+    for (const v1::Replica& r : w.status().replicas()) {
+      names += "replica/" + r.name() + "\n";
+      std::string status = r.process_state().empty() ? "Running" : r.process_state();
+      // kubectl shows the reason a container waits (CrashLoopBackOff) in
+      // place of the phase.
+      if (!r.process_reason().empty() && r.process_state() != "Running") {
+        status = r.process_reason();
+      }
+      std::vector<std::string> cells = {r.ready() ? "1/1" : "0/1",
+                                        status,
+                                        std::to_string(r.restarts()),
+                                        r.started_at() != 0 ? Age(now - r.started_at()) : "",
+                                        r.address(),
+                                        r.node()};
+      if (wide) {
+        cells.push_back(w.metadata().name());
+        cells.push_back(r.spiffe_id());
+      }
+      v1::ObjectMeta meta = w.metadata();
+      meta.set_name(r.name());
+      table.AddRow(Row(options, meta, std::move(cells)));
+    }
+  }
+  if (format == OutputFormat::kName) return names;
+  if (names.empty()) return std::string();
+  return table.Render("", options.no_headers);
 }
 
 std::string Describe(const v1::Object& object) {
@@ -828,7 +909,8 @@ std::string Describe(const v1::Object& object) {
   return "<an object of an unknown kind>\n";
 }
 
-std::string NodesTable(const v1::ListNodesResponse& nodes, bool wide, int64_t now) {
+std::string NodesTable(const v1::ListNodesResponse& nodes, bool wide, int64_t now,
+                       bool no_headers) {
   std::vector<std::string> columns = {"NAME", "ADDRESS", "CIDR", "WORKLOADS", "STATUS", "AGE"};
   if (wide) columns.push_back("HBONE-PORT");
   Table table(columns);
@@ -840,7 +922,7 @@ std::string NodesTable(const v1::ListNodesResponse& nodes, bool wide, int64_t no
     if (wide) cells.push_back(node.hbone_port() != 0 ? std::to_string(node.hbone_port()) : "");
     table.AddRow(std::move(cells));
   }
-  std::string out = table.Render();
+  std::string out = table.Render("", no_headers);
   if (nodes.cluster() && !nodes.connected()) {
     out += "(this node cannot reach etcd: the list is its last view)\n";
   }

@@ -3,6 +3,7 @@
 // and every format is testable without an agent.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,18 +13,19 @@
 
 namespace podless::api {
 
-enum class OutputFormat { kTable, kWide, kYaml, kJson };
+enum class OutputFormat { kTable, kWide, kYaml, kJson, kName };
 
-// The value of `-o`: "" (table), "wide", "yaml", "json". Anything else is
-// INVALID_ARGUMENT naming the value and the accepted ones.
+// The value of `-o`: "" (table), "wide", "yaml", "json", "name". Anything
+// else is INVALID_ARGUMENT naming the value and the accepted ones.
 Result<OutputFormat> ParseOutputFormat(std::string_view name);
 
 // A list as `podless get KIND` prints it.
 //
 // Tables (kTable, kWide): kubectl style, header upper-case, columns separated
 // by at least 3 spaces, no trailing blanks, "<none>" for an empty cell. The
-// NAMESPACE column appears only with `all_namespaces`. There is no AGE column:
-// the agent does not record creation times.
+// NAMESPACE column appears only with `all_namespaces`, LABELS (k=v,...) last
+// with `show_labels`. There is no AGE column: the agent keeps no creation time
+// across restarts (replicas show one since the agent's start, FormatReplicas).
 //   workloads: NAME READY (ready/desired) REPLICAS (desired) APP PORTS (8080/HTTP,...);
 //              wide adds SERVICE-ACCOUNT ADDRESSES (first 3, then "+N more")
 //              SPIFFE-ID NODE
@@ -36,10 +38,27 @@ Result<OutputFormat> ParseOutputFormat(std::string_view name);
 // kubectl's "No resources found" on stderr.
 //
 // kYaml: a `apiVersion: v1, kind: List, items: [...]` document (as kubectl
-// does) whose items are what FormatObject prints. kJson: {"items": [...]}
-// whose items are what FormatObject prints (each parses as a v1.Object).
+// does) whose items are what FormatObject prints. kJson: the same document
+// in JSON (so it can be applied again, as the YAML). kName: `kind/name` a
+// line (workload/web), as apply prints objects.
+struct ListOptions {
+  bool all_namespaces = false;  // a NAMESPACE column first
+  bool show_labels = false;     // a LABELS column last (k=v,...)
+  bool no_headers = false;      // no header row
+};
+std::string FormatList(const std::vector<v1::Object>& objects, v1::Kind kind, OutputFormat format,
+                       const ListOptions& options);
 std::string FormatList(const std::vector<v1::Object>& objects, v1::Kind kind, OutputFormat format,
                        bool all_namespaces);
+
+// `podless get replicas` (alias pods): one row per replica of `workloads`,
+// as kubectl lists pods: NAME READY (1/1 or 0/1) STATUS (the process's
+// state and reason; Running for in-proxy apps) RESTARTS AGE ADDRESS NODE;
+// wide adds WORKLOAD SPIFFE-ID. `now` is unix seconds. kName prints
+// replica/NAME lines. kYaml and kJson are not offered (INVALID_ARGUMENT):
+// a replica is not an object of its own.
+Result<std::string> FormatReplicas(const std::vector<v1::Object>& workloads, OutputFormat format,
+                                   const ListOptions& options, int64_t now);
 
 // One object as `podless get KIND NAME` prints it.
 // kTable/kWide: the one-row table of FormatList.
@@ -47,14 +66,15 @@ std::string FormatList(const std::vector<v1::Object>& objects, v1::Kind kind, Ou
 //   `status:` section when the object has one (workload replicas: name,
 //   address, spiffeId, certificateSerial, certificateNotAfter in RFC 3339,
 //   ready, node; service: vip, endpoints).
-// kJson: the v1.Object in protobuf's JSON mapping (lowerCamelCase names,
-//   indented), which JsonStringToMessage reads back.
+// kJson: the kYaml document in JSON (same keys, same order), which apply
+//   accepts as well.
 std::string FormatObject(const v1::Object& object, OutputFormat format);
 
 // `podless get nodes`: NAME ADDRESS CIDR WORKLOADS STATUS AGE (5s, 3m, 2h,
 // 4d); wide adds HBONE-PORT. `now` is unix seconds. A footer line says when
 // the answering node cannot reach etcd.
-std::string NodesTable(const v1::ListNodesResponse& nodes, bool wide, int64_t now);
+std::string NodesTable(const v1::ListNodesResponse& nodes, bool wide, int64_t now,
+                       bool no_headers = false);
 
 // `podless describe`: labelled lines (Name, Namespace, Labels, ...), the app
 // with its details, ports, and for workloads a replica table (name, address,

@@ -3,6 +3,7 @@
 #include <google/protobuf/io/coded_stream.h>
 
 #include <algorithm>
+#include <ctime>
 #include <new>
 #include <string_view>
 #include <unordered_map>
@@ -199,6 +200,17 @@ static v1::Object RemoteWorkloadObject(const runtime::Agent& agent,
   return out;
 }
 
+// Whether a workload on another node is in `ns` (a namespace exists while
+// any node holds an object in it). Only asked for a namespace this node has
+// no object in, which an apply rarely meets.
+static bool RemoteNamespace(const runtime::Cluster* cluster, const std::string& ns) {
+  if (cluster == nullptr) return false;
+  for (const auto& [etcd_key, remote] : cluster->view().workloads()) {
+    if (remote.record.workload.metadata.ns == ns) return true;
+  }
+  return false;
+}
+
 // Get of a workload this node does not host: the one of that name on another
 // node. A name may exist on several nodes (each node owns what was applied
 // on it); then the caller is told where, and List shows each.
@@ -243,6 +255,7 @@ static v1::Object ObjectWithStatus(runtime::Agent& agent, const runtime::Cluster
       replica->set_process_reason(view.process_reason);
       replica->set_restarts(view.restarts);
       replica->set_last_exit(view.last_exit);
+      replica->set_started_at(view.started_at);
       if (view.certificate) {
         replica->set_certificate_serial(view.certificate->serial_hex);
         replica->set_certificate_not_after(view.certificate->not_after);
@@ -283,11 +296,14 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
       std::string(kService) + "Apply",
       [this, to_response](const CallContext&, const v1::ApplyRequest& request,
                           GrpcServer::Reply<v1::ApplyResponse> reply) {
-        auto finish = [to_response, reply](Result<std::vector<runtime::ObjectChange>> changes) {
+        auto finish = [to_response, reply](
+                          Result<std::vector<runtime::ObjectChange>> changes,
+                          const std::vector<std::string>& created_namespaces = {}) {
           v1::ApplyResponse response;
           Status status;
           try {
             status = to_response(std::move(changes), &response);
+            for (const std::string& ns : created_namespaces) response.add_created_namespaces(ns);
           } catch (const std::bad_alloc&) {
             status = OutOfMemoryAfterCommit();
           }
@@ -306,9 +322,25 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
         } catch (const std::bad_alloc&) {
           return finish(OutOfMemory("reading the manifests"));
         }
-        if (cluster_ != nullptr)
-          return cluster_->Apply(std::move(objects), request.dry_run(), finish);
-        finish(agent_.Apply(std::move(objects), request.dry_run()));
+        // Namespaces appear with their first object: the caller is told,
+        // since a typo'd namespace would otherwise go unnoticed.
+        std::vector<std::string> new_namespaces;
+        for (const workloads::Object& object : objects) {
+          const std::string& ns =
+              std::visit([](const auto& o) -> const std::string& { return o.metadata.ns; }, object);
+          if (!agent_.HasNamespace(ns) && !RemoteNamespace(cluster_, ns) &&
+              std::find(new_namespaces.begin(), new_namespaces.end(), ns) == new_namespaces.end()) {
+            new_namespaces.push_back(ns);
+          }
+        }
+        auto finish_with_namespaces = [finish, new_namespaces = std::move(new_namespaces)](
+                                          Result<std::vector<runtime::ObjectChange>> changes) {
+          finish(std::move(changes), new_namespaces);
+        };
+        if (cluster_ != nullptr) {
+          return cluster_->Apply(std::move(objects), request.dry_run(), finish_with_namespaces);
+        }
+        finish_with_namespaces(agent_.Apply(std::move(objects), request.dry_run()));
       });
 
   server.AddAsyncUnary<v1::DeleteRequest, v1::DeleteResponse>(
@@ -465,6 +497,7 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
           node->set_workloads(static_cast<uint32_t>(agent_.workload_count()));
           node->set_status("Ready");
           node->set_self(true);
+          node->set_started_at(agent_.started_at());
           return response;
         }
         response.set_cluster(true);
@@ -618,9 +651,22 @@ void RuntimeService::StreamLogs(const v1::LogsRequest& request,
       return;
     }
   }
+  runtime::LogView view;
+  view.timestamps = request.timestamps();
+  if (request.has_since_seconds()) {
+    const int64_t since = request.since_seconds().value();
+    if (since <= 0) {
+      writer.Finish(MakeError(ErrorCode::kInvalidArgument,
+                              "since_seconds: must be more than 0, not " + std::to_string(since)));
+      return;
+    }
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    view.since_unix_nanos = (static_cast<int64_t>(now.tv_sec) - since) * 1'000'000'000;
+  }
   const std::string replica = workload.metadata.name + "-" + std::to_string(ordinal);
   const std::string dir = runtime::ReplicaLogDir(agent_.config().state_dir, ns, replica);
-  auto text = runtime::ReadLog(dir, request.previous(), tail);
+  auto text = runtime::ReadLog(dir, request.previous(), tail, view);
   if (!text.ok()) {
     if (request.previous() || !request.follow()) {
       writer.Finish(MakeError(
@@ -645,9 +691,11 @@ void RuntimeService::StreamLogs(const v1::LogsRequest& request,
   // Follow: every byte the process writes from now on, until the client
   // cancels (or the agent stops, which cancels every call first).
   auto id = std::make_shared<uint64_t>(0);
-  *id = log->AddFollower([writer, log, id](std::string_view bytes) mutable {
+  auto filter = std::make_shared<runtime::LogStreamFilter>(view);
+  *id = log->AddFollower([writer, log, id, filter](std::string_view bytes) mutable {
     v1::LogChunk chunk;
-    chunk.set_data(std::string(bytes));
+    chunk.set_data(filter->Feed(bytes));
+    if (chunk.data().empty()) return;
     if (!writer.Write(chunk)) log->RemoveFollower(*id);
   });
   writer.OnCancel([log, id] { log->RemoveFollower(*id); });

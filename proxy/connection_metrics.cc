@@ -20,6 +20,12 @@ std::vector<std::string> ConnectionLabelNames() {
 
 std::string_view OrUnknown(std::string_view value) { return value.empty() ? "unknown" : value; }
 
+CounterFamily& AuthzDeniedFamily(Registry& registry) {
+  return registry.AddCounter("podless_authz_denied_total",
+                             "Connections refused by an AuthorizationPolicy.",
+                             {"destination_workload", "destination_namespace"});
+}
+
 }  // namespace
 
 ProxyMetrics::ProxyMetrics(Registry& registry)
@@ -33,9 +39,7 @@ ProxyMetrics::ProxyMetrics(Registry& registry)
       received_(registry.AddCounter("istio_tcp_received_bytes_total",
                                     "Bytes received in the request direction of TCP connections.",
                                     ConnectionLabelNames())),
-      denied_(registry.AddCounter("podless_authz_denied_total",
-                                  "Connections refused by an AuthorizationPolicy.",
-                                  {"destination_workload", "destination_namespace"})),
+      denied_(AuthzDeniedFamily(registry)),
       timeouts_(registry.AddCounter(
           "podless_peer_timeouts_total",
           "Connections or streams cut off because the peer was too slow or stopped reading.",
@@ -62,6 +66,11 @@ ProxyMetrics::ProxyMetrics(Registry& registry)
     LimitRefused(limit);
   }
   for (std::string_view protocol : {kProtocolHttp, kProtocolSocks5}) OutboundAuthFailure(protocol);
+  // Every proxy listener's accept failures, at 0 from the start (the admin,
+  // API and Workload API sockets register theirs in CountAcceptErrors).
+  for (std::string_view listener : {"hbone", "outbound", "plaintext"}) {
+    AcceptError(listener, "EMFILE");
+  }
   streams_active_ = &registry
                          .AddGauge("podless_hbone_streams_active",
                                    "HBONE CONNECT streams open (both directions).")
@@ -83,6 +92,11 @@ ConnectionSeries ProxyMetrics::Series(const ConnectionLabels& labels) {
   std::span<const std::string_view> span(values);
   return ConnectionSeries{&opened_.WithLabels(span), &closed_.WithLabels(span),
                           &sent_.WithLabels(span), &received_.WithLabels(span)};
+}
+
+void ExportAuthzDenied(Registry& registry, std::string_view destination_workload,
+                       std::string_view destination_namespace) {
+  AuthzDeniedFamily(registry).WithLabels({destination_workload, destination_namespace});
 }
 
 void ProxyMetrics::AuthzDenied(std::string_view destination_workload,

@@ -96,4 +96,9 @@ class ProxyMetrics {
   Gauge* connections_active_;
 };
 
+// Exports podless_authz_denied_total{destination_workload, destination_namespace}
+// at 0 for a workload, so that a denial rate exists before the first denial.
+void ExportAuthzDenied(Registry& registry, std::string_view destination_workload,
+                       std::string_view destination_namespace);
+
 }  // namespace podless::proxy

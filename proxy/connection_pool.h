@@ -68,6 +68,7 @@ class HbonePool final : private HboneSession::Callbacks {
     std::string identity;
     size_t connections = 0;
     size_t streams = 0;
+    size_t worker = 0;  // index of the worker thread whose pool this is (ProxyStats::Merge)
   };
   std::vector<PoolStats> Stats() const;
   size_t connection_count() const;

@@ -78,8 +78,9 @@ void AppendDouble(std::string& out, double value) {
 // A label-less gauge computed at render time (process RSS and the like).
 class CallbackGaugeFamily final : public MetricFamilyBase {
  public:
-  CallbackGaugeFamily(std::string name, std::string help, std::function<double()> compute)
-      : MetricFamilyBase(std::move(name), std::move(help), MetricType::kGauge, {}),
+  CallbackGaugeFamily(std::string name, std::string help, std::function<double()> compute,
+                      MetricType type = MetricType::kGauge)
+      : MetricFamilyBase(std::move(name), std::move(help), type, {}),
         compute_(std::move(compute)) {}
 
  private:
@@ -269,6 +270,14 @@ void Registry::AddCallbackGauge(std::string name, std::string help,
   if (Find(name) != nullptr) MetricsBug("metric " + name + " registered twice");
   families_.push_back(
       std::make_unique<CallbackGaugeFamily>(std::move(name), std::move(help), std::move(compute)));
+}
+
+void Registry::AddCallbackCounter(std::string name, std::string help,
+                                  std::function<double()> compute) {
+  std::lock_guard lock(mu_);
+  if (Find(name) != nullptr) MetricsBug("metric " + name + " registered twice");
+  families_.push_back(std::make_unique<CallbackGaugeFamily>(
+      std::move(name), std::move(help), std::move(compute), MetricType::kCounter));
 }
 
 std::string Registry::Render() const {

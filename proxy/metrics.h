@@ -137,6 +137,8 @@ class Registry {
   // on the rendering thread under the registry's lock, so it must be
   // thread-safe, quick, and must not call back into the registry.
   void AddCallbackGauge(std::string name, std::string help, std::function<double()> compute);
+  // The same for a counter: `compute` must never go down.
+  void AddCallbackCounter(std::string name, std::string help, std::function<double()> compute);
 
   // The whole registry in Prometheus text format 0.0.4, families in
   // registration order, series sorted by label values.

@@ -359,7 +359,9 @@ class OutboundClient final : public StreamHandler {
       InboundSource source;
       source.principal = source_identity_;
       source.workload = source_workload_;
-      source.mutual_tls = true;  // the identity is the authenticated caller's
+      // The identity is the authenticated caller's, but no TLS runs between
+      // two local replicas: connection_security_policy="none" (README).
+      source.mutual_tls = false;
       source.destination_service = service_;
       InboundDecision decision = entry_.inbound_.Admit(endpoint_.address, endpoint_.port, source);
       if (decision.status != 200) {
@@ -431,7 +433,7 @@ class OutboundClient final : public StreamHandler {
     labels.destination_workload = endpoint_.workload;
     labels.destination_principal = endpoint_.spiffe_id;
     labels.destination_service = service_;
-    labels.mutual_tls = !endpoint_.spiffe_id.empty();
+    labels.mutual_tls = !endpoint_.spiffe_id.empty() && !endpoint_.local;
     Stream* client = std::exchange(client_, nullptr);
     client->SetReadPaused(false);
     // The slot moves to the open connection: still counted, without a gap,

@@ -116,7 +116,11 @@ ProxyStats ProxyCore::Stats() const {
 }
 
 void ProxyStats::Merge(ProxyStats other) {
-  for (auto& pool : other.pools) pools.push_back(std::move(pool));
+  // `other` is the next worker: its index is the number merged so far.
+  for (auto& pool : other.pools) {
+    pool.worker = worker_connections.size();
+    pools.push_back(std::move(pool));
+  }
   hbone_inbound_connections += other.hbone_inbound_connections;
   tls_handshake_failures += other.tls_handshake_failures;
   if (other.last_handshake_error.sequence > last_handshake_error.sequence) {
@@ -145,7 +149,8 @@ std::string ProxyStats::ToJson() const {
             ",\"destination\":" + JsonString(pools[i].destination) +
             ",\"identity\":" + JsonString(pools[i].identity) +
             ",\"connections\":" + std::to_string(pools[i].connections) +
-            ",\"streams\":" + std::to_string(pools[i].streams) + "}";
+            ",\"streams\":" + std::to_string(pools[i].streams) +
+            ",\"worker\":" + std::to_string(pools[i].worker) + "}";
   }
   json += "],\"workers\":" + std::to_string(workers) + ",\"worker_connections\":[";
   for (size_t i = 0; i < worker_connections.size(); ++i) {

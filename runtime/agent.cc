@@ -86,7 +86,10 @@ bool SplitReplicaName(const std::string& replica, std::string* workload, uint32_
 
 }  // namespace
 
-Agent::Agent(const AgentConfig& config) : config_(config), certificates_(config.svid_cache_size) {}
+Agent::Agent(const AgentConfig& config)
+    : config_(config),
+      certificates_(config.svid_cache_size),
+      started_at_(static_cast<int64_t>(::time(nullptr))) {}
 Agent::~Agent() = default;
 
 Result<AgentPtr> Agent::Open(const AgentConfig& config) {
@@ -403,6 +406,7 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
         next.addresses = existing->addresses;
         next.secret = existing->secret;
         next.generation = existing->generation + 1;
+        next.created_at = existing->created_at;
         // Outbound credentials name an identity: when the SPIFFE ID changes
         // (another serviceAccount), the old password must stop working.
         const auto* before = std::get_if<workloads::Workload>(&existing->object);
@@ -414,6 +418,7 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
       } else {
         next.secret = secrets.Next();
         next.generation = 1;
+        next.created_at = static_cast<int64_t>(::time(nullptr));
       }
       if (const auto* workload = std::get_if<workloads::Workload>(&object)) {
         const uint32_t replicas = workload->spec.replicas;
@@ -664,6 +669,8 @@ Status Agent::Mirror(std::vector<MirroredObject> puts, std::vector<ObjectKey> de
     next.addresses = std::move(addresses);
     next.secret = existing != nullptr ? existing->secret : RandomSecret();
     next.generation = existing != nullptr ? existing->generation + 1 : 1;
+    next.created_at =
+        existing != nullptr ? existing->created_at : static_cast<int64_t>(::time(nullptr));
     changed.push_back(std::move(next));
   }
   for (const ObjectKey& key : deletes) {
@@ -760,6 +767,15 @@ std::vector<const StoredObject*> Agent::List(Kind kind, const std::string& ns) c
   return out;
 }
 
+bool Agent::HasNamespace(const std::string& ns) const {
+  const auto& objects = store_->objects();
+  for (Kind kind : {Kind::kWorkload, Kind::kService, Kind::kAuthorizationPolicy}) {
+    auto it = objects.lower_bound(ObjectKey{kind, ns, ""});
+    if (it != objects.end() && it->first.kind == kind && it->first.ns == ns) return true;
+  }
+  return false;
+}
+
 std::vector<ReplicaView> Agent::Replicas(const StoredObject& stored) const {
   return Replicas(stored, 0, static_cast<uint32_t>(stored.addresses.size()));
 }
@@ -782,6 +798,7 @@ std::vector<ReplicaView> Agent::Replicas(const StoredObject& stored, uint32_t fi
     view.spiffe_id = spiffe_id;
     view.certificate = cert;
     view.ready = IsReplicaReady(*workload, view.address);
+    view.started_at = stored.created_at != 0 ? stored.created_at : started_at_;
     if (process_status_ && std::holds_alternative<workloads::ExecApp>(workload->spec.app)) {
       process_status_(view);
     }

@@ -63,6 +63,10 @@ struct ReplicaView {
   uint32_t restarts = 0;
   std::string last_exit;  // "exit code 1", "signal 9 (Killed)"
   int64_t pid = 0;
+  // Unix seconds: since when it runs as it is. An exec replica's current
+  // process start; else the workload's creation by this agent, or the
+  // agent's start for a workload older than that.
+  int64_t started_at = 0;
 };
 
 class Agent;
@@ -125,6 +129,8 @@ class Agent {
   const StoredObject* Find(const workloads::ObjectKey& key) const;
   // Every object of a kind, in (namespace, name) order; ns empty = all.
   std::vector<const StoredObject*> List(workloads::Kind kind, const std::string& ns) const;
+  // Whether any object of any kind is in `ns` (O(log n)).
+  bool HasNamespace(const std::string& ns) const;
   std::vector<ReplicaView> Replicas(const StoredObject& workload) const;
   // Replicas `first` .. `first + count - 1` (fewer at the end).
   std::vector<ReplicaView> Replicas(const StoredObject& workload, uint32_t first,
@@ -204,6 +210,8 @@ class Agent {
   size_t workload_count() const;
   uint64_t replica_count() const { return replicas_.size(); }
   uint64_t certificates_issued() const { return certificates_issued_; }
+  // Unix seconds at which this agent started.
+  int64_t started_at() const { return started_at_; }
   size_t certificates_cached() const { return certificates_.size(); }
   uint64_t certificates_evicted() const { return certificates_.evictions(); }
   // Called after every SVID issuance (for the metrics counter).
@@ -256,6 +264,7 @@ class Agent {
   CertificateIssuer* issuer_ = nullptr;
   void StoreCertificate(const std::string& spiffe_id, workloads::SvidPtr svid);
   uint64_t certificates_issued_ = 0;
+  int64_t started_at_ = 0;  // unix seconds
   std::function<void()> on_certificate_issued_;
 
   std::unordered_set<uint32_t> ready_exec_replicas_;  // see SetReplicaReady

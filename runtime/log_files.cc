@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -20,6 +22,7 @@ namespace {
 constexpr char kCurrent[] = "/current.log";
 constexpr char kRotated[] = "/current.log.1";
 constexpr char kPrevious[] = "/previous.log";
+constexpr size_t kStampSize = 31;  // "2026-12-06T20:45:00.123456789Z "
 
 bool ReadWholeFile(const std::string& path, std::string* out) {
   std::ifstream in(path, std::ios::binary);
@@ -77,6 +80,7 @@ void LogFile::CloseCurrent() {
 }
 
 void LogFile::StartRun() {
+  at_line_start_ = true;
   // previous.log is the whole previous run as far as we kept it: the rotated
   // part first, then the rest.
   std::string previous;
@@ -94,7 +98,22 @@ void LogFile::StartRun() {
 }
 
 void LogFile::Append(std::string_view bytes) {
-  if (bytes.empty()) return;
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  Append(bytes, static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec);
+}
+
+void LogFile::Append(std::string_view raw, int64_t unix_nanos) {
+  if (raw.empty()) return;
+  std::string stamped;
+  stamped.reserve(raw.size() + kStampSize);
+  const std::string stamp = LogStamp(unix_nanos);
+  for (char c : raw) {
+    if (at_line_start_) stamped += stamp;
+    stamped += c;
+    at_line_start_ = c == '\n';
+  }
+  const std::string_view bytes = stamped;
   if (current_size_ > 0 && current_size_ + bytes.size() > max_bytes_) {
     // Rotate: keep one older part so a reader still sees recent history.
     CloseCurrent();
@@ -144,7 +163,70 @@ std::string_view TailLines(std::string_view text, uint64_t lines) {
   return text;
 }
 
-Result<std::string> ReadLog(const std::string& dir, bool previous, int64_t tail_lines) {
+std::string LogStamp(int64_t unix_nanos) {
+  const time_t seconds = static_cast<time_t>(unix_nanos / 1'000'000'000);
+  tm utc{};
+  ::gmtime_r(&seconds, &utc);
+  char out[40];
+  std::snprintf(out, sizeof(out), "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ ", utc.tm_year + 1900,
+                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                static_cast<int>(unix_nanos % 1'000'000'000));
+  return std::string(out, kStampSize);
+}
+
+bool ParseLogStamp(std::string_view line, int64_t* unix_nanos) {
+  if (line.size() < kStampSize) return false;
+  static constexpr std::string_view kShape = "dddd-dd-ddTdd:dd:dd.dddddddddZ ";
+  for (size_t i = 0; i < kStampSize; ++i) {
+    const char c = line[i];
+    if (kShape[i] == 'd' ? (c < '0' || c > '9') : c != kShape[i]) return false;
+  }
+  auto number = [&](size_t at, size_t len) {
+    int64_t n = 0;
+    for (size_t i = at; i < at + len; ++i) n = n * 10 + (line[i] - '0');
+    return n;
+  };
+  tm utc{};
+  utc.tm_year = static_cast<int>(number(0, 4)) - 1900;
+  utc.tm_mon = static_cast<int>(number(5, 2)) - 1;
+  utc.tm_mday = static_cast<int>(number(8, 2));
+  utc.tm_hour = static_cast<int>(number(11, 2));
+  utc.tm_min = static_cast<int>(number(14, 2));
+  utc.tm_sec = static_cast<int>(number(17, 2));
+  *unix_nanos = static_cast<int64_t>(::timegm(&utc)) * 1'000'000'000 + number(20, 9);
+  return true;
+}
+
+std::string LogStreamFilter::Feed(std::string_view bytes) {
+  std::string out;
+  for (char c : bytes) {
+    if (!in_line_) {
+      // Collect the start of a line until it shows whether it has a stamp.
+      head_ += c;
+      if (head_.size() < kStampSize && c != '\n') continue;
+      int64_t at = 0;
+      const bool stamped = ParseLogStamp(head_, &at);
+      keep_line_ = !stamped || at >= view_.since_unix_nanos;
+      if (keep_line_) out += stamped && !view_.timestamps ? head_.substr(kStampSize) : head_;
+      in_line_ = c != '\n';
+      head_.clear();
+      continue;
+    }
+    if (keep_line_) out += c;
+    if (c == '\n') in_line_ = false;
+  }
+  return out;
+}
+
+std::string LogStreamFilter::Finish() {
+  // A line start still held is shorter than a stamp, so it has none.
+  std::string out = std::move(head_);
+  head_.clear();
+  return out;
+}
+
+Result<std::string> ReadLog(const std::string& dir, bool previous, int64_t tail_lines,
+                            LogView view) {
   std::string text;
   if (previous) {
     if (!ReadWholeFile(dir + kPrevious, &text)) {
@@ -155,8 +237,11 @@ Result<std::string> ReadLog(const std::string& dir, bool previous, int64_t tail_
     bool current = ReadWholeFile(dir + kCurrent, &text);
     if (!rotated && !current) return MakeError(ErrorCode::kNotFound, "no log in " + dir);
   }
-  if (tail_lines >= 0) return std::string(TailLines(text, static_cast<uint64_t>(tail_lines)));
-  return text;
+  LogStreamFilter filter(view);
+  std::string shown = filter.Feed(text);
+  shown += filter.Finish();
+  if (tail_lines >= 0) return std::string(TailLines(shown, static_cast<uint64_t>(tail_lines)));
+  return shown;
 }
 
 }  // namespace podless::runtime

@@ -12,8 +12,10 @@
 #include <set>
 #include <thread>
 
+#include "proxy/connection_metrics.h"
 #include "proxy/http1_parser.h"
 #include "proxy/log.h"
+#include "runtime/json_pretty.h"
 
 namespace podless::runtime {
 
@@ -69,13 +71,15 @@ Status Node::Init() {
     view.restarts = status.restarts;
     view.last_exit = status.last_exit;
     view.pid = status.pid;
+    if (status.started_at != 0) view.started_at = status.started_at;
   });
   Supervisor* supervisor = supervisor_.get();
   metrics_->AddCallbackGauge(
       "podless_supervisor_processes", "Supervised processes running.",
       [supervisor] { return static_cast<double>(supervisor->running_count()); });
-  metrics_->AddCallbackGauge(
-      "podless_supervisor_restarts", "Restarts of supervised processes since the agent started.",
+  metrics_->AddCallbackCounter(
+      "podless_supervisor_restarts_total",
+      "Restarts of supervised processes since the agent started.",
       [supervisor] { return static_cast<double>(supervisor->restarts_total()); });
 
   AdminServerOptions admin_options;
@@ -203,6 +207,7 @@ Status Node::StartProxy() {
 
   for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
     const auto& workload = std::get<workloads::Workload>(stored->object);
+    proxy::ExportAuthzDenied(*metrics_, workload.metadata.name, workload.metadata.ns);
     if (std::holds_alternative<workloads::ExecApp>(workload.spec.app)) {
       exec_workloads_.insert(workloads::KeyOf(stored->object));
     }
@@ -245,6 +250,9 @@ void Node::OnObjectChange(WatchEventType type, const StoredObject& object) {
       std::visit([](const auto& o) -> const std::string& { return o.metadata.ns; }, object.object));
   const auto* workload = std::get_if<workloads::Workload>(&object.object);
   if (workload == nullptr) return;
+  if (type == WatchEventType::kAdded) {
+    proxy::ExportAuthzDenied(*metrics_, workload->metadata.name, workload->metadata.ns);
+  }
   const bool exec = std::holds_alternative<workloads::ExecApp>(workload->spec.app);
   bool was_exec = false;
   if (exec && type != WatchEventType::kDeleted) {
@@ -323,7 +331,39 @@ void Node::RegisterMetrics() {
                              proxy::ProcessResidentBytes);
 }
 
+namespace {
+
+// What `GET /` lists: every route, so the admin port explains itself.
+constexpr char kAdminIndex[] =
+    "podless admin endpoints:\n"
+    "  /healthz              200 while the agent runs\n"
+    "  /ready                200 once the state is loaded and the API is listening\n"
+    "  /metrics              Prometheus text format\n"
+    "  /config_dump          the agent's state as JSON (workloads, services, policies, proxy)\n"
+    "  /config_dump?pretty   the same, indented\n";
+
+bool HasQueryFlag(std::string_view target, std::string_view name) {
+  size_t question = target.find('?');
+  if (question == std::string_view::npos) return false;
+  std::string_view query = target.substr(question + 1);
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view item = query.substr(0, amp);
+    std::string_view key = item.substr(0, item.find('='));
+    std::string_view value = key.size() < item.size() ? item.substr(key.size() + 1) : "";
+    if (key == name) return value != "false" && value != "0";
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return false;
+}
+
+}  // namespace
+
 void Node::AddAdminRoutes() {
+  admin_->AddRoute("/", [](const proxy::Http1Request&) {
+    return AdminResponse{200, "text/plain; charset=utf-8", kAdminIndex};
+  });
   admin_->AddRoute("/healthz", [](const proxy::Http1Request&) {
     return AdminResponse{200, "text/plain; charset=utf-8", "ok\n"};
   });
@@ -346,7 +386,7 @@ void Node::AddAdminRoutes() {
   // is main-loop time: so that looping clients cannot take it all, dumps get
   // at most a fifth of it. After a dump that took T (its pieces added up),
   // the next is refused (503, Retry-After) for 4 T.
-  admin_->AddRoute("/config_dump", [this](const proxy::Http1Request&) {
+  admin_->AddRoute("/config_dump", [this](const proxy::Http1Request& request) {
     const uint64_t now = uv_hrtime() / 1'000'000;
     if (now < config_dump_next_ms_) {
       const uint64_t wait = config_dump_next_ms_ - now;
@@ -361,9 +401,18 @@ void Node::AddAdminRoutes() {
     AdminResponse response{200, "application/json", "", {}};
     auto pieces = agent_->StreamConfigDump(std::move(extra));
     auto spent_ns = std::make_shared<uint64_t>(0);
-    response.stream = [this, pieces = std::move(pieces), spent_ns](std::string* out) {
+    std::shared_ptr<JsonPrettyPrinter> pretty;
+    if (HasQueryFlag(request.target, "pretty")) pretty = std::make_shared<JsonPrettyPrinter>();
+    response.stream = [this, pieces = std::move(pieces), spent_ns, pretty](std::string* out) {
       const uint64_t started = uv_hrtime();
-      bool more = pieces(out);
+      bool more;
+      if (pretty) {
+        std::string piece;
+        more = pieces(&piece);
+        pretty->Feed(piece, out);
+      } else {
+        more = pieces(out);
+      }
       if (!more) out->push_back('\n');
       *spent_ns += uv_hrtime() - started;
       config_dump_next_ms_ = uv_hrtime() / 1'000'000 + 4 * (*spent_ns / 1'000'000);

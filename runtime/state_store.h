@@ -45,7 +45,14 @@ struct StoredObject {
   std::string secret;
   // Set by the caller (the agent counts changes); stored as given.
   uint64_t generation = 0;
-  bool operator==(const StoredObject&) const = default;
+  // Unix seconds at which this agent created the object; 0 for an object
+  // created before the agent started (read back from the log). Kept in
+  // memory only, for `get replicas` AGE; not part of equality.
+  int64_t created_at = 0;
+  bool operator==(const StoredObject& other) const {
+    return object == other.object && addresses == other.addresses && secret == other.secret &&
+           generation == other.generation;
+  }
 };
 
 using ObjectMap = std::map<workloads::ObjectKey, StoredObject>;

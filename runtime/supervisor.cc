@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <utility>
 
@@ -743,6 +744,10 @@ ReplicaStatus Supervisor::Status(uint32_t address) const {
   status.restarts = replica->restarts;
   status.last_exit = replica->last_exit;
   status.pid = running ? replica->run->pid : 0;
+  if (running) {
+    const uint64_t ran_ms = NowMs(loop_) - replica->last_started_ms;
+    status.started_at = static_cast<int64_t>(::time(nullptr)) - static_cast<int64_t>(ran_ms / 1000);
+  }
   return status;
 }
 

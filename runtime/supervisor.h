@@ -133,8 +133,9 @@ struct ReplicaStatus {
   std::string reason;  // "CrashLoopBackOff", "Completed", "Error", "StartError"
   bool ready = false;
   uint32_t restarts = 0;
-  std::string last_exit;  // "exit code 1", "signal 9 (Killed)", or a start error
-  pid_t pid = 0;          // 0 when not running
+  std::string last_exit;   // "exit code 1", "signal 9 (Killed)", or a start error
+  pid_t pid = 0;           // 0 when not running
+  int64_t started_at = 0;  // unix seconds the current process started; 0 when not running
 };
 
 class Supervisor;

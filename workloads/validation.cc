@@ -67,14 +67,15 @@ void CheckMeta(Checker& c, const ObjectMeta& meta, Kind kind) {
     if (std::string why = Dns1123SubdomainError(meta.name); !why.empty()) {
       c.Add("metadata.name", "invalid name " + QuoteForMessage(meta.name) + ": " + why);
     }
-  } else if (std::string why = Dns1123LabelError(meta.name); !why.empty()) {
-    // Workload and Service names become DNS names, so they are single labels.
-    c.Add("metadata.name", "invalid name " + QuoteForMessage(meta.name) + ": " + why);
   } else if (kind == Kind::kWorkload && meta.name.size() > MaxWorkloadNameLength()) {
+    // Before the DNS-1123 check, whose limit (63) is not a Workload's.
     c.Add("metadata.name", "invalid name " + QuoteForMessage(meta.name) +
                                ": must be no more than " + std::to_string(MaxWorkloadNameLength()) +
                                " characters so that replica names (<name>-<ordinal>) stay within " +
                                std::to_string(kDns1123LabelMaxLength));
+  } else if (std::string why = Dns1123LabelError(meta.name); !why.empty()) {
+    // Workload and Service names become DNS names, so they are single labels.
+    c.Add("metadata.name", "invalid name " + QuoteForMessage(meta.name) + ": " + why);
   }
   if (meta.ns.empty()) {
     c.Add("metadata.namespace", "must not be empty (leave it out for \"default\")");

@@ -147,13 +147,16 @@ TEST_CASE("OutputFormat: workload table in kubectl layout") {
 TEST_CASE("OutputFormat: wide workload table adds identity columns and shortens addresses") {
   std::vector<v1::Object> objects = {WebObject(), ManyObject()};
   CHECK(FormatList(objects, v1::WORKLOAD, OutputFormat::kWide, true) ==
-        "NAMESPACE   NAME   READY   REPLICAS   RESTARTS   APP      PORTS                SERVICE-ACCOUNT   "
+        "NAMESPACE   NAME   READY   REPLICAS   RESTARTS   APP      PORTS                "
+        "SERVICE-ACCOUNT   "
         "ADDRESSES                                  SPIFFE-ID                                    "
         "NODE\n"
-        "shop        web    2/3     3          0          exec     8080/HTTP,9000/TCP   web               "
+        "shop        web    2/3     3          0          exec     8080/HTTP,9000/TCP   web        "
+        "       "
         "127.64.0.1,127.64.0.2,127.64.0.3           spiffe://cluster.local/ns/shop/sa/web        "
         "<none>\n"
-        "batch       many   5/5     5          0          static   7000/TCP             default           "
+        "batch       many   5/5     5          0          static   7000/TCP             default    "
+        "       "
         "127.64.1.1,127.64.1.2,127.64.1.3 +2 more   spiffe://cluster.local/ns/batch/sa/default   "
         "node-a,node-b\n");
 }
@@ -205,35 +208,106 @@ TEST_CASE("OutputFormat: a single object prints as the one-row table") {
         "db     0/1     1          0          echo   <none>\n");
 }
 
-TEST_CASE("OutputFormat: json is protobuf's lowerCamelCase JSON and parses back") {
-  for (const v1::Object& object : {WebObject(), ServiceObject(), PolicyObject()}) {
-    std::string text = FormatObject(object, OutputFormat::kJson);
-    v1::Object back;
-    auto status = google::protobuf::util::JsonStringToMessage(text, &back);
-    REQUIRE_MESSAGE(status.ok(), text);
-    CHECK(MessageDifferencer::Equals(back, object));
+// The same document: maps with the same keys in the same order, equal
+// scalars (JSON's numbers and booleans compare as the YAML text).
+bool SameDocument(const YAML::Node& a, const YAML::Node& b) {
+  if (a.Type() != b.Type()) return false;
+  if (a.IsScalar()) return a.Scalar() == b.Scalar();
+  if (a.size() != b.size()) return false;
+  if (a.IsSequence()) {
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (!SameDocument(a[i], b[i])) return false;
+    }
+    return true;
+  }
+  auto ia = a.begin();
+  auto ib = b.begin();
+  for (; ia != a.end(); ++ia, ++ib) {
+    if (ia->first.Scalar() != ib->first.Scalar() || !SameDocument(ia->second, ib->second)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+TEST_CASE("OutputFormat: json is the yaml document, valid JSON, typed, and applies back") {
+  for (const v1::Object& object : {WebObject(), ServiceObject(), PolicyObject(), DbObject()}) {
+    std::string json = FormatObject(object, OutputFormat::kJson);
+    std::string yaml = FormatObject(object, OutputFormat::kYaml);
+    google::protobuf::Struct strict;  // a strict JSON parser
+    REQUIRE_MESSAGE(google::protobuf::util::JsonStringToMessage(json, &strict).ok(), json);
+    CHECK_MESSAGE(SameDocument(YAML::Load(json), YAML::Load(yaml)), json << "\n" << yaml);
+    CHECK(strict.fields().at("apiVersion").string_value() == "podless.dev/v1alpha1");
+    // The manifest parser reads it as it reads the yaml.
+    wl::ParseResult from_json = wl::ParseManifests(json, "get.json");
+    wl::ParseResult from_yaml = wl::ParseManifests(yaml, "get.yaml");
+    for (const wl::Diagnostic& d : from_json.errors) FAIL_CHECK(d.ToString() << "\n" << json);
+    REQUIRE(from_json.objects.size() == 1);
+    REQUIRE(from_yaml.objects.size() == 1);
+    CHECK(from_json.objects[0].object == from_yaml.objects[0].object);
   }
   std::string web = FormatObject(WebObject(), OutputFormat::kJson);
   CHECK(Contains(web, "\"serviceAccount\": \"web\""));
+  CHECK(Contains(web, "\"replicas\": 3,"));                   // a number, not "3"
+  CHECK(Contains(web, "\"ready\": false"));                   // a boolean
+  CHECK(Contains(web, "\"certificateSerial\": \"0a1b2c\""));  // quoted in yaml: a string
   CHECK(Contains(web, "\"spiffeId\": \"spiffe://cluster.local/ns/shop/sa/web\""));
   CHECK_FALSE(Contains(web, "service_account"));
 }
 
-TEST_CASE("OutputFormat: a json list holds every object under items") {
+TEST_CASE("OutputFormat: a json list is the yaml List, in JSON") {
   std::vector<v1::Object> objects = {WebObject(), ServiceObject(), PolicyObject()};
   std::string text = FormatList(objects, v1::KIND_UNSPECIFIED, OutputFormat::kJson, false);
   google::protobuf::Struct list;
   REQUIRE_MESSAGE(google::protobuf::util::JsonStringToMessage(text, &list).ok(), text);
-  REQUIRE(list.fields().count("items") == 1);
-  const auto& items = list.fields().at("items").list_value();
-  REQUIRE(items.values_size() == 3);
-  for (int i = 0; i < 3; ++i) {
-    std::string item;
-    REQUIRE(google::protobuf::util::MessageToJsonString(items.values(i), &item).ok());
-    v1::Object back;
-    REQUIRE(google::protobuf::util::JsonStringToMessage(item, &back).ok());
-    CHECK(MessageDifferencer::Equals(back, objects[i]));
+  CHECK(list.fields().at("kind").string_value() == "List");
+  REQUIRE(list.fields().at("items").list_value().values_size() == 3);
+  CHECK(SameDocument(YAML::Load(text), YAML::Load(FormatList(objects, v1::KIND_UNSPECIFIED,
+                                                             OutputFormat::kYaml, false))));
+}
+
+TEST_CASE("OutputFormat: -o name, --show-labels, --no-headers") {
+  std::vector<v1::Object> objects = {WebObject(), ServiceObject(), PolicyObject()};
+  CHECK(FormatList(objects, v1::KIND_UNSPECIFIED, OutputFormat::kName, false) ==
+        "workload/web\nservice/web\nauthorizationpolicy/web-allow\n");
+  CHECK(*ParseOutputFormat("name") == OutputFormat::kName);
+  ListOptions options;
+  options.no_headers = true;
+  options.show_labels = true;
+  CHECK(FormatList({DbObject()}, v1::WORKLOAD, OutputFormat::kTable, options) ==
+        "db   0/1   1   0   echo   <none>   <none>\n");
+}
+
+TEST_CASE("OutputFormat: get replicas, one row each, as kubectl lists pods") {
+  v1::Object many = ManyObject();
+  v1::Object web = WebObject();
+  auto* r2 = web.mutable_workload()->mutable_status()->mutable_replicas(2);
+  r2->set_process_state("Waiting");
+  r2->set_process_reason("CrashLoopBackOff");
+  r2->set_restarts(4);
+  for (auto& r : *web.mutable_workload()->mutable_status()->mutable_replicas()) {
+    r.set_started_at(1000);
   }
+  auto text = FormatReplicas({web, many}, OutputFormat::kTable, {}, 1000 + 300);
+  REQUIRE(text.ok());
+  CHECK(text->substr(0, text->find('\n')) ==
+        "NAME     READY   STATUS             RESTARTS   AGE      ADDRESS      NODE");
+  CHECK(Contains(
+      *text, "\nweb-0    1/1     Running            0          5m       127.64.0.1   <none>\n"));
+  CHECK(Contains(
+      *text, "\nweb-2    0/1     CrashLoopBackOff   4          5m       127.64.0.3   <none>\n"));
+  CHECK(Contains(
+      *text, "\nmany-4   1/1     Running            0          <none>   127.64.1.5   node-b\n"));
+  ListOptions all;
+  all.all_namespaces = true;
+  auto wide = FormatReplicas({web}, OutputFormat::kWide, all, 1300);
+  REQUIRE(wide.ok());
+  CHECK(wide->rfind("NAMESPACE   NAME    READY", 0) == 0);
+  CHECK(Contains(*wide, "   web        spiffe://cluster.local/ns/shop/sa/web\n"));
+  CHECK(*FormatReplicas({web}, OutputFormat::kName, {}, 0) ==
+        "replica/web-0\nreplica/web-1\nreplica/web-2\n");
+  CHECK_FALSE(FormatReplicas({web}, OutputFormat::kYaml, {}, 0).ok());
+  CHECK(FormatReplicas({DbObject()}, OutputFormat::kTable, {}, 0)->empty());
 }
 
 TEST_CASE("OutputFormat: yaml of an object re-parses to the same model") {

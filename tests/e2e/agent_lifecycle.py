@@ -49,7 +49,7 @@ with running_agent() as agent:
 
     listing = json.loads(agent.cli("get", "workloads", "-o", "json").stdout)
     items = listing.get("items", [listing])
-    hello = [i for i in items if i["workload"]["metadata"]["name"] == "hello"][0]["workload"]
+    hello = [i for i in items if i["metadata"]["name"] == "hello"][0]
     addresses = [r["address"] for r in hello["status"]["replicas"]]
     check(len(addresses) == 2 and len(set(addresses)) == 2, f"addresses {addresses}")
     for a in addresses:

@@ -52,7 +52,7 @@ try:
                 if g.returncode != 0:
                     acknowledged[f"w{n}"] = None  # acknowledged, address unknown
                     return
-                w = json.loads(g.stdout)["workload"]
+                w = json.loads(g.stdout)
                 acknowledged[f"w{n}"] = [r["address"] for r in w["status"]["replicas"]]
 
         t = threading.Thread(target=applier)

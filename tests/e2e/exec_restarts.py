@@ -74,7 +74,7 @@ def main():
         check(not r["ready"], f"a crashing replica in backoff is not ready: {r}")
         with open(f"{root}/crasher.runs") as f:
             check(f.read().count("run") == 2, "runs counted")
-        check("podless_supervisor_restarts 1" in agent.http("/metrics")[1], "restart metric")
+        check("podless_supervisor_restarts_total 1" in agent.http("/metrics")[1], "restart metric")
         table = agent.cli("get", "workloads", "-A").stdout.splitlines()
         header = table[0].split()
         row = [line.split() for line in table[1:] if line.split()[1] == "crasher"][0]

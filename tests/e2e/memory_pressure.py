@@ -102,7 +102,7 @@ def objects(agent):
     out = {}
     for kind in ("workloads", "services"):
         for item in json.loads(agent.cli("get", kind, "-n", "mem", "-o", "json").stdout)["items"]:
-            obj = item.get("workload") or item.get("service")
+            obj = item
             status = obj.get("status", {})
             addresses = [rep["address"] for rep in status.get("replicas", [])]
             if "vip" in status:

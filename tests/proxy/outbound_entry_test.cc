@@ -84,6 +84,9 @@ TEST_CASE(
       std::string::npos);
   CHECK(metrics.find("istio_tcp_connections_opened_total{reporter=\"destination\",source_workload="
                      "\"frontend\"") != std::string::npos);
+  // No TLS ran between the two: both reporters say so (README, "Admin").
+  CHECK(metrics.find("connection_security_policy=\"mutual_tls\"") == std::string::npos);
+  CHECK(metrics.find("connection_security_policy=\"none\"} 1") != std::string::npos);
 }
 
 TEST_CASE("OutboundEntry: a remote destination is reached over a pooled HBONE connection") {

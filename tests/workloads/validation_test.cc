@@ -113,6 +113,11 @@ TEST_CASE("Validate: workload names must be labels that leave room for the repli
   d = Only(w);
   CHECK(d.field == "metadata.name");
   CHECK(d.message.find("no more than 56 characters") != std::string::npos);
+  // Longer than a DNS-1123 label too: still told the Workload's limit, not 63.
+  w.metadata.name = std::string(66, 'a');
+  d = Only(w);
+  CHECK(d.message.find("no more than 56 characters") != std::string::npos);
+  CHECK(d.message.find("no more than 63") == std::string::npos);
   // The limit is exactly what keeps the longest replica name a DNS-1123 label.
   CHECK(IsDns1123Label(std::string(MaxWorkloadNameLength(), 'a') + "-" +
                        std::to_string(kMaxReplicas - 1)));
