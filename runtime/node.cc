@@ -360,25 +360,36 @@ bool HasQueryFlag(std::string_view target, std::string_view name) {
 
 }  // namespace
 
+// An admin response with a body (the streamed one is /config_dump's own).
+static AdminResponse Respond(int status, std::string content_type, std::string body,
+                             proxy::Http1Headers headers = {}) {
+  AdminResponse response;
+  response.status = status;
+  response.content_type = std::move(content_type);
+  response.body = std::move(body);
+  response.headers = std::move(headers);
+  return response;
+}
+
 void Node::AddAdminRoutes() {
   admin_->AddRoute("/", [](const proxy::Http1Request&) {
-    return AdminResponse{200, "text/plain; charset=utf-8", kAdminIndex};
+    return Respond(200, "text/plain; charset=utf-8", kAdminIndex);
   });
   admin_->AddRoute("/healthz", [](const proxy::Http1Request&) {
-    return AdminResponse{200, "text/plain; charset=utf-8", "ok\n"};
+    return Respond(200, "text/plain; charset=utf-8", "ok\n");
   });
   admin_->AddRoute("/ready", [this](const proxy::Http1Request&) {
-    if (!ready_) return AdminResponse{503, "text/plain; charset=utf-8", "starting\n"};
+    if (!ready_) return Respond(503, "text/plain; charset=utf-8", "starting\n");
     // In cluster mode the node serves its workloads whether or not etcd is
     // reachable; the body says whether cluster changes are followed.
     if (cluster_) {
-      return AdminResponse{200, "application/json",
-                           "{\"status\":\"ready\",\"cluster\":" + cluster_->StatusJson() + "}\n"};
+      return Respond(200, "application/json",
+                     "{\"status\":\"ready\",\"cluster\":" + cluster_->StatusJson() + "}\n");
     }
-    return AdminResponse{200, "text/plain; charset=utf-8", "ready\n"};
+    return Respond(200, "text/plain; charset=utf-8", "ready\n");
   });
   admin_->AddRoute("/metrics", [this](const proxy::Http1Request&) {
-    return AdminResponse{200, proxy::kPrometheusContentType, metrics_->Render()};
+    return Respond(200, proxy::kPrometheusContentType, metrics_->Render());
   });
   // /config_dump is streamed: each piece is written on its own loop turn
   // (Agent::StreamConfigDump), so the workers get the state between pieces
@@ -390,15 +401,14 @@ void Node::AddAdminRoutes() {
     const uint64_t now = uv_hrtime() / 1'000'000;
     if (now < config_dump_next_ms_) {
       const uint64_t wait = config_dump_next_ms_ - now;
-      return AdminResponse{503,
-                           "text/plain; charset=utf-8",
-                           "config_dump is limited to a fifth of the agent's time: retry in " +
-                               std::to_string(wait) + " ms\n",
-                           {{"Retry-After", std::to_string(wait / 1000 + 1)}}};
+      return Respond(503, "text/plain; charset=utf-8",
+                     "config_dump is limited to a fifth of the agent's time: retry in " +
+                         std::to_string(wait) + " ms\n",
+                     {{"Retry-After", std::to_string(wait / 1000 + 1)}});
     }
     std::vector<std::pair<std::string, std::string>> extra = {{"proxy", proxy_->Stats().ToJson()}};
     if (cluster_) extra.emplace_back("cluster", cluster_->StatusJson());
-    AdminResponse response{200, "application/json", "", {}};
+    AdminResponse response = Respond(200, "application/json", "");
     auto pieces = agent_->StreamConfigDump(std::move(extra));
     auto spent_ns = std::make_shared<uint64_t>(0);
     std::shared_ptr<JsonPrettyPrinter> pretty;
