@@ -187,7 +187,10 @@ Status Node::StartProxy() {
   proxy_config.write_stall_timeout_ms = config_.proxy.write_stall_timeout_ms;
   proxy_config.outbound_request_timeout_ms = config_.proxy.outbound_request_timeout_ms;
   proxy_config.app_request_timeout_ms = config_.proxy.app_request_timeout_ms;
+  proxy_config.plaintext_idle_timeout_ms = config_.proxy.plaintext_idle_timeout_ms;
   proxy_config.max_hbone_connections_per_peer = config_.proxy.max_hbone_connections_per_peer;
+  proxy_config.max_plaintext_connections_per_peer =
+      config_.proxy.max_plaintext_connections_per_peer;
   proxy_config.max_hbone_streams_per_connection = config_.proxy.max_hbone_streams_per_connection;
   proxy_config.max_outbound_connections_per_workload =
       config_.proxy.max_outbound_connections_per_workload;
@@ -224,8 +227,8 @@ void Node::SyncPortsOrWarn() {
 
 Status Node::SyncPorts() {
   ports_synced_at_ = agent_->port_set_changes();
-  std::set<uint16_t> ports;
-  for (const auto& [port, users] : agent_->port_users()) ports.insert(port);
+  proxy::PlaintextBindings ports;
+  for (const auto& [port, users] : agent_->port_users()) ports.insert({0, port});
   return proxy_->SyncPlaintextPorts(ports);
 }
 
