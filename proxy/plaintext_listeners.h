@@ -44,6 +44,10 @@ struct PlaintextListenerOptions {
   LogFunction log = LogToStderr;
 };
 
+// How many (replica address, port) sockets the node holds before a port
+// goes to the bind address (runtime/plaintext_ports.h).
+inline constexpr uint32_t kDefaultMaxPlaintextAddressSockets = 128;
+
 // One listening socket: `address` (host byte order) 0 means the listeners'
 // bind address.
 struct PlaintextBinding {

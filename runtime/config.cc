@@ -263,6 +263,14 @@ const std::vector<Flag>& Flags() {
          return SetCount(c.proxy.max_plaintext_connections_per_peer,
                          "--max-plaintext-connections-per-peer", v);
        }},
+      {"--max-plaintext-address-sockets", "N",
+       "workload ports are served on each replica's own address (leaving the port to other "
+       "programs elsewhere) up to this many sockets in all; a port past it goes to 0.0.0.0 "
+       "[128]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetCount(c.proxy.max_plaintext_address_sockets, "--max-plaintext-address-sockets",
+                         v);
+       }},
       {"--max-hbone-streams-per-connection", "N",
        "concurrent streams per HBONE connection (SETTINGS_MAX_CONCURRENT_STREAMS) [1000]",
        [](AgentConfig& c, const std::string& v) {

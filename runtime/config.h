@@ -61,6 +61,7 @@ struct AgentConfig {
     uint64_t plaintext_idle_timeout_ms = proxy::kDefaultPlaintextIdleTimeoutMs;
     uint32_t max_hbone_connections_per_peer = proxy::kDefaultMaxConnectionsPerPeer;
     uint32_t max_plaintext_connections_per_peer = proxy::kDefaultMaxConnectionsPerPeer;
+    uint32_t max_plaintext_address_sockets = proxy::kDefaultMaxPlaintextAddressSockets;
     uint32_t max_hbone_streams_per_connection = proxy::kServerMaxConcurrentStreams;
     uint32_t max_outbound_connections_per_workload =
         proxy::kDefaultMaxOutboundConnectionsPerWorkload;

@@ -200,36 +200,35 @@ Status Node::StartProxy() {
   if (!proxy) return proxy.error();
   proxy_ = std::move(*proxy);
 
+  PlaintextPorts::Options plaintext;
+  plaintext.max_address_sockets = config_.proxy.max_plaintext_address_sockets;
+  plaintext_ports_ = std::make_unique<PlaintextPorts>(
+      loop_, *metrics_, plaintext,
+      [this](const proxy::PlaintextBindings& b) { return proxy_->SyncPlaintextPorts(b); },
+      [this] { return proxy_->PlaintextPorts(); });
   for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
     const auto& workload = std::get<workloads::Workload>(stored->object);
     if (std::holds_alternative<workloads::ExecApp>(workload.spec.app)) {
       exec_workloads_.insert(workloads::KeyOf(stored->object));
     }
+    plaintext_ports_->Update(workloads::KeyOf(stored->object), workload.spec.ports,
+                             stored->addresses);
   }
   // A replica that went (scaled away or deleted) takes its connections along.
   agent_->OnReplicaRemoved([this](uint32_t address) { proxy_->CloseConnectionsFor(address); });
   watcher_ = agent_->AddWatcher(
       [this](WatchEventType type, const StoredObject& object) { OnObjectChange(type, object); });
-  SyncPortsOrWarn();
+  SyncPorts();
   return {};
 }
 
 // A workload port another process holds on this machine must not keep the
 // agent from starting or an apply from succeeding: the workload stays
 // reachable over HBONE and the outbound entry; only its plaintext port is
-// missing, which is logged, and retried with every later change.
-void Node::SyncPortsOrWarn() {
-  if (Status s = SyncPorts(); !s) {
-    std::fprintf(stderr, "podless: warning: %s (served over HBONE only)\n",
-                 s.error().message.c_str());
-  }
-}
-
-Status Node::SyncPorts() {
+// missing, which PlaintextPorts logs once and retries on a timer.
+void Node::SyncPorts() {
   ports_synced_at_ = agent_->port_set_changes();
-  proxy::PlaintextBindings ports;
-  for (const auto& [port, users] : agent_->port_users()) ports.insert({0, port});
-  return proxy_->SyncPlaintextPorts(ports);
+  plaintext_ports_->Sync(agent_->port_users());
 }
 
 // Runs for every committed change, so it costs O(change), not O(state):
@@ -253,7 +252,13 @@ void Node::OnObjectChange(WatchEventType type, const StoredObject& object) {
   // The supervisor's desired set is rebuilt from every exec workload, so
   // only changes that involve one pay for it.
   if (exec || was_exec) SyncProcesses();
-  if (agent_->port_set_changes() != ports_synced_at_) SyncPortsOrWarn();
+  if (type == WatchEventType::kDeleted) {
+    plaintext_ports_->Remove(workloads::KeyOf(object.object));
+  } else {
+    plaintext_ports_->Update(workloads::KeyOf(object.object), workload->spec.ports,
+                             object.addresses);
+  }
+  if (agent_->port_set_changes() != ports_synced_at_ || plaintext_ports_->dirty()) SyncPorts();
 }
 
 void Node::SyncProcesses() {
@@ -379,6 +384,7 @@ void Node::Shutdown() {
     agent_->OnReplicaRemoved(nullptr);
     watcher_ = 0;
   }
+  if (plaintext_ports_) plaintext_ports_->Close();
   if (proxy_) proxy_->Close();
   // Revoking the lease takes this node out of every view at once.
   if (cluster_ && !cluster_stopped_ && !cluster_stopping_) {

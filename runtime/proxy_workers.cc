@@ -231,6 +231,11 @@ Status ProxyWorkers::SyncPlaintextPorts(const proxy::PlaintextBindings& ports) {
   return status;
 }
 
+proxy::PlaintextBindings ProxyWorkers::PlaintextPorts() const {
+  if (closed_) return {};
+  return workers_[0]->core->plaintext_ports();
+}
+
 void ProxyWorkers::SyncSandboxListeners(const std::map<uint32_t, int>& listeners) {
   if (closed_) return;
   std::vector<std::map<uint32_t, int>> share(workers_.size());

@@ -63,6 +63,8 @@ class ProxyWorkers {
   void InvalidateNamespace(std::string_view ns);
 
   Status SyncPlaintextPorts(const proxy::PlaintextBindings& ports);
+  // The plaintext bindings served (the first worker's; the others join those).
+  proxy::PlaintextBindings PlaintextPorts() const;
   // The outbound entry's listeners inside sandboxed replicas' namespaces (by
   // replica address): each is served by one worker, chosen by its address.
   void SyncSandboxListeners(const std::map<uint32_t, int>& listeners);
