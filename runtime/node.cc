@@ -206,6 +206,10 @@ Status Node::StartProxy() {
       loop_, *metrics_, plaintext,
       [this](const proxy::PlaintextBindings& b) { return proxy_->SyncPlaintextPorts(b); },
       [this] { return proxy_->PlaintextPorts(); });
+  agent_->SetPortStatusSource(
+      [this](ReplicaView& view, const std::vector<workloads::PortSpec>& ports) {
+        if (plaintext_ports_) view.unserved_ports = plaintext_ports_->Unserved(view.address, ports);
+      });
   for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
     const auto& workload = std::get<workloads::Workload>(stored->object);
     if (std::holds_alternative<workloads::ExecApp>(workload.spec.app)) {

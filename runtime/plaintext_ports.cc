@@ -99,10 +99,12 @@ void PlaintextPorts::Sync(const std::map<uint16_t, size_t>& ports_in_use) {
   const proxy::PlaintextBindings wanted = Wanted(ports_in_use);
   Status status = sync_(wanted);
   unbound_.clear();
+  unbound_bindings_.clear();
   if (!status.ok()) {
     const proxy::PlaintextBindings held = held_();
     for (const proxy::PlaintextBinding& binding : wanted) {
       if (held.count(binding) != 0) continue;
+      unbound_bindings_.insert(binding);
       unbound_.push_back(binding.address == 0
                              ? "*:" + std::to_string(binding.port)
                              : proxy::FormatAddressPort(binding.address, binding.port));
@@ -127,6 +129,19 @@ void PlaintextPorts::Sync(const std::map<uint16_t, size_t>& ports_in_use) {
                  logged_.c_str());
   }
   ScheduleRetry();
+}
+
+std::vector<uint16_t> PlaintextPorts::Unserved(
+    uint32_t address, const std::vector<workloads::PortSpec>& ports) const {
+  std::vector<uint16_t> out;
+  if (unbound_bindings_.empty()) return out;
+  for (const workloads::PortSpec& spec : ports) {
+    if (unbound_bindings_.count({address, spec.port}) != 0 ||
+        unbound_bindings_.count({0, spec.port}) != 0) {
+      out.push_back(spec.port);
+    }
+  }
+  return out;
 }
 
 void PlaintextPorts::ScheduleRetry() {

@@ -72,6 +72,10 @@ class PlaintextPorts {
   // The bindings wanted now that are not served ("127.64.0.5:8080"); empty
   // when every one is.
   const std::vector<std::string>& unbound() const { return unbound_; }
+  // Which of `ports` are not served on `address` now (its own socket or
+  // the port's on the bind address could not be bound).
+  std::vector<uint16_t> Unserved(uint32_t address,
+                                 const std::vector<workloads::PortSpec>& ports) const;
   // Stops the retry timer (the node is shutting down).
   void Close();
 
@@ -100,6 +104,7 @@ class PlaintextPorts {
   bool dirty_ = false;
   std::map<uint16_t, size_t> last_ports_;  // the last Sync's ports_in_use
   std::vector<std::string> unbound_;
+  proxy::PlaintextBindings unbound_bindings_;
   std::string logged_;  // the error last logged ("" while everything binds)
   proxy::TimerHandle retry_timer_;
   uint64_t retry_delay_ms_ = 0;  // 0: no retry scheduled

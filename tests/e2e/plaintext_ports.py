@@ -6,7 +6,8 @@ point 1), through the real binary:
    apply and after it) while the workload serves <port>; a replica scaled
    away gives its socket back.
 2. A port held at apply time (another program on 0.0.0.0:<port>) is
-   logged once, shown in podless_plaintext_ports_unbound, retried on a
+   logged once, shown in podless_plaintext_ports_unbound and in
+   `describe workload`, retried on a
    timer (podless_plaintext_bind_retries_total), and served within seconds
    of being freed, with no other change.
 3. Past --max-plaintext-address-sockets (3 here) a port is served on
@@ -100,6 +101,9 @@ def main():
               "the unbound socket is not shown in podless_plaintext_ports_unbound")
         check(wait_for(lambda: metric(agent, "podless_plaintext_bind_retries_total") >= 2, 10),
               "the held port is not retried on a timer")
+        described = agent.cli("describe", "workload", "late", "-n", "ports").stdout
+        check("NOT SERVED" in described and "18101" in described.split("NOT SERVED")[1],
+              f"describe does not show the held port:\n{described}")
         holder.close()
         freed = time.time()
         check(wait_for(lambda: answers(late, 18101), 10),
@@ -107,6 +111,8 @@ def main():
         took = time.time() - freed
         print(f"served {took:.1f} s after the port was freed")
         check(metric(agent, "podless_plaintext_ports_unbound") == 0, "still counted as unbound")
+        described = agent.cli("describe", "workload", "late", "-n", "ports").stdout
+        check("NOT SERVED" not in described, f"describe still shows the port held:\n{described}")
         log = agent.log()
         check(log.count("18101") == 1 and "address already in use" in log,
               f"the held port was not logged exactly once:\n{log}")
