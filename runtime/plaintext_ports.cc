@@ -97,6 +97,22 @@ void PlaintextPorts::Sync(const std::map<uint16_t, size_t>& ports_in_use) {
   dirty_ = false;
   last_ports_ = ports_in_use;
   const proxy::PlaintextBindings wanted = Wanted(ports_in_use);
+  // A port moving between its replicas' addresses and the bind address is
+  // closed everywhere first: with worker threads, the first worker's
+  // 0.0.0.0:<port> would otherwise collide with another worker's
+  // 127.64.0.5:<port>, not yet closed.
+  std::map<uint16_t, bool> held_on_bind_address;
+  for (const proxy::PlaintextBinding& binding : held_()) {
+    held_on_bind_address[binding.port] = binding.address == 0;
+  }
+  proxy::PlaintextBindings first_step;
+  for (const proxy::PlaintextBinding& binding : wanted) {
+    auto held = held_on_bind_address.find(binding.port);
+    if (held == held_on_bind_address.end() || held->second == (binding.address == 0)) {
+      first_step.insert(binding);
+    }
+  }
+  if (first_step.size() != wanted.size()) (void)sync_(first_step);
   Status status = sync_(wanted);
   unbound_.clear();
   unbound_bindings_.clear();
