@@ -58,8 +58,12 @@ void PlaintextPorts::Update(const workloads::ObjectKey& key,
     const uint16_t port = spec.port;
     if (on_bind_address_.count(port) != 0 || addresses.empty()) continue;
     auto& on_port = by_address_[port];
-    size_t adding = 0;
-    for (uint32_t address : addresses) adding += on_port.count(address) == 0 ? 1 : 0;
+    // A workload too large to fit alone is not counted address by address
+    // (a million replicas would cost a million lookups per change of it).
+    size_t adding = addresses.size();
+    if (adding <= options_.max_address_sockets) {
+      for (uint32_t address : addresses) adding -= on_port.count(address);
+    }
     if (address_sockets_ + adding > options_.max_address_sockets) {
       // Past the threshold: the whole port moves to the bind address.
       address_sockets_ -= on_port.size();
