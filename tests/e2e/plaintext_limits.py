@@ -2,12 +2,13 @@
 (issue 18, point 1), through the real binary:
 
 1. Per-peer limit by prefix: with --max-plaintext-connections-per-peer 8,
+   an unprivileged local user (nobody, through setpriv, when root) opening
    connections to a `forward` workload's port from 40 different 127.x.y.z
-   source addresses (all of 127/8 is one peer) get 8 through and 32 reset
+   source addresses (all of 127/8 is one peer) gets 8 through and 32 reset
    at accept, counted in
    podless_limit_refused_total{limit="plaintext_connections_per_peer"}; the
    count spans ports (a second workload's port is refused too) and the
-   agent's descriptors stay bounded; a closed connection frees its slot.
+   agent's descriptors stay bounded; closed connections free their slots.
 2. Idle timeout: with --plaintext-idle-timeout 2s, a spliced connection
    that carries no byte either way is reset (the backend's side closed
    too), counted in podless_peer_timeouts_total{timeout="plaintext_idle"};
@@ -15,8 +16,10 @@
    kept past the timeout."""
 
 import os
+import shutil
 import socket
 import socketserver
+import subprocess
 import threading
 import time
 
@@ -133,6 +136,40 @@ def ended(s, within):
         return False
 
 
+# Run as an unprivileged local user: opens 40 connections to HOST:PORT, each
+# from its own 127.x.y.z source, keeps those the agent serves, prints
+# "<served> <refused>" and holds them until its stdin closes.
+ATTACKER = r"""
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+held, refused = [], 0
+for i in range(40):
+    s = socket.socket()
+    s.bind((f"127.{10 + i}.{i}.{200 - i}", 0))
+    s.settimeout(5)
+    try:
+        s.connect((host, port))
+        s.sendall(b"x")
+        ok = s.recv(16) == b"x"
+    except (ConnectionResetError, BrokenPipeError):
+        ok = False
+    if ok:
+        held.append(s)
+    else:
+        refused += 1
+        s.close()
+print(len(held), refused, flush=True)
+sys.stdin.read()
+"""
+
+
+def unprivileged(args):
+    """`args` run as nobody (setpriv) when root, as this user otherwise."""
+    if os.getuid() != 0 or not shutil.which("setpriv"):
+        return args
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + args
+
+
 def per_peer_limit(backend, state):
     with running_agent(extra_args=["--max-plaintext-connections-per-peer", "8"]) as agent:
         agent.cli("apply", "-f", write(os.path.join(agent.state_dir, "m.yaml"), state))
@@ -140,38 +177,42 @@ def per_peer_limit(backend, state):
         fwd = (where["fwd"], 18090)
         baseline = fds(agent.proc.pid)
 
-        held, refused = [], 0
-        for i in range(40):
-            s = connect_from(f"127.{10 + i}.{i}.{200 - i}", fwd)
-            if s is not None and round_trip(s):
-                held.append(s)
-            else:
-                refused += 1
-                if s is not None:
-                    s.close()
-        check(len(held) == 8, f"{len(held)} connections from 127/8 got through, limit 8")
-        check(refused == 32, f"{refused} refused, expected 32")
-        check(metric(agent, REFUSED) == 32, f"refusals counted: {metric(agent, REFUSED)}")
-        # One client plus one backend descriptor per held connection.
-        check(fds(agent.proc.pid) <= baseline + 2 * 8 + 4,
-              f"descriptors grew from {baseline} to {fds(agent.proc.pid)}")
+        # An unprivileged local user spreads its sources over 127/8.
+        attacker = subprocess.Popen(
+            unprivileged(["/usr/bin/python3", "-c", ATTACKER, fwd[0], str(fwd[1])]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            served, refused = map(int, attacker.stdout.readline().split())
+            check(served == 8, f"{served} connections from 127/8 got through, limit 8")
+            check(refused == 32, f"{refused} refused, expected 32")
+            check(metric(agent, REFUSED) == 32, f"refusals counted: {metric(agent, REFUSED)}")
+            # One client plus one backend descriptor per held connection.
+            check(fds(agent.proc.pid) <= baseline + 2 * 8 + 4,
+                  f"descriptors grew from {baseline} to {fds(agent.proc.pid)}")
+            held = []
+            for i in range(8):  # another local user (root here): the same peer, 127/8
+                s = connect_from(f"127.0.0.{i + 2}", fwd)
+                if s is not None and round_trip(s):
+                    held.append(s)
+            check(not held, "another local user got through while the peer is full")
+            # The count is the peer's across ports: the echo app's port refuses it too.
+            s = connect_from("127.99.0.1", (where["hello"], 18091))
+            answer = b""
+            if s is not None:
+                try:
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                    answer = s.recv(4096)
+                except (ConnectionResetError, BrokenPipeError):
+                    pass
+                s.close()
+            check(not answer.startswith(b"HTTP/1.1 200"), "the echo port served a 9th connection")
+            check(metric(agent, REFUSED) == 41, f"refusals counted: {metric(agent, REFUSED)}")
+        finally:
+            attacker.stdin.close()
+            attacker.wait(timeout=10)
 
-        # The count is the peer's across ports: the echo app's port refuses it too.
-        s = connect_from("127.99.0.1", (where["hello"], 18091))
-        answer = b""
-        if s is not None:
-            try:
-                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                answer = s.recv(4096)
-            except (ConnectionResetError, BrokenPipeError):
-                pass
-            s.close()
-        check(not answer.startswith(b"HTTP/1.1 200"), "the echo port served a 9th connection")
-        check(metric(agent, REFUSED) == 33, f"refusals counted: {metric(agent, REFUSED)}")
-
-        # A closed connection gives its slot back (the agent sees the close
-        # on its next loop turn).
-        held.pop().close()
+        # The attacker's connections closed give their slots back (the agent
+        # sees a close on its next loop turn).
         deadline = time.time() + 5
         while True:
             s = connect_from("127.77.7.7", fwd)
