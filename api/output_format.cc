@@ -408,6 +408,12 @@ std::string YamlStatus(const v1::Object& object) {
         }
         out << YAML::EndMap;
       }
+      if (r.unserved_ports_size() > 0) {
+        // Plaintext ports another program holds (retried until free).
+        out << YAML::Key << "unservedPorts" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+        for (uint32_t port : r.unserved_ports()) out << port;
+        out << YAML::EndSeq;
+      }
       if (!r.node().empty()) out << YAML::Key << "node" << YAML::Value << r.node();
       out << YAML::EndMap;
     }

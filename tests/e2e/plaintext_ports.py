@@ -6,8 +6,8 @@ point 1), through the real binary:
    apply and after it) while the workload serves <port>; a replica scaled
    away gives its socket back.
 2. A port held at apply time (another program on 0.0.0.0:<port>) is
-   logged once, shown in podless_plaintext_ports_unbound and in
-   `describe workload`, retried on a
+   logged once, shown in podless_plaintext_ports_unbound, in `describe
+   workload` and in the replica's status (`get -o yaml`), retried on a
    timer (podless_plaintext_bind_retries_total), and served within seconds
    of being freed, with no other change.
 3. Past --max-plaintext-address-sockets (3 here) a port is served on
@@ -105,6 +105,8 @@ def main():
         described = agent.cli("describe", "workload", "late", "-n", "ports").stdout
         check("NOT SERVED" in described and "18101" in described.split("NOT SERVED")[1],
               f"describe does not show the held port:\n{described}")
+        status = agent.cli("get", "workload", "late", "-n", "ports", "-o", "yaml").stdout
+        check("unservedPorts: [18101]" in status, f"get -o yaml does not show it:\n{status}")
         holder.close()
         freed = time.time()
         check(wait_for(lambda: answers(late, 18101), 10),
