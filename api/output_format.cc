@@ -393,6 +393,12 @@ std::string YamlStatus(const v1::Object& object) {
         }
         out << YAML::EndMap;
       }
+      if (r.unserved_ports_size() > 0) {
+        // Plaintext ports another program holds (retried until free).
+        out << YAML::Key << "unservedPorts" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+        for (uint32_t port : r.unserved_ports()) out << port;
+        out << YAML::EndSeq;
+      }
       if (!r.node().empty()) out << YAML::Key << "node" << YAML::Value << r.node();
       out << YAML::EndMap;
     }
@@ -710,6 +716,11 @@ std::string DescribeWorkload(const v1::Workload& workload) {
   for (const v1::Replica& r : workload.status().replicas())
     any_process |= !r.process_state().empty();
   if (any_process) columns.insert(columns.end(), {"STATE", "RESTARTS", "LAST EXIT"});
+  // Plaintext ports another program holds (retried until free).
+  bool any_unserved = false;
+  for (const v1::Replica& r : workload.status().replicas())
+    any_unserved |= r.unserved_ports_size() > 0;
+  if (any_unserved) columns.push_back("NOT SERVED (PORT HELD, RETRYING)");
   Table table(std::move(columns));
   for (const v1::Replica& r : workload.status().replicas()) {
     std::vector<std::string> cells = {r.name(),
@@ -723,6 +734,13 @@ std::string DescribeWorkload(const v1::Workload& workload) {
       std::string state = r.process_state();
       if (!r.process_reason().empty()) state += " (" + r.process_reason() + ")";
       cells.insert(cells.end(), {state, std::to_string(r.restarts()), r.last_exit()});
+    }
+    if (any_unserved) {
+      std::string ports;
+      for (uint32_t port : r.unserved_ports()) {
+        ports += (ports.empty() ? "" : ",") + std::to_string(port);
+      }
+      cells.push_back(ports);
     }
     table.AddRow(std::move(cells));
   }

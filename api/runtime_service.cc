@@ -256,6 +256,7 @@ static v1::Object ObjectWithStatus(runtime::Agent& agent, const runtime::Cluster
       replica->set_restarts(view.restarts);
       replica->set_last_exit(view.last_exit);
       replica->set_started_at(view.started_at);
+      for (uint16_t port : view.unserved_ports) replica->add_unserved_ports(port);
       if (view.certificate) {
         replica->set_certificate_serial(view.certificate->serial_hex);
         replica->set_certificate_not_after(view.certificate->not_after);

@@ -194,8 +194,8 @@ class StaticHttpApp final : public HttpApp {
 // until the connection is up; a failed dial resets it.
 class ForwardApp final : public StreamHandler {
  public:
-  ForwardApp(Dispatcher& dispatcher, Stream* stream)
-      : dispatcher_(dispatcher), connector_(dispatcher), stream_(stream) {}
+  ForwardApp(Dispatcher& dispatcher, Stream* stream, SpliceOptions splice)
+      : dispatcher_(dispatcher), connector_(dispatcher), stream_(stream), splice_(splice) {}
 
   void Start(uint32_t address, uint16_t port, int netns_fd) {
     stream_->SetHandler(this);
@@ -212,7 +212,7 @@ class ForwardApp final : public StreamHandler {
             inbound->Reset();
           } else {
             inbound->SetReadPaused(false);
-            StartSplice(inbound, result.value());
+            StartSplice(inbound, result.value(), splice_);
           }
           dispatcher_.DeferredDelete(this);
         },
@@ -232,6 +232,7 @@ class ForwardApp final : public StreamHandler {
   Dispatcher& dispatcher_;
   TcpConnector connector_;
   Stream* stream_;
+  SpliceOptions splice_;
 };
 
 bool ParseForwardAddress(const std::string& address, uint32_t* ip, uint16_t* port) {
@@ -388,7 +389,11 @@ void StartApp(AppContext context, Stream* stream) {
       return;
     }
   }
-  auto* app = new ForwardApp(*context.dispatcher, stream);
+  SpliceOptions splice;
+  splice.dispatcher = context.dispatcher;
+  splice.idle_timeout_ms = context.idle_timeout_ms;
+  splice.idle_timeouts = context.idle_timeouts;
+  auto* app = new ForwardApp(*context.dispatcher, stream, splice);
   app->Start(address, port, netns_fd);
 }
 

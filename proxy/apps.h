@@ -9,6 +9,7 @@
 #include <string>
 
 #include "proxy/dispatcher.h"
+#include "proxy/metrics.h"
 #include "proxy/stream.h"
 #include "workloads/model.h"
 
@@ -34,9 +35,17 @@ struct AppContext {
   // request within this long of opening or of the last response (idle
   // keep-alive included), else it is reset. 0: no limit.
   uint64_t request_timeout_ms = 0;
+  // forward and exec apps: a spliced connection that carries no byte either
+  // way this long is reset (SpliceOptions), counted in `idle_timeouts`
+  // (may be null). 0: no limit.
+  uint64_t idle_timeout_ms = 0;
+  Counter* idle_timeouts = nullptr;
 };
 
 inline constexpr uint64_t kDefaultAppRequestTimeoutMs = 30'000;
+// As Envoy's TCP proxy (idle_timeout): long enough for pooled database and
+// cache connections, short enough that silent ones do not pile up.
+inline constexpr uint64_t kDefaultPlaintextIdleTimeoutMs = 3'600'000;
 
 // Serves `stream` with `context.app`.
 void StartApp(AppContext context, Stream* stream);

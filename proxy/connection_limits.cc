@@ -70,6 +70,11 @@ void CountSlot::Release() {
   counts->Release(key_);
 }
 
+uint32_t PeerKey(uint32_t address) {
+  if ((address >> 24) == 127) return 0x7f000000;  // loopback: the node's own users
+  return address & 0xffffff00;
+}
+
 uint32_t DefaultMaxUnauthenticatedConnections() {
   rlimit files{};
   if (::getrlimit(RLIMIT_NOFILE, &files) != 0 || files.rlim_cur == RLIM_INFINITY) return 16384;

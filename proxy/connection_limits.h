@@ -80,6 +80,9 @@ class CountSlot {
 struct ConnectionLimits {
   // Inbound HBONE connections (handshaking or open) per peer (PeerKey: /24).
   SharedCounts hbone_connections_per_peer;
+  // Connections to plaintext workload ports per peer (PeerKey), open or
+  // being dialed through to their app.
+  SharedCounts plaintext_connections_per_peer;
   // Outbound-entry connections (being set up or open) per source replica
   // address.
   SharedCounts outbound_connections_per_workload;
@@ -87,6 +90,13 @@ struct ConnectionLimits {
   // TLS handshake and outbound-entry ones before their credentials.
   SharedCounts unauthenticated;
 };
+
+// Where a per-peer limit (HBONE, plaintext ports) counts a connection: its
+// source's /24, and all of 127/8 as one (a local user can take any loopback
+// address, and a network peer usually more than one address of its /24).
+// The proxy speaks IPv4 only (TcpListener refuses another bind address), so
+// there is no IPv6 key yet; when there is, it must count a /64.
+uint32_t PeerKey(uint32_t address);
 
 // The default cap on not-yet-authenticated connections: a quarter of
 // RLIMIT_NOFILE, well below what the proxy may hold in all.

@@ -57,12 +57,13 @@ ProxyMetrics::ProxyMetrics(Registry& registry)
   for (std::string_view timeout :
        {kTimeoutTlsHandshake, kTimeoutH2Preface, kTimeoutStreamStalled, kTimeoutHboneIdle,
         kTimeoutHboneWriteStalled, kTimeoutOutboundRequest, kTimeoutOutboundSetup,
-        kTimeoutOutboundWriteStalled, kTimeoutPlaintextWriteStalled}) {
+        kTimeoutOutboundWriteStalled, kTimeoutPlaintextWriteStalled, kTimeoutPlaintextIdle}) {
     PeerTimeout(timeout);
   }
-  for (std::string_view limit : {kLimitHboneConnectionsPerPeer, kLimitHboneStreamsPerConnection,
-                                 kLimitOutboundConnectionsPerWorkload, kLimitOutboundLoginFailures,
-                                 kLimitUnauthenticatedConnections}) {
+  for (std::string_view limit :
+       {kLimitHboneConnectionsPerPeer, kLimitPlaintextConnectionsPerPeer,
+        kLimitHboneStreamsPerConnection, kLimitOutboundConnectionsPerWorkload,
+        kLimitOutboundLoginFailures, kLimitUnauthenticatedConnections}) {
     LimitRefused(limit);
   }
   for (std::string_view protocol : {kProtocolHttp, kProtocolSocks5}) OutboundAuthFailure(protocol);

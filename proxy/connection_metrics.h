@@ -70,7 +70,12 @@ class ProxyMetrics {
   static constexpr std::string_view kTimeoutOutboundSetup = "outbound_setup";
   static constexpr std::string_view kTimeoutOutboundWriteStalled = "outbound_write_stalled";
   static constexpr std::string_view kTimeoutPlaintextWriteStalled = "plaintext_write_stalled";
+  // A plaintext connection spliced to a forward target or an exec process
+  // that carried no byte either way for --plaintext-idle-timeout.
+  static constexpr std::string_view kTimeoutPlaintextIdle = "plaintext_idle";
   static constexpr std::string_view kLimitHboneConnectionsPerPeer = "hbone_connections_per_peer";
+  static constexpr std::string_view kLimitPlaintextConnectionsPerPeer =
+      "plaintext_connections_per_peer";
   static constexpr std::string_view kLimitHboneStreamsPerConnection =
       "hbone_streams_per_connection";
   static constexpr std::string_view kLimitOutboundConnectionsPerWorkload =

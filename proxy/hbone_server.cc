@@ -64,11 +64,6 @@ void HboneServer::Close() {
   for (HboneSession* session : sessions) session->Abort();
 }
 
-uint32_t PeerKey(uint32_t address) {
-  if ((address >> 24) == 127) return 0x7f000000;  // loopback: the node's own users
-  return address & 0xffffff00;
-}
-
 size_t HboneServer::ConnectionsFrom(uint32_t peer_address) const {
   return per_peer_->Count(PeerKey(peer_address));
 }

@@ -97,11 +97,6 @@ struct HboneServerOptions {
   LogFunction log = LogToStderr;
 };
 
-// Where the per-peer limit counts a connection: its source's /24, and all
-// of 127/8 as one (a local user can take any loopback address, and a
-// network peer usually more than one address of its /24).
-uint32_t PeerKey(uint32_t address);
-
 class HboneServer final : private HboneSession::Callbacks {
  public:
   static Result<std::unique_ptr<HboneServer>> Create(Dispatcher& dispatcher, Directory& directory,

@@ -1,5 +1,7 @@
 #include "proxy/inbound.h"
 
+#include <utility>
+
 #include "proxy/authorization.h"
 #include "proxy/tcp_stream.h"
 
@@ -37,7 +39,8 @@ InboundDecision Inbound::Admit(uint32_t address, uint16_t port, const InboundSou
   return decision;
 }
 
-void Inbound::Serve(const InboundDecision& decision, const InboundSource& source, Stream* stream) {
+void Inbound::Serve(const InboundDecision& decision, const InboundSource& source, Stream* stream,
+                    CountSlot slot) {
   const LocalReplica& replica = *decision.replica;
   ConnectionLabels labels;
   labels.source_reporter = false;
@@ -47,7 +50,8 @@ void Inbound::Serve(const InboundDecision& decision, const InboundSource& source
   labels.destination_principal = replica.spiffe_id;
   labels.destination_service = source.destination_service;
   labels.mutual_tls = source.mutual_tls;
-  Stream* tracked = tracker_.Track(stream, replica.address, 0, metrics_.Series(labels));
+  Stream* tracked =
+      tracker_.Track(stream, replica.address, 0, metrics_.Series(labels), std::move(slot));
 
   AppContext context;
   context.dispatcher = &dispatcher_;
@@ -59,6 +63,10 @@ void Inbound::Serve(const InboundDecision& decision, const InboundSource& source
   context.peer_identity = source.principal;
   context.app = replica.spec->app;
   context.request_timeout_ms = app_request_timeout_ms_;
+  if (source.plaintext) {
+    context.idle_timeout_ms = plaintext_idle_timeout_ms_;
+    context.idle_timeouts = &metrics_.PeerTimeout(ProxyMetrics::kTimeoutPlaintextIdle);
+  }
   if (std::holds_alternative<workloads::ExecApp>(context.app)) {
     auto target = directory_.ExecTarget(replica, decision.port->port);
     if (target.ok()) {

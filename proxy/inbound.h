@@ -24,6 +24,9 @@ struct InboundSource {
   std::string workload;   // known only for in-memory short-circuits
   bool mutual_tls = false;
   std::string destination_service;  // how the caller named the destination, if known
+  // A plaintext workload port: a connection spliced to a forward target or
+  // an exec process is reset after the plaintext idle timeout.
+  bool plaintext = false;
 };
 
 struct InboundDecision {
@@ -36,26 +39,31 @@ struct InboundDecision {
 class Inbound {
  public:
   Inbound(Dispatcher& dispatcher, Directory& directory, ProxyMetrics& metrics,
-          ConnectionTracker& tracker, uint64_t app_request_timeout_ms = 0)
+          ConnectionTracker& tracker, uint64_t app_request_timeout_ms = 0,
+          uint64_t plaintext_idle_timeout_ms = 0)
       : dispatcher_(dispatcher),
         directory_(directory),
         metrics_(metrics),
         tracker_(tracker),
-        app_request_timeout_ms_(app_request_timeout_ms) {}
+        app_request_timeout_ms_(app_request_timeout_ms),
+        plaintext_idle_timeout_ms_(plaintext_idle_timeout_ms) {}
 
   // Checks the destination and authorizes the source; a denial is counted.
   InboundDecision Admit(uint32_t address, uint16_t port, const InboundSource& source);
 
   // Serves an admitted connection: tracks it (CloseFor(replica address)),
-  // counts it, and starts the app on it.
-  void Serve(const InboundDecision& decision, const InboundSource& source, Stream* stream);
+  // counts it, and starts the app on it. `slot` (a per-peer limit's count)
+  // is held until the connection ends.
+  void Serve(const InboundDecision& decision, const InboundSource& source, Stream* stream,
+             CountSlot slot = {});
 
  private:
   Dispatcher& dispatcher_;
   Directory& directory_;
   ProxyMetrics& metrics_;
   ConnectionTracker& tracker_;
-  uint64_t app_request_timeout_ms_;  // AppContext::request_timeout_ms
+  uint64_t app_request_timeout_ms_;     // AppContext::request_timeout_ms
+  uint64_t plaintext_idle_timeout_ms_;  // AppContext::idle_timeout_ms, plaintext only
 };
 
 }  // namespace podless::proxy

@@ -1,57 +1,85 @@
 #include "proxy/plaintext_listeners.h"
 
+#include <utility>
+
 #include "proxy/tcp_stream.h"
 
 namespace podless::proxy {
 
-Status PlaintextListeners::Sync(const std::set<uint16_t>& ports) {
+PlaintextListeners::PlaintextListeners(Dispatcher& dispatcher, Inbound& inbound,
+                                       PlaintextListenerOptions options)
+    : dispatcher_(dispatcher), inbound_(inbound), options_(std::move(options)) {
+  if (!options_.limits) options_.limits = std::make_shared<ConnectionLimits>();
+  per_peer_ = CountsOf(options_.limits, &ConnectionLimits::plaintext_connections_per_peer);
+}
+
+Status PlaintextListeners::Sync(const PlaintextBindings& bindings) {
   for (auto it = listeners_.begin(); it != listeners_.end();) {
-    if (ports.count(it->first) == 0) {
+    if (bindings.count(it->first) == 0) {
       it = listeners_.erase(it);
     } else {
       ++it;
     }
   }
   std::string errors;
-  for (uint16_t port : ports) {
-    if (listeners_.count(port) != 0) continue;
+  for (const PlaintextBinding& binding : bindings) {
+    if (listeners_.count(binding) != 0) continue;
     TcpListener::Options options;
     options.name = "plaintext";
-    options.bind = bind_;
-    options.port = port;
-    options.sharing = sharing_;
-    options.metrics = metrics_;
-    options.log = log_;
+    options.bind = Address(binding);
+    options.bind.resize(options.bind.rfind(':'));
+    options.port = binding.port;
+    options.sharing = options_.sharing;
+    options.metrics = options_.metrics;
+    options.log = options_.log;
+    const uint16_t port = binding.port;
     auto listener = TcpListener::Create(dispatcher_, std::move(options),
                                         [this, port](TcpStream* tcp) { OnConnection(port, tcp); });
     if (!listener.ok()) {
       errors += (errors.empty() ? "" : "; ") + listener.error().message;
       continue;
     }
-    listeners_[port] = std::move(listener).value();
+    listeners_[binding] = std::move(listener).value();
   }
   if (!errors.empty()) return MakeError(ErrorCode::kUnavailable, "plaintext ports: " + errors);
   return {};
 }
 
-std::set<uint16_t> PlaintextListeners::ports() const {
-  std::set<uint16_t> out;
-  for (const auto& [port, listener] : listeners_) out.insert(port);
+PlaintextBindings PlaintextListeners::bindings() const {
+  PlaintextBindings out;
+  for (const auto& [binding, listener] : listeners_) out.insert(binding);
   return out;
 }
 
+std::string PlaintextListeners::Address(const PlaintextBinding& binding) const {
+  if (binding.address == 0) return options_.bind + ":" + std::to_string(binding.port);
+  return FormatAddressPort(binding.address, binding.port);
+}
+
 void PlaintextListeners::OnConnection(uint16_t port, TcpStream* tcp) {
+  // Held until the connection ends (the tracker releases it).
+  CountSlot slot = CountSlot::TryAcquire(per_peer_, PeerKey(tcp->PeerAddress()),
+                                         options_.max_connections_per_peer);
+  if (!slot) {
+    if (options_.metrics != nullptr) {
+      options_.metrics->LimitRefused(ProxyMetrics::kLimitPlaintextConnectionsPerPeer).Inc();
+    }
+    tcp->Reset();
+    return;
+  }
   InboundSource source;  // plaintext: no principal
+  source.plaintext = true;
   InboundDecision decision = inbound_.Admit(tcp->LocalAddress(), port, source);
   if (decision.status != 200) {
     tcp->Reset();
     return;
   }
-  if (metrics_ != nullptr) {
-    tcp->SetWriteStallTimeout(write_stall_timeout_ms_,
-                              &metrics_->PeerTimeout(ProxyMetrics::kTimeoutPlaintextWriteStalled));
+  if (options_.metrics != nullptr) {
+    tcp->SetWriteStallTimeout(
+        options_.write_stall_timeout_ms,
+        &options_.metrics->PeerTimeout(ProxyMetrics::kTimeoutPlaintextWriteStalled));
   }
-  inbound_.Serve(decision, source, tcp);
+  inbound_.Serve(decision, source, tcp, std::move(slot));
 }
 
 }  // namespace podless::proxy

@@ -17,9 +17,9 @@ Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
   core->metrics_ = std::make_unique<ProxyMetrics>(registry);
   core->inbound_tracker_ = std::make_unique<ConnectionTracker>(*core->dispatcher_);
   core->outbound_tracker_ = std::make_unique<ConnectionTracker>(*core->dispatcher_);
-  core->inbound_ =
-      std::make_unique<Inbound>(*core->dispatcher_, directory, *core->metrics_,
-                                *core->inbound_tracker_, config.app_request_timeout_ms);
+  core->inbound_ = std::make_unique<Inbound>(*core->dispatcher_, directory, *core->metrics_,
+                                             *core->inbound_tracker_, config.app_request_timeout_ms,
+                                             config.plaintext_idle_timeout_ms);
   HboneServerOptions hbone;
   hbone.bind = config.hbone_bind;
   hbone.port = config.hbone_port;
@@ -60,17 +60,24 @@ Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
                                      *core->outbound_tracker_, *core->metrics_, outbound);
   if (!entry.ok()) return entry.error();
   core->outbound_ = std::move(entry).value();
-  core->plaintext_ = std::make_unique<PlaintextListeners>(
-      *core->dispatcher_, *core->inbound_, config.plaintext_bind, core->metrics_.get(),
-      config.write_stall_timeout_ms, config.log, config.port_sharing);
+  PlaintextListenerOptions plaintext;
+  plaintext.bind = config.plaintext_bind;
+  plaintext.sharing = config.port_sharing;
+  plaintext.metrics = core->metrics_.get();
+  plaintext.write_stall_timeout_ms = config.write_stall_timeout_ms;
+  plaintext.max_connections_per_peer = config.max_plaintext_connections_per_peer;
+  plaintext.limits = core->config_.limits;
+  plaintext.log = config.log;
+  core->plaintext_ =
+      std::make_unique<PlaintextListeners>(*core->dispatcher_, *core->inbound_, plaintext);
   return core;
 }
 
 ProxyCore::~ProxyCore() { Close(); }
 
-Status ProxyCore::SyncPlaintextPorts(const std::set<uint16_t>& ports) {
+Status ProxyCore::SyncPlaintextPorts(const PlaintextBindings& bindings) {
   if (closed_) return MakeError(ErrorCode::kFailedPrecondition, "proxy core is closed");
-  return plaintext_->Sync(ports);
+  return plaintext_->Sync(bindings);
 }
 
 void ProxyCore::CloseConnectionsFor(const std::vector<uint32_t>& sorted_addresses) {
@@ -99,8 +106,8 @@ ProxyStats ProxyCore::Stats() const {
   stats.listeners.push_back({"hbone", hbone_->bind() + ":" + std::to_string(hbone_->port())});
   stats.listeners.push_back(
       {"outbound", outbound_->bind() + ":" + std::to_string(outbound_->port())});
-  for (uint16_t port : plaintext_->ports()) {
-    stats.listeners.push_back({"plaintext", config_.plaintext_bind + ":" + std::to_string(port)});
+  for (const PlaintextBinding& binding : plaintext_->bindings()) {
+    stats.listeners.push_back({"plaintext", plaintext_->Address(binding)});
   }
   stats.pools = pool_->Stats();
   stats.hbone_inbound_connections = hbone_->connection_count();

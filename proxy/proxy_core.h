@@ -4,7 +4,7 @@
 // reaches the runtime's state only through the Directory.
 //
 //   auto core = ProxyCore::Create(loop, directory, config, registry);
-//   core->SyncPlaintextPorts({8080, 9000});   // as workloads change
+//   core->SyncPlaintextPorts({{0, 8080}, {web0, 9000}});  // as workloads change
 //   core->CloseConnectionsFor(address);       // a replica was deleted
 //   core->Close();                            // before the loop ends
 #pragma once
@@ -68,9 +68,13 @@ struct ProxyConfig {
   // In-proxy HTTP apps: from accept (or the last response) to a complete
   // request; then the connection is reset (AppContext::request_timeout_ms).
   uint64_t app_request_timeout_ms = kDefaultAppRequestTimeoutMs;
+  // Plaintext workload ports: a connection spliced to a forward target or an
+  // exec process with no byte either way this long is reset (plaintext_idle).
+  uint64_t plaintext_idle_timeout_ms = kDefaultPlaintextIdleTimeoutMs;
 
   // Limits (counted in podless_limit_refused_total). 0: no limit.
   uint32_t max_hbone_connections_per_peer = kDefaultMaxConnectionsPerPeer;
+  uint32_t max_plaintext_connections_per_peer = kDefaultMaxConnectionsPerPeer;
   uint32_t max_hbone_streams_per_connection = kServerMaxConcurrentStreams;
   uint32_t max_outbound_connections_per_workload = kDefaultMaxOutboundConnectionsPerWorkload;
   // HBONE connections in the handshake plus outbound-entry ones before
@@ -116,7 +120,8 @@ class ProxyCore {
                                      const ProxyConfig& config, Registry& registry);
   ~ProxyCore();
 
-  Status SyncPlaintextPorts(const std::set<uint16_t>& ports);
+  // Serves exactly these plaintext bindings (PlaintextListeners::Sync).
+  Status SyncPlaintextPorts(const PlaintextBindings& bindings);
   // The outbound entry's listeners in sandboxed replicas' network namespaces
   // (OutboundEntry::SyncSandboxListeners).
   Status SyncSandboxListeners(const std::map<uint32_t, int>& listeners) {
@@ -134,7 +139,7 @@ class ProxyCore {
   ProxyStats Stats() const;
   uint16_t hbone_port() const { return hbone_->port(); }
   uint16_t outbound_port() const { return outbound_->port(); }
-  std::set<uint16_t> plaintext_ports() const { return plaintext_->ports(); }
+  PlaintextBindings plaintext_ports() const { return plaintext_->bindings(); }
   size_t sandbox_listener_count() const { return outbound_->sandbox_listener_count(); }
   Dispatcher& dispatcher() { return *dispatcher_; }
 

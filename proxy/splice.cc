@@ -1,12 +1,15 @@
 #include "proxy/splice.h"
 
+#include "proxy/uv_handle.h"
+
 namespace podless::proxy {
 
 namespace {
 
 class Splice {
  public:
-  Splice(Stream* a, Stream* b) : a_(this, a), b_(this, b) {
+  Splice(Stream* a, Stream* b, SpliceOptions options)
+      : a_(this, a), b_(this, b), options_(options) {
     a_.other = &b_;
     b_.other = &a_;
   }
@@ -14,6 +17,13 @@ class Splice {
   void Start() {
     a_.stream->SetHandler(&a_);
     b_.stream->SetHandler(&b_);
+    if (options_.dispatcher != nullptr && options_.idle_timeout_ms > 0) {
+      uv_loop_t* loop = options_.dispatcher->loop();
+      uv_timer_init(loop, idle_timer_.get());
+      idle_timer_->data = this;
+      last_active_ms_ = uv_now(loop);
+      ArmIdleTimer(options_.idle_timeout_ms);
+    }
   }
 
  private:
@@ -21,6 +31,7 @@ class Splice {
     Side(Splice* owner, Stream* stream) : owner(owner), stream(stream) {}
 
     void OnData(std::string_view bytes) override {
+      owner->Active();
       if (other->stream == nullptr) return;
       other->stream->Write(bytes);
       if (other->stream->QueuedBytes() > kHighWatermark && !paused) {
@@ -32,6 +43,7 @@ class Splice {
       if (other->stream != nullptr) other->stream->End();
     }
     void OnWritable() override {
+      owner->Active();
       // My queue drained: the other side may read again.
       if (other->stream != nullptr && other->paused) {
         other->paused = false;
@@ -53,12 +65,49 @@ class Splice {
     bool paused = false;
   };
 
+  // A byte moved: the idle clock starts again. The timer is not touched
+  // here (a field write per read); it checks the clock when it fires.
+  void Active() {
+    if (options_.idle_timeout_ms > 0 && options_.dispatcher != nullptr) {
+      last_active_ms_ = uv_now(options_.dispatcher->loop());
+    }
+  }
+
+  void ArmIdleTimer(uint64_t after_ms) {
+    uv_timer_start(
+        idle_timer_.get(),
+        [](uv_timer_t* timer) {
+          if (timer->data != nullptr) static_cast<Splice*>(timer->data)->OnIdleTimer();
+        },
+        after_ms, 0);
+  }
+
+  void OnIdleTimer() {
+    const uint64_t now = uv_now(options_.dispatcher->loop());
+    const uint64_t idle = now - last_active_ms_;
+    if (idle < options_.idle_timeout_ms) {
+      ArmIdleTimer(options_.idle_timeout_ms - idle);
+      return;
+    }
+    if (options_.idle_timeouts != nullptr) options_.idle_timeouts->Inc();
+    // Reset() is the last word to a stream: no callback follows, so the
+    // splice ends here (its timer closes with it).
+    if (a_.stream != nullptr) a_.stream->Reset();
+    if (b_.stream != nullptr) b_.stream->Reset();
+    delete this;
+  }
+
   Side a_;
   Side b_;
+  SpliceOptions options_;
+  TimerHandle idle_timer_;  // initialised only with an idle timeout
+  uint64_t last_active_ms_ = 0;
 };
 
 }  // namespace
 
-void StartSplice(Stream* a, Stream* b) { (new Splice(a, b))->Start(); }
+void StartSplice(Stream* a, Stream* b, SpliceOptions options) {
+  (new Splice(a, b, options))->Start();
+}
 
 }  // namespace podless::proxy

@@ -2,13 +2,28 @@
 // propagating half-close (End) and aborts (Reset), with backpressure: a side
 // whose peer has more than kHighWatermark queued stops reading until the
 // queue drains. Owns itself; deleted when both streams are closed.
+//
+// With an idle timeout, a splice that relays no byte either way (and whose
+// queues drain nothing) for that long resets both streams and counts it:
+// a connection held open and silent cannot keep its descriptors forever.
 #pragma once
 
+#include <cstdint>
+
+#include "proxy/dispatcher.h"
+#include "proxy/metrics.h"
 #include "proxy/stream.h"
 
 namespace podless::proxy {
 
+struct SpliceOptions {
+  // Both set: reset both streams after idle_timeout_ms without a byte.
+  Dispatcher* dispatcher = nullptr;
+  uint64_t idle_timeout_ms = 0;      // 0: never
+  Counter* idle_timeouts = nullptr;  // counted when it fires; may be null
+};
+
 // Starts relaying between `a` and `b` (becomes the handler of both).
-void StartSplice(Stream* a, Stream* b);
+void StartSplice(Stream* a, Stream* b, SpliceOptions options = {});
 
 }  // namespace podless::proxy

@@ -802,6 +802,7 @@ std::vector<ReplicaView> Agent::Replicas(const StoredObject& stored, uint32_t fi
     if (process_status_ && std::holds_alternative<workloads::ExecApp>(workload->spec.app)) {
       process_status_(view);
     }
+    if (port_status_) port_status_(view, workload->spec.ports);
     out.push_back(std::move(view));
   }
   return out;

@@ -67,6 +67,9 @@ struct ReplicaView {
   // process start; else the workload's creation by this agent, or the
   // agent's start for a workload older than that.
   int64_t started_at = 0;
+  // Declared ports not served in plaintext on this replica's address now
+  // (another program holds them; retried; set by the Node).
+  std::vector<uint16_t> unserved_ports;
 };
 
 class Agent;
@@ -189,6 +192,11 @@ class Agent {
   void SetProcessStatusSource(std::function<void(ReplicaView&)> source) {
     process_status_ = std::move(source);
   }
+  // Fills unserved_ports of every replica's view (set by the Node).
+  void SetPortStatusSource(
+      std::function<void(ReplicaView&, const std::vector<workloads::PortSpec>&)> source) {
+    port_status_ = std::move(source);
+  }
 
   uint64_t AddWatcher(WatchCallback callback);
   void RemoveWatcher(uint64_t id);
@@ -269,6 +277,7 @@ class Agent {
 
   std::unordered_set<uint32_t> ready_exec_replicas_;  // see SetReplicaReady
   std::function<void(ReplicaView&)> process_status_;
+  std::function<void(ReplicaView&, const std::vector<workloads::PortSpec>&)> port_status_;
   std::function<void(uint32_t)> on_readiness_change_;
   std::map<uint16_t, size_t> port_users_;  // see port_users()
   uint64_t port_set_changes_ = 0;

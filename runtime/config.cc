@@ -256,10 +256,31 @@ const std::vector<Flag>& Flags() {
        [](AgentConfig& c, const std::string& v) {
          return SetTimeoutMs(c.proxy.app_request_timeout_ms, "--app-request-timeout", v);
        }},
+      {"--plaintext-idle-timeout", "DURATION",
+       "plaintext workload ports: reset a connection to a forward target or an exec process "
+       "that carries no byte either way for this long [1h]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetTimeoutMs(c.proxy.plaintext_idle_timeout_ms, "--plaintext-idle-timeout", v);
+       }},
       {"--max-hbone-connections-per-peer", "N",
        "HBONE connections one peer (its /24; all of 127/8 as one) may hold [4096]",
        [](AgentConfig& c, const std::string& v) {
          return SetCount(c.proxy.max_hbone_connections_per_peer, "--max-hbone-connections-per-peer",
+                         v);
+       }},
+      {"--max-plaintext-connections-per-peer", "N",
+       "connections to plaintext workload ports one peer (its /24; all of 127/8 as one) may "
+       "hold [4096]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetCount(c.proxy.max_plaintext_connections_per_peer,
+                         "--max-plaintext-connections-per-peer", v);
+       }},
+      {"--max-plaintext-address-sockets", "N",
+       "workload ports are served on each replica's own address (leaving the port to other "
+       "programs elsewhere) up to this many sockets in all; a port past it goes to 0.0.0.0 "
+       "[128]",
+       [](AgentConfig& c, const std::string& v) {
+         return SetCount(c.proxy.max_plaintext_address_sockets, "--max-plaintext-address-sockets",
                          v);
        }},
       {"--max-hbone-streams-per-connection", "N",

@@ -60,7 +60,10 @@ struct AgentConfig {
     uint64_t write_stall_timeout_ms = proxy::kDefaultWriteStallTimeoutMs;
     uint64_t outbound_request_timeout_ms = proxy::kDefaultOutboundRequestTimeoutMs;
     uint64_t app_request_timeout_ms = proxy::kDefaultAppRequestTimeoutMs;
+    uint64_t plaintext_idle_timeout_ms = proxy::kDefaultPlaintextIdleTimeoutMs;
     uint32_t max_hbone_connections_per_peer = proxy::kDefaultMaxConnectionsPerPeer;
+    uint32_t max_plaintext_connections_per_peer = proxy::kDefaultMaxConnectionsPerPeer;
+    uint32_t max_plaintext_address_sockets = proxy::kDefaultMaxPlaintextAddressSockets;
     uint32_t max_hbone_streams_per_connection = proxy::kServerMaxConcurrentStreams;
     uint32_t max_outbound_connections_per_workload =
         proxy::kDefaultMaxOutboundConnectionsPerWorkload;

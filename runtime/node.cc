@@ -195,7 +195,10 @@ Status Node::StartProxy() {
   proxy_config.write_stall_timeout_ms = config_.proxy.write_stall_timeout_ms;
   proxy_config.outbound_request_timeout_ms = config_.proxy.outbound_request_timeout_ms;
   proxy_config.app_request_timeout_ms = config_.proxy.app_request_timeout_ms;
+  proxy_config.plaintext_idle_timeout_ms = config_.proxy.plaintext_idle_timeout_ms;
   proxy_config.max_hbone_connections_per_peer = config_.proxy.max_hbone_connections_per_peer;
+  proxy_config.max_plaintext_connections_per_peer =
+      config_.proxy.max_plaintext_connections_per_peer;
   proxy_config.max_hbone_streams_per_connection = config_.proxy.max_hbone_streams_per_connection;
   proxy_config.max_outbound_connections_per_workload =
       config_.proxy.max_outbound_connections_per_workload;
@@ -205,38 +208,41 @@ Status Node::StartProxy() {
   if (!proxy) return proxy.error();
   proxy_ = std::move(*proxy);
 
+  PlaintextPorts::Options plaintext;
+  plaintext.max_address_sockets = config_.proxy.max_plaintext_address_sockets;
+  plaintext_ports_ = std::make_unique<PlaintextPorts>(
+      loop_, *metrics_, plaintext,
+      [this](const proxy::PlaintextBindings& b) { return proxy_->SyncPlaintextPorts(b); },
+      [this] { return proxy_->PlaintextPorts(); });
+  agent_->SetPortStatusSource(
+      [this](ReplicaView& view, const std::vector<workloads::PortSpec>& ports) {
+        if (plaintext_ports_) view.unserved_ports = plaintext_ports_->Unserved(view.address, ports);
+      });
   for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
     const auto& workload = std::get<workloads::Workload>(stored->object);
     proxy::ExportAuthzDenied(*metrics_, workload.metadata.name, workload.metadata.ns);
     if (std::holds_alternative<workloads::ExecApp>(workload.spec.app)) {
       exec_workloads_.insert(workloads::KeyOf(stored->object));
     }
+    plaintext_ports_->Update(workloads::KeyOf(stored->object), workload.spec.ports,
+                             stored->addresses);
   }
   // A replica that went (scaled away or deleted) takes its connections along.
   agent_->OnReplicasRemoved(
       [this](const std::vector<uint32_t>& addresses) { proxy_->CloseConnectionsFor(addresses); });
   watcher_ = agent_->AddWatcher(
       [this](WatchEventType type, const StoredObject& object) { OnObjectChange(type, object); });
-  SyncPortsOrWarn();
+  SyncPorts();
   return {};
 }
 
 // A workload port another process holds on this machine must not keep the
 // agent from starting or an apply from succeeding: the workload stays
 // reachable over HBONE and the outbound entry; only its plaintext port is
-// missing, which is logged, and retried with every later change.
-void Node::SyncPortsOrWarn() {
-  if (Status s = SyncPorts(); !s) {
-    std::fprintf(stderr, "podless: warning: %s (served over HBONE only)\n",
-                 s.error().message.c_str());
-  }
-}
-
-Status Node::SyncPorts() {
+// missing, which PlaintextPorts logs once and retries on a timer.
+void Node::SyncPorts() {
   ports_synced_at_ = agent_->port_set_changes();
-  std::set<uint16_t> ports;
-  for (const auto& [port, users] : agent_->port_users()) ports.insert(port);
-  return proxy_->SyncPlaintextPorts(ports);
+  plaintext_ports_->Sync(agent_->port_users());
 }
 
 // Runs for every committed change, so it costs O(change), not O(state):
@@ -263,7 +269,13 @@ void Node::OnObjectChange(WatchEventType type, const StoredObject& object) {
   // The supervisor's desired set is rebuilt from every exec workload, so
   // only changes that involve one pay for it.
   if (exec || was_exec) SyncProcesses();
-  if (agent_->port_set_changes() != ports_synced_at_) SyncPortsOrWarn();
+  if (type == WatchEventType::kDeleted) {
+    plaintext_ports_->Remove(workloads::KeyOf(object.object));
+  } else {
+    plaintext_ports_->Update(workloads::KeyOf(object.object), workload->spec.ports,
+                             object.addresses);
+  }
+  if (agent_->port_set_changes() != ports_synced_at_ || plaintext_ports_->dirty()) SyncPorts();
 }
 
 void Node::SyncProcesses() {
@@ -440,6 +452,7 @@ void Node::Shutdown() {
     agent_->OnReplicasRemoved(nullptr);
     watcher_ = 0;
   }
+  if (plaintext_ports_) plaintext_ports_->Close();
   if (proxy_) proxy_->Close();
   // Revoking the lease takes this node out of every view at once.
   if (cluster_ && !cluster_stopped_ && !cluster_stopping_) {

@@ -22,6 +22,7 @@
 #include "runtime/certificate_issuer.h"
 #include "runtime/cluster.h"
 #include "runtime/config.h"
+#include "runtime/plaintext_ports.h"
 #include "runtime/proxy_workers.h"
 #include "runtime/state_lock.h"
 #include "runtime/supervisor.h"
@@ -72,8 +73,7 @@ class Node {
   // listeners follow the declared ports, and connections of replicas that
   // are gone are ended.
   void OnObjectChange(WatchEventType type, const StoredObject& object);
-  Status SyncPorts();
-  void SyncPortsOrWarn();
+  void SyncPorts();
   // Hands the supervisor the exec replicas the agent holds now.
   void SyncProcesses();
   Status StartSupervisor();
@@ -96,6 +96,8 @@ class Node {
   SupervisorPtr supervisor_;
   bool processes_stopped_ = false;
   ProxyWorkersPtr proxy_;
+  // Which sockets serve the plaintext ports; retries those that are taken.
+  std::unique_ptr<PlaintextPorts> plaintext_ports_;
   // Declared after the agent and the directory: destroyed first.
   ClusterPtr cluster_;
   bool cluster_stopping_ = false;

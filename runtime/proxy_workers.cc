@@ -244,7 +244,7 @@ void ProxyWorkers::CallParked(Worker& worker, const std::function<void(proxy::Pr
   Wake(worker);
 }
 
-Status ProxyWorkers::SyncPlaintextPorts(const std::set<uint16_t>& ports) {
+Status ProxyWorkers::SyncPlaintextPorts(const proxy::PlaintextBindings& ports) {
   if (closed_) return MakeError(ErrorCode::kFailedPrecondition, "the proxy is closed");
   Status status;
   CallParked(*workers_[0],
@@ -252,7 +252,7 @@ Status ProxyWorkers::SyncPlaintextPorts(const std::set<uint16_t>& ports) {
   // The others join only what the first one holds: a port it could not
   // bind is someone else's, and joining that one's SO_REUSEPORT group would
   // take its connections.
-  const std::set<uint16_t> held = workers_[0]->core->plaintext_ports();
+  const proxy::PlaintextBindings held = workers_[0]->core->plaintext_ports();
   for (size_t i = 1; i < workers_.size(); ++i) {
     CallParked(*workers_[i], [&](proxy::ProxyCore& core) {
       Status joined = core.SyncPlaintextPorts(held);
@@ -260,6 +260,11 @@ Status ProxyWorkers::SyncPlaintextPorts(const std::set<uint16_t>& ports) {
     });
   }
   return status;
+}
+
+proxy::PlaintextBindings ProxyWorkers::PlaintextPorts() const {
+  if (closed_) return {};
+  return workers_[0]->core->plaintext_ports();
 }
 
 void ProxyWorkers::SyncSandboxListeners(const std::map<uint32_t, int>& listeners) {

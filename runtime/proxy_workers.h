@@ -24,7 +24,7 @@
 // per-peer and per-workload connection limits.
 //
 //   auto proxy = ProxyWorkers::Start(loop, lock, agent, config, 2, registry);
-//   proxy->SyncPlaintextPorts({8080});   // main thread, holding the lock
+//   proxy->SyncPlaintextPorts({{0, 8080}});   // main thread, holding the lock
 //   proxy->Close();                      // ends the connections, joins the threads
 #pragma once
 
@@ -66,7 +66,9 @@ class ProxyWorkers {
   void Invalidate();
   void InvalidateNamespace(std::string_view ns);
 
-  Status SyncPlaintextPorts(const std::set<uint16_t>& ports);
+  Status SyncPlaintextPorts(const proxy::PlaintextBindings& ports);
+  // The plaintext bindings served (the first worker's; the others join those).
+  proxy::PlaintextBindings PlaintextPorts() const;
   // The outbound entry's listeners inside sandboxed replicas' namespaces (by
   // replica address): each is served by one worker, chosen by its address.
   void SyncSandboxListeners(const std::map<uint32_t, int>& listeners);

@@ -65,7 +65,7 @@ class ServerNode {
       config.hbone_port = 0;
       config.outbound_port = 0;
       auto core = proxy::ProxyCore::Create(loop.get(), directory, config, registry);
-      if (!core.ok() || !(*core)->SyncPlaintextPorts({echo_port_}).ok()) {
+      if (!core.ok() || !(*core)->SyncPlaintextPorts({{0, echo_port_}}).ok()) {
         state = -1;
         return;
       }

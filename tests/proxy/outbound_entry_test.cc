@@ -239,7 +239,7 @@ TEST_CASE("OutboundEntry: failed logins are counted, and a source failing too ma
 
 TEST_CASE("ProxyCore: plaintext ports are served on the workload's address, without a principal") {
   CoreFixture f;
-  REQUIRE(f.core->SyncPlaintextPorts({f.http_port, f.tcp_port}).ok());
+  REQUIRE(f.core->SyncPlaintextPorts({{0, f.http_port}, {0, f.tcp_port}}).ok());
   std::string out = f.Curl(f.WebUrl("/plain"));
   INFO(out);
   CHECK(out.find("\"peer_spiffe_id\":null") != std::string::npos);
@@ -253,7 +253,7 @@ TEST_CASE("ProxyCore: plaintext ports are served on the workload's address, with
 
 TEST_CASE("ProxyCore: CloseConnectionsFor ends a deleted workload's open connection") {
   CoreFixture f;
-  REQUIRE(f.core->SyncPlaintextPorts({f.tcp_port}).ok());
+  REQUIRE(f.core->SyncPlaintextPorts({{0, f.tcp_port}}).ok());
   struct Client : StreamHandler {
     void OnData(std::string_view bytes) override { received.append(bytes); }
     void OnEnd() override {}

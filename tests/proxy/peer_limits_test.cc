@@ -119,6 +119,31 @@ TEST_CASE("Limits: the HBONE per-peer limit counts a /24, and all of loopback as
   CHECK(f.Refused("hbone_connections_per_peer") == 1);
 }
 
+TEST_CASE("Limits: plaintext ports count connections per peer (all of loopback as one)") {
+  ProxyConfig config;
+  config.max_plaintext_connections_per_peer = 2;
+  LimitsFixture f(config);
+  REQUIRE(f.core->SyncPlaintextPorts({{0, f.tcp_port}}).ok());
+  // web-0's echo app holds each connection open; sources spread over 127/8.
+  auto a = std::make_unique<RawSocket>(Ip("127.64.0.5"), f.tcp_port, 0, Ip("127.0.0.2"));
+  RawSocket b(Ip("127.64.0.5"), f.tcp_port, 0, Ip("127.9.8.7"));
+  CHECK(f.StaysOpen(*a));
+  CHECK(f.StaysOpen(b));
+  RawSocket c(Ip("127.64.0.5"), f.tcp_port, 0, Ip("127.1.1.1"));
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return c.PeerClosed(); }, 2000));
+  CHECK(f.Refused("plaintext_connections_per_peer") == 1);
+  CHECK(f.Refused("hbone_connections_per_peer") == 0);  // a count of its own
+  // One closes: its slot is given back when the connection ends.
+  a.reset();
+  RunUntil(
+      f.loop.get(), [] { return false; }, 100);
+  RawSocket d(Ip("127.64.0.5"), f.tcp_port, 0, Ip("127.3.3.3"));
+  CHECK(f.StaysOpen(d));
+  CHECK(f.Refused("plaintext_connections_per_peer") == 1);
+  CHECK(f.core->Stats().inbound_connections.at(Ip("127.64.0.5")) == 2);
+}
+
 TEST_CASE("Limits: connections not yet authenticated are capped node-wide, HBONE and outbound") {
   ProxyConfig config;
   config.max_unauthenticated_connections = 2;

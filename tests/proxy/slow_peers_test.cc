@@ -252,7 +252,7 @@ TEST_CASE("Slow peers: a client that stops reading its socket is disconnected (w
   SlowFixture f;
   // Plain TCP to the echo port, with a small receive buffer, never read:
   // the echo backs up into the kernel buffers, then nothing moves.
-  REQUIRE(f.core->SyncPlaintextPorts({f.tcp_port}).ok());
+  REQUIRE(f.core->SyncPlaintextPorts({{0, f.tcp_port}}).ok());
   RawSocket reader(Ip("127.64.0.5"), f.tcp_port, /*receive_buffer=*/4096);
   REQUIRE(reader.connected());
   std::string chunk(64 << 10, 'y');

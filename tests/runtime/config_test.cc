@@ -40,9 +40,14 @@ TEST_CASE("Config: cluster flags parse, and --etcd alone is not enough") {
 }
 
 TEST_CASE("Config: proxy timeouts and limits take durations and counts; 0 turns one off") {
-  auto config = ParseRunFlags({"--hbone-preface-timeout", "2s", "--stream-stall-timeout", "0",
-                               "--max-hbone-connections-per-peer", "8"});
+  auto config = ParseRunFlags(
+      {"--hbone-preface-timeout", "2s", "--stream-stall-timeout", "0",
+       "--max-hbone-connections-per-peer", "8", "--max-plaintext-connections-per-peer", "9",
+       "--plaintext-idle-timeout", "90s", "--max-plaintext-address-sockets", "0"});
   REQUIRE(config.ok());
+  CHECK(config->proxy.max_plaintext_address_sockets == 0);
+  CHECK(config->proxy.max_plaintext_connections_per_peer == 9);
+  CHECK(config->proxy.plaintext_idle_timeout_ms == 90'000);
   CHECK(config->proxy.preface_timeout_ms == 2000);
   CHECK(config->proxy.stream_stall_timeout_ms == 0);
   CHECK(config->proxy.max_hbone_connections_per_peer == 8);
