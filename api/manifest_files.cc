@@ -82,7 +82,8 @@ Result<std::vector<workloads::ParsedObject>> ParseManifestFiles(
     // ParseManifests finds duplicates within one file; these are across files.
     for (auto& error : workloads::ValidateBatch(objects)) errors.push_back(std::move(error));
   }
-  if (!errors.empty()) return MakeError(ErrorCode::kInvalidArgument, workloads::JoinDiagnostics(errors));
+  if (!errors.empty())
+    return MakeError(ErrorCode::kInvalidArgument, workloads::JoinDiagnostics(errors));
   if (objects.empty()) {
     std::string names;
     for (const auto& file : files) names += (names.empty() ? "" : ", ") + file.name;

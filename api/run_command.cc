@@ -17,6 +17,7 @@
 #include "proxy/log.h"
 #include "proxy/uv_handle.h"
 #include "runtime/config.h"
+#include "runtime/descriptor_limit.h"
 #include "runtime/node.h"
 #include "runtime/state_store.h"
 
@@ -97,6 +98,13 @@ int RunCommand(const std::vector<std::string>& args) {
     return 2;
   }
   proxy::SetLogLevel(config->log_level);
+  const runtime::DescriptorLimit files = runtime::RaiseDescriptorLimit();
+  if (files.now != files.before) {
+    Log("raised the descriptor limit (RLIMIT_NOFILE) from " + std::to_string(files.before) +
+        " to " + std::to_string(files.now) + "; supervised processes keep " +
+        std::to_string(files.before));
+    config->workload_rlimit_nofile = files.before;
+  }
   if (Status s = DisableCoreDumps(); !s) {
     Log("cannot start: " + s.error().message, proxy::LogLevel::kError);
     return 1;

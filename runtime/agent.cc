@@ -245,6 +245,7 @@ Status Agent::Admit(const std::vector<Object>& objects,
       ++*addresses;
     }
   }
+  WarnOfUnservedTargetPorts(objects, warnings);
   const uint64_t objects_held = store_->objects().size();
   if (limits.max_objects != 0 && new_objects > 0 &&
       objects_held + new_objects > limits.max_objects) {
@@ -267,6 +268,48 @@ Status Agent::Admit(const std::vector<Object>& objects,
                          std::to_string(replicas_after - replicas_held) + "); nothing was changed");
   }
   return {};
+}
+
+// A Service port whose targetPort names a port none of the workloads it
+// selects declares gets no traffic: warned of, not refused, since the
+// workloads that declare it may come later. The workloads are those stored
+// and those of the same apply (a new version replaces the stored one).
+void Agent::WarnOfUnservedTargetPorts(const std::vector<Object>& objects,
+                                      std::vector<std::vector<std::string>>* warnings) const {
+  std::map<ObjectKey, const workloads::Workload*> applied;
+  for (const Object& object : objects) {
+    if (const auto* workload = std::get_if<workloads::Workload>(&object))
+      applied[workloads::KeyOf(object)] = workload;
+  }
+  for (size_t i = 0; i < objects.size(); ++i) {
+    const auto* service = std::get_if<workloads::Service>(&objects[i]);
+    if (service == nullptr || service->selector.empty()) continue;
+    std::vector<const workloads::Workload*> selected;
+    for (const StoredObject* stored : SelectWorkloads(service->metadata.ns, service->selector)) {
+      if (!applied.contains(workloads::KeyOf(stored->object)))
+        selected.push_back(&std::get<workloads::Workload>(stored->object));
+    }
+    for (const auto& [key, workload] : applied) {
+      if (workload->metadata.ns == service->metadata.ns &&
+          workloads::LabelsMatch(service->selector, workload->metadata.labels)) {
+        selected.push_back(workload);
+      }
+    }
+    if (selected.empty()) continue;
+    for (size_t p = 0; p < service->ports.size(); ++p) {
+      const workloads::ServicePort& port = service->ports[p];
+      if (port.target_port.name.empty()) continue;
+      const bool served = std::any_of(selected.begin(), selected.end(), [&](const auto* w) {
+        return workloads::TargetPortOf(port, *w) != 0;
+      });
+      if (served) continue;
+      (*warnings)[i].push_back(
+          "spec.ports[" + std::to_string(p) + "].targetPort \"" + port.target_port.name +
+          "\" names no port of the " + std::to_string(selected.size()) +
+          " workload(s) the selector selects: port " + std::to_string(port.port) +
+          " gets no endpoints until one declares it");
+    }
+  }
 }
 
 // A forward target must lie outside the mesh and the agent: a workload or
@@ -813,6 +856,13 @@ std::vector<uint32_t> Agent::ServiceEndpoints(const workloads::Service& service)
   // Kubernetes: an empty selector selects nothing.
   for (const StoredObject* stored : SelectWorkloads(service.metadata.ns, service.selector)) {
     const auto& workload = std::get<workloads::Workload>(stored->object);
+    // Only workloads that serve one of its ports are its endpoints: a named
+    // targetPort they do not declare would fail every call (502).
+    if (std::none_of(service.ports.begin(), service.ports.end(), [&](const auto& port) {
+          return workloads::TargetPortOf(port, workload) != 0;
+        })) {
+      continue;
+    }
     for (uint32_t address : stored->addresses) {
       if (IsReplicaReady(workload, address)) out.push_back(address);
     }

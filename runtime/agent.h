@@ -252,6 +252,8 @@ class Agent {
   // would take the agent past one of config().limits. Fills the stored
   // version of each object (or null) and how many addresses the change takes.
   Status CheckForwardTarget(const std::string& address) const;
+  void WarnOfUnservedTargetPorts(const std::vector<workloads::Object>& objects,
+                                 std::vector<std::vector<std::string>>* warnings) const;
   Status Admit(const std::vector<workloads::Object>& objects,
                std::vector<const StoredObject*>* existing_versions, uint64_t* addresses,
                std::vector<std::vector<std::string>>* warnings) const;

@@ -27,6 +27,9 @@ struct AgentConfig {
   // --workload-uids: the uids (and gids) a root agent gives exec workloads,
   // one per workload (runtime/uid_allocator.h). systemd's dynamic range.
   uint32_t workload_uid_first = kDefaultWorkloadUidFirst;
+  // RLIMIT_NOFILE of supervised processes (0: inherited); `podless run` sets
+  // the soft limit it started with (runtime/descriptor_limit.h).
+  uint64_t workload_rlimit_nofile = 0;
   uint32_t workload_uid_last = kDefaultWorkloadUidLast;
   std::string trust_domain = "cluster.local";
   std::chrono::seconds svid_ttl = std::chrono::hours(24);

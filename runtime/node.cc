@@ -102,6 +102,7 @@ Status Node::Init() {
 
 Status Node::StartSupervisor() {
   SupervisorOptions options;
+  options.rlimit_nofile = config_.workload_rlimit_nofile;
   options.state_dir = config_.state_dir;
   options.sandbox = true;
   options.launcher = SelfExecutable();

@@ -11,17 +11,7 @@ namespace {
 
 using workloads::Kind;
 
-// The workload port a Service port's targetPort names, or 0 if the workload
-// does not declare it.
-uint16_t TargetPort(const workloads::ServicePort& port, const workloads::Workload& workload) {
-  if (port.target_port.name.empty()) {
-    return port.target_port.number != 0 ? port.target_port.number : port.port;
-  }
-  for (const auto& declared : workload.spec.ports) {
-    if (declared.name == port.target_port.name) return declared.port;
-  }
-  return 0;
-}
+using workloads::TargetPortOf;
 
 }  // namespace
 
@@ -212,7 +202,7 @@ Result<proxy::Destination> ProxyDirectory::ResolveService(const StoredObject& st
   const Selected& selection = Selection(stored);
   for (const StoredObject* candidate : selection.local) {
     const auto& workload = std::get<workloads::Workload>(candidate->object);
-    const uint16_t target = TargetPort(*service_port, workload);
+    const uint16_t target = TargetPortOf(*service_port, workload);
     if (target == 0) continue;
     std::optional<std::vector<uint32_t>> ready;
     if (std::holds_alternative<workloads::ExecApp>(workload.spec.app)) {
@@ -230,7 +220,7 @@ Result<proxy::Destination> ProxyDirectory::ResolveService(const StoredObject& st
   if (cluster_ != nullptr) {
     // Other nodes' replicas, over HBONE.
     for (const RemoteWorkload* remote : selection.remote) {
-      const uint16_t target = TargetPort(*service_port, remote->record.workload);
+      const uint16_t target = TargetPortOf(*service_port, remote->record.workload);
       if (target == 0) continue;
       std::optional<std::vector<uint32_t>> ready;
       if (!remote->not_ready.empty()) {

@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -260,9 +261,14 @@ int RunSandbox(const std::vector<std::string>& args) {
       return Fail("RLIMIT_NPROC", err);
   }
   if (spec.rlimit_nofile != 0) {
-    if (int err = set_limit(RLIMIT_NOFILE, spec.rlimit_nofile); err != 0)
-      return Fail("RLIMIT_NOFILE", err);
+    // The soft limit only: a workload that needs more may raise it up to
+    // the hard limit, as any process may.
+    rlimit files{};
+    if (::getrlimit(RLIMIT_NOFILE, &files) != 0) return Fail("RLIMIT_NOFILE", errno);
+    files.rlim_cur = std::min<rlim_t>(spec.rlimit_nofile, files.rlim_max);
+    if (::setrlimit(RLIMIT_NOFILE, &files) != 0) return Fail("RLIMIT_NOFILE", errno);
   }
+
   // 4. The working directory (as root: it is the replica's own 0700 dir,
   //    which root may enter whoever owns it).
   if (!spec.work_dir.empty() && ::chdir(spec.work_dir.c_str()) != 0)

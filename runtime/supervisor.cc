@@ -459,8 +459,9 @@ void Supervisor::StartProcess(Replica& replica) {
   if (!options_.sandbox) {  // the launcher sets them itself
     rlimit no_core{0, 0};
     ::prlimit(run->pid, RLIMIT_CORE, &no_core, nullptr);
-    if (options_.rlimit_nofile != 0) {
-      rlimit files{options_.rlimit_nofile, options_.rlimit_nofile};
+    rlimit files{};
+    if (options_.rlimit_nofile != 0 && ::prlimit(run->pid, RLIMIT_NOFILE, nullptr, &files) == 0) {
+      files.rlim_cur = std::min<rlim_t>(options_.rlimit_nofile, files.rlim_max);  // soft only
       ::prlimit(run->pid, RLIMIT_NOFILE, &files, nullptr);
     }
   }

@@ -111,7 +111,7 @@ struct SupervisorOptions {
   uint64_t log_max_bytes = 10u << 20;
   // Overrides every app's terminationGracePeriodSeconds when set (tests).
   std::optional<uint64_t> grace_period_ms;
-  uint64_t rlimit_nofile = 0;  // 0: inherited
+  uint64_t rlimit_nofile = 0;  // the soft RLIMIT_NOFILE; 0: inherited
   // The sandbox. Off: processes run as the agent does (the supervisor's own
   // unit tests; the agent always sandboxes).
   bool sandbox = false;

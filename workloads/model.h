@@ -320,6 +320,19 @@ ObjectKey KeyOf(const Object& object);
 // True when every key of `selector` is in `labels` with the same value. An
 // empty selector matches everything; what "empty" means is the caller's
 // rule (a Service selects nothing, a policy selects its whole namespace).
+// The workload port a Service port's targetPort names, or 0 when it names
+// one the workload does not declare. A number is taken as it is (as in
+// Kubernetes, a container need not declare it).
+inline uint16_t TargetPortOf(const ServicePort& port, const Workload& workload) {
+  if (port.target_port.name.empty()) {
+    return port.target_port.number != 0 ? port.target_port.number : port.port;
+  }
+  for (const auto& declared : workload.spec.ports) {
+    if (declared.name == port.target_port.name) return declared.port;
+  }
+  return 0;
+}
+
 inline bool LabelsMatch(const Labels& selector, const Labels& labels) {
   for (const auto& [key, value] : selector) {
     auto it = labels.find(key);

@@ -13,16 +13,16 @@
 
 #include <google/protobuf/stubs/logging.h>
 
-#include "runtime/grpc_framing.h"
 #include "api/model_convert.h"
 #include "podless/v1/runtime.pb.h"
+#include "runtime/grpc_framing.h"
 
 namespace v1 = podless::v1;
 using podless::api::FromProto;
 using podless::api::FromProtoKind;
 using podless::api::FromProtoUnvalidated;
-using podless::runtime::GrpcMessageDecoder;
 using podless::api::ToProto;
+using podless::runtime::GrpcMessageDecoder;
 
 namespace {
 
