@@ -5,11 +5,13 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <sched.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -297,6 +299,23 @@ int RunSandbox(const std::vector<std::string>& args) {
   ::syscall(SYS_close_range, 3u, ~0u, 0u);
   ::execvp(argv[0], argv.data());
   return Fail("exec " + std::string(argv[0]), errno);
+}
+
+void KillProcessesOfUid(uid_t uid) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    // Only async-signal-safe calls here: the agent has threads.
+    if (::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0) ::_exit(1);
+    // Again while anything is left to signal (a process that forked during
+    // the walk); exiting processes still count, hence the bound.
+    for (int round = 0; round < 8 && ::kill(-1, SIGKILL) == 0; ++round) {
+    }
+    ::_exit(0);
+  }
+  if (child < 0) return;
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
 }
 
 }  // namespace podless::runtime

@@ -68,6 +68,14 @@ int RunSandbox(const std::vector<std::string>& args);
 // What Landlock this kernel offers: its ABI version, 0 when none.
 int LandlockAbi();
 
+// SIGKILL to every process whose real or saved uid is `uid`: a child takes
+// the uid and calls kill(-1), so the kernel walks the process table (a
+// double-forked escapee that left its process group is found as well). Root
+// only, and only for the uids the agent hands out (UidAllocator: no one else
+// runs as them). The supervisor's way to stop escaped children where no
+// cgroup contains them.
+void KillProcessesOfUid(uid_t uid);
+
 // The path of the running binary (the launcher the supervisor spawns).
 std::string SelfExecutable();
 

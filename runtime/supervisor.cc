@@ -216,6 +216,7 @@ struct Supervisor::Replica {
   proxy::UniqueFd netns;              // its network namespace (root agent)
   proxy::UniqueFd outbound_listener;  // 127.0.0.1:<outbound port> in it
   std::optional<uid_t> uid;
+  bool uid_allocated = false;  // the uid is the workload's own (UidAllocator)
   std::optional<gid_t> gid;
   std::string work_dir;
   std::string cgroup;  // the cgroup's directory; empty: none
@@ -247,6 +248,19 @@ Supervisor::~Supervisor() {
   }
 }
 
+bool Supervisor::UidInUse(uid_t uid, const Replica* except) const {
+  auto running = [&](const Replica& r) {
+    return &r != except && r.uid == uid && r.run && !r.run->exited;
+  };
+  for (const auto& [address, replica] : replicas_) {
+    if (running(*replica)) return true;
+  }
+  for (const auto& replica : terminating_) {
+    if (running(*replica)) return true;
+  }
+  return false;
+}
+
 void Supervisor::KillOrphans() {
   // A previous agent's replicas: every process of their cgroups, escaped
   // double-forks included.
@@ -258,6 +272,11 @@ void Supervisor::KillOrphans() {
       if (podless::Status s = options_.cgroups->Kill(leaf); !s) Log(s.error().message);
       (void)options_.cgroups->Remove(leaf);  // busy until the kernel reaps them
     }
+  }
+  // Without cgroups, a previous agent's escapees are found by the uids it
+  // gave its workloads (every one of them is still allocated).
+  if (options_.cgroups == nullptr && options_.uids != nullptr && options_.sandbox) {
+    for (const auto& [key, uid] : options_.uids->allocations()) KillProcessesOfUid(uid);
   }
   std::vector<ProcessRecord> records = table_.Load();
   for (const auto& record : records) {
@@ -542,6 +561,10 @@ void Supervisor::OnExit(Replica& replica, int64_t exit_status, int term_signal) 
   if (run.pid > 0) ::kill(-run.pid, SIGKILL);
   if (!replica.cgroup.empty()) {
     if (podless::Status s = options_.cgroups->Kill(replica.cgroup_leaf); !s) Log(s.error().message);
+  } else if (replica.uid_allocated && !UidInUse(*replica.uid, &replica)) {
+    // No cgroup contains its children: the workload's own uid does. Once no
+    // replica of the workload runs, every process of that uid is an escapee.
+    KillProcessesOfUid(*replica.uid);
   }
   replica.probe.reset();
   uv_timer_stop(replica.kill_timer.get());
@@ -913,6 +936,7 @@ podless::Status Supervisor::PrepareSandbox(Replica& replica) {
       auto uid = options_.uids->Acquire(spec.ns + "/" + spec.workload);
       if (!uid) return uid.error();
       replica.uid = *uid;
+      replica.uid_allocated = true;
     }
     replica.gid = context.run_as_group.value_or(*replica.uid);
   }

@@ -227,6 +227,8 @@ class Supervisor {
   void ScheduleReap();
   void PersistTable();
   void KillOrphans();
+  // A replica other than `except` of uid `uid` has a running process.
+  bool UidInUse(uid_t uid, const Replica* except) const;
   uint16_t AllocatePort();
   LogFile* LogFor(const ExecReplicaSpec& spec);
 

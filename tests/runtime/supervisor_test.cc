@@ -422,6 +422,53 @@ TEST_CASE(
   CHECK(!uids->Find("shop/web").has_value());
 }
 
+// Pids of the processes whose real uid is `uid`.
+std::vector<pid_t> ProcessesOfUid(uid_t uid) {
+  std::vector<pid_t> out;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream status(entry.path() / "status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("Uid:", 0) == 0) {
+        if (std::stoul(line.substr(4)) == uid) out.push_back(std::stoi(name));
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+TEST_CASE("Supervisor: without a cgroup, a setsid escapee dies with its workload's last replica") {
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: the sandbox's uids need root");
+    return;
+  }
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0711);
+  proxy::UvLoop loop;
+  auto uids = UidAllocator::Open(dir.path() + "/workload-uids", 61910, 61919);
+  REQUIRE(uids.ok());
+  SupervisorOptions options = TestOptions(dir);
+  options.sandbox = true;
+  options.launcher = SelfExecutable();
+  options.uids = &*uids;  // and no cgroups (options.cgroups stays null)
+  Supervisor supervisor(loop.get(), options);
+  supervisor.Sync({Spec({"sh", "-c",
+                         "setsid sh -c 'exec sleep 300' </dev/null >/dev/null 2>&1 & "
+                         "echo escaped; exec sleep 300"})});
+  REQUIRE(RunUntil(loop.get(),
+                   [&] { return CurrentLog(supervisor).find("escaped") != std::string::npos; }));
+  const uid_t uid = 61910;
+  REQUIRE(RunUntil(loop.get(), [&] { return ProcessesOfUid(uid).size() >= 2; }));
+
+  supervisor.Sync({});
+  REQUIRE(RunUntil(loop.get(), [&] { return supervisor.running_count() == 0; }));
+  CHECK(RunUntil(
+      loop.get(), [&] { return ProcessesOfUid(uid).empty(); }, 5'000));
+}
+
 TEST_CASE("Supervisor: keepWorkingDir leaves a removed replica's working directory") {
   if (::geteuid() != 0) {
     MESSAGE("skipped: the sandbox's uids and network namespaces need root");
