@@ -49,7 +49,7 @@ void Log(LogLevel level, std::string_view component, std::string_view message) {
   clock_gettime(CLOCK_REALTIME, &now);
   tm utc{};
   gmtime_r(&now.tv_sec, &utc);
-  char stamp[40];
+  char stamp[96];  // room for any int the format could print (-Wformat-truncation)
   std::snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ ", utc.tm_year + 1900,
                 utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
                 now.tv_nsec / 1'000'000);

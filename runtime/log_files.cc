@@ -167,7 +167,7 @@ std::string LogStamp(int64_t unix_nanos) {
   const time_t seconds = static_cast<time_t>(unix_nanos / 1'000'000'000);
   tm utc{};
   ::gmtime_r(&seconds, &utc);
-  char out[40];
+  char out[96];  // room for any int the format could print (-Wformat-truncation)
   std::snprintf(out, sizeof(out), "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ ", utc.tm_year + 1900,
                 utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
                 static_cast<int>(unix_nanos % 1'000'000'000));

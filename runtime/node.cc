@@ -405,8 +405,9 @@ void Node::AddAdminRoutes() {
     return Respond(200, proxy::kPrometheusContentType, metrics_->Render());
   });
   // /config_dump is streamed: each piece is written on its own loop turn
-  // (Agent::StreamConfigDump), so the workers get the state between pieces
-  // and a million replicas never sit in memory at once. Still, every piece
+  // (Agent::StreamConfigDump), with the StateLock released (the workers read
+  // the state while a piece is built), and a million replicas never sit in
+  // memory at once. Still, every piece
   // is main-loop time: so that looping clients cannot take it all, dumps get
   // at most a fifth of it. After a dump that took T (its pieces added up),
   // the next is refused (503, Retry-After) for 4 T.
@@ -429,12 +430,16 @@ void Node::AddAdminRoutes() {
     response.stream = [this, pieces = std::move(pieces), spent_ns, pretty](std::string* out) {
       const uint64_t started = uv_hrtime();
       bool more;
-      if (pretty) {
-        std::string piece;
-        more = pieces(&piece);
-        pretty->Feed(piece, out);
-      } else {
-        more = pieces(out);
+      {
+        // A piece only reads the state: the proxy's workers go on meanwhile.
+        ReadersWindow window(&state_lock_);
+        if (pretty) {
+          std::string piece;
+          more = pieces(&piece);
+          pretty->Feed(piece, out);
+        } else {
+          more = pieces(out);
+        }
       }
       if (!more) out->push_back('\n');
       *spent_ns += uv_hrtime() - started;
