@@ -76,19 +76,6 @@ bool IsNodesWord(const std::string& word) {
   return word == "nodes" || word == "node" || word == "no";
 }
 
-std::string KindWord(v1::Kind kind) {
-  switch (kind) {
-    case v1::WORKLOAD:
-      return "workload";
-    case v1::SERVICE:
-      return "service";
-    case v1::AUTHORIZATION_POLICY:
-      return "authorizationpolicy";
-    default:
-      return "object";
-  }
-}
-
 // "workload/web" or "workload/web -n shop", as apply and delete print objects.
 std::string RefText(const v1::ObjectRef& ref) {
   std::string line = KindWord(ref.kind()) + "/" + ref.name();

@@ -457,27 +457,13 @@ std::string JsonList(const std::vector<v1::Object>& objects) {
   return out + "    ]\n}\n";
 }
 
-// `-o name`: kind/name, as apply prints it.
-std::string KindWordOf(v1::Kind kind) {
-  switch (kind) {
-    case v1::WORKLOAD:
-      return "workload";
-    case v1::SERVICE:
-      return "service";
-    case v1::AUTHORIZATION_POLICY:
-      return "authorizationpolicy";
-    default:
-      return "object";
-  }
-}
-
 std::string Names(const std::vector<v1::Object>& objects) {
   std::string out;
   for (const v1::Object& object : objects) {
     const v1::ObjectMeta& meta = object.has_workload()  ? object.workload().metadata()
                                  : object.has_service() ? object.service().metadata()
                                                         : object.authorization_policy().metadata();
-    out += KindWordOf(KindOf(object)) + "/" + meta.name() + "\n";
+    out += KindWord(KindOf(object)) + "/" + meta.name() + "\n";
   }
   return out;
 }
@@ -819,6 +805,19 @@ std::string DescribePolicy(const v1::AuthorizationPolicy& policy) {
 }
 
 }  // namespace
+
+std::string KindWord(v1::Kind kind) {
+  switch (kind) {
+    case v1::WORKLOAD:
+      return "workload";
+    case v1::SERVICE:
+      return "service";
+    case v1::AUTHORIZATION_POLICY:
+      return "authorizationpolicy";
+    default:
+      return "object";
+  }
+}
 
 Result<OutputFormat> ParseOutputFormat(std::string_view name) {
   if (name.empty()) return OutputFormat::kTable;

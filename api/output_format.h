@@ -70,6 +70,10 @@ Result<std::string> FormatReplicas(const std::vector<v1::Object>& workloads, Out
 //   accepts as well.
 std::string FormatObject(const v1::Object& object, OutputFormat format);
 
+// "workload", "service", "authorizationpolicy": how apply, delete and
+// `-o name` name a kind (kind/name).
+std::string KindWord(v1::Kind kind);
+
 // `podless get nodes`: NAME ADDRESS CIDR WORKLOADS STATUS AGE (5s, 3m, 2h,
 // 4d); wide adds HBONE-PORT. `now` is unix seconds. A footer line says when
 // the answering node cannot reach etcd.

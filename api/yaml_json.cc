@@ -4,40 +4,13 @@
 
 #include <cstdio>
 
+#include "proxy/apps.h"
+
 namespace podless::api {
 namespace {
 
-std::string Quote(const std::string& text) {
-  std::string out = "\"";
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char hex[8];
-          std::snprintf(hex, sizeof(hex), "\\u%04x", c);
-          out += hex;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
+// A JSON string (escapes, and U+FFFD for bytes that are not UTF-8).
+std::string Quote(const std::string& text) { return proxy::JsonString(text); }
 
 // [-+]?(0|[1-9][0-9]*)(\.[0-9]+([eE][-+]?[0-9]+)?)?: a number JSON can
 // hold as written (without the plus).

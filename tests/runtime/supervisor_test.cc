@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -367,6 +369,28 @@ TEST_CASE("Supervisor: a tcpSocket readiness probe reports ready once the proces
 namespace podless::runtime {
 namespace {
 
+// A root agent's sandboxed supervisor: ten workload uids from `first_uid`,
+// processes started through this binary as the launcher (its main() runs
+// "__sandbox"), and no cgroups.
+struct SandboxedSupervisor {
+  TempDir dir;
+  proxy::UvLoop loop;
+  std::optional<UidAllocator> uids;
+  std::unique_ptr<Supervisor> supervisor;
+
+  explicit SandboxedSupervisor(uid_t first_uid) {
+    ::chmod(dir.path().c_str(), 0711);
+    auto opened = UidAllocator::Open(dir.path() + "/workload-uids", first_uid, first_uid + 9);
+    REQUIRE(opened.ok());
+    uids.emplace(std::move(*opened));
+    SupervisorOptions options = TestOptions(dir);
+    options.sandbox = true;
+    options.launcher = SelfExecutable();
+    options.uids = &*uids;
+    supervisor = std::make_unique<Supervisor>(loop.get(), options);
+  }
+};
+
 TEST_CASE(
     "Supervisor: a sandboxed replica runs as its workload's uid, in its own namespace and "
     "directory") {
@@ -374,16 +398,11 @@ TEST_CASE(
     MESSAGE("skipped: the sandbox's uids and network namespaces need root");
     return;
   }
-  TempDir dir;
-  ::chmod(dir.path().c_str(), 0711);
-  proxy::UvLoop loop;
-  auto uids = UidAllocator::Open(dir.path() + "/workload-uids", 61900, 61909);
-  REQUIRE(uids.ok());
-  SupervisorOptions options = TestOptions(dir);
-  options.sandbox = true;
-  options.launcher = SelfExecutable();  // this binary's main() runs "__sandbox"
-  options.uids = &*uids;
-  Supervisor supervisor(loop.get(), options);
+  SandboxedSupervisor sandboxed(61900);
+  const TempDir& dir = sandboxed.dir;
+  proxy::UvLoop& loop = sandboxed.loop;
+  std::optional<UidAllocator>& uids = sandboxed.uids;
+  Supervisor& supervisor = *sandboxed.supervisor;
   // Reports what it is, then listens on the declared port in its namespace.
   ExecReplicaSpec spec = Spec({"sh", "-c",
                                "echo id=$(id -u):$(id -g) home=$HOME pwd=$(pwd) "
@@ -445,16 +464,9 @@ TEST_CASE("Supervisor: without a cgroup, a setsid escapee dies with its workload
     MESSAGE("skipped: the sandbox's uids need root");
     return;
   }
-  TempDir dir;
-  ::chmod(dir.path().c_str(), 0711);
-  proxy::UvLoop loop;
-  auto uids = UidAllocator::Open(dir.path() + "/workload-uids", 61910, 61919);
-  REQUIRE(uids.ok());
-  SupervisorOptions options = TestOptions(dir);
-  options.sandbox = true;
-  options.launcher = SelfExecutable();
-  options.uids = &*uids;  // and no cgroups (options.cgroups stays null)
-  Supervisor supervisor(loop.get(), options);
+  SandboxedSupervisor sandboxed(61910);
+  proxy::UvLoop& loop = sandboxed.loop;
+  Supervisor& supervisor = *sandboxed.supervisor;
   supervisor.Sync({Spec({"sh", "-c",
                          "setsid sh -c 'exec sleep 300' </dev/null >/dev/null 2>&1 & "
                          "echo escaped; exec sleep 300"})});
@@ -474,16 +486,10 @@ TEST_CASE("Supervisor: keepWorkingDir leaves a removed replica's working directo
     MESSAGE("skipped: the sandbox's uids and network namespaces need root");
     return;
   }
-  TempDir dir;
-  ::chmod(dir.path().c_str(), 0711);
-  proxy::UvLoop loop;
-  auto uids = UidAllocator::Open(dir.path() + "/workload-uids", 61910, 61919);
-  REQUIRE(uids.ok());
-  SupervisorOptions options = TestOptions(dir);
-  options.sandbox = true;
-  options.launcher = SelfExecutable();
-  options.uids = &*uids;
-  Supervisor supervisor(loop.get(), options);
+  SandboxedSupervisor sandboxed(61910);
+  const TempDir& dir = sandboxed.dir;
+  proxy::UvLoop& loop = sandboxed.loop;
+  Supervisor& supervisor = *sandboxed.supervisor;
   ExecReplicaSpec spec = Spec({"sh", "-c", "echo kept > result; exec sleep 30"});
   spec.app.sandbox.mutable_value().keep_working_dir = true;
   supervisor.Sync({spec});
