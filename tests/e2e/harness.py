@@ -70,13 +70,43 @@ class Agent:
                 "--outbound-address", f"127.0.0.1:{self.outbound_port}"] + self.extra_args
 
     def start(self, wait=True):
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT,
-                                     env=self.env, start_new_session=True)
-        log.close()
-        if wait:
+        for attempt in range(3):
+            log_start = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
+            log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT,
+                                         env=self.env, start_new_session=True)
+            log.close()
+            if not wait:
+                return self
+            if attempt < 2 and self.lost_port_race(log_start):
+                continue
             self.wait_ready()
-        return self
+            return self
+
+    def lost_port_race(self, log_start):
+        """True (with new ports picked) when the agent exited because one of
+        the free ports this harness picked was taken in the meantime (free_port
+        closes its probe socket, and any connect may take the port as its
+        source); the caller then starts it again."""
+        deadline = time.time() + 20
+        while time.time() < deadline and self.proc.poll() is None:
+            try:
+                status, _ = self.http("/ready", timeout=1)
+                if status == 200:
+                    return False
+            except OSError:
+                pass
+            time.sleep(0.05)
+        if self.proc.poll() is None:
+            return False
+        with open(self.log_path, "rb") as f:
+            f.seek(log_start)
+            text = f.read().decode(errors="replace")
+        ours = (self.admin_port, self.hbone_port, self.outbound_port)
+        if "address already in use" not in text or not any(f":{p}:" in text for p in ours):
+            return False
+        self.admin_port, self.hbone_port, self.outbound_port = free_port(), free_port(), free_port()
+        return True
 
     def wait_ready(self, timeout=20):
         deadline = time.time() + timeout
