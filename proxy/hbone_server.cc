@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <algorithm>
+#include <chrono>
 
 #include <atomic>
 #include <ctime>
@@ -113,9 +114,14 @@ void HboneServer::OnHandshake(TlsStream* tls, Status status) {
     std::string peer_text = FormatAddressPort(peer, 0);
     peer_text.resize(peer_text.rfind(':'));  // without FormatAddressPort's ":0"
     static std::atomic<uint64_t> failures_in_process{0};
+    // The precise clock: time() reads the coarse one, which lags by up to a
+    // tick, so a failure right after a second began could be dated before
+    // the attempt that caused it.
+    const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
     last_handshake_error_ =
-        HandshakeFailure{std::move(peer_text), status.error().message,
-                         static_cast<int64_t>(std::time(nullptr)), ++failures_in_process};
+        HandshakeFailure{std::move(peer_text), status.error().message, now, ++failures_in_process};
     if (status.error().code == ErrorCode::kDeadlineExceeded) {
       metrics_.PeerTimeout(ProxyMetrics::kTimeoutTlsHandshake).Inc();
     }
