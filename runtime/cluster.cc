@@ -379,12 +379,16 @@ void Cluster::Delete(std::vector<ObjectKey> keys, bool ignore_not_found, Changes
                                                       key.ns + "/" + key.name + " not found"));
     }
   }
-  auto delete_local = [this, keys, node_keys, ignore_not_found, done](Status committed) {
+  // Whether each cluster-wide object existed is decided now: by the time
+  // etcd answers, the watch may have mirrored the delete already.
+  std::vector<bool> existed;
+  for (const ObjectKey& key : keys) existed.push_back(agent_->Find(key) != nullptr);
+  auto delete_local = [this, keys, existed, node_keys, ignore_not_found, done](Status committed) {
     if (!committed) return done(committed.error());
     std::vector<ObjectChange> changes;
-    for (const ObjectKey& key : keys) {
-      if (IsClusterKind(key.kind)) {
-        changes.push_back({key, agent_->Find(key) != nullptr ? "deleted" : "unchanged", {}});
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (IsClusterKind(keys[i].kind)) {
+        changes.push_back({keys[i], existed[i] ? "deleted" : "unchanged", {}});
       }
     }
     if (!node_keys.empty()) {
