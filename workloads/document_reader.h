@@ -1,0 +1,231 @@
+// The reader behind manifest_parser.h: a YAML document read field by field
+// into model objects, with every problem located at the node concerned.
+// Internal to workloads/: the readers of each family of kinds (podless's own,
+// Kubernetes', Istio's) are member functions defined in their own files.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "workloads/model.h"
+#include "workloads/validation.h"
+
+namespace podless::workloads::manifest {
+
+using Path = std::string;
+
+constexpr int64_t kMaxInt32 = std::numeric_limits<int32_t>::max();
+
+std::string Join(const Path& path, std::string_view name);
+std::string Index(const Path& path, size_t i);
+std::string Key(const Path& path, const std::string& key);
+
+bool IsPlain(const YAML::Node& node);
+
+bool IsDecimal(std::string_view text, bool allow_sign);
+
+bool LooksLikeFloat(std::string_view text);
+
+// What a node is, for "expected X, got Y" messages.
+std::string Describe(const YAML::Node& node);
+
+std::string JoinNames(std::initializer_list<const char*> names);
+
+std::string RangeMessage(int64_t low, int64_t high, std::string_view got);
+
+// The entries of one YAML mapping, after key checks.
+struct Entry {
+  std::string key;
+  YAML::Node key_node;
+  YAML::Node value;
+};
+struct Fields {
+  YAML::Node node;
+  Path path;
+  std::vector<Entry> entries;
+  const Entry* Find(std::string_view key) const {
+    for (const Entry& e : entries) {
+      if (e.key == key) return &e;
+    }
+    return nullptr;
+  }
+};
+
+// Reads one document into a model object. Problems go to `errors_`, each
+// with the mark of the node concerned; the marks of all fields seen are kept
+// so that Validate()'s field paths can be located afterwards.
+class DocumentReader {
+ public:
+  DocumentReader(std::string_view file, size_t& budget) : file_(file), budget_(budget) {}
+
+  std::optional<Object> Read(const YAML::Node& root);
+
+  // The Diagnostic for a Validate() finding: at the node of its field, or of
+  // the nearest enclosing field that exists (the parent of a missing field).
+  SourceLocation Locate(const std::string& field) const;
+
+  std::vector<Diagnostic>& errors() { return errors_; }
+
+ private:
+  SourceLocation Where(const YAML::Mark& mark) const {
+    SourceLocation where;
+    where.file = file_;
+    if (!mark.is_null() && mark.line >= 0 && mark.column >= 0) {
+      where.line = mark.line + 1;
+      where.column = mark.column + 1;
+    }
+    return where;
+  }
+  void Error(const Path& path, const YAML::Mark& mark, std::string message) {
+    errors_.push_back(Diagnostic{Where(mark), path, std::move(message)});
+  }
+  void Record(const Path& path, const YAML::Mark& mark) { marks_.emplace(path, mark); }
+  // A null node ("app:" with nothing after it) has no useful mark of its own;
+  // its field's key stands in for it.
+  YAML::Mark MarkFor(const Path& path, const YAML::Node& node) const {
+    if (!node.IsNull()) return node.Mark();
+    auto it = marks_.find(path);
+    return it != marks_.end() ? it->second : root_mark_;
+  }
+
+  // Guards against alias bombs: anchors let a small text expand to a huge
+  // tree, so the number of nodes visited is capped by a budget per input.
+  bool Spend() {
+    if (budget_ == 0) {
+      if (!exhausted_reported_) {
+        exhausted_reported_ = true;
+        errors_.push_back(Diagnostic{Where(root_mark_), "",
+                                     "document too large: its aliases expand to too many nodes"});
+      }
+      return false;
+    }
+    --budget_;
+    return true;
+  }
+
+  std::optional<Fields> ReadMapping(const YAML::Node& node, const Path& path,
+                                    std::initializer_list<const char*> allowed);
+  void ReadString(const YAML::Node& node, const Path& path, std::string& out);
+  template <typename T>
+  void ReadInt(const YAML::Node& node, const Path& path, int64_t low, int64_t high, T& out);
+  template <typename T>
+  void ReadEnum(const YAML::Node& node, const Path& path,
+                std::initializer_list<std::pair<const char*, T>> values, T& out);
+  void ReadStringList(const YAML::Node& node, const Path& path, std::vector<std::string>& out);
+  void ReadStringMap(const YAML::Node& node, const Path& path,
+                     std::map<std::string, std::string>& out);
+  void ReadPortRef(const YAML::Node& node, const Path& path, PortRef& out);
+  void ReadPortList(const YAML::Node& node, const Path& path, std::vector<uint16_t>& out);
+  void ReadProtocol(const YAML::Node& node, const Path& path, Protocol& out);
+  // true or false, unquoted, in YAML 1.2's spellings (true, True, TRUE).
+  template <typename T>
+  void ReadBool(const YAML::Node& node, const Path& path, T& out);
+  // Calls `item` for every element of a sequence (null counts as empty).
+  template <typename F>
+  void ForEach(const YAML::Node& node, const Path& path, const char* what, F&& item);
+
+  void ReadMeta(const YAML::Node& node, ObjectMeta& meta);
+  void ReadWorkloadSpec(const YAML::Node& node, WorkloadSpec& spec);
+  void ReadApp(const YAML::Node& node, const Path& path, AppSpec& app);
+  void ReadExec(const YAML::Node& node, const Path& path, ExecApp& exec);
+  void ReadProbe(const YAML::Node& node, const Path& path, Probe& probe);
+  void ReadSecurityContext(const YAML::Node& node, const Path& path, SecurityContext& out);
+  void ReadLimits(const YAML::Node& node, const Path& path, ResourceLimits& out);
+  void ReadServiceSpec(const YAML::Node& node, Service& service);
+  void ReadPolicySpec(const YAML::Node& node, AuthorizationPolicy& policy);
+  void ReadRule(const YAML::Node& node, const Path& path, PolicyRule& rule);
+
+  std::string file_;
+  size_t& budget_;
+  bool exhausted_reported_ = false;
+  YAML::Mark root_mark_;
+  std::vector<Diagnostic> errors_;
+  std::map<std::string, YAML::Mark> marks_;
+};
+
+template <typename T>
+void DocumentReader::ReadInt(const YAML::Node& node, const Path& path, int64_t low, int64_t high,
+                             T& out) {
+  if (node.IsNull()) return;
+  const std::string& text = node.Scalar();
+  if (!node.IsScalar() || !IsPlain(node) || !IsDecimal(text, true)) {
+    Error(path, node.Mark(), "expected an integer, got " + Describe(node));
+    return;
+  }
+  int64_t value = 0;
+  const char* begin = text.data() + (text.front() == '+' ? 1 : 0);
+  auto [end, ec] = std::from_chars(begin, text.data() + text.size(), value);
+  if (ec != std::errc() || value < low || value > high) {
+    Error(path, node.Mark(), RangeMessage(low, high, text));
+    return;
+  }
+  out = static_cast<T>(value);
+}
+
+template <typename T>
+void DocumentReader::ReadEnum(const YAML::Node& node, const Path& path,
+                              std::initializer_list<std::pair<const char*, T>> values, T& out) {
+  if (node.IsNull()) return;
+  std::string allowed;
+  for (const auto& [name, value] : values) {
+    if (node.IsScalar() && node.Scalar() == name) {
+      out = value;
+      return;
+    }
+    if (!allowed.empty()) allowed += ", ";
+    allowed += name;
+  }
+  Error(path, node.Mark(),
+        "unsupported value: must be one of " + allowed + ", got " + Describe(node));
+}
+
+template <typename T>
+void DocumentReader::ReadBool(const YAML::Node& node, const Path& path, T& out) {
+  if (node.IsNull()) return;
+  if (node.IsScalar() && IsPlain(node)) {
+    const std::string& text = node.Scalar();
+    for (const char* word : {"true", "True", "TRUE"}) {
+      if (text == word) {
+        out = true;
+        return;
+      }
+    }
+    for (const char* word : {"false", "False", "FALSE"}) {
+      if (text == word) {
+        out = false;
+        return;
+      }
+    }
+  }
+  Error(path, node.Mark(), "expected a boolean (true or false), got " + Describe(node));
+}
+
+template <typename F>
+void DocumentReader::ForEach(const YAML::Node& node, const Path& path, const char* what, F&& item) {
+  if (node.IsNull()) return;
+  if (!node.IsSequence()) {
+    Error(path, node.Mark(),
+          std::string("expected a sequence of ") + what + ", got " + Describe(node));
+    return;
+  }
+  size_t i = 0;
+  for (auto it = node.begin(); it != node.end(); ++it, ++i) {
+    if (!Spend()) return;
+    YAML::Node element = *it;
+    Path child = Index(path, i);
+    Record(child, element.Mark());
+    item(element, child);
+  }
+}
+
+}  // namespace podless::workloads::manifest
