@@ -260,9 +260,17 @@ class Cli {
     const bool dry_run = args.On("--dry-run");
     v1::ApplyRequest request;
     request.set_dry_run(dry_run);
+    request.set_skip_unsupported(args.On("--skip-unsupported"));
     if (Status s = AddFiles(args, request); !s) return Fail(s.error().message);
     auto response = Call<v1::ApplyRequest, v1::ApplyResponse>("Apply", request);
     if (!response) return FailChange("apply", response.error());
+    for (const v1::SkippedDocument& skipped : response->skipped()) {
+      std::string kind = skipped.kind();
+      for (char& ch : kind) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      std::printf("%s/%s skipped (%s %s is not run by podless; %s)\n", kind.c_str(),
+                  skipped.name().empty() ? "<unnamed>" : skipped.name().c_str(),
+                  skipped.kind().c_str(), skipped.api_version().c_str(), skipped.where().c_str());
+    }
     for (const std::string& ns : response->created_namespaces()) {
       std::printf("namespace/%s created%s\n", ns.c_str(), dry_run ? " (dry run)" : "");
     }

@@ -22,13 +22,16 @@ std::vector<CommandSpec> MakeCommands() {
   return {
       {"run", "run [flags]", "run the node agent (podless run --help)", "", {}},
       {"apply",
-       "apply -f FILE|DIR|- [--dry-run]",
+       "apply -f FILE|DIR|- [--dry-run] [--skip-unsupported]",
        "create or update the objects of manifests, atomically",
        "Every document must be valid or nothing changes; each problem is reported as\n"
        "file:line:col: field: message. Prints one line per object (created, configured,\n"
        "unchanged) and `namespace/NAME created` for a namespace that had no object yet.\n",
        {kFilename,
-        {"--dry-run", 0, "", "validate and report, change nothing (=client|server|none)"}}},
+        {"--dry-run", 0, "", "validate and report, change nothing (=client|server|none)"},
+        {"--skip-unsupported", 0, "",
+         "skip documents of kinds podless does not run (ConfigMap, Ingress, ...) instead of "
+         "refusing the apply; each is listed as skipped"}}},
       {"delete",
        "delete (-f FILE|DIR|- | KIND NAME... | KIND -l SELECTOR) [flags]",
        "delete objects: those a manifest declares, by name, or by label",

@@ -69,13 +69,17 @@ Result<std::vector<ManifestFile>> ReadManifestFiles(const std::string& path) {
 }
 
 Result<std::vector<workloads::ParsedObject>> ParseManifestFiles(
-    const std::vector<ManifestFile>& files) {
+    const std::vector<ManifestFile>& files, const workloads::ParseOptions& options,
+    std::vector<workloads::SkippedDocument>* skipped) {
   std::vector<workloads::ParsedObject> objects;
   std::vector<workloads::Diagnostic> errors;
   for (const ManifestFile& file : files) {
     workloads::ParseResult parsed =
-        workloads::ParseManifests(file.text, file.name.empty() ? "-" : file.name);
+        workloads::ParseManifests(file.text, file.name.empty() ? "-" : file.name, options);
     for (auto& object : parsed.objects) objects.push_back(std::move(object));
+    if (skipped != nullptr) {
+      for (auto& document : parsed.skipped) skipped->push_back(std::move(document));
+    }
     for (auto& error : parsed.errors) errors.push_back(std::move(error));
   }
   if (files.size() > 1 && errors.empty()) {
@@ -84,7 +88,7 @@ Result<std::vector<workloads::ParsedObject>> ParseManifestFiles(
   }
   if (!errors.empty())
     return MakeError(ErrorCode::kInvalidArgument, workloads::JoinDiagnostics(errors));
-  if (objects.empty()) {
+  if (objects.empty() && (skipped == nullptr || skipped->empty())) {
     std::string names;
     for (const auto& file : files) names += (names.empty() ? "" : ", ") + file.name;
     return MakeError(ErrorCode::kInvalidArgument, names + ": no objects in the manifest");

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "workloads/manifest_parser.h"
 #include "workloads/result.h"
 #include "workloads/validation.h"
 
@@ -20,7 +21,9 @@ Result<std::vector<ManifestFile>> ReadManifestFiles(const std::string& path);
 
 // Parses every file into one batch. Any problem anywhere fails the whole
 // batch: INVALID_ARGUMENT with one "file:line:col: field: message" per line.
+// Documents skipped on request (options.skip_unsupported) go to `*skipped`.
 Result<std::vector<workloads::ParsedObject>> ParseManifestFiles(
-    const std::vector<ManifestFile>& files);
+    const std::vector<ManifestFile>& files, const workloads::ParseOptions& options = {},
+    std::vector<workloads::SkippedDocument>* skipped = nullptr);
 
 }  // namespace podless::api

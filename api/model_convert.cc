@@ -22,6 +22,13 @@ void FillMeta(const wl::ObjectMeta& meta, v1::ObjectMeta* out) {
   out->set_name(meta.name);
   out->set_namespace_(meta.ns);
   out->mutable_labels()->insert(meta.labels.begin(), meta.labels.end());
+  out->mutable_annotations()->insert(meta.annotations->begin(), meta.annotations->end());
+  if (meta.applied_as) {
+    v1::AppliedAs* as = out->mutable_applied_as();
+    as->set_api_version(meta.applied_as->api_version);
+    as->set_kind(meta.applied_as->kind);
+    as->set_document(meta.applied_as->document);
+  }
 }
 
 void FillPortRef(const wl::PortRef& ref, v1::PortRef* out) {
@@ -168,7 +175,46 @@ wl::ObjectMeta MetaFromProto(const v1::ObjectMeta& meta) {
   out.name = meta.name();
   if (!meta.namespace_().empty()) out.ns = meta.namespace_();
   out.labels.insert(meta.labels().begin(), meta.labels().end());
+  if (!meta.annotations().empty()) {
+    out.annotations = wl::Labels(meta.annotations().begin(), meta.annotations().end());
+  }
+  if (meta.has_applied_as()) {
+    out.applied_as = wl::AppliedAs{meta.applied_as().api_version(), meta.applied_as().kind(),
+                                   meta.applied_as().document()};
+  }
   return out;
+}
+
+v1::MtlsMode ToProtoMtlsMode(wl::MtlsMode mode) {
+  switch (mode) {
+    case wl::MtlsMode::kUnset:
+      return v1::MTLS_MODE_UNSPECIFIED;
+    case wl::MtlsMode::kPermissive:
+      return v1::PERMISSIVE;
+    case wl::MtlsMode::kStrict:
+      return v1::STRICT;
+    case wl::MtlsMode::kDisable:
+      return v1::DISABLE;
+  }
+  return v1::MTLS_MODE_UNSPECIFIED;
+}
+
+wl::MtlsMode MtlsModeFromProto(int mode, const std::string& field, Problems& problems) {
+  switch (mode) {
+    case v1::MTLS_MODE_UNSPECIFIED:
+      return wl::MtlsMode::kUnset;
+    case v1::PERMISSIVE:
+      return wl::MtlsMode::kPermissive;
+    case v1::STRICT:
+      return wl::MtlsMode::kStrict;
+    case v1::DISABLE:
+      return wl::MtlsMode::kDisable;
+    default:
+      break;
+  }
+  problems.Add(field, "unknown mode " + std::to_string(mode) +
+                          " (expected UNSET, PERMISSIVE, STRICT or DISABLE)");
+  return wl::MtlsMode::kUnset;
 }
 
 // Returns false when the oneof is not set, so the caller decides whether that
@@ -427,6 +473,50 @@ wl::AuthorizationPolicy PolicyFromProto(const v1::AuthorizationPolicy& policy,
   return out;
 }
 
+wl::PeerAuthentication PeerAuthenticationFromProto(const v1::PeerAuthentication& peer,
+                                                   const std::string& path, Problems& problems) {
+  wl::PeerAuthentication out;
+  out.metadata = MetaFromProto(peer.metadata());
+  const v1::PeerAuthenticationSpec& spec = peer.spec();
+  out.selector.insert(spec.match_labels().begin(), spec.match_labels().end());
+  out.mode = MtlsModeFromProto(spec.mode(), path + ".spec.mtls.mode", problems);
+  for (const auto& [port, mode] : spec.port_level_mtls()) {
+    const std::string field = path + ".spec.portLevelMtls[" + std::to_string(port) + "]";
+    if (port == 0 || port > 65535) {
+      problems.Add(field, std::to_string(port) + " is not a port number (1-65535)");
+      continue;
+    }
+    out.port_level[static_cast<uint16_t>(port)] =
+        MtlsModeFromProto(mode, field + ".mode", problems);
+  }
+  return out;
+}
+
+wl::WorkloadEntry WorkloadEntryFromProto(const v1::WorkloadEntry& entry, const std::string& path,
+                                         Problems& problems) {
+  wl::WorkloadEntry out;
+  out.metadata = MetaFromProto(entry.metadata());
+  const v1::WorkloadEntrySpec& spec = entry.spec();
+  out.address = spec.address();
+  out.labels.insert(spec.labels().begin(), spec.labels().end());
+  if (!spec.service_account().empty()) out.service_account = spec.service_account();
+  for (const auto& [name, port] : spec.ports()) {
+    if (port == 0 || port > 65535) {
+      problems.Add(path + ".spec.ports[" + name + "]",
+                   std::to_string(port) + " is not a port number (1-65535)");
+      continue;
+    }
+    out.ports[name] = static_cast<uint16_t>(port);
+  }
+  if (spec.hbone_port() > 65535) {
+    problems.Add(path + ".spec.hbonePort",
+                 std::to_string(spec.hbone_port()) + " is not a port number (1-65535)");
+  } else if (spec.hbone_port() != 0) {
+    out.hbone_port = static_cast<uint16_t>(spec.hbone_port());
+  }
+  return out;
+}
+
 // Structural problems first; only a structurally sound object is worth
 // validating (a port clamped to 0 would draw a second, misleading message).
 // Validation paths are relative to the object ("spec.replicas"), so they get
@@ -499,15 +589,66 @@ v1::AuthorizationPolicy ToProto(const wl::AuthorizationPolicy& policy) {
   return out;
 }
 
+v1::Namespace ToProto(const wl::Namespace& ns) {
+  v1::Namespace out;
+  FillMeta(ns.metadata, out.mutable_metadata());
+  out.mutable_metadata()->clear_namespace_();
+  return out;
+}
+
+v1::ServiceAccount ToProto(const wl::ServiceAccount& account) {
+  v1::ServiceAccount out;
+  FillMeta(account.metadata, out.mutable_metadata());
+  return out;
+}
+
+v1::PeerAuthentication ToProto(const wl::PeerAuthentication& peer) {
+  v1::PeerAuthentication out;
+  FillMeta(peer.metadata, out.mutable_metadata());
+  v1::PeerAuthenticationSpec* spec = out.mutable_spec();
+  spec->mutable_match_labels()->insert(peer.selector.begin(), peer.selector.end());
+  spec->set_mode(ToProtoMtlsMode(peer.mode));
+  for (const auto& [port, mode] : peer.port_level) {
+    (*spec->mutable_port_level_mtls())[port] = ToProtoMtlsMode(mode);
+  }
+  return out;
+}
+
+v1::WorkloadEntry ToProto(const wl::WorkloadEntry& entry) {
+  v1::WorkloadEntry out;
+  FillMeta(entry.metadata, out.mutable_metadata());
+  v1::WorkloadEntrySpec* spec = out.mutable_spec();
+  spec->set_address(entry.address);
+  spec->mutable_labels()->insert(entry.labels.begin(), entry.labels.end());
+  spec->set_service_account(entry.service_account);
+  for (const auto& [name, port] : entry.ports) (*spec->mutable_ports())[name] = port;
+  spec->set_hbone_port(entry.hbone_port);
+  return out;
+}
+
 v1::Object ToProto(const wl::Object& object) {
   v1::Object out;
-  if (const auto* workload = std::get_if<wl::Workload>(&object)) {
-    *out.mutable_workload() = ToProto(*workload);
-  } else if (const auto* service = std::get_if<wl::Service>(&object)) {
-    *out.mutable_service() = ToProto(*service);
-  } else {
-    *out.mutable_authorization_policy() = ToProto(std::get<wl::AuthorizationPolicy>(object));
-  }
+  std::visit(
+      [&out](const auto& o) {
+        using T = std::decay_t<decltype(o)>;
+        if constexpr (std::is_same_v<T, wl::Workload>) {
+          *out.mutable_workload() = ToProto(o);
+        } else if constexpr (std::is_same_v<T, wl::Service>) {
+          *out.mutable_service() = ToProto(o);
+        } else if constexpr (std::is_same_v<T, wl::AuthorizationPolicy>) {
+          *out.mutable_authorization_policy() = ToProto(o);
+        } else if constexpr (std::is_same_v<T, wl::Namespace>) {
+          *out.mutable_namespace_() = ToProto(o);
+        } else if constexpr (std::is_same_v<T, wl::ServiceAccount>) {
+          *out.mutable_service_account() = ToProto(o);
+        } else if constexpr (std::is_same_v<T, wl::PeerAuthentication>) {
+          *out.mutable_peer_authentication() = ToProto(o);
+        } else {
+          static_assert(std::is_same_v<T, wl::WorkloadEntry>);
+          *out.mutable_workload_entry() = ToProto(o);
+        }
+      },
+      object);
   return out;
 }
 
@@ -544,11 +685,29 @@ Result<wl::Object> ObjectFromProto(const v1::Object& object, bool validate) {
       return Finish(wl::Object(PolicyFromProto(object.authorization_policy(), "authorizationPolicy",
                                                problems)),
                     "authorizationPolicy", problems, validate);
+    case v1::Object::kNamespace: {
+      wl::Namespace ns{MetaFromProto(object.namespace_().metadata())};
+      ns.metadata.ns.clear();
+      return Finish(wl::Object(std::move(ns)), "namespace", problems, validate);
+    }
+    case v1::Object::kServiceAccount:
+      return Finish(
+          wl::Object(wl::ServiceAccount{MetaFromProto(object.service_account().metadata())}),
+          "serviceAccount", problems, validate);
+    case v1::Object::kPeerAuthentication:
+      return Finish(wl::Object(PeerAuthenticationFromProto(object.peer_authentication(),
+                                                           "peerAuthentication", problems)),
+                    "peerAuthentication", problems, validate);
+    case v1::Object::kWorkloadEntry:
+      return Finish(
+          wl::Object(WorkloadEntryFromProto(object.workload_entry(), "workloadEntry", problems)),
+          "workloadEntry", problems, validate);
     case v1::Object::KIND_NOT_SET:
       break;
   }
   return MakeError(ErrorCode::kInvalidArgument,
-                   "object: one of workload, service or authorizationPolicy is required");
+                   "object: one of workload, service, authorizationPolicy, namespace, "
+                   "serviceAccount, peerAuthentication or workloadEntry is required");
 }
 
 }  // namespace
@@ -567,6 +726,14 @@ v1::Kind ToProtoKind(wl::Kind kind) {
       return v1::SERVICE;
     case wl::Kind::kAuthorizationPolicy:
       return v1::AUTHORIZATION_POLICY;
+    case wl::Kind::kNamespace:
+      return v1::NAMESPACE;
+    case wl::Kind::kServiceAccount:
+      return v1::SERVICE_ACCOUNT;
+    case wl::Kind::kPeerAuthentication:
+      return v1::PEER_AUTHENTICATION;
+    case wl::Kind::kWorkloadEntry:
+      return v1::WORKLOAD_ENTRY;
   }
   return v1::KIND_UNSPECIFIED;
 }
@@ -579,12 +746,22 @@ Result<wl::Kind> FromProtoKind(v1::Kind kind) {
       return wl::Kind::kService;
     case v1::AUTHORIZATION_POLICY:
       return wl::Kind::kAuthorizationPolicy;
+    case v1::NAMESPACE:
+      return wl::Kind::kNamespace;
+    case v1::SERVICE_ACCOUNT:
+      return wl::Kind::kServiceAccount;
+    case v1::PEER_AUTHENTICATION:
+      return wl::Kind::kPeerAuthentication;
+    case v1::WORKLOAD_ENTRY:
+      return wl::Kind::kWorkloadEntry;
     default:
       break;
   }
-  return MakeError(ErrorCode::kInvalidArgument,
-                   "kind: " + std::to_string(kind) +
-                       " is not a kind (expected WORKLOAD, SERVICE or AUTHORIZATION_POLICY)");
+  return MakeError(
+      ErrorCode::kInvalidArgument,
+      "kind: " + std::to_string(kind) +
+          " is not a kind (expected WORKLOAD, SERVICE, AUTHORIZATION_POLICY, NAMESPACE, "
+          "SERVICE_ACCOUNT, PEER_AUTHENTICATION or WORKLOAD_ENTRY)");
 }
 
 }  // namespace podless::api

@@ -32,6 +32,10 @@ v1::Object ToProto(const workloads::Object& object);
 v1::Workload ToProto(const workloads::Workload& workload);
 v1::Service ToProto(const workloads::Service& service);
 v1::AuthorizationPolicy ToProto(const workloads::AuthorizationPolicy& policy);
+v1::Namespace ToProto(const workloads::Namespace& ns);
+v1::ServiceAccount ToProto(const workloads::ServiceAccount& account);
+v1::PeerAuthentication ToProto(const workloads::PeerAuthentication& peer);
+v1::WorkloadEntry ToProto(const workloads::WorkloadEntry& entry);
 
 // Each returns INVALID_ARGUMENT whose message holds one "field: message" line
 // per problem (all problems, not just the first), paths rooted at the kind:

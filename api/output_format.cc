@@ -165,10 +165,53 @@ v1::Kind KindOf(const v1::Object& object) {
       return v1::SERVICE;
     case v1::Object::kAuthorizationPolicy:
       return v1::AUTHORIZATION_POLICY;
+    case v1::Object::kNamespace:
+      return v1::NAMESPACE;
+    case v1::Object::kServiceAccount:
+      return v1::SERVICE_ACCOUNT;
+    case v1::Object::kPeerAuthentication:
+      return v1::PEER_AUTHENTICATION;
+    case v1::Object::kWorkloadEntry:
+      return v1::WORKLOAD_ENTRY;
     case v1::Object::KIND_NOT_SET:
       break;
   }
   return v1::KIND_UNSPECIFIED;
+}
+
+const v1::ObjectMeta& MetaOf(const v1::Object& object) {
+  switch (object.kind_case()) {
+    case v1::Object::kWorkload:
+      return object.workload().metadata();
+    case v1::Object::kService:
+      return object.service().metadata();
+    case v1::Object::kAuthorizationPolicy:
+      return object.authorization_policy().metadata();
+    case v1::Object::kNamespace:
+      return object.namespace_().metadata();
+    case v1::Object::kServiceAccount:
+      return object.service_account().metadata();
+    case v1::Object::kPeerAuthentication:
+      return object.peer_authentication().metadata();
+    case v1::Object::kWorkloadEntry:
+      return object.workload_entry().metadata();
+    case v1::Object::KIND_NOT_SET:
+      break;
+  }
+  return v1::ObjectMeta::default_instance();
+}
+
+const char* MtlsModeName(v1::MtlsMode mode) {
+  switch (mode) {
+    case v1::PERMISSIVE:
+      return "PERMISSIVE";
+    case v1::STRICT:
+      return "STRICT";
+    case v1::DISABLE:
+      return "DISABLE";
+    default:
+      return "UNSET";
+  }
 }
 
 std::string NamespaceOf(const v1::ObjectMeta& meta) {
@@ -286,6 +329,46 @@ std::string PolicyTable(const std::vector<const v1::Object*>& objects, const Lis
   return table.Render("", options.no_headers);
 }
 
+// Namespaces and service accounts: NAME, and the labels with --show-labels.
+std::string NameTable(const std::vector<const v1::Object*>& objects, const ListOptions& options) {
+  Table table(Header(options, {"NAME"}));
+  for (const v1::Object* object : objects) table.AddRow(Row(options, MetaOf(*object), {}));
+  return table.Render("", options.no_headers);
+}
+
+std::string PeerAuthenticationTable(const std::vector<const v1::Object*>& objects,
+                                    const ListOptions& options) {
+  Table table(Header(options, {"NAME", "MODE", "SELECTOR", "PORT-LEVEL"}));
+  for (const v1::Object* object : objects) {
+    const v1::PeerAuthentication& p = object->peer_authentication();
+    std::string selector = LabelsInline(p.spec().match_labels());
+    std::map<uint32_t, v1::MtlsMode> ports(p.spec().port_level_mtls().begin(),
+                                           p.spec().port_level_mtls().end());
+    std::vector<std::string> port_modes;
+    for (const auto& [port, mode] : ports) {
+      port_modes.push_back(std::to_string(port) + "=" + MtlsModeName(mode));
+    }
+    table.AddRow(Row(options, p.metadata(),
+                     {MtlsModeName(p.spec().mode()), selector.empty() ? "<all>" : selector,
+                      Join(port_modes, ",")}));
+  }
+  return table.Render("", options.no_headers);
+}
+
+std::string WorkloadEntryTable(const std::vector<const v1::Object*>& objects,
+                               const ListOptions& options) {
+  Table table(Header(options, {"NAME", "ADDRESS", "SERVICE-ACCOUNT", "PORTS"}));
+  for (const v1::Object* object : objects) {
+    const v1::WorkloadEntry& e = object->workload_entry();
+    std::map<std::string, uint32_t> ports(e.spec().ports().begin(), e.spec().ports().end());
+    std::vector<std::string> port_texts;
+    for (const auto& [name, port] : ports) port_texts.push_back(name + "=" + std::to_string(port));
+    table.AddRow(Row(options, e.metadata(),
+                     {e.spec().address(), e.spec().service_account(), Join(port_texts, ",")}));
+  }
+  return table.Render("", options.no_headers);
+}
+
 static std::string Age(int64_t seconds) {
   if (seconds < 0) seconds = 0;
   if (seconds < 120) return std::to_string(seconds) + "s";
@@ -298,7 +381,8 @@ std::string Tables(const std::vector<v1::Object>& objects, v1::Kind kind, bool w
                    const ListOptions& options) {
   // One table per kind; the requested kind first, then the others in enum order.
   std::vector<v1::Kind> order = {kind};
-  for (v1::Kind k : {v1::WORKLOAD, v1::SERVICE, v1::AUTHORIZATION_POLICY}) {
+  for (v1::Kind k : {v1::WORKLOAD, v1::SERVICE, v1::AUTHORIZATION_POLICY, v1::NAMESPACE,
+                     v1::SERVICE_ACCOUNT, v1::PEER_AUTHENTICATION, v1::WORKLOAD_ENTRY}) {
     if (k != kind) order.push_back(k);
   }
   std::string out;
@@ -318,6 +402,21 @@ std::string Tables(const std::vector<v1::Object>& objects, v1::Kind kind, bool w
         break;
       case v1::AUTHORIZATION_POLICY:
         out += PolicyTable(of_kind, options);
+        break;
+      case v1::NAMESPACE: {
+        ListOptions cluster_scoped = options;
+        cluster_scoped.all_namespaces = false;
+        out += NameTable(of_kind, cluster_scoped);
+        break;
+      }
+      case v1::SERVICE_ACCOUNT:
+        out += NameTable(of_kind, options);
+        break;
+      case v1::PEER_AUTHENTICATION:
+        out += PeerAuthenticationTable(of_kind, options);
+        break;
+      case v1::WORKLOAD_ENTRY:
+        out += WorkloadEntryTable(of_kind, options);
         break;
       default:
         break;
@@ -460,9 +559,7 @@ std::string JsonList(const std::vector<v1::Object>& objects) {
 std::string Names(const std::vector<v1::Object>& objects) {
   std::string out;
   for (const v1::Object& object : objects) {
-    const v1::ObjectMeta& meta = object.has_workload()  ? object.workload().metadata()
-                                 : object.has_service() ? object.service().metadata()
-                                                        : object.authorization_policy().metadata();
+    const v1::ObjectMeta& meta = MetaOf(object);
     out += KindWord(KindOf(object)) + "/" + meta.name() + "\n";
   }
   return out;
@@ -804,6 +901,24 @@ std::string DescribePolicy(const v1::AuthorizationPolicy& policy) {
   return w.Finish();
 }
 
+// The kinds without a layout of their own: the common lines, then the
+// manifest's spec (kubectl describe does the same for custom resources).
+std::string DescribeGeneric(const v1::Object& object) {
+  const v1::ObjectMeta& meta = MetaOf(object);
+  DescribeWriter w;
+  w.Field(0, "Name", meta.name());
+  if (!meta.namespace_().empty()) w.Field(0, "Namespace", meta.namespace_());
+  w.Field(0, "Labels", LabelLines(meta.labels()));
+  w.Field(0, "Annotations", LabelLines(meta.annotations()));
+  std::string out = w.Finish();
+  std::string yaml = Yaml(object);
+  size_t spec = yaml.find("\nspec:");
+  if (spec != std::string::npos) {
+    out += "Spec:\n" + IndentLines(yaml.substr(spec + 7), "  ", "  ");
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string KindWord(v1::Kind kind) {
@@ -814,6 +929,14 @@ std::string KindWord(v1::Kind kind) {
       return "service";
     case v1::AUTHORIZATION_POLICY:
       return "authorizationpolicy";
+    case v1::NAMESPACE:
+      return "namespace";
+    case v1::SERVICE_ACCOUNT:
+      return "serviceaccount";
+    case v1::PEER_AUTHENTICATION:
+      return "peerauthentication";
+    case v1::WORKLOAD_ENTRY:
+      return "workloadentry";
     default:
       return "object";
   }
@@ -920,6 +1043,11 @@ std::string Describe(const v1::Object& object) {
       return DescribeService(object.service());
     case v1::Object::kAuthorizationPolicy:
       return DescribePolicy(object.authorization_policy());
+    case v1::Object::kNamespace:
+    case v1::Object::kServiceAccount:
+    case v1::Object::kPeerAuthentication:
+    case v1::Object::kWorkloadEntry:
+      return DescribeGeneric(object);
     case v1::Object::KIND_NOT_SET:
       break;
   }

@@ -26,13 +26,15 @@ constexpr char kService[] = "/podless.v1.Runtime/";
 // The manifests of a request: the inline one, then `files`, in that order.
 Result<std::vector<workloads::ParsedObject>> ParseRequestManifests(
     const std::string& manifest, const std::string& source_name,
-    const google::protobuf::RepeatedPtrField<v1::ManifestFile>& files) {
+    const google::protobuf::RepeatedPtrField<v1::ManifestFile>& files,
+    const workloads::ParseOptions& options = {},
+    std::vector<workloads::SkippedDocument>* skipped = nullptr) {
   std::vector<ManifestFile> all;
   if (!manifest.empty() || files.empty()) {
     all.push_back({source_name.empty() ? "-" : source_name, manifest});
   }
   for (const v1::ManifestFile& file : files) all.push_back({file.name(), file.text()});
-  return ParseManifestFiles(all);
+  return ParseManifestFiles(all, options, skipped);
 }
 
 v1::ApplyResult ToProto(const runtime::ObjectChange& change) {
@@ -44,6 +46,11 @@ v1::ApplyResult ToProto(const runtime::ObjectChange& change) {
   for (const auto& warning : change.warnings) result.add_warnings(warning);
   return result;
 }
+
+struct ParseNotes {
+  std::vector<std::vector<std::string>> warnings;  // by object, in apply order
+  std::vector<workloads::SkippedDocument> skipped;
+};
 
 std::string NamespaceOrDefault(const std::string& ns) {
   return ns.empty() ? workloads::kDefaultNamespace : ns;
@@ -297,14 +304,31 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
       std::string(kService) + "Apply",
       [this, to_response](const CallContext&, const v1::ApplyRequest& request,
                           GrpcServer::Reply<v1::ApplyResponse> reply) {
-        auto finish = [to_response, reply](
+        // What the parser has to say beyond errors: the fields each object
+        // keeps but does not act on, and the documents skipped on request.
+        auto notes = std::make_shared<ParseNotes>();
+        auto finish = [to_response, reply, notes](
                           Result<std::vector<runtime::ObjectChange>> changes,
                           const std::vector<std::string>& created_namespaces = {}) {
           v1::ApplyResponse response;
           Status status;
           try {
+            if (changes && changes->size() == notes->warnings.size()) {
+              for (size_t i = 0; i < changes->size(); ++i) {
+                auto& warnings = (*changes)[i].warnings;
+                warnings.insert(warnings.begin(), notes->warnings[i].begin(),
+                                notes->warnings[i].end());
+              }
+            }
             status = to_response(std::move(changes), &response);
             for (const std::string& ns : created_namespaces) response.add_created_namespaces(ns);
+            for (const workloads::SkippedDocument& document : notes->skipped) {
+              v1::SkippedDocument* out = response.add_skipped();
+              out->set_api_version(document.api_version);
+              out->set_kind(document.kind);
+              out->set_name(document.name);
+              out->set_where(workloads::LocationToString(document.where));
+            }
           } catch (const std::bad_alloc&) {
             status = OutOfMemoryAfterCommit();
           }
@@ -315,11 +339,16 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
         // reports its own allocation failures (runtime/agent.h).
         std::vector<workloads::Object> objects;
         try {
-          auto parsed =
-              ParseRequestManifests(request.manifest(), request.source_name(), request.files());
+          workloads::ParseOptions options;
+          options.skip_unsupported = request.skip_unsupported();
+          auto parsed = ParseRequestManifests(request.manifest(), request.source_name(),
+                                              request.files(), options, &notes->skipped);
           if (!parsed) return finish(parsed.error());
           objects.reserve(parsed->size());
-          for (auto& object : *parsed) objects.push_back(std::move(object.object));
+          for (auto& object : *parsed) {
+            objects.push_back(std::move(object.object));
+            notes->warnings.push_back(std::move(object.warnings));
+          }
         } catch (const std::bad_alloc&) {
           return finish(OutOfMemory("reading the manifests"));
         }
@@ -329,7 +358,7 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
         for (const workloads::Object& object : objects) {
           const std::string& ns =
               std::visit([](const auto& o) -> const std::string& { return o.metadata.ns; }, object);
-          if (!agent_.HasNamespace(ns) && !RemoteNamespace(cluster_, ns) &&
+          if (!ns.empty() && !agent_.HasNamespace(ns) && !RemoteNamespace(cluster_, ns) &&
               std::find(new_namespaces.begin(), new_namespaces.end(), ns) == new_namespaces.end()) {
             new_namespaces.push_back(ns);
           }
@@ -579,7 +608,8 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
           }
           kinds.push_back(*kind);
         }
-        if (kinds.empty()) kinds = {Kind::kWorkload, Kind::kService, Kind::kAuthorizationPolicy};
+        if (kinds.empty())
+          kinds.assign(std::begin(workloads::kAllKinds), std::end(workloads::kAllKinds));
         const std::string ns = request.namespace_();
         auto wanted = [kinds, ns](const workloads::ObjectKey& key) {
           return (ns.empty() || key.ns == ns) &&

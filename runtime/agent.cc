@@ -812,7 +812,8 @@ std::vector<const StoredObject*> Agent::List(Kind kind, const std::string& ns) c
 
 bool Agent::HasNamespace(const std::string& ns) const {
   const auto& objects = store_->objects();
-  for (Kind kind : {Kind::kWorkload, Kind::kService, Kind::kAuthorizationPolicy}) {
+  if (objects.contains(ObjectKey{Kind::kNamespace, "", ns})) return true;  // declared
+  for (Kind kind : workloads::kAllKinds) {
     auto it = objects.lower_bound(ObjectKey{kind, ns, ""});
     if (it != objects.end() && it->first.kind == kind && it->first.ns == ns) return true;
   }

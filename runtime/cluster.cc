@@ -45,7 +45,7 @@ std::optional<ObjectKey> ParseObjectKey(std::string_view rest) {
     parts.emplace_back(rest.substr(start, slash - start));
     start = slash + 1;
   }
-  for (Kind kind : {Kind::kService, Kind::kAuthorizationPolicy}) {
+  for (Kind kind : workloads::kClusterKinds) {
     if (parts[0] == workloads::KindName(kind)) return ObjectKey{kind, parts[1], parts[2]};
   }
   return std::nullopt;
@@ -198,7 +198,7 @@ void Cluster::OnSynced(const etcdpb::RangeResponse& listing) {
   }
   // etcd is the truth for cluster-wide objects: what it lacks goes.
   std::vector<ObjectKey> gone;
-  for (Kind kind : {Kind::kService, Kind::kAuthorizationPolicy}) {
+  for (Kind kind : workloads::kClusterKinds) {
     for (const StoredObject* stored : agent_->List(kind, "")) {
       if (!in_etcd.contains(workloads::KeyOf(stored->object))) {
         gone.push_back(workloads::KeyOf(stored->object));

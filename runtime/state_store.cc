@@ -232,8 +232,7 @@ void EncodeKey(ByteWriter& w, const ObjectKey& key) {
 
 bool DecodeKey(ByteReader& r, ObjectKey* key) {
   uint64_t kind = 0;
-  if (!r.ReadBounded(&kind, static_cast<uint64_t>(workloads::Kind::kAuthorizationPolicy),
-                     "delete.kind")) {
+  if (!r.ReadBounded(&kind, static_cast<uint64_t>(workloads::kLastKind), "delete.kind")) {
     return false;
   }
   key->kind = static_cast<workloads::Kind>(kind);

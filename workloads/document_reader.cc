@@ -71,7 +71,7 @@ std::string Describe(const YAML::Node& node) {
   return "string " + QuoteForMessage(text);
 }
 
-std::string JoinNames(std::initializer_list<const char*> names) {
+std::string JoinNames(std::span<const char* const> names) {
   std::string out;
   for (const char* name : names) {
     if (!out.empty()) out += ", ";
@@ -86,7 +86,7 @@ std::string RangeMessage(int64_t low, int64_t high, std::string_view got) {
 }
 
 std::optional<Fields> DocumentReader::ReadMapping(const YAML::Node& node, const Path& path,
-                                                  std::initializer_list<const char*> allowed) {
+                                                  std::span<const char* const> allowed) {
   if (!Spend()) return std::nullopt;
   Fields fields{node, path, {}};
   if (node.IsNull()) return fields;

@@ -12,6 +12,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -39,7 +40,7 @@ bool LooksLikeFloat(std::string_view text);
 // What a node is, for "expected X, got Y" messages.
 std::string Describe(const YAML::Node& node);
 
-std::string JoinNames(std::initializer_list<const char*> names);
+std::string JoinNames(std::span<const char* const> names);
 
 std::string RangeMessage(int64_t low, int64_t high, std::string_view got);
 
@@ -66,9 +67,27 @@ struct Fields {
 // so that Validate()'s field paths can be located afterwards.
 class DocumentReader {
  public:
-  DocumentReader(std::string_view file, size_t& budget) : file_(file), budget_(budget) {}
+  // `skip_unsupported`: a document of a kind podless does not run is
+  // skipped (skipped() says what it was) instead of an error.
+  DocumentReader(std::string_view file, size_t& budget, bool skip_unsupported = false)
+      : file_(file), budget_(budget), skip_unsupported_(skip_unsupported) {}
 
   std::optional<Object> Read(const YAML::Node& root);
+
+  // Fields accepted and kept but not acted on ("image": there is no
+  // container runtime), each reported once, located like errors.
+  std::vector<Diagnostic>& warnings() { return warnings_; }
+  const std::optional<SkippedDocument>& skipped() const { return skipped_; }
+
+  // The readers of each kind, by family (see Kinds() in manifest_parser.cc):
+  // given the document's top-level fields and its metadata, they set `out`.
+  // podless.dev/v1alpha1 and the Istio AuthorizationPolicy (manifest_parser.cc)
+  void ReadWorkload(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  void ReadService(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  void ReadPolicy(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  // v1 Namespace and ServiceAccount (manifest_parser.cc)
+  void ReadNamespace(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  void ReadServiceAccount(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
 
   // The Diagnostic for a Validate() finding: at the node of its field, or of
   // the nearest enclosing field that exists (the parent of a missing field).
@@ -89,6 +108,10 @@ class DocumentReader {
   void Error(const Path& path, const YAML::Mark& mark, std::string message) {
     errors_.push_back(Diagnostic{Where(mark), path, std::move(message)});
   }
+  void Warn(const Path& path, const YAML::Mark& mark, std::string message) {
+    warnings_.push_back(Diagnostic{Where(mark), path, std::move(message)});
+  }
+  static YAML::Node SpecOf(const Fields& root);
   void Record(const Path& path, const YAML::Mark& mark) { marks_.emplace(path, mark); }
   // A null node ("app:" with nothing after it) has no useful mark of its own;
   // its field's key stands in for it.
@@ -114,7 +137,11 @@ class DocumentReader {
   }
 
   std::optional<Fields> ReadMapping(const YAML::Node& node, const Path& path,
-                                    std::initializer_list<const char*> allowed);
+                                    std::span<const char* const> allowed);
+  std::optional<Fields> ReadMapping(const YAML::Node& node, const Path& path,
+                                    std::initializer_list<const char*> allowed) {
+    return ReadMapping(node, path, std::span<const char* const>(allowed.begin(), allowed.size()));
+  }
   void ReadString(const YAML::Node& node, const Path& path, std::string& out);
   template <typename T>
   void ReadInt(const YAML::Node& node, const Path& path, int64_t low, int64_t high, T& out);
@@ -135,6 +162,9 @@ class DocumentReader {
   void ForEach(const YAML::Node& node, const Path& path, const char* what, F&& item);
 
   void ReadMeta(const YAML::Node& node, ObjectMeta& meta);
+  // Kubernetes' ObjectMeta: also annotations, and the fields the API server
+  // sets (accepted, not kept). `namespaced` false: a cluster-scoped kind.
+  void ReadKubeMeta(const YAML::Node& node, ObjectMeta& meta, bool namespaced);
   void ReadWorkloadSpec(const YAML::Node& node, WorkloadSpec& spec);
   void ReadApp(const YAML::Node& node, const Path& path, AppSpec& app);
   void ReadExec(const YAML::Node& node, const Path& path, ExecApp& exec);
@@ -150,6 +180,9 @@ class DocumentReader {
   bool exhausted_reported_ = false;
   YAML::Mark root_mark_;
   std::vector<Diagnostic> errors_;
+  std::vector<Diagnostic> warnings_;
+  bool skip_unsupported_ = false;
+  std::optional<SkippedDocument> skipped_;
   std::map<std::string, YAML::Mark> marks_;
 };
 

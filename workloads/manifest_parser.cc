@@ -366,6 +366,170 @@ void DocumentReader::ReadRule(const YAML::Node& node, const Path& path, PolicyRu
   }
 }
 
+namespace {
+
+// The kinds podless reads, by apiVersion and kind. Kubernetes and Istio kinds
+// keep their document (AppliedAs) and take Kubernetes' metadata.
+using KindReadFn = void (DocumentReader::*)(const Fields& root, ObjectMeta meta,
+                                            std::optional<Object>& out);
+struct KindEntry {
+  const char* api_version;
+  const char* kind;
+  KindReadFn read;
+  bool namespaced = true;
+  // Top-level fields besides apiVersion, kind, metadata, spec and status.
+  std::vector<const char*> extra_fields = {};
+};
+
+const std::vector<KindEntry>& Kinds() {
+  static const std::vector<KindEntry> kinds = {
+      {kApiVersion, "Workload", &DocumentReader::ReadWorkload},
+      {kApiVersion, "Service", &DocumentReader::ReadService},
+      {kApiVersion, "AuthorizationPolicy", &DocumentReader::ReadPolicy},
+      {"v1", "Namespace", &DocumentReader::ReadNamespace, false},
+      {"v1",
+       "ServiceAccount",
+       &DocumentReader::ReadServiceAccount,
+       true,
+       {"secrets", "imagePullSecrets", "automountServiceAccountToken"}},
+      {"security.istio.io/v1", "AuthorizationPolicy", &DocumentReader::ReadPolicy},
+      {"security.istio.io/v1beta1", "AuthorizationPolicy", &DocumentReader::ReadPolicy},
+  };
+  return kinds;
+}
+
+// What a reader that does not know a kind says: the kinds it runs.
+std::string SupportedKinds() {
+  std::string out;
+  std::string last_version;
+  for (const KindEntry& entry : Kinds()) {
+    if (entry.api_version != last_version) {
+      if (!out.empty()) out += "; ";
+      out += std::string(entry.api_version) + ": ";
+      last_version = entry.api_version;
+    } else {
+      out += ", ";
+    }
+    out += entry.kind;
+  }
+  return out;
+}
+
+bool IsPodless(const KindEntry& entry) {
+  return std::string_view(entry.api_version) == kApiVersion;
+}
+
+// Fields the API server sets; accepted in what is applied (the output of
+// `kubectl get -o yaml` applies again) and left out of the stored document.
+constexpr const char* kServerMetadata[] = {
+    "uid",           "resourceVersion", "generation",        "creationTimestamp",
+    "managedFields", "selfLink",        "deletionTimestamp", "deletionGracePeriodSeconds"};
+
+}  // namespace
+
+void DocumentReader::ReadKubeMeta(const YAML::Node& node, ObjectMeta& meta, bool namespaced) {
+  std::vector<const char*> allowed = {"name",       "namespace",       "labels",      "annotations",
+                                      "finalizers", "ownerReferences", "generateName"};
+  allowed.insert(allowed.end(), std::begin(kServerMetadata), std::end(kServerMetadata));
+  auto fields = ReadMapping(node, "metadata", allowed);
+  if (!fields) return;
+  for (const Entry& e : fields->entries) {
+    Path path = Join("metadata", e.key);
+    if (e.key == "name") {
+      ReadString(e.value, path, meta.name);
+    } else if (e.key == "namespace") {
+      if (!namespaced) {
+        Error(path, e.key_node.Mark(), "a cluster-scoped kind has no namespace");
+      } else {
+        ReadString(e.value, path, meta.ns);
+      }
+    } else if (e.key == "labels") {
+      ReadStringMap(e.value, path, meta.labels);
+    } else if (e.key == "annotations") {
+      Labels annotations;
+      ReadStringMap(e.value, path, annotations);
+      if (!annotations.empty()) meta.annotations = std::move(annotations);
+    } else if (e.key == "generateName") {
+      Warn(path, e.key_node.Mark(), "ignored: podless needs a fixed metadata.name");
+    } else if (e.key == "finalizers" || e.key == "ownerReferences") {
+      Warn(path, e.key_node.Mark(), "ignored: podless deletes objects at once");
+    }
+  }
+  if (!namespaced) meta.ns.clear();
+}
+
+// The document as it is kept: without status and the fields the server
+// sets, with the namespace written out, in yaml-cpp's block layout.
+void SetBlockStyle(YAML::Node node) {
+  if (!node.IsMap() && !node.IsSequence()) return;
+  node.SetStyle(YAML::EmitterStyle::Block);
+  if (node.IsMap()) {
+    for (auto it = node.begin(); it != node.end(); ++it) SetBlockStyle(it->second);
+  } else {
+    for (auto it = node.begin(); it != node.end(); ++it) SetBlockStyle(*it);
+  }
+}
+
+std::string StoredDocument(const YAML::Node& root, const ObjectMeta& meta, bool namespaced) {
+  YAML::Node doc = YAML::Clone(root);
+  SetBlockStyle(doc);  // `{a: b}` and `a: b` are the same document
+  doc.remove("status");
+  if (doc["metadata"] && doc["metadata"].IsMap()) {
+    YAML::Node metadata = doc["metadata"];
+    for (const char* field : kServerMetadata) metadata.remove(field);
+    if (namespaced && !metadata["namespace"]) metadata["namespace"] = meta.ns;
+  }
+  YAML::Emitter out;
+  out << doc;
+  return std::string(out.c_str()) + "\n";
+}
+
+void DocumentReader::ReadWorkload(const Fields& root, ObjectMeta meta, std::optional<Object>& out) {
+  Workload w;
+  w.metadata = std::move(meta);
+  ReadWorkloadSpec(SpecOf(root), w.spec);
+  out = std::move(w);
+}
+
+void DocumentReader::ReadService(const Fields& root, ObjectMeta meta, std::optional<Object>& out) {
+  Service s;
+  s.metadata = std::move(meta);
+  ReadServiceSpec(SpecOf(root), s);
+  out = std::move(s);
+}
+
+void DocumentReader::ReadPolicy(const Fields& root, ObjectMeta meta, std::optional<Object>& out) {
+  AuthorizationPolicy p;
+  p.metadata = std::move(meta);
+  ReadPolicySpec(SpecOf(root), p);
+  out = std::move(p);
+}
+
+void DocumentReader::ReadNamespace(const Fields& root, ObjectMeta meta,
+                                   std::optional<Object>& out) {
+  // A Namespace's spec holds only `finalizers`, which podless has no use for.
+  if (const Entry* spec = root.Find("spec")) ReadMapping(spec->value, "spec", {"finalizers"});
+  out = Namespace{std::move(meta)};
+}
+
+void DocumentReader::ReadServiceAccount(const Fields& root, ObjectMeta meta,
+                                        std::optional<Object>& out) {
+  for (const char* field : {"secrets", "imagePullSecrets", "automountServiceAccountToken"}) {
+    if (const Entry* e = root.Find(field)) {
+      Warn(field, e->key_node.Mark(), "ignored: podless issues the account's SPIFFE certificate");
+    }
+  }
+  if (const Entry* spec = root.Find("spec")) {
+    Error("spec", spec->key_node.Mark(), "unknown field \"spec\"; a ServiceAccount has none");
+  }
+  out = ServiceAccount{std::move(meta)};
+}
+
+YAML::Node DocumentReader::SpecOf(const Fields& root) {
+  const Entry* spec = root.Find("spec");
+  return spec != nullptr ? spec->value : YAML::Node(YAML::NodeType::Null);
+}
+
 std::optional<Object> DocumentReader::Read(const YAML::Node& root) {
   root_mark_ = root.Mark();
   Record("", root.Mark());
@@ -374,66 +538,80 @@ std::optional<Object> DocumentReader::Read(const YAML::Node& root) {
           "expected a mapping with apiVersion, kind, metadata and spec, got " + Describe(root));
     return std::nullopt;
   }
-  // `status` is output only (what `podless get -o yaml` prints); it is
-  // accepted and ignored so that output can be applied again, as kubectl does.
-  auto fields = ReadMapping(root, "", {"apiVersion", "kind", "metadata", "spec", "status"});
+  // apiVersion and kind first: they decide which fields the rest may have.
+  const YAML::Node api_version = root["apiVersion"];
+  const YAML::Node kind = root["kind"];
+  const bool api_text = api_version && api_version.IsScalar();
+  const bool kind_text = kind && kind.IsScalar();
+  const KindEntry* entry = nullptr;
+  bool kind_known = false;
+  for (const KindEntry& candidate : Kinds()) {
+    if (kind_text && kind.Scalar() == candidate.kind) {
+      kind_known = true;
+      if (api_text && api_version.Scalar() == candidate.api_version) entry = &candidate;
+    }
+  }
+  if (!api_version) {
+    Error("apiVersion", root.Mark(),
+          std::string("missing required field \"apiVersion\" (e.g. ") + kApiVersion + ")");
+  }
+  if (!kind) {
+    Error("kind", root.Mark(), "missing required field \"kind\" (" + SupportedKinds() + ")");
+  }
+  if (!api_version || !kind) return std::nullopt;
+  if (entry == nullptr) {
+    std::string versions;
+    for (const KindEntry& candidate : Kinds()) {
+      if (kind_text && kind.Scalar() == candidate.kind) {
+        versions += (versions.empty() ? "" : " or ") + std::string(candidate.api_version);
+      }
+    }
+    if (kind_known) {
+      Error("apiVersion", api_version.Mark(),
+            "unsupported apiVersion for " + kind.Scalar() + ": expected " + versions + ", got " +
+                Describe(api_version));
+    } else if (skip_unsupported_) {
+      skipped_ = SkippedDocument{api_text ? api_version.Scalar() : "", kind.Scalar(), "",
+                                 Where(root.Mark())};
+      if (const YAML::Node meta = root["metadata"];
+          meta && meta.IsMap() && meta["name"] && meta["name"].IsScalar()) {
+        skipped_->name = meta["name"].Scalar();
+      }
+    } else {
+      Error("kind", kind.Mark(),
+            "unsupported kind " + Describe(kind) +
+                (api_text ? " (" + api_version.Scalar() + ")" : "") + ": podless runs " +
+                SupportedKinds() +
+                "; apply with --skip-unsupported to skip the documents of other kinds");
+    }
+    return std::nullopt;
+  }
+
+  std::vector<const char*> allowed = {"apiVersion", "kind", "metadata", "spec", "status"};
+  allowed.insert(allowed.end(), entry->extra_fields.begin(), entry->extra_fields.end());
+  // `status` is output only (what `get -o yaml` prints); it is accepted and
+  // ignored so that output can be applied again, as kubectl does.
+  auto fields = ReadMapping(root, "", allowed);
   if (!fields) return std::nullopt;
 
-  const Entry* api_version = fields->Find("apiVersion");
-  if (api_version == nullptr) {
-    Error("apiVersion", root.Mark(),
-          std::string("missing required field \"apiVersion\" (") + kApiVersion + ")");
-  } else if (!api_version->value.IsScalar() || api_version->value.Scalar() != kApiVersion) {
-    Error("apiVersion", api_version->value.Mark(),
-          std::string("unsupported apiVersion: expected ") + kApiVersion + ", got " +
-              Describe(api_version->value));
-  }
-
-  std::optional<Kind> kind;
-  const Entry* kind_entry = fields->Find("kind");
-  if (kind_entry == nullptr) {
-    Error("kind", root.Mark(),
-          "missing required field \"kind\" (Workload, Service or AuthorizationPolicy)");
-  } else {
-    const YAML::Node& k = kind_entry->value;
-    for (Kind candidate : {Kind::kWorkload, Kind::kService, Kind::kAuthorizationPolicy}) {
-      if (k.IsScalar() && k.Scalar() == KindName(candidate)) kind = candidate;
-    }
-    if (!kind) {
-      Error("kind", k.Mark(),
-            "unsupported kind: expected Workload, Service or AuthorizationPolicy, got " +
-                Describe(k));
-    }
-  }
-
   ObjectMeta meta;
-  if (const Entry* m = fields->Find("metadata")) ReadMeta(m->value, meta);
-  // The spec cannot be read without knowing what it describes.
-  if (!kind) return std::nullopt;
-
-  const Entry* spec = fields->Find("spec");
-  YAML::Node spec_node = spec != nullptr ? spec->value : YAML::Node(YAML::NodeType::Null);
-  switch (*kind) {
-    case Kind::kWorkload: {
-      Workload w;
-      w.metadata = std::move(meta);
-      ReadWorkloadSpec(spec_node, w.spec);
-      return Object(std::move(w));
-    }
-    case Kind::kService: {
-      Service s;
-      s.metadata = std::move(meta);
-      ReadServiceSpec(spec_node, s);
-      return Object(std::move(s));
-    }
-    case Kind::kAuthorizationPolicy: {
-      AuthorizationPolicy p;
-      p.metadata = std::move(meta);
-      ReadPolicySpec(spec_node, p);
-      return Object(std::move(p));
+  if (const Entry* m = fields->Find("metadata")) {
+    if (IsPodless(*entry)) {
+      ReadMeta(m->value, meta);
+    } else {
+      ReadKubeMeta(m->value, meta, entry->namespaced);
     }
   }
-  return std::nullopt;
+  if (!entry->namespaced) meta.ns.clear();
+  std::optional<Object> object;
+  (this->*entry->read)(*fields, meta, object);
+  if (object && !IsPodless(*entry)) {
+    ObjectMeta& stored_meta =
+        std::visit([](auto& o) -> ObjectMeta& { return o.metadata; }, *object);
+    stored_meta.applied_as = AppliedAs{entry->api_version, entry->kind,
+                                       StoredDocument(root, stored_meta, entry->namespaced)};
+  }
+  return object;
 }
 
 }  // namespace podless::workloads::manifest
@@ -463,15 +641,16 @@ void SortByPosition(std::vector<Diagnostic>& diagnostics) {
 }
 
 ParseResult ParseDocuments(const std::vector<YAML::Node>& documents, std::string_view file_name,
-                           size_t budget) {
+                           size_t budget, const ParseOptions& options) {
   ParseResult result;
   std::vector<ParsedObject> all;           // every readable object, for ValidateBatch
   std::vector<bool> clean;                 // whether all[i] had no problem
   std::vector<SourceLocation> name_where;  // where all[i]'s metadata.name is
   for (const YAML::Node& document : documents) {
     if (document.IsNull()) continue;  // an empty document, e.g. after a trailing ---
-    DocumentReader reader(file_name, budget);
+    DocumentReader reader(file_name, budget, options.skip_unsupported);
     std::optional<Object> object = reader.Read(document);
+    if (reader.skipped()) result.skipped.push_back(*reader.skipped());
     std::vector<Diagnostic> errors = std::move(reader.errors());
     if (object) {
       // Validate()'s findings, unless the parser already reported the same
@@ -488,7 +667,9 @@ ParseResult ParseDocuments(const std::vector<YAML::Node>& documents, std::string
         errors.push_back(std::move(d));
       }
       SourceLocation where = reader.Locate("");
-      all.push_back(ParsedObject{std::move(*object), where});
+      std::vector<std::string> warnings;
+      for (const Diagnostic& w : reader.warnings()) warnings.push_back(w.ToString());
+      all.push_back(ParsedObject{std::move(*object), where, std::move(warnings)});
       clean.push_back(errors.empty());
       name_where.push_back(reader.Locate("metadata.name"));
     }
@@ -592,7 +773,8 @@ static std::vector<YAML::Node> UnpackLists(const std::vector<YAML::Node>& docume
   return out;
 }
 
-ParseResult ParseManifests(std::string_view text, std::string_view file_name) {
+ParseResult ParseManifests(std::string_view text, std::string_view file_name,
+                           const ParseOptions& options) {
   ParseResult result;
   Diagnostic failure;
   failure.where.file = std::string(file_name);
@@ -615,7 +797,7 @@ ParseResult ParseManifests(std::string_view text, std::string_view file_name) {
     // Enough for any real manifest (a node costs at least a byte of text),
     // small enough that alias expansion cannot exhaust memory or time.
     size_t budget = text.size() + 10'000;
-    return ParseDocuments(UnpackLists(documents), file_name, budget);
+    return ParseDocuments(UnpackLists(documents), file_name, budget, options);
   } catch (const YAML::Exception& e) {
     if (!e.mark.is_null() && e.mark.line >= 0 && e.mark.column >= 0) {
       failure.where.line = e.mark.line + 1;

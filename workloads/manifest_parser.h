@@ -1,6 +1,8 @@
-// Manifests (apiVersion podless.dev/v1alpha1, see DESIGN.md "Manifests"):
-// multi-document YAML to model objects, with every problem reported at the
-// file, line and column of the node that is wrong.
+// Manifests: multi-document YAML to model objects, with every problem
+// reported at the file, line and column of the node that is wrong. Kinds:
+// podless.dev/v1alpha1 Workload, Service, AuthorizationPolicy; Kubernetes'
+// and Istio's kinds that map onto them (see Kinds() in manifest_parser.cc and
+// README "Bring your Kubernetes YAML").
 #pragma once
 
 #include <string_view>
@@ -20,11 +22,19 @@ struct ParseResult {
   // at the key of an unknown or duplicate field, the value of a wrong field,
   // and the parent mapping of a missing one.
   std::vector<Diagnostic> errors;
+  // Documents of kinds podless does not run, when ParseOptions asks to skip
+  // them (otherwise each is an error).
+  std::vector<SkippedDocument> skipped;
+};
+
+struct ParseOptions {
+  bool skip_unsupported = false;
 };
 
 // Parses every `---` separated document; empty documents are skipped. A YAML
 // syntax error anywhere yields that one Diagnostic and no objects. Never
 // throws: yaml-cpp's exceptions are caught here.
-ParseResult ParseManifests(std::string_view text, std::string_view file_name);
+ParseResult ParseManifests(std::string_view text, std::string_view file_name,
+                           const ParseOptions& options = {});
 
 }  // namespace podless::workloads

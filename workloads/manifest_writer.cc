@@ -99,8 +99,9 @@ void PortRefValue(YAML::Emitter& out, const PortRef& ref) {
 void Metadata(YAML::Emitter& out, const ObjectMeta& meta) {
   out << YAML::Key << "metadata" << YAML::Value << YAML::BeginMap;
   Field(out, "name", meta.name);
-  Field(out, "namespace", meta.ns);
+  if (!meta.ns.empty()) Field(out, "namespace", meta.ns);  // a Namespace has none
   if (!meta.labels.empty()) StringMap(out, "labels", meta.labels);
+  if (!meta.annotations.is_default()) StringMap(out, "annotations", *meta.annotations);
   out << YAML::EndMap;
 }
 
@@ -286,19 +287,97 @@ void PolicyBody(YAML::Emitter& out, const AuthorizationPolicy& p) {
   out << YAML::EndMap;
 }
 
+const char* MtlsModeName(MtlsMode mode) {
+  switch (mode) {
+    case MtlsMode::kUnset:
+      return "UNSET";
+    case MtlsMode::kPermissive:
+      return "PERMISSIVE";
+    case MtlsMode::kStrict:
+      return "STRICT";
+    case MtlsMode::kDisable:
+      return "DISABLE";
+  }
+  return "UNSET";
+}
+
+void Body(YAML::Emitter& out, const Workload& w) {
+  Field(out, "apiVersion", kApiVersion);
+  WorkloadBody(out, w);
+}
+void Body(YAML::Emitter& out, const Service& s) {
+  Field(out, "apiVersion", kApiVersion);
+  ServiceBody(out, s);
+}
+void Body(YAML::Emitter& out, const AuthorizationPolicy& p) {
+  Field(out, "apiVersion", kApiVersion);
+  PolicyBody(out, p);
+}
+
+// The kinds that exist only as Kubernetes or Istio kinds are written in them.
+void Body(YAML::Emitter& out, const Namespace& ns) {
+  Field(out, "apiVersion", "v1");
+  Field(out, "kind", "Namespace");
+  Metadata(out, ns.metadata);
+}
+
+void Body(YAML::Emitter& out, const ServiceAccount& account) {
+  Field(out, "apiVersion", "v1");
+  Field(out, "kind", "ServiceAccount");
+  Metadata(out, account.metadata);
+}
+
+void Body(YAML::Emitter& out, const PeerAuthentication& peer) {
+  Field(out, "apiVersion", "security.istio.io/v1");
+  Field(out, "kind", "PeerAuthentication");
+  Metadata(out, peer.metadata);
+  out << YAML::Key << "spec" << YAML::Value << YAML::BeginMap;
+  if (!peer.selector.empty()) {
+    out << YAML::Key << "selector" << YAML::Value << YAML::BeginMap;
+    StringMap(out, "matchLabels", peer.selector);
+    out << YAML::EndMap;
+  }
+  if (peer.mode != MtlsMode::kUnset) {
+    out << YAML::Key << "mtls" << YAML::Value << YAML::BeginMap;
+    Field(out, "mode", MtlsModeName(peer.mode));
+    out << YAML::EndMap;
+  }
+  if (!peer.port_level.empty()) {
+    out << YAML::Key << "portLevelMtls" << YAML::Value << YAML::BeginMap;
+    for (const auto& [port, mode] : peer.port_level) {
+      out << YAML::Key << std::to_string(port) << YAML::Value << YAML::BeginMap;
+      Field(out, "mode", MtlsModeName(mode));
+      out << YAML::EndMap;
+    }
+    out << YAML::EndMap;
+  }
+  out << YAML::EndMap;
+}
+
+void Body(YAML::Emitter& out, const WorkloadEntry& entry) {
+  Field(out, "apiVersion", "networking.istio.io/v1");
+  Field(out, "kind", "WorkloadEntry");
+  Metadata(out, entry.metadata);
+  out << YAML::Key << "spec" << YAML::Value << YAML::BeginMap;
+  Field(out, "address", entry.address);
+  if (!entry.labels.empty()) StringMap(out, "labels", entry.labels);
+  Field(out, "serviceAccount", entry.service_account);
+  if (!entry.ports.empty()) {
+    out << YAML::Key << "ports" << YAML::Value << YAML::BeginMap;
+    for (const auto& [name, port] : entry.ports) Field(out, name.c_str(), port);
+    out << YAML::EndMap;
+  }
+  out << YAML::EndMap;
+}
+
 }  // namespace
 
 std::string WriteManifest(const Object& object) {
+  // What the user applied as a Kubernetes or Istio kind is shown as written.
+  if (const auto& as = MetaOf(object).applied_as) return as->document;
   YAML::Emitter out;
   out << YAML::BeginMap;
-  Field(out, "apiVersion", kApiVersion);
-  if (const auto* w = std::get_if<Workload>(&object)) {
-    WorkloadBody(out, *w);
-  } else if (const auto* s = std::get_if<Service>(&object)) {
-    ServiceBody(out, *s);
-  } else if (const auto* p = std::get_if<AuthorizationPolicy>(&object)) {
-    PolicyBody(out, *p);
-  }
+  std::visit([&out](const auto& o) { Body(out, o); }, object);
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }

@@ -13,6 +13,10 @@ namespace podless::workloads {
 // something else (numbers, booleans, null, leading indicators) are quoted.
 // A Service port with no targetPort is written with targetPort = port, the
 // value it stands for. Ends with a newline; join objects with "---\n".
+// An object applied as a Kubernetes or Istio kind is its applied document
+// (ObjectMeta::applied_as); the kinds that exist only as Kubernetes or Istio
+// kinds (Namespace, ServiceAccount, PeerAuthentication, WorkloadEntry) are
+// written in those when they came from the API.
 std::string WriteManifest(const Object& object);
 
 }  // namespace podless::workloads

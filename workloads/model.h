@@ -21,13 +21,6 @@ inline constexpr uint32_t kMaxReplicas = 1'000'000;
 
 using Labels = std::map<std::string, std::string>;
 
-struct ObjectMeta {
-  std::string name;
-  std::string ns = kDefaultNamespace;  // `metadata.namespace`
-  Labels labels;
-  bool operator==(const ObjectMeta&) const = default;
-};
-
 // TCP: bytes are relayed as they are. HTTP: the in-proxy apps answer HTTP/1.1.
 enum class Protocol { kTCP, kHTTP };
 
@@ -178,6 +171,30 @@ class HeapValue {
   std::unique_ptr<T> value_;
 };
 
+// An object applied as a Kubernetes or Istio kind (a Deployment, held as a
+// Workload): the kind the user wrote and the document as they wrote it, so
+// that `get -o yaml` shows it in that kind and a re-apply of the same text is
+// "unchanged". Absent for podless.dev/v1alpha1 objects.
+struct AppliedAs {
+  std::string api_version;  // "apps/v1"
+  std::string kind;         // "Deployment"
+  // The document as applied, without `status`, as YAML in yaml-cpp's
+  // emitter layout (so that formatting and comments do not count).
+  std::string document;
+  bool operator==(const AppliedAs&) const = default;
+};
+
+struct ObjectMeta {
+  std::string name;
+  std::string ns = kDefaultNamespace;  // `metadata.namespace`; empty for a Namespace
+  Labels labels;
+  // `metadata.annotations` (Kubernetes kinds); kept as written. A HeapValue:
+  // a dense node's million workloads have none and pay one pointer.
+  HeapValue<Labels> annotations;
+  HeapOptional<AppliedAs> applied_as;
+  bool operator==(const ObjectMeta&) const = default;
+};
+
 // The largest runAsUser and runAsGroup: 4294967295 is (uid_t)-1, which
 // setuid(2) and setgid(2) read as "leave unchanged".
 inline constexpr uint32_t kMaxRunAsId = 4'294'967'294;
@@ -302,11 +319,74 @@ struct AuthorizationPolicy {
   bool operator==(const AuthorizationPolicy&) const = default;
 };
 
-enum class Kind { kWorkload, kService, kAuthorizationPolicy };
+// v1 Namespace. Cluster-scoped: `metadata.ns` is empty. Namespaces also
+// exist without one (while they hold objects); declaring one gives it labels
+// and annotations and makes it listed while empty.
+struct Namespace {
+  ObjectMeta metadata;
+  bool operator==(const Namespace&) const = default;
+};
 
-const char* KindName(Kind kind);  // "Workload", "Service", "AuthorizationPolicy"
+// v1 ServiceAccount: the identity spiffe://<td>/ns/<ns>/sa/<name>. Workloads
+// name theirs (`serviceAccountName`); podless does not require it declared.
+struct ServiceAccount {
+  ObjectMeta metadata;
+  bool operator==(const ServiceAccount&) const = default;
+};
 
-using Object = std::variant<Workload, Service, AuthorizationPolicy>;
+// Istio's mutual TLS modes. kUnset inherits (port level from the workload
+// level, the workload level from the namespace's, that from the root
+// namespace's); unset everywhere is PERMISSIVE.
+enum class MtlsMode { kUnset, kPermissive, kStrict, kDisable };
+
+// security.istio.io PeerAuthentication: STRICT closes the plaintext ports of
+// the workloads it selects, PERMISSIVE keeps them.
+struct PeerAuthentication {
+  ObjectMeta metadata;
+  Labels selector;  // `selector.matchLabels`; empty selects the whole namespace
+  MtlsMode mode = MtlsMode::kUnset;
+  std::map<uint16_t, MtlsMode> port_level;  // `portLevelMtls`, by workload port
+  bool operator==(const PeerAuthentication&) const = default;
+};
+
+// networking.istio.io WorkloadEntry: a workload that lives elsewhere (a VM,
+// another node or mesh), reached over HBONE at `address`, presenting the
+// identity its service account gives. Services select it by `labels`.
+struct WorkloadEntry {
+  ObjectMeta metadata;
+  std::string address;  // IPv4
+  Labels labels;        // `spec.labels`: what Services and policies select
+  std::string service_account = kDefaultServiceAccount;
+  std::map<std::string, uint16_t> ports;  // port name -> port on the entry
+  uint16_t hbone_port = 15008;            // from an annotation; see the reader
+  bool operator==(const WorkloadEntry&) const = default;
+};
+
+// Variant order is Kind order (KeyOf uses the index).
+enum class Kind {
+  kWorkload,
+  kService,
+  kAuthorizationPolicy,
+  kNamespace,
+  kServiceAccount,
+  kPeerAuthentication,
+  kWorkloadEntry,
+};
+inline constexpr Kind kLastKind = Kind::kWorkloadEntry;
+inline constexpr Kind kAllKinds[] = {
+    Kind::kWorkload,     Kind::kService,        Kind::kAuthorizationPolicy,
+    Kind::kNamespace,    Kind::kServiceAccount, Kind::kPeerAuthentication,
+    Kind::kWorkloadEntry};
+// The kinds every node of a cluster shares through etcd: all but workloads,
+// which each node hosts and publishes as its own.
+inline constexpr Kind kClusterKinds[] = {
+    Kind::kService,        Kind::kAuthorizationPolicy, Kind::kNamespace,
+    Kind::kServiceAccount, Kind::kPeerAuthentication,  Kind::kWorkloadEntry};
+
+const char* KindName(Kind kind);  // "Workload", "Service", "AuthorizationPolicy", ...
+
+using Object = std::variant<Workload, Service, AuthorizationPolicy, Namespace, ServiceAccount,
+                            PeerAuthentication, WorkloadEntry>;
 
 struct ObjectKey {
   Kind kind = Kind::kWorkload;
@@ -350,6 +430,14 @@ inline const char* KindName(Kind kind) {
       return "Service";
     case Kind::kAuthorizationPolicy:
       return "AuthorizationPolicy";
+    case Kind::kNamespace:
+      return "Namespace";
+    case Kind::kServiceAccount:
+      return "ServiceAccount";
+    case Kind::kPeerAuthentication:
+      return "PeerAuthentication";
+    case Kind::kWorkloadEntry:
+      return "WorkloadEntry";
   }
   return "?";
 }

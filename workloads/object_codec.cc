@@ -150,7 +150,8 @@ std::string Printable(std::string_view s) {
 
 // Enum upper bounds. A new enumerator must be added here and in the decoder of
 // the matching field, or encoding reports it as out of range.
-constexpr uint64_t kMaxKind = static_cast<uint64_t>(Kind::kAuthorizationPolicy);
+constexpr uint64_t kMaxKind = static_cast<uint64_t>(kLastKind);
+constexpr uint64_t kMaxMtlsMode = static_cast<uint64_t>(MtlsMode::kDisable);
 constexpr uint64_t kMaxProtocol = static_cast<uint64_t>(Protocol::kHTTP);
 constexpr uint64_t kMaxRestartPolicy = static_cast<uint64_t>(RestartPolicy::kNever);
 constexpr uint64_t kMaxProbeKind = static_cast<uint64_t>(Probe::Kind::kHttpGet);
@@ -159,6 +160,11 @@ constexpr uint64_t kMaxAppIndex = std::variant_size_v<AppSpec> - 1;
 
 // The oldest format version that holds `object` (see object_codec.h).
 uint8_t VersionFor(const Object& object) {
+  const ObjectMeta& meta = MetaOf(object);
+  if (object.index() > static_cast<size_t>(Kind::kAuthorizationPolicy) ||
+      !meta.annotations.is_default() || meta.applied_as.has_value()) {
+    return 3;
+  }
   const auto* workload = std::get_if<Workload>(&object);
   const auto* exec = workload != nullptr ? std::get_if<ExecApp>(&workload->spec.app) : nullptr;
   return exec != nullptr && !exec->sandbox.is_default() ? 2 : 1;
@@ -173,9 +179,11 @@ class Encoder {
   const std::string& error() const { return error_; }
 
   void Object(const workloads::Object& object) {
-    w_.PutByte(VersionFor(object));
+    const uint8_t version = VersionFor(object);
+    w_.PutByte(version);
     w_.PutVarint(object.index());
     std::visit([this](const auto& o) { Body(o); }, object);
+    if (version >= 3) MetaExtras(MetaOf(object));
   }
 
  private:
@@ -211,6 +219,18 @@ class Encoder {
     w_.PutString(meta.name);
     w_.PutString(meta.ns);
     LabelMap(meta.labels);
+  }
+
+  // Version 3, after the body: annotations, then where the object was
+  // applied as a Kubernetes or Istio kind.
+  void MetaExtras(const ObjectMeta& meta) {
+    LabelMap(*meta.annotations);
+    w_.PutByte(meta.applied_as.has_value() ? 1 : 0);
+    if (meta.applied_as) {
+      w_.PutString(meta.applied_as->api_version);
+      w_.PutString(meta.applied_as->kind);
+      w_.PutString(meta.applied_as->document);
+    }
   }
 
   void PortRefBody(const PortRef& ref) {
@@ -318,6 +338,33 @@ class Encoder {
     }
   }
 
+  void Body(const Namespace& ns) { Meta(ns.metadata); }
+  void Body(const ServiceAccount& account) { Meta(account.metadata); }
+
+  void Body(const PeerAuthentication& peer) {
+    Meta(peer.metadata);
+    LabelMap(peer.selector);
+    Enum(peer.mode, kMaxMtlsMode, "mtls.mode");
+    w_.PutVarint(peer.port_level.size());
+    for (const auto& [port, mode] : peer.port_level) {
+      w_.PutVarint(port);
+      Enum(mode, kMaxMtlsMode, "portLevelMtls.mode");
+    }
+  }
+
+  void Body(const WorkloadEntry& entry) {
+    Meta(entry.metadata);
+    w_.PutString(entry.address);
+    LabelMap(entry.labels);
+    w_.PutString(entry.service_account);
+    w_.PutVarint(entry.ports.size());
+    for (const auto& [name, port] : entry.ports) {
+      w_.PutString(name);
+      w_.PutVarint(port);
+    }
+    w_.PutVarint(entry.hbone_port);
+  }
+
   ByteWriter w_;
   std::string error_;
 };
@@ -337,15 +384,36 @@ class Decoder {
     }
     uint64_t kind = 0;
     if (!r_.ReadBounded(&kind, kMaxKind, "kind")) return false;
+    if (kind > static_cast<uint64_t>(Kind::kAuthorizationPolicy) && version_ < 3) {
+      return r_.Fail("kind", "kind " + std::to_string(kind) + " needs format version 3");
+    }
+    bool ok = false;
     switch (static_cast<Kind>(kind)) {
       case Kind::kWorkload:
-        return Body(&object->emplace<Workload>());
+        ok = Body(&object->emplace<Workload>());
+        break;
       case Kind::kService:
-        return Body(&object->emplace<Service>());
+        ok = Body(&object->emplace<Service>());
+        break;
       case Kind::kAuthorizationPolicy:
-        return Body(&object->emplace<AuthorizationPolicy>());
+        ok = Body(&object->emplace<AuthorizationPolicy>());
+        break;
+      case Kind::kNamespace:
+        ok = Meta(&object->emplace<Namespace>().metadata);
+        break;
+      case Kind::kServiceAccount:
+        ok = Meta(&object->emplace<ServiceAccount>().metadata);
+        break;
+      case Kind::kPeerAuthentication:
+        ok = Body(&object->emplace<PeerAuthentication>());
+        break;
+      case Kind::kWorkloadEntry:
+        ok = Body(&object->emplace<WorkloadEntry>());
+        break;
     }
-    return r_.Fail("kind", "unknown kind");
+    if (!ok) return false;
+    if (version_ < 3) return true;
+    return std::visit([this](auto& o) { return MetaExtras(&o.metadata); }, *object);
   }
 
  private:
@@ -592,6 +660,59 @@ class Decoder {
       }
     }
     return true;
+  }
+
+  bool MetaExtras(ObjectMeta* meta) {
+    Labels annotations;
+    if (!LabelMap(&annotations, "metadata.annotations")) return false;
+    if (!annotations.empty()) meta->annotations = std::move(annotations);
+    bool applied = false;
+    if (!Bool(&applied, "appliedAs")) return false;
+    if (!applied) return true;
+    AppliedAs& as = meta->applied_as.emplace();
+    return r_.ReadString(&as.api_version, "appliedAs.apiVersion") &&
+           r_.ReadString(&as.kind, "appliedAs.kind") &&
+           r_.ReadString(&as.document, "appliedAs.document");
+  }
+
+  bool Body(PeerAuthentication* peer) {
+    size_t count = 0;
+    if (!Meta(&peer->metadata) || !LabelMap(&peer->selector, "selector.matchLabels") ||
+        !Enum(&peer->mode, kMaxMtlsMode, "mtls.mode") ||
+        !r_.ReadCount(&count, 2, "portLevelMtls")) {
+      return false;
+    }
+    for (size_t i = 0; i < count; ++i) {
+      uint16_t port = 0;
+      MtlsMode mode = MtlsMode::kUnset;
+      if (!r_.ReadU16(&port, "portLevelMtls.port") ||
+          !Enum(&mode, kMaxMtlsMode, "portLevelMtls.mode")) {
+        return false;
+      }
+      if (!peer->port_level.emplace(port, mode).second) {
+        return r_.Fail("portLevelMtls", "duplicate port " + std::to_string(port));
+      }
+    }
+    return true;
+  }
+
+  bool Body(WorkloadEntry* entry) {
+    size_t count = 0;
+    if (!Meta(&entry->metadata) || !r_.ReadString(&entry->address, "address") ||
+        !LabelMap(&entry->labels, "labels") ||
+        !r_.ReadString(&entry->service_account, "serviceAccount") ||
+        !r_.ReadCount(&count, 2, "ports")) {
+      return false;
+    }
+    for (size_t i = 0; i < count; ++i) {
+      std::string name;
+      uint16_t port = 0;
+      if (!r_.ReadString(&name, "ports.name") || !r_.ReadU16(&port, "ports.port")) return false;
+      if (!entry->ports.emplace(std::move(name), port).second) {
+        return r_.Fail("ports", "duplicate port name");
+      }
+    }
+    return r_.ReadU16(&entry->hbone_port, "hbonePort");
   }
 
   ByteReader& r_;

@@ -15,8 +15,11 @@
 // Versions: 1 has everything but an exec app's sandbox; 2 appends the
 // sandbox to the exec app (securityContext: optional runAsUser, optional
 // runAsGroup, optional runAsNonRoot; limits: memory bytes, cpu millicores,
-// pids; keepWorkingDir). An object is written in the oldest version that
-// holds it (1 unless its exec app has a sandbox), so that the stored state
+// pids; keepWorkingDir); 3 adds the kinds Namespace, ServiceAccount,
+// PeerAuthentication and WorkloadEntry, and appends to every object the
+// metadata extras (annotations, then an optional appliedAs: apiVersion,
+// kind, document). An object is written in the oldest version that
+// holds it (1 unless it needs a later one), so that the stored state
 // and cluster records of workloads that do not use newer fields stay
 // readable by the builds before them.
 //
@@ -38,7 +41,7 @@ namespace podless::workloads {
 
 // The newest format version this build reads and writes; it reads every
 // version from kOldestObjectFormatVersion on.
-inline constexpr uint8_t kObjectFormatVersion = 2;
+inline constexpr uint8_t kObjectFormatVersion = 3;
 inline constexpr uint8_t kOldestObjectFormatVersion = 1;
 
 // Encodes `object`. Total for every object the model can hold with enum values

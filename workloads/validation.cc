@@ -1,5 +1,7 @@
 #include "workloads/validation.h"
 
+#include "workloads/ipam.h"
+
 #include <cstdio>
 #include <map>
 #include <set>
@@ -62,8 +64,9 @@ void CheckLabels(Checker& c, const Labels& labels, const std::string& path) {
 void CheckMeta(Checker& c, const ObjectMeta& meta, Kind kind) {
   if (meta.name.empty()) {
     c.Add("metadata.name", Missing("name"));
-  } else if (kind == Kind::kAuthorizationPolicy) {
-    // Istio and Kubernetes allow dotted names for policies.
+  } else if (kind != Kind::kWorkload && kind != Kind::kService && kind != Kind::kNamespace) {
+    // Istio and Kubernetes allow dotted names for policies, service
+    // accounts and workload entries.
     if (std::string why = Dns1123SubdomainError(meta.name); !why.empty()) {
       c.Add("metadata.name", "invalid name " + QuoteForMessage(meta.name) + ": " + why);
     }
@@ -77,12 +80,28 @@ void CheckMeta(Checker& c, const ObjectMeta& meta, Kind kind) {
     // Workload and Service names become DNS names, so they are single labels.
     c.Add("metadata.name", "invalid name " + QuoteForMessage(meta.name) + ": " + why);
   }
-  if (meta.ns.empty()) {
+  if (kind == Kind::kNamespace) {
+    if (!meta.ns.empty()) c.Add("metadata.namespace", "a Namespace is not in a namespace");
+  } else if (meta.ns.empty()) {
     c.Add("metadata.namespace", "must not be empty (leave it out for \"default\")");
   } else if (std::string why = Dns1123LabelError(meta.ns); !why.empty()) {
     c.Add("metadata.namespace", "invalid namespace " + QuoteForMessage(meta.ns) + ": " + why);
   }
   CheckLabels(c, meta.labels, "metadata.labels");
+  // Kubernetes: annotation keys are qualified names like label keys; the
+  // values are free, together at most 256 KiB.
+  size_t annotation_bytes = 0;
+  for (const auto& [key, value] : *meta.annotations) {
+    annotation_bytes += key.size() + value.size();
+    if (std::string why = LabelKeyError(key); !why.empty()) {
+      c.Add(Key("metadata.annotations", key),
+            "invalid annotation key " + QuoteForMessage(key) + ": " + why);
+    }
+  }
+  if (annotation_bytes > kMaxAnnotationBytes) {
+    c.Add("metadata.annotations",
+          "annotations are " + SizeLimitMessage(annotation_bytes, kMaxAnnotationBytes));
+  }
 }
 
 bool IsValidProtocol(Protocol p) { return p == Protocol::kTCP || p == Protocol::kHTTP; }
@@ -637,6 +656,62 @@ std::vector<Diagnostic> Validate(const Service& service) {
 std::vector<Diagnostic> Validate(const AuthorizationPolicy& policy) {
   Checker c;
   CheckPolicy(c, policy);
+  return c.Take();
+}
+
+std::vector<Diagnostic> Validate(const Namespace& ns) {
+  Checker c;
+  CheckMeta(c, ns.metadata, Kind::kNamespace);
+  return c.Take();
+}
+
+std::vector<Diagnostic> Validate(const ServiceAccount& account) {
+  Checker c;
+  CheckMeta(c, account.metadata, Kind::kServiceAccount);
+  return c.Take();
+}
+
+std::vector<Diagnostic> Validate(const PeerAuthentication& peer) {
+  Checker c;
+  CheckMeta(c, peer.metadata, Kind::kPeerAuthentication);
+  CheckLabels(c, peer.selector, "spec.selector.matchLabels");
+  // Istio: port-level settings need a workload selector (ports are the
+  // selected workloads' own).
+  if (!peer.port_level.empty() && peer.selector.empty()) {
+    c.Add("spec.portLevelMtls",
+          "needs spec.selector: port-level modes apply to the ports of "
+          "the workloads a selector picks (as Istio requires)");
+  }
+  for (const auto& [port, mode] : peer.port_level) {
+    CheckPortNumber(c, port, "spec.portLevelMtls[" + std::to_string(port) + "]");
+  }
+  return c.Take();
+}
+
+std::vector<Diagnostic> Validate(const WorkloadEntry& entry) {
+  Checker c;
+  CheckMeta(c, entry.metadata, Kind::kWorkloadEntry);
+  if (entry.address.empty()) {
+    c.Add("spec.address", Missing("address"));
+  } else if (!ParseIpv4(entry.address).ok()) {
+    c.Add("spec.address", "invalid address " + QuoteForMessage(entry.address) +
+                              ": must be an IPv4 address (podless reaches the entry over HBONE "
+                              "at address:" +
+                              std::to_string(entry.hbone_port) + ")");
+  }
+  CheckLabels(c, entry.labels, "spec.labels");
+  if (std::string why = Dns1123SubdomainError(entry.service_account); !why.empty()) {
+    c.Add("spec.serviceAccount",
+          "invalid service account " + QuoteForMessage(entry.service_account) + ": " + why);
+  }
+  for (const auto& [name, port] : entry.ports) {
+    const std::string field = Key("spec.ports", name);
+    if (std::string why = Dns1123LabelError(name); !why.empty()) {
+      c.Add(field, "invalid port name " + QuoteForMessage(name) + ": " + why);
+    }
+    CheckPortNumber(c, port, field);
+  }
+  CheckPortNumber(c, entry.hbone_port, "metadata.annotations[podless.dev/hbone-port]");
   return c.Take();
 }
 

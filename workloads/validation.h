@@ -54,7 +54,9 @@ inline constexpr size_t kMaxExecStringBytes = 128u << 10;  // one argument or NA
 inline constexpr size_t kMaxExecTotalBytes = 1u << 20;     // argv and environment together
 inline constexpr size_t kMaxPathBytes = 4096;              // workingDir (PATH_MAX)
 inline constexpr size_t kMaxProbePathBytes = 8u << 10;     // httpGet.path, a request line
-inline constexpr size_t kMaxPrincipalBytes = 2048;         // a SPIFFE ID (SPIFFE spec)
+inline constexpr size_t kMaxPrincipalBytes = 2048;
+inline constexpr size_t kMaxAnnotationBytes =
+    256u << 10;  // Kubernetes' limit         // a SPIFFE ID (SPIFFE spec)
 // A manifest file; the parser refuses larger ones before reading them.
 inline constexpr size_t kMaxManifestBytes = 16u << 20;  // 16 MiB
 // Problems listed in one error text (JoinDiagnostics); the rest are counted.
@@ -69,6 +71,18 @@ std::string SizeLimitMessage(size_t size, size_t limit);
 struct ParsedObject {
   Object object;
   SourceLocation where;  // the start of the document the object came from
+  // Fields accepted but not acted on ("file:line:col: field: ignored: ..."),
+  // for the apply's output.
+  std::vector<std::string> warnings;
+};
+
+// A document of a kind podless does not run, skipped on request
+// (`apply --skip-unsupported`).
+struct SkippedDocument {
+  std::string api_version;
+  std::string kind;
+  std::string name;  // metadata.name when it has one
+  SourceLocation where;
 };
 
 // Every problem with one object (names, labels, ranges, references between
@@ -79,6 +93,10 @@ std::vector<Diagnostic> Validate(const Object& object);
 std::vector<Diagnostic> Validate(const Workload& workload);
 std::vector<Diagnostic> Validate(const Service& service);
 std::vector<Diagnostic> Validate(const AuthorizationPolicy& policy);
+std::vector<Diagnostic> Validate(const Namespace& ns);
+std::vector<Diagnostic> Validate(const ServiceAccount& account);
+std::vector<Diagnostic> Validate(const PeerAuthentication& peer);
+std::vector<Diagnostic> Validate(const WorkloadEntry& entry);
 
 // Problems between the objects of one apply: the same kind, namespace and
 // name declared twice. Reported at the later declaration.

@@ -355,7 +355,8 @@ TEST_CASE("ModelConvert: a oneof left unset where one is required is an error") 
   }
   SUBCASE("an object without a kind") {
     CHECK(ErrorOf(v1::Object{}) ==
-          "object: one of workload, service or authorizationPolicy is required");
+          "object: one of workload, service, authorizationPolicy, namespace, serviceAccount, "
+        "peerAuthentication or workloadEntry is required");
   }
 }
 

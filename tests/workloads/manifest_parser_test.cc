@@ -632,17 +632,35 @@ TEST_CASE("ParseManifests: enumerations name their allowed values") {
 }
 
 TEST_CASE("ParseManifests: unsupported apiVersion or kind") {
-  ParseResult result = Parse("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {}\n");
-  REQUIRE(result.errors.size() == 2);
-  CheckAt(result.errors[0], "apiVersion", 1, 13);
-  CHECK(result.errors[0].message ==
-        "unsupported apiVersion: expected podless.dev/v1alpha1, got string \"v1\"");
-  CheckAt(result.errors[1], "kind", 2, 7);
-  CHECK(result.errors[1].message ==
-        "unsupported kind: expected Workload, Service or AuthorizationPolicy, got string \"Pod\"");
-  CHECK(result.objects.empty());
+  Diagnostic d = Only(Parse("apiVersion: v1\nkind: Workload\nmetadata: {name: a}\nspec: {}\n"));
+  CheckAt(d, "apiVersion", 1, 13);
+  CHECK(d.message ==
+        "unsupported apiVersion for Workload: expected podless.dev/v1alpha1, got string \"v1\"");
 
-  Diagnostic d = Only(Parse("- a\n- b\n"));
+  d = Only(Parse("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {}\n"));
+  CheckAt(d, "kind", 2, 7);
+  CHECK(d.message.find("unsupported kind string \"ConfigMap\" (v1): podless runs "
+                       "podless.dev/v1alpha1: Workload, Service, AuthorizationPolicy; v1: ") == 0);
+  CHECK(d.message.find("; apply with --skip-unsupported to skip the documents of other kinds") !=
+        std::string::npos);
+
+  // Skipped on request, with where it was; the rest of the file applies.
+  ParseOptions skip;
+  skip.skip_unsupported = true;
+  ParseResult result = ParseManifests(
+      "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n---\n"
+      "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web}\n",
+      "m.yaml", skip);
+  CHECK(result.errors.empty());
+  REQUIRE(result.skipped.size() == 1);
+  CHECK(result.skipped[0].kind == "ConfigMap");
+  CHECK(result.skipped[0].api_version == "v1");
+  CHECK(result.skipped[0].name == "settings");
+  CHECK(result.skipped[0].where.line == 1);
+  REQUIRE(result.objects.size() == 1);
+  CHECK(std::holds_alternative<ServiceAccount>(result.objects[0].object));
+
+  d = Only(Parse("- a\n- b\n"));
   CheckAt(d, "", 1, 1);
   CHECK(d.message.find("expected a mapping with apiVersion, kind") == 0);
 }
@@ -864,6 +882,60 @@ TEST_CASE("ParseManifests: the example manifests parse cleanly") {
     CHECK_MESSAGE(result.errors.empty(), name);
     CHECK_MESSAGE(result.objects.size() >= 3, name);
   }
+}
+
+TEST_CASE("ParseManifests: Kubernetes kinds keep the document they were applied as") {
+  const char* text =
+      "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels: {team: a}\n"
+      "  uid: 1234\n---\n"
+      "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: web\n  namespace: shop\n"
+      "  annotations: {owner: me}\nautomountServiceAccountToken: false\n";
+  ParseResult result = Parse(text);
+  for (const Diagnostic& e : result.errors) MESSAGE(e.ToString());
+  REQUIRE(result.errors.empty());
+  REQUIRE(result.objects.size() == 2);
+  const auto& ns = std::get<Namespace>(result.objects[0].object);
+  CHECK(ns.metadata.name == "shop");
+  CHECK(ns.metadata.ns.empty());
+  CHECK(ns.metadata.labels == Labels{{"team", "a"}});
+  REQUIRE(ns.metadata.applied_as.has_value());
+  CHECK(ns.metadata.applied_as->api_version == "v1");
+  CHECK(ns.metadata.applied_as->kind == "Namespace");
+  // The server's fields (uid) are not kept; a cluster-scoped kind gets no namespace.
+  CHECK(ns.metadata.applied_as->document ==
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  labels:\n    team: a\n");
+
+  const auto& account = std::get<ServiceAccount>(result.objects[1].object);
+  CHECK(account.metadata.ns == "shop");
+  CHECK(*account.metadata.annotations == Labels{{"owner", "me"}});
+  // Accepted, not acted on: reported once, where it is.
+  REQUIRE(result.objects[1].warnings.size() == 1);
+  CHECK(result.objects[1].warnings[0] ==
+        "app.yaml:14:1: automountServiceAccountToken: ignored: podless issues the account's "
+        "SPIFFE certificate");
+
+  // The same text gives the same document: a re-apply is "unchanged".
+  ParseResult again = Parse(text);
+  REQUIRE(again.objects.size() == 2);
+  CHECK(again.objects[1].object == result.objects[1].object);
+}
+
+TEST_CASE("ParseManifests: Kubernetes metadata is checked like kubectl --validate=strict") {
+  Diagnostic d =
+      Only(Parse("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: web\n"
+                 "  nmespace: shop\n"));
+  CheckAt(d, "metadata.nmespace", 5, 3);
+  CHECK(d.message.find("unknown field \"nmespace\"") == 0);
+
+  d = Only(Parse("apiVersion: v1\nkind: Namespace\nmetadata: {name: a, namespace: b}\n"));
+  CheckAt(d, "metadata.namespace", 3, 21);
+  CHECK(d.message == "a cluster-scoped kind has no namespace");
+
+  d =
+      Only(Parse("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: web\n"
+                 "  annotations: {\"bad key!\": x}\n"));
+  CHECK(d.field == "metadata.annotations[bad key!]");
+  CHECK(d.message.find("invalid annotation key \"bad key!\"") == 0);
 }
 
 }  // namespace podless::workloads

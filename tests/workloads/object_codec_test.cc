@@ -298,7 +298,7 @@ TEST_CASE("ObjectCodec: an unknown format version is named in the error") {
   REQUIRE_FALSE(decoded.ok());
   CHECK(decoded.error().message ==
         "object encoding: byte 1: format version: unsupported object format version 9 (this "
-        "build reads 1 to 2)");
+        "build reads 1 to 3)");
   bytes[0] = 0;
   decoded = DecodeObject(bytes);
   REQUIRE_FALSE(decoded.ok());
