@@ -1,7 +1,7 @@
 // A compact binary encoding of the model objects (workloads/model.h), used by
 // the state store (runtime/state_store.h) to persist what the agent accepted.
 //
-// Format (version 2), every integer an unsigned LEB128 varint unless noted:
+// Format (version 3), every integer an unsigned LEB128 varint unless noted:
 //   object  = u8 version, kind, body of that kind
 //   string  = length, bytes
 //   list    = count, elements
@@ -15,8 +15,13 @@
 // Versions: 1 has everything but an exec app's sandbox; 2 appends the
 // sandbox to the exec app (securityContext: optional runAsUser, optional
 // runAsGroup, optional runAsNonRoot; limits: memory bytes, cpu millicores,
-// pids; keepWorkingDir). An object is written in the oldest version that
-// holds it (1 unless its exec app has a sandbox), so that the stored state
+// pids; keepWorkingDir). 3 appends to each AuthorizationPolicy source
+// serviceAccounts, notServiceAccounts, ipBlocks, notIpBlocks, remoteIpBlocks,
+// notRemoteIpBlocks, requestPrincipals, notRequestPrincipals; to each
+// operation hosts, notHosts, methods, notMethods, paths, notPaths; to each
+// rule its `when` list (key, values, notValues). An object is written in the
+// oldest version that holds it (1 unless its exec app has a sandbox, 2 with
+// one; 1 for a policy that uses none of version 3's fields), so that the stored state
 // and cluster records of workloads that do not use newer fields stay
 // readable by the builds before them.
 //
@@ -38,7 +43,7 @@ namespace podless::workloads {
 
 // The newest format version this build reads and writes; it reads every
 // version from kOldestObjectFormatVersion on.
-inline constexpr uint8_t kObjectFormatVersion = 2;
+inline constexpr uint8_t kObjectFormatVersion = 3;
 inline constexpr uint8_t kOldestObjectFormatVersion = 1;
 
 // Encodes `object`. Total for every object the model can hold with enum values
