@@ -430,6 +430,16 @@ std::vector<uint16_t> PortsFromProto(const google::protobuf::RepeatedField<uint3
   return out;
 }
 
+void Assign(const google::protobuf::RepeatedPtrField<std::string>& from,
+            std::vector<std::string>& to) {
+  to.assign(from.begin(), from.end());
+}
+
+void Append(const std::vector<std::string>& from,
+            google::protobuf::RepeatedPtrField<std::string>* to) {
+  to->Add(from.begin(), from.end());
+}
+
 wl::AuthorizationPolicy PolicyFromProto(const v1::AuthorizationPolicy& policy,
                                         const std::string& path, Problems& problems) {
   wl::AuthorizationPolicy out;
@@ -458,6 +468,14 @@ wl::AuthorizationPolicy PolicyFromProto(const v1::AuthorizationPolicy& policy,
       source.not_principals.assign(from.not_principals().begin(), from.not_principals().end());
       source.namespaces.assign(from.namespaces().begin(), from.namespaces().end());
       source.not_namespaces.assign(from.not_namespaces().begin(), from.not_namespaces().end());
+      Assign(from.service_accounts(), source.service_accounts);
+      Assign(from.not_service_accounts(), source.not_service_accounts);
+      Assign(from.ip_blocks(), source.ip_blocks);
+      Assign(from.not_ip_blocks(), source.not_ip_blocks);
+      Assign(from.remote_ip_blocks(), source.remote_ip_blocks);
+      Assign(from.not_remote_ip_blocks(), source.not_remote_ip_blocks);
+      Assign(from.request_principals(), source.request_principals);
+      Assign(from.not_request_principals(), source.not_request_principals);
       out_rule.from.push_back(std::move(source));
     }
     for (int t = 0; t < rule.to_size(); ++t) {
@@ -466,7 +484,20 @@ wl::AuthorizationPolicy PolicyFromProto(const v1::AuthorizationPolicy& policy,
       wl::PolicyOperation operation;
       operation.ports = PortsFromProto(rule.to(t).ports(), to_path + ".ports", problems);
       operation.not_ports = PortsFromProto(rule.to(t).not_ports(), to_path + ".notPorts", problems);
+      Assign(rule.to(t).hosts(), operation.hosts);
+      Assign(rule.to(t).not_hosts(), operation.not_hosts);
+      Assign(rule.to(t).methods(), operation.methods);
+      Assign(rule.to(t).not_methods(), operation.not_methods);
+      Assign(rule.to(t).paths(), operation.paths);
+      Assign(rule.to(t).not_paths(), operation.not_paths);
       out_rule.to.push_back(std::move(operation));
+    }
+    for (const v1::PolicyCondition& when : rule.when()) {
+      wl::PolicyCondition condition;
+      condition.key = when.key();
+      Assign(when.values(), condition.values);
+      Assign(when.not_values(), condition.not_values);
+      out_rule.when.push_back(std::move(condition));
     }
     out.rules.push_back(std::move(out_rule));
   }
@@ -579,11 +610,31 @@ v1::AuthorizationPolicy ToProto(const wl::AuthorizationPolicy& policy) {
       for (const std::string& v : source.not_principals) s->add_not_principals(v);
       for (const std::string& v : source.namespaces) s->add_namespaces(v);
       for (const std::string& v : source.not_namespaces) s->add_not_namespaces(v);
+      Append(source.service_accounts, s->mutable_service_accounts());
+      Append(source.not_service_accounts, s->mutable_not_service_accounts());
+      Append(source.ip_blocks, s->mutable_ip_blocks());
+      Append(source.not_ip_blocks, s->mutable_not_ip_blocks());
+      Append(source.remote_ip_blocks, s->mutable_remote_ip_blocks());
+      Append(source.not_remote_ip_blocks, s->mutable_not_remote_ip_blocks());
+      Append(source.request_principals, s->mutable_request_principals());
+      Append(source.not_request_principals, s->mutable_not_request_principals());
     }
     for (const wl::PolicyOperation& operation : rule.to) {
       v1::PolicyOperation* o = r->add_to();
       for (uint16_t port : operation.ports) o->add_ports(port);
       for (uint16_t port : operation.not_ports) o->add_not_ports(port);
+      Append(operation.hosts, o->mutable_hosts());
+      Append(operation.not_hosts, o->mutable_not_hosts());
+      Append(operation.methods, o->mutable_methods());
+      Append(operation.not_methods, o->mutable_not_methods());
+      Append(operation.paths, o->mutable_paths());
+      Append(operation.not_paths, o->mutable_not_paths());
+    }
+    for (const wl::PolicyCondition& condition : rule.when) {
+      v1::PolicyCondition* c = r->add_when();
+      c->set_key(condition.key);
+      Append(condition.values, c->mutable_values());
+      Append(condition.not_values, c->mutable_not_values());
     }
   }
   return out;

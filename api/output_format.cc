@@ -859,6 +859,14 @@ std::string SourceText(const v1::PolicySource& source) {
   add("notPrincipals", source.not_principals());
   add("namespaces", source.namespaces());
   add("notNamespaces", source.not_namespaces());
+  add("serviceAccounts", source.service_accounts());
+  add("notServiceAccounts", source.not_service_accounts());
+  add("ipBlocks", source.ip_blocks());
+  add("notIpBlocks", source.not_ip_blocks());
+  add("remoteIpBlocks", source.remote_ip_blocks());
+  add("notRemoteIpBlocks", source.not_remote_ip_blocks());
+  add("requestPrincipals", source.request_principals());
+  add("notRequestPrincipals", source.not_request_principals());
   return parts.empty() ? "<any>" : Join(parts, " ");
 }
 
@@ -872,7 +880,29 @@ std::string OperationText(const v1::PolicyOperation& operation) {
   };
   add("ports", operation.ports());
   add("notPorts", operation.not_ports());
+  auto add_strings = [&parts](const char* name,
+                              const google::protobuf::RepeatedPtrField<std::string>& v) {
+    if (!v.empty()) parts.push_back(std::string(name) + "=" + Join({v.begin(), v.end()}, ","));
+  };
+  add_strings("hosts", operation.hosts());
+  add_strings("notHosts", operation.not_hosts());
+  add_strings("methods", operation.methods());
+  add_strings("notMethods", operation.not_methods());
+  add_strings("paths", operation.paths());
+  add_strings("notPaths", operation.not_paths());
   return parts.empty() ? "<any>" : Join(parts, " ");
+}
+
+std::string ConditionText(const v1::PolicyCondition& condition) {
+  std::string out = condition.key();
+  if (condition.values_size() > 0) {
+    out += " in " + Join({condition.values().begin(), condition.values().end()}, ",");
+  }
+  if (condition.not_values_size() > 0) {
+    out += (condition.values_size() > 0 ? " and" : "") + std::string(" not in ") +
+           Join({condition.not_values().begin(), condition.not_values().end()}, ",");
+  }
+  return out;
 }
 
 std::string DescribePolicy(const v1::AuthorizationPolicy& policy) {
@@ -897,6 +927,13 @@ std::string DescribePolicy(const v1::AuthorizationPolicy& policy) {
     for (const v1::PolicyOperation& operation : rule.to()) to.push_back(OperationText(operation));
     w.Field(2, "From", from.empty() ? std::vector<std::string>{"<any>"} : from);
     w.Field(2, "To", to.empty() ? std::vector<std::string>{"<any>"} : to);
+    if (rule.when_size() > 0) {
+      std::vector<std::string> when;
+      for (const v1::PolicyCondition& condition : rule.when()) {
+        when.push_back(ConditionText(condition));
+      }
+      w.Field(2, "When", when);
+    }
   }
   return w.Finish();
 }

@@ -8,6 +8,7 @@
 #include <memory>
 #include <utility>
 
+#include "proxy/authorization.h"
 #include "proxy/http1_parser.h"
 #include "proxy/splice.h"
 #include "proxy/tcp_stream.h"
@@ -98,6 +99,13 @@ class HttpApp : public StreamHandler {
           return;
         }
         head_done_ = true;
+        if (context_.authorize_request && !context_.authorize_request(parser_.request(), false)) {
+          // Envoy's RBAC answer; the connection closes with it.
+          stream_->Write(RbacDeniedResponse());
+          closing_ = true;
+          stream_->End();
+          return;
+        }
         if (parser_.request().chunked()) {
           Fail(501, "chunked request bodies are not supported by in-proxy apps");
           return;
@@ -195,7 +203,10 @@ class StaticHttpApp final : public HttpApp {
 class ForwardApp final : public StreamHandler {
  public:
   ForwardApp(Dispatcher& dispatcher, Stream* stream, SpliceOptions splice)
-      : dispatcher_(dispatcher), connector_(dispatcher), stream_(stream), splice_(splice) {}
+      : dispatcher_(dispatcher),
+        connector_(dispatcher),
+        stream_(stream),
+        splice_(std::move(splice)) {}
 
   void Start(uint32_t address, uint16_t port, int netns_fd) {
     stream_->SetHandler(this);
@@ -212,7 +223,7 @@ class ForwardApp final : public StreamHandler {
             inbound->Reset();
           } else {
             inbound->SetReadPaused(false);
-            StartSplice(inbound, result.value(), splice_);
+            StartSplice(inbound, result.value(), std::move(splice_));
           }
           dispatcher_.DeferredDelete(this);
         },
@@ -393,7 +404,10 @@ void StartApp(AppContext context, Stream* stream) {
   splice.dispatcher = context.dispatcher;
   splice.idle_timeout_ms = context.idle_timeout_ms;
   splice.idle_timeouts = context.idle_timeouts;
-  auto* app = new ForwardApp(*context.dispatcher, stream, splice);
+  if (context.authorize_request) {
+    splice.request_gate = std::make_shared<HttpRequestGate>(std::move(context.authorize_request));
+  }
+  auto* app = new ForwardApp(*context.dispatcher, stream, std::move(splice));
   app->Start(address, port, netns_fd);
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "proxy/dispatcher.h"
@@ -14,6 +15,8 @@
 #include "workloads/model.h"
 
 namespace podless::proxy {
+
+struct Http1Request;
 
 // Everything an app may report or need, copied so the app does not depend
 // on the runtime's tables staying put.
@@ -40,6 +43,13 @@ struct AppContext {
   // (may be null). 0: no limit.
   uint64_t idle_timeout_ms = 0;
   Counter* idle_timeouts = nullptr;
+  // HTTP ports whose policies use HTTP attributes (proxy/authorization.h):
+  // called with every request head before the app or the backend sees it;
+  // `opaque_after` when the request upgrades the connection (Upgrade,
+  // CONNECT), after which nothing more is parsed. False: the request is
+  // answered 403 "RBAC: access denied" and the connection closed. Empty:
+  // every request is admitted (the connection was authorized as a whole).
+  std::function<bool(const Http1Request& request, bool opaque_after)> authorize_request;
 };
 
 inline constexpr uint64_t kDefaultAppRequestTimeoutMs = 30'000;
@@ -51,7 +61,6 @@ inline constexpr uint64_t kDefaultPlaintextIdleTimeoutMs = 3'600'000;
 void StartApp(AppContext context, Stream* stream);
 
 // The JSON body the echo app answers HTTP requests with (exposed for tests).
-struct Http1Request;
 std::string EchoJson(const AppContext& context, const Http1Request& request);
 
 // A JSON string literal (quotes included) with RFC 8259 escaping. The result

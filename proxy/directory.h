@@ -108,6 +108,11 @@ class Directory {
   virtual std::vector<const workloads::AuthorizationPolicy*> PoliciesFor(
       const LocalReplica& replica) const = 0;
 
+  // Policies in this namespace apply to workloads of every namespace (Istio's
+  // root namespace, `--root-namespace`); empty: none. PoliciesFor includes
+  // them. The default: none.
+  virtual std::string_view RootNamespace() const { return {}; }
+
   // Outbound: the replica whose proxy credentials these are, or null.
   virtual const LocalReplica* Authenticate(std::string_view user,
                                            std::string_view password) const = 0;

@@ -178,6 +178,7 @@ void HboneServer::OnConnectRequest(HboneSession& session, HboneStream& stream) {
   }
   InboundSource source;
   source.principal = session.peer_identity();
+  source.address = info->second.peer_address;
   source.mutual_tls = true;
   InboundDecision decision = inbound_.Admit(address, authority->port, source);
   if (decision.status != 200) {

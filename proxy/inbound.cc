@@ -25,10 +25,18 @@ InboundDecision Inbound::Admit(uint32_t address, uint16_t port, const InboundSou
     return decision;
   }
   auto policies = directory_.PoliciesFor(*replica);
-  AuthzRequest request{source.principal, PrincipalNamespace(source.principal), replica->ns,
-                       *replica->labels, port};
+  AuthzRequest request{source.principal,
+                       PrincipalNamespace(source.principal),
+                       replica->ns,
+                       *replica->labels,
+                       port,
+                       source.address,
+                       address,
+                       directory_.RootNamespace(),
+                       decision.port->protocol == workloads::Protocol::kHTTP};
   AuthzDecision verdict = Authorize(request, policies);
   decision.replica = replica;
+  decision.per_request = verdict.per_request;
   if (!verdict.allowed) {
     metrics_.AuthzDenied(replica->workload, replica->ns);
     decision.status = 403;
@@ -37,6 +45,32 @@ InboundDecision Inbound::Admit(uint32_t address, uint16_t port, const InboundSou
   }
   decision.status = 200;
   return decision;
+}
+
+// Re-reads the replica and its policies for every request: they may have
+// changed since the connection opened (a replica deleted denies).
+std::function<bool(const Http1Request&, bool)> Inbound::RequestAuthorizer(
+    const InboundDecision& decision, const InboundSource& source) {
+  return [directory = &directory_, metrics = &metrics_, address = decision.replica->address,
+          port = decision.port->port, principal = source.principal,
+          source_ip = source.address](const Http1Request& request, bool opaque_after) {
+    const LocalReplica* replica = directory->FindLocalReplica(address);
+    if (replica == nullptr) return false;
+    auto policies = directory->PoliciesFor(*replica);
+    AuthzRequest authz{
+        principal, PrincipalNamespace(principal), replica->ns, *replica->labels, port, source_ip,
+        address,   directory->RootNamespace(),    true,        &request};
+    bool allowed = Authorize(authz, policies).allowed;
+    if (allowed && opaque_after) {
+      // What follows an upgrade is no HTTP/1.1 the proxy can check: the
+      // connection must be admitted without HTTP attributes (as on TCP).
+      authz.http_port = false;
+      authz.http = nullptr;
+      allowed = Authorize(authz, policies).allowed;
+    }
+    if (!allowed) metrics->AuthzDenied(replica->workload, replica->ns);
+    return allowed;
+  };
 }
 
 void Inbound::Serve(const InboundDecision& decision, const InboundSource& source, Stream* stream,
@@ -67,6 +101,7 @@ void Inbound::Serve(const InboundDecision& decision, const InboundSource& source
     context.idle_timeout_ms = plaintext_idle_timeout_ms_;
     context.idle_timeouts = &metrics_.PeerTimeout(ProxyMetrics::kTimeoutPlaintextIdle);
   }
+  if (decision.per_request) context.authorize_request = RequestAuthorizer(decision, source);
   if (std::holds_alternative<workloads::ExecApp>(context.app)) {
     auto target = directory_.ExecTarget(replica, decision.port->port);
     if (target.ok()) {

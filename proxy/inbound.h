@@ -2,11 +2,14 @@
 // hosted replica and port, whatever carried it (an HBONE stream, a
 // plaintext connection, an in-memory short-circuit from a local caller):
 // the replica and port are checked, the AuthorizationPolicies evaluated
-// (L4, Istio semantics: DENY first, then ALLOW if any selects it), and the
+// (Istio semantics: DENY first, then ALLOW if any selects it), and the
 // replica's app is started on the stream, counted as reporter=destination.
+// On an HTTP port whose policies use HTTP attributes the app authorizes each
+// request as well (AppContext::authorize_request, proxy/authorization.h).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "proxy/apps.h"
@@ -22,6 +25,9 @@ namespace podless::proxy {
 struct InboundSource {
   std::string principal;  // verified SPIFFE ID; empty for plaintext
   std::string workload;   // known only for in-memory short-circuits
+  // The source address (host byte order) for ipBlocks: the plaintext peer,
+  // the calling replica of a short-circuit, the HBONE connection's peer.
+  uint32_t address = 0;
   bool mutual_tls = false;
   std::string destination_service;  // how the caller named the destination, if known
   // A plaintext workload port: a connection spliced to a forward target or
@@ -34,6 +40,9 @@ struct InboundDecision {
   std::string reason;
   const LocalReplica* replica = nullptr;  // valid for this loop turn only
   const workloads::PortSpec* port = nullptr;
+  // Admitted on an HTTP port whose policies decide per request: Serve has
+  // the app authorize every request head (see authorization.h).
+  bool per_request = false;
 };
 
 class Inbound {
@@ -62,6 +71,9 @@ class Inbound {
   Directory& directory_;
   ProxyMetrics& metrics_;
   ConnectionTracker& tracker_;
+  std::function<bool(const Http1Request&, bool)> RequestAuthorizer(const InboundDecision& decision,
+                                                                   const InboundSource& source);
+
   uint64_t app_request_timeout_ms_;     // AppContext::request_timeout_ms
   uint64_t plaintext_idle_timeout_ms_;  // AppContext::idle_timeout_ms, plaintext only
 };

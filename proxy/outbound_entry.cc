@@ -359,6 +359,7 @@ class OutboundClient final : public StreamHandler {
       InboundSource source;
       source.principal = source_identity_;
       source.workload = source_workload_;
+      source.address = source_address_;
       // The identity is the authenticated caller's, but no TLS runs between
       // two local replicas: connection_security_policy="none" (README).
       source.mutual_tls = false;

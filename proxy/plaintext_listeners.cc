@@ -69,6 +69,7 @@ void PlaintextListeners::OnConnection(uint16_t port, TcpStream* tcp) {
   }
   InboundSource source;  // plaintext: no principal
   source.plaintext = true;
+  source.address = tcp->PeerAddress();
   InboundDecision decision = inbound_.Admit(tcp->LocalAddress(), port, source);
   if (decision.status != 200) {
     tcp->Reset();

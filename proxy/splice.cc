@@ -1,5 +1,8 @@
 #include "proxy/splice.h"
 
+#include <string>
+#include <utility>
+
 #include "proxy/uv_handle.h"
 
 namespace podless::proxy {
@@ -9,7 +12,7 @@ namespace {
 class Splice {
  public:
   Splice(Stream* a, Stream* b, SpliceOptions options)
-      : a_(this, a), b_(this, b), options_(options) {
+      : a_(this, a), b_(this, b), options_(std::move(options)) {
     a_.other = &b_;
     b_.other = &a_;
   }
@@ -33,6 +36,13 @@ class Splice {
     void OnData(std::string_view bytes) override {
       owner->Active();
       if (other->stream == nullptr) return;
+      if (this == &owner->a_ && owner->options_.request_gate) {
+        owner->GateData(bytes);
+        return;
+      }
+      Relay(bytes);
+    }
+    void Relay(std::string_view bytes) {
       other->stream->Write(bytes);
       if (other->stream->QueuedBytes() > kHighWatermark && !paused) {
         paused = true;
@@ -40,6 +50,11 @@ class Splice {
       }
     }
     void OnEnd() override {
+      if (owner->refused_) {
+        // The client asked no more; the backend's end brings the answer.
+        if (this == &owner->b_ && other->stream != nullptr) owner->AnswerRefused();
+        return;
+      }
       if (other->stream != nullptr) other->stream->End();
     }
     void OnWritable() override {
@@ -64,6 +79,28 @@ class Splice {
     Side* other = nullptr;
     bool paused = false;
   };
+
+  void GateData(std::string_view bytes) {
+    if (refused_) return;
+    std::string forward;
+    auto verdict = options_.request_gate->Feed(bytes, &forward);
+    if (!forward.empty()) a_.Relay(forward);
+    if (verdict == HttpRequestGate::Verdict::kPass) return;
+    refused_ = true;
+    a_.stream->SetReadPaused(true);
+    if (options_.request_gate->forwarded_any()) {
+      b_.stream->End();  // answers for what it got, then ends: AnswerRefused
+      return;
+    }
+    b_.stream->Reset();  // the last word to it: no callback follows
+    b_.stream = nullptr;
+    AnswerRefused();
+  }
+
+  void AnswerRefused() {
+    a_.stream->Write(options_.request_gate->response());
+    a_.stream->End();
+  }
 
   // A byte moved: the idle clock starts again. The timer is not touched
   // here (a field write per read); it checks the clock when it fires.
@@ -100,6 +137,7 @@ class Splice {
   Side a_;
   Side b_;
   SpliceOptions options_;
+  bool refused_ = false;    // the request gate refused a request
   TimerHandle idle_timer_;  // initialised only with an idle timeout
   uint64_t last_active_ms_ = 0;
 };
@@ -107,7 +145,7 @@ class Splice {
 }  // namespace
 
 void StartSplice(Stream* a, Stream* b, SpliceOptions options) {
-  (new Splice(a, b, options))->Start();
+  (new Splice(a, b, std::move(options)))->Start();
 }
 
 }  // namespace podless::proxy

@@ -9,8 +9,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "proxy/dispatcher.h"
+#include "proxy/http_request_gate.h"
 #include "proxy/metrics.h"
 #include "proxy/stream.h"
 
@@ -21,6 +23,12 @@ struct SpliceOptions {
   Dispatcher* dispatcher = nullptr;
   uint64_t idle_timeout_ms = 0;      // 0: never
   Counter* idle_timeouts = nullptr;  // counted when it fires; may be null
+  // Set: the bytes from `a` (a client) to `b` (a backend) pass this gate
+  // request by request. A refused request stops `a`'s bytes; the gate's
+  // response is written to `a` at once, or, when earlier requests went to
+  // `b`, after `b` has answered them (b is half-closed and its end awaited);
+  // then `a` is ended.
+  std::shared_ptr<HttpRequestGate> request_gate;
 };
 
 // Starts relaying between `a` and `b` (becomes the handler of both).

@@ -18,6 +18,7 @@
 #include "proxy/http1_parser.h"
 #include "runtime/certificate_issuer.h"
 #include "runtime/json.h"
+#include "workloads/policy_values.h"
 #include "workloads/spiffe_id.h"
 
 namespace podless::runtime {
@@ -246,6 +247,7 @@ Status Agent::Admit(const std::vector<Object>& objects,
     }
   }
   WarnOfUnservedTargetPorts(objects, warnings);
+  WarnOfTcpHttpRules(objects, warnings);
   const uint64_t objects_held = store_->objects().size();
   if (limits.max_objects != 0 && new_objects > 0 &&
       objects_held + new_objects > limits.max_objects) {
@@ -310,6 +312,90 @@ void Agent::WarnOfUnservedTargetPorts(const std::vector<Object>& objects,
           " gets no endpoints until one declares it");
     }
   }
+}
+
+// An AuthorizationPolicy rule with HTTP attributes (methods, paths, ...) is
+// enforced per request on HTTP ports only; on a TCP port it behaves as in
+// ztunnel (proxy/authorization.h): an ALLOW rule matches nothing, a DENY rule
+// denies on its L4 part alone. Warned of for each such rule that some TCP port
+// of a selected workload (stored, or of the same apply) admits; when the
+// policy selects no workload yet, from the policy alone, since the workloads
+// that come later may have TCP ports.
+void Agent::WarnOfTcpHttpRules(const std::vector<Object>& objects,
+                               std::vector<std::vector<std::string>>* warnings) const {
+  std::map<ObjectKey, const workloads::Workload*> applied;
+  for (const Object& object : objects) {
+    if (const auto* workload = std::get_if<workloads::Workload>(&object))
+      applied[workloads::KeyOf(object)] = workload;
+  }
+  for (size_t i = 0; i < objects.size(); ++i) {
+    const auto* policy = std::get_if<workloads::AuthorizationPolicy>(&objects[i]);
+    if (policy == nullptr) continue;
+    std::vector<const workloads::Workload*> selected;  // computed on first need
+    bool selection_done = false;
+    for (size_t r = 0; r < policy->rules.size(); ++r) {
+      const workloads::PolicyRule& rule = policy->rules[r];
+      std::vector<std::string> attributes = workloads::HttpAttributesOf(rule);
+      if (attributes.empty()) continue;
+      if (!selection_done) {
+        selection_done = true;
+        selected = PolicySelection(*policy, applied);
+      }
+      std::string example;  // a TCP port the rule admits
+      for (const workloads::Workload* w : selected) {
+        for (const workloads::PortSpec& port : w->spec.ports) {
+          if (port.protocol != workloads::Protocol::kTCP || !example.empty()) continue;
+          bool admitted =
+              rule.to.empty() || std::any_of(rule.to.begin(), rule.to.end(), [&](const auto& op) {
+                auto has = [&](const std::vector<uint16_t>& v) {
+                  return std::find(v.begin(), v.end(), port.port) != v.end();
+                };
+                return (op.ports.empty() || has(op.ports)) && !has(op.not_ports);
+              });
+          if (admitted) {
+            example = "TCP port " + std::to_string(port.port) + " of workload " + w->metadata.ns +
+                      "/" + w->metadata.name;
+          }
+        }
+      }
+      if (!selected.empty() && example.empty()) continue;
+      std::string names;
+      for (const std::string& a : attributes) names += (names.empty() ? "" : ", ") + a;
+      std::string text = "spec.rules[" + std::to_string(r) + "]: " + names +
+                         (attributes.size() == 1 ? " applies" : " apply") +
+                         " on HTTP ports only; on TCP ports this ";
+      text += policy->action == workloads::PolicyAction::kAllow
+                  ? "ALLOW rule matches nothing (as ztunnel)"
+                  : "DENY rule is enforced without " +
+                        std::string(attributes.size() == 1 ? "it" : "them") +
+                        ", so it denies more (as ztunnel)";
+      text += example.empty() ? "; it selects no workload yet" : ", e.g. " + example;
+      (*warnings)[i].push_back(std::move(text));
+    }
+  }
+}
+
+// The workloads a policy selects: those stored and those of the same apply
+// (a new version replacing the stored one).
+std::vector<const workloads::Workload*> Agent::PolicySelection(
+    const workloads::AuthorizationPolicy& policy,
+    const std::map<ObjectKey, const workloads::Workload*>& applied) const {
+  const std::string& root = config_.root_namespace;
+  const bool everywhere = !root.empty() && policy.metadata.ns == root;
+  auto selects = [&](const workloads::Workload& w) {
+    return (everywhere || w.metadata.ns == policy.metadata.ns) &&
+           workloads::LabelsMatch(policy.selector, w.metadata.labels);
+  };
+  std::vector<const workloads::Workload*> out;
+  for (const StoredObject* stored :
+       List(Kind::kWorkload, everywhere ? std::string() : policy.metadata.ns)) {
+    const auto& w = std::get<workloads::Workload>(stored->object);
+    if (!applied.contains(workloads::KeyOf(stored->object)) && selects(w)) out.push_back(&w);
+  }
+  for (const auto& [key, w] : applied) {
+    if (selects(*w)) out.push_back(w);
+  }
+  return out;
 }
 
 // A forward target must lie outside the mesh and the agent: a workload or

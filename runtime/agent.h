@@ -254,6 +254,11 @@ class Agent {
   Status CheckForwardTarget(const std::string& address) const;
   void WarnOfUnservedTargetPorts(const std::vector<workloads::Object>& objects,
                                  std::vector<std::vector<std::string>>* warnings) const;
+  void WarnOfTcpHttpRules(const std::vector<workloads::Object>& objects,
+                          std::vector<std::vector<std::string>>* warnings) const;
+  std::vector<const workloads::Workload*> PolicySelection(
+      const workloads::AuthorizationPolicy& policy,
+      const std::map<workloads::ObjectKey, const workloads::Workload*>& applied) const;
   Status Admit(const std::vector<workloads::Object>& objects,
                std::vector<const StoredObject*>* existing_versions, uint64_t* addresses,
                std::vector<std::vector<std::string>>* warnings) const;

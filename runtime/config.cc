@@ -80,6 +80,15 @@ const std::vector<Flag>& Flags() {
        [](AgentConfig& c, const std::string& v) { return SetString(c.service_cidr, v); }},
       {"--trust-domain", "NAME", "SPIFFE trust domain [cluster.local]",
        [](AgentConfig& c, const std::string& v) { return SetString(c.trust_domain, v); }},
+      {"--root-namespace", "NAME",
+       "AuthorizationPolicies here apply to every namespace; \"\" for none [istio-system]",
+       [](AgentConfig& c, const std::string& v) -> Status {
+         if (std::string why = workloads::Dns1123LabelError(v); !v.empty() && !why.empty()) {
+           return MakeError(ErrorCode::kInvalidArgument,
+                            "--root-namespace: invalid namespace \"" + v + "\": " + why);
+         }
+         return SetString(c.root_namespace, v);
+       }},
       {"--svid-ttl", "DURATION", "X.509-SVID lifetime, rotated at half life [24h]",
        [](AgentConfig& c, const std::string& v) -> Status {
          auto d = ParseDuration(v);

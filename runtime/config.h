@@ -11,6 +11,7 @@
 #include "proxy/proxy_core.h"
 #include "runtime/etcd_tls.h"
 #include "runtime/uid_allocator.h"
+#include "workloads/model.h"
 #include "workloads/result.h"
 
 namespace podless::runtime {
@@ -32,6 +33,9 @@ struct AgentConfig {
   uint64_t workload_rlimit_nofile = 0;
   uint32_t workload_uid_last = kDefaultWorkloadUidLast;
   std::string trust_domain = "cluster.local";
+  // AuthorizationPolicies in this namespace apply to every namespace (Istio's
+  // root namespace); empty: none does.
+  std::string root_namespace = workloads::kDefaultRootNamespace;
   std::chrono::seconds svid_ttl = std::chrono::hours(24);
   bool eager_certificates = false;
   // SVIDs kept in memory (least recently used evicted; re-issued on next use).

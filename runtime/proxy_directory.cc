@@ -87,13 +87,20 @@ void ProxyDirectory::CertificateAsync(const proxy::LocalReplica& replica,
   }
 }
 
+std::string_view ProxyDirectory::RootNamespace() const { return agent_.config().root_namespace; }
+
 std::vector<const workloads::AuthorizationPolicy*> ProxyDirectory::PoliciesFor(
     const proxy::LocalReplica& replica) const {
   std::vector<const workloads::AuthorizationPolicy*> out;
-  for (const StoredObject* stored : agent_.List(Kind::kAuthorizationPolicy, replica.ns)) {
-    const auto& policy = std::get<workloads::AuthorizationPolicy>(stored->object);
-    if (proxy::PolicyApplies(policy, replica.ns, *replica.labels)) out.push_back(&policy);
-  }
+  const std::string& root = agent_.config().root_namespace;
+  auto add = [&](const std::string& ns) {
+    for (const StoredObject* stored : agent_.List(Kind::kAuthorizationPolicy, ns)) {
+      const auto& policy = std::get<workloads::AuthorizationPolicy>(stored->object);
+      if (proxy::PolicyApplies(policy, replica.ns, *replica.labels, root)) out.push_back(&policy);
+    }
+  };
+  add(replica.ns);
+  if (!root.empty() && root != replica.ns) add(root);
   return out;
 }
 

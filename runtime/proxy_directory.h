@@ -56,6 +56,7 @@ class ProxyDirectory final : public proxy::Directory {
                         std::function<void(Result<workloads::SvidPtr>)> done) override;
   X509_STORE* TrustStore() const override { return trust_.get(); }
   const std::string& TrustDomain() const override;
+  std::string_view RootNamespace() const override;
   std::vector<const workloads::AuthorizationPolicy*> PoliciesFor(
       const proxy::LocalReplica& replica) const override;
   const proxy::LocalReplica* Authenticate(std::string_view user,

@@ -174,6 +174,8 @@ class DocumentReader {
   void ReadServiceSpec(const YAML::Node& node, Service& service);
   void ReadPolicySpec(const YAML::Node& node, AuthorizationPolicy& policy);
   void ReadRule(const YAML::Node& node, const Path& path, PolicyRule& rule);
+  void ReadSource(const YAML::Node& node, const Path& path, PolicySource& source);
+  void ReadOperation(const YAML::Node& node, const Path& path, PolicyOperation& op);
 
   std::string file_;
   size_t& budget_;

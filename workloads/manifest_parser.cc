@@ -315,34 +315,19 @@ void DocumentReader::ReadPolicySpec(const YAML::Node& node, AuthorizationPolicy&
 }
 
 void DocumentReader::ReadRule(const YAML::Node& node, const Path& path, PolicyRule& rule) {
-  auto fields = ReadMapping(node, path, {"from", "to"});
+  auto fields = ReadMapping(node, path, {"from", "to", "when"});
   if (!fields) return;
   if (const Entry* e = fields->Find("from")) {
-    ForEach(
-        e->value, Join(path, "from"), "sources", [&](const YAML::Node& item, const Path& child) {
-          PolicySource source;
-          if (auto f = ReadMapping(item, child, {"source"})) {
-            if (const Entry* s = f->Find("source")) {
-              Path sp = Join(child, "source");
-              if (auto m =
-                      ReadMapping(s->value, sp,
-                                  {"principals", "notPrincipals", "namespaces", "notNamespaces"})) {
-                for (const Entry& x : m->entries) {
-                  Path xp = Join(sp, x.key);
-                  if (x.key == "principals") ReadStringList(x.value, xp, source.principals);
-                  if (x.key == "notPrincipals") {
-                    ReadStringList(x.value, xp, source.not_principals);
-                  }
-                  if (x.key == "namespaces") ReadStringList(x.value, xp, source.namespaces);
-                  if (x.key == "notNamespaces") {
-                    ReadStringList(x.value, xp, source.not_namespaces);
-                  }
+    ForEach(e->value, Join(path, "from"), "sources",
+            [&](const YAML::Node& item, const Path& child) {
+              PolicySource source;
+              if (auto f = ReadMapping(item, child, {"source"})) {
+                if (const Entry* s = f->Find("source")) {
+                  ReadSource(s->value, Join(child, "source"), source);
                 }
               }
-            }
-          }
-          rule.from.push_back(std::move(source));
-        });
+              rule.from.push_back(std::move(source));
+            });
   }
   if (const Entry* e = fields->Find("to")) {
     ForEach(e->value, Join(path, "to"), "operations",
@@ -350,19 +335,75 @@ void DocumentReader::ReadRule(const YAML::Node& node, const Path& path, PolicyRu
               PolicyOperation op;
               if (auto f = ReadMapping(item, child, {"operation"})) {
                 if (const Entry* o = f->Find("operation")) {
-                  Path op_path = Join(child, "operation");
-                  if (auto m = ReadMapping(o->value, op_path, {"ports", "notPorts"})) {
-                    if (const Entry* x = m->Find("ports")) {
-                      ReadPortList(x->value, Join(op_path, "ports"), op.ports);
-                    }
-                    if (const Entry* x = m->Find("notPorts")) {
-                      ReadPortList(x->value, Join(op_path, "notPorts"), op.not_ports);
-                    }
-                  }
+                  ReadOperation(o->value, Join(child, "operation"), op);
                 }
               }
               rule.to.push_back(std::move(op));
             });
+  }
+  if (const Entry* e = fields->Find("when")) {
+    ForEach(e->value, Join(path, "when"), "conditions",
+            [&](const YAML::Node& item, const Path& child) {
+              PolicyCondition condition;
+              if (auto f = ReadMapping(item, child, {"key", "values", "notValues"})) {
+                for (const Entry& x : f->entries) {
+                  Path xp = Join(child, x.key);
+                  if (x.key == "key") ReadString(x.value, xp, condition.key);
+                  if (x.key == "values") ReadStringList(x.value, xp, condition.values);
+                  if (x.key == "notValues") ReadStringList(x.value, xp, condition.not_values);
+                }
+              }
+              rule.when.push_back(std::move(condition));
+            });
+  }
+}
+
+void DocumentReader::ReadSource(const YAML::Node& node, const Path& path, PolicySource& source) {
+  // Istio's field names, each to its list in the model.
+  const std::pair<const char*, std::vector<std::string>*> lists[] = {
+      {"principals", &source.principals},
+      {"notPrincipals", &source.not_principals},
+      {"namespaces", &source.namespaces},
+      {"notNamespaces", &source.not_namespaces},
+      {"serviceAccounts", &source.service_accounts},
+      {"notServiceAccounts", &source.not_service_accounts},
+      {"ipBlocks", &source.ip_blocks},
+      {"notIpBlocks", &source.not_ip_blocks},
+      {"remoteIpBlocks", &source.remote_ip_blocks},
+      {"notRemoteIpBlocks", &source.not_remote_ip_blocks},
+      {"requestPrincipals", &source.request_principals},
+      {"notRequestPrincipals", &source.not_request_principals},
+  };
+  auto m =
+      ReadMapping(node, path,
+                  {"principals", "notPrincipals", "namespaces", "notNamespaces", "serviceAccounts",
+                   "notServiceAccounts", "ipBlocks", "notIpBlocks", "remoteIpBlocks",
+                   "notRemoteIpBlocks", "requestPrincipals", "notRequestPrincipals"});
+  if (!m) return;
+  for (const Entry& x : m->entries) {
+    for (const auto& [name, list] : lists) {
+      if (x.key == name) ReadStringList(x.value, Join(path, x.key), *list);
+    }
+  }
+}
+
+void DocumentReader::ReadOperation(const YAML::Node& node, const Path& path, PolicyOperation& op) {
+  const std::pair<const char*, std::vector<std::string>*> lists[] = {
+      {"hosts", &op.hosts},     {"notHosts", &op.not_hosts},
+      {"methods", &op.methods}, {"notMethods", &op.not_methods},
+      {"paths", &op.paths},     {"notPaths", &op.not_paths},
+  };
+  auto m = ReadMapping(
+      node, path,
+      {"ports", "notPorts", "hosts", "notHosts", "methods", "notMethods", "paths", "notPaths"});
+  if (!m) return;
+  for (const Entry& x : m->entries) {
+    Path xp = Join(path, x.key);
+    if (x.key == "ports") ReadPortList(x.value, xp, op.ports);
+    if (x.key == "notPorts") ReadPortList(x.value, xp, op.not_ports);
+    for (const auto& [name, list] : lists) {
+      if (x.key == name) ReadStringList(x.value, xp, *list);
+    }
   }
 }
 

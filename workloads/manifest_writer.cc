@@ -263,10 +263,23 @@ void PolicyBody(YAML::Emitter& out, const AuthorizationPolicy& p) {
       out << YAML::Key << "from" << YAML::Value << YAML::BeginSeq;
       for (const PolicySource& s : rule.from) {
         out << YAML::BeginMap << YAML::Key << "source" << YAML::Value << YAML::BeginMap;
-        if (!s.principals.empty()) StringList(out, "principals", s.principals);
-        if (!s.not_principals.empty()) StringList(out, "notPrincipals", s.not_principals);
-        if (!s.namespaces.empty()) StringList(out, "namespaces", s.namespaces);
-        if (!s.not_namespaces.empty()) StringList(out, "notNamespaces", s.not_namespaces);
+        const std::pair<const char*, const std::vector<std::string>*> lists[] = {
+            {"principals", &s.principals},
+            {"notPrincipals", &s.not_principals},
+            {"namespaces", &s.namespaces},
+            {"notNamespaces", &s.not_namespaces},
+            {"serviceAccounts", &s.service_accounts},
+            {"notServiceAccounts", &s.not_service_accounts},
+            {"ipBlocks", &s.ip_blocks},
+            {"notIpBlocks", &s.not_ip_blocks},
+            {"remoteIpBlocks", &s.remote_ip_blocks},
+            {"notRemoteIpBlocks", &s.not_remote_ip_blocks},
+            {"requestPrincipals", &s.request_principals},
+            {"notRequestPrincipals", &s.not_request_principals},
+        };
+        for (const auto& [name, list] : lists) {
+          if (!list->empty()) StringList(out, name, *list);
+        }
         out << YAML::EndMap << YAML::EndMap;
       }
       out << YAML::EndSeq;
@@ -277,7 +290,26 @@ void PolicyBody(YAML::Emitter& out, const AuthorizationPolicy& p) {
         out << YAML::BeginMap << YAML::Key << "operation" << YAML::Value << YAML::BeginMap;
         if (!op.ports.empty()) PortList(out, "ports", op.ports);
         if (!op.not_ports.empty()) PortList(out, "notPorts", op.not_ports);
+        const std::pair<const char*, const std::vector<std::string>*> lists[] = {
+            {"hosts", &op.hosts},     {"notHosts", &op.not_hosts},
+            {"methods", &op.methods}, {"notMethods", &op.not_methods},
+            {"paths", &op.paths},     {"notPaths", &op.not_paths},
+        };
+        for (const auto& [name, list] : lists) {
+          if (!list->empty()) StringList(out, name, *list);
+        }
         out << YAML::EndMap << YAML::EndMap;
+      }
+      out << YAML::EndSeq;
+    }
+    if (!rule.when.empty()) {
+      out << YAML::Key << "when" << YAML::Value << YAML::BeginSeq;
+      for (const PolicyCondition& condition : rule.when) {
+        out << YAML::BeginMap;
+        Field(out, "key", condition.key);
+        if (!condition.values.empty()) StringList(out, "values", condition.values);
+        if (!condition.not_values.empty()) StringList(out, "notValues", condition.not_values);
+        out << YAML::EndMap;
       }
       out << YAML::EndSeq;
     }

@@ -17,6 +17,7 @@ namespace podless::workloads {
 inline constexpr char kApiVersion[] = "podless.dev/v1alpha1";
 inline constexpr char kDefaultNamespace[] = "default";
 inline constexpr char kDefaultServiceAccount[] = "default";
+inline constexpr char kDefaultRootNamespace[] = "istio-system";  // Istio's default
 inline constexpr uint32_t kMaxReplicas = 1'000'000;
 
 using Labels = std::map<std::string, std::string>;
@@ -284,33 +285,64 @@ struct Service {
 enum class PolicyAction { kAllow, kDeny };
 
 // One `from` entry: every non-empty list must match (AND); within a list any
-// entry matches (OR). Entries support Istio's "*" prefix/suffix wildcards.
+// entry matches (OR). Entries support Istio's "*" prefix/suffix wildcards
+// (principals, namespaces, requestPrincipals); ipBlocks are CIDRs or single
+// addresses; serviceAccounts are "ns/sa", or "sa" in the policy's namespace.
+// remoteIpBlocks and requestPrincipals are HTTP attributes (see
+// proxy/authorization.h for where they are enforced).
 struct PolicySource {
   std::vector<std::string> principals;
   std::vector<std::string> not_principals;
   std::vector<std::string> namespaces;
   std::vector<std::string> not_namespaces;
+  std::vector<std::string> service_accounts;
+  std::vector<std::string> not_service_accounts;
+  std::vector<std::string> ip_blocks;
+  std::vector<std::string> not_ip_blocks;
+  std::vector<std::string> remote_ip_blocks;
+  std::vector<std::string> not_remote_ip_blocks;
+  std::vector<std::string> request_principals;
+  std::vector<std::string> not_request_principals;
   bool operator==(const PolicySource&) const = default;
 };
 
+// ports are L4; hosts, methods and paths are HTTP attributes.
 struct PolicyOperation {
   std::vector<uint16_t> ports;
   std::vector<uint16_t> not_ports;
+  std::vector<std::string> hosts;
+  std::vector<std::string> not_hosts;
+  std::vector<std::string> methods;
+  std::vector<std::string> not_methods;
+  std::vector<std::string> paths;
+  std::vector<std::string> not_paths;
   bool operator==(const PolicyOperation&) const = default;
 };
 
-// A rule matches when any `from` matches (or `from` is empty) and any `to`
-// matches (or `to` is empty).
+// One `when` entry: the attribute `key` must match one of `values` (when
+// set) and none of `not_values`. Keys: see IsL4ConditionKey and
+// IsHttpConditionKey in proxy/authorization.h.
+struct PolicyCondition {
+  std::string key;
+  std::vector<std::string> values;
+  std::vector<std::string> not_values;
+  bool operator==(const PolicyCondition&) const = default;
+};
+
+// A rule matches when any `from` matches (or `from` is empty), any `to`
+// matches (or `to` is empty) and every `when` condition matches.
 struct PolicyRule {
   std::vector<PolicySource> from;
   std::vector<PolicyOperation> to;
+  std::vector<PolicyCondition> when;
   bool operator==(const PolicyRule&) const = default;
 };
 
 struct AuthorizationPolicy {
   ObjectMeta metadata;
   // `selector.matchLabels`; absent/empty selects every workload of the
-  // policy's namespace (Istio semantics).
+  // policy's namespace, or of every namespace for a policy in the root
+  // namespace (Istio semantics).
   Labels selector;
   PolicyAction action = PolicyAction::kAllow;
   // Istio semantics: an ALLOW policy with no rules allows nothing; a DENY

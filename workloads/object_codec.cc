@@ -1,5 +1,6 @@
 #include "workloads/object_codec.h"
 
+#include <algorithm>
 #include <limits>
 #include <optional>
 #include <type_traits>
@@ -165,6 +166,29 @@ uint8_t VersionFor(const Object& object) {
       !meta.annotations.is_default() || meta.applied_as.has_value()) {
     return 3;
   }
+  if (const auto* policy = std::get_if<AuthorizationPolicy>(&object)) {
+    const bool extended =
+        std::any_of(policy->rules.begin(), policy->rules.end(), [](const PolicyRule& rule) {
+          const auto extended_source = [](const PolicySource& s) {
+            PolicySource base;
+            base.principals = s.principals;
+            base.not_principals = s.not_principals;
+            base.namespaces = s.namespaces;
+            base.not_namespaces = s.not_namespaces;
+            return !(base == s);
+          };
+          const auto extended_operation = [](const PolicyOperation& o) {
+            PolicyOperation base;
+            base.ports = o.ports;
+            base.not_ports = o.not_ports;
+            return !(base == o);
+          };
+          return !rule.when.empty() ||
+                 std::any_of(rule.from.begin(), rule.from.end(), extended_source) ||
+                 std::any_of(rule.to.begin(), rule.to.end(), extended_operation);
+        });
+    return extended ? 3 : 1;
+  }
   const auto* workload = std::get_if<Workload>(&object);
   const auto* exec = workload != nullptr ? std::get_if<ExecApp>(&workload->spec.app) : nullptr;
   return exec != nullptr && !exec->sandbox.is_default() ? 2 : 1;
@@ -179,11 +203,11 @@ class Encoder {
   const std::string& error() const { return error_; }
 
   void Object(const workloads::Object& object) {
-    const uint8_t version = VersionFor(object);
-    w_.PutByte(version);
+    version_ = VersionFor(object);
+    w_.PutByte(version_);
     w_.PutVarint(object.index());
     std::visit([this](const auto& o) { Body(o); }, object);
-    if (version >= 3) MetaExtras(MetaOf(object));
+    if (version_ >= 3) MetaExtras(MetaOf(object));
   }
 
  private:
@@ -329,11 +353,37 @@ class Encoder {
         Strings(source.not_principals);
         Strings(source.namespaces);
         Strings(source.not_namespaces);
+        if (version_ >= 3) {
+          Strings(source.service_accounts);
+          Strings(source.not_service_accounts);
+          Strings(source.ip_blocks);
+          Strings(source.not_ip_blocks);
+          Strings(source.remote_ip_blocks);
+          Strings(source.not_remote_ip_blocks);
+          Strings(source.request_principals);
+          Strings(source.not_request_principals);
+        }
       }
       w_.PutVarint(rule.to.size());
       for (const PolicyOperation& operation : rule.to) {
         Ports(operation.ports);
         Ports(operation.not_ports);
+        if (version_ >= 3) {
+          Strings(operation.hosts);
+          Strings(operation.not_hosts);
+          Strings(operation.methods);
+          Strings(operation.not_methods);
+          Strings(operation.paths);
+          Strings(operation.not_paths);
+        }
+      }
+      if (version_ >= 3) {
+        w_.PutVarint(rule.when.size());
+        for (const PolicyCondition& condition : rule.when) {
+          w_.PutString(condition.key);
+          Strings(condition.values);
+          Strings(condition.not_values);
+        }
       }
     }
   }
@@ -366,6 +416,7 @@ class Encoder {
   }
 
   ByteWriter w_;
+  uint8_t version_ = 0;  // of the object being written
   std::string error_;
 };
 
@@ -648,6 +699,17 @@ class Decoder {
             !Strings(&source.not_namespaces, "rules.from.source.notNamespaces")) {
           return false;
         }
+        if (version_ >= 3 &&
+            !(Strings(&source.service_accounts, "rules.from.source.serviceAccounts") &&
+              Strings(&source.not_service_accounts, "rules.from.source.notServiceAccounts") &&
+              Strings(&source.ip_blocks, "rules.from.source.ipBlocks") &&
+              Strings(&source.not_ip_blocks, "rules.from.source.notIpBlocks") &&
+              Strings(&source.remote_ip_blocks, "rules.from.source.remoteIpBlocks") &&
+              Strings(&source.not_remote_ip_blocks, "rules.from.source.notRemoteIpBlocks") &&
+              Strings(&source.request_principals, "rules.from.source.requestPrincipals") &&
+              Strings(&source.not_request_principals, "rules.from.source.notRequestPrincipals"))) {
+          return false;
+        }
       }
       size_t to_count = 0;
       if (!r_.ReadCount(&to_count, 2, "rules.to")) return false;
@@ -655,6 +717,25 @@ class Decoder {
       for (PolicyOperation& operation : rule.to) {
         if (!Ports(&operation.ports, "rules.to.operation.ports") ||
             !Ports(&operation.not_ports, "rules.to.operation.notPorts")) {
+          return false;
+        }
+        if (version_ >= 3 && !(Strings(&operation.hosts, "rules.to.operation.hosts") &&
+                               Strings(&operation.not_hosts, "rules.to.operation.notHosts") &&
+                               Strings(&operation.methods, "rules.to.operation.methods") &&
+                               Strings(&operation.not_methods, "rules.to.operation.notMethods") &&
+                               Strings(&operation.paths, "rules.to.operation.paths") &&
+                               Strings(&operation.not_paths, "rules.to.operation.notPaths"))) {
+          return false;
+        }
+      }
+      if (version_ < 3) continue;
+      size_t when_count = 0;
+      if (!r_.ReadCount(&when_count, 3, "rules.when")) return false;
+      rule.when.resize(when_count);
+      for (PolicyCondition& condition : rule.when) {
+        if (!r_.ReadString(&condition.key, "rules.when.key") ||
+            !Strings(&condition.values, "rules.when.values") ||
+            !Strings(&condition.not_values, "rules.when.notValues")) {
           return false;
         }
       }

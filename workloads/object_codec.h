@@ -1,7 +1,7 @@
 // A compact binary encoding of the model objects (workloads/model.h), used by
 // the state store (runtime/state_store.h) to persist what the agent accepted.
 //
-// Format (version 2), every integer an unsigned LEB128 varint unless noted:
+// Format (version 3), every integer an unsigned LEB128 varint unless noted:
 //   object  = u8 version, kind, body of that kind
 //   string  = length, bytes
 //   list    = count, elements
@@ -15,11 +15,15 @@
 // Versions: 1 has everything but an exec app's sandbox; 2 appends the
 // sandbox to the exec app (securityContext: optional runAsUser, optional
 // runAsGroup, optional runAsNonRoot; limits: memory bytes, cpu millicores,
-// pids; keepWorkingDir); 3 adds the kinds Namespace, ServiceAccount,
-// PeerAuthentication and WorkloadEntry, and appends to every object the
-// metadata extras (annotations, then an optional appliedAs: apiVersion,
-// kind, document). An object is written in the oldest version that
-// holds it (1 unless it needs a later one), so that the stored state
+// pids; keepWorkingDir); 3 appends to each AuthorizationPolicy source
+// serviceAccounts, notServiceAccounts, ipBlocks, notIpBlocks, remoteIpBlocks,
+// notRemoteIpBlocks, requestPrincipals, notRequestPrincipals; to each
+// operation hosts, notHosts, methods, notMethods, paths, notPaths; to each
+// rule its `when` list (key, values, notValues); adds the kinds Namespace,
+// ServiceAccount, PeerAuthentication and WorkloadEntry; and appends to every
+// object the metadata extras (annotations, then an optional appliedAs:
+// apiVersion, kind, document). An object is written in the oldest version
+// that holds it (1 unless it needs a later one), so that the stored state
 // and cluster records of workloads that do not use newer fields stay
 // readable by the builds before them.
 //

@@ -1,13 +1,14 @@
 #include "workloads/validation.h"
 
-#include "workloads/ipam.h"
-
+#include <charconv>
 #include <cstdio>
 #include <map>
 #include <set>
 #include <utility>
 
+#include "workloads/ipam.h"
 #include "workloads/names.h"
+#include "workloads/policy_values.h"
 #include "workloads/quantity.h"
 
 namespace podless::workloads {
@@ -511,6 +512,183 @@ void CheckStrings(Checker& c, const std::vector<std::string>& values, const std:
   }
 }
 
+// "ns/sa", or "sa" meaning the policy's namespace; exact names (ztunnel
+// compares them as they are: no wildcards).
+std::string ServiceAccountError(std::string_view value) {
+  if (value.empty()) return "must not be empty";
+  if (HasWildcard(value)) return "wildcards are not supported; write \"ns/sa\" or \"sa\"";
+  size_t slash = value.find('/');
+  if (slash != std::string_view::npos) {
+    if (std::string why = Dns1123LabelError(value.substr(0, slash)); !why.empty()) {
+      return "namespace: " + why;
+    }
+    value.remove_prefix(slash + 1);
+  }
+  if (std::string why = Dns1123SubdomainError(value); !why.empty()) {
+    return "service account: " + why + " (write \"ns/sa\" or \"sa\")";
+  }
+  return {};
+}
+
+std::string IpBlockError(std::string_view value) {
+  std::string why;
+  return ParseIpBlock(value, &why) ? std::string() : why;
+}
+
+// A value that may take Istio's wildcards and holds no spaces or controls.
+std::string PatternError(std::string_view value) {
+  if (value.empty()) return "must not be empty";
+  for (char ch : value) {
+    if (static_cast<unsigned char>(ch) < ' ' || ch == 0x7f) {
+      return "must not contain control characters";
+    }
+  }
+  if (HasWildcard(value)) return WildcardError(value);
+  return {};
+}
+
+std::string HostError(std::string_view value) {
+  if (value.find(' ') != std::string_view::npos) return "must not contain spaces";
+  return PatternError(value);
+}
+
+// An HTTP method is a token (RFC 9110) and case-sensitive: "get" never
+// matches what a client sends for GET, so it is refused with a hint.
+std::string MethodError(std::string_view value) {
+  if (std::string why = PatternError(value); !why.empty()) return why;
+  for (char ch : value) {
+    bool tchar = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 std::string_view("!#$%&'*+-.^_`|~").find(ch) != std::string_view::npos;
+    if (!tchar) return "must be an HTTP method token such as GET or POST";
+  }
+  std::string upper(value);
+  for (char& ch : upper) {
+    if (ch >= 'a' && ch <= 'z') ch = static_cast<char>(ch - 'a' + 'A');
+  }
+  for (const char* standard :
+       {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}) {
+    if (upper == standard && value != standard) {
+      return std::string("methods are case-sensitive: write ") + standard;
+    }
+  }
+  return {};
+}
+
+std::string PathError(std::string_view value) {
+  if (value.find('{') != std::string_view::npos) {
+    return "path templates ({*}, {**}) are not supported; use a '*' prefix or suffix";
+  }
+  if (std::string why = PatternError(value); !why.empty()) return why;
+  if (value.front() != '/' && value.front() != '*') {
+    return "must start with '/' (or be a '*' suffix pattern such as *.html)";
+  }
+  if (value.find_first_of(" ?#") != std::string_view::npos) {
+    return "must be a path without spaces, query or fragment";
+  }
+  return {};
+}
+
+std::string PortValueError(std::string_view value) {
+  int port = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), port);
+  if (value.empty() || ec != std::errc() || end != value.data() + value.size() || port < 1 ||
+      port > 65535) {
+    return "must be a port number between 1 and 65535";
+  }
+  return {};
+}
+
+void CheckSource(Checker& c, const PolicySource& s, const std::string& path) {
+  if (s == PolicySource{}) {
+    c.Add(path,
+          "must set at least one of principals, namespaces, serviceAccounts, ipBlocks, "
+          "remoteIpBlocks, requestPrincipals (or their not- forms)");
+  }
+  if ((!s.service_accounts.empty() || !s.not_service_accounts.empty()) &&
+      (!s.principals.empty() || !s.not_principals.empty() || !s.namespaces.empty() ||
+       !s.not_namespaces.empty())) {
+    c.Add(path, "cannot set serviceAccounts with namespaces or principals (as Istio)");
+  }
+  CheckStrings(c, s.principals, path + ".principals", PrincipalError, "principal");
+  CheckStrings(c, s.not_principals, path + ".notPrincipals", PrincipalError, "principal");
+  CheckStrings(c, s.namespaces, path + ".namespaces", PolicyNamespaceError, "namespace");
+  CheckStrings(c, s.not_namespaces, path + ".notNamespaces", PolicyNamespaceError, "namespace");
+  CheckStrings(c, s.service_accounts, path + ".serviceAccounts", ServiceAccountError,
+               "service account");
+  CheckStrings(c, s.not_service_accounts, path + ".notServiceAccounts", ServiceAccountError,
+               "service account");
+  CheckStrings(c, s.ip_blocks, path + ".ipBlocks", IpBlockError, "IP block");
+  CheckStrings(c, s.not_ip_blocks, path + ".notIpBlocks", IpBlockError, "IP block");
+  CheckStrings(c, s.remote_ip_blocks, path + ".remoteIpBlocks", IpBlockError, "IP block");
+  CheckStrings(c, s.not_remote_ip_blocks, path + ".notRemoteIpBlocks", IpBlockError, "IP block");
+  CheckStrings(c, s.request_principals, path + ".requestPrincipals", PatternError,
+               "request principal");
+  CheckStrings(c, s.not_request_principals, path + ".notRequestPrincipals", PatternError,
+               "request principal");
+}
+
+void CheckOperation(Checker& c, const PolicyOperation& op, const std::string& path) {
+  if (op == PolicyOperation{}) {
+    c.Add(path, "must set at least one of ports, hosts, methods, paths (or their not- forms)");
+  }
+  for (size_t i = 0; i < op.ports.size(); ++i) {
+    CheckPortNumber(c, op.ports[i], Index(path + ".ports", i));
+  }
+  for (size_t i = 0; i < op.not_ports.size(); ++i) {
+    CheckPortNumber(c, op.not_ports[i], Index(path + ".notPorts", i));
+  }
+  CheckStrings(c, op.hosts, path + ".hosts", HostError, "host");
+  CheckStrings(c, op.not_hosts, path + ".notHosts", HostError, "host");
+  CheckStrings(c, op.methods, path + ".methods", MethodError, "method");
+  CheckStrings(c, op.not_methods, path + ".notMethods", MethodError, "method");
+  CheckStrings(c, op.paths, path + ".paths", PathError, "path");
+  CheckStrings(c, op.not_paths, path + ".notPaths", PathError, "path");
+}
+
+void CheckCondition(Checker& c, const PolicyCondition& when, const std::string& path) {
+  ConditionKey key = ClassifyConditionKey(when.key);
+  if (when.key.empty()) {
+    c.Add(path + ".key", Missing("key"));
+  } else if (key == ConditionKey::kUnknown) {
+    c.Add(path + ".key",
+          "unsupported key " + QuoteForMessage(when.key) +
+              ": expected source.ip, source.namespace, source.principal, destination.ip, "
+              "destination.port, remote.ip, request.headers[NAME], request.auth.principal, "
+              "request.auth.audiences, request.auth.presenter, request.auth.claims[NAME] or "
+              "connection.sni");
+    return;
+  }
+  if (when.values.empty() && when.not_values.empty()) {
+    c.Add(path, "must set values or notValues");
+  }
+  std::string (*error)(std::string_view) = PatternError;
+  const char* what = "value";
+  switch (key) {
+    case ConditionKey::kSourceIp:
+    case ConditionKey::kDestinationIp:
+    case ConditionKey::kRemoteIp:
+      error = IpBlockError;
+      what = "IP block";
+      break;
+    case ConditionKey::kDestinationPort:
+      error = PortValueError;
+      what = "port";
+      break;
+    case ConditionKey::kSourceNamespace:
+      error = PolicyNamespaceError;
+      what = "namespace";
+      break;
+    case ConditionKey::kSourcePrincipal:
+      error = PrincipalError;
+      what = "principal";
+      break;
+    default:
+      break;
+  }
+  CheckStrings(c, when.values, path + ".values", error, what);
+  CheckStrings(c, when.not_values, path + ".notValues", error, what);
+}
+
 void CheckPolicy(Checker& c, const AuthorizationPolicy& p) {
   CheckMeta(c, p.metadata, Kind::kAuthorizationPolicy);
   CheckLabels(c, p.selector, "spec.selector.matchLabels");
@@ -521,30 +699,13 @@ void CheckPolicy(Checker& c, const AuthorizationPolicy& p) {
     const PolicyRule& rule = p.rules[r];
     std::string rule_path = Index("spec.rules", r);
     for (size_t f = 0; f < rule.from.size(); ++f) {
-      const PolicySource& s = rule.from[f];
-      std::string path = Index(rule_path + ".from", f) + ".source";
-      if (s.principals.empty() && s.not_principals.empty() && s.namespaces.empty() &&
-          s.not_namespaces.empty()) {
-        c.Add(path,
-              "must set at least one of principals, notPrincipals, namespaces, notNamespaces");
-      }
-      CheckStrings(c, s.principals, path + ".principals", PrincipalError, "principal");
-      CheckStrings(c, s.not_principals, path + ".notPrincipals", PrincipalError, "principal");
-      CheckStrings(c, s.namespaces, path + ".namespaces", PolicyNamespaceError, "namespace");
-      CheckStrings(c, s.not_namespaces, path + ".notNamespaces", PolicyNamespaceError, "namespace");
+      CheckSource(c, rule.from[f], Index(rule_path + ".from", f) + ".source");
     }
     for (size_t t = 0; t < rule.to.size(); ++t) {
-      const PolicyOperation& op = rule.to[t];
-      std::string path = Index(rule_path + ".to", t) + ".operation";
-      if (op.ports.empty() && op.not_ports.empty()) {
-        c.Add(path, "must set at least one of ports, notPorts");
-      }
-      for (size_t i = 0; i < op.ports.size(); ++i) {
-        CheckPortNumber(c, op.ports[i], Index(path + ".ports", i));
-      }
-      for (size_t i = 0; i < op.not_ports.size(); ++i) {
-        CheckPortNumber(c, op.not_ports[i], Index(path + ".notPorts", i));
-      }
+      CheckOperation(c, rule.to[t], Index(rule_path + ".to", t) + ".operation");
+    }
+    for (size_t w = 0; w < rule.when.size(); ++w) {
+      CheckCondition(c, rule.when[w], Index(rule_path + ".when", w));
     }
   }
 }

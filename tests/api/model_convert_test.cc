@@ -222,6 +222,39 @@ TEST_CASE("ModelConvert: services and policies survive a round trip") {
   CheckRoundTrip(empty);
 }
 
+TEST_CASE("ModelConvert: Istio's source, operation and when attributes survive a round trip") {
+  wl::AuthorizationPolicy p = RichPolicy();
+  wl::PolicySource source;
+  source.service_accounts = {"shop/web", "batch"};
+  source.not_service_accounts = {"other/admin"};
+  source.ip_blocks = {"10.0.0.0/8", "127.64.0.5"};
+  source.not_ip_blocks = {"10.1.0.0/16"};
+  source.remote_ip_blocks = {"192.168.0.0/16"};
+  source.not_remote_ip_blocks = {"192.168.1.1"};
+  source.request_principals = {"issuer/*"};
+  source.not_request_principals = {"*"};
+  wl::PolicyOperation operation;
+  operation.hosts = {"web.shop.svc*"};
+  operation.not_hosts = {"*.internal"};
+  operation.methods = {"GET", "HEAD"};
+  operation.not_methods = {"DELETE"};
+  operation.paths = {"/api/*", "/health"};
+  operation.not_paths = {"*.php"};
+  wl::PolicyRule rule;
+  rule.from = {source};
+  rule.to = {operation};
+  rule.when = {{"request.headers[x-user]", {"alice"}, {"mallory"}},
+               {"destination.port", {}, {"22"}}};
+  p.rules.push_back(rule);
+  CheckRoundTrip(p);
+  v1::AuthorizationPolicy proto = ToProto(p);
+  const v1::PolicyRule& r = proto.spec().rules(2);
+  CHECK(r.from(0).service_accounts(1) == "batch");
+  CHECK(r.to(0).methods(1) == "HEAD");
+  CHECK(r.when(0).key() == "request.headers[x-user]");
+  CHECK(r.when(1).not_values(0) == "22");
+}
+
 TEST_CASE("ModelConvert: ToProto spells every default out") {
   wl::Workload w;
   w.metadata.name = "web";

@@ -2,7 +2,10 @@
 
 #include <doctest.h>
 
+#include <string>
 #include <vector>
+
+#include "workloads/manifest_parser.h"
 
 namespace podless::proxy {
 namespace {
@@ -220,6 +223,248 @@ TEST_CASE("PrincipalNamespace: reads the ns segment of a SPIFFE ID") {
   CHECK(PrincipalNamespace("spiffe://cluster.local/sa/x") == "");
   CHECK(PrincipalNamespace("") == "");
   CHECK(PrincipalNamespace("spiffe://ns/ns/a/sa/b") == "a");
+}
+
+// --- Istio's other attributes, the root namespace, HTTP ports --------------
+
+// One AuthorizationPolicy from its manifest (`spec` only, in namespace shop
+// unless `ns` says otherwise); fails the test when it does not parse.
+AuthorizationPolicy Parse(const std::string& spec, const std::string& ns = "shop") {
+  std::string text =
+      "apiVersion: podless.dev/v1alpha1\nkind: AuthorizationPolicy\n"
+      "metadata: {name: p, namespace: " +
+      ns + "}\nspec:\n" + spec;
+  workloads::ParseResult parsed = workloads::ParseManifests(text, "policy.yaml");
+  for (const auto& e : parsed.errors) FAIL_CHECK(e.ToString());
+  REQUIRE(parsed.objects.size() == 1);
+  return std::get<AuthorizationPolicy>(parsed.objects[0].object);
+}
+
+Http1Request HttpRequest(std::string method, std::string target, std::string host = "web",
+                         Http1Headers extra = {}) {
+  Http1Request request;
+  request.method = std::move(method);
+  request.target = std::move(target);
+  request.version = "HTTP/1.1";
+  request.headers.emplace_back("Host", std::move(host));
+  for (auto& header : extra) request.headers.push_back(std::move(header));
+  return request;
+}
+
+// A connection or a request to web (app=web) in shop, at 127.64.0.9.
+struct Call {
+  Labels labels{{"app", "web"}};
+  std::string principal = kFrontend;
+  uint32_t source_ip = 0x7f400005;  // 127.64.0.5
+  uint16_t port = 8080;
+  bool http_port = false;
+  std::string root = "istio-system";
+  std::string dest_ns = "shop";
+
+  AuthzDecision Check(const std::vector<const AuthorizationPolicy*>& policies,
+                      const Http1Request* http = nullptr) const {
+    AuthzRequest request{principal,  PrincipalNamespace(principal),
+                         dest_ns,    labels,
+                         port,       source_ip,
+                         0x7f400009, root,
+                         http_port,  http};
+    return Authorize(request, policies);
+  }
+  bool Allowed(const AuthorizationPolicy& policy, const Http1Request* http = nullptr) const {
+    AuthzDecision d = Check({&policy}, http);
+    CHECK_FALSE(d.per_request);  // every caller here expects a final decision
+    return d.allowed;
+  }
+};
+
+TEST_CASE("Authorize: serviceAccounts are ns/sa, or sa in the policy's namespace") {
+  Call call;
+  CHECK(call.Allowed(Parse("  rules: [{from: [{source: {serviceAccounts: [frontend]}}]}]\n")));
+  CHECK(call.Allowed(Parse("  rules: [{from: [{source: {serviceAccounts: [shop/frontend]}}]}]\n")));
+  CHECK_FALSE(
+      call.Allowed(Parse("  rules: [{from: [{source: {serviceAccounts: [other/frontend]}}]}]\n")));
+  CHECK_FALSE(call.Allowed(Parse("  rules: [{from: [{source: {serviceAccounts: [front]}}]}]\n")));
+  CHECK_FALSE(
+      call.Allowed(Parse("  rules: [{from: [{source: {notServiceAccounts: [frontend]}}]}]\n")));
+  call.principal = kOther;  // other/batch
+  CHECK(call.Allowed(Parse("  rules: [{from: [{source: {notServiceAccounts: [frontend]}}]}]\n")));
+  CHECK(call.Allowed(Parse("  rules: [{from: [{source: {serviceAccounts: [other/batch]}}]}]\n")));
+  call.principal.clear();  // plaintext has no service account
+  CHECK_FALSE(call.Allowed(Parse("  rules: [{from: [{source: {serviceAccounts: [default]}}]}]\n")));
+}
+
+TEST_CASE("Authorize: ipBlocks and notIpBlocks match the source address") {
+  Call call;  // from 127.64.0.5
+  CHECK(call.Allowed(Parse("  rules: [{from: [{source: {ipBlocks: [127.64.0.0/16]}}]}]\n")));
+  CHECK(call.Allowed(Parse("  rules: [{from: [{source: {ipBlocks: [127.64.0.5]}}]}]\n")));
+  CHECK_FALSE(call.Allowed(Parse("  rules: [{from: [{source: {ipBlocks: [127.64.0.6]}}]}]\n")));
+  CHECK_FALSE(call.Allowed(Parse("  rules: [{from: [{source: {ipBlocks: [10.0.0.0/8]}}]}]\n")));
+  CHECK_FALSE(
+      call.Allowed(Parse("  rules: [{from: [{source: {notIpBlocks: [127.64.0.0/29]}}]}]\n")));
+  CHECK(call.Allowed(Parse("  rules: [{from: [{source: {ipBlocks: [0.0.0.0/0]}}]}]\n")));
+  CHECK_FALSE(call.Allowed(Parse("  rules: [{from: [{source: {ipBlocks: [\"::/0\"]}}]}]\n")));
+}
+
+TEST_CASE("Authorize: when conditions on L4 keys hold on every port") {
+  Call call;
+  auto when = [](const std::string& condition) {
+    return Parse("  rules: [{when: [" + condition + "]}]\n");
+  };
+  CHECK(call.Allowed(when("{key: source.ip, values: [127.64.0.0/24]}")));
+  CHECK_FALSE(call.Allowed(when("{key: source.ip, notValues: [127.64.0.5]}")));
+  CHECK(call.Allowed(when("{key: destination.ip, values: [127.64.0.9]}")));
+  CHECK(call.Allowed(when("{key: destination.port, values: [\"8080\"]}")));
+  CHECK_FALSE(call.Allowed(when("{key: destination.port, values: [\"9090\"]}")));
+  CHECK(call.Allowed(when("{key: source.namespace, values: [sh*]}")));
+  CHECK_FALSE(call.Allowed(when("{key: source.namespace, notValues: [shop]}")));
+  CHECK(call.Allowed(when("{key: source.principal, values: [cluster.local/ns/shop/sa/*]}")));
+  // Every condition of a rule must hold.
+  CHECK_FALSE(
+      call.Allowed(Parse("  rules: [{when: [{key: source.ip, values: [127.64.0.5]}, "
+                         "{key: destination.port, values: [\"1\"]}]}]\n")));
+}
+
+TEST_CASE("Authorize: on TCP ports an ALLOW rule with HTTP attributes matches nothing (ztunnel)") {
+  Call call;  // port 8080 is TCP
+  CHECK_FALSE(call.Allowed(Parse("  rules: [{to: [{operation: {methods: [GET]}}]}]\n")));
+  CHECK_FALSE(
+      call.Allowed(Parse("  rules: [{to: [{operation: {ports: [\"8080\"], paths: [/a]}}]}]\n")));
+  CHECK_FALSE(call.Allowed(
+      Parse("  rules: [{when: [{key: \"request.headers[x-user]\", values: [alice]}]}]\n")));
+  CHECK_FALSE(call.Allowed(Parse("  rules: [{from: [{source: {requestPrincipals: [\"*\"]}}]}]\n")));
+  // Another rule without HTTP attributes still allows.
+  CHECK(
+      call.Allowed(Parse("  rules:\n  - to: [{operation: {methods: [GET]}}]\n"
+                         "  - from: [{source: {namespaces: [shop]}}]\n")));
+}
+
+TEST_CASE(
+    "Authorize: on TCP ports a DENY rule keeps its L4 part only, so it denies more (ztunnel)") {
+  Call call;
+  // The method is ignored: every connection on the port is denied.
+  CHECK_FALSE(call.Allowed(Parse(
+      "  action: DENY\n  rules: [{to: [{operation: {ports: [\"8080\"], methods: [POST]}}]}]\n")));
+  // Its L4 part still has to match.
+  CHECK(call.Allowed(Parse(
+      "  action: DENY\n  rules: [{to: [{operation: {ports: [\"9090\"], methods: [POST]}}]}]\n")));
+  CHECK_FALSE(call.Allowed(Parse(
+      "  action: DENY\n  rules: [{when: [{key: \"request.headers[x-a]\", values: [b]}]}]\n")));
+}
+
+TEST_CASE("Authorize: on HTTP ports methods, paths and hosts decide each request") {
+  Call call;
+  call.http_port = true;
+  AuthorizationPolicy allow = Parse(
+      "  rules: [{to: [{operation: {methods: [GET, \"HE*\"], paths: [/api/*, /health], "
+      "hosts: [\"web.shop.svc*\", web]}}]}]\n");
+  // The connection cannot be decided before its requests.
+  AuthzDecision connection = call.Check({&allow});
+  CHECK(connection.allowed);
+  CHECK(connection.per_request);
+  Http1Request get = HttpRequest("GET", "/api/items?x=1");
+  Http1Request head = HttpRequest("HEAD", "/health");
+  Http1Request post = HttpRequest("POST", "/api/items");
+  Http1Request other_path = HttpRequest("GET", "/admin");
+  Http1Request dotted = HttpRequest("GET", "/api/../admin");
+  Http1Request host_port = HttpRequest("GET", "/health", "WEB.shop.svc.cluster.local:8080");
+  Http1Request other_host = HttpRequest("GET", "/health", "evil");
+  CHECK(call.Allowed(allow, &get));
+  CHECK(call.Allowed(allow, &head));
+  CHECK_FALSE(call.Allowed(allow, &post));
+  CHECK_FALSE(call.Allowed(allow, &other_path));
+  CHECK_FALSE(call.Allowed(allow, &dotted));  // normalized to /admin
+  CHECK(call.Allowed(allow, &host_port));     // case-insensitive, port ignored
+  CHECK_FALSE(call.Allowed(allow, &other_host));
+
+  AuthorizationPolicy deny = Parse(
+      "  action: DENY\n  rules: [{to: [{operation: {notMethods: [GET], notPaths: "
+      "[\"*.css\"]}}]}]\n");
+  Http1Request css = HttpRequest("POST", "/site.css");
+  CHECK(call.Allowed(deny, &get));
+  CHECK_FALSE(call.Allowed(deny, &post));
+  CHECK(call.Allowed(deny, &css));
+}
+
+TEST_CASE("Authorize: on HTTP ports L4 parts still decide the connection at once") {
+  Call call;
+  call.http_port = true;
+  // Another namespace's caller can never match: refused before any request.
+  AuthorizationPolicy allow = Parse(
+      "  rules: [{from: [{source: {namespaces: [other]}}], to: [{operation: {methods: "
+      "[GET]}}]}]\n");
+  AuthzDecision d = call.Check({&allow});
+  CHECK_FALSE(d.allowed);
+  CHECK_FALSE(d.per_request);
+  // An L4 DENY match refuses the connection; an L4 ALLOW match without any
+  // pending DENY admits it without per-request checks.
+  AuthorizationPolicy deny =
+      Parse("  action: DENY\n  rules: [{from: [{source: {namespaces: [shop]}}]}]\n");
+  CHECK_FALSE(call.Check({&deny}).allowed);
+  AuthorizationPolicy l4 = Parse("  rules: [{from: [{source: {namespaces: [shop]}}]}]\n");
+  d = call.Check({&l4});
+  CHECK(d.allowed);
+  CHECK_FALSE(d.per_request);
+  // A DENY rule with HTTP attributes keeps the check per request.
+  AuthorizationPolicy deny_post =
+      Parse("  action: DENY\n  rules: [{to: [{operation: {methods: [POST]}}]}]\n");
+  d = call.Check({&l4, &deny_post});
+  CHECK(d.allowed);
+  CHECK(d.per_request);
+  Http1Request post = HttpRequest("POST", "/");
+  CHECK_FALSE(call.Check({&l4, &deny_post}, &post).allowed);
+}
+
+TEST_CASE("Authorize: request headers, remote.ip, request principals on HTTP ports") {
+  Call call;
+  call.http_port = true;
+  AuthorizationPolicy header =
+      Parse("  rules: [{when: [{key: \"request.headers[X-User]\", values: [\"ali*\"]}]}]\n");
+  Http1Request alice = HttpRequest("GET", "/", "web", {{"x-user", "alice"}});
+  Http1Request bob = HttpRequest("GET", "/", "web", {{"x-user", "bob"}});
+  Http1Request none = HttpRequest("GET", "/");
+  CHECK(call.Allowed(header, &alice));
+  CHECK_FALSE(call.Allowed(header, &bob));
+  CHECK_FALSE(call.Allowed(header, &none));
+  CHECK(
+      call.Allowed(Parse("  rules: [{when: [{key: remote.ip, values: [127.64.0.5]}]}]\n"), &none));
+  CHECK(call.Allowed(Parse("  rules: [{from: [{source: {remoteIpBlocks: [127.0.0.0/8]}}]}]\n"),
+                     &none));
+  // No JWT is ever validated: no request principal, no claims.
+  CHECK_FALSE(
+      call.Allowed(Parse("  rules: [{from: [{source: {requestPrincipals: [\"*\"]}}]}]\n"), &none));
+  CHECK(call.Allowed(Parse("  rules: [{from: [{source: {notRequestPrincipals: [\"*\"]}}]}]\n"),
+                     &none));
+  CHECK_FALSE(call.Allowed(
+      Parse("  rules: [{when: [{key: request.auth.principal, values: [\"*\"]}]}]\n"), &none));
+}
+
+TEST_CASE("Authorize: a policy in the root namespace applies to every namespace") {
+  Call call;
+  AuthorizationPolicy mesh_wide = Parse("  action: DENY\n  rules: [{}]\n", "istio-system");
+  AuthorizationPolicy selected = Parse(
+      "  selector: {matchLabels: {app: db}}\n  action: DENY\n  rules: [{}]\n", "istio-system");
+  CHECK_FALSE(call.Check({&mesh_wide}).allowed);
+  CHECK(call.Check({&selected}).allowed);  // its selector does not match app=web
+  call.labels = {{"app", "db"}};
+  CHECK_FALSE(call.Check({&selected}).allowed);
+  call.root = "";  // --root-namespace "": no root namespace
+  CHECK(call.Check({&mesh_wide}).allowed);
+  call.root = "mesh";
+  CHECK(call.Check({&mesh_wide}).allowed);  // istio-system is an ordinary namespace then
+  CHECK(PolicyApplies(mesh_wide, "anything", {}, "istio-system"));
+  CHECK_FALSE(PolicyApplies(mesh_wide, "anything", {}));
+}
+
+TEST_CASE("NormalizedRequestPath: query, fragment and dot-segments removed") {
+  CHECK(NormalizedRequestPath("/a/b?c=d") == "/a/b");
+  CHECK(NormalizedRequestPath("/a/./b/../c#x") == "/a/c");
+  CHECK(NormalizedRequestPath("/../../etc") == "/etc");
+  CHECK(NormalizedRequestPath("/a/") == "/a/");
+  CHECK(NormalizedRequestPath("/a/..") == "/");
+  CHECK(NormalizedRequestPath("http://web:80/x/y?z") == "/x/y");
+  CHECK(NormalizedRequestPath("http://web") == "/");
+  CHECK(PrincipalServiceAccount("spiffe://cluster.local/ns/shop/sa/web") == "web");
+  CHECK(PrincipalServiceAccount("cluster.local/ns/shop/sa/web/x").empty());
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -25,7 +26,8 @@ constexpr uint64_t kIdleMs = 300;
 
 // client <-pipe-> [splice] <-pipe-> backend
 struct SpliceFixture {
-  explicit SpliceFixture(uint64_t idle_timeout_ms) : dispatcher(loop.get()) {
+  explicit SpliceFixture(uint64_t idle_timeout_ms, std::shared_ptr<HttpRequestGate> gate = nullptr)
+      : dispatcher(loop.get()) {
     auto [c, inbound] = NewMemoryPipe(dispatcher);
     auto [outbound, b] = NewMemoryPipe(dispatcher);
     client = c;
@@ -36,6 +38,7 @@ struct SpliceFixture {
     options.dispatcher = &dispatcher;
     options.idle_timeout_ms = idle_timeout_ms;
     options.idle_timeouts = &idle_timeouts;
+    options.request_gate = std::move(gate);
     StartSplice(inbound, outbound, options);
   }
   ~SpliceFixture() {
@@ -96,6 +99,41 @@ TEST_CASE("Splice: without an idle timeout a silent pair stays open") {
   SpliceFixture f(0);
   CHECK(f.OpenFor(3 * kIdleMs));
   CHECK(f.idle_timeouts.value() == 0);
+}
+
+std::shared_ptr<HttpRequestGate> GetOnlyGate() {
+  return std::make_shared<HttpRequestGate>(
+      [](const Http1Request& request, bool) { return request.method == "GET"; });
+}
+
+TEST_CASE(
+    "Splice: with a request gate a denied first request is answered 403 and the backend reset") {
+  SpliceFixture f(0, GetOnlyGate());
+  f.client->Write("POST / HTTP/1.1\r\nHost: w\r\nContent-Length: 0\r\n\r\n");
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return f.client_probe.ended && f.backend_probe.closed; }, 2000));
+  CHECK(f.client_probe.data.starts_with("HTTP/1.1 403 Forbidden\r\n"));
+  CHECK(f.client_probe.data.ends_with("RBAC: access denied"));
+  CHECK(f.backend_probe.data.empty());
+}
+
+TEST_CASE("Splice: with a request gate a denied later request is answered after the backend ends") {
+  SpliceFixture f(0, GetOnlyGate());
+  f.client->Write("GET /a HTTP/1.1\r\nHost: w\r\n\r\n");
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return f.backend_probe.data.starts_with("GET /a"); }, 2000));
+  f.client->Write("DELETE /a HTTP/1.1\r\nHost: w\r\n\r\n");
+  // The backend gets no DELETE, but its end of input.
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return f.backend_probe.ended; }, 2000));
+  CHECK(f.backend_probe.data.find("DELETE") == std::string::npos);
+  CHECK(f.client_probe.data.empty());
+  f.backend->Write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  f.backend->End();
+  CHECK(RunUntil(
+      f.loop.get(), [&] { return f.client_probe.ended; }, 2000));
+  CHECK(f.client_probe.data.starts_with("HTTP/1.1 200 OK\r\n"));
+  CHECK(f.client_probe.data.find("okHTTP/1.1 403 Forbidden\r\n") != std::string::npos);
 }
 
 }  // namespace

@@ -15,6 +15,20 @@ std::string ErrorOf(const std::vector<std::string>& args) {
   return config.ok() ? "" : config.error().message;
 }
 
+TEST_CASE("Config: --root-namespace defaults to istio-system, takes a namespace or nothing") {
+  auto config = ParseRunFlags({});
+  REQUIRE(config.ok());
+  CHECK(config->root_namespace == "istio-system");
+  config = ParseRunFlags({"--root-namespace", "mesh-root"});
+  REQUIRE(config.ok());
+  CHECK(config->root_namespace == "mesh-root");
+  config = ParseRunFlags({"--root-namespace", ""});
+  REQUIRE(config.ok());
+  CHECK(config->root_namespace.empty());
+  CHECK(ErrorOf({"--root-namespace", "Bad_NS"}).find("--root-namespace: invalid namespace") !=
+        std::string::npos);
+}
+
 TEST_CASE("Config: cluster flags parse, and --etcd alone is not enough") {
   auto config = ParseRunFlags({"--etcd", "http://10.0.0.9:2379,http://10.0.0.8:2379", "--node-name",
                                "n1", "--node-address", "10.0.0.1", "--cluster-cidr", "10.64.0.0/16",

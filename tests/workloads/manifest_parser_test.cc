@@ -235,6 +235,113 @@ spec:
         AuthorizationPolicy{{"deny-all", "default", {}}, {}, PolicyAction::kAllow, {}});
 }
 
+TEST_CASE("ParseManifests: reads Istio's serviceAccounts, ipBlocks, HTTP operations and when") {
+  ParseResult result = Parse(R"y(apiVersion: podless.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  rules:
+    - from:
+        - source:
+            serviceAccounts: [frontend, other/batch]
+            notServiceAccounts: [other/bad]
+            ipBlocks: [10.0.0.0/8, 127.64.0.5]
+            notIpBlocks: [10.1.0.0/16]
+            remoteIpBlocks: [192.168.0.0/16]
+            notRemoteIpBlocks: [192.168.1.1]
+            requestPrincipals: ["issuer/*"]
+            notRequestPrincipals: ["*"]
+      to:
+        - operation:
+            ports: ["8080"]
+            methods: [GET, HEAD]
+            notMethods: [DELETE]
+            paths: [/api/*, /health]
+            notPaths: ["*.php"]
+            hosts: ["web.shop.svc*"]
+            notHosts: ["*.internal"]
+      when:
+        - key: request.headers[x-user]
+          values: [alice]
+          notValues: [mallory]
+        - {key: source.ip, notValues: [10.0.0.1]}
+)y");
+  for (const Diagnostic& d : result.errors) MESSAGE(d.ToString());
+  REQUIRE(result.errors.empty());
+  const AuthorizationPolicy& p = std::get<AuthorizationPolicy>(result.objects.at(0).object);
+  REQUIRE(p.rules.size() == 1);
+  const PolicySource& s = p.rules[0].from.at(0);
+  CHECK(s.service_accounts == std::vector<std::string>{"frontend", "other/batch"});
+  CHECK(s.not_service_accounts == std::vector<std::string>{"other/bad"});
+  CHECK(s.ip_blocks == std::vector<std::string>{"10.0.0.0/8", "127.64.0.5"});
+  CHECK(s.not_ip_blocks == std::vector<std::string>{"10.1.0.0/16"});
+  CHECK(s.remote_ip_blocks == std::vector<std::string>{"192.168.0.0/16"});
+  CHECK(s.not_remote_ip_blocks == std::vector<std::string>{"192.168.1.1"});
+  CHECK(s.request_principals == std::vector<std::string>{"issuer/*"});
+  CHECK(s.not_request_principals == std::vector<std::string>{"*"});
+  const PolicyOperation& o = p.rules[0].to.at(0);
+  CHECK(o.ports == std::vector<uint16_t>{8080});
+  CHECK(o.methods == std::vector<std::string>{"GET", "HEAD"});
+  CHECK(o.not_methods == std::vector<std::string>{"DELETE"});
+  CHECK(o.paths == std::vector<std::string>{"/api/*", "/health"});
+  CHECK(o.not_paths == std::vector<std::string>{"*.php"});
+  CHECK(o.hosts == std::vector<std::string>{"web.shop.svc*"});
+  CHECK(o.not_hosts == std::vector<std::string>{"*.internal"});
+  REQUIRE(p.rules[0].when.size() == 2);
+  CHECK(p.rules[0].when[0] == PolicyCondition{"request.headers[x-user]", {"alice"}, {"mallory"}});
+  CHECK(p.rules[0].when[1] == PolicyCondition{"source.ip", {}, {"10.0.0.1"}});
+}
+
+TEST_CASE("ParseManifests: bad CIDRs, methods, paths and when keys are located errors") {
+  auto errors = [](const std::string& rules) {
+    std::string out;
+    for (const Diagnostic& d : Parse("apiVersion: podless.dev/v1alpha1\nkind: AuthorizationPolicy\n"
+                                     "metadata: {name: p}\nspec:\n  rules:\n" +
+                                     rules)
+                                   .errors) {
+      out += d.ToString() + "\n";
+    }
+    return out;
+  };
+  CHECK(errors("  - from: [{source: {ipBlocks: [10.0.0.0/33]}}]\n") ==
+        "app.yaml:6:33: spec.rules[0].from[0].source.ipBlocks[0]: invalid IP block "
+        "\"10.0.0.0/33\": prefix length 33 is more than 32\n");
+  CHECK(errors("  - from: [{source: {notIpBlocks: [10.0.0]}}]\n") ==
+        "app.yaml:6:36: spec.rules[0].from[0].source.notIpBlocks[0]: invalid IP block "
+        "\"10.0.0\": must be an IP address or a CIDR block such as 10.0.0.0/8\n");
+  CHECK(errors("  - to: [{operation: {methods: [get]}}]\n") ==
+        "app.yaml:6:33: spec.rules[0].to[0].operation.methods[0]: invalid method \"get\": "
+        "methods are case-sensitive: write GET\n");
+  CHECK(errors("  - to: [{operation: {methods: [\"GET POST\"]}}]\n")
+            .find("must be an HTTP method token") != std::string::npos);
+  CHECK(errors("  - to: [{operation: {paths: [api]}}]\n").find("must start with '/'") !=
+        std::string::npos);
+  CHECK(errors("  - to: [{operation: {paths: [\"/a/{*}\"]}}]\n").find("path templates") !=
+        std::string::npos);
+  CHECK(errors("  - when: [{key: destination.labels, values: [a]}]\n") ==
+        "app.yaml:6:18: spec.rules[0].when[0].key: unsupported key \"destination.labels\": "
+        "expected source.ip, source.namespace, source.principal, destination.ip, "
+        "destination.port, remote.ip, request.headers[NAME], request.auth.principal, "
+        "request.auth.audiences, request.auth.presenter, request.auth.claims[NAME] or "
+        "connection.sni\n");
+  CHECK(errors("  - when: [{key: source.ip}]\n").find("must set values or notValues") !=
+        std::string::npos);
+  CHECK(errors("  - when: [{key: destination.port, values: [http]}]\n")
+            .find("must be a port number between 1 and 65535") != std::string::npos);
+  CHECK(errors("  - when: [{key: source.ip, values: [nope]}]\n").find("invalid IP block") !=
+        std::string::npos);
+  CHECK(errors("  - from: [{source: {serviceAccounts: [\"web*\"]}}]\n")
+            .find("wildcards are not supported") != std::string::npos);
+  CHECK(errors("  - from: [{source: {serviceAccounts: [a], principals: [\"*\"]}}]\n")
+            .find("cannot set serviceAccounts with namespaces or principals") != std::string::npos);
+  // Unknown fields stay errors.
+  CHECK(errors("  - to: [{operation: {verbs: [GET]}}]\n").find("unknown field \"verbs\"") !=
+        std::string::npos);
+  CHECK(errors("  - when: [{key: source.ip, value: [a]}]\n").find("unknown field \"value\"") !=
+        std::string::npos);
+  CHECK(errors("  - from: [{source: {ipBlocks: [10.0.0.0/8], notIpBlocks: [\"::1\"]}}]\n").empty());
+}
+
 TEST_CASE("ParseManifests: several documents, empty ones skipped, each located") {
   ParseResult result = Parse(R"y(---
 # nothing here

@@ -215,4 +215,35 @@ TEST_CASE("WriteManifest: round trip of AuthorizationPolicies in Istio's shape")
   CheckRoundTrip(empty);
 }
 
+TEST_CASE("WriteManifest: round trip of a policy with Istio's HTTP attributes and conditions") {
+  ParseResult parsed = ParseManifests(R"y(apiVersion: podless.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: shop}
+spec:
+  rules:
+    - from:
+        - source: {serviceAccounts: [web, "other/batch"], notIpBlocks: ["10.0.0.0/8", "::1"]}
+        - source: {remoteIpBlocks: [1.2.3.4], requestPrincipals: ["*"], notRequestPrincipals: [a/b]}
+      to:
+        - operation: {methods: [GET], notMethods: ["*"], paths: ["/a/*"], notPaths: ["*.x"],
+                      hosts: ["*.shop"], notHosts: [evil], ports: ["80"]}
+      when:
+        - {key: "request.headers[x-a]", values: ["*", "on"], notValues: ["yes"]}
+        - {key: destination.port, values: ["8080"]}
+)y",
+                                      "in.yaml");
+  for (const Diagnostic& d : parsed.errors) MESSAGE(d.ToString());
+  REQUIRE(parsed.errors.empty());
+  const Object& object = parsed.objects.at(0).object;
+  CheckRoundTrip(object);
+  const std::string yaml = WriteManifest(object);
+  // Istio's spelling, so the output applies to Istio as well.
+  for (const char* field :
+       {"serviceAccounts:", "notIpBlocks:", "remoteIpBlocks:", "requestPrincipals:",
+        "notRequestPrincipals:", "methods:", "notMethods:", "paths:", "notPaths:", "hosts:",
+        "notHosts:", "when:", "notValues:"}) {
+    CHECK_MESSAGE(yaml.find(field) != std::string::npos, field);
+  }
+}
+
 }  // namespace podless::workloads

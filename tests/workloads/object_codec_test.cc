@@ -115,11 +115,41 @@ AuthorizationPolicy RichPolicy() {
   return p;
 }
 
+// Every field version 3 added, each with a value of its own.
+AuthorizationPolicy IstioPolicy() {
+  AuthorizationPolicy p = RichPolicy();
+  p.metadata.name = "istio";
+  PolicySource& s = p.rules[0].from[1];
+  s.service_accounts = {"shop/web", "batch"};
+  s.not_service_accounts = {"kube-system/admin"};
+  s.ip_blocks = {"10.0.0.0/8", "127.64.0.5"};
+  s.not_ip_blocks = {"10.1.0.0/16"};
+  s.remote_ip_blocks = {"192.168.0.0/16"};
+  s.not_remote_ip_blocks = {"192.168.1.1"};
+  s.request_principals = {"issuer/*"};
+  s.not_request_principals = {"*"};
+  PolicyOperation& o = p.rules[0].to[1];
+  o.hosts = {"web.shop.svc*"};
+  o.not_hosts = {"*.internal"};
+  o.methods = {"GET", "HEAD"};
+  o.not_methods = {"DELETE"};
+  o.paths = {"/api/*", "/health"};
+  o.not_paths = {"*.php"};
+  p.rules[1].when = {PolicyCondition{"request.headers[x-user]", {"alice", "bob"}, {"mallory"}},
+                     PolicyCondition{"destination.port", {}, {"22"}}};
+  return p;
+}
+
+bool UsesVersion3(const Object& object) {
+  const auto* p = std::get_if<AuthorizationPolicy>(&object);
+  return p != nullptr && p->metadata.name == "istio";
+}
+
 std::vector<Object> AllObjects() {
-  return {EchoWorkload(),     StaticWorkload(),     ForwardWorkload(),
-          ExecWorkload(true), ExecWorkload(false),  SandboxedExecWorkload(),
-          Workload{},         RichService(),        Service{},
-          RichPolicy(),       AuthorizationPolicy{}};
+  return {EchoWorkload(),     StaticWorkload(),      ForwardWorkload(),
+          ExecWorkload(true), ExecWorkload(false),   SandboxedExecWorkload(),
+          Workload{},         RichService(),         Service{},
+          RichPolicy(),       AuthorizationPolicy{}, IstioPolicy()};
 }
 
 TEST_CASE("ObjectCodec: every kind, app and field survives a round trip") {
@@ -166,12 +196,85 @@ TEST_CASE("ObjectCodec: objects without a sandbox keep the version 1 encoding") 
     const auto* w = std::get_if<Workload>(&object);
     const auto* exec = w != nullptr ? std::get_if<ExecApp>(&w->spec.app) : nullptr;
     const bool sandboxed = exec != nullptr && !exec->sandbox.is_default();
-    CHECK(EncodeObject(object)[0] == (sandboxed ? 2 : 1));
+    CHECK(EncodeObject(object)[0] == (UsesVersion3(object) ? 3 : sandboxed ? 2 : 1));
   }
   // A sandbox whose every field is at its default is no sandbox.
   Workload w = ExecWorkload(true);
   std::get<ExecApp>(w.spec.app).sandbox.mutable_value().keep_working_dir = false;
   CHECK(EncodeObject(w) == EncodeObject(ExecWorkload(true)));
+}
+
+TEST_CASE("ObjectCodec: each field of Istio's newer policy attributes needs version 3") {
+  // One field at a time: each must survive, and each alone moves the policy
+  // to version 3 (a version 1 reader would silently drop it otherwise).
+  const AuthorizationPolicy full = IstioPolicy();
+  std::vector<AuthorizationPolicy> singles;
+  auto with = [&](auto edit) {
+    AuthorizationPolicy p = RichPolicy();
+    edit(p);
+    singles.push_back(p);
+  };
+  with([](auto& p) { p.rules[0].from[0].service_accounts = {"a"}; });
+  with([](auto& p) { p.rules[0].from[0].not_service_accounts = {"a"}; });
+  with([](auto& p) { p.rules[0].from[0].ip_blocks = {"1.2.3.4"}; });
+  with([](auto& p) { p.rules[0].from[0].not_ip_blocks = {"1.2.3.4"}; });
+  with([](auto& p) { p.rules[0].from[0].remote_ip_blocks = {"1.2.3.4"}; });
+  with([](auto& p) { p.rules[0].from[0].not_remote_ip_blocks = {"1.2.3.4"}; });
+  with([](auto& p) { p.rules[0].from[0].request_principals = {"a"}; });
+  with([](auto& p) { p.rules[0].from[0].not_request_principals = {"a"}; });
+  with([](auto& p) { p.rules[0].to[0].hosts = {"a"}; });
+  with([](auto& p) { p.rules[0].to[0].not_hosts = {"a"}; });
+  with([](auto& p) { p.rules[0].to[0].methods = {"GET"}; });
+  with([](auto& p) { p.rules[0].to[0].not_methods = {"GET"}; });
+  with([](auto& p) { p.rules[0].to[0].paths = {"/"}; });
+  with([](auto& p) { p.rules[0].to[0].not_paths = {"/"}; });
+  with([](auto& p) { p.rules[1].when = {PolicyCondition{"source.ip", {}, {}}}; });
+  for (size_t i = 0; i < singles.size(); ++i) {
+    CAPTURE(i);
+    const std::string bytes = EncodeObject(singles[i]);
+    CHECK(bytes[0] == 3);
+    Result<Object> decoded = DecodeObject(bytes);
+    REQUIRE_MESSAGE(decoded.ok(), decoded.error().message);
+    CHECK(std::get<AuthorizationPolicy>(decoded.value()) == singles[i]);
+  }
+  // A version 3 policy read as version 1 has trailing bytes: refused, not
+  // silently narrowed.
+  std::string bytes = EncodeObject(full);
+  bytes[0] = 1;
+  CHECK_FALSE(DecodeObject(bytes).ok());
+}
+
+TEST_CASE(
+    "ObjectCodec: a version 1 policy, written before Istio's newer attributes, still decodes") {
+  std::string bytes;
+  ByteWriter w(&bytes);
+  w.PutByte(1);    // version
+  w.PutVarint(2);  // Kind::kAuthorizationPolicy
+  w.PutString("p");
+  w.PutString("shop");
+  w.PutVarint(0);  // labels
+  w.PutVarint(0);  // selector
+  w.PutVarint(1);  // DENY
+  w.PutVarint(1);  // one rule
+  w.PutVarint(1);  // one source
+  w.PutVarint(1);
+  w.PutString("cluster.local/ns/shop/sa/web");
+  w.PutVarint(0);
+  w.PutVarint(0);
+  w.PutVarint(0);
+  w.PutVarint(1);  // one operation
+  w.PutVarint(1);
+  w.PutVarint(8080);
+  w.PutVarint(0);
+  Result<Object> decoded = DecodeObject(bytes);
+  REQUIRE_MESSAGE(decoded.ok(), decoded.error().message);
+  const AuthorizationPolicy& p = std::get<AuthorizationPolicy>(decoded.value());
+  REQUIRE(p.rules.size() == 1);
+  CHECK(p.rules[0].from[0].principals == std::vector<std::string>{"cluster.local/ns/shop/sa/web"});
+  CHECK(p.rules[0].from[0].service_accounts.empty());
+  CHECK(p.rules[0].to[0].ports == std::vector<uint16_t>{8080});
+  CHECK(p.rules[0].when.empty());
+  CHECK(EncodeObject(decoded.value()) == bytes);
 }
 
 TEST_CASE("ObjectCodec: a version 1 exec workload, written before the sandbox, still decodes") {
