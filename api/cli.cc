@@ -64,8 +64,25 @@ Result<v1::Kind> ParseKind(const std::string& word) {
       word == "authorizationpolicy" || word == "ap") {
     return v1::AUTHORIZATION_POLICY;
   }
+  // The Kubernetes kinds a Workload is applied as (Deployment, ...) list as workloads.
+  for (const char* w : {"deployments", "deployment", "deploy", "statefulsets", "statefulset", "sts",
+                        "replicasets", "replicaset", "rs", "daemonsets", "daemonset", "ds"}) {
+    if (word == w) return v1::WORKLOAD;
+  }
+  if (word == "namespaces" || word == "namespace" || word == "ns") return v1::NAMESPACE;
+  if (word == "serviceaccounts" || word == "serviceaccount" || word == "sa") {
+    return v1::SERVICE_ACCOUNT;
+  }
+  if (word == "peerauthentications" || word == "peerauthentication" || word == "pa") {
+    return v1::PEER_AUTHENTICATION;
+  }
+  if (word == "workloadentries" || word == "workloadentry" || word == "we") {
+    return v1::WORKLOAD_ENTRY;
+  }
   return MakeError(ErrorCode::kInvalidArgument,
-                   "unknown kind \"" + word + "\" (workloads, services or policies)");
+                   "unknown kind \"" + word +
+                       "\" (workloads, services, policies, namespaces, serviceaccounts, "
+                       "peerauthentications or workloadentries)");
 }
 
 bool IsReplicasWord(const std::string& word) {
@@ -97,12 +114,6 @@ void PrintResults(const google::protobuf::RepeatedPtrField<v1::ApplyResult>& res
                    result.ref().name().c_str(), warning.c_str());
     }
   }
-}
-
-const v1::ObjectMeta& MetaOf(const v1::Object& object) {
-  return object.has_workload()  ? object.workload().metadata()
-         : object.has_service() ? object.service().metadata()
-                                : object.authorization_policy().metadata();
 }
 
 std::map<std::string, std::string> LabelsOf(const v1::Object& object) {
@@ -756,9 +767,7 @@ class Cli {
             std::printf("SYNCED\n");
           } else {
             const v1::Object& o = event.object();
-            std::string kind = o.has_workload()  ? "workload"
-                               : o.has_service() ? "service"
-                                                 : "authorizationpolicy";
+            const std::string kind = KindWord(KindOf(o));
             const v1::ObjectMeta& meta = MetaOf(o);
             std::printf("%s %s/%s/%s\n", v1::WatchEvent::Type_Name(event.type()).c_str(),
                         kind.c_str(), meta.namespace_().c_str(), meta.name().c_str());

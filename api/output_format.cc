@@ -157,50 +157,6 @@ std::string FirstAddresses(const v1::Workload& workload) {
   return text;
 }
 
-v1::Kind KindOf(const v1::Object& object) {
-  switch (object.kind_case()) {
-    case v1::Object::kWorkload:
-      return v1::WORKLOAD;
-    case v1::Object::kService:
-      return v1::SERVICE;
-    case v1::Object::kAuthorizationPolicy:
-      return v1::AUTHORIZATION_POLICY;
-    case v1::Object::kNamespace:
-      return v1::NAMESPACE;
-    case v1::Object::kServiceAccount:
-      return v1::SERVICE_ACCOUNT;
-    case v1::Object::kPeerAuthentication:
-      return v1::PEER_AUTHENTICATION;
-    case v1::Object::kWorkloadEntry:
-      return v1::WORKLOAD_ENTRY;
-    case v1::Object::KIND_NOT_SET:
-      break;
-  }
-  return v1::KIND_UNSPECIFIED;
-}
-
-const v1::ObjectMeta& MetaOf(const v1::Object& object) {
-  switch (object.kind_case()) {
-    case v1::Object::kWorkload:
-      return object.workload().metadata();
-    case v1::Object::kService:
-      return object.service().metadata();
-    case v1::Object::kAuthorizationPolicy:
-      return object.authorization_policy().metadata();
-    case v1::Object::kNamespace:
-      return object.namespace_().metadata();
-    case v1::Object::kServiceAccount:
-      return object.service_account().metadata();
-    case v1::Object::kPeerAuthentication:
-      return object.peer_authentication().metadata();
-    case v1::Object::kWorkloadEntry:
-      return object.workload_entry().metadata();
-    case v1::Object::KIND_NOT_SET:
-      break;
-  }
-  return v1::ObjectMeta::default_instance();
-}
-
 const char* MtlsModeName(v1::MtlsMode mode) {
   switch (mode) {
     case v1::PERMISSIVE:
@@ -957,6 +913,50 @@ std::string DescribeGeneric(const v1::Object& object) {
 }
 
 }  // namespace
+
+v1::Kind KindOf(const v1::Object& object) {
+  switch (object.kind_case()) {
+    case v1::Object::kWorkload:
+      return v1::WORKLOAD;
+    case v1::Object::kService:
+      return v1::SERVICE;
+    case v1::Object::kAuthorizationPolicy:
+      return v1::AUTHORIZATION_POLICY;
+    case v1::Object::kNamespace:
+      return v1::NAMESPACE;
+    case v1::Object::kServiceAccount:
+      return v1::SERVICE_ACCOUNT;
+    case v1::Object::kPeerAuthentication:
+      return v1::PEER_AUTHENTICATION;
+    case v1::Object::kWorkloadEntry:
+      return v1::WORKLOAD_ENTRY;
+    case v1::Object::KIND_NOT_SET:
+      break;
+  }
+  return v1::KIND_UNSPECIFIED;
+}
+
+const v1::ObjectMeta& MetaOf(const v1::Object& object) {
+  switch (object.kind_case()) {
+    case v1::Object::kWorkload:
+      return object.workload().metadata();
+    case v1::Object::kService:
+      return object.service().metadata();
+    case v1::Object::kAuthorizationPolicy:
+      return object.authorization_policy().metadata();
+    case v1::Object::kNamespace:
+      return object.namespace_().metadata();
+    case v1::Object::kServiceAccount:
+      return object.service_account().metadata();
+    case v1::Object::kPeerAuthentication:
+      return object.peer_authentication().metadata();
+    case v1::Object::kWorkloadEntry:
+      return object.workload_entry().metadata();
+    case v1::Object::KIND_NOT_SET:
+      break;
+  }
+  return v1::ObjectMeta::default_instance();
+}
 
 std::string KindWord(v1::Kind kind) {
   switch (kind) {

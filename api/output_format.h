@@ -74,6 +74,10 @@ std::string FormatObject(const v1::Object& object, OutputFormat format);
 // `-o name` name a kind (kind/name).
 std::string KindWord(v1::Kind kind);
 
+// The kind an Object holds (KIND_UNSPECIFIED when none), and its metadata.
+v1::Kind KindOf(const v1::Object& object);
+const v1::ObjectMeta& MetaOf(const v1::Object& object);
+
 // `podless get nodes`: NAME ADDRESS CIDR WORKLOADS STATUS AGE (5s, 3m, 2h,
 // 4d); wide adds HBONE-PORT. `now` is unix seconds. A footer line says when
 // the answering node cannot reach etcd.

@@ -56,6 +56,12 @@ std::string NamespaceOrDefault(const std::string& ns) {
   return ns.empty() ? workloads::kDefaultNamespace : ns;
 }
 
+// The key a reference names: a Namespace is cluster-scoped, so whatever
+// namespace a caller sends with it (the CLI sends its -n) does not count.
+ObjectKey KeyOfRef(Kind kind, const std::string& ns, const std::string& name) {
+  return ObjectKey{kind, kind == Kind::kNamespace ? "" : NamespaceOrDefault(ns), name};
+}
+
 // The workloads of a RegisterBatchRequest (`repeated Workload workloads = 1`)
 // in the model, each parsed into one reused message and converted (and
 // validated) at once. Parsing the whole request first held every workload
@@ -355,10 +361,17 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
         // Namespaces appear with their first object: the caller is told,
         // since a typo'd namespace would otherwise go unnoticed.
         std::vector<std::string> new_namespaces;
+        std::set<std::string> declared;  // Namespace objects report themselves
+        for (const workloads::Object& object : objects) {
+          if (const auto* ns = std::get_if<workloads::Namespace>(&object)) {
+            declared.insert(ns->metadata.name);
+          }
+        }
         for (const workloads::Object& object : objects) {
           const std::string& ns =
               std::visit([](const auto& o) -> const std::string& { return o.metadata.ns; }, object);
-          if (!ns.empty() && !agent_.HasNamespace(ns) && !RemoteNamespace(cluster_, ns) &&
+          if (!ns.empty() && !declared.contains(ns) && !agent_.HasNamespace(ns) &&
+              !RemoteNamespace(cluster_, ns) &&
               std::find(new_namespaces.begin(), new_namespaces.end(), ns) == new_namespaces.end()) {
             new_namespaces.push_back(ns);
           }
@@ -400,7 +413,7 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
           if (ref.name().empty()) {
             return finish(MakeError(ErrorCode::kInvalidArgument, "refs: name is required"));
           }
-          keys.push_back(ObjectKey{*kind, NamespaceOrDefault(ref.namespace_()), ref.name()});
+          keys.push_back(KeyOfRef(*kind, ref.namespace_(), ref.name()));
         }
         if (keys.empty()) {
           return finish(
@@ -482,7 +495,7 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
       [this](const CallContext&, const v1::GetRequest& request) -> Result<v1::Object> {
         auto kind = FromProtoKind(request.ref().kind());
         if (!kind) return kind.error();
-        ObjectKey key{*kind, NamespaceOrDefault(request.ref().namespace_()), request.ref().name()};
+        ObjectKey key = KeyOfRef(*kind, request.ref().namespace_(), request.ref().name());
         const runtime::StoredObject* stored = agent_.Find(key);
         if (stored == nullptr && cluster_ != nullptr && *kind == Kind::kWorkload) {
           return RemoteWorkloadByName(agent_, *cluster_, key);
@@ -500,7 +513,8 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
         auto kind = FromProtoKind(request.kind());
         if (!kind) return kind.error();
         v1::ListResponse response;
-        for (const runtime::StoredObject* stored : agent_.List(*kind, request.namespace_())) {
+        const std::string& ns = *kind == Kind::kNamespace ? "" : request.namespace_();
+        for (const runtime::StoredObject* stored : agent_.List(*kind, ns)) {
           *response.add_objects() = ObjectWithStatus(agent_, cluster_, *stored);
         }
         if (cluster_ != nullptr && *kind == Kind::kWorkload) {

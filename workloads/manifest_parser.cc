@@ -620,7 +620,7 @@ std::optional<Object> DocumentReader::Read(const YAML::Node& root) {
       }
     } else {
       Error("kind", kind.Mark(),
-            "unsupported kind " + Describe(kind) +
+            "unsupported kind " + QuoteForMessage(kind.Scalar()) +
                 (api_text ? " (" + api_version.Scalar() + ")" : "") + ": podless runs " +
                 SupportedKinds() +
                 "; apply with --skip-unsupported to skip the documents of other kinds");

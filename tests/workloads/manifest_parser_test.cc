@@ -746,7 +746,7 @@ TEST_CASE("ParseManifests: unsupported apiVersion or kind") {
 
   d = Only(Parse("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {}\n"));
   CheckAt(d, "kind", 2, 7);
-  CHECK(d.message.find("unsupported kind string \"ConfigMap\" (v1): podless runs "
+  CHECK(d.message.find("unsupported kind \"ConfigMap\" (v1): podless runs "
                        "podless.dev/v1alpha1: Workload, Service, AuthorizationPolicy; v1: ") == 0);
   CHECK(d.message.find("; apply with --skip-unsupported to skip the documents of other kinds") !=
         std::string::npos);
