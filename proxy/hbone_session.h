@@ -221,7 +221,6 @@ class HboneSession final : private StreamHandler, private DeferredTask {
   std::map<int32_t, HboneStream*> streams_;
   bool closed_ = false;
   bool shutting_down_ = false;
-  bool transport_ended_ = false;
   HboneSessionLimits limits_;
   TimerHandle timer_;  // initialized in Start() when a limit needs it
   bool preface_received_ = false;

@@ -26,6 +26,9 @@ namespace podless::workloads::manifest {
 using Path = std::string;
 
 constexpr int64_t kMaxInt32 = std::numeric_limits<int32_t>::max();
+// How deep a Kubernetes or Istio document may nest to be kept as applied
+// (real ones nest about 12 levels; the copy and the writer recurse).
+constexpr int kMaxStoredDepth = 64;
 
 std::string Join(const Path& path, std::string_view name);
 std::string Index(const Path& path, size_t i);
@@ -112,6 +115,7 @@ class DocumentReader {
     warnings_.push_back(Diagnostic{Where(mark), path, std::move(message)});
   }
   static YAML::Node SpecOf(const Fields& root);
+  bool Storable(const YAML::Node& node, int depth);
   void Record(const Path& path, const YAML::Mark& mark) { marks_.emplace(path, mark); }
   // A null node ("app:" with nothing after it) has no useful mark of its own;
   // its field's key stands in for it.

@@ -566,6 +566,23 @@ void DocumentReader::ReadServiceAccount(const Fields& root, ObjectMeta meta,
   out = ServiceAccount{std::move(meta)};
 }
 
+// Whether the document can be copied and written out (StoredDocument walks
+// it recursively): bounded depth, and its nodes, aliases expanded, within
+// the input's budget (an alias bomb in a field the reader never looks at).
+bool DocumentReader::Storable(const YAML::Node& node, int depth) {
+  if (depth > kMaxStoredDepth || !Spend()) return false;
+  if (node.IsMap()) {
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      if (!Storable(it->first, depth + 1) || !Storable(it->second, depth + 1)) return false;
+    }
+  } else if (node.IsSequence()) {
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      if (!Storable(*it, depth + 1)) return false;
+    }
+  }
+  return true;
+}
+
 YAML::Node DocumentReader::SpecOf(const Fields& root) {
   const Entry* spec = root.Find("spec");
   return spec != nullptr ? spec->value : YAML::Node(YAML::NodeType::Null);
@@ -646,6 +663,12 @@ std::optional<Object> DocumentReader::Read(const YAML::Node& root) {
   if (!entry->namespaced) meta.ns.clear();
   std::optional<Object> object;
   (this->*entry->read)(*fields, meta, object);
+  if (object && !IsPodless(*entry) && !Storable(root, 0)) {
+    Error("", root.Mark(),
+          "document too deep or too large to keep: it nests more than " +
+              std::to_string(kMaxStoredDepth) + " levels or its aliases expand to too many nodes");
+    return std::nullopt;
+  }
   if (object && !IsPodless(*entry)) {
     ObjectMeta& stored_meta =
         std::visit([](auto& o) -> ObjectMeta& { return o.metadata; }, *object);

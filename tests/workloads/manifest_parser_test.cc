@@ -1046,3 +1046,35 @@ TEST_CASE("ParseManifests: Kubernetes metadata is checked like kubectl --validat
 }
 
 }  // namespace podless::workloads
+
+namespace podless::workloads {
+namespace {
+
+TEST_CASE("ParseManifests: a kept document is bounded in depth and size") {
+  std::string deep =
+      "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: web\n"
+      "  ownerReferences: " +
+      std::string(100, '[') + std::string(100, ']') + "\n";
+  ParseResult result = Parse(deep);
+  REQUIRE(!result.errors.empty());
+  CHECK(result.errors.back().message.find("document too deep or too large to keep") == 0);
+  CHECK(result.objects.empty());
+
+  // Aliases that expand to millions of nodes in a field the reader skips.
+  std::string bomb =
+      "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: web\n"
+      "  ownerReferences:\n    a: &a [x, x, x, x, x, x, x, x, x, x]\n";
+  char previous = 'a';
+  for (char name = 'b'; name <= 'h'; ++name) {
+    bomb += std::string("    ") + name + ": &" + name + " [";
+    for (int i = 0; i < 10; ++i) bomb += std::string(i ? ", *" : "*") + previous;
+    bomb += "]\n";
+    previous = name;
+  }
+  result = Parse(bomb);
+  REQUIRE(!result.errors.empty());
+  CHECK(result.objects.empty());
+}
+
+}  // namespace
+}  // namespace podless::workloads
