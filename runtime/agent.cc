@@ -154,6 +154,23 @@ std::string Agent::SpiffeIdFor(const workloads::Workload& workload) const {
       .ToString();
 }
 
+std::string Agent::SpiffeIdFor(const workloads::WorkloadEntry& entry) const {
+  return workloads::SpiffeId::ForServiceAccount(config_.trust_domain, entry.metadata.ns,
+                                                entry.service_account)
+      .ToString();
+}
+
+std::vector<const StoredObject*> Agent::SelectEntries(const std::string& ns,
+                                                      const workloads::Labels& selector) const {
+  std::vector<const StoredObject*> out;
+  if (selector.empty() || ns.empty()) return out;
+  for (const StoredObject* stored : List(Kind::kWorkloadEntry, ns)) {
+    const auto& entry = std::get<workloads::WorkloadEntry>(stored->object);
+    if (workloads::LabelsMatch(selector, entry.labels)) out.push_back(stored);
+  }
+  return out;
+}
+
 void Agent::IndexObject(const StoredObject& object) {
   if (std::holds_alternative<workloads::Service>(object.object)) {
     for (uint32_t vip : object.addresses) service_by_vip_[vip] = &object;
@@ -953,6 +970,17 @@ std::vector<uint32_t> Agent::ServiceEndpoints(const workloads::Service& service)
     for (uint32_t address : stored->addresses) {
       if (IsReplicaReady(workload, address)) out.push_back(address);
     }
+  }
+  // WorkloadEntries that serve one of its ports, at their own address.
+  for (const StoredObject* stored : SelectEntries(service.metadata.ns, service.selector)) {
+    const auto& entry = std::get<workloads::WorkloadEntry>(stored->object);
+    auto address = workloads::ParseIpv4(entry.address);
+    if (!address.ok() ||
+        std::none_of(service.ports.begin(), service.ports.end(),
+                     [&](const auto& port) { return workloads::TargetPortOf(port, entry) != 0; })) {
+      continue;
+    }
+    out.push_back(*address);
   }
   return out;
 }
