@@ -117,8 +117,7 @@ TEST_CASE("PeerAuthentication: errors are located") {
   CheckAt(d, "spec.portLevelMtls", 6, 18);
   // Validation: port-level modes need a selector (as Istio requires).
   d = Only(Parse(head + "  portLevelMtls:\n    8080: {mode: STRICT}\n"));
-  CHECK(d.field == "spec.portLevelMtls");
-  CHECK(d.where.line == 5);
+  CheckAt(d, "spec.portLevelMtls", 6, 5);
   CHECK(d.message.find("needs spec.selector") != std::string::npos);
 }
 
