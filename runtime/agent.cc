@@ -154,6 +154,24 @@ std::string Agent::SpiffeIdFor(const workloads::Workload& workload) const {
       .ToString();
 }
 
+namespace {
+
+const char* MtlsModeName(workloads::MtlsMode mode) {
+  switch (mode) {
+    case workloads::MtlsMode::kPermissive:
+      return "PERMISSIVE";
+    case workloads::MtlsMode::kStrict:
+      return "STRICT";
+    case workloads::MtlsMode::kDisable:
+      return "DISABLE";
+    case workloads::MtlsMode::kUnset:
+      break;
+  }
+  return "UNSET";
+}
+
+}  // namespace
+
 std::string Agent::SpiffeIdFor(const workloads::WorkloadEntry& entry) const {
   return workloads::SpiffeId::ForServiceAccount(config_.trust_domain, entry.metadata.ns,
                                                 entry.service_account)
@@ -1273,6 +1291,44 @@ std::function<bool(std::string*)> Agent::StreamConfigDump(
         for (const auto& [k, v] : policy.selector) json.Key(k).String(v);
         json.EndObject();
         json.Key("rules").Int(static_cast<int64_t>(policy.rules.size()));
+        json.EndObject();
+      }
+      json.EndArray();
+
+      json.Key("peer_authentications").BeginArray();
+      for (const StoredObject* stored : List(Kind::kPeerAuthentication, "")) {
+        const auto& peer = std::get<workloads::PeerAuthentication>(stored->object);
+        json.BeginObject();
+        json.Key("namespace").String(peer.metadata.ns);
+        json.Key("name").String(peer.metadata.name);
+        json.Key("selector").BeginObject();
+        for (const auto& [k, v] : peer.selector) json.Key(k).String(v);
+        json.EndObject();
+        json.Key("mode").String(MtlsModeName(peer.mode));
+        json.Key("port_level").BeginObject();
+        for (const auto& [port, mode] : peer.port_level) {
+          json.Key(std::to_string(port)).String(MtlsModeName(mode));
+        }
+        json.EndObject();
+        json.EndObject();
+      }
+      json.EndArray();
+
+      json.Key("workload_entries").BeginArray();
+      for (const StoredObject* stored : List(Kind::kWorkloadEntry, "")) {
+        const auto& entry = std::get<workloads::WorkloadEntry>(stored->object);
+        json.BeginObject();
+        json.Key("namespace").String(entry.metadata.ns);
+        json.Key("name").String(entry.metadata.name);
+        json.Key("address").String(entry.address);
+        json.Key("hbone_port").Int(entry.hbone_port);
+        json.Key("spiffe_id").String(SpiffeIdFor(entry));
+        json.Key("labels").BeginObject();
+        for (const auto& [k, v] : entry.labels) json.Key(k).String(v);
+        json.EndObject();
+        json.Key("ports").BeginObject();
+        for (const auto& [name, port] : entry.ports) json.Key(name).Int(port);
+        json.EndObject();
         json.EndObject();
       }
       json.EndArray();

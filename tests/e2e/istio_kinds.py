@@ -232,6 +232,12 @@ with running_agent(extra_args=["--ca-cert", ca_cert, "--ca-key", ca_key,
     got = agent.cli("get", "service", "impostor", "-n", "vms", "-o", "yaml").stdout
     check("127.0.0.2" in got, f"the impostor's endpoints:\n{got}")
 
+    # /config_dump shows the entries with the identity they must present.
+    entries = {e["name"]: e for e in agent.config_dump()["workload_entries"]}
+    check(entries["vm-1"]["spiffe_id"] == "spiffe://cluster.local/ns/vms/sa/legacy"
+          and entries["vm-1"]["hbone_port"] == vm_port
+          and entries["vm-1"]["ports"] == {"http": 8080}, f"config_dump: {entries}")
+
     # The impostor entry claims the identity someone-else; the server at its
     # address presents legacy's: refused before any byte reaches it.
     before = len(connections)
@@ -273,6 +279,10 @@ with running_agent(extra_args=["--ca-cert", ca_cert, "--ca-key", ca_key,
     check(state() == (False, False), f"namespace STRICT: {state()}")
     check(denied(agent) >= base + 2, "refused plaintext connections not counted")
     hbone_ok()
+
+    peers = agent.config_dump()["peer_authentications"]
+    check(peers == [{"namespace": "shop", "name": "default", "selector": {}, "mode": "STRICT",
+                     "port_level": {}}], f"config_dump: {peers}")
 
     # A policy selecting the workload wins over the namespace's.
     agent.cli("apply", "-f", "-", input=peer("web", "shop", "PERMISSIVE", selector="web"))
