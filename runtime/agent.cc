@@ -333,12 +333,18 @@ void Agent::WarnOfUnservedTargetPorts(const std::vector<Object>& objects,
       }
     }
     if (selected.empty()) continue;
+    // A stored WorkloadEntry that names the port serves it too.
+    const auto entries = SelectEntries(service->metadata.ns, service->selector);
     for (size_t p = 0; p < service->ports.size(); ++p) {
       const workloads::ServicePort& port = service->ports[p];
       if (port.target_port.name.empty()) continue;
-      const bool served = std::any_of(selected.begin(), selected.end(), [&](const auto* w) {
-        return workloads::TargetPortOf(port, *w) != 0;
-      });
+      const bool served =
+          std::any_of(selected.begin(), selected.end(),
+                      [&](const auto* w) { return workloads::TargetPortOf(port, *w) != 0; }) ||
+          std::any_of(entries.begin(), entries.end(), [&](const StoredObject* e) {
+            return workloads::TargetPortOf(port, std::get<workloads::WorkloadEntry>(e->object)) !=
+                   0;
+          });
       if (served) continue;
       (*warnings)[i].push_back(
           "spec.ports[" + std::to_string(p) + "].targetPort \"" + port.target_port.name +
