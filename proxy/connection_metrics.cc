@@ -21,9 +21,11 @@ std::vector<std::string> ConnectionLabelNames() {
 std::string_view OrUnknown(std::string_view value) { return value.empty() ? "unknown" : value; }
 
 CounterFamily& AuthzDeniedFamily(Registry& registry) {
-  return registry.AddCounter("podless_authz_denied_total",
-                             "Connections refused by an AuthorizationPolicy.",
-                             {"destination_workload", "destination_namespace"});
+  return registry.AddCounter(
+      "podless_authz_denied_total",
+      "Connections refused by an AuthorizationPolicy, or as plaintext by a STRICT "
+      "PeerAuthentication.",
+      {"destination_workload", "destination_namespace"});
 }
 
 }  // namespace

@@ -113,6 +113,16 @@ class Directory {
   // them. The default: none.
   virtual std::string_view RootNamespace() const { return {}; }
 
+  // Whether `port` of `replica` may be reached without HBONE: false when
+  // the PeerAuthentication in force for it (Istio's inheritance: a policy
+  // selecting the workload, per port first, then the namespace's, then the
+  // root namespace's) is STRICT. The default: allowed.
+  virtual bool PlaintextAllowed(const LocalReplica& replica, uint16_t port) const {
+    (void)replica;
+    (void)port;
+    return true;
+  }
+
   // Outbound: the replica whose proxy credentials these are, or null.
   virtual const LocalReplica* Authenticate(std::string_view user,
                                            std::string_view password) const = 0;

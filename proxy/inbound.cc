@@ -24,6 +24,15 @@ InboundDecision Inbound::Admit(uint32_t address, uint16_t port, const InboundSou
                       std::to_string(port);
     return decision;
   }
+  if (source.plaintext && !directory_.PlaintextAllowed(*replica, port)) {
+    metrics_.AuthzDenied(replica->workload, replica->ns);
+    decision.replica = replica;
+    decision.status = 403;
+    decision.reason = "workload " + replica->ns + "/" + replica->workload + " port " +
+                      std::to_string(port) +
+                      " requires mutual TLS (PeerAuthentication STRICT): plaintext refused";
+    return decision;
+  }
   auto policies = directory_.PoliciesFor(*replica);
   AuthzRequest request{source.principal,
                        PrincipalNamespace(source.principal),

@@ -2,7 +2,9 @@
 
 #include <utility>
 
+#include "proxy/log.h"
 #include "proxy/tcp_stream.h"
+#include "workloads/ipam.h"
 
 namespace podless::proxy {
 
@@ -72,6 +74,11 @@ void PlaintextListeners::OnConnection(uint16_t port, TcpStream* tcp) {
   source.address = tcp->PeerAddress();
   InboundDecision decision = inbound_.Admit(tcp->LocalAddress(), port, source);
   if (decision.status != 200) {
+    if (decision.status == 403 && LogEnabled(LogLevel::kDebug)) {
+      Log(LogLevel::kDebug, "proxy",
+          "plaintext connection from " + workloads::FormatIpv4(tcp->PeerAddress()) +
+              " refused: " + decision.reason);
+    }
     tcp->Reset();
     return;
   }

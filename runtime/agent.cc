@@ -154,6 +154,41 @@ std::string Agent::SpiffeIdFor(const workloads::Workload& workload) const {
       .ToString();
 }
 
+namespace {
+
+const char* MtlsModeName(workloads::MtlsMode mode) {
+  switch (mode) {
+    case workloads::MtlsMode::kPermissive:
+      return "PERMISSIVE";
+    case workloads::MtlsMode::kStrict:
+      return "STRICT";
+    case workloads::MtlsMode::kDisable:
+      return "DISABLE";
+    case workloads::MtlsMode::kUnset:
+      break;
+  }
+  return "UNSET";
+}
+
+}  // namespace
+
+std::string Agent::SpiffeIdFor(const workloads::WorkloadEntry& entry) const {
+  return workloads::SpiffeId::ForServiceAccount(config_.trust_domain, entry.metadata.ns,
+                                                entry.service_account)
+      .ToString();
+}
+
+std::vector<const StoredObject*> Agent::SelectEntries(const std::string& ns,
+                                                      const workloads::Labels& selector) const {
+  std::vector<const StoredObject*> out;
+  if (selector.empty() || ns.empty()) return out;
+  for (const StoredObject* stored : List(Kind::kWorkloadEntry, ns)) {
+    const auto& entry = std::get<workloads::WorkloadEntry>(stored->object);
+    if (workloads::LabelsMatch(selector, entry.labels)) out.push_back(stored);
+  }
+  return out;
+}
+
 void Agent::IndexObject(const StoredObject& object) {
   if (std::holds_alternative<workloads::Service>(object.object)) {
     for (uint32_t vip : object.addresses) service_by_vip_[vip] = &object;
@@ -298,12 +333,18 @@ void Agent::WarnOfUnservedTargetPorts(const std::vector<Object>& objects,
       }
     }
     if (selected.empty()) continue;
+    // A stored WorkloadEntry that names the port serves it too.
+    const auto entries = SelectEntries(service->metadata.ns, service->selector);
     for (size_t p = 0; p < service->ports.size(); ++p) {
       const workloads::ServicePort& port = service->ports[p];
       if (port.target_port.name.empty()) continue;
-      const bool served = std::any_of(selected.begin(), selected.end(), [&](const auto* w) {
-        return workloads::TargetPortOf(port, *w) != 0;
-      });
+      const bool served =
+          std::any_of(selected.begin(), selected.end(),
+                      [&](const auto* w) { return workloads::TargetPortOf(port, *w) != 0; }) ||
+          std::any_of(entries.begin(), entries.end(), [&](const StoredObject* e) {
+            return workloads::TargetPortOf(port, std::get<workloads::WorkloadEntry>(e->object)) !=
+                   0;
+          });
       if (served) continue;
       (*warnings)[i].push_back(
           "spec.ports[" + std::to_string(p) + "].targetPort \"" + port.target_port.name +
@@ -954,6 +995,17 @@ std::vector<uint32_t> Agent::ServiceEndpoints(const workloads::Service& service)
       if (IsReplicaReady(workload, address)) out.push_back(address);
     }
   }
+  // WorkloadEntries that serve one of its ports, at their own address.
+  for (const StoredObject* stored : SelectEntries(service.metadata.ns, service.selector)) {
+    const auto& entry = std::get<workloads::WorkloadEntry>(stored->object);
+    auto address = workloads::ParseIpv4(entry.address);
+    if (!address.ok() ||
+        std::none_of(service.ports.begin(), service.ports.end(),
+                     [&](const auto& port) { return workloads::TargetPortOf(port, entry) != 0; })) {
+      continue;
+    }
+    out.push_back(*address);
+  }
   return out;
 }
 
@@ -1245,6 +1297,44 @@ std::function<bool(std::string*)> Agent::StreamConfigDump(
         for (const auto& [k, v] : policy.selector) json.Key(k).String(v);
         json.EndObject();
         json.Key("rules").Int(static_cast<int64_t>(policy.rules.size()));
+        json.EndObject();
+      }
+      json.EndArray();
+
+      json.Key("peer_authentications").BeginArray();
+      for (const StoredObject* stored : List(Kind::kPeerAuthentication, "")) {
+        const auto& peer = std::get<workloads::PeerAuthentication>(stored->object);
+        json.BeginObject();
+        json.Key("namespace").String(peer.metadata.ns);
+        json.Key("name").String(peer.metadata.name);
+        json.Key("selector").BeginObject();
+        for (const auto& [k, v] : peer.selector) json.Key(k).String(v);
+        json.EndObject();
+        json.Key("mode").String(MtlsModeName(peer.mode));
+        json.Key("port_level").BeginObject();
+        for (const auto& [port, mode] : peer.port_level) {
+          json.Key(std::to_string(port)).String(MtlsModeName(mode));
+        }
+        json.EndObject();
+        json.EndObject();
+      }
+      json.EndArray();
+
+      json.Key("workload_entries").BeginArray();
+      for (const StoredObject* stored : List(Kind::kWorkloadEntry, "")) {
+        const auto& entry = std::get<workloads::WorkloadEntry>(stored->object);
+        json.BeginObject();
+        json.Key("namespace").String(entry.metadata.ns);
+        json.Key("name").String(entry.metadata.name);
+        json.Key("address").String(entry.address);
+        json.Key("hbone_port").Int(entry.hbone_port);
+        json.Key("spiffe_id").String(SpiffeIdFor(entry));
+        json.Key("labels").BeginObject();
+        for (const auto& [k, v] : entry.labels) json.Key(k).String(v);
+        json.EndObject();
+        json.Key("ports").BeginObject();
+        for (const auto& [name, port] : entry.ports) json.Key(name).Int(port);
+        json.EndObject();
         json.EndObject();
       }
       json.EndArray();

@@ -147,6 +147,13 @@ class Agent {
     return labels_.Select(ns, selector);
   }
 
+  // The WorkloadEntries of `ns` a selector selects (none for an empty one),
+  // by name. A scan of the namespace's entries: they are few (VMs, outside
+  // hosts), and the proxy keeps each Service's selection until a change.
+  std::vector<const StoredObject*> SelectEntries(const std::string& ns,
+                                                 const workloads::Labels& selector) const;
+  std::string SpiffeIdFor(const workloads::WorkloadEntry& entry) const;
+
   // The replica at a node address, or null.
   std::optional<ReplicaRef> FindReplica(uint32_t address) const { return replicas_.Find(address); }
   // Finds "<workload>-<ordinal>" (or a bare workload name: replica 0).

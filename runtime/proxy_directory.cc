@@ -31,6 +31,33 @@ proxy::Endpoint ProxyDirectory::LocalEndpoint(const workloads::Workload& workloa
   return endpoint;
 }
 
+proxy::Endpoint ProxyDirectory::EntryEndpoint(const workloads::WorkloadEntry& entry,
+                                              uint16_t port) const {
+  proxy::Endpoint endpoint;
+  if (auto address = workloads::ParseIpv4(entry.address); address.ok()) endpoint.address = *address;
+  endpoint.port = port;
+  endpoint.spiffe_id = agent_.SpiffeIdFor(entry);
+  endpoint.workload = entry.metadata.name;
+  endpoint.ns = entry.metadata.ns;
+  endpoint.local = false;
+  endpoint.hbone_port = entry.hbone_port;
+  return endpoint;
+}
+
+const workloads::WorkloadEntry* ProxyDirectory::FindEntry(uint32_t address) const {
+  if (!entries_indexed_) {
+    for (const StoredObject* stored : agent_.List(Kind::kWorkloadEntry, "")) {
+      const auto& entry = std::get<workloads::WorkloadEntry>(stored->object);
+      if (auto parsed = workloads::ParseIpv4(entry.address); parsed.ok()) {
+        entries_by_address_.try_emplace(*parsed, &entry);  // the first by namespace and name
+      }
+    }
+    entries_indexed_ = true;
+  }
+  auto it = entries_by_address_.find(address);
+  return it != entries_by_address_.end() ? it->second : nullptr;
+}
+
 proxy::Endpoint ProxyDirectory::RemoteEndpoint(const RemoteWorkload& remote, uint32_t ordinal,
                                                uint16_t port) const {
   const workloads::Workload& workload = remote.record.workload;
@@ -89,6 +116,51 @@ void ProxyDirectory::CertificateAsync(const proxy::LocalReplica& replica,
 
 std::string_view ProxyDirectory::RootNamespace() const { return agent_.config().root_namespace; }
 
+namespace {
+
+// The mode a PeerAuthentication sets for `port`: its port-level mode, else
+// its own; kUnset leaves it to the next level.
+workloads::MtlsMode ModeAt(const workloads::PeerAuthentication& peer, uint16_t port) {
+  auto it = peer.port_level.find(port);
+  if (it != peer.port_level.end() && it->second != workloads::MtlsMode::kUnset) return it->second;
+  return peer.mode;
+}
+
+}  // namespace
+
+// Istio's inheritance: a policy selecting the workload (with its port-level
+// modes), then the namespace-wide one (no selector), then the root
+// namespace's; unset everywhere is PERMISSIVE. Where Istio takes the oldest
+// of several candidates, podless takes the first by name. DISABLE is
+// PERMISSIVE here: plaintext is accepted, and HBONE is never turned away.
+// Costs the PeerAuthentications of two namespaces, not all of them.
+bool ProxyDirectory::PlaintextAllowed(const proxy::LocalReplica& replica, uint16_t port) const {
+  using workloads::MtlsMode;
+  const workloads::PeerAuthentication* selecting = nullptr;
+  const workloads::PeerAuthentication* namespace_wide = nullptr;
+  for (const StoredObject* stored : agent_.List(Kind::kPeerAuthentication, replica.ns)) {
+    const auto& peer = std::get<workloads::PeerAuthentication>(stored->object);
+    if (peer.selector.empty()) {
+      if (namespace_wide == nullptr) namespace_wide = &peer;
+    } else if (selecting == nullptr && workloads::LabelsMatch(peer.selector, *replica.labels)) {
+      selecting = &peer;
+    }
+  }
+  MtlsMode mode = selecting != nullptr ? ModeAt(*selecting, port) : MtlsMode::kUnset;
+  if (mode == MtlsMode::kUnset && namespace_wide != nullptr) mode = namespace_wide->mode;
+  const std::string& root = agent_.config().root_namespace;
+  if (mode == MtlsMode::kUnset && !root.empty() && root != replica.ns) {
+    for (const StoredObject* stored : agent_.List(Kind::kPeerAuthentication, root)) {
+      const auto& peer = std::get<workloads::PeerAuthentication>(stored->object);
+      if (peer.selector.empty()) {
+        mode = peer.mode;
+        break;
+      }
+    }
+  }
+  return mode != MtlsMode::kStrict;
+}
+
 std::vector<const workloads::AuthorizationPolicy*> ProxyDirectory::PoliciesFor(
     const proxy::LocalReplica& replica) const {
   std::vector<const workloads::AuthorizationPolicy*> out;
@@ -131,13 +203,23 @@ class ProxyDirectory::SelectedEndpoints final : public proxy::EndpointSet {
                 std::move(ready)});
   }
 
+  // One WorkloadEntry at `address`: always ready.
+  void AddEntry(const workloads::WorkloadEntry& entry, uint32_t address, uint16_t port) {
+    Segment segment{0, nullptr, nullptr, nullptr, port, std::nullopt};
+    segment.entry = &entry;
+    segment.entry_address = address;
+    Add(std::move(segment));
+  }
+
   size_t size() const override { return segments_.empty() ? 0 : segments_.back().end; }
   uint32_t address(size_t i) const override {
     auto [segment, ordinal] = Locate(i);
+    if (segment->entry != nullptr) return segment->entry_address;
     return (*segment->addresses)[ordinal];
   }
   proxy::Endpoint at(size_t i) const override {
     auto [segment, ordinal] = Locate(i);
+    if (segment->entry != nullptr) return directory_.EntryEndpoint(*segment->entry, segment->port);
     if (segment->remote != nullptr) {
       return directory_.RemoteEndpoint(*segment->remote, ordinal, segment->port);
     }
@@ -152,11 +234,15 @@ class ProxyDirectory::SelectedEndpoints final : public proxy::EndpointSet {
     const std::vector<uint32_t>* addresses;  // by ordinal
     const RemoteWorkload* remote;            // null: local
     uint16_t port;
-    std::optional<std::vector<uint32_t>> ready;  // ordinals; nullopt: all
+    std::optional<std::vector<uint32_t>> ready;       // ordinals; nullopt: all
+    const workloads::WorkloadEntry* entry = nullptr;  // set: one endpoint, this entry
+    uint32_t entry_address = 0;
   };
 
   void Add(Segment segment) {
-    const size_t count = segment.ready ? segment.ready->size() : segment.addresses->size();
+    const size_t count = segment.entry != nullptr ? 1
+                         : segment.ready          ? segment.ready->size()
+                                                  : segment.addresses->size();
     if (count == 0) return;
     segment.end = size() + count;
     segments_.push_back(std::move(segment));
@@ -175,6 +261,7 @@ class ProxyDirectory::SelectedEndpoints final : public proxy::EndpointSet {
 
 void ProxyDirectory::InvalidateNamespace(std::string_view ns) {
   if (!replicas_.empty()) replicas_.clear();
+  DropEntryIndex();
   std::erase_if(selections_, [ns](const auto& entry) { return entry.second.ns == ns; });
 }
 
@@ -184,6 +271,7 @@ const ProxyDirectory::Selected& ProxyDirectory::Selection(const StoredObject& st
   const auto& service = std::get<workloads::Service>(stored.object);
   it->second.ns = service.metadata.ns;
   it->second.local = agent_.SelectWorkloads(service.metadata.ns, service.selector);
+  it->second.entries = agent_.SelectEntries(service.metadata.ns, service.selector);
   if (cluster_ != nullptr)
     it->second.remote = cluster_->Select(service.metadata.ns, service.selector);
   return it->second;
@@ -239,6 +327,14 @@ Result<proxy::Destination> ProxyDirectory::ResolveService(const StoredObject& st
       selected->AddRemote(*remote, target, std::move(ready));
     }
   }
+  // WorkloadEntries, over HBONE to their own address.
+  for (const StoredObject* candidate : selection.entries) {
+    const auto& entry = std::get<workloads::WorkloadEntry>(candidate->object);
+    const uint16_t target = workloads::TargetPortOf(*service_port, entry);
+    auto address = workloads::ParseIpv4(entry.address);
+    if (target == 0 || !address.ok()) continue;
+    selected->AddEntry(entry, *address, target);
+  }
   destination.endpoint_set = std::move(selected);
   return destination;
 }
@@ -261,8 +357,15 @@ Result<proxy::Destination> ProxyDirectory::Resolve(std::string_view host, uint16
       destination.endpoints.push_back(RemoteEndpoint(*remote->workload, remote->ordinal, port));
       return destination;
     }
-    return MakeError(ErrorCode::kNotFound,
-                     std::string(host) + " is neither a workload nor a Service address");
+    if (const workloads::WorkloadEntry* entry = FindEntry(*address)) {
+      proxy::Destination destination;
+      destination.service = std::string(host);
+      destination.endpoints.push_back(EntryEndpoint(*entry, port));
+      return destination;
+    }
+    return MakeError(
+        ErrorCode::kNotFound,
+        std::string(host) + " is neither a workload, a WorkloadEntry nor a Service address");
   }
   // NAME.NAMESPACE.svc or NAME.NAMESPACE.svc.cluster.local
   std::string name(host);

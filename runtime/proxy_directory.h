@@ -30,6 +30,7 @@ class ProxyDirectory final : public proxy::Directory {
   void Invalidate() {
     if (!replicas_.empty()) replicas_.clear();
     if (!selections_.empty()) selections_.clear();
+    DropEntryIndex();
   }
   // The same after a change of one object of namespace `ns`: a Service
   // selects only in its own namespace, so the other namespaces' selections
@@ -57,6 +58,7 @@ class ProxyDirectory final : public proxy::Directory {
   X509_STORE* TrustStore() const override { return trust_.get(); }
   const std::string& TrustDomain() const override;
   std::string_view RootNamespace() const override;
+  bool PlaintextAllowed(const proxy::LocalReplica& replica, uint16_t port) const override;
   std::vector<const workloads::AuthorizationPolicy*> PoliciesFor(
       const proxy::LocalReplica& replica) const override;
   const proxy::LocalReplica* Authenticate(std::string_view user,
@@ -69,6 +71,17 @@ class ProxyDirectory final : public proxy::Directory {
   const proxy::LocalReplica* Materialize(const ReplicaRef& ref, uint32_t address) const;
   Result<proxy::Destination> ResolveService(const StoredObject& service, uint16_t port) const;
   class SelectedEndpoints;  // a Service's ready endpoints, by index
+
+  // A WorkloadEntry: always HBONE, to its address and annotated HBONE port,
+  // expecting its service account's identity.
+  proxy::Endpoint EntryEndpoint(const workloads::WorkloadEntry& entry, uint16_t port) const;
+  // The WorkloadEntry at `address`, or null; indexed on first use after a
+  // change (entries are few: VMs and outside hosts).
+  const workloads::WorkloadEntry* FindEntry(uint32_t address) const;
+  void DropEntryIndex() {
+    if (!entries_by_address_.empty()) entries_by_address_.clear();
+    entries_indexed_ = false;
+  }
 
   proxy::Endpoint LocalEndpoint(const workloads::Workload& workload, uint32_t address,
                                 uint16_t port) const;
@@ -93,9 +106,12 @@ class ProxyDirectory final : public proxy::Directory {
     std::string ns;  // the Service's (its key may point to a freed version)
     std::vector<const StoredObject*> local;
     std::vector<const RemoteWorkload*> remote;
+    std::vector<const StoredObject*> entries;  // WorkloadEntries
   };
   mutable std::unordered_map<const StoredObject*, Selected> selections_;
   const Selected& Selection(const StoredObject& service) const;
+  mutable std::unordered_map<uint32_t, const workloads::WorkloadEntry*> entries_by_address_;
+  mutable bool entries_indexed_ = false;
 };
 
 }  // namespace podless::runtime

@@ -91,6 +91,10 @@ class DocumentReader {
   // v1 Namespace and ServiceAccount (manifest_parser.cc)
   void ReadNamespace(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
   void ReadServiceAccount(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  // security.istio.io PeerAuthentication, networking.istio.io WorkloadEntry
+  // (istio_kinds.cc)
+  void ReadPeerAuthentication(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  void ReadWorkloadEntry(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
 
   // The Diagnostic for a Validate() finding: at the node of its field, or of
   // the nearest enclosing field that exists (the parent of a missing field).
@@ -180,6 +184,7 @@ class DocumentReader {
   void ReadRule(const YAML::Node& node, const Path& path, PolicyRule& rule);
   void ReadSource(const YAML::Node& node, const Path& path, PolicySource& source);
   void ReadOperation(const YAML::Node& node, const Path& path, PolicyOperation& op);
+  void ReadMtlsMode(const YAML::Node& node, const Path& path, MtlsMode& out);
 
   std::string file_;
   size_t& budget_;

@@ -434,7 +434,12 @@ const std::vector<KindEntry>& Kinds() {
        true,
        {"secrets", "imagePullSecrets", "automountServiceAccountToken"}},
       {"security.istio.io/v1", "AuthorizationPolicy", &DocumentReader::ReadPolicy},
+      {"security.istio.io/v1", "PeerAuthentication", &DocumentReader::ReadPeerAuthentication},
       {"security.istio.io/v1beta1", "AuthorizationPolicy", &DocumentReader::ReadPolicy},
+      {"security.istio.io/v1beta1", "PeerAuthentication", &DocumentReader::ReadPeerAuthentication},
+      {"networking.istio.io/v1", "WorkloadEntry", &DocumentReader::ReadWorkloadEntry},
+      {"networking.istio.io/v1beta1", "WorkloadEntry", &DocumentReader::ReadWorkloadEntry},
+      {"networking.istio.io/v1alpha3", "WorkloadEntry", &DocumentReader::ReadWorkloadEntry},
   };
   return kinds;
 }

@@ -445,6 +445,16 @@ inline uint16_t TargetPortOf(const ServicePort& port, const Workload& workload) 
   return 0;
 }
 
+// A Service port's target on a WorkloadEntry: a number as it is, a name
+// looked up in the entry's ports (0: the entry has no such port).
+inline uint16_t TargetPortOf(const ServicePort& port, const WorkloadEntry& entry) {
+  if (port.target_port.name.empty()) {
+    return port.target_port.number != 0 ? port.target_port.number : port.port;
+  }
+  auto it = entry.ports.find(port.target_port.name);
+  return it != entry.ports.end() ? it->second : 0;
+}
+
 inline bool LabelsMatch(const Labels& selector, const Labels& labels) {
   for (const auto& [key, value] : selector) {
     auto it = labels.find(key);

@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -164,6 +165,11 @@ class FakeDirectory final : public Directory {
   }
   // Treat hosted replicas as remote (dial HBONE to ourselves).
   bool force_remote = false;
+  // (replica address, port) that a STRICT PeerAuthentication closes to plaintext.
+  std::set<std::pair<uint32_t, uint16_t>> strict_ports;
+  bool PlaintextAllowed(const LocalReplica& replica, uint16_t port) const override {
+    return strict_ports.count({replica.address, port}) == 0;
+  }
 
  private:
   std::string trust_domain_;

@@ -91,6 +91,18 @@ TEST_CASE("PlaintextListeners: on the bind address the port is taken host-wide; 
   CHECK(CanListen("127.0.0.1", f.port));
 }
 
+TEST_CASE("PlaintextListeners: a port the directory closes to plaintext is refused and counted") {
+  ListenersFixture f;
+  REQUIRE(f.core->SyncPlaintextPorts({{Ip("127.64.0.5"), f.port}}).ok());
+  CHECK(f.Echoes());
+  f.directory.strict_ports.insert({Ip("127.64.0.5"), f.port});  // PeerAuthentication STRICT
+  CHECK(!f.Echoes());
+  CHECK(f.registry.Render().find("podless_authz_denied_total{destination_workload=\"web\","
+                                 "destination_namespace=\"shop\"} 1") != std::string::npos);
+  f.directory.strict_ports.clear();  // PERMISSIVE again: the next connection is served
+  CHECK(f.Echoes());
+}
+
 TEST_CASE("PlaintextListeners: a socket another program holds is reported with its address") {
   ListenersFixture f;
   int holder = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -142,3 +142,137 @@ TEST_CASE("ProxyDirectory: a change in one namespace keeps the other namespaces'
 
 }  // namespace
 }  // namespace podless::runtime
+
+namespace podless::runtime {
+namespace {
+
+workloads::PeerAuthentication Peer(const std::string& ns, const std::string& name,
+                                   workloads::MtlsMode mode, workloads::Labels selector = {},
+                                   std::map<uint16_t, workloads::MtlsMode> ports = {}) {
+  workloads::PeerAuthentication peer;
+  peer.metadata.ns = ns;
+  peer.metadata.name = name;
+  peer.mode = mode;
+  peer.selector = std::move(selector);
+  peer.port_level = std::move(ports);
+  return peer;
+}
+
+TEST_CASE("ProxyDirectory: PeerAuthentication decides plaintext, with Istio's inheritance") {
+  using workloads::MtlsMode;
+  Fixture f;
+  auto web = WebWorkload("web", 1, workloads::EchoApp{});
+  web.metadata.ns = "shop";
+  web.spec.ports.push_back({"admin", 9090, workloads::Protocol::kTCP});
+  REQUIRE(f.agent->Apply({web}, false).ok());
+  ProxyDirectory directory(*f.agent, 15008);
+  const uint32_t address = f.agent->Find(ObjectKey{Kind::kWorkload, "shop", "web"})->addresses[0];
+  auto allowed = [&](uint16_t port) {
+    directory.Invalidate();
+    const proxy::LocalReplica* replica = directory.FindLocalReplica(address);
+    REQUIRE(replica != nullptr);
+    return directory.PlaintextAllowed(*replica, port);
+  };
+  auto apply = [&](workloads::PeerAuthentication peer) {
+    REQUIRE(f.agent->Apply({std::move(peer)}, false).ok());
+  };
+  auto remove = [&](const std::string& ns, const std::string& name) {
+    REQUIRE(f.agent->Delete({ObjectKey{Kind::kPeerAuthentication, ns, name}}, false).ok());
+  };
+
+  CHECK(allowed(8080));  // no policy: PERMISSIVE
+  // The root namespace's, then the namespace's, then the workload's.
+  apply(Peer("istio-system", "default", MtlsMode::kStrict));
+  CHECK(!allowed(8080));
+  apply(Peer("shop", "default", MtlsMode::kPermissive));
+  CHECK(allowed(8080));
+  apply(Peer("shop", "default", MtlsMode::kUnset));  // UNSET: the root's applies
+  CHECK(!allowed(8080));
+  apply(Peer("shop", "default", MtlsMode::kStrict));
+  apply(Peer("shop", "web", MtlsMode::kDisable, {{"app", "web"}}));  // DISABLE: plaintext ok
+  CHECK(allowed(8080));
+  // Port level first; UNSET there falls back to the workload level.
+  apply(Peer("shop", "web", MtlsMode::kPermissive, {{"app", "web"}},
+             {{9090, MtlsMode::kStrict}, {8080, MtlsMode::kUnset}}));
+  CHECK(allowed(8080));
+  CHECK(!allowed(9090));
+  // A selector that does not match leaves it to the namespace (STRICT).
+  apply(Peer("shop", "web", MtlsMode::kPermissive, {{"app", "other"}}));
+  CHECK(!allowed(8080));
+  // A root-namespace policy with a selector is not mesh-wide.
+  remove("shop", "default");
+  remove("istio-system", "default");
+  apply(Peer("istio-system", "picky", MtlsMode::kStrict, {{"app", "web"}}));
+  CHECK(allowed(8080));
+  // Other namespaces' policies do not apply.
+  apply(Peer("elsewhere", "default", MtlsMode::kStrict));
+  CHECK(allowed(8080));
+}
+
+TEST_CASE("ProxyDirectory: WorkloadEntries are Service endpoints and resolve by address") {
+  Fixture f;
+  workloads::WorkloadEntry vm;
+  vm.metadata.name = "vm";
+  vm.address = "10.9.8.7";
+  vm.labels = {{"app", "web"}};
+  vm.service_account = "legacy";
+  vm.ports = {{"http", 18080}};
+  vm.hbone_port = 15009;
+  workloads::WorkloadEntry bare = vm;  // no port named http: no endpoint of `named`
+  bare.metadata.name = "bare";
+  bare.address = "10.9.8.6";
+  bare.ports.clear();
+  workloads::Service named;
+  named.metadata.name = "named";
+  named.selector = {{"app", "web"}};
+  named.ports = {{"http", 80, {0, "http"}, workloads::Protocol::kTCP}};
+  workloads::Service numbered = named;
+  numbered.metadata.name = "numbered";
+  numbered.ports = {{"http", 80, {7000, ""}, workloads::Protocol::kTCP}};
+  REQUIRE(
+      f.agent
+          ->Apply({WebWorkload("web", 1, workloads::EchoApp{}), vm, bare, named, numbered}, false)
+          .ok());
+  ProxyDirectory directory(*f.agent, 15008);
+
+  auto destination = directory.Resolve("named.default.svc", 80);
+  REQUIRE(destination.ok());
+  REQUIRE(destination->endpoint_count() == 2);  // the workload's replica and vm
+  bool found = false;
+  for (size_t i = 0; i < destination->endpoint_count(); ++i) {
+    proxy::Endpoint endpoint = destination->endpoint(i);
+    if (endpoint.workload != "vm") continue;
+    found = true;
+    CHECK(destination->endpoint_address(i) == *workloads::ParseIpv4("10.9.8.7"));
+    CHECK(endpoint.address == *workloads::ParseIpv4("10.9.8.7"));
+    CHECK(endpoint.port == 18080);
+    CHECK(endpoint.hbone_port == 15009);
+    CHECK(endpoint.spiffe_id == "spiffe://cluster.local/ns/default/sa/legacy");
+    CHECK(!endpoint.local);
+  }
+  CHECK(found);
+  // A numeric targetPort is the port on every entry.
+  CHECK(directory.Resolve("numbered.default.svc", 80)->endpoint_count() == 3);
+  // The Service status lists the entries that serve one of its ports.
+  const auto& service = std::get<workloads::Service>(
+      f.agent->Find(ObjectKey{Kind::kService, "default", "named"})->object);
+  CHECK(f.agent->ServiceEndpoints(service).size() == 2);
+
+  // By its own address.
+  auto direct = directory.Resolve("10.9.8.6", 443);
+  REQUIRE(direct.ok());
+  REQUIRE(direct->endpoints.size() == 1);
+  CHECK(direct->endpoints[0].workload == "bare");
+  CHECK(direct->endpoints[0].port == 443);
+  CHECK(direct->endpoints[0].spiffe_id == "spiffe://cluster.local/ns/default/sa/legacy");
+  CHECK(!directory.Resolve("10.9.8.5", 443).ok());
+
+  // Deleted: gone from both after the change is announced.
+  REQUIRE(f.agent->Delete({ObjectKey{Kind::kWorkloadEntry, "default", "bare"}}, false).ok());
+  directory.InvalidateNamespace("default");
+  CHECK(!directory.Resolve("10.9.8.6", 443).ok());
+  CHECK(directory.Resolve("numbered.default.svc", 80)->endpoint_count() == 2);
+}
+
+}  // namespace
+}  // namespace podless::runtime
