@@ -139,7 +139,7 @@ void Cluster::Sync() {
       OnSynced(*listing);
     });
   };
-  auto keep_alive = [this, fail, list] {
+  auto keep_alive = [this, list] {
     keepalive_ = etcd_->KeepAlive(
         lease_, std::chrono::milliseconds(config_.cluster.lease_ttl) / 3,
         [this](const etcdpb::LeaseKeepAliveResponse& response) {
@@ -151,7 +151,7 @@ void Cluster::Sync() {
     list();
   };
   auto claim = [this, fail, keep_alive] {
-    ClaimNode([this, fail, keep_alive](Status claimed) {
+    ClaimNode([fail, keep_alive](Status claimed) {
       if (!claimed) {
         if (claimed.error().code == ErrorCode::kAlreadyExists) Log(claimed.error().message);
         return fail(claimed);
