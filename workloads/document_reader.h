@@ -88,6 +88,14 @@ class DocumentReader {
   // v1 Namespace and ServiceAccount (manifest_parser.cc)
   void ReadNamespace(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
   void ReadServiceAccount(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  // apps/v1 Deployment, StatefulSet, ReplicaSet, DaemonSet; v1 Pod and
+  // Service (kube_kinds.cc): Workloads and Services of the podless model.
+  void ReadDeployment(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  void ReadStatefulSet(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  void ReadReplicaSet(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  void ReadDaemonSet(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  void ReadPod(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  void ReadKubeService(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
 
   // The Diagnostic for a Validate() finding: at the node of its field, or of
   // the nearest enclosing field that exists (the parent of a missing field).
@@ -172,6 +180,21 @@ class DocumentReader {
   void ReadSecurityContext(const YAML::Node& node, const Path& path, SecurityContext& out);
   void ReadLimits(const YAML::Node& node, const Path& path, ResourceLimits& out);
   void ReadServiceSpec(const YAML::Node& node, Service& service);
+  // kube_kinds.cc: the pod-owning kinds share one reader of their spec.
+  struct PodOwner;
+  void ReadPodOwner(const Fields& root, ObjectMeta meta, const PodOwner& kind,
+                    std::optional<Object>& out);
+  bool ReadLabelSelector(const YAML::Node& node, const Path& path, Labels& match_labels,
+                         const Labels* template_labels, bool& matches);
+  void ReadPodTemplate(const YAML::Node& node, const Path& path, const ObjectMeta& owner,
+                       Workload& workload, bool pod_kind);
+  void ReadPodSpec(const YAML::Node& node, const Path& path, const Labels& annotations,
+                   const YAML::Mark& annotation_mark, Workload& workload, bool pod_kind);
+  void ReadKubeProbe(const YAML::Node& node, const Path& path, std::optional<Probe>& out);
+  void ReadKubeSecurityContext(const YAML::Node& node, const Path& path, SecurityContext& out);
+  void ReadKubeServiceSpec(const YAML::Node& node, Service& service);
+  void WarnIgnored(const Fields& fields, std::initializer_list<const char*> names,
+                   const std::string& why);
   void ReadPolicySpec(const YAML::Node& node, AuthorizationPolicy& policy);
   void ReadRule(const YAML::Node& node, const Path& path, PolicyRule& rule);
   void ReadSource(const YAML::Node& node, const Path& path, PolicySource& source);

@@ -433,6 +433,12 @@ const std::vector<KindEntry>& Kinds() {
        &DocumentReader::ReadServiceAccount,
        true,
        {"secrets", "imagePullSecrets", "automountServiceAccountToken"}},
+      {"v1", "Service", &DocumentReader::ReadKubeService},
+      {"v1", "Pod", &DocumentReader::ReadPod},
+      {"apps/v1", "Deployment", &DocumentReader::ReadDeployment},
+      {"apps/v1", "StatefulSet", &DocumentReader::ReadStatefulSet},
+      {"apps/v1", "ReplicaSet", &DocumentReader::ReadReplicaSet},
+      {"apps/v1", "DaemonSet", &DocumentReader::ReadDaemonSet},
       {"security.istio.io/v1", "AuthorizationPolicy", &DocumentReader::ReadPolicy},
       {"security.istio.io/v1beta1", "AuthorizationPolicy", &DocumentReader::ReadPolicy},
   };
