@@ -619,7 +619,7 @@ class Cli {
     object->mutable_workload()->clear_status();
     auto model = FromProtoUnvalidated(*object);
     if (!model) return Fail(model.error().message);
-    std::string text = workloads::WriteManifest(*model);
+    std::string manifest = workloads::WriteManifest(*model);
     if (const v1::ObjectMeta& meta = object->workload().metadata(); meta.has_applied_as()) {
       // Applied as a Kubernetes kind: the stored document is what is applied
       // again, with its spec.replicas changed (as kubectl scale does).
@@ -631,12 +631,12 @@ class Cli {
       }
       auto scaled = ScaledDocument(meta.applied_as().document(), static_cast<uint32_t>(replicas));
       if (!scaled) return Fail(scaled.error().message);
-      text = *scaled;
+      manifest = *scaled;
     }
     v1::ApplyRequest apply;
     v1::ManifestFile* file = apply.add_files();
     file->set_name("scale workload/" + name);
-    file->set_text(text);
+    file->set_text(manifest);
     auto response = Call<v1::ApplyRequest, v1::ApplyResponse>("Apply", apply);
     if (!response) return FailChange("scale", response.error());
     for (const v1::ApplyResult& result : response->results()) {

@@ -189,7 +189,7 @@ class DocumentReader {
   void ReadPodTemplate(const YAML::Node& node, const Path& path, const ObjectMeta& owner,
                        Workload& workload, bool pod_kind);
   void ReadPodSpec(const YAML::Node& node, const Path& path, const Labels& annotations,
-                   const YAML::Mark& annotation_mark, Workload& workload, bool pod_kind);
+                   const Path& annotation_path, Workload& workload, bool pod_kind);
   void ReadKubeProbe(const YAML::Node& node, const Path& path, std::optional<Probe>& out);
   void ReadKubeSecurityContext(const YAML::Node& node, const Path& path, SecurityContext& out);
   void ReadKubeServiceSpec(const YAML::Node& node, Service& service);

@@ -425,8 +425,7 @@ void DocumentReader::ReadPodTemplate(const YAML::Node& node, const Path& path,
     Error(Join(path, "spec"), MarkFor(path, node), "missing required field \"spec\" (containers)");
     return;
   }
-  ReadPodSpec(spec->value, Join(path, "spec"), annotations,
-              MarkFor(Key(annotations_path, kAppAnnotation), YAML::Node(YAML::NodeType::Null)),
+  ReadPodSpec(spec->value, Join(path, "spec"), annotations, Key(annotations_path, kAppAnnotation),
               workload, false);
 }
 
@@ -440,10 +439,8 @@ void DocumentReader::ReadPod(const Fields& root, ObjectMeta meta, std::optional<
           "missing required field \"spec\" (containers)");
   } else {
     Labels annotations = *w.metadata.annotations;
-    ReadPodSpec(
-        spec->value, "spec", annotations,
-        MarkFor(Key("metadata.annotations", kAppAnnotation), YAML::Node(YAML::NodeType::Null)), w,
-        true);
+    ReadPodSpec(spec->value, "spec", annotations, Key("metadata.annotations", kAppAnnotation), w,
+                true);
   }
   out = std::move(w);
 }
@@ -540,7 +537,7 @@ void DocumentReader::ReadKubeSecurityContext(const YAML::Node& node, const Path&
 }
 
 void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
-                                 const Labels& annotations, const YAML::Mark& annotation_mark,
+                                 const Labels& annotations, const Path& annotation_path,
                                  Workload& workload, bool pod_kind) {
   auto fields = ReadMapping(node, path, kPodSpecFields);
   if (!fields) return;
@@ -629,7 +626,7 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
   std::string app_name = "echo";
   if (auto it = annotations.find(kAppAnnotation); it != annotations.end()) {
     const std::string& value = it->second;
-    const Path annotation_path = Key("metadata.annotations", kAppAnnotation);
+    const YAML::Mark annotation_mark = MarkFor(annotation_path, YAML::Node(YAML::NodeType::Null));
     if (exec_pod) {
       Error(annotation_path, annotation_mark,
             std::string(kAppAnnotation) + " picks the app of a pod whose containers have no " +

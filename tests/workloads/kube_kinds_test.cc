@@ -143,18 +143,18 @@ spec:
 TEST_CASE("A selector that does not match the template labels is refused as Kubernetes does") {
   std::string text = kDeployment;
   text.replace(text.find("      app: details\n      version: v1\n  template"), 36,
-               "      app: detail\n      version: v1\n");
+               "      app: detail\n      version: v1");
   Diagnostic d = OnlyError(Parse(text));
   CHECK(d.field == "spec.template.metadata.labels");
   CHECK(d.where.file == "k8s.yaml");
-  CHECK(d.where.line == 19);
+  CHECK(d.where.line == 18);
   CHECK(d.where.column == 9);
   CHECK(d.message.find("selector does not match template labels") == 0);
 
   // matchExpressions are evaluated against the template labels.
   std::string expressions = kDeployment;
   expressions.replace(expressions.find("    matchLabels:\n      app: details\n      version: v1\n"),
-                      53,
+                      54,
                       "    matchExpressions:\n"
                       "    - {key: app, operator: In, values: [details, other]}\n"
                       "    - {key: tier, operator: DoesNotExist}\n");
@@ -165,7 +165,7 @@ TEST_CASE("A selector that does not match the template labels is refused as Kube
 
   // No selector at all: apps/v1 requires one.
   std::string none = kDeployment;
-  none.erase(none.find("  selector:"), 54);
+  none.erase(none.find("  selector:"), 66);
   d = OnlyError(Parse(none));
   CHECK(d.field == "spec.selector");
   CHECK(d.message.find("missing required field \"selector\"") == 0);
