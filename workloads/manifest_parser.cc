@@ -715,6 +715,7 @@ ParseResult ParseDocuments(const std::vector<YAML::Node>& documents, std::string
       }
       SourceLocation where = reader.Locate("");
       std::vector<std::string> warnings;
+      SortByPosition(reader.warnings());  // readers warn in the order they read
       for (const Diagnostic& w : reader.warnings()) warnings.push_back(w.ToString());
       all.push_back(ParsedObject{std::move(*object), where, std::move(warnings)});
       clean.push_back(errors.empty());

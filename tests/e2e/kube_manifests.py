@@ -264,6 +264,9 @@ def main():
         status, body = http_get(f"http://{pod['address']}:{static_port}/")
         check(status == 202, f"the Pod's static app: {status} {body}")
 
+        r = agent.cli("scale", "workload/standalone", "--replicas", "2", expect_ok=False)
+        check(r.returncode != 0 and "applied as a Pod" in r.stderr, r.stdout + r.stderr)
+
         # Kinds podless does not run: refused, or skipped on request.
         cm = write(os.path.join(root, "cm.yaml"), CONFIGMAP)
         r = agent.cli("apply", "-f", cm, expect_ok=False)
