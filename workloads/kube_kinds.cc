@@ -56,6 +56,38 @@ std::string EscapeDollars(const std::string& text) {
   return out;
 }
 
+// Values that ask for nothing: empty, or what Kubernetes fills in itself
+// (`kubectl get -o yaml` output holds them). Ignored fields with such a value
+// are accepted without a warning.
+bool IsKubeDefault(std::string_view field, const YAML::Node& value) {
+  if (value.IsNull() || ((value.IsMap() || value.IsSequence()) && value.size() == 0)) return true;
+  if (!value.IsScalar()) return false;
+  static constexpr std::pair<const char*, const char*> kDefaults[] = {
+      {"dnsPolicy", "ClusterFirst"},
+      {"schedulerName", "default-scheduler"},
+      {"terminationMessagePath", "/dev/termination-log"},
+      {"terminationMessagePolicy", "File"},
+      {"enableServiceLinks", "true"},
+      {"hostNetwork", "false"},
+      {"hostPID", "false"},
+      {"hostIPC", "false"},
+      {"shareProcessNamespace", "false"},
+      {"stdin", "false"},
+      {"stdinOnce", "false"},
+      {"tty", "false"},
+      {"paused", "false"},
+      {"automountServiceAccountToken", "true"},
+      {"podManagementPolicy", "OrderedReady"},
+      {"minReadySeconds", "0"},
+      {"revisionHistoryLimit", "10"},
+      {"progressDeadlineSeconds", "600"},
+  };
+  for (const auto& [name, default_value] : kDefaults) {
+    if (field == name && value.Scalar() == default_value) return true;
+  }
+  return false;
+}
+
 // Kubernetes 1.30's PodSpec and Container, whole: a field missing here is an
 // unknown-field error, so manifests written for Kubernetes must apply.
 constexpr const char* kPodSpecFields[] = {
@@ -204,7 +236,7 @@ struct DocumentReader::PodOwner {
 void DocumentReader::WarnIgnored(const Fields& fields, std::initializer_list<const char*> names,
                                  const std::string& why) {
   for (const char* name : names) {
-    if (const Entry* e = fields.Find(name)) {
+    if (const Entry* e = fields.Find(name); e != nullptr && !IsKubeDefault(name, e->value)) {
       Warn(Join(fields.path, name), e->key_node.Mark(), "ignored: " + why);
     }
   }
@@ -278,7 +310,7 @@ void DocumentReader::ReadPodOwner(const Fields& root, ObjectMeta meta, const Pod
     return;
   }
   for (const auto& [field, why] : kind.ignored) {
-    if (const Entry* e = fields->Find(field)) {
+    if (const Entry* e = fields->Find(field); e != nullptr && !IsKubeDefault(field, e->value)) {
       Warn(Join("spec", field), e->key_node.Mark(), std::string("ignored: ") + why);
     }
   }
@@ -524,6 +556,8 @@ void DocumentReader::ReadKubeSecurityContext(const YAML::Node& node, const Path&
       (e.key == "runAsUser" ? out.run_as_user : out.run_as_group) = id;
     } else if (e.key == "runAsNonRoot") {
       ReadBool(e.value, child, out.run_as_non_root);
+    } else if (IsKubeDefault(e.key, e.value)) {
+      continue;
     } else if (e.key == "capabilities" || e.key == "privileged" ||
                e.key == "allowPrivilegeEscalation") {
       Warn(child, e.key_node.Mark(),
@@ -542,7 +576,7 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
   auto fields = ReadMapping(node, path, kPodSpecFields);
   if (!fields) return;
   for (const auto& [field, why] : kIgnoredPodFields) {
-    if (const Entry* e = fields->Find(field)) {
+    if (const Entry* e = fields->Find(field); e != nullptr && !IsKubeDefault(field, e->value)) {
       Warn(Join(path, field), e->key_node.Mark(), std::string("ignored: ") + why);
     }
   }
@@ -702,7 +736,7 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
                    " picks another)");
         }
         for (const auto& [field, why] : kIgnoredContainerFields) {
-          if (const Entry* e = c->Find(field)) {
+          if (const Entry* e = c->Find(field); e != nullptr && !IsKubeDefault(field, e->value)) {
             Warn(Join(child, field), e->key_node.Mark(), std::string("ignored: ") + why);
           }
         }
@@ -754,7 +788,7 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
           // An image-only container has no process to configure.
           for (const char* field : {"args", "workingDir", "env", "envFrom", "resources",
                                     "readinessProbe", "securityContext"}) {
-            if (const Entry* e = c->Find(field)) {
+            if (const Entry* e = c->Find(field); e != nullptr && !IsKubeDefault(field, e->value)) {
               Warn(Join(child, field), e->key_node.Mark(),
                    std::string("ignored: no process runs for a container without a "
                                "command (the image's entrypoint is unknown to podless)"));

@@ -417,5 +417,65 @@ spec:
   CHECK(d.message.find("ExternalName Services are not supported") == 0);
 }
 
+TEST_CASE("kubectl get -o yaml output applies: Kubernetes' defaults are not warned about") {
+  ParseResult result = Parse(R"y(apiVersion: apps/v1
+kind: Deployment
+metadata:
+  annotations:
+    deployment.kubernetes.io/revision: "1"
+  creationTimestamp: "2024-05-01T12:00:00Z"
+  generation: 1
+  name: web
+  namespace: default
+  resourceVersion: "1234"
+  uid: 0b6f1d2e-1111-2222-3333-444455556666
+spec:
+  progressDeadlineSeconds: 600
+  replicas: 1
+  revisionHistoryLimit: 10
+  selector:
+    matchLabels: {app: web}
+  strategy:
+    rollingUpdate: {maxSurge: 25%, maxUnavailable: 25%}
+    type: RollingUpdate
+  template:
+    metadata:
+      creationTimestamp: null
+      labels: {app: web}
+    spec:
+      containers:
+      - image: nginx
+        imagePullPolicy: Always
+        name: web
+        resources: {}
+        terminationMessagePath: /dev/termination-log
+        terminationMessagePolicy: File
+      dnsPolicy: ClusterFirst
+      restartPolicy: Always
+      schedulerName: default-scheduler
+      securityContext: {}
+      terminationGracePeriodSeconds: 30
+status:
+  availableReplicas: 1
+  replicas: 1
+)y");
+  OnlyObject<Workload>(result);
+  REQUIRE(result.objects.size() == 1);
+  const std::vector<std::string>& warnings = result.objects[0].warnings;
+  for (const std::string& w : warnings) MESSAGE(w);
+  REQUIRE(warnings.size() == 3);
+  CHECK(warnings[0].find("spec.strategy: ignored") != std::string::npos);
+  CHECK(warnings[1].find("containers[0].image: image nginx is not pulled") != std::string::npos);
+  CHECK(warnings[2].find("containers[0].imagePullPolicy: ignored") != std::string::npos);
+  // The stored document leaves out what the API server sets, and status.
+  const std::string& doc =
+      result.objects[0].object.index() == 0
+          ? std::get<Workload>(result.objects[0].object).metadata.applied_as->document
+          : "";
+  CHECK(doc.find("resourceVersion") == std::string::npos);
+  CHECK(doc.find("status") == std::string::npos);
+  CHECK(doc.find("deployment.kubernetes.io/revision") != std::string::npos);
+}
+
 }  // namespace
 }  // namespace podless::workloads
