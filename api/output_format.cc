@@ -767,7 +767,14 @@ class DescribeWriter {
 void DescribeMeta(DescribeWriter& w, const char* kind, const v1::ObjectMeta& meta) {
   w.Field(0, "Name", meta.name());
   w.Field(0, "Namespace", NamespaceOf(meta));
-  w.Field(0, "Kind", kind);
+  if (meta.has_applied_as() && meta.applied_as().kind() != kind) {
+    // Applied as a Kubernetes kind: that kind, and what podless holds it as.
+    w.Field(
+        0, "Kind",
+        meta.applied_as().kind() + " (" + meta.applied_as().api_version() + "), run as a " + kind);
+  } else {
+    w.Field(0, "Kind", kind);
+  }
   w.Field(0, "Labels", LabelLines(meta.labels()));
 }
 

@@ -464,6 +464,8 @@ TEST_CASE("OutputFormat: yaml of a Kubernetes kind is its document with a Kubern
   CHECK(d["status"]["readyReplicas"].as<int>() == 1);
   CHECK(d["status"]["availableReplicas"].as<int>() == 1);
   CHECK(d["status"]["updatedReplicas"].as<int>() == 2);
+  CHECK(Contains(Describe(deployment),
+                 "Kind:             Deployment (apps/v1), run as a Workload\n"));
 
   v1::Object pod = KubeObject(
       "apiVersion: v1\nkind: Pod\nmetadata: {name: job}\n"
