@@ -329,7 +329,8 @@ void DocumentReader::ReadPodOwner(const Fields& root, ObjectMeta meta, const Pod
     Error("spec.selector", selector ? selector->key_node.Mark() : spec_entry->value.Mark(),
           "missing required field \"selector\" (apps/v1 " + std::string(kind.kind) +
               " needs one; it must match spec.template.metadata.labels)");
-  } else if (pod_template != nullptr && !pod_template->value.IsNull()) {
+  } else if (pod_template != nullptr && !pod_template->value.IsNull() &&
+             !w.metadata.labels.empty()) {
     Labels match_labels;
     bool matches = true;
     if (ReadLabelSelector(selector->value, "spec.selector", match_labels, &w.metadata.labels,
@@ -1015,6 +1016,8 @@ void DocumentReader::ReadKubeServiceSpec(const YAML::Node& node, Service& servic
   for (const char* field : {"clusterIP", "clusterIPs"}) {
     const Entry* e = fields->Find(field);
     if (e == nullptr || e->value.IsNull()) continue;
+    // kubectl's output holds both, with the same address: one warning.
+    if (std::string_view(field) == "clusterIPs" && fields->Find("clusterIP") != nullptr) continue;
     const bool headless =
         scalar(e) == "None" || (e->value.IsSequence() && e->value.size() == 1 &&
                                 e->value[0].IsScalar() && e->value[0].Scalar() == "None");

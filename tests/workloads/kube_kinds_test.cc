@@ -409,6 +409,26 @@ spec:
   CHECK(!HasWarning(result, "sessionAffinity"));
   CHECK(!HasWarning(result, "ipFamilies"));
 
+  // kubectl get -o yaml output: one warning, for the address podless replaces.
+  ParseResult kubectl = Parse(R"y(apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default, resourceVersion: "5"}
+spec:
+  clusterIP: 10.96.0.7
+  clusterIPs: [10.96.0.7]
+  internalTrafficPolicy: Cluster
+  ipFamilies: [IPv4]
+  ipFamilyPolicy: SingleStack
+  ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080}]
+  selector: {app: web}
+  sessionAffinity: None
+  type: ClusterIP
+status: {loadBalancer: {}}
+)y");
+  OnlyObject<Service>(kubectl);
+  REQUIRE(kubectl.objects[0].warnings.size() == 1);
+  CHECK(kubectl.objects[0].warnings[0].find("spec.clusterIP: ignored") != std::string::npos);
+
   Diagnostic d = OnlyError(Parse(
       "apiVersion: v1\nkind: Service\nmetadata: {name: ext}\n"
       "spec: {type: ExternalName, externalName: example.com, selector: {a: b}, ports: [{port: "
