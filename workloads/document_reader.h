@@ -103,6 +103,10 @@ class DocumentReader {
 
   std::vector<Diagnostic>& errors() { return errors_; }
 
+  // The document's name for a model field (Validate()'s paths): the field
+  // itself, unless a reader mapped it elsewhere with Alias().
+  std::string Translate(const std::string& field) const;
+
  private:
   SourceLocation Where(const YAML::Mark& mark) const {
     SourceLocation where;
@@ -121,6 +125,12 @@ class DocumentReader {
   }
   static YAML::Node SpecOf(const Fields& root);
   void Record(const Path& path, const YAML::Mark& mark) { marks_.emplace(path, mark); }
+  // A model field read from another place in the document (a Deployment's
+  // spec.ports[0] is spec.template.spec.containers[0].ports[0]).
+  void Alias(const Path& model_path, const Path& document_path, const YAML::Mark& mark) {
+    Record(model_path, mark);
+    aliases_.insert_or_assign(model_path, document_path);
+  }
   // A null node ("app:" with nothing after it) has no useful mark of its own;
   // its field's key stands in for it.
   YAML::Mark MarkFor(const Path& path, const YAML::Node& node) const {
@@ -209,6 +219,7 @@ class DocumentReader {
   bool skip_unsupported_ = false;
   std::optional<SkippedDocument> skipped_;
   std::map<std::string, YAML::Mark> marks_;
+  std::map<std::string, std::string> aliases_;  // model path -> document path
 };
 
 template <typename T>

@@ -589,7 +589,7 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
     // serviceAccountName wins over the deprecated serviceAccount.
     if (const Entry* e = fields->Find(field); e != nullptr && !e->value.IsNull()) {
       ReadString(e->value, Join(path, field), workload.spec.service_account);
-      Record("spec.serviceAccount", e->value.Mark());
+      Alias("spec.serviceAccount", Join(path, field), e->value.Mark());
     }
   }
   if (const Entry* e = fields->Find("securityContext")) {
@@ -687,7 +687,7 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
     } else if (value.starts_with("forward=")) {
       in_proxy = ForwardApp{value.substr(8)};
       app_name = "forward";
-      Record("spec.app.forward.address", annotation_mark);
+      Alias("spec.app.forward.address", annotation_path, annotation_mark);
     } else {
       Error(annotation_path, annotation_mark,
             "unsupported value " + QuoteForMessage(value) +
@@ -781,7 +781,12 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
                     } else if (!NamesOtherProtocol(port.name) && !exec_pod) {
                       port.protocol = Protocol::kHTTP;
                     }
-                    Record(Index("spec.ports", workload.spec.ports.size()), p.Mark());
+                    const Path model_path = Index("spec.ports", workload.spec.ports.size());
+                    Alias(model_path, port_path, p.Mark());
+                    if (number != nullptr) {
+                      Alias(Join(model_path, "port"), Join(port_path, "containerPort"),
+                            number->value.Mark());
+                    }
                     workload.spec.ports.push_back(std::move(port));
                   });
         }
@@ -797,11 +802,11 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
           }
           return;
         }
-        Record("spec.app.exec", item.Mark());
+        Alias("spec.app.exec", child, item.Mark());
         std::vector<std::string> args;
         if (const Entry* e = c->Find("command")) {
           ReadStringList(e->value, Join(child, "command"), exec.command);
-          Record("spec.app.exec.command", e->value.Mark());
+          Alias("spec.app.exec.command", Join(child, "command"), e->value.Mark());
         }
         if (const Entry* e = c->Find("args")) ReadStringList(e->value, Join(child, "args"), args);
         exec.command.insert(exec.command.end(), args.begin(), args.end());

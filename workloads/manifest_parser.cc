@@ -705,12 +705,16 @@ ParseResult ParseDocuments(const std::vector<YAML::Node>& documents, std::string
       // report a second time, less clearly).
       size_t parser_errors = errors.size();
       for (Diagnostic& d : Validate(*object)) {
+        // Validate names the model's fields; a Kubernetes document has them
+        // elsewhere (spec.ports[0] is a container's port).
+        std::string field = reader.Translate(d.field);
         bool covered = false;
         for (size_t i = 0; i < parser_errors && !covered; ++i) {
-          covered = Overlaps(errors[i].field, d.field);
+          covered = Overlaps(errors[i].field, field);
         }
         if (covered) continue;
         d.where = reader.Locate(d.field);
+        d.field = std::move(field);
         errors.push_back(std::move(d));
       }
       SourceLocation where = reader.Locate("");

@@ -497,5 +497,34 @@ status:
   CHECK(doc.find("deployment.kubernetes.io/revision") != std::string::npos);
 }
 
+TEST_CASE("Validation findings name the Kubernetes document's fields") {
+  ParseResult result = Parse(R"y(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      serviceAccountName: Web_SA
+      containers:
+      - name: a
+        image: nginx
+        ports:
+        - {containerPort: 80, name: http}
+      - name: b
+        image: envoy
+        ports:
+        - {containerPort: 80, name: admin}
+)y");
+  for (const Diagnostic& d : result.errors) MESSAGE(d.ToString());
+  REQUIRE(result.errors.size() == 2);
+  CHECK(result.errors[0].field == "spec.template.spec.serviceAccountName");
+  CHECK(result.errors[0].where.line == 9);
+  CHECK(result.errors[1].field == "spec.template.spec.containers[1].ports[0].containerPort");
+  CHECK(result.errors[1].where.line == 18);
+  CHECK(result.errors[1].message == "duplicate port 80 (also ports[0])");
+}
+
 }  // namespace
 }  // namespace podless::workloads
