@@ -341,7 +341,7 @@ void DocumentReader::ReadPodOwner(const Fields& root, ObjectMeta meta, const Pod
       auto it = marks_.find(labels_path);
       Error(labels_path, it != marks_.end() ? it->second : pod_template->value.Mark(),
             "selector does not match template labels: spec.selector must select the pods of "
-            "spec.template (its matchLabels must all be among these labels)");
+            "spec.template (its matchLabels and matchExpressions must hold for these labels)");
     }
   }
   out = std::move(w);
