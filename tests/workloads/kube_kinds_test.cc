@@ -2,6 +2,7 @@
 // (workloads/kube_kinds.cc).
 #include <doctest.h>
 
+#include <random>
 #include <string>
 
 #include "workloads/manifest_parser.h"
@@ -524,6 +525,55 @@ spec:
   CHECK(result.errors[1].field == "spec.template.spec.containers[1].ports[0].containerPort");
   CHECK(result.errors[1].where.line == 18);
   CHECK(result.errors[1].message == "duplicate port 80 (also ports[0])");
+}
+
+TEST_CASE("Kubernetes kinds: the parser never throws on mangled input") {
+  const std::string seed = std::string(kDeployment) +
+                           "---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: "
+                           "{a: 'static=201'}}\nspec:\n  containers:\n"
+                           "  - name: a\n    command: [sh]\n    args: ['$(POD)']\n    env:\n"
+                           "    - {name: POD, valueFrom: {fieldRef: {fieldPath: "
+                           "\"metadata.labels['x']\"}}}\n"
+                           "    readinessProbe: {tcpSocket: {port: 80}, exec: {command: [x]}}\n"
+                           "    resources: {limits: {cpu: 1, memory: 2Mi, gpu: 1}}\n"
+                           "---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n"
+                           "spec: {clusterIP: None, selector: {a: b}, ports: [{port: 80, "
+                           "targetPort: http, appProtocol: http}]}\n"
+                           "---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: s}\n"
+                           "spec: {selector: {matchExpressions: [{key: a, operator: In, values: "
+                           "[b]}]}, template: {metadata: {labels: {a: b}}, spec: {containers: "
+                           "[{name: c, image: i}]}}}\n";
+  static const char kAlphabet[] = "{}[]:,-&*!|>'\"#%@` \n\t?~0123456789abcXYZ$()";
+  const std::string alphabet(kAlphabet, sizeof kAlphabet - 1);
+  std::mt19937 rng(20261207);  // fixed: the test is the same on every run
+  for (int round = 0; round < 3000; ++round) {
+    std::string text = seed;
+    int edits = 1 + static_cast<int>(rng() % 8);
+    for (int e = 0; e < edits && !text.empty(); ++e) {
+      size_t at = rng() % text.size();
+      switch (rng() % 4) {
+        case 0:
+          text[at] = alphabet[rng() % alphabet.size()];
+          break;
+        case 1:
+          text.erase(at, 1 + rng() % 6);
+          break;
+        case 2:
+          text.insert(at, 1, alphabet[rng() % alphabet.size()]);
+          break;
+        case 3:
+          text.insert(at, text.substr(rng() % text.size(), rng() % 20));
+          break;
+      }
+    }
+    ParseResult result = ParseManifests(text, "fuzz.yaml");
+    for (const Diagnostic& d : result.errors) CHECK_FALSE(d.message.empty());
+  }
+  // The seed itself is valid.
+  ParseResult clean = Parse(seed);
+  for (const Diagnostic& d : clean.errors) MESSAGE(d.ToString());
+  CHECK(clean.errors.empty());
+  CHECK(clean.objects.size() == 4);
 }
 
 }  // namespace
