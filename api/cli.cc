@@ -3,6 +3,7 @@
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
@@ -563,6 +564,22 @@ class Cli {
     return 0;
   }
 
+  // A Kubernetes document (a Deployment's) with spec.replicas set to N.
+  static Result<std::string> ScaledDocument(const std::string& document, uint32_t replicas) {
+    try {
+      YAML::Node doc = YAML::Load(document);
+      if (!doc.IsMap() || !doc["spec"] || !doc["spec"].IsMap()) {
+        return MakeError(ErrorCode::kInternal, "the stored document has no spec to scale");
+      }
+      doc["spec"]["replicas"] = replicas;
+      YAML::Emitter out;
+      out << doc;
+      return std::string(out.c_str()) + "\n";
+    } catch (const YAML::Exception& e) {
+      return MakeError(ErrorCode::kInternal, "cannot read the stored document: " + e.msg);
+    }
+  }
+
   // scale KIND/NAME --replicas N: the workload as it is, applied with N.
   int Scale(const CommandSpec& command, const ParsedFlags& args) {
     std::string kind_word;
@@ -613,10 +630,24 @@ class Cli {
     object->mutable_workload()->clear_status();
     auto model = FromProtoUnvalidated(*object);
     if (!model) return Fail(model.error().message);
+    std::string manifest = workloads::WriteManifest(*model);
+    if (const v1::ObjectMeta& meta = object->workload().metadata(); meta.has_applied_as()) {
+      // Applied as a Kubernetes kind: the stored document is what is applied
+      // again, with its spec.replicas changed (as kubectl scale does).
+      const std::string& applied_kind = meta.applied_as().kind();
+      if (applied_kind == "Pod" || applied_kind == "DaemonSet") {
+        return Fail("workload " + name + " was applied as a " + applied_kind + ", which has " +
+                    (applied_kind == "Pod" ? "one replica" : "one replica per node") +
+                    " and no spec.replicas to scale; apply it as a Deployment to scale it");
+      }
+      auto scaled = ScaledDocument(meta.applied_as().document(), static_cast<uint32_t>(replicas));
+      if (!scaled) return Fail(scaled.error().message);
+      manifest = *scaled;
+    }
     v1::ApplyRequest apply;
     v1::ManifestFile* file = apply.add_files();
     file->set_name("scale workload/" + name);
-    file->set_text(workloads::WriteManifest(*model));
+    file->set_text(manifest);
     auto response = Call<v1::ApplyRequest, v1::ApplyResponse>("Apply", apply);
     if (!response) return FailChange("scale", response.error());
     for (const v1::ApplyResult& result : response->results()) {

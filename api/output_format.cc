@@ -415,8 +415,134 @@ std::string JsonOf(const std::string& yaml) {
 // ---------------------------------------------------------------------------
 // YAML.
 
+// The names of a pod's containers in an applied document (a Pod's
+// spec.containers, a controller's spec.template.spec.containers), and the
+// one with a command (the one podless runs), or "" when none has one.
+std::vector<std::string> ContainerNames(const std::string& document, std::string* runs) {
+  std::vector<std::string> names;
+  try {
+    YAML::Node doc = YAML::Load(document);
+    YAML::Node spec = doc["spec"];
+    if (spec && spec["template"]) spec = spec["template"]["spec"];
+    YAML::Node containers = spec ? spec["containers"] : YAML::Node();
+    if (!containers || !containers.IsSequence()) return names;
+    for (const YAML::Node& c : containers) {
+      if (!c.IsMap() || !c["name"] || !c["name"].IsScalar()) continue;
+      names.push_back(c["name"].Scalar());
+      if (c["command"] && !c["command"].IsNull()) *runs = names.back();
+    }
+  } catch (const YAML::Exception&) {
+  }
+  return names;
+}
+
+// The `status:` of an object applied as a Kubernetes kind, in that kind's
+// shape, from podless's status: a Pod's phase, podIP, Ready condition and
+// container statuses; a controller's replica counts; a Service's VIP (as
+// clusterIP). "" for kinds without one.
+std::string KubeStatus(const v1::Object& object, const std::string& kind) {
+  YAML::Emitter out;
+  out << YAML::BeginMap << YAML::Key << "status" << YAML::Value << YAML::BeginMap;
+  if (object.has_service()) {
+    const v1::ServiceStatus& status = object.service().status();
+    if (status.vip().empty()) return "";
+    out << YAML::Key << "clusterIP" << YAML::Value << status.vip();
+    out << YAML::Key << "loadBalancer" << YAML::Value << YAML::Flow << YAML::BeginMap
+        << YAML::EndMap;
+  } else if (object.has_workload()) {
+    const v1::WorkloadStatus& status = object.workload().status();
+    int ready = 0;
+    for (const v1::Replica& r : status.replicas()) ready += r.ready() ? 1 : 0;
+    const int replicas = status.replicas_size();
+    if (kind == "Pod") {
+      if (replicas == 0) {
+        out << YAML::Key << "phase" << YAML::Value << "Pending";
+      } else {
+        const v1::Replica& r = status.replicas(0);
+        const bool waiting = !r.process_state().empty() && r.process_state() != "Running";
+        std::string phase = waiting ? "Pending" : "Running";
+        if (r.process_reason() == "Completed") phase = "Succeeded";
+        out << YAML::Key << "phase" << YAML::Value << phase;
+        out << YAML::Key << "podIP" << YAML::Value << r.address();
+        out << YAML::Key << "podIPs" << YAML::Value << YAML::BeginSeq << YAML::BeginMap << YAML::Key
+            << "ip" << YAML::Value << r.address() << YAML::EndMap << YAML::EndSeq;
+        if (!r.node().empty()) out << YAML::Key << "nominatedNodeName" << YAML::Value << r.node();
+        const char* truth = r.ready() ? "True" : "False";
+        out << YAML::Key << "conditions" << YAML::Value << YAML::BeginSeq;
+        for (const char* type : {"Ready", "ContainersReady"}) {
+          out << YAML::BeginMap << YAML::Key << "type" << YAML::Value << type << YAML::Key
+              << "status" << YAML::Value << YAML::DoubleQuoted << truth << YAML::EndMap;
+        }
+        out << YAML::EndSeq;
+        std::string runs;
+        std::vector<std::string> names =
+            ContainerNames(MetaOf(object).applied_as().document(), &runs);
+        if (!names.empty()) {
+          out << YAML::Key << "containerStatuses" << YAML::Value << YAML::BeginSeq;
+          for (const std::string& name : names) {
+            // The container podless runs carries the process's state; the
+            // others (image-only) are stood in for by the proxy.
+            const bool process = name == runs;
+            out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << name;
+            out << YAML::Key << "ready" << YAML::Value << r.ready();
+            out << YAML::Key << "restartCount" << YAML::Value << (process ? r.restarts() : 0u);
+            out << YAML::Key << "started" << YAML::Value << !(process && waiting);
+            out << YAML::Key << "state" << YAML::Value << YAML::BeginMap;
+            if (process && waiting) {
+              out << YAML::Key << "waiting" << YAML::Value << YAML::BeginMap;
+              if (!r.process_reason().empty()) {
+                out << YAML::Key << "reason" << YAML::Value << r.process_reason();
+              }
+              out << YAML::EndMap;
+            } else {
+              out << YAML::Key << "running" << YAML::Value << YAML::Flow << YAML::BeginMap
+                  << YAML::EndMap;
+            }
+            out << YAML::EndMap;
+            if (process && !r.last_exit().empty()) {
+              out << YAML::Key << "lastState" << YAML::Value << YAML::BeginMap << YAML::Key
+                  << "terminated" << YAML::Value << YAML::BeginMap << YAML::Key << "reason"
+                  << YAML::Value << r.last_exit() << YAML::EndMap << YAML::EndMap;
+            }
+            out << YAML::EndMap;
+          }
+          out << YAML::EndSeq;
+        }
+      }
+    } else if (kind == "DaemonSet") {
+      out << YAML::Key << "currentNumberScheduled" << YAML::Value << replicas;
+      out << YAML::Key << "desiredNumberScheduled" << YAML::Value << replicas;
+      out << YAML::Key << "numberAvailable" << YAML::Value << ready;
+      out << YAML::Key << "numberMisscheduled" << YAML::Value << 0;
+      out << YAML::Key << "numberReady" << YAML::Value << ready;
+      out << YAML::Key << "updatedNumberScheduled" << YAML::Value << replicas;
+    } else {
+      // Deployment, StatefulSet, ReplicaSet: every replica is of the
+      // current spec (podless replaces changed replicas at once).
+      out << YAML::Key << "replicas" << YAML::Value << replicas;
+      out << YAML::Key << "readyReplicas" << YAML::Value << ready;
+      out << YAML::Key << "availableReplicas" << YAML::Value << ready;
+      if (kind == "ReplicaSet") {
+        out << YAML::Key << "fullyLabeledReplicas" << YAML::Value << replicas;
+      } else {
+        out << YAML::Key << "updatedReplicas" << YAML::Value << replicas;
+      }
+      if (kind == "StatefulSet") {
+        out << YAML::Key << "currentReplicas" << YAML::Value << replicas;
+      }
+    }
+  } else {
+    return "";
+  }
+  out << YAML::EndMap << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
 // The `status:` section, or "" when the object has none worth printing.
 std::string YamlStatus(const v1::Object& object) {
+  if (const v1::ObjectMeta& meta = MetaOf(object); meta.has_applied_as()) {
+    return KubeStatus(object, meta.applied_as().kind());
+  }
   YAML::Emitter out;
   out << YAML::BeginMap << YAML::Key << "status" << YAML::Value << YAML::BeginMap;
   if (object.has_workload()) {
@@ -597,7 +723,14 @@ class DescribeWriter {
 void DescribeMeta(DescribeWriter& w, const char* kind, const v1::ObjectMeta& meta) {
   w.Field(0, "Name", meta.name());
   w.Field(0, "Namespace", NamespaceOf(meta));
-  w.Field(0, "Kind", kind);
+  if (meta.has_applied_as() && meta.applied_as().kind() != kind) {
+    // Applied as a Kubernetes kind: that kind, and what podless holds it as.
+    w.Field(
+        0, "Kind",
+        meta.applied_as().kind() + " (" + meta.applied_as().api_version() + "), run as a " + kind);
+  } else {
+    w.Field(0, "Kind", kind);
+  }
   w.Field(0, "Labels", LabelLines(meta.labels()));
 }
 

@@ -234,6 +234,20 @@ void DocumentReader::ReadMeta(const YAML::Node& node, ObjectMeta& meta) {
   }
 }
 
+std::string DocumentReader::Translate(const std::string& field) const {
+  if (aliases_.empty()) return field;
+  std::string path = field;
+  while (!path.empty()) {
+    if (auto it = aliases_.find(path); it != aliases_.end()) {
+      return it->second + field.substr(path.size());
+    }
+    size_t cut = path.back() == ']' ? path.rfind('[') : path.rfind('.');
+    if (cut == std::string::npos) cut = 0;
+    path.resize(cut);
+  }
+  return field;
+}
+
 SourceLocation DocumentReader::Locate(const std::string& field) const {
   std::string path = field;
   while (true) {

@@ -95,12 +95,24 @@ class DocumentReader {
   // (istio_kinds.cc)
   void ReadPeerAuthentication(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
   void ReadWorkloadEntry(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  // apps/v1 Deployment, StatefulSet, ReplicaSet, DaemonSet; v1 Pod and
+  // Service (kube_kinds.cc): Workloads and Services of the podless model.
+  void ReadDeployment(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  void ReadStatefulSet(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  void ReadReplicaSet(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  void ReadDaemonSet(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  void ReadPod(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
+  void ReadKubeService(const Fields& root, ObjectMeta meta, std::optional<Object>& out);
 
   // The Diagnostic for a Validate() finding: at the node of its field, or of
   // the nearest enclosing field that exists (the parent of a missing field).
   SourceLocation Locate(const std::string& field) const;
 
   std::vector<Diagnostic>& errors() { return errors_; }
+
+  // The document's name for a model field (Validate()'s paths): the field
+  // itself, unless a reader mapped it elsewhere with Alias().
+  std::string Translate(const std::string& field) const;
 
  private:
   SourceLocation Where(const YAML::Mark& mark) const {
@@ -121,6 +133,12 @@ class DocumentReader {
   static YAML::Node SpecOf(const Fields& root);
   bool Storable(const YAML::Node& node, int depth);
   void Record(const Path& path, const YAML::Mark& mark) { marks_.emplace(path, mark); }
+  // A model field read from another place in the document (a Deployment's
+  // spec.ports[0] is spec.template.spec.containers[0].ports[0]).
+  void Alias(const Path& model_path, const Path& document_path, const YAML::Mark& mark) {
+    Record(model_path, mark);
+    aliases_.insert_or_assign(model_path, document_path);
+  }
   // A null node ("app:" with nothing after it) has no useful mark of its own;
   // its field's key stands in for it.
   YAML::Mark MarkFor(const Path& path, const YAML::Node& node) const {
@@ -180,6 +198,21 @@ class DocumentReader {
   void ReadSecurityContext(const YAML::Node& node, const Path& path, SecurityContext& out);
   void ReadLimits(const YAML::Node& node, const Path& path, ResourceLimits& out);
   void ReadServiceSpec(const YAML::Node& node, Service& service);
+  // kube_kinds.cc: the pod-owning kinds share one reader of their spec.
+  struct PodOwner;
+  void ReadPodOwner(const Fields& root, ObjectMeta meta, const PodOwner& kind,
+                    std::optional<Object>& out);
+  bool ReadLabelSelector(const YAML::Node& node, const Path& path, Labels& match_labels,
+                         const Labels* template_labels, bool& matches);
+  void ReadPodTemplate(const YAML::Node& node, const Path& path, const ObjectMeta& owner,
+                       Workload& workload, bool pod_kind);
+  void ReadPodSpec(const YAML::Node& node, const Path& path, const Labels& annotations,
+                   const Path& annotation_path, Workload& workload, bool pod_kind);
+  void ReadKubeProbe(const YAML::Node& node, const Path& path, std::optional<Probe>& out);
+  void ReadKubeSecurityContext(const YAML::Node& node, const Path& path, SecurityContext& out);
+  void ReadKubeServiceSpec(const YAML::Node& node, Service& service);
+  void WarnIgnored(const Fields& fields, std::initializer_list<const char*> names,
+                   const std::string& why);
   void ReadPolicySpec(const YAML::Node& node, AuthorizationPolicy& policy);
   void ReadRule(const YAML::Node& node, const Path& path, PolicyRule& rule);
   void ReadSource(const YAML::Node& node, const Path& path, PolicySource& source);
@@ -195,6 +228,7 @@ class DocumentReader {
   bool skip_unsupported_ = false;
   std::optional<SkippedDocument> skipped_;
   std::map<std::string, YAML::Mark> marks_;
+  std::map<std::string, std::string> aliases_;  // model path -> document path
 };
 
 template <typename T>

@@ -433,6 +433,12 @@ const std::vector<KindEntry>& Kinds() {
        &DocumentReader::ReadServiceAccount,
        true,
        {"secrets", "imagePullSecrets", "automountServiceAccountToken"}},
+      {"v1", "Service", &DocumentReader::ReadKubeService},
+      {"v1", "Pod", &DocumentReader::ReadPod},
+      {"apps/v1", "Deployment", &DocumentReader::ReadDeployment},
+      {"apps/v1", "StatefulSet", &DocumentReader::ReadStatefulSet},
+      {"apps/v1", "ReplicaSet", &DocumentReader::ReadReplicaSet},
+      {"apps/v1", "DaemonSet", &DocumentReader::ReadDaemonSet},
       {"security.istio.io/v1", "AuthorizationPolicy", &DocumentReader::ReadPolicy},
       {"security.istio.io/v1", "PeerAuthentication", &DocumentReader::ReadPeerAuthentication},
       {"security.istio.io/v1beta1", "AuthorizationPolicy", &DocumentReader::ReadPolicy},
@@ -727,16 +733,21 @@ ParseResult ParseDocuments(const std::vector<YAML::Node>& documents, std::string
       // report a second time, less clearly).
       size_t parser_errors = errors.size();
       for (Diagnostic& d : Validate(*object)) {
+        // Validate names the model's fields; a Kubernetes document has them
+        // elsewhere (spec.ports[0] is a container's port).
+        std::string field = reader.Translate(d.field);
         bool covered = false;
         for (size_t i = 0; i < parser_errors && !covered; ++i) {
-          covered = Overlaps(errors[i].field, d.field);
+          covered = Overlaps(errors[i].field, field);
         }
         if (covered) continue;
         d.where = reader.Locate(d.field);
+        d.field = std::move(field);
         errors.push_back(std::move(d));
       }
       SourceLocation where = reader.Locate("");
       std::vector<std::string> warnings;
+      SortByPosition(reader.warnings());  // readers warn in the order they read
       for (const Diagnostic& w : reader.warnings()) warnings.push_back(w.ToString());
       all.push_back(ParsedObject{std::move(*object), where, std::move(warnings)});
       clean.push_back(errors.empty());

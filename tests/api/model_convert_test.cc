@@ -389,7 +389,7 @@ TEST_CASE("ModelConvert: a oneof left unset where one is required is an error") 
   SUBCASE("an object without a kind") {
     CHECK(ErrorOf(v1::Object{}) ==
           "object: one of workload, service, authorizationPolicy, namespace, serviceAccount, "
-        "peerAuthentication or workloadEntry is required");
+          "peerAuthentication or workloadEntry is required");
   }
 }
 

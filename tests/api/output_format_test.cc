@@ -440,5 +440,68 @@ TEST_CASE("OutputFormat: describe services and policies") {
   CHECK(Contains(deny, "\nRules:      <none> (denies nothing)\n"));
 }
 
+// An object applied as a Kubernetes kind prints as that kind, with a status
+// in its shape.
+v1::Object KubeObject(const std::string& manifest) {
+  wl::ParseResult parsed = wl::ParseManifests(manifest, "k8s.yaml");
+  for (const wl::Diagnostic& d : parsed.errors) FAIL_CHECK(d.ToString());
+  REQUIRE(parsed.objects.size() == 1);
+  return ToProto(parsed.objects[0].object);
+}
+
+TEST_CASE("OutputFormat: yaml of a Kubernetes kind is its document with a Kubernetes status") {
+  v1::Object deployment = KubeObject(
+      "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n"
+      "  selector: {matchLabels: {app: web}}\n"
+      "  template:\n    metadata: {labels: {app: web}}\n"
+      "    spec: {containers: [{name: web, image: nginx, ports: [{containerPort: 80}]}]}\n");
+  AddReplica(*deployment.mutable_workload(), "127.64.0.1", true);
+  AddReplica(*deployment.mutable_workload(), "127.64.0.2", false);
+  YAML::Node d = YAML::Load(FormatObject(deployment, OutputFormat::kYaml));
+  CHECK(d["kind"].as<std::string>() == "Deployment");
+  CHECK(d["spec"]["replicas"].as<int>() == 2);
+  CHECK(d["status"]["replicas"].as<int>() == 2);
+  CHECK(d["status"]["readyReplicas"].as<int>() == 1);
+  CHECK(d["status"]["availableReplicas"].as<int>() == 1);
+  CHECK(d["status"]["updatedReplicas"].as<int>() == 2);
+  CHECK(Contains(Describe(deployment),
+                 "Kind:             Deployment (apps/v1), run as a Workload\n"));
+
+  v1::Object pod = KubeObject(
+      "apiVersion: v1\nkind: Pod\nmetadata: {name: job}\n"
+      "spec: {containers: [{name: side, image: envoy}, {name: main, command: [sleep, '9']}]}\n");
+  v1::Replica* r = pod.mutable_workload()->mutable_status()->add_replicas();
+  r->set_name("job-0");
+  r->set_address("127.64.0.9");
+  r->set_ready(false);
+  r->set_process_state("Waiting");
+  r->set_process_reason("CrashLoopBackOff");
+  r->set_restarts(4);
+  r->set_last_exit("exit code 1");
+  YAML::Node p = YAML::Load(FormatObject(pod, OutputFormat::kYaml));
+  CHECK(p["kind"].as<std::string>() == "Pod");
+  CHECK(p["status"]["phase"].as<std::string>() == "Pending");
+  CHECK(p["status"]["podIP"].as<std::string>() == "127.64.0.9");
+  CHECK(p["status"]["conditions"][0]["type"].as<std::string>() == "Ready");
+  CHECK(p["status"]["conditions"][0]["status"].as<std::string>() == "False");
+  REQUIRE(p["status"]["containerStatuses"].size() == 2);
+  CHECK(p["status"]["containerStatuses"][0]["restartCount"].as<int>() == 0);
+  YAML::Node main = p["status"]["containerStatuses"][1];
+  CHECK(main["name"].as<std::string>() == "main");
+  CHECK(main["restartCount"].as<int>() == 4);
+  CHECK(main["state"]["waiting"]["reason"].as<std::string>() == "CrashLoopBackOff");
+
+  v1::Object service = KubeObject(
+      "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+      "spec: {selector: {app: web}, ports: [{name: http, port: 80}]}\n");
+  service.mutable_service()->mutable_status()->set_vip("127.128.0.3");
+  YAML::Node s = YAML::Load(FormatObject(service, OutputFormat::kYaml));
+  CHECK(s["apiVersion"].as<std::string>() == "v1");
+  CHECK(s["status"]["clusterIP"].as<std::string>() == "127.128.0.3");
+  // It applies again as the same object (status is ignored).
+  CHECK(KubeObject(FormatObject(service, OutputFormat::kYaml)).service().metadata().name() ==
+        "web");
+}
+
 }  // namespace
 }  // namespace podless::api

@@ -20,6 +20,7 @@
 
 #include "proxy/netns.h"
 #include "proxy/tcp_stream.h"
+#include "workloads/manifest_parser.h"
 
 namespace podless::runtime {
 namespace {
@@ -117,6 +118,38 @@ TEST_CASE("BuildEnvironment: identity, ports, proxy credentials and user variabl
   CHECK(has("GREETING=hi web-0 on 41000"));
   CHECK(has("PORT=override"));
   CHECK(!has("PORT=41000"));
+}
+
+TEST_CASE("BuildEnvironment: Kubernetes env fieldRefs resolve to the replica's own values") {
+  // The parser turns fieldRefs into $(PODLESS_*) references; this is the
+  // other half of that contract.
+  workloads::ParseResult parsed = workloads::ParseManifests(R"y(apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop}
+spec:
+  containers:
+  - name: web
+    command: [sh]
+    env:
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: POD_NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+    - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: ME, value: "$(POD_NAME).$(POD_NAMESPACE) costs $$5"}
+)y",
+                                                            "pod.yaml");
+  REQUIRE(parsed.errors.empty());
+  REQUIRE(parsed.objects.size() == 1);
+  ExecReplicaSpec spec = Spec({"sh"});
+  spec.app = std::get<workloads::ExecApp>(
+      std::get<workloads::Workload>(parsed.objects[0].object).spec.app);
+  std::vector<std::string> env = BuildEnvironment(spec, {41000});
+  auto has = [&env](const std::string& entry) {
+    return std::find(env.begin(), env.end(), entry) != env.end();
+  };
+  CHECK(has("POD_NAME=web-0"));
+  CHECK(has("POD_NAMESPACE=shop"));
+  CHECK(has("POD_IP=127.64.0.5"));
+  CHECK(has("ME=web-0.shop costs $5"));
 }
 
 TEST_CASE("Supervisor: runs the command with its environment and captures its output") {

@@ -978,7 +978,7 @@ TEST_CASE("ParseManifests: never throws on mangled input") {
 TEST_CASE("ParseManifests: the example manifests parse cleanly") {
   std::filesystem::path root = SourceRoot();
   REQUIRE_MESSAGE(!root.empty(), "set PODLESS_SOURCE_ROOT to the source tree");
-  for (const char* name : {"hello.yaml", "shop.yaml"}) {
+  for (const char* name : {"hello.yaml", "shop.yaml", "bookinfo.yaml"}) {
     std::filesystem::path path = root / "examples" / name;
     std::ifstream in(path);
     REQUIRE_MESSAGE(in.good(), path.string());
