@@ -450,19 +450,32 @@ const std::vector<KindEntry>& Kinds() {
   return kinds;
 }
 
-// What a reader that does not know a kind says: the kinds it runs.
+// What a reader that does not know a kind says: the kinds it runs, by
+// apiVersion, the versions of a group that take the same kinds together
+// ("security.istio.io/v1, v1beta1: AuthorizationPolicy, PeerAuthentication").
 std::string SupportedKinds() {
-  std::string out;
-  std::string last_version;
+  std::vector<std::pair<std::string, std::string>> by_version;  // apiVersion, kinds
   for (const KindEntry& entry : Kinds()) {
-    if (entry.api_version != last_version) {
-      if (!out.empty()) out += "; ";
-      out += std::string(entry.api_version) + ": ";
-      last_version = entry.api_version;
+    auto it = std::find_if(by_version.begin(), by_version.end(),
+                           [&](const auto& v) { return v.first == entry.api_version; });
+    if (it == by_version.end()) {
+      by_version.emplace_back(entry.api_version, entry.kind);
     } else {
-      out += ", ";
+      it->second += std::string(", ") + entry.kind;
     }
-    out += entry.kind;
+  }
+  auto group = [](const std::string& version) { return version.substr(0, version.rfind('/')); };
+  std::string out;
+  for (size_t i = 0; i < by_version.size(); ++i) {
+    std::string versions = by_version[i].first;
+    while (i + 1 < by_version.size() && by_version[i + 1].second == by_version[i].second &&
+           group(by_version[i + 1].first) == group(by_version[i].first) &&
+           by_version[i].first.find('/') != std::string::npos) {
+      ++i;
+      versions += ", " + by_version[i].first.substr(by_version[i].first.rfind('/') + 1);
+    }
+    if (!out.empty()) out += "; ";
+    out += versions + ": " + by_version[i].second;
   }
   return out;
 }

@@ -270,7 +270,7 @@ def main():
         # Kinds podless does not run: refused, or skipped on request.
         cm = write(os.path.join(root, "cm.yaml"), CONFIGMAP)
         r = agent.cli("apply", "-f", cm, expect_ok=False)
-        check(r.returncode != 0 and 'unsupported kind string "ConfigMap"' in r.stderr and
+        check(r.returncode != 0 and 'unsupported kind "ConfigMap"' in r.stderr and
               "--skip-unsupported" in r.stderr, f"a ConfigMap was not refused:\n{r.stderr}")
         r = agent.cli("apply", "-f", cm, "--skip-unsupported")
         check("configmap/settings skipped" in r.stdout and
