@@ -1,8 +1,10 @@
 """Cluster mode (issue 6): AuthorizationPolicies are cluster-wide and
 enforced at the destination. A DENY applied on n1 refuses n1's client at web
 on n2 (n2 counts the denial) while another caller still passes; deleting it
-on n3 restores access. Then an ALLOW-only-`other` applied on n3 does the
-same the other way round, removed from n2. The agents here get the root
+on n3 restores access. Then an ALLOW-only-`other` applied on n3 as Istio's
+own kind does the same the other way round, removed from n2; n1 shows it in
+the kind it was applied as. A WorkloadEntry and a Namespace applied on n1
+are listed on n3 (issue 14: cluster-wide kinds). The agents here get the root
 through --ca-cert/--ca-key (ca init without --store-root-key)."""
 
 from cluster_harness import (Cluster, Pending, check, echo_reply, parse_table, spiffe_id, step,
@@ -20,7 +22,9 @@ spec:
     - from: [{{source: {{principals: ["cluster.local/ns/{NS}/sa/client"]}}}}]
 """
 
-ALLOW_OTHER = f"""apiVersion: podless.dev/v1alpha1
+# Istio's own kind (issue 14): kept as applied, shared through etcd like the
+# podless one.
+ALLOW_OTHER = f"""apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {{name: web-allow-other, namespace: {NS}}}
 spec:
@@ -90,8 +94,27 @@ with Cluster(nodes=3) as c:
     reply = echo_reply(n1.curl_via_outbound(*other, url + "allowed"), "other under ALLOW")
     check(reply.get("peer_spiffe_id") == spiffe_id(NS, "other"), str(reply))
 
+    shown = n1.cli("get", "policy", "web-allow-other", "-n", NS, "-o", "yaml").stdout
+    check(shown.startswith("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"),
+          f"n1 does not show the policy as applied on n3:\n{shown}")
+
     step("the ALLOW deleted on n2: client passes again")
     n2.cli("delete", "authorizationpolicy", "web-allow-other", "-n", NS)
     echo_reply(wait_http(n1, client, url + "open-again"), "client after the ALLOW is gone")
+
+    step("a WorkloadEntry and a Namespace applied on n1 are listed on n3")
+    n1.apply(f"""apiVersion: v1
+kind: Namespace
+metadata: {{name: {NS}, labels: {{team: a}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: vm-1, namespace: {NS}}}
+spec: {{address: 10.9.0.1, labels: {{app: vm}}, serviceAccount: vm, ports: {{http: 8080}}}}
+""")
+    wait_until("n3 lists the WorkloadEntry vm-1",
+               lambda: "vm-1" in n3.cli("get", "we", "-n", NS).stdout, 15)
+    wait_until("n3 lists the Namespace",
+               lambda: NS in n3.cli("get", "ns", "--no-headers").stdout, 15)
 
 print("cluster_policy: ok")
