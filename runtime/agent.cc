@@ -154,24 +154,6 @@ std::string Agent::SpiffeIdFor(const workloads::Workload& workload) const {
       .ToString();
 }
 
-namespace {
-
-const char* MtlsModeName(workloads::MtlsMode mode) {
-  switch (mode) {
-    case workloads::MtlsMode::kPermissive:
-      return "PERMISSIVE";
-    case workloads::MtlsMode::kStrict:
-      return "STRICT";
-    case workloads::MtlsMode::kDisable:
-      return "DISABLE";
-    case workloads::MtlsMode::kUnset:
-      break;
-  }
-  return "UNSET";
-}
-
-}  // namespace
-
 std::string Agent::SpiffeIdFor(const workloads::WorkloadEntry& entry) const {
   return workloads::SpiffeId::ForServiceAccount(config_.trust_domain, entry.metadata.ns,
                                                 entry.service_account)

@@ -195,6 +195,7 @@ class DocumentReader {
   void ReadApp(const YAML::Node& node, const Path& path, AppSpec& app);
   void ReadExec(const YAML::Node& node, const Path& path, ExecApp& exec);
   void ReadProbe(const YAML::Node& node, const Path& path, Probe& probe);
+  void ReadProbeTiming(const Entry& e, const Path& child, Probe& probe);
   void ReadSecurityContext(const YAML::Node& node, const Path& path, SecurityContext& out);
   void ReadLimits(const YAML::Node& node, const Path& path, ResourceLimits& out);
   void ReadServiceSpec(const YAML::Node& node, Service& service);

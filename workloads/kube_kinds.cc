@@ -521,16 +521,8 @@ void DocumentReader::ReadKubeProbe(const YAML::Node& node, const Path& path,
       }
       if (const Entry* x = h->Find("port")) ReadPortRef(x->value, Join(child, "port"), probe.port);
       if (const Entry* x = h->Find("path")) ReadString(x->value, Join(child, "path"), probe.path);
-    } else if (e.key == "initialDelaySeconds") {
-      ReadInt(e.value, child, 0, kMaxInt32, probe.initial_delay_seconds);
-    } else if (e.key == "periodSeconds") {
-      ReadInt(e.value, child, 1, kMaxInt32, probe.period_seconds);
-    } else if (e.key == "timeoutSeconds") {
-      ReadInt(e.value, child, 1, kMaxInt32, probe.timeout_seconds);
-    } else if (e.key == "failureThreshold") {
-      ReadInt(e.value, child, 1, kMaxInt32, probe.failure_threshold);
-    } else if (e.key == "successThreshold") {
-      ReadInt(e.value, child, 1, kMaxInt32, probe.success_threshold);
+    } else {
+      ReadProbeTiming(e, child, probe);
     }
   }
   if (handler == nullptr) {

@@ -218,6 +218,21 @@ void DocumentReader::ReadLimits(const YAML::Node& node, const Path& path, Resour
   }
 }
 
+// A probe's timing fields, the same in podless's and Kubernetes' probes.
+void DocumentReader::ReadProbeTiming(const Entry& e, const Path& child, Probe& probe) {
+  if (e.key == "initialDelaySeconds") {
+    ReadInt(e.value, child, 0, kMaxInt32, probe.initial_delay_seconds);
+  } else if (e.key == "periodSeconds") {
+    ReadInt(e.value, child, 1, kMaxInt32, probe.period_seconds);
+  } else if (e.key == "timeoutSeconds") {
+    ReadInt(e.value, child, 1, kMaxInt32, probe.timeout_seconds);
+  } else if (e.key == "failureThreshold") {
+    ReadInt(e.value, child, 1, kMaxInt32, probe.failure_threshold);
+  } else if (e.key == "successThreshold") {
+    ReadInt(e.value, child, 1, kMaxInt32, probe.success_threshold);
+  }
+}
+
 void DocumentReader::ReadProbe(const YAML::Node& node, const Path& path, Probe& probe) {
   auto fields = ReadMapping(node, path,
                             {"tcpSocket", "httpGet", "initialDelaySeconds", "periodSeconds",
@@ -241,16 +256,8 @@ void DocumentReader::ReadProbe(const YAML::Node& node, const Path& path, Probe& 
       if (!h) continue;
       if (const Entry* x = h->Find("port")) ReadPortRef(x->value, Join(child, "port"), probe.port);
       if (const Entry* x = h->Find("path")) ReadString(x->value, Join(child, "path"), probe.path);
-    } else if (e.key == "initialDelaySeconds") {
-      ReadInt(e.value, child, 0, kMaxInt32, probe.initial_delay_seconds);
-    } else if (e.key == "periodSeconds") {
-      ReadInt(e.value, child, 1, kMaxInt32, probe.period_seconds);
-    } else if (e.key == "timeoutSeconds") {
-      ReadInt(e.value, child, 1, kMaxInt32, probe.timeout_seconds);
-    } else if (e.key == "failureThreshold") {
-      ReadInt(e.value, child, 1, kMaxInt32, probe.failure_threshold);
-    } else if (e.key == "successThreshold") {
-      ReadInt(e.value, child, 1, kMaxInt32, probe.success_threshold);
+    } else {
+      ReadProbeTiming(e, child, probe);
     }
   }
   if (handler == nullptr) {

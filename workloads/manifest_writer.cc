@@ -319,20 +319,6 @@ void PolicyBody(YAML::Emitter& out, const AuthorizationPolicy& p) {
   out << YAML::EndMap;
 }
 
-const char* MtlsModeName(MtlsMode mode) {
-  switch (mode) {
-    case MtlsMode::kUnset:
-      return "UNSET";
-    case MtlsMode::kPermissive:
-      return "PERMISSIVE";
-    case MtlsMode::kStrict:
-      return "STRICT";
-    case MtlsMode::kDisable:
-      return "DISABLE";
-  }
-  return "UNSET";
-}
-
 void Body(YAML::Emitter& out, const Workload& w) {
   Field(out, "apiVersion", kApiVersion);
   WorkloadBody(out, w);

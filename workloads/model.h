@@ -484,6 +484,21 @@ inline const char* KindName(Kind kind) {
   return "?";
 }
 
+// Istio's spelling: "UNSET", "PERMISSIVE", "STRICT", "DISABLE".
+inline const char* MtlsModeName(MtlsMode mode) {
+  switch (mode) {
+    case MtlsMode::kUnset:
+      return "UNSET";
+    case MtlsMode::kPermissive:
+      return "PERMISSIVE";
+    case MtlsMode::kStrict:
+      return "STRICT";
+    case MtlsMode::kDisable:
+      return "DISABLE";
+  }
+  return "UNSET";
+}
+
 inline const ObjectMeta& MetaOf(const Object& object) {
   return std::visit([](const auto& o) -> const ObjectMeta& { return o.metadata; }, object);
 }
