@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/temp_dir.h"
 #include "workloads/object_codec.h"
 
 namespace podless::runtime {
@@ -27,23 +28,9 @@ using workloads::Kind;
 using workloads::ObjectKey;
 
 // A fresh directory under the system temp dir, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "podless-store-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string state() const { return path_ + "/state"; }
-
- private:
-  std::string path_;
+struct TempDir : podless::testing::TempDir {
+  TempDir() : podless::testing::TempDir("podless-store") {}
+  std::string state() const { return *this / "state"; }
 };
 
 std::string ReadFile(const std::string& path) {

@@ -10,25 +10,14 @@
 #include <fstream>
 #include <string>
 
+#include "tests/testing/temp_dir.h"
+
 namespace podless::runtime {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "podless-uids-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string file() const { return path_ + "/uids"; }
-
- private:
-  std::string path_;
+struct TempDir : podless::testing::TempDir {
+  TempDir() : podless::testing::TempDir("podless-uids") {}
+  std::string file() const { return *this / "uids"; }
 };
 
 bool SystemKnows(uint32_t id) { return ::getpwuid(id) != nullptr || ::getgrgid(id) != nullptr; }

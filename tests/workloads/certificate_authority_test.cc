@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/testing/temp_dir.h"
 #include "workloads/chain_verifier.h"
 #include "workloads/pem_file.h"
 
@@ -33,19 +34,8 @@ using std::chrono::seconds;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "podless-ca-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+struct TempDir : podless::testing::TempDir {
+  TempDir() : podless::testing::TempDir("podless-ca") {}
 };
 
 // Writes a file only its owner may read, as a key file must be.

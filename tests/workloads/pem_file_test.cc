@@ -11,24 +11,15 @@
 #include <sstream>
 #include <string>
 
+#include "tests/testing/temp_dir.h"
+
 using namespace podless::workloads;
 using podless::ErrorCode;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "podless-pem-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+struct TempDir : podless::testing::TempDir {
+  TempDir() : podless::testing::TempDir("podless-pem") {}
 };
 
 void WriteText(const std::string& path, const std::string& text, mode_t mode) {
