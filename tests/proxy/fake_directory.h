@@ -21,8 +21,10 @@
 #include <vector>
 
 #include "proxy/directory.h"
+#include "tests/testing/files.h"
 #include "tests/testing/free_port.h"
 #include "tests/testing/run_loop.h"
+#include "tests/testing/temp_dir.h"
 #include "workloads/certificate_authority.h"
 
 namespace podless::proxy::testing {
@@ -215,18 +217,11 @@ inline std::string Capture(const std::string& command) {
   return out;
 }
 
-inline void WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream(path) << content;
-}
+using podless::testing::WriteFile;
 
-// A temp dir removed at scope exit.
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/podless-proxy-test-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf " + path).c_str()); }
-  std::string path;
+// A temp dir removed at scope exit (tests/testing/temp_dir.h).
+struct TempDir : podless::testing::TempDir {
+  TempDir() : podless::testing::TempDir("podless-proxy-test") {}
 };
 
 }  // namespace podless::proxy::testing

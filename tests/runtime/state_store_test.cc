@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/files.h"
 #include "tests/testing/temp_dir.h"
 #include "workloads/object_codec.h"
 
@@ -33,17 +34,8 @@ struct TempDir : podless::testing::TempDir {
   std::string state() const { return *this / "state"; }
 };
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteFile(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
+using podless::testing::ReadFile;
+using podless::testing::WriteFile;
 
 uint64_t FileSize(const std::string& path) { return std::filesystem::file_size(path); }
 

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <string>
 
+#include "tests/testing/files.h"
 #include "tests/testing/temp_dir.h"
 
 namespace podless::runtime {
@@ -33,10 +34,7 @@ uint32_t FreeRangeStart(uint32_t count) {
   return 0;
 }
 
-void WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-}
+using podless::testing::WriteFile;
 
 TEST_CASE("UidAllocator: the same key gets the same uid, distinct keys distinct uids") {
   TempDir dir;
