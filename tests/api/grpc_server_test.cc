@@ -18,6 +18,7 @@
 
 #include "api/grpc_client.h"
 #include "podless/v1/runtime.pb.h"
+#include "tests/testing/temp_dir.h"
 
 #ifndef PODLESS_SOURCE_ROOT
 #error "tests/api/meson.build must define PODLESS_SOURCE_ROOT"
@@ -203,17 +204,14 @@ void RegisterTestHandlers(GrpcServer& server, TestState& state, uv_loop_t* loop)
       });
 }
 
-std::string MakeTempDir() {
-  std::string pattern = (std::filesystem::temp_directory_path() / "podless-grpc-XXXXXX").string();
-  REQUIRE(mkdtemp(pattern.data()) != nullptr);
-  return pattern;
-}
+using podless::testing::TempDir;
+constexpr const char* kTempDirPrefix = "podless-grpc";
 
 // A GrpcServer with the test handlers, on its own uv loop in its own thread.
 class ServerThread {
  public:
   explicit ServerThread(GrpcServerOptions options = {})
-      : dir_(MakeTempDir()), socket_path_(dir_ + "/api.sock") {
+      : dir_(kTempDirPrefix), socket_path_(dir_ / "api.sock") {
     std::promise<Status> started;
     thread_ = std::thread([this, options, &started] { Run(options, started); });
     Status status = started.get_future().get();
@@ -229,7 +227,6 @@ class ServerThread {
       async_.Close();
     });
     thread_.join();
-    std::filesystem::remove_all(dir_);
   }
 
   // Runs `fn` on the loop thread and returns its result.
@@ -241,7 +238,7 @@ class ServerThread {
   }
 
   const std::string& socket_path() const { return socket_path_; }
-  const std::string& dir() const { return dir_; }
+  const std::string& dir() const { return dir_.path(); }
   TestState& state() { return state_; }
   GrpcServer& server() { return *server_; }  // loop thread only
 
@@ -281,7 +278,7 @@ class ServerThread {
     for (auto& fn : posted) fn();
   }
 
-  std::string dir_;
+  TempDir dir_;
   std::string socket_path_;
   TestState state_;
   GrpcServerPtr server_;
@@ -860,14 +857,13 @@ TEST_CASE("GrpcServer: Close() ends open streams, closes connections and removes
 }
 
 TEST_CASE("GrpcClient: a missing agent is UNAVAILABLE with a hint") {
-  const std::string dir = MakeTempDir();
-  const std::string path = dir + "/api.sock";
+  const TempDir dir(kTempDirPrefix);
+  const std::string path = dir / "api.sock";
   Result<GrpcClientPtr> client = GrpcClient::Connect(path, 1s);
   REQUIRE_FALSE(client.ok());
   CHECK(client.error().code == ErrorCode::kUnavailable);
   CHECK(client.error().message ==
         "cannot connect to " + path + ": No such file or directory (is `podless run` running?)");
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("GrpcServer: Listen replaces a stale socket but refuses a live one or a regular file") {

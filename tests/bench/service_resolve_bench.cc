@@ -14,14 +14,15 @@
 
 #include "runtime/proxy_directory.h"
 #include "tests/bench/bench_util.h"
+#include "tests/testing/temp_dir.h"
 
 namespace podless::bench {
 namespace {
 
 int Main() {
   const uint32_t replicas = Smoke() ? 10'000 : 1'000'000;
-  char tmpl[] = "/tmp/podless-bench-resolve-XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  const testing::TempDir temp_dir("podless-bench-resolve");
+  const std::string& dir = temp_dir.path();
   {
     runtime::AgentConfig config;
     config.state_dir = dir;
@@ -122,7 +123,6 @@ int Main() {
         objects + 1, kept_us, first_us, scan_us, first_us / scan_us);
     Require(Sane(kept_us) && Sane(first_us) && Sane(scan_us), "implausible figures");
   }
-  std::filesystem::remove_all(dir);
   return 0;
 }
 

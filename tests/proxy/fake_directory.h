@@ -21,6 +21,10 @@
 #include <vector>
 
 #include "proxy/directory.h"
+#include "tests/testing/files.h"
+#include "tests/testing/free_port.h"
+#include "tests/testing/run_loop.h"
+#include "tests/testing/temp_dir.h"
 #include "workloads/certificate_authority.h"
 
 namespace podless::proxy::testing {
@@ -181,36 +185,11 @@ class FakeDirectory final : public Directory {
   std::map<std::string, Destination> names_;
 };
 
-// A loopback port nobody listens on right now (bound to 0, then released).
-inline uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
+using podless::testing::FreePort;
 
-// Runs `loop` until `done()` or `timeout_ms`; false on timeout.
+// tests/testing/run_loop.h's RunUntil with the proxy tests' 5 s default.
 inline bool RunUntil(uv_loop_t* loop, const std::function<bool()>& done, int timeout_ms = 5000) {
-  uv_timer_t tick;
-  uv_timer_init(loop, &tick);
-  uv_timer_start(
-      &tick, [](uv_timer_t*) {}, 5, 5);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  bool ok = false;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) {
-      ok = true;
-      break;
-    }
-    uv_run(loop, UV_RUN_ONCE);
-  }
-  uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
-  uv_run(loop, UV_RUN_NOWAIT);
-  return ok;
+  return podless::testing::RunUntil(loop, done, std::chrono::milliseconds(timeout_ms));
 }
 
 // Runs `loop` while `blocking` (e.g. a subprocess) runs on another thread;
@@ -238,18 +217,11 @@ inline std::string Capture(const std::string& command) {
   return out;
 }
 
-inline void WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream(path) << content;
-}
+using podless::testing::WriteFile;
 
-// A temp dir removed at scope exit.
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/podless-proxy-test-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf " + path).c_str()); }
-  std::string path;
+// A temp dir removed at scope exit (tests/testing/temp_dir.h).
+struct TempDir : podless::testing::TempDir {
+  TempDir() : podless::testing::TempDir("podless-proxy-test") {}
 };
 
 }  // namespace podless::proxy::testing

@@ -23,16 +23,11 @@ using testing::RunUntil;
 
 constexpr char kServerIdentity[] = "spiffe://cluster.local/ns/ext/sa/server";
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/podless-hbone-interop-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::system(("rm -rf " + path).c_str()); }
+struct TempDir : podless::testing::TempDir {
+  TempDir() : podless::testing::TempDir("podless-hbone-interop") {}
 };
 
-void WriteFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+using testing::WriteFile;
 
 // Collects what a stream delivers.
 struct Collector final : StreamHandler {
@@ -66,19 +61,19 @@ struct InteropServer {
 
 TEST_CASE("HbonePool: talks HBONE to an independent server (Python ssl + h2)") {
   TempDir dir;
-  FakeDirectory directory(dir.path, "cluster.local");
+  FakeDirectory directory(dir.path(), "cluster.local");
   const LocalReplica& source =
       directory.AddReplica("127.64.0.7", "frontend", "shop", "frontend", {});
 
   // The server's SVID from the same CA, for the Python side.
-  auto ca = workloads::CertificateAuthority::LoadOrCreate(dir.path, "cluster.local");
+  auto ca = workloads::CertificateAuthority::LoadOrCreate(dir.path(), "cluster.local");
   REQUIRE(ca.ok());
   auto svid = (*ca)->IssueSvid(*workloads::SpiffeId::Parse(kServerIdentity), std::chrono::hours(1));
   REQUIRE(svid.ok());
-  WriteFile(dir.path + "/server.pem", (*svid)->CertificateChainPem());
-  WriteFile(dir.path + "/server.key", (*svid)->PrivateKeyPem());
+  WriteFile(dir.path() + "/server.pem", (*svid)->CertificateChainPem());
+  WriteFile(dir.path() + "/server.key", (*svid)->PrivateKeyPem());
 
-  InteropServer server(dir.path, /*connections=*/1);
+  InteropServer server(dir.path(), /*connections=*/1);
   UvLoop loop;
   Dispatcher dispatcher(loop.get());
   Registry registry;

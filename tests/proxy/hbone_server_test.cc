@@ -30,7 +30,7 @@ const std::string kClientScript = std::string(PODLESS_PROXY_TEST_DIR) + "/hbone_
 struct ServerFixture {
   ServerFixture()
       : dispatcher(loop.get()),
-        directory(dir.path, "cluster.local"),
+        directory(dir.path(), "cluster.local"),
         metrics(registry),
         tracker(dispatcher),
         inbound(dispatcher, directory, metrics, tracker) {
@@ -57,17 +57,17 @@ struct ServerFixture {
     auto svid =
         ca.IssueSvid(workloads::SpiffeId::ForServiceAccount(ca.trust_domain(), ns, sa), ttl);
     REQUIRE(svid.ok());
-    WriteFile(dir.path + "/" + name + ".crt", (*svid)->CertificateChainPem());
-    WriteFile(dir.path + "/" + name + ".key", (*svid)->PrivateKeyPem());
-    WriteFile(dir.path + "/ca.crt", directory.ca().BundlePem());
+    WriteFile(dir.path() + "/" + name + ".crt", (*svid)->CertificateChainPem());
+    WriteFile(dir.path() + "/" + name + ".key", (*svid)->PrivateKeyPem());
+    WriteFile(dir.path() + "/ca.crt", directory.ca().BundlePem());
   }
 
   std::string ClientCommand(const std::string& name, const std::vector<std::string>& authorities,
                             const std::string& extra = "") {
     std::string cmd = "/usr/bin/python3 " + kClientScript +
                       " --connect 127.64.0.5:" + std::to_string(server->port()) + " --ca " +
-                      dir.path + "/ca.crt --cert " + dir.path + "/" + name + ".crt --key " +
-                      dir.path + "/" + name + ".key " + extra;
+                      dir.path() + "/ca.crt --cert " + dir.path() + "/" + name + ".crt --key " +
+                      dir.path() + "/" + name + ".key " + extra;
     for (const auto& a : authorities) cmd += " --authority '" + a + "'";
     return cmd;
   }
@@ -119,8 +119,8 @@ void WriteExpiredCredentials(ServerFixture& f, const std::string& name) {
       workloads::SpiffeId::ForServiceAccount("cluster.local", "shop", "frontend"),
       std::chrono::hours(1));
   REQUIRE(svid.ok());
-  WriteFile(f.dir.path + "/" + name + ".crt", ExpiredCopyPem(**svid, f.dir.path));
-  WriteFile(f.dir.path + "/" + name + ".key", (*svid)->PrivateKeyPem());
+  WriteFile(f.dir.path() + "/" + name + ".crt", ExpiredCopyPem(**svid, f.dir.path()));
+  WriteFile(f.dir.path() + "/" + name + ".key", (*svid)->PrivateKeyPem());
 }
 
 TEST_CASE("HboneServer: an independent h2 client gets 200 and its bytes echoed over CONNECT") {
@@ -204,8 +204,8 @@ TEST_CASE("HboneServer: TLS failures are refused without hurting a concurrent go
         workloads::SpiffeId::ForServiceAccount("cluster.local", "shop", "frontend"),
         std::chrono::hours(1));
     REQUIRE(svid.ok());
-    WriteFile(f.dir.path + "/untrusted.crt", (*svid)->CertificateChainPem());
-    WriteFile(f.dir.path + "/untrusted.key", (*svid)->PrivateKeyPem());
+    WriteFile(f.dir.path() + "/untrusted.crt", (*svid)->CertificateChainPem());
+    WriteFile(f.dir.path() + "/untrusted.key", (*svid)->PrivateKeyPem());
   }
   // An expired SVID from the trusted CA.
   WriteExpiredCredentials(f, "expired");

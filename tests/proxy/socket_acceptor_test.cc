@@ -28,19 +28,11 @@ using testing::RunUntil;
 // A bound, listening Unix socket at a fresh path.
 struct UnixListener {
   UnixListener() {
-    char tmpl[] = "/tmp/podless-acceptor-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    dir = tmpl;
-    path = dir + "/test.sock";
     fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     REQUIRE(fd >= 0);
     sockaddr_un addr = Address();
     REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
     REQUIRE(::listen(fd, 64) == 0);
-  }
-  ~UnixListener() {
-    ::unlink(path.c_str());
-    ::rmdir(dir.c_str());
   }
   sockaddr_un Address() const {
     sockaddr_un addr{};
@@ -62,8 +54,8 @@ struct UnixListener {
     return client;
   }
 
-  std::string dir;
-  std::string path;
+  podless::testing::TempDir dir{"podless-acceptor"};  // removed with the socket
+  std::string path = dir / "test.sock";
   int fd = -1;  // handed to the acceptor
 };
 

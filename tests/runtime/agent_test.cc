@@ -11,24 +11,21 @@
 #include <string>
 #include <thread>
 
+#include "tests/testing/temp_dir.h"
+
 namespace podless::runtime {
 namespace {
 
 using workloads::Kind;
 using workloads::ObjectKey;
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/podless-agent-test-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
+struct TempDir : podless::testing::TempDir {
+  TempDir() : podless::testing::TempDir("podless-agent-test") {}
 };
 
 AgentConfig ConfigIn(const TempDir& dir) {
   AgentConfig config;
-  config.state_dir = dir.path;
+  config.state_dir = dir.path();
   config.node_name = "test";
   return config;
 }
@@ -259,14 +256,14 @@ TEST_CASE(
   REQUIRE(agent->Apply({MakeWorkload("a", 2), MakeWorkload("b", 2)}, false).ok());
   const auto a = AddressesOf(*agent, "a");
   const auto b = AddressesOf(*agent, "b");
-  const uint64_t log_bytes = std::filesystem::file_size(dir.path + "/state.log");
+  const uint64_t log_bytes = std::filesystem::file_size(dir.path() + "/state.log");
   auto unchanged = [&] {
     CHECK(agent->workload_count() == 2);
     CHECK(agent->replica_count() == 4);
     CHECK(AddressesOf(*agent, "a") == a);
     CHECK(AddressesOf(*agent, "b") == b);
     CHECK(agent->Find(ObjectKey{Kind::kWorkload, "default", "c"}) == nullptr);
-    CHECK(std::filesystem::file_size(dir.path + "/state.log") == log_bytes);
+    CHECK(std::filesystem::file_size(dir.path() + "/state.log") == log_bytes);
   };
   auto refused = [&](const Status& status, const std::vector<std::string>& words) {
     REQUIRE_FALSE(status.ok());

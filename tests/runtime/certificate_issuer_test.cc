@@ -11,21 +11,13 @@
 
 #include "proxy/uv_handle.h"
 #include "runtime/agent.h"
+#include "tests/testing/run_loop.h"
+#include "tests/testing/temp_dir.h"
 
 namespace podless::runtime {
 namespace {
 
-// Runs the loop until `done` or 10 s pass.
-template <typename Pred>
-bool RunUntil(uv_loop_t* loop, Pred done) {
-  const uint64_t deadline = uv_now(loop) + 10'000;
-  proxy::TimerHandle tick;
-  uv_timer_init(loop, tick.get());
-  uv_timer_start(
-      tick.get(), [](uv_timer_t*) {}, 5, 5);
-  while (!done() && uv_now(loop) < deadline) uv_run(loop, UV_RUN_ONCE);
-  return done();
-}
+using podless::testing::RunUntil;  // 10 s at most
 
 TEST_CASE("CertificateIssuer: issues on worker threads and answers on the loop thread") {
   proxy::UvLoop loop;
@@ -109,9 +101,9 @@ TEST_CASE("CertificateIssuer: every request of a burst is answered once, in any 
 
 TEST_CASE("Agent: CertificateAsync issues off the loop once, then answers from its cache") {
   proxy::UvLoop loop;
-  char tmpl[] = "/tmp/podless-issuer-test-XXXXXX";
+  const testing::TempDir dir("podless-issuer-test");
   AgentConfig config;
-  config.state_dir = mkdtemp(tmpl);
+  config.state_dir = dir.path();
   config.node_name = "test";
   {
     auto agent = Agent::Open(config);

@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/testing/files.h"
+
 namespace podless::runtime {
 namespace {
 
@@ -144,12 +146,7 @@ bool WaitEmpty(CgroupTree& tree, const std::string& leaf) {
   return tree.Empty(leaf);
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+using podless::testing::ReadFile;
 
 // The whole scenario: a setsid double-fork stays in the replica's cgroup, is
 // listed, and dies with Kill; the cgroup is then removable.

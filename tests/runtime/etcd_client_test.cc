@@ -10,6 +10,7 @@
 
 #include "proxy/uv_handle.h"
 #include "tests/runtime/etcd_process.h"
+#include "tests/testing/run_loop.h"
 
 namespace podless::runtime {
 namespace {
@@ -18,22 +19,8 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using testing::EtcdProcess;
 
-// Runs the loop until `done` or `timeout`; returns `done()`.
-bool RunUntil(uv_loop_t* loop, const std::function<bool()>& done,
-              std::chrono::milliseconds timeout) {
-  proxy::TimerHandle tick;  // wakes uv_run so the deadline is checked
-  uv_timer_init(loop, tick.get());
-  uv_timer_start(
-      tick.get(), [](uv_timer_t*) {}, 10, 10);
-  const auto deadline = Clock::now() + timeout;
-  while (!done() && Clock::now() < deadline) uv_run(loop, UV_RUN_ONCE);
-  return done();
-}
-
-void RunFor(uv_loop_t* loop, std::chrono::milliseconds duration) {
-  RunUntil(
-      loop, [] { return false; }, duration);
-}
+using testing::RunFor;
+using testing::RunUntil;
 
 // A started etcd and a client on it.
 // `endpoints` maps etcd's URL to the client's endpoint list (default: just it).
@@ -140,8 +127,8 @@ TEST_CASE("EtcdClient: rejects malformed endpoints, naming them") {
 
 TEST_CASE("EtcdClient: no endpoint answering fails the call UNAVAILABLE, naming each") {
   proxy::UvLoop loop;
-  const std::string a = "http://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
-  const std::string b = "http://localhost:" + std::to_string(testing::FreeLoopbackPort());
+  const std::string a = "http://127.0.0.1:" + std::to_string(testing::FreePort());
+  const std::string b = "http://localhost:" + std::to_string(testing::FreePort());
   auto client = EtcdClient::Create(loop.get(), {.endpoints = {a, b}});
   REQUIRE(client.ok());
   std::optional<Result<etcdpb::PutResponse>> out;
@@ -412,7 +399,7 @@ TEST_CASE(
 }
 
 TEST_CASE("EtcdClient: an endpoint that refuses connections is skipped") {
-  const std::string refusing = "http://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
+  const std::string refusing = "http://127.0.0.1:" + std::to_string(testing::FreePort());
   std::string by_name;
   // By name, too: "localhost" may resolve to ::1 first, where etcd is not.
   Fixture f({}, [&](const std::string& url) {

@@ -27,30 +27,21 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
+#include "tests/testing/free_port.h"
+#include "tests/testing/temp_dir.h"
 #include "workloads/result.h"
 
 namespace podless::testing {
 
 inline constexpr char kEtcdBinary[] = "/usr/bin/etcd";
 inline constexpr char kEtcdctlBinary[] = "/usr/bin/etcdctl";
-
-// A loopback port nothing listens on right now (bound to port 0, then freed).
-inline uint16_t FreeLoopbackPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // The files of EtcdProcess's test PKI (paths in its temp dir).
 struct EtcdTestPki {
@@ -69,18 +60,21 @@ class EtcdProcess {
 
   explicit EtcdProcess(Mode mode = kPlain)
       : mode_(mode),
-        client_port_(FreeLoopbackPort()),
-        peer_port_(FreeLoopbackPort()),
-        health_port_(mode == kTls ? FreeLoopbackPort() : client_port_) {
-    char dir_template[] = "/tmp/podless-etcd-XXXXXX";
-    dir_ = mkdtemp(dir_template) != nullptr ? dir_template : "";
+        client_port_(FreePort()),
+        peer_port_(FreePort()),
+        health_port_(mode == kTls ? FreePort() : client_port_) {
+    try {
+      temp_dir_.emplace("podless-etcd");
+      dir_ = temp_dir_->path();
+    } catch (const std::system_error&) {
+      // dir_ stays empty: Start() reports it.
+    }
     client_url_ = std::string(mode == kTls ? "https" : "http") +
                   "://127.0.0.1:" + std::to_string(client_port_);
     peer_url_ = "http://127.0.0.1:" + std::to_string(peer_port_);
   }
   ~EtcdProcess() {
-    Stop();
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+    Stop();  // temp_dir_ is removed after this
   }
   EtcdProcess(const EtcdProcess&) = delete;
   EtcdProcess& operator=(const EtcdProcess&) = delete;
@@ -298,7 +292,8 @@ class EtcdProcess {
   uint16_t peer_port_;
   uint16_t health_port_;  // the client port, or the cleartext metrics port with TLS
   EtcdTestPki pki_;
-  std::string dir_;
+  std::optional<TempDir> temp_dir_;
+  std::string dir_;  // temp_dir_'s path, empty when it could not be made
   std::string client_url_;
   std::string peer_url_;
   pid_t pid_ = -1;

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <string>
 
+#include "tests/testing/temp_dir.h"
+
 namespace podless::runtime {
 namespace {
 
@@ -25,22 +27,17 @@ workloads::Workload WebWorkload(const std::string& name, uint32_t replicas,
 }
 
 struct Fixture {
-  std::string dir;
+  testing::TempDir dir{"podless-directory-test"};
   AgentPtr agent;
   Fixture() {
-    char tmpl[] = "/tmp/podless-directory-test-XXXXXX";
-    dir = mkdtemp(tmpl);
     AgentConfig config;
-    config.state_dir = dir;
+    config.state_dir = dir.path();
     config.node_name = "test";
     auto opened = Agent::Open(config);
     REQUIRE(opened.ok());
     agent = std::move(*opened);
   }
-  ~Fixture() {
-    agent.reset();
-    std::filesystem::remove_all(dir);
-  }
+  ~Fixture() { agent.reset(); }
   const std::vector<uint32_t>& AddressesOf(const std::string& name) const {
     const StoredObject* stored = agent->Find(ObjectKey{Kind::kWorkload, "default", name});
     REQUIRE(stored != nullptr);

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/files.h"
+#include "tests/testing/temp_dir.h"
 #include "workloads/object_codec.h"
 
 namespace podless::runtime {
@@ -27,36 +29,13 @@ using workloads::Kind;
 using workloads::ObjectKey;
 
 // A fresh directory under the system temp dir, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "podless-store-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string state() const { return path_ + "/state"; }
-
- private:
-  std::string path_;
+struct TempDir : podless::testing::TempDir {
+  TempDir() : podless::testing::TempDir("podless-store") {}
+  std::string state() const { return *this / "state"; }
 };
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteFile(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
+using podless::testing::ReadFile;
+using podless::testing::WriteFile;
 
 uint64_t FileSize(const std::string& path) { return std::filesystem::file_size(path); }
 

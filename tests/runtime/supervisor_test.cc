@@ -20,38 +20,18 @@
 
 #include "proxy/netns.h"
 #include "proxy/tcp_stream.h"
+#include "tests/testing/run_loop.h"
+#include "tests/testing/temp_dir.h"
 #include "workloads/manifest_parser.h"
 
 namespace podless::runtime {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "podless-sup-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
+using podless::testing::RunUntil;
 
- private:
-  std::string path_;
+struct TempDir : podless::testing::TempDir {
+  TempDir() : podless::testing::TempDir("podless-sup") {}
 };
-
-// Runs the loop until `done` holds or `timeout_ms` passed; returns `done()`.
-bool RunUntil(uv_loop_t* loop, const std::function<bool()>& done, uint64_t timeout_ms = 10'000) {
-  proxy::TimerHandle tick;
-  uv_timer_init(loop, tick.get());
-  uv_timer_start(
-      tick.get(), [](uv_timer_t*) {}, 10, 10);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (!done() && std::chrono::steady_clock::now() < deadline) uv_run(loop, UV_RUN_ONCE);
-  return done();
-}
 
 SupervisorOptions TestOptions(const TempDir& dir) {
   SupervisorOptions options;

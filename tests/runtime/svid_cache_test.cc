@@ -8,6 +8,7 @@
 #include <string>
 
 #include "runtime/agent.h"
+#include "tests/testing/temp_dir.h"
 
 namespace podless::runtime {
 namespace {
@@ -59,8 +60,8 @@ TEST_CASE("SvidCache: an evicted SVID stays valid for whoever still holds it") {
 }
 
 TEST_CASE("Agent: holds at most --svid-cache-size SVIDs and re-issues an evicted one on use") {
-  char tmpl[] = "/tmp/podless-svid-cache-test-XXXXXX";
-  const std::string dir = mkdtemp(tmpl);
+  const testing::TempDir temp_dir("podless-svid-cache-test");
+  const std::string& dir = temp_dir.path();
   {
     AgentConfig config;
     config.state_dir = dir;
@@ -97,7 +98,6 @@ TEST_CASE("Agent: holds at most --svid-cache-size SVIDs and re-issues an evicted
     CHECK((*agent)->certificates_issued() == 6);
     CHECK((*agent)->certificates_cached() == 3);
   }
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

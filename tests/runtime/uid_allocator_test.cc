@@ -10,25 +10,15 @@
 #include <fstream>
 #include <string>
 
+#include "tests/testing/files.h"
+#include "tests/testing/temp_dir.h"
+
 namespace podless::runtime {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "podless-uids-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string file() const { return path_ + "/uids"; }
-
- private:
-  std::string path_;
+struct TempDir : podless::testing::TempDir {
+  TempDir() : podless::testing::TempDir("podless-uids") {}
+  std::string file() const { return *this / "uids"; }
 };
 
 bool SystemKnows(uint32_t id) { return ::getpwuid(id) != nullptr || ::getgrgid(id) != nullptr; }
@@ -44,10 +34,7 @@ uint32_t FreeRangeStart(uint32_t count) {
   return 0;
 }
 
-void WriteFile(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-}
+using podless::testing::WriteFile;
 
 TEST_CASE("UidAllocator: the same key gets the same uid, distinct keys distinct uids") {
   TempDir dir;

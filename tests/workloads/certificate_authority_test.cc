@@ -22,6 +22,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/testing/files.h"
+#include "tests/testing/temp_dir.h"
 #include "workloads/chain_verifier.h"
 #include "workloads/pem_file.h"
 
@@ -33,19 +35,8 @@ using std::chrono::seconds;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "podless-ca-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+struct TempDir : podless::testing::TempDir {
+  TempDir() : podless::testing::TempDir("podless-ca") {}
 };
 
 // Writes a file only its owner may read, as a key file must be.
@@ -57,12 +48,7 @@ void WriteText(const std::string& path, const std::string& text) {
   REQUIRE(chmod(path.c_str(), 0600) == 0);
 }
 
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using podless::testing::ReadFile;
 
 struct CommandResult {
   int exit_code = -1;
@@ -265,7 +251,7 @@ TEST_CASE("CertificateAuthority: LoadOrCreate persists the root and reloads the 
   CHECK((st.st_mode & 0777) == 0600);
   REQUIRE(stat((state + "/ca.crt").c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
-  CHECK(ReadText(state + "/ca.key").find("-----BEGIN PRIVATE KEY-----") == 0);
+  CHECK(ReadFile(state + "/ca.key").find("-----BEGIN PRIVATE KEY-----") == 0);
   // No temporary files are left behind.
   size_t entries = 0;
   for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(state)) ++entries;
@@ -288,8 +274,8 @@ TEST_CASE("CertificateAuthority: LoadOrCreate errors name the corrupt or missing
   TempDir dir;
   std::string state = dir.path();
   REQUIRE(CertificateAuthority::LoadOrCreate(state, "cluster.local").ok());
-  std::string good_cert = ReadText(state + "/ca.crt");
-  std::string good_key = ReadText(state + "/ca.key");
+  std::string good_cert = ReadFile(state + "/ca.crt");
+  std::string good_key = ReadFile(state + "/ca.key");
 
   SUBCASE("corrupt certificate") {
     WriteText(state + "/ca.crt",
@@ -315,7 +301,7 @@ TEST_CASE("CertificateAuthority: LoadOrCreate errors name the corrupt or missing
   SUBCASE("key of another CA") {
     TempDir other;
     REQUIRE(CertificateAuthority::LoadOrCreate(other.path(), "cluster.local").ok());
-    WriteText(state + "/ca.key", ReadText(other / "ca.key"));
+    WriteText(state + "/ca.key", ReadFile(other / "ca.key"));
     auto ca = CertificateAuthority::LoadOrCreate(state, "cluster.local");
     REQUIRE_FALSE(ca.ok());
     CHECK_MESSAGE(ca.error().message.find("does not match") != std::string::npos,
@@ -411,11 +397,11 @@ TEST_CASE("CertificateAuthority: a key left without its certificate gets a new r
   TempDir dir;
   std::string state = dir.path();
   REQUIRE(CertificateAuthority::LoadOrCreate(state, "cluster.local").ok());
-  std::string key_before = ReadText(state + "/ca.key");
+  std::string key_before = ReadFile(state + "/ca.key");
   std::filesystem::remove(state + "/ca.crt");
   auto ca = CertificateAuthority::LoadOrCreate(state, "cluster.local");
   REQUIRE(ca.ok());
-  CHECK(ReadText(state + "/ca.key") == key_before);
+  CHECK(ReadFile(state + "/ca.key") == key_before);
   CHECK(std::filesystem::exists(state + "/ca.crt"));
 }
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/temp_dir.h"
 #include "workloads/certificate_authority.h"
 #include "workloads/pem_file.h"
 
@@ -60,15 +61,13 @@ struct LeafOptions {
 // A test issuer built from a CertificateAuthority's files, so test certificates
 // chain to a real podless root.
 struct TestIssuer {
-  std::string dir;
+  podless::testing::TempDir temp_dir{"podless-cv"};
+  std::string dir = temp_dir.path();
   CertificateAuthorityPtr ca;
   bssl::UniquePtr<X509> cert;
   bssl::UniquePtr<EVP_PKEY> key;
 
   TestIssuer() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "podless-cv-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    dir = tmpl;
     auto loaded = CertificateAuthority::LoadOrCreate(dir, "cluster.local");
     REQUIRE(loaded.ok());
     ca = std::move(loaded).value();
@@ -79,7 +78,6 @@ struct TestIssuer {
     REQUIRE(k.ok());
     key = std::move(k).value();
   }
-  ~TestIssuer() { std::filesystem::remove_all(dir); }
 
   bssl::UniquePtr<X509> MakeLeaf(const LeafOptions& o) {
     bssl::UniquePtr<EVP_PKEY> leaf_key = NewKey();

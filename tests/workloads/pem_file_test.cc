@@ -11,24 +11,16 @@
 #include <sstream>
 #include <string>
 
+#include "tests/testing/files.h"
+#include "tests/testing/temp_dir.h"
+
 using namespace podless::workloads;
 using podless::ErrorCode;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "podless-pem-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+struct TempDir : podless::testing::TempDir {
+  TempDir() : podless::testing::TempDir("podless-pem") {}
 };
 
 void WriteText(const std::string& path, const std::string& text, mode_t mode) {
@@ -36,12 +28,7 @@ void WriteText(const std::string& path, const std::string& text, mode_t mode) {
   REQUIRE(chmod(path.c_str(), mode) == 0);
 }
 
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using podless::testing::ReadFile;
 
 }  // namespace
 
@@ -50,9 +37,9 @@ TEST_CASE("WriteFileAtomically: a symbolic link at the path is replaced, not wri
   WriteText(dir / "victim", "the victim's bytes", 0644);
   std::filesystem::create_symlink(dir / "victim", dir / "file");
   REQUIRE(WriteFileAtomically(dir / "file", "new contents").ok());
-  CHECK(ReadText(dir / "victim") == "the victim's bytes");
+  CHECK(ReadFile(dir / "victim") == "the victim's bytes");
   CHECK_FALSE(std::filesystem::is_symlink(dir / "file"));
-  CHECK(ReadText(dir / "file") == "new contents");
+  CHECK(ReadFile(dir / "file") == "new contents");
   struct stat st;
   REQUIRE(stat((dir / "file").c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
