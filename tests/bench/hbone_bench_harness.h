@@ -171,7 +171,7 @@ class ClientNode {
 
 // Both nodes, sharing one CA kept in a temp dir.
 struct Nodes {
-  Nodes() : server(ca_dir.path), client(ca_dir.path, server) {}
+  Nodes() : server(ca_dir.path()), client(ca_dir.path(), server) {}
   TempDir ca_dir;
   ServerNode server;
   ClientNode client;
