@@ -28,9 +28,7 @@ Result<HboneServerPtr> HboneServer::Create(Dispatcher& dispatcher, Directory& di
   server->tls_ = std::move(tls).value();
   TcpListener::Options listen;
   listen.name = "hbone";
-  listen.bind = options.bind;
-  listen.port = options.port;
-  listen.sharing = options.port_sharing;
+  listen.listen = options.listen;
   listen.metrics = &metrics;
   listen.log = options.log;
   HboneServer* self = server.get();

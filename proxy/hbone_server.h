@@ -62,10 +62,8 @@ struct HandshakeFailure {
 
 struct HboneServerOptions {
   // 0.0.0.0 serves every address routed to the node; on loopback, any
-  // 127.0.0.1 also reaches every 127/8 address.
-  std::string bind = "0.0.0.0";
-  uint16_t port = 15008;                               // 0: any free port (tests)
-  PortSharing port_sharing = PortSharing::kExclusive;  // worker threads share the port
+  // 127.0.0.1 also reaches every 127/8 address. Port 0: any free port (tests).
+  ListenOptions listen{.bind = "0.0.0.0", .port = 15008};
   // Slow peers (issue 8). Each 0 turns that limit off.
   // From accept to a finished TLS handshake.
   uint64_t handshake_timeout_ms = kDefaultHandshakeTimeoutMs;
@@ -105,7 +103,7 @@ class HboneServer final : private HboneSession::Callbacks {
   ~HboneServer() override;
 
   uint16_t port() const { return port_; }
-  const std::string& bind() const { return options_.bind; }
+  const std::string& bind() const { return options_.listen.bind; }
   size_t connection_count() const { return sessions_.size(); }
   uint64_t handshake_failures() const { return handshake_failures_; }
   // Open or handshaking connections from `peer_address` (host byte order),

@@ -105,9 +105,9 @@ void Inbound::Serve(const InboundDecision& decision, const InboundSource& source
   context.port = *decision.port;
   context.peer_identity = source.principal;
   context.app = replica.spec->app;
-  context.request_timeout_ms = app_request_timeout_ms_;
+  context.request_timeout_ms = options_.app_request_timeout_ms;
   if (source.plaintext) {
-    context.idle_timeout_ms = plaintext_idle_timeout_ms_;
+    context.idle_timeout_ms = options_.plaintext_idle_timeout_ms;
     context.idle_timeouts = &metrics_.PeerTimeout(ProxyMetrics::kTimeoutPlaintextIdle);
   }
   if (decision.per_request) context.authorize_request = RequestAuthorizer(decision, source);

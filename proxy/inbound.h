@@ -45,17 +45,26 @@ struct InboundDecision {
   bool per_request = false;
 };
 
+// What every admitted connection gets, whichever listener took it. 0 turns
+// one off.
+struct InboundOptions {
+  // In-proxy HTTP apps: from accept (or the last response) to a complete
+  // request; then the connection is reset (AppContext::request_timeout_ms).
+  uint64_t app_request_timeout_ms = kDefaultAppRequestTimeoutMs;
+  // Plaintext workload ports: a connection spliced to a forward target or an
+  // exec process with no byte either way this long is reset (plaintext_idle).
+  uint64_t plaintext_idle_timeout_ms = kDefaultPlaintextIdleTimeoutMs;
+};
+
 class Inbound {
  public:
   Inbound(Dispatcher& dispatcher, Directory& directory, ProxyMetrics& metrics,
-          ConnectionTracker& tracker, uint64_t app_request_timeout_ms = 0,
-          uint64_t plaintext_idle_timeout_ms = 0)
+          ConnectionTracker& tracker, InboundOptions options = {})
       : dispatcher_(dispatcher),
         directory_(directory),
         metrics_(metrics),
         tracker_(tracker),
-        app_request_timeout_ms_(app_request_timeout_ms),
-        plaintext_idle_timeout_ms_(plaintext_idle_timeout_ms) {}
+        options_(options) {}
 
   // Checks the destination and authorizes the source; a denial is counted.
   InboundDecision Admit(uint32_t address, uint16_t port, const InboundSource& source);
@@ -74,8 +83,7 @@ class Inbound {
   std::function<bool(const Http1Request&, bool)> RequestAuthorizer(const InboundDecision& decision,
                                                                    const InboundSource& source);
 
-  uint64_t app_request_timeout_ms_;     // AppContext::request_timeout_ms
-  uint64_t plaintext_idle_timeout_ms_;  // AppContext::idle_timeout_ms, plaintext only
+  InboundOptions options_;
 };
 
 }  // namespace podless::proxy

@@ -519,9 +519,7 @@ Result<OutboundEntryPtr> OutboundEntry::Create(Dispatcher& dispatcher, Directory
                                                              : std::make_shared<LoginThrottle>();
   TcpListener::Options listen;
   listen.name = "outbound";
-  listen.bind = options.bind;
-  listen.port = options.port;
-  listen.sharing = options.port_sharing;
+  listen.listen = options.listen;
   listen.metrics = &metrics;
   listen.log = options.log;
   OutboundEntry* self = entry.get();
@@ -567,7 +565,7 @@ Status OutboundEntry::SyncSandboxListeners(const std::map<uint32_t, int>& listen
     listen.name = "outbound";
     listen.metrics = &metrics_;
     listen.log = options_.log;
-    listen.bind = "127.0.0.1";
+    listen.listen.bind = "127.0.0.1";
     auto listener = TcpListener::Adopt(
         dispatcher_, fd, std::move(listen),
         [this, address = address](TcpStream* tcp) { OnConnection(tcp, address); });

@@ -126,9 +126,7 @@ class LoginThrottle {
 using LoginThrottlePtr = std::shared_ptr<LoginThrottle>;
 
 struct OutboundEntryOptions {
-  std::string bind = "127.0.0.1";
-  uint16_t port = 15001;                               // 0: any free port (tests)
-  PortSharing port_sharing = PortSharing::kExclusive;  // worker threads share the port
+  ListenOptions listen{.bind = "127.0.0.1", .port = 15001};  // port 0: any free port (tests)
   // From accept to a complete request (the HTTP head, or the SOCKS5
   // greeting, authentication and CONNECT request); then 408 (HTTP) or a
   // plain close (SOCKS5). 0: only setup_timeout_ms applies.
@@ -167,7 +165,7 @@ class OutboundEntry {
   ~OutboundEntry();
 
   uint16_t port() const { return port_; }
-  const std::string& bind() const { return options_.bind; }
+  const std::string& bind() const { return options_.listen.bind; }
   // Listeners inside sandboxed replicas' network namespaces (by replica
   // address; the entry accepts on a copy of each). A connection that comes
   // through one speaks only as that replica: other credentials get 407.

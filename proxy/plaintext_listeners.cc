@@ -28,10 +28,10 @@ Status PlaintextListeners::Sync(const PlaintextBindings& bindings) {
     if (listeners_.count(binding) != 0) continue;
     TcpListener::Options options;
     options.name = "plaintext";
-    options.bind = Address(binding);
-    options.bind.resize(options.bind.rfind(':'));
-    options.port = binding.port;
-    options.sharing = options_.sharing;
+    options.listen = options_.listen;
+    options.listen.bind = Address(binding);
+    options.listen.bind.resize(options.listen.bind.rfind(':'));
+    options.listen.port = binding.port;
     options.metrics = options_.metrics;
     options.log = options_.log;
     const uint16_t port = binding.port;
@@ -54,7 +54,7 @@ PlaintextBindings PlaintextListeners::bindings() const {
 }
 
 std::string PlaintextListeners::Address(const PlaintextBinding& binding) const {
-  if (binding.address == 0) return options_.bind + ":" + std::to_string(binding.port);
+  if (binding.address == 0) return options_.listen.bind + ":" + std::to_string(binding.port);
   return FormatAddressPort(binding.address, binding.port);
 }
 

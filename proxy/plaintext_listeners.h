@@ -28,8 +28,9 @@
 namespace podless::proxy {
 
 struct PlaintextListenerOptions {
-  std::string bind = "0.0.0.0";
-  PortSharing sharing = PortSharing::kExclusive;
+  // The bind address of ports not bound per replica address, and how the
+  // worker threads share them (each binding brings its own port).
+  ListenOptions listen;
   // Counts accept errors, write stalls and refusals; may be null.
   ProxyMetrics* metrics = nullptr;
   // A client that stops reading is disconnected after this (0: never).

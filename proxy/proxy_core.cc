@@ -5,6 +5,35 @@
 
 namespace podless::proxy {
 
+ProxyConfig::ProxyConfig() {
+  // A node caps what the parts leave open when used alone (tests).
+  SetMaxUnauthenticatedConnections(DefaultMaxUnauthenticatedConnections());
+  SetWriteStallTimeout(kDefaultWriteStallTimeoutMs);
+  plaintext.max_connections_per_peer = kDefaultMaxConnectionsPerPeer;
+}
+
+void ProxyConfig::SetPortSharing(PortSharing sharing) {
+  hbone.listen.sharing = sharing;
+  outbound.listen.sharing = sharing;
+  plaintext.listen.sharing = sharing;
+}
+
+void ProxyConfig::SetWriteStallTimeout(uint64_t ms) {
+  hbone.write_stall_timeout_ms = ms;
+  outbound.write_stall_timeout_ms = ms;
+  plaintext.write_stall_timeout_ms = ms;
+}
+
+void ProxyConfig::SetHandshakeTimeout(uint64_t ms) {
+  hbone.handshake_timeout_ms = ms;
+  pool.handshake_timeout_ms = ms;
+}
+
+void ProxyConfig::SetMaxUnauthenticatedConnections(uint32_t max) {
+  hbone.max_unauthenticated_connections = max;
+  outbound.max_unauthenticated_connections = max;
+}
+
 Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
                                        const ProxyConfig& config, Registry& registry) {
   ProxyCorePtr core(new ProxyCore());
@@ -18,54 +47,27 @@ Result<ProxyCorePtr> ProxyCore::Create(uv_loop_t* loop, Directory& directory,
   core->inbound_tracker_ = std::make_unique<ConnectionTracker>(*core->dispatcher_);
   core->outbound_tracker_ = std::make_unique<ConnectionTracker>(*core->dispatcher_);
   core->inbound_ = std::make_unique<Inbound>(*core->dispatcher_, directory, *core->metrics_,
-                                             *core->inbound_tracker_, config.app_request_timeout_ms,
-                                             config.plaintext_idle_timeout_ms);
-  HboneServerOptions hbone;
-  hbone.bind = config.hbone_bind;
-  hbone.port = config.hbone_port;
-  hbone.port_sharing = config.port_sharing;
-  hbone.handshake_timeout_ms = config.handshake_timeout_ms;
-  hbone.preface_timeout_ms = config.preface_timeout_ms;
-  hbone.stream_stall_timeout_ms = config.stream_stall_timeout_ms;
-  hbone.idle_timeout_ms = config.hbone_server_idle_timeout_ms;
-  hbone.write_stall_timeout_ms = config.write_stall_timeout_ms;
-  hbone.max_connections_per_peer = config.max_hbone_connections_per_peer;
+                                             *core->inbound_tracker_, config.inbound);
+  HboneServerOptions hbone = config.hbone;
   hbone.limits = core->config_.limits;
-  hbone.max_unauthenticated_connections = config.max_unauthenticated_connections;
-  hbone.max_streams_per_connection = config.max_hbone_streams_per_connection;
   hbone.log = config.log;
   auto server =
       HboneServer::Create(*core->dispatcher_, directory, *core->inbound_, *core->metrics_, hbone);
   if (!server.ok()) return server.error();
   core->hbone_ = std::move(server).value();
-  HbonePoolOptions pool;
-  pool.idle_timeout_ms = config.pool_idle_timeout_ms;
-  pool.connect_timeout_ms = config.connect_timeout_ms;
-  pool.handshake_timeout_ms = config.handshake_timeout_ms;
-  auto created_pool = HbonePool::Create(*core->dispatcher_, directory, *core->metrics_, pool);
+  auto created_pool =
+      HbonePool::Create(*core->dispatcher_, directory, *core->metrics_, config.pool);
   if (!created_pool.ok()) return created_pool.error();
   core->pool_ = std::move(created_pool).value();
-  OutboundEntryOptions outbound;
-  outbound.bind = config.outbound_bind;
-  outbound.port = config.outbound_port;
-  outbound.port_sharing = config.port_sharing;
-  outbound.setup_timeout_ms = config.outbound_setup_timeout_ms;
-  outbound.request_timeout_ms = config.outbound_request_timeout_ms;
-  outbound.write_stall_timeout_ms = config.write_stall_timeout_ms;
-  outbound.max_connections_per_workload = config.max_outbound_connections_per_workload;
+  OutboundEntryOptions outbound = config.outbound;
   outbound.limits = core->config_.limits;
-  outbound.max_unauthenticated_connections = config.max_unauthenticated_connections;
   outbound.log = config.log;
   auto entry = OutboundEntry::Create(*core->dispatcher_, directory, *core->inbound_, *core->pool_,
                                      *core->outbound_tracker_, *core->metrics_, outbound);
   if (!entry.ok()) return entry.error();
   core->outbound_ = std::move(entry).value();
-  PlaintextListenerOptions plaintext;
-  plaintext.bind = config.plaintext_bind;
-  plaintext.sharing = config.port_sharing;
+  PlaintextListenerOptions plaintext = config.plaintext;
   plaintext.metrics = core->metrics_.get();
-  plaintext.write_stall_timeout_ms = config.write_stall_timeout_ms;
-  plaintext.max_connections_per_peer = config.max_plaintext_connections_per_peer;
   plaintext.limits = core->config_.limits;
   plaintext.log = config.log;
   core->plaintext_ =

@@ -33,59 +33,36 @@
 
 namespace podless::proxy {
 
+// A core's configuration is its parts' own options, composed: a setting is
+// declared once, in the part that uses it, and reaches it as it is. The
+// agent's flags (runtime/config.cc) write straight into these.
 struct ProxyConfig {
-  std::string hbone_bind = "0.0.0.0";
-  uint16_t hbone_port = 15008;  // 0: any free port
-  std::string outbound_bind = "127.0.0.1";
-  uint16_t outbound_port = 15001;  // 0: any free port
-  std::string plaintext_bind = "0.0.0.0";
-  // Worker threads (runtime/proxy_workers.h) each run a core whose
-  // listeners share the ports: the first with kReusePortFirst, the others
-  // with kReusePortJoin on the ports the first one bound.
-  PortSharing port_sharing = PortSharing::kExclusive;
-  uint64_t handshake_timeout_ms = kDefaultHandshakeTimeoutMs;
-  uint64_t pool_idle_timeout_ms = 60'000;
-  uint64_t connect_timeout_ms = 5'000;
-  uint64_t outbound_setup_timeout_ms = 20'000;
+  ProxyConfig();
 
-  // Slow peers (SECURITY.md; counted in podless_peer_timeouts_total). 0
-  // turns one off.
-  // HBONE: from the TLS handshake to the client's HTTP/2 preface + SETTINGS.
-  uint64_t preface_timeout_ms = kDefaultPrefaceTimeoutMs;
-  // HBONE: a CONNECT stream (or a whole connection) whose peer keeps its
-  // HTTP/2 flow-control window shut while bytes wait for it.
-  uint64_t stream_stall_timeout_ms = kDefaultStreamStallTimeoutMs;
-  // HBONE: an inbound connection that carries no stream this long gets
-  // GOAWAY and is closed (hbone_idle). Keep it above the peers' pool idle
-  // timeout (pool_idle_timeout_ms here), so clients close first.
-  uint64_t hbone_server_idle_timeout_ms = kDefaultHboneServerIdleTimeoutMs;
-  // Every accepted connection (HBONE, outbound entry, plaintext ports):
-  // bytes queued for the peer and none taken by the kernel this long.
-  uint64_t write_stall_timeout_ms = kDefaultWriteStallTimeoutMs;
-  // Outbound entry: from accept to a complete request (HTTP head or SOCKS5
-  // CONNECT).
-  uint64_t outbound_request_timeout_ms = kDefaultOutboundRequestTimeoutMs;
-  // In-proxy HTTP apps: from accept (or the last response) to a complete
-  // request; then the connection is reset (AppContext::request_timeout_ms).
-  uint64_t app_request_timeout_ms = kDefaultAppRequestTimeoutMs;
-  // Plaintext workload ports: a connection spliced to a forward target or an
-  // exec process with no byte either way this long is reset (plaintext_idle).
-  uint64_t plaintext_idle_timeout_ms = kDefaultPlaintextIdleTimeoutMs;
+  HboneServerOptions hbone;            // inbound HBONE (:15008)
+  HbonePoolOptions pool;               // HBONE connections to other nodes
+  OutboundEntryOptions outbound;       // the workloads' HTTP/SOCKS5 entry (:15001)
+  PlaintextListenerOptions plaintext;  // workload ports served in plaintext
+  InboundOptions inbound;              // every admitted connection
 
-  // Limits (counted in podless_limit_refused_total). 0: no limit.
-  uint32_t max_hbone_connections_per_peer = kDefaultMaxConnectionsPerPeer;
-  uint32_t max_plaintext_connections_per_peer = kDefaultMaxConnectionsPerPeer;
-  uint32_t max_hbone_streams_per_connection = kServerMaxConcurrentStreams;
-  uint32_t max_outbound_connections_per_workload = kDefaultMaxOutboundConnectionsPerWorkload;
-  // HBONE connections in the handshake plus outbound-entry ones before
-  // their credentials, node-wide (ConnectionLimits::unauthenticated).
-  uint32_t max_unauthenticated_connections = DefaultMaxUnauthenticatedConnections();
-  // Where the per-peer and per-workload limits count: shared by every
-  // worker's core, so each limit is the node's. Null: this core's alone.
+  // Where the per-peer, per-workload and unauthenticated limits count:
+  // shared by every worker's core, so each limit is the node's. Null: this
+  // core's alone. The core hands it to each part.
   ConnectionLimitsPtr limits;
-
-  // Operational messages (accept failures); stderr by default.
+  // Operational messages (accept failures) of every part; stderr by default.
   LogFunction log = LogToStderr;
+
+  // Settings that belong to more than one part, set in each:
+  // how worker threads share the listening ports (runtime/proxy_workers.h);
+  void SetPortSharing(PortSharing sharing);
+  // bytes queued for a peer and none taken by the kernel this long, on
+  // every accepted connection (HBONE, outbound entry, plaintext ports);
+  void SetWriteStallTimeout(uint64_t ms);
+  // the TLS handshake, accepted (server) or dialed (pool);
+  void SetHandshakeTimeout(uint64_t ms);
+  // HBONE connections in the handshake plus outbound-entry ones before their
+  // credentials, node-wide (ConnectionLimits::unauthenticated).
+  void SetMaxUnauthenticatedConnections(uint32_t max);
 };
 
 struct ProxyStats {

@@ -16,16 +16,16 @@ Result<TcpListenerPtr> TcpListener::Create(Dispatcher& dispatcher, Options optio
                                            AcceptCallback on_accept) {
   TcpListenerPtr listener(new TcpListener(dispatcher, std::move(options), std::move(on_accept)));
   TcpListener& self = *listener;
-  std::string where = self.options_.bind + ":" + std::to_string(self.options_.port);
+  std::string where = self.options_.listen.bind + ":" + std::to_string(self.options_.listen.port);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_port = htons(self.options_.port);
-  if (::inet_pton(AF_INET, self.options_.bind.c_str(), &addr.sin_addr) != 1) {
+  addr.sin_port = htons(self.options_.listen.port);
+  if (::inet_pton(AF_INET, self.options_.listen.bind.c_str(), &addr.sin_addr) != 1) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     "bind address \"" + self.options_.bind + "\" is not IPv4");
+                     "bind address \"" + self.options_.listen.bind + "\" is not IPv4");
   }
-  Result<int> fd = ListenTcpSocket(reinterpret_cast<const sockaddr*>(&addr), self.options_.backlog,
-                                   self.options_.sharing);
+  Result<int> fd = ListenTcpSocket(reinterpret_cast<const sockaddr*>(&addr),
+                                   self.options_.listen.backlog, self.options_.listen.sharing);
   if (!fd.ok()) {
     return MakeError(fd.error().code, "cannot listen on " + where + ": " + fd.error().message);
   }
@@ -77,7 +77,9 @@ Status TcpListener::Watch(int fd) {
 
 TcpListener::~TcpListener() { Close(); }
 
-std::string TcpListener::address() const { return options_.bind + ":" + std::to_string(port_); }
+std::string TcpListener::address() const {
+  return options_.listen.bind + ":" + std::to_string(port_);
+}
 
 void TcpListener::Close() {
   if (acceptor_) acceptor_->Close();

@@ -21,16 +21,22 @@
 
 namespace podless::proxy {
 
+// Where a listener binds: part of every server's options (HBONE, outbound
+// entry, plaintext ports), handed down to its TcpListener as it is.
+struct ListenOptions {
+  std::string bind = "0.0.0.0";
+  uint16_t port = 0;                              // 0: any free port
+  PortSharing sharing = PortSharing::kExclusive;  // worker threads share the port
+  int backlog = 1024;
+};
+
 class TcpListener {
  public:
   using AcceptCallback = std::function<void(TcpStream* stream)>;
 
   struct Options {
     std::string name;  // "hbone", "outbound", "plaintext": the metric label
-    std::string bind = "0.0.0.0";
-    uint16_t port = 0;  // 0: any free port
-    int backlog = 1024;
-    PortSharing sharing = PortSharing::kExclusive;
+    ListenOptions listen;
     ProxyMetrics* metrics = nullptr;  // may be null (no counting)
     LogFunction log = LogToStderr;
   };

@@ -152,7 +152,8 @@ const std::vector<Flag>& Flags() {
        [](AgentConfig& c, const std::string& v) -> Status {
          auto d = ParseDuration(v);
          if (!d) return MakeError(d.error().code, "--hbone-idle-timeout: " + d.error().message);
-         c.hbone_idle_timeout = *d;
+         c.proxy.pool.idle_timeout_ms = static_cast<uint64_t>(
+             std::chrono::duration_cast<std::chrono::milliseconds>(*d).count());
          return {};
        }},
       {"--no-local-short-circuit", nullptr,
@@ -231,57 +232,63 @@ const std::vector<Flag>& Flags() {
          if (v == "0") {
            return MakeError(ErrorCode::kInvalidArgument, "--hbone-handshake-timeout: must be > 0");
          }
-         return SetTimeoutMs(c.proxy.handshake_timeout_ms, "--hbone-handshake-timeout", v);
+         uint64_t ms = 0;
+         if (Status s = SetTimeoutMs(ms, "--hbone-handshake-timeout", v); !s) return s;
+         c.proxy.SetHandshakeTimeout(ms);
+         return {};
        }},
       {"--hbone-preface-timeout", "DURATION",
        "after TLS, the HTTP/2 preface must arrive within this [10s]",
        [](AgentConfig& c, const std::string& v) {
-         return SetTimeoutMs(c.proxy.preface_timeout_ms, "--hbone-preface-timeout", v);
+         return SetTimeoutMs(c.proxy.hbone.preface_timeout_ms, "--hbone-preface-timeout", v);
        }},
       {"--stream-stall-timeout", "DURATION",
        "reset an HBONE stream whose peer reads nothing for this long [30s]",
        [](AgentConfig& c, const std::string& v) {
-         return SetTimeoutMs(c.proxy.stream_stall_timeout_ms, "--stream-stall-timeout", v);
+         return SetTimeoutMs(c.proxy.hbone.stream_stall_timeout_ms, "--stream-stall-timeout", v);
        }},
       {"--hbone-server-idle-timeout", "DURATION",
        "GOAWAY and close inbound HBONE connections with no stream this long [5m]",
        [](AgentConfig& c, const std::string& v) {
-         return SetTimeoutMs(c.proxy.hbone_server_idle_timeout_ms, "--hbone-server-idle-timeout",
-                             v);
+         return SetTimeoutMs(c.proxy.hbone.idle_timeout_ms, "--hbone-server-idle-timeout", v);
        }},
       {"--write-stall-timeout", "DURATION",
        "drop a connection whose peer reads nothing for this long [30s]",
-       [](AgentConfig& c, const std::string& v) {
-         return SetTimeoutMs(c.proxy.write_stall_timeout_ms, "--write-stall-timeout", v);
+       [](AgentConfig& c, const std::string& v) -> Status {
+         uint64_t ms = 0;
+         if (Status s = SetTimeoutMs(ms, "--write-stall-timeout", v); !s) return s;
+         c.proxy.SetWriteStallTimeout(ms);
+         return {};
        }},
       {"--outbound-request-timeout", "DURATION",
        "outbound entry: the proxy request must arrive within this [10s]",
        [](AgentConfig& c, const std::string& v) {
-         return SetTimeoutMs(c.proxy.outbound_request_timeout_ms, "--outbound-request-timeout", v);
+         return SetTimeoutMs(c.proxy.outbound.request_timeout_ms, "--outbound-request-timeout", v);
        }},
       {"--app-request-timeout", "DURATION",
        "in-proxy HTTP apps: a request must arrive within this of connecting or of the last "
        "response, else the connection is reset [30s]",
        [](AgentConfig& c, const std::string& v) {
-         return SetTimeoutMs(c.proxy.app_request_timeout_ms, "--app-request-timeout", v);
+         return SetTimeoutMs(c.proxy.inbound.app_request_timeout_ms, "--app-request-timeout", v);
        }},
       {"--plaintext-idle-timeout", "DURATION",
        "plaintext workload ports: reset a connection to a forward target or an exec process "
        "that carries no byte either way for this long [1h]",
        [](AgentConfig& c, const std::string& v) {
-         return SetTimeoutMs(c.proxy.plaintext_idle_timeout_ms, "--plaintext-idle-timeout", v);
+         return SetTimeoutMs(c.proxy.inbound.plaintext_idle_timeout_ms, "--plaintext-idle-timeout",
+                             v);
        }},
       {"--max-hbone-connections-per-peer", "N",
        "HBONE connections one peer (its /24; all of 127/8 as one) may hold [4096]",
        [](AgentConfig& c, const std::string& v) {
-         return SetCount(c.proxy.max_hbone_connections_per_peer, "--max-hbone-connections-per-peer",
+         return SetCount(c.proxy.hbone.max_connections_per_peer, "--max-hbone-connections-per-peer",
                          v);
        }},
       {"--max-plaintext-connections-per-peer", "N",
        "connections to plaintext workload ports one peer (its /24; all of 127/8 as one) may "
        "hold [4096]",
        [](AgentConfig& c, const std::string& v) {
-         return SetCount(c.proxy.max_plaintext_connections_per_peer,
+         return SetCount(c.proxy.plaintext.max_connections_per_peer,
                          "--max-plaintext-connections-per-peer", v);
        }},
       {"--max-plaintext-address-sockets", "N",
@@ -289,27 +296,28 @@ const std::vector<Flag>& Flags() {
        "programs elsewhere) up to this many sockets in all; a port past it goes to 0.0.0.0 "
        "[128]",
        [](AgentConfig& c, const std::string& v) {
-         return SetCount(c.proxy.max_plaintext_address_sockets, "--max-plaintext-address-sockets",
-                         v);
+         return SetCount(c.max_plaintext_address_sockets, "--max-plaintext-address-sockets", v);
        }},
       {"--max-hbone-streams-per-connection", "N",
        "concurrent streams per HBONE connection (SETTINGS_MAX_CONCURRENT_STREAMS) [1000]",
        [](AgentConfig& c, const std::string& v) {
-         return SetCount(c.proxy.max_hbone_streams_per_connection,
+         return SetCount(c.proxy.hbone.max_streams_per_connection,
                          "--max-hbone-streams-per-connection", v);
        }},
       {"--max-outbound-connections-per-workload", "N",
        "outbound-entry connections one replica may hold [1024]",
        [](AgentConfig& c, const std::string& v) {
-         return SetCount(c.proxy.max_outbound_connections_per_workload,
+         return SetCount(c.proxy.outbound.max_connections_per_workload,
                          "--max-outbound-connections-per-workload", v);
        }},
       {"--max-unauthenticated-connections", "N",
        "HBONE connections in the TLS handshake plus outbound-entry ones before their "
        "credentials, node-wide [a quarter of RLIMIT_NOFILE]",
-       [](AgentConfig& c, const std::string& v) {
-         return SetCount(c.proxy.max_unauthenticated_connections,
-                         "--max-unauthenticated-connections", v);
+       [](AgentConfig& c, const std::string& v) -> Status {
+         uint32_t max = 0;
+         if (Status s = SetCount(max, "--max-unauthenticated-connections", v); !s) return s;
+         c.proxy.SetMaxUnauthenticatedConnections(max);
+         return {};
        }},
       {"--max-objects", "N",
        "objects (Workloads, Services, policies) the agent holds; more are refused [2000000]",

@@ -54,29 +54,14 @@ struct AgentConfig {
   // core (runtime/proxy_workers.h).
   uint32_t workers = DefaultWorkers();
   proxy::LogLevel log_level = proxy::LogLevel::kInfo;  // --log-level
-  // Pooled HBONE client connections with no stream for this long are closed.
-  std::chrono::milliseconds hbone_idle_timeout = std::chrono::seconds(60);
-  // Proxy timeouts and limits against slow or greedy peers; 0 turns one off.
-  // The defaults are the proxy's (proxy/hbone_server.h, hbone_session.h,
-  // outbound_entry.h, tls_stream.h).
-  struct ProxyTuning {
-    uint64_t handshake_timeout_ms = proxy::kDefaultHandshakeTimeoutMs;
-    uint64_t preface_timeout_ms = proxy::kDefaultPrefaceTimeoutMs;
-    uint64_t stream_stall_timeout_ms = proxy::kDefaultStreamStallTimeoutMs;
-    uint64_t hbone_server_idle_timeout_ms = proxy::kDefaultHboneServerIdleTimeoutMs;
-    uint64_t write_stall_timeout_ms = proxy::kDefaultWriteStallTimeoutMs;
-    uint64_t outbound_request_timeout_ms = proxy::kDefaultOutboundRequestTimeoutMs;
-    uint64_t app_request_timeout_ms = proxy::kDefaultAppRequestTimeoutMs;
-    uint64_t plaintext_idle_timeout_ms = proxy::kDefaultPlaintextIdleTimeoutMs;
-    uint32_t max_hbone_connections_per_peer = proxy::kDefaultMaxConnectionsPerPeer;
-    uint32_t max_plaintext_connections_per_peer = proxy::kDefaultMaxConnectionsPerPeer;
-    uint32_t max_plaintext_address_sockets = proxy::kDefaultMaxPlaintextAddressSockets;
-    uint32_t max_hbone_streams_per_connection = proxy::kServerMaxConcurrentStreams;
-    uint32_t max_outbound_connections_per_workload =
-        proxy::kDefaultMaxOutboundConnectionsPerWorkload;
-    // 0 in the flag: no cap; unset: a quarter of RLIMIT_NOFILE.
-    uint32_t max_unauthenticated_connections = proxy::DefaultMaxUnauthenticatedConnections();
-  } proxy;
+  // The proxy's own options, composed (proxy/proxy_core.h ProxyConfig): the
+  // flags write into the part that uses each setting (pool idle timeout,
+  // timeouts and limits against slow or greedy peers; 0 turns one off). Its
+  // listen addresses come from hbone_address and outbound_address at start.
+  proxy::ProxyConfig proxy;
+  // Workload ports served on each replica's own address, in sockets, before
+  // a port goes to the bind address (runtime/plaintext_ports.h).
+  uint32_t max_plaintext_address_sockets = proxy::kDefaultMaxPlaintextAddressSockets;
 
   // Admission control: an Apply, Register or RegisterBatch that would go past
   // one of these is refused with RESOURCE_EXHAUSTED before anything is

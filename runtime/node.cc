@@ -183,34 +183,18 @@ Status Node::StartProxy() {
   if (!hbone) return hbone.error();
   auto outbound = ParseListenAddress("--outbound-address", config_.outbound_address);
   if (!outbound) return outbound.error();
-  proxy::ProxyConfig proxy_config;
-  proxy_config.hbone_bind = hbone->host;
-  proxy_config.hbone_port = hbone->port;
-  proxy_config.outbound_bind = outbound->host;
-  proxy_config.outbound_port = outbound->port;
-  proxy_config.pool_idle_timeout_ms = static_cast<uint64_t>(config_.hbone_idle_timeout.count());
-  proxy_config.handshake_timeout_ms = config_.proxy.handshake_timeout_ms;
-  proxy_config.preface_timeout_ms = config_.proxy.preface_timeout_ms;
-  proxy_config.stream_stall_timeout_ms = config_.proxy.stream_stall_timeout_ms;
-  proxy_config.hbone_server_idle_timeout_ms = config_.proxy.hbone_server_idle_timeout_ms;
-  proxy_config.write_stall_timeout_ms = config_.proxy.write_stall_timeout_ms;
-  proxy_config.outbound_request_timeout_ms = config_.proxy.outbound_request_timeout_ms;
-  proxy_config.app_request_timeout_ms = config_.proxy.app_request_timeout_ms;
-  proxy_config.plaintext_idle_timeout_ms = config_.proxy.plaintext_idle_timeout_ms;
-  proxy_config.max_hbone_connections_per_peer = config_.proxy.max_hbone_connections_per_peer;
-  proxy_config.max_plaintext_connections_per_peer =
-      config_.proxy.max_plaintext_connections_per_peer;
-  proxy_config.max_hbone_streams_per_connection = config_.proxy.max_hbone_streams_per_connection;
-  proxy_config.max_outbound_connections_per_workload =
-      config_.proxy.max_outbound_connections_per_workload;
-  proxy_config.max_unauthenticated_connections = config_.proxy.max_unauthenticated_connections;
+  proxy::ProxyConfig proxy_config = config_.proxy;
+  proxy_config.hbone.listen.bind = hbone->host;
+  proxy_config.hbone.listen.port = hbone->port;
+  proxy_config.outbound.listen.bind = outbound->host;
+  proxy_config.outbound.listen.port = outbound->port;
   auto proxy =
       ProxyWorkers::Start(loop_, state_lock_, *agent_, proxy_config, config_.workers, *metrics_);
   if (!proxy) return proxy.error();
   proxy_ = std::move(*proxy);
 
   PlaintextPorts::Options plaintext;
-  plaintext.max_address_sockets = config_.proxy.max_plaintext_address_sockets;
+  plaintext.max_address_sockets = config_.max_plaintext_address_sockets;
   plaintext_ports_ = std::make_unique<PlaintextPorts>(
       loop_, *metrics_, plaintext,
       [this](const proxy::PlaintextBindings& b) { return proxy_->SyncPlaintextPorts(b); },

@@ -59,11 +59,11 @@ Result<ProxyWorkersPtr> ProxyWorkers::Start(uv_loop_t* loop, StateLock& lock, Ag
     proxy::ProxyConfig core_config = config;
     if (workers > 0) {
       // The first core binds (port 0: any free one); the others join it.
-      core_config.port_sharing =
-          i == 0 ? proxy::PortSharing::kReusePortFirst : proxy::PortSharing::kReusePortJoin;
+      core_config.SetPortSharing(i == 0 ? proxy::PortSharing::kReusePortFirst
+                                        : proxy::PortSharing::kReusePortJoin);
       if (i > 0) {
-        core_config.hbone_port = self->hbone_port_;
-        core_config.outbound_port = self->outbound_port_;
+        core_config.hbone.listen.port = self->hbone_port_;
+        core_config.outbound.listen.port = self->outbound_port_;
       }
     }
     if (Status s = self->AddCore(core_config, registry); !s) return s.error();
@@ -92,7 +92,7 @@ Status ProxyWorkers::AddCore(const proxy::ProxyConfig& config, proxy::Registry& 
     });
     w.wake->data = &w;
   }
-  w.directory = std::make_unique<ProxyDirectory>(agent_, config.hbone_port);
+  w.directory = std::make_unique<ProxyDirectory>(agent_, config.hbone.listen.port);
   if (workers_count_ > 0) {
     w.directory->set_certificate_source(
         [this, &w](const std::string& spiffe_id,

@@ -62,8 +62,8 @@ class ServerNode {
                            {{"tcp", echo_port_, workloads::Protocol::kTCP}});
       proxy::Registry registry;
       proxy::ProxyConfig config;
-      config.hbone_port = 0;
-      config.outbound_port = 0;
+      config.hbone.listen.port = 0;
+      config.outbound.listen.port = 0;
       auto core = proxy::ProxyCore::Create(loop.get(), directory, config, registry);
       if (!core.ok() || !(*core)->SyncPlaintextPorts({{0, echo_port_}}).ok()) {
         state = -1;

@@ -38,8 +38,8 @@ struct ServerFixture {
         "127.64.0.5", "web", "shop", "web",
         {{"tcp", 9000, workloads::Protocol::kTCP}, {"http", 8080, workloads::Protocol::kHTTP}});
     HboneServerOptions options;
-    options.bind = "0.0.0.0";
-    options.port = 0;
+    options.listen.bind = "0.0.0.0";
+    options.listen.port = 0;
     auto created = HboneServer::Create(dispatcher, directory, inbound, metrics, options);
     REQUIRE(created.ok());
     server = std::move(created).value();

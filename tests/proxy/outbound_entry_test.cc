@@ -34,10 +34,10 @@ struct CoreFixture {
     directory.AddReplica("127.64.0.7", "frontend", "shop", "frontend", {});
     directory.AddCredentials("frontend", "s3cret", "127.64.0.7");
     ProxyConfig config;
-    config.hbone_port = 0;
-    config.outbound_port = 0;
-    config.handshake_timeout_ms = 3000;
-    config.connect_timeout_ms = 2000;
+    config.hbone.listen.port = 0;
+    config.outbound.listen.port = 0;
+    config.SetHandshakeTimeout(3000);
+    config.pool.connect_timeout_ms = 2000;
     auto created = ProxyCore::Create(loop.get(), directory, config, registry);
     REQUIRE(created.ok());
     core = std::move(created).value();

@@ -50,8 +50,8 @@ struct LimitsFixture {
   explicit LimitsFixture(const ProxyConfig& limits) {
     tcp_port = AddShopReplicas(directory);
     ProxyConfig config = limits;
-    config.hbone_port = 0;
-    config.outbound_port = 0;
+    config.hbone.listen.port = 0;
+    config.outbound.listen.port = 0;
     auto created = ProxyCore::Create(loop.get(), directory, config, registry);
     REQUIRE(created.ok());
     core = std::move(created).value();
@@ -80,7 +80,7 @@ constexpr const char* kLoopbackPeer = "127.0.0.0";
 
 TEST_CASE("Limits: HBONE connections per peer IP; the slot is freed when one closes") {
   ProxyConfig config;
-  config.max_hbone_connections_per_peer = 2;
+  config.hbone.max_connections_per_peer = 2;
   LimitsFixture f(config);
   // Two connections from 127.0.0.1 sit in the TLS handshake.
   auto a = std::make_unique<RawSocket>(Ip("127.0.0.1"), f.core->hbone_port());
@@ -106,7 +106,7 @@ TEST_CASE("Limits: the HBONE per-peer limit counts a /24, and all of loopback as
   CHECK(PeerKey(Ip("10.1.2.3")) != PeerKey(Ip("10.1.3.3")));
   CHECK(PeerKey(Ip("127.0.0.1")) == PeerKey(Ip("127.200.3.4")));
   ProxyConfig config;
-  config.max_hbone_connections_per_peer = 2;
+  config.hbone.max_connections_per_peer = 2;
   LimitsFixture f(config);
   // Spreading over loopback addresses does not step around the limit.
   RawSocket a(Ip("127.0.0.1"), f.core->hbone_port(), 0, Ip("127.0.0.2"));
@@ -121,7 +121,7 @@ TEST_CASE("Limits: the HBONE per-peer limit counts a /24, and all of loopback as
 
 TEST_CASE("Limits: plaintext ports count connections per peer (all of loopback as one)") {
   ProxyConfig config;
-  config.max_plaintext_connections_per_peer = 2;
+  config.plaintext.max_connections_per_peer = 2;
   LimitsFixture f(config);
   REQUIRE(f.core->SyncPlaintextPorts({{0, f.tcp_port}}).ok());
   // web-0's echo app holds each connection open; sources spread over 127/8.
@@ -146,7 +146,7 @@ TEST_CASE("Limits: plaintext ports count connections per peer (all of loopback a
 
 TEST_CASE("Limits: connections not yet authenticated are capped node-wide, HBONE and outbound") {
   ProxyConfig config;
-  config.max_unauthenticated_connections = 2;
+  config.SetMaxUnauthenticatedConnections(2);
   LimitsFixture f(config);
   // One HBONE connection in the handshake, one outbound one without
   // credentials: the cap is theirs together.
@@ -180,7 +180,7 @@ TEST_CASE("Limits: connections not yet authenticated are capped node-wide, HBONE
 
 TEST_CASE("Limits: streams over SETTINGS_MAX_CONCURRENT_STREAMS are refused, and counted") {
   ProxyConfig config;
-  config.max_hbone_streams_per_connection = 2;
+  config.hbone.max_streams_per_connection = 2;
   LimitsFixture f(config);
   // Before the client: its streams tell their handlers when it goes.
   StreamProbe probes[5];
@@ -214,7 +214,7 @@ TEST_CASE("Limits: streams over SETTINGS_MAX_CONCURRENT_STREAMS are refused, and
 
 TEST_CASE("Limits: outbound-entry connections per workload get 429 over the limit") {
   ProxyConfig config;
-  config.max_outbound_connections_per_workload = 2;
+  config.outbound.max_connections_per_workload = 2;
   LimitsFixture f(config);
   std::string request = "CONNECT 127.64.0.5:" + std::to_string(f.tcp_port) +
                         " HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic " + kCredentials +
@@ -259,8 +259,8 @@ struct SharedLimitsFixture {
   explicit SharedLimitsFixture(const ProxyConfig& limits_config) {
     tcp_port = AddShopReplicas(directory);
     ProxyConfig config = limits_config;
-    config.hbone_port = 0;
-    config.outbound_port = 0;
+    config.hbone.listen.port = 0;
+    config.outbound.listen.port = 0;
     config.limits = limits;
     for (int i = 0; i < 2; ++i) {
       auto created = ProxyCore::Create(loop.get(), directory, config, registry[i]);
@@ -313,7 +313,7 @@ struct SharedLimitsFixture {
 
 TEST_CASE("Limits: two cores sharing ConnectionLimits admit max_connections_per_peer together") {
   ProxyConfig config;
-  config.max_hbone_connections_per_peer = 2;
+  config.hbone.max_connections_per_peer = 2;
   SharedLimitsFixture f(config);
   // One connection to each core: the peer is at its limit.
   auto a = std::make_unique<RawSocket>(Ip("127.0.0.1"), f.core[0]->hbone_port());
@@ -338,7 +338,7 @@ TEST_CASE("Limits: two cores sharing ConnectionLimits admit max_connections_per_
 
 TEST_CASE("Limits: HBONE peer slots come back after a failed handshake, a close, and Close()") {
   ProxyConfig config;
-  config.max_hbone_connections_per_peer = 8;
+  config.hbone.max_connections_per_peer = 8;
   SharedLimitsFixture f(config);
   {
     // Not TLS: the handshake fails and the server ends the connection.
@@ -385,7 +385,7 @@ TEST_CASE("Limits: HBONE peer slots come back after a failed handshake, a close,
 TEST_CASE(
     "Limits: two cores sharing ConnectionLimits admit max_connections_per_workload together") {
   ProxyConfig config;
-  config.max_outbound_connections_per_workload = 2;
+  config.outbound.max_connections_per_workload = 2;
   SharedLimitsFixture f(config);
   auto first = std::make_unique<RawSocket>(Ip("127.0.0.1"), f.core[0]->outbound_port());
   RawSocket second(Ip("127.0.0.1"), f.core[1]->outbound_port());
@@ -413,7 +413,7 @@ TEST_CASE(
 
 TEST_CASE("Limits: every end of an outbound connection gives its workload slot back once") {
   ProxyConfig config;
-  config.max_outbound_connections_per_workload = 4;
+  config.outbound.max_connections_per_workload = 4;
   SharedLimitsFixture f(config);
   SharedCounts& counts = f.per_workload();
   {

@@ -43,8 +43,8 @@ struct ListenersFixture {
     directory.AddReplica("127.64.0.5", "web", "shop", "web",
                          {{"tcp", port, workloads::Protocol::kTCP}});
     ProxyConfig config;
-    config.hbone_port = 0;
-    config.outbound_port = 0;
+    config.hbone.listen.port = 0;
+    config.outbound.listen.port = 0;
     auto created = ProxyCore::Create(loop.get(), directory, config, registry);
     REQUIRE(created.ok());
     core = std::move(created).value();

@@ -41,7 +41,7 @@ TEST_CASE("TcpListener: out of descriptors, it sheds, logs, counts, and accepts 
   } holder;
   TcpListener::Options options;
   options.name = "test";
-  options.bind = "127.0.0.1";
+  options.listen.bind = "127.0.0.1";
   options.metrics = &metrics;
   options.log = [&](const std::string& line) { logged.push_back(line); };
   auto listener = TcpListener::Create(dispatcher, options, [&](TcpStream* tcp) {
@@ -96,15 +96,16 @@ TEST_CASE("TcpListener: a port in use is an error naming the address") {
   Dispatcher dispatcher(loop.get());
   TcpListener::Options options;
   options.name = "test";
-  options.bind = "127.0.0.1";
+  options.listen.bind = "127.0.0.1";
   auto first = TcpListener::Create(dispatcher, options, [](TcpStream* tcp) { tcp->Reset(); });
   REQUIRE(first.ok());
-  options.port = (*first)->port();
+  options.listen.port = (*first)->port();
   auto second = TcpListener::Create(dispatcher, options, [](TcpStream* tcp) { tcp->Reset(); });
   REQUIRE_FALSE(second.ok());
   CHECK(second.error().message ==
-        "cannot listen on 127.0.0.1:" + std::to_string(options.port) + ": address already in use");
-  options.bind = "localhost";
+        "cannot listen on 127.0.0.1:" + std::to_string(options.listen.port) +
+            ": address already in use");
+  options.listen.bind = "localhost";
   auto named = TcpListener::Create(dispatcher, options, [](TcpStream* tcp) { tcp->Reset(); });
   REQUIRE_FALSE(named.ok());
   CHECK(named.error().message == "bind address \"localhost\" is not IPv4");

@@ -36,7 +36,7 @@ struct StallFixture {
   StallFixture(uint64_t stall_timeout_ms, size_t payload) : dispatcher(loop.get()) {
     TcpListener::Options options;
     options.name = "test";
-    options.bind = "127.0.0.1";
+    options.listen.bind = "127.0.0.1";
     auto created =
         TcpListener::Create(dispatcher, options, [this](TcpStream* tcp) { server = tcp; });
     REQUIRE(created.ok());

@@ -59,16 +59,40 @@ TEST_CASE("Config: proxy timeouts and limits take durations and counts; 0 turns 
        "--max-hbone-connections-per-peer", "8", "--max-plaintext-connections-per-peer", "9",
        "--plaintext-idle-timeout", "90s", "--max-plaintext-address-sockets", "0"});
   REQUIRE(config.ok());
-  CHECK(config->proxy.max_plaintext_address_sockets == 0);
-  CHECK(config->proxy.max_plaintext_connections_per_peer == 9);
-  CHECK(config->proxy.plaintext_idle_timeout_ms == 90'000);
-  CHECK(config->proxy.preface_timeout_ms == 2000);
-  CHECK(config->proxy.stream_stall_timeout_ms == 0);
-  CHECK(config->proxy.max_hbone_connections_per_peer == 8);
-  CHECK(config->proxy.handshake_timeout_ms == proxy::kDefaultHandshakeTimeoutMs);
+  CHECK(config->max_plaintext_address_sockets == 0);
+  CHECK(config->proxy.plaintext.max_connections_per_peer == 9);
+  CHECK(config->proxy.inbound.plaintext_idle_timeout_ms == 90'000);
+  CHECK(config->proxy.hbone.preface_timeout_ms == 2000);
+  CHECK(config->proxy.hbone.stream_stall_timeout_ms == 0);
+  CHECK(config->proxy.hbone.max_connections_per_peer == 8);
+  CHECK(config->proxy.hbone.handshake_timeout_ms == proxy::kDefaultHandshakeTimeoutMs);
   CHECK(ErrorOf({"--hbone-handshake-timeout", "0"}).find("must be > 0") != std::string::npos);
   CHECK(ErrorOf({"--max-hbone-streams-per-connection", "many"}).find("expected a number") !=
         std::string::npos);
+}
+
+TEST_CASE("Config: a flag that several proxy parts share reaches every one of them") {
+  auto config =
+      ParseRunFlags({"--write-stall-timeout", "7s", "--hbone-handshake-timeout", "3s",
+                     "--max-unauthenticated-connections", "11", "--hbone-idle-timeout", "2m"});
+  REQUIRE(config.ok());
+  const proxy::ProxyConfig& p = config->proxy;
+  CHECK(p.hbone.write_stall_timeout_ms == 7000);
+  CHECK(p.outbound.write_stall_timeout_ms == 7000);
+  CHECK(p.plaintext.write_stall_timeout_ms == 7000);
+  CHECK(p.hbone.handshake_timeout_ms == 3000);
+  CHECK(p.pool.handshake_timeout_ms == 3000);
+  CHECK(p.hbone.max_unauthenticated_connections == 11);
+  CHECK(p.outbound.max_unauthenticated_connections == 11);
+  CHECK(p.pool.idle_timeout_ms == 120'000);
+
+  // The node's defaults where a part alone leaves a limit off.
+  auto defaults = ParseRunFlags({});
+  REQUIRE(defaults.ok());
+  CHECK(defaults->proxy.plaintext.write_stall_timeout_ms == proxy::kDefaultWriteStallTimeoutMs);
+  CHECK(defaults->proxy.plaintext.max_connections_per_peer == proxy::kDefaultMaxConnectionsPerPeer);
+  CHECK(defaults->proxy.outbound.max_unauthenticated_connections ==
+        proxy::DefaultMaxUnauthenticatedConnections());
 }
 
 TEST_CASE("Config: admission caps, the SVID cache bound and the inbound idle timeout") {
@@ -80,13 +104,13 @@ TEST_CASE("Config: admission caps, the SVID cache bound and the inbound idle tim
   CHECK(config->limits.max_replicas == 0);  // off
   CHECK(config->limits.max_apply_objects == 5);
   CHECK(config->svid_cache_size == 7);
-  CHECK(config->proxy.hbone_server_idle_timeout_ms == 90'000);
+  CHECK(config->proxy.hbone.idle_timeout_ms == 90'000);
 
   auto defaults = ParseRunFlags({});
   REQUIRE(defaults.ok());
   CHECK(defaults->limits.max_objects == 2'000'000);
   CHECK(defaults->svid_cache_size == 100'000);
-  CHECK(defaults->proxy.hbone_server_idle_timeout_ms == 300'000);
+  CHECK(defaults->proxy.hbone.idle_timeout_ms == 300'000);
 
   CHECK(ErrorOf({"--svid-cache-size", "0"}).find("--svid-cache-size: must be at least 1") !=
         std::string::npos);
