@@ -76,6 +76,13 @@ void TcpStream::SetWriteStallTimeout(uint64_t timeout_ms, Counter* fired) {
   ArmStallTimer();
 }
 
+void TcpStream::SetWatermarks(size_t high, size_t low) {
+  high_watermark_ = high;
+  low_watermark_ = low;
+  // Bytes already queued count against the new mark.
+  if (out_.size() > high_watermark_) above_high_ = true;
+}
+
 uint64_t TcpStream::BytesWritten() const {
   return submitted_ - uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_));
 }
@@ -215,7 +222,7 @@ void TcpStream::Write(std::string_view bytes) {
     }
   }
   out_.Append(bytes);
-  if (out_.size() > kHighWatermark) above_high_ = true;
+  if (out_.size() > high_watermark_) above_high_ = true;
   Flush();
 }
 
@@ -264,7 +271,7 @@ void TcpStream::OnWriteDone(int status) {
     return;
   }
   out_.Drain(written);
-  if (above_high_ && out_.size() < kLowWatermark) {
+  if (above_high_ && out_.size() < low_watermark_) {
     above_high_ = false;
     handler_->OnWritable();
     if (closed_) return;
@@ -303,6 +310,13 @@ void TcpStream::Reset() {
       0) {
     CloseHandle();
   }
+}
+
+void TcpStream::Close() {
+  if (closed_) return;
+  closed_ = true;
+  handler_ = nullptr;
+  CloseHandle();
 }
 
 // --- TcpConnector ---------------------------------------------------------

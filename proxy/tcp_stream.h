@@ -39,6 +39,12 @@ class TcpStream final : public Stream, private DeferredTask {
   // connection with nothing to send never times out. 0 turns it off.
   void SetWriteStallTimeout(uint64_t timeout_ms, Counter* fired);
 
+  // Backpressure marks: OnWritable() fires when the queued bytes fall below
+  // `low` after having exceeded `high` (stream.h's kHighWatermark and
+  // kLowWatermark by default). (0, 1) reports every drained queue: a writer
+  // that sends one piece at a time hears when the kernel has taken it.
+  void SetWatermarks(size_t high, size_t low);
+
   // This connection's id in the log (`conn=N`), unique in the process.
   uint64_t id() const { return id_; }
 
@@ -49,6 +55,11 @@ class TcpStream final : public Stream, private DeferredTask {
   void Reset() override;
   size_t QueuedBytes() const override { return out_.size(); }
   void SetReadPaused(bool paused) override;
+
+  // Closes the socket at once, as close(2) does: the peer sees FIN (RST if
+  // our side holds unread input) and queued bytes are dropped. Unlike
+  // Reset() it does not force an abort. No callback follows.
+  void Close();
 
   // The address the peer dialed (getsockname) and the peer's address, host
   // byte order; 0 when unknown.
@@ -102,6 +113,8 @@ class TcpStream final : public Stream, private DeferredTask {
   bool end_requested_ = false;
   bool shutdown_started_ = false;
   bool shutdown_done_ = false;
+  size_t high_watermark_ = kHighWatermark;
+  size_t low_watermark_ = kLowWatermark;
   bool above_high_ = false;
   bool closed_ = false;  // uv_close called; no more handler calls
 };

@@ -9,16 +9,10 @@
 
 #include <utility>
 
+#include "proxy/tcp_stream.h"
+
 namespace podless::runtime {
 namespace {
-
-constexpr size_t kReadBufferSize = 64 * 1024;
-
-struct WriteRequest {
-  uv_write_t req;
-  std::string data;
-  std::shared_ptr<size_t> queued;  // AdminServer::queued_bytes_
-};
 
 // Host: an IP literal or localhost, with or without a port; a request
 // without Host (HTTP/1.0) is answered too.
@@ -49,132 +43,152 @@ std::string RoutePath(const proxy::Http1Request& request) {
 
 }  // namespace
 
-// One accepted client connection. Owned by AdminServer::connections_;
-// its handles' `data` point back at it until it is closed.
-class AdminServer::Connection {
+// One accepted client connection: an HTTP/1.1 exchange on a proxy::TcpStream
+// (the data plane's stream: its write queue, write-stall timeout and
+// watermarks). Owned by AdminServer::connections_ until the stream closes,
+// then deleted on the next loop turn (Dispatcher::DeferredDelete).
+class AdminServer::Connection final : public proxy::StreamHandler, private proxy::DeferredTask {
  public:
-  explicit Connection(AdminServer* server) : server_(server) {}
+  Connection(AdminServer* server, proxy::TcpStream* stream);
+  ~Connection() override;
 
-  // Takes the accepted descriptor `fd` over.
-  Status Start(int fd);
-  // Closes both handles and hands the object to the server for deferred
-  // destruction. No callback reaches it afterwards.
+  // Closes the socket (FIN); the connection is gone from the server afterwards.
   void Abort();
+  size_t queued_bytes() const { return stream_ != nullptr ? stream_->QueuedBytes() : 0; }
 
  private:
   enum class Phase {
     kOpen,       // reading and answering requests
     kStreaming,  // a streamed response is being written, piece by piece
-    kDraining,   // the last response is queued; waiting for it to be written
+    kDraining,   // the last response is queued; FIN follows it
     kLingering,  // FIN sent; discarding input until EOF or linger timeout
-    kClosed,
   };
 
-  static void OnAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
-  static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
-  static void OnWrite(uv_write_t* req, int status);
-  static void OnShutdown(uv_shutdown_t* req, int status);
-  static void OnTimer(uv_timer_t* timer);
+  // proxy::StreamHandler
+  void OnData(std::string_view bytes) override;
+  void OnEnd() override;
+  void OnClosed(bool reset) override;
+  void OnWritable() override;
+  // proxy::DeferredTask: the next piece of a streamed response, one per turn.
+  void RunDeferred() override { StreamNext(); }
 
   void Process(std::string_view data);
   void Answer(const proxy::Http1Request& request);
   void Respond(int status, std::string_view content_type, std::string_view body, bool head_only,
                bool keep_alive, const proxy::Http1Headers& extra = {});
-  void AfterWrite(int status);
   // Queues the next piece of the streamed response (the last: its end).
   void StreamNext();
-  bool Write(std::string data);
+  // The kernel took a streamed piece (or everything): go on.
+  void AfterDrain();
   void Timeout();
   void BeginClose();
   void StartTimer(std::chrono::milliseconds timeout);
-  void StartReading();
-  void StopReading();
+  // Drops the stream and hands this object to the server for deletion.
+  void Finish();
+  bool Backlogged() const {
+    return stream_->QueuedBytes() > server_->options_.max_queued_response_bytes;
+  }
 
   AdminServer* server_;
-  proxy::TcpHandle tcp_;
+  proxy::TcpStream* stream_;  // owns itself; null once closed
   proxy::TimerHandle timer_;
   proxy::Http1RequestParser parser_;
   Phase phase_ = Phase::kOpen;
-  bool reading_ = false;
+  bool read_paused_ = false;
   bool request_started_ = false;  // bytes of an unfinished request head were received
-  size_t pending_writes_ = 0;
-  std::string pending_input_;  // pipelined input held back while the client is not reading
-  std::function<bool(std::string*)> stream_;  // the response being streamed
+  std::string pending_input_;     // pipelined input held back while the client is not reading
+  std::function<bool(std::string*)> stream_body_;  // the response being streamed
 };
 
-Status AdminServer::Connection::Start(int fd) {
-  uv_tcp_init(server_->loop_, tcp_.get());
-  uv_timer_init(server_->loop_, timer_.get());
-  int rc = uv_tcp_open(tcp_.get(), fd);
-  if (rc != 0) {
-    ::close(fd);  // not adopted by the handle
-    return MakeError(ErrorCode::kUnavailable, uv_strerror(rc));
-  }
-  tcp_->data = this;
+AdminServer::Connection::Connection(AdminServer* server, proxy::TcpStream* stream)
+    : server_(server), stream_(stream) {
+  uv_timer_init(server_->dispatcher_.loop(), timer_.get());
   timer_->data = this;
-  uv_tcp_nodelay(tcp_.get(), 1);
+  // A client that stops reading is cut off: queued bytes and none taken by
+  // the kernel for a whole request timeout (a streamed response included).
+  stream_->SetWriteStallTimeout(static_cast<uint64_t>(server_->options_.request_timeout.count()),
+                                nullptr);
+  // Reading pauses above max_queued_response_bytes and resumes once the
+  // client took all but a quarter of it (stream.h's ratio).
+  stream_->SetWatermarks(server_->options_.max_queued_response_bytes,
+                         server_->options_.max_queued_response_bytes / 4 + 1);
+  stream_->SetHandler(this);
   StartTimer(server_->options_.request_timeout);
-  StartReading();
-  return {};
+}
+
+AdminServer::Connection::~Connection() {
+  if (stream_ != nullptr) stream_->Close();
 }
 
 void AdminServer::Connection::Abort() {
-  if (phase_ == Phase::kClosed) return;
-  phase_ = Phase::kClosed;
-  tcp_.Close();
+  if (stream_ == nullptr) return;
+  std::exchange(stream_, nullptr)->Close();
+  Finish();
+}
+
+void AdminServer::Connection::Finish() {
+  stream_ = nullptr;
   timer_.Close();
+  server_->dispatcher_.Cancel(this);
   server_->Retire(this);
 }
 
 void AdminServer::Connection::StartTimer(std::chrono::milliseconds timeout) {
-  uv_timer_start(timer_.get(), &Connection::OnTimer, static_cast<uint64_t>(timeout.count()), 0);
+  uv_timer_start(
+      timer_.get(),
+      [](uv_timer_t* timer) {
+        if (auto* self = static_cast<Connection*>(timer->data)) self->Timeout();
+      },
+      static_cast<uint64_t>(timeout.count()), 0);
 }
 
-void AdminServer::Connection::StartReading() {
-  if (reading_) return;
-  reading_ = uv_read_start(tcp_.stream(), &Connection::OnAlloc, &Connection::OnRead) == 0;
-}
-
-void AdminServer::Connection::StopReading() {
-  if (!reading_) return;
-  uv_read_stop(tcp_.stream());
-  reading_ = false;
-}
-
-void AdminServer::Connection::OnAlloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
-  auto* self = static_cast<Connection*>(handle->data);
-  if (self == nullptr) {
-    *buf = uv_buf_init(nullptr, 0);
+void AdminServer::Connection::OnData(std::string_view data) {
+  if (phase_ != Phase::kOpen) return;  // draining or lingering: input is discarded
+  if (!pending_input_.empty()) {
+    // Reading is being paused for backpressure; keep the order of the input.
+    pending_input_.append(data);
     return;
   }
-  *buf = uv_buf_init(self->server_->read_buffer_.get(), kReadBufferSize);
+  Process(data);
 }
 
-void AdminServer::Connection::OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-  auto* self = static_cast<Connection*>(stream->data);
-  if (self == nullptr) return;
-  self->server_->ReapRetired();
-  if (nread < 0) {
-    // EOF or error: nothing more can be answered.
-    self->Abort();
+void AdminServer::Connection::OnEnd() {
+  // The client sends nothing more: answer what it sent, then close.
+  if (phase_ == Phase::kOpen) {
+    if (!pending_input_.empty()) return;  // answered as the client reads, then closed
+    BeginClose();
+  }
+}
+
+void AdminServer::Connection::OnClosed(bool) { Finish(); }
+
+void AdminServer::Connection::OnWritable() {
+  if (phase_ == Phase::kStreaming) {
+    AfterDrain();
     return;
   }
-  if (self->phase_ != Phase::kOpen) return;  // draining or lingering: input is discarded
-  std::string_view data(buf->base, static_cast<size_t>(nread));
-  if (!self->pending_input_.empty()) {
-    // Reading was paused for backpressure; keep the order of the input.
-    self->pending_input_.append(data);
+  if (phase_ == Phase::kDraining) {
+    BeginClose();
     return;
   }
-  self->Process(data);
+  if (phase_ == Phase::kOpen && read_paused_) {
+    // The client caught up: answer the held-back pipelined requests.
+    std::string input = std::move(pending_input_);
+    pending_input_.clear();
+    Process(input);
+    if (stream_ != nullptr && phase_ == Phase::kOpen && pending_input_.empty()) {
+      read_paused_ = false;
+      stream_->SetReadPaused(false);
+    }
+  }
 }
 
 void AdminServer::Connection::Process(std::string_view data) {
   while (!data.empty() && phase_ == Phase::kOpen) {
-    if (uv_stream_get_write_queue_size(tcp_.stream()) >
-        server_->options_.max_queued_response_bytes) {
+    if (Backlogged()) {
       pending_input_.assign(data);
-      StopReading();
+      read_paused_ = true;
+      stream_->SetReadPaused(true);
       return;
     }
     size_t consumed = 0;
@@ -191,7 +205,7 @@ void AdminServer::Connection::Process(std::string_view data) {
     }
     request_started_ = false;
     Answer(parser_.request());
-    if (phase_ == Phase::kClosed) return;  // a handler closed the server
+    if (stream_ == nullptr) return;  // a handler closed the server
     parser_.Reset();
     if (phase_ == Phase::kOpen) StartTimer(server_->options_.request_timeout);
   }
@@ -216,7 +230,7 @@ void AdminServer::Connection::Answer(const proxy::Http1Request& request) {
             head_only, false);
     return;
   }
-  if (*server_->queued_bytes_ > server_->options_.max_total_queued_bytes) {
+  if (server_->queued_bytes() > server_->options_.max_total_queued_bytes) {
     Respond(503, "text/plain; charset=utf-8",
             "busy: responses wait for slow clients; retry later\n", head_only, false,
             {{"Retry-After", "1"}});
@@ -230,17 +244,19 @@ void AdminServer::Connection::Answer(const proxy::Http1Request& request) {
     return;
   }
   AdminResponse response = (*handler)(request);
-  if (phase_ == Phase::kClosed) return;  // the handler closed the server
+  if (stream_ == nullptr) return;  // the handler closed the server
   if (response.stream && !head_only) {
     proxy::Http1Headers headers = response.headers;
     headers.emplace_back("Content-Type", response.content_type);
     headers.emplace_back("Transfer-Encoding", "chunked");
     headers.emplace_back("Connection", "close");
-    stream_ = std::move(response.stream);
+    stream_body_ = std::move(response.stream);
     phase_ = Phase::kStreaming;
-    // A reader that stops reading keeps the piece in flight this long at most.
-    StartTimer(server_->options_.request_timeout);
-    if (Write(proxy::FormatResponseHead(response.status, "", headers))) StreamNext();
+    uv_timer_stop(timer_.get());  // the stream's write-stall timeout watches the reader
+    // Every drained piece is reported (OnWritable), so the next one follows.
+    stream_->SetWatermarks(0, 1);
+    stream_->Write(proxy::FormatResponseHead(response.status, "", headers));
+    AfterDrain();
     return;
   }
   Respond(response.status, response.content_type, response.body, head_only, request.keep_alive(),
@@ -259,28 +275,20 @@ void AdminServer::Connection::Respond(int status, std::string_view content_type,
   headers.emplace_back("Connection", keep_alive ? "keep-alive" : "close");
   std::string data = proxy::FormatResponseHead(status, "", headers);
   if (!head_only) data.append(body);
-  if (!Write(std::move(data))) return;
+  stream_->Write(data);
   if (!keep_alive) BeginClose();
 }
 
-bool AdminServer::Connection::Write(std::string data) {
-  auto* write = new WriteRequest;
-  write->data = std::move(data);
-  uv_buf_t buf = uv_buf_init(write->data.data(), write->data.size());
-  if (uv_write(&write->req, tcp_.stream(), &buf, 1, &Connection::OnWrite) != 0) {
-    delete write;
-    Abort();
-    return false;
-  }
-  write->queued = server_->queued_bytes_;
-  *write->queued += write->data.size();
-  ++pending_writes_;
-  return true;
+void AdminServer::Connection::AfterDrain() {
+  // One piece in flight at a time; a piece the kernel took at once is
+  // followed on the next loop turn, so a large body never holds the loop.
+  if (stream_->QueuedBytes() == 0) server_->dispatcher_.Schedule(this);
 }
 
 void AdminServer::Connection::StreamNext() {
+  if (stream_ == nullptr || phase_ != Phase::kStreaming) return;
   std::string piece;
-  const bool more = stream_(&piece);
+  const bool more = stream_body_(&piece);
   std::string chunk;
   if (!piece.empty()) {
     char size[20];
@@ -289,85 +297,38 @@ void AdminServer::Connection::StreamNext() {
   }
   if (!more) {
     chunk += "0\r\n\r\n";
-    stream_ = nullptr;
-    phase_ = Phase::kDraining;
-  }
-  if (!Write(std::move(chunk))) return;
-  StartTimer(server_->options_.request_timeout);
-}
-
-void AdminServer::Connection::OnWrite(uv_write_t* req, int status) {
-  auto* write = reinterpret_cast<WriteRequest*>(req);
-  auto* self = static_cast<Connection*>(req->handle->data);
-  *write->queued -= write->data.size();
-  delete write;
-  if (self == nullptr) return;  // the connection closed; the write was cancelled
-  self->server_->ReapRetired();
-  self->AfterWrite(status);
-}
-
-void AdminServer::Connection::AfterWrite(int status) {
-  --pending_writes_;
-  if (status != 0) {
-    Abort();
+    stream_body_ = nullptr;
+    stream_->Write(chunk);
+    BeginClose();
     return;
   }
-  if (phase_ == Phase::kStreaming) {
-    if (pending_writes_ == 0) StreamNext();
-    return;
-  }
-  if (phase_ == Phase::kDraining) {
-    if (pending_writes_ == 0) BeginClose();
-    return;
-  }
-  if (phase_ == Phase::kOpen && !reading_ &&
-      uv_stream_get_write_queue_size(tcp_.stream()) <=
-          server_->options_.max_queued_response_bytes) {
-    // The client caught up: answer the held-back pipelined requests.
-    std::string input = std::move(pending_input_);
-    pending_input_.clear();
-    Process(input);
-    if (phase_ == Phase::kOpen && pending_input_.empty()) StartReading();
-  }
+  stream_->Write(chunk);
+  AfterDrain();
 }
 
 void AdminServer::Connection::BeginClose() {
   phase_ = Phase::kDraining;
   pending_input_.clear();
-  if (pending_writes_ > 0) {
-    // AfterWrite comes back here; a client that never reads is cut off by
-    // the timer.
-    StartTimer(server_->options_.request_timeout);
-    return;
+  // FIN follows the queued response; input is read and discarded until the
+  // client closes too (or the linger timeout), so unread input does not turn
+  // the close into a reset that could discard our response at the client. A
+  // client that never reads is cut off by the write-stall timeout.
+  stream_->End();
+  if (read_paused_) {
+    read_paused_ = false;
+    stream_->SetReadPaused(false);
   }
-  // Everything is written: send FIN, then read and discard until the client
-  // closes too (or the linger timeout), so unread input does not turn the
-  // close into a reset that could discard our response at the client.
-  auto* req = new uv_shutdown_t;
-  if (uv_shutdown(req, tcp_.stream(), &Connection::OnShutdown) != 0) {
-    delete req;
-    Abort();
+  if (stream_->QueuedBytes() > 0) {
+    stream_->SetWatermarks(0, 1);  // OnWritable once written: then linger
+    uv_timer_stop(timer_.get());
     return;
   }
   phase_ = Phase::kLingering;
-  StartReading();
   StartTimer(server_->options_.linger_timeout);
 }
 
-void AdminServer::Connection::OnShutdown(uv_shutdown_t* req, int) {
-  delete req;  // the connection, if still open, waits for EOF or its timer
-}
-
-void AdminServer::Connection::OnTimer(uv_timer_t* timer) {
-  auto* self = static_cast<Connection*>(timer->data);
-  if (self == nullptr) return;
-  self->server_->ReapRetired();
-  self->Timeout();
-}
-
 void AdminServer::Connection::Timeout() {
-  // kStreaming: the reader took nothing for the whole timeout: Abort.
-  if (phase_ == Phase::kOpen && request_started_ && pending_writes_ == 0) {
+  if (phase_ == Phase::kOpen && request_started_ && stream_->QueuedBytes() == 0) {
     // A request head arrived too slowly: say so, then close.
     Respond(408, "text/plain; charset=utf-8", "request head not received in time\n", false, false);
     return;
@@ -380,12 +341,9 @@ void AdminServer::Connection::Timeout() {
 AdminServer::AdminServer(uv_loop_t* loop) : AdminServer(loop, AdminServerOptions{}) {}
 
 AdminServer::AdminServer(uv_loop_t* loop, AdminServerOptions options)
-    : loop_(loop), options_(options), read_buffer_(new char[kReadBufferSize]) {}
+    : loop_(loop), options_(options), dispatcher_(loop) {}
 
-AdminServer::~AdminServer() {
-  Close();
-  retired_.clear();
-}
+AdminServer::~AdminServer() { Close(); }
 
 Status AdminServer::Listen(std::string_view address) {
   if (listening_) {
@@ -457,15 +415,21 @@ const AdminHandler* AdminServer::FindRoute(std::string_view path) const {
 }
 
 void AdminServer::Accept(int fd) {
-  ReapRetired();
   if (connections_.size() >= options_.max_connections) {
     ::close(fd);
     return;
   }
-  auto connection = std::make_unique<Connection>(this);
+  proxy::TcpStream* stream = proxy::TcpStream::Adopt(dispatcher_, fd);
+  if (stream == nullptr) return;  // closed `fd`
+  auto connection = std::make_unique<Connection>(this, stream);
   Connection* raw = connection.get();
-  if (!raw->Start(fd).ok()) return;  // its handles close with it
   connections_.emplace(raw, std::move(connection));
+}
+
+size_t AdminServer::queued_bytes() const {
+  size_t total = 0;
+  for (const auto& [raw, owned] : connections_) total += raw->queued_bytes();
+  return total;
 }
 
 void AdminServer::Close() {
@@ -482,10 +446,9 @@ void AdminServer::Close() {
 void AdminServer::Retire(Connection* connection) {
   auto it = connections_.find(connection);
   if (it == connections_.end()) return;
-  retired_.push_back(std::move(it->second));
+  // It may be on the stack now (its own callback): deleted next turn.
+  dispatcher_.DeferredDelete(it->second.release());
   connections_.erase(it);
 }
-
-void AdminServer::ReapRetired() { retired_.clear(); }
 
 }  // namespace podless::runtime

@@ -5,7 +5,8 @@
 // rebinding): a request whose Host is a name other than "localhost" is
 // refused with 421, so only IP literals and localhost are answered.
 //
-// HTTP/1.1 on the agent's libuv loop, parsed by proxy::Http1RequestParser.
+// HTTP/1.1 on the agent's libuv loop, over the data plane's proxy::TcpStream,
+// parsed by proxy::Http1RequestParser.
 // Deliberately small: GET and HEAD only (405 otherwise), no request bodies
 // (413), routing on the path without query string (404 for unknown paths),
 // persistent connections with pipelining, and a request timeout (10 s by
@@ -27,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proxy/dispatcher.h"
 #include "proxy/http1_parser.h"
 #include "proxy/socket_acceptor.h"
 #include "proxy/uv_handle.h"
@@ -101,7 +103,8 @@ class AdminServer {
   void Close();
 
   size_t connection_count() const { return connections_.size(); }
-  size_t queued_bytes() const { return *queued_bytes_; }
+  // Response bytes waiting for slow clients, on every connection.
+  size_t queued_bytes() const;
 
  private:
   class Connection;
@@ -109,9 +112,8 @@ class AdminServer {
 
   void Accept(int fd);
   // Removes a closed connection from the live set; it is destroyed on the
-  // next callback (it may still be on the stack now).
+  // next loop turn (it may still be on the stack now).
   void Retire(Connection* connection);
-  void ReapRetired();
   const AdminHandler* FindRoute(std::string_view path) const;
 
   uv_loop_t* loop_;
@@ -120,15 +122,10 @@ class AdminServer {
   bool listening_ = false;
   uint16_t port_ = 0;
   std::map<std::string, AdminHandler, std::less<>> routes_;
+  // Deferred work and deletion, and the read buffer, of the connections.
+  // Declared before them: destroyed after them.
+  proxy::Dispatcher dispatcher_;
   std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
-  std::vector<std::unique_ptr<Connection>> retired_;
-  // Response bytes submitted and not yet written, on every connection; each
-  // write holds the counter, so one that completes after its connection
-  // (or the server) closed still subtracts.
-  std::shared_ptr<size_t> queued_bytes_ = std::make_shared<size_t>(0);
-  // All reads land here: the loop is single-threaded and every read is
-  // consumed before the next one.
-  std::unique_ptr<char[]> read_buffer_;
 };
 
 using AdminServerPtr = std::unique_ptr<AdminServer>;
