@@ -2,7 +2,7 @@
 
 #include "api/unix_socket_address.h"
 #include "proxy/nghttp2_nv.h"
-#include "runtime/grpc_protocol.h"
+#include "runtime/grpc/protocol.h"
 #include "runtime/process_table.h"
 
 #include <fcntl.h>
