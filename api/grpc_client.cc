@@ -48,7 +48,7 @@ struct GrpcClient::PendingCall final : runtime::GrpcStreamSink {
   int32_t stream_id = -1;
   bool stopped_by_caller = false;
   bool done = false;
-  bool closed = false;  // the channel is done with it (OnGrpcClose)
+  bool closed = false;  // the channel no longer reaches it (closed or cancelled)
 };
 
 Result<GrpcClientPtr> GrpcClient::Connect(const std::string& socket_path,
@@ -202,6 +202,7 @@ std::vector<Status> GrpcClient::RunCalls(
     for (auto& call : calls) {
       if (!call->stopped_by_caller || call->done) continue;
       call->done = true;
+      call->closed = true;
       if (Status cancelled = channel_->Cancel(call->stream_id); !cancelled.ok()) io = cancelled;
     }
   }
