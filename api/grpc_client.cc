@@ -13,6 +13,7 @@
 #include "api/unix_socket_address.h"
 #include "proxy/tcp_stream.h"
 #include "runtime/grpc/protocol.h"
+#include "runtime/grpc/sigpipe.h"
 
 namespace podless::api {
 namespace {
@@ -102,6 +103,8 @@ GrpcClient::~GrpcClient() {
 }
 
 Status GrpcClient::Start(int fd) {
+  // An agent that stops mid-call must give UNAVAILABLE, not a silent death.
+  runtime::IgnoreSigpipeUnlessHandled();
   proxy::TcpStream* stream = proxy::TcpStream::Adopt(dispatcher_, fd);
   if (stream == nullptr) {
     return MakeError(ErrorCode::kUnavailable, "the socket cannot join the event loop");

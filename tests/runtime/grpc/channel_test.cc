@@ -257,5 +257,26 @@ TEST_CASE("GrpcClient: a server that never answers ends the call with the local 
   ::close(listener);
 }
 
+TEST_CASE("GrpcClient: a connection the server drops is UNAVAILABLE, then and for later calls") {
+  testing::TempDir dir("grpc-client");
+  const std::string path = dir / "drop.sock";
+  const int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const sockaddr_un addr = api::UnixSocketAddress(path).value();
+  REQUIRE(bind(listener, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0);
+  REQUIRE(listen(listener, 4) == 0);
+  auto client = api::GrpcClient::Connect(path, 1s);
+  REQUIRE(client.ok());
+  ::close(accept(listener, nullptr, nullptr));
+  Result<std::string> reply = (*client)->Unary(kEcho, "x", 5s);
+  REQUIRE_FALSE(reply.ok());
+  CHECK(reply.error().code == ErrorCode::kUnavailable);
+  CHECK(reply.error().message.starts_with("connection to " + path + " failed: "));
+  CHECK_FALSE((*client)->connected());
+  Result<std::string> again = (*client)->Unary(kEcho, "x", 5s);
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().message == reply.error().message);
+  ::close(listener);
+}
+
 }  // namespace
 }  // namespace podless::runtime
