@@ -1,11 +1,5 @@
 #include "api/grpc_client.h"
 
-#include "api/unix_socket_address.h"
-#include "proxy/nghttp2_nv.h"
-#include "runtime/grpc_protocol.h"
-
-#include <nghttp2/nghttp2.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -13,18 +7,19 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <optional>
 #include <thread>
+#include <utility>
+
+#include "api/unix_socket_address.h"
+#include "proxy/tcp_stream.h"
+#include "runtime/grpc/protocol.h"
+#include "runtime/grpc/sigpipe.h"
 
 namespace podless::api {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kReadChunkSize = 64 * 1024;
-constexpr size_t kMaxPendingOutput = 256 * 1024;
-constexpr int32_t kStreamWindowSize = 1 << 20;
-constexpr int32_t kConnectionWindowSize = 16 << 20;
 // The local deadline trails the grpc-timeout we send by this much, so the
 // server's DEADLINE_EXCEEDED (with its message) normally arrives first and the
 // local one is only the backstop for an unresponsive agent.
@@ -32,87 +27,29 @@ constexpr std::chrono::milliseconds kDeadlineGrace{250};
 
 }  // namespace
 
-struct GrpcClient::PendingCall {
-  PendingCall(size_t index, size_t max_message_size) : index(index), response(max_message_size) {}
+// One call of RunCalls: what the channel tells it, recorded for the loop
+// (the hooks run inside nghttp2's callbacks, where the channel must not be
+// called back).
+struct GrpcClient::PendingCall final : runtime::GrpcStreamSink {
+  PendingCall(size_t index, size_t max_message_size,
+              const std::function<bool(size_t, std::string_view)>& on_message)
+      : GrpcStreamSink(max_message_size), index(index), on_message(on_message) {}
+
+  void OnGrpcMessage(std::string message) override {
+    if (stopped_by_caller || done) return;
+    if (!on_message(index, message)) stopped_by_caller = true;
+  }
+  void OnGrpcClose(Status) override {
+    done = true;
+    closed = true;
+  }
 
   size_t index;
+  const std::function<bool(size_t, std::string_view)>& on_message;
   int32_t stream_id = -1;
-  std::string request_frame;
-  size_t request_sent = 0;
-  runtime::GrpcResponseState response;
-  std::vector<std::string> messages;  // scratch for the decoder
   bool stopped_by_caller = false;
   bool done = false;
-  const std::function<bool(size_t, std::string_view)>* on_message = nullptr;
-};
-
-// nghttp2 callbacks for the client session.
-struct ClientCallbacks {
-  static GrpcClient::PendingCall* CallOf(nghttp2_session* session, int32_t stream_id) {
-    return static_cast<GrpcClient::PendingCall*>(
-        nghttp2_session_get_stream_user_data(session, stream_id));
-  }
-
-  static int OnHeader(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name,
-                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void*) {
-    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
-    GrpcClient::PendingCall* call = CallOf(session, frame->hd.stream_id);
-    if (call == nullptr) return 0;
-    const std::string_view n(reinterpret_cast<const char*>(name), namelen);
-    const std::string_view v(reinterpret_cast<const char*>(value), valuelen);
-    if (n == ":status") {
-      call->response.http_status = 0;
-      for (char c : v) call->response.http_status = call->response.http_status * 10 + (c - '0');
-    } else if (n == "grpc-status") {
-      call->response.grpc_status = runtime::ParseGrpcStatus(v);
-    } else if (n == "grpc-message") {
-      call->response.grpc_message = runtime::PercentDecodeGrpcMessage(v);
-    }
-    return 0;
-  }
-
-  static int OnDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
-                         size_t len, void*) {
-    GrpcClient::PendingCall* call = CallOf(session, stream_id);
-    if (call == nullptr || call->stopped_by_caller || call->response.local_error) return 0;
-    call->messages.clear();
-    Status fed = call->response.decoder.Feed(
-        std::string_view(reinterpret_cast<const char*>(data), len), call->messages);
-    for (const std::string& message : call->messages) {
-      if (!(*call->on_message)(call->index, message)) {
-        call->stopped_by_caller = true;
-        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
-        return 0;
-      }
-    }
-    if (!fed.ok()) {
-      call->response.local_error = MakeError(fed.error().code, "response: " + fed.error().message);
-      nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
-    }
-    return 0;
-  }
-
-  static int OnStreamClose(nghttp2_session* session, int32_t stream_id, uint32_t error_code,
-                           void*) {
-    GrpcClient::PendingCall* call = CallOf(session, stream_id);
-    if (call == nullptr) return 0;
-    call->response.reset_code = error_code;
-    call->done = true;
-    return 0;
-  }
-
-  static ssize_t ReadRequest(nghttp2_session* session, int32_t stream_id, uint8_t* buf,
-                             size_t length, uint32_t* data_flags, nghttp2_data_source*, void*) {
-    // Looked up by stream rather than through the data source: a call that
-    // timed out is gone, and its stream (reset) must not reach it.
-    GrpcClient::PendingCall* call = CallOf(session, stream_id);
-    if (call == nullptr) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    const size_t take = std::min(length, call->request_frame.size() - call->request_sent);
-    std::memcpy(buf, call->request_frame.data() + call->request_sent, take);
-    call->request_sent += take;
-    if (call->request_sent == call->request_frame.size()) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-    return static_cast<ssize_t>(take);
-  }
+  bool closed = false;  // the channel no longer reaches it (closed or cancelled)
 };
 
 Result<GrpcClientPtr> GrpcClient::Connect(const std::string& socket_path,
@@ -143,48 +80,45 @@ Result<GrpcClientPtr> GrpcClient::Connect(const std::string& socket_path,
     return unavailable(std::strerror(err));
   }
 
-  GrpcClientPtr client(new GrpcClient(fd, socket_path, std::move(options)));
-  if (Status started = client->StartSession(); !started.ok()) return started.error();
+  GrpcClientPtr client(new GrpcClient(socket_path, std::move(options)));
+  if (Status started = client->Start(fd); !started.ok()) {
+    if (started.error().code == ErrorCode::kUnavailable)
+      return unavailable(started.error().message);
+    return started.error();
+  }
   return client;
 }
 
-GrpcClient::GrpcClient(int fd, std::string socket_path, GrpcClientOptions options)
-    : fd_(fd), socket_path_(std::move(socket_path)), options_(std::move(options)) {}
-
-GrpcClient::~GrpcClient() {
-  nghttp2_session_del(session_);
-  ::close(fd_);
+GrpcClient::GrpcClient(std::string socket_path, GrpcClientOptions options)
+    : socket_path_(std::move(socket_path)), options_(std::move(options)), dispatcher_(loop_.get()) {
+  uv_timer_init(loop_.get(), deadline_timer_.get());
 }
 
-Status GrpcClient::StartSession() {
-  nghttp2_session_callbacks* callbacks = nullptr;
-  if (nghttp2_session_callbacks_new(&callbacks) != 0) {
-    return MakeError(ErrorCode::kResourceExhausted, "cannot allocate nghttp2 callbacks");
+GrpcClient::~GrpcClient() {
+  channel_.reset();
+  if (stream_ != nullptr) std::exchange(stream_, nullptr)->Reset();
+  // The stream frees itself in its close callback, which must run while the
+  // dispatcher it points at is alive.
+  uv_run(loop_.get(), UV_RUN_DEFAULT);
+}
+
+Status GrpcClient::Start(int fd) {
+  // An agent that stops mid-call must give UNAVAILABLE, not a silent death.
+  runtime::IgnoreSigpipeUnlessHandled();
+  proxy::TcpStream* stream = proxy::TcpStream::Adopt(dispatcher_, fd);
+  if (stream == nullptr) {
+    return MakeError(ErrorCode::kUnavailable, "the socket cannot join the event loop");
   }
-  nghttp2_session_callbacks_set_on_header_callback(callbacks, ClientCallbacks::OnHeader);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks,
-                                                            ClientCallbacks::OnDataChunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, ClientCallbacks::OnStreamClose);
-  int rv = nghttp2_session_client_new(&session_, callbacks, this);
-  nghttp2_session_callbacks_del(callbacks);
-  if (rv != 0) {
-    return MakeError(ErrorCode::kInternal,
-                     std::string("cannot create nghttp2 session: ") + nghttp2_strerror(rv));
-  }
-  const nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindowSize},
-  };
-  rv = nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
-  if (rv == 0) {
-    rv = nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
-                                               kConnectionWindowSize);
-  }
-  if (rv != 0) {
-    return MakeError(ErrorCode::kInternal,
-                     std::string("cannot submit HTTP/2 settings: ") + nghttp2_strerror(rv));
-  }
-  return FlushOutput();
+  stream_ = stream;
+  stream_->SetHandler(this);
+  runtime::GrpcChannelOptions channel_options;
+  channel_options.peer = "the agent";
+  channel_options.user_agent = "podless-grpc-client/0.1";
+  channel_options.metadata = options_.metadata;
+  auto channel = runtime::GrpcChannel::Create(std::move(channel_options), *this);
+  if (!channel.ok()) return channel.error();
+  channel_ = std::move(channel).value();
+  return channel_->Flush();  // the preface and our SETTINGS
 }
 
 void GrpcClient::MarkBroken(std::string reason) {
@@ -193,52 +127,26 @@ void GrpcClient::MarkBroken(std::string reason) {
   broken_reason_ = "connection to " + socket_path_ + " failed: " + reason;
 }
 
-Status GrpcClient::FlushOutput() {
-  if (broken_) return MakeError(ErrorCode::kUnavailable, broken_reason_);
-  for (;;) {
-    while (out_.size() < kMaxPendingOutput) {
-      const uint8_t* data = nullptr;
-      const ssize_t n = nghttp2_session_mem_send(session_, &data);
-      if (n < 0) {
-        MarkBroken(std::string("HTTP/2 error: ") + nghttp2_strerror(static_cast<int>(n)));
-        return MakeError(ErrorCode::kUnavailable, broken_reason_);
-      }
-      if (n == 0) break;
-      out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-    }
-    if (out_.empty()) return {};
-    const ssize_t sent = send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL);
-    if (sent < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return {};  // poll for POLLOUT
-      if (errno == EINTR) continue;
-      MarkBroken(std::strerror(errno));
-      return MakeError(ErrorCode::kUnavailable, broken_reason_);
-    }
-    out_.erase(0, static_cast<size_t>(sent));
+void GrpcClient::OnData(std::string_view bytes) {
+  if (broken_) return;
+  if (Status received = channel_->Receive(bytes); !received.ok()) {
+    MarkBroken(received.error().message);
   }
 }
 
-Status GrpcClient::ReadInput() {
-  char buffer[kReadChunkSize];
-  for (int i = 0; i < 16; ++i) {  // bounded, so writes get their turn
-    const ssize_t n = recv(fd_, buffer, sizeof(buffer), 0);
-    if (n == 0) {
-      MarkBroken("the agent closed the connection");
-      return MakeError(ErrorCode::kUnavailable, broken_reason_);
-    }
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return {};
-      if (errno == EINTR) continue;
-      MarkBroken(std::strerror(errno));
-      return MakeError(ErrorCode::kUnavailable, broken_reason_);
-    }
-    const ssize_t rv =
-        nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(buffer), n);
-    if (rv < 0) {
-      MarkBroken(std::string("HTTP/2 error: ") + nghttp2_strerror(static_cast<int>(rv)));
-      return MakeError(ErrorCode::kUnavailable, broken_reason_);
-    }
+void GrpcClient::OnEnd() { MarkBroken("the agent closed the connection"); }
+
+void GrpcClient::OnClosed(bool reset) {
+  stream_ = nullptr;
+  MarkBroken(reset ? "the connection was reset" : "the agent closed the connection");
+}
+
+Status GrpcClient::Send(std::string bytes) {
+  if (stream_ == nullptr) {
+    return MakeError(ErrorCode::kUnavailable,
+                     broken_ ? broken_reason_ : "the connection to " + socket_path_ + " is closed");
   }
+  stream_->Write(bytes);
   return {};
 }
 
@@ -264,89 +172,66 @@ std::vector<Status> GrpcClient::RunCalls(
   }
 
   const std::string path(method);
-  const std::string grpc_timeout = runtime::EncodeGrpcTimeout(timeout);
-  std::vector<nghttp2_nv> headers = {
-      proxy::MakeNv(":method", "POST"),
-      proxy::MakeNv(":scheme", "http"),
-      proxy::MakeNv(":path", path),
-      proxy::MakeNv(":authority", "localhost"),
-      proxy::MakeNv("content-type", "application/grpc"),
-      proxy::MakeNv("te", "trailers"),
-      proxy::MakeNv("grpc-timeout", grpc_timeout),
-      proxy::MakeNv("grpc-accept-encoding", "identity"),
-      proxy::MakeNv("user-agent", "podless-grpc-client/0.1"),
-  };
-  for (const auto& [name, value] : options_.metadata) headers.push_back(proxy::MakeNv(name, value));
-
   std::vector<std::unique_ptr<PendingCall>> calls;
   calls.reserve(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
-    auto call = std::make_unique<PendingCall>(i, options_.max_receive_message_size);
-    call->request_frame = runtime::FrameGrpcMessage(requests[i]);
-    call->on_message = &on_message;
-    nghttp2_data_provider provider = {};
-    provider.read_callback = ClientCallbacks::ReadRequest;
-    call->stream_id = nghttp2_submit_request(session_, nullptr, headers.data(), headers.size(),
-                                             &provider, call.get());
-    if (call->stream_id < 0) {
+    auto call = std::make_unique<PendingCall>(i, options_.max_receive_message_size, on_message);
+    call->outgoing = runtime::FrameGrpcMessage(requests[i]);
+    call->half_close = true;
+    Result<int32_t> stream_id = channel_->StartCall(path, timeout, *call);
+    if (stream_id.ok()) {
+      call->stream_id = *stream_id;
+    } else {
       call->done = true;
       call->response.local_error =
-          MakeError(ErrorCode::kUnavailable,
-                    std::string("cannot start the call: ") + nghttp2_strerror(call->stream_id));
+          MakeError(ErrorCode::kUnavailable, "cannot start the call: " + stream_id.error().message);
     }
     calls.push_back(std::move(call));
   }
 
-  const auto deadline = Clock::now() + timeout + kDeadlineGrace;
+  bool timed_out = false;
+  deadline_timer_->data = &timed_out;
+  uv_timer_start(
+      deadline_timer_.get(), [](uv_timer_t* timer) { *static_cast<bool*>(timer->data) = true; },
+      static_cast<uint64_t>((timeout + kDeadlineGrace).count()), 0);
   auto all_done = [&] {
     return std::all_of(calls.begin(), calls.end(), [](const auto& c) { return c->done; });
   };
-  while (!all_done()) {
-    Status io = FlushOutput();
-    if (io.ok() && all_done()) break;
-    const auto now = Clock::now();
-    if (io.ok() && now >= deadline) {
-      for (auto& call : calls) {
-        if (call->done) continue;
-        call->done = true;
-        call->response.local_error =
-            MakeError(ErrorCode::kDeadlineExceeded, "call to " + path + " timed out after " +
-                                                        std::to_string(timeout.count()) + " ms");
-        if (call->stream_id > 0) {
-          nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, call->stream_id, NGHTTP2_CANCEL);
-        }
-      }
-      (void)FlushOutput();  // best effort: tell the agent to stop
-      break;
-    }
-    if (io.ok()) {
-      pollfd pfd = {fd_, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0};
-      const auto wait =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
-      const int ready = poll(&pfd, 1, static_cast<int>(std::min<int64_t>(wait, 1'000'000)));
-      if (ready < 0 && errno != EINTR) {
-        MarkBroken(std::strerror(errno));
-        io = MakeError(ErrorCode::kUnavailable, broken_reason_);
-      } else if (ready > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-        io = ReadInput();
-      }
-    }
-    if (!io.ok()) {
-      for (auto& call : calls) {
-        if (call->done) continue;
-        call->done = true;
-        call->response.local_error = MakeError(ErrorCode::kUnavailable, io.error().message);
-      }
-      break;
+  Status io = channel_->Flush();
+  while (io.ok() && !broken_ && !all_done() && !timed_out) {
+    uv_run(loop_.get(), UV_RUN_ONCE);
+    // Calls whose caller said stop: reset their streams, outside nghttp2's
+    // callbacks.
+    for (auto& call : calls) {
+      if (!call->stopped_by_caller || call->done) continue;
+      call->done = true;
+      call->closed = true;
+      if (Status cancelled = channel_->Cancel(call->stream_id); !cancelled.ok()) io = cancelled;
     }
   }
+  uv_timer_stop(deadline_timer_.get());
+  deadline_timer_->data = nullptr;
+  if (!io.ok()) MarkBroken(io.error().message);
 
   for (auto& call : calls) {
-    if (call->stream_id > 0 && !broken_) {
-      nghttp2_session_set_stream_user_data(session_, call->stream_id, nullptr);
-    }
-    results[call->index] = Finalize(*call);
+    if (call->done) continue;
+    call->done = true;
+    call->response.local_error = broken_ ? MakeError(ErrorCode::kUnavailable, broken_reason_)
+                                         : MakeError(ErrorCode::kDeadlineExceeded,
+                                                     "call to " + path + " timed out after " +
+                                                         std::to_string(timeout.count()) + " ms");
   }
+  // Every stream the channel still knows stops reaching its call, which dies
+  // here; a live one is reset so the agent stops too.
+  bool cancelled = false;
+  for (auto& call : calls) {
+    if (call->stream_id <= 0 || call->closed) continue;
+    (void)channel_->Cancel(call->stream_id);
+    cancelled = true;
+  }
+  if (cancelled && !broken_) uv_run(loop_.get(), UV_RUN_NOWAIT);  // best effort: tell the agent
+
+  for (auto& call : calls) results[call->index] = Finalize(*call);
   return results;
 }
 

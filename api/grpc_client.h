@@ -1,7 +1,9 @@
 // GrpcClient: a blocking gRPC client over a Unix socket, for the CLI.
-// A plain socket and an nghttp2 client session; every wait is bounded by the
-// call's timeout. One thread at a time; a client may run several calls at
-// once on its connection with ConcurrentStreams().
+// A thin wrapper around runtime::GrpcChannel (the HTTP/2 session and framing
+// the etcd client uses too) over a proxy::TcpStream on a private libuv loop:
+// each call runs that loop until the call finishes or its timeout passes.
+// One thread at a time; a client may run several calls at once on its
+// connection with ConcurrentStreams().
 #pragma once
 
 #include <chrono>
@@ -14,11 +16,13 @@
 #include <utility>
 #include <vector>
 
-#include "runtime/grpc_framing.h"
-#include "runtime/grpc_status.h"
+#include "proxy/dispatcher.h"
+#include "proxy/stream.h"
+#include "proxy/uv_handle.h"
+#include "runtime/grpc/channel.h"
+#include "runtime/grpc/framing.h"
+#include "runtime/grpc/status.h"
 #include "workloads/result.h"
-
-struct nghttp2_session;
 
 namespace podless::api {
 
@@ -32,7 +36,7 @@ struct GrpcClientOptions {
 class GrpcClient;
 using GrpcClientPtr = std::unique_ptr<GrpcClient>;
 
-class GrpcClient {
+class GrpcClient final : private proxy::StreamHandler, private runtime::GrpcChannel::Output {
  public:
   // Connects to the agent's API socket. A missing or dead agent gives
   // UNAVAILABLE "cannot connect to PATH: REASON (is `podless run` running?)".
@@ -80,26 +84,32 @@ class GrpcClient {
 
  private:
   struct PendingCall;
-  friend struct ClientCallbacks;
 
-  GrpcClient(int fd, std::string socket_path, GrpcClientOptions options);
-  Status StartSession();
+  GrpcClient(std::string socket_path, GrpcClientOptions options);
+  // Adopts the connected socket `fd` and starts the HTTP/2 session on it.
+  Status Start(int fd);
   std::vector<Status> RunCalls(
       std::string_view method, const std::vector<std::string_view>& requests,
       const std::function<bool(size_t index, std::string_view message_bytes)>& on_message,
       std::chrono::milliseconds timeout);
-  // Moves nghttp2 output to the socket without blocking.
-  Status FlushOutput();
-  // Reads what the socket has and feeds it to nghttp2.
-  Status ReadInput();
   void MarkBroken(std::string reason);
   Status Finalize(PendingCall& call);
 
-  int fd_;
+  // proxy::StreamHandler: the socket's events feed the channel.
+  void OnData(std::string_view bytes) override;
+  void OnEnd() override;
+  void OnClosed(bool reset) override;
+  // runtime::GrpcChannel::Output: the channel's bytes go to the socket.
+  Status Send(std::string bytes) override;
+
   std::string socket_path_;
   GrpcClientOptions options_;
-  nghttp2_session* session_ = nullptr;
-  std::string out_;  // nghttp2 output not yet accepted by the socket
+  // The loop outlives everything on it (members die in reverse order).
+  proxy::UvLoop loop_;
+  proxy::Dispatcher dispatcher_;
+  proxy::TimerHandle deadline_timer_;
+  proxy::Stream* stream_ = nullptr;  // owns itself; null once closed
+  runtime::GrpcChannelPtr channel_;
   bool broken_ = false;
   std::string broken_reason_;
   runtime::GrpcCode last_code_ = runtime::GrpcCode::kOk;

@@ -2,12 +2,12 @@
 
 #include "api/unix_socket_address.h"
 #include "proxy/nghttp2_nv.h"
-#include "runtime/grpc_protocol.h"
+#include "runtime/grpc/protocol.h"
+#include "runtime/grpc/sigpipe.h"
 #include "runtime/process_table.h"
 
 #include <fcntl.h>
 #include <nghttp2/nghttp2.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -1028,12 +1028,8 @@ Status GrpcServer::Listen(const std::string& socket_path) {
                                                   ": " + acceptor.error().message);
   }
   acceptor_ = std::move(acceptor).value();
-  // A client that disappears while we write must not kill the agent:
-  // libuv writes with write(2), which raises SIGPIPE on a closed socket.
-  struct sigaction current = {};
-  if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
-    signal(SIGPIPE, SIG_IGN);
-  }
+  // A client that disappears while we write must not kill the agent.
+  runtime::IgnoreSigpipeUnlessHandled();
   socket_path_ = socket_path;
   listening_ = true;
   return {};

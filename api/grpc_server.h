@@ -4,8 +4,8 @@
 // ServerStream and write to it later, from the loop thread.
 //
 // We cannot link libgrpc++ (it pulls in system OpenSSL, which clashes with
-// BoringSSL), so the protocol is written here: framing in grpc_framing.h,
-// status codes in grpc_status.h.
+// BoringSSL), so the protocol is written here, on the agent's gRPC library:
+// framing in runtime/grpc/framing.h, status codes in runtime/grpc/status.h.
 #pragma once
 
 #include <sys/types.h>
@@ -24,8 +24,8 @@
 
 #include "proxy/socket_acceptor.h"
 #include "proxy/uv_handle.h"
-#include "runtime/grpc_framing.h"
-#include "runtime/grpc_status.h"
+#include "runtime/grpc/framing.h"
+#include "runtime/grpc/status.h"
 #include "workloads/result.h"
 
 namespace podless::api {

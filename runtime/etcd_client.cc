@@ -6,7 +6,7 @@
 
 #include "proxy/uv_handle.h"
 #include "runtime/etcd_connection.h"
-#include "runtime/grpc_framing.h"
+#include "runtime/grpc/framing.h"
 
 namespace podless::runtime {
 namespace {

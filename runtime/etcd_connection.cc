@@ -1,21 +1,15 @@
 #include "runtime/etcd_connection.h"
 
 #include <netinet/in.h>
-#include <nghttp2/nghttp2.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <utility>
 
-#include "proxy/nghttp2_nv.h"
-#include "runtime/grpc_protocol.h"
-
 namespace podless::runtime {
 namespace {
 
-constexpr int32_t kStreamWindowSize = 1 << 20;
-constexpr int32_t kConnectionWindowSize = 16 << 20;
 constexpr uint16_t kDefaultEtcdPort = 2379;
 // etcd (grpc-go) answers a client that pings more often than every 5 s
 // (--grpc-keepalive-min-time), or pings with no stream open, with GOAWAY
@@ -108,104 +102,6 @@ struct EtcdConnection::ResolveRequest {
   EtcdConnection* owner;
 };
 
-// nghttp2 callbacks: free functions that find the call through the stream's
-// user data (null once the call was cancelled) and the connection through the
-// session's.
-struct EtcdConnectionCallbacks {
-  static GrpcStreamSink* SinkOf(nghttp2_session* session, int32_t stream_id) {
-    return static_cast<GrpcStreamSink*>(nghttp2_session_get_stream_user_data(session, stream_id));
-  }
-
-  static int OnHeader(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name,
-                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void*) {
-    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
-    GrpcStreamSink* sink = SinkOf(session, frame->hd.stream_id);
-    if (sink == nullptr) return 0;
-    const std::string_view n(reinterpret_cast<const char*>(name), namelen);
-    const std::string_view v(reinterpret_cast<const char*>(value), valuelen);
-    GrpcResponseState& response = sink->response;
-    if (n == ":status") {
-      int status = 0;
-      std::from_chars(v.data(), v.data() + v.size(), status);
-      response.http_status = status;
-    } else if (n == "grpc-status") {
-      response.grpc_status = ParseGrpcStatus(v);
-    } else if (n == "grpc-message") {
-      response.grpc_message = PercentDecodeGrpcMessage(v);
-    }
-    return 0;
-  }
-
-  static int OnDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
-                         size_t len, void*) {
-    GrpcStreamSink* sink = SinkOf(session, stream_id);
-    if (sink == nullptr || sink->response.local_error) return 0;
-    std::vector<std::string> messages;
-    Status fed = sink->response.decoder.Feed(
-        std::string_view(reinterpret_cast<const char*>(data), len), messages);
-    for (std::string& message : messages) sink->OnGrpcMessage(std::move(message));
-    if (!fed.ok()) {
-      sink->response.local_error =
-          MakeError(fed.error().code, "etcd's response: " + fed.error().message);
-      nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
-    }
-    return 0;
-  }
-
-  static int OnStreamClose(nghttp2_session* session, int32_t stream_id, uint32_t error_code,
-                           void* user_data) {
-    auto* self = static_cast<EtcdConnection*>(user_data);
-    if (self->open_streams_ > 0) --self->open_streams_;
-    GrpcStreamSink* sink = SinkOf(session, stream_id);
-    if (sink == nullptr) return 0;
-    nghttp2_session_set_stream_user_data(session, stream_id, nullptr);
-    sink->response.reset_code = error_code;
-    sink->OnGrpcClose(FinalStatus(sink->response, "etcd"));
-    return 0;
-  }
-
-  static int OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
-    if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK) != 0) {
-      static_cast<EtcdConnection*>(user_data)->ping_outstanding_ = false;
-    }
-    if (frame->hd.type == NGHTTP2_GOAWAY) {
-      auto* self = static_cast<EtcdConnection*>(user_data);
-      self->goaway_received_ = true;
-      self->failure_ = MakeError(
-          ErrorCode::kUnavailable,
-          "etcd at " + self->endpoint_.url + " closed the connection (GOAWAY " +
-              nghttp2_http2_strerror(frame->goaway.error_code) + ")" +
-              (frame->goaway.opaque_data_len > 0
-                   ? ": " + std::string(reinterpret_cast<const char*>(frame->goaway.opaque_data),
-                                        frame->goaway.opaque_data_len)
-                   : ""));
-    }
-    return 0;
-  }
-
-  // The request body: framed messages from the sink. An open stream with
-  // nothing queued is deferred until EtcdConnection::Resume.
-  static ssize_t ReadRequest(nghttp2_session* session, int32_t stream_id, uint8_t* buf,
-                             size_t length, uint32_t* data_flags, nghttp2_data_source*, void*) {
-    GrpcStreamSink* sink = SinkOf(session, stream_id);
-    if (sink == nullptr) return NGHTTP2_ERR_DEFERRED;  // cancelled: RST_STREAM follows
-    const size_t remaining = sink->outgoing.size() - sink->outgoing_sent;
-    const size_t take = std::min(length, remaining);
-    std::memcpy(buf, sink->outgoing.data() + sink->outgoing_sent, take);
-    sink->outgoing_sent += take;
-    if (sink->outgoing_sent == sink->outgoing.size()) {
-      sink->outgoing.clear();
-      sink->outgoing_sent = 0;
-      if (sink->half_close) {
-        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-      } else if (take == 0) {
-        return NGHTTP2_ERR_DEFERRED;
-      }
-    }
-    return static_cast<ssize_t>(take);
-  }
-};
-
 EtcdConnection::EtcdConnection(uv_loop_t* loop, EtcdEndpoint endpoint, EtcdTlsContextPtr tls,
                                Listener& listener)
     : loop_(loop),
@@ -230,7 +126,6 @@ EtcdConnection::~EtcdConnection() {
   connect_timer_.Close();
   notify_timer_.Close();
   ping_timer_.Close();
-  nghttp2_session_del(session_);
 }
 
 void EtcdConnection::Connect(std::chrono::milliseconds timeout) {
@@ -402,9 +297,9 @@ void EtcdConnection::ContinueHandshake() {
 
 void EtcdConnection::OnTlsData(std::string_view ciphertext) {
   tls_->Feed(ciphertext);
-  if (session_ == nullptr) {
+  if (channel_ == nullptr) {
     ContinueHandshake();
-    if (state_ != State::kHandshaking || session_ == nullptr) return;
+    if (state_ != State::kHandshaking || channel_ == nullptr) return;
   }
   std::string plaintext;
   Status read = tls_->Read(plaintext);
@@ -421,34 +316,17 @@ void EtcdConnection::OnTlsData(std::string_view ciphertext) {
 }
 
 Status EtcdConnection::StartSession() {
-  nghttp2_session_callbacks* callbacks = nullptr;
-  if (nghttp2_session_callbacks_new(&callbacks) != 0) {
-    return MakeError(ErrorCode::kResourceExhausted, "cannot allocate nghttp2 callbacks");
-  }
-  using C = EtcdConnectionCallbacks;
-  nghttp2_session_callbacks_set_on_header_callback(callbacks, C::OnHeader);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, C::OnDataChunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, C::OnStreamClose);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, C::OnFrameRecv);
-  int rv = nghttp2_session_client_new(&session_, callbacks, this);
-  nghttp2_session_callbacks_del(callbacks);
-  if (rv != 0) {
-    return MakeError(ErrorCode::kInternal,
-                     std::string("cannot create an nghttp2 session: ") + nghttp2_strerror(rv));
-  }
-  const nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindowSize},
-  };
-  rv = nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
-  if (rv == 0) {
-    rv = nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
-                                               kConnectionWindowSize);
-  }
-  if (rv != 0) {
-    return MakeError(ErrorCode::kInternal,
-                     std::string("cannot submit HTTP/2 settings: ") + nghttp2_strerror(rv));
-  }
+  GrpcChannelOptions options;
+  options.peer = "etcd";
+  options.scheme = endpoint_.tls ? "https" : "http";
+  options.authority = endpoint_.authority;
+  options.user_agent = "podless-etcd-client/0.1";
+  auto channel = GrpcChannel::Create(std::move(options), *this);
+  if (!channel.ok()) return channel.error();
+  channel_ = std::move(channel).value();
+  // etcd sends GOAWAY when it shuts down; the simplest correct reaction is
+  // to treat it as a lost connection: callers retry on a new one.
+  channel_->set_goaway_ends_channel(true);
   return {};
 }
 
@@ -458,74 +336,45 @@ Result<int32_t> EtcdConnection::StartCall(const std::string& path,
   if (state_ != State::kUp) {
     return MakeError(ErrorCode::kUnavailable, "not connected to etcd at " + endpoint_.url);
   }
-  std::string grpc_timeout;
-  std::vector<nghttp2_nv> headers = {
-      proxy::MakeNv(":method", "POST"),
-      proxy::MakeNv(":scheme", endpoint_.tls ? "https" : "http"),
-      proxy::MakeNv(":path", path),
-      proxy::MakeNv(":authority", endpoint_.authority),
-      proxy::MakeNv("content-type", "application/grpc"),
-      proxy::MakeNv("te", "trailers"),
-      proxy::MakeNv("user-agent", "podless-etcd-client/0.1"),
-  };
-  if (timeout) {
-    grpc_timeout = EncodeGrpcTimeout(*timeout);
-    headers.push_back(proxy::MakeNv("grpc-timeout", grpc_timeout));
+  Result<int32_t> stream_id = channel_->StartCall(path, timeout, sink);
+  if (!stream_id.ok()) {
+    return MakeError(ErrorCode::kUnavailable,
+                     stream_id.error().message + " (" + endpoint_.url + ")");
   }
-  nghttp2_data_provider provider = {};
-  provider.read_callback = EtcdConnectionCallbacks::ReadRequest;
-  const int32_t stream_id =
-      nghttp2_submit_request(session_, nullptr, headers.data(), headers.size(), &provider, &sink);
-  if (stream_id < 0) {
-    return MakeError(ErrorCode::kUnavailable, "cannot start " + path + " on the connection to " +
-                                                  endpoint_.url + ": " +
-                                                  nghttp2_strerror(stream_id));
-  }
-  ++open_streams_;
-  Flush();
+  Flush();  // a failure here ends the call through OnDisconnected
   return stream_id;
 }
 
 void EtcdConnection::Resume(int32_t stream_id) {
   if (state_ != State::kUp) return;
-  // Fails harmlessly when the stream is not deferred (still sending).
-  nghttp2_session_resume_data(session_, stream_id);
-  Flush();
+  FailOn(channel_->Resume(stream_id));
 }
 
 void EtcdConnection::Cancel(int32_t stream_id) {
-  if (session_ == nullptr) return;
-  nghttp2_session_set_stream_user_data(session_, stream_id, nullptr);
-  if (state_ != State::kUp) return;
-  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
-  Flush();
+  if (channel_ == nullptr) return;
+  if (state_ != State::kUp) {
+    channel_->Forget(stream_id);
+    return;
+  }
+  FailOn(channel_->Cancel(stream_id));
 }
 
 void EtcdConnection::Flush() {
-  if ((state_ != State::kUp && state_ != State::kHandshaking) || session_ == nullptr) return;
-  std::string out;
-  for (;;) {
-    const uint8_t* data = nullptr;
-    const ssize_t n = nghttp2_session_mem_send(session_, &data);
-    if (n < 0) {
-      Fail(ErrorCode::kUnavailable,
-           std::string("HTTP/2 error: ") + nghttp2_strerror(static_cast<int>(n)));
-      return;
-    }
-    if (n == 0) break;
-    out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+  if ((state_ != State::kUp && state_ != State::kHandshaking) || channel_ == nullptr) return;
+  FailOn(channel_->Flush());
+}
+
+void EtcdConnection::FailOn(const Status& status) {
+  if (!status.ok()) Fail(status.error().code, status.error().message);
+}
+
+Status EtcdConnection::Send(std::string bytes) {
+  if (tls_ != nullptr) {
+    if (Status sealed = tls_->Write(bytes); !sealed.ok()) return sealed;
+    bytes = tls_->TakeOutgoing();
   }
-  if (tls_ != nullptr && !out.empty()) {
-    if (Status sealed = tls_->Write(out); !sealed.ok()) {
-      Fail(sealed.error().code, sealed.error().message);
-      return;
-    }
-    out = tls_->TakeOutgoing();
-  }
-  if (!WriteToSocket(std::move(out))) return;
-  if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) {
-    Fail(ErrorCode::kUnavailable, "the HTTP/2 session with etcd ended");
-  }
+  if (!WriteToSocket(std::move(bytes))) return failure_;
+  return {};
 }
 
 bool EtcdConnection::WriteToSocket(std::string bytes) {
@@ -580,23 +429,7 @@ void EtcdConnection::OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* 
   }
 }
 
-void EtcdConnection::Receive(std::string_view plaintext) {
-  const ssize_t rv = nghttp2_session_mem_recv(
-      session_, reinterpret_cast<const uint8_t*>(plaintext.data()), plaintext.size());
-  if (rv < 0) {
-    Fail(ErrorCode::kUnavailable,
-         std::string("HTTP/2 error in etcd's data: ") + nghttp2_strerror(static_cast<int>(rv)));
-    return;
-  }
-  if (goaway_received_) {
-    // etcd sends GOAWAY when it shuts down; the simplest correct reaction is
-    // to treat it as a lost connection: callers retry on a new one.
-    Error error = failure_;
-    Fail(error.code, error.message);
-    return;
-  }
-  Flush();
-}
+void EtcdConnection::Receive(std::string_view plaintext) { FailOn(channel_->Receive(plaintext)); }
 
 void EtcdConnection::Fail(ErrorCode code, std::string reason) {
   if (state_ == State::kFailed) return;
@@ -629,16 +462,14 @@ void EtcdConnection::Notify() {
 
 void EtcdConnection::PingTick() {
   if (state_ != State::kUp) return;
-  if (ping_outstanding_) {
+  if (channel_->ping_outstanding()) {
     Fail(ErrorCode::kUnavailable, "no answer to an HTTP/2 PING within " +
                                       std::to_string(kPingIntervalMs / 1000) +
                                       " s (etcd or the network is gone)");
     return;
   }
-  if (open_streams_ == 0) return;
-  if (nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr) != 0) return;
-  ping_outstanding_ = true;
-  Flush();
+  if (channel_->open_streams() == 0) return;
+  FailOn(channel_->SendPing());
 }
 
 }  // namespace podless::runtime

@@ -2,11 +2,17 @@
 // loop, carrying gRPC calls as streams: cleartext with prior knowledge (h2c)
 // for http://, TLS with ALPN h2 for https:// (runtime/etcd_tls.h).
 //
-// The split of work: this class owns the socket, the name resolution, the
-// TLS session, the nghttp2 session and the gRPC framing of each stream; the
-// client
-// (runtime/etcd_client.cc) owns the calls, their deadlines and callbacks, and
-// the choice of endpoint. Nothing here calls user code.
+// The split of work: this class owns what is particular to reaching etcd:
+// the name resolution (every address in turn), the socket, the TLS session
+// with etcd's profile, the connect timeout and the PINGs that find a dead
+// peer. The gRPC calls themselves run on a runtime::GrpcChannel (the HTTP/2
+// session and the framing, shared with the CLI's client) that this class
+// feeds with the plaintext it reads and whose output it writes. It is not a
+// proxy::Stream because neither data-plane stream fits: proxy::TcpStream
+// dials IPv4 only and proxy::TlsStream speaks the HBONE TLS profile, not
+// etcd's (see etcd_tls.h). The client (runtime/etcd_client.cc) owns the
+// calls, their deadlines and callbacks, and the choice of endpoint. Nothing
+// here calls user code.
 #pragma once
 
 #include <uv.h>
@@ -21,12 +27,8 @@
 
 #include "proxy/uv_handle.h"
 #include "runtime/etcd_tls.h"
-#include "runtime/grpc_framing.h"
-#include "runtime/grpc_protocol.h"
-#include "runtime/grpc_status.h"
+#include "runtime/grpc/channel.h"
 #include "workloads/result.h"
-
-struct nghttp2_session;
 
 namespace podless::runtime {
 
@@ -44,30 +46,7 @@ struct EtcdEndpoint {
 // with it.
 Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view url);
 
-// One gRPC call as its HTTP/2 stream sees it. The two hooks run inside
-// nghttp2's callbacks: an implementation records and defers, it never calls
-// back into the connection nor destroys it there.
-class GrpcStreamSink {
- public:
-  virtual ~GrpcStreamSink() = default;
-  // One complete response message.
-  virtual void OnGrpcMessage(std::string message) = 0;
-  // The stream is over with this status (trailers, HTTP status, a reset or a
-  // framing error). No hook runs after it.
-  virtual void OnGrpcClose(Status status) = 0;
-
-  // Request bytes (framed messages) the stream sends next: the owner appends
-  // and then calls EtcdConnection::Resume. The connection consumes them.
-  std::string outgoing;
-  size_t outgoing_sent = 0;
-  // The request is complete (unary calls): END_STREAM follows the last byte.
-  bool half_close = false;
-
-  // What the connection keeps of the call's response.
-  GrpcResponseState response;
-};
-
-class EtcdConnection {
+class EtcdConnection final : private GrpcChannel::Output {
  public:
   // The listener hears once how the connect ends (OnConnected or
   // OnConnectFailed) and, after OnConnected, at most once that the connection
@@ -115,7 +94,6 @@ class EtcdConnection {
   // kHandshaking: TCP is up, TLS (and then etcd's first bytes) pending.
   enum class State { kIdle, kResolving, kConnecting, kHandshaking, kUp, kFailed };
   struct ResolveRequest;
-  friend struct EtcdConnectionCallbacks;
 
   static void OnResolved(uv_getaddrinfo_t* req, int status, addrinfo* result);
   static void OnTcpConnected(uv_connect_t* req, int status);
@@ -127,13 +105,17 @@ class EtcdConnection {
   void StartTls();
   void ContinueHandshake();
   Status StartSession();
+  // GrpcChannel::Output: plaintext for etcd, sealed first for https://.
+  Status Send(std::string bytes) override;
   // The connection is usable: listener_.OnConnected.
   void Established();
   // Bytes read from the socket: through TLS first for https://.
   void OnTlsData(std::string_view ciphertext);
   void Receive(std::string_view plaintext);
-  // Hands everything nghttp2 wants to send to the socket.
+  // Hands everything the channel wants to send to the socket.
   void Flush();
+  // Fails the connection with `status`'s error, if it is one.
+  void FailOn(const Status& status);
   // Writes to the socket; false (and failed) if it cannot.
   bool WriteToSocket(std::string bytes);
   // Closes the socket and tells the listener on a later loop turn.
@@ -160,10 +142,7 @@ class EtcdConnection {
   // at the next tick means a dead peer (a half-open TCP connection never
   // errors on its own, and a watch would wait forever).
   proxy::TimerHandle ping_timer_;
-  bool ping_outstanding_ = false;
-  size_t open_streams_ = 0;
-  nghttp2_session* session_ = nullptr;
-  bool goaway_received_ = false;
+  GrpcChannelPtr channel_;     // once TCP (and TLS) is up
   bool received_any_ = false;  // etcd sent bytes: a close after that is no scheme mismatch
   Error failure_;
   char read_buffer_[64 * 1024];

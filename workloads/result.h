@@ -11,7 +11,7 @@
 namespace podless {
 
 // One code set for the whole project. It maps one-to-one onto gRPC status
-// codes (runtime/grpc_status.h), which is what callers eventually see.
+// codes (runtime/grpc/status.h), which is what callers eventually see.
 enum class ErrorCode {
   kInvalidArgument,
   kNotFound,

@@ -610,12 +610,19 @@ TEST_CASE("GrpcServer: every call is counted once, when it ends, with the code i
               ->ServerStream<v1::WatchRequest, v1::WatchEvent>(
                   kWatch, request, [&](const v1::WatchEvent&) { return ++received < 3; }, 10s)
               .ok());
-  REQUIRE(Eventually([&] { return server.OnLoop([&] { return ended->size(); }) == 3; }));
+  // A stream the server ends at its deadline: DEADLINE_EXCEEDED, when it ends.
+  request.set_namespace_("deadline");
+  REQUIRE_FALSE(client
+                    ->ServerStream<v1::WatchRequest, v1::WatchEvent>(
+                        kWatch, request, [](const v1::WatchEvent&) { return true; }, 300ms)
+                    .ok());
+  REQUIRE(Eventually([&] { return server.OnLoop([&] { return ended->size(); }) == 4; }));
   const auto calls = server.OnLoop([&] { return *ended; });
   using Call = std::pair<std::string, runtime::GrpcCode>;
   CHECK(calls == std::vector<Call>{{"GetCaBundle", runtime::GrpcCode::kOk},
                                    {"Apply", runtime::GrpcCode::kInvalidArgument},
-                                   {"Watch", runtime::GrpcCode::kCancelled}});
+                                   {"Watch", runtime::GrpcCode::kCancelled},
+                                   {"Watch", runtime::GrpcCode::kDeadlineExceeded}});
 }
 
 TEST_CASE("GrpcServer: a client that dies mid-stream cancels its stream and frees its connection") {

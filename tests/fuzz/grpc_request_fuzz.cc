@@ -15,7 +15,7 @@
 
 #include "api/model_convert.h"
 #include "podless/v1/runtime.pb.h"
-#include "runtime/grpc_framing.h"
+#include "runtime/grpc/framing.h"
 
 namespace v1 = podless::v1;
 using podless::api::FromProto;

@@ -1,11 +1,11 @@
-#include "runtime/grpc_framing.h"
+#include "runtime/grpc/framing.h"
 
 #include <doctest.h>
 
 #include <string>
 #include <vector>
 
-#include "runtime/grpc_status.h"
+#include "runtime/grpc/status.h"
 
 namespace podless::runtime {
 namespace {

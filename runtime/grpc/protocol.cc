@@ -1,4 +1,4 @@
-#include "runtime/grpc_protocol.h"
+#include "runtime/grpc/protocol.h"
 
 #include <nghttp2/nghttp2.h>
 

@@ -1,4 +1,4 @@
-#include "runtime/grpc_framing.h"
+#include "runtime/grpc/framing.h"
 
 #include <algorithm>
 #include <new>

@@ -1,5 +1,5 @@
 // What the gRPC over HTTP/2 protocol prescribes beyond framing
-// (grpc_framing.h) and status codes (grpc_status.h), in one place for every
+// (runtime/grpc/framing.h) and status codes (runtime/grpc/status.h), in one place for every
 // gRPC client and server of the agent (the API server, the CLI's client, the
 // etcd client): the grpc-timeout header, and the status of a call whose
 // response carries none (an HTTP error, a reset stream, a cut response).
@@ -11,8 +11,8 @@
 #include <string>
 #include <string_view>
 
-#include "runtime/grpc_framing.h"
-#include "runtime/grpc_status.h"
+#include "runtime/grpc/framing.h"
+#include "runtime/grpc/status.h"
 #include "workloads/result.h"
 
 namespace podless::runtime {
