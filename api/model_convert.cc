@@ -361,9 +361,9 @@ wl::ExecApp ExecFromProto(const v1::ExecApp& exec, const std::string& path, Prob
       for (const v1::EnvVar& var : c.env()) container.env.push_back({var.name(), var.value()});
       container.working_dir = c.working_dir();
       if (c.has_readiness_probe()) {
-        container.readiness_probe =
-            ProbeFromProto(c.readiness_probe(),
-                           path + ".containers[" + std::to_string(i) + "].readinessProbe", problems);
+        container.readiness_probe = ProbeFromProto(
+            c.readiness_probe(), path + ".containers[" + std::to_string(i) + "].readinessProbe",
+            problems);
       }
     }
   }

@@ -725,17 +725,16 @@ void RuntimeService::StreamLogs(const v1::LogsRequest& request,
   const std::vector<workloads::ExecContainer> containers = app.AllContainers();
   std::string names;
   for (const auto& c : containers) names += (names.empty() ? "" : ", ") + c.name;
-  const std::optional<std::string> container_dir =
-      runtime::ContainerLogDir(runtime::ReplicaLogDir(agent_.config().state_dir, ns, replica), app,
-                               request.container());
+  const std::optional<std::string> container_dir = runtime::ContainerLogDir(
+      runtime::ReplicaLogDir(agent_.config().state_dir, ns, replica), app, request.container());
   if (!container_dir) {
-    writer.Finish(MakeError(ErrorCode::kNotFound,
-                            "container \"" + request.container() + "\" is not valid for replica " +
-                                ns + "/" + replica + ": its containers are " + names));
+    writer.Finish(MakeError(ErrorCode::kNotFound, "container \"" + request.container() +
+                                                      "\" is not valid for replica " + ns + "/" +
+                                                      replica + ": its containers are " + names));
     return;
   }
-  const std::string container = request.container().empty() ? containers.front().name
-                                                             : request.container();
+  const std::string container =
+      request.container().empty() ? containers.front().name : request.container();
   {
     // Which container this is, and which there are (a client says which one
     // it defaulted to).
@@ -748,10 +747,10 @@ void RuntimeService::StreamLogs(const v1::LogsRequest& request,
   auto text = runtime::ReadLog(dir, request.previous(), tail, view);
   if (!text.ok()) {
     if (request.previous() || !request.follow()) {
-      writer.Finish(MakeError(
-          text.error().code,
-          (request.previous() ? "no previous run of " : "no log of ") + ns + "/" + replica +
-              (containers.size() > 1 ? " container " + container : "")));
+      writer.Finish(MakeError(text.error().code,
+                              (request.previous() ? "no previous run of " : "no log of ") + ns +
+                                  "/" + replica +
+                                  (containers.size() > 1 ? " container " + container : "")));
       return;
     }
   } else {

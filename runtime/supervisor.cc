@@ -177,7 +177,6 @@ std::vector<std::string> BuildEnvironment(const ExecReplicaSpec& spec,
   return out;
 }
 
-
 std::optional<std::string> ContainerLogDir(const std::string& replica_dir,
                                            const workloads::ExecApp& app,
                                            const std::string& container) {
@@ -315,9 +314,9 @@ LogFile* Supervisor::FindLog(const std::string& ns, const std::string& replica,
   for (const auto& [address, r] : replicas_) {
     if (r->spec.ns == ns && r->spec.replica == replica) spec = &r->spec;
   }
-  std::optional<std::string> dir =
-      spec != nullptr ? ContainerLogDir(replica_dir, spec->app, container)
-                      : std::optional<std::string>(replica_dir);
+  std::optional<std::string> dir = spec != nullptr
+                                       ? ContainerLogDir(replica_dir, spec->app, container)
+                                       : std::optional<std::string>(replica_dir);
   if (!dir) return nullptr;
   auto it = logs_.find(*dir);
   return it == logs_.end() ? nullptr : it->second.get();

@@ -51,7 +51,7 @@ struct Supervisor::Container {
 struct Supervisor::Replica {
   Supervisor* supervisor = nullptr;
   ExecReplicaSpec spec;
-  std::vector<uint16_t> private_ports;  // one per spec.ports entry
+  std::vector<uint16_t> private_ports;                 // one per spec.ports entry
   std::vector<std::unique_ptr<Container>> containers;  // the app's own command first
   proxy::TimerHandle kill_timer;
   bool ready = false;

@@ -115,10 +115,10 @@ void DocumentReader::ReadExecEnv(const YAML::Node& node, const Path& path,
 }
 
 void DocumentReader::ReadExec(const YAML::Node& node, const Path& path, ExecApp& exec) {
-  auto fields = ReadMapping(node, path,
-                            {"name", "command", "env", "workingDir", "containers", "restartPolicy",
-                             "readinessProbe", "terminationGracePeriodSeconds", "securityContext",
-                             "resources", "keepWorkingDir"});
+  auto fields = ReadMapping(
+      node, path,
+      {"name", "command", "env", "workingDir", "containers", "restartPolicy", "readinessProbe",
+       "terminationGracePeriodSeconds", "securityContext", "resources", "keepWorkingDir"});
   if (!fields) return;
   for (const Entry& e : fields->entries) {
     Path child = Join(path, e.key);

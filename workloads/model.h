@@ -275,7 +275,7 @@ struct ExecApp {
   RestartPolicy restart_policy = RestartPolicy::kAlways;
   uint32_t termination_grace_period_seconds = 30;
   HeapOptional<Probe> readiness_probe;
-  HeapValue<ExecSandbox> sandbox;  // securityContext, resources, keepWorkingDir
+  HeapValue<ExecSandbox> sandbox;        // securityContext, resources, keepWorkingDir
   HeapValue<ExecContainers> containers;  // exec.name, exec.containers
   bool operator==(const ExecApp&) const = default;
 

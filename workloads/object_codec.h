@@ -25,10 +25,10 @@
 // apiVersion, kind, document); 4 appends to the exec app its containers (the
 // first container's name, then each further container: name, command, env,
 // workingDir, optional readinessProbe), and from it on the sandbox is always
-// written (versions 2 and 3 write it too, 2 only when it is set). An object is written in the oldest version
-// that holds it (1 unless it needs a later one), so that the stored state
-// and cluster records of workloads that do not use newer fields stay
-// readable by the builds before them.
+// written (versions 2 and 3 write it too, 2 only when it is set). An object is written in the
+// oldest version that holds it (1 unless it needs a later one), so that the stored state and
+// cluster records of workloads that do not use newer fields stay readable by the builds before
+// them.
 //
 // Decoding treats its input as untrusted (a damaged disk, a fuzzer): every
 // length and count is checked against the bytes that remain before anything

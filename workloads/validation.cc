@@ -392,7 +392,8 @@ void CheckExec(Checker& c, const ExecApp& app, const WorkloadSpec& spec, const s
   // statuses name them).
   std::map<std::string, std::string> seen;  // name -> field
   for (size_t i = 0; i < all.size(); ++i) {
-    const std::string field = i == 0 ? path + ".name" : Index(path + ".containers", i - 1) + ".name";
+    const std::string field =
+        i == 0 ? path + ".name" : Index(path + ".containers", i - 1) + ".name";
     const std::string& name = all[i].name;
     if (i == 0 && app.containers->name.empty()) {
       seen[name] = field;

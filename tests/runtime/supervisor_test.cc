@@ -615,8 +615,9 @@ TEST_CASE("Supervisor: stopping a replica ends every container's process") {
   TempDir dir;
   proxy::UvLoop loop;
   Supervisor supervisor(loop.get(), TestOptions(dir));
-  ExecReplicaSpec spec = TwoContainers({"sh", "-c", "echo up; exec sleep 30"},
-                                       {"sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"});
+  ExecReplicaSpec spec =
+      TwoContainers({"sh", "-c", "echo up; exec sleep 30"},
+                    {"sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"});
   supervisor.Sync({spec});
   REQUIRE(RunUntil(loop.get(), [&] {
     return ContainerLog(supervisor, "a") == "up\n" && ContainerLog(supervisor, "b") == "up\n";
@@ -628,7 +629,8 @@ TEST_CASE("Supervisor: stopping a replica ends every container's process") {
   // a exits on SIGTERM; b ignores it and is killed after the grace period.
   REQUIRE(RunUntil(loop.get(), [&] { return !Alive(a); }));
   CHECK(supervisor.Status(spec.address).known);  // b still runs
-  REQUIRE(RunUntil(loop.get(), [&] { return supervisor.running_count() == 0; }, 10'000));
+  REQUIRE(RunUntil(
+      loop.get(), [&] { return supervisor.running_count() == 0; }, 10'000));
   CHECK(!Alive(b));
   CHECK(!supervisor.Status(spec.address).known);
 }
@@ -659,12 +661,14 @@ TEST_CASE("Supervisor: a replica is ready only when every container is") {
     ReplicaStatus s = supervisor.Status(spec.address);
     return s.containers.size() == 2 && s.containers[0].ready && s.containers[1].state == "Running";
   }));
-  RunUntil(loop.get(), [] { return false; }, 1'500);  // b's probe fails meanwhile
+  RunUntil(
+      loop.get(), [] { return false; }, 1'500);  // b's probe fails meanwhile
   CHECK_FALSE(supervisor.Status(spec.address).ready);
   CHECK_FALSE(supervisor.Status(spec.address).containers[1].ready);
   CHECK(changes.empty());
   { std::ofstream(ready_flag) << "go"; }
-  REQUIRE(RunUntil(loop.get(), [&] { return supervisor.Status(spec.address).ready; }, 10'000));
+  REQUIRE(RunUntil(
+      loop.get(), [&] { return supervisor.Status(spec.address).ready; }, 10'000));
   CHECK(supervisor.Status(spec.address).containers[1].ready);
   CHECK(changes == std::vector<bool>{true});
   StopAll(loop, supervisor);

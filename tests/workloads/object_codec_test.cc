@@ -182,11 +182,20 @@ bool UsesVersion3(const Object& object) {
 }
 
 std::vector<Object> AllObjects() {
-  return {EchoWorkload(),     StaticWorkload(),      ForwardWorkload(),
-          ExecWorkload(true), ExecWorkload(false),   SandboxedExecWorkload(),
-          MultiContainerWorkload(), AppliedExecWorkload(),
-          Workload{},         RichService(),         Service{},
-          RichPolicy(),       AuthorizationPolicy{}, IstioPolicy()};
+  return {EchoWorkload(),
+          StaticWorkload(),
+          ForwardWorkload(),
+          ExecWorkload(true),
+          ExecWorkload(false),
+          SandboxedExecWorkload(),
+          MultiContainerWorkload(),
+          AppliedExecWorkload(),
+          Workload{},
+          RichService(),
+          Service{},
+          RichPolicy(),
+          AuthorizationPolicy{},
+          IstioPolicy()};
 }
 
 TEST_CASE("ObjectCodec: every kind, app and field survives a round trip") {
@@ -234,8 +243,10 @@ TEST_CASE("ObjectCodec: objects without a sandbox keep the version 1 encoding") 
     const auto* exec = w != nullptr ? std::get_if<ExecApp>(&w->spec.app) : nullptr;
     const bool sandboxed = exec != nullptr && !exec->sandbox.is_default();
     const bool containers = exec != nullptr && !exec->containers.is_default();
-    CHECK(EncodeObject(object)[0] ==
-          (containers ? 4 : UsesVersion3(object) ? 3 : sandboxed ? 2 : 1));
+    CHECK(EncodeObject(object)[0] == (containers             ? 4
+                                      : UsesVersion3(object) ? 3
+                                      : sandboxed            ? 2
+                                                             : 1));
   }
   // A sandbox whose every field is at its default is no sandbox.
   Workload w = ExecWorkload(true);
