@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -673,6 +674,29 @@ TEST_CASE("Supervisor: a replica is ready only when every container is") {
   CHECK(changes == std::vector<bool>{true});
   StopAll(loop, supervisor);
   CHECK(changes == std::vector<bool>{true, false});
+}
+
+TEST_CASE("Supervisor: every container's process is recorded for the orphan sweep") {
+  TempDir dir;
+  proxy::UvLoop loop;
+  Supervisor supervisor(loop.get(), TestOptions(dir));
+  ExecReplicaSpec spec = TwoContainers({"sleep", "30"}, {"sleep", "30"});
+  supervisor.Sync({spec});
+  REQUIRE(RunUntil(loop.get(), [&] { return supervisor.running_count() == 2; }));
+  ReplicaStatus status = supervisor.Status(spec.address);
+  // What the next agent reads after a kill -9 of this one: both processes.
+  std::vector<ProcessRecord> records = ProcessTable(dir.path() + "/processes").Load();
+  REQUIRE(records.size() == 2);
+  std::map<std::string, pid_t> by_name;
+  for (const ProcessRecord& r : records) {
+    CHECK(r.address == spec.address);
+    CHECK(IsSameProcess(r.pid, r.start_time));
+    by_name[r.replica] = r.pid;
+  }
+  CHECK(by_name["shop/web-0/a"] == status.containers[0].pid);
+  CHECK(by_name["shop/web-0/b"] == status.containers[1].pid);
+  StopAll(loop, supervisor);
+  CHECK(ProcessTable(dir.path() + "/processes").Load().empty());
 }
 
 TEST_CASE("ContainerLogDir: one container keeps the replica's dir, several get one each") {
