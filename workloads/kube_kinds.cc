@@ -684,9 +684,14 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
   exec.restart_policy = restart_policy;
   SecurityContext container_context;
   // The containers that run, in order (the first is the app's own command),
-  // and the limits each declared (nullopt: none), with where.
+  // and the limits each declared (0: none), with where.
+  struct DeclaredLimits {
+    ResourceLimits limits;
+    Path resources_path;
+    YAML::Mark mark;  // the container's
+  };
   std::vector<ExecContainer> running;
-  std::vector<std::pair<ResourceLimits, Path>> container_limits;
+  std::vector<DeclaredLimits> container_limits;
   ForEach(
       containers->value, containers_path, "containers",
       [&](const YAML::Node& item, const Path& child) {
@@ -795,7 +800,7 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
         const Path model = running.empty() ? Path("spec.app.exec")
                                            : Index("spec.app.exec.containers", running.size() - 1);
         ExecContainer& container = running.emplace_back();
-        container_limits.emplace_back(ResourceLimits{}, Join(child, "resources"));
+        container_limits.push_back({ResourceLimits{}, Join(child, "resources"), item.Mark()});
         container.name = name;
         Alias(model, child, item.Mark());
         if (const Entry* e = c->Find("name")) {
@@ -936,35 +941,33 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
                    "ignored: podless limits cpu and memory only");
             }
           }
-          ReadLimits(kept, limits_path, container_limits.back().first);
+          ReadLimits(kept, limits_path, container_limits.back().limits);
         }
       });
   if (exec_pod && !running.empty()) {
-    // Resources: podless enforces limits per replica (its cgroup, or
-    // rlimits), not per container. As kubelet sizes a pod's cgroup, the
-    // replica's limit of a resource is the sum of its containers' limits when
-    // every container that runs sets one. When only some do, the pod has no
-    // bound in Kubernetes either at the pod level but its limited containers
-    // have one of their own, which podless cannot give: refused rather than
-    // dropped.
+    // Resources (decision, README "Bring your Kubernetes YAML"): podless
+    // enforces limits per replica (its cgroup, or rlimits), not per
+    // container, as the containers share one sandbox. So the replica's
+    // limit of a resource is the sum of its containers' limits, as kubelet
+    // sizes a pod's cgroup, when every container that runs sets one. When
+    // only some do, Kubernetes would still bound those containers each on
+    // its own, which podless cannot: refused rather than silently dropped.
     ResourceLimits sum;
     bool refused = false;
     auto combine = [&](auto member, const char* resource) {
       size_t with = 0;
       uint64_t total = 0;
-      for (const auto& [limits, where] : container_limits) {
-        if (limits.*member != 0) {
+      for (const DeclaredLimits& declared : container_limits) {
+        if (declared.limits.*member != 0) {
           ++with;
-          total += limits.*member;
+          total += declared.limits.*member;
         }
       }
       if (with == 0) return;
       if (with != container_limits.size()) {
-        for (size_t i = 0; i < container_limits.size(); ++i) {
-          if (container_limits[i].first.*member != 0) continue;
-          Error(Join(Join(container_limits[i].second, "limits"), resource),
-                MarkFor(Index(containers_path, with_command[i].second),
-                        containers->value[with_command[i].second]),
+        for (const DeclaredLimits& declared : container_limits) {
+          if (declared.limits.*member != 0) continue;
+          Error(Join(Join(declared.resources_path, "limits"), resource), declared.mark,
                 std::string("missing: podless limits a replica's containers together (their "
                             "sum goes to the replica's cgroup), so either every container "
                             "that runs a command sets limits.") +
