@@ -1238,7 +1238,14 @@ Result<std::string> FormatReplicas(const std::vector<v1::Object>& workloads, Out
       if (!r.process_reason().empty() && r.process_state() != "Running") {
         status = r.process_reason();
       }
-      std::vector<std::string> cells = {r.ready() ? "1/1" : "0/1",
+      // READY: ready containers / containers, as kubectl counts a pod's.
+      std::string ready = r.ready() ? "1/1" : "0/1";
+      if (r.containers_size() > 1) {
+        int n = 0;
+        for (const v1::ContainerStatus& c : r.containers()) n += c.ready() ? 1 : 0;
+        ready = std::to_string(n) + "/" + std::to_string(r.containers_size());
+      }
+      std::vector<std::string> cells = {ready,
                                         status,
                                         std::to_string(r.restarts()),
                                         r.started_at() != 0 ? Age(now - r.started_at()) : "",
