@@ -1,5 +1,6 @@
-// Supervisor: runs the processes of `exec` workloads, one per replica, the
-// way a kubelet runs containers — without a pod or a sidecar.
+// Supervisor: runs the processes of `exec` workloads, one per replica (one
+// per container of a replica with several), the way a kubelet runs
+// containers — without a pod or a sidecar.
 //
 // Design decisions:
 // - Where a process listens. Sandboxed by a root agent, in its own network
