@@ -447,7 +447,10 @@ class Encoder {
 // Reads an object; every method returns false once the reader has failed.
 class Decoder {
  public:
-  explicit Decoder(ByteReader* r) : r_(*r) {}
+  // `v3_without_default_sandbox`: read a version 3 exec app as builds before
+  // version 4 wrote it when its sandbox was at its defaults: without one.
+  explicit Decoder(ByteReader* r, bool v3_without_default_sandbox = false)
+      : r_(*r), v3_without_default_sandbox_(v3_without_default_sandbox) {}
 
   bool Object(workloads::Object* object) {
     if (!r_.ReadByte(&version_, "format version")) return false;
@@ -641,6 +644,7 @@ class Decoder {
       return false;
     }
     if (version_ < 2) return true;  // no sandbox: every setting at its default
+    if (version_ == 3 && v3_without_default_sandbox_) return true;
     if (!Sandbox(app)) return false;
     if (version_ < 4) return true;  // one container
     ExecContainers containers;
@@ -849,6 +853,7 @@ class Decoder {
 
   ByteReader& r_;
   uint8_t version_ = 0;  // of the object being read
+  bool v3_without_default_sandbox_ = false;
 };
 
 }  // namespace
@@ -873,14 +878,34 @@ Status AppendObject(const Object& object, std::string* out) {
   return {};
 }
 
-Result<Object> DecodeObject(std::string_view bytes) {
+namespace {
+
+Result<Object> Decode(std::string_view bytes, bool v3_without_default_sandbox) {
   ByteReader reader(bytes);
   Object object;
-  if (Decoder(&reader).Object(&object) && !reader.at_end()) {
+  if (Decoder(&reader, v3_without_default_sandbox).Object(&object) && !reader.at_end()) {
     reader.Fail("object", std::to_string(reader.remaining()) + " trailing bytes after the object");
   }
   if (!reader.ok()) {
     return MakeError(ErrorCode::kInvalidArgument, "object encoding: " + reader.error());
+  }
+  return object;
+}
+
+}  // namespace
+
+Result<Object> DecodeObject(std::string_view bytes) {
+  Result<Object> object = Decode(bytes, false);
+  if (object.ok() || bytes.empty() || bytes[0] != 3) return object;
+  // Builds before version 4 wrote a version 3 exec app (one applied as a
+  // Kubernetes kind) without its sandbox when that was at its defaults, and
+  // read it back expecting one: such stored state loads this way. Only an
+  // exec app whose sandbox is all defaults can decode so.
+  Result<Object> legacy = Decode(bytes, true);
+  if (legacy.ok()) {
+    const auto* w = std::get_if<Workload>(&*legacy);
+    const auto* exec = w != nullptr ? std::get_if<ExecApp>(&w->spec.app) : nullptr;
+    if (exec != nullptr && exec->sandbox.is_default()) return legacy;
   }
   return object;
 }

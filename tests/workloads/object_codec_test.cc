@@ -279,6 +279,28 @@ TEST_CASE("ObjectCodec: containers need version 4, and an app without them keeps
   }
 }
 
+TEST_CASE("ObjectCodec: a version 3 exec app without sandbox bytes, as older builds wrote it") {
+  // A Deployment whose one container runs a command, with no securityContext
+  // or limits: version 3 (appliedAs). This build writes its default sandbox;
+  // builds before version 4 left it out. Both load.
+  Workload w = AppliedExecWorkload();
+  std::get<ExecApp>(w.spec.app).containers.reset();
+  const std::string bytes = EncodeObject(w);
+  REQUIRE(bytes[0] == 3);
+  Result<Object> decoded = DecodeObject(bytes);
+  REQUIRE_MESSAGE(decoded.ok(), decoded.error().message);
+  CHECK(decoded.value() == Object(w));
+  // The older bytes: the same without the 7 bytes of the default sandbox.
+  bool found = false;
+  for (size_t i = 1; i + 7 <= bytes.size() && !found; ++i) {
+    if (bytes.compare(i, 7, std::string(7, '\0')) != 0) continue;
+    const std::string old = bytes.substr(0, i) + bytes.substr(i + 7);
+    Result<Object> legacy = DecodeObject(old);
+    found = legacy.ok() && legacy.value() == Object(w);
+  }
+  CHECK(found);
+}
+
 TEST_CASE("ObjectCodec: each field of Istio's newer policy attributes needs version 3") {
   // One field at a time: each must survive, and each alone moves the policy
   // to version 3 (a version 1 reader would silently drop it otherwise).
