@@ -6,7 +6,8 @@ server, the poller reaches the server on 127.0.0.1 (its log, read with
 container and says so, as kubectl does; an unknown container is an error
 naming the containers; killing one container's process restarts only that
 container; `describe` lists each container; a Pod's `get -o yaml` status has
-one containerStatuses entry per container."""
+one containerStatuses entry per container; an agent restart brings both
+containers back from the stored state."""
 
 import os
 import signal
@@ -145,6 +146,17 @@ def main():
         check(statuses.count("- name: ") == 2 and "name: left" in statuses and
               "name: right" in statuses, f"containerStatuses:\n{y}")
         check(agent.cli("logs", "duo", "-c", "right").stdout == "right\n", "duo's right log")
+
+        # The stored state (format version 4) brings both containers back
+        # after an agent restart.
+        agent.stop()
+        agent.start()
+        back = wait_for("pair-0's containers after a restart", lambda: (
+            c := containers_of(agent, "pair-0")) and len(c) == 2 and
+            all(x["state"] == "Running" for x in c.values()) and c, timeout=30, agent=agent)
+        check(sorted(back) == ["poller", "web"], f"after restart: {back}")
+        wait_for("pair-0 ready after a restart", lambda: (x := replica(agent, "pair-0")) and
+                 x["ready"], timeout=30, agent=agent)
     print("PASS")
 
 
