@@ -7,7 +7,8 @@ container and says so, as kubectl does; an unknown container is an error
 naming the containers; killing one container's process restarts only that
 container; `describe` lists each container; a Pod's `get -o yaml` status has
 one containerStatuses entry per container; an agent restart brings both
-containers back from the stored state."""
+containers back from the stored state, and after a kill -9 of the agent the
+next one replaces both containers' orphaned processes."""
 
 import os
 import signal
@@ -68,6 +69,15 @@ spec:
   - name: right
     command: [/bin/sh, -c, "echo right; exec sleep 600"]
 """
+
+
+def alive(pid):
+    """Whether `pid` is a live (non-zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 def containers_of(agent, name):
@@ -157,6 +167,19 @@ def main():
         check(sorted(back) == ["poller", "web"], f"after restart: {back}")
         wait_for("pair-0 ready after a restart", lambda: (x := replica(agent, "pair-0")) and
                  x["ready"], timeout=30, agent=agent)
+
+        # kill -9 of the agent: the next one stops both containers' orphans
+        # (the process table records each) before starting them again.
+        old = {name: c["pid"] for name, c in back.items()}
+        agent.kill9()
+        agent.start()
+        wait_for("the orphans stopped", lambda: not any(alive(p) for p in old.values()),
+                 timeout=20, agent=agent)
+        again = wait_for("pair-0's containers after kill -9", lambda: (
+            c := containers_of(agent, "pair-0")) and len(c) == 2 and
+            all(x["state"] == "Running" and x["pid"] > 0 for x in c.values()) and c,
+            timeout=30, agent=agent)
+        check(all(again[n]["pid"] != old[n] for n in old), f"{old} -> {again}")
     print("PASS")
 
 
