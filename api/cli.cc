@@ -664,6 +664,7 @@ class Cli {
     base.set_follow(args.On("--follow"));
     base.set_previous(args.On("--previous"));
     base.set_namespace_(args.Get("--namespace"));
+    base.set_container(args.Get("--container"));
     auto number = [](const std::string& text, int64_t* out) {
       char* end = nullptr;
       errno = 0;
@@ -756,11 +757,22 @@ class Cli {
         held[i] += text;
       }
     };
+    bool defaulted = false;  // said once, as kubectl says it
     std::vector<Status> statuses = (*client)->ConcurrentStreams(
         kMethod + "Logs", requests,
         [&](size_t i, std::string_view bytes) {
           v1::LogChunk chunk;
           if (!chunk.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return false;
+          if (chunk.containers_size() > 1 && base.container().empty() && !defaulted) {
+            defaulted = true;
+            std::string names;
+            for (const std::string& name : chunk.containers())
+              names += (names.empty() ? "" : ", ") + name;
+            std::fflush(stdout);
+            std::fprintf(stderr, "Defaulted container \"%s\" out of: %s\n",
+                         chunk.container().c_str(), names.c_str());
+          }
+          if (chunk.data().empty()) return true;
           emit(i, prefix ? lines[i].Add(chunk.data()) : chunk.data());
           return true;
         },

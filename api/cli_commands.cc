@@ -69,9 +69,12 @@ std::vector<CommandSpec> MakeCommands() {
        "Prints replica 0's stdout and stderr unless --replica, --all-replicas or -l say\n"
        "otherwise. With several replicas each line starts with [replica/NAME]. The agent\n"
        "stamps each line with the time it read it: --timestamps shows it, --since filters\n"
-       "on it (then --tail counts what is left).\n",
+       "on it (then --tail counts what is left). A replica of several containers (a\n"
+       "pod's) has a log per container: -c picks one; without it the first is shown, as\n"
+       "kubectl does, and stderr names the others.\n",
        {kNamespace,
         {"--replica", 'r', "N", "this replica's ordinal (default 0)"},
+        {"--container", 'c', "NAME", "this container's log (default: the first)"},
         {"--all-replicas", 0, "", "every replica of the workload"},
         kSelector,
         {"--follow", 'f', "", "keep printing new output"},

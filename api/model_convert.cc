@@ -114,6 +114,21 @@ struct AppFiller {
     if (app.readiness_probe) FillProbe(*app.readiness_probe, e->mutable_readiness_probe());
     e->mutable_termination_grace_period_seconds()->set_value(app.termination_grace_period_seconds);
     FillSandbox(*app.sandbox, e);
+    e->set_name(app.containers->name);
+    for (const wl::ExecContainer& container : app.containers->more) {
+      v1::ExecContainer* c = e->add_containers();
+      c->set_name(container.name);
+      for (const std::string& arg : container.command) c->add_command(arg);
+      for (const wl::EnvVar& var : container.env) {
+        v1::EnvVar* v = c->add_env();
+        v->set_name(var.name);
+        v->set_value(var.value);
+      }
+      c->set_working_dir(container.working_dir);
+      if (container.readiness_probe) {
+        FillProbe(*container.readiness_probe, c->mutable_readiness_probe());
+      }
+    }
   }
 };
 
@@ -335,6 +350,23 @@ wl::ExecApp ExecFromProto(const v1::ExecApp& exec, const std::string& path, Prob
     out.termination_grace_period_seconds = exec.termination_grace_period_seconds().value();
   }
   out.sandbox = SandboxFromProto(exec, path, problems);
+  if (!exec.name().empty() || exec.containers_size() > 0) {
+    wl::ExecContainers& containers = out.containers.mutable_value();
+    containers.name = exec.name();
+    for (int i = 0; i < exec.containers_size(); ++i) {
+      const v1::ExecContainer& c = exec.containers(i);
+      wl::ExecContainer& container = containers.more.emplace_back();
+      container.name = c.name();
+      container.command.assign(c.command().begin(), c.command().end());
+      for (const v1::EnvVar& var : c.env()) container.env.push_back({var.name(), var.value()});
+      container.working_dir = c.working_dir();
+      if (c.has_readiness_probe()) {
+        container.readiness_probe = ProbeFromProto(
+            c.readiness_probe(), path + ".containers[" + std::to_string(i) + "].readinessProbe",
+            problems);
+      }
+    }
+  }
   return out;
 }
 

@@ -480,29 +480,38 @@ std::string KubeStatus(const v1::Object& object, const std::string& kind) {
         if (!names.empty()) {
           out << YAML::Key << "containerStatuses" << YAML::Value << YAML::BeginSeq;
           for (const std::string& name : names) {
-            // The container podless runs carries the process's state; the
-            // others (image-only) are stood in for by the proxy.
-            const bool process = name == runs;
+            // A container podless runs carries its process's state (each
+            // its own, by name); the others (image-only) are stood in for
+            // by the proxy.
+            const v1::ContainerStatus* own = nullptr;
+            for (const v1::ContainerStatus& c : r.containers()) {
+              if (c.name() == name) own = &c;
+            }
+            const bool process = own != nullptr || (r.containers_size() == 0 && name == runs);
+            const bool c_waiting =
+                own != nullptr ? !own->state().empty() && own->state() != "Running" : waiting;
+            const bool c_ready = own != nullptr ? own->ready() : r.ready();
+            const uint32_t restarts = own != nullptr ? own->restarts() : r.restarts();
+            const std::string& reason = own != nullptr ? own->reason() : r.process_reason();
+            const std::string& last_exit = own != nullptr ? own->last_exit() : r.last_exit();
             out << YAML::BeginMap << YAML::Key << "name" << YAML::Value << name;
-            out << YAML::Key << "ready" << YAML::Value << r.ready();
-            out << YAML::Key << "restartCount" << YAML::Value << (process ? r.restarts() : 0u);
-            out << YAML::Key << "started" << YAML::Value << !(process && waiting);
+            out << YAML::Key << "ready" << YAML::Value << c_ready;
+            out << YAML::Key << "restartCount" << YAML::Value << (process ? restarts : 0u);
+            out << YAML::Key << "started" << YAML::Value << !(process && c_waiting);
             out << YAML::Key << "state" << YAML::Value << YAML::BeginMap;
-            if (process && waiting) {
+            if (process && c_waiting) {
               out << YAML::Key << "waiting" << YAML::Value << YAML::BeginMap;
-              if (!r.process_reason().empty()) {
-                out << YAML::Key << "reason" << YAML::Value << r.process_reason();
-              }
+              if (!reason.empty()) out << YAML::Key << "reason" << YAML::Value << reason;
               out << YAML::EndMap;
             } else {
               out << YAML::Key << "running" << YAML::Value << YAML::Flow << YAML::BeginMap
                   << YAML::EndMap;
             }
             out << YAML::EndMap;
-            if (process && !r.last_exit().empty()) {
+            if (process && !last_exit.empty()) {
               out << YAML::Key << "lastState" << YAML::Value << YAML::BeginMap << YAML::Key
                   << "terminated" << YAML::Value << YAML::BeginMap << YAML::Key << "reason"
-                  << YAML::Value << r.last_exit() << YAML::EndMap << YAML::EndMap;
+                  << YAML::Value << last_exit << YAML::EndMap << YAML::EndMap;
             }
             out << YAML::EndMap;
           }
@@ -571,6 +580,23 @@ std::string YamlStatus(const v1::Object& object) {
         out << YAML::Key << "restarts" << YAML::Value << r.restarts();
         if (!r.last_exit().empty()) {
           out << YAML::Key << "lastExit" << YAML::Value << r.last_exit();
+        }
+        if (r.containers_size() > 1) {
+          // Each container's own process.
+          out << YAML::Key << "containers" << YAML::Value << YAML::BeginSeq;
+          for (const v1::ContainerStatus& c : r.containers()) {
+            out << YAML::BeginMap;
+            out << YAML::Key << "name" << YAML::Value << c.name();
+            out << YAML::Key << "state" << YAML::Value << c.state();
+            if (!c.reason().empty()) out << YAML::Key << "reason" << YAML::Value << c.reason();
+            out << YAML::Key << "ready" << YAML::Value << c.ready();
+            out << YAML::Key << "restarts" << YAML::Value << c.restarts();
+            if (!c.last_exit().empty()) {
+              out << YAML::Key << "lastExit" << YAML::Value << c.last_exit();
+            }
+            out << YAML::EndMap;
+          }
+          out << YAML::EndSeq;
         }
         out << YAML::EndMap;
       }
@@ -848,6 +874,17 @@ void DescribeApp(DescribeWriter& w, const v1::WorkloadSpec& spec) {
                                  ? e.termination_grace_period_seconds().value()
                                  : 30) +
                   "s");
+      if (!e.name().empty()) w.Field(1, "Container", e.name());
+      for (const v1::ExecContainer& c : e.containers()) {
+        // A further container: its own process in the replica's sandbox.
+        w.Section(1, "Container " + c.name());
+        w.Field(2, "Command", CommandLine(c.command()));
+        w.Field(2, "Working Dir", c.working_dir());
+        std::vector<std::string> c_env;
+        for (const v1::EnvVar& var : c.env()) c_env.push_back(var.name() + "=" + var.value());
+        w.Field(2, "Environment", c_env);
+        w.Field(2, "Readiness", c.has_readiness_probe() ? ProbeText(c.readiness_probe()) : "");
+      }
       break;
     }
     case v1::App::kEcho:
@@ -918,6 +955,22 @@ std::string DescribeWorkload(const v1::Workload& workload) {
   }
   w.Section(0, "Replica Status");
   w.Text(1, table.Render());
+  // Several containers: each one's process, per replica.
+  bool several = false;
+  for (const v1::Replica& r : workload.status().replicas()) several |= r.containers_size() > 1;
+  if (several) {
+    Table containers({"REPLICA", "CONTAINER", "STATE", "READY", "RESTARTS", "LAST EXIT"});
+    for (const v1::Replica& r : workload.status().replicas()) {
+      for (const v1::ContainerStatus& c : r.containers()) {
+        std::string state = c.state();
+        if (!c.reason().empty()) state += " (" + c.reason() + ")";
+        containers.AddRow({r.name(), c.name(), state, c.ready() ? "true" : "false",
+                           std::to_string(c.restarts()), c.last_exit()});
+      }
+    }
+    w.Section(0, "Container Status");
+    w.Text(1, containers.Render());
+  }
   return w.Finish();
 }
 
@@ -1185,7 +1238,14 @@ Result<std::string> FormatReplicas(const std::vector<v1::Object>& workloads, Out
       if (!r.process_reason().empty() && r.process_state() != "Running") {
         status = r.process_reason();
       }
-      std::vector<std::string> cells = {r.ready() ? "1/1" : "0/1",
+      // READY: ready containers / containers, as kubectl counts a pod's.
+      std::string ready = r.ready() ? "1/1" : "0/1";
+      if (r.containers_size() > 1) {
+        int n = 0;
+        for (const v1::ContainerStatus& c : r.containers()) n += c.ready() ? 1 : 0;
+        ready = std::to_string(n) + "/" + std::to_string(r.containers_size());
+      }
+      std::vector<std::string> cells = {ready,
                                         status,
                                         std::to_string(r.restarts()),
                                         r.started_at() != 0 ? Age(now - r.started_at()) : "",

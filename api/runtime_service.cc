@@ -270,6 +270,16 @@ static v1::Object ObjectWithStatus(runtime::Agent& agent, const runtime::Cluster
       replica->set_last_exit(view.last_exit);
       replica->set_started_at(view.started_at);
       for (uint16_t port : view.unserved_ports) replica->add_unserved_ports(port);
+      for (const runtime::ReplicaView::Container& c : view.containers) {
+        v1::ContainerStatus* container = replica->add_containers();
+        container->set_name(c.name);
+        container->set_state(c.state);
+        container->set_reason(c.reason);
+        container->set_restarts(c.restarts);
+        container->set_ready(c.ready);
+        container->set_last_exit(c.last_exit);
+        container->set_started_at(c.started_at);
+      }
       if (view.certificate) {
         replica->set_certificate_serial(view.certificate->serial_hex);
         replica->set_certificate_not_after(view.certificate->not_after);
@@ -710,13 +720,37 @@ void RuntimeService::StreamLogs(const v1::LogsRequest& request,
     view.since_unix_nanos = (static_cast<int64_t>(now.tv_sec) - since) * 1'000'000'000;
   }
   const std::string replica = workload.metadata.name + "-" + std::to_string(ordinal);
-  const std::string dir = runtime::ReplicaLogDir(agent_.config().state_dir, ns, replica);
+  // The container: the one asked for, else the first (kubectl's default).
+  const auto& app = std::get<workloads::ExecApp>(workload.spec.app);
+  const std::vector<workloads::ExecContainer> containers = app.AllContainers();
+  std::string names;
+  for (const auto& c : containers) names += (names.empty() ? "" : ", ") + c.name;
+  const std::optional<std::string> container_dir = runtime::ContainerLogDir(
+      runtime::ReplicaLogDir(agent_.config().state_dir, ns, replica), app, request.container());
+  if (!container_dir) {
+    writer.Finish(MakeError(ErrorCode::kNotFound, "container \"" + request.container() +
+                                                      "\" is not valid for replica " + ns + "/" +
+                                                      replica + ": its containers are " + names));
+    return;
+  }
+  const std::string container =
+      request.container().empty() ? containers.front().name : request.container();
+  {
+    // Which container this is, and which there are (a client says which one
+    // it defaulted to).
+    v1::LogChunk first;
+    first.set_container(container);
+    for (const auto& c : containers) first.add_containers(c.name);
+    if (!writer.Write(first)) return;
+  }
+  const std::string& dir = *container_dir;
   auto text = runtime::ReadLog(dir, request.previous(), tail, view);
   if (!text.ok()) {
     if (request.previous() || !request.follow()) {
-      writer.Finish(MakeError(
-          text.error().code,
-          (request.previous() ? "no previous run of " : "no log of ") + ns + "/" + replica));
+      writer.Finish(MakeError(text.error().code,
+                              (request.previous() ? "no previous run of " : "no log of ") + ns +
+                                  "/" + replica +
+                                  (containers.size() > 1 ? " container " + container : "")));
       return;
     }
   } else {
@@ -728,7 +762,8 @@ void RuntimeService::StreamLogs(const v1::LogsRequest& request,
       if (!writer.Write(chunk)) return;
     }
   }
-  runtime::LogFile* log = supervisor_ != nullptr ? supervisor_->FindLog(ns, replica) : nullptr;
+  runtime::LogFile* log =
+      supervisor_ != nullptr ? supervisor_->FindLog(ns, replica, container) : nullptr;
   if (!request.follow() || request.previous() || log == nullptr) {
     writer.Finish({});
     return;

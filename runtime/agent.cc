@@ -1158,6 +1158,21 @@ void WriteReplica(JsonWriter& json, const ReplicaView& replica) {
     json.Key("last_exit").String(replica.last_exit);
     json.Key("pid").Int(replica.pid);
     json.EndObject();
+    if (replica.containers.size() > 1) {
+      json.Key("containers").BeginArray();
+      for (const ReplicaView::Container& c : replica.containers) {
+        json.BeginObject();
+        json.Key("name").String(c.name);
+        json.Key("state").String(c.state);
+        json.Key("reason").String(c.reason);
+        json.Key("ready").Bool(c.ready);
+        json.Key("restarts").Int(c.restarts);
+        json.Key("last_exit").String(c.last_exit);
+        json.Key("pid").Int(c.pid);
+        json.EndObject();
+      }
+      json.EndArray();
+    }
   }
   if (replica.certificate) {
     json.Key("certificate").BeginObject();

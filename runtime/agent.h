@@ -70,6 +70,19 @@ struct ReplicaView {
   // Declared ports not served in plaintext on this replica's address now
   // (another program holds them; retried; set by the Node).
   std::vector<uint16_t> unserved_ports;
+  // `exec` workloads: each container's process, the app's own command first
+  // (the fields above sum them up).
+  struct Container {
+    std::string name;
+    std::string state;
+    std::string reason;
+    bool ready = false;
+    uint32_t restarts = 0;
+    std::string last_exit;
+    int64_t started_at = 0;
+    int64_t pid = 0;
+  };
+  std::vector<Container> containers;
 };
 
 class Agent;

@@ -72,6 +72,10 @@ Status Node::Init() {
     view.last_exit = status.last_exit;
     view.pid = status.pid;
     if (status.started_at != 0) view.started_at = status.started_at;
+    for (const ContainerStatus& c : status.containers) {
+      view.containers.push_back(ReplicaView::Container{
+          c.name, c.state, c.reason, c.ready, c.restarts, c.last_exit, c.started_at, c.pid});
+    }
   });
   Supervisor* supervisor = supervisor_.get();
   metrics_->AddCallbackGauge(

@@ -21,6 +21,7 @@
 
 #include "proxy/log.h"
 #include "proxy/netns.h"
+#include "runtime/supervisor_parts.h"
 
 namespace podless::runtime {
 
@@ -60,8 +61,6 @@ std::string PortEnvName(const std::string& name) {
   return out;
 }
 
-podless::Status MakeDir(const std::string& path, mode_t mode);
-
 std::string DescribeExit(int64_t exit_status, int term_signal) {
   if (term_signal != 0) {
     const char* name = strsignal(term_signal);
@@ -74,12 +73,11 @@ void Log(const std::string& message, proxy::LogLevel level = proxy::LogLevel::kW
   proxy::Log(level, "supervisor", message);
 }
 
-// cgroup and sandbox names: namespaces and replica names are DNS labels, so
-// '_' cannot occur in them and the pair is unique.
-// A changed replica's successor starts while it stops, so each instance has
-// a cgroup of its own: "<ns>_<replica>_<instance>".
-std::string CgroupLeaf(const ExecReplicaSpec& spec, uint64_t instance) {
-  return spec.ns + "_" + spec.replica + "_" + std::to_string(instance);
+// The replica and container a log line is about.
+std::string Who(const ExecReplicaSpec& spec, const workloads::ExecContainer& container) {
+  std::string who = spec.ns + "/" + spec.replica;
+  if (!spec.app.containers->more.empty()) who += " container " + container.name;
+  return who;
 }
 
 }  // namespace
@@ -118,7 +116,8 @@ std::string ExpandVariables(const std::string& text,
 
 std::vector<std::string> BuildEnvironment(const ExecReplicaSpec& spec,
                                           const std::vector<uint16_t>& private_ports,
-                                          const std::string& home) {
+                                          const std::string& home,
+                                          const std::vector<workloads::EnvVar>* user_env) {
   std::vector<std::pair<std::string, std::string>> env;
   auto set = [&env](const std::string& name, const std::string& value) {
     for (auto& entry : env) {
@@ -167,7 +166,7 @@ std::vector<std::string> BuildEnvironment(const ExecReplicaSpec& spec,
   }
   // The user's variables, in order, each expanded with what precedes it.
   std::map<std::string, std::string> vars(env.begin(), env.end());
-  for (const auto& var : spec.app.env) {
+  for (const auto& var : user_env != nullptr ? *user_env : spec.app.env) {
     std::string value = ExpandVariables(var.value, vars);
     set(var.name, value);
     vars[var.name] = value;
@@ -178,50 +177,21 @@ std::vector<std::string> BuildEnvironment(const ExecReplicaSpec& spec,
   return out;
 }
 
-// One process run: the process handle and its two output pipes. A run
-// outlives its process until both pipes reached EOF, so the last output of
-// a crashing program still reaches the log.
-struct Supervisor::Run {
-  Supervisor* supervisor = nullptr;
-  LogFile* log = nullptr;
-  proxy::ProcessHandle process;
-  proxy::PipeHandle out;
-  proxy::PipeHandle err;
-  int open_pipes = 0;
-  bool exited = false;
-  pid_t pid = 0;
-  uint64_t start_time = 0;
-};
+std::optional<std::string> ContainerLogDir(const std::string& replica_dir,
+                                           const workloads::ExecApp& app,
+                                           const std::string& container) {
+  const std::vector<workloads::ExecContainer> all = app.AllContainers();
+  if (container.empty() || all.size() == 1) {
+    if (!container.empty() && container != all.front().name) return std::nullopt;
+    return all.size() == 1 ? replica_dir : replica_dir + "/" + all.front().name;
+  }
+  for (const auto& c : all) {
+    if (c.name == container) return replica_dir + "/" + c.name;
+  }
+  return std::nullopt;
+}
 
-struct Supervisor::Replica {
-  Supervisor* supervisor = nullptr;
-  ExecReplicaSpec spec;
-  std::vector<uint16_t> private_ports;  // one per spec.ports entry
-  LogFile* log = nullptr;
-  std::unique_ptr<Run> run;  // null when no process runs
-  std::vector<std::unique_ptr<Run>> draining;
-  proxy::TimerHandle restart_timer;
-  proxy::TimerHandle kill_timer;
-  ReadinessProbePtr probe;
-  bool ready = false;
-  bool stopping = false;
-  bool waiting_restart = false;
-  uint32_t restarts = 0;
-  uint32_t consecutive_crashes = 0;
-  uint64_t last_started_ms = 0;
-  std::string last_exit;
-  std::string reason;
-  // The sandbox, made on the first start and kept across restarts.
-  bool sandboxed = false;
-  proxy::UniqueFd netns;              // its network namespace (root agent)
-  proxy::UniqueFd outbound_listener;  // 127.0.0.1:<outbound port> in it
-  std::optional<uid_t> uid;
-  bool uid_allocated = false;  // the uid is the workload's own (UidAllocator)
-  std::optional<gid_t> gid;
-  std::string work_dir;
-  std::string cgroup;  // the cgroup's directory; empty: none
-  std::string cgroup_leaf;
-};
+void SupervisorLog(const std::string& message) { Log(message); }
 
 Supervisor::Supervisor(uv_loop_t* loop, SupervisorOptions options)
     : loop_(loop), options_(std::move(options)), table_(options_.state_dir + "/processes") {
@@ -240,18 +210,17 @@ Supervisor::Supervisor(uv_loop_t* loop, SupervisorOptions options)
 Supervisor::~Supervisor() {
   // Without Shutdown(), children are killed outright: none must outlive the
   // supervisor unrecorded.
-  for (auto& [address, replica] : replicas_) {
-    if (replica->run && !replica->run->exited) ::kill(-replica->run->pid, SIGKILL);
-  }
-  for (auto& replica : terminating_) {
-    if (replica->run && !replica->run->exited) ::kill(-replica->run->pid, SIGKILL);
-  }
+  auto kill_all = [](const Replica& replica) {
+    for (const auto& container : replica.containers) {
+      if (container->running()) ::kill(-container->run->pid, SIGKILL);
+    }
+  };
+  for (auto& [address, replica] : replicas_) kill_all(*replica);
+  for (auto& replica : terminating_) kill_all(*replica);
 }
 
 bool Supervisor::UidInUse(uid_t uid, const Replica* except) const {
-  auto running = [&](const Replica& r) {
-    return &r != except && r.uid == uid && r.run && !r.run->exited;
-  };
+  auto running = [&](const Replica& r) { return &r != except && r.uid == uid && r.any_running(); };
   for (const auto& [address, replica] : replicas_) {
     if (running(*replica)) return true;
   }
@@ -278,6 +247,7 @@ void Supervisor::KillOrphans() {
   if (options_.cgroups == nullptr && options_.uids != nullptr && options_.sandbox) {
     for (const auto& [key, uid] : options_.uids->allocations()) KillProcessesOfUid(uid);
   }
+  // Every container's process is recorded, so each is found here.
   std::vector<ProcessRecord> records = table_.Load();
   for (const auto& record : records) {
     if (!IsSameProcess(record.pid, record.start_time)) continue;
@@ -292,10 +262,13 @@ void Supervisor::KillOrphans() {
 void Supervisor::PersistTable() {
   std::vector<ProcessRecord> records;
   auto add = [&records](const Replica& replica) {
-    if (replica.run && !replica.run->exited) {
-      records.push_back(ProcessRecord{replica.run->pid, replica.run->start_time,
-                                      replica.spec.address,
-                                      replica.spec.ns + "/" + replica.spec.replica});
+    const bool several = replica.containers.size() > 1;
+    for (const auto& container : replica.containers) {
+      if (!container->running()) continue;
+      std::string name = replica.spec.ns + "/" + replica.spec.replica;
+      if (several) name += "/" + container->spec.name;
+      records.push_back(ProcessRecord{container->run->pid, container->run->start_time,
+                                      replica.spec.address, name});
     }
   };
   for (const auto& [address, replica] : replicas_) add(*replica);
@@ -322,8 +295,7 @@ uint16_t Supervisor::AllocatePort() {
   return 0;
 }
 
-LogFile* Supervisor::LogFor(const ExecReplicaSpec& spec) {
-  std::string dir = LogDir(spec.ns, spec.replica);
+LogFile* Supervisor::LogFor(const std::string& dir) {
   auto it = logs_.find(dir);
   if (it != logs_.end()) return it->second.get();
   auto file = LogFile::Open(dir, options_.log_max_bytes);
@@ -334,8 +306,19 @@ LogFile* Supervisor::LogFor(const ExecReplicaSpec& spec) {
   return (logs_[dir] = std::move(*file)).get();
 }
 
-LogFile* Supervisor::FindLog(const std::string& ns, const std::string& replica) {
-  auto it = logs_.find(LogDir(ns, replica));
+LogFile* Supervisor::FindLog(const std::string& ns, const std::string& replica,
+                             const std::string& container) {
+  const std::string replica_dir = LogDir(ns, replica);
+  // The app of the replica of that name decides the layout.
+  const ExecReplicaSpec* spec = nullptr;
+  for (const auto& [address, r] : replicas_) {
+    if (r->spec.ns == ns && r->spec.replica == replica) spec = &r->spec;
+  }
+  std::optional<std::string> dir = spec != nullptr
+                                       ? ContainerLogDir(replica_dir, spec->app, container)
+                                       : std::optional<std::string>(replica_dir);
+  if (!dir) return nullptr;
+  auto it = logs_.find(*dir);
   return it == logs_.end() ? nullptr : it->second.get();
 }
 
@@ -359,12 +342,19 @@ void Supervisor::Sync(std::vector<ExecReplicaSpec> desired) {
       replica->private_ports.push_back(NetworkNamespaces() ? replica->spec.ports[i].port
                                                            : AllocatePort());
     }
-    replica->log = LogFor(replica->spec);
-    uv_timer_init(loop_, replica->restart_timer.get());
+    const std::string replica_dir = LogDir(replica->spec.ns, replica->spec.replica);
+    for (workloads::ExecContainer& c : replica->spec.app.AllContainers()) {
+      auto container = std::make_unique<Container>();
+      container->replica = replica.get();
+      container->log = LogFor(*ContainerLogDir(replica_dir, replica->spec.app, c.name));
+      container->spec = std::move(c);
+      uv_timer_init(loop_, container->restart_timer.get());
+      replica->containers.push_back(std::move(container));
+    }
     uv_timer_init(loop_, replica->kill_timer.get());
     Replica& ref = *replica;
     replicas_[ref.spec.address] = std::move(replica);
-    StartProcess(ref);
+    StartReplica(ref);
   }
   for (auto it = replicas_.begin(); it != replicas_.end();) {
     if (wanted.count(it->first)) {
@@ -391,32 +381,42 @@ void Supervisor::Sync(std::vector<ExecReplicaSpec> desired) {
   }
 }
 
-void Supervisor::StartProcess(Replica& replica) {
+void Supervisor::StartReplica(Replica& replica) {
+  // A start may fail at once (and schedule a restart): iterate by index over
+  // containers that stay in place.
+  for (size_t i = 0; i < replica.containers.size() && !replica.stopping; ++i)
+    StartProcess(*replica.containers[i]);
+}
+
+void Supervisor::StartProcess(Container& container) {
+  Replica& replica = *container.replica;
   const ExecReplicaSpec& spec = replica.spec;
-  replica.waiting_restart = false;
-  replica.last_started_ms = NowMs(loop_);
-  if (replica.log != nullptr) replica.log->StartRun();
+  container.waiting_restart = false;
+  container.last_started_ms = NowMs(loop_);
+  if (container.log != nullptr) container.log->StartRun();
 
   if (options_.sandbox && !replica.sandboxed) {
     if (podless::Status s = PrepareSandbox(replica); !s) {
       RemoveSandbox(replica);
-      return FailStart(replica, std::make_unique<Run>(),
+      return FailStart(container, std::make_unique<Run>(),
                        "cannot prepare the sandbox: " + s.error().message);
     }
   }
-  std::vector<std::string> env = BuildEnvironment(spec, replica.private_ports, replica.work_dir);
+  std::vector<std::string> env =
+      BuildEnvironment(spec, replica.private_ports, replica.work_dir, &container.spec.env);
   std::map<std::string, std::string> vars;
   for (const auto& entry : env) {
     size_t eq = entry.find('=');
     vars[entry.substr(0, eq)] = entry.substr(eq + 1);
   }
   std::vector<std::string> argv;
-  for (const auto& arg : spec.app.command) argv.push_back(ExpandVariables(arg, vars));
-  if (options_.sandbox) argv = SandboxArgv(options_.launcher, SandboxFor(replica), argv);
+  for (const auto& arg : container.spec.command) argv.push_back(ExpandVariables(arg, vars));
+  if (options_.sandbox)
+    argv = SandboxArgv(options_.launcher, SandboxFor(replica, container.spec.working_dir), argv);
 
   auto run = std::make_unique<Run>();
   run->supervisor = this;
-  run->log = replica.log;
+  run->log = container.log;
   uv_pipe_init(loop_, run->out.get(), 0);
   uv_pipe_init(loop_, run->err.get(), 0);
 
@@ -443,8 +443,8 @@ void Supervisor::StartProcess(Replica& replica) {
   options.env = envp.data();
   // A sandboxed process enters its working directory in the launcher, after
   // its namespace and cgroup.
-  options.cwd =
-      spec.app.working_dir.empty() || options_.sandbox ? nullptr : spec.app.working_dir.c_str();
+  const std::string& working_dir = container.spec.working_dir;
+  options.cwd = working_dir.empty() || options_.sandbox ? nullptr : working_dir.c_str();
   options.flags = UV_PROCESS_DETACHED;
   options.stdio_count = replica.netns ? 4 : 3;
   options.stdio = stdio;
@@ -452,23 +452,30 @@ void Supervisor::StartProcess(Replica& replica) {
     auto* run = static_cast<Run*>(process->data);
     if (run == nullptr) return;
     run->exited = true;
-    // Find the replica this run belongs to (current or terminating).
+    // Find the container this run belongs to (of a current or terminating
+    // replica).
     Supervisor* self = run->supervisor;
-    auto owns = [run](const std::unique_ptr<Replica>& replica) {
-      return replica->run.get() == run;
+    auto find = [&](Replica& replica) {
+      for (auto& container : replica.containers) {
+        if (container->run.get() == run) {
+          self->OnExit(*container, exit_status, term_signal);
+          return true;
+        }
+      }
+      return false;
     };
     for (auto& [address, replica] : self->replicas_) {
-      if (owns(replica)) return self->OnExit(*replica, exit_status, term_signal);
+      if (find(*replica)) return;
     }
     for (auto& replica : self->terminating_) {
-      if (owns(replica)) return self->OnExit(*replica, exit_status, term_signal);
+      if (find(*replica)) return;
     }
   };
   run->process->data = run.get();
 
   int rc = uv_spawn(loop_, run->process.get(), &options);
   if (rc != 0) {
-    return FailStart(replica, std::move(run),
+    return FailStart(container, std::move(run),
                      "cannot start " + (argv.empty() ? std::string("(no command)") : argv[0]) +
                          ": " + uv_strerror(rc));
   }
@@ -508,15 +515,15 @@ void Supervisor::StartProcess(Replica& replica) {
           if (--run->open_pipes == 0 && run->exited) run->supervisor->ScheduleReap();
         });
   }
-  replica.run = std::move(run);
-  replica.reason.clear();
+  container.run = std::move(run);
+  container.reason.clear();
   PersistTable();
 
-  if (!spec.app.readiness_probe) {
-    SetReady(replica, true);  // no probe: ready once running, as in Kubernetes
+  if (!container.spec.readiness_probe) {
+    SetContainerReady(container, true);  // no probe: ready once running, as in Kubernetes
     return;
   }
-  const workloads::Probe& probe = *spec.app.readiness_probe;
+  const workloads::Probe& probe = *container.spec.readiness_probe;
   uint16_t probe_port = 0;
   for (size_t i = 0; i < spec.ports.size(); ++i) {
     bool match = probe.port.name.empty() ? spec.ports[i].port == probe.port.number
@@ -525,26 +532,33 @@ void Supervisor::StartProcess(Replica& replica) {
   }
   if (probe_port == 0 && probe.port.name.empty())
     probe_port = probe.port.number;  // undeclared port
-  uint32_t address = spec.address;
-  replica.probe = std::make_unique<ReadinessProbe>(
+  Container* target = &container;
+  container.probe = std::make_unique<ReadinessProbe>(
       loop_, probe, probe_port,
-      [this, address](bool ready) {
-        auto it = replicas_.find(address);
-        if (it != replicas_.end()) SetReady(*it->second, ready);
-      },
-      replica.netns.get());
+      // The probe is the container's own and dies with its run or the
+      // container: `target` outlives every call.
+      [this, target](bool ready) { SetContainerReady(*target, ready); }, replica.netns.get());
 }
 
-void Supervisor::FailStart(Replica& replica, std::unique_ptr<Run> run, const std::string& message) {
-  Log(replica.spec.ns + "/" + replica.spec.replica + ": " + message);
-  if (replica.log != nullptr) replica.log->Append("podless: " + message + "\n");
+void Supervisor::FailStart(Container& container, std::unique_ptr<Run> run,
+                           const std::string& message) {
+  Log(Who(container.replica->spec, container.spec) + ": " + message);
+  if (container.log != nullptr) container.log->Append("podless: " + message + "\n");
   // The process never ran: treated as a failed run, restarted with backoff.
-  replica.run = std::move(run);
-  replica.run->exited = true;
-  replica.reason = "StartError";
-  OnExit(replica, 128, 0);
-  replica.last_exit = message;
-  replica.reason = "StartError";
+  container.run = std::move(run);
+  container.run->exited = true;
+  container.reason = "StartError";
+  OnExit(container, 128, 0);
+  container.last_exit = message;
+  container.reason = "StartError";
+}
+
+void Supervisor::SetContainerReady(Container& container, bool ready) {
+  container.ready = ready;
+  Replica& replica = *container.replica;
+  bool all = !replica.stopping;
+  for (const auto& c : replica.containers) all = all && c->ready;
+  SetReady(replica, all);
 }
 
 void Supervisor::SetReady(Replica& replica, bool ready) {
@@ -553,36 +567,45 @@ void Supervisor::SetReady(Replica& replica, bool ready) {
   if (on_readiness_) on_readiness_(replica.spec.address, ready);
 }
 
-void Supervisor::OnExit(Replica& replica, int64_t exit_status, int term_signal) {
-  Run& run = *replica.run;
+void Supervisor::OnExit(Container& container, int64_t exit_status, int term_signal) {
+  Replica& replica = *container.replica;
+  Run& run = *container.run;
   run.exited = true;
-  // The rest of its process group, and of its cgroup (double-forks that left
-  // the group), dies with it.
+  // The rest of its process group dies with it, as a container's processes
+  // do. The cgroup and the workload's uid are the replica's, shared by its
+  // containers: what escaped the group (double-forks) is killed once no
+  // container of the replica runs.
   if (run.pid > 0) ::kill(-run.pid, SIGKILL);
-  if (!replica.cgroup.empty()) {
-    if (podless::Status s = options_.cgroups->Kill(replica.cgroup_leaf); !s) Log(s.error().message);
-  } else if (replica.uid_allocated && !UidInUse(*replica.uid, &replica)) {
-    // No cgroup contains its children: the workload's own uid does. Once no
-    // replica of the workload runs, every process of that uid is an escapee.
-    KillProcessesOfUid(*replica.uid);
+  if (!replica.any_running()) {
+    if (!replica.cgroup.empty()) {
+      if (podless::Status s = options_.cgroups->Kill(replica.cgroup_leaf); !s)
+        Log(s.error().message);
+    } else if (replica.uid_allocated && !UidInUse(*replica.uid, &replica)) {
+      // No cgroup contains its children: the workload's own uid does. Once no
+      // replica of the workload runs, every process of that uid is an escapee.
+      KillProcessesOfUid(*replica.uid);
+    }
   }
-  replica.probe.reset();
-  uv_timer_stop(replica.kill_timer.get());
-  replica.last_exit = DescribeExit(exit_status, term_signal);
+  container.probe.reset();
+  container.last_exit = DescribeExit(exit_status, term_signal);
   bool failed = exit_status != 0 || term_signal != 0;
   if (run.open_pipes > 0) {
-    replica.draining.push_back(std::move(replica.run));
+    container.draining.push_back(std::move(container.run));
   } else {
-    finished_runs_.push_back(std::move(replica.run));
+    finished_runs_.push_back(std::move(container.run));
     ScheduleReap();
   }
   PersistTable();
   if (replica.stopping) {
-    SetReady(replica, false);
-    ReplicaStopped(replica);
+    container.ready = false;
+    if (!replica.any_running()) {
+      uv_timer_stop(replica.kill_timer.get());
+      SetReady(replica, false);
+      ReplicaStopped(replica);
+    }
     return;
   }
-  SetReady(replica, false);
+  SetContainerReady(container, false);
 
   bool restart = false;
   switch (replica.spec.app.restart_policy) {
@@ -597,29 +620,30 @@ void Supervisor::OnExit(Replica& replica, int64_t exit_status, int term_signal) 
       break;
   }
   if (!restart) {
-    replica.reason = failed ? "Error" : "Completed";
+    container.reason = failed ? "Error" : "Completed";
     return;
   }
   // Backoff: initial, doubled per consecutive crash, capped; a run of at
-  // least backoff_reset_ms forgets the earlier crashes.
-  if (NowMs(loop_) - replica.last_started_ms >= options_.backoff_reset_ms)
-    replica.consecutive_crashes = 0;
+  // least backoff_reset_ms forgets the earlier crashes. Per container, as
+  // kubelet keeps it.
+  if (NowMs(loop_) - container.last_started_ms >= options_.backoff_reset_ms)
+    container.consecutive_crashes = 0;
   uint64_t delay = options_.backoff_initial_ms;
-  for (uint32_t i = 0; i < replica.consecutive_crashes && delay < options_.backoff_max_ms; ++i)
+  for (uint32_t i = 0; i < container.consecutive_crashes && delay < options_.backoff_max_ms; ++i)
     delay *= 2;
   delay = std::min(delay, options_.backoff_max_ms);
-  ++replica.consecutive_crashes;
-  replica.waiting_restart = true;
-  if (replica.reason.empty()) replica.reason = "CrashLoopBackOff";
-  replica.restart_timer->data = &replica;
+  ++container.consecutive_crashes;
+  container.waiting_restart = true;
+  if (container.reason.empty()) container.reason = "CrashLoopBackOff";
+  container.restart_timer->data = &container;
   uv_timer_start(
-      replica.restart_timer.get(),
+      container.restart_timer.get(),
       [](uv_timer_t* timer) {
-        auto* replica = static_cast<Replica*>(timer->data);
-        if (replica == nullptr || replica->stopping) return;
-        ++replica->restarts;
-        ++replica->supervisor->restarts_total_;
-        replica->supervisor->StartProcess(*replica);
+        auto* container = static_cast<Container*>(timer->data);
+        if (container == nullptr || container->replica->stopping) return;
+        ++container->restarts;
+        ++container->replica->supervisor->restarts_total_;
+        container->replica->supervisor->StartProcess(*container);
       },
       delay, 0);
 }
@@ -633,19 +657,22 @@ void Supervisor::Retire(std::unique_ptr<Replica> replica) {
 void Supervisor::BeginStop(Replica& replica) {
   if (replica.stopping) return;
   replica.stopping = true;
-  replica.waiting_restart = false;
   // Reported at once: a changed replica's successor may already be starting
   // at the same address, and this one's late exit must not mark it unready.
   SetReady(replica, false);
-  uv_timer_stop(replica.restart_timer.get());
-  replica.probe.reset();
-  if (!replica.run || replica.run->exited) {
-    SetReady(replica, false);
+  for (auto& container : replica.containers) {
+    container->waiting_restart = false;
+    container->ready = false;
+    uv_timer_stop(container->restart_timer.get());
+    container->probe.reset();
+  }
+  if (!replica.any_running()) {
     ReplicaStopped(replica);
     return;
   }
-  pid_t pid = replica.run->pid;
-  ::kill(-pid, SIGTERM);
+  for (auto& container : replica.containers) {
+    if (container->running()) ::kill(-container->run->pid, SIGTERM);
+  }
   uint64_t grace_ms = options_.grace_period_ms
                           ? *options_.grace_period_ms
                           : uint64_t{replica.spec.app.termination_grace_period_seconds} * 1000;
@@ -654,11 +681,14 @@ void Supervisor::BeginStop(Replica& replica) {
       replica.kill_timer.get(),
       [](uv_timer_t* timer) {
         auto* replica = static_cast<Replica*>(timer->data);
-        if (replica == nullptr || !replica->run || replica->run->exited) return;
-        Log(replica->spec.ns + "/" + replica->spec.replica +
-            ": grace period over, sending SIGKILL to process group " +
-            std::to_string(replica->run->pid));
-        ::kill(-replica->run->pid, SIGKILL);
+        if (replica == nullptr) return;
+        for (auto& container : replica->containers) {
+          if (!container->running()) continue;
+          Log(Who(replica->spec, container->spec) +
+              ": grace period over, sending SIGKILL to process group " +
+              std::to_string(container->run->pid));
+          ::kill(-container->run->pid, SIGKILL);
+        }
       },
       grace_ms, 0);
 }
@@ -693,8 +723,11 @@ void Supervisor::ScheduleReap() {
         self->DropLogs();
         std::erase_if(self->finished_runs_, [](const auto& run) { return run->open_pipes == 0; });
         auto drained = [](const std::unique_ptr<Run>& run) { return run->open_pipes == 0; };
-        for (auto& [address, replica] : self->replicas_) std::erase_if(replica->draining, drained);
-        for (auto& replica : self->terminating_) std::erase_if(replica->draining, drained);
+        auto drain = [&](Replica& replica) {
+          for (auto& container : replica.containers) std::erase_if(container->draining, drained);
+        };
+        for (auto& [address, replica] : self->replicas_) drain(*replica);
+        for (auto& replica : self->terminating_) drain(*replica);
       },
       0, 0);
 }
@@ -708,7 +741,10 @@ void Supervisor::DropLogs() {
     for (const auto& [address, replica] : replicas_) uses(*replica);
     for (const auto& replica : terminating_) uses(*replica);
     if (used) continue;
-    logs_.erase(dir);
+    // The replica's log, or its containers' logs under it.
+    std::erase_if(logs_, [&dir](const auto& entry) {
+      return entry.first == dir || entry.first.rfind(dir + "/", 0) == 0;
+    });
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
   }
@@ -761,17 +797,40 @@ ReplicaStatus Supervisor::Status(uint32_t address) const {
   }
   if (replica == nullptr) return status;
   status.known = true;
-  bool running = replica->run && !replica->run->exited;
-  status.state = replica->stopping ? "Terminating" : running ? "Running" : "Waiting";
-  status.reason = running ? "" : replica->reason;
-  status.ready = replica->ready;
-  status.restarts = replica->restarts;
-  status.last_exit = replica->last_exit;
-  status.pid = running ? replica->run->pid : 0;
-  if (running) {
-    const uint64_t ran_ms = NowMs(loop_) - replica->last_started_ms;
-    status.started_at = static_cast<int64_t>(::time(nullptr)) - static_cast<int64_t>(ran_ms / 1000);
+  const int64_t now = static_cast<int64_t>(::time(nullptr));
+  for (const auto& c : replica->containers) {
+    ContainerStatus& out = status.containers.emplace_back();
+    const bool running = c->running();
+    out.name = c->spec.name;
+    out.state = replica->stopping ? "Terminating" : running ? "Running" : "Waiting";
+    out.reason = running ? "" : c->reason;
+    out.ready = c->ready;
+    out.restarts = c->restarts;
+    out.last_exit = c->last_exit;
+    out.pid = running ? c->run->pid : 0;
+    if (running) {
+      const uint64_t ran_ms = NowMs(loop_) - c->last_started_ms;
+      out.started_at = now - static_cast<int64_t>(ran_ms / 1000);
+    }
   }
+  // The replica as a whole: the first container that does not run speaks
+  // for it (as a pod's phase follows its containers).
+  const ContainerStatus* speaker = &status.containers.front();
+  for (const ContainerStatus& c : status.containers) {
+    status.restarts += c.restarts;
+    if (c.state != "Running" && speaker->state == "Running") speaker = &c;
+  }
+  status.state = speaker->state;
+  status.reason = speaker->reason;
+  status.last_exit = speaker->last_exit;
+  if (status.last_exit.empty()) {
+    for (const ContainerStatus& c : status.containers) {
+      if (status.last_exit.empty()) status.last_exit = c.last_exit;
+    }
+  }
+  status.ready = replica->ready;
+  status.pid = status.containers.front().pid;
+  status.started_at = status.containers.front().started_at;
   return status;
 }
 
@@ -781,10 +840,13 @@ const ExecReplicaSpec* Supervisor::Spec(uint32_t address) const {
 }
 
 std::optional<uint32_t> Supervisor::ReplicaOfPid(pid_t pid) const {
-  // pid -> replica of every running process.
-  std::map<pid_t, const Replica*> by_pid;
+  // pid -> (start time, replica) of every running process, every container's.
+  std::map<pid_t, std::pair<uint64_t, uint32_t>> by_pid;
   for (const auto& [address, replica] : replicas_) {
-    if (replica->run && !replica->run->exited) by_pid[replica->run->pid] = replica.get();
+    for (const auto& container : replica->containers) {
+      if (container->running())
+        by_pid[container->run->pid] = {container->run->start_time, replica->spec.address};
+    }
   }
   if (by_pid.empty()) return std::nullopt;
   // Walk the parent chain; every step compares start times, so a pid that
@@ -794,252 +856,21 @@ std::optional<uint32_t> Supervisor::ReplicaOfPid(pid_t pid) const {
     auto stat = ReadProcStat(current);
     if (!stat) return std::nullopt;
     auto it = by_pid.find(current);
-    if (it != by_pid.end() && it->second->run->start_time == stat->start_time) {
-      return it->second->spec.address;
-    }
+    if (it != by_pid.end() && it->second.first == stat->start_time) return it->second.second;
     current = stat->ppid;
   }
   return std::nullopt;
 }
 
 size_t Supervisor::running_count() const {
+  // Processes: every running container of every replica.
   size_t count = 0;
-  for (const auto& [address, replica] : replicas_) count += replica->run && !replica->run->exited;
-  for (const auto& replica : terminating_) count += replica->run && !replica->run->exited;
+  auto add = [&count](const Replica& replica) {
+    for (const auto& container : replica.containers) count += container->running();
+  };
+  for (const auto& [address, replica] : replicas_) add(*replica);
+  for (const auto& replica : terminating_) add(*replica);
   return count;
-}
-
-}  // namespace podless::runtime
-
-namespace podless::runtime {
-
-namespace {
-
-uint16_t PortOf(const std::string& host_port) {
-  size_t colon = host_port.rfind(':');
-  return colon == std::string::npos
-             ? 0
-             : static_cast<uint16_t>(std::strtoul(host_port.c_str() + colon + 1, nullptr, 10));
-}
-
-// mkdir that accepts an existing directory and makes its mode exact.
-podless::Status MakeDir(const std::string& path, mode_t mode) {
-  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
-    return MakeError(ErrorCode::kUnavailable,
-                     "cannot create " + path + ": " + std::strerror(errno));
-  }
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return MakeError(ErrorCode::kFailedPrecondition, path + " is not a directory");
-  }
-  if (::chmod(path.c_str(), mode) != 0) {
-    return MakeError(ErrorCode::kUnavailable, "cannot chmod " + path + ": " + std::strerror(errno));
-  }
-  return {};
-}
-
-// What a process of an agent that is not root may read: the system, not the
-// home directories or the agent's state dir.
-const char* const kSystemReadPaths[] = {"/usr",    "/bin", "/sbin", "/lib",  "/lib32", "/lib64",
-                                        "/libx32", "/etc", "/opt",  "/proc", "/sys",   "/run"};
-const char* const kSystemWritePaths[] = {"/tmp", "/var/tmp", "/dev"};
-
-}  // namespace
-
-std::string ReplicaWorkDir(const std::string& state_dir, const std::string& ns,
-                           const std::string& replica) {
-  return state_dir + "/sandboxes/" + ns + "/" + replica;
-}
-
-podless::Status Supervisor::CheckEnforceable(const workloads::ExecApp& app,
-                                             std::vector<std::string>* warnings) const {
-  if (!options_.sandbox) return {};
-  const workloads::ExecSandbox& sandbox = *app.sandbox;
-  const workloads::SecurityContext& context = sandbox.security_context;
-  const workloads::ResourceLimits& limits = sandbox.limits;
-  const bool root = NetworkNamespaces();
-  const std::string agent_uid = std::to_string(::geteuid());
-  if (!root && (context.run_as_user || context.run_as_group)) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     std::string("exec.securityContext.") +
-                         (context.run_as_user ? "runAsUser" : "runAsGroup") +
-                         ": the agent runs as uid " + agent_uid +
-                         ", not root, and cannot start processes as another user");
-  }
-  if (!root && context.run_as_non_root.value_or(false) && ::geteuid() == 0) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "exec.securityContext.runAsNonRoot: the process would run as root");
-  }
-  auto cgroup_offers = [this](const char* controller) {
-    return options_.cgroups != nullptr && options_.cgroups->Supports(controller);
-  };
-  auto why_not = [this](const char* controller) {
-    return options_.cgroups != nullptr ? options_.cgroups->WhyNot(controller)
-                                       : std::string("cgroup v2 is not usable by the agent");
-  };
-  if (limits.cpu_millis != 0 && !cgroup_offers("cpu")) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "exec.resources.limits.cpu: cannot be enforced on this node (" +
-                         why_not("cpu") + "; no rlimit bounds a CPU share)");
-  }
-  if (limits.pids != 0 && !cgroup_offers("pids") && !root) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "exec.resources.limits.pids: cannot be enforced on this node (" +
-                         why_not("pids") + "; RLIMIT_NPROC would count every process of uid " +
-                         agent_uid + ", the agent's own included)");
-  }
-  if (limits.memory_bytes != 0 && !cgroup_offers("memory")) {
-    warnings->push_back(
-        "exec.resources.limits.memory is enforced as RLIMIT_AS (address space, "
-        "per process), not a cgroup memory limit: " +
-        why_not("memory"));
-  }
-  if (limits.pids != 0 && !cgroup_offers("pids")) {
-    warnings->push_back(
-        "exec.resources.limits.pids is enforced as RLIMIT_NPROC of the "
-        "workload's uid (all its replicas together): " +
-        why_not("pids"));
-  }
-  if (root && context.run_as_user == 0u) {
-    warnings->push_back(
-        "exec.securityContext.runAsUser 0: the process runs as root (without "
-        "capabilities) and can read the agent's state, its CA key included");
-  }
-  if (!root) {
-    auto warn_if_under = [&](const char* open_path) {
-      if (options_.state_dir.rfind(std::string(open_path) + "/", 0) != 0) return;
-      warnings->push_back("the agent's state dir " + options_.state_dir + " lies under " +
-                          open_path +
-                          ", which Landlock leaves open to processes: they can read it (run "
-                          "the agent with a --state-dir elsewhere, e.g. under /var/lib)");
-    };
-    for (const char* path : kSystemReadPaths) warn_if_under(path);
-    for (const char* path : kSystemWritePaths) warn_if_under(path);
-    warnings->push_back(
-        "the agent runs as uid " + agent_uid +
-        ", not root: the process shares its uid and network namespace; Landlock ABI " +
-        std::to_string(LandlockAbi()) +
-        " confines it to the system directories, /tmp, its working directories" +
-        (LandlockAbi() >= 4 ? " and its own TCP ports" : "") + " (README, Isolation)");
-  }
-  return {};
-}
-
-podless::Status Supervisor::PrepareSandbox(Replica& replica) {
-  const ExecReplicaSpec& spec = replica.spec;
-  const workloads::ExecSandbox& sandbox = *spec.app.sandbox;
-  const workloads::SecurityContext& context = sandbox.security_context;
-  if (NetworkNamespaces()) {
-    if (context.run_as_user) {
-      replica.uid = *context.run_as_user;
-    } else {
-      auto uid = options_.uids->Acquire(spec.ns + "/" + spec.workload);
-      if (!uid) return uid.error();
-      replica.uid = *uid;
-      replica.uid_allocated = true;
-    }
-    replica.gid = context.run_as_group.value_or(*replica.uid);
-  }
-  if (context.run_as_non_root.value_or(false) && replica.uid.value_or(::geteuid()) == 0) {
-    return MakeError(ErrorCode::kFailedPrecondition,
-                     "securityContext.runAsNonRoot: the process would run as root");
-  }
-  // <state>/sandboxes/<ns>/<replica>: the parents are the agent's and only
-  // traversable (0711), the replica's own directory is its uid's alone.
-  const std::string root = options_.state_dir + "/sandboxes";
-  for (const std::string& dir : {root, root + "/" + spec.ns}) {
-    if (podless::Status s = MakeDir(dir, 0711); !s) return s;
-  }
-  replica.work_dir = ReplicaWorkDir(options_.state_dir, spec.ns, spec.replica);
-  if (podless::Status s = MakeDir(replica.work_dir, 0700); !s) return s;
-  if (replica.uid && ::lchown(replica.work_dir.c_str(), *replica.uid, *replica.gid) != 0) {
-    return MakeError(ErrorCode::kUnavailable,
-                     "cannot chown " + replica.work_dir + ": " + std::strerror(errno));
-  }
-  if (NetworkNamespaces()) {
-    auto netns = proxy::CreateNetworkNamespace();
-    if (!netns) return netns.error();
-    replica.netns = std::move(*netns);
-    const uint16_t outbound_port = PortOf(spec.outbound_proxy);
-    if (!spec.proxy_user.empty() && outbound_port != 0) {
-      auto listener = proxy::ListenInNamespace(replica.netns.get(), outbound_port);
-      if (!listener) return listener.error();
-      replica.outbound_listener = std::move(*listener);
-    }
-  }
-  if (options_.cgroups != nullptr) {
-    CgroupLimits limits;
-    const workloads::ResourceLimits& asked = sandbox.limits;
-    if (options_.cgroups->Supports("memory")) limits.memory_bytes = asked.memory_bytes;
-    if (options_.cgroups->Supports("cpu")) limits.cpu_millis = asked.cpu_millis;
-    if (options_.cgroups->Supports("pids")) limits.pids = asked.pids;
-    replica.cgroup_leaf = CgroupLeaf(spec, ++sandbox_instances_);
-    auto path = options_.cgroups->CreateReplica(replica.cgroup_leaf, limits);
-    if (!path) return path.error();
-    replica.cgroup = *path;
-  }
-  replica.sandboxed = true;
-  if (replica.outbound_listener && on_listeners_change_) on_listeners_change_();
-  return {};
-}
-
-SandboxSpec Supervisor::SandboxFor(const Replica& replica) const {
-  const workloads::ExecApp& app = replica.spec.app;
-  const workloads::ResourceLimits& limits = app.sandbox->limits;
-  SandboxSpec sandbox;
-  sandbox.uid = replica.uid;
-  sandbox.gid = replica.gid;
-  sandbox.netns = static_cast<bool>(replica.netns);
-  sandbox.cgroup = replica.cgroup;
-  sandbox.work_dir = app.working_dir.empty() ? replica.work_dir : app.working_dir;
-  auto cgroup_offers = [this](const char* controller) {
-    return options_.cgroups != nullptr && options_.cgroups->Supports(controller);
-  };
-  if (!cgroup_offers("memory")) sandbox.rlimit_as = limits.memory_bytes;
-  if (!cgroup_offers("pids")) sandbox.rlimit_nproc = limits.pids;
-  sandbox.rlimit_nofile = options_.rlimit_nofile;
-  if (!NetworkNamespaces()) {
-    // No uid and no namespace of its own: Landlock keeps it out of the
-    // agent's files and off other replicas' ports.
-    for (const char* path : kSystemReadPaths) sandbox.read_paths.push_back(path);
-    for (const char* path : kSystemWritePaths) sandbox.write_paths.push_back(path);
-    sandbox.write_paths.push_back(replica.work_dir);
-    if (!app.working_dir.empty()) sandbox.write_paths.push_back(app.working_dir);
-    sandbox.restrict_tcp = true;
-    sandbox.bind_ports = replica.private_ports;
-    if (uint16_t port = PortOf(replica.spec.outbound_proxy); port != 0)
-      sandbox.connect_ports.push_back(port);
-  }
-  return sandbox;
-}
-
-void Supervisor::RemoveSandbox(Replica& replica) {
-  if (!replica.cgroup.empty()) {
-    const std::string leaf = replica.cgroup_leaf;
-    if (podless::Status s = options_.cgroups->Kill(leaf); !s) Log(s.error().message);
-    // The kernel empties a killed cgroup asynchronously: a leftover is
-    // removed by the next agent's start (KillOrphans).
-    for (int attempt = 0; attempt < 100 && !options_.cgroups->Empty(leaf); ++attempt)
-      ::usleep(1000);
-    // Busy while a killed process is still exiting: the next agent's start
-    // removes it then (KillOrphans).
-    (void)options_.cgroups->Remove(leaf);
-    replica.cgroup.clear();
-  }
-  replica.outbound_listener.reset();
-  replica.netns.reset();
-  replica.sandboxed = false;
-  // A replica that is gone (not replaced by a changed one of the same name)
-  // takes its working directory and its logs with it.
-  const std::string& ns = replica.spec.ns;
-  const std::string& name = replica.spec.replica;
-  for (const auto& [address, other] : replicas_) {
-    if (other.get() != &replica && other->spec.ns == ns && other->spec.replica == name) return;
-  }
-  std::error_code ec;
-  if (!replica.work_dir.empty() && !replica.spec.app.sandbox->keep_working_dir)
-    std::filesystem::remove_all(replica.work_dir, ec);
-  if (replica.stopping) dropped_logs_.push_back(LogDir(ns, name));
 }
 
 }  // namespace podless::runtime

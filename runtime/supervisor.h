@@ -1,5 +1,6 @@
-// Supervisor: runs the processes of `exec` workloads, one per replica, the
-// way a kubelet runs containers — without a pod or a sidecar.
+// Supervisor: runs the processes of `exec` workloads, one per replica (one
+// per container of a replica with several), the way a kubelet runs
+// containers — without a pod or a sidecar.
 //
 // Design decisions:
 // - Where a process listens. Sandboxed by a root agent, in its own network
@@ -56,6 +57,19 @@
 //   (CheckEnforceable).
 // - Logs. stdout and stderr are read through pipes into the replica's LogFile
 //   (runtime/log_files.h), rotated, with the previous run kept.
+// - Containers. An app with further containers (ExecApp::containers, a
+//   Kubernetes pod's containers) runs one process per container in the
+//   replica's one sandbox: the same uid, network namespace (they reach each
+//   other on 127.0.0.1), cgroup and working directory; the ports belong to
+//   the replica. Each container restarts on its own, with its own
+//   CrashLoopBackOff backoff (restartPolicy is the app's, as it is the pod's
+//   in Kubernetes), its own log (<replica log dir>/<container>/ when there
+//   are several; a single container keeps the replica's dir) and its own
+//   readiness probe; the replica is ready when every container is (running,
+//   and its probe passed if it has one). A container's exit kills its process
+//   group; the cgroup (and without one, the workload uid's processes) is
+//   killed once no container of the replica runs, since it is shared. Stop
+//   sends SIGTERM to every container's group, SIGKILL after the grace period.
 #pragma once
 
 #include <sys/types.h>
@@ -125,6 +139,18 @@ struct SupervisorOptions {
   CgroupTree* cgroups = nullptr;
 };
 
+// One container's process of a replica.
+struct ContainerStatus {
+  std::string name;
+  std::string state;   // "Running", "Waiting", "Terminating"
+  std::string reason;  // "CrashLoopBackOff", "Completed", "Error", "StartError"
+  bool ready = false;
+  uint32_t restarts = 0;
+  std::string last_exit;
+  pid_t pid = 0;
+  int64_t started_at = 0;
+};
+
 // What `get`/`describe` show of a replica's process.
 struct ReplicaStatus {
   bool known = false;  // the supervisor runs (or ran) this address
@@ -136,6 +162,11 @@ struct ReplicaStatus {
   std::string last_exit;   // "exit code 1", "signal 9 (Killed)", or a start error
   pid_t pid = 0;           // 0 when not running
   int64_t started_at = 0;  // unix seconds the current process started; 0 when not running
+  // Every container, the app's own command first. The fields above sum them
+  // up: restarts summed, state Running when all run, else the first
+  // container's that does not (with its reason and last exit); pid and
+  // started_at are the first container's.
+  std::vector<ContainerStatus> containers;
 };
 
 class Supervisor;
@@ -189,9 +220,10 @@ class Supervisor {
   // The spec of the replica running at `address`, or null.
   const ExecReplicaSpec* Spec(uint32_t address) const;
 
-  // The live log of a replica this supervisor ran, or null (read the files
-  // with ReadLog() then).
-  LogFile* FindLog(const std::string& ns, const std::string& replica);
+  // The live log of a replica's container this supervisor ran, or null
+  // (read the files with ReadLog() then). `container` empty: the first one.
+  LogFile* FindLog(const std::string& ns, const std::string& replica,
+                   const std::string& container = "");
   std::string LogDir(const std::string& ns, const std::string& replica) const {
     return ReplicaLogDir(options_.state_dir, ns, replica);
   }
@@ -205,22 +237,28 @@ class Supervisor {
 
  private:
   struct Replica;
+  struct Container;
   struct Run;
   friend struct Replica;
+  friend struct Container;
   friend struct Run;
 
-  void StartProcess(Replica& replica);
+  // Starts every container of a new replica.
+  void StartReplica(Replica& replica);
+  void StartProcess(Container& container);
   // A start that failed before the process ran (`run` is its empty run).
-  void FailStart(Replica& replica, std::unique_ptr<Run> run, const std::string& message);
+  void FailStart(Container& container, std::unique_ptr<Run> run, const std::string& message);
   // A root agent's sandbox: a uid per workload, a namespace per replica.
   bool NetworkNamespaces() const { return options_.sandbox && options_.uids != nullptr; }
   podless::Status PrepareSandbox(Replica& replica);
-  SandboxSpec SandboxFor(const Replica& replica) const;
+  SandboxSpec SandboxFor(const Replica& replica, const std::string& working_dir) const;
   void RemoveSandbox(Replica& replica);
   // Deletes the logs of replicas that are gone, once no run writes them.
   void DropLogs();
-  void OnExit(Replica& replica, int64_t exit_status, int term_signal);
+  void OnExit(Container& container, int64_t exit_status, int term_signal);
   void BeginStop(Replica& replica);
+  // A container's readiness changed: the replica's is every container's.
+  void SetContainerReady(Container& container, bool ready);
   void SetReady(Replica& replica, bool ready);
   void Retire(std::unique_ptr<Replica> replica);
   void ReplicaStopped(Replica& replica);
@@ -230,7 +268,7 @@ class Supervisor {
   // A replica other than `except` of uid `uid` has a running process.
   bool UidInUse(uid_t uid, const Replica* except) const;
   uint16_t AllocatePort();
-  LogFile* LogFor(const ExecReplicaSpec& spec);
+  LogFile* LogFor(const std::string& dir);
 
   uv_loop_t* loop_;
   SupervisorOptions options_;
@@ -259,9 +297,18 @@ std::string ExpandVariables(const std::string& text,
 // The environment (NAME=value, in order) a replica's process starts with,
 // given its private ports (one per spec.ports entry, same order).
 // `home`: HOME (the sandbox's working directory); empty: the agent's.
+// `env`: the container's own variables; null: the app's (its first container).
 std::vector<std::string> BuildEnvironment(const ExecReplicaSpec& spec,
                                           const std::vector<uint16_t>& private_ports,
-                                          const std::string& home = "");
+                                          const std::string& home = "",
+                                          const std::vector<workloads::EnvVar>* env = nullptr);
+
+// Where a container's log lives: the replica's log dir itself for an app
+// with one container (the layout podless always had), else
+// <replica dir>/<container>. nullopt: the app has no such container.
+std::optional<std::string> ContainerLogDir(const std::string& replica_dir,
+                                           const workloads::ExecApp& app,
+                                           const std::string& container);
 
 // <state_dir>/sandboxes/<ns>/<replica>: a sandboxed replica's working directory.
 std::string ReplicaWorkDir(const std::string& state_dir, const std::string& ns,

@@ -194,6 +194,7 @@ class DocumentReader {
   void ReadWorkloadSpec(const YAML::Node& node, WorkloadSpec& spec);
   void ReadApp(const YAML::Node& node, const Path& path, AppSpec& app);
   void ReadExec(const YAML::Node& node, const Path& path, ExecApp& exec);
+  void ReadExecEnv(const YAML::Node& node, const Path& path, std::vector<EnvVar>& env);
   void ReadProbe(const YAML::Node& node, const Path& path, Probe& probe);
   void ReadProbeTiming(const Entry& e, const Path& child, Probe& probe);
   void ReadSecurityContext(const YAML::Node& node, const Path& path, SecurityContext& out);

@@ -7,9 +7,13 @@
 // `kubectl apply --validate=strict`. README "Bring your Kubernetes YAML".
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <iterator>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -617,8 +621,9 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
     }
     return;
   }
-  // Which container runs: the one with a command. An image alone names no
-  // program podless could run (there is no container runtime).
+  // Which containers run: those with a command. An image alone names no
+  // program podless could run (there is no container runtime). Several run
+  // side by side in each replica's one sandbox, as a pod's containers do.
   std::vector<std::pair<std::string, size_t>> with_command;  // name, index
   for (size_t i = 0; i < containers->value.size(); ++i) {
     const YAML::Node c = containers->value[i];
@@ -629,24 +634,10 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
       with_command.emplace_back(name && name.IsScalar() ? name.Scalar() : "", i);
     }
   }
-  if (with_command.size() > 1) {
-    std::string names;
-    for (size_t k = 0; k < with_command.size(); ++k) {
-      names += (k == 0                         ? ""
-                : k + 1 == with_command.size() ? " and "
-                                               : ", ") +
-               QuoteForMessage(with_command[k].first);
-    }
-    const size_t second = with_command[1].second;
-    const YAML::Node c = containers->value[second];
-    Error(Join(Index(containers_path, second), "command"), c["command"].Mark(),
-          "podless runs one command per workload, and containers " + names +
-              " each have one; put each in a Deployment of its own (they reach each other "
-              "through Services)");
-    return;
-  }
-  const bool exec_pod = with_command.size() == 1;
-  const std::string exec_name = exec_pod ? with_command[0].first : "";
+  const bool exec_pod = !with_command.empty();
+  std::string exec_names;  // "a" or "a", "b"
+  for (const auto& [name, index] : with_command)
+    exec_names += (exec_names.empty() ? "" : ", ") + QuoteForMessage(name);
 
   // The in-proxy app of an image-only pod: podless.dev/app.
   AppSpec in_proxy = EchoApp{};
@@ -657,7 +648,8 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
     if (exec_pod) {
       Error(annotation_path, annotation_mark,
             std::string(kAppAnnotation) + " picks the app of a pod whose containers have no " +
-                "command; container " + QuoteForMessage(exec_name) + " runs its command");
+                "command; " + (with_command.size() == 1 ? "container " : "containers ") +
+                exec_names + (with_command.size() == 1 ? " runs its command" : " run theirs"));
     } else if (value == "echo") {
       in_proxy = EchoApp{};
     } else if (value == "static" || value.starts_with("static=")) {
@@ -691,6 +683,15 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
   exec.termination_grace_period_seconds = grace_period;
   exec.restart_policy = restart_policy;
   SecurityContext container_context;
+  // The containers that run, in order (the first is the app's own command),
+  // and the limits each declared (0: none), with where.
+  struct DeclaredLimits {
+    ResourceLimits limits;
+    Path resources_path;
+    YAML::Mark mark;  // the container's
+  };
+  std::vector<ExecContainer> running;
+  std::vector<DeclaredLimits> container_limits;
   ForEach(
       containers->value, containers_path, "containers",
       [&](const YAML::Node& item, const Path& child) {
@@ -718,8 +719,8 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
         } else if (sidecar) {
           Warn(child, MarkFor(child, item),
                "ignored: container " + QuoteForMessage(name) +
-                   " has no command; podless runs container " + QuoteForMessage(exec_name) +
-                   "'s command only, and serves its ports only");
+                   " has no command; podless runs the commands of " + exec_names +
+                   " only, and serves their ports only");
           return;
         } else {
           Warn(Join(child, "image"), image_mark,
@@ -794,16 +795,26 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
           }
           return;
         }
-        Alias("spec.app.exec", child, item.Mark());
+        // The first container that runs is the app's own command; the
+        // others are spec.app.exec.containers[k].
+        const Path model = running.empty() ? Path("spec.app.exec")
+                                           : Index("spec.app.exec.containers", running.size() - 1);
+        ExecContainer& container = running.emplace_back();
+        container_limits.push_back({ResourceLimits{}, Join(child, "resources"), item.Mark()});
+        container.name = name;
+        Alias(model, child, item.Mark());
+        if (const Entry* e = c->Find("name")) {
+          Alias(Join(model, "name"), Join(child, "name"), e->value.Mark());
+        }
         std::vector<std::string> args;
         if (const Entry* e = c->Find("command")) {
-          ReadStringList(e->value, Join(child, "command"), exec.command);
-          Alias("spec.app.exec.command", Join(child, "command"), e->value.Mark());
+          ReadStringList(e->value, Join(child, "command"), container.command);
+          Alias(Join(model, "command"), Join(child, "command"), e->value.Mark());
         }
         if (const Entry* e = c->Find("args")) ReadStringList(e->value, Join(child, "args"), args);
-        exec.command.insert(exec.command.end(), args.begin(), args.end());
+        container.command.insert(container.command.end(), args.begin(), args.end());
         if (const Entry* e = c->Find("workingDir")) {
-          ReadString(e->value, Join(child, "workingDir"), exec.working_dir);
+          ReadString(e->value, Join(child, "workingDir"), container.working_dir);
         }
         if (const Entry* e = c->Find("envFrom"); e != nullptr && !e->value.IsNull()) {
           Error(Join(child, "envFrom"), e->key_node.Mark(),
@@ -891,7 +902,7 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
                     }
                   }
                 }
-                exec.env.push_back(std::move(var));
+                container.env.push_back(std::move(var));
               });
         }
         if (const Entry* e = c->Find("securityContext")) {
@@ -900,7 +911,7 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
         if (const Entry* e = c->Find("readinessProbe"); e != nullptr && !e->value.IsNull()) {
           std::optional<Probe> probe;
           ReadKubeProbe(e->value, Join(child, "readinessProbe"), probe);
-          if (probe) exec.readiness_probe = std::move(*probe);
+          if (probe) container.readiness_probe = std::move(*probe);
         }
         if (const Entry* e = c->Find("resources")) {
           const Path resources_path = Join(child, "resources");
@@ -930,11 +941,61 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
                    "ignored: podless limits cpu and memory only");
             }
           }
-          ResourceLimits read;
-          ReadLimits(kept, limits_path, read);
-          if (!(read == ResourceLimits{})) exec.sandbox.mutable_value().limits = read;
+          ReadLimits(kept, limits_path, container_limits.back().limits);
         }
       });
+  if (exec_pod && !running.empty()) {
+    // Resources (decision, README "Bring your Kubernetes YAML"): podless
+    // enforces limits per replica (its cgroup, or rlimits), not per
+    // container, as the containers share one sandbox. So the replica's
+    // limit of a resource is the sum of its containers' limits, as kubelet
+    // sizes a pod's cgroup, when every container that runs sets one. When
+    // only some do, Kubernetes would still bound those containers each on
+    // its own, which podless cannot: refused rather than silently dropped.
+    ResourceLimits sum;
+    bool refused = false;
+    auto combine = [&](auto member, const char* resource) {
+      size_t with = 0;
+      uint64_t total = 0;
+      for (const DeclaredLimits& declared : container_limits) {
+        if (declared.limits.*member != 0) {
+          ++with;
+          total += declared.limits.*member;
+        }
+      }
+      if (with == 0) return;
+      if (with != container_limits.size()) {
+        for (const DeclaredLimits& declared : container_limits) {
+          if (declared.limits.*member != 0) continue;
+          Error(Join(Join(declared.resources_path, "limits"), resource), declared.mark,
+                std::string("missing: podless limits a replica's containers together (their "
+                            "sum goes to the replica's cgroup), so either every container "
+                            "that runs a command sets limits.") +
+                    resource + " or none does");
+          refused = true;
+          break;
+        }
+        return;
+      }
+      using T = std::remove_reference_t<decltype(sum.*member)>;
+      sum.*member = static_cast<T>(std::min<uint64_t>(total, std::numeric_limits<T>::max()));
+    };
+    combine(&ResourceLimits::memory_bytes, "memory");
+    combine(&ResourceLimits::cpu_millis, "cpu");
+    if (!refused && !(sum == ResourceLimits{})) exec.sandbox.mutable_value().limits = sum;
+    ExecContainer& first = running.front();
+    exec.command = std::move(first.command);
+    exec.env = std::move(first.env);
+    exec.working_dir = std::move(first.working_dir);
+    exec.readiness_probe = std::move(first.readiness_probe);
+    // The container's name is kept (logs -c, statuses), one container too.
+    {
+      ExecContainers& more = exec.containers.mutable_value();
+      more.name = first.name;
+      more.more.assign(std::make_move_iterator(running.begin() + 1),
+                       std::make_move_iterator(running.end()));
+    }
+  }
   if (exec_pod) {
     // The container's settings override the pod's, field by field.
     SecurityContext context = pod_context;

@@ -100,30 +100,61 @@ void DocumentReader::ReadApp(const YAML::Node& node, const Path& path, AppSpec& 
   }
 }
 
+void DocumentReader::ReadExecEnv(const YAML::Node& node, const Path& path,
+                                 std::vector<EnvVar>& env) {
+  ForEach(node, path, "environment variables", [&](const YAML::Node& item, const Path& item_path) {
+    EnvVar var;
+    if (auto f = ReadMapping(item, item_path, {"name", "value"})) {
+      if (const Entry* x = f->Find("name")) ReadString(x->value, Join(item_path, "name"), var.name);
+      if (const Entry* x = f->Find("value")) {
+        ReadString(x->value, Join(item_path, "value"), var.value);
+      }
+    }
+    env.push_back(std::move(var));
+  });
+}
+
 void DocumentReader::ReadExec(const YAML::Node& node, const Path& path, ExecApp& exec) {
   auto fields = ReadMapping(
       node, path,
-      {"command", "env", "workingDir", "restartPolicy", "readinessProbe",
+      {"name", "command", "env", "workingDir", "containers", "restartPolicy", "readinessProbe",
        "terminationGracePeriodSeconds", "securityContext", "resources", "keepWorkingDir"});
   if (!fields) return;
   for (const Entry& e : fields->entries) {
     Path child = Join(path, e.key);
     if (e.key == "command") {
       ReadStringList(e.value, child, exec.command);
+    } else if (e.key == "name") {
+      std::string name;
+      ReadString(e.value, child, name);
+      if (!name.empty()) exec.containers.mutable_value().name = name;
     } else if (e.key == "env") {
-      ForEach(e.value, child, "environment variables",
-              [&](const YAML::Node& item, const Path& item_path) {
-                EnvVar var;
-                if (auto f = ReadMapping(item, item_path, {"name", "value"})) {
-                  if (const Entry* x = f->Find("name")) {
-                    ReadString(x->value, Join(item_path, "name"), var.name);
-                  }
-                  if (const Entry* x = f->Find("value")) {
-                    ReadString(x->value, Join(item_path, "value"), var.value);
-                  }
-                }
-                exec.env.push_back(std::move(var));
-              });
+      ReadExecEnv(e.value, child, exec.env);
+    } else if (e.key == "containers") {
+      // Further processes of each replica, in its sandbox.
+      ForEach(e.value, child, "containers", [&](const YAML::Node& item, const Path& item_path) {
+        ExecContainer container;
+        if (auto f = ReadMapping(item, item_path,
+                                 {"name", "command", "env", "workingDir", "readinessProbe"})) {
+          for (const Entry& x : f->entries) {
+            const Path field = Join(item_path, x.key);
+            if (x.key == "name") {
+              ReadString(x.value, field, container.name);
+            } else if (x.key == "command") {
+              ReadStringList(x.value, field, container.command);
+            } else if (x.key == "env") {
+              ReadExecEnv(x.value, field, container.env);
+            } else if (x.key == "workingDir") {
+              ReadString(x.value, field, container.working_dir);
+            } else if (x.key == "readinessProbe" && !x.value.IsNull()) {
+              Probe probe;
+              ReadProbe(x.value, field, probe);
+              container.readiness_probe = std::move(probe);
+            }
+          }
+        }
+        exec.containers.mutable_value().more.push_back(std::move(container));
+      });
     } else if (e.key == "workingDir") {
       ReadString(e.value, child, exec.working_dir);
     } else if (e.key == "restartPolicy") {

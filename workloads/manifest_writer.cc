@@ -163,19 +163,35 @@ void App(YAML::Emitter& out, const AppSpec& app) {
     Field(out, "address", f->address);
     out << YAML::EndMap;
   } else if (const auto* e = std::get_if<ExecApp>(&app)) {
-    out << YAML::Key << "exec" << YAML::Value << YAML::BeginMap;
-    StringList(out, "command", e->command);
-    if (!e->env.empty()) {
+    auto env = [&out](const std::vector<EnvVar>& vars) {
+      if (vars.empty()) return;
       out << YAML::Key << "env" << YAML::Value << YAML::BeginSeq;
-      for (const EnvVar& var : e->env) {
+      for (const EnvVar& var : vars) {
         out << YAML::BeginMap;
         Field(out, "name", var.name);
         Field(out, "value", var.value);
         out << YAML::EndMap;
       }
       out << YAML::EndSeq;
-    }
+    };
+    out << YAML::Key << "exec" << YAML::Value << YAML::BeginMap;
+    if (!e->containers->name.empty()) Field(out, "name", e->containers->name);
+    StringList(out, "command", e->command);
+    env(e->env);
     if (!e->working_dir.empty()) Field(out, "workingDir", e->working_dir);
+    if (!e->containers->more.empty()) {
+      out << YAML::Key << "containers" << YAML::Value << YAML::BeginSeq;
+      for (const ExecContainer& c : e->containers->more) {
+        out << YAML::BeginMap;
+        Field(out, "name", c.name);
+        StringList(out, "command", c.command);
+        env(c.env);
+        if (!c.working_dir.empty()) Field(out, "workingDir", c.working_dir);
+        if (c.readiness_probe) WriteProbe(out, *c.readiness_probe);
+        out << YAML::EndMap;
+      }
+      out << YAML::EndSeq;
+    }
     const char* restart = e->restart_policy == RestartPolicy::kOnFailure ? "OnFailure"
                           : e->restart_policy == RestartPolicy::kNever   ? "Never"
                                                                          : "Always";

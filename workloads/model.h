@@ -237,6 +237,34 @@ struct ExecSandbox {
   bool operator==(const ExecSandbox&) const = default;
 };
 
+// `exec.containers[]`: a further process of every replica, run side by side
+// with the first (the exec app's own command) in the replica's one sandbox:
+// same uid, network namespace (they reach each other on 127.0.0.1), cgroup
+// and working directory, as a pod's containers share theirs. Each has its
+// own restarts, backoff, log and readiness. A Kubernetes pod with several
+// containers that have a command maps onto these.
+struct ExecContainer {
+  std::string name;                  // DNS-1123 label, unique in the app
+  std::vector<std::string> command;  // argv, non-empty
+  std::vector<EnvVar> env;
+  std::string working_dir;
+  HeapOptional<Probe> readiness_probe;
+  bool operator==(const ExecContainer&) const = default;
+};
+
+// The containers of an exec app beyond its own command. Defaults (no name,
+// no further container) are the single-command app podless always had.
+struct ExecContainers {
+  // `exec.name`: the name of the container the app's own command runs as
+  // (a Kubernetes container's name); empty: "main" where one is needed.
+  std::string name;
+  std::vector<ExecContainer> more;  // `exec.containers`
+  bool operator==(const ExecContainers&) const = default;
+};
+
+// The name a single-command exec app's process goes by (logs, statuses).
+inline constexpr char kDefaultContainerName[] = "main";
+
 // `app.exec` — a supervised program (see issue "Process workloads").
 // Member order packs the struct (the AppSpec variant is as large as its
 // largest alternative, and this is it); it is not the manifest's order.
@@ -247,8 +275,24 @@ struct ExecApp {
   RestartPolicy restart_policy = RestartPolicy::kAlways;
   uint32_t termination_grace_period_seconds = 30;
   HeapOptional<Probe> readiness_probe;
-  HeapValue<ExecSandbox> sandbox;  // securityContext, resources, keepWorkingDir
+  HeapValue<ExecSandbox> sandbox;        // securityContext, resources, keepWorkingDir
+  HeapValue<ExecContainers> containers;  // exec.name, exec.containers
   bool operator==(const ExecApp&) const = default;
+
+  // Every container of a replica, the app's own command first.
+  std::vector<ExecContainer> AllContainers() const {
+    std::vector<ExecContainer> all;
+    all.reserve(1 + containers->more.size());
+    ExecContainer first;
+    first.name = containers->name.empty() ? kDefaultContainerName : containers->name;
+    first.command = command;
+    first.env = env;
+    first.working_dir = working_dir;
+    first.readiness_probe = readiness_probe;
+    all.push_back(std::move(first));
+    all.insert(all.end(), containers->more.begin(), containers->more.end());
+    return all;
+  }
 };
 
 using AppSpec = std::variant<EchoApp, StaticApp, ForwardApp, ExecApp>;

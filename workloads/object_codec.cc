@@ -162,6 +162,10 @@ constexpr uint64_t kMaxAppIndex = std::variant_size_v<AppSpec> - 1;
 // The oldest format version that holds `object` (see object_codec.h).
 uint8_t VersionFor(const Object& object) {
   const ObjectMeta& meta = MetaOf(object);
+  if (const auto* w = std::get_if<Workload>(&object)) {
+    const auto* exec = std::get_if<ExecApp>(&w->spec.app);
+    if (exec != nullptr && !exec->containers.is_default()) return 4;
+  }
   if (object.index() > static_cast<size_t>(Kind::kAuthorizationPolicy) ||
       !meta.annotations.is_default() || meta.applied_as.has_value()) {
     return 3;
@@ -287,18 +291,18 @@ class Encoder {
 
   void App(const ForwardApp& app) { w_.PutString(app.address); }
 
-  void App(const ExecApp& app) {
-    Strings(app.command);
-    w_.PutVarint(app.env.size());
-    for (const EnvVar& var : app.env) {
+  void Env(const std::vector<EnvVar>& env) {
+    w_.PutVarint(env.size());
+    for (const EnvVar& var : env) {
       w_.PutString(var.name);
       w_.PutString(var.value);
     }
-    w_.PutString(app.working_dir);
-    Enum(app.restart_policy, kMaxRestartPolicy, "spec.app.exec.restartPolicy");
-    w_.PutByte(app.readiness_probe.has_value() ? 1 : 0);
-    if (app.readiness_probe) {
-      const Probe& probe = *app.readiness_probe;
+  }
+
+  void OptionalProbe(const HeapOptional<Probe>& optional) {
+    w_.PutByte(optional.has_value() ? 1 : 0);
+    if (optional) {
+      const Probe& probe = *optional;
       Enum(probe.kind, kMaxProbeKind, "spec.app.exec.readinessProbe.kind");
       PortRefBody(probe.port);
       w_.PutString(probe.path);
@@ -308,8 +312,28 @@ class Encoder {
       w_.PutVarint(probe.failure_threshold);
       w_.PutVarint(probe.success_threshold);
     }
+  }
+
+  void App(const ExecApp& app) {
+    Strings(app.command);
+    Env(app.env);
+    w_.PutString(app.working_dir);
+    Enum(app.restart_policy, kMaxRestartPolicy, "spec.app.exec.restartPolicy");
+    OptionalProbe(app.readiness_probe);
     w_.PutVarint(app.termination_grace_period_seconds);
-    if (!app.sandbox.is_default()) Sandbox(*app.sandbox);  // version 2
+    if (version_ >= 2) Sandbox(*app.sandbox);  // version 2 reads it whenever it is >= 2
+    if (version_ >= 4) {
+      // Version 4: the first container's name, then each further container.
+      w_.PutString(app.containers->name);
+      w_.PutVarint(app.containers->more.size());
+      for (const ExecContainer& c : app.containers->more) {
+        w_.PutString(c.name);
+        Strings(c.command);
+        Env(c.env);
+        w_.PutString(c.working_dir);
+        OptionalProbe(c.readiness_probe);
+      }
+    }
   }
 
   void Sandbox(const ExecSandbox& sandbox) {
@@ -423,7 +447,10 @@ class Encoder {
 // Reads an object; every method returns false once the reader has failed.
 class Decoder {
  public:
-  explicit Decoder(ByteReader* r) : r_(*r) {}
+  // `v3_without_default_sandbox`: read a version 3 exec app as builds before
+  // version 4 wrote it when its sandbox was at its defaults: without one.
+  explicit Decoder(ByteReader* r, bool v3_without_default_sandbox = false)
+      : r_(*r), v3_without_default_sandbox_(v3_without_default_sandbox) {}
 
   bool Object(workloads::Object* object) {
     if (!r_.ReadByte(&version_, "format version")) return false;
@@ -568,51 +595,79 @@ class Decoder {
 
   bool App(ForwardApp* app) { return r_.ReadString(&app->address, "spec.app.forward.address"); }
 
-  bool App(ExecApp* app) {
+  bool Env(std::vector<EnvVar>* env) {
     size_t env_count = 0;
-    if (!Strings(&app->command, "spec.app.exec.command") ||
-        !r_.ReadCount(&env_count, 2, "spec.app.exec.env")) {
-      return false;
-    }
-    app->env.resize(env_count);
-    for (EnvVar& var : app->env) {
+    if (!r_.ReadCount(&env_count, 2, "spec.app.exec.env")) return false;
+    env->resize(env_count);
+    for (EnvVar& var : *env) {
       if (!r_.ReadString(&var.name, "spec.app.exec.env.name") ||
           !r_.ReadString(&var.value, "spec.app.exec.env.value")) {
         return false;
       }
     }
+    return true;
+  }
+
+  bool OptionalProbe(HeapOptional<Probe>* optional) {
     uint8_t has_probe = 0;
-    if (!r_.ReadString(&app->working_dir, "spec.app.exec.workingDir") ||
-        !Enum(&app->restart_policy, kMaxRestartPolicy, "spec.app.exec.restartPolicy") ||
-        !r_.ReadByte(&has_probe, "spec.app.exec.readinessProbe")) {
-      return false;
-    }
+    if (!r_.ReadByte(&has_probe, "spec.app.exec.readinessProbe")) return false;
     if (has_probe > 1) {
       return r_.Fail("spec.app.exec.readinessProbe",
                      "presence flag " + std::to_string(has_probe) + " is neither 0 nor 1");
     }
-    if (has_probe == 1) {
-      Probe& probe = app->readiness_probe.emplace();
-      if (!Enum(&probe.kind, kMaxProbeKind, "spec.app.exec.readinessProbe.kind") ||
-          !PortRefBody(&probe.port, "spec.app.exec.readinessProbe.port",
-                       "spec.app.exec.readinessProbe.port") ||
-          !r_.ReadString(&probe.path, "spec.app.exec.readinessProbe.path") ||
-          !r_.ReadU32(&probe.initial_delay_seconds,
-                      "spec.app.exec.readinessProbe.initialDelaySeconds") ||
-          !r_.ReadU32(&probe.period_seconds, "spec.app.exec.readinessProbe.periodSeconds") ||
-          !r_.ReadU32(&probe.timeout_seconds, "spec.app.exec.readinessProbe.timeoutSeconds") ||
-          !r_.ReadU32(&probe.failure_threshold, "spec.app.exec.readinessProbe.failureThreshold") ||
-          !r_.ReadU32(&probe.success_threshold, "spec.app.exec.readinessProbe.successThreshold")) {
-        return false;
-      }
-    } else {
-      app->readiness_probe.reset();
+    if (has_probe == 0) {
+      optional->reset();
+      return true;
+    }
+    Probe& probe = optional->emplace();
+    return Enum(&probe.kind, kMaxProbeKind, "spec.app.exec.readinessProbe.kind") &&
+           PortRefBody(&probe.port, "spec.app.exec.readinessProbe.port",
+                       "spec.app.exec.readinessProbe.port") &&
+           r_.ReadString(&probe.path, "spec.app.exec.readinessProbe.path") &&
+           r_.ReadU32(&probe.initial_delay_seconds,
+                      "spec.app.exec.readinessProbe.initialDelaySeconds") &&
+           r_.ReadU32(&probe.period_seconds, "spec.app.exec.readinessProbe.periodSeconds") &&
+           r_.ReadU32(&probe.timeout_seconds, "spec.app.exec.readinessProbe.timeoutSeconds") &&
+           r_.ReadU32(&probe.failure_threshold, "spec.app.exec.readinessProbe.failureThreshold") &&
+           r_.ReadU32(&probe.success_threshold, "spec.app.exec.readinessProbe.successThreshold");
+  }
+
+  bool App(ExecApp* app) {
+    if (!Strings(&app->command, "spec.app.exec.command") || !Env(&app->env) ||
+        !r_.ReadString(&app->working_dir, "spec.app.exec.workingDir") ||
+        !Enum(&app->restart_policy, kMaxRestartPolicy, "spec.app.exec.restartPolicy") ||
+        !OptionalProbe(&app->readiness_probe)) {
+      return false;
     }
     if (!r_.ReadU32(&app->termination_grace_period_seconds,
                     "spec.app.exec.terminationGracePeriodSeconds")) {
       return false;
     }
     if (version_ < 2) return true;  // no sandbox: every setting at its default
+    if (version_ == 3 && v3_without_default_sandbox_) return true;
+    if (!Sandbox(app)) return false;
+    if (version_ < 4) return true;  // one container
+    ExecContainers containers;
+    size_t count = 0;
+    // A container takes at least 5 bytes (name, command, env, workingDir, probe flag).
+    if (!r_.ReadString(&containers.name, "spec.app.exec.name") ||
+        !r_.ReadCount(&count, 5, "spec.app.exec.containers")) {
+      return false;
+    }
+    containers.more.resize(count);
+    for (ExecContainer& c : containers.more) {
+      if (!r_.ReadString(&c.name, "spec.app.exec.containers.name") ||
+          !Strings(&c.command, "spec.app.exec.containers.command") || !Env(&c.env) ||
+          !r_.ReadString(&c.working_dir, "spec.app.exec.containers.workingDir") ||
+          !OptionalProbe(&c.readiness_probe)) {
+        return false;
+      }
+    }
+    app->containers = std::move(containers);
+    return true;
+  }
+
+  bool Sandbox(ExecApp* app) {
     ExecSandbox sandbox;
     SecurityContext& context = sandbox.security_context;
     ResourceLimits& limits = sandbox.limits;
@@ -798,6 +853,7 @@ class Decoder {
 
   ByteReader& r_;
   uint8_t version_ = 0;  // of the object being read
+  bool v3_without_default_sandbox_ = false;
 };
 
 }  // namespace
@@ -822,14 +878,34 @@ Status AppendObject(const Object& object, std::string* out) {
   return {};
 }
 
-Result<Object> DecodeObject(std::string_view bytes) {
+namespace {
+
+Result<Object> Decode(std::string_view bytes, bool v3_without_default_sandbox) {
   ByteReader reader(bytes);
   Object object;
-  if (Decoder(&reader).Object(&object) && !reader.at_end()) {
+  if (Decoder(&reader, v3_without_default_sandbox).Object(&object) && !reader.at_end()) {
     reader.Fail("object", std::to_string(reader.remaining()) + " trailing bytes after the object");
   }
   if (!reader.ok()) {
     return MakeError(ErrorCode::kInvalidArgument, "object encoding: " + reader.error());
+  }
+  return object;
+}
+
+}  // namespace
+
+Result<Object> DecodeObject(std::string_view bytes) {
+  Result<Object> object = Decode(bytes, false);
+  if (object.ok() || bytes.empty() || bytes[0] != 3) return object;
+  // Builds before version 4 wrote a version 3 exec app (one applied as a
+  // Kubernetes kind) without its sandbox when that was at its defaults, and
+  // read it back expecting one: such stored state loads this way. Only an
+  // exec app whose sandbox is all defaults can decode so.
+  Result<Object> legacy = Decode(bytes, true);
+  if (legacy.ok()) {
+    const auto* w = std::get_if<Workload>(&*legacy);
+    const auto* exec = w != nullptr ? std::get_if<ExecApp>(&w->spec.app) : nullptr;
+    if (exec != nullptr && exec->sandbox.is_default()) return legacy;
   }
   return object;
 }

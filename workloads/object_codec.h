@@ -22,10 +22,13 @@
 // rule its `when` list (key, values, notValues); adds the kinds Namespace,
 // ServiceAccount, PeerAuthentication and WorkloadEntry; and appends to every
 // object the metadata extras (annotations, then an optional appliedAs:
-// apiVersion, kind, document). An object is written in the oldest version
-// that holds it (1 unless it needs a later one), so that the stored state
-// and cluster records of workloads that do not use newer fields stay
-// readable by the builds before them.
+// apiVersion, kind, document); 4 appends to the exec app its containers (the
+// first container's name, then each further container: name, command, env,
+// workingDir, optional readinessProbe), and from it on the sandbox is always
+// written (versions 2 and 3 write it too, 2 only when it is set). An object is written in the
+// oldest version that holds it (1 unless it needs a later one), so that the stored state and
+// cluster records of workloads that do not use newer fields stay readable by the builds before
+// them.
 //
 // Decoding treats its input as untrusted (a damaged disk, a fuzzer): every
 // length and count is checked against the bytes that remain before anything
@@ -45,7 +48,7 @@ namespace podless::workloads {
 
 // The newest format version this build reads and writes; it reads every
 // version from kOldestObjectFormatVersion on.
-inline constexpr uint8_t kObjectFormatVersion = 3;
+inline constexpr uint8_t kObjectFormatVersion = 4;
 inline constexpr uint8_t kOldestObjectFormatVersion = 1;
 
 // Encodes `object`. Total for every object the model can hold with enum values

@@ -300,7 +300,7 @@ void CheckSandbox(Checker& c, const ExecSandbox& sandbox, const std::string& pat
 
 // What execve(2) can take: argv and environment strings within Linux's
 // limits, so that a workload that passes apply can also start.
-void CheckExecSizes(Checker& c, const ExecApp& app, const std::string& path) {
+void CheckExecSizes(Checker& c, const ExecContainer& app, const std::string& path) {
   if (app.command.size() > kMaxExecArgs) {
     c.Add(path + ".command", CountLimitMessage(app.command.size(), "arguments", kMaxExecArgs));
   }
@@ -337,7 +337,9 @@ void CheckExecSizes(Checker& c, const ExecApp& app, const std::string& path) {
   }
 }
 
-void CheckExec(Checker& c, const ExecApp& app, const WorkloadSpec& spec, const std::string& path) {
+// One process of a replica: the app's own command or a further container.
+void CheckProcess(Checker& c, const ExecContainer& app, const WorkloadSpec& spec,
+                  const std::string& path) {
   if (app.command.empty()) {
     c.Add(path + ".command", "must not be empty: give the program and its arguments");
   } else if (app.command.front().empty()) {
@@ -381,6 +383,39 @@ void CheckExec(Checker& c, const ExecApp& app, const WorkloadSpec& spec, const s
   if (app.working_dir.find('\0') != std::string::npos) {
     c.Add(path + ".workingDir", "must not contain a NUL byte");
   }
+  if (app.readiness_probe) CheckProbe(c, *app.readiness_probe, spec, path + ".readinessProbe");
+}
+
+void CheckExec(Checker& c, const ExecApp& app, const WorkloadSpec& spec, const std::string& path) {
+  const std::vector<ExecContainer> all = app.AllContainers();
+  // Container names: DNS labels, unique within the replica (logs -c and the
+  // statuses name them).
+  std::map<std::string, std::string> seen;  // name -> field
+  for (size_t i = 0; i < all.size(); ++i) {
+    const std::string field =
+        i == 0 ? path + ".name" : Index(path + ".containers", i - 1) + ".name";
+    const std::string& name = all[i].name;
+    if (i == 0 && app.containers->name.empty()) {
+      seen[name] = field;
+      continue;
+    }
+    if (name.empty()) {
+      c.Add(field, Missing("name"));
+      continue;
+    }
+    if (std::string why = Dns1123LabelError(name); !why.empty()) {
+      c.Add(field, "invalid container name " + QuoteForMessage(name) + ": " + why);
+      continue;
+    }
+    auto [it, inserted] = seen.emplace(name, field);
+    if (!inserted) {
+      c.Add(field, "duplicate container name " + QuoteForMessage(name) +
+                       ": the containers of a replica need distinct names");
+    }
+  }
+  CheckProcess(c, all[0], spec, path);
+  for (size_t i = 1; i < all.size(); ++i)
+    CheckProcess(c, all[i], spec, Index(path + ".containers", i - 1));
   switch (app.restart_policy) {
     case RestartPolicy::kAlways:
     case RestartPolicy::kOnFailure:
@@ -389,7 +424,6 @@ void CheckExec(Checker& c, const ExecApp& app, const WorkloadSpec& spec, const s
     default:
       c.Add(path + ".restartPolicy", "must be one of Always, OnFailure, Never");
   }
-  if (app.readiness_probe) CheckProbe(c, *app.readiness_probe, spec, path + ".readinessProbe");
   CheckSandbox(c, *app.sandbox, path);
 }
 

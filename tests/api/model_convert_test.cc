@@ -118,6 +118,31 @@ TEST_CASE("ModelConvert: workloads with every app variant survive a round trip")
     exec.restart_policy = wl::RestartPolicy::kAlways;
     CheckRoundTrip(RichWorkload(exec));
   }
+  SUBCASE("exec with further containers") {
+    wl::ExecApp exec = RichExec();
+    wl::ExecContainers& containers = exec.containers.mutable_value();
+    containers.name = "web";
+    wl::ExecContainer poller;
+    poller.name = "poller";
+    poller.command = {"sh", "-c", "curl 127.0.0.1:$(PORT)"};
+    poller.env = {{"ROLE", "poller"}};
+    poller.working_dir = "/tmp";
+    poller.readiness_probe = *exec.readiness_probe;
+    containers.more.push_back(poller);
+    wl::ExecContainer bare;
+    bare.name = "bare";
+    bare.command = {"true"};
+    containers.more.push_back(bare);
+    CheckRoundTrip(RichWorkload(exec));
+    const v1::Object p = ToProto(wl::Object(RichWorkload(exec)));
+    const v1::ExecApp& e = p.workload().spec().app().exec();
+    CHECK(e.name() == "web");
+    REQUIRE(e.containers_size() == 2);
+    CHECK(e.containers(0).name() == "poller");
+    CHECK(e.containers(0).env(0).value() == "poller");
+    CHECK(e.containers(0).has_readiness_probe());
+    CHECK_FALSE(e.containers(1).has_readiness_probe());
+  }
   SUBCASE("zero replicas and the default namespace") {
     wl::Workload w = RichWorkload(wl::EchoApp{});
     w.spec.replicas = 0;

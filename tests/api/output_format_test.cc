@@ -491,6 +491,46 @@ TEST_CASE("OutputFormat: yaml of a Kubernetes kind is its document with a Kubern
   CHECK(main["restartCount"].as<int>() == 4);
   CHECK(main["state"]["waiting"]["reason"].as<std::string>() == "CrashLoopBackOff");
 
+  // Several containers with commands: each its own status, by name; the
+  // replica's READY counts ready containers, as kubectl does.
+  v1::Object pair = KubeObject(
+      "apiVersion: v1\nkind: Pod\nmetadata: {name: pair}\n"
+      "spec: {containers: [{name: web, command: [sleep, '9']}, {name: poller, command: [x]}]}\n");
+  r = pair.mutable_workload()->mutable_status()->add_replicas();
+  r->set_name("pair-0");
+  r->set_address("127.64.0.10");
+  r->set_process_state("Waiting");
+  r->set_process_reason("CrashLoopBackOff");
+  r->set_restarts(3);
+  v1::ContainerStatus* web_status = r->add_containers();
+  web_status->set_name("web");
+  web_status->set_state("Running");
+  web_status->set_ready(true);
+  v1::ContainerStatus* poller_status = r->add_containers();
+  poller_status->set_name("poller");
+  poller_status->set_state("Waiting");
+  poller_status->set_reason("CrashLoopBackOff");
+  poller_status->set_restarts(3);
+  poller_status->set_last_exit("exit code 2");
+  YAML::Node two = YAML::Load(FormatObject(pair, OutputFormat::kYaml));
+  REQUIRE(two["status"]["containerStatuses"].size() == 2);
+  YAML::Node web_node = two["status"]["containerStatuses"][0];
+  CHECK(web_node["name"].as<std::string>() == "web");
+  CHECK(web_node["ready"].as<bool>());
+  CHECK(web_node["restartCount"].as<int>() == 0);
+  CHECK(web_node["state"]["running"].IsMap());
+  YAML::Node poller_node = two["status"]["containerStatuses"][1];
+  CHECK(poller_node["name"].as<std::string>() == "poller");
+  CHECK_FALSE(poller_node["ready"].as<bool>());
+  CHECK(poller_node["restartCount"].as<int>() == 3);
+  CHECK(poller_node["state"]["waiting"]["reason"].as<std::string>() == "CrashLoopBackOff");
+  CHECK(poller_node["lastState"]["terminated"]["reason"].as<std::string>() == "exit code 2");
+  auto replicas = FormatReplicas({pair}, OutputFormat::kTable, {}, 0);
+  REQUIRE(replicas.ok());
+  CHECK(Contains(*replicas, "\npair-0   1/2     CrashLoopBackOff   3"));
+  CHECK(Contains(Describe(pair), "Container Status:\n"));
+  CHECK(Contains(Describe(pair), "poller      Waiting (CrashLoopBackOff)   false   3"));
+
   v1::Object service = KubeObject(
       "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
       "spec: {selector: {app: web}, ports: [{name: http, port: 80}]}\n");

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -513,6 +514,201 @@ TEST_CASE("Supervisor: keepWorkingDir leaves a removed replica's working directo
   RunUntil(
       loop.get(), [] { return false; }, 200);
   CHECK(std::filesystem::exists(result));
+}
+
+// Two containers "a" and "b" of one replica: the app's own command is a's.
+ExecReplicaSpec TwoContainers(std::vector<std::string> a, std::vector<std::string> b) {
+  ExecReplicaSpec spec = Spec(std::move(a));
+  workloads::ExecContainers& containers = spec.app.containers.mutable_value();
+  containers.name = "a";
+  workloads::ExecContainer second;
+  second.name = "b";
+  second.command = std::move(b);
+  second.env = {{"WHO", "container-b"}};
+  containers.more.push_back(std::move(second));
+  return spec;
+}
+
+std::string ContainerLog(const Supervisor& supervisor, const std::string& container) {
+  auto text = ReadLog(supervisor.LogDir("shop", "web-0") + "/" + container, false, -1);
+  return text.ok() ? *text : "";
+}
+
+const ContainerStatus* Find(const ReplicaStatus& status, const std::string& name) {
+  for (const ContainerStatus& c : status.containers) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+void StopAll(proxy::UvLoop& loop, Supervisor& supervisor) {
+  bool done = false;
+  supervisor.Shutdown([&done] { done = true; });
+  REQUIRE(RunUntil(loop.get(), [&] { return done; }));
+}
+
+TEST_CASE("Supervisor: a replica's containers run side by side, each with its own log") {
+  TempDir dir;
+  proxy::UvLoop loop;
+  Supervisor supervisor(loop.get(), TestOptions(dir));
+  ExecReplicaSpec spec = TwoContainers({"sh", "-c", "echo a port=$PORT; exec sleep 30"},
+                                       {"sh", "-c", "echo b $(WHO) port=$PORT; exec sleep 30"});
+  supervisor.Sync({spec});
+  auto target = supervisor.Target(spec.address, 8080);
+  REQUIRE(target.has_value());
+  const std::string port = std::to_string(target->port);
+  REQUIRE(RunUntil(loop.get(), [&] {
+    return ContainerLog(supervisor, "a") == "a port=" + port + "\n" &&
+           ContainerLog(supervisor, "b") == "b container-b port=" + port + "\n";
+  }));
+  ReplicaStatus status = supervisor.Status(spec.address);
+  REQUIRE(status.containers.size() == 2);
+  CHECK(status.containers[0].name == "a");
+  CHECK(status.containers[1].name == "b");
+  CHECK(status.containers[0].state == "Running");
+  CHECK(status.containers[1].state == "Running");
+  CHECK(status.containers[0].pid > 0);
+  CHECK(status.containers[1].pid > 0);
+  CHECK(status.containers[0].pid != status.containers[1].pid);
+  CHECK(status.state == "Running");
+  CHECK(status.ready);
+  CHECK(supervisor.running_count() == 2);
+  // Both processes belong to the replica.
+  CHECK(supervisor.ReplicaOfPid(status.containers[1].pid) == spec.address);
+  CHECK(supervisor.FindLog("shop", "web-0", "b") != nullptr);
+  CHECK(supervisor.FindLog("shop", "web-0", "c") == nullptr);
+  CHECK(supervisor.FindLog("shop", "web-0") == supervisor.FindLog("shop", "web-0", "a"));
+  StopAll(loop, supervisor);
+}
+
+TEST_CASE("Supervisor: a crashing container restarts alone; the other keeps its process") {
+  TempDir dir;
+  proxy::UvLoop loop;
+  Supervisor supervisor(loop.get(), TestOptions(dir));
+  ExecReplicaSpec spec =
+      TwoContainers({"sh", "-c", "exec sleep 30"}, {"sh", "-c", "echo crashing; exit 4"});
+  supervisor.Sync({spec});
+  REQUIRE(RunUntil(loop.get(), [&] {
+    const ContainerStatus* b = Find(supervisor.Status(spec.address), "b");
+    return b != nullptr && b->restarts >= 2;
+  }));
+  pid_t a_pid = Find(supervisor.Status(spec.address), "a")->pid;
+  REQUIRE(a_pid > 0);
+  REQUIRE(RunUntil(loop.get(), [&] {
+    const ContainerStatus* b = Find(supervisor.Status(spec.address), "b");
+    return b->restarts >= 3;
+  }));
+  ReplicaStatus status = supervisor.Status(spec.address);
+  const ContainerStatus* a = Find(status, "a");
+  const ContainerStatus* b = Find(status, "b");
+  CHECK(a->pid == a_pid);
+  CHECK(Alive(a_pid));
+  CHECK(a->restarts == 0);
+  CHECK(a->state == "Running");
+  CHECK(b->last_exit == "exit code 4");
+  // The replica: restarts summed, and not ready while b is down.
+  CHECK(status.restarts == b->restarts);
+  CHECK(ContainerLog(supervisor, "a").empty());
+  StopAll(loop, supervisor);
+}
+
+TEST_CASE("Supervisor: stopping a replica ends every container's process") {
+  TempDir dir;
+  proxy::UvLoop loop;
+  Supervisor supervisor(loop.get(), TestOptions(dir));
+  ExecReplicaSpec spec =
+      TwoContainers({"sh", "-c", "echo up; exec sleep 30"},
+                    {"sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"});
+  supervisor.Sync({spec});
+  REQUIRE(RunUntil(loop.get(), [&] {
+    return ContainerLog(supervisor, "a") == "up\n" && ContainerLog(supervisor, "b") == "up\n";
+  }));
+  ReplicaStatus status = supervisor.Status(spec.address);
+  pid_t a = status.containers[0].pid;
+  pid_t b = status.containers[1].pid;
+  supervisor.Sync({});
+  // a exits on SIGTERM; b ignores it and is killed after the grace period.
+  REQUIRE(RunUntil(loop.get(), [&] { return !Alive(a); }));
+  CHECK(supervisor.Status(spec.address).known);  // b still runs
+  REQUIRE(RunUntil(
+      loop.get(), [&] { return supervisor.running_count() == 0; }, 10'000));
+  CHECK(!Alive(b));
+  CHECK(!supervisor.Status(spec.address).known);
+}
+
+TEST_CASE("Supervisor: a replica is ready only when every container is") {
+  TempDir dir;
+  proxy::UvLoop loop;
+  Supervisor supervisor(loop.get(), TestOptions(dir));
+  // b listens on the replica's port after a while; its probe checks it. a
+  // has no probe (ready once running).
+  const std::string ready_flag = dir.path() + "/listen";
+  ExecReplicaSpec spec = TwoContainers(
+      {"sh", "-c", "exec sleep 30"},
+      {"sh", "-c",
+       "while [ ! -e " + ready_flag +
+           " ]; do sleep 0.05; done; exec /usr/bin/python3 -c 'import os, socket, time; "
+           "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+           "s.bind((\"127.0.0.1\", int(os.environ[\"PORT\"]))); s.listen(); time.sleep(30)'"});
+  workloads::Probe probe;
+  probe.kind = workloads::Probe::Kind::kTcpSocket;
+  probe.port.name = "http";
+  probe.period_seconds = 1;
+  spec.app.containers.mutable_value().more[0].readiness_probe = probe;
+  std::vector<bool> changes;
+  supervisor.OnReadinessChange([&changes](uint32_t, bool ready) { changes.push_back(ready); });
+  supervisor.Sync({spec});
+  REQUIRE(RunUntil(loop.get(), [&] {
+    ReplicaStatus s = supervisor.Status(spec.address);
+    return s.containers.size() == 2 && s.containers[0].ready && s.containers[1].state == "Running";
+  }));
+  RunUntil(
+      loop.get(), [] { return false; }, 1'500);  // b's probe fails meanwhile
+  CHECK_FALSE(supervisor.Status(spec.address).ready);
+  CHECK_FALSE(supervisor.Status(spec.address).containers[1].ready);
+  CHECK(changes.empty());
+  { std::ofstream(ready_flag) << "go"; }
+  REQUIRE(RunUntil(
+      loop.get(), [&] { return supervisor.Status(spec.address).ready; }, 10'000));
+  CHECK(supervisor.Status(spec.address).containers[1].ready);
+  CHECK(changes == std::vector<bool>{true});
+  StopAll(loop, supervisor);
+  CHECK(changes == std::vector<bool>{true, false});
+}
+
+TEST_CASE("Supervisor: every container's process is recorded for the orphan sweep") {
+  TempDir dir;
+  proxy::UvLoop loop;
+  Supervisor supervisor(loop.get(), TestOptions(dir));
+  ExecReplicaSpec spec = TwoContainers({"sleep", "30"}, {"sleep", "30"});
+  supervisor.Sync({spec});
+  REQUIRE(RunUntil(loop.get(), [&] { return supervisor.running_count() == 2; }));
+  ReplicaStatus status = supervisor.Status(spec.address);
+  // What the next agent reads after a kill -9 of this one: both processes.
+  std::vector<ProcessRecord> records = ProcessTable(dir.path() + "/processes").Load();
+  REQUIRE(records.size() == 2);
+  std::map<std::string, pid_t> by_name;
+  for (const ProcessRecord& r : records) {
+    CHECK(r.address == spec.address);
+    CHECK(IsSameProcess(r.pid, r.start_time));
+    by_name[r.replica] = r.pid;
+  }
+  CHECK(by_name["shop/web-0/a"] == status.containers[0].pid);
+  CHECK(by_name["shop/web-0/b"] == status.containers[1].pid);
+  StopAll(loop, supervisor);
+  CHECK(ProcessTable(dir.path() + "/processes").Load().empty());
+}
+
+TEST_CASE("ContainerLogDir: one container keeps the replica's dir, several get one each") {
+  workloads::ExecApp single;
+  single.command = {"true"};
+  CHECK(ContainerLogDir("/logs/web-0", single, "") == "/logs/web-0");
+  CHECK(ContainerLogDir("/logs/web-0", single, "main") == "/logs/web-0");
+  CHECK(!ContainerLogDir("/logs/web-0", single, "other").has_value());
+  ExecReplicaSpec spec = TwoContainers({"true"}, {"true"});
+  CHECK(ContainerLogDir("/logs/web-0", spec.app, "") == "/logs/web-0/a");
+  CHECK(ContainerLogDir("/logs/web-0", spec.app, "b") == "/logs/web-0/b");
+  CHECK(!ContainerLogDir("/logs/web-0", spec.app, "c").has_value());
 }
 
 }  // namespace

@@ -347,22 +347,8 @@ spec:
   CHECK(HasWarning(result, "resources.requests: ignored"));
   CHECK(HasWarning(result, "containers[1]: ignored: container \"sidecar\" has no command"));
 
-  // Two containers with commands: refused, naming both.
-  Diagnostic d = OnlyError(Parse(R"y(apiVersion: v1
-kind: Pod
-metadata: {name: two, labels: {app: two}}
-spec:
-  containers:
-  - {name: a, command: [sleep, "1"]}
-  - {name: b, command: [sleep, "2"]}
-)y"));
-  CHECK(d.field == "spec.containers[1].command");
-  CHECK(d.where.line == 7);
-  CHECK(d.message.find("podless runs one command per workload, and containers \"a\" and \"b\"") ==
-        0);
-
   // Secrets and unsupported fieldPaths are refused.
-  d = OnlyError(Parse(R"y(apiVersion: v1
+  Diagnostic d = OnlyError(Parse(R"y(apiVersion: v1
 kind: Pod
 metadata: {name: p}
 spec:
@@ -375,6 +361,121 @@ spec:
 )y"));
   CHECK(d.field == "spec.containers[0].env[0].valueFrom.fieldRef.fieldPath");
   CHECK(d.message.find("unsupported fieldPath \"spec.nodeName\"") == 0);
+}
+
+TEST_CASE("Several containers with commands run side by side in one replica") {
+  ParseResult result = Parse(R"y(apiVersion: apps/v1
+kind: Deployment
+metadata: {name: pair, namespace: shop}
+spec:
+  selector: {matchLabels: {app: pair}}
+  template:
+    metadata: {labels: {app: pair}}
+    spec:
+      restartPolicy: Always
+      securityContext: {runAsUser: 1000}
+      containers:
+      - name: web
+        command: [python3, -m, http.server]
+        args: ["8000"]
+        ports: [{containerPort: 8000, name: http}]
+        env: [{name: ROLE, value: server}]
+        readinessProbe: {tcpSocket: {port: http}}
+        resources: {limits: {memory: 64Mi, cpu: 250m}}
+      - name: image-only
+        image: envoy
+        ports: [{containerPort: 9901, name: admin}]
+      - name: poller
+        command: [sh, -c]
+        args: ["curl -s 127.0.0.1:8000"]
+        ports: [{containerPort: 9000, name: metrics}]
+        workingDir: /tmp
+        env:
+        - name: POD
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        resources: {limits: {memory: 32Mi, cpu: 250m}}
+)y");
+  Workload w = OnlyObject<Workload>(result);
+  REQUIRE(std::holds_alternative<ExecApp>(w.spec.app));
+  const ExecApp& exec = std::get<ExecApp>(w.spec.app);
+  // The first container is the app's own command.
+  CHECK(exec.containers->name == "web");
+  CHECK(exec.command == std::vector<std::string>{"python3", "-m", "http.server", "8000"});
+  CHECK(exec.env == std::vector<EnvVar>{{"ROLE", "server"}});
+  REQUIRE(exec.readiness_probe);
+  CHECK(exec.readiness_probe->port.name == "http");
+  // The second that has a command is a further container.
+  REQUIRE(exec.containers->more.size() == 1);
+  const ExecContainer& poller = exec.containers->more[0];
+  CHECK(poller.name == "poller");
+  CHECK(poller.command == std::vector<std::string>{"sh", "-c", "curl -s 127.0.0.1:8000"});
+  CHECK(poller.working_dir == "/tmp");
+  CHECK(poller.env == std::vector<EnvVar>{{"POD", "$(PODLESS_REPLICA)"}});
+  CHECK_FALSE(poller.readiness_probe);
+  // Every running container's ports belong to the one workload (an
+  // image-only sidecar's are ignored, as beside one command).
+  REQUIRE(w.spec.ports.size() == 2);
+  CHECK(w.spec.ports[0].port == 8000);
+  CHECK(w.spec.ports[1].port == 9000);
+  CHECK(w.spec.ports[1].name == "metrics");
+  // Limits: the containers' sum, for the replica's cgroup; the pod's
+  // securityContext as for one container.
+  CHECK(exec.sandbox->limits.memory_bytes == 96u << 20);
+  CHECK(exec.sandbox->limits.cpu_millis == 500);
+  CHECK(exec.sandbox->security_context.run_as_user == 1000u);
+  CHECK(HasWarning(result, "containers[1]: ignored: container \"image-only\" has no command"));
+
+  // A lone container keeps its name too (logs -c).
+  Workload one = OnlyObject<Workload>(Parse(R"y(apiVersion: v1
+kind: Pod
+metadata: {name: one}
+spec:
+  containers:
+  - {name: solo, command: [sleep, "1"]}
+)y"));
+  CHECK(std::get<ExecApp>(one.spec.app).containers->name == "solo");
+  CHECK(std::get<ExecApp>(one.spec.app).containers->more.empty());
+}
+
+TEST_CASE("Several containers: duplicate names and partial limits are refused, with their place") {
+  Diagnostic d = OnlyError(Parse(R"y(apiVersion: v1
+kind: Pod
+metadata: {name: two, labels: {app: two}}
+spec:
+  containers:
+  - {name: a, command: [sleep, "1"]}
+  - name: a
+    command: [sleep, "2"]
+)y"));
+  CHECK(d.field == "spec.containers[1].name");
+  CHECK(d.where.line == 7);
+  CHECK(d.where.column == 11);
+  CHECK(d.message ==
+        "duplicate container name \"a\": the containers of a replica need distinct names");
+  CHECK(d.ToString().find("k8s.yaml:7:11") != std::string::npos);
+
+  d = OnlyError(Parse(R"y(apiVersion: v1
+kind: Pod
+metadata: {name: two}
+spec:
+  containers:
+  - {name: a, command: [sleep, "1"], resources: {limits: {memory: 64Mi}}}
+  - {name: b, command: [sleep, "2"]}
+)y"));
+  CHECK(d.field == "spec.containers[1].resources.limits.memory");
+  CHECK(d.where.line == 7);
+  CHECK(d.message.find("missing: podless limits a replica's containers together") == 0);
+
+  d = OnlyError(Parse(R"y(apiVersion: v1
+kind: Pod
+metadata: {name: two}
+spec:
+  containers:
+  - {name: a, command: [sleep, "1"]}
+  - {name: B_b, command: [sleep, "2"]}
+)y"));
+  CHECK(d.field == "spec.containers[1].name");
+  CHECK(d.message.find("invalid container name \"B_b\"") == 0);
 }
 
 TEST_CASE("v1 Service: ports, Istio's protocol rule, ignored fields") {

@@ -95,6 +95,30 @@ TEST_CASE("WriteManifest: round trip of a Workload with every exec field") {
   CheckRoundTrip(tcp);
 }
 
+TEST_CASE("WriteManifest: round trip of an exec app's containers") {
+  Workload w = RichExecWorkload();
+  ExecContainers& containers = std::get<ExecApp>(w.spec.app).containers.mutable_value();
+  containers.name = "web";
+  ExecContainer poller;
+  poller.name = "poller";
+  poller.command = {"sh", "-c", "curl 127.0.0.1:$(PORT)"};
+  poller.env = {{"ROLE", "poller"}};
+  poller.working_dir = "/tmp";
+  Probe probe;
+  probe.kind = Probe::Kind::kTcpSocket;
+  probe.port = {9000, ""};
+  poller.readiness_probe = probe;
+  containers.more.push_back(poller);
+  ExecContainer bare;
+  bare.name = "bare";
+  bare.command = {"true"};
+  containers.more.push_back(bare);
+  CheckRoundTrip(w);
+  const std::string yaml = WriteManifest(w);
+  CHECK(yaml.find("    exec:\n      name: web\n      command:") != std::string::npos);
+  CHECK(yaml.find("      containers:\n        - name: poller\n") != std::string::npos);
+}
+
 TEST_CASE("WriteManifest: round trip of an exec app's sandbox, quantities in canonical form") {
   Workload w = RichExecWorkload();
   ExecSandbox& sandbox = std::get<ExecApp>(w.spec.app).sandbox.mutable_value();

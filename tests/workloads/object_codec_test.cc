@@ -90,6 +90,42 @@ Workload SandboxedExecWorkload() {
   return w;
 }
 
+// Two further containers beside the app's own command (version 4).
+Workload MultiContainerWorkload() {
+  Workload w = SandboxedExecWorkload();
+  w.metadata.name = "pair";
+  ExecContainers& containers = std::get<ExecApp>(w.spec.app).containers.mutable_value();
+  containers.name = "web";
+  ExecContainer poller;
+  poller.name = "poller";
+  poller.command = {"sh", "-c", "curl 127.0.0.1:8000"};
+  poller.env = {{"ROLE", "poller"}, {"EMPTY", ""}};
+  poller.working_dir = "/tmp";
+  Probe probe;
+  probe.kind = Probe::Kind::kTcpSocket;
+  probe.port = PortRef{9000, ""};
+  poller.readiness_probe = probe;
+  containers.more.push_back(poller);
+  ExecContainer bare;
+  bare.name = "bare";
+  bare.command = {"true"};
+  containers.more.push_back(bare);
+  return w;
+}
+
+// A Deployment whose one container has a command and no sandbox settings.
+Workload AppliedExecWorkload() {
+  Workload w = ExecWorkload(false);
+  w.metadata.name = "applied";
+  AppliedAs as;
+  as.api_version = "apps/v1";
+  as.kind = "Deployment";
+  as.document = "kind: Deployment";
+  w.metadata.applied_as = as;
+  std::get<ExecApp>(w.spec.app).containers.mutable_value().name = "py";
+  return w;
+}
+
 Service RichService() {
   Service s;
   s.metadata = Meta("web", "shop", {{"team", "a"}});
@@ -146,10 +182,20 @@ bool UsesVersion3(const Object& object) {
 }
 
 std::vector<Object> AllObjects() {
-  return {EchoWorkload(),     StaticWorkload(),      ForwardWorkload(),
-          ExecWorkload(true), ExecWorkload(false),   SandboxedExecWorkload(),
-          Workload{},         RichService(),         Service{},
-          RichPolicy(),       AuthorizationPolicy{}, IstioPolicy()};
+  return {EchoWorkload(),
+          StaticWorkload(),
+          ForwardWorkload(),
+          ExecWorkload(true),
+          ExecWorkload(false),
+          SandboxedExecWorkload(),
+          MultiContainerWorkload(),
+          AppliedExecWorkload(),
+          Workload{},
+          RichService(),
+          Service{},
+          RichPolicy(),
+          AuthorizationPolicy{},
+          IstioPolicy()};
 }
 
 TEST_CASE("ObjectCodec: every kind, app and field survives a round trip") {
@@ -196,12 +242,63 @@ TEST_CASE("ObjectCodec: objects without a sandbox keep the version 1 encoding") 
     const auto* w = std::get_if<Workload>(&object);
     const auto* exec = w != nullptr ? std::get_if<ExecApp>(&w->spec.app) : nullptr;
     const bool sandboxed = exec != nullptr && !exec->sandbox.is_default();
-    CHECK(EncodeObject(object)[0] == (UsesVersion3(object) ? 3 : sandboxed ? 2 : 1));
+    const bool containers = exec != nullptr && !exec->containers.is_default();
+    CHECK(EncodeObject(object)[0] == (containers             ? 4
+                                      : UsesVersion3(object) ? 3
+                                      : sandboxed            ? 2
+                                                             : 1));
   }
   // A sandbox whose every field is at its default is no sandbox.
   Workload w = ExecWorkload(true);
   std::get<ExecApp>(w.spec.app).sandbox.mutable_value().keep_working_dir = false;
   CHECK(EncodeObject(w) == EncodeObject(ExecWorkload(true)));
+}
+
+TEST_CASE("ObjectCodec: containers need version 4, and an app without them keeps its encoding") {
+  const Workload multi = MultiContainerWorkload();
+  const std::string bytes = EncodeObject(multi);
+  CHECK(bytes[0] == 4);
+  Result<Object> decoded = DecodeObject(bytes);
+  REQUIRE_MESSAGE(decoded.ok(), decoded.error().message);
+  const ExecApp& app = std::get<ExecApp>(std::get<Workload>(decoded.value()).spec.app);
+  CHECK(app.containers->name == "web");
+  REQUIRE(app.containers->more.size() == 2);
+  CHECK(app.containers->more[0] == std::get<ExecApp>(multi.spec.app).containers->more[0]);
+  CHECK(app.containers->more[1].name == "bare");
+  CHECK(decoded.value() == Object(multi));
+  // Without containers: the bytes of before (a version 2 sandboxed app).
+  Workload single = multi;
+  std::get<ExecApp>(single.spec.app).containers.reset();
+  Workload before = SandboxedExecWorkload();
+  before.metadata.name = "pair";
+  CHECK(EncodeObject(single) == EncodeObject(before));
+  CHECK(EncodeObject(single)[0] == 2);
+  // Truncated anywhere in the containers: an error, never a crash.
+  for (size_t cut = 1; cut < bytes.size(); ++cut) {
+    CHECK_FALSE(DecodeObject(std::string_view(bytes).substr(0, cut)).ok());
+  }
+}
+
+TEST_CASE("ObjectCodec: a version 3 exec app without sandbox bytes, as older builds wrote it") {
+  // A Deployment whose one container runs a command, with no securityContext
+  // or limits: version 3 (appliedAs). This build writes its default sandbox;
+  // builds before version 4 left it out. Both load.
+  Workload w = AppliedExecWorkload();
+  std::get<ExecApp>(w.spec.app).containers.reset();
+  const std::string bytes = EncodeObject(w);
+  REQUIRE(bytes[0] == 3);
+  Result<Object> decoded = DecodeObject(bytes);
+  REQUIRE_MESSAGE(decoded.ok(), decoded.error().message);
+  CHECK(decoded.value() == Object(w));
+  // The older bytes: the same without the 7 bytes of the default sandbox.
+  bool found = false;
+  for (size_t i = 1; i + 7 <= bytes.size() && !found; ++i) {
+    if (bytes.compare(i, 7, std::string(7, '\0')) != 0) continue;
+    const std::string old = bytes.substr(0, i) + bytes.substr(i + 7);
+    Result<Object> legacy = DecodeObject(old);
+    found = legacy.ok() && legacy.value() == Object(w);
+  }
+  CHECK(found);
 }
 
 TEST_CASE("ObjectCodec: each field of Istio's newer policy attributes needs version 3") {
@@ -401,7 +498,7 @@ TEST_CASE("ObjectCodec: an unknown format version is named in the error") {
   REQUIRE_FALSE(decoded.ok());
   CHECK(decoded.error().message ==
         "object encoding: byte 1: format version: unsupported object format version 9 (this "
-        "build reads 1 to 3)");
+        "build reads 1 to 4)");
   bytes[0] = 0;
   decoded = DecodeObject(bytes);
   REQUIRE_FALSE(decoded.ok());

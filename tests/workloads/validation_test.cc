@@ -435,6 +435,38 @@ ExecApp Exec(std::vector<std::string> command, std::vector<EnvVar> env = {}) {
   return exec;
 }
 
+TEST_CASE("Validate: an exec app's containers have distinct DNS-label names and commands") {
+  ExecApp exec = Exec({"server"});
+  ExecContainer poller;
+  poller.name = "poller";
+  poller.command = {"sh", "-c", "true"};
+  exec.containers.mutable_value().more.push_back(poller);
+  CHECK(Validate(WithApp(exec)).empty());
+
+  // The first container is "main" unless named: a further "main" clashes.
+  exec.containers.mutable_value().more[0].name = "main";
+  Diagnostic d = Only(WithApp(exec));
+  CHECK(d.field == "spec.app.exec.containers[0].name");
+  CHECK(d.message ==
+        "duplicate container name \"main\": the containers of a replica need distinct names");
+  exec.containers.mutable_value().name = "web";
+  CHECK(Validate(WithApp(exec)).empty());
+
+  exec.containers.mutable_value().more[0].name = "";
+  d = Only(WithApp(exec));
+  CHECK(d.field == "spec.app.exec.containers[0].name");
+  exec.containers.mutable_value().more[0].name = "Poller";
+  d = Only(WithApp(exec));
+  CHECK(d.message.find("invalid container name \"Poller\"") == 0);
+
+  // Each container's command is checked as the app's is.
+  exec.containers.mutable_value().more[0].name = "poller";
+  exec.containers.mutable_value().more[0].command.clear();
+  d = Only(WithApp(exec));
+  CHECK(d.field == "spec.app.exec.containers[0].command");
+  CHECK(d.message.find("must not be empty") == 0);
+}
+
 TEST_CASE("Validate: a static body is at most 1 MiB") {
   CHECK(Validate(WithApp(StaticApp{200, std::string(kMaxStaticBodyBytes, 'x'), {}})).empty());
   Diagnostic d = Only(WithApp(StaticApp{200, std::string(kMaxStaticBodyBytes + 1, 'x'), {}}));
