@@ -42,7 +42,7 @@ import h2.connection
 import h2.events
 
 import pki
-from harness import check, fail, running_agent, write
+from harness import addresses, check, fail, metric_lines, metric_value, running_agent, write
 
 TD = "cluster.local"
 TESTER = f"spiffe://{TD}/ns/ext/sa/tester"  # a legitimate outside client
@@ -332,12 +332,6 @@ def handshake_failures():
     return AGENT.config_dump()["proxy"]["tls_handshake_failures"]
 
 
-def metric_lines(name, **labels):
-    _, text = AGENT.http("/metrics")
-    return [line for line in text.splitlines() if line.startswith(name + "{")
-            and all(f'{k}="{v}"' in line for k, v in labels.items())]
-
-
 def serves_legitimate(after):
     """A good client is served after each attempt, and the agent is ready."""
     c = Hbone(ADDR["web-0"], f"{D}/tester.crt", f"{D}/tester.key")
@@ -493,8 +487,7 @@ with tempfile.TemporaryDirectory() as D, running_agent() as AGENT:
     HBONE_PORT = AGENT.hbone_port
     AGENT.cli("apply", "-f", write(f"{D}/shop.yaml", MANIFEST))
     BUNDLE = write(f"{D}/bundle.pem", AGENT.cli("ca", "export").stdout)
-    ADDR = {r["name"]: r["address"] for w in AGENT.config_dump()["workloads"]
-            for r in w["replicas"]}
+    ADDR = addresses(AGENT.config_dump())
 
     # The agent's own root (read as the agent's uid or root) signs the good
     # clients and the bad leaves that only a key holder could make.
@@ -572,8 +565,7 @@ with tempfile.TemporaryDirectory() as D, running_agent() as AGENT:
     # --- 3. a claimed source ------------------------------------------------------
     print("3. a source claimed in headers is ignored", flush=True)
     claims = [(n, v.replace("A_ADDR", ADDR["trusted-0"])) for n, v in CLAIM_HEADERS]
-    denied_before = sum(float(l.rsplit(" ", 1)[1]) for l in
-                        metric_lines("podless_authz_denied_total"))
+    denied_before = AGENT.metric("podless_authz_denied_total") or 0.0
     # Each on a connection dialed to the target: a connection serves only
     # the identity whose certificate it presented (section 5).
     for target in ("vault-0", "ledger-0"):  # ALLOW principal A; ALLOW namespace shop
@@ -590,12 +582,12 @@ with tempfile.TemporaryDirectory() as D, running_agent() as AGENT:
     check(echo["peer_spiffe_id"] == MALLORY, f"echo names {echo['peer_spiffe_id']}: {echo}")
     check(echo["headers"].get("x-spiffe-id") == TRUSTED, "claims did not reach the echo app")
     c.close()
-    denied = sum(float(l.rsplit(" ", 1)[1]) for l in metric_lines("podless_authz_denied_total"))
+    metrics = AGENT.metrics()
+    denied = metric_value(metrics, "podless_authz_denied_total") or 0.0
     check(denied >= denied_before + 2, f"denials not counted: {denied_before} -> {denied}")
-    check(metric_lines("istio_tcp_connections_opened_total", source_principal=TRUSTED) == [],
-          "metrics report the claimed identity: " +
-          "\n".join(metric_lines("istio_tcp_connections_opened_total", source_principal=TRUSTED)))
-    check(metric_lines("istio_tcp_connections_opened_total", reporter="destination",
+    claimed = metric_lines(metrics, "istio_tcp_connections_opened_total", source_principal=TRUSTED)
+    check(claimed == [], "metrics report the claimed identity: " + "\n".join(claimed))
+    check(metric_lines(metrics, "istio_tcp_connections_opened_total", reporter="destination",
                        source_principal=MALLORY, destination_workload="web"),
           "metrics do not report the certificate's identity")
     # Positive control: the real A (a certificate for A from the same root) is
@@ -632,8 +624,7 @@ with tempfile.TemporaryDirectory() as D, running_agent() as AGENT:
 
     # --- 5. the certificate presented is the dialed workload's -----------------------
     print("5. the dialed workload's certificate, never another's", flush=True)
-    ADDR = {r["name"]: r["address"] for w in AGENT.config_dump()["workloads"]
-            for r in w["replicas"]}
+    ADDR = addresses(AGENT.config_dump())
     expected = {"web-0": "web", "web-1": "web", "vault-0": "vault", "ledger-0": "ledger",
                 "trusted-0": "trusted", "alpha-0": "alpha", "beta-0": "beta"}
     for _ in range(2):  # twice, interleaved: no caching across addresses

@@ -11,7 +11,7 @@ refused, whichever worker takes them."""
 
 import subprocess
 
-from harness import check, proxy_for, running_agent, write
+from harness import check, metric_value, proxy_for, running_agent, write
 
 MANIFEST = """apiVersion: podless.dev/v1alpha1
 kind: Workload
@@ -37,13 +37,6 @@ def curl(*args):
     r = subprocess.run(["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}",
                         *args], capture_output=True, text=True, timeout=20)
     return r.stdout.strip(), r.returncode
-
-
-def metric(text, series):
-    for line in text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return -1.0
 
 
 with running_agent() as agent:
@@ -83,8 +76,9 @@ with running_agent() as agent:
 
     status, text = agent.http("/metrics")
     check(status == 200, f"/metrics answered {status}")
-    failures = metric(text, 'podless_outbound_auth_failures_total{protocol="http"}')
-    refused = metric(text, 'podless_limit_refused_total{limit="outbound_login_failures"}')
+    failures = metric_value(text, "podless_outbound_auth_failures_total", protocol="http")
+    refused = metric_value(text, "podless_limit_refused_total",
+                           limit="outbound_login_failures") or 0.0
     check(failures == first + codes[first:].count("407"),
           f"podless_outbound_auth_failures_total is {failures}, "
           f"want {first + codes[first:].count('407')} (the 407 answers)")

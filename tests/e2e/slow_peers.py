@@ -30,7 +30,8 @@ import h2.events
 import h2.settings
 
 import pki
-from harness import PODLESS, SOURCE_ROOT, check, free_port, running_agent, write
+from harness import (PODLESS, SOURCE_ROOT, addresses, check, free_port, metric_value,
+                     running_agent, write)
 
 INTEROP = os.path.join(SOURCE_ROOT, "tests", "proxy", "hbone_interop_client.py")
 
@@ -298,13 +299,6 @@ def check_timed(name, early_slack=1.0, late_factor=1.0, late_slack=5.0):
     print(f"slow_peers: {name}: cut off after {waited:.1f}s (timeout {timeout}s)", flush=True)
 
 
-def metric(text, series):
-    for line in text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return -1.0
-
-
 with tempfile.TemporaryDirectory() as d:
     pki.make_ca(d, "ca")
     pki.make_leaf(d, "ca", "tester", "spiffe://cluster.local/ns/ext/sa/tester")
@@ -313,7 +307,7 @@ with tempfile.TemporaryDirectory() as d:
         agent.cli("apply", "-f", write(f"{d}/slow.yaml", MANIFEST))
         write(f"{d}/bundle.pem", agent.cli("ca", "export").stdout)
         dump = agent.config_dump()
-        addr = {r["name"]: r["address"] for w in dump["workloads"] for r in w["replicas"]}
+        addr = addresses(dump)
         web = addr["web-0"]
         creds = dict(line.split("=", 1) for line in
                      agent.cli("credentials", "client-0", "-n", "slow").stdout.split())
@@ -376,7 +370,7 @@ with tempfile.TemporaryDirectory() as d:
         expected = {"hbone_tls_handshake": 2, "hbone_h2_preface": 1, "hbone_stream_stalled": 1,
                     "hbone_write_stalled": 1, "outbound_request": 3}
         for kind, at_least in expected.items():
-            value = metric(text, f'podless_peer_timeouts_total{{timeout="{kind}"}}')
+            value = metric_value(text, "podless_peer_timeouts_total", timeout=kind) or 0.0
             check(value >= at_least, f"podless_peer_timeouts_total{{timeout=\"{kind}\"}} = "
                   f"{value}, expected >= {at_least}")
         status, _ = agent.http("/healthz")
