@@ -24,14 +24,13 @@ import tempfile
 import threading
 import time
 
-import h2.config
-import h2.connection
 import h2.events
 import h2.settings
 
 import pki
 from harness import (PODLESS, SOURCE_ROOT, addresses, check, free_port, metric_value,
                      running_agent, write)
+from hbone_client import h2_connection, tls_context
 
 INTEROP = os.path.join(SOURCE_ROOT, "tests", "proxy", "hbone_interop_client.py")
 
@@ -97,17 +96,6 @@ def wait_closed(sock, limit):
     return time.time() - start, data
 
 
-def tls_context(d):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_verify_locations(f"{d}/bundle.pem")
-    ctx.load_cert_chain(f"{d}/tester.crt", f"{d}/tester.key")
-    ctx.set_alpn_protocols(["h2"])
-    return ctx
-
-
 def h2_connect(ctx, addr, port, receive_buffer=0):
     raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if receive_buffer:
@@ -115,11 +103,7 @@ def h2_connect(ctx, addr, port, receive_buffer=0):
     raw.settimeout(20)
     raw.connect((addr, port))
     tls = ctx.wrap_socket(raw)
-    conn = h2.connection.H2Connection(
-        h2.config.H2Configuration(client_side=True, header_encoding="utf-8",
-                                  validate_outbound_headers=False))
-    conn.initiate_connection()
-    return tls, conn
+    return tls, h2_connection(header_encoding="utf-8")
 
 
 def open_stream(tls, conn, authority):
@@ -311,7 +295,7 @@ with tempfile.TemporaryDirectory() as d:
         web = addr["web-0"]
         creds = dict(line.split("=", 1) for line in
                      agent.cli("credentials", "client-0", "-n", "slow").stdout.split())
-        ctx = tls_context(d)
+        ctx = tls_context(f"{d}/bundle.pem", f"{d}/tester.crt", f"{d}/tester.key")
         hbone = agent.hbone_port
         outbound = agent.outbound_port
         started = time.time()

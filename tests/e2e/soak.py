@@ -22,22 +22,21 @@ Traffic, all at once:
 """
 
 import argparse
-import base64
 import errno
 import os
 import selectors
 import socket
-import ssl
 import tempfile
 import threading
 import time
 
-import h2.config
-import h2.connection
 import h2.events
 
 import pki
-from harness import PODLESS, addresses, check, fds, free_port, poll, rss_kib, running_agent, write
+from harness import (PODLESS, addresses, check, fds, free_port, poll, proxy_for, rss_kib,
+                     running_agent, write)
+from hbone_client import h2_connection, tls_context
+from outbound_connect import connect_request
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--long", action="store_true", help="5 minutes of traffic")
@@ -104,9 +103,7 @@ def hbone_load(stop, counts, ctx, addr, port, authority, in_flight=100, per_conn
     while not stop.is_set():
         raw = socket.create_connection((addr, port), timeout=20)
         tls = ctx.wrap_socket(raw)
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=True, validate_outbound_headers=False))
-        conn.initiate_connection()
+        conn = h2_connection()
         counts.ok("hbone_connections")
         opened = 0
         streams = {}  # id -> bytes echoed so far
@@ -230,18 +227,11 @@ with tempfile.TemporaryDirectory() as d:
         write(f"{d}/bundle.pem", agent.cli("ca", "export").stdout)
         dump = agent.config_dump()
         addr = addresses(dump)
-        proxy = dict(line.split("=", 1) for line in
-                     agent.cli("credentials", "caller-0", "-n", "soak").stdout.split())["HTTP_PROXY"]
+        proxy = proxy_for(agent, "caller-0", "soak")
         userinfo = proxy.split("//", 1)[1].split("@", 1)[0]
         target = f"{addr['echo-1']}:{ECHO_PORT}"
-        request = (f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic "
-                   f"{base64.b64encode(userinfo.encode()).decode()}\r\n\r\n").encode()
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-        ctx.check_hostname = False
-        ctx.load_verify_locations(f"{d}/bundle.pem")
-        ctx.load_cert_chain(f"{d}/tester.crt", f"{d}/tester.key")
-        ctx.set_alpn_protocols(["h2"])
+        request = connect_request(target, userinfo)
+        ctx = tls_context(f"{d}/bundle.pem", f"{d}/tester.crt", f"{d}/tester.key")
 
         def run(seconds):
             counts = Counts()
