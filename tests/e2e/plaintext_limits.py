@@ -77,7 +77,7 @@ spec:
 """
 
 
-def refused(agent):
+def refusals(agent):
     return agent.metric("podless_limit_refused_total", limit="plaintext_connections_per_peer")
 
 
@@ -158,7 +158,7 @@ def per_peer_limit(backend, state):
             served, refused = map(int, attacker.stdout.readline().split())
             check(served == 8, f"{served} connections from 127/8 got through, limit 8")
             check(refused == 32, f"{refused} refused, expected 32")
-            check(refused(agent) == 32, f"refusals counted: {refused(agent)}")
+            check(refusals(agent) == 32, f"refusals counted: {refusals(agent)}")
             # One client plus one backend descriptor per held connection.
             check(fds(agent.proc.pid) <= baseline + 2 * 8 + 4,
                   f"descriptors grew from {baseline} to {fds(agent.proc.pid)}")
@@ -179,7 +179,7 @@ def per_peer_limit(backend, state):
                     pass
                 s.close()
             check(not answer.startswith(b"HTTP/1.1 200"), "the echo port served a 9th connection")
-            check(refused(agent) == 41, f"refusals counted: {refused(agent)}")
+            check(refusals(agent) == 41, f"refusals counted: {refusals(agent)}")
         finally:
             attacker.stdin.close()
             attacker.wait(timeout=10)
