@@ -41,8 +41,7 @@ def curl(*args):
 
 with running_agent() as agent:
     agent.cli("apply", "-f", write(agent.state_dir + "/m.yaml", MANIFEST))
-    dump = agent.config_dump()
-    web = [r["address"] for w in dump["workloads"] if w["name"] == "web" for r in w["replicas"]][0]
+    web = agent.replica_addresses("web")[0]
     url = f"http://{web}:8080/hi"
     good = proxy_for(agent, "frontend-0", "shop")  # http://user:password@127.0.0.1:port
     user_pass, _, where = good[len("http://"):].rpartition("@")
