@@ -24,13 +24,15 @@ spec:
 """
 
 
-def service(name, namespace, selector, port=80, target="http"):
-    """A Service selecting `selector` ({label: value}) with one port, "http",
-    `port` to the workloads' `target` (a port name or number)."""
+def service(name, namespace, selector, port=80, target="http", port_name="http"):
+    """A Service selecting `selector` ({label: value}) with one port,
+    `port_name` (None: unnamed), `port` to the workloads' `target` (a port
+    name or number)."""
+    named = f"name: {port_name}, " if port_name else ""
     return f"""apiVersion: podless.dev/v1alpha1
 kind: Service
 metadata: {{name: {name}, namespace: {namespace}}}
 spec:
   selector: {_flow(selector)}
-  ports: [{{name: http, port: {port}, targetPort: {target}}}]
+  ports: [{{{named}port: {port}, targetPort: {target}}}]
 """
