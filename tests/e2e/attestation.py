@@ -18,8 +18,9 @@ import socket
 import sys
 import tempfile
 
-from exec_util import exec_agent, processes_with_env, wait_for
-from harness import PODLESS, addresses, check, curl_via_proxy, grpc_stubs, proxy_for, write
+from exec_util import exec_agent, processes_with_env
+from harness import (PODLESS, addresses, check, curl_via_proxy, grpc_stubs, proxy_for, wait_for,
+                     write)
 
 stubs = grpc_stubs("api/spiffe/workload.proto", include="api/spiffe")
 

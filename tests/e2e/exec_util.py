@@ -8,7 +8,6 @@ import os
 import signal
 
 from harness import replicas, running_agent
-from harness import wait_for  # noqa: F401 (the exec_* tests import it from here)
 
 
 def processes_with_env(entry):
