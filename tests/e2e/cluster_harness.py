@@ -50,7 +50,6 @@ import manifests
 import pki
 from harness import PODLESS as _PODLESS_FROM_ENV
 from harness import SOURCE_ROOT, free_port, metric_value, poll
-from manifests import service  # noqa: F401 (the cluster tests import it from here)
 
 PODLESS = os.path.abspath(_PODLESS_FROM_ENV)
 ETCD = os.environ.get("PODLESS_ETCD_BIN", "/usr/bin/etcd")
