@@ -7,7 +7,10 @@
 #include <doctest.h>
 
 #include <chrono>
+#include <functional>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "proxy/metrics.h"
 #include "proxy/uv_handle.h"
@@ -121,6 +124,28 @@ struct Node {
   }
   int64_t lease() const { return e.LeaseOf(e.keys.Node(config.node_name)); }
 };
+
+workloads::Service MakeService(const std::string& name) {
+  workloads::Service service;
+  service.metadata.name = name;
+  service.metadata.ns = "shop";
+  service.selector = {{"app", name}};
+  workloads::ServicePort port;
+  port.name = "http";
+  port.port = 80;
+  service.ports.push_back(port);
+  return service;
+}
+
+// Runs Cluster::Apply or Cluster::Delete (`start` calls it with the callback)
+// to its answer.
+Result<std::vector<ObjectChange>> Changes(
+    uv_loop_t* loop, const std::function<void(Cluster::ChangesCallback)>& start) {
+  std::optional<Result<std::vector<ObjectChange>>> out;
+  start([&out](Result<std::vector<ObjectChange>> changes) { out = std::move(changes); });
+  REQUIRE(RunUntil(loop, [&] { return out.has_value(); }));
+  return std::move(*out);
+}
 
 // A Join that must fail with `code`, saying `says`.
 void CheckRefused(const Result<ClusterPtr>& joined, ErrorCode code, const std::string& says) {
@@ -425,6 +450,64 @@ TEST_CASE("Cluster: a node that shuts down revokes its lease and leaves every vi
   }));
   // Its range stays claimed: the name keeps it for the next start.
   CHECK(e.etcd.Find(e.keys.Cidr(n2.config.node_cidr)) != nullptr);
+}
+
+TEST_CASE(
+    "Cluster: Services go through etcd with a VIP, reach every node, and stay put while etcd "
+    "is away") {
+  Etcd e;
+  Node n1(e, "n1", "192.0.2.1"), n2(e, "n2", "192.0.2.2");
+  n1.JoinAndStart();
+  n2.JoinAndStart();
+  const ObjectKey web{Kind::kService, "shop", "web"};
+
+  auto applied = Changes(e.loop.get(), [&](auto done) {
+    n1.cluster->Apply({MakeService("web")}, false, std::move(done));
+  });
+  REQUIRE_MESSAGE(applied.ok(), (applied.ok() ? "" : applied.error().message));
+  REQUIRE(applied->size() == 1);
+  CHECK((*applied)[0].action == "created");
+  // In etcd, with the VIP claimed under its own key.
+  const mvccpb::KeyValue* stored = e.etcd.Find(e.keys.Object(web));
+  REQUIRE(stored != nullptr);
+  auto record = DecodeClusterObjectRecord(stored->value());
+  REQUIRE(record.ok());
+  REQUIRE(record->vip != 0);
+  REQUIRE(e.etcd.Find(e.keys.Vip(record->vip)) != nullptr);
+  CHECK(e.etcd.Find(e.keys.Vip(record->vip))->value() == "shop/web");
+  // The node that applied it reads its own write; the other gets it from
+  // the watch, with the same VIP.
+  REQUIRE(n1.agent->Find(web) != nullptr);
+  REQUIRE(RunUntil(e.loop.get(), [&] { return n2.agent->Find(web) != nullptr; }));
+  CHECK(n2.agent->Find(web)->addresses == std::vector<uint32_t>{record->vip});
+
+  // etcd away: cluster-wide objects cannot change, and stay as they were.
+  e.etcd.SetDown(true);
+  REQUIRE(RunUntil(e.loop.get(), [&] { return !n1.cluster->connected(); }));
+  auto refused = Changes(e.loop.get(), [&](auto done) {
+    n1.cluster->Apply({MakeService("api")}, false, std::move(done));
+  });
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().code == ErrorCode::kUnavailable);
+  auto kept =
+      Changes(e.loop.get(), [&](auto done) { n1.cluster->Delete({web}, false, std::move(done)); });
+  REQUIRE_FALSE(kept.ok());
+  CHECK(kept.error().code == ErrorCode::kUnavailable);
+  CHECK(e.etcd.Find(e.keys.Object(web)) != nullptr);
+  CHECK(n1.agent->Find(web) != nullptr);
+  CHECK(n2.agent->Find(web) != nullptr);
+
+  // Back: a delete leaves etcd (VIP claim too) and every node.
+  e.etcd.SetDown(false);
+  REQUIRE(
+      RunUntil(e.loop.get(), [&] { return n1.cluster->connected() && n2.cluster->connected(); }));
+  auto deleted =
+      Changes(e.loop.get(), [&](auto done) { n1.cluster->Delete({web}, false, std::move(done)); });
+  REQUIRE(deleted.ok());
+  CHECK(e.etcd.Find(e.keys.Object(web)) == nullptr);
+  CHECK(e.etcd.Find(e.keys.Vip(record->vip)) == nullptr);
+  CHECK(n1.agent->Find(web) == nullptr);
+  REQUIRE(RunUntil(e.loop.get(), [&] { return n2.agent->Find(web) == nullptr; }));
 }
 
 }  // namespace
