@@ -37,6 +37,7 @@
 #include "runtime/cluster_view.h"
 #include "runtime/config.h"
 #include "runtime/etcd_client.h"
+#include "runtime/etcd_kv.h"
 
 namespace podless::runtime {
 
@@ -69,6 +70,12 @@ class Cluster {
   // before, the node starts from what it recorded then and registers once
   // etcd answers.
   static Result<ClusterPtr> Join(uv_loop_t* loop, AgentConfig& config);
+  // The same on the etcd `connect` returns, called once the state dir is
+  // locked (Join above: an EtcdClient for config.cluster's flags; the unit
+  // tests: an in-memory etcd, tests/runtime/fake_etcd.h).
+  using EtcdConnector = std::function<Result<EtcdKvPtr>(uv_loop_t*, const AgentConfig&)>;
+  static Result<ClusterPtr> Join(uv_loop_t* loop, AgentConfig& config,
+                                 const EtcdConnector& connect);
   ~Cluster();
 
   // Follows the cluster with this node's agent. `on_view_change` runs after
@@ -117,7 +124,7 @@ class Cluster {
   AgentConfig config_;
   ClusterKeys keys_;
   NodeRecord self_;
-  EtcdClientPtr etcd_;
+  EtcdKvPtr etcd_;
   int lock_fd_ = -1;
   Agent* agent_ = nullptr;
   std::function<void()> on_view_change_;

@@ -149,6 +149,16 @@ void Cluster::ClaimNode(std::function<void(Status)> done) {
 }
 
 Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config) {
+  return Join(loop, config, [](uv_loop_t* loop, const AgentConfig& config) -> Result<EtcdKvPtr> {
+    auto etcd = EtcdClient::Create(loop, EtcdOptions{.endpoints = config.cluster.etcd_endpoints,
+                                                     .tls = config.cluster.etcd_tls});
+    if (!etcd) return EtcdFlagError(etcd.error());
+    return EtcdKvPtr(std::move(*etcd));
+  });
+}
+
+Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config,
+                                 const EtcdConnector& connect) {
   ClusterPtr cluster(new Cluster(loop, config));
   Cluster& c = *cluster;
   const std::string& dir = config.state_dir;
@@ -175,9 +185,8 @@ Result<ClusterPtr> Cluster::Join(uv_loop_t* loop, AgentConfig& config) {
   JoinRecord record = previous->value_or(JoinRecord{config.node_name, RandomHex(16), ""});
   c.self_.instance_id = record.instance_id;
 
-  auto etcd = EtcdClient::Create(loop, EtcdOptions{.endpoints = config.cluster.etcd_endpoints,
-                                                   .tls = config.cluster.etcd_tls});
-  if (!etcd) return EtcdFlagError(etcd.error());
+  auto etcd = connect(loop, config);
+  if (!etcd) return etcd.error();
   c.etcd_ = std::move(*etcd);
 
   auto lease = Await<etcdpb::LeaseGrantResponse>(loop, [&](auto done) {

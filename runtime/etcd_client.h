@@ -30,12 +30,11 @@
 #include <vector>
 
 #include "etcd/etcdserver/etcdserverpb/rpc.pb.h"
+#include "runtime/etcd_kv.h"
 #include "runtime/etcd_tls.h"
 #include "workloads/result.h"
 
 namespace podless::runtime {
-
-namespace etcdpb = ::etcdserverpb;
 
 struct EtcdOptions {
   // "http://HOST:PORT" each, or "https://HOST:PORT" each (not mixed).
@@ -49,21 +48,10 @@ struct EtcdOptions {
   EtcdTlsFiles tls = {};
 };
 
-template <typename T>
-using EtcdCallback = std::function<void(Result<T>)>;
-
-// A long-lived stream (a watch or a lease keep-alive). Destroying the handle
-// cancels the stream (RST_STREAM CANCEL) and its callbacks never run again.
-class EtcdStream {
- public:
-  virtual ~EtcdStream() = default;
-};
-using EtcdStreamPtr = std::unique_ptr<EtcdStream>;
-
 class EtcdClient;
 using EtcdClientPtr = std::unique_ptr<EtcdClient>;
 
-class EtcdClient {
+class EtcdClient : public EtcdKv {
  public:
   // Checks the endpoints (INVALID_ARGUMENT naming a bad one) and the TLS
   // flags, and reads the TLS files (errors name the flag and the file);
@@ -75,48 +63,11 @@ class EtcdClient {
   static Result<EtcdClientPtr> Create(uv_loop_t* loop, EtcdOptions options);
   virtual ~EtcdClient() = default;
 
-  // KV and Lease unary calls. Errors: UNAVAILABLE (no connection: every
-  // endpoint refused or timed out), DEADLINE_EXCEEDED, or etcd's own gRPC
-  // status mapped by FromGrpcCode with etcd's message.
-  virtual void Range(const etcdpb::RangeRequest& request,
-                     EtcdCallback<etcdpb::RangeResponse> done) = 0;
-  virtual void Put(const etcdpb::PutRequest& request, EtcdCallback<etcdpb::PutResponse> done) = 0;
-  virtual void DeleteRange(const etcdpb::DeleteRangeRequest& request,
-                           EtcdCallback<etcdpb::DeleteRangeResponse> done) = 0;
-  virtual void Txn(const etcdpb::TxnRequest& request, EtcdCallback<etcdpb::TxnResponse> done) = 0;
-  virtual void LeaseGrant(const etcdpb::LeaseGrantRequest& request,
-                          EtcdCallback<etcdpb::LeaseGrantResponse> done) = 0;
-  virtual void LeaseRevoke(const etcdpb::LeaseRevokeRequest& request,
-                           EtcdCallback<etcdpb::LeaseRevokeResponse> done) = 0;
-
-  // Keeps `lease_id` alive on a bidirectional Lease/LeaseKeepAlive stream:
-  // sends a keep-alive request now and then every `interval`. `on_response`
-  // runs for each response (ttl() <= 0: the lease is gone). `on_end` runs
-  // once if the stream ends (connection lost, etcd error, no response within
-  // two intervals) and nothing runs after it.
-  virtual EtcdStreamPtr KeepAlive(
-      int64_t lease_id, std::chrono::milliseconds interval,
-      std::function<void(const etcdpb::LeaseKeepAliveResponse&)> on_response,
-      std::function<void(Status)> on_end) = 0;
-
-  // Opens a bidirectional Watch/Watch stream and sends `create`. Every
-  // WatchResponse (the "created" one, events, progress, a cancel with
-  // compact_revision after compaction) goes to `on_response`. `on_end` runs
-  // once if the stream ends (connection lost, etcd error, etcd cancelled the
-  // watch); nothing runs after it. The caller re-lists and watches again.
-  virtual EtcdStreamPtr Watch(const etcdpb::WatchCreateRequest& create,
-                              std::function<void(const etcdpb::WatchResponse&)> on_response,
-                              std::function<void(Status)> on_end) = 0;
+  // The calls of EtcdKv (runtime/etcd_kv.h) go over gRPC on that connection;
+  // destroying a stream handle resets its HTTP/2 stream (RST_STREAM CANCEL).
 
   // True while an HTTP/2 connection to an endpoint is up.
   virtual bool connected() const = 0;
-  // The endpoint in use (or last tried), "http(s)://HOST:PORT".
-  virtual const std::string& current_endpoint() const = 0;
-
-  // Fails every pending call (CANCELLED) and ends every stream, then closes
-  // the connection; the loop can end once it returns. The client may be
-  // destroyed right after.
-  virtual void Close() = 0;
 };
 
 // Adds to `txn` the condition "`key` does not exist" (its create_revision is

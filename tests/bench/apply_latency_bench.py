@@ -150,9 +150,7 @@ def main():
                  for n in (REPLICAS, 10)]
         agent.cli("apply", "-f", write(os.path.join(agent.state_dir, "web.yaml"), SERVED))
         agent.cli("apply", "-f", files[1])
-        dump = agent.config_dump()
-        address = [r["address"] for w in dump["workloads"] if w["name"] == "web"
-                   for r in w["replicas"]][0]
+        address = agent.replica_addresses("web")[0]
         measure(address, 0.3)  # warm up
         idle, busy, dumping, applies, dumps = [], [], [], 0, 0
         for _ in range(ROUNDS):

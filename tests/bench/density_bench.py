@@ -26,7 +26,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from harness import PODLESS, Agent, check, fail, grpc_stubs  # noqa: E402
+from harness import PODLESS, Agent, check, fail, grpc_stubs, rss_kib  # noqa: E402
 
 SMOKE = os.environ.get("PODLESS_BENCH_SMOKE", "") not in ("", "0")
 STEP_TIMEOUT = float(os.environ.get("PODLESS_BENCH_STEP_TIMEOUT", "900"))
@@ -43,11 +43,8 @@ from podless.v1 import runtime_pb2_grpc as rpc  # noqa: E402
 
 
 def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    """Resident memory of a process, bytes."""
+    return rss_kib(pid) * 1024
 
 
 def settled_rss(pid):

@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from harness import Agent, check, write  # noqa: E402
+from harness import Agent, check, rss_kib, write  # noqa: E402
 
 SMOKE = os.environ.get("PODLESS_BENCH_SMOKE", "") not in ("", "0")
 
@@ -54,11 +54,8 @@ spec:
 
 
 def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    """Resident memory of a process, bytes."""
+    return rss_kib(pid) * 1024
 
 
 def measure(template, n, label):

@@ -28,7 +28,6 @@ PODLESS_BENCH_ROUNDS (3), PODLESS_BENCH_SECONDS per path and run (4),
 PODLESS_BENCH_CONNECTIONS (64), PODLESS_BENCH_LOADGEN_PROCS (1).
 """
 
-import base64
 import multiprocessing
 import os
 import re
@@ -42,7 +41,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from harness import Agent, check, fail, free_port  # noqa: E402
+from harness import Agent, addresses, check, fail, free_port  # noqa: E402
+from outbound_connect import open_connect  # noqa: E402
 
 SMOKE = os.environ.get("PODLESS_BENCH_SMOKE", "") not in ("", "0")
 ROUNDS = 1 if SMOKE else int(os.environ.get("PODLESS_BENCH_ROUNDS", "3"))
@@ -129,18 +129,12 @@ def h2load_run(agent, url):
 
 # --- path b: CONNECT tunnels through the outbound entry ----------------------
 
-def open_tunnel(entry, auth, target):
+def open_tunnel(entry, user_pass, target):
     """A CONNECT tunnel to `target`, proven with one GET; a blocking socket."""
-    s = socket.create_connection(entry, timeout=30)
+    head, s = open_connect(entry, user_pass, target)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
-              f"Proxy-Authorization: Basic {auth}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(4096)
-        if not chunk:
-            raise RuntimeError(f"outbound entry closed during CONNECT {target}")
-        head += chunk
+    if b"\r\n\r\n" not in head:
+        raise RuntimeError(f"outbound entry closed during CONNECT {target}")
     if not head.startswith(b"HTTP/1.1 200"):
         line = head.split(b"\r\n")[0]
         raise RuntimeError(f"CONNECT {target}: {line!r}")
@@ -175,12 +169,12 @@ def parse_response(buf):
     return status, end + 4 + length
 
 
-def loadgen(conn, entry, auth, target, tunnels, seconds, requests, start):
+def loadgen(conn, entry, user_pass, target, tunnels, seconds, requests, start):
     """One load generator process: `tunnels` tunnels on one epoll loop, each
     doing sequential GETs, for `seconds` (or `requests` in all) after
     `start` is set. Reports (done, errors, first error, own CPU s)."""
     try:
-        socks = [open_tunnel(entry, auth, target) for _ in range(tunnels)]
+        socks = [open_tunnel(entry, user_pass, target) for _ in range(tunnels)]
     except (OSError, RuntimeError) as e:
         conn.send(("error", str(e)))
         return
@@ -244,7 +238,6 @@ def tunnel_run(agent, proxy_url, target):
     wall seconds, agent CPU s, load generator CPU s)."""
     creds, entry = proxy_url.split("//", 1)[1].split("@")
     host, port = entry.split(":")
-    auth = base64.b64encode(creds.encode()).decode()
     ctx = multiprocessing.get_context("fork")
     start = ctx.Event()
     procs, pipes = [], []
@@ -252,7 +245,7 @@ def tunnel_run(agent, proxy_url, target):
     requests = SMOKE_REQUESTS // LOADGEN_PROCS if SMOKE else 0
     for _ in range(LOADGEN_PROCS):
         parent, child = ctx.Pipe()
-        p = ctx.Process(target=loadgen, args=(child, (host, int(port)), auth, target, per_proc,
+        p = ctx.Process(target=loadgen, args=(child, (host, int(port)), creds, target, per_proc,
                                               SECONDS, requests, start), daemon=True)
         p.start()
         procs.append(p)
@@ -314,7 +307,7 @@ def run_config(workers):
         dump = agent.config_dump()
         check(dump["proxy"]["workers"] == workers,
               f"--workers {workers}: /config_dump says {dump['proxy']['workers']}")
-        addr = {r["name"]: r["address"] for w in dump["workloads"] for r in w["replicas"]}
+        addr = addresses(dump)
         vip = next(s["vip"] for s in dump["services"] if s["name"] == "web")
         out = agent.cli("credentials", "caller-0", "-n", "bench").stdout
         proxy_url = dict(line.split("=", 1) for line in out.split())["HTTP_PROXY"]

@@ -18,7 +18,9 @@ import subprocess
 import sys
 import time
 
-PODLESS = os.environ.get("PODLESS_BIN", "build/podless")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
+from harness import PODLESS, rss_kib  # noqa: E402
+
 SMOKE = os.environ.get("PODLESS_BENCH_SMOKE", "") not in ("", "0")
 SPAWNS = 20 if SMOKE else 300
 HELD = 5 if SMOKE else 50
@@ -36,14 +38,6 @@ def mem_available_kib():
     with open("/proc/meminfo") as f:
         for line in f:
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1])
-    return 0
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
 

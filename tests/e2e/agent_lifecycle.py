@@ -9,23 +9,9 @@ import stat
 import subprocess
 import tempfile
 
-from harness import Agent, SOURCE_ROOT, check, running_agent, write
+from harness import Agent, SOURCE_ROOT, check, metric_value, replicas, running_agent, write
 
 HELLO = os.path.join(SOURCE_ROOT, "examples", "hello.yaml")
-
-
-def replicas_by_name(dump, name, ns="default"):
-    for w in dump["workloads"]:
-        if w["name"] == name and w["namespace"] == ns:
-            return {r["name"]: r for r in w["replicas"]}
-    return None
-
-
-def metric(text, name):
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 with running_agent() as agent:
@@ -71,7 +57,7 @@ with running_agent() as agent:
 
     # Certificates are issued on first use: none yet.
     dump = agent.config_dump()
-    reps = replicas_by_name(dump, "hello")
+    reps = replicas(dump, "hello", "default")
     check(reps["hello-0"]["certificate"] is None, "certificate issued before first use")
     check(reps["hello-0"]["address"] == addresses[0], "config_dump address")
 
@@ -90,16 +76,16 @@ with running_agent() as agent:
     check("Trust domain:  cluster.local" in shown and "SHA-256" in shown, shown)
 
     dump = agent.config_dump()
-    cert = replicas_by_name(dump, "hello")["hello-0"]["certificate"]
+    cert = replicas(dump, "hello", "default")["hello-0"]["certificate"]
     check(cert is not None and cert["serial"] and cert["not_after"] - cert["not_before"] >= 86400,
           f"certificate in config_dump: {cert}")
     # The same identity is served from the cache: no second issuance.
     agent.cli("cert", "hello-1")
     _, metrics = agent.http("/metrics")
-    check(metric(metrics, "podless_workloads") == 1, metrics)
-    check(metric(metrics, "podless_certificates_issued_total") == 1, metrics)
+    check(metric_value(metrics, "podless_workloads") == 1, metrics)
+    check(metric_value(metrics, "podless_certificates_issued_total") == 1, metrics)
     check('podless_api_requests_total{method="Apply",code="OK"} 3' in metrics, metrics)
-    check(metric(metrics, "process_resident_memory_bytes") > 0, metrics)
+    check(metric_value(metrics, "process_resident_memory_bytes") > 0, metrics)
 
     # Scale up and relabel in place: existing replicas keep their addresses.
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,14 +93,14 @@ with running_agent() as agent:
         text = text.replace("    app: hello\nspec:\n  replicas", "    app: hello\n    tier: front\nspec:\n  replicas", 1)
         r = agent.cli("apply", "-f", write(os.path.join(tmp, "h.yaml"), text))
         check("workload/hello configured" in r.stdout, r.stdout)
-        reps = replicas_by_name(agent.config_dump(), "hello")
+        reps = replicas(agent.config_dump(), "hello", "default")
         check(len(reps) == 4, f"scaled to {len(reps)}")
         check([reps["hello-0"]["address"], reps["hello-1"]["address"]] == addresses,
               "scale up moved existing replicas")
         # Scale down to 1: hello-0 keeps its address.
         text = text.replace("replicas: 4", "replicas: 1")
         agent.cli("apply", "-f", write(os.path.join(tmp, "h.yaml"), text))
-        reps = replicas_by_name(agent.config_dump(), "hello")
+        reps = replicas(agent.config_dump(), "hello", "default")
         check(list(reps) == ["hello-0"] and reps["hello-0"]["address"] == addresses[0],
               f"scale down: {reps}")
 
@@ -129,7 +115,7 @@ with running_agent() as agent:
     again = Agent(state_dir=agent.state_dir)
     try:
         again.start()
-        reps = replicas_by_name(again.config_dump(), "hello")
+        reps = replicas(again.config_dump(), "hello", "default")
         check(list(reps) == ["hello-0"] and reps["hello-0"]["address"] == addresses[0],
               f"after restart: {reps}")
         check(reps["hello-0"]["spiffe_id"] == "spiffe://cluster.local/ns/default/sa/default",
@@ -163,8 +149,8 @@ with running_agent(extra_args=["--svid-cache-size", "1"]) as agent, \
     again_a = serial("a-0")
     check(again_a != first_a, "an evicted identity gets a fresh SVID")
     _, metrics = agent.http("/metrics")
-    check(metric(metrics, "podless_certificates_issued_total") == 3, metrics)
-    check(metric(metrics, "podless_certificates_evicted_total") == 2, metrics)
-    check(metric(metrics, "podless_certificates_cached") == 1, metrics)
+    check(metric_value(metrics, "podless_certificates_issued_total") == 3, metrics)
+    check(metric_value(metrics, "podless_certificates_evicted_total") == 2, metrics)
+    check(metric_value(metrics, "podless_certificates_cached") == 1, metrics)
 
 print("agent_lifecycle: ok")

@@ -4,7 +4,7 @@ and changes nothing; exhaustion of the node CIDR is a clear error too."""
 import os
 import tempfile
 
-from harness import check, running_agent, write
+from harness import addresses, check, running_agent, write
 
 GOOD = """apiVersion: podless.dev/v1alpha1
 kind: Workload
@@ -58,8 +58,7 @@ with running_agent(extra_args=["--node-cidr", "127.70.0.0/29"]) as agent, \
     # Two addresses are still free: a 2-replica workload fits.
     fits = write(os.path.join(tmp, "fits.yaml"), open(big).read().replace("replicas: 3", "replicas: 2"))
     agent.cli("apply", "-f", fits)
-    dump = agent.config_dump()
-    addrs = [r["address"] for w in dump["workloads"] for r in w["replicas"]]
+    addrs = list(addresses(agent.config_dump()).values())
     check(len(addrs) == 6 and len(set(addrs)) == 6, f"addresses {addrs}")
 
     # Empty input and a YAML syntax error are errors too.

@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 
-from harness import check, running_agent, write
+from harness import check, connection_ended, running_agent, write
 
 PORT = 18095
 
@@ -53,11 +53,6 @@ spec:
   replicas: 5
   app: {echo: {}}
 """
-
-
-def replicas_of(agent, name):
-    dump = agent.config_dump()
-    return [r["address"] for w in dump["workloads"] if w["name"] == name for r in w["replicas"]]
 
 
 class Client(threading.Thread):
@@ -98,18 +93,6 @@ def echo_round_trip(address, data=b"ping"):
         return s.recv(64)
 
 
-def ended(s, within):
-    s.settimeout(within)
-    try:
-        while True:
-            if not s.recv(4096):
-                return True
-    except ConnectionResetError:
-        return True
-    except socket.timeout:
-        return False
-
-
 def main():
     with running_agent(extra_args=["--workers", "2"]) as agent:
         path = lambda name: os.path.join(agent.state_dir, name)  # noqa: E731
@@ -118,20 +101,20 @@ def main():
         small = write(path("small.yaml"), CHURN % 3)
         extra = write(path("extra.yaml"), EXTRA)
         agent.cli("apply", "-f", small)
-        client = Client(replicas_of(agent, "web")[0])
+        client = Client(agent.replica_addresses("web")[0])
         client.start()
 
         # A connection to churn-2, which every scale-down to 3 keeps, and one
         # to churn-5, which the next one takes away.
         agent.cli("apply", "-f", big)
-        addresses = replicas_of(agent, "churn")
+        addresses = agent.replica_addresses("churn")
         check(len(addresses) == 20000, f"churn has {len(addresses)} replicas, not 20000")
         kept = socket.create_connection((addresses[2], 18096), timeout=5)
         doomed = socket.create_connection((addresses[5], 18096), timeout=5)
         doomed.sendall(b"hello")
         check(doomed.recv(64) == b"hello", "churn-5 does not echo")
         agent.cli("apply", "-f", small)
-        check(ended(doomed, 5), "a connection to a replica scaled away stayed open")
+        check(connection_ended(doomed, 5), "a connection to a replica scaled away stayed open")
         kept.sendall(b"still")
         check(kept.recv(64) == b"still", "a connection to a kept replica was ended")
         try:
@@ -154,7 +137,7 @@ def main():
         check(client.ok > 0, "no request was answered")
 
         # Every replica in the store answers on its address (sampled).
-        addresses = replicas_of(agent, "churn")
+        addresses = agent.replica_addresses("churn")
         check(len(addresses) == 20000, f"churn has {len(addresses)} replicas at the end")
         for ordinal in (0, 2, 5, 3, 19999, 12345):
             check(echo_round_trip(addresses[ordinal]) == b"ping",

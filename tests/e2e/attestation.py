@@ -18,8 +18,9 @@ import socket
 import sys
 import tempfile
 
-from exec_util import exec_agent, processes_with_env, wait_for
-from harness import PODLESS, check, curl_via_proxy, grpc_stubs, proxy_for, write
+from exec_util import exec_agent, processes_with_env
+from harness import (PODLESS, addresses, check, curl_via_proxy, grpc_stubs, proxy_for, wait_for,
+                     write)
 
 stubs = grpc_stubs("api/spiffe/workload.proto", include="api/spiffe")
 
@@ -190,9 +191,7 @@ def main():
 
         # 3. Credentials rotate with the identity.
         old = proxy_for(agent, "caller-0", "att")
-        caller = agent.config_dump()
-        address = [r["address"] for w in caller["workloads"] for r in w["replicas"]
-                   if r["name"] == "caller-0"][0]
+        address = addresses(agent.config_dump())["caller-0"]
         status, body = curl_via_proxy(old, f"http://{address}:8080/")
         check(status == 200 and "/sa/one" in body, f"before: {status} {body}")
         agent.cli("apply", "-f", write(os.path.join(d, "m.yaml"), MANIFEST.format(

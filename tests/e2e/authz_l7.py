@@ -13,15 +13,14 @@
 5. `get -o yaml` prints the HTTP attributes in Istio's spelling, and the
    output applies again unchanged."""
 
-import base64
 import http.server
 import json
-import socket
-import subprocess
 import tempfile
 import threading
 
-from harness import check, free_port, proxy_for, running_agent, write
+from harness import (addresses, check, curl_via_proxy as curl, free_port, proxy_for,
+                     running_agent, write)
+from outbound_connect import connect
 
 BACKEND_PORT = free_port()
 
@@ -96,28 +95,11 @@ class Backend(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def curl(proxy, url, *extra):
-    r = subprocess.run(["curl", "-sS", "--max-time", "20", "--proxy", proxy, "-o", "-", "-w",
-                        "\n%{http_code}", *extra, url], capture_output=True, text=True, timeout=30)
-    body, _, code = r.stdout.rpartition("\n")
-    return int(code or 0), body
-
-
-def connect_status(agent, proxy, target):
+def connect_status(proxy, target):
     """The status line of a CONNECT to `target` through the outbound entry, and
     the echo of a line sent through the tunnel when it opens."""
-    user_pass = proxy.split("//", 1)[1].split("@", 1)[0]
-    auth = base64.b64encode(user_pass.encode()).decode()
-    with socket.create_connection(("127.0.0.1", agent.outbound_port), timeout=10) as s:
-        s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
-                  f"Proxy-Authorization: Basic {auth}\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            head += chunk
-        status = head.split(b"\r\n", 1)[0].decode()
+    status, s = connect(proxy, target, timeout=10)
+    with s:
         echoed = b""
         if " 200" in status:
             s.sendall(b"ping\n")
@@ -138,7 +120,7 @@ threading.Thread(target=server.serve_forever, daemon=True).start()
 with tempfile.TemporaryDirectory() as d, running_agent() as agent:
     agent.cli("apply", "-f", write(f"{d}/shop.yaml", MANIFEST))
     dump = agent.config_dump()
-    addr = {r["name"]: r["address"] for w in dump["workloads"] for r in w["replicas"]}
+    addr = addresses(dump)
     proxy = proxy_for(agent, "client-0", "shop")
     web = f"http://{addr['web-0']}:8080"
     api = f"http://{addr['api-0']}:8080"
@@ -146,7 +128,7 @@ with tempfile.TemporaryDirectory() as d, running_agent() as agent:
     # Before any policy: everything passes, on both ports.
     code, _ = curl(proxy, f"{web}/private", "-X", "POST")
     check(code == 200, f"no policy, POST: {code}")
-    status, echoed = connect_status(agent, proxy, f"{addr['web-0']}:9000")
+    status, echoed = connect_status(proxy, f"{addr['web-0']}:9000")
     check(" 200" in status and echoed == b"ping\n", f"no policy, TCP port: {status} {echoed!r}")
 
     applied = agent.cli("apply", "-f", write(f"{d}/policy.yaml", POLICY))
@@ -168,7 +150,7 @@ with tempfile.TemporaryDirectory() as d, running_agent() as agent:
     check(code == 403, f"dot-segments resolved before matching: {code} {body!r}")
 
     # 2. The same rule on the TCP port matches nothing: the connection is refused.
-    status, echoed = connect_status(agent, proxy, f"{addr['web-0']}:9000")
+    status, echoed = connect_status(proxy, f"{addr['web-0']}:9000")
     check(" 403" in status and not echoed, f"TCP port under an HTTP ALLOW rule: {status}")
 
     # 3. A forward app on an HTTP port: the backend never sees the denied request.

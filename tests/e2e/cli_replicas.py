@@ -9,8 +9,8 @@ import re
 import subprocess
 import time
 
-from exec_util import exec_agent, wait_for
-from harness import PODLESS, check, write
+from exec_util import exec_agent
+from harness import PODLESS, check, wait_for, write
 
 MANIFEST = """apiVersion: podless.dev/v1alpha1
 kind: Workload

@@ -9,8 +9,9 @@ is duplicated in any view."""
 import collections
 import time
 
-from cluster_harness import (Cluster, Pending, check, echo_reply, log, service, spiffe_id, step,
+from cluster_harness import (Cluster, Pending, check, echo_reply, log, spiffe_id, step,
                              wait_endpoints, wait_http, wait_replica, wait_until, workload)
+from manifests import service
 
 NS = "demo"
 RECONNECT = 15  # seconds the issue allows for backoff + reconnect

@@ -56,7 +56,7 @@ class TlsEtcdServer(EtcdServer):
         self.pki = pki
         self.url = self.url.replace("http://", "https://")
         self.local_url = self.local_url.replace("http://", "https://")
-        self.metrics_url = f"http://127.0.0.1:{h.free_port()}"
+        self.metrics_url = f"http://127.0.0.1:{h.free_port('0.0.0.0')}"
 
     def args(self):
         return super().args() + [

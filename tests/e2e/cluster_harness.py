@@ -39,7 +39,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,9 +46,10 @@ import time
 import urllib.error
 import urllib.request
 
+import manifests
 import pki
 from harness import PODLESS as _PODLESS_FROM_ENV
-from harness import SOURCE_ROOT
+from harness import SOURCE_ROOT, free_port, metric_value, poll
 
 PODLESS = os.path.abspath(_PODLESS_FROM_ENV)
 ETCD = os.environ.get("PODLESS_ETCD_BIN", "/usr/bin/etcd")
@@ -138,15 +138,10 @@ class Pending:
 def wait_until(what, probe, timeout, interval=0.25):
     """Polls probe() until it returns something truthy (returned); fails
     naming `what`, the timeout and the last thing seen otherwise."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        last = probe()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            fail(f"{what}: not within {timeout:g} s; last seen: {last!r}")
-        time.sleep(interval)
+    last = poll(probe, timeout, interval)
+    if not last:
+        fail(f"{what}: not within {timeout:g} s; last seen: {last!r}")
+    return last
 
 
 def tail(path, lines=40):
@@ -265,12 +260,6 @@ def http_get(url, timeout=3):
         return 0, f"{type(e).__name__}: {e}"
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("0.0.0.0", 0))
-        return s.getsockname()[1]
-
-
 def parse_table(text):
     """kubectl-style table (left-aligned columns, 3+ spaces apart, header
     first) as a list of {COLUMN: cell} dicts. Cells are cut at the header's
@@ -292,21 +281,6 @@ def parse_table(text):
         cells = [line[s:e].strip() for s, e in zip(starts, starts[1:] + [None])]
         rows.append(dict(zip(names, cells)))
     return rows
-
-
-def metric_value(text, name, **labels):
-    """Sum of the samples of `name` whose labels include `labels`; None if
-    the metric is absent."""
-    total, found = 0.0, False
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        if not (line.startswith(name + " ") or line.startswith(name + "{")):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-            found = True
-    return total if found else None
 
 
 # ---------------------------------------------------------------- preflight
@@ -549,8 +523,8 @@ class EtcdServer:
         self.dir = tempdir("etcd")
         self.data_dir = os.path.join(self.dir, "data")
         self.log_path = os.path.join(self.dir, "etcd.log")
-        self.client_port = free_port()
-        self.peer_port = free_port()
+        self.client_port = free_port("0.0.0.0")
+        self.peer_port = free_port("0.0.0.0")
         self.url = f"http://{network.bridge_address}:{self.client_port}"
         self.local_url = f"http://127.0.0.1:{self.client_port}"
         self.proc = None
@@ -872,29 +846,10 @@ def spiffe_id(namespace, service_account, trust_domain=TRUST_DOMAIN):
 
 
 def workload(name, namespace, service_account=None, labels=None, port=8080, replicas=1):
-    """A manifest of an in-proxy echo workload (HTTP on `port`)."""
-    labels = labels or {"app": name}
-    label_text = ", ".join(f"{k}: {v}" for k, v in labels.items())
-    return f"""apiVersion: podless.dev/v1alpha1
-kind: Workload
-metadata: {{name: {name}, namespace: {namespace}, labels: {{{label_text}}}}}
-spec:
-  replicas: {replicas}
-  serviceAccount: {service_account or name}
-  ports: [{{name: http, port: {port}, protocol: HTTP}}]
-  app: {{echo: {{}}}}
-"""
-
-
-def service(name, namespace, selector, port=80, target="http"):
-    sel = ", ".join(f"{k}: {v}" for k, v in selector.items())
-    return f"""apiVersion: podless.dev/v1alpha1
-kind: Service
-metadata: {{name: {name}, namespace: {namespace}}}
-spec:
-  selector: {{{sel}}}
-  ports: [{{name: http, port: {port}, targetPort: {target}}}]
-"""
+    """manifests.workload as the cluster tests want it by default: an echo
+    workload labelled app=<name>, running as service account <name>."""
+    return manifests.workload(name, namespace, replicas, labels or {"app": name},
+                              service_account or name, port)
 
 
 def make_leaf(d, ca_cert, ca_key, name, spiffe):

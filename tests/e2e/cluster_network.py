@@ -13,9 +13,9 @@ import tempfile
 
 from cluster_harness import (CURL, HBONE_PORT, PYTHON, SKIP_EXIT_CODE, Cluster, ClusterAgent,
                              check, echo_reply, hbone_interop, log, make_leaf,
-                             make_self_signed_ca, parse_table, replicas_reached, service,
-                             spiffe_id, step, tempdir, wait_endpoints, wait_http, wait_until,
-                             workload)
+                             make_self_signed_ca, parse_table, replicas_reached, spiffe_id,
+                             step, tempdir, wait_endpoints, wait_http, wait_until, workload)
+from manifests import service
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

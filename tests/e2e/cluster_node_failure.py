@@ -7,8 +7,9 @@ n3 restarted on its state dir rejoins with its workload."""
 
 import time
 
-from cluster_harness import (Cluster, Pending, check, log, replicas_reached, service, spiffe_id,
-                             step, wait_endpoints, wait_http, wait_replica, wait_until, workload)
+from cluster_harness import (Cluster, Pending, check, log, replicas_reached, spiffe_id, step,
+                             wait_endpoints, wait_http, wait_replica, wait_until, workload)
+from manifests import service
 
 NS = "demo"
 TTL = 3

@@ -6,9 +6,9 @@ CIDRs from --cluster-cidr (never the same range)."""
 
 import ipaddress
 
-from cluster_harness import (Cluster, Pending, check, log, replicas_reached, service,
-                             spiffe_id, step, wait_endpoints, wait_http, wait_replica,
-                             wait_until, workload)
+from cluster_harness import (Cluster, Pending, check, log, replicas_reached, spiffe_id, step,
+                             wait_endpoints, wait_http, wait_replica, wait_until, workload)
+from manifests import service
 
 NS = "demo"
 

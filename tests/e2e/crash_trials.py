@@ -23,6 +23,7 @@ import random
 import threading
 import time
 
+import manifests
 from harness import Agent, check, grpc_stubs
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -43,16 +44,11 @@ NS = "crash"
 
 
 def workload_yaml(name, replicas, gen):
-    return (f"apiVersion: podless.dev/v1alpha1\nkind: Workload\n"
-            f"metadata: {{name: {name}, namespace: {NS}, labels: {{app: {name}, gen: '{gen}'}}}}\n"
-            f"spec:\n  replicas: {replicas}\n  serviceAccount: {name}\n"
-            f"  ports: [{{name: http, port: 8080, protocol: HTTP}}]\n  app: {{echo: {{}}}}\n")
+    return manifests.workload(name, NS, replicas, {"app": name, "gen": gen}, name)
 
 
 def service_yaml(name, app):
-    return (f"apiVersion: podless.dev/v1alpha1\nkind: Service\n"
-            f"metadata: {{name: {name}, namespace: {NS}}}\n"
-            f"spec:\n  selector: {{app: {app}}}\n  ports: [{{port: 80, targetPort: http}}]\n")
+    return manifests.service(name, NS, {"app": app}, port_name=None)
 
 
 def workload_pb(name):

@@ -10,8 +10,8 @@ import os
 import subprocess
 import tempfile
 
-from exec_util import exec_agent, replica, wait_for
-from harness import check, free_port, write
+from exec_util import exec_agent, replica
+from harness import check, free_port, wait_for, write
 
 MANIFEST = """apiVersion: podless.dev/v1alpha1
 kind: Workload

@@ -27,8 +27,8 @@ import subprocess
 import sys
 import tempfile
 
-from exec_util import address_of, exec_agent, processes_with_env, wait_for
-from harness import check, fail, grpc_stubs, http_get, proxy_for, write
+from exec_util import address_of, exec_agent, processes_with_env
+from harness import check, fail, grpc_stubs, http_get, proxy_for, wait_for, write
 
 if os.geteuid() != 0:
     print("SKIP: the sandbox with its own uids and network namespaces needs a root agent")

@@ -8,8 +8,8 @@ import subprocess
 import tempfile
 import time
 
-from exec_util import exec_agent, replica, wait_for
-from harness import PODLESS, check, write
+from exec_util import exec_agent, replica
+from harness import PODLESS, check, wait_for, write
 
 MANIFEST = """apiVersion: podless.dev/v1alpha1
 kind: Workload

@@ -7,8 +7,8 @@ import os
 import tempfile
 import time
 
-from exec_util import exec_agent, processes_with_env, replica, wait_for
-from harness import Agent, check, write
+from exec_util import exec_agent, processes_with_env, replica
+from harness import Agent, check, wait_for, write
 
 CRASHER = """apiVersion: podless.dev/v1alpha1
 kind: Workload

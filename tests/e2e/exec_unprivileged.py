@@ -22,8 +22,8 @@ import shutil
 import sys
 import tempfile
 
-from exec_util import address_of, kill_processes_of, wait_for
-from harness import PODLESS, Agent, check, fail, http_get, write
+from exec_util import address_of, kill_processes_of
+from harness import PODLESS, Agent, check, fail, http_get, wait_for, write
 
 HOSTILE = r'''
 import json, os, signal, socket, subprocess, sys

@@ -6,9 +6,8 @@ harness's process-group kill of the agent does not reach them)."""
 import contextlib
 import os
 import signal
-import time
 
-from harness import fail, running_agent
+from harness import replicas, running_agent
 
 
 def processes_with_env(entry):
@@ -52,22 +51,9 @@ def exec_agent(**kwargs):
             kill_processes_of(agent)
 
 
-def wait_for(what, predicate, timeout=20, agent=None):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    fail("timed out waiting for " + what + ("\nagent log:\n" + agent.log() if agent else ""))
-
-
 def replica(agent, name):
-    for w in agent.config_dump()["workloads"]:
-        for r in w["replicas"]:
-            if r["name"] == name:
-                return r
-    return None
+    """The /config_dump entry of replica `name`, or None."""
+    return replicas(agent.config_dump()).get(name)
 
 
 def address_of(agent, name):

@@ -10,8 +10,8 @@ import subprocess
 import sys
 import tempfile
 
-from exec_util import exec_agent, wait_for
-from harness import check, grpc_stubs, write
+from exec_util import exec_agent
+from harness import check, grpc_stubs, wait_for, write
 
 stubs = grpc_stubs("api/spiffe/workload.proto", include="api/spiffe")
 

@@ -18,14 +18,14 @@ and once the tunnels are released: /healthz and /ready answer 200, new
 tunnels and HBONE connections are served, `podless get workloads` works
 over the API socket."""
 
-import base64
 import os
 import resource
 import socket
 import subprocess
 import time
 
-from harness import Agent, check, fds, free_port, write
+from harness import Agent, check, fds, free_port, metric_value, proxy_for, write
+from outbound_connect import connect_request
 
 HEADROOM = 64
 ECHO_PORT = free_port()
@@ -120,11 +120,8 @@ def refused_at_once(family, address, send=b""):
 
 def accept_errors(metrics, listener):
     """Accept errors of a listener: EMFILE, or "reserved" (the proxy's)."""
-    total = 0
-    for error in ("EMFILE", "reserved"):
-        line = f'podless_accept_errors_total{{listener="{listener}",error="{error}"}} '
-        total += sum(float(l[len(line):]) for l in metrics.splitlines() if l.startswith(line))
-    return total
+    return sum(metric_value(metrics, "podless_accept_errors_total", listener=listener,
+                            error=error) or 0 for error in ("EMFILE", "reserved"))
 
 
 agent = Agent()
@@ -134,14 +131,9 @@ try:
     # tunnel served once).
     agent.start()
     agent.cli("apply", "-f", write(os.path.join(agent.state_dir, "fd.yaml"), MANIFEST))
-    dump = agent.config_dump()
-    target = [f"{r['address']}:{ECHO_PORT}" for w in dump["workloads"] if w["name"] == "echo"
-              for r in w["replicas"]][0]
-    proxy = dict(line.split("=", 1) for line in
-                 agent.cli("credentials", "caller-0", "-n", "fd").stdout.split())["HTTP_PROXY"]
-    userinfo = proxy.split("//", 1)[1].split("@", 1)[0]
-    request = (f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic "
-               f"{base64.b64encode(userinfo.encode()).decode()}\r\n\r\n").encode()
+    target = f"{agent.replica_addresses('echo')[0]}:{ECHO_PORT}"
+    userinfo = proxy_for(agent, "caller-0", "fd").split("//", 1)[1].split("@", 1)[0]
+    request = connect_request(target, userinfo)
     s, why = tunnel(agent.outbound_port, request)
     check(s is not None and echo(s), f"warm-up tunnel: {why}")
     s.close()

@@ -9,7 +9,7 @@ import os
 import tempfile
 import threading
 
-from harness import check, running_agent, write
+from harness import addresses, check, running_agent, write
 
 TEMPLATE = """apiVersion: podless.dev/v1alpha1
 kind: Workload
@@ -43,9 +43,7 @@ def main():
                   "a refused apply changed something")
         good = f"127.0.0.1:{server.server_address[1]}"
         agent.cli("apply", "-f", write(os.path.join(d, "f.yaml"), TEMPLATE.format(target=good)))
-        dump = agent.config_dump()
-        address = [r["address"] for w in dump["workloads"] for r in w["replicas"]
-                   if r["name"] == "fwd-0"][0]
+        address = addresses(agent.config_dump())["fwd-0"]
         import urllib.request
         with urllib.request.urlopen(f"http://{address}:8080/", timeout=10) as resp:
             check(resp.status == 200, f"the forward did not serve: {resp.status}")

@@ -1,6 +1,8 @@
 """Shared helpers for the end-to-end tests: start the real `podless` binary
 on free ports with a temporary state dir, run CLI commands against it, read
-its admin endpoints, and always stop it (and everything it started)."""
+its admin endpoints (replicas in /config_dump, samples in /metrics), wait
+for conditions, and always stop it (and everything it started).
+Tunnels through its outbound entry are in outbound_connect.py."""
 
 import contextlib
 import json
@@ -18,9 +20,11 @@ PODLESS = os.environ.get("PODLESS_BIN", "build/podless")
 SOURCE_ROOT = os.environ.get("PODLESS_SOURCE_ROOT", os.getcwd())
 
 
-def free_port():
+def free_port(host="127.0.0.1"):
+    """A TCP port nothing listens on at `host` now (the probe socket is
+    closed, so something else may take it before the caller does)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -46,6 +50,78 @@ def fail(message):
 def check(condition, message):
     if not condition:
         fail(message)
+
+
+def poll(predicate, timeout, interval=0.1):
+    """Calls predicate() every `interval` s until it returns something truthy
+    or `timeout` s have passed; returns its last value."""
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value or time.time() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def wait_for(what, predicate, timeout=20, agent=None):
+    """predicate()'s first truthy value within `timeout` s; fails naming
+    `what` (and showing the agent's log, when given) otherwise."""
+    value = poll(predicate, timeout)
+    if value:
+        return value
+    fail("timed out waiting for " + what + ("\nagent log:\n" + agent.log() if agent else ""))
+
+
+def connection_ended(s, within):
+    """True when the peer ends the connection on socket `s` (EOF or reset)
+    within `within` s; what it sends meanwhile is read and dropped."""
+    s.settimeout(within)
+    try:
+        while True:
+            if not s.recv(65536):
+                return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def metric_lines(text, name, **labels):
+    """The samples of metric `name` in Prometheus text (/metrics) whose
+    labels include `labels` (label="value"), as lines."""
+    return [line for line in text.splitlines()
+            if (line.startswith(name + " ") or line.startswith(name + "{"))
+            and all(f'{k}="{v}"' in line for k, v in labels.items())]
+
+
+def metric_value(text, name, **labels):
+    """The sum of the samples of `name` whose labels include `labels`; None
+    if there is none."""
+    lines = metric_lines(text, name, **labels)
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines) if lines else None
+
+
+def metric_samples(text, name):
+    """{labels text ("" when none, else '{k="v",...}'): value} of metric `name`."""
+    out = {}
+    for line in metric_lines(text, name):
+        series, _, value = line.rpartition(" ")
+        out[series[len(name):]] = float(value)
+    return out
+
+
+def replicas(dump, workload=None, ns=None):
+    """The replicas of a /config_dump as {replica name: its entry}, in order:
+    every workload's, or those of workload `workload` (in namespace `ns`,
+    when given)."""
+    return {r["name"]: r for w in dump["workloads"]
+            if workload in (None, w["name"]) and ns in (None, w["namespace"])
+            for r in w["replicas"]}
+
+
+def addresses(dump, workload=None, ns=None):
+    """{replica name: its address} of the replicas(dump, workload, ns)."""
+    return {name: r["address"] for name, r in replicas(dump, workload, ns).items()}
 
 
 class Agent:
@@ -147,6 +223,21 @@ class Agent:
         check(status == 200, f"/config_dump answered {status}: {body[:200]}")
         return json.loads(body)
 
+    def metrics(self):
+        """/metrics as text."""
+        status, text = self.http("/metrics")
+        check(status == 200, f"/metrics answered {status}: {text[:200]}")
+        return text
+
+    def metric(self, name, **labels):
+        """metric_value of /metrics: the sum of `name`'s samples with
+        `labels`, None when there is none."""
+        return metric_value(self.metrics(), name, **labels)
+
+    def replica_addresses(self, workload):
+        """The addresses of workload `workload`'s replicas (any namespace), in order."""
+        return list(addresses(self.config_dump(), workload).values())
+
     def cli(self, *args, input=None, expect_ok=True, timeout=60):
         cmd = [PODLESS, "--socket", self.socket] + list(args)
         r = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
@@ -186,10 +277,11 @@ def proxy_for(agent, replica, ns):
     return dict(line.split("=", 1) for line in out.split())["HTTP_PROXY"]
 
 
-def curl_via_proxy(proxy, url):
-    """GET `url` through `proxy` with curl: (status, body)."""
+def curl_via_proxy(proxy, url, *extra):
+    """GET `url` (or what the curl arguments `extra` ask) through `proxy`
+    with curl: (status, body)."""
     r = subprocess.run(["curl", "-sS", "--max-time", "20", "--proxy", proxy, "-o", "-", "-w",
-                        "\n%{http_code}", url], capture_output=True, text=True, timeout=30)
+                        "\n%{http_code}", *extra, url], capture_output=True, text=True, timeout=30)
     body, _, code = r.stdout.rpartition("\n")
     return int(code or 0), body
 

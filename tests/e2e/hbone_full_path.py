@@ -5,7 +5,6 @@ listener, so both ends of the wire format are exercised by the agent itself.
 Checks identities on both sides, pooling, and authorization at the
 destination."""
 
-import base64
 import hashlib
 import json
 import os
@@ -13,7 +12,8 @@ import socket
 import threading
 import time
 
-from harness import check, curl_via_proxy as curl, proxy_for, running_agent
+from harness import addresses, check, curl_via_proxy as curl, proxy_for, running_agent
+from outbound_connect import tunnel
 
 MANIFEST = """apiVersion: podless.dev/v1alpha1
 kind: Workload
@@ -75,23 +75,6 @@ spec:
 """
 
 
-def tunnel(proxy, target):
-    """An HTTP CONNECT tunnel through the outbound entry, as a socket."""
-    creds, entry = proxy.split("//", 1)[1].split("@")
-    host, port = entry.split(":")
-    s = socket.create_connection((host, int(port)), timeout=30)
-    auth = base64.b64encode(creds.encode()).decode()
-    s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
-              f"Proxy-Authorization: Basic {auth}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(1)
-        check(chunk, "proxy closed during CONNECT")
-        head += chunk
-    check(head.startswith(b"HTTP/1.1 200"), f"CONNECT {target}: {head!r}")
-    return s
-
-
 # A plain TCP server on loopback for the `forward` app.
 backend = socket.socket()
 backend.bind(("127.0.0.1", 0))
@@ -150,7 +133,7 @@ with running_agent(extra_args=["--no-local-short-circuit", "--hbone-idle-timeout
     # 8 MiB through one HBONE stream and back: flow control both ways, and
     # the caller's half-close reaches the echo app, whose close comes back.
     dump = agent.config_dump()
-    addr = {r["name"]: r["address"] for w in dump["workloads"] for r in w["replicas"]}
+    addr = addresses(dump)
     payload = os.urandom(8 << 20)
     s = tunnel(caller, f"{addr['tcp-echo-0']}:7000")
     received = bytearray()

@@ -37,12 +37,9 @@ import subprocess
 import tempfile
 import time
 
-import h2.config
-import h2.connection
-import h2.events
-
 import pki
-from harness import check, fail, running_agent, write
+from harness import addresses, check, fail, metric_lines, metric_value, running_agent, write
+from hbone_client import H2Client, tls_context
 
 TD = "cluster.local"
 TESTER = f"spiffe://{TD}/ns/ext/sa/tester"  # a legitimate outside client
@@ -197,78 +194,14 @@ def uri_sans(pem):
             if part.strip().startswith("URI:")]
 
 
-# --- HBONE (Python ssl + h2) ---------------------------------------------------
-
-class H2Client:
-    """HTTP/2 CONNECT streams (RFC 9113 section 8.5) over any byte transport."""
-
-    def __init__(self, send, recv):
-        self.send, self.recv = send, recv
-        # h2 would insist on :path, which a plain CONNECT must not carry.
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=True, validate_outbound_headers=False))
-        self.conn.initiate_connection()
-        self.streams = {}
-        self.terminated = None
-        self.flush()
-
-    def flush(self):
-        data = self.conn.data_to_send()
-        if data:
-            self.send(data)
-
-    def pump(self, until):
-        while not until():
-            chunk = self.recv()
-            if not chunk:
-                raise EOFError("connection closed by the agent")
-            for event in self.conn.receive_data(chunk):
-                s = self.streams.get(getattr(event, "stream_id", None))
-                if isinstance(event, h2.events.ResponseReceived):
-                    s["status"] = int(dict(event.headers)[b":status"])
-                elif isinstance(event, h2.events.DataReceived):
-                    s["data"] += event.data
-                    self.conn.acknowledge_received_data(event.flow_controlled_length,
-                                                        event.stream_id)
-                elif isinstance(event, h2.events.StreamEnded):
-                    s["ended"] = True
-                elif isinstance(event, h2.events.StreamReset) and s is not None:
-                    s["reset"] = event.error_code
-                elif isinstance(event, h2.events.ConnectionTerminated):
-                    self.terminated = event.error_code
-                    raise EOFError(f"GOAWAY {event.error_code}")
-            self.flush()
-
-    def connect(self, authority, headers=(), payload=b""):
-        """One CONNECT stream: on 200, `payload` is sent and the stream
-        half-closed, then everything until the agent ends it is collected."""
-        sid = self.conn.get_next_available_stream_id()
-        self.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", authority),
-                                     *headers])
-        s = self.streams[sid] = {"status": None, "data": b"", "ended": False, "reset": None}
-        self.flush()
-        self.pump(lambda: s["status"] is not None or s["reset"] is not None)
-        if s["status"] == 200:
-            self.conn.send_data(sid, payload, end_stream=True)
-            self.flush()
-        self.pump(lambda: s["ended"] or s["reset"] is not None)
-        return s
-
+# --- HBONE (hbone_client.py) ----------------------------------------------------
 
 class Hbone(H2Client):
     """An mTLS connection to the HBONE listener at `address` (no SNI)."""
 
     def __init__(self, address, cert=None, key=None):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-        ctx.check_hostname = False  # SPIFFE IDs are URI SANs, read below
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(BUNDLE)
-        if cert:
-            ctx.load_cert_chain(cert, key)
-        ctx.set_alpn_protocols(["h2"])
         raw = socket.create_connection((address, HBONE_PORT), timeout=10)
-        self.tls = ctx.wrap_socket(raw)
+        self.tls = tls_context(BUNDLE, cert, key).wrap_socket(raw)
         self.peer = [v for k, v in self.tls.getpeercert().get("subjectAltName", ()) if k == "URI"]
         super().__init__(self.tls.sendall, lambda: self.tls.recv(65536))
 
@@ -330,12 +263,6 @@ def echo_of(stream):
 
 def handshake_failures():
     return AGENT.config_dump()["proxy"]["tls_handshake_failures"]
-
-
-def metric_lines(name, **labels):
-    _, text = AGENT.http("/metrics")
-    return [line for line in text.splitlines() if line.startswith(name + "{")
-            and all(f'{k}="{v}"' in line for k, v in labels.items())]
 
 
 def serves_legitimate(after):
@@ -493,8 +420,7 @@ with tempfile.TemporaryDirectory() as D, running_agent() as AGENT:
     HBONE_PORT = AGENT.hbone_port
     AGENT.cli("apply", "-f", write(f"{D}/shop.yaml", MANIFEST))
     BUNDLE = write(f"{D}/bundle.pem", AGENT.cli("ca", "export").stdout)
-    ADDR = {r["name"]: r["address"] for w in AGENT.config_dump()["workloads"]
-            for r in w["replicas"]}
+    ADDR = addresses(AGENT.config_dump())
 
     # The agent's own root (read as the agent's uid or root) signs the good
     # clients and the bad leaves that only a key holder could make.
@@ -572,8 +498,7 @@ with tempfile.TemporaryDirectory() as D, running_agent() as AGENT:
     # --- 3. a claimed source ------------------------------------------------------
     print("3. a source claimed in headers is ignored", flush=True)
     claims = [(n, v.replace("A_ADDR", ADDR["trusted-0"])) for n, v in CLAIM_HEADERS]
-    denied_before = sum(float(l.rsplit(" ", 1)[1]) for l in
-                        metric_lines("podless_authz_denied_total"))
+    denied_before = AGENT.metric("podless_authz_denied_total") or 0.0
     # Each on a connection dialed to the target: a connection serves only
     # the identity whose certificate it presented (section 5).
     for target in ("vault-0", "ledger-0"):  # ALLOW principal A; ALLOW namespace shop
@@ -590,12 +515,12 @@ with tempfile.TemporaryDirectory() as D, running_agent() as AGENT:
     check(echo["peer_spiffe_id"] == MALLORY, f"echo names {echo['peer_spiffe_id']}: {echo}")
     check(echo["headers"].get("x-spiffe-id") == TRUSTED, "claims did not reach the echo app")
     c.close()
-    denied = sum(float(l.rsplit(" ", 1)[1]) for l in metric_lines("podless_authz_denied_total"))
+    metrics = AGENT.metrics()
+    denied = metric_value(metrics, "podless_authz_denied_total") or 0.0
     check(denied >= denied_before + 2, f"denials not counted: {denied_before} -> {denied}")
-    check(metric_lines("istio_tcp_connections_opened_total", source_principal=TRUSTED) == [],
-          "metrics report the claimed identity: " +
-          "\n".join(metric_lines("istio_tcp_connections_opened_total", source_principal=TRUSTED)))
-    check(metric_lines("istio_tcp_connections_opened_total", reporter="destination",
+    claimed = metric_lines(metrics, "istio_tcp_connections_opened_total", source_principal=TRUSTED)
+    check(claimed == [], "metrics report the claimed identity: " + "\n".join(claimed))
+    check(metric_lines(metrics, "istio_tcp_connections_opened_total", reporter="destination",
                        source_principal=MALLORY, destination_workload="web"),
           "metrics do not report the certificate's identity")
     # Positive control: the real A (a certificate for A from the same root) is
@@ -632,8 +557,7 @@ with tempfile.TemporaryDirectory() as D, running_agent() as AGENT:
 
     # --- 5. the certificate presented is the dialed workload's -----------------------
     print("5. the dialed workload's certificate, never another's", flush=True)
-    ADDR = {r["name"]: r["address"] for w in AGENT.config_dump()["workloads"]
-            for r in w["replicas"]}
+    ADDR = addresses(AGENT.config_dump())
     expected = {"web-0": "web", "web-1": "web", "vault-0": "vault", "ledger-0": "ledger",
                 "trusted-0": "trusted", "alpha-0": "alpha", "beta-0": "beta"}
     for _ in range(2):  # twice, interleaved: no caching across addresses

@@ -19,7 +19,6 @@
    DISABLE is permissive; the root namespace's policy applies when the
    namespace has none; deleting the policies opens the ports again."""
 
-import base64
 import os
 import socket
 import ssl
@@ -30,34 +29,9 @@ import threading
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "proxy"))
 
 import pki  # noqa: E402
-from harness import check, curl_via_proxy as curl, proxy_for, running_agent  # noqa: E402
+from harness import addresses, check, curl_via_proxy as curl, proxy_for, running_agent  # noqa: E402
+from outbound_connect import connect, read_line  # noqa: E402
 from hbone_interop_server import serve  # noqa: E402
-
-def connect(proxy, target):
-    """An HTTP CONNECT through the outbound entry: (status line, socket)."""
-    creds, entry = proxy.split("//", 1)[1].split("@")
-    host, port = entry.split(":")
-    s = socket.create_connection((host, int(port)), timeout=30)
-    auth = base64.b64encode(creds.encode()).decode()
-    s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
-              f"Proxy-Authorization: Basic {auth}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(1)
-        if not chunk:
-            break
-        head += chunk
-    return head.split(b"\r\n", 1)[0].decode(errors="replace"), s
-
-
-def read_line(s):
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = s.recv(1)
-        check(chunk, f"closed after {line!r}")
-        line += chunk
-    return line.decode()
-
 
 def through_entry(proxy, target):
     """CONNECT to `target` and one round trip: the server's first line."""
@@ -257,7 +231,7 @@ with running_agent(extra_args=["--ca-cert", ca_cert, "--ca-key", ca_key,
     # -- PeerAuthentication ---------------------------------------------------
     agent.cli("apply", "-f", "-", input=WEB)
     dump = agent.config_dump()
-    addr = {r["name"]: r["address"] for w in dump["workloads"] for r in w["replicas"]}
+    addr = addresses(dump)
     web = addr["web-0"]
     client = proxy_for(agent, "client-0", "shop")
 

@@ -11,7 +11,7 @@ refused, whichever worker takes them."""
 
 import subprocess
 
-from harness import check, proxy_for, running_agent, write
+from harness import check, metric_value, proxy_for, running_agent, write
 
 MANIFEST = """apiVersion: podless.dev/v1alpha1
 kind: Workload
@@ -39,17 +39,9 @@ def curl(*args):
     return r.stdout.strip(), r.returncode
 
 
-def metric(text, series):
-    for line in text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return -1.0
-
-
 with running_agent() as agent:
     agent.cli("apply", "-f", write(agent.state_dir + "/m.yaml", MANIFEST))
-    dump = agent.config_dump()
-    web = [r["address"] for w in dump["workloads"] if w["name"] == "web" for r in w["replicas"]][0]
+    web = agent.replica_addresses("web")[0]
     url = f"http://{web}:8080/hi"
     good = proxy_for(agent, "frontend-0", "shop")  # http://user:password@127.0.0.1:port
     user_pass, _, where = good[len("http://"):].rpartition("@")
@@ -83,8 +75,9 @@ with running_agent() as agent:
 
     status, text = agent.http("/metrics")
     check(status == 200, f"/metrics answered {status}")
-    failures = metric(text, 'podless_outbound_auth_failures_total{protocol="http"}')
-    refused = metric(text, 'podless_limit_refused_total{limit="outbound_login_failures"}')
+    failures = metric_value(text, "podless_outbound_auth_failures_total", protocol="http")
+    refused = metric_value(text, "podless_limit_refused_total",
+                           limit="outbound_login_failures") or 0.0
     check(failures == first + codes[first:].count("407"),
           f"podless_outbound_auth_failures_total is {failures}, "
           f"want {first + codes[first:].count('407')} (the 407 answers)")

@@ -8,7 +8,7 @@ import os
 import socket
 import time
 
-from harness import check, fds, running_agent, write
+from harness import check, connection_ended, fds, running_agent, write
 
 MANIFEST = """apiVersion: podless.dev/v1alpha1
 kind: Workload
@@ -19,25 +19,10 @@ spec:
 """
 
 
-def ended(s, within):
-    """True when the agent ends the connection (EOF or reset) within `within` s."""
-    s.settimeout(within)
-    try:
-        while True:
-            data = s.recv(65536)
-            if not data:
-                return True
-    except ConnectionResetError:
-        return True
-    except socket.timeout:
-        return False
-
-
 def main():
     with running_agent(extra_args=["--app-request-timeout", "1s"]) as agent:
         agent.cli("apply", "-f", write(os.path.join(agent.state_dir, "m.yaml"), MANIFEST))
-        dump = agent.config_dump()
-        address = [r["address"] for w in dump["workloads"] for r in w["replicas"]][0]
+        address = agent.replica_addresses("hello")[0]
         baseline = fds(agent.proc.pid)
 
         idle = [socket.create_connection((address, 18080), timeout=5) for _ in range(50)]
@@ -51,7 +36,7 @@ def main():
 
         started = time.time()
         for s in idle + [half, kept]:
-            check(ended(s, 5), "an idle connection was not ended by the agent")
+            check(connection_ended(s, 5), "an idle connection was not ended by the agent")
             s.close()
         took = time.time() - started
         check(took < 5, f"idle connections lasted {took:.1f}s past a 1 s timeout")

@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 
-from harness import check, fds, running_agent, write
+from harness import check, connection_ended, fds, poll, running_agent, write
 
 
 class Backend(socketserver.ThreadingTCPServer):
@@ -60,13 +60,6 @@ class BackendHandler(socketserver.BaseRequestHandler):
             self.server.open -= 1
 
 
-def wait_for(condition, timeout=5):
-    deadline = time.time() + timeout
-    while not condition() and time.time() < deadline:
-        time.sleep(0.05)
-    return condition()
-
-
 def manifest(backend_port):
     return f"""apiVersion: podless.dev/v1alpha1
 kind: Workload
@@ -84,19 +77,12 @@ spec:
 """
 
 
-def metric(agent, line_prefix):
-    _, text = agent.http("/metrics")
-    return sum(float(l[len(line_prefix):]) for l in text.splitlines()
-               if l.startswith(line_prefix + " "))
+def refusals(agent):
+    return agent.metric("podless_limit_refused_total", limit="plaintext_connections_per_peer")
 
 
-REFUSED = 'podless_limit_refused_total{limit="plaintext_connections_per_peer"}'
-IDLE = 'podless_peer_timeouts_total{timeout="plaintext_idle"}'
-
-
-def addresses(agent):
-    dump = agent.config_dump()
-    return {w["name"]: w["replicas"][0]["address"] for w in dump["workloads"]}
+def idle_timeouts(agent):
+    return agent.metric("podless_peer_timeouts_total", timeout="plaintext_idle")
 
 
 def connect_from(source, destination):
@@ -120,19 +106,6 @@ def round_trip(s, payload=b"x"):
         s.sendall(payload)
         return s.recv(65536) == payload
     except (ConnectionResetError, BrokenPipeError):
-        return False
-
-
-def ended(s, within):
-    """True when the agent ends the connection (EOF or reset) within `within` s."""
-    s.settimeout(within)
-    try:
-        while True:
-            if not s.recv(65536):
-                return True
-    except ConnectionResetError:
-        return True
-    except socket.timeout:
         return False
 
 
@@ -173,8 +146,8 @@ def unprivileged(args):
 def per_peer_limit(backend, state):
     with running_agent(extra_args=["--max-plaintext-connections-per-peer", "8"]) as agent:
         agent.cli("apply", "-f", write(os.path.join(agent.state_dir, "m.yaml"), state))
-        where = addresses(agent)
-        fwd = (where["fwd"], 18090)
+        fwd = (agent.replica_addresses("fwd")[0], 18090)
+        hello = agent.replica_addresses("hello")[0]
         baseline = fds(agent.proc.pid)
 
         # An unprivileged local user spreads its sources over 127/8.
@@ -185,7 +158,7 @@ def per_peer_limit(backend, state):
             served, refused = map(int, attacker.stdout.readline().split())
             check(served == 8, f"{served} connections from 127/8 got through, limit 8")
             check(refused == 32, f"{refused} refused, expected 32")
-            check(metric(agent, REFUSED) == 32, f"refusals counted: {metric(agent, REFUSED)}")
+            check(refusals(agent) == 32, f"refusals counted: {refusals(agent)}")
             # One client plus one backend descriptor per held connection.
             check(fds(agent.proc.pid) <= baseline + 2 * 8 + 4,
                   f"descriptors grew from {baseline} to {fds(agent.proc.pid)}")
@@ -196,7 +169,7 @@ def per_peer_limit(backend, state):
                     held.append(s)
             check(not held, "another local user got through while the peer is full")
             # The count is the peer's across ports: the echo app's port refuses it too.
-            s = connect_from("127.99.0.1", (where["hello"], 18091))
+            s = connect_from("127.99.0.1", (hello, 18091))
             answer = b""
             if s is not None:
                 try:
@@ -206,7 +179,7 @@ def per_peer_limit(backend, state):
                     pass
                 s.close()
             check(not answer.startswith(b"HTTP/1.1 200"), "the echo port served a 9th connection")
-            check(metric(agent, REFUSED) == 41, f"refusals counted: {metric(agent, REFUSED)}")
+            check(refusals(agent) == 41, f"refusals counted: {refusals(agent)}")
         finally:
             attacker.stdin.close()
             attacker.wait(timeout=10)
@@ -231,8 +204,8 @@ def per_peer_limit(backend, state):
 def idle_timeout(backend, state):
     with running_agent(extra_args=["--plaintext-idle-timeout", "2s"]) as agent:
         agent.cli("apply", "-f", write(os.path.join(agent.state_dir, "m.yaml"), state))
-        fwd = (addresses(agent)["fwd"], 18090)
-        check(wait_for(lambda: backend.open == 0), "the backend still holds connections")
+        fwd = (agent.replica_addresses("fwd")[0], 18090)
+        check(poll(lambda: backend.open == 0, 5, 0.05), "the backend still holds connections")
         baseline = fds(agent.proc.pid)
 
         silent = connect_from("127.0.0.1", fwd)
@@ -241,7 +214,8 @@ def idle_timeout(backend, state):
         server_trickle = connect_from("127.0.0.1", fwd)
         server_trickle.sendall(b"ticks")  # the backend sends for 10 s, the client nothing
 
-        check(not ended(silent, 1), "a silent connection was ended before the idle timeout")
+        check(not connection_ended(silent, 1),
+              "a silent connection was ended before the idle timeout")
         started, ticks = time.time(), b""
         server_trickle.settimeout(5)
         while time.time() - started < 4:  # twice the timeout
@@ -249,13 +223,13 @@ def idle_timeout(backend, state):
             chunk = server_trickle.recv(64)
             check(chunk, f"a connection the backend kept sending on was ended after {ticks!r}")
             ticks += chunk
-        check(ended(silent, 5), "a silent connection was not ended by the idle timeout")
+        check(connection_ended(silent, 5), "a silent connection was not ended by the idle timeout")
         silent.close()
         # Both sides of the idle connection went: the backend holds only the
         # two trickling ones.
-        check(wait_for(lambda: backend.open == 2),
+        check(poll(lambda: backend.open == 2, 5, 0.05),
               f"the backend holds {backend.open} connections, expected the 2 trickling ones")
-        check(metric(agent, IDLE) >= 1, f"idle timeouts counted: {metric(agent, IDLE)}")
+        check(idle_timeouts(agent) >= 1, f"idle timeouts counted: {idle_timeouts(agent)}")
 
         client_trickle.close()
         server_trickle.close()

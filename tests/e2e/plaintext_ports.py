@@ -20,18 +20,8 @@ import os
 import socket
 import time
 
-from harness import check, running_agent, write
-
-
-def workload(name, port, replicas):
-    return f"""apiVersion: podless.dev/v1alpha1
-kind: Workload
-metadata: {{name: {name}, namespace: ports}}
-spec:
-  replicas: {replicas}
-  ports: [{{name: http, port: {port}, protocol: HTTP}}]
-  app: {{echo: {{}}}}
-"""
+from harness import check, poll, running_agent, write
+from manifests import workload
 
 
 def listen(address, port):
@@ -51,26 +41,9 @@ def answers(address, port):
         return False
 
 
-def metric(agent, name):
-    _, text = agent.http("/metrics")
-    return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith(name + " "))
-
-
-def replicas(agent, name):
-    dump = agent.config_dump()
-    return [r["address"] for w in dump["workloads"] if w["name"] == name for r in w["replicas"]]
-
-
 def plaintext_listeners(agent):
     return sorted(l["address"] for l in agent.config_dump()["proxy"]["listeners"]
                   if l["name"] == "plaintext")
-
-
-def wait_for(condition, timeout):
-    deadline = time.time() + timeout
-    while not condition() and time.time() < deadline:
-        time.sleep(0.1)
-    return condition()
 
 
 def apply(agent, name, text):
@@ -81,8 +54,8 @@ def main():
     with running_agent(extra_args=["--max-plaintext-address-sockets", "3"]) as agent:
         # 1. Another program's socket on 127.0.0.1:18100, before and after.
         before = listen("127.0.0.1", 18100)
-        apply(agent, "web", workload("web", 18100, 2))
-        web = replicas(agent, "web")
+        apply(agent, "web", workload("web", "ports", 2, port=18100))
+        web = agent.replica_addresses("web")
         check(plaintext_listeners(agent) == sorted(f"{a}:18100" for a in web),
               f"not one socket per replica: {plaintext_listeners(agent)}")
         for address in web:
@@ -90,17 +63,17 @@ def main():
         before.close()
         after = listen("127.0.0.1", 18100)  # still free for others
         after.close()
-        apply(agent, "web", workload("web", 18100, 1))
-        check(wait_for(lambda: plaintext_listeners(agent) == [f"{web[0]}:18100"], 5),
+        apply(agent, "web", workload("web", "ports", 1, port=18100))
+        check(poll(lambda: plaintext_listeners(agent) == [f"{web[0]}:18100"], 5),
               f"a scaled-away replica kept its socket: {plaintext_listeners(agent)}")
 
         # 2. A port another program holds on every address at apply time.
         holder = listen("0.0.0.0", 18101)
-        apply(agent, "late", workload("late", 18101, 1))
-        late = replicas(agent, "late")[0]
-        check(wait_for(lambda: metric(agent, "podless_plaintext_ports_unbound") == 1, 5),
+        apply(agent, "late", workload("late", "ports", 1, port=18101))
+        late = agent.replica_addresses("late")[0]
+        check(poll(lambda: agent.metric("podless_plaintext_ports_unbound") == 1, 5),
               "the unbound socket is not shown in podless_plaintext_ports_unbound")
-        check(wait_for(lambda: metric(agent, "podless_plaintext_bind_retries_total") >= 2, 10),
+        check(poll(lambda: agent.metric("podless_plaintext_bind_retries_total") >= 2, 10),
               "the held port is not retried on a timer")
         described = agent.cli("describe", "workload", "late", "-n", "ports").stdout
         check("NOT SERVED" in described and "18101" in described.split("NOT SERVED")[1],
@@ -109,11 +82,11 @@ def main():
         check("unservedPorts: [18101]" in status, f"get -o yaml does not show it:\n{status}")
         holder.close()
         freed = time.time()
-        check(wait_for(lambda: answers(late, 18101), 10),
+        check(poll(lambda: answers(late, 18101), 10),
               "the freed port was not served within 10 s")
         took = time.time() - freed
         print(f"served {took:.1f} s after the port was freed")
-        check(metric(agent, "podless_plaintext_ports_unbound") == 0, "still counted as unbound")
+        check(agent.metric("podless_plaintext_ports_unbound") == 0, "still counted as unbound")
         described = agent.cli("describe", "workload", "late", "-n", "ports").stdout
         check("NOT SERVED" not in described, f"describe still shows the port held:\n{described}")
         log = agent.log()
@@ -122,10 +95,10 @@ def main():
         check("every port is served now" in log, f"recovery not logged:\n{log}")
 
         # 3. Past the threshold: one socket on 0.0.0.0 for the port.
-        apply(agent, "big", workload("big", 18102, 4))
+        apply(agent, "big", workload("big", "ports", 4, port=18102))
         check("0.0.0.0:18102" in plaintext_listeners(agent),
               f"a port past the threshold is not on 0.0.0.0: {plaintext_listeners(agent)}")
-        for address in replicas(agent, "big"):
+        for address in agent.replica_addresses("big"):
             check(answers(address, 18102), f"{address}:18102 does not answer")
         try:
             listen("127.0.0.1", 18102).close()
@@ -133,16 +106,16 @@ def main():
         except OSError:
             pass  # EADDRINUSE: the port is the agent's on every address
         agent.cli("delete", "workload", "big", "-n", "ports")
-        check(wait_for(lambda: not any(l.endswith(":18102") for l in plaintext_listeners(agent)),
+        check(poll(lambda: not any(l.endswith(":18102") for l in plaintext_listeners(agent)),
                        5), f"a deleted workload's port is still served: {plaintext_listeners(agent)}")
         listen("127.0.0.1", 18102).close()
         # A port moves to 0.0.0.0 when its workload scales past the
         # threshold: every worker's per-address sockets close first, so the
         # move never collides with them.
-        apply(agent, "web", workload("web", 18100, 4))
-        check(wait_for(lambda: "0.0.0.0:18100" in plaintext_listeners(agent), 5),
+        apply(agent, "web", workload("web", "ports", 4, port=18100))
+        check(poll(lambda: "0.0.0.0:18100" in plaintext_listeners(agent), 5),
               f"a port scaled past the threshold is not on 0.0.0.0: {plaintext_listeners(agent)}")
-        for address in replicas(agent, "web"):
+        for address in agent.replica_addresses("web"):
             check(answers(address, 18100), f"{address}:18100 does not answer after the move")
         check("18100" not in agent.log(), f"the move to 0.0.0.0 failed once:\n{agent.log()}")
         # The other ports are untouched.

@@ -22,7 +22,8 @@ import os
 import socket
 import time
 
-from harness import Agent, check, curl_via_proxy as curl, free_port, proxy_for, running_agent
+from harness import (Agent, check, connection_ended, curl_via_proxy as curl, free_port, proxy_for,
+                     replicas, running_agent)
 
 MANIFEST = """apiVersion: podless.dev/v1alpha1
 kind: Workload
@@ -111,11 +112,6 @@ def thread_names(pid):
     return names
 
 
-def replica_addresses(agent):
-    dump = agent.config_dump()
-    return {r["name"]: r["address"] for w in dump["workloads"] for r in w["replicas"]}
-
-
 def open_echo(address, port):
     """A TCP connection to a workload's echo port, proven to reach the app."""
     s = socket.create_connection((address, port), timeout=10)
@@ -127,16 +123,6 @@ def open_echo(address, port):
         got += chunk
     check(got == b"ping", f"echo at {address}:{port} answered {got!r}")
     return s
-
-
-def closed_within(s, seconds):
-    s.settimeout(seconds)
-    try:
-        return s.recv(1) == b""
-    except ConnectionResetError:
-        return True
-    except socket.timeout:
-        return False
 
 
 HTTP_PORT, TCP_PORT, LATE_PORT = free_port(), free_port(), free_port()
@@ -157,8 +143,8 @@ with running_agent(extra_args=["--workers", "2", "--no-local-short-circuit"]) as
               f"{what} ({port}) has {n} listening sockets, want one per worker and address")
 
     # Connections spread over the workers, and every one reaches its app.
-    addr = replica_addresses(agent)
-    held = [open_echo(addr[f"echo-{i % 2}"], TCP_PORT) for i in range(40)]
+    addr = replicas(agent.config_dump())
+    held = [open_echo(addr[f"echo-{i % 2}"]["address"], TCP_PORT) for i in range(40)]
     per_worker = agent.config_dump()["proxy"]["worker_connections"]
     check(len(per_worker) == 2 and sum(per_worker) == 40 and min(per_worker) > 0,
           f"40 connections over the workers: {per_worker}")
@@ -169,7 +155,8 @@ with running_agent(extra_args=["--workers", "2", "--no-local-short-circuit"]) as
     n = listening_sockets(LATE_PORT)
     check(n == 2 * plaintext_sockets(agent, LATE_PORT),
           f"late workload port has {n} listening sockets")
-    late = [open_echo(replica_addresses(agent)["late-0"], LATE_PORT) for _ in range(10)]
+    late_address = replicas(agent.config_dump())["late-0"]["address"]
+    late = [open_echo(late_address, LATE_PORT) for _ in range(10)]
 
     # HBONE from the workers' outbound entries to the workers' HBONE server:
     # every new outbound connection lands on some worker, whose pool dials
@@ -194,7 +181,7 @@ with running_agent(extra_args=["--workers", "2", "--no-local-short-circuit"]) as
     # Deleting the workload ends its connections, whichever worker has them.
     agent.cli("delete", "workload", "late", "-n", "prod")
     for s in late:
-        check(closed_within(s, 5), "a deleted workload's connection stayed open")
+        check(connection_ended(s, 5), "a deleted workload's connection stayed open")
         s.close()
 
     # SIGTERM with connections open on both workers: a prompt, clean exit.
@@ -204,7 +191,7 @@ with running_agent(extra_args=["--workers", "2", "--no-local-short-circuit"]) as
     check(rc == 0, f"agent exited {rc} on SIGTERM:\n{agent.log()}")
     check(elapsed < 5, f"agent took {elapsed:.1f}s to stop with connections open")
     for s in held:
-        check(closed_within(s, 2), "a connection outlived the agent")
+        check(connection_ended(s, 2), "a connection outlived the agent")
         s.close()
 
 with running_agent(extra_args=["--workers", "2",
@@ -221,7 +208,7 @@ with running_agent(extra_args=["--workers", "2",
         except ConnectionResetError:
             reset_at_connect += 1
     time.sleep(0.5)
-    refused = reset_at_connect + len([s for s in raw if closed_within(s, 0.3)])
+    refused = reset_at_connect + len([s for s in raw if connection_ended(s, 0.3)])
     check(refused == 5, f"{8 - refused} of 8 connections from one peer "
           "open with --max-hbone-connections-per-peer 3")
     for s in raw:

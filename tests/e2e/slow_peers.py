@@ -24,13 +24,13 @@ import tempfile
 import threading
 import time
 
-import h2.config
-import h2.connection
 import h2.events
 import h2.settings
 
 import pki
-from harness import PODLESS, SOURCE_ROOT, check, free_port, running_agent, write
+from harness import (PODLESS, SOURCE_ROOT, addresses, check, free_port, metric_value,
+                     running_agent, write)
+from hbone_client import h2_connection, tls_context
 
 INTEROP = os.path.join(SOURCE_ROOT, "tests", "proxy", "hbone_interop_client.py")
 
@@ -96,17 +96,6 @@ def wait_closed(sock, limit):
     return time.time() - start, data
 
 
-def tls_context(d):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_verify_locations(f"{d}/bundle.pem")
-    ctx.load_cert_chain(f"{d}/tester.crt", f"{d}/tester.key")
-    ctx.set_alpn_protocols(["h2"])
-    return ctx
-
-
 def h2_connect(ctx, addr, port, receive_buffer=0):
     raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if receive_buffer:
@@ -114,11 +103,7 @@ def h2_connect(ctx, addr, port, receive_buffer=0):
     raw.settimeout(20)
     raw.connect((addr, port))
     tls = ctx.wrap_socket(raw)
-    conn = h2.connection.H2Connection(
-        h2.config.H2Configuration(client_side=True, header_encoding="utf-8",
-                                  validate_outbound_headers=False))
-    conn.initiate_connection()
-    return tls, conn
+    return tls, h2_connection(header_encoding="utf-8")
 
 
 def open_stream(tls, conn, authority):
@@ -298,13 +283,6 @@ def check_timed(name, early_slack=1.0, late_factor=1.0, late_slack=5.0):
     print(f"slow_peers: {name}: cut off after {waited:.1f}s (timeout {timeout}s)", flush=True)
 
 
-def metric(text, series):
-    for line in text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return -1.0
-
-
 with tempfile.TemporaryDirectory() as d:
     pki.make_ca(d, "ca")
     pki.make_leaf(d, "ca", "tester", "spiffe://cluster.local/ns/ext/sa/tester")
@@ -313,11 +291,11 @@ with tempfile.TemporaryDirectory() as d:
         agent.cli("apply", "-f", write(f"{d}/slow.yaml", MANIFEST))
         write(f"{d}/bundle.pem", agent.cli("ca", "export").stdout)
         dump = agent.config_dump()
-        addr = {r["name"]: r["address"] for w in dump["workloads"] for r in w["replicas"]}
+        addr = addresses(dump)
         web = addr["web-0"]
         creds = dict(line.split("=", 1) for line in
                      agent.cli("credentials", "client-0", "-n", "slow").stdout.split())
-        ctx = tls_context(d)
+        ctx = tls_context(f"{d}/bundle.pem", f"{d}/tester.crt", f"{d}/tester.key")
         hbone = agent.hbone_port
         outbound = agent.outbound_port
         started = time.time()
@@ -376,7 +354,7 @@ with tempfile.TemporaryDirectory() as d:
         expected = {"hbone_tls_handshake": 2, "hbone_h2_preface": 1, "hbone_stream_stalled": 1,
                     "hbone_write_stalled": 1, "outbound_request": 3}
         for kind, at_least in expected.items():
-            value = metric(text, f'podless_peer_timeouts_total{{timeout="{kind}"}}')
+            value = metric_value(text, "podless_peer_timeouts_total", timeout=kind) or 0.0
             check(value >= at_least, f"podless_peer_timeouts_total{{timeout=\"{kind}\"}} = "
                   f"{value}, expected >= {at_least}")
         status, _ = agent.http("/healthz")

@@ -22,22 +22,21 @@ Traffic, all at once:
 """
 
 import argparse
-import base64
 import errno
 import os
 import selectors
 import socket
-import ssl
 import tempfile
 import threading
 import time
 
-import h2.config
-import h2.connection
 import h2.events
 
 import pki
-from harness import PODLESS, check, fds, free_port, rss_kib, running_agent, write
+from harness import (PODLESS, addresses, check, fds, free_port, poll, proxy_for, rss_kib,
+                     running_agent, write)
+from hbone_client import h2_connection, tls_context
+from outbound_connect import connect_request
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--long", action="store_true", help="5 minutes of traffic")
@@ -104,9 +103,7 @@ def hbone_load(stop, counts, ctx, addr, port, authority, in_flight=100, per_conn
     while not stop.is_set():
         raw = socket.create_connection((addr, port), timeout=20)
         tls = ctx.wrap_socket(raw)
-        conn = h2.connection.H2Connection(h2.config.H2Configuration(
-            client_side=True, validate_outbound_headers=False))
-        conn.initiate_connection()
+        conn = h2_connection()
         counts.ok("hbone_connections")
         opened = 0
         streams = {}  # id -> bytes echoed so far
@@ -219,23 +216,6 @@ def outbound_load(stop, counts, port, request, concurrency=200):
     sel.close()
 
 
-def wait_for(predicate, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return predicate()
-
-
-def gauge(agent, name):
-    _, text = agent.http("/metrics")
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
-
-
 with tempfile.TemporaryDirectory() as d:
     pki.make_ca(d, "ca")
     pki.make_leaf(d, "ca", "tester", "spiffe://cluster.local/ns/ext/sa/tester")
@@ -246,19 +226,12 @@ with tempfile.TemporaryDirectory() as d:
         agent.cli("apply", "-f", write(f"{d}/soak.yaml", MANIFEST))
         write(f"{d}/bundle.pem", agent.cli("ca", "export").stdout)
         dump = agent.config_dump()
-        addr = {r["name"]: r["address"] for w in dump["workloads"] for r in w["replicas"]}
-        proxy = dict(line.split("=", 1) for line in
-                     agent.cli("credentials", "caller-0", "-n", "soak").stdout.split())["HTTP_PROXY"]
+        addr = addresses(dump)
+        proxy = proxy_for(agent, "caller-0", "soak")
         userinfo = proxy.split("//", 1)[1].split("@", 1)[0]
         target = f"{addr['echo-1']}:{ECHO_PORT}"
-        request = (f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic "
-                   f"{base64.b64encode(userinfo.encode()).decode()}\r\n\r\n").encode()
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-        ctx.check_hostname = False
-        ctx.load_verify_locations(f"{d}/bundle.pem")
-        ctx.load_cert_chain(f"{d}/tester.crt", f"{d}/tester.key")
-        ctx.set_alpn_protocols(["h2"])
+        request = connect_request(target, userinfo)
+        ctx = tls_context(f"{d}/bundle.pem", f"{d}/tester.crt", f"{d}/tester.key")
 
         def run(seconds):
             counts = Counts()
@@ -284,13 +257,13 @@ with tempfile.TemporaryDirectory() as d:
         def settled():
             # Pooled HBONE connections close IDLE_TIMEOUT after their last
             # stream; the rest closes as the clients do.
-            return (gauge(agent, "podless_hbone_connections_active") == 0 and
-                    gauge(agent, "podless_hbone_streams_active") == 0)
+            return (agent.metric("podless_hbone_connections_active") == 0 and
+                    agent.metric("podless_hbone_streams_active") == 0)
 
         # Warm-up: certificates issued, pools and buffers allocated once.
         counts, _ = run(3)
         check(not counts.errors, f"warm-up errors: {counts.errors}")
-        check(wait_for(settled, IDLE_TIMEOUT + 30), "HBONE gauges not back to 0 after warm-up")
+        check(poll(settled, IDLE_TIMEOUT + 30, 0.25), "HBONE gauges not back to 0 after warm-up")
         time.sleep(1)
         base_fds, base_rss = fds(pid), rss_kib(pid)
         print(f"soak: baseline {base_fds} fds, RSS {base_rss / 1024:.1f} MiB; "
@@ -317,11 +290,11 @@ with tempfile.TemporaryDirectory() as d:
         check(peak_fds > base_fds + 50, f"the load never held connections open ({peak_fds} fds)")
 
         # Settle: every connection closed, the pool idle-closed.
-        check(wait_for(settled, IDLE_TIMEOUT + 30),
+        check(poll(settled, IDLE_TIMEOUT + 30, 0.25),
               f"HBONE gauges not back to 0: connections "
-              f"{gauge(agent, 'podless_hbone_connections_active')}, streams "
-              f"{gauge(agent, 'podless_hbone_streams_active')}")
-        check(wait_for(lambda: fds(pid) == base_fds, 30),
+              f"{agent.metric('podless_hbone_connections_active')}, streams "
+              f"{agent.metric('podless_hbone_streams_active')}")
+        check(poll(lambda: fds(pid) == base_fds, 30, 0.25),
               f"open fds {fds(pid)} after settling, baseline {base_fds} (leak)\n" +
               "\n".join(sorted(os.readlink(f"/proc/{pid}/fd/{f}")
                                for f in os.listdir(f"/proc/{pid}/fd"))))

@@ -9,10 +9,9 @@ podless_supervisor_restarts_total a counter; admin `/` lists the endpoints,
 
 import json
 import os
-import re
 import subprocess
 
-from harness import SOURCE_ROOT, check, running_agent
+from harness import SOURCE_ROOT, check, metric_samples, running_agent
 
 EXAMPLES = os.path.join(SOURCE_ROOT, "examples")
 
@@ -24,16 +23,6 @@ spec:
   action: DENY
   rules: [{from: [{source: {principals: ["cluster.local/ns/default/sa/client"]}}]}]
 """
-
-
-def series(text, name):
-    """{labels text: value} of a metric."""
-    out = {}
-    for line in text.splitlines():
-        m = re.match(re.escape(name) + r"(\{.*\})? (\S+)$", line)
-        if m:
-            out[m.group(1) or ""] = float(m.group(2))
-    return out
 
 
 def curl_as(creds, url):
@@ -52,18 +41,18 @@ def main():
         # Before anything is applied: every listener's accept errors and the
         # restart counter, at 0.
         metrics = agent.http("/metrics")[1]
-        accept = series(metrics, "podless_accept_errors_total")
+        accept = metric_samples(metrics, "podless_accept_errors_total")
         for listener in ("hbone", "outbound", "plaintext", "admin", "api", "workload_api"):
             check(any(f'listener="{listener}"' in k for k in accept),
                   f"no podless_accept_errors_total for {listener}: {sorted(accept)}")
         check("# TYPE podless_supervisor_restarts_total counter" in metrics and
-              series(metrics, "podless_supervisor_restarts_total") == {"": 0.0},
+              metric_samples(metrics, "podless_supervisor_restarts_total") == {"": 0.0},
               "podless_supervisor_restarts_total")
         check("podless_supervisor_restarts " not in metrics, "the old gauge is still exported")
 
         agent.cli("apply", "-f", os.path.join(EXAMPLES, "hello.yaml"),
                   "-f", os.path.join(EXAMPLES, "client.yaml"))
-        denied = series(agent.http("/metrics")[1], "podless_authz_denied_total")
+        denied = metric_samples(agent.http("/metrics")[1], "podless_authz_denied_total")
         check(denied.get('{destination_workload="hello",destination_namespace="default"}') == 0.0,
               f"podless_authz_denied_total has no 0 sample for hello: {denied}")
 
@@ -89,12 +78,13 @@ def main():
 
         # Honest labels: the local short-circuit ran no TLS.
         metrics = agent.http("/metrics")[1]
-        opened = series(metrics, "istio_tcp_connections_opened_total")
+        opened = metric_samples(metrics, "istio_tcp_connections_opened_total")
         client_rows = {k: v for k, v in opened.items() if 'source_workload="client"' in k}
         check(client_rows and all('connection_security_policy="none"' in k for k in client_rows),
               f"short-circuited connections: {client_rows}")
         check(not any("mutual_tls" in k for k in client_rows), str(client_rows))
-        check(sum(series(metrics, "podless_authz_denied_total").values()) >= 1, "denial counted")
+        denied = metric_samples(metrics, "podless_authz_denied_total")
+        check(sum(denied.values()) >= 1, "denial counted")
 
         # Admin: / lists the endpoints; ?pretty indents; pools name their worker.
         status, index = agent.http("/")
@@ -122,7 +112,7 @@ def main():
         check(pools and all(pool.get("worker") in (0, 1) for pool in pools),
               f"pools without a worker field: {pools}")
         metrics = agent.http("/metrics")[1]
-        opened = series(metrics, "istio_tcp_connections_opened_total")
+        opened = metric_samples(metrics, "istio_tcp_connections_opened_total")
         check(any('source_workload="client"' in k and "mutual_tls" in k for k in opened),
               f"an HBONE connection is mutual_tls: {opened}")
     print("ok")

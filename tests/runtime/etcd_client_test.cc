@@ -43,7 +43,7 @@ struct Fixture {
 
   // Runs one unary call to completion (10 s at most).
   template <typename Resp, typename Req>
-  Result<Resp> Call(void (EtcdClient::*method)(const Req&, EtcdCallback<Resp>), const Req& req) {
+  Result<Resp> Call(void (EtcdKv::*method)(const Req&, EtcdCallback<Resp>), const Req& req) {
     std::optional<Result<Resp>> out;
     ((*client).*method)(req, [&](Result<Resp> r) { out.emplace(std::move(r)); });
     REQUIRE(RunUntil(
