@@ -13,8 +13,8 @@ skipped with --skip-unsupported."""
 import os
 import tempfile
 
-from exec_util import exec_agent, processes_with_env, replica, wait_for
-from harness import check, free_port, http_get, proxy_for, write
+from exec_util import exec_agent, processes_with_env, replica
+from harness import check, free_port, http_get, proxy_for, wait_for, write
 
 BOOKINFO = """apiVersion: v1
 kind: Service

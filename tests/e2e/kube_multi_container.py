@@ -14,8 +14,8 @@ import os
 import signal
 import tempfile
 
-from exec_util import exec_agent, replica, wait_for
-from harness import check, free_port, http_get, write
+from exec_util import exec_agent, replica
+from harness import check, free_port, http_get, wait_for, write
 
 PAIR = """apiVersion: apps/v1
 kind: Deployment
