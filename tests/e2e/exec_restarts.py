@@ -50,6 +50,14 @@ spec:
 """
 
 
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def main():
     root = tempfile.mkdtemp(prefix="podless-exec-")
     os.chmod(root, 0o777)  # the workloads write here as their own uids
@@ -105,10 +113,16 @@ def main():
     try:
         agent.start()
         agent.cli("apply", "-f", write(f"{root}/sleepers.yaml", SLEEPERS.format(mark=mark)))
-        old = wait_for("two sleepers", lambda: len(p := processes_with_env("E2E_MARK=" + mark)) == 2 and p,
-                       agent=agent)
+        # Both must be sleep itself: a replica still in the sandbox launcher
+        # (same environment, before its exec) dies with the agent that set
+        # it up, and is then simply started by the next agent.
+        def sleepers():
+            pids = processes_with_env("E2E_MARK=" + mark)
+            return len(pids) == 2 and all(comm(pid) == "sleep" for pid in pids) and pids
+        old = wait_for("two sleepers", sleepers, agent=agent)
         agent.kill9()
-        check(len(processes_with_env("E2E_MARK=" + mark)) == 2, "orphans should outlive a kill -9")
+        left = processes_with_env("E2E_MARK=" + mark)
+        check(sorted(left) == sorted(old), f"orphans should outlive a kill -9: {old} before, {left} after")
         agent.start()
         new = wait_for("two fresh sleepers", lambda: (p := processes_with_env("E2E_MARK=" + mark)) and
                        len(p) == 2 and not set(p) & set(old) and p, agent=agent)
