@@ -5,7 +5,8 @@
 // private port the process listens on); httpGet then sends `GET <path>` and
 // wants a status 200-399 within the timeout. After success_threshold
 // consecutive successes the process is ready, after failure_threshold
-// consecutive failures it is not; the callback fires on every change.
+// consecutive failures it is not; the callback fires on every change. The
+// connection is the data plane's (proxy::TcpConnector, proxy::TcpStream).
 #pragma once
 
 #include <uv.h>
@@ -15,6 +16,9 @@
 #include <memory>
 #include <string>
 
+#include "proxy/dispatcher.h"
+#include "proxy/stream.h"
+#include "proxy/tcp_stream.h"
 #include "proxy/uv_handle.h"
 #include "workloads/model.h"
 
@@ -23,7 +27,7 @@ namespace podless::runtime {
 class ReadinessProbe;
 using ReadinessProbePtr = std::unique_ptr<ReadinessProbe>;
 
-class ReadinessProbe {
+class ReadinessProbe final : private proxy::StreamHandler {
  public:
   using Callback = std::function<void(bool ready)>;
 
@@ -31,28 +35,34 @@ class ReadinessProbe {
   // resolved), inside network namespace `netns_fd` when >= 0 (a sandboxed
   // replica's; it must outlive the probe). Starts probing after the probe's
   // initial delay.
-  ReadinessProbe(uv_loop_t* loop, workloads::Probe probe, uint16_t port, Callback on_change,
-                 int netns_fd = -1);
-  ~ReadinessProbe();
+  ReadinessProbe(proxy::Dispatcher& dispatcher, workloads::Probe probe, uint16_t port,
+                 Callback on_change, int netns_fd = -1);
+  ~ReadinessProbe() override;
   ReadinessProbe(const ReadinessProbe&) = delete;
   ReadinessProbe& operator=(const ReadinessProbe&) = delete;
 
   bool ready() const { return ready_; }
 
  private:
-  static void OnConnect(uv_connect_t* request, int status);
-  static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
   void RunCheck();
+  void OnConnected(proxy::TcpStream* stream);
   void Finish(bool success);
 
-  uv_loop_t* loop_;
+  // proxy::StreamHandler: the httpGet response.
+  void OnData(std::string_view bytes) override;
+  void OnEnd() override { CheckResponse(/*complete=*/true); }
+  void OnClosed(bool) override;
+  void CheckResponse(bool complete);
+
+  proxy::Dispatcher& dispatcher_;
   workloads::Probe probe_;
   uint16_t port_;
   Callback on_change_;
   int netns_fd_;
   proxy::TimerHandle period_timer_;
   proxy::TimerHandle timeout_timer_;
-  proxy::TcpHandle connection_;
+  std::unique_ptr<proxy::TcpConnector> connector_;
+  proxy::TcpStream* stream_ = nullptr;  // owns itself; closed by Finish()
   bool in_flight_ = false;
   std::string response_;
   uint32_t successes_ = 0;

@@ -194,7 +194,10 @@ std::optional<std::string> ContainerLogDir(const std::string& replica_dir,
 void SupervisorLog(const std::string& message) { Log(message); }
 
 Supervisor::Supervisor(uv_loop_t* loop, SupervisorOptions options)
-    : loop_(loop), options_(std::move(options)), table_(options_.state_dir + "/processes") {
+    : loop_(loop),
+      dispatcher_(loop),
+      options_(std::move(options)),
+      table_(options_.state_dir + "/processes") {
   uv_timer_init(loop_, reap_timer_.get());
   reap_timer_->data = this;
   // Nothing keeps the loop alive just for reaping.
@@ -534,7 +537,7 @@ void Supervisor::StartProcess(Container& container) {
     probe_port = probe.port.number;  // undeclared port
   Container* target = &container;
   container.probe = std::make_unique<ReadinessProbe>(
-      loop_, probe, probe_port,
+      dispatcher_, probe, probe_port,
       // The probe is the container's own and dies with its run or the
       // container: `target` outlives every call.
       [this, target](bool ready) { SetContainerReady(*target, ready); }, replica.netns.get());

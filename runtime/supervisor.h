@@ -86,6 +86,7 @@
 #include <vector>
 
 #include "proxy/directory.h"
+#include "proxy/dispatcher.h"
 #include "proxy/uv_handle.h"
 #include "runtime/cgroup_tree.h"
 #include "runtime/log_files.h"
@@ -271,6 +272,8 @@ class Supervisor {
   LogFile* LogFor(const std::string& dir);
 
   uv_loop_t* loop_;
+  // The readiness probes' connections (proxy::TcpConnector, TcpStream).
+  proxy::Dispatcher dispatcher_;
   SupervisorOptions options_;
   ProcessTable table_;
   std::map<uint32_t, std::unique_ptr<Replica>> replicas_;  // by address
