@@ -540,6 +540,8 @@ const ContainerStatus* Find(const ReplicaStatus& status, const std::string& name
   }
   return nullptr;
 }
+// It points into `status`: a temporary would leave it dangling.
+const ContainerStatus* Find(ReplicaStatus&& status, const std::string& name) = delete;
 
 void StopAll(proxy::UvLoop& loop, Supervisor& supervisor) {
   bool done = false;
@@ -589,14 +591,17 @@ TEST_CASE("Supervisor: a crashing container restarts alone; the other keeps its 
       TwoContainers({"sh", "-c", "exec sleep 30"}, {"sh", "-c", "echo crashing; exit 4"});
   supervisor.Sync({spec});
   REQUIRE(RunUntil(loop.get(), [&] {
-    const ContainerStatus* b = Find(supervisor.Status(spec.address), "b");
+    const ReplicaStatus status = supervisor.Status(spec.address);  // Find points into it
+    const ContainerStatus* b = Find(status, "b");
     return b != nullptr && b->restarts >= 2;
   }));
-  pid_t a_pid = Find(supervisor.Status(spec.address), "a")->pid;
+  const ReplicaStatus started = supervisor.Status(spec.address);
+  pid_t a_pid = Find(started, "a")->pid;
   REQUIRE(a_pid > 0);
   REQUIRE(RunUntil(loop.get(), [&] {
-    const ContainerStatus* b = Find(supervisor.Status(spec.address), "b");
-    return b->restarts >= 3;
+    const ReplicaStatus status = supervisor.Status(spec.address);
+    const ContainerStatus* b = Find(status, "b");
+    return b != nullptr && b->restarts >= 3;
   }));
   ReplicaStatus status = supervisor.Status(spec.address);
   const ContainerStatus* a = Find(status, "a");
