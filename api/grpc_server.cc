@@ -2,6 +2,7 @@
 
 #include "api/unix_socket_address.h"
 #include "proxy/nghttp2_nv.h"
+#include "proxy/tcp_stream.h"
 #include "runtime/grpc/protocol.h"
 #include "runtime/grpc/sigpipe.h"
 #include "runtime/process_table.h"
@@ -23,12 +24,12 @@
 namespace podless::api {
 namespace {
 
-constexpr size_t kReadBufferSize = 64 * 1024;
-// Bytes of nghttp2 output gathered into one uv_write.
+// Bytes of nghttp2 output gathered into one write.
 constexpr size_t kWriteChunkSize = 64 * 1024;
 // Socket-level backpressure: no more output is generated while this much is
-// waiting in the kernel-bound write queue. Together with HTTP/2 flow control
-// and the per-stream cap this bounds a connection's memory.
+// waiting in the stream's write queue; it resumes when a quarter is left
+// (TcpStream watermarks). Together with HTTP/2 flow control and the
+// per-stream cap this bounds a connection's memory.
 constexpr size_t kMaxBytesInFlight = 1u << 20;
 // Request header block limit (names + values + 32 per field, as HTTP/2
 // SETTINGS_MAX_HEADER_LIST_SIZE counts).
@@ -179,11 +180,13 @@ GrpcStream::~GrpcStream() {
   if (auto h = handle.lock()) h->Detach();
 }
 
-// One accepted Unix-socket connection with its nghttp2 server session.
-class GrpcConnection {
+// One accepted Unix-socket connection with its nghttp2 server session, on
+// the data plane's stream (proxy::TcpStream: its write queue, watermarks and
+// deferred deletion).
+class GrpcConnection final : private proxy::StreamHandler, private proxy::DeferredTask {
  public:
-  GrpcConnection(GrpcServer& server, proxy::PipeHandle pipe);
-  ~GrpcConnection();
+  GrpcConnection(GrpcServer& server, proxy::TcpStream* stream);
+  ~GrpcConnection() override;
   GrpcConnection(const GrpcConnection&) = delete;
   GrpcConnection& operator=(const GrpcConnection&) = delete;
 
@@ -209,14 +212,17 @@ class GrpcConnection {
   ssize_t OnReadData(int32_t stream_id, uint8_t* buf, size_t length, uint32_t* data_flags);
 
  private:
-  struct WriteRequest {
-    uv_write_t req;
-    std::string data;
-    GrpcConnection* connection;  // null once the connection is destroyed
-  };
+  // proxy::StreamHandler
+  void OnData(std::string_view bytes) override;
+  void OnEnd() override { Close(); }  // the peer is gone
+  void OnClosed(bool) override {
+    stream_ = nullptr;
+    Close();
+  }
+  void OnWritable() override { Flush(); }
+  // proxy::DeferredTask: output queued in nghttp2 by a handler's call.
+  void RunDeferred() override { Flush(); }
 
-  void OnRead(ssize_t nread, const uv_buf_t* buf);
-  static void OnWriteDone(uv_write_t* req, int status);
   void Flush();
   void ScheduleFlush();
 
@@ -241,13 +247,10 @@ class GrpcConnection {
   GrpcStream* FindStream(int32_t id);
 
   GrpcServer& server_;
-  proxy::PipeHandle pipe_;
+  proxy::TcpStream* stream_;  // owns itself; null once closed
   proxy::TimerHandle handshake_timer_;
-  proxy::IdleHandle flush_idle_;
   nghttp2_session* session_ = nullptr;
   std::unordered_map<int32_t, std::unique_ptr<GrpcStream>> streams_;
-  std::vector<WriteRequest*> writes_in_flight_;
-  size_t bytes_in_flight_ = 0;
   bool in_session_ = false;  // inside nghttp2_session_mem_recv/mem_send
   bool closed_ = false;
   bool got_settings_ = false;
@@ -323,13 +326,11 @@ ssize_t ReadDataCallback(nghttp2_session*, int32_t stream_id, uint8_t* buf, size
 
 }  // namespace
 
-GrpcConnection::GrpcConnection(GrpcServer& server, proxy::PipeHandle pipe)
-    : server_(server), pipe_(std::move(pipe)) {
-  pipe_->data = this;
-}
+GrpcConnection::GrpcConnection(GrpcServer& server, proxy::TcpStream* stream)
+    : server_(server), stream_(stream) {}
 
 GrpcConnection::~GrpcConnection() {
-  for (WriteRequest* w : writes_in_flight_) w->connection = nullptr;
+  if (stream_ != nullptr) stream_->Close();
   // nghttp2_session_del runs no callbacks; the streams then detach their
   // handles as they are destroyed.
   nghttp2_session_del(session_);
@@ -338,7 +339,7 @@ GrpcConnection::~GrpcConnection() {
 
 Status GrpcConnection::Start() {
   uv_os_fd_t fd = -1;
-  if (uv_fileno(pipe_.handle(), &fd) == 0) {
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(stream_->tcp()), &fd) == 0) {
     struct ucred cred = {};
     socklen_t len = sizeof(cred);
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
@@ -381,10 +382,7 @@ Status GrpcConnection::Start() {
                      std::string("cannot submit HTTP/2 settings: ") + nghttp2_strerror(rv));
   }
 
-  uv_loop_t* loop = server_.loop_;
-  uv_idle_init(loop, flush_idle_.get());
-  flush_idle_->data = this;
-  uv_timer_init(loop, handshake_timer_.get());
+  uv_timer_init(server_.loop_, handshake_timer_.get());
   handshake_timer_->data = this;
   // A peer that never completes the HTTP/2 preface must not hold a socket
   // (and a session) forever.
@@ -395,23 +393,8 @@ Status GrpcConnection::Start() {
       },
       server_.options_.handshake_timeout_ms, 0);
 
-  rv = uv_read_start(
-      pipe_.stream(),
-      [](uv_handle_t* handle, size_t, uv_buf_t* buf) {
-        auto* self = static_cast<GrpcConnection*>(handle->data);
-        if (self == nullptr) {
-          *buf = uv_buf_init(nullptr, 0);
-          return;
-        }
-        *buf = uv_buf_init(self->server_.read_buffer_.get(), kReadBufferSize);
-      },
-      [](uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-        if (auto* self = static_cast<GrpcConnection*>(stream->data)) self->OnRead(nread, buf);
-      });
-  if (rv != 0) {
-    return MakeError(ErrorCode::kUnavailable,
-                     std::string("cannot read from the API connection: ") + uv_strerror(rv));
-  }
+  stream_->SetWatermarks(kMaxBytesInFlight - 1, kMaxBytesInFlight / 4);
+  stream_->SetHandler(this);
   Flush();  // our SETTINGS
   return {};
 }
@@ -420,8 +403,8 @@ void GrpcConnection::Close() {
   if (closed_) return;
   closed_ = true;
   handshake_timer_.Close();
-  flush_idle_.Close();
-  pipe_.Close();
+  server_.dispatcher_.Cancel(this);
+  if (stream_ != nullptr) std::exchange(stream_, nullptr)->Close();
   for (auto& [id, stream] : streams_) {
     stream->deadline_timer.Close();
     if (!stream->finished) {
@@ -436,16 +419,11 @@ void GrpcConnection::Close() {
   server_.Retire(this);
 }
 
-void GrpcConnection::OnRead(ssize_t nread, const uv_buf_t* buf) {
+void GrpcConnection::OnData(std::string_view bytes) {
   if (closed_) return;
-  if (nread < 0) {  // EOF or a socket error: the peer is gone
-    Close();
-    return;
-  }
-  if (nread == 0) return;
   in_session_ = true;
-  const ssize_t rv = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(buf->base),
-                                              static_cast<size_t>(nread));
+  const ssize_t rv = nghttp2_session_mem_recv(
+      session_, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   in_session_ = false;
   if (closed_) return;
   if (rv < 0) {
@@ -458,16 +436,12 @@ void GrpcConnection::OnRead(ssize_t nread, const uv_buf_t* buf) {
 }
 
 void GrpcConnection::ScheduleFlush() {
-  if (closed_ || uv_is_active(flush_idle_.handle())) return;
-  uv_idle_start(flush_idle_.get(), [](uv_idle_t* idle) {
-    uv_idle_stop(idle);
-    if (auto* self = static_cast<GrpcConnection*>(idle->data)) self->Flush();
-  });
+  if (!closed_) server_.dispatcher_.Schedule(this);
 }
 
 void GrpcConnection::Flush() {
   if (closed_ || in_session_) return;
-  while (bytes_in_flight_ < kMaxBytesInFlight) {
+  while (stream_->QueuedBytes() < kMaxBytesInFlight) {
     std::string chunk;
     in_session_ = true;
     ssize_t n = 0;
@@ -484,40 +458,17 @@ void GrpcConnection::Flush() {
       return;
     }
     if (chunk.empty()) break;
-
-    auto* w = new WriteRequest{{}, std::move(chunk), this};
-    w->req.data = w;
-    uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-    const int rv = uv_write(&w->req, pipe_.stream(), &buf, 1, OnWriteDone);
-    if (rv != 0) {
-      delete w;
+    stream_->Write(chunk);
+  }
+  if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) {
+    // GOAWAY exchanged and every stream done: FIN after what is queued (the
+    // peer's close then ends the connection), or close now.
+    if (stream_->QueuedBytes() == 0) {
       Close();
-      return;
+    } else {
+      stream_->End();
     }
-    writes_in_flight_.push_back(w);
-    bytes_in_flight_ += w->data.size();
   }
-  if (bytes_in_flight_ == 0 && !nghttp2_session_want_read(session_) &&
-      !nghttp2_session_want_write(session_)) {
-    Close();  // GOAWAY exchanged and every stream done
-  }
-}
-
-void GrpcConnection::OnWriteDone(uv_write_t* req, int status) {
-  auto* w = static_cast<WriteRequest*>(req->data);
-  GrpcConnection* self = w->connection;
-  if (self != nullptr) {
-    auto& in_flight = self->writes_in_flight_;
-    in_flight.erase(std::find(in_flight.begin(), in_flight.end(), w));
-    self->bytes_in_flight_ -= w->data.size();
-  }
-  delete w;
-  if (self == nullptr || self->closed_) return;
-  if (status < 0) {
-    self->Close();
-    return;
-  }
-  self->Flush();
 }
 
 GrpcStream* GrpcConnection::FindStream(int32_t id) {
@@ -917,15 +868,9 @@ void GrpcConnection::CountEnd(GrpcStream& stream) {
 // GrpcServer
 
 GrpcServer::GrpcServer(uv_loop_t* loop, GrpcServerOptions options)
-    : loop_(loop), options_(options), read_buffer_(new char[kReadBufferSize]) {
-  uv_timer_init(loop_, reap_timer_.get());
-  reap_timer_->data = this;
-}
+    : loop_(loop), options_(options), dispatcher_(loop) {}
 
-GrpcServer::~GrpcServer() {
-  Close();
-  ReapRetired();
-}
+GrpcServer::~GrpcServer() { Close(); }
 
 void GrpcServer::AddUnaryRaw(std::string method, UnaryHandler handler) {
   methods_[std::move(method)] = Method{std::move(handler), nullptr};
@@ -1040,13 +985,10 @@ void GrpcServer::Accept(int fd) {
     ::close(fd);
     return;
   }
-  proxy::PipeHandle pipe;
-  uv_pipe_init(loop_, pipe.get(), 0);
-  if (uv_pipe_open(pipe.get(), fd) != 0) {
-    ::close(fd);  // not adopted by the handle
-    return;
-  }
-  auto connection = std::make_unique<GrpcConnection>(*this, std::move(pipe));
+  // A Unix stream socket, carried by the data plane's stream.
+  proxy::TcpStream* stream = proxy::TcpStream::Adopt(dispatcher_, fd);
+  if (stream == nullptr) return;  // closed `fd`
+  auto connection = std::make_unique<GrpcConnection>(*this, stream);
   GrpcConnection* raw = connection.get();
   connections_.emplace(raw, std::move(connection));
   // Registered first, so a failing Start() retires it like any other close.
@@ -1056,35 +998,12 @@ void GrpcServer::Accept(int fd) {
 void GrpcServer::Retire(GrpcConnection* connection) {
   auto it = connections_.find(connection);
   if (it == connections_.end()) return;  // Close() took it out already
-  retired_.push_back(std::move(it->second));
+  // It may be on the stack now (its own callback): deleted next turn.
+  dispatcher_.DeferredDelete(it->second.release());
   connections_.erase(it);
-  ScheduleReap();
 }
 
-void GrpcServer::ScheduleReap() {
-  if (reap_timer_.get() == nullptr) return;
-  uv_timer_start(
-      reap_timer_.get(),
-      [](uv_timer_t* timer) {
-        if (auto* self = static_cast<GrpcServer*>(timer->data)) self->ReapRetired();
-      },
-      0, 0);
-}
-
-void GrpcServer::Defer(std::function<void()> call) {
-  deferred_.push_back(std::move(call));
-  ScheduleReap();
-}
-
-void GrpcServer::ReapRetired() {
-  // Deferred calls may defer more; run until none are left.
-  while (!deferred_.empty()) {
-    std::vector<std::function<void()>> calls = std::move(deferred_);
-    deferred_.clear();
-    for (auto& call : calls) call();
-  }
-  retired_.clear();
-}
+void GrpcServer::Defer(std::function<void()> call) { dispatcher_.Post(std::move(call)); }
 
 void GrpcServer::Close() {
   if (listening_) {
@@ -1099,14 +1018,11 @@ void GrpcServer::Close() {
   }
   // Move the connections out first: closing one runs cancel callbacks, which
   // may call Close() again.
-  std::vector<GrpcConnection*> closing;
-  for (auto& [key, connection] : connections_) {
-    closing.push_back(key);
-    retired_.push_back(std::move(connection));
-  }
+  std::vector<std::unique_ptr<GrpcConnection>> closing;
+  for (auto& [key, connection] : connections_) closing.push_back(std::move(connection));
   connections_.clear();
-  for (GrpcConnection* connection : closing) connection->Close();
-  if (!retired_.empty()) ScheduleReap();
+  for (auto& connection : closing) connection->Close();
+  for (auto& connection : closing) dispatcher_.DeferredDelete(connection.release());
 }
 
 }  // namespace podless::api

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "proxy/dispatcher.h"
 #include "proxy/socket_acceptor.h"
 #include "proxy/uv_handle.h"
 #include "runtime/grpc/framing.h"
@@ -208,9 +209,7 @@ class GrpcServer {
   // Takes a closed connection out of service; it is destroyed on the next
   // loop turn, never inside one of its own (nghttp2 or libuv) callbacks.
   void Retire(GrpcConnection* connection);
-  void ReapRetired();
-  void ScheduleReap();
-  // Runs `call` on the next loop turn (before retired connections are freed).
+  // Runs `call` on the next loop turn.
   void Defer(std::function<void()> call);
   const Method* FindMethod(const std::string& path) const;
 
@@ -221,15 +220,13 @@ class GrpcServer {
   std::string socket_path_;
   bool listening_ = false;
   std::unordered_map<GrpcConnection*, std::unique_ptr<GrpcConnection>> connections_;
-  std::vector<std::unique_ptr<GrpcConnection>> retired_;
-  std::vector<std::function<void()>> deferred_;
-  proxy::TimerHandle reap_timer_;
-  // One read buffer for every connection: nghttp2 consumes each read fully
-  // before the loop reads again, so it is never shared at the same time.
-  std::unique_ptr<char[]> read_buffer_;
   // The socket file we bound, so Close() unlinks it only if it is still ours.
   dev_t socket_dev_ = 0;
   ino_t socket_ino_ = 0;
+  // Deferred calls, flushes and deletions of the connections, and their
+  // streams' read buffer. Declared last: destroyed first, so the closed
+  // connections it still holds go while the rest of the server lives.
+  proxy::Dispatcher dispatcher_;
 };
 
 using GrpcServerPtr = std::unique_ptr<GrpcServer>;
