@@ -186,6 +186,7 @@ class FakeDirectory final : public Directory {
 };
 
 using podless::testing::FreePort;
+using podless::testing::FreeWildcardPort;
 
 // tests/testing/run_loop.h's RunUntil with the proxy tests' 5 s default.
 inline bool RunUntil(uv_loop_t* loop, const std::function<bool()>& done, int timeout_ms = 5000) {

@@ -19,7 +19,7 @@ namespace podless::proxy {
 namespace {
 
 using testing::FakeDirectory;
-using testing::FreePort;
+using testing::FreeWildcardPort;
 using testing::Ip;
 using testing::RawSocket;
 using testing::RunUntil;
@@ -39,7 +39,9 @@ bool CanListen(const char* address, uint16_t port) {
 
 struct ListenersFixture {
   ListenersFixture() {
-    port = FreePort();
+    // Bound on 0.0.0.0 below: a port no client socket elsewhere can hold.
+    port = FreeWildcardPort();
+    REQUIRE(port != 0);
     directory.AddReplica("127.64.0.5", "web", "shop", "web",
                          {{"tcp", port, workloads::Protocol::kTCP}});
     ProxyConfig config;
