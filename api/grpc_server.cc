@@ -1,11 +1,11 @@
 #include "api/grpc_server.h"
 
 #include "api/unix_socket_address.h"
-#include "proxy/nghttp2_nv.h"
-#include "proxy/tcp_stream.h"
+#include "proxy/base/nghttp2_nv.h"
+#include "proxy/base/tcp_stream.h"
 #include "runtime/grpc/protocol.h"
 #include "runtime/grpc/sigpipe.h"
-#include "runtime/process_table.h"
+#include "runtime/process/process_table.h"
 
 #include <fcntl.h>
 #include <nghttp2/nghttp2.h>

@@ -22,9 +22,9 @@
 #include <utility>
 #include <vector>
 
-#include "proxy/dispatcher.h"
-#include "proxy/socket_acceptor.h"
-#include "proxy/uv_handle.h"
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/socket_acceptor.h"
+#include "proxy/base/uv_handle.h"
 #include "runtime/grpc/framing.h"
 #include "runtime/grpc/status.h"
 #include "workloads/result.h"

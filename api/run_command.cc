@@ -14,12 +14,12 @@
 #include "api/manifest_files.h"
 #include "api/runtime_service.h"
 #include "api/spiffe_workload_api.h"
-#include "proxy/log.h"
-#include "proxy/uv_handle.h"
-#include "runtime/config.h"
-#include "runtime/descriptor_limit.h"
-#include "runtime/node.h"
-#include "runtime/state_store.h"
+#include "proxy/base/log.h"
+#include "proxy/base/uv_handle.h"
+#include "runtime/node/descriptor_limit.h"
+#include "runtime/node/node.h"
+#include "runtime/state/config.h"
+#include "runtime/state/state_store.h"
 
 namespace podless::api {
 namespace {

@@ -143,7 +143,7 @@ Result<std::vector<workloads::Workload>> DecodeBatch(std::string_view bytes, siz
 }
 
 // What a call answers when memory runs out before it changed anything (the
-// agent's own calls report that themselves, see runtime/agent.h).
+// agent's own calls report that themselves, see runtime/state/agent.h).
 Error OutOfMemory(std::string_view what) {
   return MakeError(ErrorCode::kResourceExhausted,
                    "out of memory while " + std::string(what) + "; nothing was changed");
@@ -352,7 +352,7 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
                        : Result<v1::ApplyResponse>(status.error()));
         };
         // Out of memory while parsing, nothing has changed yet; the agent
-        // reports its own allocation failures (runtime/agent.h).
+        // reports its own allocation failures (runtime/state/agent.h).
         std::vector<workloads::Object> objects;
         try {
           workloads::ParseOptions options;

@@ -8,9 +8,9 @@
 #include <memory>
 
 #include "api/grpc_server.h"
-#include "runtime/agent.h"
-#include "runtime/cluster.h"
-#include "runtime/supervisor.h"
+#include "runtime/cluster/cluster.h"
+#include "runtime/process/supervisor.h"
+#include "runtime/state/agent.h"
 
 namespace podless::v1 {
 class LogsRequest;

@@ -24,8 +24,8 @@
 #include <string>
 
 #include "api/grpc_server.h"
-#include "runtime/agent.h"
-#include "runtime/supervisor.h"
+#include "runtime/process/supervisor.h"
+#include "runtime/state/agent.h"
 
 namespace podless::api {
 

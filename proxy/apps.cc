@@ -9,9 +9,9 @@
 #include <utility>
 
 #include "proxy/authorization.h"
-#include "proxy/http1_parser.h"
+#include "proxy/base/http1_parser.h"
+#include "proxy/base/tcp_stream.h"
 #include "proxy/splice.h"
-#include "proxy/tcp_stream.h"
 
 namespace podless::proxy {
 

@@ -9,9 +9,9 @@
 #include <functional>
 #include <string>
 
-#include "proxy/dispatcher.h"
-#include "proxy/metrics.h"
-#include "proxy/stream.h"
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/metrics.h"
+#include "proxy/base/stream.h"
 #include "workloads/model.h"
 
 namespace podless::proxy {

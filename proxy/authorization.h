@@ -25,7 +25,7 @@
 //  - TCP port (the bytes are relayed as they are): exactly as ztunnel. An
 //    ALLOW rule that uses any HTTP attribute matches nothing; a DENY rule is
 //    enforced with its L4 part only (its HTTP parts are ignored, so it denies
-//    more than written). `apply` warns of such rules (runtime/agent.cc).
+//    more than written). `apply` warns of such rules (runtime/state/agent.cc).
 //  - HTTP port (`protocol: HTTP`): beyond ztunnel, HTTP attributes are
 //    enforced per request, as a waypoint would. When the connection opens,
 //    what its L4 attributes already decide is decided (a denied connection is
@@ -66,7 +66,7 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/http1_parser.h"
+#include "proxy/base/http1_parser.h"
 #include "workloads/model.h"
 
 namespace podless::proxy {

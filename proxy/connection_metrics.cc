@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "proxy/socket_acceptor.h"
+#include "proxy/base/socket_acceptor.h"
 
 namespace podless::proxy {
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/metrics.h"
+#include "proxy/base/metrics.h"
 
 namespace podless::proxy {
 

@@ -21,13 +21,13 @@
 #include <tuple>
 #include <vector>
 
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/tcp_stream.h"
+#include "proxy/base/uv_handle.h"
 #include "proxy/connection_metrics.h"
 #include "proxy/directory.h"
-#include "proxy/dispatcher.h"
 #include "proxy/hbone_session.h"
-#include "proxy/tcp_stream.h"
 #include "proxy/tls_stream.h"
-#include "proxy/uv_handle.h"
 
 namespace podless::proxy {
 

@@ -10,8 +10,8 @@
 #include <utility>
 #include <vector>
 
-#include "proxy/http1_parser.h"
-#include "proxy/tcp_stream.h"
+#include "proxy/base/http1_parser.h"
+#include "proxy/base/tcp_stream.h"
 
 namespace podless::proxy {
 

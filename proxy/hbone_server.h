@@ -30,15 +30,15 @@
 #include <set>
 #include <string>
 
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/uv_handle.h"
 #include "proxy/connection_limits.h"
 #include "proxy/connection_metrics.h"
 #include "proxy/directory.h"
-#include "proxy/dispatcher.h"
 #include "proxy/hbone_session.h"
 #include "proxy/inbound.h"
 #include "proxy/tcp_listener.h"
 #include "proxy/tls_stream.h"
-#include "proxy/uv_handle.h"
 #include "workloads/result.h"
 
 namespace podless::proxy {

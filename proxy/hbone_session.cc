@@ -1,6 +1,6 @@
 #include "proxy/hbone_session.h"
 
-#include "proxy/nghttp2_nv.h"
+#include "proxy/base/nghttp2_nv.h"
 
 #include <algorithm>
 #include <cstring>

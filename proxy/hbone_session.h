@@ -30,10 +30,10 @@
 #include <memory>
 #include <string>
 
-#include "proxy/byte_queue.h"
-#include "proxy/dispatcher.h"
-#include "proxy/stream.h"
-#include "proxy/uv_handle.h"
+#include "proxy/base/byte_queue.h"
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/stream.h"
+#include "proxy/base/uv_handle.h"
 #include "workloads/result.h"
 
 namespace podless::proxy {

@@ -32,7 +32,7 @@
 #include <string_view>
 #include <utility>
 
-#include "proxy/http1_parser.h"
+#include "proxy/base/http1_parser.h"
 
 namespace podless::proxy {
 

@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "proxy/authorization.h"
-#include "proxy/tcp_stream.h"
+#include "proxy/base/tcp_stream.h"
 
 namespace podless::proxy {
 

@@ -13,10 +13,10 @@
 #include <string>
 
 #include "proxy/apps.h"
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/stream.h"
 #include "proxy/connection_metrics.h"
 #include "proxy/directory.h"
-#include "proxy/dispatcher.h"
-#include "proxy/stream.h"
 #include "proxy/tracked_connection.h"
 
 namespace podless::proxy {

@@ -1,6 +1,6 @@
 #include "proxy/memory_pipe.h"
 
-#include "proxy/byte_queue.h"
+#include "proxy/base/byte_queue.h"
 
 namespace podless::proxy {
 

@@ -8,8 +8,8 @@
 
 #include <utility>
 
-#include "proxy/dispatcher.h"
-#include "proxy/stream.h"
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/stream.h"
 
 namespace podless::proxy {
 

@@ -6,12 +6,12 @@
 #include <utility>
 #include <vector>
 
+#include "proxy/base/http1_parser.h"
+#include "proxy/base/tcp_stream.h"
 #include "proxy/hbone_server.h"
-#include "proxy/http1_parser.h"
 #include "proxy/memory_pipe.h"
 #include "proxy/socks5.h"
 #include "proxy/splice.h"
-#include "proxy/tcp_stream.h"
 #include "workloads/ipam.h"
 
 namespace podless::proxy {

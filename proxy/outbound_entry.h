@@ -36,16 +36,16 @@
 #include <string>
 #include <unordered_map>
 
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/uv_handle.h"
 #include "proxy/connection_limits.h"
 #include "proxy/connection_metrics.h"
 #include "proxy/connection_pool.h"
 #include "proxy/directory.h"
-#include "proxy/dispatcher.h"
 #include "proxy/inbound.h"
 #include "proxy/load_balancer.h"
 #include "proxy/tcp_listener.h"
 #include "proxy/tracked_connection.h"
-#include "proxy/uv_handle.h"
 #include "workloads/result.h"
 
 namespace podless::proxy {

@@ -2,8 +2,8 @@
 
 #include <utility>
 
-#include "proxy/log.h"
-#include "proxy/tcp_stream.h"
+#include "proxy/base/log.h"
+#include "proxy/base/tcp_stream.h"
 #include "workloads/ipam.h"
 
 namespace podless::proxy {

@@ -5,7 +5,7 @@
 // other address, or a port on the listeners' bind address (0.0.0.0 by
 // default), which serves every replica declaring it with one socket but
 // takes the port from the whole machine. Which one each port gets is the
-// caller's choice (runtime/plaintext_ports.h). The local address the client
+// caller's choice (runtime/node/plaintext_ports.h). The local address the client
 // dialed selects the replica. An address the node does not host, an
 // undeclared port or a denied source (authorization runs with an empty
 // principal) closes the connection with a reset. So does a peer (PeerKey)
@@ -19,8 +19,8 @@
 #include <set>
 #include <string>
 
+#include "proxy/base/dispatcher.h"
 #include "proxy/connection_limits.h"
-#include "proxy/dispatcher.h"
 #include "proxy/inbound.h"
 #include "proxy/tcp_listener.h"
 #include "workloads/result.h"
@@ -46,7 +46,7 @@ struct PlaintextListenerOptions {
 };
 
 // How many (replica address, port) sockets the node holds before a port
-// goes to the bind address (runtime/plaintext_ports.h).
+// goes to the bind address (runtime/node/plaintext_ports.h).
 inline constexpr uint32_t kDefaultMaxPlaintextAddressSockets = 128;
 
 // One listening socket: `address` (host byte order) 0 means the listeners'

@@ -1,7 +1,7 @@
 #include "proxy/proxy_core.h"
 
 #include "proxy/apps.h"
-#include "proxy/tcp_stream.h"
+#include "proxy/base/tcp_stream.h"
 
 namespace podless::proxy {
 

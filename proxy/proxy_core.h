@@ -18,14 +18,14 @@
 #include <string>
 #include <vector>
 
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/metrics.h"
 #include "proxy/connection_limits.h"
 #include "proxy/connection_metrics.h"
 #include "proxy/connection_pool.h"
 #include "proxy/directory.h"
-#include "proxy/dispatcher.h"
 #include "proxy/hbone_server.h"
 #include "proxy/inbound.h"
-#include "proxy/metrics.h"
 #include "proxy/outbound_entry.h"
 #include "proxy/plaintext_listeners.h"
 #include "proxy/tracked_connection.h"
@@ -35,7 +35,7 @@ namespace podless::proxy {
 
 // A core's configuration is its parts' own options, composed: a setting is
 // declared once, in the part that uses it, and reaches it as it is. The
-// agent's flags (runtime/config.cc) write straight into these.
+// agent's flags (runtime/state/config.cc) write straight into these.
 struct ProxyConfig {
   ProxyConfig();
 
@@ -53,7 +53,7 @@ struct ProxyConfig {
   LogFunction log = LogToStderr;
 
   // Settings that belong to more than one part, set in each:
-  // how worker threads share the listening ports (runtime/proxy_workers.h);
+  // how worker threads share the listening ports (runtime/node/proxy_workers.h);
   void SetPortSharing(PortSharing sharing);
   // bytes queued for a peer and none taken by the kernel this long, on
   // every accepted connection (HBONE, outbound entry, plaintext ports);

@@ -3,7 +3,7 @@
 #include <string>
 #include <utility>
 
-#include "proxy/uv_handle.h"
+#include "proxy/base/uv_handle.h"
 
 namespace podless::proxy {
 

@@ -11,10 +11,10 @@
 #include <cstdint>
 #include <memory>
 
-#include "proxy/dispatcher.h"
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/metrics.h"
+#include "proxy/base/stream.h"
 #include "proxy/http_request_gate.h"
-#include "proxy/metrics.h"
-#include "proxy/stream.h"
 
 namespace podless::proxy {
 

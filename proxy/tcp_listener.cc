@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "proxy/log.h"
+#include "proxy/base/log.h"
 #include "workloads/ipam.h"
 
 namespace podless::proxy {

@@ -12,11 +12,11 @@
 #include <memory>
 #include <string>
 
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/socket_acceptor.h"
+#include "proxy/base/tcp_stream.h"
+#include "proxy/base/uv_handle.h"
 #include "proxy/connection_metrics.h"
-#include "proxy/dispatcher.h"
-#include "proxy/socket_acceptor.h"
-#include "proxy/tcp_stream.h"
-#include "proxy/uv_handle.h"
 #include "workloads/result.h"
 
 namespace podless::proxy {
@@ -46,7 +46,7 @@ class TcpListener {
   static Result<std::unique_ptr<TcpListener>> Create(Dispatcher& dispatcher, Options options,
                                                      AcceptCallback on_accept);
   // Accepts on a copy (dup) of `listen_fd`, a socket already bound and
-  // listening, which may live in another network namespace (proxy/netns.h).
+  // listening, which may live in another network namespace (proxy/base/netns.h).
   static Result<std::unique_ptr<TcpListener>> Adopt(Dispatcher& dispatcher, int listen_fd,
                                                     Options options, AcceptCallback on_accept);
   ~TcpListener();

@@ -22,12 +22,12 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/byte_queue.h"
+#include "proxy/base/byte_queue.h"
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/stream.h"
+#include "proxy/base/tcp_stream.h"
+#include "proxy/base/uv_handle.h"
 #include "proxy/directory.h"
-#include "proxy/dispatcher.h"
-#include "proxy/stream.h"
-#include "proxy/tcp_stream.h"
-#include "proxy/uv_handle.h"
 #include "workloads/result.h"
 
 namespace podless::proxy {

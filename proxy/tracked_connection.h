@@ -14,10 +14,10 @@
 #include <map>
 #include <set>
 
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/stream.h"
 #include "proxy/connection_limits.h"
 #include "proxy/connection_metrics.h"
-#include "proxy/dispatcher.h"
-#include "proxy/stream.h"
 
 namespace podless::proxy {
 

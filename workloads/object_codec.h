@@ -1,5 +1,5 @@
 // A compact binary encoding of the model objects (workloads/model.h), used by
-// the state store (runtime/state_store.h) to persist what the agent accepted.
+// the state store (runtime/state/state_store.h) to persist what the agent accepted.
 //
 // Format (version 3), every integer an unsigned LEB128 varint unless noted:
 //   object  = u8 version, kind, body of that kind

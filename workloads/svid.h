@@ -22,7 +22,7 @@ struct Svid {
   // The certificates as DER, the form TLS sends and the Workload API
   // carries. Kept unparsed: BoringSSL's parsed X509 costs about 5 KiB, the
   // DER about 560 bytes, and the agent caches thousands of SVIDs
-  // (runtime/svid_cache.h). ParseLeaf() gives an X509 where one is needed.
+  // (runtime/identity/svid_cache.h). ParseLeaf() gives an X509 where one is needed.
   bssl::UniquePtr<CRYPTO_BUFFER> leaf;
   // The leaf's issuer chain up to, not including, the root; empty when the
   // root signed the leaf. Shared (up-referenced) with the issuing CA.

@@ -6,7 +6,7 @@
 #include <charconv>
 #include <cstring>
 
-#include "proxy/nghttp2_nv.h"
+#include "proxy/base/nghttp2_nv.h"
 
 namespace podless::runtime {
 namespace {

@@ -1,6 +1,6 @@
 // GrpcChannel: the client side of gRPC over one HTTP/2 connection, for every
-// gRPC client of the agent (the etcd client, runtime/etcd_connection.h; the
-// CLI's client, api/grpc_client.h). It owns the nghttp2 session and the gRPC
+// gRPC client of the agent (the etcd client, runtime/etcd/etcd_connection.h; the
+// CLI's client, api/cli/grpc_client.h). It owns the nghttp2 session and the gRPC
 // framing of each call's stream: unary and server-streaming calls, with
 // grpc-timeout, metadata, a per-call message size limit (the sink's decoder),
 // cancel, PINGs and GOAWAY.

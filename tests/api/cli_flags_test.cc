@@ -1,4 +1,4 @@
-#include "api/cli_flags.h"
+#include "api/cli/cli_flags.h"
 
 #include <doctest.h>
 

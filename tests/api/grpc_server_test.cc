@@ -16,7 +16,7 @@
 #include <mutex>
 #include <thread>
 
-#include "api/grpc_client.h"
+#include "api/cli/grpc_client.h"
 #include "podless/v1/runtime.pb.h"
 #include "tests/testing/temp_dir.h"
 

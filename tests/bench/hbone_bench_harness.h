@@ -16,12 +16,12 @@
 #include <thread>
 #include <vector>
 
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/tcp_stream.h"
+#include "proxy/base/uv_handle.h"
 #include "proxy/connection_metrics.h"
 #include "proxy/connection_pool.h"
-#include "proxy/dispatcher.h"
 #include "proxy/proxy_core.h"
-#include "proxy/tcp_stream.h"
-#include "proxy/uv_handle.h"
 #include "tests/bench/bench_util.h"
 #include "tests/proxy/fake_directory.h"
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/proxy_directory.h"
+#include "runtime/node/proxy_directory.h"
 #include "tests/bench/bench_util.h"
 #include "tests/testing/temp_dir.h"
 

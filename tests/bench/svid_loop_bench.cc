@@ -20,8 +20,8 @@
 #include <thread>
 #include <vector>
 
-#include "proxy/uv_handle.h"
-#include "runtime/certificate_issuer.h"
+#include "proxy/base/uv_handle.h"
+#include "runtime/identity/certificate_issuer.h"
 #include "tests/bench/bench_util.h"
 #include "workloads/certificate_authority.h"
 

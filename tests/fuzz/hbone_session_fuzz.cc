@@ -17,10 +17,10 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/dispatcher.h"
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/http1_parser.h"
+#include "proxy/base/stream.h"
 #include "proxy/hbone_session.h"
-#include "proxy/http1_parser.h"
-#include "proxy/stream.h"
 
 using namespace podless::proxy;
 

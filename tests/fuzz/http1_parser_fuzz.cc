@@ -1,5 +1,5 @@
 // Fuzzes the outbound entry's HTTP/1.1 request-head parser and its URL
-// helpers (proxy/http1_parser.h). The first input byte picks the chunk size
+// helpers (proxy/base/http1_parser.h). The first input byte picks the chunk size
 // the rest is fed in: a head split anywhere must parse as it does whole.
 #include <cstddef>
 #include <cstdint>
@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "proxy/http1_parser.h"
+#include "proxy/base/http1_parser.h"
 
 using namespace podless::proxy;
 

@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "proxy/http1_parser.h"
+#include "proxy/base/http1_parser.h"
 #include "tests/proxy/fake_directory.h"
 
 namespace podless::proxy {

@@ -2,7 +2,7 @@
 // they were appended, peeked bytes never move, and an idle queue holds no
 // memory (its last chunk goes back to the pool the moment it drains, and
 // the pool hands it to the next queue instead of malloc).
-#include "proxy/byte_queue.h"
+#include "proxy/base/byte_queue.h"
 
 #include <doctest/doctest.h>
 

@@ -8,9 +8,9 @@
 #include <string>
 
 #include "fake_directory.h"
+#include "proxy/base/dispatcher.h"
 #include "proxy/connection_metrics.h"
 #include "proxy/connection_pool.h"
-#include "proxy/dispatcher.h"
 #include "proxy/hbone_session.h"
 #include "workloads/certificate_authority.h"
 

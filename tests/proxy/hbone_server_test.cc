@@ -7,13 +7,13 @@
 #include <ctime>
 #include <string>
 
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/metrics.h"
+#include "proxy/base/uv_handle.h"
 #include "proxy/connection_metrics.h"
-#include "proxy/dispatcher.h"
 #include "proxy/hbone_server.h"
 #include "proxy/inbound.h"
-#include "proxy/metrics.h"
 #include "proxy/tracked_connection.h"
-#include "proxy/uv_handle.h"
 #include "tests/proxy/fake_directory.h"
 
 namespace podless::proxy {

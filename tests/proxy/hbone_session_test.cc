@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "proxy/byte_queue.h"
+#include "proxy/base/byte_queue.h"
 #include "proxy/memory_pipe.h"
 #include "tests/proxy/fake_directory.h"
 

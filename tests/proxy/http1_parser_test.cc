@@ -1,4 +1,4 @@
-#include "proxy/http1_parser.h"
+#include "proxy/base/http1_parser.h"
 
 #include <doctest.h>
 

@@ -1,4 +1,4 @@
-#include "proxy/metrics.h"
+#include "proxy/base/metrics.h"
 
 #include <doctest.h>
 

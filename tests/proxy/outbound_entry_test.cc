@@ -10,8 +10,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "proxy/base/tcp_stream.h"
 #include "proxy/proxy_core.h"
-#include "proxy/tcp_stream.h"
 #include "tests/proxy/fake_directory.h"
 
 namespace podless::proxy {

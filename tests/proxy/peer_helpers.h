@@ -15,9 +15,9 @@
 #include <string>
 #include <string_view>
 
-#include "proxy/dispatcher.h"
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/tcp_stream.h"
 #include "proxy/hbone_session.h"
-#include "proxy/tcp_stream.h"
 #include "proxy/tls_stream.h"
 #include "tests/proxy/fake_directory.h"
 

@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "proxy/base/tcp_stream.h"
 #include "proxy/connection_limits.h"
 #include "proxy/proxy_core.h"
-#include "proxy/tcp_stream.h"
 #include "tests/proxy/fake_directory.h"
 #include "tests/proxy/peer_helpers.h"
 

@@ -13,9 +13,9 @@
 #include <chrono>
 #include <string>
 
+#include "proxy/base/tcp_stream.h"
 #include "proxy/connection_pool.h"
 #include "proxy/proxy_core.h"
-#include "proxy/tcp_stream.h"
 #include "tests/proxy/fake_directory.h"
 #include "tests/proxy/peer_helpers.h"
 

@@ -16,8 +16,8 @@
 #include <thread>
 #include <vector>
 
-#include "proxy/socket_acceptor.h"
-#include "proxy/uv_handle.h"
+#include "proxy/base/socket_acceptor.h"
+#include "proxy/base/uv_handle.h"
 #include "tests/proxy/fake_directory.h"
 
 namespace podless::proxy {

@@ -9,9 +9,9 @@
 #include <string>
 #include <utility>
 
-#include "proxy/dispatcher.h"
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/metrics.h"
 #include "proxy/memory_pipe.h"
-#include "proxy/metrics.h"
 #include "proxy/splice.h"
 #include "tests/proxy/fake_directory.h"
 #include "tests/proxy/peer_helpers.h"

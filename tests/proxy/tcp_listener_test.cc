@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/metrics.h"
+#include "proxy/base/tcp_stream.h"
 #include "proxy/connection_metrics.h"
-#include "proxy/dispatcher.h"
-#include "proxy/metrics.h"
 #include "proxy/tcp_listener.h"
-#include "proxy/tcp_stream.h"
 #include "tests/proxy/fake_directory.h"
 #include "tests/proxy/peer_helpers.h"
 

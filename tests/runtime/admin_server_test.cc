@@ -1,4 +1,4 @@
-#include "runtime/admin_server.h"
+#include "runtime/node/admin_server.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "runtime/agent.h"
+#include "runtime/state/agent.h"
 
 #include <doctest.h>
 #include <unistd.h>

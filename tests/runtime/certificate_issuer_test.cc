@@ -1,4 +1,4 @@
-#include "runtime/certificate_issuer.h"
+#include "runtime/identity/certificate_issuer.h"
 
 #include <doctest.h>
 
@@ -9,8 +9,8 @@
 #include <functional>
 #include <thread>
 
-#include "proxy/uv_handle.h"
-#include "runtime/agent.h"
+#include "proxy/base/uv_handle.h"
+#include "runtime/state/agent.h"
 #include "tests/testing/run_loop.h"
 #include "tests/testing/temp_dir.h"
 

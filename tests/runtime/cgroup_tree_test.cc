@@ -1,4 +1,4 @@
-#include "runtime/cgroup_tree.h"
+#include "runtime/process/cgroup_tree.h"
 
 #include <doctest.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "runtime/cluster_records.h"
+#include "runtime/cluster/cluster_records.h"
 
 #include <doctest.h>
 

@@ -1,8 +1,8 @@
-// Cluster join and follow (runtime/cluster.h) on an in-memory etcd
+// Cluster join and follow (runtime/cluster/cluster.h) on an in-memory etcd
 // (tests/runtime/fake_etcd.h): no etcd process, no root. Each test runs the
 // nodes' loop until the cluster layer has done what it covers, with a bound
 // (RunUntil), so broken logic fails a check instead of hanging.
-#include "runtime/cluster.h"
+#include "runtime/cluster/cluster.h"
 
 #include <doctest.h>
 
@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "proxy/metrics.h"
-#include "proxy/uv_handle.h"
+#include "proxy/base/metrics.h"
+#include "proxy/base/uv_handle.h"
 #include "tests/runtime/cluster_test_records.h"
 #include "tests/runtime/fake_etcd.h"
 #include "tests/testing/files.h"

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "runtime/cluster_records.h"
+#include "runtime/cluster/cluster_records.h"
 
 namespace podless::runtime::testing {
 

@@ -1,4 +1,4 @@
-#include "runtime/cluster_view.h"
+#include "runtime/cluster/cluster_view.h"
 
 #include <doctest.h>
 

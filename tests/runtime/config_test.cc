@@ -1,4 +1,4 @@
-#include "runtime/config.h"
+#include "runtime/state/config.h"
 
 #include <uv.h>
 

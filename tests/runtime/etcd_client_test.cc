@@ -1,14 +1,14 @@
 // EtcdClient against a real etcd (tests/runtime/etcd_process.h). Every wait
 // runs the loop with a bound, so a broken client fails a check instead of
 // hanging the test.
-#include "runtime/etcd_client.h"
+#include "runtime/etcd/etcd_client.h"
 
 #include <doctest.h>
 
 #include <functional>
 #include <optional>
 
-#include "proxy/uv_handle.h"
+#include "proxy/base/uv_handle.h"
 #include "tests/runtime/etcd_process.h"
 #include "tests/testing/run_loop.h"
 

@@ -26,8 +26,8 @@
 #include <string>
 #include <vector>
 
-#include "proxy/uv_handle.h"
-#include "runtime/etcd_kv.h"
+#include "proxy/base/uv_handle.h"
+#include "runtime/etcd/etcd_kv.h"
 
 namespace podless::runtime::testing {
 

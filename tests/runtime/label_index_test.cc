@@ -1,4 +1,4 @@
-#include "runtime/label_index.h"
+#include "runtime/state/label_index.h"
 
 #include <doctest.h>
 

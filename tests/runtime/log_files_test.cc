@@ -1,4 +1,4 @@
-#include "runtime/log_files.h"
+#include "runtime/process/log_files.h"
 
 #include <doctest.h>
 #include <stdlib.h>

@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "proxy/metrics.h"
-#include "proxy/uv_handle.h"
-#include "runtime/plaintext_ports.h"
+#include "proxy/base/metrics.h"
+#include "proxy/base/uv_handle.h"
+#include "runtime/node/plaintext_ports.h"
 #include "tests/proxy/fake_directory.h"  // RunUntil, Ip
 
 namespace podless::runtime {

@@ -1,4 +1,4 @@
-#include "runtime/proxy_directory.h"
+#include "runtime/node/proxy_directory.h"
 
 #include <doctest.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "runtime/replica_index.h"
+#include "runtime/state/replica_index.h"
 
 #include <doctest.h>
 

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime/sandbox.h"
+#include "runtime/process/sandbox.h"
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == podless::runtime::kSandboxVerb) {

@@ -1,4 +1,4 @@
-#include "runtime/state_lock.h"
+#include "runtime/state/state_lock.h"
 
 #include <doctest.h>
 #include <uv.h>
@@ -7,7 +7,7 @@
 #include <chrono>
 #include <thread>
 
-#include "proxy/uv_handle.h"
+#include "proxy/base/uv_handle.h"
 
 namespace podless::runtime {
 namespace {

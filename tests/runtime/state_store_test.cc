@@ -1,4 +1,4 @@
-#include "runtime/state_store.h"
+#include "runtime/state/state_store.h"
 
 #include <doctest.h>
 #include <fcntl.h>

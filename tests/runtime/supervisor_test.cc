@@ -1,4 +1,4 @@
-#include "runtime/supervisor.h"
+#include "runtime/process/supervisor.h"
 
 #include <doctest.h>
 #include <fcntl.h>
@@ -19,8 +19,8 @@
 #include <thread>
 #include <vector>
 
-#include "proxy/netns.h"
-#include "proxy/tcp_stream.h"
+#include "proxy/base/netns.h"
+#include "proxy/base/tcp_stream.h"
 #include "tests/testing/run_loop.h"
 #include "tests/testing/temp_dir.h"
 #include "workloads/manifest_parser.h"

@@ -1,4 +1,4 @@
-#include "runtime/svid_cache.h"
+#include "runtime/identity/svid_cache.h"
 
 #include <doctest.h>
 #include <unistd.h>
@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "runtime/agent.h"
+#include "runtime/state/agent.h"
 #include "tests/testing/temp_dir.h"
 
 namespace podless::runtime {

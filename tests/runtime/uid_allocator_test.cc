@@ -1,4 +1,4 @@
-#include "runtime/uid_allocator.h"
+#include "runtime/process/uid_allocator.h"
 
 #include <doctest.h>
 #include <grp.h>

@@ -1,6 +1,6 @@
 // GrpcChannel against the real API server (api/grpc_server.h), both on the
 // test's loop: the channel runs over a proxy::TcpStream on a Unix socket, as
-// the CLI's client does. The blocking wrapper (api/grpc_client.h) is checked
+// the CLI's client does. The blocking wrapper (api/cli/grpc_client.h) is checked
 // where the channel leaves the work to its owner: connecting and the local
 // deadline.
 #include "runtime/grpc/channel.h"
@@ -16,12 +16,12 @@
 #include <string>
 #include <vector>
 
-#include "api/grpc_client.h"
+#include "api/cli/grpc_client.h"
 #include "api/grpc_server.h"
 #include "api/unix_socket_address.h"
-#include "proxy/dispatcher.h"
-#include "proxy/tcp_stream.h"
-#include "proxy/uv_handle.h"
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/tcp_stream.h"
+#include "proxy/base/uv_handle.h"
 #include "tests/testing/run_loop.h"
 #include "tests/testing/temp_dir.h"
 
