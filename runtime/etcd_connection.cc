@@ -251,6 +251,8 @@ void EtcdConnection::OnTlsHandshake(Status status) {
     std::string why = status.error().message;
     if (status.error().code == ErrorCode::kUnavailable) {  // etcd closed it
       why = "etcd closed the connection during the TLS handshake (does it serve TLS on this port?)";
+    } else if (!why.starts_with("TLS")) {
+      why = "TLS handshake failed: " + why;  // "peer did not negotiate ALPN h2"
     }
     Fail(ErrorCode::kUnavailable, std::move(why));
     return;
