@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <cstring>
@@ -86,7 +87,7 @@ Status UseSvid(SSL* ssl, const workloads::Svid& svid) {
 Result<TlsContextPtr> TlsContext::CreateServer(Directory& directory) {
   auto ctx = NewHboneContext();
   if (!ctx.ok()) return ctx.error();
-  TlsContextPtr context(new TlsContext(directory, /*server=*/true));
+  TlsContextPtr context(new TlsContext(&directory, /*server=*/true));
   context->ctx_ = std::move(ctx).value();
   SSL_CTX_set_alpn_select_cb(context->ctx_.get(), SelectAlpn, nullptr);
   SSL_CTX_set_cert_verify_callback(context->ctx_.get(), &TlsStream::VerifyPeerTrampoline, nullptr);
@@ -96,9 +97,17 @@ Result<TlsContextPtr> TlsContext::CreateServer(Directory& directory) {
 Result<TlsContextPtr> TlsContext::CreateClient(Directory& directory) {
   auto ctx = NewHboneContext();
   if (!ctx.ok()) return ctx.error();
-  TlsContextPtr context(new TlsContext(directory, /*server=*/false));
+  TlsContextPtr context(new TlsContext(&directory, /*server=*/false));
   context->ctx_ = std::move(ctx).value();
   SSL_CTX_set_cert_verify_callback(context->ctx_.get(), &TlsStream::VerifyPeerTrampoline, nullptr);
+  return context;
+}
+
+std::shared_ptr<const TlsContext> TlsContext::CreateCustomClient(bssl::UniquePtr<SSL_CTX> ctx,
+                                                                 TlsFailureDescriber describe) {
+  std::shared_ptr<TlsContext> context(new TlsContext(nullptr, /*server=*/false));
+  context->ctx_ = std::move(ctx);
+  context->describe_ = std::move(describe);
   return context;
 }
 
@@ -198,6 +207,43 @@ TlsStream* TlsStream::Connect(Dispatcher& dispatcher, const TlsContext& context,
   if (!loaded.ok()) self->verify_error_ = loaded.error().message;
   self->StartHandshake(handshake_timeout_ms);
   return self;
+}
+
+TlsStream* TlsStream::ConnectToName(Dispatcher& dispatcher,
+                                    std::shared_ptr<const TlsContext> context, Stream* transport,
+                                    std::string server_name, uint64_t handshake_timeout_ms,
+                                    HandshakeCallback callback) {
+  auto* self = new TlsStream(dispatcher, *context, transport, std::move(callback));
+  self->context_owner_ = std::move(context);
+  self->server_name_ = std::move(server_name);
+  SSL* ssl = self->ssl_.get();
+  SSL_set_connect_state(ssl);
+  X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+  const std::string& name = self->server_name_;
+  unsigned char ip[sizeof(in6_addr)];
+  bool ok;
+  if (inet_pton(AF_INET, name.c_str(), ip) == 1 || inet_pton(AF_INET6, name.c_str(), ip) == 1) {
+    ok = X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) == 1;
+  } else {
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    ok = X509_VERIFY_PARAM_set1_host(param, name.data(), name.size()) == 1 &&
+         SSL_set_tlsext_host_name(ssl, name.c_str()) == 1;
+  }
+  if (!ok) {
+    ERR_clear_error();
+    // Fails in the handshake's first step, from the loop.
+    self->verify_error_ = "cannot check a certificate against the name \"" + name + "\"";
+    SSL_set_verify(ssl, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 0; });
+  }
+  self->StartHandshake(handshake_timeout_ms);
+  return self;
+}
+
+std::string TlsStream::DescribeFailure(const char* what) {
+  if (!context_.custom() || !context_.describe_failure()) return SslErrorString(what);
+  const uint32_t code = ERR_get_error();
+  ERR_clear_error();
+  return context_.describe_failure()(ssl_.get(), code, server_name_);
 }
 
 void TlsStream::StartHandshake(uint64_t timeout_ms) {
@@ -315,7 +361,7 @@ void TlsStream::DriveHandshake() {
       FailHandshake(MakeError(ErrorCode::kPermissionDenied, "peer did not negotiate ALPN h2"));
       return;
     }
-    if (peer_identity_.empty()) {
+    if (peer_identity_.empty() && !context_.custom()) {
       FailHandshake(MakeError(ErrorCode::kPermissionDenied, "peer identity not verified"));
       return;
     }
@@ -333,8 +379,14 @@ void TlsStream::DriveHandshake() {
       err == SSL_ERROR_WANT_X509_LOOKUP) {
     return;
   }
-  std::string reason = verify_error_.empty() ? SslErrorString("TLS handshake failed")
-                                             : "TLS handshake failed: " + verify_error_;
+  std::string reason;
+  if (!verify_error_.empty()) {
+    reason = "TLS handshake failed: " + verify_error_;
+  } else if (context_.custom() && context_.describe_failure()) {
+    reason = "TLS handshake failed: " + DescribeFailure("");
+  } else {
+    reason = SslErrorString("TLS handshake failed");
+  }
   ERR_clear_error();
   FailHandshake(MakeError(ErrorCode::kPermissionDenied, std::move(reason)));
 }
@@ -342,6 +394,7 @@ void TlsStream::DriveHandshake() {
 void TlsStream::FailHandshake(Error error) {
   if (dead_) return;
   dead_ = true;
+  failure_ = error.message;
   HandshakeCallback callback = std::move(handshake_callback_);
   if (transport_ != nullptr) {
     // Let the alert reach the peer, then drop the socket if it lingers.
@@ -421,7 +474,7 @@ void TlsStream::ReadPlaintext() {
       handler_->OnEnd();
       break;
     }
-    ERR_clear_error();
+    failure_ = DescribeFailure("TLS");
     Abort();
     return;
   }
@@ -518,6 +571,7 @@ void TlsStream::OnClosed(bool reset) {
   }
   if (!handshake_done_) {
     dead_ = true;
+    failure_ = "connection closed during the TLS handshake";
     HandshakeCallback callback = std::move(handshake_callback_);
     Destroy();
     if (callback) {

@@ -13,12 +13,20 @@
 // verified with VerifySpiffeChain against Directory::TrustStore().
 // Client side: the source replica's SVID is presented and the server's
 // SPIFFE ID must equal the expected destination identity.
+//
+// Client side with a caller's profile (TlsContext::CreateCustomClient, e.g.
+// the etcd client's, runtime/etcd/etcd_tls.h): the caller made the SSL_CTX (trust
+// anchors, protocol versions, ALPN offer, client certificate) and BoringSSL's
+// own chain verification runs against it; the stream adds the check that
+// the certificate names the server (ConnectToName) and that the server chose
+// ALPN "h2". Nothing of the HBONE profile applies to such a context.
 #pragma once
 
 #include <openssl/ssl.h>
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -34,21 +42,37 @@ namespace podless::proxy {
 
 inline constexpr uint64_t kDefaultHandshakeTimeoutMs = 10'000;
 
+// Why an SSL call of a custom-profile connection failed, as its user can act
+// on it: `error` is the oldest code on BoringSSL's error queue (0 if none),
+// `server_name` the name the certificate had to carry. Runs on the loop.
+using TlsFailureDescriber =
+    std::function<std::string(const SSL* ssl, uint32_t error, const std::string& server_name)>;
+
 // One SSL_CTX for each role, shared by every connection of that role.
 class TlsContext {
  public:
+  // The HBONE profile (see the top of this file).
   static Result<std::unique_ptr<TlsContext>> CreateServer(Directory& directory);
   static Result<std::unique_ptr<TlsContext>> CreateClient(Directory& directory);
+  // A client profile made by the caller: `ctx` must verify the peer
+  // (SSL_VERIFY_PEER against its own trust anchors) and offer ALPN "h2".
+  // `describe` (may be empty) words handshake and data-phase failures.
+  static std::shared_ptr<const TlsContext> CreateCustomClient(bssl::UniquePtr<SSL_CTX> ctx,
+                                                              TlsFailureDescriber describe);
 
   SSL_CTX* ctx() const { return ctx_.get(); }
-  Directory& directory() const { return directory_; }
+  // Only for the HBONE profile.
+  Directory& directory() const { return *directory_; }
   bool server() const { return server_; }
+  bool custom() const { return directory_ == nullptr; }
+  const TlsFailureDescriber& describe_failure() const { return describe_; }
 
  private:
-  TlsContext(Directory& directory, bool server) : directory_(directory), server_(server) {}
-  Directory& directory_;
+  TlsContext(Directory* directory, bool server) : directory_(directory), server_(server) {}
+  Directory* directory_;  // null for a custom profile
   bool server_;
   bssl::UniquePtr<SSL_CTX> ctx_;
+  TlsFailureDescriber describe_;
 };
 using TlsContextPtr = std::unique_ptr<TlsContext>;
 
@@ -66,6 +90,19 @@ class TlsStream final : public Stream, private StreamHandler, private DeferredTa
   static TlsStream* Connect(Dispatcher& dispatcher, const TlsContext& context, Stream* transport,
                             workloads::SvidPtr svid, std::string expected_peer, std::string sni,
                             uint64_t handshake_timeout_ms, HandshakeCallback callback);
+
+  // Client side with a custom profile (TlsContext::CreateCustomClient): the
+  // server's certificate must name `server_name`, a DNS name (also sent as
+  // SNI; no partial wildcards) or an IP literal without brackets (an IP SAN;
+  // never sent as SNI, RFC 6066). The stream keeps `context` alive.
+  static TlsStream* ConnectToName(Dispatcher& dispatcher, std::shared_ptr<const TlsContext> context,
+                                  Stream* transport, std::string server_name,
+                                  uint64_t handshake_timeout_ms, HandshakeCallback callback);
+
+  // Why the stream failed: the handshake's reason, or the TLS error that
+  // aborted the data phase (an alert from the peer, say). Readable until the
+  // handler's OnClosed returns, and from the destroy callback.
+  const std::string& failure() const { return failure_; }
 
   // The verified SPIFFE ID of the peer ("spiffe://td/ns/x/sa/y").
   const std::string& peer_identity() const { return peer_identity_; }
@@ -134,8 +171,12 @@ class TlsStream final : public Stream, private StreamHandler, private DeferredTa
   // Stops all activity; deleted on the next turn.
   void Destroy();
 
+  // Why the last SSL call failed, worded by a custom profile's describer.
+  std::string DescribeFailure(const char* what);
+
   Dispatcher& dispatcher_;
   const TlsContext& context_;
+  std::shared_ptr<const TlsContext> context_owner_;  // custom profiles only
   Stream* transport_;
   bssl::UniquePtr<SSL> ssl_;
   ByteQueue cipher_in_;      // ciphertext received but not yet read by SSL
@@ -159,6 +200,8 @@ class TlsStream final : public Stream, private StreamHandler, private DeferredTa
   std::string peer_identity_;
   std::string local_identity_;
   std::string verify_error_;
+  std::string server_name_;  // custom profiles: the name the certificate must carry
+  std::string failure_;
   uint32_t local_replica_address_ = 0;
   bool handshake_done_ = false;
   bool read_paused_ = false;

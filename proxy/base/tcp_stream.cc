@@ -28,6 +28,20 @@ std::string FormatAddressPort(uint32_t address, uint16_t port) {
          std::to_string(port);
 }
 
+std::string FormatSockaddr(const sockaddr& address) {
+  char ip[INET6_ADDRSTRLEN] = {};
+  if (address.sa_family == AF_INET6) {
+    const auto& a6 = reinterpret_cast<const sockaddr_in6&>(address);
+    uv_ip6_name(&a6, ip, sizeof(ip));
+    return "[" + std::string(ip) + "]:" + std::to_string(ntohs(a6.sin6_port));
+  }
+  if (address.sa_family == AF_INET) {
+    const auto& a4 = reinterpret_cast<const sockaddr_in&>(address);
+    return FormatAddressPort(ntohl(a4.sin_addr.s_addr), ntohs(a4.sin_port));
+  }
+  return "?";
+}
+
 sockaddr_in MakeSockaddr(uint32_t address, uint16_t port) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -335,35 +349,39 @@ TcpConnector::~TcpConnector() {
 
 void TcpConnector::Connect(uint32_t address, uint16_t port, uint64_t timeout_ms, Callback callback,
                            int netns_fd) {
-  callback_ = std::move(callback);
-  target_ = FormatAddressPort(address, port);
-  stream_ = new TcpStream(dispatcher_);
   sockaddr_in addr = MakeSockaddr(address, port);
+  Connect(reinterpret_cast<const sockaddr&>(addr), timeout_ms, std::move(callback), netns_fd);
+}
+
+void TcpConnector::Connect(const sockaddr& address, uint64_t timeout_ms, Callback callback,
+                           int netns_fd) {
+  callback_ = std::move(callback);
+  target_ = FormatSockaddr(address);
+  stream_ = new TcpStream(dispatcher_);
   int rc = 0;
-  if (netns_fd >= 0) {
-    Result<int> sock = SocketInNamespace(netns_fd, AF_INET, SOCK_STREAM);
+  if (address.sa_family != AF_INET && address.sa_family != AF_INET6) rc = UV_EAFNOSUPPORT;
+  if (rc == 0 && netns_fd >= 0) {
+    Result<int> sock = SocketInNamespace(netns_fd, address.sa_family, SOCK_STREAM);
     rc = sock.ok() ? uv_tcp_open(&stream_->tcp_, *sock) : UV_EACCES;
     if (sock.ok() && rc != 0) ::close(*sock);
   }
   request_ = new uv_connect_t;
   request_->data = this;
   if (rc == 0)
-    rc = uv_tcp_connect(
-        request_, &stream_->tcp_, reinterpret_cast<const sockaddr*>(&addr),
-        [](uv_connect_t* req, int status) {
-          auto* self = static_cast<TcpConnector*>(req->data);
-          delete req;
-          if (self == nullptr) return;
-          self->request_ = nullptr;
-          if (status != 0) {
-            self->Finish(MakeError(ErrorCode::kUnavailable, "connect to " + self->target_ +
-                                                                " failed: " + uv_strerror(status)));
-            return;
-          }
-          TcpStream* stream = std::exchange(self->stream_, nullptr);
-          uv_tcp_nodelay(&stream->tcp_, 1);
-          self->Finish(stream);
-        });
+    rc = uv_tcp_connect(request_, &stream_->tcp_, &address, [](uv_connect_t* req, int status) {
+      auto* self = static_cast<TcpConnector*>(req->data);
+      delete req;
+      if (self == nullptr) return;
+      self->request_ = nullptr;
+      if (status != 0) {
+        self->Finish(MakeError(ErrorCode::kUnavailable,
+                               "connect to " + self->target_ + " failed: " + uv_strerror(status)));
+        return;
+      }
+      TcpStream* stream = std::exchange(self->stream_, nullptr);
+      uv_tcp_nodelay(&stream->tcp_, 1);
+      self->Finish(stream);
+    });
   if (rc != 0) {
     delete request_;
     request_ = nullptr;

@@ -1,9 +1,23 @@
-// TcpStream: a Stream over a libuv TCP socket, and TcpConnector to dial one.
+// TcpStream: a Stream over any connected stream socket on libuv, TCP (IPv4
+// or IPv6) or Unix, and TcpConnector to dial a TCP address.
+//
+// Every socket of the agent rides on it: the data plane's connections, the
+// admin and gRPC API servers, the readiness prober, the CLI's client and the
+// etcd client's connection, so all of them share one read/write loop, the
+// write-stall timeout, the watermarks and one deferred-delete scheme.
 //
 // A TcpStream embeds its uv_tcp_t and frees itself in the handle's close
 // callback (libuv's rule: memory is released only there, after every pending
 // write callback has run). Writes are queued in a ByteQueue and handed to the
 // kernel with one writev at a time.
+//
+// Unix sockets: Adopt() takes an AF_UNIX socket as well (uv_tcp_open only
+// makes the fd non-blocking and registers it; reads, writev, shutdown(2) and
+// close are the same system calls for both families). What is TCP-only is
+// harmless there: TCP_NODELAY is refused by the kernel and ignored,
+// Reset()'s SO_LINGER 0 turns into a plain close (the peer sees EOF, there
+// is no RST on a Unix socket), and the address getters return 0.
+// tests/proxy/tcp_stream_test.cc runs a Unix socket pair through it.
 #pragma once
 
 #include <netinet/in.h>
@@ -28,8 +42,8 @@ class TcpStream final : public Stream, private DeferredTask {
   // Accepts a pending connection on `server`; null (and nothing leaks) when
   // accept fails.
   static TcpStream* Accept(Dispatcher& dispatcher, uv_stream_t* server);
-  // Takes over `fd`, a connected non-blocking socket (from accept4); null
-  // (and `fd` closed) when libuv refuses it.
+  // Takes over `fd`, a connected stream socket (TCP or Unix, from accept4
+  // or connect); null (and `fd` closed) when libuv refuses it.
   static TcpStream* Adopt(Dispatcher& dispatcher, int fd);
 
   // A peer that stops reading must not hold the connection (and the bytes
@@ -119,8 +133,8 @@ class TcpStream final : public Stream, private DeferredTask {
   bool closed_ = false;  // uv_close called; no more handler calls
 };
 
-// Dials a TCP address with a timeout. Destroying the connector cancels the
-// attempt; the callback is then never called.
+// Dials a TCP address, IPv4 or IPv6, with a timeout. Destroying the
+// connector cancels the attempt; the callback is then never called.
 class TcpConnector {
  public:
   using Callback = std::function<void(Result<TcpStream*>)>;
@@ -129,11 +143,16 @@ class TcpConnector {
   TcpConnector(const TcpConnector&) = delete;
   TcpConnector& operator=(const TcpConnector&) = delete;
 
-  // `address` host byte order. The callback runs once, from the loop.
+  // `address` host byte order. The callback runs once, from the loop; it may
+  // destroy the connector.
   // `netns_fd` >= 0: the socket is made inside that network namespace (a
   // sandboxed process replica's, proxy/base/netns.h).
   void Connect(uint32_t address, uint16_t port, uint64_t timeout_ms, Callback callback,
                int netns_fd = -1);
+  // Any address: `address` is a sockaddr_in or sockaddr_in6 (a
+  // sockaddr_storage from getaddrinfo, say). Errors name it as
+  // FormatSockaddr does.
+  void Connect(const sockaddr& address, uint64_t timeout_ms, Callback callback, int netns_fd = -1);
 
  private:
   void Finish(Result<TcpStream*> result);
@@ -149,6 +168,8 @@ class TcpConnector {
 
 // "127.64.0.5:8080" (host byte order address).
 std::string FormatAddressPort(uint32_t address, uint16_t port);
+// "127.64.0.5:8080" or "[::1]:8080"; "?" for a family other than IPv4 and IPv6.
+std::string FormatSockaddr(const sockaddr& address);
 sockaddr_in MakeSockaddr(uint32_t address, uint16_t port);
 
 }  // namespace podless::proxy

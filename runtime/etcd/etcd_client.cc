@@ -137,6 +137,8 @@ class EtcdClientImpl final : public EtcdClient, public EtcdConnection::Listener 
   EtcdOptions options_;
   std::vector<EtcdEndpoint> endpoints_;
   EtcdTlsContextPtr tls_;  // https:// endpoints
+  // The connections' streams' deferred work; outlives the connections.
+  proxy::Dispatcher streams_;
   size_t endpoint_index_ = 0;
   std::string current_endpoint_;
   State state_ = State::kIdle;
@@ -183,7 +185,8 @@ EtcdClientImpl::EtcdClientImpl(uv_loop_t* loop, EtcdOptions options,
     : loop_(loop),
       options_(std::move(options)),
       endpoints_(std::move(endpoints)),
-      tls_(std::move(tls)) {
+      tls_(std::move(tls)),
+      streams_(loop) {
   current_endpoint_ = endpoints_.front().url;
   uv_idle_init(loop_, dispatcher_.get());
   dispatcher_->data = this;
@@ -447,7 +450,7 @@ void EtcdClientImpl::StartOnConnection(const std::shared_ptr<Call>& call) {
 void EtcdClientImpl::ConnectTo(size_t index) {
   endpoint_index_ = index;
   current_endpoint_ = endpoints_[index].url;
-  connection_ = std::make_unique<EtcdConnection>(loop_, endpoints_[index], tls_, *this);
+  connection_ = std::make_unique<EtcdConnection>(streams_, endpoints_[index], tls_, *this);
   connection_->Connect(options_.connect_timeout);
 }
 

@@ -16,24 +16,12 @@ constexpr uint16_t kDefaultEtcdPort = 2379;
 // ENHANCE_YOUR_CALM: stay well above it and ping only while streams are open.
 constexpr uint64_t kPingIntervalMs = 10'000;
 
-struct WriteRequest {
-  uv_write_t req;
-  std::string data;
-};
+// A peer that stops reading while we have bytes for it is as dead as one
+// that does not answer PINGs; the stream gives up after this long.
+constexpr uint64_t kWriteStallTimeoutMs = 2 * kPingIntervalMs;
 
-std::string AddressText(const sockaddr_storage& address) {
-  char ip[INET6_ADDRSTRLEN] = {};
-  uint16_t port = 0;
-  if (address.ss_family == AF_INET6) {
-    const auto& a6 = reinterpret_cast<const sockaddr_in6&>(address);
-    uv_ip6_name(&a6, ip, sizeof(ip));
-    port = ntohs(a6.sin6_port);
-    return "[" + std::string(ip) + "]:" + std::to_string(port);
-  }
-  const auto& a4 = reinterpret_cast<const sockaddr_in&>(address);
-  uv_ip4_name(&a4, ip, sizeof(ip));
-  port = ntohs(a4.sin_port);
-  return std::string(ip) + ":" + std::to_string(port);
+const sockaddr& AsSockaddr(const sockaddr_storage& address) {
+  return reinterpret_cast<const sockaddr&>(address);
 }
 
 }  // namespace
@@ -102,9 +90,10 @@ struct EtcdConnection::ResolveRequest {
   EtcdConnection* owner;
 };
 
-EtcdConnection::EtcdConnection(uv_loop_t* loop, EtcdEndpoint endpoint, EtcdTlsContextPtr tls,
-                               Listener& listener)
-    : loop_(loop),
+EtcdConnection::EtcdConnection(proxy::Dispatcher& dispatcher, EtcdEndpoint endpoint,
+                               EtcdTlsContextPtr tls, Listener& listener)
+    : dispatcher_(dispatcher),
+      loop_(dispatcher.loop()),
       endpoint_(std::move(endpoint)),
       tls_context_(endpoint_.tls ? std::move(tls) : nullptr),
       listener_(listener) {
@@ -121,8 +110,12 @@ EtcdConnection::~EtcdConnection() {
     resolving_->owner = nullptr;
     uv_cancel(reinterpret_cast<uv_req_t*>(&resolving_->req));
   }
+  connector_.reset();  // cancels a pending connect
+  // Resetting the TLS stream resets the TCP stream under it, and runs its
+  // destroy callback (which clears tls_) at once.
+  if (stream_ != nullptr) std::exchange(stream_, nullptr)->Reset();
+  if (tls_ != nullptr) tls_->Reset();
   // Closing the handles first: their pending callbacks see `data` cleared.
-  tcp_.Close();
   connect_timer_.Close();
   notify_timer_.Close();
   ping_timer_.Close();
@@ -132,6 +125,7 @@ void EtcdConnection::Connect(std::chrono::milliseconds timeout) {
   if (state_ != State::kIdle) return;
   uv_update_time(loop_);  // the timeout counts from now, not from the last loop turn
   connect_timeout_ms_ = static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 1));
+  connect_deadline_ = uv_now(loop_) + connect_timeout_ms_;
   uv_timer_start(
       connect_timer_.get(),
       [](uv_timer_t* timer) {
@@ -198,54 +192,94 @@ void EtcdConnection::OnResolved(uv_getaddrinfo_t* req, int status, addrinfo* res
   self->ConnectNextAddress();
 }
 
-void EtcdConnection::ConnectNextAddress() {
-  // Every address of the name in turn, like any client of a dual-stack name.
-  while (next_address_ < addresses_.size()) {
-    const sockaddr_storage& address = addresses_[next_address_++];
-    tcp_ = proxy::TcpHandle();  // a refused socket cannot connect again
-    uv_tcp_init(loop_, tcp_.get());
-    tcp_->data = this;
-    auto* req = new uv_connect_t;
-    const int rc = uv_tcp_connect(req, tcp_.get(), reinterpret_cast<const sockaddr*>(&address),
-                                  OnTcpConnected);
-    if (rc == 0) return;
-    delete req;
-    last_connect_error_ = "connect to " + AddressText(address) + ": " + uv_strerror(rc);
-  }
-  Fail(ErrorCode::kUnavailable,
-       last_connect_error_.empty() ? "no address for " + endpoint_.host : last_connect_error_);
+uint64_t EtcdConnection::ConnectTimeLeft() const {
+  const uint64_t now = uv_now(loop_);
+  return connect_deadline_ > now ? connect_deadline_ - now : 1;
 }
 
-void EtcdConnection::OnTcpConnected(uv_connect_t* req, int status) {
-  auto* self = static_cast<EtcdConnection*>(req->handle->data);
-  delete req;
-  if (self == nullptr || self->state_ != State::kConnecting) return;
-  if (status < 0) {
-    self->last_connect_error_ = "connect to " +
-                                AddressText(self->addresses_[self->next_address_ - 1]) + ": " +
-                                uv_strerror(status);
-    self->ConnectNextAddress();
+void EtcdConnection::ConnectNextAddress() {
+  // Every address of the name in turn, like any client of a dual-stack name.
+  if (next_address_ == addresses_.size()) {
+    Fail(ErrorCode::kUnavailable,
+         last_connect_error_.empty() ? "no address for " + endpoint_.host : last_connect_error_);
     return;
   }
-  uv_tcp_nodelay(self->tcp_.get(), 1);
-  if (self->endpoint_.tls) {
-    // The connect timeout also bounds the handshake.
-    self->last_connect_error_ = "TLS handshake with " +
-                                AddressText(self->addresses_[self->next_address_ - 1]) +
-                                " not finished";
-    self->StartTls();
+  // Replaces the connector of the last attempt, which may be calling us (a
+  // connector may die inside its callback).
+  connector_ = std::make_unique<proxy::TcpConnector>(dispatcher_);
+  connector_->Connect(
+      AsSockaddr(addresses_[next_address_++]), ConnectTimeLeft(),
+      [this](Result<proxy::TcpStream*> connected) { OnTcpConnected(std::move(connected)); });
+}
+
+void EtcdConnection::OnTcpConnected(Result<proxy::TcpStream*> connected) {
+  if (!connected.ok()) {
+    last_connect_error_ = connected.error().message;
+    ConnectNextAddress();
     return;
   }
-  uv_timer_stop(self->connect_timer_.get());
-  if (Status started = self->StartSession(); !started.ok()) {
-    self->Fail(started.error().code, started.error().message);
+  proxy::TcpStream* tcp = *connected;
+  tcp->SetWriteStallTimeout(kWriteStallTimeoutMs, nullptr);
+  if (!endpoint_.tls) {
+    StartSession(tcp);
+    if (state_ == State::kConnecting) Established();
     return;
   }
-  self->state_ = State::kUp;
-  uv_read_start(self->tcp_.stream(), OnAlloc, OnRead);
-  self->Flush();  // the connection preface and our SETTINGS
-  if (self->state_ != State::kUp) return;
-  self->Established();
+  if (tls_context_ == nullptr) {
+    tcp->Close();
+    Fail(ErrorCode::kInternal, "https:// endpoint without a TLS context");
+    return;
+  }
+  // The connect timeout also bounds the handshake.
+  last_connect_error_ = "TLS handshake with " +
+                        proxy::FormatSockaddr(AsSockaddr(addresses_[next_address_ - 1])) +
+                        " not finished";
+  state_ = State::kHandshaking;
+  tls_ = proxy::TlsStream::ConnectToName(
+      dispatcher_, tls_context_->stream_context(), tcp, endpoint_.host, ConnectTimeLeft(),
+      [this](Status status) { OnTlsHandshake(std::move(status)); });
+  tls_->SetDestroyCallback([this] {
+    tls_failure_ = tls_->failure();
+    tls_ = nullptr;
+  });
+}
+
+void EtcdConnection::OnTlsHandshake(Status status) {
+  if (state_ != State::kHandshaking) return;
+  if (!status.ok()) {
+    tls_lingering_ = true;  // on its own, to flush its alert
+    std::string why = status.error().message;
+    if (status.error().code == ErrorCode::kUnavailable) {  // etcd closed it
+      why = "etcd closed the connection during the TLS handshake (does it serve TLS on this port?)";
+    } else if (!why.starts_with("TLS")) {
+      why = "TLS handshake failed: " + why;  // "peer did not negotiate ALPN h2"
+    }
+    Fail(ErrorCode::kUnavailable, std::move(why));
+    return;
+  }
+  // The preface and our SETTINGS go out now; the connection is up when
+  // etcd's first bytes (its SETTINGS) show it accepted our certificate.
+  StartSession(tls_);
+}
+
+void EtcdConnection::StartSession(proxy::Stream* stream) {
+  stream_ = stream;
+  stream_->SetHandler(this);
+  GrpcChannelOptions options;
+  options.peer = "etcd";
+  options.scheme = endpoint_.tls ? "https" : "http";
+  options.authority = endpoint_.authority;
+  options.user_agent = "podless-etcd-client/0.1";
+  auto channel = GrpcChannel::Create(std::move(options), *this);
+  if (!channel.ok()) {
+    Fail(channel.error().code, channel.error().message);
+    return;
+  }
+  channel_ = std::move(channel).value();
+  // etcd sends GOAWAY when it shuts down; the simplest correct reaction is
+  // to treat it as a lost connection: callers retry on a new one.
+  channel_->set_goaway_ends_channel(true);
+  FailOn(channel_->Flush());  // the connection preface and our SETTINGS
 }
 
 void EtcdConnection::Established() {
@@ -259,75 +293,6 @@ void EtcdConnection::Established() {
       },
       kPingIntervalMs, kPingIntervalMs);
   listener_.OnConnected(*this);
-}
-
-void EtcdConnection::StartTls() {
-  if (tls_context_ == nullptr) {
-    Fail(ErrorCode::kInternal, "https:// endpoint without a TLS context");
-    return;
-  }
-  auto session = EtcdTlsSession::Create(tls_context_, endpoint_.host);
-  if (!session.ok()) {
-    Fail(session.error().code, session.error().message);
-    return;
-  }
-  tls_ = std::move(session).value();
-  state_ = State::kHandshaking;
-  uv_read_start(tcp_.stream(), OnAlloc, OnRead);
-  ContinueHandshake();  // the ClientHello
-}
-
-void EtcdConnection::ContinueHandshake() {
-  Result<bool> done = tls_->Handshake();
-  // Handshake flights, or the alert that tells etcd why we gave up.
-  if (!WriteToSocket(tls_->TakeOutgoing())) return;
-  if (!done.ok()) {
-    Fail(ErrorCode::kUnavailable, done.error().message);
-    return;
-  }
-  if (!*done) return;
-  if (Status started = StartSession(); !started.ok()) {
-    Fail(started.error().code, started.error().message);
-    return;
-  }
-  // The preface and our SETTINGS go out now; the connection is up when
-  // etcd's first bytes (its SETTINGS) show it accepted our certificate.
-  Flush();
-}
-
-void EtcdConnection::OnTlsData(std::string_view ciphertext) {
-  tls_->Feed(ciphertext);
-  if (channel_ == nullptr) {
-    ContinueHandshake();
-    if (state_ != State::kHandshaking || channel_ == nullptr) return;
-  }
-  std::string plaintext;
-  Status read = tls_->Read(plaintext);
-  // Anything SSL answered while reading (alerts, key update replies).
-  if (!WriteToSocket(tls_->TakeOutgoing())) return;
-  const bool first = state_ == State::kHandshaking;
-  if (!read.ok()) {
-    Fail(read.error().code, (first ? "TLS handshake failed: " : "TLS: ") + read.error().message);
-    return;
-  }
-  if (plaintext.empty()) return;
-  Receive(plaintext);
-  if (first && state_ == State::kHandshaking) Established();
-}
-
-Status EtcdConnection::StartSession() {
-  GrpcChannelOptions options;
-  options.peer = "etcd";
-  options.scheme = endpoint_.tls ? "https" : "http";
-  options.authority = endpoint_.authority;
-  options.user_agent = "podless-etcd-client/0.1";
-  auto channel = GrpcChannel::Create(std::move(options), *this);
-  if (!channel.ok()) return channel.error();
-  channel_ = std::move(channel).value();
-  // etcd sends GOAWAY when it shuts down; the simplest correct reaction is
-  // to treat it as a lost connection: callers retry on a new one.
-  channel_->set_goaway_ends_channel(true);
-  return {};
 }
 
 Result<int32_t> EtcdConnection::StartCall(const std::string& path,
@@ -360,7 +325,7 @@ void EtcdConnection::Cancel(int32_t stream_id) {
 }
 
 void EtcdConnection::Flush() {
-  if ((state_ != State::kUp && state_ != State::kHandshaking) || channel_ == nullptr) return;
+  if (state_ != State::kUp || channel_ == nullptr) return;
   FailOn(channel_->Flush());
 }
 
@@ -369,67 +334,45 @@ void EtcdConnection::FailOn(const Status& status) {
 }
 
 Status EtcdConnection::Send(std::string bytes) {
-  if (tls_ != nullptr) {
-    if (Status sealed = tls_->Write(bytes); !sealed.ok()) return sealed;
-    bytes = tls_->TakeOutgoing();
-  }
-  if (!WriteToSocket(std::move(bytes))) return failure_;
+  if (state_ == State::kFailed || stream_ == nullptr) return failure_;
+  stream_->Write(bytes);  // a failed write comes back as OnClosed, on a later turn
   return {};
 }
 
-bool EtcdConnection::WriteToSocket(std::string bytes) {
-  if (state_ == State::kFailed) return false;
-  if (bytes.empty()) return true;
-  auto* write = new WriteRequest{{}, std::move(bytes)};
-  uv_buf_t buf = uv_buf_init(write->data.data(), static_cast<unsigned>(write->data.size()));
-  const int rc = uv_write(&write->req, tcp_.stream(), &buf, 1, OnWrite);
-  if (rc < 0) {
-    delete write;
-    Fail(ErrorCode::kUnavailable, std::string("write: ") + uv_strerror(rc));
-    return false;
-  }
-  return true;
+void EtcdConnection::OnData(std::string_view bytes) {
+  if (state_ == State::kFailed) return;
+  const bool first = !received_any_;
+  received_any_ = true;
+  FailOn(channel_->Receive(bytes));
+  // With TLS, etcd's first bytes show that it accepted our certificate.
+  if (first && state_ == State::kHandshaking) Established();
 }
 
-void EtcdConnection::OnWrite(uv_write_t* req, int status) {
-  auto* self = static_cast<EtcdConnection*>(req->handle->data);
-  delete reinterpret_cast<WriteRequest*>(req);
-  if (self == nullptr || status >= 0) return;
-  self->Fail(ErrorCode::kUnavailable, std::string("write: ") + uv_strerror(status));
+std::string EtcdConnection::ClosedReason(std::string what) const {
+  // The likely cause of a silent close is a scheme that does not match what
+  // the port serves, or (TLS 1.3) a client certificate etcd refused.
+  if (received_any_) return what;
+  if (endpoint_.tls) return what + " during the TLS handshake (does it serve TLS on this port?)";
+  return what + " before sending anything (if it serves TLS, use https:// and --etcd-ca)";
 }
 
-void EtcdConnection::OnAlloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
-  auto* self = static_cast<EtcdConnection*>(handle->data);
-  *buf = self == nullptr ? uv_buf_init(nullptr, 0)
-                         : uv_buf_init(self->read_buffer_, sizeof(self->read_buffer_));
+void EtcdConnection::OnEnd() {
+  Fail(ErrorCode::kUnavailable, ClosedReason("etcd closed the connection"));
 }
 
-void EtcdConnection::OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-  auto* self = static_cast<EtcdConnection*>(stream->data);
-  if (self == nullptr || nread == 0) return;
-  if (nread < 0) {
-    std::string why = nread == UV_EOF ? std::string("etcd closed the connection")
-                                      : std::string("read: ") + uv_strerror(nread);
-    // The likely cause of a silent close is a scheme that does not match
-    // what the port serves.
-    if (self->state_ == State::kHandshaking) {
-      why += " during the TLS handshake (does it serve TLS on this port?)";
-    } else if (!self->received_any_) {
-      why += " before sending anything (if it serves TLS, use https:// and --etcd-ca)";
-    }
-    self->Fail(ErrorCode::kUnavailable, std::move(why));
+void EtcdConnection::OnClosed(bool reset) {
+  stream_ = nullptr;  // gone: Fail must not reset it
+  if (!tls_failure_.empty()) {
+    // A TLS error (an alert from etcd, say); before etcd's first bytes it
+    // ends the handshake as far as the operator is concerned.
+    Fail(ErrorCode::kUnavailable,
+         (received_any_ ? "TLS: " : "TLS handshake failed: ") + tls_failure_);
     return;
   }
-  self->received_any_ = true;
-  const std::string_view bytes(buf->base, static_cast<size_t>(nread));
-  if (self->tls_ != nullptr) {
-    self->OnTlsData(bytes);
-  } else {
-    self->Receive(bytes);
-  }
+  Fail(ErrorCode::kUnavailable,
+       ClosedReason(reset ? "the connection to etcd failed (reset, or a write error or stall)"
+                          : "etcd closed the connection"));
 }
-
-void EtcdConnection::Receive(std::string_view plaintext) { FailOn(channel_->Receive(plaintext)); }
 
 void EtcdConnection::Fail(ErrorCode code, std::string reason) {
   if (state_ == State::kFailed) return;
@@ -441,7 +384,11 @@ void EtcdConnection::Fail(ErrorCode code, std::string reason) {
     uv_cancel(reinterpret_cast<uv_req_t*>(&resolving_->req));
     resolving_ = nullptr;
   }
-  tcp_.Close();
+  connector_.reset();  // may be calling us, see ConnectNextAddress
+  if (stream_ != nullptr) std::exchange(stream_, nullptr)->Reset();
+  // A handshake still running is cut off; a failed one lingers on its own
+  // to flush its alert.
+  if (tls_ != nullptr && !tls_lingering_) tls_->Reset();
   uv_timer_stop(connect_timer_.get());
   uv_timer_stop(ping_timer_.get());
   uv_timer_start(

@@ -3,16 +3,16 @@
 // for http://, TLS with ALPN h2 for https:// (runtime/etcd/etcd_tls.h).
 //
 // The split of work: this class owns what is particular to reaching etcd:
-// the name resolution (every address in turn), the socket, the TLS session
-// with etcd's profile, the connect timeout and the PINGs that find a dead
-// peer. The gRPC calls themselves run on a runtime::GrpcChannel (the HTTP/2
-// session and the framing, shared with the CLI's client) that this class
-// feeds with the plaintext it reads and whose output it writes. It is not a
-// proxy::Stream because neither data-plane stream fits: proxy::TcpStream
-// dials IPv4 only and proxy::TlsStream speaks the HBONE TLS profile, not
-// etcd's (see etcd_tls.h). The client (runtime/etcd/etcd_client.cc) owns the
-// calls, their deadlines and callbacks, and the choice of endpoint. Nothing
-// here calls user code.
+// the name resolution (every address in turn), the connect timeout and the
+// PINGs that find a dead peer. The bytes ride on the data plane's streams:
+// proxy::TcpConnector dials each address, the proxy::TcpStream it yields
+// (with its write-stall timeout and watermarks) carries them, and for
+// https:// a proxy::TlsStream with etcd's profile runs over it. The gRPC
+// calls run on a runtime::GrpcChannel (the HTTP/2 session and the framing,
+// shared with the CLI's client) that this class feeds with the stream's
+// bytes and whose output it writes to the stream. The client
+// (runtime/etcd/etcd_client.cc) owns the calls, their deadlines and callbacks,
+// and the choice of endpoint. Nothing here calls user code.
 #pragma once
 
 #include <uv.h>
@@ -25,7 +25,11 @@
 #include <string_view>
 #include <vector>
 
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/stream.h"
+#include "proxy/base/tcp_stream.h"
 #include "proxy/base/uv_handle.h"
+#include "proxy/tls_stream.h"
 #include "runtime/etcd/etcd_tls.h"
 #include "runtime/grpc/channel.h"
 #include "workloads/result.h"
@@ -46,7 +50,7 @@ struct EtcdEndpoint {
 // with it.
 Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view url);
 
-class EtcdConnection final : private GrpcChannel::Output {
+class EtcdConnection final : private GrpcChannel::Output, private proxy::StreamHandler {
  public:
   // The listener hears once how the connect ends (OnConnected or
   // OnConnectFailed) and, after OnConnected, at most once that the connection
@@ -63,9 +67,11 @@ class EtcdConnection final : private GrpcChannel::Output {
   };
 
   // `tls` is required for an https:// endpoint and ignored otherwise.
-  EtcdConnection(uv_loop_t* loop, EtcdEndpoint endpoint, EtcdTlsContextPtr tls, Listener& listener);
+  // `dispatcher` (on the loop the connection runs on) must outlive it.
+  EtcdConnection(proxy::Dispatcher& dispatcher, EtcdEndpoint endpoint, EtcdTlsContextPtr tls,
+                 Listener& listener);
   // Closes the socket; no listener or sink call follows.
-  ~EtcdConnection();
+  ~EtcdConnection() override;
   EtcdConnection(const EtcdConnection&) = delete;
   EtcdConnection& operator=(const EtcdConnection&) = delete;
 
@@ -96,46 +102,55 @@ class EtcdConnection final : private GrpcChannel::Output {
   struct ResolveRequest;
 
   static void OnResolved(uv_getaddrinfo_t* req, int status, addrinfo* result);
-  static void OnTcpConnected(uv_connect_t* req, int status);
-  static void OnAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
-  static void OnRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
-  static void OnWrite(uv_write_t* req, int status);
-
   void ConnectNextAddress();
-  void StartTls();
-  void ContinueHandshake();
-  Status StartSession();
-  // GrpcChannel::Output: plaintext for etcd, sealed first for https://.
-  Status Send(std::string bytes) override;
+  void OnTcpConnected(Result<proxy::TcpStream*> connected);
+  void OnTlsHandshake(Status status);
+  // The stream is connected (and TLS done): the HTTP/2 session starts on it.
+  void StartSession(proxy::Stream* stream);
   // The connection is usable: listener_.OnConnected.
   void Established();
-  // Bytes read from the socket: through TLS first for https://.
-  void OnTlsData(std::string_view ciphertext);
-  void Receive(std::string_view plaintext);
-  // Hands everything the channel wants to send to the socket.
+  // Milliseconds left of the connect timeout (at least 1).
+  uint64_t ConnectTimeLeft() const;
+  // GrpcChannel::Output: plaintext for etcd (the TLS stream seals it).
+  Status Send(std::string bytes) override;
+  // proxy::StreamHandler: etcd's plaintext, its end, the stream's end.
+  void OnData(std::string_view bytes) override;
+  void OnEnd() override;
+  void OnClosed(bool reset) override;
+  // Why the peer went away, with the likely cause when it said nothing.
+  std::string ClosedReason(std::string what) const;
+  // Hands everything the channel wants to send to the stream.
   void Flush();
   // Fails the connection with `status`'s error, if it is one.
   void FailOn(const Status& status);
-  // Writes to the socket; false (and failed) if it cannot.
-  bool WriteToSocket(std::string bytes);
-  // Closes the socket and tells the listener on a later loop turn.
+  // Closes the stream and tells the listener on a later loop turn.
   void Fail(ErrorCode code, std::string reason);
   void Notify();
   void PingTick();
 
+  proxy::Dispatcher& dispatcher_;
   uv_loop_t* loop_;
   EtcdEndpoint endpoint_;
   EtcdTlsContextPtr tls_context_;  // null for http://
-  EtcdTlsSessionPtr tls_;          // https://, once TCP is up
   Listener& listener_;
   State state_ = State::kIdle;
   bool was_up_ = false;
   uint64_t connect_timeout_ms_ = 0;
+  uint64_t connect_deadline_ = 0;  // loop time
   std::vector<sockaddr_storage> addresses_;
   size_t next_address_ = 0;
   std::string last_connect_error_;
   ResolveRequest* resolving_ = nullptr;  // owned by libuv until its callback
-  proxy::TcpHandle tcp_;
+  std::unique_ptr<proxy::TcpConnector> connector_;
+  // The TLS stream from its start until the Dispatcher deletes it (it may
+  // linger after a failed handshake to flush its alert): cleared by its
+  // destroy callback, which keeps its failure in tls_failure_.
+  proxy::TlsStream* tls_ = nullptr;
+  std::string tls_failure_;
+  bool tls_lingering_ = false;  // its handshake failed: it closes itself
+  // What the channel rides on (the TcpStream, or the TlsStream over it);
+  // owns itself, null once closed.
+  proxy::Stream* stream_ = nullptr;
   proxy::TimerHandle connect_timer_;
   proxy::TimerHandle notify_timer_;
   // While streams are open, a PING every kPingInterval; one still unanswered
@@ -145,7 +160,6 @@ class EtcdConnection final : private GrpcChannel::Output {
   GrpcChannelPtr channel_;     // once TCP (and TLS) is up
   bool received_any_ = false;  // etcd sent bytes: a close after that is no scheme mismatch
   Error failure_;
-  char read_buffer_[64 * 1024];
 };
 
 using EtcdConnectionPtr = std::unique_ptr<EtcdConnection>;

@@ -17,11 +17,6 @@ constexpr uint8_t kAlpnH2[] = {2, 'h', '2'};
 
 bool IsHttps(const std::string& url) { return url.starts_with("https://"); }
 
-bool IsIpLiteral(const std::string& host) {
-  unsigned char buf[sizeof(in6_addr)];
-  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
-}
-
 // The oldest error on the queue (the cause; later ones are consequences).
 std::string SslErrorText(uint32_t code) {
   char buf[256];
@@ -44,6 +39,25 @@ bool IsCertificateAlert(int alert) {
       return true;
     default:
       return false;
+  }
+}
+
+// A certificate verification result as an operator can act on it.
+std::string VerifyFailure(const EtcdTlsFiles& files, long result, const std::string& host) {
+  const std::string text = X509_verify_cert_error_string(result);
+  switch (result) {
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+      return "hostname mismatch: etcd's certificate does not name \"" + host + "\"";
+    case X509_V_ERR_IP_ADDRESS_MISMATCH:
+      return "IP address mismatch: etcd's certificate has no IP address " + host;
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+      return text + " (no CA in --etcd-ca " + files.ca_file + " signed etcd's certificate)";
+    default:
+      return text;
   }
 }
 
@@ -90,8 +104,8 @@ Result<EtcdTlsContextPtr> EtcdTlsContext::Load(const EtcdTlsFiles& files) {
 
   std::shared_ptr<EtcdTlsContext> context(new EtcdTlsContext());
   context->files_ = files;
-  context->ctx_.reset(SSL_CTX_new(TLS_method()));
-  SSL_CTX* ctx = context->ctx_.get();
+  bssl::UniquePtr<SSL_CTX> owned(SSL_CTX_new(TLS_method()));
+  SSL_CTX* ctx = owned.get();
   if (ctx == nullptr || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
       !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
       SSL_CTX_set_alpn_protos(ctx, kAlpnH2, sizeof(kAlpnH2)) != 0) {  // 0 is success here
@@ -129,110 +143,19 @@ Result<EtcdTlsContextPtr> EtcdTlsContext::Load(const EtcdTlsFiles& files) {
                                                         files.cert_file);
     }
   }
+  context->context_ = proxy::TlsContext::CreateCustomClient(
+      std::move(owned), [files](const SSL* ssl, uint32_t error, const std::string& host) {
+        return DescribeEtcdTlsFailure(files, ssl, error, host);
+      });
   return EtcdTlsContextPtr(std::move(context));
 }
 
-EtcdTlsSession::EtcdTlsSession(EtcdTlsContextPtr context, std::string host)
-    : context_(std::move(context)), host_(std::move(host)), ssl_(SSL_new(context_->ctx())) {}
-
-Result<EtcdTlsSessionPtr> EtcdTlsSession::Create(EtcdTlsContextPtr context,
-                                                 const std::string& host) {
-  EtcdTlsSessionPtr session(new EtcdTlsSession(std::move(context), host));
-  SSL* ssl = session->ssl_.get();
-  if (ssl == nullptr) return MakeError(ErrorCode::kResourceExhausted, "cannot allocate an SSL");
-  session->in_ = BIO_new(BIO_s_mem());
-  session->out_ = BIO_new(BIO_s_mem());
-  if (session->in_ == nullptr || session->out_ == nullptr) {
-    BIO_free(session->in_);
-    BIO_free(session->out_);
-    return MakeError(ErrorCode::kResourceExhausted, "cannot allocate TLS buffers");
-  }
-  // An empty input BIO means "wait for more", not end of stream.
-  BIO_set_mem_eof_return(session->in_, -1);
-  SSL_set_bio(ssl, session->in_, session->out_);  // ssl owns both from here
-  SSL_set_connect_state(ssl);
-  X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
-  bool ok;
-  if (IsIpLiteral(host)) {
-    // An IP literal must be an IP SAN (and is never sent as SNI: RFC 6066).
-    ok = X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str()) == 1;
-  } else {
-    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-    ok = X509_VERIFY_PARAM_set1_host(param, host.data(), host.size()) == 1 &&
-         SSL_set_tlsext_host_name(ssl, host.c_str()) == 1;
-  }
-  if (!ok) {
-    ERR_clear_error();
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "cannot verify etcd's certificate against the host \"" + host + "\"");
-  }
-  return session;
-}
-
-void EtcdTlsSession::Feed(std::string_view ciphertext) {
-  // A memory BIO grows as needed; a write fails only without memory, and
-  // then the handshake or the next read fails too.
-  BIO_write(in_, ciphertext.data(), static_cast<int>(ciphertext.size()));
-}
-
-Result<bool> EtcdTlsSession::Handshake() {
-  const int rc = SSL_do_handshake(ssl_.get());
-  if (rc == 1) {
-    const uint8_t* alpn = nullptr;
-    unsigned alpn_len = 0;
-    SSL_get0_alpn_selected(ssl_.get(), &alpn, &alpn_len);
-    if (alpn_len != 2 || std::memcmp(alpn, "h2", 2) != 0) {
-      return MakeError(ErrorCode::kUnavailable,
-                       "TLS handshake failed: etcd did not agree to HTTP/2 (ALPN h2)");
-    }
-    return true;
-  }
-  const int err = SSL_get_error(ssl_.get(), rc);
-  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return false;
-  return MakeError(ErrorCode::kUnavailable, "TLS handshake failed: " + FailureReason());
-}
-
-Status EtcdTlsSession::Read(std::string& out) {
-  char buf[16 << 10];
-  for (;;) {
-    const int n = SSL_read(ssl_.get(), buf, sizeof(buf));
-    if (n > 0) {
-      out.append(buf, static_cast<size_t>(n));
-      continue;
-    }
-    const int err = SSL_get_error(ssl_.get(), n);
-    if (err == SSL_ERROR_WANT_READ) return {};
-    if (err == SSL_ERROR_ZERO_RETURN) {
-      return MakeError(ErrorCode::kUnavailable, "etcd closed the TLS session");
-    }
-    return MakeError(ErrorCode::kUnavailable, FailureReason());
-  }
-}
-
-Status EtcdTlsSession::Write(std::string_view plaintext) {
-  if (plaintext.empty()) return {};
-  // Into a memory BIO: all of it or an error, never a partial write.
-  if (SSL_write(ssl_.get(), plaintext.data(), static_cast<int>(plaintext.size())) > 0) return {};
-  return MakeError(ErrorCode::kUnavailable, "TLS: " + FailureReason());
-}
-
-std::string EtcdTlsSession::TakeOutgoing() {
-  const size_t pending = BIO_pending(out_);
-  if (pending == 0) return {};
-  std::string bytes(pending, '\0');
-  // Reading it all leaves the BIO empty without clearing its whole buffer.
-  const int n = BIO_read(out_, bytes.data(), static_cast<int>(pending));
-  bytes.resize(n > 0 ? static_cast<size_t>(n) : 0);
-  return bytes;
-}
-
-std::string EtcdTlsSession::FailureReason() {
-  const uint32_t code = ERR_get_error();
-  ERR_clear_error();
-  const long verify = SSL_get_verify_result(ssl_.get());
+std::string DescribeEtcdTlsFailure(const EtcdTlsFiles& files, const SSL* ssl, uint32_t code,
+                                   const std::string& host) {
+  const long verify = SSL_get_verify_result(ssl);
   if (ERR_GET_LIB(code) == ERR_LIB_SSL && ERR_GET_REASON(code) == SSL_R_CERTIFICATE_VERIFY_FAILED &&
       verify != X509_V_OK) {
-    return "certificate verify failed: " + VerifyFailure(verify);
+    return "certificate verify failed: " + VerifyFailure(files, verify, host);
   }
   const int reason = ERR_GET_REASON(code);
   if (ERR_GET_LIB(code) == ERR_LIB_SSL && reason >= SSL_AD_REASON_OFFSET &&
@@ -241,7 +164,6 @@ std::string EtcdTlsSession::FailureReason() {
     std::string text = std::string("etcd ended the handshake with the alert \"") +
                        SSL_alert_desc_string_long(alert) + "\"";
     if (IsCertificateAlert(alert)) {
-      const EtcdTlsFiles& files = context_->files();
       text += files.cert_file.empty()
                   ? " (etcd requires a client certificate: pass --etcd-cert and --etcd-key)"
                   : " (etcd does not accept the client certificate " + files.cert_file +
@@ -251,25 +173,6 @@ std::string EtcdTlsSession::FailureReason() {
   }
   if (code == 0) return "the connection failed (no TLS error recorded)";
   return SslErrorText(code);
-}
-
-std::string EtcdTlsSession::VerifyFailure(long result) const {
-  const std::string text = X509_verify_cert_error_string(result);
-  switch (result) {
-    case X509_V_ERR_HOSTNAME_MISMATCH:
-      return "hostname mismatch: etcd's certificate does not name \"" + host_ + "\"";
-    case X509_V_ERR_IP_ADDRESS_MISMATCH:
-      return "IP address mismatch: etcd's certificate has no IP address " + host_;
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-      return text + " (no CA in --etcd-ca " + context_->files().ca_file +
-             " signed etcd's certificate)";
-    default:
-      return text;
-  }
 }
 
 }  // namespace podless::runtime

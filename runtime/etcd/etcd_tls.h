@@ -4,12 +4,11 @@
 // address of the endpoint URL; a client certificate (--etcd-cert/--etcd-key)
 // is presented when given, as etcd requires with --client-cert-auth.
 //
-// Why not proxy::TlsStream: it speaks the HBONE profile (TLS 1.3 only, SPIFFE
-// identities checked against the mesh's trust store, a Dispatcher and a
-// proxy::Stream transport). etcd needs host-name checks against another CA
-// and TLS 1.2 too, on EtcdConnection's own socket. So this is only the SSL
-// object over two memory BIOs; EtcdConnection moves the ciphertext between
-// them and its socket (runtime/etcd/etcd_connection.cc).
+// This file holds only the profile: the SSL_CTX and the wording of its
+// failures. The TLS session itself is the data plane's proxy::TlsStream, run
+// with this profile instead of HBONE's (TlsContext::CreateCustomClient and
+// TlsStream::ConnectToName, which checks the endpoint's host), over the
+// connection's proxy::TcpStream (runtime/etcd/etcd_connection.cc).
 #pragma once
 
 #include <openssl/ssl.h>
@@ -19,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "proxy/tls_stream.h"
 #include "workloads/result.h"
 
 namespace podless::runtime {
@@ -49,57 +49,22 @@ class EtcdTlsContext {
   // workloads::CheckPrivateKeyFile). Errors name the flag and the file.
   static Result<std::shared_ptr<const EtcdTlsContext>> Load(const EtcdTlsFiles& files);
 
-  SSL_CTX* ctx() const { return ctx_.get(); }
+  // The profile for proxy::TlsStream::ConnectToName.
+  const std::shared_ptr<const proxy::TlsContext>& stream_context() const { return context_; }
   const EtcdTlsFiles& files() const { return files_; }
 
  private:
   EtcdTlsContext() = default;
-  bssl::UniquePtr<SSL_CTX> ctx_;
+  std::shared_ptr<const proxy::TlsContext> context_;
   EtcdTlsFiles files_;
 };
 using EtcdTlsContextPtr = std::shared_ptr<const EtcdTlsContext>;
 
-// The client side of one TLS connection, over memory BIOs. Nothing here
-// touches a socket: the owner Feeds what it read and writes TakeOutgoing.
-class EtcdTlsSession {
- public:
-  // `host` is the endpoint URL's host (a name or an IP literal, without
-  // brackets): the certificate must name it (a DNS SAN, or an IP SAN for a
-  // literal). A name also goes out as SNI.
-  static Result<std::unique_ptr<EtcdTlsSession>> Create(EtcdTlsContextPtr context,
-                                                        const std::string& host);
-  EtcdTlsSession(const EtcdTlsSession&) = delete;
-  EtcdTlsSession& operator=(const EtcdTlsSession&) = delete;
-
-  // Ciphertext read from the socket.
-  void Feed(std::string_view ciphertext);
-  // Advances the handshake: false while it needs more from the peer, true
-  // once it is complete and etcd agreed to HTTP/2 (ALPN h2). An error says
-  // why it failed ("certificate verify failed: hostname mismatch: ...").
-  Result<bool> Handshake();
-  // Appends the plaintext that is ready to `out`. An error (the reason, with
-  // no prefix) once the session failed (an alert from etcd, e.g. refusing the
-  // client certificate, which TLS 1.3 reports only after the client's side of
-  // the handshake is done) or etcd closed it.
-  Status Read(std::string& out);
-  Status Write(std::string_view plaintext);
-  // Ciphertext to send (handshake flights, records, alerts); empties it.
-  std::string TakeOutgoing();
-
- private:
-  EtcdTlsSession(EtcdTlsContextPtr context, std::string host);
-  // Why the last SSL call failed (from the error queue, the verify result or
-  // etcd's alert), for an error message; clears the error queue.
-  std::string FailureReason();
-  // A certificate verification result as an operator can act on it.
-  std::string VerifyFailure(long result) const;
-
-  EtcdTlsContextPtr context_;  // for the file names in errors
-  std::string host_;
-  bssl::UniquePtr<SSL> ssl_;
-  BIO* in_ = nullptr;   // owned by ssl_
-  BIO* out_ = nullptr;  // owned by ssl_
-};
-using EtcdTlsSessionPtr = std::unique_ptr<EtcdTlsSession>;
+// Why a TLS call with etcd failed (`error` from the error queue, 0 if none),
+// as an operator can act on it: a verification failure names the host or the
+// --etcd-ca file, an alert about our certificate says what to pass. With no
+// prefix ("certificate verify failed: hostname mismatch: ...").
+std::string DescribeEtcdTlsFailure(const EtcdTlsFiles& files, const SSL* ssl, uint32_t error,
+                                   const std::string& host);
 
 }  // namespace podless::runtime

@@ -4,9 +4,13 @@
 // however long one write takes to complete.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 
 #include "proxy/base/dispatcher.h"
@@ -117,6 +121,151 @@ TEST_CASE("TcpStream: an idle connection with nothing to send never times out") 
       f.loop.get(), [] { return false; }, 400);
   CHECK_FALSE(f.probe.closed);
   CHECK(f.fired.value() == 0);
+}
+
+// A listening socket on [::1], port 0.
+struct Ipv6Listener {
+  Ipv6Listener() {
+    fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    address.sin6_family = AF_INET6;
+    address.sin6_addr = in6addr_loopback;
+    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
+    socklen_t len = sizeof(address);
+    REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&address), &len) == 0);
+    REQUIRE(listen(fd, 4) == 0);
+  }
+  ~Ipv6Listener() { close(fd); }
+  const sockaddr& sockaddr_ref() const { return reinterpret_cast<const sockaddr&>(address); }
+  int fd = -1;
+  sockaddr_in6 address{};
+};
+
+TEST_CASE("TcpConnector: dials an IPv6 address ([::1]) and the stream carries bytes both ways") {
+  UvLoop loop;
+  Dispatcher dispatcher(loop.get());
+  Ipv6Listener listener;
+  TcpConnector connector(dispatcher);
+  std::optional<Result<TcpStream*>> connected;
+  connector.Connect(listener.sockaddr_ref(), 5000,
+                    [&](Result<TcpStream*> r) { connected.emplace(std::move(r)); });
+  REQUIRE(RunUntil(loop.get(), [&] { return connected.has_value(); }));
+  REQUIRE_MESSAGE(connected->ok(), (connected->ok() ? "" : connected->error().message));
+  TcpStream* stream = **connected;
+  StreamProbe probe;
+  stream->SetHandler(&probe);
+  const int peer = accept(listener.fd, nullptr, nullptr);
+  REQUIRE(peer >= 0);
+  stream->Write("ping");
+  std::string got;
+  REQUIRE(RunUntil(loop.get(), [&] {
+    char buf[16];
+    ssize_t n = recv(peer, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    return got.size() >= 4;
+  }));
+  CHECK(got == "ping");
+  REQUIRE(send(peer, "pong", 4, 0) == 4);
+  close(peer);
+  REQUIRE(RunUntil(loop.get(), [&] { return probe.ended; }));
+  CHECK(probe.data == "pong");
+  stream->End();
+  REQUIRE(RunUntil(loop.get(), [&] { return probe.closed; }));
+}
+
+TEST_CASE("TcpConnector: a refused IPv6 address fails, naming [address]:port") {
+  UvLoop loop;
+  Dispatcher dispatcher(loop.get());
+  sockaddr_in6 closed{};
+  {
+    Ipv6Listener gone;  // a port that was just free: nothing listens there now
+    closed = gone.address;
+  }
+  TcpConnector connector(dispatcher);
+  std::optional<Result<TcpStream*>> connected;
+  connector.Connect(reinterpret_cast<const sockaddr&>(closed), 5000,
+                    [&](Result<TcpStream*> r) { connected.emplace(std::move(r)); });
+  REQUIRE(RunUntil(loop.get(), [&] { return connected.has_value(); }));
+  REQUIRE_FALSE(connected->ok());
+  INFO(connected->error().message);
+  CHECK(connected->error().code == ErrorCode::kUnavailable);
+  CHECK(connected->error().message.find("[::1]:" + std::to_string(ntohs(closed.sin6_port))) !=
+        std::string::npos);
+}
+
+TEST_CASE("FormatSockaddr: IPv4 as address:port, IPv6 in brackets") {
+  sockaddr_in v4 = MakeSockaddr(0x7f000001, 2379);
+  CHECK(FormatSockaddr(reinterpret_cast<const sockaddr&>(v4)) == "127.0.0.1:2379");
+  sockaddr_in6 v6{};
+  v6.sin6_family = AF_INET6;
+  v6.sin6_port = htons(443);
+  inet_pton(AF_INET6, "fd00::1", &v6.sin6_addr);
+  CHECK(FormatSockaddr(reinterpret_cast<const sockaddr&>(v6)) == "[fd00::1]:443");
+}
+
+// TcpStream carries Unix sockets as well (the gRPC API server's connections,
+// the CLI's client): the same reads, writes, half-close and close.
+TEST_CASE("TcpStream: an adopted Unix socket carries bytes, half-closes and closes") {
+  UvLoop loop;
+  Dispatcher dispatcher(loop.get());
+  int fds[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
+  TcpStream* stream = TcpStream::Adopt(dispatcher, fds[0]);
+  REQUIRE(stream != nullptr);
+  CHECK(stream->PeerAddress() == 0);  // no IPv4 address to report
+  StreamProbe probe;
+  stream->SetHandler(&probe);
+  stream->SetWriteStallTimeout(1000, nullptr);
+
+  // Bigger than the socket buffer: the rest is queued and written as the
+  // peer reads.
+  const std::string big(1 << 20, 'u');
+  stream->Write(big);
+  stream->End();
+  std::string got;
+  bool eof = false;
+  REQUIRE(RunUntil(loop.get(), [&] {
+    char buf[64 << 10];
+    for (;;) {
+      ssize_t n = recv(fds[1], buf, sizeof(buf), MSG_DONTWAIT);
+      if (n > 0) {
+        got.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      if (n == 0) eof = true;
+      break;
+    }
+    return eof;
+  }));
+  CHECK(got == big);  // every byte, then the FIN of End()
+
+  REQUIRE(send(fds[1], "from peer", 9, 0) == 9);
+  close(fds[1]);
+  REQUIRE(RunUntil(loop.get(), [&] { return probe.closed; }));
+  CHECK(probe.data == "from peer");
+  CHECK(probe.ended);
+  CHECK_FALSE(probe.reset);  // both directions finished
+}
+
+TEST_CASE("TcpStream: Reset of an adopted Unix socket closes it (the peer reads EOF)") {
+  UvLoop loop;
+  Dispatcher dispatcher(loop.get());
+  int fds[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
+  TcpStream* stream = TcpStream::Adopt(dispatcher, fds[0]);
+  REQUIRE(stream != nullptr);
+  StreamProbe probe;
+  stream->SetHandler(&probe);
+  stream->Reset();
+  char buf[4];
+  ssize_t n = -1;
+  REQUIRE(RunUntil(loop.get(), [&] {
+    n = recv(fds[1], buf, sizeof(buf), MSG_DONTWAIT);
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+  }));
+  CHECK(n == 0);
+  CHECK_FALSE(probe.closed);  // no callback after Reset
+  close(fds[1]);
 }
 
 }  // namespace
