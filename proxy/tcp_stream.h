@@ -18,6 +18,7 @@
 #include "proxy/dispatcher.h"
 #include "proxy/metrics.h"
 #include "proxy/stream.h"
+#include "proxy/timer.h"
 #include "proxy/uv_handle.h"
 #include "workloads/result.h"
 
@@ -79,12 +80,13 @@ class TcpStream final : public Stream, private DeferredTask {
   void OnWriteDone(int status);
   void MaybeFinish();
   void Fail();
+  void SetNoDelay();
   void CloseHandle();
   void ArmStallTimer();
   void OnStallTick();
   // Bytes the kernel has taken so far (libuv's queue shrinks on partial writes).
   uint64_t BytesWritten() const;
-  // DeferredTask: a write or shutdown that failed synchronously.
+  // DeferredTask: a read, write or shutdown that failed synchronously.
   void RunDeferred() override { Fail(); }
 
   Dispatcher& dispatcher_;
@@ -104,7 +106,7 @@ class TcpStream final : public Stream, private DeferredTask {
   uint64_t stall_timeout_ms_ = 0;
   Counter* stall_fired_ = nullptr;
   // Created on first use: most connections never queue bytes long enough.
-  std::optional<TimerHandle> stall_timer_;
+  TimerPtr stall_timer_;
   uint64_t stall_mark_ = 0;   // BytesWritten() at the last progress
   uint64_t stall_since_ = 0;  // loop time of the last progress
   bool read_paused_ = false;
@@ -141,10 +143,9 @@ class TcpConnector {
   Dispatcher& dispatcher_;
   TcpStream* stream_ = nullptr;  // owned until handed over
   uv_connect_t* request_ = nullptr;
-  uv_timer_t* timer_ = nullptr;
+  TimerPtr timer_;  // the timeout, or the error's report on the next turn
   Callback callback_;
   std::string target_;
-  std::string error_;
 };
 
 // "127.64.0.5:8080" (host byte order address).

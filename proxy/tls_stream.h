@@ -27,6 +27,7 @@
 #include "proxy/dispatcher.h"
 #include "proxy/stream.h"
 #include "proxy/tcp_stream.h"
+#include "proxy/timer.h"
 #include "proxy/uv_handle.h"
 #include "workloads/result.h"
 
@@ -115,6 +116,7 @@ class TlsStream final : public Stream, private StreamHandler, private DeferredTa
   static TlsStream* FromSsl(const SSL* ssl);
 
   void StartHandshake(uint64_t timeout_ms);
+  void OnHandshakeTimer();
   void DriveHandshake();
   void FailHandshake(Error error);
   void ReadPlaintext();
@@ -142,7 +144,7 @@ class TlsStream final : public Stream, private StreamHandler, private DeferredTa
   std::string_view unread_;  // the current OnData's bytes not yet read by SSL
   HandshakeCallback handshake_callback_;
   std::function<void()> destroy_callback_;
-  TimerHandle handshake_timer_;
+  TimerPtr handshake_timer_;  // the handshake's timeout, then the linger after a failure
   StreamHandler* handler_ = nullptr;
   ByteQueue plain_out_;
   workloads::SvidPtr svid_;  // kept alive while the SSL references its key

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "proxy/metrics.h"
+#include "proxy/timer.h"
 #include "proxy/uv_handle.h"
 #include "runtime/agent.h"
 #include "runtime/cluster_records.h"
@@ -139,7 +140,7 @@ class Cluster {
   std::chrono::milliseconds backoff_{200};
   EtcdStreamPtr keepalive_;
   EtcdStreamPtr watch_;
-  proxy::TimerHandle retry_timer_;
+  proxy::TimerPtr retry_timer_;
   uint64_t agent_watcher_ = 0;
 
   // Workload keys to write (or delete) in etcd, with a change counter so a

@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <string>
 #include <utility>
+
+#include "proxy/log.h"
 
 namespace podless::runtime {
 namespace {
@@ -107,43 +110,33 @@ EtcdConnection::EtcdConnection(uv_loop_t* loop, EtcdEndpoint endpoint, EtcdTlsCo
     : loop_(loop),
       endpoint_(std::move(endpoint)),
       tls_context_(endpoint_.tls ? std::move(tls) : nullptr),
-      listener_(listener) {
-  uv_timer_init(loop_, connect_timer_.get());
-  connect_timer_->data = this;
-  uv_timer_init(loop_, notify_timer_.get());
-  notify_timer_->data = this;
-  uv_timer_init(loop_, ping_timer_.get());
-  ping_timer_->data = this;
-}
+      listener_(listener),
+      connect_timer_(loop, [this] { OnConnectTimeout(); }),
+      notify_timer_(loop, [this] { Notify(); }),
+      ping_timer_(loop, [this] { PingTick(); }) {}
 
 EtcdConnection::~EtcdConnection() {
   if (resolving_ != nullptr) {
     resolving_->owner = nullptr;
-    uv_cancel(reinterpret_cast<uv_req_t*>(&resolving_->req));
+    // Fails (EBUSY) once the lookup runs: its callback then finds no owner.
+    (void)uv_cancel(reinterpret_cast<uv_req_t*>(&resolving_->req));
   }
-  // Closing the handles first: their pending callbacks see `data` cleared.
+  // Closing the socket first: its pending callbacks see `data` cleared. The
+  // timers call nothing once destroyed.
   tcp_.Close();
-  connect_timer_.Close();
-  notify_timer_.Close();
-  ping_timer_.Close();
+}
+
+void EtcdConnection::OnConnectTimeout() {
+  Fail(ErrorCode::kUnavailable,
+       "no connection within the connect timeout of " + std::to_string(connect_timeout_ms_) +
+           " ms" + (last_connect_error_.empty() ? "" : " (" + last_connect_error_ + ")"));
 }
 
 void EtcdConnection::Connect(std::chrono::milliseconds timeout) {
   if (state_ != State::kIdle) return;
   uv_update_time(loop_);  // the timeout counts from now, not from the last loop turn
   connect_timeout_ms_ = static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 1));
-  uv_timer_start(
-      connect_timer_.get(),
-      [](uv_timer_t* timer) {
-        auto* self = static_cast<EtcdConnection*>(timer->data);
-        if (self == nullptr) return;
-        self->Fail(
-            ErrorCode::kUnavailable,
-            "no connection within the connect timeout of " +
-                std::to_string(self->connect_timeout_ms_) + " ms" +
-                (self->last_connect_error_.empty() ? "" : " (" + self->last_connect_error_ + ")"));
-      },
-      connect_timeout_ms_, 0);
+  connect_timer_.Start(connect_timeout_ms_);
 
   sockaddr_storage address = {};
   if (uv_ip4_addr(endpoint_.host.c_str(), endpoint_.port,
@@ -202,8 +195,8 @@ void EtcdConnection::ConnectNextAddress() {
   // Every address of the name in turn, like any client of a dual-stack name.
   while (next_address_ < addresses_.size()) {
     const sockaddr_storage& address = addresses_[next_address_++];
-    tcp_ = proxy::TcpHandle();  // a refused socket cannot connect again
-    uv_tcp_init(loop_, tcp_.get());
+    tcp_ = proxy::TcpHandle();             // a refused socket cannot connect again
+    (void)uv_tcp_init(loop_, tcp_.get());  // Creates no socket: always 0.
     tcp_->data = this;
     auto* req = new uv_connect_t;
     const int rc = uv_tcp_connect(req, tcp_.get(), reinterpret_cast<const sockaddr*>(&address),
@@ -227,7 +220,11 @@ void EtcdConnection::OnTcpConnected(uv_connect_t* req, int status) {
     self->ConnectNextAddress();
     return;
   }
-  uv_tcp_nodelay(self->tcp_.get(), 1);
+  // Nagle only delays small writes: a refusal costs latency, not the call.
+  if (int rc = uv_tcp_nodelay(self->tcp_.get(), 1); rc != 0) {
+    proxy::Log(proxy::LogLevel::kDebug, "etcd",
+               "etcd at " + self->endpoint_.url + ": TCP_NODELAY: " + uv_strerror(rc));
+  }
   if (self->endpoint_.tls) {
     // The connect timeout also bounds the handshake.
     self->last_connect_error_ = "TLS handshake with " +
@@ -236,28 +233,26 @@ void EtcdConnection::OnTcpConnected(uv_connect_t* req, int status) {
     self->StartTls();
     return;
   }
-  uv_timer_stop(self->connect_timer_.get());
+  self->connect_timer_.Stop();
   if (Status started = self->StartSession(); !started.ok()) {
     self->Fail(started.error().code, started.error().message);
     return;
   }
   self->state_ = State::kUp;
-  uv_read_start(self->tcp_.stream(), OnAlloc, OnRead);
+  if (int rc = uv_read_start(self->tcp_.stream(), OnAlloc, OnRead); rc != 0) {
+    self->Fail(ErrorCode::kUnavailable, std::string("cannot read the socket: ") + uv_strerror(rc));
+    return;
+  }
   self->Flush();  // the connection preface and our SETTINGS
   if (self->state_ != State::kUp) return;
   self->Established();
 }
 
 void EtcdConnection::Established() {
-  uv_timer_stop(connect_timer_.get());
+  connect_timer_.Stop();
   state_ = State::kUp;
   was_up_ = true;
-  uv_timer_start(
-      ping_timer_.get(),
-      [](uv_timer_t* timer) {
-        if (auto* c = static_cast<EtcdConnection*>(timer->data)) c->PingTick();
-      },
-      kPingIntervalMs, kPingIntervalMs);
+  ping_timer_.Start(kPingIntervalMs, kPingIntervalMs);
   listener_.OnConnected(*this);
 }
 
@@ -273,7 +268,10 @@ void EtcdConnection::StartTls() {
   }
   tls_ = std::move(session).value();
   state_ = State::kHandshaking;
-  uv_read_start(tcp_.stream(), OnAlloc, OnRead);
+  if (int rc = uv_read_start(tcp_.stream(), OnAlloc, OnRead); rc != 0) {
+    Fail(ErrorCode::kUnavailable, std::string("cannot read the socket: ") + uv_strerror(rc));
+    return;
+  }
   ContinueHandshake();  // the ClientHello
 }
 
@@ -438,18 +436,14 @@ void EtcdConnection::Fail(ErrorCode code, std::string reason) {
   failure_ = MakeError(code, reason.starts_with("etcd at ") ? reason : prefix + reason);
   if (resolving_ != nullptr) {
     resolving_->owner = nullptr;
-    uv_cancel(reinterpret_cast<uv_req_t*>(&resolving_->req));
+    // Fails (EBUSY) once the lookup runs: its callback then finds no owner.
+    (void)uv_cancel(reinterpret_cast<uv_req_t*>(&resolving_->req));
     resolving_ = nullptr;
   }
   tcp_.Close();
-  uv_timer_stop(connect_timer_.get());
-  uv_timer_stop(ping_timer_.get());
-  uv_timer_start(
-      notify_timer_.get(),
-      [](uv_timer_t* timer) {
-        if (auto* self = static_cast<EtcdConnection*>(timer->data)) self->Notify();
-      },
-      0, 0);
+  connect_timer_.Stop();
+  ping_timer_.Stop();
+  notify_timer_.Start(0);
 }
 
 void EtcdConnection::Notify() {

@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "proxy/timer.h"
 #include "proxy/uv_handle.h"
 #include "runtime/etcd_tls.h"
 #include "runtime/grpc/channel.h"
@@ -108,6 +109,7 @@ class EtcdConnection final : private GrpcChannel::Output {
   // GrpcChannel::Output: plaintext for etcd, sealed first for https://.
   Status Send(std::string bytes) override;
   // The connection is usable: listener_.OnConnected.
+  void OnConnectTimeout();
   void Established();
   // Bytes read from the socket: through TLS first for https://.
   void OnTlsData(std::string_view ciphertext);
@@ -136,12 +138,12 @@ class EtcdConnection final : private GrpcChannel::Output {
   std::string last_connect_error_;
   ResolveRequest* resolving_ = nullptr;  // owned by libuv until its callback
   proxy::TcpHandle tcp_;
-  proxy::TimerHandle connect_timer_;
-  proxy::TimerHandle notify_timer_;
+  proxy::Timer connect_timer_;  // OnConnectTimeout
+  proxy::Timer notify_timer_;   // Notify, on the turn after a failure
   // While streams are open, a PING every kPingInterval; one still unanswered
   // at the next tick means a dead peer (a half-open TCP connection never
   // errors on its own, and a watch would wait forever).
-  proxy::TimerHandle ping_timer_;
+  proxy::Timer ping_timer_;    // PingTick
   GrpcChannelPtr channel_;     // once TCP (and TLS) is up
   bool received_any_ = false;  // etcd sent bytes: a close after that is no scheme mismatch
   Error failure_;

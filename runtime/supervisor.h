@@ -87,6 +87,7 @@
 
 #include "proxy/directory.h"
 #include "proxy/dispatcher.h"
+#include "proxy/timer.h"
 #include "proxy/uv_handle.h"
 #include "runtime/cgroup_tree.h"
 #include "runtime/log_files.h"
@@ -257,13 +258,19 @@ class Supervisor {
   // Deletes the logs of replicas that are gone, once no run writes them.
   void DropLogs();
   void OnExit(Container& container, int64_t exit_status, int term_signal);
+  // The crash backoff is over: start the container again.
+  void Restart(Container& container);
   void BeginStop(Replica& replica);
+  // The grace period is over: SIGKILL what still runs.
+  void KillRemaining(Replica& replica);
   // A container's readiness changed: the replica's is every container's.
   void SetContainerReady(Container& container, bool ready);
   void SetReady(Replica& replica, bool ready);
   void Retire(std::unique_ptr<Replica> replica);
   void ReplicaStopped(Replica& replica);
   void ScheduleReap();
+  // Frees what ended on earlier turns (replicas, runs whose pipes drained).
+  void Reap();
   void PersistTable();
   void KillOrphans();
   // A replica other than `except` of uid `uid` has a running process.
@@ -289,7 +296,7 @@ class Supervisor {
   bool shutting_down_ = false;
   uint64_t restarts_total_ = 0;
   uint64_t sandbox_instances_ = 0;  // names the replicas' cgroups
-  proxy::TimerHandle reap_timer_;
+  proxy::TimerPtr reap_timer_;      // Reap on the next turn
 };
 
 // Kubernetes' $(VAR) expansion: "$(NAME)" becomes the value of NAME if it is
