@@ -3,6 +3,7 @@
 #include "api/unix_socket_address.h"
 #include "proxy/base/nghttp2_nv.h"
 #include "proxy/base/tcp_stream.h"
+#include "proxy/base/timer.h"
 #include "runtime/grpc/protocol.h"
 #include "runtime/grpc/sigpipe.h"
 #include "runtime/process/process_table.h"
@@ -119,10 +120,10 @@ struct GrpcStream {
   bool reset = false;  // RST_STREAM submitted instead of trailers
   runtime::GrpcCode final_code = runtime::GrpcCode::kOk;
   std::string final_message;
-  std::deque<std::string> out;  // framed messages not yet handed to nghttp2
-  size_t out_front_offset = 0;  // bytes of out.front() already handed over
-  size_t out_bytes = 0;         // total not yet handed over
-  proxy::TimerHandle deadline_timer;
+  std::deque<std::string> out;     // framed messages not yet handed to nghttp2
+  size_t out_front_offset = 0;     // bytes of out.front() already handed over
+  size_t out_bytes = 0;            // total not yet handed over
+  proxy::TimerPtr deadline_timer;  // only with a grpc-timeout
   uint64_t deadline_ms = 0;
   std::weak_ptr<ServerStreamImpl> handle;
   bool counted = false;  // on_call_end told (CountEnd)
@@ -247,8 +248,8 @@ class GrpcConnection final : private proxy::StreamHandler, private proxy::Deferr
   GrpcStream* FindStream(int32_t id);
 
   GrpcServer& server_;
-  proxy::TcpStream* stream_;  // owns itself; null once closed
-  proxy::TimerHandle handshake_timer_;
+  proxy::TcpStream* stream_;         // owns itself; null once closed
+  proxy::TimerPtr handshake_timer_;  // until the HTTP/2 preface is complete
   nghttp2_session* session_ = nullptr;
   std::unordered_map<int32_t, std::unique_ptr<GrpcStream>> streams_;
   bool in_session_ = false;  // inside nghttp2_session_mem_recv/mem_send
@@ -382,16 +383,10 @@ Status GrpcConnection::Start() {
                      std::string("cannot submit HTTP/2 settings: ") + nghttp2_strerror(rv));
   }
 
-  uv_timer_init(server_.loop_, handshake_timer_.get());
-  handshake_timer_->data = this;
   // A peer that never completes the HTTP/2 preface must not hold a socket
   // (and a session) forever.
-  uv_timer_start(
-      handshake_timer_.get(),
-      [](uv_timer_t* timer) {
-        if (auto* self = static_cast<GrpcConnection*>(timer->data)) self->Close();
-      },
-      server_.options_.handshake_timeout_ms, 0);
+  handshake_timer_ = std::make_unique<proxy::Timer>(server_.loop_, [this] { Close(); });
+  handshake_timer_->Start(server_.options_.handshake_timeout_ms);
 
   stream_->SetWatermarks(kMaxBytesInFlight - 1, kMaxBytesInFlight / 4);
   stream_->SetHandler(this);
@@ -402,11 +397,11 @@ Status GrpcConnection::Start() {
 void GrpcConnection::Close() {
   if (closed_) return;
   closed_ = true;
-  handshake_timer_.Close();
+  handshake_timer_.reset();
   server_.dispatcher_.Cancel(this);
   if (stream_ != nullptr) std::exchange(stream_, nullptr)->Close();
   for (auto& [id, stream] : streams_) {
-    stream->deadline_timer.Close();
+    stream->deadline_timer.reset();
     if (!stream->finished) {
       stream->finished = true;
       stream->final_code = runtime::GrpcCode::kCancelled;  // the client is gone
@@ -517,7 +512,7 @@ int GrpcConnection::OnFrameRecv(const nghttp2_frame& frame) {
   if (frame.hd.type == NGHTTP2_SETTINGS && (frame.hd.flags & NGHTTP2_FLAG_ACK) == 0 &&
       !got_settings_) {
     got_settings_ = true;  // the preface is complete
-    handshake_timer_.Close();
+    handshake_timer_.reset();
     return 0;
   }
   GrpcStream* stream = FindStream(frame.hd.stream_id);
@@ -561,19 +556,14 @@ void GrpcConnection::OnRequestHeaders(GrpcStream& stream) {
       return;
     }
     stream.deadline_ms = *timeout_ms;
-    uv_timer_init(server_.loop_, stream.deadline_timer.get());
-    stream.deadline_timer->data = &stream;
-    uv_timer_start(
-        stream.deadline_timer.get(),
-        [](uv_timer_t* timer) {
-          auto* s = static_cast<GrpcStream*>(timer->data);
-          if (s == nullptr || s->finished) return;
-          s->connection.AbortStream(
-              *s, runtime::GrpcCode::kDeadlineExceeded,
-              "deadline of " + std::to_string(s->deadline_ms) + " ms exceeded", NGHTTP2_CANCEL,
-              /*defer_cancel=*/false);
-        },
-        *timeout_ms, 0);
+    // The timer is the stream's: it dies with it.
+    stream.deadline_timer = std::make_unique<proxy::Timer>(server_.loop_, [s = &stream] {
+      if (s->finished) return;
+      s->connection.AbortStream(*s, runtime::GrpcCode::kDeadlineExceeded,
+                                "deadline of " + std::to_string(s->deadline_ms) + " ms exceeded",
+                                NGHTTP2_CANCEL, /*defer_cancel=*/false);
+    });
+    stream.deadline_timer->Start(*timeout_ms);
   }
 }
 
@@ -719,7 +709,7 @@ void GrpcConnection::FinishStream(GrpcStream& stream, runtime::GrpcCode code, st
   stream.finished = true;
   stream.final_code = code;
   stream.final_message = std::move(message);
-  stream.deadline_timer.Close();
+  stream.deadline_timer.reset();
   if (!stream.responded) {
     // Trailers-Only: one HEADERS frame with the status and END_STREAM.
     stream.responded = true;
@@ -766,7 +756,7 @@ void GrpcConnection::ResetStream(GrpcStream& stream, uint32_t rst_code) {
   stream.finished = true;
   stream.responded = true;
   stream.reset = true;
-  stream.deadline_timer.Close();
+  stream.deadline_timer.reset();
   stream.out.clear();
   stream.out_bytes = 0;
   // Fails only for an invalid stream id or out of memory; then the stream is
@@ -844,7 +834,7 @@ int GrpcConnection::OnStreamClose(int32_t stream_id) {
   if (it == streams_.end()) return 0;
   std::unique_ptr<GrpcStream> stream = std::move(it->second);
   streams_.erase(it);
-  stream->deadline_timer.Close();
+  stream->deadline_timer.reset();
   if (!stream->finished) {
     // The client cancelled (RST_STREAM) before the call ended.
     stream->finished = true;
@@ -999,7 +989,7 @@ void GrpcServer::Retire(GrpcConnection* connection) {
   auto it = connections_.find(connection);
   if (it == connections_.end()) return;  // Close() took it out already
   // It may be on the stack now (its own callback): deleted next turn.
-  dispatcher_.DeferredDelete(it->second.release());
+  dispatcher_.DeferredDelete(std::move(it->second));
   connections_.erase(it);
 }
 
@@ -1022,7 +1012,7 @@ void GrpcServer::Close() {
   for (auto& [key, connection] : connections_) closing.push_back(std::move(connection));
   connections_.clear();
   for (auto& connection : closing) connection->Close();
-  for (auto& connection : closing) dispatcher_.DeferredDelete(connection.release());
+  for (auto& connection : closing) dispatcher_.DeferredDelete(std::move(connection));
 }
 
 }  // namespace podless::api

@@ -198,11 +198,19 @@ int RunCommand(const std::vector<std::string>& args) {
   std::map<int, proxy::SignalHandle> signals;
   for (int signum : {SIGINT, SIGTERM}) {
     proxy::SignalHandle& handle = signals[signum];
-    uv_signal_init(loop.get(), handle.get());
-    handle->data = &stop;
-    uv_signal_start(
-        handle.get(), [](uv_signal_t* h, int) { (*static_cast<decltype(stop)*>(h->data))(); },
-        signum);
+    int rc = uv_signal_init(loop.get(), handle.get());
+    if (rc == 0) {
+      handle->data = &stop;
+      rc = uv_signal_start(
+          handle.get(), [](uv_signal_t* h, int) { (*static_cast<decltype(stop)*>(h->data))(); },
+          signum);
+    }
+    if (rc != 0) {
+      // The signal keeps its default action: it ends the agent at once,
+      // without the graceful shutdown.
+      Log(std::string("cannot handle ") + strsignal(signum) + ": " + uv_strerror(rc),
+          proxy::LogLevel::kWarning);
+    }
   }
 
   (*node)->SetReady();

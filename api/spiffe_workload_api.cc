@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <ctime>
 
+#include "proxy/base/timer.h"
 #include "spiffe/workload.pb.h"
 #include "workloads/pem_file.h"
 
@@ -51,7 +52,6 @@ std::string TrustDomainId(const runtime::Agent& agent) {
 
 // One open FetchX509SVID call.
 struct SpiffeWorkloadApi::SvidStream {
-  SpiffeWorkloadApi* owner = nullptr;
   uint64_t id = 0;
   std::string ns;
   std::string replica;  // "<workload>-<ordinal>"
@@ -63,7 +63,7 @@ struct SpiffeWorkloadApi::SvidStream {
   std::string spiffe_id;
   std::string serial_sent;
   ServerStreamWriter<X509SVIDResponse> writer;
-  proxy::TimerHandle timer;
+  proxy::TimerPtr timer;  // the next Refresh
   explicit SvidStream(ServerStreamWriter<X509SVIDResponse> w) : writer(std::move(w)) {}
 };
 
@@ -82,7 +82,6 @@ SpiffeWorkloadApi::SpiffeWorkloadApi(uv_loop_t* loop, runtime::Agent& agent,
         }
         const auto& workload = std::get<workloads::Workload>(ref->workload->object);
         auto stream = std::make_unique<SvidStream>(std::move(writer));
-        stream->owner = this;
         stream->id = next_stream_++;
         stream->ns = workload.metadata.ns;
         stream->replica = workload.metadata.name + "-" + std::to_string(ref->ordinal);
@@ -90,13 +89,13 @@ SpiffeWorkloadApi::SpiffeWorkloadApi(uv_loop_t* loop, runtime::Agent& agent,
         stream->start_time = context.start_time;
         stream->address = ref->workload->addresses[ref->ordinal];
         stream->spiffe_id = agent_.SpiffeIdFor(workload);
-        uv_timer_init(loop_, stream->timer.get());
-        stream->timer->data = stream.get();
+        stream->timer =
+            std::make_unique<proxy::Timer>(loop_, [this, s = stream.get()] { Refresh(*s); });
         SvidStream& raw = *stream;
         uint64_t id = stream->id;
         streams_[id] = std::move(stream);
-        // Erasing inside the cancel callback is safe: the timer's owner
-        // clears its data when closed, and nothing else points at the stream.
+        // Erasing inside the cancel callback is safe: the stream's timer dies
+        // with it and calls nothing after, and nothing else points at it.
         raw.writer.OnCancel([this, id] { streams_.erase(id); });
         if (streams_.count(id)) Refresh(raw);
       });
@@ -193,14 +192,7 @@ void SpiffeWorkloadApi::Refresh(SvidStream& stream) {
   // At least once a second, to end the stream soon after its caller goes.
   const uint64_t delay_ms =
       static_cast<uint64_t>(std::clamp<int64_t>((refresh_at - now) * 1000 + 100, 100, 1'000));
-  uv_timer_start(
-      stream.timer.get(),
-      [](uv_timer_t* timer) {
-        auto* stream = static_cast<SvidStream*>(timer->data);
-        if (stream == nullptr) return;
-        stream->owner->Refresh(*stream);
-      },
-      delay_ms, 0);
+  stream.timer->Start(delay_ms);
 }
 
 }  // namespace podless::api

@@ -10,8 +10,9 @@
 
 #include "proxy/authorization.h"
 #include "proxy/base/http1_parser.h"
-#include "proxy/base/tcp_stream.h"
 #include "proxy/splice.h"
+#include "proxy/base/tcp_stream.h"
+#include "proxy/base/timer.h"
 
 namespace podless::proxy {
 
@@ -19,6 +20,11 @@ namespace {
 
 constexpr size_t kMaxRequestBody = 1 << 20;
 constexpr uint64_t kForwardConnectTimeoutMs = 5000;
+
+// The apps own themselves: a stream's handler lives exactly as long as its
+// stream calls it, and OnClosed is the last call (stream.h), so each deletes
+// itself there. ForwardApp, which may end inside its connector's callback,
+// hands itself to Dispatcher::DeferredDelete instead.
 
 // TCP echo: every byte back, FIN for FIN.
 class TcpEchoApp final : public StreamHandler {
@@ -51,8 +57,11 @@ class HttpApp : public StreamHandler {
  public:
   HttpApp(AppContext context, Stream* stream) : context_(std::move(context)), stream_(stream) {
     if (context_.dispatcher != nullptr && context_.request_timeout_ms != 0) {
-      uv_timer_init(context_.dispatcher->loop(), request_timer_.get());
-      request_timer_->data = this;
+      request_timer_ = std::make_unique<Timer>(context_.dispatcher->loop(), [this] {
+        if (closing_) return;
+        closing_ = true;
+        stream_->Reset();
+      });
       ArmRequestTimer();
     }
   }
@@ -138,17 +147,8 @@ class HttpApp : public StreamHandler {
   // or a head trickled in) is reset: thousands of them would otherwise take
   // every descriptor the agent has.
   void ArmRequestTimer() {
-    if (request_timer_->loop == nullptr) return;  // no timeout
-    uv_timer_start(
-        request_timer_.get(),
-        [](uv_timer_t* timer) {
-          auto* self = static_cast<HttpApp*>(timer->data);
-          if (self != nullptr && !self->closing_) {
-            self->closing_ = true;
-            self->stream_->Reset();
-          }
-        },
-        context_.request_timeout_ms, 0);
+    if (!request_timer_) return;  // no timeout
+    request_timer_->Start(context_.request_timeout_ms);
   }
 
   void Fail(int status, const std::string& message) {
@@ -158,7 +158,7 @@ class HttpApp : public StreamHandler {
   }
 
   Stream* stream_;
-  TimerHandle request_timer_;
+  TimerPtr request_timer_;  // only with a request timeout
   Http1RequestParser parser_;
   std::string pending_;
   size_t body_length_ = 0;
@@ -225,7 +225,7 @@ class ForwardApp final : public StreamHandler {
             inbound->SetReadPaused(false);
             StartSplice(inbound, result.value(), std::move(splice_));
           }
-          dispatcher_.DeferredDelete(this);
+          dispatcher_.DeferredDelete(std::unique_ptr<ForwardApp>(this));
         },
         netns_fd);
   }
@@ -236,7 +236,7 @@ class ForwardApp final : public StreamHandler {
   void OnClosed(bool) override {
     // The caller went away while dialing: cancel (destroying the connector).
     stream_ = nullptr;
-    dispatcher_.DeferredDelete(this);
+    dispatcher_.DeferredDelete(std::unique_ptr<ForwardApp>(this));
   }
 
  private:

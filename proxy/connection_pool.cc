@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "proxy/base/timer.h"
+
 namespace podless::proxy {
 
 // A request waiting for, or holding, its stream.
@@ -19,8 +21,8 @@ struct HbonePool::Connection {
   TlsStream* tls = nullptr;                      // while handshaking
   HboneSession* session = nullptr;               // once up
   std::vector<std::shared_ptr<Waiter>> waiting;  // until the session is up
-  TimerHandle idle_timer;
-  size_t counted_streams = 0;  // what the streams gauge holds for it
+  TimerPtr idle_timer;                           // created when the session first goes idle
+  size_t counted_streams = 0;                    // what the streams gauge holds for it
   bool failed = false;
   // Expires with the connection: a certificate that arrives later is dropped.
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
@@ -185,9 +187,7 @@ void HbonePool::OnHandshake(Connection* connection, Status status) {
 
 void HbonePool::OpenOn(Connection* connection, std::shared_ptr<Waiter> waiter) {
   if (waiter->cancelled) return;
-  if (connection->idle_timer.get() != nullptr && connection->idle_timer->loop != nullptr) {
-    uv_timer_stop(connection->idle_timer.get());
-  }
+  if (connection->idle_timer) connection->idle_timer->Stop();
   // The response callback needs the stream, known only once OpenStream
   // returns; the session never calls back from inside OpenStream.
   auto holder = std::make_shared<HboneStream*>(nullptr);
@@ -245,25 +245,21 @@ void HbonePool::RemoveConnection(Connection* connection) {
       std::unique_ptr<Connection> doomed = std::move(*c);
       list.erase(c);
       if (list.empty()) pool_.erase(it);
-      Connection* raw = doomed.release();
-      dispatcher_.Post([raw] { delete raw; });
+      dispatcher_.DeferredDelete(std::move(doomed));
       return;
     }
   }
 }
 
 void HbonePool::ArmIdle(Connection* connection) {
-  if (connection->idle_timer->loop == nullptr) {
-    uv_timer_init(dispatcher_.loop(), connection->idle_timer.get());
+  if (!connection->idle_timer) {
+    // The timer is the connection's: it cannot outlive it.
+    connection->idle_timer = std::make_unique<Timer>(dispatcher_.loop(), [connection] {
+      HboneSession* session = connection->session;
+      if (session != nullptr && session->active_streams() == 0) session->Shutdown();
+    });
   }
-  connection->idle_timer->data = connection->session;
-  uv_timer_start(
-      connection->idle_timer.get(),
-      [](uv_timer_t* timer) {
-        auto* session = static_cast<HboneSession*>(timer->data);
-        if (session != nullptr && session->active_streams() == 0) session->Shutdown();
-      },
-      options_.idle_timeout_ms, 0);
+  connection->idle_timer->Start(options_.idle_timeout_ms);
 }
 
 void HbonePool::OnStreamCountChanged(HboneSession& session) {
@@ -276,14 +272,16 @@ void HbonePool::OnStreamCountChanged(HboneSession& session) {
 void HbonePool::OnSessionClosed(HboneSession& session) {
   metrics_.hbone_connections_active().Sub();
   auto it = by_session_.find(&session);
-  dispatcher_.DeferredDelete(&session);
+  // The pool created the session (OnHandshake) and takes it back now that
+  // it has closed; it is inside its own callback, so it dies next turn.
+  dispatcher_.DeferredDelete(std::unique_ptr<HboneSession>(&session));
   if (it == by_session_.end()) return;
   Connection* connection = it->second;
   metrics_.hbone_streams_active().Sub(static_cast<int64_t>(connection->counted_streams));
   connection->counted_streams = 0;
   by_session_.erase(it);
   connection->session = nullptr;
-  connection->idle_timer.Close();
+  connection->idle_timer.reset();
   RemoveConnection(connection);
 }
 

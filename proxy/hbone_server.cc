@@ -125,20 +125,22 @@ void HboneServer::OnHandshake(TlsStream* tls, Status status) {
     }
     return;
   }
-  auto* session =
-      new HboneSession(dispatcher_, HboneSession::Role::kServer, tls, tls->peer_identity(), *this);
+  // Not make_unique: HboneServer is its callbacks through a private base.
+  HboneSessionPtr owned(
+      new HboneSession(dispatcher_, HboneSession::Role::kServer, tls, tls->peer_identity(), *this));
+  HboneSession* session = owned.get();
   SessionInfo info;
   info.local_identity = tls->local_identity();
   info.local_address = tls->local_replica_address();
   info.peer_address = peer;
   info.peer_slot = std::move(peer_slot);
-  info.server = this;
-  info.session = session;
+  info.session = std::move(owned);
   SessionInfo& stored = sessions_[session];
   stored = std::move(info);
   if (options_.idle_timeout_ms > 0) {
-    uv_timer_init(dispatcher_.loop(), stored.idle_timer.get());
-    stored.idle_timer->data = &stored;
+    // The entry's address is stable: std::map nodes do not move.
+    stored.idle_timer =
+        std::make_unique<Timer>(dispatcher_.loop(), [this, &stored] { OnIdleTimeout(stored); });
     UpdateIdleTimer(stored);
   }
   metrics_.hbone_connections_active().Add();
@@ -199,9 +201,9 @@ void HboneServer::UpdateStreamGauge(HboneSession& session) {
 }
 
 void HboneServer::UpdateIdleTimer(SessionInfo& info) {
-  if (info.idle_timer.get() == nullptr || info.idle_timer->loop == nullptr) return;
+  if (!info.idle_timer) return;
   if (info.session->active_streams() > 0) {
-    uv_timer_stop(info.idle_timer.get());
+    info.idle_timer->Stop();
     return;
   }
   ArmIdleTimer(info);
@@ -210,18 +212,11 @@ void HboneServer::UpdateIdleTimer(SessionInfo& info) {
 void HboneServer::ArmIdleTimer(SessionInfo& info) {
   // (Re)started at every change to no streams: the timeout counts from the
   // moment the last stream ended.
-  uv_timer_start(
-      info.idle_timer.get(),
-      [](uv_timer_t* timer) {
-        if (auto* entry = static_cast<SessionInfo*>(timer->data)) {
-          entry->server->OnIdleTimeout(*entry);
-        }
-      },
-      options_.idle_timeout_ms, 0);
+  info.idle_timer->Start(options_.idle_timeout_ms);
 }
 
 void HboneServer::OnIdleTimeout(SessionInfo& info) {
-  HboneSession* session = info.session;
+  HboneSession* session = info.session.get();
   if (session->closed()) return;
   if (session->active_streams() > 0) {
     // A stream this server has not been told of yet (its request still
@@ -254,8 +249,9 @@ void HboneServer::OnSessionClosed(HboneSession& session) {
   if (it == sessions_.end()) return;
   metrics_.hbone_streams_active().Sub(static_cast<int64_t>(it->second.counted_streams));
   metrics_.hbone_connections_active().Sub();
+  // The session is inside its own callback: it dies on the next turn.
+  dispatcher_.DeferredDelete(std::move(it->second.session));
   sessions_.erase(it);  // releases its peer slot
-  dispatcher_.DeferredDelete(&session);
 }
 
 void HboneServer::CloseConnectionsFor(const std::vector<uint32_t>& sorted_addresses) {

@@ -38,6 +38,7 @@
 #include "proxy/hbone_session.h"
 #include "proxy/inbound.h"
 #include "proxy/tcp_listener.h"
+#include "proxy/base/timer.h"
 #include "proxy/tls_stream.h"
 #include "workloads/result.h"
 
@@ -125,11 +126,9 @@ class HboneServer final : private HboneSession::Callbacks {
     uint32_t peer_address = 0;
     CountSlot peer_slot;         // in hbone_connections_per_peer
     size_t counted_streams = 0;  // what the streams gauge holds for it
-    // Runs while the session has no stream (idle_timeout_ms); its data
-    // points at this entry (std::map nodes do not move).
-    HboneServer* server = nullptr;
-    HboneSession* session = nullptr;
-    TimerHandle idle_timer;
+    HboneSessionPtr session;
+    // Runs while the session has no stream (only with idle_timeout_ms).
+    TimerPtr idle_timer;
   };
 
   HboneServer(Dispatcher& dispatcher, Directory& directory, Inbound& inbound, ProxyMetrics& metrics,

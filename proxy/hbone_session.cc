@@ -23,9 +23,11 @@ struct HboneCallbacks {
         frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
       return 0;
     }
-    auto* stream = new HboneStream(*self);
+    // Not make_unique: the constructor is private to the session.
+    HboneStreamPtr owned(new HboneStream(*self));
+    HboneStream* stream = owned.get();
     stream->id_ = frame->hd.stream_id;
-    self->streams_[stream->id_] = stream;
+    self->streams_[stream->id_] = std::move(owned);
     nghttp2_session_set_stream_user_data(session, stream->id_, stream);
     self->ArmTimer();
     return 0;
@@ -62,7 +64,7 @@ struct HboneCallbacks {
       // nghttp2 has checked the client magic; its first SETTINGS completes
       // the preface.
       self->preface_received_ = true;
-      if (self->timer_->loop != nullptr) uv_timer_stop(self->timer_.get());
+      if (self->timer_) self->timer_->Stop();
       self->ArmTimer();
     }
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
@@ -333,7 +335,7 @@ HboneSession::~HboneSession() {
     streams_.clear();
     for (auto& [id, stream] : streams) {
       StreamHandler* handler = stream->detached_ ? nullptr : stream->handler_;
-      delete stream;
+      stream.reset();
       if (handler != nullptr) handler->OnClosed(true);
     }
     if (transport_ != nullptr) transport_->Reset();
@@ -376,8 +378,7 @@ Status HboneSession::Start() {
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
   if (limits_.preface_timeout_ms > 0 || limits_.stream_stall_timeout_ms > 0) {
-    uv_timer_init(dispatcher_.loop(), timer_.get());
-    timer_->data = this;
+    timer_ = std::make_unique<Timer>(dispatcher_.loop(), [this] { OnTimer(); });
     ArmTimer();
   }
   transport_->SetHandler(this);
@@ -386,19 +387,16 @@ Status HboneSession::Start() {
 }
 
 void HboneSession::ArmTimer() {
-  if (closed_ || timer_->loop == nullptr || uv_is_active(timer_.handle())) return;
-  auto on_timer = [](uv_timer_t* timer) {
-    if (timer->data != nullptr) static_cast<HboneSession*>(timer->data)->OnTimer();
-  };
+  if (closed_ || !timer_ || timer_->IsActive()) return;
   if (role_ == Role::kServer && !preface_received_ && limits_.preface_timeout_ms > 0) {
-    uv_timer_start(timer_.get(), on_timer, limits_.preface_timeout_ms, 0);
+    timer_->Start(limits_.preface_timeout_ms);
     return;
   }
   if (limits_.stream_stall_timeout_ms > 0 && !streams_.empty()) {
     // Checked a few times per period, so a stall is cut off after between
     // 1 and 1.25 periods; the timer stops while there are no streams.
     uint64_t tick = std::max<uint64_t>(limits_.stream_stall_timeout_ms / 4, 10);
-    uv_timer_start(timer_.get(), on_timer, tick, tick);
+    timer_->Start(tick, tick);
   }
 }
 
@@ -410,7 +408,7 @@ void HboneSession::OnTimer() {
     return;
   }
   if (streams_.empty()) {
-    uv_timer_stop(timer_.get());
+    timer_->Stop();
     return;
   }
   CheckStalls();
@@ -467,7 +465,8 @@ Result<HboneStream*> HboneSession::OpenStream(std::string authority,
   if (!CanOpenStream()) {
     return MakeError(ErrorCode::kResourceExhausted, "HBONE connection accepts no more streams");
   }
-  auto* stream = new HboneStream(*this);
+  HboneStreamPtr owned(new HboneStream(*this));
+  HboneStream* stream = owned.get();
   stream->authority_ = std::move(authority);
   stream->on_response_ = std::move(on_response);
   nghttp2_nv nva[] = {MakeNv(":method", "CONNECT"), MakeNv(":authority", stream->authority_)};
@@ -475,12 +474,11 @@ Result<HboneStream*> HboneSession::OpenStream(std::string authority,
   // provider); the body goes in data items once the tunnel is open.
   int32_t id = nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, -1, nullptr, nva, 2, stream);
   if (id < 0) {
-    delete stream;
     return MakeError(ErrorCode::kUnavailable,
                      std::string("HBONE CONNECT not sent: ") + nghttp2_strerror(id));
   }
   stream->id_ = id;
-  streams_[id] = stream;
+  streams_[id] = std::move(owned);
   ArmTimer();
   RequestPump();
   return stream;
@@ -506,7 +504,7 @@ void HboneSession::Pump() {
   for (int32_t id : ids) {
     auto it = streams_.find(id);
     if (it == streams_.end()) continue;
-    HboneStream* stream = it->second;
+    HboneStream* stream = it->second.get();
     stream->above_high_ = false;
     if (stream->handler_ != nullptr && !stream->detached_) stream->handler_->OnWritable();
     if (closed_) return;
@@ -560,7 +558,9 @@ void HboneSession::StreamClosed(HboneStream* stream, uint32_t error_code) {
 }
 
 void HboneSession::FinishStream(HboneStream* stream, bool reset) {
-  streams_.erase(stream->id_);
+  // The session owns its streams from their first frame until here.
+  auto node = streams_.extract(stream->id_);
+  HboneStreamPtr owned = node.empty() ? HboneStreamPtr(stream) : std::move(node.mapped());
   if (!closed_ && !stream->in_.empty()) {
     // Bytes held for a handler that will never take them (a paused stream
     // that was reset): give their share of the connection window back, or
@@ -570,7 +570,7 @@ void HboneSession::FinishStream(HboneStream* stream, bool reset) {
   }
   auto on_response = std::move(stream->on_response_);
   StreamHandler* handler = stream->detached_ ? nullptr : stream->handler_;
-  delete stream;
+  owned.reset();
   if (on_response) on_response(0, "HBONE stream closed before a response");
   if (handler != nullptr) handler->OnClosed(reset);
   if (!closed_) callbacks_.OnStreamCountChanged(*this);
@@ -591,7 +591,7 @@ void HboneSession::TearDown(bool transport_gone) {
   if (closed_) return;
   closed_ = true;
   dispatcher_.Cancel(this);
-  timer_.Close();
+  timer_.reset();
   auto streams = std::move(streams_);
   streams_.clear();
   for (auto& [id, stream] : streams) {
@@ -599,7 +599,7 @@ void HboneSession::TearDown(bool transport_gone) {
     auto on_response = std::move(stream->on_response_);
     StreamHandler* handler = stream->detached_ ? nullptr : stream->handler_;
     bool clean = stream->nghttp2_closed_;
-    delete stream;
+    stream.reset();
     if (on_response) on_response(0, "HBONE connection closed");
     if (handler != nullptr) handler->OnClosed(!clean);
   }

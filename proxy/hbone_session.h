@@ -33,6 +33,7 @@
 #include "proxy/base/byte_queue.h"
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/stream.h"
+#include "proxy/base/timer.h"
 #include "proxy/base/uv_handle.h"
 #include "workloads/result.h"
 
@@ -138,6 +139,8 @@ class HboneStream final : public Stream, private DeferredTask {
   bool refused_ : 1 = false;         // answered with a non-200 status
 };
 
+using HboneStreamPtr = std::unique_ptr<HboneStream>;
+
 class HboneSession final : private StreamHandler, private DeferredTask {
  public:
   enum class Role { kServer, kClient };
@@ -185,8 +188,6 @@ class HboneSession final : private StreamHandler, private DeferredTask {
   bool closed() const { return closed_; }
   const std::string& peer_identity() const { return peer_identity_; }
   Role role() const { return role_; }
-  // Opaque owner data (the server keeps the TLS details here).
-  void* user_data = nullptr;
 
  private:
   friend class HboneStream;
@@ -218,13 +219,15 @@ class HboneSession final : private StreamHandler, private DeferredTask {
   std::string peer_identity_;
   Callbacks& callbacks_;
   nghttp2_session* session_ = nullptr;
-  std::map<int32_t, HboneStream*> streams_;
+  std::map<int32_t, HboneStreamPtr> streams_;
   bool closed_ = false;
   bool shutting_down_ = false;
   HboneSessionLimits limits_;
-  TimerHandle timer_;  // initialized in Start() when a limit needs it
+  TimerPtr timer_;  // created in Start() when a limit needs it
   bool preface_received_ = false;
   uint64_t last_sent_ms_ = 0;  // any stream's bytes, for the connection's window
 };
+
+using HboneSessionPtr = std::unique_ptr<HboneSession>;
 
 }  // namespace podless::proxy

@@ -70,7 +70,7 @@ class MemoryPipe {
   void MaybeDelete(Dispatcher& dispatcher) {
     if (a_.finished() && b_.finished() && !deleting_) {
       deleting_ = true;
-      dispatcher.DeferredDelete(this);
+      dispatcher.DeferredDelete(std::unique_ptr<MemoryPipe>(this));
     }
   }
 

@@ -6,12 +6,13 @@
 #include <utility>
 #include <vector>
 
-#include "proxy/base/http1_parser.h"
-#include "proxy/base/tcp_stream.h"
 #include "proxy/hbone_server.h"
+#include "proxy/base/http1_parser.h"
 #include "proxy/memory_pipe.h"
 #include "proxy/socks5.h"
 #include "proxy/splice.h"
+#include "proxy/base/tcp_stream.h"
+#include "proxy/base/timer.h"
 #include "workloads/ipam.h"
 
 namespace podless::proxy {
@@ -103,8 +104,7 @@ class OutboundClient final : public StreamHandler {
     peer_ = client_->PeerAddress();
     entry_.clients_.insert(this);
     client_->SetHandler(this);
-    uv_timer_init(entry_.dispatcher_.loop(), timer_.get());
-    timer_->data = this;
+    timer_ = std::make_unique<Timer>(entry_.dispatcher_.loop(), [this] { OnTimeout(); });
     started_ms_ = uv_now(entry_.dispatcher_.loop());
     const OutboundEntryOptions& options = entry_.options_;
     uint64_t first = options.setup_timeout_ms;
@@ -114,12 +114,7 @@ class OutboundClient final : public StreamHandler {
     StartTimer(first);
   }
   void StartTimer(uint64_t ms) {
-    uv_timer_start(
-        timer_.get(),
-        [](uv_timer_t* t) {
-          if (t->data != nullptr) static_cast<OutboundClient*>(t->data)->OnTimeout();
-        },
-        ms, 0);
+    if (timer_) timer_->Start(ms);  // null once Done
   }
 
   void OnTimeout() {
@@ -473,9 +468,9 @@ class OutboundClient final : public StreamHandler {
     done_ = true;
     entry_.clients_.erase(this);
     slot_.Release();  // a no-op once Connected() handed it on
-    timer_.Close();
+    timer_.reset();
     request_.reset();
-    entry_.dispatcher_.Post([self = this] { delete self; });
+    entry_.dispatcher_.DeferredDelete(std::unique_ptr<OutboundClient>(this));
   }
 
   OutboundEntry& entry_;
@@ -484,7 +479,7 @@ class OutboundClient final : public StreamHandler {
   CountSlot unauthenticated_;   // until the credentials are accepted
   uint32_t peer_ = 0;           // the client's address: with pinned_, its LoginThrottle source
   uint64_t retry_after_s_ = 0;  // set when its login was throttled
-  TimerHandle timer_;
+  TimerPtr timer_;              // from Start until Done
   State state_ = State::kDetect;
   Mode mode_ = Mode::kHttpConnect;
   std::string input_;

@@ -3,12 +3,16 @@
 #include <string>
 #include <utility>
 
-#include "proxy/base/uv_handle.h"
+#include "proxy/base/timer.h"
 
 namespace podless::proxy {
 
 namespace {
 
+// A Splice owns itself: nothing holds it, and it ends in its streams' last
+// callbacks (stream.h: OnClosed is the last call, and a Reset stream calls
+// nothing). It is deleted there, at once: no callback of either stream can
+// follow, and its idle timer is safe to destroy inside its own callback.
 class Splice {
  public:
   Splice(Stream* a, Stream* b, SpliceOptions options)
@@ -22,8 +26,7 @@ class Splice {
     b_.stream->SetHandler(&b_);
     if (options_.dispatcher != nullptr && options_.idle_timeout_ms > 0) {
       uv_loop_t* loop = options_.dispatcher->loop();
-      uv_timer_init(loop, idle_timer_.get());
-      idle_timer_->data = this;
+      idle_timer_ = std::make_unique<Timer>(loop, [this] { OnIdleTimer(); });
       last_active_ms_ = uv_now(loop);
       ArmIdleTimer(options_.idle_timeout_ms);
     }
@@ -110,14 +113,7 @@ class Splice {
     }
   }
 
-  void ArmIdleTimer(uint64_t after_ms) {
-    uv_timer_start(
-        idle_timer_.get(),
-        [](uv_timer_t* timer) {
-          if (timer->data != nullptr) static_cast<Splice*>(timer->data)->OnIdleTimer();
-        },
-        after_ms, 0);
-  }
+  void ArmIdleTimer(uint64_t after_ms) { idle_timer_->Start(after_ms); }
 
   void OnIdleTimer() {
     const uint64_t now = uv_now(options_.dispatcher->loop());
@@ -137,8 +133,8 @@ class Splice {
   Side a_;
   Side b_;
   SpliceOptions options_;
-  bool refused_ = false;    // the request gate refused a request
-  TimerHandle idle_timer_;  // initialised only with an idle timeout
+  bool refused_ = false;  // the request gate refused a request
+  TimerPtr idle_timer_;   // only with an idle timeout
   uint64_t last_active_ms_ = 0;
 };
 

@@ -248,26 +248,23 @@ std::string TlsStream::DescribeFailure(const char* what) {
 
 void TlsStream::StartHandshake(uint64_t timeout_ms) {
   transport_->SetHandler(this);
-  uv_timer_init(dispatcher_.loop(), handshake_timer_.get());
-  handshake_timer_->data = this;
-  uv_timer_start(
-      handshake_timer_.get(),
-      [](uv_timer_t* timer) {
-        auto* self = static_cast<TlsStream*>(timer->data);
-        if (self == nullptr) return;
-        if (self->dead_) {
-          // Lingering after a failure: drop the socket now.
-          self->transport_->Reset();
-          self->transport_ = nullptr;
-          self->Destroy();
-          return;
-        }
-        self->FailHandshake(MakeError(ErrorCode::kDeadlineExceeded, "TLS handshake timed out"));
-      },
-      timeout_ms, 0);
+  handshake_timer_ = std::make_unique<Timer>(dispatcher_.loop(), [this] { OnHandshakeTimer(); });
+  handshake_timer_->Start(timeout_ms);
   // The first flight (ClientHello) goes out on the next turn, so the callback
   // is never called from inside Accept()/Connect().
   dispatcher_.Schedule(this);
+}
+
+void TlsStream::OnHandshakeTimer() {
+  if (dead_) {
+    // Lingering after a failure (FailHandshake): drop the socket now.
+    if (transport_ == nullptr) return;
+    transport_->Reset();
+    transport_ = nullptr;
+    Destroy();
+    return;
+  }
+  FailHandshake(MakeError(ErrorCode::kDeadlineExceeded, "TLS handshake timed out"));
 }
 
 int TlsStream::SelectCertificate(SSL* ssl, void* arg) {
@@ -366,7 +363,7 @@ void TlsStream::DriveHandshake() {
       return;
     }
     handshake_done_ = true;
-    uv_timer_stop(handshake_timer_.get());
+    if (handshake_timer_) handshake_timer_->Stop();
     HandshakeCallback callback = std::move(handshake_callback_);
     callback(Status{});
     // Application data may have arrived with the last handshake flight.
@@ -399,16 +396,8 @@ void TlsStream::FailHandshake(Error error) {
   if (transport_ != nullptr) {
     // Let the alert reach the peer, then drop the socket if it lingers.
     transport_->End();
-    uv_timer_start(
-        handshake_timer_.get(),
-        [](uv_timer_t* timer) {
-          auto* self = static_cast<TlsStream*>(timer->data);
-          if (self == nullptr || self->transport_ == nullptr) return;
-          self->transport_->Reset();
-          self->transport_ = nullptr;
-          self->Destroy();
-        },
-        kLingerAfterFailureMs, 0);
+    // OnHandshakeTimer drops it.
+    if (handshake_timer_) handshake_timer_->Start(kLingerAfterFailureMs);
   }
   if (callback) callback(std::move(error));
 }
@@ -419,9 +408,9 @@ void TlsStream::Destroy() {
   if (destroy_callback_) std::exchange(destroy_callback_, nullptr)();
   dead_ = true;
   handler_ = nullptr;
-  handshake_timer_.Close();
+  handshake_timer_.reset();
   dispatcher_.Cancel(this);
-  dispatcher_.DeferredDelete(this);
+  dispatcher_.DeferredDelete(std::unique_ptr<TlsStream>(this));
 }
 
 void TlsStream::RunDeferred() {

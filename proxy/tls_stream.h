@@ -36,6 +36,11 @@
 #include "proxy/base/tcp_stream.h"
 #include "proxy/base/uv_handle.h"
 #include "proxy/directory.h"
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/stream.h"
+#include "proxy/base/tcp_stream.h"
+#include "proxy/base/timer.h"
+#include "proxy/base/uv_handle.h"
 #include "workloads/result.h"
 
 namespace podless::proxy {
@@ -152,6 +157,7 @@ class TlsStream final : public Stream, private StreamHandler, private DeferredTa
   static TlsStream* FromSsl(const SSL* ssl);
 
   void StartHandshake(uint64_t timeout_ms);
+  void OnHandshakeTimer();
   void DriveHandshake();
   void FailHandshake(Error error);
   void ReadPlaintext();
@@ -183,7 +189,7 @@ class TlsStream final : public Stream, private StreamHandler, private DeferredTa
   std::string_view unread_;  // the current OnData's bytes not yet read by SSL
   HandshakeCallback handshake_callback_;
   std::function<void()> destroy_callback_;
-  TimerHandle handshake_timer_;
+  TimerPtr handshake_timer_;  // the handshake's timeout, then the linger after a failure
   StreamHandler* handler_ = nullptr;
   ByteQueue plain_out_;
   workloads::SvidPtr svid_;  // kept alive while the SSL references its key

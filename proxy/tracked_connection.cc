@@ -92,7 +92,7 @@ void TrackedConnection::Finish() {
   slot_.Release();
   tracker_.Remove(this);
   tracker_.dispatcher().Cancel(this);
-  tracker_.dispatcher().DeferredDelete(this);
+  tracker_.dispatcher().DeferredDelete(std::unique_ptr<TrackedConnection>(this));
 }
 
 ConnectionTracker::~ConnectionTracker() {

@@ -90,9 +90,10 @@ Result<GrpcClientPtr> GrpcClient::Connect(const std::string& socket_path,
 }
 
 GrpcClient::GrpcClient(std::string socket_path, GrpcClientOptions options)
-    : socket_path_(std::move(socket_path)), options_(std::move(options)), dispatcher_(loop_.get()) {
-  uv_timer_init(loop_.get(), deadline_timer_.get());
-}
+    : socket_path_(std::move(socket_path)),
+      options_(std::move(options)),
+      dispatcher_(loop_.get()),
+      deadline_timer_(loop_.get(), [this] { deadline_passed_ = true; }) {}
 
 GrpcClient::~GrpcClient() {
   channel_.reset();
@@ -189,16 +190,13 @@ std::vector<Status> GrpcClient::RunCalls(
     calls.push_back(std::move(call));
   }
 
-  bool timed_out = false;
-  deadline_timer_->data = &timed_out;
-  uv_timer_start(
-      deadline_timer_.get(), [](uv_timer_t* timer) { *static_cast<bool*>(timer->data) = true; },
-      static_cast<uint64_t>((timeout + kDeadlineGrace).count()), 0);
+  deadline_passed_ = false;
+  deadline_timer_.Start(static_cast<uint64_t>((timeout + kDeadlineGrace).count()));
   auto all_done = [&] {
     return std::all_of(calls.begin(), calls.end(), [](const auto& c) { return c->done; });
   };
   Status io = channel_->Flush();
-  while (io.ok() && !broken_ && !all_done() && !timed_out) {
+  while (io.ok() && !broken_ && !all_done() && !deadline_passed_) {
     uv_run(loop_.get(), UV_RUN_ONCE);
     // Calls whose caller said stop: reset their streams, outside nghttp2's
     // callbacks.
@@ -209,8 +207,7 @@ std::vector<Status> GrpcClient::RunCalls(
       if (Status cancelled = channel_->Cancel(call->stream_id); !cancelled.ok()) io = cancelled;
     }
   }
-  uv_timer_stop(deadline_timer_.get());
-  deadline_timer_->data = nullptr;
+  deadline_timer_.Stop();
   if (!io.ok()) MarkBroken(io.error().message);
 
   for (auto& call : calls) {

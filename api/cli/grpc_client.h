@@ -18,6 +18,7 @@
 
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/stream.h"
+#include "proxy/base/timer.h"
 #include "proxy/base/uv_handle.h"
 #include "runtime/grpc/channel.h"
 #include "runtime/grpc/framing.h"
@@ -107,7 +108,8 @@ class GrpcClient final : private proxy::StreamHandler, private runtime::GrpcChan
   // The loop outlives everything on it (members die in reverse order).
   proxy::UvLoop loop_;
   proxy::Dispatcher dispatcher_;
-  proxy::TimerHandle deadline_timer_;
+  proxy::Timer deadline_timer_;      // sets deadline_passed_
+  bool deadline_passed_ = false;     // the running call's deadline (and grace) is over
   proxy::Stream* stream_ = nullptr;  // owns itself; null once closed
   runtime::GrpcChannelPtr channel_;
   bool broken_ = false;

@@ -13,7 +13,9 @@ DeferredTask::~DeferredTask() {
 }
 
 Dispatcher::Dispatcher(uv_loop_t* loop) : loop_(loop), read_buffer_(new char[kReadBufferSize]) {
-  uv_idle_init(loop_, idle_.get());
+  // uv_idle_init always returns 0. The idle handle keeps its `data = this`
+  // trampoline: it is the Dispatcher's own, started and stopped only here.
+  (void)uv_idle_init(loop_, idle_.get());
   idle_->data = this;
 }
 
@@ -31,7 +33,8 @@ Dispatcher::~Dispatcher() {
 
 void Dispatcher::Arm() {
   if (!uv_is_active(idle_.handle())) {
-    uv_idle_start(idle_.get(), [](uv_idle_t* idle) {
+    // uv_idle_start fails only for a null callback.
+    (void)uv_idle_start(idle_.get(), [](uv_idle_t* idle) {
       if (idle->data != nullptr) static_cast<Dispatcher*>(idle->data)->RunQueue();
     });
   }
@@ -78,7 +81,7 @@ void Dispatcher::RunQueue() {
   }
   running_.clear();
   for (auto& fn : posted) fn();
-  if (tasks_.empty() && posted_.empty()) uv_idle_stop(idle_.get());
+  if (tasks_.empty() && posted_.empty()) (void)uv_idle_stop(idle_.get());  // Always 0.
 }
 
 uv_buf_t Dispatcher::ReadBuffer() { return uv_buf_init(read_buffer_.get(), kReadBufferSize); }

@@ -48,11 +48,15 @@ class Dispatcher {
   void Schedule(DeferredTask* task);
   void Cancel(DeferredTask* task);
 
-  // Destroys `object` on the next loop turn (objects that end inside their
-  // own callbacks).
+  // Takes `object` and destroys it on the next loop turn: for objects that
+  // end inside their own callbacks. An object that owns itself (created with
+  // `new` and ended by its own last callback) hands itself over as
+  // `DeferredDelete(std::unique_ptr<Self>(this))`, which says in the type
+  // that ownership moves here.
   template <typename T>
-  void DeferredDelete(T* object) {
-    Post([object] { delete object; });
+  void DeferredDelete(std::unique_ptr<T> object) {
+    if (object == nullptr) return;
+    Post([owned = std::shared_ptr<T>(std::move(object))]() mutable { owned.reset(); });
   }
   // One-off work; cannot be cancelled, so capture nothing that may die.
   void Post(std::function<void()> fn);

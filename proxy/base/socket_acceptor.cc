@@ -190,8 +190,8 @@ Result<SocketAcceptorPtr> SocketAcceptor::Adopt(uv_loop_t* loop, int listen_fd, 
   int rc = uv_poll_init_socket(loop, acceptor->poll_.get(), listen_fd);
   if (rc == 0) {
     acceptor->poll_->data = acceptor.get();
-    uv_timer_init(loop, acceptor->backoff_timer_.get());
-    acceptor->backoff_timer_->data = acceptor.get();
+    SocketAcceptor* self = acceptor.get();
+    acceptor->backoff_timer_ = std::make_unique<Timer>(loop, [self] { self->Watch(); });
     acceptor->Watch();
   }
   if (rc != 0) {
@@ -212,7 +212,7 @@ void SocketAcceptor::Close() {
   // Closing the poll handle stops watching at once, so the descriptor can be
   // closed right after.
   poll_.Close();
-  backoff_timer_.Close();
+  backoff_timer_.reset();
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;
@@ -221,9 +221,14 @@ void SocketAcceptor::Close() {
 
 void SocketAcceptor::Watch() {
   if (fd_ < 0 || poll_.get() == nullptr) return;
-  uv_poll_start(poll_.get(), UV_READABLE, [](uv_poll_t* poll, int, int) {
+  int rc = uv_poll_start(poll_.get(), UV_READABLE, [](uv_poll_t* poll, int, int) {
     if (poll->data != nullptr) static_cast<SocketAcceptor*>(poll->data)->OnReadable();
   });
+  if (rc != 0) {
+    // Only a closing handle or a broken descriptor refuses: accepting is over.
+    options_.log("error: " + options_.name + " listener " + options_.address +
+                 ": cannot watch the listening socket: " + uv_strerror(rc));
+  }
 }
 
 void SocketAcceptor::OnReadable() {
@@ -285,16 +290,11 @@ void SocketAcceptor::OnAcceptError(int err) {
     ++unlogged_errors_;
   }
   failing_ = true;
-  if (poll_.get() == nullptr || backoff_timer_.get() == nullptr) return;
+  if (poll_.get() == nullptr || !backoff_timer_) return;
   // Level-triggered: a socket with connections still pending stays readable,
   // so watching it now would spin. Look again after the backoff.
-  uv_poll_stop(poll_.get());
-  uv_timer_start(
-      backoff_timer_.get(),
-      [](uv_timer_t* timer) {
-        if (timer->data != nullptr) static_cast<SocketAcceptor*>(timer->data)->Watch();
-      },
-      backoff_ms_, 0);
+  (void)uv_poll_stop(poll_.get());  // Always returns 0.
+  backoff_timer_->Start(backoff_ms_);
 }
 
 uint32_t ProxyDescriptorReserve() {

@@ -30,6 +30,7 @@
 #include <string_view>
 
 #include "proxy/base/metrics.h"
+#include "proxy/base/timer.h"
 #include "proxy/base/uv_handle.h"
 #include "workloads/result.h"
 
@@ -112,7 +113,7 @@ class SocketAcceptor {
   AcceptCallback on_accept_;
   int fd_ = -1;
   UvHandle<uv_poll_t> poll_;
-  TimerHandle backoff_timer_;
+  TimerPtr backoff_timer_;
   uint64_t backoff_ms_ = 0;        // 0: not backing off
   uint64_t descriptor_limit_ = 0;  // soft RLIMIT_NOFILE when adopted
   uint64_t accept_errors_ = 0;

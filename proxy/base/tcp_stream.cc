@@ -56,7 +56,8 @@ std::atomic<uint64_t> g_next_stream_id{1};
 
 TcpStream::TcpStream(Dispatcher& dispatcher)
     : dispatcher_(dispatcher), id_(g_next_stream_id.fetch_add(1, std::memory_order_relaxed)) {
-  uv_tcp_init(dispatcher.loop(), &tcp_);
+  // uv_tcp_init without flags creates no socket and always returns 0.
+  (void)uv_tcp_init(dispatcher.loop(), &tcp_);
   tcp_.data = this;
 }
 
@@ -67,7 +68,7 @@ TcpStream* TcpStream::Accept(Dispatcher& dispatcher, uv_stream_t* server) {
     stream->CloseHandle();
     return nullptr;
   }
-  uv_tcp_nodelay(&stream->tcp_, 1);
+  stream->SetNoDelay();
   return stream;
 }
 
@@ -79,14 +80,14 @@ TcpStream* TcpStream::Adopt(Dispatcher& dispatcher, int fd) {
     stream->CloseHandle();
     return nullptr;
   }
-  uv_tcp_nodelay(&stream->tcp_, 1);
+  stream->SetNoDelay();
   return stream;
 }
 
 void TcpStream::SetWriteStallTimeout(uint64_t timeout_ms, Counter* fired) {
   stall_timeout_ms_ = timeout_ms;
   stall_fired_ = fired;
-  if (timeout_ms == 0 && stall_timer_) uv_timer_stop(stall_timer_->get());
+  if (timeout_ms == 0 && stall_timer_) stall_timer_->Stop();
   ArmStallTimer();
 }
 
@@ -107,27 +108,20 @@ void TcpStream::ArmStallTimer() {
     // The kernel took every byte already (the usual case: uv_write tries at
     // once): nothing can stall, so an idle connection never gets a timer.
     if (uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_)) == 0) return;
-    stall_timer_.emplace();
-    uv_timer_init(dispatcher_.loop(), stall_timer_->get());
-    stall_timer_->get()->data = this;
+    stall_timer_ = std::make_unique<Timer>(dispatcher_.loop(), [this] { OnStallTick(); });
   }
-  if (uv_is_active(stall_timer_->handle())) return;
+  if (stall_timer_->IsActive()) return;
   stall_mark_ = BytesWritten();
   stall_since_ = uv_now(dispatcher_.loop());
   // Checked a few times per period: progress is noticed between ticks, so a
   // stall is cut off after between 1 and 1.25 periods.
   uint64_t tick = std::max<uint64_t>(stall_timeout_ms_ / 4, 10);
-  uv_timer_start(
-      stall_timer_->get(),
-      [](uv_timer_t* timer) {
-        if (timer->data != nullptr) FromHandle(timer->data)->OnStallTick();
-      },
-      tick, tick);
+  stall_timer_->Start(tick, tick);
 }
 
 void TcpStream::OnStallTick() {
   if (closed_ || in_flight_ == 0) {
-    uv_timer_stop(stall_timer_->get());
+    stall_timer_->Stop();
     return;
   }
   uint64_t now = uv_now(dispatcher_.loop());
@@ -138,9 +132,19 @@ void TcpStream::OnStallTick() {
     return;
   }
   if (now - stall_since_ < stall_timeout_ms_) return;
-  uv_timer_stop(stall_timer_->get());
+  stall_timer_->Stop();
   if (stall_fired_ != nullptr) stall_fired_->Inc();
   Fail();
+}
+
+void TcpStream::SetNoDelay() {
+  // Nagle's algorithm only delays small writes: a socket that refuses
+  // TCP_NODELAY still works, so the failure is logged, not fatal.
+  int rc = uv_tcp_nodelay(&tcp_, 1);
+  if (rc != 0 && LogEnabled(LogLevel::kDebug)) {
+    Log(LogLevel::kDebug, "proxy",
+        "conn=" + std::to_string(id_) + " TCP_NODELAY: " + uv_strerror(rc));
+  }
 }
 
 void TcpStream::CloseHandle() {
@@ -189,7 +193,13 @@ void TcpStream::StartReading() {
       [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
         FromHandle(s->data)->OnRead(nread, buf);
       });
-  if (rc == 0) reading_ = true;
+  if (rc == 0) {
+    reading_ = true;
+    return;
+  }
+  // A socket that cannot be read (not connected, or broken) would hang its
+  // handler: it fails on the next turn, never inside the caller's call.
+  dispatcher_.Schedule(this);
 }
 
 void TcpStream::SetReadPaused(bool paused) {
@@ -337,10 +347,6 @@ void TcpStream::Close() {
 
 TcpConnector::~TcpConnector() {
   if (request_ != nullptr) request_->data = nullptr;  // the request frees itself
-  if (timer_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  }
   if (stream_ != nullptr) {
     stream_->closed_ = true;
     stream_->CloseHandle();
@@ -379,7 +385,7 @@ void TcpConnector::Connect(const sockaddr& address, uint64_t timeout_ms, Callbac
         return;
       }
       TcpStream* stream = std::exchange(self->stream_, nullptr);
-      uv_tcp_nodelay(&stream->tcp_, 1);
+      stream->SetNoDelay();
       self->Finish(stream);
     });
   if (rc != 0) {
@@ -387,36 +393,21 @@ void TcpConnector::Connect(const sockaddr& address, uint64_t timeout_ms, Callbac
     request_ = nullptr;
     std::string message = "connect to " + target_ + " failed: " + uv_strerror(rc);
     // Never call back from inside Connect().
-    auto* self = this;
-    timer_ = new uv_timer_t;
-    uv_timer_init(dispatcher_.loop(), timer_);
-    timer_->data = self;
-    error_ = message;
-    uv_timer_start(
-        timer_,
-        [](uv_timer_t* t) {
-          auto* c = static_cast<TcpConnector*>(t->data);
-          c->Finish(MakeError(ErrorCode::kUnavailable, c->error_));
-        },
-        0, 0);
+    timer_ = std::make_unique<Timer>(dispatcher_.loop(), [this, message = std::move(message)] {
+      Finish(MakeError(ErrorCode::kUnavailable, message));
+    });
+    timer_->Start(0);
     return;
   }
-  timer_ = new uv_timer_t;
-  uv_timer_init(dispatcher_.loop(), timer_);
-  timer_->data = this;
-  uv_timer_start(
-      timer_,
-      [](uv_timer_t* t) {
-        auto* self = static_cast<TcpConnector*>(t->data);
-        self->Finish(
-            MakeError(ErrorCode::kDeadlineExceeded, "connect to " + self->target_ + " timed out"));
-      },
-      timeout_ms, 0);
+  timer_ = std::make_unique<Timer>(dispatcher_.loop(), [this] {
+    Finish(MakeError(ErrorCode::kDeadlineExceeded, "connect to " + target_ + " timed out"));
+  });
+  timer_->Start(timeout_ms);
 }
 
 void TcpConnector::Finish(Result<TcpStream*> result) {
   if (!callback_) return;
-  if (timer_ != nullptr) uv_timer_stop(timer_);
+  if (timer_) timer_->Stop();
   if (!result.ok() && stream_ != nullptr) {
     // Closing the socket cancels a pending connect; its callback sees
     // request->data == null and only frees the request.

@@ -32,6 +32,7 @@
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/metrics.h"
 #include "proxy/base/stream.h"
+#include "proxy/base/timer.h"
 #include "proxy/base/uv_handle.h"
 #include "workloads/result.h"
 
@@ -93,12 +94,13 @@ class TcpStream final : public Stream, private DeferredTask {
   void OnWriteDone(int status);
   void MaybeFinish();
   void Fail();
+  void SetNoDelay();
   void CloseHandle();
   void ArmStallTimer();
   void OnStallTick();
   // Bytes the kernel has taken so far (libuv's queue shrinks on partial writes).
   uint64_t BytesWritten() const;
-  // DeferredTask: a write or shutdown that failed synchronously.
+  // DeferredTask: a read, write or shutdown that failed synchronously.
   void RunDeferred() override { Fail(); }
 
   Dispatcher& dispatcher_;
@@ -118,7 +120,7 @@ class TcpStream final : public Stream, private DeferredTask {
   uint64_t stall_timeout_ms_ = 0;
   Counter* stall_fired_ = nullptr;
   // Created on first use: most connections never queue bytes long enough.
-  std::optional<TimerHandle> stall_timer_;
+  TimerPtr stall_timer_;
   uint64_t stall_mark_ = 0;   // BytesWritten() at the last progress
   uint64_t stall_since_ = 0;  // loop time of the last progress
   bool read_paused_ = false;
@@ -160,10 +162,9 @@ class TcpConnector {
   Dispatcher& dispatcher_;
   TcpStream* stream_ = nullptr;  // owned until handed over
   uv_connect_t* request_ = nullptr;
-  uv_timer_t* timer_ = nullptr;
+  TimerPtr timer_;  // the timeout, or the error's report on the next turn
   Callback callback_;
   std::string target_;
-  std::string error_;
 };
 
 // "127.64.0.5:8080" (host byte order address).

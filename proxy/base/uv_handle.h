@@ -5,13 +5,18 @@
 // handle; destroying the owner calls uv_close() and the memory is freed in the
 // close callback, possibly on a later loop turn. `handle->data` is the
 // caller's to point at its own object; the owner clears it when closing so a
-// late callback can never reach a dead object.
+// late callback can never reach a dead object. A timer needs no `data`:
+// proxy/base/timer.h's Timer owns one of these and carries its callback.
 #pragma once
 
 #include <uv.h>
 
+#include <cstdlib>
 #include <memory>
+#include <string>
 #include <utility>
+
+#include "proxy/base/log.h"
 
 namespace podless::proxy {
 
@@ -69,11 +74,20 @@ using IdleHandle = UvHandle<uv_idle_t>;
 // then closes it.
 class UvLoop {
  public:
-  UvLoop() { uv_loop_init(&loop_); }
+  UvLoop() {
+    // Fails only without a descriptor or memory for the loop's epoll and
+    // wakeup: nothing can run without a loop, so that is fatal.
+    if (int rc = uv_loop_init(&loop_); rc != 0) {
+      Log(LogLevel::kError, "uv", std::string("cannot create an event loop: ") + uv_strerror(rc));
+      std::abort();
+    }
+  }
   ~UvLoop() {
     // Let pending close callbacks release their memory.
     uv_run(&loop_, UV_RUN_DEFAULT);
-    uv_loop_close(&loop_);
+    // EBUSY only if a handle was never closed; its memory is then leaked
+    // rather than freed under libuv's feet.
+    (void)uv_loop_close(&loop_);
   }
   UvLoop(const UvLoop&) = delete;
   UvLoop& operator=(const UvLoop&) = delete;

@@ -64,8 +64,7 @@ Cluster::Cluster(uv_loop_t* loop, const AgentConfig& config)
   if (auto colon = config.hbone_address.rfind(':'); colon != std::string::npos) {
     self_.hbone_port = static_cast<uint16_t>(std::atoi(config.hbone_address.c_str() + colon + 1));
   }
-  uv_timer_init(loop_, retry_timer_.get());
-  retry_timer_->data = this;
+  retry_timer_ = std::make_unique<proxy::Timer>(loop_, [this] { Sync(); });
 }
 
 Cluster::~Cluster() {
@@ -292,14 +291,12 @@ void Cluster::Disconnected(const Status& why) {
 }
 
 void Cluster::ScheduleSync() {
-  if (shutting_down_ || syncing_ || uv_is_active(retry_timer_.handle())) return;
+  if (shutting_down_ || syncing_ || retry_timer_->IsActive()) return;
   static thread_local std::minstd_rand jitter(std::random_device{}());
   const auto delay =
       backoff_ / 2 + std::chrono::milliseconds(jitter() % (backoff_.count() / 2 + 1));
   backoff_ = std::min(backoff_ * 2, kMaxBackoff);
-  uv_timer_start(
-      retry_timer_.get(), [](uv_timer_t* timer) { static_cast<Cluster*>(timer->data)->Sync(); },
-      static_cast<uint64_t>(delay.count()), 0);
+  retry_timer_->Start(static_cast<uint64_t>(delay.count()));
 }
 
 void Cluster::MarkDirty(const ObjectKey& key) {
@@ -487,7 +484,7 @@ void Cluster::CommitClusterObjects(std::vector<workloads::Object> objects,
 
 void Cluster::Shutdown(std::function<void()> done) {
   shutting_down_ = true;
-  uv_timer_stop(retry_timer_.get());
+  retry_timer_->Stop();
   keepalive_.reset();
   watch_.reset();
   if (lease_ == 0 || !connected_) {

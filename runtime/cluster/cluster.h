@@ -31,13 +31,14 @@
 #include <vector>
 
 #include "proxy/base/metrics.h"
+#include "proxy/base/timer.h"
 #include "proxy/base/uv_handle.h"
+#include "runtime/state/agent.h"
 #include "runtime/cluster/cluster_records.h"
 #include "runtime/cluster/cluster_view.h"
+#include "runtime/state/config.h"
 #include "runtime/etcd/etcd_client.h"
 #include "runtime/etcd/etcd_kv.h"
-#include "runtime/state/agent.h"
-#include "runtime/state/config.h"
 
 namespace podless::runtime {
 
@@ -139,7 +140,7 @@ class Cluster {
   std::chrono::milliseconds backoff_{200};
   EtcdStreamPtr keepalive_;
   EtcdStreamPtr watch_;
-  proxy::TimerHandle retry_timer_;
+  proxy::TimerPtr retry_timer_;
   uint64_t agent_watcher_ = 0;
 
   // Workload keys to write (or delete) in etcd, with a change counter so a

@@ -4,6 +4,7 @@
 #include <optional>
 #include <utility>
 
+#include "proxy/base/timer.h"
 #include "proxy/base/uv_handle.h"
 #include "runtime/etcd/etcd_connection.h"
 #include "runtime/grpc/framing.h"
@@ -24,9 +25,9 @@ constexpr char kWatchPath[] = "/etcdserverpb.Watch/Watch";
 
 class EtcdClientImpl;
 
-// Stops a timer that may never have been initialised (or was closed).
-void StopTimer(proxy::TimerHandle& timer) {
-  if (timer.get() != nullptr && timer->type == UV_TIMER) uv_timer_stop(timer.get());
+// Stops a timer that may never have been created (or was destroyed).
+void StopTimer(const proxy::TimerPtr& timer) {
+  if (timer) timer->Stop();
 }
 
 // One gRPC call as the client tracks it: unary (Range, Put, ...) or a
@@ -41,12 +42,12 @@ struct Call final : GrpcStreamSink, std::enable_shared_from_this<Call> {
   // Where it runs once started; both cleared when the stream is over.
   EtcdConnection* connection = nullptr;
   int32_t stream_id = -1;
-  bool ended = false;           // its end is decided: nothing more is posted
-  bool finished = false;        // on_end ran: nothing runs any more
-  bool cancelled = false;       // the owner let go: nothing runs at all
-  uint64_t deadline_ms = 0;     // uv_now() of a unary call's deadline
-  proxy::TimerHandle deadline;  // unary calls
-  proxy::TimerHandle ticker;    // keep-alives: the next request, the response check
+  bool ended = false;        // its end is decided: nothing more is posted
+  bool finished = false;     // on_end ran: nothing runs any more
+  bool cancelled = false;    // the owner let go: nothing runs at all
+  uint64_t deadline_ms = 0;  // uv_now() of a unary call's deadline
+  proxy::TimerPtr deadline;  // unary calls
+  proxy::TimerPtr ticker;    // keep-alives: the next request, the response check
   uint64_t last_response_ms = 0;
   std::string repeat_frame;  // keep-alives: the request every tick sends
   // Run from the client's dispatch, never inside nghttp2.
@@ -188,7 +189,9 @@ EtcdClientImpl::EtcdClientImpl(uv_loop_t* loop, EtcdOptions options,
       tls_(std::move(tls)),
       streams_(loop) {
   current_endpoint_ = endpoints_.front().url;
-  uv_idle_init(loop_, dispatcher_.get());
+  // uv_idle_init always returns 0. The idle handle keeps its trampoline: it
+  // is the client's own post queue, started and stopped only here.
+  (void)uv_idle_init(loop_, dispatcher_.get());
   dispatcher_->data = this;
 }
 
@@ -197,8 +200,8 @@ EtcdClientImpl::~EtcdClientImpl() {
   for (const std::shared_ptr<Call>& call : calls_) {
     call->client = nullptr;
     call->ended = true;
-    call->deadline.Close();
-    call->ticker.Close();
+    call->deadline.reset();
+    call->ticker.reset();
   }
   // Posted callbacks die unrun; the connections close their sockets.
 }
@@ -208,7 +211,8 @@ void EtcdClientImpl::Post(std::function<void()> fn) {
   if (!uv_is_active(dispatcher_.handle())) {
     // An idle handle runs on the next loop turn without blocking the poll:
     // callbacks never run inside the call that caused them.
-    uv_idle_start(dispatcher_.get(), [](uv_idle_t* idle) {
+    // uv_idle_start fails only for a null callback.
+    (void)uv_idle_start(dispatcher_.get(), [](uv_idle_t* idle) {
       if (auto* self = static_cast<EtcdClientImpl*>(idle->data)) self->Dispatch();
     });
   }
@@ -218,7 +222,7 @@ void EtcdClientImpl::Dispatch() {
   retired_.clear();
   std::vector<std::function<void()>> batch;
   batch.swap(posted_);
-  if (posted_.empty()) uv_idle_stop(dispatcher_.get());
+  if (posted_.empty()) (void)uv_idle_stop(dispatcher_.get());  // Always 0.
   std::weak_ptr<bool> alive = alive_;
   for (std::function<void()>& fn : batch) {
     fn();
@@ -261,8 +265,8 @@ void EtcdClientImpl::Cancel(Call& call) {
   call.cancelled = true;
   if (call.ended) return;
   call.ended = true;
-  call.deadline.Close();
-  call.ticker.Close();
+  call.deadline.reset();
+  call.ticker.reset();
   if (call.connection != nullptr) call.connection->Cancel(call.stream_id);
   call.connection = nullptr;
   calls_.erase(call.in_list);
@@ -297,20 +301,15 @@ void EtcdClientImpl::Unary(const char* path, const Req& request, EtcdCallback<Re
   call->half_close = true;
   const auto timeout = static_cast<uint64_t>(std::max<int64_t>(options_.call_timeout.count(), 1));
   call->deadline_ms = uv_now(loop_) + timeout;
-  uv_timer_init(loop_, call->deadline.get());
-  call->deadline->data = call.get();
-  uv_timer_start(
-      call->deadline.get(),
-      [](uv_timer_t* timer) {
-        auto* c = static_cast<Call*>(timer->data);
-        if (c == nullptr || c->client == nullptr) return;
-        const std::string where = c->connection != nullptr ? " on " + c->connection->endpoint().url
-                                                           : " (connecting to etcd)";
-        c->client->End(
-            c->shared_from_this(),
-            MakeError(ErrorCode::kDeadlineExceeded, "etcd call " + c->path + " timed out" + where));
-      },
-      timeout, 0);
+  // The timer is the call's: it dies with it.
+  call->deadline = std::make_unique<proxy::Timer>(loop_, [c = call.get()] {
+    if (c->client == nullptr) return;
+    const std::string where =
+        c->connection != nullptr ? " on " + c->connection->endpoint().url : " (connecting to etcd)";
+    c->client->End(c->shared_from_this(), MakeError(ErrorCode::kDeadlineExceeded,
+                                                    "etcd call " + c->path + " timed out" + where));
+  });
+  call->deadline->Start(timeout);
   Start(call);
 }
 
@@ -346,22 +345,17 @@ EtcdStreamPtr EtcdClientImpl::KeepAlive(
   // intervals (a silent etcd means a lease about to be lost) and sends the
   // next one.
   const auto period = static_cast<uint64_t>(std::max<int64_t>(interval.count(), 1));
-  uv_timer_init(loop_, call->ticker.get());
-  call->ticker->data = raw;
-  uv_timer_start(
-      call->ticker.get(),
-      [](uv_timer_t* timer) {
-        auto* c = static_cast<Call*>(timer->data);
-        if (c != nullptr && c->client != nullptr) c->client->KeepAliveTick(*c);
-      },
-      period, period);
+  call->ticker = std::make_unique<proxy::Timer>(loop_, [raw] {
+    if (raw->client != nullptr) raw->client->KeepAliveTick(*raw);
+  });
+  call->ticker->Start(period, period);
   Start(call);
   return std::make_unique<StreamHandle>(std::move(call));
 }
 
 void EtcdClientImpl::KeepAliveTick(Call& call) {
   if (call.connection == nullptr) return;  // still connecting: the first request waits
-  const uint64_t period = uv_timer_get_repeat(call.ticker.get());
+  const uint64_t period = call.ticker->repeat_ms();
   if (uv_now(loop_) - call.last_response_ms > 2 * period) {
     End(call.shared_from_this(),
         MakeError(ErrorCode::kUnavailable, "etcd at " + call.connection->endpoint().url +

@@ -96,14 +96,10 @@ EtcdConnection::EtcdConnection(proxy::Dispatcher& dispatcher, EtcdEndpoint endpo
       loop_(dispatcher.loop()),
       endpoint_(std::move(endpoint)),
       tls_context_(endpoint_.tls ? std::move(tls) : nullptr),
-      listener_(listener) {
-  uv_timer_init(loop_, connect_timer_.get());
-  connect_timer_->data = this;
-  uv_timer_init(loop_, notify_timer_.get());
-  notify_timer_->data = this;
-  uv_timer_init(loop_, ping_timer_.get());
-  ping_timer_->data = this;
-}
+      listener_(listener),
+      connect_timer_(loop_, [this] { OnConnectTimeout(); }),
+      notify_timer_(loop_, [this] { Notify(); }),
+      ping_timer_(loop_, [this] { PingTick(); }) {}
 
 EtcdConnection::~EtcdConnection() {
   if (resolving_ != nullptr) {
@@ -115,10 +111,13 @@ EtcdConnection::~EtcdConnection() {
   // destroy callback (which clears tls_) at once.
   if (stream_ != nullptr) std::exchange(stream_, nullptr)->Reset();
   if (tls_ != nullptr) tls_->Reset();
-  // Closing the handles first: their pending callbacks see `data` cleared.
-  connect_timer_.Close();
-  notify_timer_.Close();
-  ping_timer_.Close();
+  // The timers call nothing once destroyed.
+}
+
+void EtcdConnection::OnConnectTimeout() {
+  Fail(ErrorCode::kUnavailable,
+       "no connection within the connect timeout of " + std::to_string(connect_timeout_ms_) +
+           " ms" + (last_connect_error_.empty() ? "" : " (" + last_connect_error_ + ")"));
 }
 
 void EtcdConnection::Connect(std::chrono::milliseconds timeout) {
@@ -126,18 +125,7 @@ void EtcdConnection::Connect(std::chrono::milliseconds timeout) {
   uv_update_time(loop_);  // the timeout counts from now, not from the last loop turn
   connect_timeout_ms_ = static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 1));
   connect_deadline_ = uv_now(loop_) + connect_timeout_ms_;
-  uv_timer_start(
-      connect_timer_.get(),
-      [](uv_timer_t* timer) {
-        auto* self = static_cast<EtcdConnection*>(timer->data);
-        if (self == nullptr) return;
-        self->Fail(
-            ErrorCode::kUnavailable,
-            "no connection within the connect timeout of " +
-                std::to_string(self->connect_timeout_ms_) + " ms" +
-                (self->last_connect_error_.empty() ? "" : " (" + self->last_connect_error_ + ")"));
-      },
-      connect_timeout_ms_, 0);
+  connect_timer_.Start(connect_timeout_ms_);
 
   sockaddr_storage address = {};
   if (uv_ip4_addr(endpoint_.host.c_str(), endpoint_.port,
@@ -283,15 +271,10 @@ void EtcdConnection::StartSession(proxy::Stream* stream) {
 }
 
 void EtcdConnection::Established() {
-  uv_timer_stop(connect_timer_.get());
+  connect_timer_.Stop();
   state_ = State::kUp;
   was_up_ = true;
-  uv_timer_start(
-      ping_timer_.get(),
-      [](uv_timer_t* timer) {
-        if (auto* c = static_cast<EtcdConnection*>(timer->data)) c->PingTick();
-      },
-      kPingIntervalMs, kPingIntervalMs);
+  ping_timer_.Start(kPingIntervalMs, kPingIntervalMs);
   listener_.OnConnected(*this);
 }
 
@@ -389,14 +372,9 @@ void EtcdConnection::Fail(ErrorCode code, std::string reason) {
   // A handshake still running is cut off; a failed one lingers on its own
   // to flush its alert.
   if (tls_ != nullptr && !tls_lingering_) tls_->Reset();
-  uv_timer_stop(connect_timer_.get());
-  uv_timer_stop(ping_timer_.get());
-  uv_timer_start(
-      notify_timer_.get(),
-      [](uv_timer_t* timer) {
-        if (auto* self = static_cast<EtcdConnection*>(timer->data)) self->Notify();
-      },
-      0, 0);
+  connect_timer_.Stop();
+  ping_timer_.Stop();
+  notify_timer_.Start(0);
 }
 
 void EtcdConnection::Notify() {

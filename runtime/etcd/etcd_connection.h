@@ -28,6 +28,7 @@
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/stream.h"
 #include "proxy/base/tcp_stream.h"
+#include "proxy/base/timer.h"
 #include "proxy/base/uv_handle.h"
 #include "proxy/tls_stream.h"
 #include "runtime/etcd/etcd_tls.h"
@@ -125,6 +126,7 @@ class EtcdConnection final : private GrpcChannel::Output, private proxy::StreamH
   void FailOn(const Status& status);
   // Closes the stream and tells the listener on a later loop turn.
   void Fail(ErrorCode code, std::string reason);
+  void OnConnectTimeout();
   void Notify();
   void PingTick();
 
@@ -151,12 +153,12 @@ class EtcdConnection final : private GrpcChannel::Output, private proxy::StreamH
   // What the channel rides on (the TcpStream, or the TlsStream over it);
   // owns itself, null once closed.
   proxy::Stream* stream_ = nullptr;
-  proxy::TimerHandle connect_timer_;
-  proxy::TimerHandle notify_timer_;
+  proxy::Timer connect_timer_;  // OnConnectTimeout
+  proxy::Timer notify_timer_;   // Notify, on the turn after a failure
   // While streams are open, a PING every kPingInterval; one still unanswered
   // at the next tick means a dead peer (a half-open TCP connection never
   // errors on its own, and a watch would wait forever).
-  proxy::TimerHandle ping_timer_;
+  proxy::Timer ping_timer_;  // PingTick
   GrpcChannelPtr channel_;     // once TCP (and TLS) is up
   bool received_any_ = false;  // etcd sent bytes: a close after that is no scheme mismatch
   Error failure_;

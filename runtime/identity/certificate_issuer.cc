@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
+#include "proxy/base/log.h"
 #include "workloads/spiffe_id.h"
 
 namespace podless::runtime {
@@ -13,14 +16,22 @@ namespace podless::runtime {
 CertificateIssuer::CertificateIssuer(uv_loop_t* loop, const workloads::CertificateAuthority& ca,
                                      std::chrono::seconds ttl, size_t threads)
     : ca_(ca), ttl_(ttl) {
-  uv_async_init(loop, async_.get(), [](uv_async_t* handle) {
+  // The async handle keeps its trampoline: it is woken from the workers'
+  // threads, and a std::function in a Timer-like owner would add nothing.
+  int rc = uv_async_init(loop, async_.get(), [](uv_async_t* handle) {
     if (handle->data != nullptr) static_cast<CertificateIssuer*>(handle->data)->Deliver();
   });
+  if (rc != 0) {
+    // Out of descriptors for the loop's wakeup: issued certificates could
+    // never be delivered, and every caller would wait forever.
+    proxy::Log(proxy::LogLevel::kError, "certificates",
+               std::string("cannot create the issuer's wakeup: ") + uv_strerror(rc));
+    std::abort();
+  }
   async_->data = this;
   // An idle issuer must not keep the loop alive.
   uv_unref(async_.handle());
-  uv_timer_init(loop, retry_.get());
-  retry_->data = this;
+  retry_ = std::make_unique<proxy::Timer>(loop, [this] { HandOver(); });
   for (size_t i = 0; i < std::max<size_t>(threads, 1); ++i)
     workers_.emplace_back([this] { Work(); });
 }
@@ -33,7 +44,6 @@ CertificateIssuer::~CertificateIssuer() {
   wake_.notify_all();
   for (std::thread& worker : workers_) worker.join();
   async_->data = nullptr;
-  retry_->data = nullptr;
   for (Done* done = done_.exchange(nullptr); done != nullptr;)
     delete std::exchange(done, done->next);
 }
@@ -49,21 +59,14 @@ void CertificateIssuer::Issue(const std::string& spiffe_id, Callback done) {
 void CertificateIssuer::HandOver() {
   std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
   if (!lock.owns_lock()) {
-    if (!uv_is_active(retry_.handle())) {
-      uv_timer_start(
-          retry_.get(),
-          [](uv_timer_t* timer) {
-            if (timer->data != nullptr) static_cast<CertificateIssuer*>(timer->data)->HandOver();
-          },
-          1, 0);
-    }
+    if (!retry_->IsActive()) retry_->Start(1);
     return;
   }
   const size_t handed = backlog_.size();
   for (std::string& id : backlog_) queue_.push_back(std::move(id));
   backlog_.clear();
   lock.unlock();
-  uv_timer_stop(retry_.get());
+  retry_->Stop();
   if (handed == 1) {
     wake_.notify_one();
   } else if (handed > 1) {
@@ -98,7 +101,7 @@ void CertificateIssuer::Work() {
     while (!done_.compare_exchange_weak(done->next, done, std::memory_order_release,
                                         std::memory_order_relaxed)) {
     }
-    uv_async_send(async_.get());
+    (void)uv_async_send(async_.get());  // Always 0: the handle lives until the workers end.
   }
 }
 

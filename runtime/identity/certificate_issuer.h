@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "proxy/base/timer.h"
 #include "proxy/base/uv_handle.h"
 #include "workloads/certificate_authority.h"
 #include "workloads/result.h"
@@ -68,7 +69,7 @@ class CertificateIssuer {
   const workloads::CertificateAuthority& ca_;
   const std::chrono::seconds ttl_;
   proxy::AsyncHandle async_;
-  proxy::TimerHandle retry_;
+  proxy::TimerPtr retry_;
   std::map<std::string, std::vector<Callback>> waiters_;  // loop thread only
   std::vector<std::string> backlog_;                      // loop thread only
 

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "proxy/base/tcp_stream.h"
+#include "proxy/base/timer.h"
 
 namespace podless::runtime {
 namespace {
@@ -91,7 +92,7 @@ class AdminServer::Connection final : public proxy::StreamHandler, private proxy
 
   AdminServer* server_;
   proxy::TcpStream* stream_;  // owns itself; null once closed
-  proxy::TimerHandle timer_;
+  proxy::TimerPtr timer_;     // null once finished
   proxy::Http1RequestParser parser_;
   Phase phase_ = Phase::kOpen;
   bool read_paused_ = false;
@@ -102,8 +103,7 @@ class AdminServer::Connection final : public proxy::StreamHandler, private proxy
 
 AdminServer::Connection::Connection(AdminServer* server, proxy::TcpStream* stream)
     : server_(server), stream_(stream) {
-  uv_timer_init(server_->dispatcher_.loop(), timer_.get());
-  timer_->data = this;
+  timer_ = std::make_unique<proxy::Timer>(server_->dispatcher_.loop(), [this] { Timeout(); });
   // A client that stops reading is cut off: queued bytes and none taken by
   // the kernel for a whole request timeout (a streamed response included).
   stream_->SetWriteStallTimeout(static_cast<uint64_t>(server_->options_.request_timeout.count()),
@@ -128,18 +128,13 @@ void AdminServer::Connection::Abort() {
 
 void AdminServer::Connection::Finish() {
   stream_ = nullptr;
-  timer_.Close();
+  timer_.reset();
   server_->dispatcher_.Cancel(this);
   server_->Retire(this);
 }
 
 void AdminServer::Connection::StartTimer(std::chrono::milliseconds timeout) {
-  uv_timer_start(
-      timer_.get(),
-      [](uv_timer_t* timer) {
-        if (auto* self = static_cast<Connection*>(timer->data)) self->Timeout();
-      },
-      static_cast<uint64_t>(timeout.count()), 0);
+  if (timer_) timer_->Start(static_cast<uint64_t>(timeout.count()));
 }
 
 void AdminServer::Connection::OnData(std::string_view data) {
@@ -252,7 +247,7 @@ void AdminServer::Connection::Answer(const proxy::Http1Request& request) {
     headers.emplace_back("Connection", "close");
     stream_body_ = std::move(response.stream);
     phase_ = Phase::kStreaming;
-    uv_timer_stop(timer_.get());  // the stream's write-stall timeout watches the reader
+    if (timer_) timer_->Stop();  // the stream's write-stall timeout watches the reader
     // Every drained piece is reported (OnWritable), so the next one follows.
     stream_->SetWatermarks(0, 1);
     stream_->Write(proxy::FormatResponseHead(response.status, "", headers));
@@ -320,7 +315,7 @@ void AdminServer::Connection::BeginClose() {
   }
   if (stream_->QueuedBytes() > 0) {
     stream_->SetWatermarks(0, 1);  // OnWritable once written: then linger
-    uv_timer_stop(timer_.get());
+    if (timer_) timer_->Stop();
     return;
   }
   phase_ = Phase::kLingering;
@@ -447,7 +442,7 @@ void AdminServer::Retire(Connection* connection) {
   auto it = connections_.find(connection);
   if (it == connections_.end()) return;
   // It may be on the stack now (its own callback): deleted next turn.
-  dispatcher_.DeferredDelete(it->second.release());
+  dispatcher_.DeferredDelete(std::move(it->second));
   connections_.erase(it);
 }
 

@@ -12,8 +12,7 @@ namespace podless::runtime {
 PlaintextPorts::PlaintextPorts(uv_loop_t* loop, proxy::Registry& metrics, Options options,
                                SyncFunction sync, HeldFunction held)
     : loop_(loop), options_(options), sync_(std::move(sync)), held_(std::move(held)) {
-  uv_timer_init(loop_, retry_timer_.get());
-  retry_timer_->data = this;
+  retry_timer_ = std::make_unique<proxy::Timer>(loop_, [this] { Retry(); });
   unbound_gauge_ = &metrics
                         .AddGauge("podless_plaintext_ports_unbound",
                                   "Plaintext workload sockets (address and port) that could not "
@@ -26,7 +25,7 @@ PlaintextPorts::PlaintextPorts(uv_loop_t* loop, proxy::Registry& metrics, Option
 }
 
 void PlaintextPorts::Close() {
-  retry_timer_.Close();
+  retry_timer_.reset();
   retry_delay_ms_ = 0;
 }
 
@@ -138,7 +137,7 @@ void PlaintextPorts::Sync(const std::map<uint16_t, size_t>& ports_in_use) {
       logged_.clear();
     }
     retry_delay_ms_ = 0;
-    if (retry_timer_.get() != nullptr) uv_timer_stop(retry_timer_.get());
+    if (retry_timer_) retry_timer_->Stop();
     return;
   }
   // Logged once per distinct failure, not on every retry.
@@ -164,15 +163,10 @@ std::vector<uint16_t> PlaintextPorts::Unserved(
 }
 
 void PlaintextPorts::ScheduleRetry() {
-  if (retry_timer_.get() == nullptr) return;  // closed
+  if (!retry_timer_) return;  // closed
   retry_delay_ms_ = retry_delay_ms_ == 0 ? options_.retry_initial_ms
                                          : std::min(retry_delay_ms_ * 2, options_.retry_max_ms);
-  uv_timer_start(
-      retry_timer_.get(),
-      [](uv_timer_t* timer) {
-        if (timer->data != nullptr) static_cast<PlaintextPorts*>(timer->data)->Retry();
-      },
-      retry_delay_ms_, 0);
+  retry_timer_->Start(retry_delay_ms_);
 }
 
 void PlaintextPorts::Retry() {

@@ -34,8 +34,9 @@
 #include <vector>
 
 #include "proxy/base/metrics.h"
-#include "proxy/base/uv_handle.h"
 #include "proxy/plaintext_listeners.h"
+#include "proxy/base/timer.h"
+#include "proxy/base/uv_handle.h"
 #include "workloads/model.h"
 #include "workloads/result.h"
 
@@ -105,8 +106,8 @@ class PlaintextPorts {
   std::map<uint16_t, size_t> last_ports_;  // the last Sync's ports_in_use
   std::vector<std::string> unbound_;
   proxy::PlaintextBindings unbound_bindings_;
-  std::string logged_;  // the error last logged ("" while everything binds)
-  proxy::TimerHandle retry_timer_;
+  std::string logged_;           // the error last logged ("" while everything binds)
+  proxy::TimerPtr retry_timer_;  // null once closed
   uint64_t retry_delay_ms_ = 0;  // 0: no retry scheduled
   proxy::Gauge* unbound_gauge_;
   proxy::Counter* retries_;

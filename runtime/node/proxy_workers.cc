@@ -50,9 +50,13 @@ Result<ProxyWorkersPtr> ProxyWorkers::Start(uv_loop_t* loop, StateLock& lock, Ag
   // One count per peer and per workload across every worker's core.
   if (!config.limits) config.limits = std::make_shared<proxy::ConnectionLimits>();
   if (workers > 0) {
-    uv_async_init(loop, self->requests_wake_.get(), [](uv_async_t* handle) {
+    int rc = uv_async_init(loop, self->requests_wake_.get(), [](uv_async_t* handle) {
       static_cast<ProxyWorkers*>(handle->data)->ServeCertificateRequests();
     });
+    if (rc != 0) {
+      return MakeError(ErrorCode::kResourceExhausted,
+                       std::string("cannot create the proxy workers' wakeup: ") + uv_strerror(rc));
+    }
     self->requests_wake_->data = self.get();
   }
   for (uint32_t i = 0; i < std::max(workers, 1u); ++i) {
@@ -85,11 +89,15 @@ Status ProxyWorkers::AddCore(const proxy::ProxyConfig& config, proxy::Registry& 
   if (workers_count_ > 0) {
     w.own_loop = std::make_unique<proxy::UvLoop>();
     w.loop = w.own_loop->get();
-    uv_async_init(w.loop, w.wake.get(), [](uv_async_t* handle) {
+    int rc = uv_async_init(w.loop, w.wake.get(), [](uv_async_t* handle) {
       Worker& worker = *static_cast<Worker*>(handle->data);
       DeliverAnswers(worker);
       RunTasks(worker);
     });
+    if (rc != 0) {
+      return MakeError(ErrorCode::kResourceExhausted,
+                       std::string("cannot create a proxy worker's wakeup: ") + uv_strerror(rc));
+    }
     w.wake->data = &w;
   }
   w.directory = std::make_unique<ProxyDirectory>(agent_, config.hbone.listen.port);
@@ -137,7 +145,7 @@ void ProxyWorkers::Run(Worker& worker) {
 
 void ProxyWorkers::Wake(Worker& worker) {
   if (worker.thread.joinable() && !worker.stopping.load(std::memory_order_relaxed)) {
-    uv_async_send(worker.wake.get());
+    (void)uv_async_send(worker.wake.get());  // Always 0 on an initialised handle.
   }
 }
 
@@ -149,7 +157,7 @@ void ProxyWorkers::AskMainLoop(Worker& worker, const std::string& spiffe_id,
     std::lock_guard<std::mutex> guard(requests_mu_);
     requests_.push_back(CertificateRequest{&worker, id, spiffe_id});
   }
-  uv_async_send(requests_wake_.get());
+  (void)uv_async_send(requests_wake_.get());  // Always 0 on an initialised handle.
 }
 
 void ProxyWorkers::ServeCertificateRequests() {
@@ -307,7 +315,7 @@ void ProxyWorkers::Close() {
   for (auto& worker : workers_) {
     if (worker->thread.joinable()) {
       worker->stopping.store(true, std::memory_order_relaxed);
-      uv_async_send(worker->wake.get());
+      (void)uv_async_send(worker->wake.get());  // Always 0 on an initialised handle.
       threads = true;
     } else if (worker->core) {
       worker->core->Close();  // never started (Start failed) or on the main loop

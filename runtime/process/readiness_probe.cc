@@ -22,18 +22,14 @@ ReadinessProbe::ReadinessProbe(proxy::Dispatcher& dispatcher, workloads::Probe p
       port_(port),
       on_change_(std::move(on_change)),
       netns_fd_(netns_fd) {
-  uv_timer_init(dispatcher_.loop(), period_timer_.get());
-  uv_timer_init(dispatcher_.loop(), timeout_timer_.get());
-  period_timer_->data = this;
-  timeout_timer_->data = this;
+  period_timer_ = std::make_unique<proxy::Timer>(dispatcher_.loop(), [this] {
+    if (!in_flight_) RunCheck();
+  });
+  timeout_timer_ = std::make_unique<proxy::Timer>(dispatcher_.loop(), [this] {
+    if (in_flight_) Finish(false);
+  });
   uint64_t period_ms = std::max<uint64_t>(1, probe_.period_seconds) * 1000;
-  uv_timer_start(
-      period_timer_.get(),
-      [](uv_timer_t* timer) {
-        auto* self = static_cast<ReadinessProbe*>(timer->data);
-        if (self != nullptr && !self->in_flight_) self->RunCheck();
-      },
-      uint64_t{probe_.initial_delay_seconds} * 1000, period_ms);
+  period_timer_->Start(uint64_t{probe_.initial_delay_seconds} * 1000, period_ms);
 }
 
 ReadinessProbe::~ReadinessProbe() {
@@ -45,13 +41,7 @@ void ReadinessProbe::RunCheck() {
   response_.clear();
   const uint64_t timeout_ms = std::max<uint64_t>(1, probe_.timeout_seconds) * 1000;
   // The whole check (connect, request, status line) within the timeout.
-  uv_timer_start(
-      timeout_timer_.get(),
-      [](uv_timer_t* timer) {
-        auto* self = static_cast<ReadinessProbe*>(timer->data);
-        if (self != nullptr && self->in_flight_) self->Finish(false);
-      },
-      timeout_ms, 0);
+  timeout_timer_->Start(timeout_ms);
   connector_ = std::make_unique<proxy::TcpConnector>(dispatcher_);
   proxy::TcpConnector* attempt = connector_.get();
   connector_->Connect(
@@ -109,11 +99,11 @@ void ReadinessProbe::CheckResponse(bool complete) {
 
 void ReadinessProbe::Finish(bool success) {
   in_flight_ = false;
-  uv_timer_stop(timeout_timer_.get());
+  timeout_timer_->Stop();
   if (stream_ != nullptr) std::exchange(stream_, nullptr)->Close();
   // Destroying the connector cancels a connect still pending. It may be the
   // caller (its callback): freed on the next loop turn.
-  if (connector_ != nullptr) dispatcher_.DeferredDelete(connector_.release());
+  if (connector_ != nullptr) dispatcher_.DeferredDelete(std::move(connector_));
   if (success) {
     failures_ = 0;
     if (++successes_ >= std::max<uint32_t>(1, probe_.success_threshold) && !ready_) {

@@ -19,6 +19,7 @@
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/stream.h"
 #include "proxy/base/tcp_stream.h"
+#include "proxy/base/timer.h"
 #include "proxy/base/uv_handle.h"
 #include "workloads/model.h"
 
@@ -59,8 +60,8 @@ class ReadinessProbe final : private proxy::StreamHandler {
   uint16_t port_;
   Callback on_change_;
   int netns_fd_;
-  proxy::TimerHandle period_timer_;
-  proxy::TimerHandle timeout_timer_;
+  proxy::TimerPtr period_timer_;   // runs a check every period
+  proxy::TimerPtr timeout_timer_;  // bounds the check in flight
   std::unique_ptr<proxy::TcpConnector> connector_;
   proxy::TcpStream* stream_ = nullptr;  // owns itself; closed by Finish()
   bool in_flight_ = false;

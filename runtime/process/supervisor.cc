@@ -198,10 +198,9 @@ Supervisor::Supervisor(uv_loop_t* loop, SupervisorOptions options)
       dispatcher_(loop),
       options_(std::move(options)),
       table_(options_.state_dir + "/processes") {
-  uv_timer_init(loop_, reap_timer_.get());
-  reap_timer_->data = this;
+  reap_timer_ = std::make_unique<proxy::Timer>(loop_, [this] { Reap(); });
   // Nothing keeps the loop alive just for reaping.
-  uv_unref(reap_timer_.handle());
+  reap_timer_->Unref();
   // Replicas' output is the agent's alone: no one else may even list whose
   // logs there are.
   if (!options_.state_dir.empty()) {
@@ -351,10 +350,12 @@ void Supervisor::Sync(std::vector<ExecReplicaSpec> desired) {
       container->replica = replica.get();
       container->log = LogFor(*ContainerLogDir(replica_dir, replica->spec.app, c.name));
       container->spec = std::move(c);
-      uv_timer_init(loop_, container->restart_timer.get());
+      container->restart_timer =
+          std::make_unique<proxy::Timer>(loop_, [this, c = container.get()] { Restart(*c); });
       replica->containers.push_back(std::move(container));
     }
-    uv_timer_init(loop_, replica->kill_timer.get());
+    replica->kill_timer =
+        std::make_unique<proxy::Timer>(loop_, [this, r = replica.get()] { KillRemaining(*r); });
     Replica& ref = *replica;
     replicas_[ref.spec.address] = std::move(replica);
     StartReplica(ref);
@@ -420,8 +421,9 @@ void Supervisor::StartProcess(Container& container) {
   auto run = std::make_unique<Run>();
   run->supervisor = this;
   run->log = container.log;
-  uv_pipe_init(loop_, run->out.get(), 0);
-  uv_pipe_init(loop_, run->err.get(), 0);
+  // uv_pipe_init without IPC always returns 0.
+  (void)uv_pipe_init(loop_, run->out.get(), 0);
+  (void)uv_pipe_init(loop_, run->err.get(), 0);
 
   std::vector<char*> args;
   for (auto& arg : argv) args.push_back(arg.data());
@@ -498,7 +500,7 @@ void Supervisor::StartProcess(Container& container) {
   for (proxy::PipeHandle* pipe : {&run->out, &run->err}) {
     (*pipe)->data = run.get();
     ++run->open_pipes;
-    uv_read_start(
+    int read = uv_read_start(
         pipe->stream(),
         [](uv_handle_t*, size_t, uv_buf_t* buf) {
           *buf = uv_buf_init(g_read_buffer, sizeof(g_read_buffer));
@@ -517,6 +519,13 @@ void Supervisor::StartProcess(Container& container) {
           stream->data = nullptr;
           if (--run->open_pipes == 0 && run->exited) run->supervisor->ScheduleReap();
         });
+    if (read != 0) {
+      // The process runs on; only its output on this pipe is lost.
+      Log(Who(replica.spec, container.spec) +
+          ": cannot read the process's output: " + uv_strerror(read));
+      (*pipe)->data = nullptr;
+      --run->open_pipes;
+    }
   }
   container.run = std::move(run);
   container.reason.clear();
@@ -602,7 +611,7 @@ void Supervisor::OnExit(Container& container, int64_t exit_status, int term_sign
   if (replica.stopping) {
     container.ready = false;
     if (!replica.any_running()) {
-      uv_timer_stop(replica.kill_timer.get());
+      replica.kill_timer->Stop();
       SetReady(replica, false);
       ReplicaStopped(replica);
     }
@@ -638,17 +647,14 @@ void Supervisor::OnExit(Container& container, int64_t exit_status, int term_sign
   ++container.consecutive_crashes;
   container.waiting_restart = true;
   if (container.reason.empty()) container.reason = "CrashLoopBackOff";
-  container.restart_timer->data = &container;
-  uv_timer_start(
-      container.restart_timer.get(),
-      [](uv_timer_t* timer) {
-        auto* container = static_cast<Container*>(timer->data);
-        if (container == nullptr || container->replica->stopping) return;
-        ++container->restarts;
-        ++container->replica->supervisor->restarts_total_;
-        container->replica->supervisor->StartProcess(*container);
-      },
-      delay, 0);
+  container.restart_timer->Start(delay);
+}
+
+void Supervisor::Restart(Container& container) {
+  if (container.replica->stopping) return;
+  ++container.restarts;
+  ++restarts_total_;
+  StartProcess(container);
 }
 
 void Supervisor::Retire(std::unique_ptr<Replica> replica) {
@@ -666,7 +672,7 @@ void Supervisor::BeginStop(Replica& replica) {
   for (auto& container : replica.containers) {
     container->waiting_restart = false;
     container->ready = false;
-    uv_timer_stop(container->restart_timer.get());
+    container->restart_timer->Stop();
     container->probe.reset();
   }
   if (!replica.any_running()) {
@@ -679,21 +685,17 @@ void Supervisor::BeginStop(Replica& replica) {
   uint64_t grace_ms = options_.grace_period_ms
                           ? *options_.grace_period_ms
                           : uint64_t{replica.spec.app.termination_grace_period_seconds} * 1000;
-  replica.kill_timer->data = &replica;
-  uv_timer_start(
-      replica.kill_timer.get(),
-      [](uv_timer_t* timer) {
-        auto* replica = static_cast<Replica*>(timer->data);
-        if (replica == nullptr) return;
-        for (auto& container : replica->containers) {
-          if (!container->running()) continue;
-          Log(Who(replica->spec, container->spec) +
-              ": grace period over, sending SIGKILL to process group " +
-              std::to_string(container->run->pid));
-          ::kill(-container->run->pid, SIGKILL);
-        }
-      },
-      grace_ms, 0);
+  replica.kill_timer->Start(grace_ms);
+}
+
+void Supervisor::KillRemaining(Replica& replica) {
+  for (auto& container : replica.containers) {
+    if (!container->running()) continue;
+    Log(Who(replica.spec, container->spec) +
+        ": grace period over, sending SIGKILL to process group " +
+        std::to_string(container->run->pid));
+    ::kill(-container->run->pid, SIGKILL);
+  }
 }
 
 void Supervisor::ReplicaStopped(Replica& replica) {
@@ -716,23 +718,18 @@ void Supervisor::ReplicaStopped(Replica& replica) {
   }
 }
 
-void Supervisor::ScheduleReap() {
-  uv_timer_start(
-      reap_timer_.get(),
-      [](uv_timer_t* timer) {
-        auto* self = static_cast<Supervisor*>(timer->data);
-        if (self == nullptr) return;
-        self->reap_.clear();
-        self->DropLogs();
-        std::erase_if(self->finished_runs_, [](const auto& run) { return run->open_pipes == 0; });
-        auto drained = [](const std::unique_ptr<Run>& run) { return run->open_pipes == 0; };
-        auto drain = [&](Replica& replica) {
-          for (auto& container : replica.containers) std::erase_if(container->draining, drained);
-        };
-        for (auto& [address, replica] : self->replicas_) drain(*replica);
-        for (auto& replica : self->terminating_) drain(*replica);
-      },
-      0, 0);
+void Supervisor::ScheduleReap() { reap_timer_->Start(0); }
+
+void Supervisor::Reap() {
+  reap_.clear();
+  DropLogs();
+  std::erase_if(finished_runs_, [](const auto& run) { return run->open_pipes == 0; });
+  auto drained = [](const std::unique_ptr<Run>& run) { return run->open_pipes == 0; };
+  auto drain = [&](Replica& replica) {
+    for (auto& container : replica.containers) std::erase_if(container->draining, drained);
+  };
+  for (auto& [address, replica] : replicas_) drain(*replica);
+  for (auto& replica : terminating_) drain(*replica);
 }
 
 void Supervisor::DropLogs() {

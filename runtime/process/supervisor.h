@@ -85,9 +85,10 @@
 #include <utility>
 #include <vector>
 
-#include "proxy/base/dispatcher.h"
-#include "proxy/base/uv_handle.h"
 #include "proxy/directory.h"
+#include "proxy/base/dispatcher.h"
+#include "proxy/base/timer.h"
+#include "proxy/base/uv_handle.h"
 #include "runtime/process/cgroup_tree.h"
 #include "runtime/process/log_files.h"
 #include "runtime/process/process_table.h"
@@ -257,13 +258,19 @@ class Supervisor {
   // Deletes the logs of replicas that are gone, once no run writes them.
   void DropLogs();
   void OnExit(Container& container, int64_t exit_status, int term_signal);
+  // The crash backoff is over: start the container again.
+  void Restart(Container& container);
   void BeginStop(Replica& replica);
+  // The grace period is over: SIGKILL what still runs.
+  void KillRemaining(Replica& replica);
   // A container's readiness changed: the replica's is every container's.
   void SetContainerReady(Container& container, bool ready);
   void SetReady(Replica& replica, bool ready);
   void Retire(std::unique_ptr<Replica> replica);
   void ReplicaStopped(Replica& replica);
   void ScheduleReap();
+  // Frees what ended on earlier turns (replicas, runs whose pipes drained).
+  void Reap();
   void PersistTable();
   void KillOrphans();
   // A replica other than `except` of uid `uid` has a running process.
@@ -289,7 +296,7 @@ class Supervisor {
   bool shutting_down_ = false;
   uint64_t restarts_total_ = 0;
   uint64_t sandbox_instances_ = 0;  // names the replicas' cgroups
-  proxy::TimerHandle reap_timer_;
+  proxy::TimerPtr reap_timer_;      // Reap on the next turn
 };
 
 // Kubernetes' $(VAR) expansion: "$(NAME)" becomes the value of NAME if it is

@@ -35,7 +35,7 @@ struct Supervisor::Container {
   LogFile* log = nullptr;
   std::unique_ptr<Run> run;  // null when no process runs
   std::vector<std::unique_ptr<Run>> draining;
-  proxy::TimerHandle restart_timer;
+  proxy::TimerPtr restart_timer;  // the crash backoff; Supervisor::Restart
   ReadinessProbePtr probe;
   bool ready = false;
   bool waiting_restart = false;
@@ -53,7 +53,7 @@ struct Supervisor::Replica {
   ExecReplicaSpec spec;
   std::vector<uint16_t> private_ports;                 // one per spec.ports entry
   std::vector<std::unique_ptr<Container>> containers;  // the app's own command first
-  proxy::TimerHandle kill_timer;
+  proxy::TimerPtr kill_timer;  // the grace period; Supervisor::KillRemaining
   bool ready = false;
   bool stopping = false;
   // The sandbox, made on the first start and kept across restarts.

@@ -18,6 +18,7 @@
 
 #include "api/cli/grpc_client.h"
 #include "podless/v1/runtime.pb.h"
+#include "proxy/base/timer.h"
 #include "tests/testing/temp_dir.h"
 
 #ifndef PODLESS_SOURCE_ROOT
@@ -86,22 +87,16 @@ class Ticker {
   Ticker(uv_loop_t* loop, TestState& state, std::shared_ptr<ServerStream> stream,
          uint64_t period_ms, size_t padding)
       : state_(state), stream_(std::move(stream)), padding_(padding) {
-    uv_timer_init(loop, timer_.get());
-    timer_->data = this;
-    uv_timer_start(
-        timer_.get(),
-        [](uv_timer_t* timer) {
-          auto* self = static_cast<Ticker*>(timer->data);
-          if (self == nullptr || !self->stream_) return;
-          self->stream_->Write(
-              Event("tick-" + std::to_string(self->count_++), self->padding_).SerializeAsString());
-          ++self->state_.ticks;
-        },
-        0, period_ms);
+    timer_ = std::make_unique<proxy::Timer>(loop, [this] {
+      if (!stream_) return;
+      stream_->Write(Event("tick-" + std::to_string(count_++), padding_).SerializeAsString());
+      ++state_.ticks;
+    });
+    timer_->Start(0, period_ms);
   }
   // Drops the timer and the stream (breaks the stream -> callback -> ticker cycle).
   std::shared_ptr<ServerStream> Stop() {
-    timer_.Close();
+    timer_.reset();
     return std::move(stream_);
   }
 
@@ -110,7 +105,7 @@ class Ticker {
   std::shared_ptr<ServerStream> stream_;
   size_t padding_;
   int count_ = 0;
-  proxy::TimerHandle timer_;
+  proxy::TimerPtr timer_;
 };
 
 void RegisterTestHandlers(GrpcServer& server, TestState& state, uv_loop_t* loop) {

@@ -187,7 +187,7 @@ class HboneTestClient final : private HboneSession::Callbacks {
   void OnSessionClosed(HboneSession& session) override {
     session_closed_ = true;
     session_ = nullptr;
-    dispatcher_.DeferredDelete(&session);
+    dispatcher_.DeferredDelete(std::unique_ptr<HboneSession>(&session));  // ours since Open
   }
 
   Dispatcher& dispatcher_;

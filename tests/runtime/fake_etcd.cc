@@ -233,10 +233,7 @@ class FakeEtcd::Client final : public EtcdKv {
   std::string endpoint_ = "fake-etcd://in-memory";
 };
 
-FakeEtcd::FakeEtcd(uv_loop_t* loop) : loop_(loop) {
-  uv_timer_init(loop_, timer_.get());
-  timer_->data = this;
-}
+FakeEtcd::FakeEtcd(uv_loop_t* loop) : loop_(loop), timer_(loop, [this] { Drain(); }) {}
 
 FakeEtcd::~FakeEtcd() = default;
 
@@ -244,11 +241,7 @@ EtcdKvPtr FakeEtcd::Connect() { return std::make_unique<Client>(*this); }
 
 void FakeEtcd::Post(std::function<void()> fn) {
   queue_.push_back(std::move(fn));
-  if (!uv_is_active(timer_.handle())) {
-    uv_timer_start(
-        timer_.get(), [](uv_timer_t* timer) { static_cast<FakeEtcd*>(timer->data)->Drain(); }, 0,
-        0);
-  }
+  if (!timer_.IsActive()) timer_.Start(0);
 }
 
 // Runs what was queued before this turn; what those callbacks queue runs on
@@ -257,11 +250,7 @@ void FakeEtcd::Drain() {
   std::deque<std::function<void()>> now;
   now.swap(queue_);
   for (auto& fn : now) fn();
-  if (!queue_.empty() && !uv_is_active(timer_.handle())) {
-    uv_timer_start(
-        timer_.get(), [](uv_timer_t* timer) { static_cast<FakeEtcd*>(timer->data)->Drain(); }, 0,
-        0);
-  }
+  if (!queue_.empty() && !timer_.IsActive()) timer_.Start(0);
 }
 
 std::optional<Error> FakeEtcd::Intercept(const std::string& method) {

@@ -26,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "proxy/base/uv_handle.h"
+#include "proxy/base/timer.h"
 #include "runtime/etcd/etcd_kv.h"
 
 namespace podless::runtime::testing {
@@ -111,7 +111,7 @@ class FakeEtcd {
   void Header(etcdpb::ResponseHeader* header) const;
 
   uv_loop_t* loop_;
-  proxy::TimerHandle timer_;
+  proxy::Timer timer_;  // Drain on the next turn
   std::deque<std::function<void()>> queue_;
 
   std::map<std::string, mvccpb::KeyValue> kvs_;

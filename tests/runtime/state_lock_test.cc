@@ -7,6 +7,7 @@
 #include <chrono>
 #include <thread>
 
+#include "proxy/base/timer.h"
 #include "proxy/base/uv_handle.h"
 
 namespace podless::runtime {
@@ -71,12 +72,9 @@ TEST_CASE("StateLock: the main loop's turn lets workers run while it waits for e
   lock.Lock(LockMode::kExclusive);
   TestWorker worker(lock);
   proxy::UvLoop main_loop;
-  proxy::TimerHandle timer;
-  uv_timer_init(main_loop.get(), timer.get());
   bool fired = false;
-  timer->data = &fired;
-  uv_timer_start(
-      timer.get(), [](uv_timer_t* t) { *static_cast<bool*>(t->data) = true; }, 200, 0);
+  proxy::Timer timer(main_loop.get(), [&fired] { fired = true; });
+  timer.Start(200);
 
   uv_async_send(worker.async.get());
   // One turn of the main loop: it waits 200 ms for the timer, unlocked, so
