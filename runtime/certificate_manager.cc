@@ -54,7 +54,10 @@ void CertificateManager::CertificateAsync(const std::string& spiffe_id, Callback
 void CertificateManager::IssueOnWorkers(const std::string& spiffe_id, Callback then) {
   issuer_->Issue(spiffe_id,
                  [this, spiffe_id, then = std::move(then)](Result<workloads::SvidPtr> svid) {
-                   if (svid) Store(spiffe_id, *svid);
+                   // The issuer answers every request it joined with the
+                   // same SVID, one callback after the other: it is stored
+                   // and counted once.
+                   if (svid && cache_.Peek(spiffe_id) != *svid) Store(spiffe_id, *svid);
                    if (then) then(std::move(svid));
                  });
 }

@@ -80,6 +80,7 @@ class CertificateManager {
   int64_t BackgroundRefreshAt(const workloads::Svid& svid) const;
 
   std::chrono::seconds ttl() const { return ttl_; }
+  // SVIDs issued; one that several CertificateAsync calls joined counts once.
   uint64_t issued() const { return issued_; }
   size_t cached() const { return cache_.size(); }
   uint64_t evicted() const { return cache_.evictions(); }

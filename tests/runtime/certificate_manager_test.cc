@@ -188,6 +188,8 @@ TEST_CASE("CertificateManager: CertificateAsync issues on the issuer's workers")
     REQUIRE(RunUntil(loop.get(), [&] { return db != nullptr && db_again != nullptr; }));
     CHECK(db == db_again);
     CHECK(manager.Cached(kDb) == db);
+    CHECK(manager.issued() == 2);  // counted once
+    CHECK(told == 2);
     manager.UseIssuer(nullptr);
   }
   uv_run(loop.get(), UV_RUN_DEFAULT);
