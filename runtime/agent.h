@@ -1,7 +1,7 @@
 // The node agent's state and the operations on it: apply, delete, register,
-// list, watch. Its CA's SVIDs are its CertificateManager's (certificates()).
-// Everything runs on the agent's libuv loop; the
-// API layer (api/) and the admin server call in on that loop.
+// list, watch; its SVIDs are issued, cached and refreshed by its
+// CertificateManager (certificates()). Everything runs on the agent's libuv
+// loop; the API layer (api/) and the admin server call in on that loop.
 //
 // An operation is all or nothing: addresses are allocated, the change is
 // committed to the state log (fsync), and only then is memory updated and
