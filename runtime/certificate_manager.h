@@ -63,8 +63,10 @@ class CertificateManager {
   // before returning, without an issuer). See the refresh policy above.
   void CertificateAsync(const std::string& spiffe_id, Callback done);
   // Where CertificateAsync issues (the Node's; null: inline). The issuer
-  // must issue with the same CA and lifetime, and outlive the manager or be
-  // replaced before it goes.
+  // issues with the same CA and lifetime. Its unfinished callbacks point at
+  // this manager, so it must go first (destroying it drops them); and it is
+  // not used once gone: nothing may ask for an SVID after that, or
+  // UseIssuer(nullptr) is called first.
   void UseIssuer(CertificateIssuer* issuer) { issuer_ = issuer; }
 
   // The cached SVID of `spiffe_id`, or null, without touching the LRU order
