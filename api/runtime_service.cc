@@ -186,7 +186,8 @@ Status CheckNamesUnique(const std::vector<workloads::Workload>& list) {
 
 }  // namespace
 
-RuntimeService::RuntimeService(runtime::Agent& agent) : agent_(agent) {}
+RuntimeService::RuntimeService(runtime::Agent& agent)
+    : agent_(agent), certificates_(agent.certificates()) {}
 
 RuntimeService::~RuntimeService() {
   for (uint64_t id : watchers_) agent_.RemoveWatcher(id);
@@ -584,7 +585,10 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
       std::string(kService) + "GetCertificate",
       [this](const CallContext&,
              const v1::GetCertificateRequest& request) -> Result<v1::Certificate> {
-        auto svid = agent_.Certificate(NamespaceOrDefault(request.namespace_()), request.replica());
+        auto spiffe_id =
+            agent_.SpiffeIdOfReplica(NamespaceOrDefault(request.namespace_()), request.replica());
+        if (!spiffe_id) return spiffe_id.error();
+        auto svid = certificates_.Certificate(*spiffe_id);
         if (!svid) return svid.error();
         v1::Certificate cert;
         cert.set_spiffe_id((*svid)->id.ToString());

@@ -37,6 +37,7 @@ class RuntimeService {
   void StreamLogs(const v1::LogsRequest& request, ServerStreamWriter<v1::LogChunk> writer);
 
   runtime::Agent& agent_;
+  runtime::CertificateManager& certificates_;  // the agent's
   runtime::Supervisor* supervisor_ = nullptr;
   runtime::Cluster* cluster_ = nullptr;
   std::vector<uint64_t> watchers_;  // agent watcher ids of open Watch streams

@@ -70,7 +70,11 @@ struct SpiffeWorkloadApi::SvidStream {
 SpiffeWorkloadApi::SpiffeWorkloadApi(uv_loop_t* loop, runtime::Agent& agent,
                                      const runtime::Supervisor& supervisor,
                                      GrpcServerOptions options)
-    : loop_(loop), agent_(agent), supervisor_(supervisor), server_(loop, std::move(options)) {
+    : loop_(loop),
+      agent_(agent),
+      certificates_(agent.certificates()),
+      supervisor_(supervisor),
+      server_(loop, std::move(options)) {
   server_.AddServerStreaming<X509SVIDRequest, X509SVIDResponse>(
       std::string(kService) + "FetchX509SVID",
       [this](const CallContext& context, const X509SVIDRequest&,
@@ -164,10 +168,10 @@ void SpiffeWorkloadApi::Refresh(SvidStream& stream) {
     streams_.erase(stream.id);
     return;
   }
-  auto svid = agent_.Certificate(stream.ns, stream.replica);
+  auto svid = certificates_.Certificate(stream.spiffe_id);
   if (!svid) {
-    // The workload went away (or issuance failed): the caller is no longer
-    // entitled to anything.
+    // Issuance failed (the replica and its identity were checked above): the
+    // caller gets nothing it could not verify.
     stream.writer.Finish(MakeError(ErrorCode::kPermissionDenied, svid.error().message));
     streams_.erase(stream.id);
     return;
@@ -186,9 +190,9 @@ void SpiffeWorkloadApi::Refresh(SvidStream& stream) {
     if (!stream.writer.Write(response)) return;  // cancelled: OnCancel erases it
     stream.serial_sent = current.serial_hex;
   }
-  // The agent re-issues once half of the lifetime is left; look again then.
+  // The manager re-issues once half of the lifetime is left; look again then.
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
-  const int64_t refresh_at = current.not_after - agent_.config().svid_ttl.count() / 2;
+  const int64_t refresh_at = certificates_.RefreshAt(current);
   // At least once a second, to end the stream soon after its caller goes.
   const uint64_t delay_ms =
       static_cast<uint64_t>(std::clamp<int64_t>((refresh_at - now) * 1000 + 100, 100, 1'000));

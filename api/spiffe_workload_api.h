@@ -56,6 +56,7 @@ class SpiffeWorkloadApi {
 
   uv_loop_t* loop_;
   runtime::Agent& agent_;
+  runtime::CertificateManager& certificates_;  // the agent's
   const runtime::Supervisor& supervisor_;
   GrpcServer server_;
   std::map<uint64_t, std::unique_ptr<SvidStream>> streams_;

@@ -10,9 +10,9 @@
 
 #include "proxy/authorization.h"
 #include "proxy/base/http1_parser.h"
-#include "proxy/splice.h"
 #include "proxy/base/tcp_stream.h"
 #include "proxy/base/timer.h"
+#include "proxy/splice.h"
 
 namespace podless::proxy {
 

@@ -31,6 +31,7 @@
 #include <string>
 
 #include "proxy/base/dispatcher.h"
+#include "proxy/base/timer.h"
 #include "proxy/base/uv_handle.h"
 #include "proxy/connection_limits.h"
 #include "proxy/connection_metrics.h"
@@ -38,7 +39,6 @@
 #include "proxy/hbone_session.h"
 #include "proxy/inbound.h"
 #include "proxy/tcp_listener.h"
-#include "proxy/base/timer.h"
 #include "proxy/tls_stream.h"
 #include "workloads/result.h"
 

@@ -6,13 +6,13 @@
 #include <utility>
 #include <vector>
 
-#include "proxy/hbone_server.h"
 #include "proxy/base/http1_parser.h"
+#include "proxy/base/tcp_stream.h"
+#include "proxy/base/timer.h"
+#include "proxy/hbone_server.h"
 #include "proxy/memory_pipe.h"
 #include "proxy/socks5.h"
 #include "proxy/splice.h"
-#include "proxy/base/tcp_stream.h"
-#include "proxy/base/timer.h"
 #include "workloads/ipam.h"
 
 namespace podless::proxy {

@@ -34,13 +34,9 @@
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/stream.h"
 #include "proxy/base/tcp_stream.h"
-#include "proxy/base/uv_handle.h"
-#include "proxy/directory.h"
-#include "proxy/base/dispatcher.h"
-#include "proxy/base/stream.h"
-#include "proxy/base/tcp_stream.h"
 #include "proxy/base/timer.h"
 #include "proxy/base/uv_handle.h"
+#include "proxy/directory.h"
 #include "workloads/result.h"
 
 namespace podless::proxy {

@@ -33,12 +33,12 @@
 #include "proxy/base/metrics.h"
 #include "proxy/base/timer.h"
 #include "proxy/base/uv_handle.h"
-#include "runtime/state/agent.h"
 #include "runtime/cluster/cluster_records.h"
 #include "runtime/cluster/cluster_view.h"
-#include "runtime/state/config.h"
 #include "runtime/etcd/etcd_client.h"
 #include "runtime/etcd/etcd_kv.h"
+#include "runtime/state/agent.h"
+#include "runtime/state/config.h"
 
 namespace podless::runtime {
 

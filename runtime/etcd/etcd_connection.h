@@ -158,7 +158,7 @@ class EtcdConnection final : private GrpcChannel::Output, private proxy::StreamH
   // While streams are open, a PING every kPingInterval; one still unanswered
   // at the next tick means a dead peer (a half-open TCP connection never
   // errors on its own, and a watch would wait forever).
-  proxy::Timer ping_timer_;  // PingTick
+  proxy::Timer ping_timer_;    // PingTick
   GrpcChannelPtr channel_;     // once TCP (and TLS) is up
   bool received_any_ = false;  // etcd sent bytes: a close after that is no scheme mismatch
   Error failure_;

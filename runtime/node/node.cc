@@ -54,7 +54,7 @@ Status Node::Init() {
   agent_->ShareReadsWith(&state_lock_);
   issuer_ = std::make_unique<CertificateIssuer>(loop_, agent_->ca(), config_.svid_ttl,
                                                 std::max(1u, std::thread::hardware_concurrency()));
-  agent_->UseIssuer(issuer_.get());
+  agent_->certificates().UseIssuer(issuer_.get());
   RegisterMetrics();
 
   if (Status s = StartProxy(); !s) return s;
@@ -311,9 +311,10 @@ void Node::RegisterMetrics() {
                              [agent] { return static_cast<double>(agent->workload_count()); });
   metrics_->AddCallbackGauge("podless_replicas", "Workload replicas hosted by this agent.",
                              [agent] { return static_cast<double>(agent->replica_count()); });
-  metrics_->AddCallbackGauge("podless_certificates_cached",
-                             "X.509-SVIDs currently cached (one per identity in use).",
-                             [agent] { return static_cast<double>(agent->certificates_cached()); });
+  CertificateManager* certificates = &agent_->certificates();
+  metrics_->AddCallbackGauge(
+      "podless_certificates_cached", "X.509-SVIDs currently cached (one per identity in use).",
+      [certificates] { return static_cast<double>(certificates->cached()); });
   proxy::Counter& issued =
       metrics_->AddCounter("podless_certificates_issued_total", "X.509-SVIDs issued.")
           .WithLabels(std::span<const std::string>());
@@ -323,10 +324,10 @@ void Node::RegisterMetrics() {
                        "X.509-SVIDs dropped from the cache as least recently used "
                        "(--svid-cache-size); re-issued on next use.")
           .WithLabels(std::span<const std::string>());
-  agent_->OnCertificateIssued([&issued, &evicted, agent, seen = uint64_t{0}]() mutable {
+  certificates->OnIssued([&issued, &evicted, certificates, seen = uint64_t{0}]() mutable {
     issued.Inc();
-    evicted.Inc(agent->certificates_evicted() - seen);
-    seen = agent->certificates_evicted();
+    evicted.Inc(certificates->evicted() - seen);
+    seen = certificates->evicted();
   });
   metrics_->AddCallbackGauge("process_resident_memory_bytes", "Resident memory of the agent.",
                              proxy::ProcessResidentBytes);

@@ -34,9 +34,9 @@
 #include <vector>
 
 #include "proxy/base/metrics.h"
-#include "proxy/plaintext_listeners.h"
 #include "proxy/base/timer.h"
 #include "proxy/base/uv_handle.h"
+#include "proxy/plaintext_listeners.h"
 #include "workloads/model.h"
 #include "workloads/result.h"
 

@@ -16,7 +16,10 @@ using workloads::TargetPortOf;
 }  // namespace
 
 ProxyDirectory::ProxyDirectory(Agent& agent, uint16_t hbone_port)
-    : agent_(agent), hbone_port_(hbone_port), trust_(agent.ca().NewTrustStore()) {}
+    : agent_(agent),
+      certificates_(agent.certificates()),
+      hbone_port_(hbone_port),
+      trust_(agent.ca().NewTrustStore()) {}
 
 proxy::Endpoint ProxyDirectory::LocalEndpoint(const workloads::Workload& workload, uint32_t address,
                                               uint16_t port) const {
@@ -110,7 +113,7 @@ void ProxyDirectory::CertificateAsync(const proxy::LocalReplica& replica,
   if (certificate_source_) {
     certificate_source_(replica.spiffe_id, std::move(done));
   } else {
-    agent_.CertificateAsync(replica.spiffe_id, std::move(done));
+    certificates_.CertificateAsync(replica.spiffe_id, std::move(done));
   }
 }
 

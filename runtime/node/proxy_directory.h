@@ -44,9 +44,9 @@ class ProxyDirectory final : public proxy::Directory {
   // Cluster mode: other nodes' workloads, reached over HBONE (null: none).
   void set_cluster_view(const ClusterView* view) { cluster_ = view; }
   // Where certificates come from when this directory serves a worker loop:
-  // the Agent's SVID cache and issuer belong to the main loop, so a worker
-  // asks it (the answer comes back on the worker's loop). Unset: the Agent,
-  // on this (the main) loop.
+  // the Agent's CertificateManager (SVID cache and issuer) belongs to the
+  // main loop, so a worker asks it (the answer comes back on the worker's
+  // loop). Unset: the CertificateManager, on this (the main) loop.
   using CertificateSource = std::function<void(
       const std::string& spiffe_id, std::function<void(Result<workloads::SvidPtr>)> done)>;
   void set_certificate_source(CertificateSource source) { certificate_source_ = std::move(source); }
@@ -90,6 +90,7 @@ class ProxyDirectory final : public proxy::Directory {
                                  uint16_t port) const;
 
   Agent& agent_;
+  CertificateManager& certificates_;  // the agent's
   uint16_t hbone_port_;
   const Supervisor* supervisor_ = nullptr;
   const ClusterView* cluster_ = nullptr;

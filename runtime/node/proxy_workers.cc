@@ -39,7 +39,11 @@ struct ProxyWorkers::Worker {
 };
 
 ProxyWorkers::ProxyWorkers(uv_loop_t* loop, StateLock& lock, Agent& agent, uint32_t workers)
-    : loop_(loop), lock_(lock), agent_(agent), workers_count_(workers) {}
+    : loop_(loop),
+      lock_(lock),
+      agent_(agent),
+      certificates_(agent.certificates()),
+      workers_count_(workers) {}
 
 ProxyWorkers::~ProxyWorkers() { Close(); }
 
@@ -170,15 +174,16 @@ void ProxyWorkers::ServeCertificateRequests() {
     Worker* worker = request.worker;
     if (worker->stopping.load(std::memory_order_relaxed)) continue;
     // May answer at once (a cached SVID) or later, from the issuer.
-    agent_.CertificateAsync(request.spiffe_id, [this, alive = alive_, worker,
-                                                id = request.id](Result<workloads::SvidPtr> svid) {
-      if (!*alive || worker->stopping.load(std::memory_order_relaxed)) return;
-      {
-        std::lock_guard<std::mutex> guard(worker->answers_mu);
-        worker->answers.emplace_back(id, std::move(svid));
-      }
-      Wake(*worker);
-    });
+    certificates_.CertificateAsync(
+        request.spiffe_id,
+        [this, alive = alive_, worker, id = request.id](Result<workloads::SvidPtr> svid) {
+          if (!*alive || worker->stopping.load(std::memory_order_relaxed)) return;
+          {
+            std::lock_guard<std::mutex> guard(worker->answers_mu);
+            worker->answers.emplace_back(id, std::move(svid));
+          }
+          Wake(*worker);
+        });
   }
 }
 

@@ -119,6 +119,7 @@ class ProxyWorkers {
   uv_loop_t* loop_;
   StateLock& lock_;
   Agent& agent_;
+  CertificateManager& certificates_;  // the agent's; SVIDs for the workers' handshakes
   uint32_t workers_count_;
   uint16_t hbone_port_ = 0;
   uint16_t outbound_port_ = 0;

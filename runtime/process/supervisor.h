@@ -85,10 +85,10 @@
 #include <utility>
 #include <vector>
 
-#include "proxy/directory.h"
 #include "proxy/base/dispatcher.h"
 #include "proxy/base/timer.h"
 #include "proxy/base/uv_handle.h"
+#include "proxy/directory.h"
 #include "runtime/process/cgroup_tree.h"
 #include "runtime/process/log_files.h"
 #include "runtime/process/process_table.h"

@@ -17,7 +17,6 @@
 
 #include "proxy/base/http1_parser.h"
 #include "proxy/base/json.h"
-#include "runtime/identity/certificate_issuer.h"
 #include "workloads/policy_values.h"
 #include "workloads/spiffe_id.h"
 
@@ -88,9 +87,7 @@ bool SplitReplicaName(const std::string& replica, std::string* workload, uint32_
 }  // namespace
 
 Agent::Agent(const AgentConfig& config)
-    : config_(config),
-      certificates_(config.svid_cache_size),
-      started_at_(static_cast<int64_t>(::time(nullptr))) {}
+    : config_(config), started_at_(static_cast<int64_t>(::time(nullptr))) {}
 Agent::~Agent() = default;
 
 Result<AgentPtr> Agent::Open(const AgentConfig& config) {
@@ -125,6 +122,8 @@ Status Agent::Load() {
                                           config_.ca_cert, config_.ca_key, config_.trust_domain);
   if (!ca) return ca.error();
   ca_ = std::move(*ca);
+  certificates_ =
+      std::make_unique<CertificateManager>(*ca_, config_.svid_ttl, config_.svid_cache_size);
 
   // Re-reserve every persisted address; a conflict means the state was
   // written with another CIDR, which the operator must resolve.
@@ -939,7 +938,7 @@ std::vector<ReplicaView> Agent::Replicas(const StoredObject& stored, uint32_t fi
   const auto* workload = std::get_if<workloads::Workload>(&stored.object);
   if (workload == nullptr) return out;
   const std::string spiffe_id = SpiffeIdFor(*workload);
-  const workloads::SvidPtr cert = certificates_.Peek(spiffe_id);
+  const workloads::SvidPtr cert = certificates_->Cached(spiffe_id);
   const uint32_t end =
       static_cast<uint32_t>(std::min<uint64_t>(stored.addresses.size(), uint64_t{first} + count));
   out.reserve(end > first ? end - first : 0);
@@ -1054,52 +1053,11 @@ std::optional<ReplicaRef> Agent::Authenticate(std::string_view user,
   return *replica;
 }
 
-Result<workloads::SvidPtr> Agent::Certificate(const std::string& ns, const std::string& replica) {
+Result<std::string> Agent::SpiffeIdOfReplica(const std::string& ns,
+                                             const std::string& replica) const {
   auto ref = FindReplicaByName(ns, replica);
   if (!ref) return ref.error();
-  return CertificateForIdentity(SpiffeIdFor(std::get<workloads::Workload>(ref->workload->object)));
-}
-
-Result<workloads::SvidPtr> Agent::CertificateForIdentity(const std::string& spiffe_id) {
-  const int64_t now = static_cast<int64_t>(std::time(nullptr));
-  if (workloads::SvidPtr cached = certificates_.Use(spiffe_id)) {
-    // Re-issue once less than half of the configured lifetime remains. (Not
-    // from not_before: it is backdated for clock skew, which would move the
-    // half-life mark early.)
-    const int64_t refresh_at = cached->not_after - config_.svid_ttl.count() / 2;
-    if (now < refresh_at) return cached;
-  }
-  auto id = workloads::SpiffeId::Parse(spiffe_id);
-  if (!id) return id.error();
-  auto svid = ca_->IssueSvid(*id, config_.svid_ttl);
-  if (!svid) return svid.error();
-  StoreCertificate(spiffe_id, *svid);
-  return *svid;
-}
-
-void Agent::StoreCertificate(const std::string& spiffe_id, workloads::SvidPtr svid) {
-  ++certificates_issued_;
-  certificates_.Put(spiffe_id, std::move(svid));
-  if (on_certificate_issued_) on_certificate_issued_();
-}
-
-void Agent::CertificateAsync(const std::string& spiffe_id,
-                             std::function<void(Result<workloads::SvidPtr>)> done) {
-  if (issuer_ == nullptr) return done(CertificateForIdentity(spiffe_id));
-  const int64_t now = static_cast<int64_t>(std::time(nullptr));
-  auto issue = [this, spiffe_id](std::function<void(Result<workloads::SvidPtr>)> then) {
-    issuer_->Issue(spiffe_id, [this, spiffe_id, then](Result<workloads::SvidPtr> svid) {
-      if (svid) StoreCertificate(spiffe_id, *svid);
-      if (then) then(std::move(svid));
-    });
-  };
-  const workloads::SvidPtr cached = certificates_.Use(spiffe_id);
-  if (!cached || cached->not_after <= now + 60) return issue(std::move(done));
-  const int64_t ttl = config_.svid_ttl.count();
-  const int64_t jitter = static_cast<int64_t>(std::hash<std::string>{}(cached->serial_hex) %
-                                              static_cast<uint64_t>(ttl / 10 + 1));
-  if (now >= cached->not_after - ttl / 2 + jitter) issue(nullptr);  // in the background
-  done(cached);
+  return SpiffeIdFor(std::get<workloads::Workload>(ref->workload->object));
 }
 
 uint64_t Agent::AddWatcher(WatchCallback callback) {
@@ -1337,7 +1295,7 @@ std::function<bool(std::string*)> Agent::StreamConfigDump(
       json.EndArray();
 
       json.Key("certificates").BeginArray();
-      for (const auto& [id, svid] : certificates_) {
+      for (const auto& [id, svid] : certificates_->cache()) {
         json.BeginObject();
         json.Key("spiffe_id").String(id);
         json.Key("serial").String(svid->serial_hex);

@@ -1,6 +1,7 @@
 // The node agent's state and the operations on it: apply, delete, register,
-// list, watch, certificates. Everything runs on the agent's libuv loop; the
-// API layer (api/) and the admin server call in on that loop.
+// list, watch; its SVIDs are issued, cached and refreshed by its
+// CertificateManager (certificates()). Everything runs on the agent's libuv
+// loop; the API layer (api/) and the admin server call in on that loop.
 //
 // An operation is all or nothing: addresses are allocated, the change is
 // committed to the state log (fsync), and only then is memory updated and
@@ -19,7 +20,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "runtime/identity/svid_cache.h"
+#include "runtime/identity/certificate_manager.h"
 #include "runtime/state/config.h"
 #include "runtime/state/label_index.h"
 #include "runtime/state/replica_index.h"
@@ -86,7 +87,6 @@ struct ReplicaView {
 };
 
 class Agent;
-class CertificateIssuer;
 using AgentPtr = std::unique_ptr<Agent>;
 
 // What a workload's process (or anyone holding them) presents to the
@@ -104,6 +104,10 @@ class Agent {
 
   const AgentConfig& config() const { return config_; }
   const workloads::CertificateAuthority& ca() const { return *ca_; }
+  // The SVIDs of this agent's CA: issuance, cache, refresh (see
+  // runtime/identity/certificate_manager.h). Replicas() shows what it has cached.
+  CertificateManager& certificates() { return *certificates_; }
+  const CertificateManager& certificates() const { return *certificates_; }
 
   // Creates or updates every object in one durable step ("unchanged" ones
   // are not rewritten). With dry_run nothing is written or allocated.
@@ -182,20 +186,9 @@ class Agent {
   // The replica these credentials belong to, or null (constant-time check).
   std::optional<ReplicaRef> Authenticate(std::string_view user, std::string_view password) const;
 
-  // The replica's SVID, issued on first use, cached per SPIFFE ID and
-  // re-issued once past half of its lifetime.
-  Result<workloads::SvidPtr> Certificate(const std::string& ns, const std::string& replica);
-  Result<workloads::SvidPtr> CertificateForIdentity(const std::string& spiffe_id);
-  // The same without blocking the loop: `done` runs at once with a cached
-  // SVID, otherwise on the loop once the issuer's workers made one. A cached
-  // SVID past its refresh point is still handed out while its successor is
-  // issued in the background; the refresh point is half-life plus a jitter
-  // of up to a tenth of the lifetime, so certificates issued together are
-  // not all re-issued in the same instant.
-  void CertificateAsync(const std::string& spiffe_id,
-                        std::function<void(Result<workloads::SvidPtr>)> done);
-  // Where CertificateAsync issues (Node sets it; without one, it issues inline).
-  void UseIssuer(CertificateIssuer* issuer) { issuer_ = issuer; }
+  // The SPIFFE ID of "<workload>-<ordinal>" in `ns` (see FindReplicaByName),
+  // the identity to ask certificates() for.
+  Result<std::string> SpiffeIdOfReplica(const std::string& ns, const std::string& replica) const;
 
   // Readiness of the replicas of `exec` workloads, as their supervisor
   // reports it (readiness probes); it gates Service endpoints. Such a replica
@@ -237,15 +230,8 @@ class Agent {
 
   size_t workload_count() const;
   uint64_t replica_count() const { return replicas_.size(); }
-  uint64_t certificates_issued() const { return certificates_issued_; }
   // Unix seconds at which this agent started.
   int64_t started_at() const { return started_at_; }
-  size_t certificates_cached() const { return certificates_.size(); }
-  uint64_t certificates_evicted() const { return certificates_.evictions(); }
-  // Called after every SVID issuance (for the metrics counter).
-  void OnCertificateIssued(std::function<void()> callback) {
-    on_certificate_issued_ = std::move(callback);
-  }
   // `extra` sections are added verbatim (name, JSON value), e.g. the proxy's.
   std::string ConfigDumpJson(
       const std::vector<std::pair<std::string, std::string>>& extra = {}) const;
@@ -287,6 +273,7 @@ class Agent {
   ExecAdmission exec_admission_;
   StateStorePtr store_;
   workloads::CertificateAuthorityPtr ca_;
+  CertificateManagerPtr certificates_;  // issues with *ca_; made once it is loaded
   std::unique_ptr<workloads::AddressPool> node_pool_;
   std::unique_ptr<workloads::AddressPool> service_pool_;
 
@@ -295,12 +282,7 @@ class Agent {
   ReplicaIndex replicas_;
   LabelIndex labels_;  // workloads by label, for Service selectors
   std::unordered_map<uint32_t, const StoredObject*> service_by_vip_;
-  SvidCache certificates_;  // by SPIFFE ID, bounded by --svid-cache-size
-  CertificateIssuer* issuer_ = nullptr;
-  void StoreCertificate(const std::string& spiffe_id, workloads::SvidPtr svid);
-  uint64_t certificates_issued_ = 0;
   int64_t started_at_ = 0;  // unix seconds
-  std::function<void()> on_certificate_issued_;
 
   std::unordered_set<uint32_t> ready_exec_replicas_;  // see SetReplicaReady
   std::function<void(ReplicaView&)> process_status_;

@@ -58,20 +58,27 @@ TEST_CASE("Agent: re-issues an SVID once past half of its lifetime, not before")
   AgentPtr agent = OpenAgent(config);
   REQUIRE(agent->Apply({MakeWorkload("web", 2)}, false).ok());
 
-  auto first = agent->Certificate("default", "web-0");
+  CertificateManager& certificates = agent->certificates();
+  auto certificate = [&](const std::string& replica) {
+    auto spiffe_id = agent->SpiffeIdOfReplica("default", replica);
+    REQUIRE(spiffe_id.ok());
+    return certificates.Certificate(*spiffe_id);
+  };
+  auto first = certificate("web-0");
   REQUIRE(first.ok());
-  auto same = agent->Certificate("default", "web-1");  // one certificate per identity
+  auto same = certificate("web-1");  // one certificate per identity
   REQUIRE(same.ok());
   CHECK((*same)->serial_hex == (*first)->serial_hex);
-  CHECK(agent->certificates_issued() == 1);
+  CHECK(certificates.issued() == 1);
+  CHECK(agent->SpiffeIdOfReplica("default", "web-2").error().code == ErrorCode::kNotFound);
 
   // Half of the configured lifetime before expiry is the rotation mark.
   const int64_t half = (*first)->not_after - 1;
   while (std::time(nullptr) < half) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  auto rotated = agent->Certificate("default", "web-0");
+  auto rotated = certificate("web-0");
   REQUIRE(rotated.ok());
   CHECK((*rotated)->serial_hex != (*first)->serial_hex);
-  CHECK(agent->certificates_issued() == 2);
+  CHECK(certificates.issued() == 2);
 }
 
 TEST_CASE("Agent: an apply that runs out of addresses changes nothing") {

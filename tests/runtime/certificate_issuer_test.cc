@@ -99,7 +99,7 @@ TEST_CASE("CertificateIssuer: every request of a burst is answered once, in any 
   uv_run(loop.get(), UV_RUN_DEFAULT);
 }
 
-TEST_CASE("Agent: CertificateAsync issues off the loop once, then answers from its cache") {
+TEST_CASE("Agent: its certificates issue off the loop once, then answer from their cache") {
   proxy::UvLoop loop;
   const testing::TempDir dir("podless-issuer-test");
   AgentConfig config;
@@ -109,18 +109,19 @@ TEST_CASE("Agent: CertificateAsync issues off the loop once, then answers from i
     auto agent = Agent::Open(config);
     REQUIRE(agent.ok());
     CertificateIssuer issuer(loop.get(), (*agent)->ca(), config.svid_ttl, 1);
-    (*agent)->UseIssuer(&issuer);
+    CertificateManager& certificates = (*agent)->certificates();
+    certificates.UseIssuer(&issuer);
     const std::string id = "spiffe://cluster.local/ns/shop/sa/web";
     workloads::SvidPtr first;
-    (*agent)->CertificateAsync(id, [&](Result<workloads::SvidPtr> svid) { first = *svid; });
+    certificates.CertificateAsync(id, [&](Result<workloads::SvidPtr> svid) { first = *svid; });
     CHECK(first == nullptr);  // being issued on a worker
     REQUIRE(RunUntil(loop.get(), [&] { return first != nullptr; }));
-    CHECK((*agent)->certificates_issued() == 1);
+    CHECK(certificates.issued() == 1);
     workloads::SvidPtr again;
-    (*agent)->CertificateAsync(id, [&](Result<workloads::SvidPtr> svid) { again = *svid; });
+    certificates.CertificateAsync(id, [&](Result<workloads::SvidPtr> svid) { again = *svid; });
     CHECK(again == first);  // at once, from the cache
-    CHECK((*agent)->certificates_issued() == 1);
-    (*agent)->UseIssuer(nullptr);
+    CHECK(certificates.issued() == 1);
+    certificates.UseIssuer(nullptr);
   }
   uv_run(loop.get(), UV_RUN_DEFAULT);
   std::filesystem::remove_all(config.state_dir);

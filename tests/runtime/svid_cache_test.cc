@@ -79,24 +79,30 @@ TEST_CASE("Agent: holds at most --svid-cache-size SVIDs and re-issues an evicted
     }
     REQUIRE((*agent)->Apply(objects, false).ok());
 
+    CertificateManager& certificates = (*agent)->certificates();
+    auto certificate = [&](const std::string& replica) {
+      auto spiffe_id = (*agent)->SpiffeIdOfReplica("default", replica);
+      REQUIRE(spiffe_id.ok());
+      return certificates.Certificate(*spiffe_id);
+    };
     std::string first_serial;
     for (int i = 0; i < 5; ++i) {
-      auto svid = (*agent)->Certificate("default", "w" + std::to_string(i) + "-0");
+      auto svid = certificate("w" + std::to_string(i) + "-0");
       REQUIRE(svid.ok());
       if (i == 0) first_serial = (*svid)->serial_hex;
     }
-    CHECK((*agent)->certificates_cached() == 3);
-    CHECK((*agent)->certificates_evicted() == 2);
-    CHECK((*agent)->certificates_issued() == 5);
+    CHECK(certificates.cached() == 3);
+    CHECK(certificates.evicted() == 2);
+    CHECK(certificates.issued() == 5);
 
     // w4 is cached: served without issuing. w0 was evicted: a fresh SVID.
-    REQUIRE((*agent)->Certificate("default", "w4-0").ok());
-    CHECK((*agent)->certificates_issued() == 5);
-    auto again = (*agent)->Certificate("default", "w0-0");
+    REQUIRE(certificate("w4-0").ok());
+    CHECK(certificates.issued() == 5);
+    auto again = certificate("w0-0");
     REQUIRE(again.ok());
     CHECK((*again)->serial_hex != first_serial);
-    CHECK((*agent)->certificates_issued() == 6);
-    CHECK((*agent)->certificates_cached() == 3);
+    CHECK(certificates.issued() == 6);
+    CHECK(certificates.cached() == 3);
   }
 }
 
