@@ -86,7 +86,7 @@ Status UseSvid(SSL* ssl, const workloads::Svid& svid) {
 Result<TlsContextPtr> TlsContext::CreateServer(Directory& directory) {
   auto ctx = NewHboneContext();
   if (!ctx.ok()) return ctx.error();
-  TlsContextPtr context(new TlsContext(directory, /*server=*/true));
+  TlsContextPtr context(new TlsContext(&directory, /*server=*/true));
   context->ctx_ = std::move(ctx).value();
   SSL_CTX_set_alpn_select_cb(context->ctx_.get(), SelectAlpn, nullptr);
   SSL_CTX_set_cert_verify_callback(context->ctx_.get(), &TlsStream::VerifyPeerTrampoline, nullptr);
@@ -96,9 +96,15 @@ Result<TlsContextPtr> TlsContext::CreateServer(Directory& directory) {
 Result<TlsContextPtr> TlsContext::CreateClient(Directory& directory) {
   auto ctx = NewHboneContext();
   if (!ctx.ok()) return ctx.error();
-  TlsContextPtr context(new TlsContext(directory, /*server=*/false));
+  TlsContextPtr context(new TlsContext(&directory, /*server=*/false));
   context->ctx_ = std::move(ctx).value();
   SSL_CTX_set_cert_verify_callback(context->ctx_.get(), &TlsStream::VerifyPeerTrampoline, nullptr);
+  return context;
+}
+
+TlsContextPtr TlsContext::AdoptServer(bssl::UniquePtr<SSL_CTX> ctx) {
+  TlsContextPtr context(new TlsContext(nullptr, /*server=*/true));
+  context->ctx_ = std::move(ctx);
   return context;
 }
 
@@ -179,7 +185,7 @@ TlsStream* TlsStream::Accept(Dispatcher& dispatcher, const TlsContext& context,
   auto* self = new TlsStream(dispatcher, context, transport, std::move(callback));
   self->local_replica_address_ = transport->LocalAddress();
   SSL_set_accept_state(self->ssl_.get());
-  SSL_set_cert_cb(self->ssl_.get(), &TlsStream::SelectCertificate, self);
+  if (context.hbone()) SSL_set_cert_cb(self->ssl_.get(), &TlsStream::SelectCertificate, self);
   self->StartHandshake(handshake_timeout_ms);
   return self;
 }
@@ -311,11 +317,11 @@ void TlsStream::DriveHandshake() {
     const uint8_t* alpn = nullptr;
     unsigned alpn_len = 0;
     SSL_get0_alpn_selected(ssl_.get(), &alpn, &alpn_len);
-    if (alpn_len != 2 || std::memcmp(alpn, "h2", 2) != 0) {
+    if (context_.hbone() && (alpn_len != 2 || std::memcmp(alpn, "h2", 2) != 0)) {
       FailHandshake(MakeError(ErrorCode::kPermissionDenied, "peer did not negotiate ALPN h2"));
       return;
     }
-    if (peer_identity_.empty()) {
+    if (context_.hbone() && peer_identity_.empty()) {
       FailHandshake(MakeError(ErrorCode::kPermissionDenied, "peer identity not verified"));
       return;
     }

@@ -39,14 +39,21 @@ class TlsContext {
  public:
   static Result<std::unique_ptr<TlsContext>> CreateServer(Directory& directory);
   static Result<std::unique_ptr<TlsContext>> CreateClient(Directory& directory);
+  // A server context the caller made (certificate, peer verification and
+  // ALPN are its own): the stream only runs the handshake and the records,
+  // checks neither ALPN nor a SPIFFE identity, and the caller inspects the
+  // peer through TlsStream::ssl() (the Kubernetes API server, api/kube/).
+  static std::unique_ptr<TlsContext> AdoptServer(bssl::UniquePtr<SSL_CTX> ctx);
 
   SSL_CTX* ctx() const { return ctx_.get(); }
-  Directory& directory() const { return directory_; }
+  Directory& directory() const { return *directory_; }
   bool server() const { return server_; }
+  // The HBONE profile (a Directory chooses certificates and verifies peers).
+  bool hbone() const { return directory_ != nullptr; }
 
  private:
-  TlsContext(Directory& directory, bool server) : directory_(directory), server_(server) {}
-  Directory& directory_;
+  TlsContext(Directory* directory, bool server) : directory_(directory), server_(server) {}
+  Directory* directory_;
   bool server_;
   bssl::UniquePtr<SSL_CTX> ctx_;
 };
@@ -82,6 +89,8 @@ class TlsStream final : public Stream, private StreamHandler, private DeferredTa
   }
   // Deletion is already scheduled (the memory lives until the next turn).
   bool destroyed() const { return delete_scheduled_; }
+  // The connection, for a caller-made context's own checks of the peer.
+  SSL* ssl() const { return ssl_.get(); }
 
   // Stream
   void SetHandler(StreamHandler* handler) override;
