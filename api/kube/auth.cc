@@ -5,6 +5,7 @@
 #include <openssl/x509v3.h>
 
 #include <cstring>
+#include <string_view>
 
 namespace podless::api::kube {
 namespace {
@@ -36,17 +37,20 @@ std::string UriSan(X509* cert) {
 // The handshake takes any certificate: Authenticate decides afterwards.
 int AcceptAnyCertificate(X509_STORE_CTX*, void*) { return 1; }
 
-int SelectHttp11(SSL*, const uint8_t** out, uint8_t* out_len, const uint8_t* in, unsigned in_len,
-                 void*) {
-  for (unsigned i = 0; i < in_len;) {
-    const unsigned len = in[i];
-    if (i + 1 + len > in_len) break;
-    if (len == 8 && std::memcmp(in + i + 1, "http/1.1", 8) == 0) {
-      *out = in + i + 1;
-      *out_len = 8;
-      return SSL_TLSEXT_ERR_OK;
+// h2 when the client offers it (kubectl's Go client does), else http/1.1.
+int SelectAlpn(SSL*, const uint8_t** out, uint8_t* out_len, const uint8_t* in, unsigned in_len,
+               void*) {
+  for (std::string_view wanted : {std::string_view("h2"), std::string_view("http/1.1")}) {
+    for (unsigned i = 0; i < in_len;) {
+      const unsigned len = in[i];
+      if (i + 1 + len > in_len) break;
+      if (len == wanted.size() && std::memcmp(in + i + 1, wanted.data(), len) == 0) {
+        *out = in + i + 1;
+        *out_len = static_cast<uint8_t>(len);
+        return SSL_TLSEXT_ERR_OK;
+      }
+      i += 1 + len;
     }
-    i += 1 + len;
   }
   return SSL_TLSEXT_ERR_NOACK;  // no ALPN: HTTP/1.1 all the same
 }
@@ -142,7 +146,7 @@ Result<bssl::UniquePtr<SSL_CTX>> NewServerContext(const workloads::CertificateAu
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_TICKET);
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   SSL_CTX_set_cert_verify_callback(ctx.get(), AcceptAnyCertificate, nullptr);
-  SSL_CTX_set_alpn_select_cb(ctx.get(), SelectHttp11, nullptr);
+  SSL_CTX_set_alpn_select_cb(ctx.get(), SelectAlpn, nullptr);
   return ctx;
 }
 

@@ -47,7 +47,7 @@ AuthDecision Authenticate(SSL* ssl, X509_STORE* trust, int64_t now);
 
 // The server's TLS context: TLS 1.2 and 1.3, a certificate of the agent's CA
 // for `hosts` (IPv4 addresses become IP SANs, the rest DNS SANs), ALPN
-// http/1.1, a client certificate asked for and checked by Authenticate.
+// h2 or http/1.1, a client certificate asked for and checked by Authenticate.
 Result<bssl::UniquePtr<SSL_CTX>> NewServerContext(const workloads::CertificateAuthority& ca,
                                                   const std::vector<std::string>& hosts);
 

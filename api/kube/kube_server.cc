@@ -1,5 +1,6 @@
 #include "api/kube/kube_server.h"
 
+#include <cstring>
 #include <ctime>
 #include <utility>
 
@@ -16,7 +17,7 @@ int64_t Now() { return static_cast<int64_t>(time(nullptr)); }
 // One authenticated (or refused) client: HTTP/1.1 requests, one at a time,
 // in order, on its TlsStream. Owned by KubeServer::connections_; deleted on
 // the next loop turn after its stream closed.
-class KubeServer::Connection final : public proxy::StreamHandler {
+class KubeServer::Connection final : public KubeConnection {
  public:
   Connection(KubeServer* server, proxy::TlsStream* tls, AuthDecision auth)
       : server_(server), tls_(tls), auth_(std::move(auth)) {
@@ -27,8 +28,8 @@ class KubeServer::Connection final : public proxy::StreamHandler {
   }
   ~Connection() override = default;
 
-  // Ends the connection now (server shutdown).
-  void Abort() {
+  // KubeConnection
+  void Abort() override {
     if (tls_ == nullptr) return;
     std::exchange(tls_, nullptr)->Reset();
     server_->Retire(this);
@@ -75,17 +76,9 @@ class KubeServer::Connection final : public proxy::StreamHandler {
               false);
       return;
     }
-    if (auth_.outcome != AuthOutcome::kAdmin) {
-      const bool forbidden = auth_.outcome == AuthOutcome::kNotAdmin;
-      Respond(auth_.http_status(),
-              forbidden ? StatusResponse(403, "Forbidden", "forbidden: " + auth_.reason)
-                        : StatusResponse(401, "Unauthorized", "Unauthorized"),
-              keep_alive);
-      return;
-    }
     KubeRequest kube{request.method, request.target, ""};
     if (auto accept = request.Header("Accept")) kube.accept = std::string(*accept);
-    KubeResponse response = server_->api_->Handle(kube);
+    KubeResponse response = server_->Answer(auth_, kube);
     if (request.method == "HEAD") response.body.clear();
     Respond(response.status, std::move(response), keep_alive);
   }
@@ -180,6 +173,17 @@ void KubeServer::OnTcp(proxy::TcpStream* tcp) {
   handshaking_[tls] = true;
 }
 
+KubeResponse KubeServer::Answer(const AuthDecision& auth, const KubeRequest& request) {
+  switch (auth.outcome) {
+    case AuthOutcome::kAdmin:
+      return api_->Handle(request);
+    case AuthOutcome::kNotAdmin:
+      return StatusResponse(403, "Forbidden", "forbidden: " + auth.reason);
+    default:
+      return StatusResponse(401, "Unauthorized", "Unauthorized");
+  }
+}
+
 void KubeServer::OnHandshake(proxy::TlsStream* tls, Status status) {
   if (handshaking_.erase(tls) == 0) return;  // Close() reset it
   if (!status.ok()) return;                  // the stream flushes its alert and goes
@@ -187,12 +191,22 @@ void KubeServer::OnHandshake(proxy::TlsStream* tls, Status status) {
   if (auth.outcome != AuthOutcome::kAdmin) {
     proxy::Log(proxy::LogLevel::kDebug, "kube", "refused a client: " + auth.reason);
   }
-  auto connection = std::make_unique<Connection>(this, tls, std::move(auth));
-  Connection* raw = connection.get();
+  const uint8_t* alpn = nullptr;
+  unsigned alpn_len = 0;
+  SSL_get0_alpn_selected(tls->ssl(), &alpn, &alpn_len);
+  std::unique_ptr<KubeConnection> connection;
+  if (alpn_len == 2 && std::memcmp(alpn, "h2", 2) == 0) {
+    connection = std::make_unique<Http2Connection>(
+        tls, [this, auth](const KubeRequest& request) { return Answer(auth, request); },
+        [this](KubeConnection* closed) { Retire(closed); });
+  } else {
+    connection = std::make_unique<Connection>(this, tls, std::move(auth));
+  }
+  KubeConnection* raw = connection.get();
   connections_.emplace(raw, std::move(connection));
 }
 
-void KubeServer::Retire(Connection* connection) {
+void KubeServer::Retire(KubeConnection* connection) {
   auto it = connections_.find(connection);
   if (it == connections_.end()) return;
   // It may be on the stack now (its own callback): deleted next turn.
@@ -205,9 +219,9 @@ void KubeServer::Close() {
   auto handshaking = std::move(handshaking_);
   handshaking_.clear();
   for (auto& [tls, unused] : handshaking) tls->Reset();
-  std::vector<Connection*> open;
+  std::vector<KubeConnection*> open;
   for (auto& [raw, owned] : connections_) open.push_back(raw);
-  for (Connection* connection : open) connection->Abort();
+  for (KubeConnection* connection : open) connection->Abort();
 }
 
 }  // namespace podless::api::kube

@@ -1,4 +1,4 @@
-// KubeServer: the Kubernetes API over HTTPS (HTTP/1.1; ALPN http/1.1) on the
+// KubeServer: the Kubernetes API over HTTPS (ALPN h2 or http/1.1) on the
 // agent's loop, for the stock kubectl and client libraries.
 //
 // Built on the data plane's transport: a proxy::TcpListener accepts, each
@@ -10,8 +10,8 @@
 // proxy/http1_parser.h and answered by KubeApi on the loop thread (the
 // agent's state is the loop's).
 //
-// Not yet: HTTP/2 (kubectl falls back to HTTP/1.1 when the server selects
-// it), request bodies (every write verb is 405), watch.
+// HTTP/2 is kube_http2.h's. Not yet: request bodies (every write verb is
+// 405), watch.
 #pragma once
 
 #include <uv.h>
@@ -24,6 +24,7 @@
 
 #include "api/kube/auth.h"
 #include "api/kube/kube_api.h"
+#include "api/kube/kube_http2.h"
 #include "proxy/dispatcher.h"
 #include "proxy/tcp_listener.h"
 #include "proxy/tls_stream.h"
@@ -66,7 +67,10 @@ class KubeServer {
   KubeServer(uv_loop_t* loop, KubeServerOptions options);
   void OnTcp(proxy::TcpStream* tcp);
   void OnHandshake(proxy::TlsStream* tls, Status status);
-  void Retire(Connection* connection);
+  void Retire(KubeConnection* connection);
+  // A request of a client authenticated as `auth`: 401 or 403, or KubeApi's
+  // answer. The same for HTTP/1.1 and HTTP/2.
+  KubeResponse Answer(const AuthDecision& auth, const KubeRequest& request);
 
   // First: destroyed last, after the connections and streams that post to it.
   proxy::Dispatcher dispatcher_;
@@ -77,7 +81,7 @@ class KubeServer {
   proxy::TlsContextPtr tls_;
   proxy::TcpListenerPtr listener_;
   std::unordered_map<proxy::TlsStream*, bool> handshaking_;
-  std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
+  std::unordered_map<KubeConnection*, std::unique_ptr<KubeConnection>> connections_;
 };
 
 using KubeServerPtr = std::unique_ptr<KubeServer>;

@@ -4,7 +4,8 @@ first slice: read-only). `podless kubeconfig -o FILE` writes a kubeconfig
 version, api-resources and get (-A, -n, -o wide, -l, --field-selector,
 -o json, a missing name) against a Deployment and a Service applied with
 `podless apply`. Without a client certificate, or with one of another CA,
-curl gets 401 and nothing else. Skips when /usr/bin/kubectl is absent."""
+curl gets 401 and nothing else; with the kubeconfig's certificate it is
+served over HTTP/1.1 and HTTP/2. Skips when /usr/bin/kubectl is absent."""
 
 import base64
 import json
@@ -160,12 +161,13 @@ def main():
         write(ca, agent.cli("ca", "export").stdout)
         url = f"https://127.0.0.1:{agent.kube_port}/api/v1/pods"
 
-        def curl(*extra):
-            r = subprocess.run(["curl", "-sS", "--http1.1", "--cacert", ca, "-o", "-",
-                                "-w", "\n%{http_code}", *extra, url],
+        def curl(*extra, http="--http1.1"):
+            r = subprocess.run(["curl", "-sS", http, "--cacert", ca, "-o", "-",
+                                "-w", "\n%{http_code} %{http_version}", *extra, url],
                                capture_output=True, text=True, timeout=30)
-            body, _, code = r.stdout.rpartition("\n")
-            return code, body
+            body, _, status = r.stdout.rpartition("\n")
+            code, _, version = status.partition(" ")
+            return (code, body) if http == "--http1.1" else (code, version, body)
 
         code, body = curl()
         check(code == "401" and json.loads(body)["reason"] == "Unauthorized" and
@@ -187,10 +189,17 @@ def main():
                             ("client-key-data", "admin.key")):
             value = re.search(rf"^\s*{field}: (\S+)$", text, re.M).group(1)
             write(os.path.join(tmp, name), base64.b64decode(value).decode())
-        code, body = curl("--cert", os.path.join(tmp, "admin.crt"),
-                          "--key", os.path.join(tmp, "admin.key"))
+        admin = ("--cert", os.path.join(tmp, "admin.crt"), "--key", os.path.join(tmp, "admin.key"))
+        code, body = curl(*admin)
         check(code == "200" and json.loads(body)["kind"] == "PodList" and "web-0" in body,
-              f"admin over curl: {code} {body[:200]}")
+              f"admin over curl (HTTP/1.1): {code} {body[:200]}")
+        # HTTP/2 (ALPN h2, as kubectl's Go client negotiates it), and 401 there too.
+        code, version, body = curl(*admin, http="--http2")
+        check(code == "200" and version == "2" and "web-0" in body,
+              f"admin over curl (HTTP/2): {code} HTTP/{version} {body[:200]}")
+        code, version, body = curl(http="--http2")
+        check(code == "401" and version == "2" and "web-0" not in body,
+              f"anonymous over HTTP/2: {code} HTTP/{version} {body[:200]}")
     finally:
         agent.stop()
 
