@@ -61,9 +61,15 @@ struct Http2Callbacks {
   }
 };
 
-Http2Connection::Http2Connection(proxy::Stream* stream, AnswerFunction answer,
-                                 ClosedFunction closed)
-    : stream_(stream), answer_(std::move(answer)), closed_(std::move(closed)) {
+Http2Connection::Http2Connection(uv_loop_t* loop, proxy::Stream* stream, uint64_t idle_timeout_ms,
+                                 AnswerFunction answer, ClosedFunction closed)
+    : stream_(stream),
+      answer_(std::move(answer)),
+      closed_(std::move(closed)),
+      idle_timeout_ms_(idle_timeout_ms) {
+  uv_timer_init(loop, idle_timer_.get());
+  idle_timer_->data = this;
+  ArmIdleTimer();
   nghttp2_session_callbacks* callbacks = nullptr;
   nghttp2_session_callbacks_new(&callbacks);
   nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks,
@@ -89,13 +95,24 @@ void Http2Connection::Abort() {
   Finish();
 }
 
+void Http2Connection::ArmIdleTimer() {
+  uv_timer_start(
+      idle_timer_.get(),
+      [](uv_timer_t* timer) {
+        if (auto* self = static_cast<Http2Connection*>(timer->data)) self->Abort();
+      },
+      idle_timeout_ms_, 0);
+}
+
 void Http2Connection::Finish() {
   stream_ = nullptr;
+  idle_timer_.Close();
   if (closed_) std::exchange(closed_, nullptr)(this);
 }
 
 void Http2Connection::OnData(std::string_view bytes) {
   if (stream_ == nullptr) return;
+  ArmIdleTimer();
   const ssize_t rv = nghttp2_session_mem_recv(
       session_, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   if (rv < 0) {

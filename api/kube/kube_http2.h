@@ -6,6 +6,7 @@
 #pragma once
 
 #include <nghttp2/nghttp2.h>
+#include <uv.h>
 
 #include <functional>
 #include <map>
@@ -13,6 +14,7 @@
 
 #include "api/kube/kube_api.h"
 #include "proxy/stream.h"
+#include "proxy/uv_handle.h"
 
 namespace podless::api::kube {
 
@@ -31,8 +33,10 @@ class Http2Connection final : public KubeConnection {
   using ClosedFunction = std::function<void(KubeConnection*)>;
 
   // Takes `stream` (an established TLS stream) over; the server preface
-  // (SETTINGS) goes out at once.
-  Http2Connection(proxy::Stream* stream, AnswerFunction answer, ClosedFunction closed);
+  // (SETTINGS) goes out at once. A client that sends nothing for
+  // `idle_timeout_ms` (its PINGs count) is disconnected.
+  Http2Connection(uv_loop_t* loop, proxy::Stream* stream, uint64_t idle_timeout_ms,
+                  AnswerFunction answer, ClosedFunction closed);
   ~Http2Connection() override;
 
   // KubeConnection
@@ -55,12 +59,15 @@ class Http2Connection final : public KubeConnection {
   void Flush();
   void Finish();
   void Respond(int32_t stream_id);
+  void ArmIdleTimer();
 
   friend struct Http2Callbacks;
   proxy::Stream* stream_;  // owns itself; null once closed
   AnswerFunction answer_;
   ClosedFunction closed_;
   nghttp2_session* session_ = nullptr;
+  proxy::TimerHandle idle_timer_;
+  uint64_t idle_timeout_ms_;
   std::map<int32_t, Request> requests_;
 };
 

@@ -197,7 +197,8 @@ void KubeServer::OnHandshake(proxy::TlsStream* tls, Status status) {
   std::unique_ptr<KubeConnection> connection;
   if (alpn_len == 2 && std::memcmp(alpn, "h2", 2) == 0) {
     connection = std::make_unique<Http2Connection>(
-        tls, [this, auth](const KubeRequest& request) { return Answer(auth, request); },
+        dispatcher_.loop(), tls, options_.idle_timeout_ms,
+        [this, auth](const KubeRequest& request) { return Answer(auth, request); },
         [this](KubeConnection* closed) { Retire(closed); });
   } else {
     connection = std::make_unique<Connection>(this, tls, std::move(auth));

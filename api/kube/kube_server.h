@@ -37,7 +37,7 @@ struct KubeServerOptions {
   std::string address = "127.0.0.1:6443";  // HOST:PORT (port 0: any free port)
   uint64_t handshake_timeout_ms = 10'000;
   // A connection with no request for this long (or one that sends a request
-  // head this slowly) is closed.
+  // head this slowly) is closed; over HTTP/2, one that sends no frame.
   uint64_t idle_timeout_ms = 120'000;
   size_t max_connections = 512;
   proxy::LogFunction log = proxy::LogToStderr;
