@@ -1,6 +1,6 @@
 #include "api/kube/resources.h"
 
-#include <map>
+#include <utility>
 
 #include "api/kube/media_type.h"
 #include "runtime/json.h"
