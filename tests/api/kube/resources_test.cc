@@ -3,6 +3,7 @@
 #include <doctest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <map>
 #include <set>
 #include <string>
 
@@ -78,7 +79,10 @@ TEST_CASE("KubeDiscovery: aggregated named groups: apps, Istio's, podless.dev") 
       {"pa", {"security.istio.io", "peerauthentications"}},
       {"we", {"networking.istio.io", "workloadentries"}},
   };
-  for (const auto& [short_name, where] : short_names) {
+  for (const auto& entry : short_names) {
+    // A copy: clang's lambdas (CAPTURE) cannot capture a structured binding.
+    const std::string short_name = entry.first;
+    const auto& where = entry.second;
     CAPTURE(short_name);
     YAML::Node r = FindResourceNode(groups, where.first, where.second);
     REQUIRE(r);
