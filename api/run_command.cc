@@ -24,6 +24,11 @@
 namespace podless::api {
 namespace {
 
+std::vector<AgentExtensionFactory>& ExtensionFactories() {
+  static std::vector<AgentExtensionFactory> factories;
+  return factories;
+}
+
 void Log(const std::string& line, proxy::LogLevel level = proxy::LogLevel::kInfo) {
   proxy::Log(level, "", line);
 }
@@ -86,6 +91,10 @@ Status DisableCoreDumps() {
 }
 
 }  // namespace
+
+void RegisterAgentExtension(AgentExtensionFactory factory) {
+  ExtensionFactories().push_back(std::move(factory));
+}
 
 int RunCommand(const std::vector<std::string>& args) {
   auto config = runtime::ParseRunFlags(args);
@@ -177,9 +186,24 @@ int RunCommand(const std::vector<std::string>& args) {
     Log("SPIFFE Workload API not served: " + (*node)->WorkloadApiSocketPath() + ": " +
         s.error().message);
   }
+  std::vector<std::unique_ptr<AgentExtension>> extensions;
+  for (const AgentExtensionFactory& factory : ExtensionFactories()) {
+    auto extension = factory(AgentContext{loop.get(), **node, service, grpc, *config});
+    if (!extension) {
+      Log("cannot start: " + extension.error().message, proxy::LogLevel::kError);
+      grpc.Close();
+      (*node)->Shutdown();
+      return 1;
+    }
+    if (*extension) extensions.push_back(std::move(*extension));
+  }
+  auto close_extensions = [&extensions] {
+    for (auto& extension : extensions) extension->Close();
+  };
   if (Status s = ApplyAtStart(loop.get(), **node, config->apply_at_start); !s) {
     Log("cannot start: --apply: " + s.error().message, proxy::LogLevel::kError);
     grpc.Close();
+    close_extensions();
     (*node)->Shutdown();
     return 1;
   }
@@ -192,6 +216,7 @@ int RunCommand(const std::vector<std::string>& args) {
     stopping = true;
     Log("shutting down");
     grpc.Close();
+    close_extensions();
     workload_api.Close();
     (*node)->Shutdown();
   };
@@ -214,8 +239,10 @@ int RunCommand(const std::vector<std::string>& args) {
   }
 
   (*node)->SetReady();
+  std::string served;
+  for (const auto& extension : extensions) served += ", " + extension->Describe();
   Log("ready: node " + config->node_name + ", API " + socket_path + ", admin " +
-      config->admin_address + ", state " + config->state_dir);
+      config->admin_address + served + ", state " + config->state_dir);
   while (!stopping && (*node)->RunLoopTurn() != 0) {
   }
   // Supervised processes get their grace period (SIGTERM, then SIGKILL).
@@ -223,6 +250,8 @@ int RunCommand(const std::vector<std::string>& args) {
   }
   signals.clear();
   grpc.Close();
+  close_extensions();
+  extensions.clear();
   workload_api.Close();
   node->reset();
   // Let close callbacks of everything above release their memory.

@@ -307,6 +307,26 @@ static v1::Object ObjectWithStatus(runtime::Agent& agent, const runtime::Cluster
   return out;
 }
 
+Result<v1::ListResponse> RuntimeService::List(const v1::ListRequest& request) {
+  auto kind = FromProtoKind(request.kind());
+  if (!kind) return kind.error();
+  v1::ListResponse response;
+  const std::string& ns = *kind == Kind::kNamespace ? "" : request.namespace_();
+  for (const runtime::StoredObject* stored : agent_.List(*kind, ns)) {
+    *response.add_objects() = ObjectWithStatus(agent_, cluster_, *stored);
+  }
+  if (cluster_ != nullptr && *kind == Kind::kWorkload) {
+    // Other nodes' workloads too: a cluster-wide listing, each
+    // replica naming its node (changed only on that node).
+    for (const auto& [key, remote] : cluster_->view().workloads()) {
+      const auto& ns = remote.record.workload.metadata.ns;
+      if (!request.namespace_().empty() && ns != request.namespace_()) continue;
+      *response.add_objects() = RemoteWorkloadObject(agent_, remote);
+    }
+  }
+  return response;
+}
+
 void RuntimeService::RegisterWith(GrpcServer& server) {
   // Apply and Delete answer later in cluster mode (cluster-wide objects go
   // to etcd first), so they are asynchronous unary methods.
@@ -521,23 +541,7 @@ void RuntimeService::RegisterWith(GrpcServer& server) {
   server.AddUnary<v1::ListRequest, v1::ListResponse>(
       std::string(kService) + "List",
       [this](const CallContext&, const v1::ListRequest& request) -> Result<v1::ListResponse> {
-        auto kind = FromProtoKind(request.kind());
-        if (!kind) return kind.error();
-        v1::ListResponse response;
-        const std::string& ns = *kind == Kind::kNamespace ? "" : request.namespace_();
-        for (const runtime::StoredObject* stored : agent_.List(*kind, ns)) {
-          *response.add_objects() = ObjectWithStatus(agent_, cluster_, *stored);
-        }
-        if (cluster_ != nullptr && *kind == Kind::kWorkload) {
-          // Other nodes' workloads too: a cluster-wide listing, each
-          // replica naming its node (changed only on that node).
-          for (const auto& [key, remote] : cluster_->view().workloads()) {
-            const auto& ns = remote.record.workload.metadata.ns;
-            if (!request.namespace_().empty() && ns != request.namespace_()) continue;
-            *response.add_objects() = RemoteWorkloadObject(agent_, remote);
-          }
-        }
-        return response;
+        return List(request);
       });
 
   server.AddUnary<v1::ListNodesRequest, v1::ListNodesResponse>(

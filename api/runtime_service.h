@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "api/grpc_server.h"
+#include "podless/v1/runtime.pb.h"
 #include "runtime/cluster/cluster.h"
 #include "runtime/process/supervisor.h"
 #include "runtime/state/agent.h"
@@ -26,6 +27,8 @@ class RuntimeService {
   ~RuntimeService();
 
   void RegisterWith(GrpcServer& server);
+  // What the List call answers (the Kubernetes API lists through it too).
+  Result<v1::ListResponse> List(const v1::ListRequest& request);
   // The supervisor of exec workloads, for `Logs` with follow (null: logs
   // are read from the files only).
   void SetSupervisor(runtime::Supervisor* supervisor) { supervisor_ = supervisor; }

@@ -92,6 +92,12 @@ void Write(const YAML::Node& node, int depth, std::string& out) {
 
 }  // namespace
 
+std::string YamlNodeToJson(const YAML::Node& node) {
+  std::string out;
+  Write(node, 0, out);
+  return out;
+}
+
 Result<std::string> YamlToJson(std::string_view yaml_text) {
   YAML::Node root;
   try {

@@ -7,6 +7,10 @@
 
 #include "workloads/result.h"
 
+namespace YAML {
+class Node;
+}
+
 namespace podless::api {
 
 // Maps keep their order; a plain scalar that reads as a YAML 1.2 core-schema
@@ -14,5 +18,9 @@ namespace podless::api {
 // a string. Indented by 4 spaces, as kubectl does. INVALID_ARGUMENT when the
 // text is not YAML.
 Result<std::string> YamlToJson(std::string_view yaml_text);
+
+// The same for a parsed (or built) node: a scalar tagged "!" (quoted in the
+// text, or set so by its builder) stays a string.
+std::string YamlNodeToJson(const YAML::Node& node);
 
 }  // namespace podless::api

@@ -108,6 +108,13 @@ std::shared_ptr<const TlsContext> TlsContext::CreateCustomClient(bssl::UniquePtr
   std::shared_ptr<TlsContext> context(new TlsContext(nullptr, /*server=*/false));
   context->ctx_ = std::move(ctx);
   context->describe_ = std::move(describe);
+  context->requires_alpn_h2_ = true;
+  return context;
+}
+
+TlsContextPtr TlsContext::AdoptServer(bssl::UniquePtr<SSL_CTX> ctx) {
+  TlsContextPtr context(new TlsContext(nullptr, /*server=*/true));
+  context->ctx_ = std::move(ctx);
   return context;
 }
 
@@ -188,7 +195,7 @@ TlsStream* TlsStream::Accept(Dispatcher& dispatcher, const TlsContext& context,
   auto* self = new TlsStream(dispatcher, context, transport, std::move(callback));
   self->local_replica_address_ = transport->LocalAddress();
   SSL_set_accept_state(self->ssl_.get());
-  SSL_set_cert_cb(self->ssl_.get(), &TlsStream::SelectCertificate, self);
+  if (!context.custom()) SSL_set_cert_cb(self->ssl_.get(), &TlsStream::SelectCertificate, self);
   self->StartHandshake(handshake_timeout_ms);
   return self;
 }
@@ -354,11 +361,11 @@ void TlsStream::DriveHandshake() {
     const uint8_t* alpn = nullptr;
     unsigned alpn_len = 0;
     SSL_get0_alpn_selected(ssl_.get(), &alpn, &alpn_len);
-    if (alpn_len != 2 || std::memcmp(alpn, "h2", 2) != 0) {
+    if (context_.requires_alpn_h2() && (alpn_len != 2 || std::memcmp(alpn, "h2", 2) != 0)) {
       FailHandshake(MakeError(ErrorCode::kPermissionDenied, "peer did not negotiate ALPN h2"));
       return;
     }
-    if (peer_identity_.empty() && !context_.custom()) {
+    if (!context_.custom() && peer_identity_.empty()) {
       FailHandshake(MakeError(ErrorCode::kPermissionDenied, "peer identity not verified"));
       return;
     }

@@ -60,18 +60,28 @@ class TlsContext {
   // `describe` (may be empty) words handshake and data-phase failures.
   static std::shared_ptr<const TlsContext> CreateCustomClient(bssl::UniquePtr<SSL_CTX> ctx,
                                                               TlsFailureDescriber describe);
+  // A server context the caller made (certificate, peer verification and
+  // ALPN are its own): the stream only runs the handshake and the records,
+  // checks neither ALPN nor a SPIFFE identity, and the caller inspects the
+  // peer through TlsStream::ssl() (the Kubernetes API server, api/kube/).
+  static std::unique_ptr<TlsContext> AdoptServer(bssl::UniquePtr<SSL_CTX> ctx);
 
   SSL_CTX* ctx() const { return ctx_.get(); }
   // Only for the HBONE profile.
   Directory& directory() const { return *directory_; }
   bool server() const { return server_; }
+  // Made by the caller (not HBONE's: no Directory, no SPIFFE identity check).
   bool custom() const { return directory_ == nullptr; }
+  // The handshake fails unless the peer agreed to h2 (HBONE, etcd).
+  bool requires_alpn_h2() const { return requires_alpn_h2_; }
   const TlsFailureDescriber& describe_failure() const { return describe_; }
 
  private:
-  TlsContext(Directory* directory, bool server) : directory_(directory), server_(server) {}
+  TlsContext(Directory* directory, bool server)
+      : directory_(directory), server_(server), requires_alpn_h2_(directory != nullptr) {}
   Directory* directory_;  // null for a custom profile
   bool server_;
+  bool requires_alpn_h2_;
   bssl::UniquePtr<SSL_CTX> ctx_;
   TlsFailureDescriber describe_;
 };
@@ -120,6 +130,8 @@ class TlsStream final : public Stream, private StreamHandler, private DeferredTa
   }
   // Deletion is already scheduled (the memory lives until the next turn).
   bool destroyed() const { return delete_scheduled_; }
+  // The connection, for a caller-made context's own checks of the peer.
+  SSL* ssl() const { return ssl_.get(); }
 
   // Stream
   void SetHandler(StreamHandler* handler) override;

@@ -115,6 +115,8 @@ constexpr size_t kP256PointBytes = 65;  // uncompressed: 0x04 || X || Y
 constexpr unsigned kTbsVersionTag = CBS_ASN1_CONTEXT_SPECIFIC | CBS_ASN1_CONSTRUCTED | 0;
 constexpr unsigned kTbsExtensionsTag = CBS_ASN1_CONTEXT_SPECIFIC | CBS_ASN1_CONSTRUCTED | 3;
 constexpr unsigned kGeneralNameUriTag = CBS_ASN1_CONTEXT_SPECIFIC | 6;
+constexpr unsigned kGeneralNameDnsTag = CBS_ASN1_CONTEXT_SPECIFIC | 2;
+constexpr unsigned kGeneralNameIpTag = CBS_ASN1_CONTEXT_SPECIFIC | 7;
 constexpr unsigned kAuthorityKeyIdKeyIdTag = CBS_ASN1_CONTEXT_SPECIFIC | 0;
 
 // The Add* helpers append one DER element each. A child CBB's contents reach
@@ -251,6 +253,8 @@ bool AddExtension(CBB* extensions, std::span<const uint8_t> oid, bool critical,
 struct CertificateFields {
   std::string common_name;  // omitted when empty or too long for a CN
   std::string uri_san;      // omitted when empty
+  std::vector<std::string> dns_sans;
+  std::vector<uint32_t> ip_sans;  // IPv4, host byte order
   bool is_ca = false;
   int path_len = -1;  // CA only; -1 = unlimited
   int64_t not_before = 0;
@@ -298,11 +302,20 @@ bool AddExtensions(CBB* tbs, const CertificateFields& f,
     });
   }
   // Not critical: the subject is never empty (O=podless).
-  if (ok && !f.uri_san.empty()) {
+  if (ok && (!f.uri_san.empty() || !f.dns_sans.empty() || !f.ip_sans.empty())) {
     ok = AddExtension(&extensions, kOidSubjectAltName, false, [&](CBB* value) {
       CBB names;
-      return CBB_add_asn1(value, &names, CBS_ASN1_SEQUENCE) &&
-             AddText(&names, kGeneralNameUriTag, f.uri_san) && CBB_flush(value);
+      if (!CBB_add_asn1(value, &names, CBS_ASN1_SEQUENCE)) return false;
+      if (!f.uri_san.empty() && !AddText(&names, kGeneralNameUriTag, f.uri_san)) return false;
+      for (const std::string& dns : f.dns_sans) {
+        if (!AddText(&names, kGeneralNameDnsTag, dns)) return false;
+      }
+      for (uint32_t ip : f.ip_sans) {
+        const uint8_t octets[4] = {static_cast<uint8_t>(ip >> 24), static_cast<uint8_t>(ip >> 16),
+                                   static_cast<uint8_t>(ip >> 8), static_cast<uint8_t>(ip)};
+        if (!AddElement(&names, kGeneralNameIpTag, octets)) return false;
+      }
+      return CBB_flush(value) != 0;
     });
   }
   ok = ok && AddExtension(&extensions, kOidSubjectKeyId, false, [&](CBB* value) {
@@ -442,6 +455,9 @@ struct CertificateAuthority::LeafSpec {
   std::string common_name;
   bool is_ca = false;
   std::chrono::seconds ttl{0};
+  bool uri_san = true;  // false: a TLS certificate without a SPIFFE ID
+  std::vector<std::string> dns_sans;
+  std::vector<uint32_t> ip_sans;
 };
 
 CertificateAuthority::~CertificateAuthority() = default;
@@ -721,6 +737,20 @@ Result<SvidPtr> CertificateAuthority::IssueIntermediate(const std::string& node_
   return Issue(LeafSpec{SpiffeId{trust_domain_, ""}, node_name, true, ttl});
 }
 
+Result<SvidPtr> CertificateAuthority::IssueTlsCertificate(
+    const std::string& common_name, const std::vector<std::string>& dns_names,
+    const std::vector<uint32_t>& ipv4_addresses, std::chrono::seconds ttl) const {
+  if (common_name.empty() || common_name.size() > kMaxCommonNameLength) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "common name must be 1 to " + std::to_string(kMaxCommonNameLength) + " bytes");
+  }
+  LeafSpec spec{SpiffeId{trust_domain_, ""}, common_name, false, ttl};
+  spec.uri_san = false;
+  spec.dns_sans = dns_names;
+  spec.ip_sans = ipv4_addresses;
+  return Issue(spec);
+}
+
 Result<SvidPtr> CertificateAuthority::Issue(const LeafSpec& spec) const {
   if (spec.ttl.count() <= 0) {
     return MakeError(ErrorCode::kInvalidArgument, "certificate lifetime must be positive, got " +
@@ -733,7 +763,9 @@ Result<SvidPtr> CertificateAuthority::Issue(const LeafSpec& spec) const {
   }
   CertificateFields f;
   f.common_name = spec.common_name;
-  f.uri_san = spec.id.ToString();
+  if (spec.uri_san) f.uri_san = spec.id.ToString();
+  f.dns_sans = spec.dns_sans;
+  f.ip_sans = spec.ip_sans;
   f.is_ca = spec.is_ca;
   f.path_len = spec.is_ca ? 0 : -1;
   f.not_before = now - kClockSkewSeconds;

@@ -75,6 +75,15 @@ class CertificateAuthority {
   // Svid's id is the trust domain's ID (empty path).
   Result<SvidPtr> IssueIntermediate(const std::string& node_name, std::chrono::seconds ttl) const;
 
+  // A TLS certificate that names no SPIFFE identity (the Kubernetes API's
+  // server certificate, and its admin clients'): O=podless, CN=common_name,
+  // DNS and IPv4 (host byte order) SANs, no URI SAN (so no SPIFFE peer ever
+  // accepts it), EKU serverAuth+clientAuth, CA:FALSE. The Svid's id is the
+  // trust domain's (empty path).
+  Result<SvidPtr> IssueTlsCertificate(const std::string& common_name,
+                                      const std::vector<std::string>& dns_names,
+                                      const std::vector<uint32_t>& ipv4_addresses,
+                                      std::chrono::seconds ttl) const;
   // A store trusting roots(), for TLS verification.
   bssl::UniquePtr<X509_STORE> NewTrustStore() const;
 

@@ -1,8 +1,12 @@
 #include "api/cli/cli.h"
 
+#include <fcntl.h>
+#include <google/protobuf/wrappers.pb.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -13,6 +17,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <map>
 #include <string_view>
@@ -21,10 +26,10 @@
 #include "api/cli/cli_commands.h"
 #include "api/cli/cli_flags.h"
 #include "api/cli/grpc_client.h"
-#include "api/cli/output_format.h"
 #include "api/label_selector.h"
 #include "api/manifest_files.h"
 #include "api/model_convert.h"
+#include "api/output_format.h"
 #include "api/run_command.h"
 #include "podless/v1/runtime.pb.h"
 #include "workloads/manifest_writer.h"
@@ -204,6 +209,7 @@ class Cli {
     if (verb == "cert") return Cert(command, args);
     if (verb == "credentials") return Credentials(command, args);
     if (verb == "ca") return Ca(command, args);
+    if (verb == "kubeconfig") return Kubeconfig(command, args);
     return Usage(command, "not a client command");
   }
 
@@ -851,6 +857,40 @@ class Cli {
     std::printf("HTTP_PROXY=%s\nhttp_proxy=%s\nHTTPS_PROXY=%s\nhttps_proxy=%s\n", http, http, http,
                 http);
     std::printf("ALL_PROXY=%s\nall_proxy=%s\n", all, all);
+    return 0;
+  }
+
+  // The agent makes the kubeconfig (it signs the admin certificate); the
+  // method is api/kube/kubeconfig.h's.
+  int Kubeconfig(const CommandSpec& command, const ParsedFlags& args) {
+    if (!args.positional.empty()) return Usage(command, "kubeconfig takes no arguments");
+    auto client = Client();
+    if (!client) return Fail(client.error().message);
+    google::protobuf::StringValue request;
+    request.set_value(args.Get("--kube-address"));
+    auto config = (*client)->Call<google::protobuf::StringValue, google::protobuf::StringValue>(
+        "/podless.v1.Kube/Kubeconfig", request, kCallTimeout);
+    if (!config) return Fail(config.error().message);
+    const std::string path = args.Get("--output");
+    if (path.empty()) {
+      std::fputs(config->value().c_str(), stdout);
+      return 0;
+    }
+    // 0600 from the start, and an existing file made so before it holds the key.
+    const int fd =
+        ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return Fail(path + ": " + std::strerror(errno));
+    bool ok = ::fchmod(fd, 0600) == 0;
+    const std::string& text = config->value();
+    for (size_t done = 0; ok && done < text.size();) {
+      const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      ok = n > 0;
+      if (ok) done += static_cast<size_t>(n);
+    }
+    const int saved = errno;
+    ok = ::close(fd) == 0 && ok;
+    if (!ok) return Fail(path + ": " + std::strerror(saved));
     return 0;
   }
 

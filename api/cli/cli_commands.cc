@@ -107,6 +107,15 @@ std::vector<CommandSpec> MakeCommands() {
        "the trust bundle (a summary, or the PEM); a cluster's root CA",
        "",
        {}},
+      {"kubeconfig",
+       "kubeconfig [--kube-address HOST:PORT] [-o FILE]",
+       "a kubeconfig for kubectl: the agent's Kubernetes API, an admin certificate",
+       "Prints (or writes to FILE, mode 0600) a kubeconfig whose cluster is the agent's\n"
+       "Kubernetes API (its --kube-address, https://127.0.0.1:6443 by default) trusting the\n"
+       "agent's CA, and whose user holds a new admin client certificate the agent signs:\n"
+       "  podless kubeconfig -o ~/.kube/podless && KUBECONFIG=~/.kube/podless kubectl get pods\n",
+       {{"--kube-address", 0, "HOST:PORT", "the server kubectl dials (default: the agent's)"},
+        {"--output", 'o', "FILE", "write to FILE (mode 0600) instead of stdout"}}},
       {"version", "version", "print podless's version", "", {}},
       {"help", "help [COMMAND]", "this text, or a command's", "", {}},
   };

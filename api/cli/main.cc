@@ -6,11 +6,13 @@
 #include <vector>
 
 #include "api/cli/cli.h"
+#include "api/kube/kube_agent.h"
 #include "runtime/process/sandbox.h"
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == podless::runtime::kSandboxVerb) {
     return podless::runtime::RunSandbox(std::vector<std::string>(argv + 2, argv + argc));
   }
+  podless::api::RegisterAgentExtension(podless::api::kube::StartKubeApi);
   return podless::api::CliMain(std::vector<std::string>(argv + 1, argv + argc));
 }

@@ -447,7 +447,8 @@ Status Agent::CheckForwardTarget(const std::string& address) const {
   };
   for (const Listener& listener : {Listener{"--admin-address", config_.admin_address},
                                    Listener{"--hbone-address", config_.hbone_address},
-                                   Listener{"--outbound-address", config_.outbound_address}}) {
+                                   Listener{"--outbound-address", config_.outbound_address},
+                                   Listener{"--kube-address", config_.kube_address}}) {
     auto bound = proxy::ParseAuthority(listener.value, 0, /*allow_port_zero=*/true);
     if (!bound || bound->port != target->port) continue;
     in_addr bound_ip{};

@@ -61,6 +61,13 @@ const std::vector<Flag>& Flags() {
       {"--admin-address", "HOST:PORT",
        "admin server: /healthz /ready /metrics /config_dump [127.0.0.1:15000]",
        [](AgentConfig& c, const std::string& v) { return SetString(c.admin_address, v); }},
+      {"--kube-address", "HOST:PORT|off",
+       "the Kubernetes API for kubectl (HTTPS, client certificates: podless kubeconfig) "
+       "[127.0.0.1:6443]",
+       [](AgentConfig& c, const std::string& v) -> Status {
+         c.kube_address = v == "off" ? "" : v;
+         return {};
+       }},
       {"--node-cidr", "CIDR", "workload addresses of this node [127.64.0.0/10]",
        [](AgentConfig& c, const std::string& v) {
          c.node_cidr_set = true;

@@ -23,6 +23,8 @@ struct AgentConfig {
   std::string state_dir = "./podless-state";
   std::string api_socket;  // empty: <state_dir>/api.sock
   std::string admin_address = "127.0.0.1:15000";
+  // The Kubernetes API (HTTPS, api/kube/); empty: not served (--kube-address off).
+  std::string kube_address = "127.0.0.1:6443";
   std::string node_cidr = "127.64.0.0/10";
   std::string service_cidr = "127.128.0.0/16";
   // --workload-uids: the uids (and gids) a root agent gives exec workloads,

@@ -133,6 +133,9 @@ class Agent:
         self.admin_port = free_port()
         self.hbone_port = free_port()
         self.outbound_port = free_port()
+        # Every agent serves the Kubernetes API; on a free port, so that tests
+        # (and agents of other checkouts) never meet on the default 6443.
+        self.kube_port = free_port()
         self.socket = os.path.join(self.state_dir, "api.sock")
         self.extra_args = list(extra_args)
         self.env = env
@@ -143,7 +146,8 @@ class Agent:
         return [PODLESS, "run", "--state-dir", self.state_dir,
                 "--admin-address", f"127.0.0.1:{self.admin_port}",
                 "--hbone-address", f"0.0.0.0:{self.hbone_port}",
-                "--outbound-address", f"127.0.0.1:{self.outbound_port}"] + self.extra_args
+                "--outbound-address", f"127.0.0.1:{self.outbound_port}",
+                "--kube-address", f"127.0.0.1:{self.kube_port}"] + self.extra_args
 
     def start(self, wait=True):
         for attempt in range(3):
@@ -178,10 +182,11 @@ class Agent:
         with open(self.log_path, "rb") as f:
             f.seek(log_start)
             text = f.read().decode(errors="replace")
-        ours = (self.admin_port, self.hbone_port, self.outbound_port)
+        ours = (self.admin_port, self.hbone_port, self.outbound_port, self.kube_port)
         if "address already in use" not in text or not any(f":{p}:" in text for p in ours):
             return False
         self.admin_port, self.hbone_port, self.outbound_port = free_port(), free_port(), free_port()
+        self.kube_port = free_port()
         return True
 
     def wait_ready(self, timeout=20):

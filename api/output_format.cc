@@ -1,4 +1,4 @@
-#include "api/cli/output_format.h"
+#include "api/output_format.h"
 
 #include <yaml-cpp/yaml.h>
 

@@ -1,0 +1,246 @@
+#include "api/kube/kube_api.h"
+
+#include <utility>
+
+#include "api/kube/media_type.h"
+#include "api/kube/objects.h"
+#include "api/label_selector.h"
+#include "proxy/base/json.h"
+
+namespace podless::api::kube {
+namespace {
+
+std::vector<std::string> SplitPath(std::string_view path) {
+  std::vector<std::string> parts;
+  while (!path.empty()) {
+    if (path.front() == '/') {
+      path.remove_prefix(1);
+      continue;
+    }
+    const size_t slash = path.find('/');
+    parts.push_back(PercentDecode(path.substr(0, slash)));
+    path = slash == std::string_view::npos ? std::string_view() : path.substr(slash);
+  }
+  return parts;
+}
+
+KubeResponse Json(std::string body) { return {200, "application/json", std::move(body)}; }
+
+KubeResponse NotFoundPath() {
+  return StatusResponse(404, "NotFound", "the server could not find the requested resource");
+}
+
+// A field selector, as far as podless's objects have fields to select by:
+// metadata.name and metadata.namespace with =, == or !=, comma-separated.
+struct FieldRequirement {
+  std::string field;
+  std::string value;
+  bool equal = true;
+};
+
+Result<std::vector<FieldRequirement>> ParseFieldSelector(std::string_view text) {
+  std::vector<FieldRequirement> requirements;
+  while (!text.empty()) {
+    const size_t comma = text.find(',');
+    std::string_view part = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    if (part.empty()) continue;
+    FieldRequirement r;
+    size_t op = part.find("!=");
+    size_t value_at = op + 2;
+    if (op != std::string_view::npos) {
+      r.equal = false;
+    } else if ((op = part.find("==")) != std::string_view::npos) {
+      value_at = op + 2;
+    } else if ((op = part.find('=')) != std::string_view::npos) {
+      value_at = op + 1;
+    } else {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "invalid field selector: '" + std::string(part) + "'");
+    }
+    r.field = std::string(part.substr(0, op));
+    r.value = std::string(part.substr(value_at));
+    if (r.field != "metadata.name" && r.field != "metadata.namespace") {
+      return MakeError(ErrorCode::kInvalidArgument, "field label not supported: " + r.field);
+    }
+    requirements.push_back(std::move(r));
+  }
+  return requirements;
+}
+
+bool FieldsMatch(const std::vector<FieldRequirement>& requirements, const Item& item) {
+  for (const FieldRequirement& r : requirements) {
+    const std::string& actual = r.field == "metadata.name" ? item.name : item.ns;
+    if ((actual == r.value) != r.equal) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string PercentDecode(std::string_view text) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '+') {
+      out += ' ';
+    } else if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 &&
+               hex(text[i + 2]) >= 0) {
+      out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+std::string StatusJson(int code, std::string_view reason, std::string_view message,
+                       std::string_view details_kind, std::string_view details_name) {
+  proxy::JsonWriter w;
+  w.BeginObject();
+  w.Key("kind").String("Status");
+  w.Key("apiVersion").String("v1");
+  w.Key("metadata").BeginObject().EndObject();
+  w.Key("status").String("Failure");
+  w.Key("message").String(message);
+  w.Key("reason").String(reason);
+  if (!details_kind.empty() || !details_name.empty()) {
+    w.Key("details").BeginObject();
+    if (!details_name.empty()) w.Key("name").String(details_name);
+    if (!details_kind.empty()) w.Key("kind").String(details_kind);
+    w.EndObject();
+  }
+  w.Key("code").Int(code);
+  w.EndObject();
+  return w.Take();
+}
+
+KubeResponse StatusResponse(int code, std::string_view reason, std::string_view message,
+                            std::string_view details_kind, std::string_view details_name) {
+  return {code, "application/json", StatusJson(code, reason, message, details_kind, details_name)};
+}
+
+KubeApi::KubeApi(ObjectSource& source, std::string server_address, std::function<int64_t()> now)
+    : source_(source), server_address_(std::move(server_address)), now_(std::move(now)) {}
+
+KubeResponse KubeApi::Handle(const KubeRequest& request) {
+  const size_t question = request.target.find('?');
+  const std::string_view path = std::string_view(request.target).substr(0, question);
+  Query query;
+  if (question != std::string::npos) {
+    std::string_view rest = std::string_view(request.target).substr(question + 1);
+    while (!rest.empty()) {
+      const size_t amp = rest.find('&');
+      std::string_view pair = rest.substr(0, amp);
+      rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+      const size_t eq = pair.find('=');
+      const std::string key = PercentDecode(pair.substr(0, eq));
+      const std::string value =
+          eq == std::string_view::npos ? "" : PercentDecode(pair.substr(eq + 1));
+      if (key == "labelSelector") query.label_selector = value;
+      if (key == "fieldSelector") query.field_selector = value;
+      if (key == "watch") query.watch = value == "true" || value == "1";
+    }
+  }
+  if (request.method != "GET" && request.method != "HEAD") {
+    return StatusResponse(405, "MethodNotAllowed",
+                          "the server does not allow this method on the requested resource "
+                          "(podless serves the Kubernetes API read-only so far)");
+  }
+  const std::vector<std::string> parts = SplitPath(path);
+  if (parts.size() == 1 && parts[0] == "version") return Json(VersionJson());
+  const bool discovery = (parts.size() == 1 && (parts[0] == "api" || parts[0] == "apis")) ||
+                         (parts.size() == 2 && parts[0] == "api") ||
+                         (parts.size() == 3 && parts[0] == "apis");
+  if (discovery) return Discovery(parts, request);
+  if (parts.size() >= 3 && parts[0] == "api") {
+    return Serve("", parts[1], std::vector<std::string>(parts.begin() + 2, parts.end()), query,
+                 request);
+  }
+  if (parts.size() >= 4 && parts[0] == "apis") {
+    return Serve(parts[1], parts[2], std::vector<std::string>(parts.begin() + 3, parts.end()),
+                 query, request);
+  }
+  return NotFoundPath();
+}
+
+KubeResponse KubeApi::Discovery(const std::vector<std::string>& parts, const KubeRequest& request) {
+  if (parts.size() == 1) {
+    const bool core = parts[0] == "api";
+    const std::string aggregated = AggregatedDiscoveryVersion(request.accept);
+    if (!aggregated.empty()) {
+      return {200, AggregatedDiscoveryContentType(aggregated),
+              AggregatedDiscoveryJson(core, aggregated)};
+    }
+    return Json(core ? ApiVersionsJson(server_address_) : ApiGroupListJson());
+  }
+  std::string list = parts[0] == "api" ? ApiResourceListJson("", parts[1])
+                                       : ApiResourceListJson(parts[1], parts[2]);
+  if (list.empty()) return NotFoundPath();
+  return Json(std::move(list));
+}
+
+KubeResponse KubeApi::Serve(const std::string& group, const std::string& version,
+                            const std::vector<std::string>& rest, const Query& query,
+                            const KubeRequest& request) {
+  std::string ns, resource_name, name;
+  if (rest.size() >= 3 && rest[0] == "namespaces") {
+    if (rest.size() > 4) return NotFoundPath();  // subresources: not served yet
+    ns = rest[1];
+    resource_name = rest[2];
+    if (rest.size() == 4) name = rest[3];
+  } else {
+    if (rest.size() > 2) return NotFoundPath();
+    resource_name = rest[0];
+    if (rest.size() == 2) name = rest[1];
+  }
+  const Resource* resource = FindResource(group, version, resource_name);
+  if (resource == nullptr) return NotFoundPath();
+  if ((!resource->namespaced && !ns.empty()) ||
+      (resource->namespaced && !name.empty() && ns.empty())) {
+    return NotFoundPath();
+  }
+  if (query.watch) {
+    return StatusResponse(405, "MethodNotAllowed",
+                          "watch is not served yet by podless's Kubernetes API");
+  }
+  return ListOrGet(*resource, ns, name, query, request);
+}
+
+KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,
+                                const std::string& name, const Query& query,
+                                const KubeRequest& request) {
+  auto selector = LabelSelector::Parse(query.label_selector);
+  if (!selector) return StatusResponse(400, "BadRequest", selector.error().message);
+  auto fields = ParseFieldSelector(query.field_selector);
+  if (!fields) return StatusResponse(400, "BadRequest", fields.error().message);
+  auto objects = source_.List(resource.object_kind, resource.namespaced ? ns : "");
+  if (!objects) return StatusResponse(500, "InternalError", objects.error().message);
+  std::vector<Item> items;
+  for (Item& item : ItemsOf(resource, *objects, now_())) {
+    if (!name.empty() && item.name != name) continue;
+    if (!ns.empty() && resource.namespaced && item.ns != ns) continue;
+    if (!selector->Matches(item.labels) || !FieldsMatch(*fields, item)) continue;
+    items.push_back(std::move(item));
+  }
+  if (!name.empty() && items.empty()) {
+    return StatusResponse(404, "NotFound", resource.name + " \"" + name + "\" not found",
+                          resource.name, name);
+  }
+  const std::string table = TableVersion(request.accept);
+  if (!table.empty()) {
+    return {200, "application/json;as=Table;v=" + table + ";g=meta.k8s.io",
+            TableJson(resource, table, items)};
+  }
+  if (!name.empty()) return Json(std::move(items.front().json));
+  return Json(ListJson(resource, items));
+}
+
+}  // namespace podless::api::kube

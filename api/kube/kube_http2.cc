@@ -1,0 +1,170 @@
+#include "api/kube/kube_http2.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "proxy/base/nghttp2_nv.h"
+
+namespace podless::api::kube {
+
+// nghttp2's callbacks: each casts user_data back to its connection.
+struct Http2Callbacks {
+  static Http2Connection* Self(void* user_data) { return static_cast<Http2Connection*>(user_data); }
+
+  static int OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+      Self(user_data)->requests_[frame->hd.stream_id];
+    }
+    return 0;
+  }
+
+  static int OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                      size_t name_len, const uint8_t* value, size_t value_len, uint8_t,
+                      void* user_data) {
+    auto& requests = Self(user_data)->requests_;
+    auto it = requests.find(frame->hd.stream_id);
+    if (it == requests.end()) return 0;
+    const std::string_view n(reinterpret_cast<const char*>(name), name_len);
+    const std::string v(reinterpret_cast<const char*>(value), value_len);
+    KubeRequest& request = it->second.request;
+    if (n == ":method") request.method = v;
+    if (n == ":path") request.target = v;
+    if (n == "accept") request.accept = request.accept.empty() ? v : request.accept + "," + v;
+    return 0;
+  }
+
+  static int OnFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+    const bool request_end =
+        (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (request_end) Self(user_data)->Respond(frame->hd.stream_id);
+    return 0;
+  }
+
+  static int OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t, void* user_data) {
+    Self(user_data)->requests_.erase(stream_id);
+    return 0;
+  }
+
+  static ssize_t ReadBody(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
+                          uint32_t* data_flags, nghttp2_data_source*, void* user_data) {
+    auto& requests = Self(user_data)->requests_;
+    auto it = requests.find(stream_id);
+    if (it == requests.end()) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    Http2Connection::Request& r = it->second;
+    const size_t n = std::min(length, r.body.size() - r.sent);
+    std::memcpy(buf, r.body.data() + r.sent, n);
+    r.sent += n;
+    if (r.sent == r.body.size()) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<ssize_t>(n);
+  }
+};
+
+Http2Connection::Http2Connection(uv_loop_t* loop, proxy::Stream* stream, uint64_t idle_timeout_ms,
+                                 AnswerFunction answer, ClosedFunction closed)
+    : stream_(stream),
+      answer_(std::move(answer)),
+      closed_(std::move(closed)),
+      idle_timeout_ms_(idle_timeout_ms) {
+  uv_timer_init(loop, idle_timer_.get());
+  idle_timer_->data = this;
+  ArmIdleTimer();
+  nghttp2_session_callbacks* callbacks = nullptr;
+  nghttp2_session_callbacks_new(&callbacks);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks,
+                                                          Http2Callbacks::OnBeginHeaders);
+  nghttp2_session_callbacks_set_on_header_callback(callbacks, Http2Callbacks::OnHeader);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, Http2Callbacks::OnFrameRecv);
+  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, Http2Callbacks::OnStreamClose);
+  nghttp2_session_server_new(&session_, callbacks, this);
+  nghttp2_session_callbacks_del(callbacks);
+  const nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100}};
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  stream_->SetHandler(this);
+  Flush();
+}
+
+Http2Connection::~Http2Connection() {
+  if (session_ != nullptr) nghttp2_session_del(session_);
+}
+
+void Http2Connection::Abort() {
+  if (stream_ == nullptr) return;
+  std::exchange(stream_, nullptr)->Reset();
+  Finish();
+}
+
+void Http2Connection::ArmIdleTimer() {
+  uv_timer_start(
+      idle_timer_.get(),
+      [](uv_timer_t* timer) {
+        if (auto* self = static_cast<Http2Connection*>(timer->data)) self->Abort();
+      },
+      idle_timeout_ms_, 0);
+}
+
+void Http2Connection::Finish() {
+  stream_ = nullptr;
+  idle_timer_.Close();
+  if (closed_) std::exchange(closed_, nullptr)(this);
+}
+
+void Http2Connection::OnData(std::string_view bytes) {
+  if (stream_ == nullptr) return;
+  ArmIdleTimer();
+  const ssize_t rv = nghttp2_session_mem_recv(
+      session_, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  if (rv < 0) {
+    Abort();  // a protocol error: nghttp2 queued GOAWAY, but the peer is not worth more
+    return;
+  }
+  Flush();
+}
+
+void Http2Connection::OnEnd() {
+  if (stream_ != nullptr) stream_->End();
+}
+
+void Http2Connection::OnClosed(bool) { Finish(); }
+
+void Http2Connection::Respond(int32_t stream_id) {
+  auto it = requests_.find(stream_id);
+  if (it == requests_.end()) return;
+  KubeResponse response = answer_(it->second.request);
+  it->second.body = std::move(response.body);
+  const std::string status = std::to_string(response.status);
+  const std::string length = std::to_string(it->second.body.size());
+  const nghttp2_nv headers[] = {
+      proxy::MakeNv(":status", status),
+      proxy::MakeNv("content-type", response.content_type),
+      proxy::MakeNv("content-length", length),
+      proxy::MakeNv("cache-control", "no-cache, private"),
+  };
+  nghttp2_data_provider provider{};
+  provider.read_callback = Http2Callbacks::ReadBody;
+  const bool head = it->second.request.method == "HEAD";
+  if (nghttp2_submit_response(session_, stream_id, headers, std::size(headers),
+                              head ? nullptr : &provider) != 0) {
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_INTERNAL_ERROR);
+  }
+}
+
+void Http2Connection::Flush() {
+  while (stream_ != nullptr) {
+    const uint8_t* data = nullptr;
+    const ssize_t n = nghttp2_session_mem_send(session_, &data);
+    if (n < 0) {
+      Abort();
+      return;
+    }
+    if (n == 0) break;
+    stream_->Write(std::string_view(reinterpret_cast<const char*>(data), static_cast<size_t>(n)));
+  }
+  if (stream_ != nullptr && !nghttp2_session_want_read(session_) &&
+      !nghttp2_session_want_write(session_)) {
+    stream_->End();
+  }
+}
+
+}  // namespace podless::api::kube

@@ -1,0 +1,74 @@
+// The Kubernetes API's HTTP/2 side (ALPN h2, which kubectl's Go client
+// prefers): one nghttp2 server session over a connection's TlsStream,
+// every request answered whole by the same function as over HTTP/1.1.
+// Responses are small and finite (no watch yet), so each is handed to
+// nghttp2 at once; the session's flow control paces the bytes.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+#include <uv.h>
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include "api/kube/kube_api.h"
+#include "proxy/base/stream.h"
+#include "proxy/base/uv_handle.h"
+
+namespace podless::api::kube {
+
+// What KubeServer owns per connection, whichever the protocol.
+class KubeConnection : public proxy::StreamHandler {
+ public:
+  ~KubeConnection() override = default;
+  // Ends the connection now (server shutdown, idle); the owner is told
+  // through its closed callback.
+  virtual void Abort() = 0;
+};
+
+class Http2Connection final : public KubeConnection {
+ public:
+  using AnswerFunction = std::function<KubeResponse(const KubeRequest&)>;
+  using ClosedFunction = std::function<void(KubeConnection*)>;
+
+  // Takes `stream` (an established TLS stream) over; the server preface
+  // (SETTINGS) goes out at once. A client that sends nothing for
+  // `idle_timeout_ms` (its PINGs count) is disconnected.
+  Http2Connection(uv_loop_t* loop, proxy::Stream* stream, uint64_t idle_timeout_ms,
+                  AnswerFunction answer, ClosedFunction closed);
+  ~Http2Connection() override;
+
+  // KubeConnection
+  void Abort() override;
+
+ private:
+  struct Request {
+    KubeRequest request;
+    std::string body;  // the response's
+    size_t sent = 0;
+  };
+
+  // proxy::StreamHandler
+  void OnData(std::string_view bytes) override;
+  void OnEnd() override;
+  void OnClosed(bool reset) override;
+
+  // Hands what nghttp2 has to send to the stream; closes when the session
+  // wants neither to read nor to write.
+  void Flush();
+  void Finish();
+  void Respond(int32_t stream_id);
+  void ArmIdleTimer();
+
+  friend struct Http2Callbacks;
+  proxy::Stream* stream_;  // owns itself; null once closed
+  AnswerFunction answer_;
+  ClosedFunction closed_;
+  nghttp2_session* session_ = nullptr;
+  proxy::TimerHandle idle_timer_;
+  uint64_t idle_timeout_ms_;
+  std::map<int32_t, Request> requests_;
+};
+
+}  // namespace podless::api::kube

@@ -1,0 +1,228 @@
+#include "api/kube/kube_server.h"
+
+#include <cstring>
+#include <ctime>
+#include <utility>
+
+#include "proxy/base/http1_parser.h"
+#include "proxy/base/log.h"
+
+namespace podless::api::kube {
+namespace {
+
+int64_t Now() { return static_cast<int64_t>(time(nullptr)); }
+
+}  // namespace
+
+// One authenticated (or refused) client: HTTP/1.1 requests, one at a time,
+// in order, on its TlsStream. Owned by KubeServer::connections_; deleted on
+// the next loop turn after its stream closed.
+class KubeServer::Connection final : public KubeConnection {
+ public:
+  Connection(KubeServer* server, proxy::TlsStream* tls, AuthDecision auth)
+      : server_(server), tls_(tls), auth_(std::move(auth)) {
+    uv_timer_init(server_->dispatcher_.loop(), timer_.get());
+    timer_->data = this;
+    ArmIdleTimer();
+    tls_->SetHandler(this);
+  }
+  ~Connection() override = default;
+
+  // KubeConnection
+  void Abort() override {
+    if (tls_ == nullptr) return;
+    std::exchange(tls_, nullptr)->Reset();
+    server_->Retire(this);
+  }
+
+ private:
+  // proxy::StreamHandler
+  void OnData(std::string_view data) override {
+    while (!data.empty() && !closing_ && tls_ != nullptr) {
+      size_t consumed = 0;
+      const auto state = parser_.Feed(data, &consumed);
+      data.remove_prefix(consumed);
+      if (state == proxy::Http1RequestParser::State::kIncomplete) return;
+      if (state == proxy::Http1RequestParser::State::kError) {
+        Respond(parser_.error_status(),
+                {parser_.error_status(), "application/json",
+                 StatusJson(parser_.error_status(), "BadRequest", parser_.error())},
+                /*keep_alive=*/false);
+        return;
+      }
+      Answer(parser_.request());
+      parser_.Reset();
+      ArmIdleTimer();
+    }
+  }
+  void OnEnd() override {
+    if (tls_ != nullptr && !closing_) {
+      closing_ = true;
+      tls_->End();
+    }
+  }
+  void OnClosed(bool) override {
+    tls_ = nullptr;
+    server_->Retire(this);
+  }
+
+  void Answer(const proxy::Http1Request& request) {
+    const bool keep_alive = request.keep_alive();
+    if (request.content_length() > 0 || request.chunked()) {
+      // A body we do not read: answer, then close.
+      Respond(405,
+              StatusResponse(405, "MethodNotAllowed",
+                             "podless serves the Kubernetes API read-only so far"),
+              false);
+      return;
+    }
+    KubeRequest kube{request.method, request.target, ""};
+    if (auto accept = request.Header("Accept")) kube.accept = std::string(*accept);
+    KubeResponse response = server_->Answer(auth_, kube);
+    if (request.method == "HEAD") response.body.clear();
+    Respond(response.status, std::move(response), keep_alive);
+  }
+
+  void Respond(int status, KubeResponse response, bool keep_alive) {
+    if (tls_ == nullptr) return;
+    proxy::Http1Headers headers = {
+        {"Content-Type", response.content_type},
+        {"Content-Length", std::to_string(response.body.size())},
+        {"Cache-Control", "no-cache, private"},
+    };
+    if (!keep_alive) headers.emplace_back("Connection", "close");
+    std::string bytes = proxy::FormatResponseHead(status, "", headers);
+    bytes += response.body;
+    tls_->Write(bytes);
+    if (!keep_alive) {
+      closing_ = true;
+      tls_->End();
+    }
+  }
+
+  void ArmIdleTimer() {
+    uv_timer_start(
+        timer_.get(),
+        [](uv_timer_t* timer) {
+          if (auto* self = static_cast<Connection*>(timer->data)) self->Abort();
+        },
+        server_->options_.idle_timeout_ms, 0);
+  }
+
+  KubeServer* server_;
+  proxy::TlsStream* tls_;  // owns itself; null once closed
+  AuthDecision auth_;
+  proxy::Http1RequestParser parser_;
+  proxy::TimerHandle timer_;
+  bool closing_ = false;
+};
+
+KubeServer::KubeServer(uv_loop_t* loop, KubeServerOptions options)
+    : dispatcher_(loop), options_(std::move(options)) {}
+
+KubeServer::~KubeServer() { Close(); }
+
+Result<KubeServerPtr> KubeServer::Start(uv_loop_t* loop, ObjectSource& source,
+                                        const workloads::CertificateAuthority& ca,
+                                        KubeServerOptions options) {
+  auto where = proxy::ParseAuthority(options.address, 0, /*allow_port_zero=*/true);
+  if (!where)
+    return MakeError(ErrorCode::kInvalidArgument, "--kube-address: " + where.error().message);
+  KubeServerPtr server(new KubeServer(loop, std::move(options)));
+  server->host_ = where->host;
+  std::vector<std::string> hosts = {"localhost", "127.0.0.1"};
+  if (where->host != "localhost" && where->host != "127.0.0.1") hosts.push_back(where->host);
+  auto ctx = NewServerContext(ca, hosts);
+  if (!ctx) return ctx.error();
+  server->tls_ = proxy::TlsContext::AdoptServer(std::move(ctx).value());
+  server->trust_ = ca.NewTrustStore();
+  proxy::TcpListener::Options listen;
+  listen.name = "kube";
+  listen.listen.bind = where->host == "localhost" ? "127.0.0.1" : where->host;
+  listen.listen.port = where->port;
+  listen.listen.backlog = 128;
+  listen.log = server->options_.log;
+  KubeServer* self = server.get();
+  auto listener = proxy::TcpListener::Create(server->dispatcher_, std::move(listen),
+                                             [self](proxy::TcpStream* tcp) { self->OnTcp(tcp); });
+  if (!listener) {
+    return MakeError(listener.error().code, "Kubernetes API on " + server->options_.address + ": " +
+                                                listener.error().message);
+  }
+  server->listener_ = std::move(listener).value();
+  // /api names the address clients reach, with the port really bound.
+  server->api_ = std::make_unique<KubeApi>(source, server->address(), [] { return Now(); });
+  return server;
+}
+
+std::string KubeServer::address() const {
+  const std::string host = host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_;
+  return host + ":" + std::to_string(port());
+}
+
+void KubeServer::OnTcp(proxy::TcpStream* tcp) {
+  if (connections_.size() + handshaking_.size() >= options_.max_connections) {
+    tcp->Reset();
+    return;
+  }
+  auto holder = std::make_shared<proxy::TlsStream*>(nullptr);
+  proxy::TlsStream* tls = proxy::TlsStream::Accept(
+      dispatcher_, *tls_, tcp, options_.handshake_timeout_ms,
+      [this, holder](Status status) { OnHandshake(*holder, std::move(status)); });
+  *holder = tls;
+  handshaking_[tls] = true;
+}
+
+KubeResponse KubeServer::Answer(const AuthDecision& auth, const KubeRequest& request) {
+  switch (auth.outcome) {
+    case AuthOutcome::kAdmin:
+      return api_->Handle(request);
+    case AuthOutcome::kNotAdmin:
+      return StatusResponse(403, "Forbidden", "forbidden: " + auth.reason);
+    default:
+      return StatusResponse(401, "Unauthorized", "Unauthorized");
+  }
+}
+
+void KubeServer::OnHandshake(proxy::TlsStream* tls, Status status) {
+  if (handshaking_.erase(tls) == 0) return;  // Close() reset it
+  if (!status.ok()) return;                  // the stream flushes its alert and goes
+  AuthDecision auth = Authenticate(tls->ssl(), trust_.get(), Now());
+  if (auth.outcome != AuthOutcome::kAdmin) {
+    proxy::Log(proxy::LogLevel::kDebug, "kube", "refused a client: " + auth.reason);
+  }
+  const uint8_t* alpn = nullptr;
+  unsigned alpn_len = 0;
+  SSL_get0_alpn_selected(tls->ssl(), &alpn, &alpn_len);
+  std::unique_ptr<KubeConnection> connection;
+  if (alpn_len == 2 && std::memcmp(alpn, "h2", 2) == 0) {
+    connection = std::make_unique<Http2Connection>(
+        dispatcher_.loop(), tls, options_.idle_timeout_ms,
+        [this, auth](const KubeRequest& request) { return Answer(auth, request); },
+        [this](KubeConnection* closed) { Retire(closed); });
+  } else {
+    connection = std::make_unique<Connection>(this, tls, std::move(auth));
+  }
+  KubeConnection* raw = connection.get();
+  connections_.emplace(raw, std::move(connection));
+}
+
+void KubeServer::Retire(KubeConnection* connection) {
+  auto it = connections_.find(connection);
+  if (it == connections_.end()) return;
+  // It may be on the stack now (its own callback): deleted next turn.
+  dispatcher_.DeferredDelete(it->second.release());
+  connections_.erase(it);
+}
+
+void KubeServer::Close() {
+  if (listener_) listener_->Close();
+  auto handshaking = std::move(handshaking_);
+  handshaking_.clear();
+  for (auto& [tls, unused] : handshaking) tls->Reset();
+  std::vector<KubeConnection*> open;
+  for (auto& [raw, owned] : connections_) open.push_back(raw);
+  for (KubeConnection* connection : open) connection->Abort();
+}
+
+}  // namespace podless::api::kube

@@ -1,0 +1,60 @@
+// The agent's objects as Kubernetes API objects: one Item per object a
+// resource holds (a Pod per replica, a Deployment per workload applied as
+// one, ...), its JSON and its row of the server-side Table kubectl prints.
+//
+// The JSON of an object is what `podless get -o json` prints of it
+// (api/output_format.h: the document as applied, with a status in the
+// kind's shape), with metadata.namespace, creationTimestamp and uid filled
+// in. Pure functions of the objects and the time, so they are tested
+// without an agent.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/kube/resources.h"
+#include "podless/v1/runtime.pb.h"
+
+namespace podless::api::kube {
+
+struct Item {
+  std::string name;
+  std::string ns;  // "" for a cluster-scoped object
+  std::map<std::string, std::string> labels;
+  int64_t created = 0;             // unix seconds; 0 when unknown
+  std::string json;                // the object, one line
+  std::vector<std::string> cells;  // one per Columns(resource) entry
+};
+
+struct Column {
+  std::string name;    // "Name", "Ready": kubectl prints it upper-case
+  std::string type;    // "string", "integer", "date"
+  std::string format;  // "name" for the name column, else ""
+  std::string description;
+  int priority = 0;  // 1: only with -o wide
+};
+
+// The Table columns of `resource`, as the Kubernetes API server (or the CRD's
+// printer columns, for Istio's kinds) defines them.
+const std::vector<Column>& Columns(const Resource& resource);
+
+// The items of `resource` among `objects` (what the agent's List returned for
+// resource.object_kind), in the order given; `now` is unix seconds.
+std::vector<Item> ItemsOf(const Resource& resource, const std::vector<v1::Object>& objects,
+                          int64_t now);
+
+// kubectl's age: 45s, 3m12s, 25m, 2h5m, 5h, 3d4h, 12d, ...; "<unknown>" for 0.
+std::string HumanAge(int64_t created, int64_t now);
+
+// A <Kind>List of the items (what `kubectl get -o json` prints).
+std::string ListJson(const Resource& resource, const std::vector<Item>& items);
+// A meta.k8s.io Table (`version` "v1" or "v1beta1") of the items, each row
+// with its PartialObjectMetadata (kubectl's NAMESPACE and LABELS columns come
+// from it).
+std::string TableJson(const Resource& resource, std::string_view version,
+                      const std::vector<Item>& items);
+
+}  // namespace podless::api::kube

@@ -1,0 +1,31 @@
+// The Kubernetes API's objects: what the local API's List answers
+// (api/runtime_service.h), so kubectl, the CLI and gRPC clients see one state.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "api/kube/kube_api.h"
+#include "api/runtime_service.h"
+
+namespace podless::api::kube {
+
+class RuntimeObjectSource final : public ObjectSource {
+ public:
+  explicit RuntimeObjectSource(RuntimeService& service) : service_(service) {}
+
+  // ObjectSource
+  Result<std::vector<v1::Object>> List(v1::Kind kind, const std::string& ns) override {
+    v1::ListRequest request;
+    request.set_kind(kind);
+    request.set_namespace_(ns);
+    auto response = service_.List(request);
+    if (!response) return response.error();
+    return std::vector<v1::Object>(response->objects().begin(), response->objects().end());
+  }
+
+ private:
+  RuntimeService& service_;
+};
+
+}  // namespace podless::api::kube

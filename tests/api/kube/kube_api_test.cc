@@ -1,0 +1,165 @@
+#include "api/kube/kube_api.h"
+
+#include <doctest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/api/kube/test_objects.h"
+
+namespace podless::api::kube {
+namespace {
+
+constexpr const char* kTable =
+    "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;"
+    "g=meta.k8s.io,application/json";
+
+// The agent's List, over a fixed set of objects.
+class FakeSource final : public ObjectSource {
+ public:
+  std::vector<v1::Object> objects;
+  std::vector<std::pair<v1::Kind, std::string>> asked;
+
+  Result<std::vector<v1::Object>> List(v1::Kind kind, const std::string& ns) override {
+    asked.emplace_back(kind, ns);
+    std::vector<v1::Object> out;
+    for (const v1::Object& object : objects) {
+      const bool kind_matches = (kind == v1::WORKLOAD && object.has_workload()) ||
+                                (kind == v1::SERVICE && object.has_service()) ||
+                                (kind == v1::NAMESPACE && object.has_namespace_());
+      const std::string& object_ns = object.has_workload()
+                                         ? object.workload().metadata().namespace_()
+                                         : object.service().metadata().namespace_();
+      if (kind_matches && (ns.empty() || object_ns == ns)) out.push_back(object);
+    }
+    return out;
+  }
+};
+
+struct Fixture {
+  FakeSource source;
+  KubeApi api{source, "127.0.0.1:6443", [] { return int64_t{2000}; }};
+
+  Fixture() {
+    source.objects = {testing::WebDeployment("shop"), testing::WebService("shop"),
+                      testing::WebDeployment("other")};
+  }
+  KubeResponse Get(const std::string& target, const std::string& accept = "application/json") {
+    return api.Handle({"GET", target, accept});
+  }
+  std::vector<std::string> RowNames(const std::string& target) {
+    KubeResponse response = Get(target, kTable);
+    REQUIRE(response.status == 200);
+    std::vector<std::string> names;
+    YAML::Node table = YAML::Load(response.body);
+    for (const YAML::Node& row : table["rows"]) {
+      names.push_back(row["object"]["metadata"]["namespace"].as<std::string>() + "/" +
+                      row["cells"][0].as<std::string>());
+    }
+    return names;
+  }
+};
+
+using Names = std::vector<std::string>;
+
+TEST_CASE("KubeApi: lists pods in one namespace or all, as a Table when asked") {
+  Fixture f;
+  CHECK(f.RowNames("/api/v1/pods?limit=500") ==
+        Names{"shop/web-0", "shop/web-1", "other/web-0", "other/web-1"});
+  CHECK(f.RowNames("/api/v1/namespaces/shop/pods?limit=500") == Names{"shop/web-0", "shop/web-1"});
+  CHECK(f.source.asked.back() == std::make_pair(v1::WORKLOAD, std::string("shop")));
+  KubeResponse table = f.Get("/api/v1/namespaces/shop/pods", kTable);
+  CHECK(table.content_type == "application/json;as=Table;v=v1;g=meta.k8s.io");
+  KubeResponse list = f.Get("/api/v1/namespaces/shop/pods");
+  CHECK(list.content_type == "application/json");
+  CHECK(YAML::Load(list.body)["kind"].as<std::string>() == "PodList");
+}
+
+TEST_CASE("KubeApi: label and field selectors filter, as kubectl's -l and --field-selector") {
+  Fixture f;
+  CHECK(f.RowNames("/api/v1/pods?labelSelector=app%3Dweb").size() == 4);
+  CHECK(f.RowNames("/api/v1/pods?labelSelector=app%3Dother").empty());
+  CHECK(f.RowNames("/api/v1/pods?labelSelector=app%20in%20(web,x),version!%3D2").size() == 4);
+  CHECK(f.RowNames("/api/v1/pods?fieldSelector=metadata.name%3Dweb-1") ==
+        Names{"shop/web-1", "other/web-1"});
+  CHECK(f.RowNames(
+            "/api/v1/pods?fieldSelector=metadata.name!%3Dweb-1,metadata.namespace%3D%3Dshop") ==
+        Names{"shop/web-0"});
+  // Deployments select by their own labels, not their template's.
+  CHECK(f.RowNames("/apis/apps/v1/deployments?labelSelector=team%3Dshop").size() == 2);
+  CHECK(f.RowNames("/apis/apps/v1/deployments?labelSelector=app%3Dweb").empty());
+
+  KubeResponse bad = f.Get("/api/v1/pods?fieldSelector=spec.nodeName%3Dx");
+  CHECK(bad.status == 400);
+  CHECK(YAML::Load(bad.body)["message"].as<std::string>() ==
+        "field label not supported: spec.nodeName");
+  CHECK(f.Get("/api/v1/pods?labelSelector=a%20in%20(").status == 400);
+}
+
+TEST_CASE("KubeApi: get by name, and kubectl's NotFound") {
+  Fixture f;
+  KubeResponse pod = f.Get("/api/v1/namespaces/shop/pods/web-1");
+  REQUIRE(pod.status == 200);
+  YAML::Node object = YAML::Load(pod.body);
+  CHECK(object["kind"].as<std::string>() == "Pod");
+  CHECK(object["metadata"]["name"].as<std::string>() == "web-1");
+  CHECK(f.RowNames("/api/v1/namespaces/shop/pods/web-1") == Names{"shop/web-1"});
+
+  KubeResponse missing = f.Get("/api/v1/namespaces/shop/pods/missing");
+  CHECK(missing.status == 404);
+  YAML::Node status = YAML::Load(missing.body);
+  CHECK(status["kind"].as<std::string>() == "Status");
+  CHECK(status["status"].as<std::string>() == "Failure");
+  CHECK(status["reason"].as<std::string>() == "NotFound");
+  CHECK(status["message"].as<std::string>() == "pods \"missing\" not found");
+  CHECK(status["details"]["name"].as<std::string>() == "missing");
+  CHECK(status["details"]["kind"].as<std::string>() == "pods");
+  CHECK(status["code"].as<int>() == 404);
+
+  CHECK(f.Get("/apis/apps/v1/namespaces/shop/deployments/web").status == 200);
+  CHECK(f.Get("/api/v1/namespaces/shop/services/web").status == 200);
+  CHECK(f.Get("/api/v1/namespaces/other/services/web").status == 404);
+}
+
+TEST_CASE("KubeApi: discovery and /version") {
+  Fixture f;
+  KubeResponse aggregated =
+      f.Get("/api",
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+            "application/json");
+  CHECK(aggregated.content_type ==
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList");
+  CHECK(YAML::Load(f.Get("/api").body)["kind"].as<std::string>() == "APIVersions");
+  CHECK(YAML::Load(f.Get("/apis").body)["kind"].as<std::string>() == "APIGroupList");
+  CHECK(YAML::Load(f.Get("/api/v1").body)["kind"].as<std::string>() == "APIResourceList");
+  CHECK(YAML::Load(f.Get("/apis/podless.dev/v1alpha1").body)["groupVersion"].as<std::string>() ==
+        "podless.dev/v1alpha1");
+  CHECK(f.Get("/apis/batch/v1").status == 404);
+  YAML::Node version = YAML::Load(f.Get("/version").body);
+  CHECK(version["major"].as<std::string>() == "1");
+  CHECK(version["minor"].as<std::string>() == "32");
+}
+
+TEST_CASE("KubeApi: what is not served is a Status, never a guess") {
+  Fixture f;
+  CHECK(f.Get("/").status == 404);
+  CHECK(f.Get("/api/v1/configmaps").status == 404);
+  CHECK(f.Get("/api/v1/namespaces/shop/pods/web-0/log").status == 404);
+  CHECK(f.Get("/api/v1/pods/web-0").status == 404);  // a namespaced name needs its namespace
+  KubeResponse watch = f.Get("/api/v1/pods?watch=true");
+  CHECK(watch.status == 405);
+  CHECK(YAML::Load(watch.body)["reason"].as<std::string>() == "MethodNotAllowed");
+  CHECK(f.api.Handle({"POST", "/api/v1/namespaces/shop/pods", ""}).status == 405);
+  CHECK(f.api.Handle({"DELETE", "/api/v1/namespaces/shop/pods/web-0", ""}).status == 405);
+}
+
+TEST_CASE("KubeApi: percent-decoding of query values") {
+  CHECK(PercentDecode("app%3Dweb") == "app=web");
+  CHECK(PercentDecode("a+b") == "a b");
+  CHECK(PercentDecode("100%") == "100%");
+  CHECK(PercentDecode("%zz%4") == "%zz%4");
+}
+
+}  // namespace
+}  // namespace podless::api::kube
