@@ -66,9 +66,8 @@ Http2Connection::Http2Connection(uv_loop_t* loop, proxy::Stream* stream, uint64_
     : stream_(stream),
       answer_(std::move(answer)),
       closed_(std::move(closed)),
-      idle_timeout_ms_(idle_timeout_ms) {
-  uv_timer_init(loop, idle_timer_.get());
-  idle_timer_->data = this;
+      idle_timeout_ms_(idle_timeout_ms),
+      idle_timer_(loop, [this] { Abort(); }) {
   ArmIdleTimer();
   nghttp2_session_callbacks* callbacks = nullptr;
   nghttp2_session_callbacks_new(&callbacks);
@@ -95,18 +94,11 @@ void Http2Connection::Abort() {
   Finish();
 }
 
-void Http2Connection::ArmIdleTimer() {
-  uv_timer_start(
-      idle_timer_.get(),
-      [](uv_timer_t* timer) {
-        if (auto* self = static_cast<Http2Connection*>(timer->data)) self->Abort();
-      },
-      idle_timeout_ms_, 0);
-}
+void Http2Connection::ArmIdleTimer() { idle_timer_.Start(idle_timeout_ms_); }
 
 void Http2Connection::Finish() {
   stream_ = nullptr;
-  idle_timer_.Close();
+  idle_timer_.Stop();
   if (closed_) std::exchange(closed_, nullptr)(this);
 }
 

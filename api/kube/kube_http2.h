@@ -14,7 +14,7 @@
 
 #include "api/kube/kube_api.h"
 #include "proxy/base/stream.h"
-#include "proxy/base/uv_handle.h"
+#include "proxy/base/timer.h"
 
 namespace podless::api::kube {
 
@@ -66,8 +66,8 @@ class Http2Connection final : public KubeConnection {
   AnswerFunction answer_;
   ClosedFunction closed_;
   nghttp2_session* session_ = nullptr;
-  proxy::TimerHandle idle_timer_;
   uint64_t idle_timeout_ms_;
+  proxy::Timer idle_timer_;  // Abort
   std::map<int32_t, Request> requests_;
 };
 

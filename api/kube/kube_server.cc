@@ -6,6 +6,7 @@
 
 #include "proxy/base/http1_parser.h"
 #include "proxy/base/log.h"
+#include "proxy/base/timer.h"
 
 namespace podless::api::kube {
 namespace {
@@ -20,9 +21,10 @@ int64_t Now() { return static_cast<int64_t>(time(nullptr)); }
 class KubeServer::Connection final : public KubeConnection {
  public:
   Connection(KubeServer* server, proxy::TlsStream* tls, AuthDecision auth)
-      : server_(server), tls_(tls), auth_(std::move(auth)) {
-    uv_timer_init(server_->dispatcher_.loop(), timer_.get());
-    timer_->data = this;
+      : server_(server),
+        tls_(tls),
+        auth_(std::move(auth)),
+        timer_(server_->dispatcher_.loop(), [this] { Abort(); }) {
     ArmIdleTimer();
     tls_->SetHandler(this);
   }
@@ -100,20 +102,13 @@ class KubeServer::Connection final : public KubeConnection {
     }
   }
 
-  void ArmIdleTimer() {
-    uv_timer_start(
-        timer_.get(),
-        [](uv_timer_t* timer) {
-          if (auto* self = static_cast<Connection*>(timer->data)) self->Abort();
-        },
-        server_->options_.idle_timeout_ms, 0);
-  }
+  void ArmIdleTimer() { timer_.Start(server_->options_.idle_timeout_ms); }
 
   KubeServer* server_;
   proxy::TlsStream* tls_;  // owns itself; null once closed
   AuthDecision auth_;
   proxy::Http1RequestParser parser_;
-  proxy::TimerHandle timer_;
+  proxy::Timer timer_;  // idle: Abort
   bool closing_ = false;
 };
 
@@ -211,7 +206,7 @@ void KubeServer::Retire(KubeConnection* connection) {
   auto it = connections_.find(connection);
   if (it == connections_.end()) return;
   // It may be on the stack now (its own callback): deleted next turn.
-  dispatcher_.DeferredDelete(it->second.release());
+  dispatcher_.DeferredDelete(std::move(it->second));
   connections_.erase(it);
 }
 

@@ -202,6 +202,7 @@ def main():
               f"anonymous over HTTP/2: {code} HTTP/{version} {body[:200]}")
     finally:
         agent.stop()
+    print("PASS")
 
 
 if __name__ == "__main__":
