@@ -6,6 +6,7 @@
 #include "api/kube/objects.h"
 #include "api/label_selector.h"
 #include "proxy/base/json.h"
+#include "proxy/base/percent_decode.h"
 
 namespace podless::api::kube {
 namespace {
@@ -18,7 +19,7 @@ std::vector<std::string> SplitPath(std::string_view path) {
       continue;
     }
     const size_t slash = path.find('/');
-    parts.push_back(PercentDecode(path.substr(0, slash)));
+    parts.push_back(proxy::PercentDecode(path.substr(0, slash)));
     path = slash == std::string_view::npos ? std::string_view() : path.substr(slash);
   }
   return parts;
@@ -78,29 +79,6 @@ bool FieldsMatch(const std::vector<FieldRequirement>& requirements, const Item& 
 
 }  // namespace
 
-std::string PercentDecode(std::string_view text) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '+') {
-      out += ' ';
-    } else if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 &&
-               hex(text[i + 2]) >= 0) {
-      out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
-      i += 2;
-    } else {
-      out += text[i];
-    }
-  }
-  return out;
-}
-
 std::string StatusJson(int code, std::string_view reason, std::string_view message,
                        std::string_view details_kind, std::string_view details_name) {
   proxy::JsonWriter w;
@@ -141,9 +119,9 @@ KubeResponse KubeApi::Handle(const KubeRequest& request) {
       std::string_view pair = rest.substr(0, amp);
       rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
       const size_t eq = pair.find('=');
-      const std::string key = PercentDecode(pair.substr(0, eq));
+      const std::string key = proxy::PercentDecode(pair.substr(0, eq), /*plus_is_space=*/true);
       const std::string value =
-          eq == std::string_view::npos ? "" : PercentDecode(pair.substr(eq + 1));
+          eq == std::string_view::npos ? "" : proxy::PercentDecode(pair.substr(eq + 1), true);
       if (key == "labelSelector") query.label_selector = value;
       if (key == "fieldSelector") query.field_selector = value;
       if (key == "watch") query.watch = value == "true" || value == "1";

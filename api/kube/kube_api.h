@@ -78,7 +78,4 @@ class KubeApi {
   std::function<int64_t()> now_;
 };
 
-// "a%3Db" -> "a=b", '+' -> ' ' (query strings).
-std::string PercentDecode(std::string_view text);
-
 }  // namespace podless::api::kube

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "proxy/base/percent_decode.h"
 #include "workloads/result.h"
 
 namespace podless::runtime {
@@ -170,26 +171,9 @@ inline std::string PercentEncodeGrpcMessage(std::string_view message) {
   return out;
 }
 
-// Decodes %XX sequences; a malformed sequence is kept as is (the spec asks
-// decoders to be lenient rather than drop the message).
+// Decodes %XX sequences; a malformed sequence is kept as is.
 inline std::string PercentDecodeGrpcMessage(std::string_view text) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 && hex(text[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(text[i]);
-    }
-  }
-  return out;
+  return proxy::PercentDecode(text);
 }
 
 }  // namespace podless::runtime

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy/base/percent_decode.h"
 #include "tests/api/kube/test_objects.h"
 
 namespace podless::api::kube {
@@ -155,10 +156,11 @@ TEST_CASE("KubeApi: what is not served is a Status, never a guess") {
 }
 
 TEST_CASE("KubeApi: percent-decoding of query values") {
-  CHECK(PercentDecode("app%3Dweb") == "app=web");
-  CHECK(PercentDecode("a+b") == "a b");
-  CHECK(PercentDecode("100%") == "100%");
-  CHECK(PercentDecode("%zz%4") == "%zz%4");
+  CHECK(proxy::PercentDecode("app%3Dweb", true) == "app=web");
+  CHECK(proxy::PercentDecode("a+b", /*plus_is_space=*/true) == "a b");  // a query string
+  CHECK(proxy::PercentDecode("a+b") == "a+b");                          // a path segment
+  CHECK(proxy::PercentDecode("100%", true) == "100%");
+  CHECK(proxy::PercentDecode("%zz%4", true) == "%zz%4");
 }
 
 }  // namespace
