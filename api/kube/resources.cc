@@ -130,13 +130,8 @@ void WriteStrings(JsonWriter& w, const std::vector<std::string>& values) {
   w.EndArray();
 }
 
-// One APIResource of an APIResourceList.
-void WriteApiResource(JsonWriter& w, const Resource& r) {
-  w.BeginObject();
-  w.Key("name").String(r.name);
-  w.Key("singularName").String(r.singular);
-  w.Key("namespaced").Bool(r.namespaced);
-  w.Key("kind").String(r.kind);
+// verbs, shortNames and categories: the same fields in both discovery forms.
+void WriteVerbsAndNames(JsonWriter& w, const Resource& r) {
   w.Key("verbs");
   WriteStrings(w, Verbs());
   if (!r.short_names.empty()) {
@@ -147,6 +142,16 @@ void WriteApiResource(JsonWriter& w, const Resource& r) {
     w.Key("categories");
     WriteStrings(w, r.categories);
   }
+}
+
+// One APIResource of an APIResourceList.
+void WriteApiResource(JsonWriter& w, const Resource& r) {
+  w.BeginObject();
+  w.Key("name").String(r.name);
+  w.Key("singularName").String(r.singular);
+  w.Key("namespaced").Bool(r.namespaced);
+  w.Key("kind").String(r.kind);
+  WriteVerbsAndNames(w, r);
   w.EndObject();
 }
 
@@ -166,16 +171,7 @@ void WriteGroupDiscovery(JsonWriter& w, const std::string& group, const std::str
     w.EndObject();
     w.Key("scope").String(r.namespaced ? "Namespaced" : "Cluster");
     w.Key("singularResource").String(r.singular);
-    w.Key("verbs");
-    WriteStrings(w, Verbs());
-    if (!r.short_names.empty()) {
-      w.Key("shortNames");
-      WriteStrings(w, r.short_names);
-    }
-    if (!r.categories.empty()) {
-      w.Key("categories");
-      WriteStrings(w, r.categories);
-    }
+    WriteVerbsAndNames(w, r);
     w.EndObject();
   }
   w.EndArray();
