@@ -248,6 +248,14 @@ void Node::OnObjectChange(WatchEventType type, const StoredObject& object) {
   if (type == WatchEventType::kAdded) {
     proxy::ExportAuthzDenied(*metrics_, workload->metadata.name, workload->metadata.ns);
   }
+  // --eager-certificates: the identity's SVID is issued (on the issuer's
+  // threads) when the workload gets replicas, so no first connection waits
+  // for a key and a signature. One per identity: replicas share it.
+  if (config_.eager_certificates && type != WatchEventType::kDeleted &&
+      workload->spec.replicas > 0) {
+    agent_->certificates().CertificateAsync(agent_->SpiffeIdFor(*workload),
+                                            [](Result<workloads::SvidPtr>) {});
+  }
   const bool exec = std::holds_alternative<workloads::ExecApp>(workload->spec.app);
   bool was_exec = false;
   if (exec && type != WatchEventType::kDeleted) {
