@@ -97,9 +97,8 @@ ConnectionSeries ProxyMetrics::Series(const ConnectionLabels& labels) {
                           &sent_.WithLabels(span), &received_.WithLabels(span)};
 }
 
-void ExportAuthzDenied(Registry& registry, std::string_view destination_workload,
-                       std::string_view destination_namespace) {
-  AuthzDeniedFamily(registry).WithLabels({destination_workload, destination_namespace});
+void ExportAuthzDeniedZeros(Registry& registry, CounterFamily::ZeroSeries workloads) {
+  AuthzDeniedFamily(registry).SetZeroSeries(std::move(workloads));
 }
 
 void ProxyMetrics::AuthzDenied(std::string_view destination_workload,

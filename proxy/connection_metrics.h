@@ -101,9 +101,10 @@ class ProxyMetrics {
   Gauge* connections_active_;
 };
 
-// Exports podless_authz_denied_total{destination_workload, destination_namespace}
-// at 0 for a workload, so that a denial rate exists before the first denial.
-void ExportAuthzDenied(Registry& registry, std::string_view destination_workload,
-                       std::string_view destination_namespace);
+// podless_authz_denied_total{destination_workload, destination_namespace}
+// reads 0 for every workload `workloads` returns ({name, namespace} pairs,
+// asked for at each scrape), so that a denial rate exists before the first
+// denial, without a stored series per workload.
+void ExportAuthzDeniedZeros(Registry& registry, CounterFamily::ZeroSeries workloads);
 
 }  // namespace podless::proxy

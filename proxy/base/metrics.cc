@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -205,14 +206,38 @@ Metric& MetricFamily<Metric>::Lookup(std::span<const std::string_view> values) {
 }
 
 template <typename Metric>
-void MetricFamily<Metric>::RenderSeries(std::string& out) const {
+void MetricFamily<Metric>::SetZeroSeries(ZeroSeries zeros) {
   std::lock_guard lock(mu_);
+  zeros_ = std::move(zeros);
+}
+
+template <typename Metric>
+void MetricFamily<Metric>::RenderSeries(std::string& out) const {
+  std::vector<std::vector<std::string>> zeros;
+  if (zeros_) {
+    zeros = zeros_();
+    std::erase_if(zeros, [&](const auto& v) { return v.size() != label_names().size(); });
+    std::sort(zeros.begin(), zeros.end(), LabelsLess{});
+    zeros.erase(std::unique(zeros.begin(), zeros.end()), zeros.end());
+  }
+  std::lock_guard lock(mu_);
+  // Both lists are sorted: merge them, a stored series winning over its zero.
+  auto zero = zeros.begin();
+  auto render_zeros_before = [&](const std::vector<std::string>* stop) {
+    for (; zero != zeros.end() && (stop == nullptr || LabelsLess{}(*zero, *stop)); ++zero) {
+      AppendSeriesName(out, *zero);
+      out += " 0\n";
+    }
+    if (stop != nullptr && zero != zeros.end() && *zero == *stop) ++zero;
+  };
   for (const auto& [values, metric] : series_) {
+    render_zeros_before(&values);
     AppendSeriesName(out, values);
     out += ' ';
     AppendValue(out, *metric);
     out += '\n';
   }
+  render_zeros_before(nullptr);
 }
 
 template class MetricFamily<Counter>;

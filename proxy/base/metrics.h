@@ -97,6 +97,13 @@ class MetricFamily final : public MetricFamilyBase {
   Metric& WithLabels(std::span<const std::string_view> values);
   Metric& WithLabels(std::span<const std::string> values);
 
+  // Label-value lists whose series read 0 until first used, asked for at
+  // each Render and never stored: a zero sample per object (say, per
+  // workload) costs no memory per object, and one that goes away takes its
+  // zero with it. `zeros` runs on the thread that renders.
+  using ZeroSeries = std::function<std::vector<std::vector<std::string>>()>;
+  void SetZeroSeries(ZeroSeries zeros);
+
  private:
   // Orders label-value lists and allows lookup by string_views without
   // building strings.
@@ -114,6 +121,7 @@ class MetricFamily final : public MetricFamilyBase {
 
   mutable std::mutex mu_;
   std::map<std::vector<std::string>, std::unique_ptr<Metric>, LabelsLess> series_;
+  ZeroSeries zeros_;
 };
 
 using CounterFamily = MetricFamily<Counter>;

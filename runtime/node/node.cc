@@ -207,9 +207,18 @@ Status Node::StartProxy() {
       [this](ReplicaView& view, const std::vector<workloads::PortSpec>& ports) {
         if (plaintext_ports_) view.unserved_ports = plaintext_ports_->Unserved(view.address, ports);
       });
+  // A zero denial count per workload, from the state at each scrape (on
+  // this loop, where /metrics is served): nothing stored per workload.
+  proxy::ExportAuthzDeniedZeros(*metrics_, [this] {
+    std::vector<std::vector<std::string>> zeros;
+    for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
+      const auto& meta = std::get<workloads::Workload>(stored->object).metadata;
+      zeros.push_back({meta.name, meta.ns});
+    }
+    return zeros;
+  });
   for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
     const auto& workload = std::get<workloads::Workload>(stored->object);
-    proxy::ExportAuthzDenied(*metrics_, workload.metadata.name, workload.metadata.ns);
     if (std::holds_alternative<workloads::ExecApp>(workload.spec.app)) {
       exec_workloads_.insert(workloads::KeyOf(stored->object));
     }
@@ -245,9 +254,6 @@ void Node::OnObjectChange(WatchEventType type, const StoredObject& object) {
       std::visit([](const auto& o) -> const std::string& { return o.metadata.ns; }, object.object));
   const auto* workload = std::get_if<workloads::Workload>(&object.object);
   if (workload == nullptr) return;
-  if (type == WatchEventType::kAdded) {
-    proxy::ExportAuthzDenied(*metrics_, workload->metadata.name, workload->metadata.ns);
-  }
   // --eager-certificates: the identity's SVID is issued (on the issuer's
   // threads) when the workload gets replicas, so no first connection waits
   // for a key and a signature. One per identity: replicas share it.
@@ -286,6 +292,16 @@ void Node::SyncProcesses() {
   }
   const std::string outbound = outbound_host + ":" + std::to_string(proxy_->outbound_port());
   std::vector<ExecReplicaSpec> desired;
+  // A zero denial count per workload, from the state at each scrape (on
+  // this loop, where /metrics is served): nothing stored per workload.
+  proxy::ExportAuthzDeniedZeros(*metrics_, [this] {
+    std::vector<std::vector<std::string>> zeros;
+    for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
+      const auto& meta = std::get<workloads::Workload>(stored->object).metadata;
+      zeros.push_back({meta.name, meta.ns});
+    }
+    return zeros;
+  });
   for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
     const auto& workload = std::get<workloads::Workload>(stored->object);
     const auto* exec = std::get_if<workloads::ExecApp>(&workload.spec.app);

@@ -2,6 +2,7 @@
 
 #include <doctest.h>
 
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -49,6 +50,33 @@ TEST_CASE("Registry: a label-less metric renders 0 before first use") {
         "# TYPE podless_workloads gauge\n");
   denied.WithLabels({}).Inc();
   CHECK(registry.Render().find("podless_authz_denied_total 1\n") != std::string::npos);
+}
+
+TEST_CASE("Registry: zero series are asked for at render, merged in order, never stored") {
+  Registry registry;
+  CounterFamily& denied = registry.AddCounter("denied_total", "Denied.", {"workload", "ns"});
+  denied.WithLabels({"b", "x"}).Inc(3);
+  std::vector<std::vector<std::string>> workloads = {
+      {"c", "x"}, {"a", "x"}, {"b", "x"}, {"a", "x"}, {"wrong-arity"}};
+  int asked = 0;
+  denied.SetZeroSeries([&] {
+    ++asked;
+    return workloads;
+  });
+  const std::string expected_lines =
+      "denied_total{workload=\"a\",ns=\"x\"} 0\n"
+      "denied_total{workload=\"b\",ns=\"x\"} 3\n"
+      "denied_total{workload=\"c\",ns=\"x\"} 0\n";
+  CHECK(registry.Render().find(expected_lines) != std::string::npos);
+  CHECK(asked == 1);
+  // A workload that goes away takes its zero with it; a counted one stays.
+  workloads = {{"a", "x"}};
+  const std::string text = registry.Render();
+  CHECK(text.find("workload=\"c\"") == std::string::npos);
+  CHECK(text.find("denied_total{workload=\"b\",ns=\"x\"} 3\n") != std::string::npos);
+  CHECK(text.find("denied_total{workload=\"a\",ns=\"x\"} 0\n") != std::string::npos);
+  // Nothing was stored for the zeros: a new WithLabels of "a" starts at 0.
+  CHECK(denied.WithLabels({"a", "x"}).value() == 0);
 }
 
 TEST_CASE("Registry: escapes label values and help text") {
