@@ -292,16 +292,6 @@ void Node::SyncProcesses() {
   }
   const std::string outbound = outbound_host + ":" + std::to_string(proxy_->outbound_port());
   std::vector<ExecReplicaSpec> desired;
-  // A zero denial count per workload, from the state at each scrape (on
-  // this loop, where /metrics is served): nothing stored per workload.
-  proxy::ExportAuthzDeniedZeros(*metrics_, [this] {
-    std::vector<std::vector<std::string>> zeros;
-    for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
-      const auto& meta = std::get<workloads::Workload>(stored->object).metadata;
-      zeros.push_back({meta.name, meta.ns});
-    }
-    return zeros;
-  });
   for (const StoredObject* stored : agent_->List(workloads::Kind::kWorkload, "")) {
     const auto& workload = std::get<workloads::Workload>(stored->object);
     const auto* exec = std::get_if<workloads::ExecApp>(&workload.spec.app);
