@@ -199,10 +199,11 @@ KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,
   if (!selector) return StatusResponse(400, "BadRequest", selector.error().message);
   auto fields = ParseFieldSelector(query.field_selector);
   if (!fields) return StatusResponse(400, "BadRequest", fields.error().message);
-  auto objects = source_.List(resource.object_kind, resource.namespaced ? ns : "");
-  if (!objects) return StatusResponse(500, "InternalError", objects.error().message);
+  auto listed = source_.List(resource.object_kind, resource.namespaced ? ns : "");
+  if (!listed) return StatusResponse(500, "InternalError", listed.error().message);
+  const std::vector<v1::Object> objects(listed->objects().begin(), listed->objects().end());
   std::vector<Item> items;
-  for (Item& item : ItemsOf(resource, *objects, now_())) {
+  for (Item& item : ItemsOf(resource, objects, now_())) {
     if (!name.empty() && item.name != name) continue;
     if (!ns.empty() && resource.namespaced && item.ns != ns) continue;
     if (!selector->Matches(item.labels) || !FieldsMatch(*fields, item)) continue;
@@ -215,10 +216,10 @@ KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,
   const std::string table = TableVersion(request.accept);
   if (!table.empty()) {
     return {200, "application/json;as=Table;v=" + table + ";g=meta.k8s.io",
-            TableJson(resource, table, items)};
+            TableJson(resource, table, items, listed->resource_version())};
   }
   if (!name.empty()) return Json(std::move(items.front().json));
-  return Json(ListJson(resource, items));
+  return Json(ListJson(resource, items, listed->resource_version()));
 }
 
 }  // namespace podless::api::kube

@@ -27,14 +27,17 @@ namespace podless::api::kube {
 class ObjectSource {
  public:
   virtual ~ObjectSource() = default;
-  // Every object of `kind` in `ns` ("": every namespace), with its status.
-  virtual Result<std::vector<v1::Object>> List(v1::Kind kind, const std::string& ns) = 0;
+  // Every object of `kind` in `ns` ("": every namespace), with its status,
+  // and the agent's revision when listed.
+  virtual Result<v1::ListResponse> List(v1::Kind kind, const std::string& ns) = 0;
 };
 
 struct KubeRequest {
   std::string method;  // "GET"
   std::string target;  // "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb"
   std::string accept;  // the Accept header
+  std::string content_type;  // the Content-Type header, of a body
+  std::string body;          // the request body, whole
 };
 
 struct KubeResponse {

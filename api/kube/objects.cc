@@ -98,8 +98,9 @@ int ReadyReplicas(const v1::Workload& workload) {
 
 // metadata.namespace, uid and creationTimestamp, which podless's own
 // documents leave out, then the node as JSON.
-void FillMetadata(YAML::Node& object, const Resource& resource, const std::string& name,
-                  const std::string& ns, int64_t created) {
+void FillMetadata(YAML::Node& object, const Resource& resource, const Item& item) {
+  const std::string& name = item.name;
+  const std::string& ns = item.ns;
   YAML::Node meta = object["metadata"];
   if (!meta || !meta.IsMap()) {
     meta = YAML::Node(YAML::NodeType::Map);
@@ -108,8 +109,8 @@ void FillMetadata(YAML::Node& object, const Resource& resource, const std::strin
   meta["name"] = Str(name);
   if (resource.namespaced) meta["namespace"] = Str(ns);
   meta["uid"] = Str(Uid(resource.kind, ns, name));
-  meta["resourceVersion"] = Str("1");
-  if (created > 0) meta["creationTimestamp"] = Str(Rfc3339(created));
+  meta["resourceVersion"] = Str(std::to_string(item.resource_version));
+  if (item.created > 0) meta["creationTimestamp"] = Str(Rfc3339(item.created));
 }
 
 // ---------------------------------------------------------------------------
@@ -211,6 +212,9 @@ void AddPods(const Resource& resource, const v1::Object& object, int64_t now,
     item.ns = ns;
     item.labels = Labels(meta.labels());
     item.created = r.started_at();
+    // A pod changes with its workload (podless keeps no revision of a
+    // replica's status).
+    item.resource_version = meta.resource_version();
     YAML::Node pod(YAML::NodeType::Map);
     pod["apiVersion"] = Str("v1");
     pod["kind"] = Str("Pod");
@@ -237,7 +241,7 @@ void AddPods(const Resource& resource, const v1::Object& object, int64_t now,
     pod["spec"] = spec;
     YAML::Node status = PodStatus(object, r, template_spec);
     if (status) pod["status"] = status;
-    FillMetadata(pod, resource, item.name, ns, item.created);
+    FillMetadata(pod, resource, item);
     item.json = YamlNodeToJson(pod);
 
     int containers = 0, ready = 0;
@@ -371,11 +375,12 @@ void AddObject(const Resource& resource, const v1::Object& object, int64_t now,
   item.name = meta.name();
   item.ns = resource.namespaced ? NamespaceOf(meta) : "";
   if (object.has_workload()) item.created = WorkloadCreated(object.workload());
+  item.resource_version = meta.resource_version();
   YAML::Node node = Load(FormatObject(object, OutputFormat::kYaml));
   // A Deployment's own labels are its document's; the workload's labels are
   // its pod template's.
   item.labels = meta.has_applied_as() ? NodeLabels(node) : Labels(meta.labels());
-  FillMetadata(node, resource, item.name, item.ns, item.created);
+  FillMetadata(node, resource, item);
   item.json = YamlNodeToJson(node);
   item.cells = CellsOf(resource, object, node, item.name, HumanAge(item.created, now));
   items.push_back(std::move(item));
@@ -405,7 +410,7 @@ void WritePartialMetadata(JsonWriter& w, const Resource& resource, const Item& i
   w.Key("name").String(item.name);
   if (!item.ns.empty()) w.Key("namespace").String(item.ns);
   w.Key("uid").String(Uid(resource.kind, item.ns, item.name));
-  w.Key("resourceVersion").String("1");
+  w.Key("resourceVersion").String(std::to_string(item.resource_version));
   if (item.created > 0) w.Key("creationTimestamp").String(Rfc3339(item.created));
   if (!item.labels.empty()) {
     w.Key("labels").BeginObject();
@@ -490,12 +495,14 @@ std::string HumanAge(int64_t created, int64_t now) {
   return std::to_string(d / 365) + "y";
 }
 
-std::string ListJson(const Resource& resource, const std::vector<Item>& items) {
+std::string ListJson(const Resource& resource, const std::vector<Item>& items,
+                     uint64_t resource_version) {
   JsonWriter w;
   w.BeginObject();
   w.Key("kind").String(resource.kind + "List");
   w.Key("apiVersion").String(resource.GroupVersion());
-  w.Key("metadata").BeginObject().Key("resourceVersion").String("1").EndObject();
+  w.Key("metadata").BeginObject();
+  w.Key("resourceVersion").String(std::to_string(resource_version)).EndObject();
   w.Key("items").BeginArray();
   for (const Item& item : items) w.RawValue(item.json);
   w.EndArray();
@@ -504,12 +511,13 @@ std::string ListJson(const Resource& resource, const std::vector<Item>& items) {
 }
 
 std::string TableJson(const Resource& resource, std::string_view version,
-                      const std::vector<Item>& items) {
+                      const std::vector<Item>& items, uint64_t resource_version) {
   JsonWriter w;
   w.BeginObject();
   w.Key("kind").String("Table");
   w.Key("apiVersion").String("meta.k8s.io/" + std::string(version));
-  w.Key("metadata").BeginObject().Key("resourceVersion").String("1").EndObject();
+  w.Key("metadata").BeginObject();
+  w.Key("resourceVersion").String(std::to_string(resource_version)).EndObject();
   w.Key("columnDefinitions").BeginArray();
   for (const Column& c : Columns(resource)) {
     w.BeginObject();

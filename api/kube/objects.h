@@ -25,6 +25,7 @@ struct Item {
   std::string ns;  // "" for a cluster-scoped object
   std::map<std::string, std::string> labels;
   int64_t created = 0;             // unix seconds; 0 when unknown
+  uint64_t resource_version = 0;   // the agent's revision that wrote it
   std::string json;                // the object, one line
   std::vector<std::string> cells;  // one per Columns(resource) entry
 };
@@ -50,11 +51,13 @@ std::vector<Item> ItemsOf(const Resource& resource, const std::vector<v1::Object
 std::string HumanAge(int64_t created, int64_t now);
 
 // A <Kind>List of the items (what `kubectl get -o json` prints).
-std::string ListJson(const Resource& resource, const std::vector<Item>& items);
+// `resource_version`: the agent's revision when listed.
+std::string ListJson(const Resource& resource, const std::vector<Item>& items,
+                     uint64_t resource_version);
 // A meta.k8s.io Table (`version` "v1" or "v1beta1") of the items, each row
 // with its PartialObjectMetadata (kubectl's NAMESPACE and LABELS columns come
 // from it).
 std::string TableJson(const Resource& resource, std::string_view version,
-                      const std::vector<Item>& items);
+                      const std::vector<Item>& items, uint64_t resource_version);
 
 }  // namespace podless::api::kube

@@ -139,6 +139,7 @@ Status Agent::Load() {
       }
     }
     IndexObject(object);
+    revision_ = std::max(revision_, object.generation);
     if (const auto* workload = std::get_if<workloads::Workload>(&object.object)) {
       labeled.Add(&object, workload->metadata.ns, workload->metadata.labels);
     }
@@ -557,7 +558,7 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
       if (existing != nullptr) {
         next.addresses = existing->addresses;
         next.secret = existing->secret;
-        next.generation = existing->generation + 1;
+        next.generation = revision_ + 1;
         next.created_at = existing->created_at;
         // Outbound credentials name an identity: when the SPIFFE ID changes
         // (another serviceAccount), the old password must stop working.
@@ -569,7 +570,7 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
         }
       } else {
         next.secret = secrets.Next();
-        next.generation = 1;
+        next.generation = revision_ + 1;
         next.created_at = static_cast<int64_t>(::time(nullptr));
       }
       if (const auto* workload = std::get_if<workloads::Workload>(&object)) {
@@ -684,6 +685,7 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
         replicas_.Remove(replaced[k]->addresses, kept[k]);
     }
     store_->Publish(*pending, &stored);
+    ++revision_;
     labels_.Apply(new_labels);
     for (uint16_t port : old_ports) --port_users_.find(port)->second;
     // Every new version is indexed before any watcher hears of one, so that
@@ -784,6 +786,9 @@ Result<std::vector<ObjectChange>> Agent::Delete(const std::vector<ObjectKey>& ke
     for (const StoredObject& object : gone) UnindexObject(object);
     labels_.Apply(old_labels);
     store_->Publish(*pending);
+    ++revision_;
+    // A deleted object's event carries the revision of its delete.
+    for (StoredObject& object : gone) object.generation = revision_;
     for (const StoredObject& object : gone) Notify(WatchEventType::kDeleted, object);
   }();
   ReadersWindow after(readers_lock_);
@@ -820,7 +825,7 @@ Status Agent::Mirror(std::vector<MirroredObject> puts, std::vector<ObjectKey> de
     next.object = std::move(put.object);
     next.addresses = std::move(addresses);
     next.secret = existing != nullptr ? existing->secret : RandomSecret();
-    next.generation = existing != nullptr ? existing->generation + 1 : 1;
+    next.generation = revision_ + 1;
     next.created_at =
         existing != nullptr ? existing->created_at : static_cast<int64_t>(::time(nullptr));
     changed.push_back(std::move(next));
@@ -851,6 +856,7 @@ Status Agent::Mirror(std::vector<MirroredObject> puts, std::vector<ObjectKey> de
   window.Close();
   for (const StoredObject& object : old) UnindexObject(object);
   store_->Publish(**written);
+  ++revision_;
   for (const StoredObject& object : old) {
     if (std::holds_alternative<workloads::Service>(object.object)) {
       for (uint32_t vip : object.addresses) service_pool_->Release(vip);
@@ -864,7 +870,10 @@ Status Agent::Mirror(std::vector<MirroredObject> puts, std::vector<ObjectKey> de
   }
   for (const ObjectKey& key : deletes) {
     for (const StoredObject& object : old) {
-      if (workloads::KeyOf(object.object) == key) Notify(WatchEventType::kDeleted, object);
+      if (workloads::KeyOf(object.object) != key) continue;
+      StoredObject deleted = object;
+      deleted.generation = revision_;
+      Notify(WatchEventType::kDeleted, deleted);
     }
   }
   ReadersWindow after(readers_lock_);

@@ -43,7 +43,9 @@ struct StoredObject {
   std::vector<uint32_t> addresses;
   // Per-object credential seed (outbound proxy credentials are derived from it).
   std::string secret;
-  // Set by the caller (the agent counts changes); stored as given.
+  // Set by the caller, stored as given: the agent's revision of the change
+  // that wrote this version (Agent::revision(); the Kubernetes API's
+  // resourceVersion).
   uint64_t generation = 0;
   // Unix seconds at which this agent created the object; 0 for an object
   // created before the agent started (read back from the log). Kept in

@@ -21,10 +21,12 @@ class FakeSource final : public ObjectSource {
  public:
   std::vector<v1::Object> objects;
   std::vector<std::pair<v1::Kind, std::string>> asked;
+  uint64_t revision = 7;
 
-  Result<std::vector<v1::Object>> List(v1::Kind kind, const std::string& ns) override {
+  Result<v1::ListResponse> List(v1::Kind kind, const std::string& ns) override {
     asked.emplace_back(kind, ns);
-    std::vector<v1::Object> out;
+    v1::ListResponse out;
+    out.set_resource_version(revision);
     for (const v1::Object& object : objects) {
       const bool kind_matches = (kind == v1::WORKLOAD && object.has_workload()) ||
                                 (kind == v1::SERVICE && object.has_service()) ||
@@ -32,7 +34,7 @@ class FakeSource final : public ObjectSource {
       const std::string& object_ns = object.has_workload()
                                          ? object.workload().metadata().namespace_()
                                          : object.service().metadata().namespace_();
-      if (kind_matches && (ns.empty() || object_ns == ns)) out.push_back(object);
+      if (kind_matches && (ns.empty() || object_ns == ns)) *out.add_objects() = object;
     }
     return out;
   }

@@ -26,9 +26,10 @@ namespace wl = workloads;
 
 class OneDeployment final : public ObjectSource {
  public:
-  Result<std::vector<v1::Object>> List(v1::Kind kind, const std::string&) override {
-    if (kind != v1::WORKLOAD) return std::vector<v1::Object>{};
-    return std::vector<v1::Object>{testing::WebDeployment("shop")};
+  Result<v1::ListResponse> List(v1::Kind kind, const std::string&) override {
+    v1::ListResponse out;
+    if (kind == v1::WORKLOAD) *out.add_objects() = testing::WebDeployment("shop");
+    return out;
   }
 };
 
