@@ -170,18 +170,31 @@ std::string ContainerSkeleton(const YAML::Node& spec) {
   return std::string(out.c_str()) + "\n";
 }
 
-// The Pod status output_format gives a workload applied as a Pod, for one
-// replica of any workload.
-YAML::Node PodStatus(const v1::Object& object, const v1::Replica& replica, const YAML::Node& spec) {
-  v1::Object one = object;
-  v1::Workload* workload = one.mutable_workload();
+// A workload as a Pod of one replica, for PodStatus: `object` without its
+// replicas (each pod's status is made from a copy of this, not of a workload
+// of N replicas: that was O(N) per pod), applied as a Pod of `spec`.
+v1::Object PodShell(const v1::Object& object, const YAML::Node& spec) {
+  v1::Object shell;
+  v1::Workload* workload = shell.mutable_workload();
+  *workload->mutable_metadata() = object.workload().metadata();
+  *workload->mutable_spec() = object.workload().spec();
+  *workload->mutable_status() = object.workload().status();
   workload->mutable_status()->clear_replicas();
-  *workload->mutable_status()->add_replicas() = replica;
   v1::AppliedAs* as = workload->mutable_metadata()->mutable_applied_as();
   as->set_api_version("v1");
   as->set_kind("Pod");
   as->set_document(ContainerSkeleton(spec));
-  return Load(FormatObject(one, OutputFormat::kYaml))["status"];
+  return shell;
+}
+
+// The Pod status output_format gives a workload applied as a Pod, for one
+// replica: `shell` is PodShell's, with no replica (it has none again after).
+YAML::Node PodStatus(v1::Object& shell, const v1::Replica& replica) {
+  v1::WorkloadStatus* status = shell.mutable_workload()->mutable_status();
+  *status->add_replicas() = replica;
+  YAML::Node node = Load(FormatObject(shell, OutputFormat::kYaml))["status"];
+  status->clear_replicas();
+  return node;
 }
 
 std::string PodPhase(const YAML::Node& status) {
@@ -197,7 +210,7 @@ std::string PodStatusWord(const v1::Replica& r, const std::string& phase) {
 }
 
 void AddPods(const Resource& resource, const v1::Object& object, int64_t now,
-             std::vector<Item>& items) {
+             const ItemFilter& select, std::vector<Item>& items) {
   const v1::Workload& workload = object.workload();
   const v1::ObjectMeta& meta = workload.metadata();
   const std::string ns = NamespaceOf(meta);
@@ -206,11 +219,13 @@ void AddPods(const Resource& resource, const v1::Object& object, int64_t now,
   const YAML::Node document = applied ? Load(meta.applied_as().document()) : YAML::Node();
   const YAML::Node tmpl = applied ? PodTemplate(document, is_pod) : YAML::Node();
   const YAML::Node template_spec = tmpl && tmpl["spec"] ? tmpl["spec"] : NativePodSpec(workload);
+  v1::Object shell = PodShell(object, template_spec);
   for (const v1::Replica& r : workload.status().replicas()) {
     Item item;
     item.name = is_pod ? meta.name() : r.name();
     item.ns = ns;
     item.labels = Labels(meta.labels());
+    if (select && !select(item)) continue;
     item.created = r.started_at();
     // A pod changes with its workload (podless keeps no revision of a
     // replica's status).
@@ -239,7 +254,7 @@ void AddPods(const Resource& resource, const v1::Object& object, int64_t now,
     YAML::Node spec = YAML::Clone(template_spec);
     if (!r.node().empty()) spec["nodeName"] = Str(r.node());
     pod["spec"] = spec;
-    YAML::Node status = PodStatus(object, r, template_spec);
+    YAML::Node status = PodStatus(shell, r);
     if (status) pod["status"] = status;
     FillMetadata(pod, resource, item);
     item.json = YamlNodeToJson(pod);
@@ -369,7 +384,7 @@ bool Holds(const Resource& resource, const v1::Object& object) {
 }
 
 void AddObject(const Resource& resource, const v1::Object& object, int64_t now,
-               std::vector<Item>& items) {
+               const ItemFilter& select, std::vector<Item>& items) {
   const v1::ObjectMeta& meta = MetaOf(object);
   Item item;
   item.name = meta.name();
@@ -380,6 +395,7 @@ void AddObject(const Resource& resource, const v1::Object& object, int64_t now,
   // A Deployment's own labels are its document's; the workload's labels are
   // its pod template's.
   item.labels = meta.has_applied_as() ? NodeLabels(node) : Labels(meta.labels());
+  if (select && !select(item)) return;
   FillMetadata(node, resource, item);
   item.json = YamlNodeToJson(node);
   item.cells = CellsOf(resource, object, node, item.name, HumanAge(item.created, now));
@@ -467,14 +483,14 @@ const std::vector<Column>& Columns(const Resource& resource) {
 }
 
 std::vector<Item> ItemsOf(const Resource& resource, const std::vector<v1::Object>& objects,
-                          int64_t now) {
+                          int64_t now, const ItemFilter& select) {
   std::vector<Item> items;
   for (const v1::Object& object : objects) {
     if (!Holds(resource, object)) continue;
     if (resource.source == Source::kPods) {
-      AddPods(resource, object, now, items);
+      AddPods(resource, object, now, select, items);
     } else {
-      AddObject(resource, object, now, items);
+      AddObject(resource, object, now, select, items);
     }
   }
   return items;
@@ -495,14 +511,23 @@ std::string HumanAge(int64_t created, int64_t now) {
   return std::to_string(d / 365) + "y";
 }
 
+void WriteListMeta(JsonWriter& w, const ListMeta& meta) {
+  w.Key("metadata").BeginObject();
+  w.Key("resourceVersion").String(std::to_string(meta.resource_version));
+  if (!meta.continue_token.empty()) {
+    w.Key("continue").String(meta.continue_token);
+    w.Key("remainingItemCount").Int(static_cast<int64_t>(meta.remaining));
+  }
+  w.EndObject();
+}
+
 std::string ListJson(const Resource& resource, const std::vector<Item>& items,
-                     uint64_t resource_version) {
+                     const ListMeta& meta) {
   JsonWriter w;
   w.BeginObject();
   w.Key("kind").String(resource.kind + "List");
   w.Key("apiVersion").String(resource.GroupVersion());
-  w.Key("metadata").BeginObject();
-  w.Key("resourceVersion").String(std::to_string(resource_version)).EndObject();
+  WriteListMeta(w, meta);
   w.Key("items").BeginArray();
   for (const Item& item : items) w.RawValue(item.json);
   w.EndArray();
@@ -511,13 +536,12 @@ std::string ListJson(const Resource& resource, const std::vector<Item>& items,
 }
 
 std::string TableJson(const Resource& resource, std::string_view version,
-                      const std::vector<Item>& items, uint64_t resource_version) {
+                      const std::vector<Item>& items, const ListMeta& meta) {
   JsonWriter w;
   w.BeginObject();
   w.Key("kind").String("Table");
   w.Key("apiVersion").String("meta.k8s.io/" + std::string(version));
-  w.Key("metadata").BeginObject();
-  w.Key("resourceVersion").String(std::to_string(resource_version)).EndObject();
+  WriteListMeta(w, meta);
   w.Key("columnDefinitions").BeginArray();
   for (const Column& c : Columns(resource)) {
     w.BeginObject();
