@@ -263,7 +263,8 @@ KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,
     const uint64_t index = matched++;
     return index >= first && (limit == 0 || index < first + limit);
   };
-  std::vector<Item> items = ItemsOf(resource, objects, now_(), select);
+  const std::string table = TableVersion(request.accept);
+  std::vector<Item> items = ItemsOf(resource, objects, now_(), select, table.empty());
   if (limit > 0 && matched > first + limit) {
     list_meta.continue_token =
         std::to_string(listed->resource_version()) + "." + std::to_string(first + limit);
@@ -273,7 +274,6 @@ KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,
     return StatusResponse(404, "NotFound", resource.name + " \"" + name + "\" not found",
                           resource.name, name);
   }
-  const std::string table = TableVersion(request.accept);
   if (!table.empty()) {
     return {200, "application/json;as=Table;v=" + table + ";g=meta.k8s.io",
             TableJson(resource, table, items, list_meta)};

@@ -49,9 +49,10 @@ using ItemFilter = std::function<bool(const Item&)>;
 
 // The items of `resource` among `objects` (what the agent's List returned for
 // resource.object_kind), in the order given; `now` is unix seconds. With
-// `select`, only those it accepts.
+// `select`, only those it accepts; without `with_json`, items without their
+// JSON (a Table needs only the cells and the metadata).
 std::vector<Item> ItemsOf(const Resource& resource, const std::vector<v1::Object>& objects,
-                          int64_t now, const ItemFilter& select = nullptr);
+                          int64_t now, const ItemFilter& select = nullptr, bool with_json = true);
 
 // kubectl's age: 45s, 3m12s, 25m, 2h5m, 5h, 3d4h, 12d, ...; "<unknown>" for 0.
 std::string HumanAge(int64_t created, int64_t now);
