@@ -99,9 +99,10 @@ std::optional<Chunk> ParseContinue(std::string_view token) {
   return chunk;
 }
 
-bool FieldsMatch(const std::vector<FieldRequirement>& requirements, const Item& item) {
+bool FieldsMatch(const std::vector<FieldRequirement>& requirements, const std::string& name,
+                 const std::string& ns) {
   for (const FieldRequirement& r : requirements) {
-    const std::string& actual = r.field == "metadata.name" ? item.name : item.ns;
+    const std::string& actual = r.field == "metadata.name" ? name : ns;
     if ((actual == r.value) != r.equal) return false;
   }
   return true;
@@ -244,31 +245,61 @@ KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,
     chunk = ParseContinue(query.continue_token);
     if (!chunk) return StatusResponse(400, "BadRequest", "invalid continue token");
   }
-  auto listed = source_.List(resource.object_kind, resource.namespaced ? ns : "");
-  if (!listed) return StatusResponse(500, "InternalError", listed.error().message);
-  ListMeta list_meta(listed->resource_version());
-  if (chunk && chunk->revision != listed->resource_version()) {
-    return StatusResponse(410, "Expired",
-                          "The provided continue parameter is too old to display a consistent "
-                          "list result. You can start a new list without the continue "
-                          "parameter.");
+  const std::string list_ns = resource.namespaced ? ns : "";
+  const int64_t now = now_();
+  std::erase_if(snapshots_, [now](const Snapshot& s) { return now - s.used_at > kSnapshotTtl; });
+  Snapshot* snapshot = nullptr;
+  if (chunk) {
+    for (Snapshot& s : snapshots_) {
+      if (s.kind == resource.object_kind && s.ns == list_ns && s.revision == chunk->revision) {
+        snapshot = &s;
+        s.used_at = now;
+      }
+    }
   }
-  const std::vector<v1::Object> objects(listed->objects().begin(), listed->objects().end());
+  std::shared_ptr<const std::vector<v1::Object>> objects;
+  uint64_t revision = 0;
+  if (snapshot != nullptr) {
+    objects = snapshot->objects;
+    revision = snapshot->revision;
+  } else {
+    auto listed = source_.List(resource.object_kind, list_ns);
+    if (!listed) return StatusResponse(500, "InternalError", listed.error().message);
+    revision = listed->resource_version();
+    if (chunk && chunk->revision != revision) {
+      return StatusResponse(410, "Expired",
+                            "The provided continue parameter is too old to display a consistent "
+                            "list result. You can start a new list without the continue "
+                            "parameter.");
+    }
+    auto moved = std::make_shared<std::vector<v1::Object>>();
+    moved->reserve(listed->objects_size());
+    for (v1::Object& object : *listed->mutable_objects()) moved->push_back(std::move(object));
+    objects = std::move(moved);
+  }
+  ListMeta list_meta(revision);
   const uint64_t first = chunk ? chunk->offset : 0;
   uint64_t matched = 0;
-  auto select = [&](const Item& item) {
-    if (!name.empty() && item.name != name) return false;
-    if (!ns.empty() && resource.namespaced && item.ns != ns) return false;
-    if (!selector->Matches(item.labels) || !FieldsMatch(*fields, item)) return false;
+  auto select = [&](const std::string& item_name, const std::string& item_ns,
+                    const std::map<std::string, std::string>& labels) {
+    if (!name.empty() && item_name != name) return false;
+    if (!ns.empty() && resource.namespaced && item_ns != ns) return false;
+    if (!selector->Matches(labels) || !FieldsMatch(*fields, item_name, item_ns)) return false;
     const uint64_t index = matched++;
     return index >= first && (limit == 0 || index < first + limit);
   };
   const std::string table = TableVersion(request.accept);
-  std::vector<Item> items = ItemsOf(resource, objects, now_(), select, table.empty());
+  std::vector<Item> items = ItemsOf(resource, *objects, now, select, table.empty());
   if (limit > 0 && matched > first + limit) {
-    list_meta.continue_token =
-        std::to_string(listed->resource_version()) + "." + std::to_string(first + limit);
+    list_meta.continue_token = std::to_string(revision) + "." + std::to_string(first + limit);
     list_meta.remaining = matched - first - limit;
+    if (snapshot == nullptr) {
+      if (snapshots_.size() >= kMaxSnapshots) snapshots_.erase(snapshots_.begin());
+      snapshots_.push_back({resource.object_kind, list_ns, revision, now, objects});
+    }
+  } else if (snapshot != nullptr) {
+    // The last chunk: the listing is read.
+    snapshots_.erase(snapshots_.begin() + (snapshot - snapshots_.data()));
   }
   if (!name.empty() && items.empty()) {
     return StatusResponse(404, "NotFound", resource.name + " \"" + name + "\" not found",

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -78,9 +79,25 @@ class KubeApi {
   KubeResponse ListOrGet(const Resource& resource, const std::string& ns, const std::string& name,
                          const Query& query, const KubeRequest& request);
 
+  // What a chunked list (?limit=) is read from: the first chunk's listing,
+  // kept until its last chunk is read or kSnapshotTtl seconds pass unused,
+  // so each chunk costs its own items only (not a listing of all: 100,000
+  // pods in 500s were 200 listings) and every chunk is of one state, as the
+  // API server's are. At most kMaxSnapshots, the oldest dropped first.
+  struct Snapshot {
+    v1::Kind kind = v1::KIND_UNSPECIFIED;
+    std::string ns;
+    uint64_t revision = 0;
+    int64_t used_at = 0;  // unix seconds
+    std::shared_ptr<const std::vector<v1::Object>> objects;
+  };
+  static constexpr int64_t kSnapshotTtl = 60;
+  static constexpr size_t kMaxSnapshots = 4;
+
   ObjectSource& source_;
   std::string server_address_;
   std::function<int64_t()> now_;
+  std::vector<Snapshot> snapshots_;
 };
 
 }  // namespace podless::api::kube

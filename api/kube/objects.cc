@@ -273,12 +273,14 @@ void AddPods(const Resource& resource, const v1::Object& object, int64_t now,
       owner_json = owner.Take();
     }
   }
+  const std::map<std::string, std::string> labels = Labels(meta.labels());
   for (const v1::Replica& r : workload.status().replicas()) {
+    const std::string& name = is_pod ? meta.name() : r.name();
+    if (select && !select(name, ns, labels)) continue;
     Item item;
-    item.name = is_pod ? meta.name() : r.name();
+    item.name = name;
     item.ns = ns;
-    item.labels = Labels(meta.labels());
-    if (select && !select(item)) continue;
+    item.labels = labels;
     item.created = r.started_at();
     // A pod changes with its workload (podless keeps no revision of a
     // replica's status).
@@ -442,7 +444,7 @@ void AddObject(const Resource& resource, const v1::Object& object, int64_t now,
   // A Deployment's own labels are its document's; the workload's labels are
   // its pod template's.
   item.labels = meta.has_applied_as() ? NodeLabels(node) : Labels(meta.labels());
-  if (select && !select(item)) return;
+  if (select && !select(item.name, item.ns, item.labels)) return;
   if (with_json) {
     FillMetadata(node, resource, item);
     item.json = YamlNodeToJson(node);

@@ -43,9 +43,10 @@ struct Column {
 // printer columns, for Istio's kinds) defines them.
 const std::vector<Column>& Columns(const Resource& resource);
 
-// Chooses the items to render: called with an item's name, ns and labels
-// set (nothing else), before the costly part (its JSON and cells) is made.
-using ItemFilter = std::function<bool(const Item&)>;
+// Chooses the items to render, by an item's name, namespace and labels,
+// before the costly part (its JSON and cells) is made.
+using ItemFilter = std::function<bool(const std::string& name, const std::string& ns,
+                                      const std::map<std::string, std::string>& labels)>;
 
 // The items of `resource` among `objects` (what the agent's List returned for
 // resource.object_kind), in the order given; `now` is unix seconds. With

@@ -6,7 +6,10 @@ One Deployment of N replicas is applied; then, alternately, for R rounds:
   answer received and parsed), the baseline, and `podless get pods -A` (the
   CLI over the same List: a process that prints a table, as kubectl does);
 - kubectl: `kubectl get pods -A` (the server-side Table kubectl asks for,
-  printed), and `kubectl get pods -A -o name`.
+  printed; in chunks of 500, kubectl's default, which kubectl itself paces
+  at 5 requests/s after a burst: 100,000 pods are 200 requests, ~40 s of
+  kubectl's client-side throttling, as against any API server), the same
+  with --chunk-size=0 (one request), and `kubectl get pods -A -o name`.
 For each, the wall time and the agent's peak RSS above its RSS before the
 call (VmHWM, reset through /proc/PID/clear_refs before each call). Prints
 the figures, then kubectl's as a ratio of gRPC's.
@@ -101,6 +104,7 @@ def main():
         sides = [("gRPC List", grpc_list, n),
                  ("podless get pods -A", podless_get, n + 1),
                  ("kubectl get pods -A", kubectl(), n + 1),   # with the header line
+                 ("kubectl get pods -A --chunk-size=0", kubectl("--chunk-size=0"), n + 1),
                  ("kubectl get pods -A -o name", kubectl("-o", "name"), n)]
         best = {}
         print(f"kube_list_bench: one Deployment of {n} replicas, {rounds} round(s), "
@@ -109,15 +113,17 @@ def main():
             for name, call, lines in sides:
                 seconds, peak, got = measured(agent.proc.pid, call)
                 check(got == lines, f"{name}: {got} items/lines, expected {lines}")
-                print(f"  round {round_ + 1}: {name:>28}: {seconds:7.3f} s, "
+                print(f"  round {round_ + 1}: {name:>34}: {seconds:7.3f} s, "
                       f"agent peak +{peak / 2**20:7.1f} MiB")
-                t, p = best.get(name, (float("inf"), float("inf")))
-                best[name] = (min(t, seconds), min(p, peak))
+                # The fastest time; the largest peak (the first round's: the
+                # memory an answer took stays with the agent's allocator).
+                t, p = best.get(name, (float("inf"), 0))
+                best[name] = (min(t, seconds), max(p, peak))
         base_t, base_p = best["gRPC List"]
         for name, _, _ in sides[1:]:
             t, p = best[name]
             print(f"{name} / gRPC List: time {t / base_t:.2f}x, agent peak memory "
-                  f"{p / max(base_p, 1):.2f}x (best of {rounds})")
+                  f"{p / max(base_p, 1):.2f}x (time: best of {rounds}; memory: largest)")
     finally:
         agent.stop()
 

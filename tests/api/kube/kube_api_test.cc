@@ -113,9 +113,24 @@ TEST_CASE("KubeApi: a limited list comes in chunks, each rendering only its own 
         Names{"other/web-1"});
   YAML::Node last = YAML::Load(f.Get("/api/v1/pods?limit=3&continue=" + token, kTable).body);
   CHECK_FALSE(last["metadata"]["continue"]);  // the end
-  // The state changed since the first chunk: the token has expired, as an
-  // API server's after its compaction (kubectl then lists again).
+
+  // A listing in chunks reads the first chunk's listing: the source is
+  // listed once, and a change after the first chunk is not seen by the
+  // others (one state, as the API server's chunks are).
+  const size_t listed = f.source.asked.size();
+  KubeResponse again = f.Get("/api/v1/pods?limit=2", kTable);
+  const std::string next = YAML::Load(again.body)["metadata"]["continue"].as<std::string>();
   f.source.revision = 8;
+  f.source.objects.pop_back();  // other/web-0 and other/web-1 go
+  CHECK(f.RowNames("/api/v1/pods?limit=2&continue=" + next) ==
+        Names{"other/web-0", "other/web-1"});
+  CHECK(f.source.asked.size() == listed + 1);
+
+  // Read to its end, the listing is let go: a token of the old state has
+  // expired, as an API server's after its compaction (kubectl lists again).
+  CHECK(f.Get("/api/v1/pods?limit=2&continue=" + next).status == 410);
+  f.source.revision = 9;
+  f.source.objects.push_back(testing::WebDeployment("other"));
   KubeResponse expired = f.Get("/api/v1/pods?limit=3&continue=" + token);
   CHECK(expired.status == 410);
   CHECK(YAML::Load(expired.body)["reason"].as<std::string>() == "Expired");
