@@ -34,9 +34,9 @@ class ObjectSource {
 };
 
 struct KubeRequest {
-  std::string method;  // "GET"
-  std::string target;  // "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb"
-  std::string accept;  // the Accept header
+  std::string method;        // "GET"
+  std::string target;        // "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb"
+  std::string accept;        // the Accept header
   std::string content_type;  // the Content-Type header, of a body
   std::string body;          // the request body, whole
 };

@@ -299,7 +299,8 @@ void AddPods(const Resource& resource, const v1::Object& object, int64_t now,
         w.EndObject();
       }
       if (!annotations_json.empty()) w.Key("annotations").RawValue(annotations_json);
-      if (!owner_json.empty()) w.Key("ownerReferences").BeginArray().RawValue(owner_json).EndArray();
+      if (!owner_json.empty())
+        w.Key("ownerReferences").BeginArray().RawValue(owner_json).EndArray();
       w.Key("namespace").String(ns);
       w.Key("uid").String(Uid(resource.kind, ns, item.name));
       w.Key("resourceVersion").String(std::to_string(item.resource_version));

@@ -134,8 +134,9 @@ Status Agent::Load() {
     for (uint32_t address : object.addresses) {
       if (Status s = pool.Reserve(address); !s) {
         return MakeError(ErrorCode::kFailedPrecondition,
-                         store_->path() + ": " + KeyText(workloads::KeyOf(object.object)) + ": address " +
-                             workloads::FormatIpv4(address) + ": " + s.error().message +
+                         store_->path() + ": " + KeyText(workloads::KeyOf(object.object)) +
+                             ": address " + workloads::FormatIpv4(address) + ": " +
+                             s.error().message +
                              " (was the state written with another --node-cidr/--service-cidr?)");
       }
     }

@@ -122,8 +122,7 @@ TEST_CASE("KubeApi: a limited list comes in chunks, each rendering only its own 
   const std::string next = YAML::Load(again.body)["metadata"]["continue"].as<std::string>();
   f.source.revision = 8;
   f.source.objects.pop_back();  // other/web-0 and other/web-1 go
-  CHECK(f.RowNames("/api/v1/pods?limit=2&continue=" + next) ==
-        Names{"other/web-0", "other/web-1"});
+  CHECK(f.RowNames("/api/v1/pods?limit=2&continue=" + next) == Names{"other/web-0", "other/web-1"});
   CHECK(f.source.asked.size() == listed + 1);
 
   // Read to its end, the listing is let go: a token of the old state has
