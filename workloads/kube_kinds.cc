@@ -9,8 +9,8 @@
 
 #include <algorithm>
 #include <iterator>
-#include <map>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -122,22 +122,26 @@ void DocumentReader::WarnIgnored(const Fields& fields, std::initializer_list<con
   }
 }
 
-void DocumentReader::ReadDeployment(const Fields& root, ObjectMeta meta, std::optional<Object>& out) {
+void DocumentReader::ReadDeployment(const Fields& root, ObjectMeta meta,
+                                    std::optional<Object>& out) {
   static const PodOwner kind{"Deployment", objects::kDeploymentSpec};
   ReadPodOwner(root, std::move(meta), kind, out);
 }
 
-void DocumentReader::ReadStatefulSet(const Fields& root, ObjectMeta meta, std::optional<Object>& out) {
+void DocumentReader::ReadStatefulSet(const Fields& root, ObjectMeta meta,
+                                     std::optional<Object>& out) {
   static const PodOwner kind{"StatefulSet", objects::kStatefulSetSpec};
   ReadPodOwner(root, std::move(meta), kind, out);
 }
 
-void DocumentReader::ReadReplicaSet(const Fields& root, ObjectMeta meta, std::optional<Object>& out) {
+void DocumentReader::ReadReplicaSet(const Fields& root, ObjectMeta meta,
+                                    std::optional<Object>& out) {
   static const PodOwner kind{"ReplicaSet", objects::kReplicaSetSpec};
   ReadPodOwner(root, std::move(meta), kind, out);
 }
 
-void DocumentReader::ReadDaemonSet(const Fields& root, ObjectMeta meta, std::optional<Object>& out) {
+void DocumentReader::ReadDaemonSet(const Fields& root, ObjectMeta meta,
+                                   std::optional<Object>& out) {
   static const PodOwner kind{"DaemonSet", objects::kDaemonSetSpec};
   ReadPodOwner(root, std::move(meta), kind, out);
 }
@@ -693,8 +697,8 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
                       Error(from_path, x->key_node.Mark(),
                             "may not be set when value is not empty");
                     }
-                    auto from = ReadMapping(x->value, from_path,
-                                             FieldNames(objects::kEnvVarSource));
+                    auto from =
+                        ReadMapping(x->value, from_path, FieldNames(objects::kEnvVarSource));
                     if (from) {
                       for (const char* other :
                            {"resourceFieldRef", "configMapKeyRef", "secretKeyRef"}) {
@@ -707,7 +711,8 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
                       if (const Entry* y = from->Find("fieldRef")) {
                         const Path ref_path = Join(from_path, "fieldRef");
                         std::string field_path;
-                        if (auto r = ReadMapping(y->value, ref_path, FieldNames(objects::kObjectFieldSelector))) {
+                        if (auto r = ReadMapping(y->value, ref_path,
+                                                 FieldNames(objects::kObjectFieldSelector))) {
                           if (const Entry* z = r->Find("fieldPath")) {
                             ReadString(z->value, Join(ref_path, "fieldPath"), field_path);
                           }
@@ -767,7 +772,8 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
         }
         if (const Entry* e = c->Find("resources")) {
           const Path resources_path = Join(child, "resources");
-          auto r = ReadMapping(e->value, resources_path, FieldNames(objects::kResourceRequirements));
+          auto r =
+              ReadMapping(e->value, resources_path, FieldNames(objects::kResourceRequirements));
           if (!r) return;
           WarnIgnored(*r, {"requests"}, "podless has no scheduler; limits apply");
           WarnIgnored(*r, {"claims"}, "podless allocates no devices");

@@ -81,17 +81,17 @@ std::vector<ObjectInfo> Make() {
        {"creationTimestamp", "string", "Set by the server; accepted."},
        {"finalizers", "[]string", "Accepted."},
        {"ownerReferences", "object", "Accepted."}}));
+  o.push_back(Object(
+      kLabelSelector,
+      "A label query over a set of resources: matchLabels and matchExpressions are ANDed.",
+      {{"matchLabels", "map", "Labels that must all be present with these values."},
+       {"matchExpressions", "[]io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement",
+        "Label selector requirements (In, NotIn, Exists, DoesNotExist)."}}));
   o.push_back(
-      Object(kLabelSelector,
-             "A label query over a set of resources: matchLabels and matchExpressions are ANDed.",
-             {{"matchLabels", "map", "Labels that must all be present with these values."},
-              {"matchExpressions", "[]io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement",
-               "Label selector requirements (In, NotIn, Exists, DoesNotExist)."}}));
-  o.push_back(Object(kLabelSelectorRequirement,
-                     "A selector that contains values, a key, and an operator.",
-                     {{"key", "string", "The label key.", {}, {}, {}, true},
-                      {"operator", "string", "In, NotIn, Exists or DoesNotExist.", {}, {}, {}, true},
-                      {"values", "[]string", "The values, for In and NotIn."}}));
+      Object(kLabelSelectorRequirement, "A selector that contains values, a key, and an operator.",
+             {{"key", "string", "The label key.", {}, {}, {}, true},
+              {"operator", "string", "In, NotIn, Exists or DoesNotExist.", {}, {}, {}, true},
+              {"values", "[]string", "The values, for In and NotIn."}}));
   // ---------------------------------------------------------------- pods
   o.push_back(Object(kPodTemplateSpec, "The pods a controller creates: one per replica.",
                      {{"metadata", kTemplateMeta, "The pods' labels and annotations."},
@@ -105,10 +105,14 @@ std::vector<ObjectInfo> Make() {
        {"affinity", "object", "Scheduling constraints.", kHere},
        {"automountServiceAccountToken", "boolean", "Token mounting.",
         "podless issues the account's SPIFFE certificate, not a token"},
-       {"containers", "[]io.k8s.api.core.v1.Container",
+       {"containers",
+        "[]io.k8s.api.core.v1.Container",
         "The containers of the pod: those with a command run as processes; the first one's "
         "ports are the workload's ports.",
-        {}, "name", "name", true},
+        {},
+        "name",
+        "name",
+        true},
        {"dnsConfig", "object", "DNS parameters.", kNames},
        {"dnsPolicy", "string", "DNS policy.", kNames},
        {"enableServiceLinks", "boolean", "Service environment variables.",
@@ -165,7 +169,11 @@ std::vector<ObjectInfo> Make() {
       {{"args", "[]string", "Arguments to the command."},
        {"command", "[]string",
         "The program and its arguments, run on the host; $(VAR) expands env variables."},
-       {"env", "[]io.k8s.api.core.v1.EnvVar", "Environment variables of the process.", {}, "name",
+       {"env",
+        "[]io.k8s.api.core.v1.EnvVar",
+        "Environment variables of the process.",
+        {},
+        "name",
         "name"},
        {"envFrom", "[]object",
         "Not supported (an error): podless has no ConfigMaps or Secrets; give each variable in "
@@ -176,9 +184,12 @@ std::vector<ObjectInfo> Make() {
        {"livenessProbe", kProbe, "Liveness probe.",
         "podless restarts a process when it exits, not on a probe"},
        {"name", "string", "The container's name (logs -c, statuses).", {}, {}, {}, true},
-       {"ports", "[]io.k8s.api.core.v1.ContainerPort",
-        "Ports the container listens on: the workload's ports (Services target them).", {},
-        "containerPort", "containerPort,protocol"},
+       {"ports",
+        "[]io.k8s.api.core.v1.ContainerPort",
+        "Ports the container listens on: the workload's ports (Services target them).",
+        {},
+        "containerPort",
+        "containerPort,protocol"},
        {"readinessProbe", kProbe,
         "When the replica is ready (a Service's endpoint): tcpSocket and httpGet are run."},
        {"resizePolicy", "[]object", "Resize policy.", "limits change with a new apply"},
@@ -200,13 +211,13 @@ std::vector<ObjectInfo> Make() {
        {"volumeMounts", "[]object", "Volume mounts.",
         "podless mounts no volumes; a process sees the host's files", "mountPath", "mountPath"},
        {"workingDir", "string", "The process's working directory."}}));
-  o.push_back(
-      Object(kContainerPort, "A port the container listens on.",
-             {{"containerPort", "integer", "The port number (1-65535).", {}, {}, {}, true},
-              {"name", "string", "The port's name (Services' targetPort may name it)."},
-              {"protocol", "string", "TCP (podless relays TCP only)."},
-              {"hostPort", "integer", "Host port.", "a port is served on the replica's own address"},
-              {"hostIP", "string", "Host IP.", "a port is served on the replica's own address"}}));
+  o.push_back(Object(
+      kContainerPort, "A port the container listens on.",
+      {{"containerPort", "integer", "The port number (1-65535).", {}, {}, {}, true},
+       {"name", "string", "The port's name (Services' targetPort may name it)."},
+       {"protocol", "string", "TCP (podless relays TCP only)."},
+       {"hostPort", "integer", "Host port.", "a port is served on the replica's own address"},
+       {"hostIP", "string", "Host IP.", "a port is served on the replica's own address"}}));
   o.push_back(Object(
       kEnvVar, "An environment variable of the process.",
       {{"name", "string", "The variable's name.", {}, {}, {}, true},
@@ -285,9 +296,13 @@ std::vector<ObjectInfo> Make() {
   auto owner_spec = [](std::string_view name, std::string_view what, bool replicas,
                        std::vector<FieldInfo> ignored) {
     std::vector<FieldInfo> fields = {
-        {"selector", kLabelSelector,
+        {"selector",
+         kLabelSelector,
          "Selects the pods of the template: it must match spec.template.metadata.labels.",
-         {}, {}, {}, true},
+         {},
+         {},
+         {},
+         true},
         {"template", kPodTemplateSpec, "The pods, one per replica.", {}, {}, {}, true}};
     if (replicas) {
       fields.push_back({"replicas", "integer", "How many replicas run (default 1)."});
@@ -295,14 +310,14 @@ std::vector<ObjectInfo> Make() {
     for (FieldInfo& f : ignored) fields.push_back(std::move(f));
     return Object(name, what, std::move(fields));
   };
-  o.push_back(owner_spec(
-      kDeploymentSpec, "The specification of a Deployment: a podless Workload.", true,
-      {{"strategy", "object", "Rollout strategy.", kReplaces},
-       {"minReadySeconds", "integer", "Minimum ready seconds.", kAvailable},
-       {"revisionHistoryLimit", "integer", "Revision history.", kNoRevisions},
-       {"progressDeadlineSeconds", "integer", "Progress deadline.",
-        "podless reports no rollout progress"},
-       {"paused", "boolean", "Paused.", "podless does not pause rollouts"}}));
+  o.push_back(owner_spec(kDeploymentSpec, "The specification of a Deployment: a podless Workload.",
+                         true,
+                         {{"strategy", "object", "Rollout strategy.", kReplaces},
+                          {"minReadySeconds", "integer", "Minimum ready seconds.", kAvailable},
+                          {"revisionHistoryLimit", "integer", "Revision history.", kNoRevisions},
+                          {"progressDeadlineSeconds", "integer", "Progress deadline.",
+                           "podless reports no rollout progress"},
+                          {"paused", "boolean", "Paused.", "podless does not pause rollouts"}}));
   o.push_back(owner_spec(
       kStatefulSetSpec, "The specification of a StatefulSet: a podless Workload.", true,
       {{"serviceName", "string", "Governing Service.",
@@ -316,19 +331,24 @@ std::vector<ObjectInfo> Make() {
         "podless mounts no volumes"},
        {"ordinals", "object", "Ordinals.", "replicas are numbered from 0"}}));
   o.push_back(owner_spec(kReplicaSetSpec, "The specification of a ReplicaSet: a podless Workload.",
-                         true, {{"minReadySeconds", "integer", "Minimum ready seconds.", kAvailable}}));
-  o.push_back(owner_spec(
-      kDaemonSetSpec, "The specification of a DaemonSet: one replica on this agent.", false,
-      {{"updateStrategy", "object", "Update strategy.", kReplaces},
-       {"minReadySeconds", "integer", "Minimum ready seconds.", kAvailable},
-       {"revisionHistoryLimit", "integer", "Revision history.", kNoRevisions}}));
+                         true,
+                         {{"minReadySeconds", "integer", "Minimum ready seconds.", kAvailable}}));
+  o.push_back(owner_spec(kDaemonSetSpec,
+                         "The specification of a DaemonSet: one replica on this agent.", false,
+                         {{"updateStrategy", "object", "Update strategy.", kReplaces},
+                          {"minReadySeconds", "integer", "Minimum ready seconds.", kAvailable},
+                          {"revisionHistoryLimit", "integer", "Revision history.", kNoRevisions}}));
   // ---------------------------------------------------------------- Service
   o.push_back(Object(
       kServiceSpec,
       "The specification of a Service: a VIP on every agent, balanced over the ready replicas "
       "its selector picks.",
       {{"selector", "map", "The labels of the pods that are the Service's endpoints."},
-       {"ports", "[]io.k8s.api.core.v1.ServicePort", "The ports the VIP serves.", {}, "port",
+       {"ports",
+        "[]io.k8s.api.core.v1.ServicePort",
+        "The ports the VIP serves.",
+        {},
+        "port",
         "port,protocol"},
        {"type", "string",
         "ClusterIP; NodePort and LoadBalancer are served as ClusterIP (warned about); "
@@ -337,8 +357,9 @@ std::vector<ObjectInfo> Make() {
        {"clusterIPs", "[]string", "The VIPs.", "podless assigns the VIP (get services shows it)"},
        {"ipFamilies", "[]string", "IP families: IPv4 (others warned about)."},
        {"ipFamilyPolicy", "string", "SingleStack (others warned about)."},
-       {"sessionAffinity", "string", "None (others warned about: each connection picks an "
-                                     "endpoint of its own)."},
+       {"sessionAffinity", "string",
+        "None (others warned about: each connection picks an "
+        "endpoint of its own)."},
        {"sessionAffinityConfig", "object", "Session affinity.", kVipOnly},
        {"externalIPs", "[]string", "External IPs.", kVipOnly},
        {"externalName", "string", "External name.", kVipOnly},
@@ -364,6 +385,13 @@ std::vector<ObjectInfo> Make() {
        {"protocol", "string", "TCP; UDP and SCTP are errors (HBONE carries TCP streams)."},
        {"appProtocol", "string", "http, http2 or kubernetes.io/h2c select HTTP."},
        {"nodePort", "integer", "Node port.", "podless opens no node ports"}}));
+  o.push_back(Object(
+      kServiceAccount, "A ServiceAccount's own fields, besides apiVersion, kind and metadata.",
+      {{"secrets", "[]object", "Secrets.", "podless issues the account's SPIFFE certificate"},
+       {"imagePullSecrets", "[]object", "Image pull secrets.",
+        "podless issues the account's SPIFFE certificate"},
+       {"automountServiceAccountToken", "boolean", "Token mounting.",
+        "podless issues the account's SPIFFE certificate"}}));
   // ---------------------------------------------------------------- Istio
   o.push_back(Object(kWorkloadSelector, "The workloads a policy applies to, by label.",
                      {{"matchLabels", "map", "Labels the workloads must have."}}));
@@ -376,42 +404,41 @@ std::vector<ObjectInfo> Make() {
        {"action", "string", "ALLOW (default) or DENY."},
        {"rules", "[]istio.security.v1beta1.Rule",
         "A request matches if any rule matches; no rules: ALLOW nothing, DENY nothing."}}));
-  o.push_back(Object(
-      kRule, "A rule: it matches when all of from, to and when match.",
-      {{"from", "[]istio.security.v1beta1.Rule.From", "Sources: any may match."},
-       {"to", "[]istio.security.v1beta1.Rule.To", "Operations: any may match."},
-       {"when", "[]istio.security.v1beta1.Condition", "Conditions: all must match."}}));
+  o.push_back(
+      Object(kRule, "A rule: it matches when all of from, to and when match.",
+             {{"from", "[]istio.security.v1beta1.Rule.From", "Sources: any may match."},
+              {"to", "[]istio.security.v1beta1.Rule.To", "Operations: any may match."},
+              {"when", "[]istio.security.v1beta1.Condition", "Conditions: all must match."}}));
   o.push_back(Object(kRuleFrom, "A source of a rule.",
                      {{"source", kSource, "The peer the request comes from."}}));
   o.push_back(Object(kRuleTo, "An operation of a rule.",
                      {{"operation", kOperation, "What the request asks for."}}));
   {
     std::vector<FieldInfo> source;
-    for (const char* name : {"principals", "notPrincipals", "namespaces", "notNamespaces",
-                             "serviceAccounts", "notServiceAccounts", "ipBlocks", "notIpBlocks",
-                             "remoteIpBlocks", "notRemoteIpBlocks", "requestPrincipals",
-                             "notRequestPrincipals"}) {
+    for (const char* name :
+         {"principals", "notPrincipals", "namespaces", "notNamespaces", "serviceAccounts",
+          "notServiceAccounts", "ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks",
+          "requestPrincipals", "notRequestPrincipals"}) {
       source.push_back({name, "[]string",
                         "Istio's source field of this name, matched against the peer's SPIFFE "
                         "identity and address."});
     }
     o.push_back(Object(kSource, "The peer of a request.", std::move(source)));
   }
-  o.push_back(Object(
-      kOperation, "What a request asks for.",
-      {{"ports", "[]string", "Destination ports."},
-       {"notPorts", "[]string", "Destination ports that must not match."},
-       {"hosts", "[]string", "HTTP hosts."},
-       {"notHosts", "[]string", "HTTP hosts that must not match."},
-       {"methods", "[]string", "HTTP methods."},
-       {"notMethods", "[]string", "HTTP methods that must not match."},
-       {"paths", "[]string", "HTTP paths (exact, prefix*, *suffix)."},
-       {"notPaths", "[]string", "HTTP paths that must not match."}}));
-  o.push_back(Object(kCondition, "A condition on a request attribute.",
-                     {{"key", "string", "The attribute (Istio's condition keys).", {}, {}, {},
-                       true},
-                      {"values", "[]string", "Values, any may match."},
-                      {"notValues", "[]string", "Values that must not match."}}));
+  o.push_back(Object(kOperation, "What a request asks for.",
+                     {{"ports", "[]string", "Destination ports."},
+                      {"notPorts", "[]string", "Destination ports that must not match."},
+                      {"hosts", "[]string", "HTTP hosts."},
+                      {"notHosts", "[]string", "HTTP hosts that must not match."},
+                      {"methods", "[]string", "HTTP methods."},
+                      {"notMethods", "[]string", "HTTP methods that must not match."},
+                      {"paths", "[]string", "HTTP paths (exact, prefix*, *suffix)."},
+                      {"notPaths", "[]string", "HTTP paths that must not match."}}));
+  o.push_back(
+      Object(kCondition, "A condition on a request attribute.",
+             {{"key", "string", "The attribute (Istio's condition keys).", {}, {}, {}, true},
+              {"values", "[]string", "Values, any may match."},
+              {"notValues", "[]string", "Values that must not match."}}));
   o.push_back(Object(
       kPeerAuthenticationSpec,
       "Istio's PeerAuthentication: whether the selected workloads take plaintext as well as "
@@ -429,27 +456,31 @@ std::vector<ObjectInfo> Make() {
        {"serviceAccount", "string", "Its service account (default: \"default\")."},
        {"ports", "map", "Port names to numbers."},
        {"network", "string", "Network.", "podless dials the entry's address directly over HBONE"},
-       {"locality", "string", "Locality.",
-        "podless dials the entry's address directly over HBONE"},
+       {"locality", "string", "Locality.", "podless dials the entry's address directly over HBONE"},
        {"weight", "integer", "Weight.", "podless balances over endpoints evenly"}}));
   // ---------------------------------------------------------------- podless
-  o.push_back(Object(
-      "dev.podless.v1alpha1.WorkloadSpec", "The specification of a podless Workload.",
-      {{"replicas", "integer", "How many replicas run (default 1)."},
-       {"serviceAccount", "string", "The service account of the replicas' SPIFFE identity."},
-       {"ports", "[]dev.podless.v1alpha1.WorkloadPort", "The ports the workload listens on.", {},
-        "port", "port"},
-       {"app", "dev.podless.v1alpha1.App", "What the replicas run.", {}, {}, {}, true}}));
+  o.push_back(
+      Object("dev.podless.v1alpha1.WorkloadSpec", "The specification of a podless Workload.",
+             {{"replicas", "integer", "How many replicas run (default 1)."},
+              {"serviceAccount", "string", "The service account of the replicas' SPIFFE identity."},
+              {"ports",
+               "[]dev.podless.v1alpha1.WorkloadPort",
+               "The ports the workload listens on.",
+               {},
+               "port",
+               "port"},
+              {"app", "dev.podless.v1alpha1.App", "What the replicas run.", {}, {}, {}, true}}));
   o.push_back(Object("dev.podless.v1alpha1.WorkloadPort", "A port of a workload.",
                      {{"name", "string", "The port's name."},
                       {"port", "integer", "The port number.", {}, {}, {}, true},
                       {"protocol", "string", "TCP or HTTP."}}));
-  o.push_back(Object(
-      "dev.podless.v1alpha1.App", "What the replicas run: exactly one of echo, static, forward, exec.",
-      {{"echo", "object", "An in-proxy app that echoes requests back (takes no fields)."},
-       {"static", "dev.podless.v1alpha1.StaticApp", "An in-proxy app with a fixed answer."},
-       {"forward", "dev.podless.v1alpha1.ForwardApp", "Forward connections to an address."},
-       {"exec", "dev.podless.v1alpha1.ExecApp", "Run a process."}}));
+  o.push_back(
+      Object("dev.podless.v1alpha1.App",
+             "What the replicas run: exactly one of echo, static, forward, exec.",
+             {{"echo", "object", "An in-proxy app that echoes requests back (takes no fields)."},
+              {"static", "dev.podless.v1alpha1.StaticApp", "An in-proxy app with a fixed answer."},
+              {"forward", "dev.podless.v1alpha1.ForwardApp", "Forward connections to an address."},
+              {"exec", "dev.podless.v1alpha1.ExecApp", "Run a process."}}));
   o.push_back(Object("dev.podless.v1alpha1.StaticApp", "A fixed HTTP answer.",
                      {{"status", "integer", "The HTTP status (100-599)."},
                       {"body", "string", "The body."},
@@ -462,24 +493,28 @@ std::vector<ObjectInfo> Make() {
        {"command", "[]string", "The program and its arguments."},
        {"env", "[]dev.podless.v1alpha1.EnvVar", "Environment variables.", {}, "name", "name"},
        {"workingDir", "string", "The working directory."},
-       {"containers", "[]dev.podless.v1alpha1.ExecContainer",
-        "More processes in the replica's sandbox.", {}, "name", "name"},
+       {"containers",
+        "[]dev.podless.v1alpha1.ExecContainer",
+        "More processes in the replica's sandbox.",
+        {},
+        "name",
+        "name"},
        {"restartPolicy", "string", "Always, OnFailure or Never."},
        {"readinessProbe", "dev.podless.v1alpha1.Probe", "When the replica is ready."},
        {"terminationGracePeriodSeconds", "integer", "Seconds between SIGTERM and SIGKILL."},
        {"securityContext", "dev.podless.v1alpha1.SecurityContext", "The uid and gid."},
        {"resources", "dev.podless.v1alpha1.Resources", "Limits of the replica's cgroup."},
        {"keepWorkingDir", "boolean", "Keep the replica's working directory after it ends."}}));
-  o.push_back(Object("dev.podless.v1alpha1.ExecContainer", "Another process of the replica.",
-                     {{"name", "string", "Its name.", {}, {}, {}, true},
-                      {"command", "[]string", "The program and its arguments."},
-                      {"env", "[]dev.podless.v1alpha1.EnvVar", "Environment variables.", {},
-                       "name", "name"},
-                      {"workingDir", "string", "The working directory."},
-                      {"readinessProbe", "dev.podless.v1alpha1.Probe", "When it is ready."}}));
-  o.push_back(Object("dev.podless.v1alpha1.EnvVar", "An environment variable.",
-                     {{"name", "string", "The name.", {}, {}, {}, true},
-                      {"value", "string", "The value."}}));
+  o.push_back(Object(
+      "dev.podless.v1alpha1.ExecContainer", "Another process of the replica.",
+      {{"name", "string", "Its name.", {}, {}, {}, true},
+       {"command", "[]string", "The program and its arguments."},
+       {"env", "[]dev.podless.v1alpha1.EnvVar", "Environment variables.", {}, "name", "name"},
+       {"workingDir", "string", "The working directory."},
+       {"readinessProbe", "dev.podless.v1alpha1.Probe", "When it is ready."}}));
+  o.push_back(Object(
+      "dev.podless.v1alpha1.EnvVar", "An environment variable.",
+      {{"name", "string", "The name.", {}, {}, {}, true}, {"value", "string", "The value."}}));
   o.push_back(Object("dev.podless.v1alpha1.SecurityContext", "The user and group.",
                      {{"runAsUser", "integer", "The uid."},
                       {"runAsGroup", "integer", "The gid."},
@@ -499,13 +534,13 @@ std::vector<ObjectInfo> Make() {
   }
   o.push_back(Object("dev.podless.v1alpha1.ProbePort", "A port to connect to.",
                      {{"port", "int-or-string", "The port.", {}, {}, {}, true}}));
-  o.push_back(Object("dev.podless.v1alpha1.ProbeHttpGet", "An HTTP GET.",
-                     {{"port", "int-or-string", "The port.", {}, {}, {}, true},
-                      {"path", "string", "The path."}}));
-  o.push_back(Object("dev.podless.v1alpha1.ServiceSpec", "A podless Service.",
-                     {{"selector", "map", "The labels of its workloads."},
-                      {"ports", "[]dev.podless.v1alpha1.ServicePort", "Its ports.", {}, "port",
-                       "port"}}));
+  o.push_back(Object(
+      "dev.podless.v1alpha1.ProbeHttpGet", "An HTTP GET.",
+      {{"port", "int-or-string", "The port.", {}, {}, {}, true}, {"path", "string", "The path."}}));
+  o.push_back(
+      Object("dev.podless.v1alpha1.ServiceSpec", "A podless Service.",
+             {{"selector", "map", "The labels of its workloads."},
+              {"ports", "[]dev.podless.v1alpha1.ServicePort", "Its ports.", {}, "port", "port"}}));
   o.push_back(Object("dev.podless.v1alpha1.ServicePort", "A port of a podless Service.",
                      {{"name", "string", "The name."},
                       {"port", "integer", "The port.", {}, {}, {}, true},

@@ -68,8 +68,7 @@ inline constexpr std::string_view kObjectFieldSelector = "io.k8s.api.core.v1.Obj
 inline constexpr std::string_view kProbe = "io.k8s.api.core.v1.Probe";
 inline constexpr std::string_view kHttpGetAction = "io.k8s.api.core.v1.HTTPGetAction";
 inline constexpr std::string_view kTcpSocketAction = "io.k8s.api.core.v1.TCPSocketAction";
-inline constexpr std::string_view kResourceRequirements =
-    "io.k8s.api.core.v1.ResourceRequirements";
+inline constexpr std::string_view kResourceRequirements = "io.k8s.api.core.v1.ResourceRequirements";
 inline constexpr std::string_view kSecurityContext = "io.k8s.api.core.v1.SecurityContext";
 inline constexpr std::string_view kPodSecurityContext = "io.k8s.api.core.v1.PodSecurityContext";
 inline constexpr std::string_view kDeploymentSpec = "io.k8s.api.apps.v1.DeploymentSpec";
@@ -78,6 +77,8 @@ inline constexpr std::string_view kReplicaSetSpec = "io.k8s.api.apps.v1.ReplicaS
 inline constexpr std::string_view kDaemonSetSpec = "io.k8s.api.apps.v1.DaemonSetSpec";
 inline constexpr std::string_view kServiceSpec = "io.k8s.api.core.v1.ServiceSpec";
 inline constexpr std::string_view kServicePort = "io.k8s.api.core.v1.ServicePort";
+// A ServiceAccount's own top-level fields (it has no spec).
+inline constexpr std::string_view kServiceAccount = "io.k8s.api.core.v1.ServiceAccount";
 inline constexpr std::string_view kAuthorizationPolicySpec =
     "istio.security.v1beta1.AuthorizationPolicy";
 inline constexpr std::string_view kWorkloadSelector = "istio.type.v1beta1.WorkloadSelector";
@@ -89,7 +90,8 @@ inline constexpr std::string_view kOperation = "istio.security.v1beta1.Operation
 inline constexpr std::string_view kCondition = "istio.security.v1beta1.Condition";
 inline constexpr std::string_view kPeerAuthenticationSpec =
     "istio.security.v1beta1.PeerAuthentication";
-inline constexpr std::string_view kMutualTls = "istio.security.v1beta1.PeerAuthentication.MutualTLS";
+inline constexpr std::string_view kMutualTls =
+    "istio.security.v1beta1.PeerAuthentication.MutualTLS";
 inline constexpr std::string_view kWorkloadEntrySpec = "istio.networking.v1alpha3.WorkloadEntry";
 }  // namespace objects
 

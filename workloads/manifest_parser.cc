@@ -132,8 +132,8 @@ void DocumentReader::ReadExec(const YAML::Node& node, const Path& path, ExecApp&
       // Further processes of each replica, in its sandbox.
       ForEach(e.value, child, "containers", [&](const YAML::Node& item, const Path& item_path) {
         ExecContainer container;
-        if (auto f = ReadMapping(item, item_path,
-                                 FieldNames("dev.podless.v1alpha1.ExecContainer"))) {
+        if (auto f =
+                ReadMapping(item, item_path, FieldNames("dev.podless.v1alpha1.ExecContainer"))) {
           for (const Entry& x : f->entries) {
             const Path field = Join(item_path, x.key);
             if (x.key == "name") {
@@ -409,8 +409,7 @@ void DocumentReader::ReadSource(const YAML::Node& node, const Path& path, Policy
       {"requestPrincipals", &source.request_principals},
       {"notRequestPrincipals", &source.not_request_principals},
   };
-  auto m =
-      ReadMapping(node, path, FieldNames(objects::kSource));
+  auto m = ReadMapping(node, path, FieldNames(objects::kSource));
   if (!m) return;
   for (const Entry& x : m->entries) {
     for (const auto& [name, list] : lists) {
@@ -458,11 +457,8 @@ const std::vector<KindEntry>& Kinds() {
       {kApiVersion, "Service", &DocumentReader::ReadService},
       {kApiVersion, "AuthorizationPolicy", &DocumentReader::ReadPolicy},
       {"v1", "Namespace", &DocumentReader::ReadNamespace, false},
-      {"v1",
-       "ServiceAccount",
-       &DocumentReader::ReadServiceAccount,
-       true,
-       {"secrets", "imagePullSecrets", "automountServiceAccountToken"}},
+      {"v1", "ServiceAccount", &DocumentReader::ReadServiceAccount, true,
+       ObjectNamed(objects::kServiceAccount).names},
       {"v1", "Service", &DocumentReader::ReadKubeService},
       {"v1", "Pod", &DocumentReader::ReadPod},
       {"apps/v1", "Deployment", &DocumentReader::ReadDeployment},
@@ -606,9 +602,9 @@ void DocumentReader::ReadNamespace(const Fields& root, ObjectMeta meta,
 
 void DocumentReader::ReadServiceAccount(const Fields& root, ObjectMeta meta,
                                         std::optional<Object>& out) {
-  for (const char* field : {"secrets", "imagePullSecrets", "automountServiceAccountToken"}) {
-    if (const Entry* e = root.Find(field)) {
-      Warn(field, e->key_node.Mark(), "ignored: podless issues the account's SPIFFE certificate");
+  for (const FieldInfo& f : ObjectNamed(objects::kServiceAccount).fields) {
+    if (const Entry* e = root.Find(f.name)) {
+      Warn(f.name, e->key_node.Mark(), "ignored: " + std::string(f.ignored));
     }
   }
   if (const Entry* spec = root.Find("spec")) {

@@ -2,8 +2,10 @@
 
 #include <utility>
 
+#include "api/kube/endpoints.h"
 #include "api/kube/media_type.h"
 #include "api/kube/objects.h"
+#include "api/kube/openapi.h"
 #include "api/label_selector.h"
 #include "proxy/base/json.h"
 #include "proxy/base/percent_decode.h"
@@ -32,14 +34,35 @@ KubeResponse NotFoundPath() {
 }
 
 // A field selector, as far as podless's objects have fields to select by:
-// metadata.name and metadata.namespace with =, == or !=, comma-separated.
+// metadata.name and metadata.namespace with =, == or !=, comma-separated;
+// on events also the fields of the object they are about, which `kubectl
+// describe` selects by (podless records no events, so none match).
 struct FieldRequirement {
   std::string field;
   std::string value;
   bool equal = true;
 };
 
-Result<std::vector<FieldRequirement>> ParseFieldSelector(std::string_view text) {
+bool IsEventField(std::string_view field) {
+  static constexpr std::string_view kFields[] = {"involvedObject.kind",
+                                                 "involvedObject.namespace",
+                                                 "involvedObject.name",
+                                                 "involvedObject.uid",
+                                                 "involvedObject.apiVersion",
+                                                 "involvedObject.resourceVersion",
+                                                 "involvedObject.fieldPath",
+                                                 "reason",
+                                                 "reportingComponent",
+                                                 "source",
+                                                 "type"};
+  for (std::string_view f : kFields) {
+    if (field == f) return true;
+  }
+  return false;
+}
+
+Result<std::vector<FieldRequirement>> ParseFieldSelector(std::string_view text,
+                                                         const Resource& resource) {
   std::vector<FieldRequirement> requirements;
   while (!text.empty()) {
     const size_t comma = text.find(',');
@@ -61,7 +84,8 @@ Result<std::vector<FieldRequirement>> ParseFieldSelector(std::string_view text) 
     }
     r.field = std::string(part.substr(0, op));
     r.value = std::string(part.substr(value_at));
-    if (r.field != "metadata.name" && r.field != "metadata.namespace") {
+    const bool event_field = resource.kind == "Event" && IsEventField(r.field);
+    if (r.field != "metadata.name" && r.field != "metadata.namespace" && !event_field) {
       return MakeError(ErrorCode::kInvalidArgument, "field label not supported: " + r.field);
     }
     requirements.push_back(std::move(r));
@@ -71,7 +95,10 @@ Result<std::vector<FieldRequirement>> ParseFieldSelector(std::string_view text) 
 
 bool FieldsMatch(const std::vector<FieldRequirement>& requirements, const Item& item) {
   for (const FieldRequirement& r : requirements) {
-    const std::string& actual = r.field == "metadata.name" ? item.name : item.ns;
+    // Items have no event fields: an event field's value is "".
+    const std::string actual = r.field == "metadata.name"        ? item.name
+                               : r.field == "metadata.namespace" ? item.ns
+                                                                 : std::string();
     if ((actual == r.value) != r.equal) return false;
   }
   return true;
@@ -134,6 +161,7 @@ KubeResponse KubeApi::Handle(const KubeRequest& request) {
   }
   const std::vector<std::string> parts = SplitPath(path);
   if (parts.size() == 1 && parts[0] == "version") return Json(VersionJson());
+  if (!parts.empty() && parts[0] == "openapi") return ServeOpenApi(parts, request);
   const bool discovery = (parts.size() == 1 && (parts[0] == "api" || parts[0] == "apis")) ||
                          (parts.size() == 2 && parts[0] == "api") ||
                          (parts.size() == 3 && parts[0] == "apis");
@@ -197,12 +225,23 @@ KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,
                                 const KubeRequest& request) {
   auto selector = LabelSelector::Parse(query.label_selector);
   if (!selector) return StatusResponse(400, "BadRequest", selector.error().message);
-  auto fields = ParseFieldSelector(query.field_selector);
+  auto fields = ParseFieldSelector(query.field_selector, resource);
   if (!fields) return StatusResponse(400, "BadRequest", fields.error().message);
-  auto objects = source_.List(resource.object_kind, resource.namespaced ? ns : "");
-  if (!objects) return StatusResponse(500, "InternalError", objects.error().message);
+  const std::string list_ns = resource.namespaced ? ns : "";
+  std::vector<Item> all;
+  if (resource.source == Source::kEndpoints) {
+    auto services = source_.List(v1::SERVICE, list_ns);
+    if (!services) return StatusResponse(500, "InternalError", services.error().message);
+    auto workloads = source_.List(v1::WORKLOAD, list_ns);
+    if (!workloads) return StatusResponse(500, "InternalError", workloads.error().message);
+    all = EndpointsItems(resource, *services, *workloads, now_());
+  } else if (resource.source != Source::kNone) {
+    auto objects = source_.List(resource.object_kind, list_ns);
+    if (!objects) return StatusResponse(500, "InternalError", objects.error().message);
+    all = ItemsOf(resource, *objects, now_());
+  }
   std::vector<Item> items;
-  for (Item& item : ItemsOf(resource, *objects, now_())) {
+  for (Item& item : all) {
     if (!name.empty() && item.name != name) continue;
     if (!ns.empty() && resource.namespaced && item.ns != ns) continue;
     if (!selector->Matches(item.labels) || !FieldsMatch(*fields, item)) continue;

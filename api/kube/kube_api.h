@@ -14,6 +14,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "api/kube/resources.h"
@@ -41,6 +42,11 @@ struct KubeResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  // What the API server says about caching: everything but OpenAPI
+  // documents named by their hash is private and not to be reused.
+  std::string cache_control = "no-cache, private";
+  // More headers (ETag, Location, Vary, Expires).
+  std::vector<std::pair<std::string, std::string>> headers = {};
 };
 
 // A Status object (kind: Status) of a failed request; `details_kind` and

@@ -90,8 +90,9 @@ class KubeServer::Connection final : public KubeConnection {
     proxy::Http1Headers headers = {
         {"Content-Type", response.content_type},
         {"Content-Length", std::to_string(response.body.size())},
-        {"Cache-Control", "no-cache, private"},
+        {"Cache-Control", response.cache_control},
     };
+    for (auto& header : response.headers) headers.push_back(std::move(header));
     if (!keep_alive) headers.emplace_back("Connection", "close");
     std::string bytes = proxy::FormatResponseHead(status, "", headers);
     bytes += response.body;

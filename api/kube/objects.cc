@@ -360,6 +360,9 @@ bool Holds(const Resource& resource, const v1::Object& object) {
       return object.has_workload() && !object.workload().metadata().has_applied_as();
     case Source::kObjects:
       return KindOf(object) == resource.object_kind;
+    case Source::kNone:
+    case Source::kEndpoints:  // endpoints.h
+      return false;
   }
   return false;
 }
@@ -375,6 +378,20 @@ void AddObject(const Resource& resource, const v1::Object& object, int64_t now,
   // A Deployment's own labels are its document's; the workload's labels are
   // its pod template's.
   item.labels = meta.has_applied_as() ? NodeLabels(node) : Labels(meta.labels());
+  if (object.has_service() && !object.service().status().vip().empty()) {
+    // The VIP is where the API server keeps a Service's address (kubectl
+    // describe prints IP and IPs from there).
+    YAML::Node spec = node["spec"];
+    if (!spec || !spec.IsMap()) {
+      spec = YAML::Node(YAML::NodeType::Map);
+      node["spec"] = spec;
+    }
+    spec["clusterIP"] = Str(object.service().status().vip());
+    YAML::Node ips(YAML::NodeType::Sequence);
+    ips.push_back(Str(object.service().status().vip()));
+    spec["clusterIPs"] = ips;
+    if (!spec["type"]) spec["type"] = Str("ClusterIP");
+  }
   FillMetadata(node, resource, item.name, item.ns, item.created);
   item.json = YamlNodeToJson(node);
   item.cells = CellsOf(resource, object, node, item.name, HumanAge(item.created, now));
@@ -455,6 +472,7 @@ const std::vector<Column>& Columns(const Resource& resource) {
       {"authorizationpolicies", MakeColumns({{"Name", 0}, {"Action", 0}, {"Age", 0}})},
       {"peerauthentications", MakeColumns({{"Name", 0}, {"Mode", 0}, {"Age", 0}})},
       {"workloadentries", MakeColumns({{"Name", 0}, {"Age", 0}, {"Address", 0}})},
+      {"endpoints", MakeColumns({{"Name", 0}, {"Endpoints", 0}, {"Age", 0}})},
   };
   static const std::vector<Column> fallback = MakeColumns({{"Name", 0}, {"Age", 0}});
   auto it = columns.find(resource.name);
@@ -473,6 +491,10 @@ std::vector<Item> ItemsOf(const Resource& resource, const std::vector<v1::Object
     }
   }
   return items;
+}
+
+std::string ObjectUid(std::string_view kind, const std::string& ns, const std::string& name) {
+  return Uid(std::string(kind), ns, name);
 }
 
 std::string HumanAge(int64_t created, int64_t now) {

@@ -49,6 +49,30 @@ std::vector<Resource> MakeResources() {
                Source::kObjects,
                v1::SERVICE_ACCOUNT,
                ""});
+  // What `kubectl describe` asks for besides the object: its events (podless
+  // records none) and a Service's endpoints.
+  r.push_back({"",
+               "v1",
+               "events",
+               "event",
+               "Event",
+               {"ev"},
+               {},
+               true,
+               Source::kNone,
+               v1::KIND_UNSPECIFIED,
+               ""});
+  r.push_back({"",
+               "v1",
+               "endpoints",
+               "endpoints",
+               "Endpoints",
+               {"ep"},
+               {},
+               true,
+               Source::kEndpoints,
+               v1::SERVICE,
+               ""});
   for (const std::vector<std::string>& k :
        std::vector<std::vector<std::string>>{{"deployments", "deployment", "Deployment", "deploy"},
                                              {"statefulsets", "statefulset", "StatefulSet", "sts"},
