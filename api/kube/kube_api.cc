@@ -229,7 +229,7 @@ KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,
   if (!fields) return StatusResponse(400, "BadRequest", fields.error().message);
   const std::string list_ns = resource.namespaced ? ns : "";
   std::vector<Item> all;
-  if (resource.source == Source::kEndpoints) {
+  if (resource.source == Source::kEndpoints || resource.source == Source::kEndpointSlices) {
     auto services = source_.List(v1::SERVICE, list_ns);
     if (!services) return StatusResponse(500, "InternalError", services.error().message);
     auto workloads = source_.List(v1::WORKLOAD, list_ns);

@@ -5,6 +5,7 @@
 
 #include <ctime>
 
+#include "api/kube/kube_defaults.h"
 #include "api/output_format.h"
 #include "api/yaml_json.h"
 #include "proxy/base/json.h"
@@ -238,6 +239,7 @@ void AddPods(const Resource& resource, const v1::Object& object, int64_t now,
     YAML::Node status = PodStatus(object, r, template_spec);
     if (status) pod["status"] = status;
     FillMetadata(pod, resource, item.name, ns, item.created);
+    FillKubeDefaults(pod);
     item.json = YamlNodeToJson(pod);
 
     int containers = 0, ready = 0;
@@ -362,6 +364,7 @@ bool Holds(const Resource& resource, const v1::Object& object) {
       return KindOf(object) == resource.object_kind;
     case Source::kNone:
     case Source::kEndpoints:  // endpoints.h
+    case Source::kEndpointSlices:
       return false;
   }
   return false;
@@ -393,6 +396,7 @@ void AddObject(const Resource& resource, const v1::Object& object, int64_t now,
     if (!spec["type"]) spec["type"] = Str("ClusterIP");
   }
   FillMetadata(node, resource, item.name, item.ns, item.created);
+  FillKubeDefaults(node);
   item.json = YamlNodeToJson(node);
   item.cells = CellsOf(resource, object, node, item.name, HumanAge(item.created, now));
   items.push_back(std::move(item));
@@ -473,6 +477,8 @@ const std::vector<Column>& Columns(const Resource& resource) {
       {"peerauthentications", MakeColumns({{"Name", 0}, {"Mode", 0}, {"Age", 0}})},
       {"workloadentries", MakeColumns({{"Name", 0}, {"Age", 0}, {"Address", 0}})},
       {"endpoints", MakeColumns({{"Name", 0}, {"Endpoints", 0}, {"Age", 0}})},
+      {"endpointslices",
+       MakeColumns({{"Name", 0}, {"AddressType", 0}, {"Ports", 0}, {"Endpoints", 0}, {"Age", 0}})},
   };
   static const std::vector<Column> fallback = MakeColumns({{"Name", 0}, {"Age", 0}});
   auto it = columns.find(resource.name);

@@ -123,6 +123,17 @@ std::vector<Resource> MakeResources() {
                Source::kObjects,
                v1::WORKLOAD_ENTRY,
                ""});
+  r.push_back({"discovery.k8s.io",
+               "v1",
+               "endpointslices",
+               "endpointslice",
+               "EndpointSlice",
+               {},
+               {},
+               true,
+               Source::kEndpointSlices,
+               v1::SERVICE,
+               ""});
   r.push_back({"podless.dev",
                "v1alpha1",
                "workloads",

@@ -24,6 +24,7 @@ enum class Source {
   kObjects,         // every object of `kind` (Services, Namespaces, ...)
   kNone,            // podless records none (Events): always an empty list
   kEndpoints,       // one per Service, from the workloads it selects (endpoints.h)
+  kEndpointSlices,  // the same, as discovery.k8s.io EndpointSlices
 };
 
 struct Resource {

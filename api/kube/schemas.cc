@@ -105,6 +105,15 @@ const std::vector<KindInfo>& Kinds() {
         {"type", "string", "Normal or Warning."}},
        "",
        false},
+      {"EndpointSlice",
+       "A slice of a Service's endpoints: the addresses of the replicas its selector picks, with "
+       "their readiness, labeled kubernetes.io/service-name.",
+       "",
+       {{"addressType", "string", "IPv4."},
+        {"endpoints", "[]object", "addresses, conditions (ready, serving), nodeName, targetRef."},
+        {"ports", "[]object", "The replicas' ports, named as the Service's."}},
+       "",
+       false},
       {"Endpoints",
        "The endpoints of a Service: the addresses of the replicas its selector picks, ready ones "
        "in addresses and the others in notReadyAddresses, with the Service's ports.",
@@ -295,6 +304,10 @@ void Reach(std::string_view name, std::set<std::string_view>& seen) {
 std::string KindSchemaName(const Resource& r) {
   if (r.group.empty()) return "io.k8s.api.core.v1." + r.kind;
   if (r.group == "apps") return "io.k8s.api.apps." + r.version + "." + r.kind;
+  // Kubernetes' own groups: discovery.k8s.io -> io.k8s.api.discovery.
+  if (r.group.ends_with(".k8s.io")) {
+    return "io.k8s.api." + r.group.substr(0, r.group.find('.')) + "." + r.version + "." + r.kind;
+  }
   // Other groups as the API server names CRDs: the group's labels reversed.
   std::string reversed;
   std::string_view group = r.group;

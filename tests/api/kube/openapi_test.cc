@@ -295,10 +295,35 @@ TEST_CASE("a Service's endpoints are the addresses of the replicas its selector 
   CHECK(subset["ports"][0]["port"].as<int>() == 8080);
   CHECK(subset["ports"][0]["name"].as<std::string>() == "http");
   CHECK(f.Get("/api/v1/namespaces/other/endpoints/web").status == 404);
+  // kubectl 1.32's describe reads the slices, by the Service's name label.
+  KubeResponse slices = f.Get(
+      "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices?labelSelector="
+      "kubernetes.io%2Fservice-name%3Dweb");
+  REQUIRE(slices.status == 200);
+  const YAML::Node list = YAML::Load(slices.body);
+  REQUIRE(list["items"].size() == 1);
+  const YAML::Node slice = list["items"][0];
+  CHECK(slice["addressType"].as<std::string>() == "IPv4");
+  REQUIRE(slice["endpoints"].size() == 2);
+  CHECK(slice["endpoints"][0]["addresses"][0].as<std::string>() == "127.64.0.1");
+  CHECK(slice["endpoints"][0]["conditions"]["ready"].as<bool>());
+  CHECK(!slice["endpoints"][1]["conditions"]["ready"].as<bool>());
+  CHECK(slice["ports"][0]["port"].as<int>() == 8080);
+  CHECK(slice["metadata"]["ownerReferences"][0]["name"].as<std::string>() == "web");
+  CHECK(YAML::Load(f.Get("/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices?"
+                         "labelSelector=kubernetes.io%2Fservice-name%3Dother")
+                       .body)["items"]
+            .size() == 0);
   // The Service itself has its VIP where kubectl describe reads it.
   const YAML::Node svc = YAML::Load(f.Get("/api/v1/namespaces/shop/services/web").body);
   CHECK(svc["spec"]["clusterIP"].as<std::string>() == "127.128.0.1");
   CHECK(svc["spec"]["clusterIPs"][0].as<std::string>() == "127.128.0.1");
+  // With the defaults the API server writes, where they say what podless does.
+  CHECK(svc["spec"]["ports"][0]["protocol"].as<std::string>() == "TCP");
+  CHECK(svc["spec"]["sessionAffinity"].as<std::string>() == "None");
+  CHECK(svc["spec"]["ipFamilies"][0].as<std::string>() == "IPv4");
+  const YAML::Node pod = YAML::Load(f.Get("/api/v1/namespaces/shop/pods/web-0").body);
+  CHECK(pod["spec"]["containers"][0]["ports"][0]["protocol"].as<std::string>() == "TCP");
 }
 
 }  // namespace
