@@ -201,6 +201,19 @@ def main():
         else:
             check(writes[-1][2] == "405" and "(MethodNotAllowed)" in r.stderr,
                   f"apply failed for another reason than the 405 write:\n{r.stderr[-3000:]}")
+        # The documents and the endpoints are behind the admin certificate
+        # like everything else: without one, 401 and nothing of them.
+        ca = os.path.join(tmp, "ca.pem")
+        write(ca, agent.cli("ca", "export").stdout)
+        for path in ("/openapi/v3", "/openapi/v3/api/v1",
+                     "/apis/discovery.k8s.io/v1/namespaces/kd/endpointslices"):
+            c = subprocess.run(["curl", "-sS", "--cacert", ca, "-o", "-", "-w", "\n%{http_code}",
+                                f"https://127.0.0.1:{agent.kube_port}{path}"],
+                               capture_output=True, text=True, timeout=30)
+            body, _, code = c.stdout.rpartition("\n")
+            check(code == "401" and json.loads(body)["reason"] == "Unauthorized" and
+                  "serverRelativeURL" not in body and "components" not in body and
+                  "127.64." not in body, f"{path} without a certificate: {code} {body[:200]}")
         print("PASS")
     finally:
         agent.stop()
