@@ -113,11 +113,11 @@ struct DocumentReader::PodOwner {
   std::string_view spec;
 };
 
-void DocumentReader::WarnIgnored(const Fields& fields, std::initializer_list<const char*> names,
-                                 const std::string& why) {
-  for (const char* name : names) {
-    if (const Entry* e = fields.Find(name); e != nullptr && !IsKubeDefault(name, e->value)) {
-      Warn(Join(fields.path, name), e->key_node.Mark(), "ignored: " + why);
+void DocumentReader::WarnIgnoredFields(const Fields& fields, std::string_view object) {
+  for (const FieldInfo& f : ObjectNamed(object).fields) {
+    if (f.ignored.empty()) continue;
+    if (const Entry* e = fields.Find(f.name); e != nullptr && !IsKubeDefault(f.name, e->value)) {
+      Warn(Join(fields.path, f.name), e->key_node.Mark(), "ignored: " + std::string(f.ignored));
     }
   }
 }
@@ -347,15 +347,7 @@ void DocumentReader::ReadKubeProbe(const YAML::Node& node, const Path& path,
                                    std::optional<Probe>& out) {
   auto fields = ReadMapping(node, path, FieldNames(objects::kProbe));
   if (!fields) return;
-  for (const char* field : {"exec", "grpc"}) {
-    if (const Entry* e = fields->Find(field)) {
-      Warn(Join(path, field), e->key_node.Mark(),
-           std::string("ignored: podless runs tcpSocket and httpGet probes only; without one "
-                       "the replica is ready once its process runs"));
-    }
-  }
-  WarnIgnored(*fields, {"terminationGracePeriodSeconds"},
-              "the pod's terminationGracePeriodSeconds applies");
+  WarnIgnoredFields(*fields, objects::kProbe);
   Probe probe;
   const Entry* handler = nullptr;
   for (const Entry& e : fields->entries) {
@@ -373,8 +365,7 @@ void DocumentReader::ReadKubeProbe(const YAML::Node& node, const Path& path,
       auto h = ReadMapping(e.value, child,
                            FieldNames(http ? objects::kHttpGetAction : objects::kTcpSocketAction));
       if (!h) continue;
-      WarnIgnored(*h, {"host"}, "the probe connects to the replica's own address");
-      WarnIgnored(*h, {"httpHeaders"}, "the probe sends no extra headers");
+      WarnIgnoredFields(*h, http ? objects::kHttpGetAction : objects::kTcpSocketAction);
       if (const Entry* x = h->Find("scheme");
           x != nullptr && x->value.IsScalar() && x->value.Scalar() != "HTTP") {
         Warn(Join(child, "scheme"), x->key_node.Mark(), "ignored: the probe speaks plain HTTP");
@@ -411,14 +402,9 @@ void DocumentReader::ReadKubeSecurityContext(const YAML::Node& node, const Path&
       ReadBool(e.value, child, out.run_as_non_root);
     } else if (IsKubeDefault(e.key, e.value)) {
       continue;
-    } else if (e.key == "capabilities" || e.key == "privileged" ||
-               e.key == "allowPrivilegeEscalation") {
-      Warn(child, e.key_node.Mark(),
-           "ignored: a process workload runs with no capabilities and no_new_privs");
-    } else {
-      Warn(child, e.key_node.Mark(),
-           "ignored: podless applies runAsUser, runAsGroup and "
-           "runAsNonRoot only (see README, Isolation)");
+    } else if (const FieldInfo* f = ObjectNamed(objects::kSecurityContext).Find(e.key);
+               f != nullptr && !f->ignored.empty()) {
+      Warn(child, e.key_node.Mark(), "ignored: " + std::string(f->ignored));
     }
   }
 }
@@ -624,8 +610,7 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
                                   Describe(x->value));
                       }
                     }
-                    WarnIgnored(*pf, {"hostPort", "hostIP"},
-                                "a port is served on the replica's own address");
+                    WarnIgnoredFields(*pf, objects::kContainerPort);
                     if (IsHttpName(port.name)) {
                       port.protocol = Protocol::kHTTP;
                     } else if (!NamesOtherProtocol(port.name) && !exec_pod) {
@@ -775,8 +760,7 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
           auto r =
               ReadMapping(e->value, resources_path, FieldNames(objects::kResourceRequirements));
           if (!r) return;
-          WarnIgnored(*r, {"requests"}, "podless has no scheduler; limits apply");
-          WarnIgnored(*r, {"claims"}, "podless allocates no devices");
+          WarnIgnoredFields(*r, objects::kResourceRequirements);
           const Entry* limits = r->Find("limits");
           if (limits == nullptr || limits->value.IsNull()) return;
           const Path limits_path = Join(resources_path, "limits");
@@ -951,13 +935,7 @@ void DocumentReader::ReadKubeServiceSpec(const YAML::Node& node, Service& servic
     Warn("spec.externalTrafficPolicy", e->key_node.Mark(),
          "ignored: podless opens no node ports or load balancers");
   }
-  WarnIgnored(*fields,
-              {"sessionAffinityConfig", "externalIPs", "externalName", "healthCheckNodePort",
-               "loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass",
-               "allocateLoadBalancerNodePorts", "trafficDistribution"},
-              "podless serves a Service on its VIP only");
-  WarnIgnored(*fields, {"publishNotReadyAddresses"},
-              "only ready replicas are a Service's endpoints");
+  WarnIgnoredFields(*fields, objects::kServiceSpec);
   if (const Entry* e = fields->Find("selector")) {
     ReadStringMap(e->value, "spec.selector", service.selector);
   }
@@ -994,7 +972,7 @@ void DocumentReader::ReadKubeServiceSpec(const YAML::Node& node, Service& servic
         if (const Entry* f = p->Find("appProtocol")) {
           ReadString(f->value, Join(child, "appProtocol"), app_protocol);
         }
-        WarnIgnored(*p, {"nodePort"}, "podless opens no node ports");
+        WarnIgnoredFields(*p, objects::kServicePort);
         // Istio's protocol selection: appProtocol, else the port's name.
         if (IsHttpAppProtocol(app_protocol) || (app_protocol.empty() && IsHttpName(port.name))) {
           port.protocol = Protocol::kHTTP;

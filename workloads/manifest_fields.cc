@@ -353,8 +353,11 @@ std::vector<ObjectInfo> Make() {
        {"type", "string",
         "ClusterIP; NodePort and LoadBalancer are served as ClusterIP (warned about); "
         "ExternalName is an error."},
-       {"clusterIP", "string", "The VIP.", "podless assigns the VIP (get services shows it)"},
-       {"clusterIPs", "[]string", "The VIPs.", "podless assigns the VIP (get services shows it)"},
+       // The reader words its own warnings for these (a headless Service).
+       {"clusterIP", "string",
+        "The VIP: podless assigns it (a value given is warned about; \"None\", headless, "
+        "gets a VIP too)."},
+       {"clusterIPs", "[]string", "The VIPs: podless assigns them, as clusterIP."},
        {"ipFamilies", "[]string", "IP families: IPv4 (others warned about)."},
        {"ipFamilyPolicy", "string", "SingleStack (others warned about)."},
        {"sessionAffinity", "string",
