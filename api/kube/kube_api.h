@@ -33,9 +33,10 @@ class ObjectSource {
 };
 
 struct KubeRequest {
-  std::string method;  // "GET"
-  std::string target;  // "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb"
-  std::string accept;  // the Accept header
+  std::string method;              // "GET"
+  std::string target;              // "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb"
+  std::string accept;              // the Accept header
+  std::string if_none_match = {};  // the If-None-Match header (OpenAPI's ETags)
 };
 
 struct KubeResponse {

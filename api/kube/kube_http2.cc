@@ -33,6 +33,7 @@ struct Http2Callbacks {
     if (n == ":method") request.method = v;
     if (n == ":path") request.target = v;
     if (n == "accept") request.accept = request.accept.empty() ? v : request.accept + "," + v;
+    if (n == "if-none-match") request.if_none_match = v;
     return 0;
   }
 
@@ -142,7 +143,8 @@ void Http2Connection::Respond(int32_t stream_id) {
   }
   nghttp2_data_provider provider{};
   provider.read_callback = Http2Callbacks::ReadBody;
-  const bool head = it->second.request.method == "HEAD";
+  // No body after HEAD, nor with 304 Not Modified.
+  const bool head = it->second.request.method == "HEAD" || response.status == 304;
   if (nghttp2_submit_response(session_, stream_id, headers.data(), headers.size(),
                               head ? nullptr : &provider) != 0) {
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_INTERNAL_ERROR);

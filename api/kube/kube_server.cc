@@ -80,6 +80,7 @@ class KubeServer::Connection final : public KubeConnection {
     }
     KubeRequest kube{request.method, request.target, ""};
     if (auto accept = request.Header("Accept")) kube.accept = std::string(*accept);
+    if (auto tag = request.Header("If-None-Match")) kube.if_none_match = std::string(*tag);
     KubeResponse response = server_->Answer(auth_, kube);
     if (request.method == "HEAD") response.body.clear();
     Respond(response.status, std::move(response), keep_alive);

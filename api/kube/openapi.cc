@@ -298,6 +298,18 @@ bool AcceptsJson(std::string_view accept) {
   return false;
 }
 
+// The ETag of `hash`, and 304 Not Modified (no body) when the client has
+// that version already, as http.ServeContent answers for the API server.
+KubeResponse WithEtag(KubeResponse response, const std::string& hash, const KubeRequest& request) {
+  const std::string etag = "\"" + hash + "\"";
+  response.headers.emplace_back("Etag", etag);
+  if (request.if_none_match == etag || request.if_none_match == "*") {
+    response.status = 304;
+    response.body.clear();
+  }
+  return response;
+}
+
 }  // namespace
 
 const std::string& OpenApiDocument(std::string_view group, std::string_view version) {
@@ -344,8 +356,7 @@ KubeResponse ServeOpenApi(const std::vector<std::string>& parts, const KubeReque
   if (parts.size() < 2 || parts[1] != "v3") return not_found();
   if (parts.size() == 2) {
     KubeResponse response{200, "application/json", OpenApiDiscovery()};
-    response.headers.emplace_back("Etag", "\"" + OpenApiHash(response.body) + "\"");
-    return response;
+    return WithEtag(std::move(response), OpenApiHash(response.body), request);
   }
   std::string path;
   for (size_t i = 2; i < parts.size(); ++i) path += (i > 2 ? "/" : "") + parts[i];
@@ -373,8 +384,7 @@ KubeResponse ServeOpenApi(const std::vector<std::string>& parts, const KubeReque
     response.cache_control = "public, immutable";
     response.headers.emplace_back("Expires", HttpDate(std::time(nullptr) + 365 * 24 * 3600));
   }
-  response.headers.emplace_back("Etag", "\"" + hash + "\"");
-  return response;
+  return WithEtag(std::move(response), hash, request);
 }
 
 }  // namespace podless::api::kube

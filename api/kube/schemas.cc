@@ -263,7 +263,9 @@ void WriteKind(JsonWriter& w, const Resource& r) {
   WriteField(w, {"metadata", kObjectMeta, "Standard object's metadata."});
   if (info != nullptr) {
     if (!info->spec.empty()) {
-      WriteField(w, {"spec", info->spec, "What the object asks of podless."});
+      WriteField(w, {"spec", info->spec,
+                     "The specification, as podless reads it: the fields below are those "
+                     "`podless apply` takes (any other is an error)."});
     }
     for (const FieldInfo& f : info->top_fields) WriteField(w, f);
     // A kind of the table (ServiceAccount) takes its fields at the top.

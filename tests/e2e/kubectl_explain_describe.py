@@ -11,6 +11,7 @@ slices, from the replicas its selector picks); and `kubectl apply` without
 fieldValidation parameter and leaves validation to the server. Skips when
 /usr/bin/kubectl is absent."""
 
+import base64
 import json
 import os
 import re
@@ -214,6 +215,27 @@ def main():
             check(code == "401" and json.loads(body)["reason"] == "Unauthorized" and
                   "serverRelativeURL" not in body and "components" not in body and
                   "127.64." not in body, f"{path} without a certificate: {code} {body[:200]}")
+        # With the kubeconfig's certificate: the discovery's ETag, and 304
+        # for a client that has that version (HTTP/1.1 and HTTP/2).
+        text = open(config).read()
+        for key, name in (("client-certificate-data", "admin.crt"),
+                          ("client-key-data", "admin.key")):
+            value = re.search(rf"^\s*{key}: (\S+)$", text, re.M).group(1)
+            write(os.path.join(tmp, name), base64.b64decode(value).decode())
+        admin = ["--cacert", ca, "--cert", os.path.join(tmp, "admin.crt"),
+                 "--key", os.path.join(tmp, "admin.key")]
+        url = f"https://127.0.0.1:{agent.kube_port}/openapi/v3"
+        c = subprocess.run(["curl", "-sS", "-D", "-", "-o", "/dev/null", *admin, url],
+                           capture_output=True, text=True, timeout=30)
+        etag = re.search(r"^etag: (\S+)\r?$", c.stdout, re.M | re.I)
+        check(c.stdout.startswith("HTTP/") and " 200" in c.stdout.splitlines()[0] and etag,
+              f"/openapi/v3 with the admin certificate: {c.stdout} {c.stderr}")
+        for http in ("--http1.1", "--http2"):
+            c = subprocess.run(["curl", "-sS", http, "-o", "-", "-w", "\n%{http_code}", *admin,
+                                "-H", f"If-None-Match: {etag.group(1)}", url],
+                               capture_output=True, text=True, timeout=30)
+            body, _, code = c.stdout.rpartition("\n")
+            check(code == "304" and body == "", f"If-None-Match ({http}): {code} {body[:200]}")
         print("PASS")
     finally:
         agent.stop()

@@ -240,6 +240,15 @@ TEST_CASE("GET /openapi/v3 and a group/version's document, with the API server's
   CHECK(Header(doc, "Vary") == "Accept");
   CHECK(!Header(doc, "Expires").empty());
 
+  // A client that has this version already: 304, no body.
+  KubeRequest again{"GET", "/openapi/v3/apis/apps/v1?hash=" + hash, "application/json"};
+  again.if_none_match = "\"" + hash + "\"";
+  KubeResponse not_modified = f.api.Handle(again);
+  CHECK(not_modified.status == 304);
+  CHECK(not_modified.body.empty());
+  again.if_none_match = "\"OTHER\"";
+  CHECK(f.api.Handle(again).status == 200);
+
   // Without a hash: not to be kept.
   KubeResponse plain = f.Get("/openapi/v3/api/v1", "");
   CHECK(plain.status == 200);
