@@ -709,6 +709,28 @@ v1::WorkloadEntry ToProto(const wl::WorkloadEntry& entry) {
   return out;
 }
 
+v1::ObjectMeta* MutableMetadata(v1::Object* object) {
+  switch (object->kind_case()) {
+    case v1::Object::kWorkload:
+      return object->mutable_workload()->mutable_metadata();
+    case v1::Object::kService:
+      return object->mutable_service()->mutable_metadata();
+    case v1::Object::kAuthorizationPolicy:
+      return object->mutable_authorization_policy()->mutable_metadata();
+    case v1::Object::kNamespace:
+      return object->mutable_namespace_()->mutable_metadata();
+    case v1::Object::kServiceAccount:
+      return object->mutable_service_account()->mutable_metadata();
+    case v1::Object::kPeerAuthentication:
+      return object->mutable_peer_authentication()->mutable_metadata();
+    case v1::Object::kWorkloadEntry:
+      return object->mutable_workload_entry()->mutable_metadata();
+    case v1::Object::KIND_NOT_SET:
+      break;
+  }
+  return nullptr;
+}
+
 v1::Object ToProto(const wl::Object& object) {
   v1::Object out;
   std::visit(

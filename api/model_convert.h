@@ -29,6 +29,8 @@
 namespace podless::api {
 
 v1::Object ToProto(const workloads::Object& object);
+// The metadata of whichever kind `object` holds (null when it holds none).
+v1::ObjectMeta* MutableMetadata(v1::Object* object);
 v1::Workload ToProto(const workloads::Workload& workload);
 v1::Service ToProto(const workloads::Service& service);
 v1::AuthorizationPolicy ToProto(const workloads::AuthorizationPolicy& policy);

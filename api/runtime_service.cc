@@ -255,6 +255,7 @@ static Result<v1::Object> RemoteWorkloadByName(const runtime::Agent& agent,
 static v1::Object ObjectWithStatus(runtime::Agent& agent, const runtime::Cluster* cluster,
                                    const runtime::StoredObject& stored) {
   v1::Object out = ToProto(stored.object);
+  if (v1::ObjectMeta* meta = MutableMetadata(&out)) meta->set_resource_version(stored.generation);
   if (out.has_workload()) {
     auto* status = out.mutable_workload()->mutable_status();
     for (const runtime::ReplicaView& view : agent.Replicas(stored)) {
@@ -311,6 +312,7 @@ Result<v1::ListResponse> RuntimeService::List(const v1::ListRequest& request) {
   auto kind = FromProtoKind(request.kind());
   if (!kind) return kind.error();
   v1::ListResponse response;
+  response.set_resource_version(agent_.revision());
   const std::string& ns = *kind == Kind::kNamespace ? "" : request.namespace_();
   for (const runtime::StoredObject* stored : agent_.List(*kind, ns)) {
     *response.add_objects() = ObjectWithStatus(agent_, cluster_, *stored);

@@ -1,5 +1,6 @@
 #include "api/kube/endpoints.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -67,14 +68,20 @@ void WriteAddresses(JsonWriter& w, const std::vector<Address>& addresses) {
 struct ServiceEndpoints {
   std::vector<Address> ready, not_ready;
   std::vector<std::pair<std::string, uint32_t>> ports;  // name, the replicas' port
+  // The latest revision of the Service and the workloads it selects: the
+  // endpoints change with any of them.
+  uint64_t resource_version = 0;
 };
 
 ServiceEndpoints Find(const v1::Service& service, const std::vector<v1::Object>& workloads) {
   ServiceEndpoints found;
+  found.resource_version = service.metadata().resource_version();
   const std::string ns = NamespaceOf(service.metadata());
   for (const v1::Object& w : workloads) {
     if (!w.has_workload() || !Selects(service, w.workload())) continue;
     const v1::Workload& workload = w.workload();
+    found.resource_version =
+        std::max<uint64_t>(found.resource_version, workload.metadata().resource_version());
     const bool is_pod =
         workload.metadata().has_applied_as() && workload.metadata().applied_as().kind() == "Pod";
     for (const v1::Replica& r : workload.status().replicas()) {
@@ -119,7 +126,7 @@ void WriteMetadata(JsonWriter& w, const Resource& resource, const Item& item) {
   w.Key("name").String(item.name);
   w.Key("namespace").String(item.ns);
   w.Key("uid").String(ObjectUid(resource.kind, item.ns, item.name));
-  w.Key("resourceVersion").String("1");
+  w.Key("resourceVersion").String(std::to_string(item.resource_version));
   if (!item.labels.empty()) {
     w.Key("labels").BeginObject();
     for (const auto& [key, value] : item.labels) w.Key(key).String(value);
@@ -133,6 +140,7 @@ Item EndpointsItem(const Resource& resource, const v1::Service& service,
   item.name = service.metadata().name();
   item.ns = NamespaceOf(service.metadata());
   item.labels = {service.metadata().labels().begin(), service.metadata().labels().end()};
+  item.resource_version = found.resource_version;
   JsonWriter w;
   w.BeginObject();
   w.Key("kind").String("Endpoints");
@@ -169,6 +177,7 @@ Item EndpointSliceItem(const Resource& resource, const v1::Service& service,
   // The controller's names are the Service's with a random suffix; this one
   // is derived from the Service's uid, so it is stable.
   item.name = service.metadata().name() + "-" + service_uid.substr(0, 5);
+  item.resource_version = found.resource_version;
   item.labels = {{"kubernetes.io/service-name", service.metadata().name()},
                  {"endpointslice.kubernetes.io/managed-by", "podless"}};
   JsonWriter w;

@@ -1,5 +1,6 @@
 #include "api/kube/kube_api.h"
 
+#include <optional>
 #include <utility>
 
 #include "api/kube/endpoints.h"
@@ -93,6 +94,35 @@ Result<std::vector<FieldRequirement>> ParseFieldSelector(std::string_view text,
   return requirements;
 }
 
+// Where a chunked list goes on: the revision the first chunk was listed at
+// and how many matching items came before. Written "REVISION.OFFSET"; a
+// client treats it as opaque.
+struct Chunk {
+  uint64_t revision = 0;
+  uint64_t offset = 0;
+};
+
+bool ParseNumber(std::string_view text, uint64_t* out) {
+  if (text.empty() || text.size() > 19) return false;
+  uint64_t n = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *out = n;
+  return true;
+}
+
+std::optional<Chunk> ParseContinue(std::string_view token) {
+  const size_t dot = token.find('.');
+  Chunk chunk;
+  if (dot == std::string_view::npos || !ParseNumber(token.substr(0, dot), &chunk.revision) ||
+      !ParseNumber(token.substr(dot + 1), &chunk.offset)) {
+    return std::nullopt;
+  }
+  return chunk;
+}
+
 bool FieldsMatch(const std::vector<FieldRequirement>& requirements, const Item& item) {
   for (const FieldRequirement& r : requirements) {
     // Items have no event fields: an event field's value is "".
@@ -152,6 +182,8 @@ KubeResponse KubeApi::Handle(const KubeRequest& request) {
       if (key == "labelSelector") query.label_selector = value;
       if (key == "fieldSelector") query.field_selector = value;
       if (key == "watch") query.watch = value == "true" || value == "1";
+      if (key == "limit") query.limit = value;
+      if (key == "continue") query.continue_token = value;
     }
   }
   if (request.method != "GET" && request.method != "HEAD") {
@@ -227,37 +259,71 @@ KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,
   if (!selector) return StatusResponse(400, "BadRequest", selector.error().message);
   auto fields = ParseFieldSelector(query.field_selector, resource);
   if (!fields) return StatusResponse(400, "BadRequest", fields.error().message);
-  const std::string list_ns = resource.namespaced ? ns : "";
-  std::vector<Item> all;
-  if (resource.source == Source::kEndpoints || resource.source == Source::kEndpointSlices) {
-    auto services = source_.List(v1::SERVICE, list_ns);
-    if (!services) return StatusResponse(500, "InternalError", services.error().message);
-    auto workloads = source_.List(v1::WORKLOAD, list_ns);
-    if (!workloads) return StatusResponse(500, "InternalError", workloads.error().message);
-    all = EndpointsItems(resource, *services, *workloads, now_());
-  } else if (resource.source != Source::kNone) {
-    auto objects = source_.List(resource.object_kind, list_ns);
-    if (!objects) return StatusResponse(500, "InternalError", objects.error().message);
-    all = ItemsOf(resource, *objects, now_());
+  // Chunks (kubectl asks for 500 items at a time): each renders only its
+  // items. A chunk is of the state at the revision of the first: when the
+  // agent's state has changed since, the token has expired (410), as the
+  // API server answers for a continue token older than its compaction.
+  uint64_t limit = 0;
+  if (!query.limit.empty() && !ParseNumber(query.limit, &limit)) {
+    return StatusResponse(400, "BadRequest", "invalid limit: \"" + query.limit + "\"");
   }
+  std::optional<Chunk> chunk;
+  if (!query.continue_token.empty()) {
+    chunk = ParseContinue(query.continue_token);
+    if (!chunk) return StatusResponse(400, "BadRequest", "invalid continue token");
+  }
+  // Endpoints are made of the Services (listed first, for the revision) and
+  // the workloads they select.
+  const bool endpoints =
+      resource.source == Source::kEndpoints || resource.source == Source::kEndpointSlices;
+  auto listed =
+      source_.List(endpoints ? v1::SERVICE : resource.object_kind, resource.namespaced ? ns : "");
+  if (!listed) return StatusResponse(500, "InternalError", listed.error().message);
+  ListMeta list_meta(listed->resource_version());
+  if (chunk && chunk->revision != listed->resource_version()) {
+    return StatusResponse(410, "Expired",
+                          "The provided continue parameter is too old to display a consistent "
+                          "list result. You can start a new list without the continue "
+                          "parameter.");
+  }
+  const std::vector<v1::Object> objects(listed->objects().begin(), listed->objects().end());
+  const uint64_t first = chunk ? chunk->offset : 0;
+  uint64_t matched = 0;
+  auto select = [&](const Item& item) {
+    if (!name.empty() && item.name != name) return false;
+    if (!ns.empty() && resource.namespaced && item.ns != ns) return false;
+    if (!selector->Matches(item.labels) || !FieldsMatch(*fields, item)) return false;
+    const uint64_t index = matched++;
+    return index >= first && (limit == 0 || index < first + limit);
+  };
+  const std::string table = TableVersion(request.accept);
   std::vector<Item> items;
-  for (Item& item : all) {
-    if (!name.empty() && item.name != name) continue;
-    if (!ns.empty() && resource.namespaced && item.ns != ns) continue;
-    if (!selector->Matches(item.labels) || !FieldsMatch(*fields, item)) continue;
-    items.push_back(std::move(item));
+  if (endpoints) {
+    auto workloads = source_.List(v1::WORKLOAD, resource.namespaced ? ns : "");
+    if (!workloads) return StatusResponse(500, "InternalError", workloads.error().message);
+    const std::vector<v1::Object> selected(workloads->objects().begin(),
+                                           workloads->objects().end());
+    for (Item& item : EndpointsItems(resource, objects, selected, now_())) {
+      if (select(item)) items.push_back(std::move(item));
+    }
+  } else {
+    items = ItemsOf(resource, objects, now_(), select, table.empty());
+  }
+  if (limit > 0 && matched > first + limit) {
+    list_meta.continue_token =
+        std::to_string(listed->resource_version()) + "." + std::to_string(first + limit);
+    list_meta.remaining = matched - first - limit;
   }
   if (!name.empty() && items.empty()) {
     return StatusResponse(404, "NotFound", resource.name + " \"" + name + "\" not found",
                           resource.name, name);
   }
-  const std::string table = TableVersion(request.accept);
   if (!table.empty()) {
     return {200, "application/json;as=Table;v=" + table + ";g=meta.k8s.io",
-            TableJson(resource, table, items)};
+            TableJson(resource, table, items, list_meta)};
   }
   if (!name.empty()) return Json(std::move(items.front().json));
-  return Json(ListJson(resource, items));
+  return Json(ListJson(resource, items, list_meta));
 }
 
 }  // namespace podless::api::kube

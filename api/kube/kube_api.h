@@ -28,14 +28,17 @@ namespace podless::api::kube {
 class ObjectSource {
  public:
   virtual ~ObjectSource() = default;
-  // Every object of `kind` in `ns` ("": every namespace), with its status.
-  virtual Result<std::vector<v1::Object>> List(v1::Kind kind, const std::string& ns) = 0;
+  // Every object of `kind` in `ns` ("": every namespace), with its status,
+  // and the agent's revision when listed.
+  virtual Result<v1::ListResponse> List(v1::Kind kind, const std::string& ns) = 0;
 };
 
 struct KubeRequest {
   std::string method;              // "GET"
   std::string target;              // "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb"
   std::string accept;              // the Accept header
+  std::string content_type = {};   // the Content-Type header, of a body
+  std::string body = {};           // the request body, whole
   std::string if_none_match = {};  // the If-None-Match header (OpenAPI's ETags)
 };
 
@@ -70,6 +73,8 @@ class KubeApi {
     std::string label_selector;
     std::string field_selector;
     bool watch = false;
+    std::string limit;           // ?limit=: a chunk of at most this many
+    std::string continue_token;  // ?continue=: the chunk after a previous one
   };
   KubeResponse Discovery(const std::vector<std::string>& parts, const KubeRequest& request);
   // A path below /api/<version>/ or /apis/<group>/<version>/: `rest` is

@@ -49,6 +49,8 @@ void DefaultServiceSpec(YAML::Node spec) {
 
 }  // namespace
 
+void FillPodSpecDefaults(YAML::Node spec) { DefaultPodSpec(spec); }
+
 void FillKubeDefaults(YAML::Node& object) {
   if (!object.IsMap() || !object["kind"] || !object["spec"]) return;
   const std::string kind = object["kind"].Scalar();

@@ -11,5 +11,7 @@ namespace podless::api::kube {
 // Fills in the defaults of a Pod, a pod-owning kind (its template) or a
 // Service, each field only where the object leaves it out.
 void FillKubeDefaults(YAML::Node& object);
+// The same for a pod spec alone (a pod template's).
+void FillPodSpecDefaults(YAML::Node spec);
 
 }  // namespace podless::api::kube

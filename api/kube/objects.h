@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -25,6 +26,7 @@ struct Item {
   std::string ns;  // "" for a cluster-scoped object
   std::map<std::string, std::string> labels;
   int64_t created = 0;             // unix seconds; 0 when unknown
+  uint64_t resource_version = 0;   // the agent's revision that wrote it
   std::string json;                // the object, one line
   std::vector<std::string> cells;  // one per Columns(resource) entry
 };
@@ -41,10 +43,16 @@ struct Column {
 // printer columns, for Istio's kinds) defines them.
 const std::vector<Column>& Columns(const Resource& resource);
 
+// Chooses the items to render: called with an item's name, ns and labels
+// set (nothing else), before the costly part (its JSON and cells) is made.
+using ItemFilter = std::function<bool(const Item&)>;
+
 // The items of `resource` among `objects` (what the agent's List returned for
-// resource.object_kind), in the order given; `now` is unix seconds.
+// resource.object_kind), in the order given; `now` is unix seconds. With
+// `select`, only those it accepts; without `with_json`, items without their
+// JSON (a Table needs only the cells and the metadata).
 std::vector<Item> ItemsOf(const Resource& resource, const std::vector<v1::Object>& objects,
-                          int64_t now);
+                          int64_t now, const ItemFilter& select = nullptr, bool with_json = true);
 
 // The uid of an object: podless keeps none, so it is derived from the kind,
 // namespace and name (stable, UUID-shaped; clients only compare uids).
@@ -54,11 +62,21 @@ std::string ObjectUid(std::string_view kind, const std::string& ns, const std::s
 std::string HumanAge(int64_t created, int64_t now);
 
 // A <Kind>List of the items (what `kubectl get -o json` prints).
-std::string ListJson(const Resource& resource, const std::vector<Item>& items);
+// A list's metadata: the agent's revision when listed and, for a chunk of a
+// longer list (?limit=), the token of the next chunk and how many remain.
+struct ListMeta {
+  ListMeta(uint64_t resource_version = 0) : resource_version(resource_version) {}
+  uint64_t resource_version = 0;
+  std::string continue_token;
+  uint64_t remaining = 0;
+};
+
+std::string ListJson(const Resource& resource, const std::vector<Item>& items,
+                     const ListMeta& meta);
 // A meta.k8s.io Table (`version` "v1" or "v1beta1") of the items, each row
 // with its PartialObjectMetadata (kubectl's NAMESPACE and LABELS columns come
 // from it).
 std::string TableJson(const Resource& resource, std::string_view version,
-                      const std::vector<Item>& items);
+                      const std::vector<Item>& items, const ListMeta& meta);
 
 }  // namespace podless::api::kube

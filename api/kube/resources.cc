@@ -50,18 +50,10 @@ std::vector<Resource> MakeResources() {
                v1::SERVICE_ACCOUNT,
                ""});
   // What `kubectl describe` asks for besides the object: its events (podless
-  // records none) and a Service's endpoints.
-  r.push_back({"",
-               "v1",
-               "events",
-               "event",
-               "Event",
-               {"ev"},
-               {},
-               true,
-               Source::kNone,
-               v1::KIND_UNSPECIFIED,
-               ""});
+  // records none; Namespaces are listed for the agent's revision only) and a
+  // Service's endpoints.
+  r.push_back(
+      {"", "v1", "events", "event", "Event", {"ev"}, {}, true, Source::kNone, v1::NAMESPACE, ""});
   r.push_back({"",
                "v1",
                "endpoints",

@@ -15,13 +15,11 @@ class RuntimeObjectSource final : public ObjectSource {
   explicit RuntimeObjectSource(RuntimeService& service) : service_(service) {}
 
   // ObjectSource
-  Result<std::vector<v1::Object>> List(v1::Kind kind, const std::string& ns) override {
+  Result<v1::ListResponse> List(v1::Kind kind, const std::string& ns) override {
     v1::ListRequest request;
     request.set_kind(kind);
     request.set_namespace_(ns);
-    auto response = service_.List(request);
-    if (!response) return response.error();
-    return std::vector<v1::Object>(response->objects().begin(), response->objects().end());
+    return service_.List(request);
   }
 
  private:

@@ -128,17 +128,19 @@ Status Agent::Load() {
   // Re-reserve every persisted address; a conflict means the state was
   // written with another CIDR, which the operator must resolve.
   LabelIndex::Change labeled;  // one update for all: each list is built once
-  for (const auto& [key, object] : store_->objects()) {
+  for (const StoredObject& object : store_->objects()) {
+    const ObjectKeyView key = KeyViewOf(object);
     auto& pool = key.kind == Kind::kService ? *service_pool_ : *node_pool_;
     for (uint32_t address : object.addresses) {
       if (Status s = pool.Reserve(address); !s) {
         return MakeError(ErrorCode::kFailedPrecondition,
-                         store_->path() + ": " + KeyText(key) + ": address " +
+                         store_->path() + ": " + KeyText(workloads::KeyOf(object.object)) + ": address " +
                              workloads::FormatIpv4(address) + ": " + s.error().message +
                              " (was the state written with another --node-cidr/--service-cidr?)");
       }
     }
     IndexObject(object);
+    revision_ = std::max(revision_, object.generation);
     if (const auto* workload = std::get_if<workloads::Workload>(&object.object)) {
       labeled.Add(&object, workload->metadata.ns, workload->metadata.labels);
     }
@@ -557,7 +559,7 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
       if (existing != nullptr) {
         next.addresses = existing->addresses;
         next.secret = existing->secret;
-        next.generation = existing->generation + 1;
+        next.generation = revision_ + 1;
         next.created_at = existing->created_at;
         // Outbound credentials name an identity: when the SPIFFE ID changes
         // (another serviceAccount), the old password must stop working.
@@ -569,7 +571,7 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
         }
       } else {
         next.secret = secrets.Next();
-        next.generation = 1;
+        next.generation = revision_ + 1;
         next.created_at = static_cast<int64_t>(::time(nullptr));
       }
       if (const auto* workload = std::get_if<workloads::Workload>(&object)) {
@@ -684,6 +686,7 @@ Result<std::vector<ObjectChange>> Agent::ApplyObjects(std::vector<Object> object
         replicas_.Remove(replaced[k]->addresses, kept[k]);
     }
     store_->Publish(*pending, &stored);
+    ++revision_;
     labels_.Apply(new_labels);
     for (uint16_t port : old_ports) --port_users_.find(port)->second;
     // Every new version is indexed before any watcher hears of one, so that
@@ -784,6 +787,9 @@ Result<std::vector<ObjectChange>> Agent::Delete(const std::vector<ObjectKey>& ke
     for (const StoredObject& object : gone) UnindexObject(object);
     labels_.Apply(old_labels);
     store_->Publish(*pending);
+    ++revision_;
+    // A deleted object's event carries the revision of its delete.
+    for (StoredObject& object : gone) object.generation = revision_;
     for (const StoredObject& object : gone) Notify(WatchEventType::kDeleted, object);
   }();
   ReadersWindow after(readers_lock_);
@@ -820,7 +826,7 @@ Status Agent::Mirror(std::vector<MirroredObject> puts, std::vector<ObjectKey> de
     next.object = std::move(put.object);
     next.addresses = std::move(addresses);
     next.secret = existing != nullptr ? existing->secret : RandomSecret();
-    next.generation = existing != nullptr ? existing->generation + 1 : 1;
+    next.generation = revision_ + 1;
     next.created_at =
         existing != nullptr ? existing->created_at : static_cast<int64_t>(::time(nullptr));
     changed.push_back(std::move(next));
@@ -851,6 +857,7 @@ Status Agent::Mirror(std::vector<MirroredObject> puts, std::vector<ObjectKey> de
   window.Close();
   for (const StoredObject& object : old) UnindexObject(object);
   store_->Publish(**written);
+  ++revision_;
   for (const StoredObject& object : old) {
     if (std::holds_alternative<workloads::Service>(object.object)) {
       for (uint32_t vip : object.addresses) service_pool_->Release(vip);
@@ -864,7 +871,10 @@ Status Agent::Mirror(std::vector<MirroredObject> puts, std::vector<ObjectKey> de
   }
   for (const ObjectKey& key : deletes) {
     for (const StoredObject& object : old) {
-      if (workloads::KeyOf(object.object) == key) Notify(WatchEventType::kDeleted, object);
+      if (workloads::KeyOf(object.object) != key) continue;
+      StoredObject deleted = object;
+      deleted.generation = revision_;
+      Notify(WatchEventType::kDeleted, deleted);
     }
   }
   ReadersWindow after(readers_lock_);
@@ -905,16 +915,16 @@ Status Agent::Register(std::vector<workloads::Workload> workloads) {
 const StoredObject* Agent::Find(const ObjectKey& key) const {
   const auto& objects = store_->objects();
   auto it = objects.find(key);
-  return it == objects.end() ? nullptr : &it->second;
+  return it == objects.end() ? nullptr : &*it;
 }
 
 std::vector<const StoredObject*> Agent::List(Kind kind, const std::string& ns) const {
   std::vector<const StoredObject*> out;
   const auto& objects = store_->objects();
   auto it = objects.lower_bound(ObjectKey{kind, ns, ""});
-  for (; it != objects.end() && it->first.kind == kind; ++it) {
-    if (!ns.empty() && it->first.ns != ns) break;
-    out.push_back(&it->second);
+  for (; it != objects.end() && KeyViewOf(*it).kind == kind; ++it) {
+    if (!ns.empty() && KeyViewOf(*it).ns != ns) break;
+    out.push_back(&*it);
   }
   return out;
 }
@@ -924,7 +934,7 @@ bool Agent::HasNamespace(const std::string& ns) const {
   if (objects.contains(ObjectKey{Kind::kNamespace, "", ns})) return true;  // declared
   for (Kind kind : workloads::kAllKinds) {
     auto it = objects.lower_bound(ObjectKey{kind, ns, ""});
-    if (it != objects.end() && it->first.kind == kind && it->first.ns == ns) return true;
+    if (it != objects.end() && KeyViewOf(*it).kind == kind && KeyViewOf(*it).ns == ns) return true;
   }
   return false;
 }
@@ -1173,21 +1183,22 @@ std::function<bool(std::string*)> Agent::StreamConfigDump(
     const ObjectMap& objects = store_->objects();
     while (cursor->section == DumpCursor::Section::kWorkloads && written < budget) {
       auto it = objects.lower_bound(cursor->next);
-      if (cursor->ordinal > 0 && (it == objects.end() || it->first != cursor->next)) {
+      if (cursor->ordinal > 0 &&
+          (it == objects.end() || KeyViewOf(*it) != KeyViewOf(cursor->next))) {
         // The workload being written went away: close it.
         json.EndArray();
         json.EndObject();
         cursor->ordinal = 0;
       }
-      if (it == objects.end() || it->first.kind != Kind::kWorkload) {
+      if (it == objects.end() || KeyViewOf(*it).kind != Kind::kWorkload) {
         json.EndArray();
         cursor->section = DumpCursor::Section::kRest;
         break;
       }
-      const StoredObject& stored = it->second;
+      const StoredObject& stored = *it;
       const auto& workload = std::get<workloads::Workload>(stored.object);
       if (cursor->ordinal == 0) {
-        cursor->next = it->first;
+        cursor->next = workloads::KeyOf(stored.object);
         json.BeginObject();
         json.Key("namespace").String(workload.metadata.ns);
         json.Key("name").String(workload.metadata.name);

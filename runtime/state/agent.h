@@ -228,6 +228,13 @@ class Agent {
   using AddressesCallback = std::function<void(const std::vector<uint32_t>& addresses)>;
   void OnReplicasRemoved(AddressesCallback callback) { on_replicas_removed_ = std::move(callback); }
 
+  // The revision of the last change: every commit (an apply, a register, a
+  // delete, a mirrored change) takes the next number, and each object it
+  // writes keeps it (StoredObject::generation), like etcd's mod revision.
+  // After a restart it continues from the largest stored one; the number of
+  // a delete-only change that came last before the restart is given again.
+  uint64_t revision() const { return revision_; }
+
   size_t workload_count() const;
   uint64_t replica_count() const { return replicas_.size(); }
   // Unix seconds at which this agent started.
@@ -290,6 +297,7 @@ class Agent {
   std::function<void(uint32_t)> on_readiness_change_;
   std::map<uint16_t, size_t> port_users_;  // see port_users()
   uint64_t port_set_changes_ = 0;
+  uint64_t revision_ = 0;
   AddressesCallback on_replicas_removed_;
   StateLock* readers_lock_ = nullptr;
   std::map<uint64_t, WatchCallback> watchers_;

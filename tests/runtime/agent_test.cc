@@ -131,6 +131,45 @@ TEST_CASE("Agent: state and addresses survive reopening the state dir") {
   CHECK(std::find(before.begin(), before.end(), fresh[0]) == before.end());
 }
 
+TEST_CASE("Agent: each change takes the next revision, kept by what it wrote and by restarts") {
+  TempDir dir;
+  auto revision_of = [](const Agent& agent, const std::string& name) {
+    const StoredObject* stored = agent.Find(ObjectKey{Kind::kWorkload, "default", name});
+    REQUIRE(stored != nullptr);
+    return stored->generation;
+  };
+  {
+    AgentPtr agent = OpenAgent(ConfigIn(dir));
+    CHECK(agent->revision() == 0);
+    REQUIRE(agent->Apply({MakeWorkload("web", 2), MakeWorkload("db", 1)}, false).ok());
+    CHECK(agent->revision() == 1);
+    CHECK(revision_of(*agent, "web") == 1);
+    CHECK(revision_of(*agent, "db") == 1);
+    // Unchanged objects and dry runs take no revision.
+    REQUIRE(agent->Apply({MakeWorkload("web", 2)}, false).ok());
+    REQUIRE(agent->Apply({MakeWorkload("web", 5)}, /*dry_run=*/true).ok());
+    CHECK(agent->revision() == 1);
+    REQUIRE(agent->Apply({MakeWorkload("web", 3)}, false).ok());
+    CHECK(agent->revision() == 2);
+    CHECK(revision_of(*agent, "web") == 2);
+    CHECK(revision_of(*agent, "db") == 1);
+    std::vector<uint64_t> deleted;
+    agent->AddWatcher([&](WatchEventType type, const StoredObject& object) {
+      if (type == WatchEventType::kDeleted) deleted.push_back(object.generation);
+    });
+    REQUIRE(agent->Delete({ObjectKey{Kind::kWorkload, "default", "db"}}, false).ok());
+    CHECK(agent->revision() == 3);
+    CHECK(deleted == std::vector<uint64_t>{3});
+    REQUIRE(agent->Apply({MakeWorkload("api", 1)}, false).ok());
+    CHECK(agent->revision() == 4);
+  }
+  AgentPtr agent = OpenAgent(ConfigIn(dir));
+  CHECK(agent->revision() == 4);
+  CHECK(revision_of(*agent, "web") == 2);
+  REQUIRE(agent->Apply({MakeWorkload("web", 1)}, false).ok());
+  CHECK(revision_of(*agent, "web") == 5);
+}
+
 TEST_CASE("Agent: outbound credentials die with their workload") {
   TempDir dir;
   AgentPtr agent = OpenAgent(ConfigIn(dir));

@@ -21,10 +21,12 @@ class FakeSource final : public ObjectSource {
  public:
   std::vector<v1::Object> objects;
   std::vector<std::pair<v1::Kind, std::string>> asked;
+  uint64_t revision = 7;
 
-  Result<std::vector<v1::Object>> List(v1::Kind kind, const std::string& ns) override {
+  Result<v1::ListResponse> List(v1::Kind kind, const std::string& ns) override {
     asked.emplace_back(kind, ns);
-    std::vector<v1::Object> out;
+    v1::ListResponse out;
+    out.set_resource_version(revision);
     for (const v1::Object& object : objects) {
       const bool kind_matches = (kind == v1::WORKLOAD && object.has_workload()) ||
                                 (kind == v1::SERVICE && object.has_service()) ||
@@ -32,7 +34,7 @@ class FakeSource final : public ObjectSource {
       const std::string& object_ns = object.has_workload()
                                          ? object.workload().metadata().namespace_()
                                          : object.service().metadata().namespace_();
-      if (kind_matches && (ns.empty() || object_ns == ns)) out.push_back(object);
+      if (kind_matches && (ns.empty() || object_ns == ns)) *out.add_objects() = object;
     }
     return out;
   }
@@ -96,6 +98,29 @@ TEST_CASE("KubeApi: label and field selectors filter, as kubectl's -l and --fiel
   CHECK(YAML::Load(bad.body)["message"].as<std::string>() ==
         "field label not supported: spec.nodeName");
   CHECK(f.Get("/api/v1/pods?labelSelector=a%20in%20(").status == 400);
+}
+
+TEST_CASE("KubeApi: a limited list comes in chunks, each rendering only its own items") {
+  Fixture f;
+  KubeResponse first = f.Get("/api/v1/pods?limit=3&labelSelector=app%3Dweb", kTable);
+  REQUIRE(first.status == 200);
+  YAML::Node table = YAML::Load(first.body);
+  REQUIRE(table["rows"].size() == 3);
+  CHECK(table["metadata"]["resourceVersion"].as<std::string>() == "7");
+  CHECK(table["metadata"]["remainingItemCount"].as<int>() == 1);
+  const std::string token = table["metadata"]["continue"].as<std::string>();
+  CHECK(f.RowNames("/api/v1/pods?limit=3&labelSelector=app%3Dweb&continue=" + token) ==
+        Names{"other/web-1"});
+  YAML::Node last = YAML::Load(f.Get("/api/v1/pods?limit=3&continue=" + token, kTable).body);
+  CHECK_FALSE(last["metadata"]["continue"]);  // the end
+  // The state changed since the first chunk: the token has expired, as an
+  // API server's after its compaction (kubectl then lists again).
+  f.source.revision = 8;
+  KubeResponse expired = f.Get("/api/v1/pods?limit=3&continue=" + token);
+  CHECK(expired.status == 410);
+  CHECK(YAML::Load(expired.body)["reason"].as<std::string>() == "Expired");
+  CHECK(f.Get("/api/v1/pods?limit=3&continue=abc").status == 400);
+  CHECK(f.Get("/api/v1/pods?limit=-1").status == 400);
 }
 
 TEST_CASE("KubeApi: get by name, and kubectl's NotFound") {

@@ -26,9 +26,10 @@ namespace wl = workloads;
 
 class OneDeployment final : public ObjectSource {
  public:
-  Result<std::vector<v1::Object>> List(v1::Kind kind, const std::string&) override {
-    if (kind != v1::WORKLOAD) return std::vector<v1::Object>{};
-    return std::vector<v1::Object>{testing::WebDeployment("shop")};
+  Result<v1::ListResponse> List(v1::Kind kind, const std::string&) override {
+    v1::ListResponse out;
+    if (kind == v1::WORKLOAD) *out.add_objects() = testing::WebDeployment("shop");
+    return out;
   }
 };
 
@@ -125,7 +126,7 @@ TEST_CASE("KubeServer: the admin's certificate is served over HTTP/1.1") {
   Exchange e = f.Run({admin->get(), "http/1.1"}, "/api/v1/namespaces/shop/pods/web-0");
   CHECK(e.alpn == "http/1.1");
   CHECK(e.response.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
-  CHECK(e.response.find("\"name\": \"web-0\"") != std::string::npos);
+  CHECK(e.response.find("\"name\":\"web-0\"") != std::string::npos);
   CHECK(f.server->address() == "127.0.0.1:" + std::to_string(f.server->port()));
 }
 

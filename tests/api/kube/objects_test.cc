@@ -42,7 +42,7 @@ TEST_CASE("KubeObjects: a Deployment's replicas are pods with kubectl's columns"
   CHECK(pod["metadata"]["name"].as<std::string>() == "web-0");
   CHECK(pod["metadata"]["namespace"].as<std::string>() == "shop");
   CHECK(pod["metadata"]["labels"]["version"].as<std::string>() == "1");
-  CHECK(items[0].json.find("\"version\": \"1\"") != std::string::npos);  // a string in JSON
+  CHECK(items[0].json.find("\"version\":\"1\"") != std::string::npos);  // a string in JSON
   CHECK(pod["metadata"]["ownerReferences"][0]["kind"].as<std::string>() == "Deployment");
   CHECK(pod["metadata"]["creationTimestamp"].as<std::string>() == "1970-01-01T00:16:40Z");
   CHECK(pod["spec"]["containers"][0]["name"].as<std::string>() == "web");
@@ -95,7 +95,7 @@ TEST_CASE("KubeObjects: deployments, services and their Table rows") {
 TEST_CASE("KubeObjects: a Table carries column definitions, cells and each row's metadata") {
   const Resource& pods = *FindResource("", "v1", "pods");
   std::vector<Item> items = ItemsOf(pods, {WebDeployment()}, kNow);
-  YAML::Node table = YAML::Load(TableJson(pods, "v1", items));
+  YAML::Node table = YAML::Load(TableJson(pods, "v1", items, 9));
   CHECK(table["kind"].as<std::string>() == "Table");
   CHECK(table["apiVersion"].as<std::string>() == "meta.k8s.io/v1");
   CHECK(table["columnDefinitions"].size() == 9);
@@ -108,12 +108,18 @@ TEST_CASE("KubeObjects: a Table carries column definitions, cells and each row's
   CHECK(object["kind"].as<std::string>() == "PartialObjectMetadata");
   CHECK(object["metadata"]["namespace"].as<std::string>() == "shop");
   CHECK(object["metadata"]["labels"]["app"].as<std::string>() == "web");
+  // The list's resourceVersion is the agent's revision; each pod's, that of
+  // the change that last wrote its workload.
+  CHECK(table["metadata"]["resourceVersion"].as<std::string>() == "9");
+  CHECK(object["metadata"]["resourceVersion"].as<std::string>() == "4");
 
-  YAML::Node list = YAML::Load(ListJson(pods, items));
+  YAML::Node list = YAML::Load(ListJson(pods, items, 9));
+  CHECK(list["metadata"]["resourceVersion"].as<std::string>() == "9");
+  CHECK(list["items"][0]["metadata"]["resourceVersion"].as<std::string>() == "4");
   CHECK(list["kind"].as<std::string>() == "PodList");
   CHECK(list["apiVersion"].as<std::string>() == "v1");
   CHECK(list["items"].size() == 2);
-  CHECK(YAML::Load(TableJson(pods, "v1", {}))["rows"].size() == 0);
+  CHECK(YAML::Load(TableJson(pods, "v1", {}, 9))["rows"].size() == 0);
 }
 
 TEST_CASE("KubeObjects: ages as kubectl prints them") {

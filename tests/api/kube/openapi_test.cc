@@ -23,8 +23,9 @@ namespace objects = workloads::manifest::objects;
 class FakeSource final : public ObjectSource {
  public:
   std::vector<v1::Object> objects;
-  Result<std::vector<v1::Object>> List(v1::Kind kind, const std::string& ns) override {
-    std::vector<v1::Object> out;
+  Result<v1::ListResponse> List(v1::Kind kind, const std::string& ns) override {
+    v1::ListResponse out;
+    out.set_resource_version(7);
     for (const v1::Object& object : objects) {
       const bool workload = kind == v1::WORKLOAD && object.has_workload();
       const bool service = kind == v1::SERVICE && object.has_service();
@@ -32,7 +33,7 @@ class FakeSource final : public ObjectSource {
       const std::string& object_ns = object.has_workload()
                                          ? object.workload().metadata().namespace_()
                                          : object.service().metadata().namespace_();
-      if (ns.empty() || object_ns == ns) out.push_back(object);
+      if (ns.empty() || object_ns == ns) *out.add_objects() = object;
     }
     return out;
   }

@@ -36,6 +36,7 @@ v1::Object WebDeployment(const std::string& ns) {
       "    spec: {containers: [{name: web, image: nginx, ports: [{containerPort: 8080}]}]}\n");
   AddReplica(d, "127.64.0.1", true);
   AddReplica(d, "127.64.0.2", false);
+  d.mutable_workload()->mutable_metadata()->set_resource_version(4);
   return d;
 }
 
