@@ -296,6 +296,12 @@ Status Agent::Admit(const std::vector<Object>& objects,
 // and those of the same apply (a new version replaces the stored one).
 void Agent::WarnOfUnservedTargetPorts(const std::vector<Object>& objects,
                                       std::vector<std::vector<std::string>>* warnings) const {
+  // A RegisterBatch of 10,000 workloads has no Service: no map of them.
+  if (std::none_of(objects.begin(), objects.end(), [](const Object& object) {
+        return std::holds_alternative<workloads::Service>(object);
+      })) {
+    return;
+  }
   std::map<ObjectKey, const workloads::Workload*> applied;
   for (const Object& object : objects) {
     if (const auto* workload = std::get_if<workloads::Workload>(&object))
@@ -347,6 +353,11 @@ void Agent::WarnOfUnservedTargetPorts(const std::vector<Object>& objects,
 // that come later may have TCP ports.
 void Agent::WarnOfTcpHttpRules(const std::vector<Object>& objects,
                                std::vector<std::vector<std::string>>* warnings) const {
+  if (std::none_of(objects.begin(), objects.end(), [](const Object& object) {
+        return std::holds_alternative<workloads::AuthorizationPolicy>(object);
+      })) {
+    return;
+  }
   std::map<ObjectKey, const workloads::Workload*> applied;
   for (const Object& object : objects) {
     if (const auto* workload = std::get_if<workloads::Workload>(&object))
