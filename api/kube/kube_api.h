@@ -3,9 +3,11 @@
 // router, by group, version and resource (resources.h), and the handlers,
 // so both are tested without sockets.
 //
-// Read-only this far: GET of discovery, /version, and list/get of every
-// resource in resources.h with labelSelector and fieldSelector
-// (metadata.name, metadata.namespace), as JSON or as a server-side Table.
+// Read-only this far: GET of discovery, /version, OpenAPI v3 (openapi.h),
+// and list/get of every resource in resources.h with labelSelector and
+// fieldSelector (metadata.name, metadata.namespace; on events also
+// involvedObject.*), as JSON or as a server-side Table. Events are always
+// none; Endpoints and EndpointSlices are made from Services (endpoints.h).
 // Anything else is answered with a Status object as the Kubernetes API
 // server answers it (404 NotFound, 405 MethodNotAllowed, 400 BadRequest).
 #pragma once
