@@ -213,8 +213,9 @@ class DocumentReader {
   void ReadKubeProbe(const YAML::Node& node, const Path& path, std::optional<Probe>& out);
   void ReadKubeSecurityContext(const YAML::Node& node, const Path& path, SecurityContext& out);
   void ReadKubeServiceSpec(const YAML::Node& node, Service& service);
-  void WarnIgnored(const Fields& fields, std::initializer_list<const char*> names,
-                   const std::string& why);
+  // Warns of each field of `fields` that the table (manifest_fields.h) marks
+  // ignored for `object`, unless its value asks for nothing.
+  void WarnIgnoredFields(const Fields& fields, std::string_view object);
   void ReadPolicySpec(const YAML::Node& node, AuthorizationPolicy& policy);
   void ReadRule(const YAML::Node& node, const Path& path, PolicyRule& rule);
   void ReadSource(const YAML::Node& node, const Path& path, PolicySource& source);

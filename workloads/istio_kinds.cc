@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "workloads/document_reader.h"
+#include "workloads/manifest_fields.h"
 
 namespace podless::workloads::manifest {
 
@@ -16,7 +17,7 @@ constexpr const char* kHbonePortAnnotation = "podless.dev/hbone-port";
 }  // namespace
 
 void DocumentReader::ReadMtlsMode(const YAML::Node& node, const Path& path, MtlsMode& out) {
-  auto fields = ReadMapping(node, path, {"mode"});
+  auto fields = ReadMapping(node, path, FieldNames(objects::kMutualTls));
   if (!fields) return;
   if (const Entry* e = fields->Find("mode")) {
     ReadEnum<MtlsMode>(e->value, Join(path, "mode"),
@@ -32,10 +33,10 @@ void DocumentReader::ReadPeerAuthentication(const Fields& root, ObjectMeta meta,
                                             std::optional<Object>& out) {
   PeerAuthentication peer;
   peer.metadata = std::move(meta);
-  auto fields = ReadMapping(SpecOf(root), "spec", {"selector", "mtls", "portLevelMtls"});
+  auto fields = ReadMapping(SpecOf(root), "spec", FieldNames(objects::kPeerAuthenticationSpec));
   if (fields) {
     if (const Entry* e = fields->Find("selector")) {
-      if (auto s = ReadMapping(e->value, "spec.selector", {"matchLabels"})) {
+      if (auto s = ReadMapping(e->value, "spec.selector", FieldNames(objects::kWorkloadSelector))) {
         if (const Entry* m = s->Find("matchLabels")) {
           ReadStringMap(m->value, "spec.selector.matchLabels", peer.selector);
         }
@@ -101,9 +102,7 @@ void DocumentReader::ReadWorkloadEntry(const Fields& root, ObjectMeta meta,
       entry.hbone_port = static_cast<uint16_t>(value);
     }
   }
-  auto fields = ReadMapping(
-      SpecOf(root), "spec",
-      {"address", "labels", "serviceAccount", "ports", "network", "locality", "weight"});
+  auto fields = ReadMapping(SpecOf(root), "spec", FieldNames(objects::kWorkloadEntrySpec));
   if (fields) {
     for (const Entry& e : fields->entries) {
       Path path = Join("spec", e.key);

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <iterator>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "workloads/document_reader.h"
+#include "workloads/manifest_fields.h"
 
 namespace podless::workloads::manifest {
 
@@ -92,202 +94,55 @@ bool IsKubeDefault(std::string_view field, const YAML::Node& value) {
   return false;
 }
 
-// Kubernetes 1.30's PodSpec and Container, whole: a field missing here is an
-// unknown-field error, so manifests written for Kubernetes must apply.
-constexpr const char* kPodSpecFields[] = {
-    "activeDeadlineSeconds",
-    "affinity",
-    "automountServiceAccountToken",
-    "containers",
-    "dnsConfig",
-    "dnsPolicy",
-    "enableServiceLinks",
-    "ephemeralContainers",
-    "hostAliases",
-    "hostIPC",
-    "hostNetwork",
-    "hostPID",
-    "hostUsers",
-    "hostname",
-    "imagePullSecrets",
-    "initContainers",
-    "nodeName",
-    "nodeSelector",
-    "os",
-    "overhead",
-    "preemptionPolicy",
-    "priority",
-    "priorityClassName",
-    "readinessGates",
-    "resourceClaims",
-    "restartPolicy",
-    "runtimeClassName",
-    "schedulerName",
-    "schedulingGates",
-    "securityContext",
-    "serviceAccount",
-    "serviceAccountName",
-    "setHostnameAsFQDN",
-    "shareProcessNamespace",
-    "subdomain",
-    "terminationGracePeriodSeconds",
-    "tolerations",
-    "topologySpreadConstraints",
-    "volumes",
-};
-
-constexpr const char* kContainerFields[] = {
-    "args",
-    "command",
-    "env",
-    "envFrom",
-    "image",
-    "imagePullPolicy",
-    "lifecycle",
-    "livenessProbe",
-    "name",
-    "ports",
-    "readinessProbe",
-    "resizePolicy",
-    "resources",
-    "restartPolicy",
-    "securityContext",
-    "startupProbe",
-    "stdin",
-    "stdinOnce",
-    "terminationMessagePath",
-    "terminationMessagePolicy",
-    "tty",
-    "volumeDevices",
-    "volumeMounts",
-    "workingDir",
-};
-
-// Pod and container securityContext (their union): runAsUser, runAsGroup
-// and runAsNonRoot are used, the rest is warned about.
-constexpr const char* kSecurityContextFields[] = {
-    "runAsUser",      "runAsGroup",          "runAsNonRoot",       "allowPrivilegeEscalation",
-    "capabilities",   "privileged",          "procMount",          "readOnlyRootFilesystem",
-    "seccompProfile", "seLinuxOptions",      "windowsOptions",     "appArmorProfile",
-    "fsGroup",        "fsGroupChangePolicy", "supplementalGroups", "supplementalGroupsPolicy",
-    "sysctls",        "seLinuxChangePolicy",
-};
-
-// The fields of a pod spec podless keeps but does not act on, and why.
-constexpr std::pair<const char*, const char*> kIgnoredPodFields[] = {
-    {"volumes", "podless mounts no volumes; a process sees the host's files"},
-    {"nodeSelector", "a workload runs on the agent it is applied to"},
-    {"nodeName", "a workload runs on the agent it is applied to"},
-    {"affinity", "a workload runs on the agent it is applied to"},
-    {"tolerations", "a workload runs on the agent it is applied to"},
-    {"topologySpreadConstraints", "a workload runs on the agent it is applied to"},
-    {"schedulerName", "a workload runs on the agent it is applied to"},
-    {"schedulingGates", "a workload runs on the agent it is applied to"},
-    {"priority", "a workload runs on the agent it is applied to"},
-    {"priorityClassName", "a workload runs on the agent it is applied to"},
-    {"preemptionPolicy", "a workload runs on the agent it is applied to"},
-    {"runtimeClassName", "podless has no container runtime"},
-    {"overhead", "podless has no container runtime"},
-    {"os", "podless has no container runtime"},
-    {"imagePullSecrets", "podless pulls no images"},
-    {"initContainers", "podless runs no init containers"},
-    {"ephemeralContainers", "podless runs no ephemeral containers"},
-    {"automountServiceAccountToken",
-     "podless issues the account's SPIFFE certificate, not a token"},
-    {"dnsPolicy", "names resolve through the proxy (<service>.<namespace>.svc)"},
-    {"dnsConfig", "names resolve through the proxy (<service>.<namespace>.svc)"},
-    {"hostAliases", "names resolve through the proxy (<service>.<namespace>.svc)"},
-    {"hostname", "a replica is named <workload>-<ordinal>"},
-    {"subdomain", "a replica is named <workload>-<ordinal>"},
-    {"setHostnameAsFQDN", "a replica is named <workload>-<ordinal>"},
-    {"enableServiceLinks", "podless sets no service environment variables"},
-    {"hostNetwork", "a process workload has a network namespace of its own"},
-    {"hostIPC", "podless shares no IPC namespace"},
-    {"hostPID", "podless shares no PID namespace"},
-    {"hostUsers", "a process workload gets a uid of its own"},
-    {"shareProcessNamespace", "a workload runs one process"},
-    {"activeDeadlineSeconds", "podless does not end running replicas"},
-    {"readinessGates", "readiness is the readiness probe's"},
-    {"resourceClaims", "podless allocates no devices"},
-};
-
-// Container fields podless keeps but does not act on, and why.
-constexpr std::pair<const char*, const char*> kIgnoredContainerFields[] = {
-    {"imagePullPolicy", "podless pulls no images"},
-    {"volumeMounts", "podless mounts no volumes; a process sees the host's files"},
-    {"volumeDevices", "podless mounts no volumes"},
-    {"livenessProbe", "podless restarts a process when it exits, not on a probe"},
-    {"startupProbe", "readiness is the readiness probe's"},
-    {"lifecycle", "podless runs no lifecycle hooks"},
-    {"terminationMessagePath", "podless keeps the process's output in its log"},
-    {"terminationMessagePolicy", "podless keeps the process's output in its log"},
-    {"resizePolicy", "limits change with a new apply"},
-    {"restartPolicy", "podless runs no sidecar init containers"},
-    {"stdin", "a process's stdin is /dev/null"},
-    {"stdinOnce", "a process's stdin is /dev/null"},
-    {"tty", "a process has no terminal"},
-};
+// The fields of a pod spec and a container podless keeps but does not act
+// on, and why: the table's `ignored` entries (workloads/manifest_fields.h).
+std::vector<std::pair<const char*, std::string>> IgnoredFields(std::string_view object) {
+  std::vector<std::pair<const char*, std::string>> ignored;
+  for (const FieldInfo& f : ObjectNamed(object).fields) {
+    if (!f.ignored.empty()) ignored.emplace_back(f.name, std::string(f.ignored));
+  }
+  return ignored;
+}
 
 }  // namespace
 
-// What distinguishes the kinds that own pods: their spec's own fields.
+// What distinguishes the kinds that own pods: their spec's fields (the
+// table's object, with the fields podless ignores and why).
 struct DocumentReader::PodOwner {
   const char* kind;
-  bool has_replicas;
-  std::vector<std::pair<const char*, const char*>> ignored;  // field, why
+  std::string_view spec;
 };
 
-void DocumentReader::WarnIgnored(const Fields& fields, std::initializer_list<const char*> names,
-                                 const std::string& why) {
-  for (const char* name : names) {
-    if (const Entry* e = fields.Find(name); e != nullptr && !IsKubeDefault(name, e->value)) {
-      Warn(Join(fields.path, name), e->key_node.Mark(), "ignored: " + why);
+void DocumentReader::WarnIgnoredFields(const Fields& fields, std::string_view object) {
+  for (const FieldInfo& f : ObjectNamed(object).fields) {
+    if (f.ignored.empty()) continue;
+    if (const Entry* e = fields.Find(f.name); e != nullptr && !IsKubeDefault(f.name, e->value)) {
+      Warn(Join(fields.path, f.name), e->key_node.Mark(), "ignored: " + std::string(f.ignored));
     }
   }
 }
 
 void DocumentReader::ReadDeployment(const Fields& root, ObjectMeta meta,
                                     std::optional<Object>& out) {
-  static const PodOwner kind{"Deployment",
-                             true,
-                             {{"strategy", "podless replaces changed replicas itself"},
-                              {"minReadySeconds", "a replica is available once it is ready"},
-                              {"revisionHistoryLimit", "podless keeps no old revisions"},
-                              {"progressDeadlineSeconds", "podless reports no rollout progress"},
-                              {"paused", "podless does not pause rollouts"}}};
+  static const PodOwner kind{"Deployment", objects::kDeploymentSpec};
   ReadPodOwner(root, std::move(meta), kind, out);
 }
 
 void DocumentReader::ReadStatefulSet(const Fields& root, ObjectMeta meta,
                                      std::optional<Object>& out) {
-  static const PodOwner kind{
-      "StatefulSet",
-      true,
-      {{"serviceName", "replicas are reached by address or through a Service"},
-       {"podManagementPolicy", "podless starts replicas together"},
-       {"updateStrategy", "podless replaces changed replicas itself"},
-       {"revisionHistoryLimit", "podless keeps no old revisions"},
-       {"minReadySeconds", "a replica is available once it is ready"},
-       {"volumeClaimTemplates", "podless mounts no volumes"},
-       {"persistentVolumeClaimRetentionPolicy", "podless mounts no volumes"},
-       {"ordinals", "replicas are numbered from 0"}}};
+  static const PodOwner kind{"StatefulSet", objects::kStatefulSetSpec};
   ReadPodOwner(root, std::move(meta), kind, out);
 }
 
 void DocumentReader::ReadReplicaSet(const Fields& root, ObjectMeta meta,
                                     std::optional<Object>& out) {
-  static const PodOwner kind{
-      "ReplicaSet", true, {{"minReadySeconds", "a replica is available once it is ready"}}};
+  static const PodOwner kind{"ReplicaSet", objects::kReplicaSetSpec};
   ReadPodOwner(root, std::move(meta), kind, out);
 }
 
 void DocumentReader::ReadDaemonSet(const Fields& root, ObjectMeta meta,
                                    std::optional<Object>& out) {
-  static const PodOwner kind{"DaemonSet",
-                             false,
-                             {{"updateStrategy", "podless replaces changed replicas itself"},
-                              {"minReadySeconds", "a replica is available once it is ready"},
-                              {"revisionHistoryLimit", "podless keeps no old revisions"}}};
+  static const PodOwner kind{"DaemonSet", objects::kDaemonSetSpec};
   ReadPodOwner(root, std::move(meta), kind, out);
 }
 
@@ -305,15 +160,21 @@ void DocumentReader::ReadPodOwner(const Fields& root, ObjectMeta meta, const Pod
     out = std::move(w);
     return;
   }
-  std::vector<const char*> allowed = {"selector", "template"};
-  if (kind.has_replicas) allowed.push_back("replicas");
-  for (const auto& [field, why] : kind.ignored) allowed.push_back(field);
-  auto fields = ReadMapping(spec_entry->value, "spec", allowed);
+  auto fields = ReadMapping(spec_entry->value, "spec", FieldNames(kind.spec));
   if (!fields) {
     out = std::move(w);
     return;
   }
-  for (const auto& [field, why] : kind.ignored) {
+  static const std::map<std::string_view, std::vector<std::pair<const char*, std::string>>>
+      ignored_by_spec = [] {
+        std::map<std::string_view, std::vector<std::pair<const char*, std::string>>> m;
+        for (auto spec : {objects::kDeploymentSpec, objects::kStatefulSetSpec,
+                          objects::kReplicaSetSpec, objects::kDaemonSetSpec}) {
+          m.emplace(spec, IgnoredFields(spec));
+        }
+        return m;
+      }();
+  for (const auto& [field, why] : ignored_by_spec.at(kind.spec)) {
     if (const Entry* e = fields->Find(field); e != nullptr && !IsKubeDefault(field, e->value)) {
       Warn(Join("spec", field), e->key_node.Mark(), std::string("ignored: ") + why);
     }
@@ -357,7 +218,7 @@ void DocumentReader::ReadPodOwner(const Fields& root, ObjectMeta meta, const Pod
 bool DocumentReader::ReadLabelSelector(const YAML::Node& node, const Path& path,
                                        Labels& match_labels, const Labels* labels, bool& matches) {
   const size_t errors = errors_.size();
-  auto fields = ReadMapping(node, path, {"matchLabels", "matchExpressions"});
+  auto fields = ReadMapping(node, path, FieldNames(objects::kLabelSelector));
   if (!fields) return false;
   if (const Entry* e = fields->Find("matchLabels")) {
     ReadStringMap(e->value, Join(path, "matchLabels"), match_labels);
@@ -367,7 +228,7 @@ bool DocumentReader::ReadLabelSelector(const YAML::Node& node, const Path& path,
     ForEach(e->value, Join(path, "matchExpressions"), "label selector requirements",
             [&](const YAML::Node& item, const Path& child) {
               ++expressions;
-              auto f = ReadMapping(item, child, {"key", "operator", "values"});
+              auto f = ReadMapping(item, child, FieldNames(objects::kLabelSelectorRequirement));
               if (!f) return;
               std::string key;
               std::string op;
@@ -424,7 +285,7 @@ bool DocumentReader::ReadLabelSelector(const YAML::Node& node, const Path& path,
 
 void DocumentReader::ReadPodTemplate(const YAML::Node& node, const Path& path,
                                      const ObjectMeta& owner, Workload& workload, bool) {
-  auto fields = ReadMapping(node, path, {"metadata", "spec"});
+  auto fields = ReadMapping(node, path, FieldNames(objects::kPodTemplateSpec));
   if (!fields) return;
   Labels annotations;
   Path annotations_path;
@@ -432,9 +293,7 @@ void DocumentReader::ReadPodTemplate(const YAML::Node& node, const Path& path,
     const Path meta_path = Join(path, "metadata");
     // kubectl's output has `creationTimestamp: null` here; a template's name
     // and namespace are the API server's to set.
-    if (auto meta = ReadMapping(m->value, meta_path,
-                                {"labels", "annotations", "name", "namespace", "generateName",
-                                 "creationTimestamp", "finalizers", "ownerReferences"})) {
+    if (auto meta = ReadMapping(m->value, meta_path, FieldNames(objects::kTemplateMeta))) {
       if (const Entry* e = meta->Find("labels")) {
         ReadStringMap(e->value, Join(meta_path, "labels"), workload.metadata.labels);
       }
@@ -486,20 +345,9 @@ void DocumentReader::ReadPod(const Fields& root, ObjectMeta meta, std::optional<
 // probes are not run (a warning; the replica is ready once its process runs).
 void DocumentReader::ReadKubeProbe(const YAML::Node& node, const Path& path,
                                    std::optional<Probe>& out) {
-  auto fields = ReadMapping(
-      node, path,
-      {"tcpSocket", "httpGet", "exec", "grpc", "initialDelaySeconds", "periodSeconds",
-       "timeoutSeconds", "failureThreshold", "successThreshold", "terminationGracePeriodSeconds"});
+  auto fields = ReadMapping(node, path, FieldNames(objects::kProbe));
   if (!fields) return;
-  for (const char* field : {"exec", "grpc"}) {
-    if (const Entry* e = fields->Find(field)) {
-      Warn(Join(path, field), e->key_node.Mark(),
-           std::string("ignored: podless runs tcpSocket and httpGet probes only; without one "
-                       "the replica is ready once its process runs"));
-    }
-  }
-  WarnIgnored(*fields, {"terminationGracePeriodSeconds"},
-              "the pod's terminationGracePeriodSeconds applies");
+  WarnIgnoredFields(*fields, objects::kProbe);
   Probe probe;
   const Entry* handler = nullptr;
   for (const Entry& e : fields->entries) {
@@ -514,11 +362,10 @@ void DocumentReader::ReadKubeProbe(const YAML::Node& node, const Path& path,
       handler = &e;
       const bool http = e.key == "httpGet";
       probe.kind = http ? Probe::Kind::kHttpGet : Probe::Kind::kTcpSocket;
-      auto h = http ? ReadMapping(e.value, child, {"port", "path", "host", "scheme", "httpHeaders"})
-                    : ReadMapping(e.value, child, {"port", "host"});
+      auto h = ReadMapping(e.value, child,
+                           FieldNames(http ? objects::kHttpGetAction : objects::kTcpSocketAction));
       if (!h) continue;
-      WarnIgnored(*h, {"host"}, "the probe connects to the replica's own address");
-      WarnIgnored(*h, {"httpHeaders"}, "the probe sends no extra headers");
+      WarnIgnoredFields(*h, http ? objects::kHttpGetAction : objects::kTcpSocketAction);
       if (const Entry* x = h->Find("scheme");
           x != nullptr && x->value.IsScalar() && x->value.Scalar() != "HTTP") {
         Warn(Join(child, "scheme"), x->key_node.Mark(), "ignored: the probe speaks plain HTTP");
@@ -540,7 +387,7 @@ void DocumentReader::ReadKubeProbe(const YAML::Node& node, const Path& path,
 
 void DocumentReader::ReadKubeSecurityContext(const YAML::Node& node, const Path& path,
                                              SecurityContext& out) {
-  auto fields = ReadMapping(node, path, kSecurityContextFields);
+  auto fields = ReadMapping(node, path, FieldNames(objects::kSecurityContext));
   if (!fields) return;
   for (const Entry& e : fields->entries) {
     Path child = Join(path, e.key);
@@ -555,14 +402,9 @@ void DocumentReader::ReadKubeSecurityContext(const YAML::Node& node, const Path&
       ReadBool(e.value, child, out.run_as_non_root);
     } else if (IsKubeDefault(e.key, e.value)) {
       continue;
-    } else if (e.key == "capabilities" || e.key == "privileged" ||
-               e.key == "allowPrivilegeEscalation") {
-      Warn(child, e.key_node.Mark(),
-           "ignored: a process workload runs with no capabilities and no_new_privs");
-    } else {
-      Warn(child, e.key_node.Mark(),
-           "ignored: podless applies runAsUser, runAsGroup and "
-           "runAsNonRoot only (see README, Isolation)");
+    } else if (const FieldInfo* f = ObjectNamed(objects::kSecurityContext).Find(e.key);
+               f != nullptr && !f->ignored.empty()) {
+      Warn(child, e.key_node.Mark(), "ignored: " + std::string(f->ignored));
     }
   }
 }
@@ -570,8 +412,9 @@ void DocumentReader::ReadKubeSecurityContext(const YAML::Node& node, const Path&
 void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
                                  const Labels& annotations, const Path& annotation_path,
                                  Workload& workload, bool pod_kind) {
-  auto fields = ReadMapping(node, path, kPodSpecFields);
+  auto fields = ReadMapping(node, path, FieldNames(objects::kPodSpec));
   if (!fields) return;
+  static const auto kIgnoredPodFields = IgnoredFields(objects::kPodSpec);
   for (const auto& [field, why] : kIgnoredPodFields) {
     if (const Entry* e = fields->Find(field); e != nullptr && !IsKubeDefault(field, e->value)) {
       Warn(Join(path, field), e->key_node.Mark(), std::string("ignored: ") + why);
@@ -695,7 +538,7 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
   ForEach(
       containers->value, containers_path, "containers",
       [&](const YAML::Node& item, const Path& child) {
-        auto c = ReadMapping(item, child, kContainerFields);
+        auto c = ReadMapping(item, child, FieldNames(objects::kContainer));
         if (!c) return;
         std::string name;
         if (const Entry* e = c->Find("name")) ReadString(e->value, Join(child, "name"), name);
@@ -729,6 +572,7 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
                    " app answers on the container's ports (annotation " + kAppAnnotation +
                    " picks another)");
         }
+        static const auto kIgnoredContainerFields = IgnoredFields(objects::kContainer);
         for (const auto& [field, why] : kIgnoredContainerFields) {
           if (const Entry* e = c->Find(field); e != nullptr && !IsKubeDefault(field, e->value)) {
             Warn(Join(child, field), e->key_node.Mark(), std::string("ignored: ") + why);
@@ -740,8 +584,7 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
         if (const Entry* e = c->Find("ports")) {
           ForEach(e->value, Join(child, "ports"), "ports",
                   [&](const YAML::Node& p, const Path& port_path) {
-                    auto pf = ReadMapping(
-                        p, port_path, {"containerPort", "name", "protocol", "hostPort", "hostIP"});
+                    auto pf = ReadMapping(p, port_path, FieldNames(objects::kContainerPort));
                     if (!pf) return;
                     PortSpec port;
                     if (const Entry* x = pf->Find("name")) {
@@ -767,8 +610,7 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
                                   Describe(x->value));
                       }
                     }
-                    WarnIgnored(*pf, {"hostPort", "hostIP"},
-                                "a port is served on the replica's own address");
+                    WarnIgnoredFields(*pf, objects::kContainerPort);
                     if (IsHttpName(port.name)) {
                       port.protocol = Protocol::kHTTP;
                     } else if (!NamesOtherProtocol(port.name) && !exec_pod) {
@@ -826,7 +668,7 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
               e->value, Join(child, "env"), "environment variables",
               [&](const YAML::Node& v, const Path& var_path) {
                 EnvVar var;
-                auto vf = ReadMapping(v, var_path, {"name", "value", "valueFrom"});
+                auto vf = ReadMapping(v, var_path, FieldNames(objects::kEnvVar));
                 if (vf) {
                   if (const Entry* x = vf->Find("name")) {
                     ReadString(x->value, Join(var_path, "name"), var.name);
@@ -840,9 +682,8 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
                       Error(from_path, x->key_node.Mark(),
                             "may not be set when value is not empty");
                     }
-                    auto from = ReadMapping(
-                        x->value, from_path,
-                        {"fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef"});
+                    auto from =
+                        ReadMapping(x->value, from_path, FieldNames(objects::kEnvVarSource));
                     if (from) {
                       for (const char* other :
                            {"resourceFieldRef", "configMapKeyRef", "secretKeyRef"}) {
@@ -855,7 +696,8 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
                       if (const Entry* y = from->Find("fieldRef")) {
                         const Path ref_path = Join(from_path, "fieldRef");
                         std::string field_path;
-                        if (auto r = ReadMapping(y->value, ref_path, {"fieldPath", "apiVersion"})) {
+                        if (auto r = ReadMapping(y->value, ref_path,
+                                                 FieldNames(objects::kObjectFieldSelector))) {
                           if (const Entry* z = r->Find("fieldPath")) {
                             ReadString(z->value, Join(ref_path, "fieldPath"), field_path);
                           }
@@ -915,10 +757,10 @@ void DocumentReader::ReadPodSpec(const YAML::Node& node, const Path& path,
         }
         if (const Entry* e = c->Find("resources")) {
           const Path resources_path = Join(child, "resources");
-          auto r = ReadMapping(e->value, resources_path, {"limits", "requests", "claims"});
+          auto r =
+              ReadMapping(e->value, resources_path, FieldNames(objects::kResourceRequirements));
           if (!r) return;
-          WarnIgnored(*r, {"requests"}, "podless has no scheduler; limits apply");
-          WarnIgnored(*r, {"claims"}, "podless allocates no devices");
+          WarnIgnoredFields(*r, objects::kResourceRequirements);
           const Entry* limits = r->Find("limits");
           if (limits == nullptr || limits->value.IsNull()) return;
           const Path limits_path = Join(resources_path, "limits");
@@ -1029,27 +871,7 @@ void DocumentReader::ReadKubeService(const Fields& root, ObjectMeta meta,
 }
 
 void DocumentReader::ReadKubeServiceSpec(const YAML::Node& node, Service& service) {
-  auto fields = ReadMapping(node, "spec",
-                            {"selector",
-                             "ports",
-                             "type",
-                             "clusterIP",
-                             "clusterIPs",
-                             "ipFamilies",
-                             "ipFamilyPolicy",
-                             "sessionAffinity",
-                             "sessionAffinityConfig",
-                             "externalIPs",
-                             "externalName",
-                             "externalTrafficPolicy",
-                             "internalTrafficPolicy",
-                             "healthCheckNodePort",
-                             "loadBalancerIP",
-                             "loadBalancerSourceRanges",
-                             "loadBalancerClass",
-                             "allocateLoadBalancerNodePorts",
-                             "publishNotReadyAddresses",
-                             "trafficDistribution"});
+  auto fields = ReadMapping(node, "spec", FieldNames(objects::kServiceSpec));
   if (!fields) return;
   auto scalar = [](const Entry* e) -> std::string {
     return e != nullptr && e->value.IsScalar() ? e->value.Scalar() : "";
@@ -1113,21 +935,14 @@ void DocumentReader::ReadKubeServiceSpec(const YAML::Node& node, Service& servic
     Warn("spec.externalTrafficPolicy", e->key_node.Mark(),
          "ignored: podless opens no node ports or load balancers");
   }
-  WarnIgnored(*fields,
-              {"sessionAffinityConfig", "externalIPs", "externalName", "healthCheckNodePort",
-               "loadBalancerIP", "loadBalancerSourceRanges", "loadBalancerClass",
-               "allocateLoadBalancerNodePorts", "trafficDistribution"},
-              "podless serves a Service on its VIP only");
-  WarnIgnored(*fields, {"publishNotReadyAddresses"},
-              "only ready replicas are a Service's endpoints");
+  WarnIgnoredFields(*fields, objects::kServiceSpec);
   if (const Entry* e = fields->Find("selector")) {
     ReadStringMap(e->value, "spec.selector", service.selector);
   }
   if (const Entry* e = fields->Find("ports")) {
     ForEach(e->value, "spec.ports", "ports", [&](const YAML::Node& item, const Path& child) {
       ServicePort port;
-      auto p = ReadMapping(item, child,
-                           {"name", "port", "targetPort", "protocol", "appProtocol", "nodePort"});
+      auto p = ReadMapping(item, child, FieldNames(objects::kServicePort));
       if (p) {
         if (const Entry* f = p->Find("name")) ReadString(f->value, Join(child, "name"), port.name);
         const Entry* number = p->Find("port");
@@ -1157,7 +972,7 @@ void DocumentReader::ReadKubeServiceSpec(const YAML::Node& node, Service& servic
         if (const Entry* f = p->Find("appProtocol")) {
           ReadString(f->value, Join(child, "appProtocol"), app_protocol);
         }
-        WarnIgnored(*p, {"nodePort"}, "podless opens no node ports");
+        WarnIgnoredFields(*p, objects::kServicePort);
         // Istio's protocol selection: appProtocol, else the port's name.
         if (IsHttpAppProtocol(app_protocol) || (app_protocol.empty() && IsHttpName(port.name))) {
           port.protocol = Protocol::kHTTP;

@@ -15,12 +15,13 @@
 #include <utility>
 
 #include "workloads/document_reader.h"
+#include "workloads/manifest_fields.h"
 #include "workloads/quantity.h"
 
 namespace podless::workloads::manifest {
 
 void DocumentReader::ReadWorkloadSpec(const YAML::Node& node, WorkloadSpec& spec) {
-  auto fields = ReadMapping(node, "spec", {"replicas", "serviceAccount", "ports", "app"});
+  auto fields = ReadMapping(node, "spec", FieldNames("dev.podless.v1alpha1.WorkloadSpec"));
   if (!fields) return;
   for (const Entry& e : fields->entries) {
     Path path = Join("spec", e.key);
@@ -31,7 +32,7 @@ void DocumentReader::ReadWorkloadSpec(const YAML::Node& node, WorkloadSpec& spec
     } else if (e.key == "ports") {
       ForEach(e.value, path, "ports", [&](const YAML::Node& item, const Path& child) {
         PortSpec port;
-        if (auto p = ReadMapping(item, child, {"name", "port", "protocol"})) {
+        if (auto p = ReadMapping(item, child, FieldNames("dev.podless.v1alpha1.WorkloadPort"))) {
           if (const Entry* f = p->Find("name"))
             ReadString(f->value, Join(child, "name"), port.name);
           if (const Entry* f = p->Find("port")) {
@@ -58,7 +59,7 @@ void DocumentReader::ReadWorkloadSpec(const YAML::Node& node, WorkloadSpec& spec
 }
 
 void DocumentReader::ReadApp(const YAML::Node& node, const Path& path, AppSpec& app) {
-  auto fields = ReadMapping(node, path, {"echo", "static", "forward", "exec"});
+  auto fields = ReadMapping(node, path, FieldNames("dev.podless.v1alpha1.App"));
   if (!fields) return;
   if (fields->entries.empty()) {
     Error(path, MarkFor(path, node), "must set exactly one of echo, static, forward, exec");
@@ -77,7 +78,7 @@ void DocumentReader::ReadApp(const YAML::Node& node, const Path& path, AppSpec& 
     app = EchoApp{};
   } else if (e.key == "static") {
     StaticApp s;
-    if (auto f = ReadMapping(e.value, child, {"status", "body", "headers"})) {
+    if (auto f = ReadMapping(e.value, child, FieldNames("dev.podless.v1alpha1.StaticApp"))) {
       if (const Entry* x = f->Find("status"))
         ReadInt(x->value, Join(child, "status"), 100, 599, s.status);
       if (const Entry* x = f->Find("body")) ReadString(x->value, Join(child, "body"), s.body);
@@ -88,7 +89,7 @@ void DocumentReader::ReadApp(const YAML::Node& node, const Path& path, AppSpec& 
     app = std::move(s);
   } else if (e.key == "forward") {
     ForwardApp f;
-    if (auto m = ReadMapping(e.value, child, {"address"})) {
+    if (auto m = ReadMapping(e.value, child, FieldNames("dev.podless.v1alpha1.ForwardApp"))) {
       if (const Entry* x = m->Find("address"))
         ReadString(x->value, Join(child, "address"), f.address);
     }
@@ -104,7 +105,7 @@ void DocumentReader::ReadExecEnv(const YAML::Node& node, const Path& path,
                                  std::vector<EnvVar>& env) {
   ForEach(node, path, "environment variables", [&](const YAML::Node& item, const Path& item_path) {
     EnvVar var;
-    if (auto f = ReadMapping(item, item_path, {"name", "value"})) {
+    if (auto f = ReadMapping(item, item_path, FieldNames("dev.podless.v1alpha1.EnvVar"))) {
       if (const Entry* x = f->Find("name")) ReadString(x->value, Join(item_path, "name"), var.name);
       if (const Entry* x = f->Find("value")) {
         ReadString(x->value, Join(item_path, "value"), var.value);
@@ -115,10 +116,7 @@ void DocumentReader::ReadExecEnv(const YAML::Node& node, const Path& path,
 }
 
 void DocumentReader::ReadExec(const YAML::Node& node, const Path& path, ExecApp& exec) {
-  auto fields = ReadMapping(
-      node, path,
-      {"name", "command", "env", "workingDir", "containers", "restartPolicy", "readinessProbe",
-       "terminationGracePeriodSeconds", "securityContext", "resources", "keepWorkingDir"});
+  auto fields = ReadMapping(node, path, FieldNames("dev.podless.v1alpha1.ExecApp"));
   if (!fields) return;
   for (const Entry& e : fields->entries) {
     Path child = Join(path, e.key);
@@ -134,8 +132,8 @@ void DocumentReader::ReadExec(const YAML::Node& node, const Path& path, ExecApp&
       // Further processes of each replica, in its sandbox.
       ForEach(e.value, child, "containers", [&](const YAML::Node& item, const Path& item_path) {
         ExecContainer container;
-        if (auto f = ReadMapping(item, item_path,
-                                 {"name", "command", "env", "workingDir", "readinessProbe"})) {
+        if (auto f =
+                ReadMapping(item, item_path, FieldNames("dev.podless.v1alpha1.ExecContainer"))) {
           for (const Entry& x : f->entries) {
             const Path field = Join(item_path, x.key);
             if (x.key == "name") {
@@ -176,7 +174,7 @@ void DocumentReader::ReadExec(const YAML::Node& node, const Path& path, ExecApp&
       if (!(context == SecurityContext{})) exec.sandbox.mutable_value().security_context = context;
     } else if (e.key == "resources") {
       // Kubernetes' `requests` has no meaning without a scheduler.
-      auto r = ReadMapping(e.value, child, {"limits"});
+      auto r = ReadMapping(e.value, child, FieldNames("dev.podless.v1alpha1.Resources"));
       const Entry* limits = r ? r->Find("limits") : nullptr;
       if (limits == nullptr) continue;
       ResourceLimits read;
@@ -192,7 +190,7 @@ void DocumentReader::ReadExec(const YAML::Node& node, const Path& path, ExecApp&
 
 void DocumentReader::ReadSecurityContext(const YAML::Node& node, const Path& path,
                                          SecurityContext& out) {
-  auto fields = ReadMapping(node, path, {"runAsUser", "runAsGroup", "runAsNonRoot"});
+  auto fields = ReadMapping(node, path, FieldNames("dev.podless.v1alpha1.SecurityContext"));
   if (!fields) return;
   for (const Entry& e : fields->entries) {
     Path child = Join(path, e.key);
@@ -210,7 +208,7 @@ void DocumentReader::ReadSecurityContext(const YAML::Node& node, const Path& pat
 }
 
 void DocumentReader::ReadLimits(const YAML::Node& node, const Path& path, ResourceLimits& out) {
-  auto fields = ReadMapping(node, path, {"memory", "cpu", "pids"});
+  auto fields = ReadMapping(node, path, FieldNames("dev.podless.v1alpha1.Limits"));
   if (!fields) return;
   for (const Entry& e : fields->entries) {
     Path child = Join(path, e.key);
@@ -265,9 +263,7 @@ void DocumentReader::ReadProbeTiming(const Entry& e, const Path& child, Probe& p
 }
 
 void DocumentReader::ReadProbe(const YAML::Node& node, const Path& path, Probe& probe) {
-  auto fields = ReadMapping(node, path,
-                            {"tcpSocket", "httpGet", "initialDelaySeconds", "periodSeconds",
-                             "timeoutSeconds", "failureThreshold", "successThreshold"});
+  auto fields = ReadMapping(node, path, FieldNames("dev.podless.v1alpha1.Probe"));
   if (!fields) return;
   const Entry* handler = nullptr;
   for (const Entry& e : fields->entries) {
@@ -282,8 +278,9 @@ void DocumentReader::ReadProbe(const YAML::Node& node, const Path& path, Probe& 
       handler = &e;
       bool http = e.key == "httpGet";
       probe.kind = http ? Probe::Kind::kHttpGet : Probe::Kind::kTcpSocket;
-      auto h = http ? ReadMapping(e.value, child, {"port", "path"})
-                    : ReadMapping(e.value, child, {"port"});
+      auto h = ReadMapping(e.value, child,
+                           FieldNames(http ? "dev.podless.v1alpha1.ProbeHttpGet"
+                                           : "dev.podless.v1alpha1.ProbePort"));
       if (!h) continue;
       if (const Entry* x = h->Find("port")) ReadPortRef(x->value, Join(child, "port"), probe.port);
       if (const Entry* x = h->Find("path")) ReadString(x->value, Join(child, "path"), probe.path);
@@ -297,7 +294,7 @@ void DocumentReader::ReadProbe(const YAML::Node& node, const Path& path, Probe& 
 }
 
 void DocumentReader::ReadServiceSpec(const YAML::Node& node, Service& service) {
-  auto fields = ReadMapping(node, "spec", {"selector", "ports"});
+  auto fields = ReadMapping(node, "spec", FieldNames("dev.podless.v1alpha1.ServiceSpec"));
   if (!fields) return;
   if (const Entry* e = fields->Find("selector")) {
     ReadStringMap(e->value, "spec.selector", service.selector);
@@ -305,7 +302,7 @@ void DocumentReader::ReadServiceSpec(const YAML::Node& node, Service& service) {
   if (const Entry* e = fields->Find("ports")) {
     ForEach(e->value, "spec.ports", "ports", [&](const YAML::Node& item, const Path& child) {
       ServicePort port;
-      if (auto p = ReadMapping(item, child, {"name", "port", "targetPort", "protocol"})) {
+      if (auto p = ReadMapping(item, child, FieldNames("dev.podless.v1alpha1.ServicePort"))) {
         if (const Entry* f = p->Find("name")) ReadString(f->value, Join(child, "name"), port.name);
         const Entry* number = p->Find("port");
         if (number != nullptr) ReadInt(number->value, Join(child, "port"), 1, 65535, port.port);
@@ -329,10 +326,10 @@ void DocumentReader::ReadServiceSpec(const YAML::Node& node, Service& service) {
 }
 
 void DocumentReader::ReadPolicySpec(const YAML::Node& node, AuthorizationPolicy& policy) {
-  auto fields = ReadMapping(node, "spec", {"selector", "action", "rules"});
+  auto fields = ReadMapping(node, "spec", FieldNames(objects::kAuthorizationPolicySpec));
   if (!fields) return;
   if (const Entry* e = fields->Find("selector")) {
-    if (auto s = ReadMapping(e->value, "spec.selector", {"matchLabels"})) {
+    if (auto s = ReadMapping(e->value, "spec.selector", FieldNames(objects::kWorkloadSelector))) {
       if (const Entry* m = s->Find("matchLabels")) {
         ReadStringMap(m->value, "spec.selector.matchLabels", policy.selector);
       }
@@ -353,13 +350,13 @@ void DocumentReader::ReadPolicySpec(const YAML::Node& node, AuthorizationPolicy&
 }
 
 void DocumentReader::ReadRule(const YAML::Node& node, const Path& path, PolicyRule& rule) {
-  auto fields = ReadMapping(node, path, {"from", "to", "when"});
+  auto fields = ReadMapping(node, path, FieldNames(objects::kRule));
   if (!fields) return;
   if (const Entry* e = fields->Find("from")) {
     ForEach(e->value, Join(path, "from"), "sources",
             [&](const YAML::Node& item, const Path& child) {
               PolicySource source;
-              if (auto f = ReadMapping(item, child, {"source"})) {
+              if (auto f = ReadMapping(item, child, FieldNames(objects::kRuleFrom))) {
                 if (const Entry* s = f->Find("source")) {
                   ReadSource(s->value, Join(child, "source"), source);
                 }
@@ -371,7 +368,7 @@ void DocumentReader::ReadRule(const YAML::Node& node, const Path& path, PolicyRu
     ForEach(e->value, Join(path, "to"), "operations",
             [&](const YAML::Node& item, const Path& child) {
               PolicyOperation op;
-              if (auto f = ReadMapping(item, child, {"operation"})) {
+              if (auto f = ReadMapping(item, child, FieldNames(objects::kRuleTo))) {
                 if (const Entry* o = f->Find("operation")) {
                   ReadOperation(o->value, Join(child, "operation"), op);
                 }
@@ -383,7 +380,7 @@ void DocumentReader::ReadRule(const YAML::Node& node, const Path& path, PolicyRu
     ForEach(e->value, Join(path, "when"), "conditions",
             [&](const YAML::Node& item, const Path& child) {
               PolicyCondition condition;
-              if (auto f = ReadMapping(item, child, {"key", "values", "notValues"})) {
+              if (auto f = ReadMapping(item, child, FieldNames(objects::kCondition))) {
                 for (const Entry& x : f->entries) {
                   Path xp = Join(child, x.key);
                   if (x.key == "key") ReadString(x.value, xp, condition.key);
@@ -412,11 +409,7 @@ void DocumentReader::ReadSource(const YAML::Node& node, const Path& path, Policy
       {"requestPrincipals", &source.request_principals},
       {"notRequestPrincipals", &source.not_request_principals},
   };
-  auto m =
-      ReadMapping(node, path,
-                  {"principals", "notPrincipals", "namespaces", "notNamespaces", "serviceAccounts",
-                   "notServiceAccounts", "ipBlocks", "notIpBlocks", "remoteIpBlocks",
-                   "notRemoteIpBlocks", "requestPrincipals", "notRequestPrincipals"});
+  auto m = ReadMapping(node, path, FieldNames(objects::kSource));
   if (!m) return;
   for (const Entry& x : m->entries) {
     for (const auto& [name, list] : lists) {
@@ -431,9 +424,7 @@ void DocumentReader::ReadOperation(const YAML::Node& node, const Path& path, Pol
       {"methods", &op.methods}, {"notMethods", &op.not_methods},
       {"paths", &op.paths},     {"notPaths", &op.not_paths},
   };
-  auto m = ReadMapping(
-      node, path,
-      {"ports", "notPorts", "hosts", "notHosts", "methods", "notMethods", "paths", "notPaths"});
+  auto m = ReadMapping(node, path, FieldNames(objects::kOperation));
   if (!m) return;
   for (const Entry& x : m->entries) {
     Path xp = Join(path, x.key);
@@ -466,11 +457,8 @@ const std::vector<KindEntry>& Kinds() {
       {kApiVersion, "Service", &DocumentReader::ReadService},
       {kApiVersion, "AuthorizationPolicy", &DocumentReader::ReadPolicy},
       {"v1", "Namespace", &DocumentReader::ReadNamespace, false},
-      {"v1",
-       "ServiceAccount",
-       &DocumentReader::ReadServiceAccount,
-       true,
-       {"secrets", "imagePullSecrets", "automountServiceAccountToken"}},
+      {"v1", "ServiceAccount", &DocumentReader::ReadServiceAccount, true,
+       ObjectNamed(objects::kServiceAccount).names},
       {"v1", "Service", &DocumentReader::ReadKubeService},
       {"v1", "Pod", &DocumentReader::ReadPod},
       {"apps/v1", "Deployment", &DocumentReader::ReadDeployment},
@@ -531,10 +519,7 @@ constexpr const char* kServerMetadata[] = {
 }  // namespace
 
 void DocumentReader::ReadKubeMeta(const YAML::Node& node, ObjectMeta& meta, bool namespaced) {
-  std::vector<const char*> allowed = {"name",       "namespace",       "labels",      "annotations",
-                                      "finalizers", "ownerReferences", "generateName"};
-  allowed.insert(allowed.end(), std::begin(kServerMetadata), std::end(kServerMetadata));
-  auto fields = ReadMapping(node, "metadata", allowed);
+  auto fields = ReadMapping(node, "metadata", FieldNames(objects::kObjectMeta));
   if (!fields) return;
   for (const Entry& e : fields->entries) {
     Path path = Join("metadata", e.key);
@@ -617,9 +602,9 @@ void DocumentReader::ReadNamespace(const Fields& root, ObjectMeta meta,
 
 void DocumentReader::ReadServiceAccount(const Fields& root, ObjectMeta meta,
                                         std::optional<Object>& out) {
-  for (const char* field : {"secrets", "imagePullSecrets", "automountServiceAccountToken"}) {
-    if (const Entry* e = root.Find(field)) {
-      Warn(field, e->key_node.Mark(), "ignored: podless issues the account's SPIFFE certificate");
+  for (const FieldInfo& f : ObjectNamed(objects::kServiceAccount).fields) {
+    if (const Entry* e = root.Find(f.name)) {
+      Warn(f.name, e->key_node.Mark(), "ignored: " + std::string(f.ignored));
     }
   }
   if (const Entry* spec = root.Find("spec")) {

@@ -3,8 +3,10 @@
 #include <optional>
 #include <utility>
 
+#include "api/kube/endpoints.h"
 #include "api/kube/media_type.h"
 #include "api/kube/objects.h"
+#include "api/kube/openapi.h"
 #include "api/label_selector.h"
 #include "proxy/base/json.h"
 #include "proxy/base/percent_decode.h"
@@ -33,14 +35,35 @@ KubeResponse NotFoundPath() {
 }
 
 // A field selector, as far as podless's objects have fields to select by:
-// metadata.name and metadata.namespace with =, == or !=, comma-separated.
+// metadata.name and metadata.namespace with =, == or !=, comma-separated;
+// on events also the fields of the object they are about, which `kubectl
+// describe` selects by (podless records no events, so none match).
 struct FieldRequirement {
   std::string field;
   std::string value;
   bool equal = true;
 };
 
-Result<std::vector<FieldRequirement>> ParseFieldSelector(std::string_view text) {
+bool IsEventField(std::string_view field) {
+  static constexpr std::string_view kFields[] = {"involvedObject.kind",
+                                                 "involvedObject.namespace",
+                                                 "involvedObject.name",
+                                                 "involvedObject.uid",
+                                                 "involvedObject.apiVersion",
+                                                 "involvedObject.resourceVersion",
+                                                 "involvedObject.fieldPath",
+                                                 "reason",
+                                                 "reportingComponent",
+                                                 "source",
+                                                 "type"};
+  for (std::string_view f : kFields) {
+    if (field == f) return true;
+  }
+  return false;
+}
+
+Result<std::vector<FieldRequirement>> ParseFieldSelector(std::string_view text,
+                                                         const Resource& resource) {
   std::vector<FieldRequirement> requirements;
   while (!text.empty()) {
     const size_t comma = text.find(',');
@@ -62,7 +85,8 @@ Result<std::vector<FieldRequirement>> ParseFieldSelector(std::string_view text) 
     }
     r.field = std::string(part.substr(0, op));
     r.value = std::string(part.substr(value_at));
-    if (r.field != "metadata.name" && r.field != "metadata.namespace") {
+    const bool event_field = resource.kind == "Event" && IsEventField(r.field);
+    if (r.field != "metadata.name" && r.field != "metadata.namespace" && !event_field) {
       return MakeError(ErrorCode::kInvalidArgument, "field label not supported: " + r.field);
     }
     requirements.push_back(std::move(r));
@@ -102,7 +126,10 @@ std::optional<Chunk> ParseContinue(std::string_view token) {
 bool FieldsMatch(const std::vector<FieldRequirement>& requirements, const std::string& name,
                  const std::string& ns) {
   for (const FieldRequirement& r : requirements) {
-    const std::string& actual = r.field == "metadata.name" ? name : ns;
+    // Items have no event fields: an event field's value is "".
+    const std::string actual = r.field == "metadata.name"        ? name
+                               : r.field == "metadata.namespace" ? ns
+                                                                 : std::string();
     if ((actual == r.value) != r.equal) return false;
   }
   return true;
@@ -167,6 +194,7 @@ KubeResponse KubeApi::Handle(const KubeRequest& request) {
   }
   const std::vector<std::string> parts = SplitPath(path);
   if (parts.size() == 1 && parts[0] == "version") return Json(VersionJson());
+  if (!parts.empty() && parts[0] == "openapi") return ServeOpenApi(parts, request);
   const bool discovery = (parts.size() == 1 && (parts[0] == "api" || parts[0] == "apis")) ||
                          (parts.size() == 2 && parts[0] == "api") ||
                          (parts.size() == 3 && parts[0] == "apis");
@@ -230,7 +258,7 @@ KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,
                                 const KubeRequest& request) {
   auto selector = LabelSelector::Parse(query.label_selector);
   if (!selector) return StatusResponse(400, "BadRequest", selector.error().message);
-  auto fields = ParseFieldSelector(query.field_selector);
+  auto fields = ParseFieldSelector(query.field_selector, resource);
   if (!fields) return StatusResponse(400, "BadRequest", fields.error().message);
   // Chunks (kubectl asks for 500 items at a time): each renders only its
   // items. A chunk is of the state at the revision of the first: when the
@@ -245,13 +273,18 @@ KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,
     chunk = ParseContinue(query.continue_token);
     if (!chunk) return StatusResponse(400, "BadRequest", "invalid continue token");
   }
+  // Endpoints are made of the Services (listed first, for the revision) and
+  // the workloads they select.
+  const bool endpoints =
+      resource.source == Source::kEndpoints || resource.source == Source::kEndpointSlices;
+  const v1::Kind list_kind = endpoints ? v1::SERVICE : resource.object_kind;
   const std::string list_ns = resource.namespaced ? ns : "";
   const int64_t now = now_();
   std::erase_if(snapshots_, [now](const Snapshot& s) { return now - s.used_at > kSnapshotTtl; });
   Snapshot* snapshot = nullptr;
   if (chunk) {
     for (Snapshot& s : snapshots_) {
-      if (s.kind == resource.object_kind && s.ns == list_ns && s.revision == chunk->revision) {
+      if (s.kind == list_kind && s.ns == list_ns && s.revision == chunk->revision) {
         snapshot = &s;
         s.used_at = now;
       }
@@ -263,7 +296,7 @@ KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,
     objects = snapshot->objects;
     revision = snapshot->revision;
   } else {
-    auto listed = source_.List(resource.object_kind, list_ns);
+    auto listed = source_.List(list_kind, list_ns);
     if (!listed) return StatusResponse(500, "InternalError", listed.error().message);
     revision = listed->resource_version();
     if (chunk && chunk->revision != revision) {
@@ -289,13 +322,24 @@ KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,
     return index >= first && (limit == 0 || index < first + limit);
   };
   const std::string table = TableVersion(request.accept);
-  std::vector<Item> items = ItemsOf(resource, *objects, now, select, table.empty());
+  std::vector<Item> items;
+  if (endpoints) {
+    auto workloads = source_.List(v1::WORKLOAD, list_ns);
+    if (!workloads) return StatusResponse(500, "InternalError", workloads.error().message);
+    const std::vector<v1::Object> selected(workloads->objects().begin(),
+                                           workloads->objects().end());
+    for (Item& item : EndpointsItems(resource, *objects, selected, now)) {
+      if (select(item.name, item.ns, item.labels)) items.push_back(std::move(item));
+    }
+  } else {
+    items = ItemsOf(resource, *objects, now, select, table.empty());
+  }
   if (limit > 0 && matched > first + limit) {
     list_meta.continue_token = std::to_string(revision) + "." + std::to_string(first + limit);
     list_meta.remaining = matched - first - limit;
     if (snapshot == nullptr) {
       if (snapshots_.size() >= kMaxSnapshots) snapshots_.erase(snapshots_.begin());
-      snapshots_.push_back({resource.object_kind, list_ns, revision, now, objects});
+      snapshots_.push_back({list_kind, list_ns, revision, now, objects});
     }
   } else if (snapshot != nullptr) {
     // The last chunk: the listing is read.

@@ -3,9 +3,11 @@
 // router, by group, version and resource (resources.h), and the handlers,
 // so both are tested without sockets.
 //
-// Read-only this far: GET of discovery, /version, and list/get of every
-// resource in resources.h with labelSelector and fieldSelector
-// (metadata.name, metadata.namespace), as JSON or as a server-side Table.
+// Read-only this far: GET of discovery, /version, OpenAPI v3 (openapi.h),
+// and list/get of every resource in resources.h with labelSelector and
+// fieldSelector (metadata.name, metadata.namespace; on events also
+// involvedObject.*), as JSON or as a server-side Table. Events are always
+// none; Endpoints and EndpointSlices are made from Services (endpoints.h).
 // Anything else is answered with a Status object as the Kubernetes API
 // server answers it (404 NotFound, 405 MethodNotAllowed, 400 BadRequest).
 #pragma once
@@ -15,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "api/kube/resources.h"
@@ -34,17 +37,23 @@ class ObjectSource {
 };
 
 struct KubeRequest {
-  std::string method;        // "GET"
-  std::string target;        // "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb"
-  std::string accept;        // the Accept header
-  std::string content_type;  // the Content-Type header, of a body
-  std::string body;          // the request body, whole
+  std::string method;              // "GET"
+  std::string target;              // "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb"
+  std::string accept;              // the Accept header
+  std::string content_type = {};   // the Content-Type header, of a body
+  std::string body = {};           // the request body, whole
+  std::string if_none_match = {};  // the If-None-Match header (OpenAPI's ETags)
 };
 
 struct KubeResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  // What the API server says about caching: everything but OpenAPI
+  // documents named by their hash is private and not to be reused.
+  std::string cache_control = "no-cache, private";
+  // More headers (ETag, Location, Vary, Expires).
+  std::vector<std::pair<std::string, std::string>> headers = {};
 };
 
 // A Status object (kind: Status) of a failed request; `details_kind` and

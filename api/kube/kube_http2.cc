@@ -1,8 +1,10 @@
 #include "api/kube/kube_http2.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "proxy/base/nghttp2_nv.h"
 
@@ -31,6 +33,7 @@ struct Http2Callbacks {
     if (n == ":method") request.method = v;
     if (n == ":path") request.target = v;
     if (n == "accept") request.accept = request.accept.empty() ? v : request.accept + "," + v;
+    if (n == "if-none-match") request.if_none_match = v;
     return 0;
   }
 
@@ -127,16 +130,22 @@ void Http2Connection::Respond(int32_t stream_id) {
   it->second.body = std::move(response.body);
   const std::string status = std::to_string(response.status);
   const std::string length = std::to_string(it->second.body.size());
-  const nghttp2_nv headers[] = {
+  std::vector<nghttp2_nv> headers = {
       proxy::MakeNv(":status", status),
       proxy::MakeNv("content-type", response.content_type),
       proxy::MakeNv("content-length", length),
-      proxy::MakeNv("cache-control", "no-cache, private"),
+      proxy::MakeNv("cache-control", response.cache_control),
   };
+  // HTTP/2 header names are lower-case; nghttp2 copies names and values.
+  for (auto& [name, value] : response.headers) {
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    headers.push_back(proxy::MakeNv(name, value));
+  }
   nghttp2_data_provider provider{};
   provider.read_callback = Http2Callbacks::ReadBody;
-  const bool head = it->second.request.method == "HEAD";
-  if (nghttp2_submit_response(session_, stream_id, headers, std::size(headers),
+  // No body after HEAD, nor with 304 Not Modified.
+  const bool head = it->second.request.method == "HEAD" || response.status == 304;
+  if (nghttp2_submit_response(session_, stream_id, headers.data(), headers.size(),
                               head ? nullptr : &provider) != 0) {
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_INTERNAL_ERROR);
   }

@@ -80,6 +80,7 @@ class KubeServer::Connection final : public KubeConnection {
     }
     KubeRequest kube{request.method, request.target, ""};
     if (auto accept = request.Header("Accept")) kube.accept = std::string(*accept);
+    if (auto tag = request.Header("If-None-Match")) kube.if_none_match = std::string(*tag);
     KubeResponse response = server_->Answer(auth_, kube);
     if (request.method == "HEAD") response.body.clear();
     Respond(response.status, std::move(response), keep_alive);
@@ -90,8 +91,9 @@ class KubeServer::Connection final : public KubeConnection {
     proxy::Http1Headers headers = {
         {"Content-Type", response.content_type},
         {"Content-Length", std::to_string(response.body.size())},
-        {"Cache-Control", "no-cache, private"},
+        {"Cache-Control", response.cache_control},
     };
+    for (auto& header : response.headers) headers.push_back(std::move(header));
     if (!keep_alive) headers.emplace_back("Connection", "close");
     std::string bytes = proxy::FormatResponseHead(status, "", headers);
     bytes += response.body;

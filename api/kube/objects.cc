@@ -5,6 +5,7 @@
 
 #include <ctime>
 
+#include "api/kube/kube_defaults.h"
 #include "api/output_format.h"
 #include "api/yaml_json.h"
 #include "proxy/base/json.h"
@@ -257,7 +258,9 @@ void AddPods(const Resource& resource, const v1::Object& object, int64_t now,
   // build; 100,000 pods are listed).
   std::string spec_json, annotations_json, owner_json;
   if (with_json) {
-    spec_json = YamlNodeToJson(template_spec);
+    YAML::Node spec = YAML::Clone(template_spec);
+    FillPodSpecDefaults(spec);
+    spec_json = YamlNodeToJson(spec);
     if (tmpl && tmpl["metadata"] && tmpl["metadata"]["annotations"]) {
       annotations_json = YamlNodeToJson(tmpl["metadata"]["annotations"]);
     }
@@ -429,6 +432,10 @@ bool Holds(const Resource& resource, const v1::Object& object) {
       return object.has_workload() && !object.workload().metadata().has_applied_as();
     case Source::kObjects:
       return KindOf(object) == resource.object_kind;
+    case Source::kNone:
+    case Source::kEndpoints:  // endpoints.h
+    case Source::kEndpointSlices:
+      return false;
   }
   return false;
 }
@@ -447,7 +454,22 @@ void AddObject(const Resource& resource, const v1::Object& object, int64_t now,
   item.labels = meta.has_applied_as() ? NodeLabels(node) : Labels(meta.labels());
   if (select && !select(item.name, item.ns, item.labels)) return;
   if (with_json) {
+    if (object.has_service() && !object.service().status().vip().empty()) {
+      // The VIP is where the API server keeps a Service's address (kubectl
+      // describe prints IP and IPs from there).
+      YAML::Node spec = node["spec"];
+      if (!spec || !spec.IsMap()) {
+        spec = YAML::Node(YAML::NodeType::Map);
+        node["spec"] = spec;
+      }
+      spec["clusterIP"] = Str(object.service().status().vip());
+      YAML::Node ips(YAML::NodeType::Sequence);
+      ips.push_back(Str(object.service().status().vip()));
+      spec["clusterIPs"] = ips;
+      if (!spec["type"]) spec["type"] = Str("ClusterIP");
+    }
     FillMetadata(node, resource, item);
+    FillKubeDefaults(node);
     item.json = YamlNodeToJson(node);
   }
   item.cells = CellsOf(resource, object, node, item.name, HumanAge(item.created, now));
@@ -528,6 +550,9 @@ const std::vector<Column>& Columns(const Resource& resource) {
       {"authorizationpolicies", MakeColumns({{"Name", 0}, {"Action", 0}, {"Age", 0}})},
       {"peerauthentications", MakeColumns({{"Name", 0}, {"Mode", 0}, {"Age", 0}})},
       {"workloadentries", MakeColumns({{"Name", 0}, {"Age", 0}, {"Address", 0}})},
+      {"endpoints", MakeColumns({{"Name", 0}, {"Endpoints", 0}, {"Age", 0}})},
+      {"endpointslices",
+       MakeColumns({{"Name", 0}, {"AddressType", 0}, {"Ports", 0}, {"Endpoints", 0}, {"Age", 0}})},
   };
   static const std::vector<Column> fallback = MakeColumns({{"Name", 0}, {"Age", 0}});
   auto it = columns.find(resource.name);
@@ -546,6 +571,10 @@ std::vector<Item> ItemsOf(const Resource& resource, const std::vector<v1::Object
     }
   }
   return items;
+}
+
+std::string ObjectUid(std::string_view kind, const std::string& ns, const std::string& name) {
+  return Uid(std::string(kind), ns, name);
 }
 
 std::string HumanAge(int64_t created, int64_t now) {

@@ -55,6 +55,10 @@ using ItemFilter = std::function<bool(const std::string& name, const std::string
 std::vector<Item> ItemsOf(const Resource& resource, const std::vector<v1::Object>& objects,
                           int64_t now, const ItemFilter& select = nullptr, bool with_json = true);
 
+// The uid of an object: podless keeps none, so it is derived from the kind,
+// namespace and name (stable, UUID-shaped; clients only compare uids).
+std::string ObjectUid(std::string_view kind, const std::string& ns, const std::string& name);
+
 // kubectl's age: 45s, 3m12s, 25m, 2h5m, 5h, 3d4h, 12d, ...; "<unknown>" for 0.
 std::string HumanAge(int64_t created, int64_t now);
 

@@ -49,6 +49,22 @@ std::vector<Resource> MakeResources() {
                Source::kObjects,
                v1::SERVICE_ACCOUNT,
                ""});
+  // What `kubectl describe` asks for besides the object: its events (podless
+  // records none; Namespaces are listed for the agent's revision only) and a
+  // Service's endpoints.
+  r.push_back(
+      {"", "v1", "events", "event", "Event", {"ev"}, {}, true, Source::kNone, v1::NAMESPACE, ""});
+  r.push_back({"",
+               "v1",
+               "endpoints",
+               "endpoints",
+               "Endpoints",
+               {"ep"},
+               {},
+               true,
+               Source::kEndpoints,
+               v1::SERVICE,
+               ""});
   for (const std::vector<std::string>& k :
        std::vector<std::vector<std::string>>{{"deployments", "deployment", "Deployment", "deploy"},
                                              {"statefulsets", "statefulset", "StatefulSet", "sts"},
@@ -98,6 +114,17 @@ std::vector<Resource> MakeResources() {
                true,
                Source::kObjects,
                v1::WORKLOAD_ENTRY,
+               ""});
+  r.push_back({"discovery.k8s.io",
+               "v1",
+               "endpointslices",
+               "endpointslice",
+               "EndpointSlice",
+               {},
+               {},
+               true,
+               Source::kEndpointSlices,
+               v1::SERVICE,
                ""});
   r.push_back({"podless.dev",
                "v1alpha1",

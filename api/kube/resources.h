@@ -22,6 +22,9 @@ enum class Source {
   kAppliedAs,       // workloads applied as `applied_kind` (Deployment, ...)
   kNativeWorkload,  // workloads applied as podless.dev/v1alpha1 Workload
   kObjects,         // every object of `kind` (Services, Namespaces, ...)
+  kNone,            // podless records none (Events): always an empty list
+  kEndpoints,       // one per Service, from the workloads it selects (endpoints.h)
+  kEndpointSlices,  // the same, as discovery.k8s.io EndpointSlices
 };
 
 struct Resource {

@@ -62,14 +62,14 @@ TEST_CASE(
   CHECK(FindResourceNode(core, "", "serviceaccounts")["shortNames"][0].as<std::string>() == "sa");
 }
 
-TEST_CASE("KubeDiscovery: aggregated named groups: apps, Istio's, podless.dev") {
+TEST_CASE("KubeDiscovery: aggregated named groups: apps, Istio's, discovery, podless.dev") {
   YAML::Node groups = YAML::Load(AggregatedDiscoveryJson(false, "v2beta1"));
   CHECK(groups["apiVersion"].as<std::string>() == "apidiscovery.k8s.io/v2beta1");
   std::set<std::string> names;
   for (const YAML::Node& item : groups["items"])
     names.insert(item["metadata"]["name"].as<std::string>());
-  CHECK(names ==
-        std::set<std::string>{"apps", "security.istio.io", "networking.istio.io", "podless.dev"});
+  CHECK(names == std::set<std::string>{"apps", "security.istio.io", "networking.istio.io",
+                                       "discovery.k8s.io", "podless.dev"});
   const std::map<std::string, std::pair<std::string, std::string>> short_names = {
       {"deploy", {"apps", "deployments"}},
       {"sts", {"apps", "statefulsets"}},
