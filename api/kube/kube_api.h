@@ -3,15 +3,17 @@
 // router, by group, version and resource (resources.h), and the handlers,
 // so both are tested without sockets.
 //
-// Read-only this far: GET of discovery, /version, and list/get of every
-// resource in resources.h with labelSelector and fieldSelector
-// (metadata.name, metadata.namespace), as JSON or as a server-side Table.
+// GET of discovery, /version, and list/get of every resource in
+// resources.h with labelSelector and fieldSelector (metadata.name,
+// metadata.namespace), as JSON or as a server-side Table; the write verbs
+// and the scale subresource are write_handlers.h's.
 // Anything else is answered with a Status object as the Kubernetes API
 // server answers it (404 NotFound, 405 MethodNotAllowed, 400 BadRequest).
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,12 +32,20 @@ class ObjectSource {
   // Every object of `kind` in `ns` ("": every namespace), with its status,
   // and the agent's revision when listed.
   virtual Result<v1::ListResponse> List(v1::Kind kind, const std::string& ns) = 0;
+  // The writes (write_handlers.h): one document, YAML or JSON, applied as
+  // `podless apply` applies it, all or nothing (nothing written under
+  // `dry_run`); errors as the agent reports them ("file:line:col: field:
+  // message" lines for a document it rejects). A source that does not
+  // override these is read-only.
+  virtual Status Apply(const std::string& manifest, bool dry_run);
+  // Deletes one object (`kind` as List takes it); NOT_FOUND when absent.
+  virtual Status Delete(v1::Kind kind, const std::string& ns, const std::string& name);
 };
 
 struct KubeRequest {
-  std::string method;  // "GET"
-  std::string target;  // "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb"
-  std::string accept;  // the Accept header
+  std::string method;        // "GET"
+  std::string target;        // "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb"
+  std::string accept;        // the Accept header
   std::string content_type;  // the Content-Type header, of a body
   std::string body;          // the request body, whole
 };
@@ -66,6 +76,7 @@ class KubeApi {
     std::string label_selector;
     std::string field_selector;
     bool watch = false;
+    std::map<std::string, std::string> params;  // every parameter, decoded
   };
   KubeResponse Discovery(const std::vector<std::string>& parts, const KubeRequest& request);
   // A path below /api/<version>/ or /apis/<group>/<version>/: `rest` is

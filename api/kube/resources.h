@@ -41,8 +41,10 @@ struct Resource {
   std::string GroupVersion() const;
 };
 
-// What every resource allows this session.
+// What pods allow (podless's replicas are read-only).
 const std::vector<std::string>& Verbs();
+// What every other resource allows (write_handlers.h).
+const std::vector<std::string>& WriteVerbs();
 
 // Every served resource, core group first, then the named groups in the
 // order /apis lists them.
