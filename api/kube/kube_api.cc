@@ -190,11 +190,11 @@ KubeResponse KubeApi::Serve(const std::string& group, const std::string& version
   }
   const Resource* resource = FindResource(group, version, resource_name);
   if (resource == nullptr) return NotFoundPath();
+  const bool read = request.method == "GET" || request.method == "HEAD";
   if ((!resource->namespaced && !ns.empty()) ||
-      (resource->namespaced && !name.empty() && ns.empty())) {
+      (resource->namespaced && (!name.empty() || !read) && ns.empty())) {
     return NotFoundPath();
   }
-  const bool read = request.method == "GET" || request.method == "HEAD";
   if (scale || !read) {
     WriteTarget target{
         resource,

@@ -436,6 +436,11 @@ Result<YAML::Node> Strategic(const YAML::Node& target, const YAML::Node& patch,
 
 }  // namespace
 
+YAML::Node Field(const YAML::Node& m, std::string_view key) {
+  if (!m.IsDefined() || !m.IsMap()) return YAML::Node();
+  return Child(m, std::string(key));
+}
+
 Result<YAML::Node> ParseJsonNode(std::string_view text) {
   try {
     return YAML::Load(std::string(text));

@@ -24,6 +24,10 @@ namespace podless::api::kube {
 // A JSON (or YAML) text as a node; INVALID_ARGUMENT when it is neither.
 Result<YAML::Node> ParseJsonNode(std::string_view text);
 
+// The value of `key` in map `m`; a null node when `m` is not a map or has
+// no such key (yaml-cpp's const operator[] gives a node that throws).
+YAML::Node Field(const YAML::Node& m, std::string_view key);
+
 // Deep equality of two JSON values (map order does not count).
 bool JsonEqual(const YAML::Node& a, const YAML::Node& b);
 

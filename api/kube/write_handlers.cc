@@ -97,8 +97,7 @@ YAML::Node Str(const std::string& text) {
 
 // metadata.<field> of a document as a string ("" when absent).
 std::string MetaString(const YAML::Node& doc, const char* field) {
-  if (!doc.IsMap() || !doc["metadata"].IsMap()) return "";
-  const YAML::Node v = doc["metadata"][field];
+  const YAML::Node v = Field(Field(doc, "metadata"), field);
   return v.IsDefined() && v.IsScalar() ? v.Scalar() : "";
 }
 
@@ -128,14 +127,14 @@ std::optional<KubeResponse> Prepare(const WriteTarget& t, const std::string& nam
                                     YAML::Node& doc) {
   const Resource& r = *t.resource;
   if (!doc.IsMap()) return BadRequest("the request body is not a " + r.kind + " object");
-  const YAML::Node kind = doc["kind"];
+  const YAML::Node kind = Field(doc, "kind");
   if (!kind.IsDefined() || kind.IsNull()) {
     doc["kind"] = Str(r.kind);
   } else if (!kind.IsScalar() || kind.Scalar() != r.kind) {
     return BadRequest("the kind of the object (" + (kind.IsScalar() ? kind.Scalar() : "?") +
                       ") does not match the resource " + Qualified(r) + " (" + r.kind + ")");
   }
-  const YAML::Node api_version = doc["apiVersion"];
+  const YAML::Node api_version = Field(doc, "apiVersion");
   if (!api_version.IsDefined() || api_version.IsNull()) {
     doc["apiVersion"] = Str(r.GroupVersion());
   } else if (!api_version.IsScalar() || api_version.Scalar() != r.GroupVersion()) {
@@ -143,7 +142,7 @@ std::optional<KubeResponse> Prepare(const WriteTarget& t, const std::string& nam
                       (api_version.IsScalar() ? api_version.Scalar() : "?") +
                       ") does not match the expected API version (" + r.GroupVersion() + ")");
   }
-  if (!doc["metadata"].IsMap()) doc["metadata"] = YAML::Node(YAML::NodeType::Map);
+  if (!Field(doc, "metadata").IsMap()) doc["metadata"] = YAML::Node(YAML::NodeType::Map);
   YAML::Node meta = doc["metadata"];
   const std::string doc_name = MetaString(doc, "name");
   if (doc_name.empty()) {
@@ -418,8 +417,7 @@ KubeResponse Delete(ObjectSource& source, const WriteTarget& t) {
 
 // The replicas a Scale asks for, from a Scale document.
 Result<int64_t> ScaleReplicas(const YAML::Node& scale) {
-  const YAML::Node replicas =
-      scale.IsMap() && scale["spec"].IsMap() ? scale["spec"]["replicas"] : YAML::Node();
+  const YAML::Node replicas = Field(Field(scale, "spec"), "replicas");
   if (!replicas.IsDefined() || !replicas.IsScalar() || replicas.Tag() == "!") {
     return MakeError(ErrorCode::kInvalidArgument, "spec.replicas: Required value: an integer");
   }
@@ -479,6 +477,8 @@ KubeResponse Scale(ObjectSource& source, const WriteTarget& t, const KubeRequest
   return {200, "application/json", ScaleJson(r, applied.body)};
 }
 
+KubeResponse Write(ObjectSource& source, const WriteTarget& t, const KubeRequest& request);
+
 }  // namespace
 
 KubeResponse InvalidResponse(const Resource& r, const std::string& name, std::string_view message) {
@@ -510,25 +510,26 @@ KubeResponse InvalidResponse(const Resource& r, const std::string& name, std::st
 std::string ScaleJson(const Resource& r, std::string_view object_json) {
   auto object = ParseJsonNode(object_json);
   if (!object || !object->IsMap()) return "";
-  const YAML::Node spec = (*object)["spec"];
+  const YAML::Node spec = Field(*object, "spec");
   int64_t replicas = 1;
-  if (spec.IsMap() && spec["replicas"].IsScalar()) {
+  if (Field(spec, "replicas").IsScalar()) {
     try {
-      replicas = spec["replicas"].as<int64_t>();
+      replicas = Field(spec, "replicas").as<int64_t>();
     } catch (const YAML::Exception&) {
     }
   }
   int64_t current = replicas;
-  const YAML::Node status = (*object)["status"];
-  if (status.IsMap() && status["replicas"].IsScalar()) {
+  const YAML::Node status = Field(*object, "status");
+  if (Field(status, "replicas").IsScalar()) {
     try {
-      current = status["replicas"].as<int64_t>();
+      current = Field(status, "replicas").as<int64_t>();
     } catch (const YAML::Exception&) {
     }
   }
   std::string selector;
-  if (spec.IsMap() && spec["selector"].IsMap() && spec["selector"]["matchLabels"].IsMap()) {
-    for (const auto& kv : spec["selector"]["matchLabels"]) {
+  const YAML::Node match_labels = Field(Field(spec, "selector"), "matchLabels");
+  if (match_labels.IsMap()) {
+    for (const auto& kv : match_labels) {
       if (!selector.empty()) selector += ",";
       selector += kv.first.Scalar() + "=" + kv.second.Scalar();
     }
@@ -552,6 +553,19 @@ std::string ScaleJson(const Resource& r, std::string_view object_json) {
 }
 
 KubeResponse HandleWrite(ObjectSource& source, const WriteTarget& t, const KubeRequest& request) {
+  // yaml-cpp throws on misuse; nothing may cross the event loop.
+  try {
+    return Write(source, t, request);
+  } catch (const YAML::Exception& e) {
+    return Failure(500, "InternalError", std::string("podless: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    return Failure(500, "InternalError", "podless: out of memory handling the request");
+  }
+}
+
+namespace {
+
+KubeResponse Write(ObjectSource& source, const WriteTarget& t, const KubeRequest& request) {
   const Resource& r = *t.resource;
   if (r.source == Source::kPods) {
     return NotAllowed(
@@ -577,5 +591,7 @@ KubeResponse HandleWrite(ObjectSource& source, const WriteTarget& t, const KubeR
   if (request.method == "DELETE") return Delete(source, t);
   return NotAllowed("the server does not allow this method on the requested resource");
 }
+
+}  // namespace
 
 }  // namespace podless::api::kube

@@ -32,9 +32,9 @@ struct WriteTarget {
   bool scale = false;  // the /scale subresource
   // The query parameters: dryRun, fieldManager, force, fieldValidation.
   std::map<std::string, std::string> params;
-  // The object as GET answers it now (JSON), or nullopt when it does not
-  // exist.
-  std::function<std::optional<std::string>()> get;
+  // The object named so as GET answers it now (JSON), or nullopt when it
+  // does not exist.
+  std::function<std::optional<std::string>(const std::string& name)> get;
 };
 
 KubeResponse HandleWrite(ObjectSource& source, const WriteTarget& target,

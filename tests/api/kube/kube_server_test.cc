@@ -11,9 +11,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <thread>
 
+#include "api/kube/request_body.h"
 #include "proxy/base/uv_handle.h"
 #include "tests/api/kube/test_objects.h"
 #include "tests/testing/run_loop.h"
@@ -43,8 +45,10 @@ struct Exchange {
   std::string alpn;      // what the server selected
 };
 
-// Connects, sends one HTTP/1.1 request with Connection: close, reads to EOF.
-Exchange Fetch(uint16_t port, const Client& client, const std::string& path) {
+// Connects, sends one HTTP/1.1 request with Connection: close (or `raw`,
+// as it is), reads to EOF (at most 5 s).
+Exchange Fetch(uint16_t port, const Client& client, const std::string& path,
+               const std::string& raw = "") {
   Exchange out;
   bssl::UniquePtr<SSL_CTX> ctx(SSL_CTX_new(TLS_method()));
   const uint8_t alpn[] = {static_cast<uint8_t>(client.alpn.size())};
@@ -66,15 +70,19 @@ Exchange Fetch(uint16_t port, const Client& client, const std::string& path) {
     ::close(fd);
     return out;
   }
+  timeval limit{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
   SSL_set_fd(ssl.get(), fd);
   if (SSL_connect(ssl.get()) == 1) {
     const uint8_t* selected = nullptr;
     unsigned selected_len = 0;
     SSL_get0_alpn_selected(ssl.get(), &selected, &selected_len);
     out.alpn.assign(reinterpret_cast<const char*>(selected), selected_len);
-    const std::string request = "GET " + path +
-                                " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n"
-                                "Connection: close\r\n\r\n";
+    const std::string request =
+        !raw.empty() ? raw
+                     : "GET " + path +
+                           " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n"
+                           "Connection: close\r\n\r\n";
     SSL_write(ssl.get(), request.data(), static_cast<int>(request.size()));
     char buf[4096];
     int n = 0;
@@ -91,9 +99,10 @@ struct Fixture {
       wl::CertificateAuthority::CreateInMemory("cluster.local").value();
   KubeServerPtr server;
 
-  Fixture() {
+  explicit Fixture(uint64_t body_timeout_ms = 30'000) {
     KubeServerOptions options;
     options.address = "127.0.0.1:0";
+    options.body_timeout_ms = body_timeout_ms;
     auto started = KubeServer::Start(loop.get(), source, *ca, options);
     REQUIRE(started.ok());
     server = std::move(started).value();
@@ -106,11 +115,11 @@ struct Fixture {
   }
 
   // Runs the loop while the client talks to the server in a thread.
-  Exchange Run(const Client& client, const std::string& path) {
+  Exchange Run(const Client& client, const std::string& path, const std::string& raw = "") {
     Exchange result;
     std::atomic<bool> done{false};
     std::thread thread([&] {
-      result = Fetch(server->port(), client, path);
+      result = Fetch(server->port(), client, path, raw);
       done = true;
     });
     podless::testing::RunUntil(loop.get(), [&] { return done.load(); });
@@ -153,6 +162,57 @@ TEST_CASE("KubeServer: another CA's admin certificate is 401, a workload's SVID 
   CHECK(e.response.rfind("HTTP/1.1 403 Forbidden\r\n", 0) == 0);
   CHECK(e.response.find("spiffe://cluster.local/ns/shop/sa/web") != std::string::npos);
   CHECK(e.response.find("web-0") == std::string::npos);
+}
+
+TEST_CASE("KubeServer: a refused client's body is not read") {
+  Fixture f;
+  // The head announces 1000 bytes and 10 come: 401 at once, and closed.
+  const auto start = std::chrono::steady_clock::now();
+  Exchange e = f.Run({nullptr, "http/1.1"}, "",
+                     "POST /api/v1/namespaces/shop/serviceaccounts HTTP/1.1\r\nHost: x\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n0123456789");
+  CHECK(e.response.rfind("HTTP/1.1 401 Unauthorized\r\n", 0) == 0);
+  CHECK(e.response.find("Connection: close") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - start < 3s);
+}
+
+TEST_CASE("KubeServer: the admin's bodies: Content-Length, chunked, over the limit") {
+  Fixture f;
+  auto admin = f.ca->IssueTlsCertificate(kAdminCommonName, {}, {}, 1h);
+  REQUIRE(admin.ok());
+  const std::string body = R"({"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"a"}})";
+  const std::string head =
+      "POST /api/v1/namespaces/shop/serviceaccounts HTTP/1.1\r\nHost: x\r\n"
+      "Content-Type: application/json\r\nConnection: close\r\n";
+  // This source takes no writes: its 403 shows the body was read and parsed.
+  Exchange e = f.Run({admin->get(), "http/1.1"}, "",
+                     head + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  CHECK(e.response.rfind("HTTP/1.1 403 ", 0) == 0);
+  CHECK(e.response.find("serves reads only") != std::string::npos);
+  char size[16];
+  snprintf(size, sizeof size, "%zx", body.size());
+  e = f.Run({admin->get(), "http/1.1"}, "",
+            head + "Transfer-Encoding: chunked\r\n\r\n" + size + "\r\n" + body + "\r\n0\r\n\r\n");
+  CHECK(e.response.rfind("HTTP/1.1 403 ", 0) == 0);
+  CHECK(e.response.find("serves reads only") != std::string::npos);
+  e = f.Run({admin->get(), "http/1.1"}, "",
+            head + "Content-Length: " + std::to_string(kMaxRequestBodyBytes + 1) + "\r\n\r\n");
+  CHECK(e.response.rfind("HTTP/1.1 413 ", 0) == 0);
+  CHECK(e.response.find("RequestEntityTooLarge") != std::string::npos);
+  e = f.Run({admin->get(), "http/1.1"}, "", head + "Transfer-Encoding: chunked\r\n\r\nzz\r\n");
+  CHECK(e.response.rfind("HTTP/1.1 400 ", 0) == 0);
+}
+
+TEST_CASE("KubeServer: a body that trickles is cut off") {
+  Fixture f(/*body_timeout_ms=*/200);
+  auto admin = f.ca->IssueTlsCertificate(kAdminCommonName, {}, {}, 1h);
+  REQUIRE(admin.ok());
+  const auto start = std::chrono::steady_clock::now();
+  Exchange e = f.Run({admin->get(), "http/1.1"}, "",
+                     "POST /api/v1/namespaces/shop/serviceaccounts HTTP/1.1\r\nHost: x\r\n"
+                     "Content-Length: 100\r\n\r\n0123456789");
+  CHECK(e.response.empty());  // reset, never answered
+  CHECK(std::chrono::steady_clock::now() - start < 3s);
 }
 
 TEST_CASE("KubeServer: ALPN selects h2 when the client offers it") {
