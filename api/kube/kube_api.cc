@@ -208,13 +208,29 @@ KubeResponse KubeApi::Serve(const std::string& group, const std::string& version
           if (got.status != 200) return std::nullopt;
           return std::move(got.body);
         }};
-    return HandleWrite(source_, target, request);
+    const std::string key = resource->name + "/" + ns + "/" + name;
+    target.managed = name.empty() ? nullptr : &managed_fields_[key];
+    target.managed_of = [this, resource, ns](const std::string& object) {
+      return &managed_fields_[resource->name + "/" + ns + "/" + object];
+    };
+    target.now = now_();
+    KubeResponse response = HandleWrite(source_, target, request);
+    if (auto it = managed_fields_.find(key); it != managed_fields_.end() && it->second.empty()) {
+      managed_fields_.erase(it);
+    }
+    return response;
   }
   if (query.watch) {
     return StatusResponse(405, "MethodNotAllowed",
                           "watch is not served yet by podless's Kubernetes API");
   }
-  return ListOrGet(*resource, ns, name, query, request);
+  KubeResponse response = ListOrGet(*resource, ns, name, query, request);
+  auto managed = managed_fields_.find(resource->name + "/" + ns + "/" + name);
+  if (!name.empty() && response.status == 200 && response.content_type == "application/json" &&
+      managed != managed_fields_.end()) {
+    response.body = WithManagedFields(response.body, managed->second);
+  }
+  return response;
 }
 
 KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api/kube/managed_fields.h"
 #include "api/kube/resources.h"
 #include "podless/v1/runtime.pb.h"
 #include "workloads/result.h"
@@ -90,6 +91,10 @@ class KubeApi {
   ObjectSource& source_;
   std::string server_address_;
   std::function<int64_t()> now_;
+  // Server-side apply's field managers, by "resource/namespace/name". Kept
+  // in memory: a restart forgets them (every field is then free to take),
+  // and changes made outside this API (`podless apply`) are nobody's.
+  std::map<std::string, ManagedFields> managed_fields_;
 };
 
 }  // namespace podless::api::kube

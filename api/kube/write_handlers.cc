@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <ctime>
 #include <utility>
 #include <vector>
 
@@ -239,21 +240,61 @@ KubeResponse AgentFailure(const Resource& r, const std::string& name, const Erro
 // Applies the prepared document; the object as GET answers it after, with
 // `code` (201 created, 200 otherwise). Under dryRun=All nothing is
 // written and the answer is the document as it would be applied.
+// `record` (the field managers' change) runs once the agent has taken it.
 KubeResponse ApplyDocument(ObjectSource& source, const WriteTarget& t, const std::string& name,
-                           const YAML::Node& doc, int code) {
+                           const YAML::Node& doc, int code,
+                           const std::function<void()>& record = nullptr) {
   const Resource& r = *t.resource;
   const bool dry_run = DryRun(t);
   if (Status applied = source.Apply(YamlNodeToJson(doc), dry_run); !applied) {
     return AgentFailure(r, name, applied.error());
   }
   if (dry_run) return {code, "application/json", YamlNodeToJson(doc)};
+  if (record && t.managed != nullptr) record();
   auto now = t.get(name);
   if (!now) {
     return Failure(500, "InternalError",
                    Qualified(r) + " \"" + name + "\" was applied but is not there to answer with",
                    &r, name);
   }
+  if (t.managed != nullptr) return {code, "application/json", WithManagedFields(*now, *t.managed)};
   return {code, "application/json", std::move(*now)};
+}
+
+// managedFields' time: RFC 3339, UTC (objects.cc's creationTimestamp form).
+std::string TimeOf(int64_t unix_seconds) {
+  const time_t t = static_cast<time_t>(unix_seconds);
+  struct tm tm {};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// An update's field manager takes the fields it changed (kubectl names
+// itself: kubectl-edit, kubectl-patch, kubectl-client-side-apply, ...).
+std::function<void()> RecordUpdateOf(const WriteTarget& t, const YAML::Node& before,
+                                     const YAML::Node& after) {
+  const std::string manager = ParamOf(t, "fieldManager");
+  if (manager.empty() || t.managed == nullptr) return nullptr;
+  FieldSet changed = ChangedFields(before, after, t.resource->kind);
+  return [&t, manager, changed = std::move(changed)] {
+    RecordUpdate(*t.managed, manager, changed, t.resource->GroupVersion(), TimeOf(t.now));
+  };
+}
+
+// 409 of an apply that would change fields other managers hold.
+KubeResponse ApplyConflict(const Resource& r, const std::string& name,
+                           const std::vector<FieldConflict>& conflicts) {
+  std::vector<Cause> causes;
+  std::string message = "Apply failed with " + std::to_string(conflicts.size()) + " conflict" +
+                        (conflicts.size() == 1 ? "" : "s") + ":";
+  for (const FieldConflict& c : conflicts) {
+    const std::string with = "conflict with \"" + c.manager + "\" using " + c.api_version;
+    causes.push_back({"FieldManagerConflict", FieldPathString(c.field), with});
+    message += " " + with + ": " + FieldPathString(c.field);
+  }
+  return Failure(409, "Conflict", message, &r, name, "", causes);
 }
 
 Result<YAML::Node> ParseBody(const KubeRequest& request) {
@@ -324,7 +365,12 @@ KubeResponse Create(ObjectSource& source, const WriteTarget& t, const KubeReques
     return Failure(409, "AlreadyExists", Qualified(r) + " \"" + name + "\" already exists", &r,
                    name);
   }
-  return ApplyDocument(source, t, name, doc, 201);
+  WriteTarget named = t;
+  if (t.managed_of && !DryRun(t)) {
+    named.managed = t.managed_of(name);
+    named.managed->clear();  // a new object's
+  }
+  return ApplyDocument(source, named, name, doc, 201, RecordUpdateOf(named, YAML::Node(), doc));
 }
 
 KubeResponse Replace(ObjectSource& source, const WriteTarget& t, const KubeRequest& request) {
@@ -341,7 +387,7 @@ KubeResponse Replace(ObjectSource& source, const WriteTarget& t, const KubeReque
   }
   YAML::Node doc = YAML::Clone(*body);
   if (auto failure = Prepare(t, t.name, doc)) return *failure;
-  return ApplyDocument(source, t, t.name, doc, 200);
+  return ApplyDocument(source, t, t.name, doc, 200, RecordUpdateOf(t, *now, doc));
 }
 
 KubeResponse Patch(ObjectSource& source, const WriteTarget& t, const KubeRequest& request) {
@@ -357,6 +403,9 @@ KubeResponse Patch(ObjectSource& source, const WriteTarget& t, const KubeRequest
     auto config = ParseBody(request);
     if (!config) return BadRequest(config.error().message);
     if (!config->IsMap()) return BadRequest("an apply configuration must be an object");
+    const std::string manager = ParamOf(t, "fieldManager");
+    const FieldSet fields = FieldsOf(*config, r.kind);
+    const std::string api_version = r.GroupVersion();
     if (!current) {
       YAML::Node doc = YAML::Clone(*config);
       if (auto failure = Prepare(t, t.name, doc)) return *failure;
@@ -364,16 +413,32 @@ KubeResponse Patch(ObjectSource& source, const WriteTarget& t, const KubeRequest
         return Failure(409, "AlreadyExists", Qualified(r) + " \"" + t.name + "\" already exists",
                        &r, t.name);
       }
-      return ApplyDocument(source, t, t.name, doc, 201);
+      if (t.managed != nullptr && !DryRun(t)) t.managed->clear();
+      return ApplyDocument(source, t, t.name, doc, 201, [&] {
+        RecordApply(*t.managed, manager, fields, api_version, TimeOf(t.now), false, {});
+      });
     }
     auto now = ParseJsonNode(*current);
     if (!now) return Failure(500, "InternalError", now.error().message);
+    std::vector<FieldConflict> conflicts;
+    FieldSet released;
+    if (t.managed != nullptr) {
+      conflicts = ApplyConflicts(*t.managed, manager, *config, *now, r.kind);
+      if (!conflicts.empty() && ParamOf(t, "force") != "true") {
+        return ApplyConflict(r, t.name, conflicts);
+      }
+      released = Released(*t.managed, manager, fields);
+    }
     auto merged = BuiltIn(r) ? StrategicMergePatch(*now, *config, r.kind)
                              : Result<YAML::Node>(MergePatch(*now, *config));
     if (!merged) return Failure(422, "Invalid", merged.error().message, &r, t.name, r.kind);
-    YAML::Node doc = *merged;
+    // What this manager applied before and applies no more, and no one
+    // else holds, goes.
+    YAML::Node doc = released.empty() ? *merged : RemoveFields(*merged, released);
     if (auto failure = Prepare(t, t.name, doc)) return *failure;
-    return ApplyDocument(source, t, t.name, doc, 200);
+    return ApplyDocument(source, t, t.name, doc, 200, [&] {
+      RecordApply(*t.managed, manager, fields, api_version, TimeOf(t.now), true, conflicts);
+    });
   }
   if (!current) return NotFound(r, t.name);
   auto now = ParseJsonNode(*current);
@@ -386,7 +451,7 @@ KubeResponse Patch(ObjectSource& source, const WriteTarget& t, const KubeRequest
   }
   YAML::Node doc = *patched;
   if (auto failed = Prepare(t, t.name, doc)) return *failed;
-  return ApplyDocument(source, t, t.name, doc, 200);
+  return ApplyDocument(source, t, t.name, doc, 200, RecordUpdateOf(t, *now, doc));
 }
 
 KubeResponse Delete(ObjectSource& source, const WriteTarget& t) {
@@ -399,6 +464,7 @@ KubeResponse Delete(ObjectSource& source, const WriteTarget& t) {
     if (Status deleted = source.Delete(r.object_kind, r.namespaced ? t.ns : "", t.name); !deleted) {
       return AgentFailure(r, t.name, deleted.error());
     }
+    if (t.managed != nullptr) t.managed->clear();
   }
   // Nothing is left terminating: the object is gone when this answers.
   JsonWriter w;
@@ -472,7 +538,7 @@ KubeResponse Scale(ObjectSource& source, const WriteTarget& t, const KubeRequest
   patch["spec"]["replicas"] = *replicas;
   YAML::Node doc = MergePatch(*now, patch);
   if (auto failure = Prepare(t, t.name, doc)) return *failure;
-  KubeResponse applied = ApplyDocument(source, t, t.name, doc, 200);
+  KubeResponse applied = ApplyDocument(source, t, t.name, doc, 200, RecordUpdateOf(t, *now, doc));
   if (applied.status != 200) return applied;
   return {200, "application/json", ScaleJson(r, applied.body)};
 }

@@ -1,6 +1,7 @@
 // The write verbs of the Kubernetes API: POST (create), PUT (replace),
-// PATCH (merge, JSON, strategic merge, server-side apply), DELETE, and the
-// scale subresource of Deployments, StatefulSets and ReplicaSets.
+// PATCH (merge, JSON, strategic merge, server-side apply with field
+// managers and conflicts, managed_fields.h), DELETE, and the scale
+// subresource of Deployments, StatefulSets and ReplicaSets.
 //
 // Every write computes the object's whole Kubernetes document (create and
 // replace: the body; patch: the object as GET answers it, patched), strips
@@ -14,6 +15,7 @@
 // 405 MethodNotAllowed.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -21,6 +23,7 @@
 #include <string_view>
 
 #include "api/kube/kube_api.h"
+#include "api/kube/managed_fields.h"
 #include "api/kube/resources.h"
 
 namespace podless::api::kube {
@@ -35,6 +38,12 @@ struct WriteTarget {
   // The object named so as GET answers it now (JSON), or nullopt when it
   // does not exist.
   std::function<std::optional<std::string>(const std::string& name)> get;
+  // The object's field managers (server-side apply), kept by the caller;
+  // null: not tracked.
+  ManagedFields* managed = nullptr;
+  // The same for an object named in the body (POST).
+  std::function<ManagedFields*(const std::string& name)> managed_of;
+  int64_t now = 0;  // unix seconds, for managedFields' times
 };
 
 KubeResponse HandleWrite(ObjectSource& source, const WriteTarget& target,
