@@ -122,7 +122,9 @@ YAML::Node Without(const YAML::Node& node, const FieldPath& path, size_t i) {
       if (k != key) {
         out[k] = kv.second;
       } else if (!last) {
-        out[k] = Without(kv.second, path, i + 1);
+        // A map emptied by the removal goes with it, as the API server's.
+        YAML::Node inner = Without(kv.second, path, i + 1);
+        if (!(inner.IsMap() && inner.size() == 0 && kv.second.size() > 0)) out[k] = inner;
       }
     }
     return out;
@@ -133,11 +135,14 @@ YAML::Node Without(const YAML::Node& node, const FieldPath& path, size_t i) {
     const std::string name = key->begin()->first.Scalar();
     const YAML::Node value = key->begin()->second;
     YAML::Node out(YAML::NodeType::Sequence);
+    // The element goes when its key goes, or when nothing is left of it.
+    const bool key_field = i + 2 == path.size() && path[i + 1] == "f:" + name;
     for (const YAML::Node& e : node) {
       if (!JsonEqual(Field(e, name), value)) {
         out.push_back(e);
-      } else if (!last) {
-        out.push_back(Without(e, path, i + 1));
+      } else if (!last && !key_field) {
+        YAML::Node inner = Without(e, path, i + 1);
+        if (!(inner.IsMap() && inner.size() == 0)) out.push_back(inner);
       }
     }
     return out;

@@ -263,12 +263,47 @@ TEST_CASE_FIXTURE(Fixture, "pods are not written; server-side apply needs a fiel
   KubeResponse applied = Call("PATCH", web + "?fieldManager=kubectl&force=false", kDeployment,
                               "application/apply-patch+yaml");
   CHECK(applied.status == 201);
-  applied = Call("PATCH", web + "?fieldManager=kubectl",
-                 "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n"
-                 "  replicas: 6\n",
+  YAML::Node object = Object(applied);
+  REQUIRE(object["metadata"]["managedFields"].size() == 1);
+  CHECK(object["metadata"]["managedFields"][0]["manager"].as<std::string>() == "kubectl");
+  CHECK(object["metadata"]["managedFields"][0]["operation"].as<std::string>() == "Apply");
+  CHECK(object["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:replicas"].IsMap());
+
+  // Another manager's different value for a field kubectl holds: 409.
+  const std::string scale_to_7 =
+      "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: 7}\n";
+  applied = Call("PATCH", web + "?fieldManager=hpa", scale_to_7, "application/apply-patch+yaml");
+  CHECK(applied.status == 409);
+  YAML::Node status = Object(applied);
+  CHECK(status["reason"].as<std::string>() == "Conflict");
+  CHECK(status["message"].as<std::string>() ==
+        "Apply failed with 1 conflict: conflict with \"kubectl\" using apps/v1: .spec.replicas");
+  CHECK(status["details"]["causes"][0]["reason"].as<std::string>() == "FieldManagerConflict");
+  CHECK(status["details"]["causes"][0]["field"].as<std::string>() == ".spec.replicas");
+  CHECK(Replicas() == 2);
+  // Forced: hpa takes spec.replicas from kubectl.
+  applied = Call("PATCH", web + "?fieldManager=hpa&force=true", scale_to_7,
                  "application/apply-patch+yaml");
   CHECK(applied.status == 200);
-  CHECK(Replicas() == 6);
+  CHECK(Replicas() == 7);
+  // kubectl applies without replicas: no conflict (it no longer holds them),
+  // and they stay hpa's; its annotation, which it stops applying, goes.
+  std::string without = kDeployment;
+  without.replace(without.find(R"("replicas":2,)"), 13, "");
+  without.replace(without.find(R"(,"annotations":{"note":"kept"})"), 30, "");
+  applied = Call("PATCH", web + "?fieldManager=kubectl", without, "application/apply-patch+yaml");
+  CHECK(applied.status == 200);
+  CHECK(Replicas() == 7);
+  CHECK_FALSE(Object(applied)["metadata"]["annotations"].IsDefined());
+  // An update (a patch with its field manager) takes the fields it changes.
+  REQUIRE(Call("PATCH", web + "?fieldManager=kubectl-patch", R"({"spec":{"replicas":4}})",
+               "application/merge-patch+json")
+              .status == 200);
+  applied = Call("PATCH", web + "?fieldManager=hpa", scale_to_7, "application/apply-patch+yaml");
+  CHECK(applied.status == 409);
+  CHECK(Object(applied)["message"].as<std::string>().find("conflict with \"kubectl-patch\"") !=
+        std::string::npos);
+  CHECK(Replicas() == 4);
 }
 
 TEST_CASE("InvalidResponse: one cause per line, the location left out") {
