@@ -106,6 +106,15 @@ KubeResponse StatusResponse(int code, std::string_view reason, std::string_view 
   return {code, "application/json", StatusJson(code, reason, message, details_kind, details_name)};
 }
 
+std::string WarningHeader(std::string_view text) {
+  std::string out = "299 - \"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += (c == '\r' || c == '\n') ? ' ' : c;
+  }
+  return out + "\"";
+}
+
 Status ObjectSource::Apply(const std::string&, bool) {
   return MakeError(ErrorCode::kPermissionDenied, "this Kubernetes API serves reads only");
 }

@@ -55,6 +55,8 @@ struct KubeResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  // Warning headers (RFC 7234 299), which kubectl prints as "Warning: ...".
+  std::vector<std::string> warnings;
 };
 
 // A Status object (kind: Status) of a failed request; `details_kind` and
@@ -63,6 +65,9 @@ std::string StatusJson(int code, std::string_view reason, std::string_view messa
                        std::string_view details_kind = "", std::string_view details_name = "");
 KubeResponse StatusResponse(int code, std::string_view reason, std::string_view message,
                             std::string_view details_kind = "", std::string_view details_name = "");
+
+// A Warning header's value for `text`: 299 - "text" (quotes escaped).
+std::string WarningHeader(std::string_view text);
 
 class KubeApi {
  public:

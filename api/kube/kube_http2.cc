@@ -222,16 +222,19 @@ void Http2Connection::Respond(int32_t stream_id) {
   it->second.body = std::move(response.body);
   const std::string status = std::to_string(response.status);
   const std::string length = std::to_string(it->second.body.size());
-  const nghttp2_nv headers[] = {
+  std::vector<nghttp2_nv> headers = {
       proxy::MakeNv(":status", status),
       proxy::MakeNv("content-type", response.content_type),
       proxy::MakeNv("content-length", length),
       proxy::MakeNv("cache-control", "no-cache, private"),
   };
+  std::vector<std::string> warnings;
+  for (const std::string& warning : response.warnings) warnings.push_back(WarningHeader(warning));
+  for (const std::string& warning : warnings) headers.push_back(proxy::MakeNv("warning", warning));
   nghttp2_data_provider provider{};
   provider.read_callback = Http2Callbacks::ReadBody;
   const bool head = it->second.request.method == "HEAD";
-  if (nghttp2_submit_response(session_, stream_id, headers, std::size(headers),
+  if (nghttp2_submit_response(session_, stream_id, headers.data(), headers.size(),
                               head ? nullptr : &provider) != 0) {
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_INTERNAL_ERROR);
   }

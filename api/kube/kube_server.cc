@@ -143,6 +143,9 @@ class KubeServer::Connection final : public KubeConnection {
         {"Content-Length", std::to_string(response.body.size())},
         {"Cache-Control", "no-cache, private"},
     };
+    for (const std::string& warning : response.warnings) {
+      headers.emplace_back("Warning", WarningHeader(warning));
+    }
     if (!keep_alive) headers.emplace_back("Connection", "close");
     std::string bytes = proxy::FormatResponseHead(status, "", headers);
     bytes += response.body;

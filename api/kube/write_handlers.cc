@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cstdlib>
 #include <ctime>
 #include <utility>
 #include <vector>
@@ -240,16 +241,102 @@ KubeResponse AgentFailure(const Resource& r, const std::string& name, const Erro
 // Applies the prepared document; the object as GET answers it after, with
 // `code` (201 created, 200 otherwise). Under dryRun=All nothing is
 // written and the answer is the document as it would be applied.
+// The unknown fields of a rejected document ("spec.foo"); the document
+// without them may still be wrong in other ways, which the retry reports.
+std::vector<std::string> UnknownFields(std::string_view message) {
+  std::vector<std::string> fields;
+  for (const Cause& c : CausesOf(message)) {
+    const std::string field = UnknownField(c);
+    if (!field.empty()) fields.push_back(field);
+  }
+  return fields;
+}
+
+// `node` without the field at the dotted path ("spec.template.spec.
+// containers[0].foo"), from token `i` on.
+YAML::Node WithoutDotted(const YAML::Node& node, const std::vector<std::string>& tokens, size_t i) {
+  if (i >= tokens.size()) return node;
+  const std::string& token = tokens[i];
+  const bool last = i + 1 == tokens.size();
+  if (!token.empty() && token.front() == '[' && node.IsSequence()) {
+    const size_t index = std::strtoul(token.c_str() + 1, nullptr, 10);
+    YAML::Node out(YAML::NodeType::Sequence);
+    for (size_t j = 0; j < node.size(); ++j) {
+      if (j != index) {
+        out.push_back(node[j]);
+      } else if (!last) {
+        out.push_back(WithoutDotted(node[j], tokens, i + 1));
+      }
+    }
+    return out;
+  }
+  if (!node.IsMap()) return node;
+  YAML::Node out(YAML::NodeType::Map);
+  for (const auto& kv : node) {
+    const std::string key = kv.first.Scalar();
+    if (key != token) {
+      out[key] = kv.second;
+    } else if (!last) {
+      out[key] = WithoutDotted(kv.second, tokens, i + 1);
+    }
+  }
+  return out;
+}
+
+YAML::Node RemoveDottedFields(const YAML::Node& doc, const std::vector<std::string>& fields) {
+  std::optional<YAML::Node> out(doc);
+  for (const std::string& field : fields) {
+    std::vector<std::string> tokens;  // "a.b[0].c" -> a, b, [0], c
+    std::string current;
+    for (char c : field) {
+      if (c == '.' || c == '[') {
+        if (!current.empty()) tokens.push_back(current);
+        current = c == '[' ? "[" : "";
+      } else if (c == ']') {
+        tokens.push_back(current);
+        current.clear();
+      } else {
+        current += c;
+      }
+    }
+    if (!current.empty()) tokens.push_back(current);
+    YAML::Node next = WithoutDotted(*out, tokens, 0);
+    out.reset();
+    out.emplace(next);
+  }
+  return YAML::Clone(*out);
+}
+
 // `record` (the field managers' change) runs once the agent has taken it.
 KubeResponse ApplyDocument(ObjectSource& source, const WriteTarget& t, const std::string& name,
                            const YAML::Node& doc, int code,
                            const std::function<void()>& record = nullptr) {
   const Resource& r = *t.resource;
   const bool dry_run = DryRun(t);
-  if (Status applied = source.Apply(YamlNodeToJson(doc), dry_run); !applied) {
-    return AgentFailure(r, name, applied.error());
+  Status applied = source.Apply(YamlNodeToJson(doc), dry_run);
+  // fieldValidation=Ignore (kubectl --validate=false) or Warn: the unknown
+  // fields are dropped and the rest applied, as the API server does
+  // (Strict, kubectl's default, and anything else: 400).
+  const std::string validation = ParamOf(t, "fieldValidation");
+  std::vector<std::string> warnings;
+  std::optional<YAML::Node> known;
+  if (!applied && applied.error().code == ErrorCode::kInvalidArgument &&
+      (validation == "Ignore" || validation == "Warn")) {
+    std::vector<std::string> unknown = UnknownFields(applied.error().message);
+    if (!unknown.empty()) {
+      known.emplace(RemoveDottedFields(doc, unknown));
+      applied = source.Apply(YamlNodeToJson(*known), dry_run);
+      if (validation == "Warn") {
+        for (const std::string& field : unknown) {
+          warnings.push_back("unknown field \"" + field + "\"");
+        }
+      }
+    }
   }
-  if (dry_run) return {code, "application/json", YamlNodeToJson(doc)};
+  if (!applied) return AgentFailure(r, name, applied.error());
+  if (dry_run) {
+    return {code, "application/json", YamlNodeToJson(known ? *known : doc), warnings};
+  }
   if (record && t.managed != nullptr) record();
   auto now = t.get(name);
   if (!now) {
@@ -257,8 +344,10 @@ KubeResponse ApplyDocument(ObjectSource& source, const WriteTarget& t, const std
                    Qualified(r) + " \"" + name + "\" was applied but is not there to answer with",
                    &r, name);
   }
-  if (t.managed != nullptr) return {code, "application/json", WithManagedFields(*now, *t.managed)};
-  return {code, "application/json", std::move(*now)};
+  if (t.managed != nullptr) {
+    return {code, "application/json", WithManagedFields(*now, *t.managed), warnings};
+  }
+  return {code, "application/json", std::move(*now), warnings};
 }
 
 // managedFields' time: RFC 3339, UTC (objects.cc's creationTimestamp form).

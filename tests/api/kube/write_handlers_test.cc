@@ -197,6 +197,26 @@ TEST_CASE_FIXTURE(Fixture, "a document podless rejects is 422 with the field; un
             "strict decoding error: unknown field \"spec.foo\"") != std::string::npos);
   CHECK(Replicas() == 2);
   CHECK(source.applies == 1);
+
+  // Ignore (kubectl --validate=false) and Warn drop the unknown field and
+  // apply the rest; Warn says so.
+  KubeResponse ignored = Call("PATCH", web + "?fieldValidation=Ignore",
+                              R"({"spec":{"replicas":3,"foo":1}})", "application/merge-patch+json");
+  CHECK(ignored.status == 200);
+  CHECK(ignored.warnings.empty());
+  CHECK(Replicas() == 3);
+  CHECK_FALSE(Object(ignored)["spec"]["foo"].IsDefined());
+  KubeResponse warned = Call("PATCH", web + "?fieldValidation=Warn",
+                             R"({"spec":{"replicas":4,"foo":1}})", "application/merge-patch+json");
+  CHECK(warned.status == 200);
+  CHECK(warned.warnings == std::vector<std::string>{"unknown field \"spec.foo\""});
+  CHECK(Replicas() == 4);
+  // An unknown field among other errors: 422, nothing dropped or applied.
+  CHECK(Call("PATCH", web + "?fieldValidation=Ignore", R"({"spec":{"replicas":-1,"foo":1}})",
+             "application/merge-patch+json")
+            .status == 422);
+  CHECK(Replicas() == 4);
+  CHECK(WarningHeader("a \"b\"\n") == R"(299 - "a \"b\" ")");
 }
 
 TEST_CASE_FIXTURE(Fixture, "strategic merge of a custom resource is 415, as for CRDs") {
