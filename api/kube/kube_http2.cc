@@ -57,11 +57,25 @@ struct Http2Callbacks {
       auto it = self->requests_.find(frame->hd.stream_id);
       if (it == self->requests_.end()) return 0;
       if (!self->accept_bodies_) {
+        it->second.early = true;
         self->Respond(frame->hd.stream_id);
         return 0;
       }
       it->second.body_started = uv_now(self->loop_);
       if (!self->body_timer_.IsActive()) self->body_timer_.Start(self->body_timeout_ms_);
+    }
+    return 0;
+  }
+
+  // A response sent before its request ended: the client is told to stop
+  // sending (RFC 9113 section 8.1, RST_STREAM NO_ERROR), and the stream is
+  // gone rather than open until the client ends it.
+  static int OnFrameSend(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
+    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) return 0;
+    auto& requests = Self(user_data)->requests_;
+    auto it = requests.find(frame->hd.stream_id);
+    if (it != requests.end() && it->second.early) {
+      nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
     }
     return 0;
   }
@@ -105,6 +119,7 @@ Http2Connection::Http2Connection(uv_loop_t* loop, proxy::Stream* stream, uint64_
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, Http2Callbacks::OnFrameRecv);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, Http2Callbacks::OnStreamClose);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, Http2Callbacks::OnDataChunk);
+  nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, Http2Callbacks::OnFrameSend);
   nghttp2_session_server_new(&session_, callbacks, this);
   nghttp2_session_callbacks_del(callbacks);
   const nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100}};
@@ -170,6 +185,7 @@ void Http2Connection::RespondEarly(int32_t stream_id, KubeResponse response) {
   if (it == requests_.end() || it->second.answered) return;
   Request& r = it->second;
   r.answered = true;
+  r.early = true;
   r.request.body.clear();
   r.body = std::move(response.body);
   const std::string status = std::to_string(response.status);

@@ -54,7 +54,8 @@ class Http2Connection final : public KubeConnection {
     KubeRequest request;
     std::string body;  // the response's
     size_t sent = 0;
-    bool answered = false;      // before the request's end: refused early
+    bool answered = false;      // the response is submitted
+    bool early = false;         // before the request's end (refused, too large, late)
     uint64_t body_started = 0;  // loop ms when its body began; 0: none coming
   };
 
