@@ -120,13 +120,26 @@ def main():
         check(lines(out) == sorted(f"{o} unchanged" for o in CREATED), f"second apply:\n{out}")
 
         # An edited file: configured, and the agent runs 3 replicas.
+        # --dry-run=server (dryRun=All): answered, nothing changed.
+        dry = write(os.path.join(tmp, "dry.yaml"), MANIFEST.replace("replicas: 2", "replicas: 9"))
+        # --validate=false: until /openapi/v3 merges
+        out = kubectl("apply", "--validate=false", "--dry-run=server", "-f", dry).stdout
+        check("deployment.apps/web configured (server dry run)" in out, f"dry run:\n{out}")
+        check(replicas() == 2, f"a dry run changes nothing: {replicas()}")
+
+        # An edited file (a Deployment, and a podless Workload, whose patch
+        # is a JSON merge patch): configured, and the agent runs 3 replicas.
         edited = write(os.path.join(tmp, "edited.yaml"),
-                       MANIFEST.replace("replicas: 2", "replicas: 3"))
+                       MANIFEST.replace("replicas: 2", "replicas: 3")
+                       .replace("{name: echo, namespace: kw}",
+                                "{name: echo, namespace: kw, labels: {v: '2'}}"))
         # --validate=false: until /openapi/v3 merges
         out = kubectl("apply", "--validate=false", "-f", edited).stdout
-        check("deployment.apps/web configured" in out and "service/web unchanged" in out,
-              f"apply of an edited file:\n{out}")
+        check("deployment.apps/web configured" in out and "service/web unchanged" in out and
+              "workload.podless.dev/echo configured" in out, f"apply of an edited file:\n{out}")
         check(replicas() == 3, f"replicas after apply: {replicas()}")
+        check(podless_json("workload", "echo")["metadata"].get("labels") == {"v": "2"},
+              f"workload labels: {podless_json('workload', 'echo')['metadata']}")
 
         # A manifest podless rejects: the field's error, nothing changed.
         bad = write(os.path.join(tmp, "bad.yaml"), MANIFEST.replace("replicas: 2", "replicas: -4"))
@@ -317,6 +330,12 @@ def main():
         code, body = curl(*admin, "-H", "Transfer-Encoding: chunked", "--data-binary", sa)
         check(code == "201" and json.loads(body)["metadata"]["name"] == "anon",
               f"chunked create: {code} {body[:200]}")
+
+        # delete --all: kubectl lists, then deletes one by one.
+        out = kubectl("delete", "sa", "--all", "-n", NS, timeout=60).stdout
+        check('serviceaccount "web" deleted' in out and 'serviceaccount "ssa" deleted' in out,
+              f"delete --all:\n{out}")
+        check(kubectl("get", "sa", "-n", NS, ok=False).stdout == "", "no service account left")
 
         # delete -f: everything the file holds.
         out = kubectl("delete", "-f", path, "--ignore-not-found", timeout=60).stdout
