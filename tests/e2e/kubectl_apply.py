@@ -169,7 +169,14 @@ def main():
         kubectl("patch", "deploy", "web", "-n", NS, "--type=json",
                 "-p", '[{"op":"replace","path":"/spec/replicas","value":2}]')
         check(replicas() == 2, "json patch")
-        # A strategic patch of a custom resource falls back to a merge patch.
+        # A custom resource takes no strategic merge patch (415, as for a
+        # CRD): kubectl patch says so, nothing changes; --type=merge does.
+        r = kubectl("patch", "authorizationpolicy", "deny-all", "-n", NS,
+                    "-p", '{"spec":{"action":"ALLOW"}}', ok=False)
+        check(r.returncode != 0 and "application/strategic-merge-patch+json is not supported by "
+              "security.istio.io/v1, Kind=AuthorizationPolicy" in r.stderr and
+              podless_json("authorizationpolicy", "deny-all")["spec"]["action"] == "DENY",
+              f"strategic patch of an AuthorizationPolicy: {r.stderr}")
         out = kubectl("patch", "authorizationpolicy", "deny-all", "-n", NS, "--type=merge",
                       "-p", '{"spec":{"action":"ALLOW"}}').stdout
         check("patched" in out and
