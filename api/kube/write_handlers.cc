@@ -314,10 +314,12 @@ KubeResponse ApplyDocument(ObjectSource& source, const WriteTarget& t, const std
   const Resource& r = *t.resource;
   const bool dry_run = DryRun(t);
   Status applied = source.Apply(YamlNodeToJson(doc), dry_run);
-  // fieldValidation=Ignore (kubectl --validate=false) or Warn: the unknown
-  // fields are dropped and the rest applied, as the API server does
-  // (Strict, kubectl's default, and anything else: 400).
-  const std::string validation = ParamOf(t, "fieldValidation");
+  // fieldValidation=Ignore (kubectl --validate=false) or Warn (the API
+  // server's default when none is given): the unknown fields are dropped
+  // and the rest applied, as the API server does. Strict (kubectl's
+  // default): 400.
+  std::string validation = ParamOf(t, "fieldValidation");
+  if (validation.empty()) validation = "Warn";
   std::vector<std::string> warnings;
   std::optional<YAML::Node> known;
   if (!applied && applied.error().code == ErrorCode::kInvalidArgument &&

@@ -190,8 +190,8 @@ TEST_CASE_FIXTURE(Fixture, "a document podless rejects is 422 with the field; un
   CHECK(status["details"]["causes"][0]["field"].as<std::string>() == "spec.replicas");
   CHECK(status["details"]["kind"].as<std::string>() == "Deployment");
 
-  KubeResponse unknown =
-      Call("PATCH", web, R"({"spec":{"foo":1}})", "application/merge-patch+json");
+  KubeResponse unknown = Call("PATCH", web + "?fieldValidation=Strict", R"({"spec":{"foo":1}})",
+                              "application/merge-patch+json");
   CHECK(unknown.status == 400);
   CHECK(Object(unknown)["message"].as<std::string>().find(
             "strict decoding error: unknown field \"spec.foo\"") != std::string::npos);
@@ -216,6 +216,12 @@ TEST_CASE_FIXTURE(Fixture, "a document podless rejects is 422 with the field; un
              "application/merge-patch+json")
             .status == 422);
   CHECK(Replicas() == 4);
+  // No fieldValidation: Warn, the API server's default.
+  KubeResponse plain =
+      Call("PATCH", web, R"({"spec":{"replicas":5,"foo":1}})", "application/merge-patch+json");
+  CHECK(plain.status == 200);
+  CHECK(plain.warnings.size() == 1);
+  CHECK(Replicas() == 5);
   CHECK(WarningHeader("a \"b\"\n") == R"(299 - "a \"b\" ")");
 }
 
