@@ -1,5 +1,6 @@
 #include "api/kube/kube_api.h"
 
+#include <optional>
 #include <utility>
 
 #include "api/kube/media_type.h"
@@ -68,6 +69,35 @@ Result<std::vector<FieldRequirement>> ParseFieldSelector(std::string_view text) 
     requirements.push_back(std::move(r));
   }
   return requirements;
+}
+
+// Where a chunked list goes on: the revision the first chunk was listed at
+// and how many matching items came before. Written "REVISION.OFFSET"; a
+// client treats it as opaque.
+struct Chunk {
+  uint64_t revision = 0;
+  uint64_t offset = 0;
+};
+
+bool ParseNumber(std::string_view text, uint64_t* out) {
+  if (text.empty() || text.size() > 19) return false;
+  uint64_t n = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *out = n;
+  return true;
+}
+
+std::optional<Chunk> ParseContinue(std::string_view token) {
+  const size_t dot = token.find('.');
+  Chunk chunk;
+  if (dot == std::string_view::npos || !ParseNumber(token.substr(0, dot), &chunk.revision) ||
+      !ParseNumber(token.substr(dot + 1), &chunk.offset)) {
+    return std::nullopt;
+  }
+  return chunk;
 }
 
 bool FieldsMatch(const std::vector<FieldRequirement>& requirements, const Item& item) {
@@ -144,14 +174,17 @@ KubeResponse KubeApi::Handle(const KubeRequest& request) {
       if (key == "fieldSelector") query.field_selector = value;
       if (key == "watch") query.watch = value == "true" || value == "1";
       query.params[key] = value;
+      if (key == "limit") query.limit = value;
+      if (key == "continue") query.continue_token = value;
     }
   }
   const bool read = request.method == "GET" || request.method == "HEAD";
   const std::vector<std::string> parts = SplitPath(path);
   if (parts.size() == 1 && parts[0] == "version" && read) return Json(VersionJson());
-  const bool discovery = read && (parts.size() == 1 && (parts[0] == "api" || parts[0] == "apis")) ||
-                         (parts.size() == 2 && parts[0] == "api") ||
-                         (parts.size() == 3 && parts[0] == "apis");
+  const bool discovery =
+      read &&
+      ((parts.size() == 1 && (parts[0] == "api" || parts[0] == "apis")) ||
+       (parts.size() == 2 && parts[0] == "api") || (parts.size() == 3 && parts[0] == "apis"));
   if (discovery) return Discovery(parts, request);
   if (parts.size() >= 3 && parts[0] == "api") {
     return Serve("", parts[1], std::vector<std::string>(parts.begin() + 2, parts.end()), query,
@@ -249,27 +282,55 @@ KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,
   if (!selector) return StatusResponse(400, "BadRequest", selector.error().message);
   auto fields = ParseFieldSelector(query.field_selector);
   if (!fields) return StatusResponse(400, "BadRequest", fields.error().message);
+  // Chunks (kubectl asks for 500 items at a time): each renders only its
+  // items. A chunk is of the state at the revision of the first: when the
+  // agent's state has changed since, the token has expired (410), as the
+  // API server answers for a continue token older than its compaction.
+  uint64_t limit = 0;
+  if (!query.limit.empty() && !ParseNumber(query.limit, &limit)) {
+    return StatusResponse(400, "BadRequest", "invalid limit: \"" + query.limit + "\"");
+  }
+  std::optional<Chunk> chunk;
+  if (!query.continue_token.empty()) {
+    chunk = ParseContinue(query.continue_token);
+    if (!chunk) return StatusResponse(400, "BadRequest", "invalid continue token");
+  }
   auto listed = source_.List(resource.object_kind, resource.namespaced ? ns : "");
   if (!listed) return StatusResponse(500, "InternalError", listed.error().message);
+  ListMeta list_meta(listed->resource_version());
+  if (chunk && chunk->revision != listed->resource_version()) {
+    return StatusResponse(410, "Expired",
+                          "The provided continue parameter is too old to display a consistent "
+                          "list result. You can start a new list without the continue "
+                          "parameter.");
+  }
   const std::vector<v1::Object> objects(listed->objects().begin(), listed->objects().end());
-  std::vector<Item> items;
-  for (Item& item : ItemsOf(resource, objects, now_())) {
-    if (!name.empty() && item.name != name) continue;
-    if (!ns.empty() && resource.namespaced && item.ns != ns) continue;
-    if (!selector->Matches(item.labels) || !FieldsMatch(*fields, item)) continue;
-    items.push_back(std::move(item));
+  const uint64_t first = chunk ? chunk->offset : 0;
+  uint64_t matched = 0;
+  auto select = [&](const Item& item) {
+    if (!name.empty() && item.name != name) return false;
+    if (!ns.empty() && resource.namespaced && item.ns != ns) return false;
+    if (!selector->Matches(item.labels) || !FieldsMatch(*fields, item)) return false;
+    const uint64_t index = matched++;
+    return index >= first && (limit == 0 || index < first + limit);
+  };
+  const std::string table = TableVersion(request.accept);
+  std::vector<Item> items = ItemsOf(resource, objects, now_(), select, table.empty());
+  if (limit > 0 && matched > first + limit) {
+    list_meta.continue_token =
+        std::to_string(listed->resource_version()) + "." + std::to_string(first + limit);
+    list_meta.remaining = matched - first - limit;
   }
   if (!name.empty() && items.empty()) {
     return StatusResponse(404, "NotFound", resource.name + " \"" + name + "\" not found",
                           resource.name, name);
   }
-  const std::string table = TableVersion(request.accept);
   if (!table.empty()) {
     return {200, "application/json;as=Table;v=" + table + ";g=meta.k8s.io",
-            TableJson(resource, table, items, listed->resource_version())};
+            TableJson(resource, table, items, list_meta)};
   }
   if (!name.empty()) return Json(std::move(items.front().json));
-  return Json(ListJson(resource, items, listed->resource_version()));
+  return Json(ListJson(resource, items, list_meta));
 }
 
 }  // namespace podless::api::kube

@@ -83,6 +83,8 @@ class KubeApi {
     std::string field_selector;
     bool watch = false;
     std::map<std::string, std::string> params;  // every parameter, decoded
+    std::string limit;                          // ?limit=: a chunk of at most this many
+    std::string continue_token;                 // ?continue=: the chunk after a previous one
   };
   KubeResponse Discovery(const std::vector<std::string>& parts, const KubeRequest& request);
   // A path below /api/<version>/ or /apis/<group>/<version>/: `rest` is

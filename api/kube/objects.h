@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -42,22 +43,36 @@ struct Column {
 // printer columns, for Istio's kinds) defines them.
 const std::vector<Column>& Columns(const Resource& resource);
 
+// Chooses the items to render: called with an item's name, ns and labels
+// set (nothing else), before the costly part (its JSON and cells) is made.
+using ItemFilter = std::function<bool(const Item&)>;
+
 // The items of `resource` among `objects` (what the agent's List returned for
-// resource.object_kind), in the order given; `now` is unix seconds.
+// resource.object_kind), in the order given; `now` is unix seconds. With
+// `select`, only those it accepts; without `with_json`, items without their
+// JSON (a Table needs only the cells and the metadata).
 std::vector<Item> ItemsOf(const Resource& resource, const std::vector<v1::Object>& objects,
-                          int64_t now);
+                          int64_t now, const ItemFilter& select = nullptr, bool with_json = true);
 
 // kubectl's age: 45s, 3m12s, 25m, 2h5m, 5h, 3d4h, 12d, ...; "<unknown>" for 0.
 std::string HumanAge(int64_t created, int64_t now);
 
 // A <Kind>List of the items (what `kubectl get -o json` prints).
-// `resource_version`: the agent's revision when listed.
+// A list's metadata: the agent's revision when listed and, for a chunk of a
+// longer list (?limit=), the token of the next chunk and how many remain.
+struct ListMeta {
+  ListMeta(uint64_t resource_version = 0) : resource_version(resource_version) {}
+  uint64_t resource_version = 0;
+  std::string continue_token;
+  uint64_t remaining = 0;
+};
+
 std::string ListJson(const Resource& resource, const std::vector<Item>& items,
-                     uint64_t resource_version);
+                     const ListMeta& meta);
 // A meta.k8s.io Table (`version` "v1" or "v1beta1") of the items, each row
 // with its PartialObjectMetadata (kubectl's NAMESPACE and LABELS columns come
 // from it).
 std::string TableJson(const Resource& resource, std::string_view version,
-                      const std::vector<Item>& items, uint64_t resource_version);
+                      const std::vector<Item>& items, const ListMeta& meta);
 
 }  // namespace podless::api::kube

@@ -128,12 +128,13 @@ Status Agent::Load() {
   // Re-reserve every persisted address; a conflict means the state was
   // written with another CIDR, which the operator must resolve.
   LabelIndex::Change labeled;  // one update for all: each list is built once
-  for (const auto& [key, object] : store_->objects()) {
+  for (const StoredObject& object : store_->objects()) {
+    const ObjectKeyView key = KeyViewOf(object);
     auto& pool = key.kind == Kind::kService ? *service_pool_ : *node_pool_;
     for (uint32_t address : object.addresses) {
       if (Status s = pool.Reserve(address); !s) {
         return MakeError(ErrorCode::kFailedPrecondition,
-                         store_->path() + ": " + KeyText(key) + ": address " +
+                         store_->path() + ": " + KeyText(workloads::KeyOf(object.object)) + ": address " +
                              workloads::FormatIpv4(address) + ": " + s.error().message +
                              " (was the state written with another --node-cidr/--service-cidr?)");
       }
@@ -295,6 +296,12 @@ Status Agent::Admit(const std::vector<Object>& objects,
 // and those of the same apply (a new version replaces the stored one).
 void Agent::WarnOfUnservedTargetPorts(const std::vector<Object>& objects,
                                       std::vector<std::vector<std::string>>* warnings) const {
+  // A RegisterBatch of 10,000 workloads has no Service: no map of them.
+  if (std::none_of(objects.begin(), objects.end(), [](const Object& object) {
+        return std::holds_alternative<workloads::Service>(object);
+      })) {
+    return;
+  }
   std::map<ObjectKey, const workloads::Workload*> applied;
   for (const Object& object : objects) {
     if (const auto* workload = std::get_if<workloads::Workload>(&object))
@@ -346,6 +353,11 @@ void Agent::WarnOfUnservedTargetPorts(const std::vector<Object>& objects,
 // that come later may have TCP ports.
 void Agent::WarnOfTcpHttpRules(const std::vector<Object>& objects,
                                std::vector<std::vector<std::string>>* warnings) const {
+  if (std::none_of(objects.begin(), objects.end(), [](const Object& object) {
+        return std::holds_alternative<workloads::AuthorizationPolicy>(object);
+      })) {
+    return;
+  }
   std::map<ObjectKey, const workloads::Workload*> applied;
   for (const Object& object : objects) {
     if (const auto* workload = std::get_if<workloads::Workload>(&object))
@@ -914,16 +926,16 @@ Status Agent::Register(std::vector<workloads::Workload> workloads) {
 const StoredObject* Agent::Find(const ObjectKey& key) const {
   const auto& objects = store_->objects();
   auto it = objects.find(key);
-  return it == objects.end() ? nullptr : &it->second;
+  return it == objects.end() ? nullptr : &*it;
 }
 
 std::vector<const StoredObject*> Agent::List(Kind kind, const std::string& ns) const {
   std::vector<const StoredObject*> out;
   const auto& objects = store_->objects();
   auto it = objects.lower_bound(ObjectKey{kind, ns, ""});
-  for (; it != objects.end() && it->first.kind == kind; ++it) {
-    if (!ns.empty() && it->first.ns != ns) break;
-    out.push_back(&it->second);
+  for (; it != objects.end() && KeyViewOf(*it).kind == kind; ++it) {
+    if (!ns.empty() && KeyViewOf(*it).ns != ns) break;
+    out.push_back(&*it);
   }
   return out;
 }
@@ -933,7 +945,7 @@ bool Agent::HasNamespace(const std::string& ns) const {
   if (objects.contains(ObjectKey{Kind::kNamespace, "", ns})) return true;  // declared
   for (Kind kind : workloads::kAllKinds) {
     auto it = objects.lower_bound(ObjectKey{kind, ns, ""});
-    if (it != objects.end() && it->first.kind == kind && it->first.ns == ns) return true;
+    if (it != objects.end() && KeyViewOf(*it).kind == kind && KeyViewOf(*it).ns == ns) return true;
   }
   return false;
 }
@@ -1182,21 +1194,22 @@ std::function<bool(std::string*)> Agent::StreamConfigDump(
     const ObjectMap& objects = store_->objects();
     while (cursor->section == DumpCursor::Section::kWorkloads && written < budget) {
       auto it = objects.lower_bound(cursor->next);
-      if (cursor->ordinal > 0 && (it == objects.end() || it->first != cursor->next)) {
+      if (cursor->ordinal > 0 &&
+          (it == objects.end() || KeyViewOf(*it) != KeyViewOf(cursor->next))) {
         // The workload being written went away: close it.
         json.EndArray();
         json.EndObject();
         cursor->ordinal = 0;
       }
-      if (it == objects.end() || it->first.kind != Kind::kWorkload) {
+      if (it == objects.end() || KeyViewOf(*it).kind != Kind::kWorkload) {
         json.EndArray();
         cursor->section = DumpCursor::Section::kRest;
         break;
       }
-      const StoredObject& stored = it->second;
+      const StoredObject& stored = *it;
       const auto& workload = std::get<workloads::Workload>(stored.object);
       if (cursor->ordinal == 0) {
-        cursor->next = it->first;
+        cursor->next = workloads::KeyOf(stored.object);
         json.BeginObject();
         json.Key("namespace").String(workload.metadata.ns);
         json.Key("name").String(workload.metadata.name);

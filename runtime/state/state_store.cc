@@ -188,6 +188,13 @@ Status EncodePut(const StoredObject& put, std::string* out, std::string* scratch
 
 // The size EncodePut gives `put`, which the live-size account needs when a
 // stored object is replaced or deleted.
+// Puts a new version of an object in its entry. A set's elements are const
+// because their order depends on them; the version has the entry's key
+// (kind, namespace, name: its order), so assigning it keeps the order.
+void ReplaceEntry(ObjectMap::iterator entry, StoredObject&& version) noexcept {
+  const_cast<StoredObject&>(*entry) = std::move(version);
+}
+
 uint64_t EncodedPutSize(const StoredObject& put) {
   thread_local std::string out;
   thread_local std::string scratch;
@@ -528,24 +535,24 @@ void StateStore::Apply(std::vector<StoredObject>&& puts, const std::vector<uint6
   for (const ObjectKey& key : deletes) {
     auto it = objects_.find(key);
     if (it == objects_.end()) continue;
-    live_bytes_ -= EncodedPutSize(it->second);
+    live_bytes_ -= EncodedPutSize(*it);
     objects_.erase(it);
   }
   for (size_t i = 0; i < puts.size(); ++i) {
     StoredObject& put = puts[i];
-    ObjectKey key = workloads::KeyOf(put.object);
+    const ObjectKeyView key = KeyViewOf(put);
     // Snapshots list keys in order, so replaying one appends at the end: check
     // that first and search only when the key is not past the last one.
     auto it = objects_.end();
-    if (!objects_.empty() && !(std::prev(it)->first < key)) it = objects_.lower_bound(key);
-    if (it != objects_.end() && it->first == key) {
-      live_bytes_ -= EncodedPutSize(it->second);
-      it->second = std::move(put);
+    if (!objects_.empty() && !(KeyViewOf(*std::prev(it)) < key)) it = objects_.lower_bound(put);
+    if (it != objects_.end() && KeyViewOf(*it) == key) {
+      live_bytes_ -= EncodedPutSize(*it);
+      ReplaceEntry(it, std::move(put));
     } else {
-      it = objects_.emplace_hint(it, std::move(key), std::move(put));
+      it = objects_.emplace_hint(it, std::move(put));
     }
     live_bytes_ += put_sizes[i];
-    if (stored != nullptr) stored->push_back(&it->second);
+    if (stored != nullptr) stored->push_back(&*it);
   }
 }
 
@@ -615,19 +622,18 @@ Result<std::unique_ptr<StateStore::PendingCommit>> StateStore::Write(
   ObjectMap scratch_map;  // allocates the entry of a new key, then hands it over
   for (size_t i = 0; i < puts.size(); ++i) {
     PendingCommit::StagedPut& put = staged[i];
-    ObjectKey key = workloads::KeyOf(puts[i].object);
-    put.position = objects_.lower_bound(key);
+    put.position = objects_.lower_bound(puts[i]);
     put.size_change = static_cast<int64_t>(put_sizes[i]);
-    if (put.position == objects_.end() || put.position->first != key) {
-      put.node = scratch_map.extract(scratch_map.emplace(std::move(key), std::move(puts[i])).first);
+    if (put.position == objects_.end() || KeyViewOf(*put.position) != KeyViewOf(puts[i])) {
+      put.node = scratch_map.extract(scratch_map.insert(std::move(puts[i])).first);
     } else {
-      put.size_change -= static_cast<int64_t>(EncodedPutSize(put.position->second));
+      put.size_change -= static_cast<int64_t>(EncodedPutSize(*put.position));
       put.replacement = std::move(puts[i]);
     }
   }
   for (const ObjectKey& key : deletes) {
     auto it = objects_.find(key);
-    if (it != objects_.end()) pending->erased.emplace_back(it, EncodedPutSize(it->second));
+    if (it != objects_.end()) pending->erased.emplace_back(it, EncodedPutSize(*it));
   }
 
   if (Status s = AppendRecord(record); !s) return s.error();
@@ -646,10 +652,10 @@ void StateStore::Publish(PendingCommit& pending,
       // it is only slower.
       it = objects_.insert(it, std::move(put.node));
     } else {
-      it->second = std::move(put.replacement);
+      ReplaceEntry(it, std::move(put.replacement));
     }
     live_bytes_ = static_cast<uint64_t>(static_cast<int64_t>(live_bytes_) + put.size_change);
-    if (stored != nullptr) stored->push_back(&it->second);
+    if (stored != nullptr) stored->push_back(&*it);
   }
   // Deletes after the puts: a put's position may be an entry deleted here.
   for (const auto& [it, size] : pending.erased) {
@@ -743,7 +749,7 @@ Status StateStore::Compact() {
     return err;
   };
   try {
-    for (const auto& [key, stored] : objects_) {
+    for (const StoredObject& stored : objects_) {
       (void)EncodePut(stored, &puts, &scratch);  // encodable: it was committed
       ++count;
       if (puts.size() >= kSnapshotChunkBytes) {

@@ -24,8 +24,8 @@
 
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,7 +57,38 @@ struct StoredObject {
   }
 };
 
-using ObjectMap = std::map<workloads::ObjectKey, StoredObject>;
+// An object's key (kind, namespace, name) as views of what holds it: the
+// live objects are ordered by it without a copy of the key beside each one
+// (a std::map<ObjectKey, StoredObject> entry carried 72 bytes of key that
+// the object's metadata already holds).
+struct ObjectKeyView {
+  workloads::Kind kind = workloads::Kind::kWorkload;
+  std::string_view ns;
+  std::string_view name;
+  auto operator<=>(const ObjectKeyView&) const = default;
+};
+
+inline ObjectKeyView KeyViewOf(const workloads::ObjectKey& key) {
+  return {key.kind, key.ns, key.name};
+}
+inline ObjectKeyView KeyViewOf(const StoredObject& stored) {
+  const workloads::ObjectMeta& meta = workloads::MetaOf(stored.object);
+  return {static_cast<workloads::Kind>(stored.object.index()), meta.ns, meta.name};
+}
+
+// Orders stored objects by key, and finds them by ObjectKey.
+struct ByObjectKey {
+  using is_transparent = void;
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const {
+    return KeyViewOf(a) < KeyViewOf(b);
+  }
+};
+
+// The live objects, by key. An entry's key never changes: a new version of
+// the object replaces the entry's value in place (StateStore::Publish), so
+// pointers to entries stay valid while the key lives.
+using ObjectMap = std::set<StoredObject, ByObjectKey>;
 
 // CRC-32C (Castagnoli), the checksum of every record's payload.
 uint32_t Crc32c(std::string_view data);
@@ -139,10 +170,10 @@ class StateStore {
     // entry, a new key's entry is made by Write), so the caller can prepare
     // indexes that point to it.
     const StoredObject& put(size_t i) const {
-      return staged[i].node.empty() ? staged[i].replacement : staged[i].node.mapped();
+      return staged[i].node.empty() ? staged[i].replacement : staged[i].node.value();
     }
     const StoredObject* entry(size_t i) const {
-      return staged[i].node.empty() ? &staged[i].position->second : &staged[i].node.mapped();
+      return staged[i].node.empty() ? &*staged[i].position : &staged[i].node.value();
     }
     size_t puts() const { return staged.size(); }
 

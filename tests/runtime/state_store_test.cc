@@ -77,6 +77,20 @@ StoredObject MakePolicy(const std::string& name, uint64_t generation) {
 
 ObjectKey KeyOf(const StoredObject& stored) { return workloads::KeyOf(stored.object); }
 
+// An expected state: put (insert or replace), erase, and the entry of a key.
+void Put(ObjectMap& objects, const StoredObject& put) {
+  objects.erase(put);
+  objects.insert(put);
+}
+void Erase(ObjectMap& objects, const ObjectKey& key) {
+  if (auto it = objects.find(key); it != objects.end()) objects.erase(it);
+}
+const StoredObject& At(const ObjectMap& objects, const ObjectKey& key) {
+  auto it = objects.find(key);
+  REQUIRE(it != objects.end());
+  return *it;
+}
+
 // Options that collect what the store logs instead of printing it.
 StateStore::Options Quiet(std::vector<std::string>* log) {
   StateStore::Options options;
@@ -120,14 +134,14 @@ TEST_CASE(
     StateStorePtr store = MustOpen(tmp.state());
     std::vector<StoredObject> puts = {MakeWorkload("web", 3, 0x7f400001, 1),
                                       MakeService("web", 0x7f7f0001, 2), MakePolicy("deny", 3)};
-    for (const StoredObject& put : puts) expected[KeyOf(put)] = put;
+    for (const StoredObject& put : puts) Put(expected, put);
     REQUIRE(store->Commit(puts, {}).ok());
     CHECK(store->objects() == expected);
     CHECK(FileSize(store->path()) == store->log_bytes());
   }
   StateStorePtr reopened = MustOpen(tmp.state());
   CHECK(reopened->objects() == expected);
-  const StoredObject& web = reopened->objects().at(ObjectKey{Kind::kWorkload, "shop", "web"});
+  const StoredObject& web = At(reopened->objects(), ObjectKey{Kind::kWorkload, "shop", "web"});
   CHECK(web.addresses == std::vector<uint32_t>{0x7f400001, 0x7f400002, 0x7f400003});
   CHECK(web.secret == "secret-of-web");
   CHECK(web.generation == 1);
@@ -144,14 +158,14 @@ TEST_CASE("StateStore: Commit hands back each put's entry, which a replacement k
   const ObjectKey web{Kind::kWorkload, "shop", "web"};
   const ObjectKey service{Kind::kService, "shop", "web"};
   REQUIRE(stored.size() == 2);
-  CHECK(stored[0] == &store->objects().at(web));
-  CHECK(stored[1] == &store->objects().at(service));
+  CHECK(stored[0] == &At(store->objects(), web));
+  CHECK(stored[1] == &At(store->objects(), service));
 
   const StoredObject* first = stored[0];
   REQUIRE(store->Commit({MakePolicy("deny", 1), MakeWorkload("web", 2, 0x7f400001, 2)}, {}, &stored)
               .ok());
   REQUIRE(stored.size() == 2);
-  CHECK(stored[0] == &store->objects().at(ObjectKey{Kind::kAuthorizationPolicy, "shop", "deny"}));
+  CHECK(stored[0] == &At(store->objects(), ObjectKey{Kind::kAuthorizationPolicy, "shop", "deny"}));
   CHECK(stored[1] == first);
   CHECK(stored[1]->generation == 2);
   CHECK(stored[1]->addresses.size() == 2);
@@ -171,7 +185,7 @@ TEST_CASE("StateStore: replacements and deletes persist; deleting a missing key 
   }
   StateStorePtr reopened = MustOpen(tmp.state());
   REQUIRE(reopened->objects().size() == 1);
-  const StoredObject& a = reopened->objects().begin()->second;
+  const StoredObject& a = *reopened->objects().begin();
   CHECK(a == MakeWorkload("a", 4, 100, 3));
 }
 
@@ -333,16 +347,15 @@ TEST_CASE("StateStore: compaction keeps every object and shrinks the log") {
     StateStorePtr store = MustOpen(tmp.state(), options);
     for (uint64_t g = 1; g <= 2000; ++g) {
       StoredObject put = MakeWorkload("w" + std::to_string(g % 10), g % 5 + 1, uint32_t(g), g);
-      expected[KeyOf(put)] = put;
+      Put(expected, put);
       std::vector<ObjectKey> deletes;
       if (g % 50 == 0) {
         deletes.push_back(ObjectKey{Kind::kService, "shop", "s" + std::to_string(g - 1)});
       }
       REQUIRE(
           store->Commit({put, MakeService("s" + std::to_string(g), uint32_t(g), g)}, deletes).ok());
-      expected[KeyOf(MakeService("s" + std::to_string(g), 0, 0))] =
-          MakeService("s" + std::to_string(g), uint32_t(g), g);
-      for (const ObjectKey& key : deletes) expected.erase(key);
+      Put(expected, MakeService("s" + std::to_string(g), uint32_t(g), g));
+      for (const ObjectKey& key : deletes) Erase(expected, key);
       largest = std::max(largest, store->log_bytes());
     }
     CHECK(store->objects() == expected);
@@ -377,7 +390,7 @@ TEST_CASE("StateStore: a failed compaction does not fail the commit, which stays
     std::filesystem::remove(tmp.state() + "/state.log.tmp");
   }
   StateStorePtr store = MustOpen(tmp.state());
-  CHECK(store->objects().begin()->second.generation == 100);
+  CHECK(store->objects().begin()->generation == 100);
 }
 
 TEST_CASE("StateStore: a temp file left by an interrupted compaction is removed on open") {
@@ -407,7 +420,7 @@ TEST_CASE("StateStore: a million-replica workload costs about a byte per address
   }
   StateStorePtr store = MustOpen(tmp.state());
   REQUIRE(store->objects().size() == 1);
-  CHECK(store->objects().begin()->second == big);
+  CHECK(*store->objects().begin() == big);
 }
 
 TEST_CASE("StateStore: a second Open of a state dir in use fails naming the holder's pid") {
@@ -564,8 +577,8 @@ ObjectMap CrashExpected(uint64_t generations) {
   std::vector<ObjectKey> deletes;
   for (uint64_t g = 1; g <= generations; ++g) {
     CrashBatch(g, &puts, &deletes);
-    for (const ObjectKey& key : deletes) expected.erase(key);
-    for (StoredObject& put : puts) expected[KeyOf(put)] = put;
+    for (const ObjectKey& key : deletes) Erase(expected, key);
+    for (StoredObject& put : puts) Put(expected, put);
   }
   return expected;
 }

@@ -100,6 +100,29 @@ TEST_CASE("KubeApi: label and field selectors filter, as kubectl's -l and --fiel
   CHECK(f.Get("/api/v1/pods?labelSelector=a%20in%20(").status == 400);
 }
 
+TEST_CASE("KubeApi: a limited list comes in chunks, each rendering only its own items") {
+  Fixture f;
+  KubeResponse first = f.Get("/api/v1/pods?limit=3&labelSelector=app%3Dweb", kTable);
+  REQUIRE(first.status == 200);
+  YAML::Node table = YAML::Load(first.body);
+  REQUIRE(table["rows"].size() == 3);
+  CHECK(table["metadata"]["resourceVersion"].as<std::string>() == "7");
+  CHECK(table["metadata"]["remainingItemCount"].as<int>() == 1);
+  const std::string token = table["metadata"]["continue"].as<std::string>();
+  CHECK(f.RowNames("/api/v1/pods?limit=3&labelSelector=app%3Dweb&continue=" + token) ==
+        Names{"other/web-1"});
+  YAML::Node last = YAML::Load(f.Get("/api/v1/pods?limit=3&continue=" + token, kTable).body);
+  CHECK_FALSE(last["metadata"]["continue"]);  // the end
+  // The state changed since the first chunk: the token has expired, as an
+  // API server's after its compaction (kubectl then lists again).
+  f.source.revision = 8;
+  KubeResponse expired = f.Get("/api/v1/pods?limit=3&continue=" + token);
+  CHECK(expired.status == 410);
+  CHECK(YAML::Load(expired.body)["reason"].as<std::string>() == "Expired");
+  CHECK(f.Get("/api/v1/pods?limit=3&continue=abc").status == 400);
+  CHECK(f.Get("/api/v1/pods?limit=-1").status == 400);
+}
+
 TEST_CASE("KubeApi: get by name, and kubectl's NotFound") {
   Fixture f;
   KubeResponse pod = f.Get("/api/v1/namespaces/shop/pods/web-1");
@@ -155,6 +178,10 @@ TEST_CASE("KubeApi: what is not served is a Status, never a guess") {
   CHECK(YAML::Load(watch.body)["reason"].as<std::string>() == "MethodNotAllowed");
   CHECK(f.api.Handle({"POST", "/api/v1/namespaces/shop/pods", ""}).status == 405);
   CHECK(f.api.Handle({"DELETE", "/api/v1/namespaces/shop/pods/web-0", ""}).status == 405);
+  // Discovery and /version are read only.
+  CHECK(f.api.Handle({"POST", "/api/v1", ""}).status == 404);
+  CHECK(f.api.Handle({"POST", "/apis/apps/v1", ""}).status == 404);
+  CHECK(f.api.Handle({"DELETE", "/version", ""}).status == 404);
   // A source that does not take writes (this fake's): 403, nothing changed.
   CHECK(f.api.Handle({"DELETE", "/apis/apps/v1/namespaces/shop/deployments/web", ""}).status ==
         403);

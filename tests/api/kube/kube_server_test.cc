@@ -139,7 +139,7 @@ TEST_CASE("KubeServer: the admin's certificate is served over HTTP/1.1") {
   Exchange e = f.Run({admin->get(), "http/1.1"}, "/api/v1/namespaces/shop/pods/web-0");
   CHECK(e.alpn == "http/1.1");
   CHECK(e.response.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
-  CHECK(e.response.find("\"name\": \"web-0\"") != std::string::npos);
+  CHECK(e.response.find("\"name\":\"web-0\"") != std::string::npos);
   CHECK(f.server->address() == "127.0.0.1:" + std::to_string(f.server->port()));
 }
 

@@ -42,7 +42,7 @@ TEST_CASE("KubeObjects: a Deployment's replicas are pods with kubectl's columns"
   CHECK(pod["metadata"]["name"].as<std::string>() == "web-0");
   CHECK(pod["metadata"]["namespace"].as<std::string>() == "shop");
   CHECK(pod["metadata"]["labels"]["version"].as<std::string>() == "1");
-  CHECK(items[0].json.find("\"version\": \"1\"") != std::string::npos);  // a string in JSON
+  CHECK(items[0].json.find("\"version\":\"1\"") != std::string::npos);  // a string in JSON
   CHECK(pod["metadata"]["ownerReferences"][0]["kind"].as<std::string>() == "Deployment");
   CHECK(pod["metadata"]["creationTimestamp"].as<std::string>() == "1970-01-01T00:16:40Z");
   CHECK(pod["spec"]["containers"][0]["name"].as<std::string>() == "web");
