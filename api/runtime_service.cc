@@ -329,134 +329,144 @@ Result<v1::ListResponse> RuntimeService::List(const v1::ListRequest& request) {
   return response;
 }
 
-void RuntimeService::RegisterWith(GrpcServer& server) {
-  // Apply and Delete answer later in cluster mode (cluster-wide objects go
-  // to etcd first), so they are asynchronous unary methods.
+void RuntimeService::Apply(const v1::ApplyRequest& request,
+                           std::function<void(Result<v1::ApplyResponse>)> reply) {
   auto to_response = []<typename Resp>(Result<std::vector<runtime::ObjectChange>> changes,
                                        Resp* response) -> Status {
     if (!changes) return changes.error();
     for (const auto& change : *changes) *response->add_results() = ToProto(change);
     return {};
   };
+  // What the parser has to say beyond errors: the fields each object
+  // keeps but does not act on, and the documents skipped on request.
+  auto notes = std::make_shared<ParseNotes>();
+  auto finish = [to_response, reply, notes](
+                    Result<std::vector<runtime::ObjectChange>> changes,
+                    const std::vector<std::string>& created_namespaces = {}) {
+    v1::ApplyResponse response;
+    Status status;
+    try {
+      if (changes && changes->size() == notes->warnings.size()) {
+        for (size_t i = 0; i < changes->size(); ++i) {
+          auto& warnings = (*changes)[i].warnings;
+          warnings.insert(warnings.begin(), notes->warnings[i].begin(), notes->warnings[i].end());
+        }
+      }
+      status = to_response(std::move(changes), &response);
+      for (const std::string& ns : created_namespaces) response.add_created_namespaces(ns);
+      for (const workloads::SkippedDocument& document : notes->skipped) {
+        v1::SkippedDocument* out = response.add_skipped();
+        out->set_api_version(document.api_version);
+        out->set_kind(document.kind);
+        out->set_name(document.name);
+        out->set_where(workloads::LocationToString(document.where));
+      }
+    } catch (const std::bad_alloc&) {
+      status = OutOfMemoryAfterCommit();
+    }
+    reply(status ? Result<v1::ApplyResponse>(std::move(response))
+                 : Result<v1::ApplyResponse>(status.error()));
+  };
+  // Out of memory while parsing, nothing has changed yet; the agent
+  // reports its own allocation failures (runtime/state/agent.h).
+  std::vector<workloads::Object> objects;
+  try {
+    workloads::ParseOptions options;
+    options.skip_unsupported = request.skip_unsupported();
+    auto parsed = ParseRequestManifests(request.manifest(), request.source_name(), request.files(),
+                                        options, &notes->skipped);
+    if (!parsed) return finish(parsed.error());
+    objects.reserve(parsed->size());
+    for (auto& object : *parsed) {
+      objects.push_back(std::move(object.object));
+      notes->warnings.push_back(std::move(object.warnings));
+    }
+  } catch (const std::bad_alloc&) {
+    return finish(OutOfMemory("reading the manifests"));
+  }
+  // Namespaces appear with their first object: the caller is told,
+  // since a typo'd namespace would otherwise go unnoticed.
+  std::vector<std::string> new_namespaces;
+  std::set<std::string> declared;  // Namespace objects report themselves
+  for (const workloads::Object& object : objects) {
+    if (const auto* ns = std::get_if<workloads::Namespace>(&object)) {
+      declared.insert(ns->metadata.name);
+    }
+  }
+  for (const workloads::Object& object : objects) {
+    const std::string& ns =
+        std::visit([](const auto& o) -> const std::string& { return o.metadata.ns; }, object);
+    if (!ns.empty() && !declared.contains(ns) && !agent_.HasNamespace(ns) &&
+        !RemoteNamespace(cluster_, ns) &&
+        std::find(new_namespaces.begin(), new_namespaces.end(), ns) == new_namespaces.end()) {
+      new_namespaces.push_back(ns);
+    }
+  }
+  auto finish_with_namespaces = [finish, new_namespaces = std::move(new_namespaces)](
+                                    Result<std::vector<runtime::ObjectChange>> changes) {
+    finish(std::move(changes), new_namespaces);
+  };
+  if (cluster_ != nullptr) {
+    return cluster_->Apply(std::move(objects), request.dry_run(), finish_with_namespaces);
+  }
+  finish_with_namespaces(agent_.Apply(std::move(objects), request.dry_run()));
+}
 
+void RuntimeService::Delete(const v1::DeleteRequest& request,
+                            std::function<void(Result<v1::DeleteResponse>)> reply) {
+  auto to_response = []<typename Resp>(Result<std::vector<runtime::ObjectChange>> changes,
+                                       Resp* response) -> Status {
+    if (!changes) return changes.error();
+    for (const auto& change : *changes) *response->add_results() = ToProto(change);
+    return {};
+  };
+  auto finish = [to_response, reply](Result<std::vector<runtime::ObjectChange>> changes) {
+    v1::DeleteResponse response;
+    Status status = to_response(std::move(changes), &response);
+    reply(status ? Result<v1::DeleteResponse>(std::move(response))
+                 : Result<v1::DeleteResponse>(status.error()));
+  };
+  std::vector<ObjectKey> keys;
+  if (!request.manifest().empty() || !request.files().empty()) {
+    try {
+      auto parsed =
+          ParseRequestManifests(request.manifest(), request.source_name(), request.files());
+      if (!parsed) return finish(parsed.error());
+      for (const auto& object : *parsed) keys.push_back(workloads::KeyOf(object.object));
+    } catch (const std::bad_alloc&) {
+      return finish(OutOfMemory("reading the manifests"));
+    }
+  }
+  for (const v1::ObjectRef& ref : request.refs()) {
+    auto kind = FromProtoKind(ref.kind());
+    if (!kind) return finish(kind.error());
+    if (ref.name().empty()) {
+      return finish(MakeError(ErrorCode::kInvalidArgument, "refs: name is required"));
+    }
+    keys.push_back(KeyOfRef(*kind, ref.namespace_(), ref.name()));
+  }
+  if (keys.empty()) {
+    return finish(
+        MakeError(ErrorCode::kInvalidArgument, "nothing to delete: give a manifest or refs"));
+  }
+  if (cluster_ != nullptr) {
+    return cluster_->Delete(std::move(keys), request.ignore_not_found(), finish);
+  }
+  finish(agent_.Delete(keys, request.ignore_not_found()));
+}
+
+void RuntimeService::RegisterWith(GrpcServer& server) {
+  // Apply and Delete answer later in cluster mode (cluster-wide objects go
+  // to etcd first), so they are asynchronous unary methods.
   server.AddAsyncUnary<v1::ApplyRequest, v1::ApplyResponse>(
       std::string(kService) + "Apply",
-      [this, to_response](const CallContext&, const v1::ApplyRequest& request,
-                          GrpcServer::Reply<v1::ApplyResponse> reply) {
-        // What the parser has to say beyond errors: the fields each object
-        // keeps but does not act on, and the documents skipped on request.
-        auto notes = std::make_shared<ParseNotes>();
-        auto finish = [to_response, reply, notes](
-                          Result<std::vector<runtime::ObjectChange>> changes,
-                          const std::vector<std::string>& created_namespaces = {}) {
-          v1::ApplyResponse response;
-          Status status;
-          try {
-            if (changes && changes->size() == notes->warnings.size()) {
-              for (size_t i = 0; i < changes->size(); ++i) {
-                auto& warnings = (*changes)[i].warnings;
-                warnings.insert(warnings.begin(), notes->warnings[i].begin(),
-                                notes->warnings[i].end());
-              }
-            }
-            status = to_response(std::move(changes), &response);
-            for (const std::string& ns : created_namespaces) response.add_created_namespaces(ns);
-            for (const workloads::SkippedDocument& document : notes->skipped) {
-              v1::SkippedDocument* out = response.add_skipped();
-              out->set_api_version(document.api_version);
-              out->set_kind(document.kind);
-              out->set_name(document.name);
-              out->set_where(workloads::LocationToString(document.where));
-            }
-          } catch (const std::bad_alloc&) {
-            status = OutOfMemoryAfterCommit();
-          }
-          reply(status ? Result<v1::ApplyResponse>(std::move(response))
-                       : Result<v1::ApplyResponse>(status.error()));
-        };
-        // Out of memory while parsing, nothing has changed yet; the agent
-        // reports its own allocation failures (runtime/state/agent.h).
-        std::vector<workloads::Object> objects;
-        try {
-          workloads::ParseOptions options;
-          options.skip_unsupported = request.skip_unsupported();
-          auto parsed = ParseRequestManifests(request.manifest(), request.source_name(),
-                                              request.files(), options, &notes->skipped);
-          if (!parsed) return finish(parsed.error());
-          objects.reserve(parsed->size());
-          for (auto& object : *parsed) {
-            objects.push_back(std::move(object.object));
-            notes->warnings.push_back(std::move(object.warnings));
-          }
-        } catch (const std::bad_alloc&) {
-          return finish(OutOfMemory("reading the manifests"));
-        }
-        // Namespaces appear with their first object: the caller is told,
-        // since a typo'd namespace would otherwise go unnoticed.
-        std::vector<std::string> new_namespaces;
-        std::set<std::string> declared;  // Namespace objects report themselves
-        for (const workloads::Object& object : objects) {
-          if (const auto* ns = std::get_if<workloads::Namespace>(&object)) {
-            declared.insert(ns->metadata.name);
-          }
-        }
-        for (const workloads::Object& object : objects) {
-          const std::string& ns =
-              std::visit([](const auto& o) -> const std::string& { return o.metadata.ns; }, object);
-          if (!ns.empty() && !declared.contains(ns) && !agent_.HasNamespace(ns) &&
-              !RemoteNamespace(cluster_, ns) &&
-              std::find(new_namespaces.begin(), new_namespaces.end(), ns) == new_namespaces.end()) {
-            new_namespaces.push_back(ns);
-          }
-        }
-        auto finish_with_namespaces = [finish, new_namespaces = std::move(new_namespaces)](
-                                          Result<std::vector<runtime::ObjectChange>> changes) {
-          finish(std::move(changes), new_namespaces);
-        };
-        if (cluster_ != nullptr) {
-          return cluster_->Apply(std::move(objects), request.dry_run(), finish_with_namespaces);
-        }
-        finish_with_namespaces(agent_.Apply(std::move(objects), request.dry_run()));
-      });
+      [this](const CallContext&, const v1::ApplyRequest& request,
+             GrpcServer::Reply<v1::ApplyResponse> reply) { Apply(request, std::move(reply)); });
 
   server.AddAsyncUnary<v1::DeleteRequest, v1::DeleteResponse>(
       std::string(kService) + "Delete",
-      [this, to_response](const CallContext&, const v1::DeleteRequest& request,
-                          GrpcServer::Reply<v1::DeleteResponse> reply) {
-        auto finish = [to_response, reply](Result<std::vector<runtime::ObjectChange>> changes) {
-          v1::DeleteResponse response;
-          Status status = to_response(std::move(changes), &response);
-          reply(status ? Result<v1::DeleteResponse>(std::move(response))
-                       : Result<v1::DeleteResponse>(status.error()));
-        };
-        std::vector<ObjectKey> keys;
-        if (!request.manifest().empty() || !request.files().empty()) {
-          try {
-            auto parsed =
-                ParseRequestManifests(request.manifest(), request.source_name(), request.files());
-            if (!parsed) return finish(parsed.error());
-            for (const auto& object : *parsed) keys.push_back(workloads::KeyOf(object.object));
-          } catch (const std::bad_alloc&) {
-            return finish(OutOfMemory("reading the manifests"));
-          }
-        }
-        for (const v1::ObjectRef& ref : request.refs()) {
-          auto kind = FromProtoKind(ref.kind());
-          if (!kind) return finish(kind.error());
-          if (ref.name().empty()) {
-            return finish(MakeError(ErrorCode::kInvalidArgument, "refs: name is required"));
-          }
-          keys.push_back(KeyOfRef(*kind, ref.namespace_(), ref.name()));
-        }
-        if (keys.empty()) {
-          return finish(
-              MakeError(ErrorCode::kInvalidArgument, "nothing to delete: give a manifest or refs"));
-        }
-        if (cluster_ != nullptr) {
-          return cluster_->Delete(std::move(keys), request.ignore_not_found(), finish);
-        }
-        finish(agent_.Delete(keys, request.ignore_not_found()));
-      });
+      [this](const CallContext&, const v1::DeleteRequest& request,
+             GrpcServer::Reply<v1::DeleteResponse> reply) { Delete(request, std::move(reply)); });
 
   server.AddUnary<v1::RegisterRequest, v1::RegisterResponse>(
       std::string(kService) + "Register",

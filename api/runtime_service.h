@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "api/grpc_server.h"
@@ -29,6 +30,13 @@ class RuntimeService {
   void RegisterWith(GrpcServer& server);
   // What the List call answers (the Kubernetes API lists through it too).
   Result<v1::ListResponse> List(const v1::ListRequest& request);
+  // What the Apply and Delete calls do (the Kubernetes API writes through
+  // them too). `reply` is called once: at once on one node, once etcd
+  // answers in cluster mode.
+  void Apply(const v1::ApplyRequest& request, std::function<void(Result<v1::ApplyResponse>)> reply);
+  void Delete(const v1::DeleteRequest& request,
+              std::function<void(Result<v1::DeleteResponse>)> reply);
+  bool clustered() const { return cluster_ != nullptr; }
   // The supervisor of exec workloads, for `Logs` with follow (null: logs
   // are read from the files only).
   void SetSupervisor(runtime::Supervisor* supervisor) { supervisor_ = supervisor; }

@@ -220,7 +220,9 @@ void DocumentReader::ReadPortList(const YAML::Node& node, const Path& path,
 }
 
 void DocumentReader::ReadMeta(const YAML::Node& node, ObjectMeta& meta) {
-  auto fields = ReadMapping(node, "metadata", {"name", "namespace", "labels"});
+  // annotations: kept as written, as for the Kubernetes kinds (kubectl
+  // apply keeps its last-applied-configuration there).
+  auto fields = ReadMapping(node, "metadata", {"name", "namespace", "labels", "annotations"});
   if (!fields) return;
   for (const Entry& e : fields->entries) {
     Path path = Join("metadata", e.key);
@@ -230,6 +232,10 @@ void DocumentReader::ReadMeta(const YAML::Node& node, ObjectMeta& meta) {
       ReadString(e.value, path, meta.ns);
     } else if (e.key == "labels") {
       ReadStringMap(e.value, path, meta.labels);
+    } else if (e.key == "annotations") {
+      Labels annotations;
+      ReadStringMap(e.value, path, annotations);
+      if (!annotations.empty()) meta.annotations = std::move(annotations);
     }
   }
 }

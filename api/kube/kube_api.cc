@@ -7,6 +7,7 @@
 #include "api/kube/media_type.h"
 #include "api/kube/objects.h"
 #include "api/kube/openapi.h"
+#include "api/kube/write_handlers.h"
 #include "api/label_selector.h"
 #include "proxy/base/json.h"
 #include "proxy/base/percent_decode.h"
@@ -163,6 +164,23 @@ KubeResponse StatusResponse(int code, std::string_view reason, std::string_view 
   return {code, "application/json", StatusJson(code, reason, message, details_kind, details_name)};
 }
 
+std::string WarningHeader(std::string_view text) {
+  std::string out = "299 - \"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += (c == '\r' || c == '\n') ? ' ' : c;
+  }
+  return out + "\"";
+}
+
+Status ObjectSource::Apply(const std::string&, bool) {
+  return MakeError(ErrorCode::kPermissionDenied, "this Kubernetes API serves reads only");
+}
+
+Status ObjectSource::Delete(v1::Kind, const std::string&, const std::string&) {
+  return MakeError(ErrorCode::kPermissionDenied, "this Kubernetes API serves reads only");
+}
+
 KubeApi::KubeApi(ObjectSource& source, std::string server_address, std::function<int64_t()> now)
     : source_(source), server_address_(std::move(server_address)), now_(std::move(now)) {}
 
@@ -183,21 +201,19 @@ KubeResponse KubeApi::Handle(const KubeRequest& request) {
       if (key == "labelSelector") query.label_selector = value;
       if (key == "fieldSelector") query.field_selector = value;
       if (key == "watch") query.watch = value == "true" || value == "1";
+      query.params[key] = value;
       if (key == "limit") query.limit = value;
       if (key == "continue") query.continue_token = value;
     }
   }
-  if (request.method != "GET" && request.method != "HEAD") {
-    return StatusResponse(405, "MethodNotAllowed",
-                          "the server does not allow this method on the requested resource "
-                          "(podless serves the Kubernetes API read-only so far)");
-  }
+  const bool read = request.method == "GET" || request.method == "HEAD";
   const std::vector<std::string> parts = SplitPath(path);
-  if (parts.size() == 1 && parts[0] == "version") return Json(VersionJson());
-  if (!parts.empty() && parts[0] == "openapi") return ServeOpenApi(parts, request);
-  const bool discovery = (parts.size() == 1 && (parts[0] == "api" || parts[0] == "apis")) ||
-                         (parts.size() == 2 && parts[0] == "api") ||
-                         (parts.size() == 3 && parts[0] == "apis");
+  if (parts.size() == 1 && parts[0] == "version" && read) return Json(VersionJson());
+  if (!parts.empty() && parts[0] == "openapi" && read) return ServeOpenApi(parts, request);
+  const bool discovery =
+      read &&
+      ((parts.size() == 1 && (parts[0] == "api" || parts[0] == "apis")) ||
+       (parts.size() == 2 && parts[0] == "api") || (parts.size() == 3 && parts[0] == "apis"));
   if (discovery) return Discovery(parts, request);
   if (parts.size() >= 3 && parts[0] == "api") {
     return Serve("", parts[1], std::vector<std::string>(parts.begin() + 2, parts.end()), query,
@@ -230,11 +246,14 @@ KubeResponse KubeApi::Serve(const std::string& group, const std::string& version
                             const std::vector<std::string>& rest, const Query& query,
                             const KubeRequest& request) {
   std::string ns, resource_name, name;
+  bool scale = false;
   if (rest.size() >= 3 && rest[0] == "namespaces") {
-    if (rest.size() > 4) return NotFoundPath();  // subresources: not served yet
+    // The one subresource served: scale, of the workload kinds.
+    scale = rest.size() == 5 && rest[4] == "scale" && group == "apps" && rest[2] != "daemonsets";
+    if (rest.size() > 4 && !scale) return NotFoundPath();
     ns = rest[1];
     resource_name = rest[2];
-    if (rest.size() == 4) name = rest[3];
+    if (rest.size() >= 4) name = rest[3];
   } else {
     if (rest.size() > 2) return NotFoundPath();
     resource_name = rest[0];
@@ -242,15 +261,47 @@ KubeResponse KubeApi::Serve(const std::string& group, const std::string& version
   }
   const Resource* resource = FindResource(group, version, resource_name);
   if (resource == nullptr) return NotFoundPath();
+  const bool read = request.method == "GET" || request.method == "HEAD";
   if ((!resource->namespaced && !ns.empty()) ||
-      (resource->namespaced && !name.empty() && ns.empty())) {
+      (resource->namespaced && (!name.empty() || !read) && ns.empty())) {
     return NotFoundPath();
+  }
+  if (scale || !read) {
+    WriteTarget target{
+        resource,
+        ns,
+        name,
+        scale,
+        query.params,
+        [this, resource, ns](const std::string& object) -> std::optional<std::string> {
+          KubeResponse got =
+              ListOrGet(*resource, ns, object, Query{}, KubeRequest{"GET", "", "application/json"});
+          if (got.status != 200) return std::nullopt;
+          return std::move(got.body);
+        }};
+    const std::string key = resource->name + "/" + ns + "/" + name;
+    target.managed = name.empty() ? nullptr : &managed_fields_[key];
+    target.managed_of = [this, resource, ns](const std::string& object) {
+      return &managed_fields_[resource->name + "/" + ns + "/" + object];
+    };
+    target.now = now_();
+    KubeResponse response = HandleWrite(source_, target, request);
+    if (auto it = managed_fields_.find(key); it != managed_fields_.end() && it->second.empty()) {
+      managed_fields_.erase(it);
+    }
+    return response;
   }
   if (query.watch) {
     return StatusResponse(405, "MethodNotAllowed",
                           "watch is not served yet by podless's Kubernetes API");
   }
-  return ListOrGet(*resource, ns, name, query, request);
+  KubeResponse response = ListOrGet(*resource, ns, name, query, request);
+  auto managed = managed_fields_.find(resource->name + "/" + ns + "/" + name);
+  if (!name.empty() && response.status == 200 && response.content_type == "application/json" &&
+      managed != managed_fields_.end()) {
+    response.body = WithManagedFields(response.body, managed->second);
+  }
+  return response;
 }
 
 KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,

@@ -3,23 +3,26 @@
 // router, by group, version and resource (resources.h), and the handlers,
 // so both are tested without sockets.
 //
-// Read-only this far: GET of discovery, /version, OpenAPI v3 (openapi.h),
-// and list/get of every resource in resources.h with labelSelector and
-// fieldSelector (metadata.name, metadata.namespace; on events also
-// involvedObject.*), as JSON or as a server-side Table. Events are always
-// none; Endpoints and EndpointSlices are made from Services (endpoints.h).
+// GET of discovery, /version, OpenAPI v3 (openapi.h), and list/get of
+// every resource in resources.h with labelSelector and fieldSelector
+// (metadata.name, metadata.namespace; on events also involvedObject.*), as
+// JSON or as a server-side Table. Events are always none; Endpoints and
+// EndpointSlices are made from Services (endpoints.h). The write verbs and
+// the scale subresource are write_handlers.h's.
 // Anything else is answered with a Status object as the Kubernetes API
 // server answers it (404 NotFound, 405 MethodNotAllowed, 400 BadRequest).
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "api/kube/managed_fields.h"
 #include "api/kube/resources.h"
 #include "podless/v1/runtime.pb.h"
 #include "workloads/result.h"
@@ -34,6 +37,14 @@ class ObjectSource {
   // Every object of `kind` in `ns` ("": every namespace), with its status,
   // and the agent's revision when listed.
   virtual Result<v1::ListResponse> List(v1::Kind kind, const std::string& ns) = 0;
+  // The writes (write_handlers.h): one document, YAML or JSON, applied as
+  // `podless apply` applies it, all or nothing (nothing written under
+  // `dry_run`); errors as the agent reports them ("file:line:col: field:
+  // message" lines for a document it rejects). A source that does not
+  // override these is read-only.
+  virtual Status Apply(const std::string& manifest, bool dry_run);
+  // Deletes one object (`kind` as List takes it); NOT_FOUND when absent.
+  virtual Status Delete(v1::Kind kind, const std::string& ns, const std::string& name);
 };
 
 struct KubeRequest {
@@ -54,6 +65,8 @@ struct KubeResponse {
   std::string cache_control = "no-cache, private";
   // More headers (ETag, Location, Vary, Expires).
   std::vector<std::pair<std::string, std::string>> headers = {};
+  // Warning headers (RFC 7234 299), which kubectl prints as "Warning: ...".
+  std::vector<std::string> warnings = {};
 };
 
 // A Status object (kind: Status) of a failed request; `details_kind` and
@@ -62,6 +75,9 @@ std::string StatusJson(int code, std::string_view reason, std::string_view messa
                        std::string_view details_kind = "", std::string_view details_name = "");
 KubeResponse StatusResponse(int code, std::string_view reason, std::string_view message,
                             std::string_view details_kind = "", std::string_view details_name = "");
+
+// A Warning header's value for `text`: 299 - "text" (quotes escaped).
+std::string WarningHeader(std::string_view text);
 
 class KubeApi {
  public:
@@ -76,8 +92,9 @@ class KubeApi {
     std::string label_selector;
     std::string field_selector;
     bool watch = false;
-    std::string limit;           // ?limit=: a chunk of at most this many
-    std::string continue_token;  // ?continue=: the chunk after a previous one
+    std::map<std::string, std::string> params;  // every parameter, decoded
+    std::string limit;                          // ?limit=: a chunk of at most this many
+    std::string continue_token;                 // ?continue=: the chunk after a previous one
   };
   KubeResponse Discovery(const std::vector<std::string>& parts, const KubeRequest& request);
   // A path below /api/<version>/ or /apis/<group>/<version>/: `rest` is
@@ -107,6 +124,10 @@ class KubeApi {
   std::string server_address_;
   std::function<int64_t()> now_;
   std::vector<Snapshot> snapshots_;
+  // Server-side apply's field managers, by "resource/namespace/name". Kept
+  // in memory: a restart forgets them (every field is then free to take),
+  // and changes made outside this API (`podless apply`) are nobody's.
+  std::map<std::string, ManagedFields> managed_fields_;
 };
 
 }  // namespace podless::api::kube

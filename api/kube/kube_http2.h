@@ -1,6 +1,7 @@
 // The Kubernetes API's HTTP/2 side (ALPN h2, which kubectl's Go client
 // prefers): one nghttp2 server session over a connection's TlsStream,
-// every request answered whole by the same function as over HTTP/1.1.
+// every request answered whole by the same function as over HTTP/1.1,
+// once its body (if any) is in.
 // Responses are small and finite (no watch yet), so each is handed to
 // nghttp2 at once; the session's flow control paces the bytes.
 #pragma once
@@ -42,11 +43,20 @@ class Http2Connection final : public KubeConnection {
   // KubeConnection
   void Abort() override;
 
+  // Request bodies (DATA frames, collected per stream until END_STREAM):
+  // at most `limit` bytes (more: 413 at once), whole within `timeout_ms`
+  // (else 408). With `accept` false (a client refused), a request with a
+  // body is answered when its headers end and its DATA is dropped.
+  void SetBodyPolicy(bool accept, size_t limit, uint64_t timeout_ms);
+
  private:
   struct Request {
     KubeRequest request;
     std::string body;  // the response's
     size_t sent = 0;
+    bool answered = false;      // the response is submitted
+    bool early = false;         // before the request's end (refused, too large, late)
+    uint64_t body_started = 0;  // loop ms when its body began; 0: none coming
   };
 
   // proxy::StreamHandler
@@ -59,6 +69,10 @@ class Http2Connection final : public KubeConnection {
   void Flush();
   void Finish();
   void Respond(int32_t stream_id);
+  // Answers a request still receiving its body with `response`.
+  void RespondEarly(int32_t stream_id, KubeResponse response);
+  void OnBodyData(int32_t stream_id, std::string_view data);
+  void CheckBodyTimeouts();
   void ArmIdleTimer();
 
   friend struct Http2Callbacks;
@@ -68,6 +82,11 @@ class Http2Connection final : public KubeConnection {
   nghttp2_session* session_ = nullptr;
   uint64_t idle_timeout_ms_;
   proxy::Timer idle_timer_;  // Abort
+  uv_loop_t* loop_;
+  bool accept_bodies_ = true;
+  size_t body_limit_ = 0;
+  uint64_t body_timeout_ms_ = 0;
+  proxy::Timer body_timer_;  // CheckBodyTimeouts
   std::map<int32_t, Request> requests_;
 };
 

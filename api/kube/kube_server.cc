@@ -2,8 +2,10 @@
 
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <utility>
 
+#include "api/kube/request_body.h"
 #include "proxy/base/http1_parser.h"
 #include "proxy/base/log.h"
 #include "proxy/base/timer.h"
@@ -42,6 +44,13 @@ class KubeServer::Connection final : public KubeConnection {
   void OnData(std::string_view data) override {
     while (!data.empty() && !closing_ && tls_ != nullptr) {
       size_t consumed = 0;
+      if (body_) {
+        const auto state = body_->Feed(data, &consumed);
+        data.remove_prefix(consumed);
+        if (state == RequestBody::State::kIncomplete) return;
+        if (!FinishBody()) return;
+        continue;
+      }
       const auto state = parser_.Feed(data, &consumed);
       data.remove_prefix(consumed);
       if (state == proxy::Http1RequestParser::State::kIncomplete) return;
@@ -52,11 +61,60 @@ class KubeServer::Connection final : public KubeConnection {
                 /*keep_alive=*/false);
         return;
       }
-      Answer(parser_.request());
+      const proxy::Http1Request& request = parser_.request();
+      if (request.content_length() > 0 || request.chunked()) {
+        // The client is refused before its body is read: nothing of it is
+        // kept, and the connection closes (the body would be next).
+        if (auth_.outcome != AuthOutcome::kAdmin) {
+          Answer(request, "", /*keep_alive=*/false);
+          return;
+        }
+        body_.emplace(request.content_length(), request.chunked());
+        auto expect = request.Header("Expect");
+        if (expect && proxy::EqualsIgnoreCase(*expect, "100-continue") &&
+            body_->state() == RequestBody::State::kIncomplete) {
+          tls_->Write("HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        // The whole body within one timeout, however it trickles in.
+        timer_.Start(server_->options_.body_timeout_ms);
+        if (!FinishBody()) return;
+        continue;
+      }
+      Answer(request, "", request.keep_alive());
       parser_.Reset();
       ArmIdleTimer();
     }
   }
+
+  // A body that is complete, too large or malformed: the request is
+  // answered. False when the connection closes.
+  bool FinishBody() {
+    const auto state = body_->state();
+    if (state == RequestBody::State::kIncomplete) return true;
+    if (state == RequestBody::State::kTooLarge) {
+      body_.reset();
+      Respond(413,
+              StatusResponse(413, "RequestEntityTooLarge",
+                             "the request body is larger than the limit of " +
+                                 std::to_string(kMaxRequestBodyBytes) + " bytes"),
+              false);
+      return false;
+    }
+    if (state == RequestBody::State::kError) {
+      const std::string error = body_->error();
+      body_.reset();
+      Respond(400, StatusResponse(400, "BadRequest", error), false);
+      return false;
+    }
+    std::string body = body_->Take();
+    body_.reset();
+    const proxy::Http1Request& request = parser_.request();
+    Answer(request, std::move(body), request.keep_alive());
+    parser_.Reset();
+    ArmIdleTimer();
+    return !closing_ && tls_ != nullptr;
+  }
+
   void OnEnd() override {
     if (tls_ != nullptr && !closing_) {
       closing_ = true;
@@ -68,19 +126,12 @@ class KubeServer::Connection final : public KubeConnection {
     server_->Retire(this);
   }
 
-  void Answer(const proxy::Http1Request& request) {
-    const bool keep_alive = request.keep_alive();
-    if (request.content_length() > 0 || request.chunked()) {
-      // A body we do not read: answer, then close.
-      Respond(405,
-              StatusResponse(405, "MethodNotAllowed",
-                             "podless serves the Kubernetes API read-only so far"),
-              false);
-      return;
-    }
+  void Answer(const proxy::Http1Request& request, std::string body, bool keep_alive) {
     KubeRequest kube{request.method, request.target, ""};
     if (auto accept = request.Header("Accept")) kube.accept = std::string(*accept);
     if (auto tag = request.Header("If-None-Match")) kube.if_none_match = std::string(*tag);
+    if (auto type = request.Header("Content-Type")) kube.content_type = std::string(*type);
+    kube.body = std::move(body);
     KubeResponse response = server_->Answer(auth_, kube);
     if (request.method == "HEAD") response.body.clear();
     Respond(response.status, std::move(response), keep_alive);
@@ -94,6 +145,9 @@ class KubeServer::Connection final : public KubeConnection {
         {"Cache-Control", response.cache_control},
     };
     for (auto& header : response.headers) headers.push_back(std::move(header));
+    for (const std::string& warning : response.warnings) {
+      headers.emplace_back("Warning", WarningHeader(warning));
+    }
     if (!keep_alive) headers.emplace_back("Connection", "close");
     std::string bytes = proxy::FormatResponseHead(status, "", headers);
     bytes += response.body;
@@ -110,7 +164,8 @@ class KubeServer::Connection final : public KubeConnection {
   proxy::TlsStream* tls_;  // owns itself; null once closed
   AuthDecision auth_;
   proxy::Http1RequestParser parser_;
-  proxy::Timer timer_;  // idle: Abort
+  std::optional<RequestBody> body_;  // while a request's body comes in
+  proxy::Timer timer_;               // idle, or the body's timeout: Abort
   bool closing_ = false;
 };
 
@@ -193,10 +248,13 @@ void KubeServer::OnHandshake(proxy::TlsStream* tls, Status status) {
   SSL_get0_alpn_selected(tls->ssl(), &alpn, &alpn_len);
   std::unique_ptr<KubeConnection> connection;
   if (alpn_len == 2 && std::memcmp(alpn, "h2", 2) == 0) {
-    connection = std::make_unique<Http2Connection>(
+    auto h2 = std::make_unique<Http2Connection>(
         dispatcher_.loop(), tls, options_.idle_timeout_ms,
         [this, auth](const KubeRequest& request) { return Answer(auth, request); },
         [this](KubeConnection* closed) { Retire(closed); });
+    h2->SetBodyPolicy(auth.outcome == AuthOutcome::kAdmin, kMaxRequestBodyBytes,
+                      options_.body_timeout_ms);
+    connection = std::move(h2);
   } else {
     connection = std::make_unique<Connection>(this, tls, std::move(auth));
   }

@@ -10,8 +10,9 @@
 // proxy/base/http1_parser.h and answered by KubeApi on the loop thread (the
 // agent's state is the loop's).
 //
-// HTTP/2 is kube_http2.h's. Not yet: request bodies (every write verb is
-// 405), watch.
+// HTTP/2 is kube_http2.h's. Request bodies are read whole, bounded
+// (request_body.h) and timed, after the client is authenticated: a refused
+// client's body is not read.
 #pragma once
 
 #include <uv.h>
@@ -39,6 +40,9 @@ struct KubeServerOptions {
   // A connection with no request for this long (or one that sends a request
   // head this slowly) is closed; over HTTP/2, one that sends no frame.
   uint64_t idle_timeout_ms = 120'000;
+  // A request body (at most kMaxRequestBodyBytes) must arrive whole within
+  // this, however slowly it trickles.
+  uint64_t body_timeout_ms = 30'000;
   size_t max_connections = 512;
   proxy::LogFunction log = proxy::LogToStderr;
 };

@@ -142,6 +142,11 @@ void WriteOperation(JsonWriter& w, const Resource& r, const Operation& op, bool 
       for (const char* type :
            {"application/apply-patch+yaml", "application/json-patch+json",
             "application/merge-patch+json", "application/strategic-merge-patch+json"}) {
+        // kubectl apply sends a strategic merge patch where OpenAPI offers
+        // one: a custom resource's does not (the server answers it 415).
+        if (!r.BuiltIn() && std::string_view(type) == "application/strategic-merge-patch+json") {
+          continue;
+        }
         w.Key(type).BeginObject();
         WriteSchemaRef(w, "io.k8s.apimachinery.pkg.apis.meta.v1.Patch");
         w.EndObject();

@@ -160,7 +160,7 @@ void WriteStrings(JsonWriter& w, const std::vector<std::string>& values) {
 // verbs, shortNames and categories: the same fields in both discovery forms.
 void WriteVerbsAndNames(JsonWriter& w, const Resource& r) {
   w.Key("verbs");
-  WriteStrings(w, Verbs());
+  WriteStrings(w, r.source == Source::kPods ? Verbs() : WriteVerbs());
   if (!r.short_names.empty()) {
     w.Key("shortNames");
     WriteStrings(w, r.short_names);
@@ -169,6 +169,27 @@ void WriteVerbsAndNames(JsonWriter& w, const Resource& r) {
     w.Key("categories");
     WriteStrings(w, r.categories);
   }
+}
+
+// Deployments, StatefulSets and ReplicaSets have a scale subresource
+// (write_handlers.h), which `kubectl scale` finds in discovery.
+bool Scalable(const Resource& r) { return r.group == "apps" && r.name != "daemonsets"; }
+const std::vector<std::string>& ScaleVerbs() {
+  static const std::vector<std::string> verbs = {"get", "patch", "update"};
+  return verbs;
+}
+
+// The APIResource of a scale subresource ("deployments/scale").
+void WriteScaleResource(JsonWriter& w, const Resource& r) {
+  w.BeginObject();
+  w.Key("name").String(r.name + "/scale");
+  w.Key("singularName").String("");
+  w.Key("namespaced").Bool(true);
+  w.Key("group").String("autoscaling").Key("version").String("v1");
+  w.Key("kind").String("Scale");
+  w.Key("verbs");
+  WriteStrings(w, ScaleVerbs());
+  w.EndObject();
 }
 
 // One APIResource of an APIResourceList.
@@ -199,6 +220,16 @@ void WriteGroupDiscovery(JsonWriter& w, const std::string& group, const std::str
     w.Key("scope").String(r.namespaced ? "Namespaced" : "Cluster");
     w.Key("singularResource").String(r.singular);
     WriteVerbsAndNames(w, r);
+    if (Scalable(r)) {
+      w.Key("subresources").BeginArray().BeginObject();
+      w.Key("subresource").String("scale");
+      w.Key("responseKind").BeginObject();
+      w.Key("group").String("autoscaling").Key("version").String("v1").Key("kind").String("Scale");
+      w.EndObject();
+      w.Key("verbs");
+      WriteStrings(w, ScaleVerbs());
+      w.EndObject().EndArray();
+    }
     w.EndObject();
   }
   w.EndArray();
@@ -220,8 +251,20 @@ std::string Resource::GroupVersion() const {
   return group.empty() ? version : group + "/" + version;
 }
 
+bool Resource::BuiltIn() const {
+  const std::string_view suffix = ".k8s.io";
+  return group.empty() || group == "apps" || group == "autoscaling" ||
+         (group.size() > suffix.size() && group.ends_with(suffix));
+}
+
 const std::vector<std::string>& Verbs() {
   static const std::vector<std::string> verbs = {"get", "list"};
+  return verbs;
+}
+
+const std::vector<std::string>& WriteVerbs() {
+  static const std::vector<std::string> verbs = {"create", "delete", "get",
+                                                 "list",   "patch",  "update"};
   return verbs;
 }
 
@@ -300,6 +343,7 @@ std::string ApiResourceListJson(std::string_view group, std::string_view version
   for (const Resource& r : Resources()) {
     if (r.group != group || r.version != version) continue;
     WriteApiResource(w, r);
+    if (Scalable(r)) WriteScaleResource(w, r);
     any = true;
   }
   w.EndArray();

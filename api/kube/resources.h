@@ -42,10 +42,16 @@ struct Resource {
 
   // "apps/v1", or "v1" for the core group.
   std::string GroupVersion() const;
+  // A kind of Kubernetes' own groups ("", apps, autoscaling, *.k8s.io), not
+  // a custom resource's (Istio's, podless.dev's): only these take strategic
+  // merge patches, as on the API server, and OpenAPI says so.
+  bool BuiltIn() const;
 };
 
-// What every resource allows this session.
+// What pods allow (podless's replicas are read-only).
 const std::vector<std::string>& Verbs();
+// What every other resource allows (write_handlers.h).
+const std::vector<std::string>& WriteVerbs();
 
 // Every served resource, core group first, then the named groups in the
 // order /apis lists them.

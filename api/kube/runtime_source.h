@@ -2,6 +2,7 @@
 // (api/runtime_service.h), so kubectl, the CLI and gRPC clients see one state.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,44 @@ class RuntimeObjectSource final : public ObjectSource {
     return service_.List(request);
   }
 
+  // The same Apply and Delete as the gRPC calls. On one node they answer
+  // at once; in cluster mode they wait for etcd, which a synchronous
+  // handler on the loop cannot, so the Kubernetes API writes on one node
+  // only.
+  Status Apply(const std::string& manifest, bool dry_run) override {
+    if (service_.clustered()) return ClusterMode();
+    v1::ApplyRequest request;
+    request.set_manifest(manifest);
+    request.set_source_name("request");
+    request.set_dry_run(dry_run);
+    std::optional<Status> outcome;
+    service_.Apply(request, [&outcome](Result<v1::ApplyResponse> response) {
+      outcome = response ? Status() : Status(response.error());
+    });
+    if (!outcome) return MakeError(ErrorCode::kInternal, "the agent did not answer the apply");
+    return *outcome;
+  }
+
+  Status Delete(v1::Kind kind, const std::string& ns, const std::string& name) override {
+    if (service_.clustered()) return ClusterMode();
+    v1::DeleteRequest request;
+    v1::ObjectRef* ref = request.add_refs();
+    ref->set_kind(kind);
+    ref->set_namespace_(ns);
+    ref->set_name(name);
+    std::optional<Status> outcome;
+    service_.Delete(request, [&outcome](Result<v1::DeleteResponse> response) {
+      outcome = response ? Status() : Status(response.error());
+    });
+    if (!outcome) return MakeError(ErrorCode::kInternal, "the agent did not answer the delete");
+    return *outcome;
+  }
+
  private:
+  static Error ClusterMode() {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     "in cluster mode the Kubernetes API is read-only; apply with `podless apply`");
+  }
   RuntimeService& service_;
 };
 

@@ -167,6 +167,17 @@ TEST_CASE("ParseManifests: leaves out fields take their defaults") {
   CHECK(std::get<ForwardApp>(f.spec.app).address == "127.0.0.1:9000");
 }
 
+TEST_CASE("ParseManifests: a podless Workload keeps its metadata.annotations") {
+  // kubectl apply keeps its last-applied-configuration there.
+  Workload w = OnlyWorkload(
+      Parse("apiVersion: podless.dev/v1alpha1\nkind: Workload\nmetadata:\n  name: web\n"
+            "  annotations: {kubectl.kubernetes.io/last-applied-configuration: '{\"a\":1}'}\n"
+            "spec:\n  app: {echo: }\n"));
+  REQUIRE_FALSE(w.metadata.annotations.is_default());
+  CHECK(w.metadata.annotations->at("kubectl.kubernetes.io/last-applied-configuration") ==
+        "{\"a\":1}");
+}
+
 TEST_CASE("ParseManifests: reads a Service; targetPort is a number, a name, or port") {
   ParseResult result = Parse(R"y(apiVersion: podless.dev/v1alpha1
 kind: Service

@@ -192,6 +192,15 @@ TEST_CASE("KubeApi: what is not served is a Status, never a guess") {
   CHECK(YAML::Load(watch.body)["reason"].as<std::string>() == "MethodNotAllowed");
   CHECK(f.api.Handle({"POST", "/api/v1/namespaces/shop/pods", ""}).status == 405);
   CHECK(f.api.Handle({"DELETE", "/api/v1/namespaces/shop/pods/web-0", ""}).status == 405);
+  // Discovery and /version are read only.
+  CHECK(f.api.Handle({"POST", "/api/v1", ""}).status == 404);
+  CHECK(f.api.Handle({"POST", "/apis/apps/v1", ""}).status == 404);
+  CHECK(f.api.Handle({"DELETE", "/version", ""}).status == 404);
+  // A source that does not take writes (this fake's): 403, nothing changed.
+  CHECK(f.api.Handle({"DELETE", "/apis/apps/v1/namespaces/shop/deployments/web", ""}).status ==
+        403);
+  CHECK(f.Get("/apis/apps/v1/namespaces/shop/deployments/web/status").status == 404);
+  CHECK(f.Get("/apis/apps/v1/namespaces/shop/daemonsets/web/scale").status == 404);
 }
 
 TEST_CASE("KubeApi: percent-decoding of query values") {

@@ -224,6 +224,23 @@ TEST_CASE("PATCH, POST and PUT list fieldValidation, which kubectl looks for bef
   CHECK(Document("", "v1")["paths"]["/api/v1/namespaces/{name}"]["patch"].IsMap());
 }
 
+TEST_CASE("only Kubernetes' own kinds offer strategic merge patches, as kubectl apply reads") {
+  const auto types = [](const YAML::Node& patch) { return Keys(patch["requestBody"]["content"]); };
+  const YAML::Node deployment = Document(
+      "apps", "v1")["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+  CHECK(types(deployment).count("application/strategic-merge-patch+json") == 1);
+  // A custom resource's: kubectl then sends a JSON merge patch, which the
+  // server takes (it answers a strategic one 415).
+  const YAML::Node policy = Document(
+      "security.istio.io",
+      "v1")["paths"]
+           ["/apis/security.istio.io/v1/namespaces/{namespace}/authorizationpolicies/{name}"]
+           ["patch"];
+  REQUIRE(policy.IsMap());
+  CHECK(types(policy).count("application/strategic-merge-patch+json") == 0);
+  CHECK(types(policy).count("application/merge-patch+json") == 1);
+}
+
 TEST_CASE("GET /openapi/v3 and a group/version's document, with the API server's caching") {
   Fixture f;
   KubeResponse discovery = f.Get("/openapi/v3");

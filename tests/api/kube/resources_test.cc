@@ -118,7 +118,15 @@ TEST_CASE("KubeDiscovery: the legacy documents: /api, /apis, /api/v1, /apis/apps
   CHECK(pods);
   YAML::Node apps = YAML::Load(ApiResourceListJson("apps", "v1"));
   CHECK(apps["groupVersion"].as<std::string>() == "apps/v1");
-  CHECK(apps["resources"].size() == 4);
+  CHECK(apps["resources"].size() == 7);  // 4 kinds, 3 of them with a scale subresource
+  bool deployment_scale = false;
+  for (const YAML::Node& r : apps["resources"]) {
+    if (r["name"].as<std::string>() != "deployments/scale") continue;
+    deployment_scale = true;
+    CHECK(r["kind"].as<std::string>() == "Scale");
+    CHECK(r["group"].as<std::string>() == "autoscaling");
+  }
+  CHECK(deployment_scale);
   CHECK(ApiResourceListJson("batch", "v1").empty());
   CHECK(ApiResourceListJson("apps", "v1beta1").empty());
 }
