@@ -29,6 +29,9 @@ class RuntimeService {
   void RegisterWith(GrpcServer& server);
   // What the List call answers (the Kubernetes API lists through it too).
   Result<v1::ListResponse> List(const v1::ListRequest& request);
+  // One stored object as List and Watch answer it, with its status (the
+  // Kubernetes API's watch turns the agent's changes into events with it).
+  v1::Object ObjectOf(const runtime::StoredObject& stored);
   // The supervisor of exec workloads, for `Logs` with follow (null: logs
   // are read from the files only).
   void SetSupervisor(runtime::Supervisor* supervisor) { supervisor_ = supervisor; }

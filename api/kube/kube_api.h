@@ -12,15 +12,20 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "api/kube/resources.h"
+#include "api/kube/response_stream.h"
 #include "podless/v1/runtime.pb.h"
 #include "workloads/result.h"
 
 namespace podless::api::kube {
+
+class WatchHub;   // kube_watch.h
+class LogSource;  // kube_logs.h
 
 // Where the objects come from: the agent's List (api/runtime_service.h),
 // or a fake in tests.
@@ -33,9 +38,9 @@ class ObjectSource {
 };
 
 struct KubeRequest {
-  std::string method;  // "GET"
-  std::string target;  // "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb"
-  std::string accept;  // the Accept header
+  std::string method;        // "GET"
+  std::string target;        // "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb"
+  std::string accept;        // the Accept header
   std::string content_type;  // the Content-Type header, of a body
   std::string body;          // the request body, whole
 };
@@ -44,6 +49,9 @@ struct KubeResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  // Set: the body is streamed from it (a watch, `logs -f`) and `body` is
+  // not sent; HTTP/1.1 sends it chunked, HTTP/2 as DATA frames.
+  ResponseStreamPtr stream;
 };
 
 // A Status object (kind: Status) of a failed request; `details_kind` and
@@ -61,11 +69,18 @@ class KubeApi {
 
   KubeResponse Handle(const KubeRequest& request);
 
+  // Where watches and logs are served from (null: 405 for watch, 404 for
+  // logs). Owned by the caller; set before the first request.
+  void SetWatchHub(WatchHub* hub) { watch_hub_ = hub; }
+  void SetLogSource(LogSource* logs) { log_source_ = logs; }
+
  private:
   struct Query {
     std::string label_selector;
     std::string field_selector;
     bool watch = false;
+    // Every other parameter, decoded (resourceVersion, follow, ...).
+    std::map<std::string, std::string> params;
   };
   KubeResponse Discovery(const std::vector<std::string>& parts, const KubeRequest& request);
   // A path below /api/<version>/ or /apis/<group>/<version>/: `rest` is
@@ -76,7 +91,13 @@ class KubeApi {
   KubeResponse ListOrGet(const Resource& resource, const std::string& ns, const std::string& name,
                          const Query& query, const KubeRequest& request);
 
+  KubeResponse Watch(const Resource& resource, const std::string& ns, const std::string& name,
+                     const Query& query, const KubeRequest& request);
+  KubeResponse Logs(const std::string& ns, const std::string& pod, const Query& query);
+
   ObjectSource& source_;
+  WatchHub* watch_hub_ = nullptr;
+  LogSource* log_source_ = nullptr;
   std::string server_address_;
   std::function<int64_t()> now_;
 };

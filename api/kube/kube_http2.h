@@ -1,8 +1,10 @@
 // The Kubernetes API's HTTP/2 side (ALPN h2, which kubectl's Go client
 // prefers): one nghttp2 server session over a connection's TlsStream,
-// every request answered whole by the same function as over HTTP/1.1.
-// Responses are small and finite (no watch yet), so each is handed to
-// nghttp2 at once; the session's flow control paces the bytes.
+// every request answered by the same function as over HTTP/1.1. A whole
+// body is handed to nghttp2 at once; a streamed one (watch, logs -f:
+// KubeResponse::stream) is read as it is queued, the data provider
+// deferring while it is empty and resumed when the producer writes. The
+// session's flow control, and the transport's high watermark, pace both.
 #pragma once
 
 #include <nghttp2/nghttp2.h>
@@ -47,12 +49,14 @@ class Http2Connection final : public KubeConnection {
     KubeRequest request;
     std::string body;  // the response's
     size_t sent = 0;
+    ResponseStreamPtr stream;  // a streamed body instead
   };
 
   // proxy::StreamHandler
   void OnData(std::string_view bytes) override;
   void OnEnd() override;
   void OnClosed(bool reset) override;
+  void OnWritable() override { Flush(); }
 
   // Hands what nghttp2 has to send to the stream; closes when the session
   // wants neither to read nor to write.
@@ -60,6 +64,9 @@ class Http2Connection final : public KubeConnection {
   void Finish();
   void Respond(int32_t stream_id);
   void ArmIdleTimer();
+  void OnIdle();
+  // Lets every streamed body's producer go (the connection is over).
+  void CancelStreams();
 
   friend struct Http2Callbacks;
   proxy::Stream* stream_;  // owns itself; null once closed

@@ -1,5 +1,6 @@
 #include "api/kube/kube_server.h"
 
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <utility>
@@ -28,10 +29,11 @@ class KubeServer::Connection final : public KubeConnection {
     ArmIdleTimer();
     tls_->SetHandler(this);
   }
-  ~Connection() override = default;
+  ~Connection() override { CancelStream(); }
 
   // KubeConnection
   void Abort() override {
+    CancelStream();
     if (tls_ == nullptr) return;
     std::exchange(tls_, nullptr)->Reset();
     server_->Retire(this);
@@ -41,6 +43,11 @@ class KubeServer::Connection final : public KubeConnection {
   // proxy::StreamHandler
   void OnData(std::string_view data) override {
     while (!data.empty() && !closing_ && tls_ != nullptr) {
+      if (stream_) {
+        // A request pipelined behind a watch: read once the watch is over.
+        pending_.append(data);
+        return;
+      }
       size_t consumed = 0;
       const auto state = parser_.Feed(data, &consumed);
       data.remove_prefix(consumed);
@@ -64,6 +71,7 @@ class KubeServer::Connection final : public KubeConnection {
     }
   }
   void OnClosed(bool) override {
+    CancelStream();
     tls_ = nullptr;
     server_->Retire(this);
   }
@@ -81,7 +89,10 @@ class KubeServer::Connection final : public KubeConnection {
     KubeRequest kube{request.method, request.target, ""};
     if (auto accept = request.Header("Accept")) kube.accept = std::string(*accept);
     KubeResponse response = server_->Answer(auth_, kube);
-    if (request.method == "HEAD") response.body.clear();
+    if (request.method == "HEAD") {
+      response.body.clear();
+      if (auto stream = std::exchange(response.stream, nullptr)) stream->Cancel();
+    }
     Respond(response.status, std::move(response), keep_alive);
   }
 
@@ -93,6 +104,12 @@ class KubeServer::Connection final : public KubeConnection {
         {"Cache-Control", "no-cache, private"},
     };
     if (!keep_alive) headers.emplace_back("Connection", "close");
+    if (response.stream) {
+      headers[1] = {"Transfer-Encoding", "chunked"};
+      tls_->Write(proxy::FormatResponseHead(status, "", headers));
+      StartStream(std::move(response.stream), keep_alive);
+      return;
+    }
     std::string bytes = proxy::FormatResponseHead(status, "", headers);
     bytes += response.body;
     tls_->Write(bytes);
@@ -104,12 +121,55 @@ class KubeServer::Connection final : public KubeConnection {
 
   void ArmIdleTimer() { timer_.Start(server_->options_.idle_timeout_ms); }
 
+  // A streamed body (watch, logs -f): sent in chunks as the producer queues
+  // it, no faster than the client reads. No request is read meanwhile (a
+  // pipelined one waits) and the idle timer is off: a watch is quiet.
+  void StartStream(ResponseStreamPtr stream, bool keep_alive) {
+    stream_ = std::move(stream);
+    stream_keep_alive_ = keep_alive;
+    timer_.Stop();
+    tls_->SetReadPaused(true);
+    stream_->SetReadable([this] { Pump(); });
+    Pump();
+  }
+  void OnWritable() override { Pump(); }
+  void Pump() {
+    while (stream_ && tls_ != nullptr && tls_->QueuedBytes() < proxy::kHighWatermark &&
+           stream_->queued() > 0) {
+      const std::string data = stream_->Take(64 << 10);
+      char size[24];
+      std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+      std::string chunk = size;
+      chunk += data;
+      chunk += "\r\n";
+      tls_->Write(chunk);
+    }
+    if (!stream_ || tls_ == nullptr || !stream_->finished()) return;
+    stream_->SetReadable(nullptr);
+    stream_.reset();
+    tls_->Write("0\r\n\r\n");
+    if (!stream_keep_alive_) {
+      closing_ = true;
+      tls_->End();
+      return;
+    }
+    tls_->SetReadPaused(false);
+    ArmIdleTimer();
+    if (!pending_.empty()) OnData(std::exchange(pending_, std::string()));
+  }
+  void CancelStream() {
+    if (auto stream = std::exchange(stream_, nullptr)) stream->Cancel();
+  }
+
   KubeServer* server_;
   proxy::TlsStream* tls_;  // owns itself; null once closed
   AuthDecision auth_;
   proxy::Http1RequestParser parser_;
   proxy::Timer timer_;  // idle: Abort
   bool closing_ = false;
+  ResponseStreamPtr stream_;  // the body being streamed, if any
+  bool stream_keep_alive_ = true;
+  std::string pending_;  // request bytes that came behind a streamed request
 };
 
 KubeServer::KubeServer(uv_loop_t* loop, KubeServerOptions options)

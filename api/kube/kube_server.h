@@ -58,6 +58,8 @@ class KubeServer {
   std::string address() const;
   uint16_t port() const { return listener_ ? listener_->port() : 0; }
   size_t connection_count() const { return connections_.size(); }
+  // The router, to plug watch and logs in (kube_agent.cc).
+  KubeApi& api() { return *api_; }
 
   // Stops listening and closes every connection. Idempotent.
   void Close();
