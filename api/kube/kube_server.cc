@@ -61,7 +61,7 @@ class KubeServer::Connection final : public KubeConnection {
       }
       Answer(parser_.request());
       parser_.Reset();
-      ArmIdleTimer();
+      if (!stream_) ArmIdleTimer();  // a streamed response keeps it off
     }
   }
   void OnEnd() override {

@@ -212,7 +212,10 @@ struct H2Client {
   bool closed = false;
   int32_t stream_id = -1;
 
-  explicit H2Client(TlsClient& t) : tls(t) {
+  // `peer_max_streams`: how many concurrent streams the client assumes the
+  // server allows until its SETTINGS arrive (a client that floods streams
+  // before reading them).
+  explicit H2Client(TlsClient& t, uint32_t peer_max_streams = 100) : tls(t) {
     nghttp2_session_callbacks* cb = nullptr;
     nghttp2_session_callbacks_new(&cb);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
@@ -225,13 +228,17 @@ struct H2Client {
           static_cast<H2Client*>(self)->closed = true;
           return 0;
         });
-    nghttp2_session_client_new(&session, cb, this);
+    nghttp2_option* option = nullptr;
+    nghttp2_option_new(&option);
+    nghttp2_option_set_peer_max_concurrent_streams(option, peer_max_streams);
+    nghttp2_session_client_new2(&session, cb, this, option);
+    nghttp2_option_del(option);
     nghttp2_session_callbacks_del(cb);
     nghttp2_submit_settings(session, NGHTTP2_FLAG_NONE, nullptr, 0);
   }
   ~H2Client() { nghttp2_session_del(session); }
 
-  void Get(const std::string& path) {
+  void Get(const std::string& path, bool send = true) {
     auto nv = [](const char* n, const std::string& v) {
       return nghttp2_nv{(uint8_t*)n, (uint8_t*)v.data(), strlen(n), v.size(), NGHTTP2_NV_FLAG_NONE};
     };
@@ -239,7 +246,7 @@ struct H2Client {
     const nghttp2_nv headers[] = {nv(":method", method), nv(":scheme", scheme),
                                   nv(":authority", authority), nv(":path", path)};
     stream_id = nghttp2_submit_request(session, nullptr, headers, 4, nullptr, nullptr);
-    Send();
+    if (send) Send();
   }
   void Send() {
     const uint8_t* out = nullptr;
@@ -286,6 +293,31 @@ TEST_CASE("KubeServer: a watch over HTTP/2 sends each event as it comes; RST_STR
   CHECK(podless::testing::RunUntil(f.loop.get(), [&] { return f.hub->watch_count() == 0; }));
   CHECK(f.server->connection_count() == 1);  // only the stream went
   step = 3;
+  client.join();
+}
+
+TEST_CASE("KubeServer: one HTTP/2 connection holds at most 100 watches") {
+  Fixture f;
+  std::atomic<int> step{0};
+  std::thread client([&] {
+    TlsClient c(f.server->port(), *f.admin, "h2");
+    if (!c.ok()) return step.store(-1);
+    H2Client h2(c, /*peer_max_streams=*/1000);
+    // 150 watches in the first flight, before the server's SETTINGS are read.
+    for (int i = 0; i < 150; ++i) h2.Get("/api/v1/namespaces/shop/services?watch=1", false);
+    h2.Send();
+    step = 1;
+    h2.ReadUntil("never");  // until the server closes
+    step = 2;
+  });
+  REQUIRE(podless::testing::RunUntil(f.loop.get(), [&] { return step != 0; }));
+  REQUIRE(step == 1);
+  CHECK(podless::testing::RunUntil(f.loop.get(), [&] { return f.hub->watch_count() == 100; }));
+  podless::testing::RunFor(f.loop.get(), 200ms);
+  CHECK(f.hub->watch_count() == 100);  // the other 50 were refused
+  f.server->Close();
+  CHECK(f.hub->watch_count() == 0);
+  REQUIRE(podless::testing::RunUntil(f.loop.get(), [&] { return step == 2; }));
   client.join();
 }
 
