@@ -45,6 +45,12 @@ class KubeServer::Connection final : public KubeConnection {
     while (!data.empty() && !closing_ && tls_ != nullptr) {
       if (stream_) {
         // A request pipelined behind a watch: read once the watch is over.
+        // Reads are not paused meanwhile (the client's close must be seen
+        // at once, to free its watcher), so what waits is bounded.
+        if (pending_.size() + data.size() > kMaxPending) {
+          Abort();
+          return;
+        }
         pending_.append(data);
         return;
       }
@@ -65,6 +71,7 @@ class KubeServer::Connection final : public KubeConnection {
     }
   }
   void OnEnd() override {
+    CancelStream();  // the client went: its watcher goes now
     if (tls_ != nullptr && !closing_) {
       closing_ = true;
       tls_->End();
@@ -122,13 +129,12 @@ class KubeServer::Connection final : public KubeConnection {
   void ArmIdleTimer() { timer_.Start(server_->options_.idle_timeout_ms); }
 
   // A streamed body (watch, logs -f): sent in chunks as the producer queues
-  // it, no faster than the client reads. No request is read meanwhile (a
-  // pipelined one waits) and the idle timer is off: a watch is quiet.
+  // it, no faster than the client reads. A pipelined request waits until
+  // it is over, and the idle timer is off: a watch is quiet.
   void StartStream(ResponseStreamPtr stream, bool keep_alive) {
     stream_ = std::move(stream);
     stream_keep_alive_ = keep_alive;
     timer_.Stop();
-    tls_->SetReadPaused(true);
     stream_->SetReadable([this] { Pump(); });
     Pump();
   }
@@ -153,7 +159,6 @@ class KubeServer::Connection final : public KubeConnection {
       tls_->End();
       return;
     }
-    tls_->SetReadPaused(false);
     ArmIdleTimer();
     if (!pending_.empty()) OnData(std::exchange(pending_, std::string()));
   }
@@ -170,6 +175,7 @@ class KubeServer::Connection final : public KubeConnection {
   ResponseStreamPtr stream_;  // the body being streamed, if any
   bool stream_keep_alive_ = true;
   std::string pending_;  // request bytes that came behind a streamed request
+  static constexpr size_t kMaxPending = 64 << 10;
 };
 
 KubeServer::KubeServer(uv_loop_t* loop, KubeServerOptions options)

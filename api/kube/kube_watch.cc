@@ -73,6 +73,18 @@ std::string Content(const Resource& resource, const Item& item) {
   return out;
 }
 
+// `json` with its (first: metadata's) resourceVersion set to `revision`:
+// a DELETED event's object is its last state at the delete's revision.
+std::string WithVersion(const std::string& json, uint64_t revision) {
+  constexpr std::string_view kKey = "\"resourceVersion\"";
+  const size_t at = json.find(kKey);
+  if (at == std::string::npos) return json;
+  const size_t open = json.find('"', at + kKey.size());
+  const size_t close = open == std::string::npos ? open : json.find('"', open + 1);
+  if (close == std::string::npos) return json;
+  return json.substr(0, open + 1) + std::to_string(revision) + json.substr(close);
+}
+
 std::string EventLine(std::string_view type, const std::string& object_json) {
   std::string line = "{\"type\":\"";
   line += type;
@@ -163,6 +175,7 @@ void WatchHub::OnChange(const v1::Object& object, bool deleted) {
       if (kept) continue;
       Item gone = old;
       gone.resource_version = revision;
+      gone.json = WithVersion(old.json, revision);
       Record({&resource, "DELETED", std::move(gone), {}, revision});
     }
     for (const Item& item : now) {

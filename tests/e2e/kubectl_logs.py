@@ -70,7 +70,7 @@ def pid_of(agent, name):
     containers = r.get("containers") or []
     if containers:
         return containers[0].get("pid", 0)
-    return r.get("pid", 0)
+    return (r.get("process") or {}).get("pid", 0)
 
 
 def main():

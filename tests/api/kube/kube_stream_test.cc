@@ -142,7 +142,9 @@ TEST_CASE(
   CHECK(seen.find("Transfer-Encoding: chunked\r\n") != std::string::npos);
   CHECK(seen.find("Content-Length") == std::string::npos);
   // Each event its own chunk: size line, the event's line.
-  CHECK(seen.find("\r\n{\"type\":\"ADDED\",\"object\":{\"kind\":\"Service\"") != std::string::npos);
+  CHECK(
+      seen.find("\r\n{\"type\":\"ADDED\",\"object\":{\"apiVersion\":\"v1\",\"kind\":\"Service\"") !=
+      std::string::npos);
   CHECK(podless::testing::RunUntil(f.loop.get(), [&] { return f.hub->watch_count() == 0; }));
 }
 
