@@ -168,6 +168,7 @@ def main():
             follow.kill()
             follow.wait()
             check(False, "kubectl logs -f still running 20 s after the workload was deleted")
+    print("PASS")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,8 @@ def main():
                  lambda: re.search(r"^DELETED\s+web\s", deploys.text(), re.M), timeout=15)
         for w in watchers:
             w.stop()
+        print("kubectl get pods -w:\n" + pods.text())
+        print("kubectl get deploy -w --output-watch-events:\n" + deploys.text())
 
         # The raw watch stream: kubectl get --raw, JSON lines.
         raw = subprocess.run(base + ["get", "--raw",
@@ -188,6 +190,7 @@ def main():
         r = curl("?watch=1&timeoutSeconds=soon")
         check(" 400 " in r.stdout.splitlines()[0] and '"field":"timeoutSeconds"' in r.stdout,
               f"timeoutSeconds=soon:\n{r.stdout}")
+        print("PASS")
     finally:
         for w in watchers:
             w.stop()
