@@ -135,7 +135,7 @@ void WatchHub::Start() {
       for (const Resource& resource : Resources()) {
         if (resource.object_kind != kind) continue;
         std::vector<Item> items = ItemsOf(resource, {object}, now_());
-        if (!items.empty()) last_[resource.name][ObjectKeyOf(object)] = std::move(items);
+        if (!items.empty()) last_[resource.name][ObjectKeyOf(object)] = KnownOf(resource, items);
       }
     }
   }
@@ -156,42 +156,123 @@ WatchHub::~WatchHub() {
   }
 }
 
+WatchHub::Known WatchHub::KnownOf(const Resource& resource, const std::vector<Item>& items) {
+  Known known;
+  if (!items.empty()) known.labels = items.front().labels;
+  known.items.reserve(items.size());
+  for (const Item& item : items) {
+    known.items.emplace_back(item.name, std::hash<std::string>{}(Content(resource, item)));
+  }
+  return known;
+}
+
+namespace {
+
+// The items named in `names` as `object` would show them: the Pods a scale
+// removed, rebuilt from the workload as it is now (replica <ordinal>
+// without an address), or, for anything else, an object of the resource's
+// kind with only its name, namespace and labels.
+std::vector<Item> GoneItems(const Resource& resource, const v1::Object& object,
+                            const std::vector<std::string>& names,
+                            const std::map<std::string, std::string>& labels, int64_t now) {
+  std::vector<Item> items;
+  if (resource.source == Source::kPods && object.has_workload()) {
+    v1::Object copy = object;
+    auto* replicas = copy.mutable_workload()->mutable_status()->mutable_replicas();
+    const std::string prefix = MetaOf(object).name() + "-";
+    replicas->Clear();
+    for (const std::string& name : names) {
+      if (name.rfind(prefix, 0) != 0) continue;
+      const std::string ordinal = name.substr(prefix.size());
+      if (ordinal.empty() || ordinal.size() > 9 ||
+          ordinal.find_first_not_of("0123456789") != std::string::npos) {
+        continue;
+      }
+      v1::Replica* r = replicas->Add();
+      r->set_name(name);
+      r->set_ordinal(static_cast<uint32_t>(std::stoul(ordinal)));
+    }
+    items = ItemsOf(resource, {copy}, now);
+  }
+  for (const std::string& name : names) {
+    const bool built = std::any_of(items.begin(), items.end(),
+                                   [&](const Item& item) { return item.name == name; });
+    if (built) continue;
+    Item item;
+    item.name = name;
+    item.ns = resource.namespaced ? MetaOf(object).namespace_() : "";
+    item.labels = labels;
+    proxy::JsonWriter w;
+    w.BeginObject();
+    w.Key("kind").String(resource.kind);
+    w.Key("apiVersion").String(resource.GroupVersion());
+    w.Key("metadata").BeginObject();
+    w.Key("name").String(name);
+    if (!item.ns.empty()) w.Key("namespace").String(item.ns);
+    w.Key("resourceVersion").String("0");
+    if (!labels.empty()) {
+      w.Key("labels").BeginObject();
+      for (const auto& [key, value] : labels) w.Key(key).String(value);
+      w.EndObject();
+    }
+    w.EndObject();
+    w.EndObject();
+    item.json = w.Take();
+    item.cells.assign(Columns(resource).size(), "");
+    if (!item.cells.empty()) item.cells[0] = name;
+    items.push_back(std::move(item));
+  }
+  return items;
+}
+
+}  // namespace
+
 void WatchHub::OnChange(const v1::Object& object, bool deleted) {
   const std::string key = ObjectKeyOf(object);
   const uint64_t revision = MetaOf(object).resource_version();
   for (const Resource& resource : Resources()) {
     if (resource.object_kind == v1::KIND_UNSPECIFIED) continue;
-    std::vector<Item> now;
-    if (!deleted) now = ItemsOf(resource, {object}, now_());
+    // A deleted object is handed over as it was last: its items are what
+    // the DELETED events carry.
+    std::vector<Item> now = ItemsOf(resource, {object}, now_());
     auto& of_resource = last_[resource.name];
     auto it = of_resource.find(key);
-    std::vector<Item> before = it == of_resource.end() ? std::vector<Item>() : it->second;
-    if (now.empty() && before.empty()) continue;
-    // Items gone (a Pod of a replica scaled away, every item of a deleted
-    // object): DELETED with the last state, at this change's revision.
-    for (Item& old : before) {
-      const bool kept = std::any_of(now.begin(), now.end(),
-                                    [&](const Item& item) { return item.name == old.name; });
-      if (kept) continue;
-      Item gone = old;
-      gone.resource_version = revision;
-      gone.json = WithVersion(old.json, revision);
-      Record({&resource, "DELETED", std::move(gone), {}, revision});
+    if (now.empty() && it == of_resource.end()) continue;
+    Known before = it == of_resource.end() ? Known() : std::move(it->second);
+    if (it != of_resource.end()) of_resource.erase(it);
+    // Items gone while the object stays (Pods of replicas scaled away).
+    std::vector<std::string> gone;
+    for (const auto& [name, hash] : before.items) {
+      const bool kept =
+          std::any_of(now.begin(), now.end(), [&](const Item& item) { return item.name == name; });
+      if (!kept) gone.push_back(name);
     }
-    for (const Item& item : now) {
-      auto was = std::find_if(before.begin(), before.end(),
-                              [&](const Item& old) { return old.name == item.name; });
-      if (was == before.end()) {
-        Record({&resource, "ADDED", item, {}, revision});
-      } else if (Content(resource, *was) != Content(resource, item)) {
-        Record({&resource, "MODIFIED", item, was->labels, revision});
+    if (!gone.empty()) {
+      for (Item& item : GoneItems(resource, object, gone, before.labels, now_())) {
+        item.resource_version = revision;
+        item.json = WithVersion(item.json, revision);
+        Record({&resource, "DELETED", std::move(item), {}, revision});
       }
     }
-    if (now.empty()) {
-      if (it != of_resource.end()) of_resource.erase(it);
-    } else {
-      of_resource[key] = std::move(now);
+    if (deleted) {
+      // Every item the deleted object still shows goes too.
+      for (Item& item : now) {
+        item.resource_version = revision;
+        item.json = WithVersion(item.json, revision);
+        Record({&resource, "DELETED", std::move(item), {}, revision});
+      }
+      continue;
     }
+    for (const Item& item : now) {
+      auto was = std::find_if(before.items.begin(), before.items.end(),
+                              [&](const auto& old) { return old.first == item.name; });
+      if (was == before.items.end()) {
+        Record({&resource, "ADDED", item, {}, revision});
+      } else if (was->second != std::hash<std::string>{}(Content(resource, item))) {
+        Record({&resource, "MODIFIED", item, before.labels, revision});
+      }
+    }
+    if (!now.empty()) of_resource[key] = KnownOf(resource, now);
   }
 }
 

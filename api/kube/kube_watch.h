@@ -7,9 +7,12 @@
 // the object shows as: a workload is a Deployment (or StatefulSet, ...,
 // or a podless Workload) and one Pod per replica, so a scale from 2 to 3
 // is a MODIFIED Deployment, MODIFIED Pods 0-1 and an ADDED Pod 2; a
-// Service is a Service. To know which Pods went, and what a DELETED event
-// carries, it keeps the last items of each object (as the API server's
-// watch cache keeps the last objects).
+// Service is a Service. To know which Pods went and which changed, it keeps
+// of each object the names of its items, a hash of each one's content and
+// the object's labels (about 50 B per Pod, not the objects: the API
+// server's watch cache keeps whole objects). A DELETED event of a deleted
+// object carries its last state (the agent hands it over); a Pod a scale
+// removed is rebuilt from the workload as it is now, without its address.
 //
 // Events are kept in a ring of the last `ring_size` (10,000 by default:
 // a few minutes of heavy change, at most a few tens of MiB) with their
@@ -141,8 +144,14 @@ class WatchHub {
   uint64_t feed_id_ = 0;
   std::deque<Event> ring_;
   uint64_t floor_ = 0;  // events after this revision are all in the ring
-  // resource name -> "ns/name" of the agent object -> its items now.
-  std::map<std::string, std::map<std::string, std::vector<Item>>> last_;
+  // What is kept of an agent object's items in one resource.
+  struct Known {
+    std::map<std::string, std::string> labels;            // of the items (one object: the same)
+    std::vector<std::pair<std::string, uint64_t>> items;  // name, hash of Content()
+  };
+  static Known KnownOf(const Resource& resource, const std::vector<Item>& items);
+  // resource name -> "kind/ns/name" of the agent object -> what it shows now.
+  std::map<std::string, std::map<std::string, Known>> last_;
   std::map<uint64_t, std::unique_ptr<Watcher>> watchers_;
   uint64_t next_watcher_ = 1;
   int delivering_ = 0;  // inside a loop over watchers_

@@ -173,6 +173,27 @@ TEST_CASE("WatchHub: a scale is Pods ADDED and DELETED, and the Deployment MODIF
   CHECK(Has(lines[3], "\"name\":\"web-0\""));
 }
 
+TEST_CASE("WatchHub: Pods a scale to 0 removed are DELETED, rebuilt from the workload now") {
+  Hub h;
+  h.state.Apply(Web(2));
+  KubeResponse pods = h.Watch(Res("", "pods"), "0");
+  KubeResponse table = h.Watch(Res("", "pods"), "1", false, "v1");
+  CHECK(Lines(pods).size() == 2);
+  h.state.Apply(Web(0));  // the status has no replica left to show them from
+  std::vector<std::string> lines = Lines(pods);
+  REQUIRE(lines.size() == 2);
+  for (int i = 0; i < 2; ++i) {
+    CHECK(lines[i].rfind("{\"type\":\"DELETED\",\"object\":{", 0) == 0);
+    CHECK(Has(lines[i], "\"kind\":\"Pod\""));
+    CHECK(Has(lines[i], "\"name\":\"web-" + std::to_string(i) + "\""));
+    CHECK(Has(lines[i], "\"resourceVersion\":\"2\""));
+    CHECK(Has(lines[i], "\"app\":\"web\""));  // its labels, for selectors
+  }
+  lines = Lines(table);
+  REQUIRE(lines.size() == 2);
+  CHECK(Has(lines[1], "\"cells\":[\"web-1\""));
+}
+
 TEST_CASE("WatchHub: a Table watch's events are each a Table of one row") {
   Hub h;
   h.state.Apply(Web(2));
