@@ -96,6 +96,11 @@ KubeResponse AgentLogSource::Logs(const LogParams& params) {
   const bool limit_reached =
       params.limit_bytes > 0 && body.size() >= static_cast<size_t>(params.limit_bytes);
   if (log == nullptr || limit_reached) return Text(std::move(body));
+  if (*follows_ >= kMaxFollows) {
+    return StatusResponse(
+        429, "TooManyRequests",
+        "too many logs followed at once (" + std::to_string(kMaxFollows) + "); try again later");
+  }
 
   // Follow: what the process writes from now on, until the client goes,
   // limitBytes, or the log goes with its workload.
@@ -135,7 +140,9 @@ KubeResponse AgentLogSource::Logs(const LogParams& params) {
     s->Write(data);
   });
   // The client went, was cut, or the limit was reached: stop following.
-  stream->OnRelease([log, id, alive] {
+  ++*follows_;
+  stream->OnRelease([log, id, alive, follows = follows_] {
+    --*follows;
     if (*alive) log->RemoveFollower(id);
   });
   return {200, "text/plain", "", stream};

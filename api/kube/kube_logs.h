@@ -13,7 +13,9 @@
 // the one it defaulted to).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "api/kube/kube_api.h"
@@ -44,6 +46,11 @@ class LogSource {
 // the files only, no follow).
 class AgentLogSource final : public LogSource {
  public:
+  // At most this many `follow` streams are open at once (429 beyond), as
+  // WatchHub bounds watches: with each stream's bounded queue, what log
+  // followers can make the agent hold is bounded.
+  static constexpr size_t kMaxFollows = 1'000;
+
   AgentLogSource(runtime::Agent& agent, runtime::Supervisor* supervisor)
       : agent_(agent), supervisor_(supervisor) {}
 
@@ -53,6 +60,8 @@ class AgentLogSource final : public LogSource {
  private:
   runtime::Agent& agent_;
   runtime::Supervisor* supervisor_;
+  // Open follow streams; shared with their release callbacks.
+  std::shared_ptr<size_t> follows_ = std::make_shared<size_t>(0);
 };
 
 }  // namespace podless::api::kube
