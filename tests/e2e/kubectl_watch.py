@@ -7,7 +7,9 @@ watch from a resourceVersion older than the agent's event ring (here: from
 before the agent started) gets the API server's ERROR event with a Status
 410 Expired, over HTTP/2 and over HTTP/1.1 (curl with the kubeconfig's
 client certificate, chunked); allowWatchBookmarks gets BOOKMARK events; a
-bad timeoutSeconds is a 400 naming the field. Skips when /usr/bin/kubectl is
+bad timeoutSeconds is a 400 naming the field; after an agent restart a
+watch from a version before a change made before it gets 410, one from a
+fresh list's version is served. Skips when /usr/bin/kubectl is
 absent."""
 
 import base64
@@ -190,6 +192,27 @@ def main():
         r = curl("?watch=1&timeoutSeconds=soon")
         check(" 400 " in r.stdout.splitlines()[0] and '"field":"timeoutSeconds"' in r.stdout,
               f"timeoutSeconds=soon:\n{r.stdout}")
+
+        # An agent restart: the ring starts empty, so a version from before
+        # it (with a change since) gets 410, and a fresh list's version works.
+        listed = subprocess.run(["curl", "-sS", "--http1.1", "--cacert", ca, *admin, url],
+                                capture_output=True, text=True, timeout=30)
+        before = json.loads(listed.stdout)["metadata"]["resourceVersion"]
+        agent.cli("scale", "workload/web", "--replicas", "3", "-n", "kw")
+        agent.stop()
+        agent.start()
+        r = curl(f"?watch=1&resourceVersion={before}&timeoutSeconds=1")
+        after = json.loads(subprocess.run(["curl", "-sS", "--http1.1", "--cacert", ca, *admin, url],
+                                          capture_output=True, text=True,
+                                          timeout=30).stdout)["metadata"]["resourceVersion"]
+        check('"code":410' in r.stdout and f"too old resource version: {before} " in r.stdout,
+              f"a watch from {before}, before the restart (now {after}):\n{r.stdout}")
+        listed = subprocess.run(["curl", "-sS", "--http1.1", "--cacert", ca, *admin, url],
+                                capture_output=True, text=True, timeout=30)
+        now = json.loads(listed.stdout)["metadata"]["resourceVersion"]
+        r = curl(f"?watch=1&resourceVersion={now}&timeoutSeconds=1")
+        check(" 200 " in r.stdout.splitlines()[0] and '"ERROR"' not in r.stdout,
+              f"a watch from a fresh list after the restart:\n{r.stdout}")
         print("PASS")
     finally:
         for w in watchers:
