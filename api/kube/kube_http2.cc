@@ -196,7 +196,7 @@ void Http2Connection::Respond(int32_t stream_id) {
 void Http2Connection::Flush() {
   // Above the high watermark the transport's client is not reading: leave
   // the bytes in the streams' bounded queues until OnWritable.
-  while (stream_ != nullptr && stream_->QueuedBytes() < proxy::kHighWatermark) {
+  while (stream_ != nullptr && stream_->QueuedBytes() <= proxy::kHighWatermark) {
     const uint8_t* data = nullptr;
     const ssize_t n = nghttp2_session_mem_send(session_, &data);
     if (n < 0) {

@@ -140,7 +140,7 @@ class KubeServer::Connection final : public KubeConnection {
   }
   void OnWritable() override { Pump(); }
   void Pump() {
-    while (stream_ && tls_ != nullptr && tls_->QueuedBytes() < proxy::kHighWatermark &&
+    while (stream_ && tls_ != nullptr && tls_->QueuedBytes() <= proxy::kHighWatermark &&
            stream_->queued() > 0) {
       const std::string data = stream_->Take(64 << 10);
       char size[24];
