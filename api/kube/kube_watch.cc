@@ -420,12 +420,11 @@ KubeResponse WatchHub::Watch(WatchParams params) {
       if (!Deliver(w, event)) return response;
     }
   }
-  // Ends at timeoutSeconds, or at a random time in [min, 2 min) so the
-  // watches of many clients do not all end together.
-  uint64_t timeout_s = static_cast<uint64_t>(p.timeout_seconds);
-  if (timeout_s == 0) {
-    timeout_s = options_.min_timeout_s + random_() % std::max<uint64_t>(1, options_.min_timeout_s);
-  }
+  // Ends at a random time in [min, 2 min) so the watches of many clients
+  // do not all end together, or sooner at timeoutSeconds.
+  uint64_t timeout_s =
+      options_.min_timeout_s + random_() % std::max<uint64_t>(1, options_.min_timeout_s);
+  if (p.timeout_seconds > 0) timeout_s = std::min<uint64_t>(timeout_s, p.timeout_seconds);
   const uint64_t id = next_watcher_++;
   w.timeout = std::make_unique<proxy::Timer>(loop_, [this, id] { End(id); });
   w.timeout->Start(timeout_s * 1000);

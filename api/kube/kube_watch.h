@@ -24,10 +24,11 @@
 //
 // Each watch is a ResponseStream (response_stream.h) of JSON lines
 // {"type":...,"object":...}: bounded, so a watcher that does not read is
-// cut; at most `max_watches` are open (429 beyond). A watch ends at its
-// timeoutSeconds, or at a random time between `min_timeout_s` and twice it
-// (the API server's --min-request-timeout of 1800 s does the same), and
-// the client watches again from the last resourceVersion it saw.
+// cut; at most `max_watches` are open (429 beyond). A watch ends at a
+// random time between `min_timeout_s` and twice it (the API server's
+// --min-request-timeout of 1800 s does the same), or sooner at its
+// timeoutSeconds, and the client watches again from the last
+// resourceVersion it saw.
 #pragma once
 
 #include <uv.h>
@@ -78,7 +79,7 @@ struct WatchParams {
   std::string resource_version;  // "" or "0": the current state first
   bool bookmarks = false;        // allowWatchBookmarks
   bool send_initial_events = false;
-  int64_t timeout_seconds = 0;  // 0: the default (random, see above)
+  int64_t timeout_seconds = 0;  // 0: the default (random, see above), which also caps it
   std::string table_version;    // "v1": each object a Table of one row; "": JSON
 };
 

@@ -12,6 +12,7 @@
 #include "proxy/base/uv_handle.h"
 #include "tests/api/kube/fake_state.h"
 #include "tests/api/kube/test_objects.h"
+#include "tests/testing/run_loop.h"
 
 namespace podless::api::kube {
 namespace {
@@ -280,6 +281,21 @@ TEST_CASE("WatchHub: at most max_watches open (429 beyond); the hub follows only
   CHECK(h.Watch(Res("", "services"), "").status == 200);
   h.hub.reset();
   CHECK(h.state.subscribers() == 0);
+}
+
+TEST_CASE("WatchHub: a watch ends by its default time, which also caps timeoutSeconds") {
+  WatchOptions options;
+  options.min_timeout_s = 1;  // ends within [1, 2) s
+  Hub h(options);
+  WatchParams p;
+  p.resource = &Res("", "services");
+  p.timeout_seconds = 3600;
+  KubeResponse watch = h.hub->Watch(std::move(p));
+  REQUIRE(watch.stream != nullptr);
+  CHECK(podless::testing::RunUntil(
+      h.loop.get(), [&] { return watch.stream->finished(); }, 3000));
+  CHECK_FALSE(watch.stream->cut());
+  CHECK(h.hub->watch_count() == 0);
 }
 
 TEST_CASE("ResponseStream: queue, take, end; the producer is released once") {
