@@ -5,7 +5,8 @@
 //
 // Read-only this far: GET of discovery, /version, and list/get of every
 // resource in resources.h with labelSelector and fieldSelector
-// (metadata.name, metadata.namespace), as JSON or as a server-side Table.
+// (metadata.name, metadata.namespace), as JSON or as a server-side Table;
+// watch (kube_watch.h) and pod logs (kube_logs.h), streamed.
 // Anything else is answered with a Status object as the Kubernetes API
 // server answers it (404 NotFound, 405 MethodNotAllowed, 400 BadRequest).
 #pragma once

@@ -10,8 +10,9 @@
 // proxy/base/http1_parser.h and answered by KubeApi on the loop thread (the
 // agent's state is the loop's).
 //
-// HTTP/2 is kube_http2.h's. Not yet: request bodies (every write verb is
-// 405), watch.
+// HTTP/2 is kube_http2.h's. A streamed response (watch, logs -f:
+// KubeResponse::stream, response_stream.h) goes out chunked over HTTP/1.1,
+// as the client reads it. Not yet: request bodies (every write verb is 405).
 #pragma once
 
 #include <uv.h>
