@@ -6,7 +6,10 @@ namespace podless::api::kube {
 
 bool ResponseStream::Write(std::string_view bytes) {
   if (over_) return false;
-  if (queued() + bytes.size() > limit_) {
+  // One write is always taken into an empty queue (an event larger than
+  // the limit, a big object, is not a slow reader): the queue holds at
+  // most the limit or one write.
+  if (queued() > 0 && queued() + bytes.size() > limit_) {
     // A client that does not read: cut it, free what it queued.
     cut_ = true;
     over_ = true;

@@ -314,6 +314,12 @@ TEST_CASE("ResponseStream: queue, take, end; the producer is released once") {
   CHECK_FALSE(s.Write("x"));
   s.Cancel();
   CHECK(released == 1);
+
+  // One write larger than the limit into an empty queue is taken.
+  ResponseStream big(10);
+  CHECK(big.Write(std::string(25, 'x')));
+  CHECK_FALSE(big.Write("y"));
+  CHECK(big.cut());
 }
 
 }  // namespace
