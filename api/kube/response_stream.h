@@ -6,11 +6,13 @@
 // Bounded: the producer writes into a queue the connection drains as fast
 // as the client reads (the connection stops draining while its transport
 // holds more than proxy::kHighWatermark). A client that does not read lets
-// the queue pass `limit` (one write into an empty queue is always taken); then the stream is cut as
-// the API server cuts a slow watcher: the producer is let go (its cancel callback runs, which frees
-// its subscription), the queued bytes are dropped and the connection ends the response. When the
-// client goes (connection closed, RST_STREAM, server Close()) the connection calls Cancel(), which
-// lets the producer go too. Everything runs on the loop thread; both sides hold a shared_ptr.
+// the queue pass `limit` (one write into an empty queue is always taken);
+// then the stream is cut as the API server cuts a slow watcher: the
+// producer is let go (its release callback runs, which frees its
+// subscription), the queued bytes are dropped and the connection ends the
+// response. When the client goes (connection closed, RST_STREAM, server
+// Close()) the connection calls Cancel(), which lets the producer go too.
+// Everything runs on the loop thread; both sides hold a shared_ptr.
 #pragma once
 
 #include <cstddef>
