@@ -308,6 +308,10 @@ static v1::Object ObjectWithStatus(runtime::Agent& agent, const runtime::Cluster
   return out;
 }
 
+v1::Object RuntimeService::ObjectOf(const runtime::StoredObject& stored) {
+  return ObjectWithStatus(agent_, cluster_, stored);
+}
+
 Result<v1::ListResponse> RuntimeService::List(const v1::ListRequest& request) {
   auto kind = FromProtoKind(request.kind());
   if (!kind) return kind.error();

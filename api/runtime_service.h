@@ -37,6 +37,9 @@ class RuntimeService {
   void Delete(const v1::DeleteRequest& request,
               std::function<void(Result<v1::DeleteResponse>)> reply);
   bool clustered() const { return cluster_ != nullptr; }
+  // One stored object as List and Watch answer it, with its status (the
+  // Kubernetes API's watch turns the agent's changes into events with it).
+  v1::Object ObjectOf(const runtime::StoredObject& stored);
   // The supervisor of exec workloads, for `Logs` with follow (null: logs
   // are read from the files only).
   void SetSupervisor(runtime::Supervisor* supervisor) { supervisor_ = supervisor; }

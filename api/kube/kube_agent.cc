@@ -1,6 +1,11 @@
 #include "api/kube/kube_agent.h"
 
+#include <cstdlib>
+#include <ctime>
+
+#include "api/kube/kube_logs.h"
 #include "api/kube/kube_server.h"
+#include "api/kube/kube_watch.h"
 #include "api/kube/kubeconfig.h"
 #include "api/kube/runtime_source.h"
 #include "runtime/node/node.h"
@@ -11,7 +16,8 @@ namespace {
 
 class KubeExtension final : public AgentExtension {
  public:
-  explicit KubeExtension(RuntimeService& service) : source_(service) {}
+  KubeExtension(RuntimeService& service, runtime::Node& node)
+      : source_(service), feed_(node.agent(), service), logs_(node.agent(), &node.supervisor()) {}
 
   Status Start(const AgentContext& context) {
     KubeServerOptions options;
@@ -19,6 +25,15 @@ class KubeExtension final : public AgentExtension {
     auto server = KubeServer::Start(context.loop, source_, context.node.agent().ca(), options);
     if (!server) return server.error();
     server_ = std::move(server).value();
+    WatchOptions watch;
+    // Tests shorten the bookmark interval (the API server's is about a minute).
+    if (const char* ms = std::getenv("PODLESS_KUBE_BOOKMARK_MS"); ms != nullptr && *ms != 0) {
+      watch.bookmark_interval_ms = std::strtoull(ms, nullptr, 10);
+    }
+    hub_ = std::make_unique<WatchHub>(
+        context.loop, source_, feed_, [] { return static_cast<int64_t>(time(nullptr)); }, watch);
+    server_->api().SetWatchHub(hub_.get());
+    server_->api().SetLogSource(&logs_);
     return {};
   }
 
@@ -27,7 +42,8 @@ class KubeExtension final : public AgentExtension {
 
   // AgentExtension
   void Close() override {
-    if (server_) server_->Close();
+    if (server_) server_->Close();  // cancels every watch and log stream
+    hub_.reset();
   }
   std::string Describe() const override {
     return server_ ? "Kubernetes API https://" + server_->address() : "Kubernetes API off";
@@ -35,13 +51,16 @@ class KubeExtension final : public AgentExtension {
 
  private:
   RuntimeObjectSource source_;
-  KubeServerPtr server_;
+  AgentChangeFeed feed_;
+  AgentLogSource logs_;
+  std::unique_ptr<WatchHub> hub_;
+  KubeServerPtr server_;  // last: destroyed first, before what it serves
 };
 
 }  // namespace
 
 Result<std::unique_ptr<AgentExtension>> StartKubeApi(const AgentContext& context) {
-  auto extension = std::make_unique<KubeExtension>(context.service);
+  auto extension = std::make_unique<KubeExtension>(context.service, context.node);
   if (!context.config.kube_address.empty()) {
     if (Status s = extension->Start(context); !s) return s.error();
   }

@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "api/kube/endpoints.h"
+#include "api/kube/kube_logs.h"
+#include "api/kube/kube_watch.h"
 #include "api/kube/media_type.h"
 #include "api/kube/objects.h"
 #include "api/kube/openapi.h"
@@ -248,7 +250,15 @@ KubeResponse KubeApi::Serve(const std::string& group, const std::string& version
   std::string ns, resource_name, name;
   bool scale = false;
   if (rest.size() >= 3 && rest[0] == "namespaces") {
-    // The one subresource served: scale, of the workload kinds.
+    // The subresources served: a pod's log (read only), and scale, of the
+    // workload kinds.
+    if (rest.size() == 5 && group.empty() && version == "v1" && rest[2] == "pods" &&
+        rest[4] == "log") {
+      if (request.method != "GET" && request.method != "HEAD") {
+        return StatusResponse(405, "MethodNotAllowed", "a pod's log is only read");
+      }
+      return Logs(rest[1], rest[3], query);
+    }
     scale = rest.size() == 5 && rest[4] == "scale" && group == "apps" && rest[2] != "daemonsets";
     if (rest.size() > 4 && !scale) return NotFoundPath();
     ns = rest[1];
@@ -291,10 +301,7 @@ KubeResponse KubeApi::Serve(const std::string& group, const std::string& version
     }
     return response;
   }
-  if (query.watch) {
-    return StatusResponse(405, "MethodNotAllowed",
-                          "watch is not served yet by podless's Kubernetes API");
-  }
+  if (query.watch) return Watch(*resource, ns, name, query, request);
   KubeResponse response = ListOrGet(*resource, ns, name, query, request);
   auto managed = managed_fields_.find(resource->name + "/" + ns + "/" + name);
   if (!name.empty() && response.status == 200 && response.content_type == "application/json" &&
@@ -406,6 +413,131 @@ KubeResponse KubeApi::ListOrGet(const Resource& resource, const std::string& ns,
   }
   if (!name.empty()) return Json(std::move(items.front().json));
   return Json(ListJson(resource, items, list_meta));
+}
+
+}  // namespace podless::api::kube
+
+namespace podless::api::kube {
+namespace {
+
+// A query parameter that must be an integer of at least `min`; `fallback`
+// when absent. The error names the parameter as the API server does.
+Result<int64_t> IntParam(const std::map<std::string, std::string>& params, const std::string& key,
+                         int64_t min, int64_t fallback) {
+  auto it = params.find(key);
+  if (it == params.end() || it->second.empty()) return fallback;
+  const std::string& v = it->second;
+  const bool digits = v.size() <= 18 && v.find_first_not_of("-0123456789") == std::string::npos &&
+                      v.find('-', 1) == std::string::npos && v != "-";
+  const int64_t n = digits ? std::stoll(v) : 0;
+  if (!digits || n < min) {
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        key + ": Invalid value: \"" + v + "\": must be an integer >= " + std::to_string(min));
+  }
+  return n;
+}
+
+bool BoolParam(const std::map<std::string, std::string>& params, const std::string& key) {
+  auto it = params.find(key);
+  return it != params.end() && (it->second == "true" || it->second == "1");
+}
+
+// A 400 Invalid Status naming the parameter (details.causes), as the API
+// server answers a bad query parameter.
+KubeResponse InvalidParam(const std::string& field, const std::string& message) {
+  proxy::JsonWriter w;
+  w.BeginObject();
+  w.Key("kind").String("Status");
+  w.Key("apiVersion").String("v1");
+  w.Key("metadata").BeginObject().EndObject();
+  w.Key("status").String("Failure");
+  w.Key("message").String(message);
+  w.Key("reason").String("BadRequest");
+  w.Key("details").BeginObject();
+  w.Key("causes").BeginArray();
+  w.BeginObject();
+  w.Key("reason").String("FieldValueInvalid");
+  w.Key("message").String(message);
+  w.Key("field").String(field);
+  w.EndObject();
+  w.EndArray();
+  w.EndObject();
+  w.Key("code").Int(400);
+  w.EndObject();
+  return {400, "application/json", w.Take()};
+}
+
+}  // namespace
+
+KubeResponse KubeApi::Watch(const Resource& resource, const std::string& ns,
+                            const std::string& name, const Query& query,
+                            const KubeRequest& request) {
+  if (watch_hub_ == nullptr) {
+    return StatusResponse(405, "MethodNotAllowed", "watch is not served by this server");
+  }
+  auto selector = LabelSelector::Parse(query.label_selector);
+  if (!selector) return InvalidParam("labelSelector", selector.error().message);
+  auto fields = ParseFieldSelector(query.field_selector, resource);
+  if (!fields) return InvalidParam("fieldSelector", fields.error().message);
+  auto timeout = IntParam(query.params, "timeoutSeconds", 0, 0);
+  if (!timeout) return InvalidParam("timeoutSeconds", timeout.error().message);
+  WatchParams params;
+  params.resource = &resource;
+  params.ns = resource.namespaced ? ns : "";
+  params.matches = [selector = *selector, fields = *fields, name](const Item& item) {
+    return (name.empty() || item.name == name) && selector.Matches(item.labels) &&
+           FieldsMatch(fields, item.name, item.ns);
+  };
+  auto param = [&](const std::string& key) {
+    auto it = query.params.find(key);
+    return it == query.params.end() ? std::string() : it->second;
+  };
+  params.resource_version = param("resourceVersion");
+  params.bookmarks = BoolParam(query.params, "allowWatchBookmarks");
+  params.send_initial_events = BoolParam(query.params, "sendInitialEvents");
+  const std::string match = param("resourceVersionMatch");
+  // The API server's rules for a watch: resourceVersionMatch only with
+  // sendInitialEvents, and then only NotOlderThan.
+  if (!match.empty() && query.params.count("sendInitialEvents") == 0) {
+    return InvalidParam("resourceVersionMatch",
+                        "resourceVersionMatch is forbidden for watch unless sendInitialEvents "
+                        "is provided");
+  }
+  if (!match.empty() && match != "NotOlderThan") {
+    return InvalidParam("resourceVersionMatch", "resourceVersionMatch: Unsupported value: \"" +
+                                                    match +
+                                                    "\": supported values: \"NotOlderThan\"");
+  }
+  if (params.send_initial_events && match != "NotOlderThan") {
+    return InvalidParam("resourceVersionMatch",
+                        "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan");
+  }
+  params.timeout_seconds = *timeout;
+  params.table_version = TableVersion(request.accept);
+  return watch_hub_->Watch(std::move(params));
+}
+
+KubeResponse KubeApi::Logs(const std::string& ns, const std::string& pod, const Query& query) {
+  if (log_source_ == nullptr) return NotFoundPath();
+  LogParams params;
+  params.ns = ns;
+  params.pod = pod;
+  auto it = query.params.find("container");
+  if (it != query.params.end()) params.container = it->second;
+  params.follow = BoolParam(query.params, "follow");
+  params.previous = BoolParam(query.params, "previous");
+  params.timestamps = BoolParam(query.params, "timestamps");
+  auto tail = IntParam(query.params, "tailLines", 0, -1);
+  if (!tail) return InvalidParam("tailLines", tail.error().message);
+  auto limit = IntParam(query.params, "limitBytes", 1, 0);
+  if (!limit) return InvalidParam("limitBytes", limit.error().message);
+  auto since = IntParam(query.params, "sinceSeconds", 1, 0);
+  if (!since) return InvalidParam("sinceSeconds", since.error().message);
+  params.tail_lines = *tail;
+  params.limit_bytes = *limit;
+  params.since_seconds = *since;
+  return log_source_->Logs(params);
 }
 
 }  // namespace podless::api::kube

@@ -6,7 +6,8 @@
 // GET of discovery, /version, OpenAPI v3 (openapi.h), and list/get of
 // every resource in resources.h with labelSelector and fieldSelector
 // (metadata.name, metadata.namespace; on events also involvedObject.*), as
-// JSON or as a server-side Table. Events are always none; Endpoints and
+// JSON or as a server-side Table; watch (kube_watch.h) and pod logs
+// (kube_logs.h), streamed. Events are always none; Endpoints and
 // EndpointSlices are made from Services (endpoints.h). The write verbs and
 // the scale subresource are write_handlers.h's.
 // Anything else is answered with a Status object as the Kubernetes API
@@ -24,10 +25,14 @@
 
 #include "api/kube/managed_fields.h"
 #include "api/kube/resources.h"
+#include "api/kube/response_stream.h"
 #include "podless/v1/runtime.pb.h"
 #include "workloads/result.h"
 
 namespace podless::api::kube {
+
+class WatchHub;   // kube_watch.h
+class LogSource;  // kube_logs.h
 
 // Where the objects come from: the agent's List (api/runtime_service.h),
 // or a fake in tests.
@@ -67,6 +72,9 @@ struct KubeResponse {
   std::vector<std::pair<std::string, std::string>> headers = {};
   // Warning headers (RFC 7234 299), which kubectl prints as "Warning: ...".
   std::vector<std::string> warnings = {};
+  // Set: the body is streamed from it (a watch, `logs -f`) and `body` is
+  // not sent; HTTP/1.1 sends it chunked, HTTP/2 as DATA frames.
+  ResponseStreamPtr stream = nullptr;
 };
 
 // A Status object (kind: Status) of a failed request; `details_kind` and
@@ -86,6 +94,11 @@ class KubeApi {
   KubeApi(ObjectSource& source, std::string server_address, std::function<int64_t()> now);
 
   KubeResponse Handle(const KubeRequest& request);
+
+  // Where watches and logs are served from (null: 405 for watch, 404 for
+  // logs). Owned by the caller; set before the first request.
+  void SetWatchHub(WatchHub* hub) { watch_hub_ = hub; }
+  void SetLogSource(LogSource* logs) { log_source_ = logs; }
 
  private:
   struct Query {
@@ -120,7 +133,13 @@ class KubeApi {
   static constexpr int64_t kSnapshotTtl = 60;
   static constexpr size_t kMaxSnapshots = 4;
 
+  KubeResponse Watch(const Resource& resource, const std::string& ns, const std::string& name,
+                     const Query& query, const KubeRequest& request);
+  KubeResponse Logs(const std::string& ns, const std::string& pod, const Query& query);
+
   ObjectSource& source_;
+  WatchHub* watch_hub_ = nullptr;
+  LogSource* log_source_ = nullptr;
   std::string server_address_;
   std::function<int64_t()> now_;
   std::vector<Snapshot> snapshots_;

@@ -84,8 +84,26 @@ struct Http2Callbacks {
   }
 
   static int OnStreamClose(nghttp2_session*, int32_t stream_id, uint32_t, void* user_data) {
-    Self(user_data)->requests_.erase(stream_id);
+    auto& requests = Self(user_data)->requests_;
+    auto it = requests.find(stream_id);
+    if (it == requests.end()) return 0;
+    // Finished or reset by the client (RST_STREAM): its producer goes.
+    if (it->second.stream) it->second.stream->Cancel();
+    requests.erase(it);
     return 0;
+  }
+
+  static ssize_t ReadStream(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
+                            uint32_t* data_flags, nghttp2_data_source*, void* user_data) {
+    auto& requests = Self(user_data)->requests_;
+    auto it = requests.find(stream_id);
+    if (it == requests.end() || !it->second.stream) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    ResponseStream& stream = *it->second.stream;
+    if (stream.queued() == 0 && !stream.finished()) return NGHTTP2_ERR_DEFERRED;
+    const std::string data = stream.Take(length);
+    std::memcpy(buf, data.data(), data.size());
+    if (stream.finished()) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<ssize_t>(data.size());
   }
 
   static ssize_t ReadBody(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t length,
@@ -108,7 +126,7 @@ Http2Connection::Http2Connection(uv_loop_t* loop, proxy::Stream* stream, uint64_
       answer_(std::move(answer)),
       closed_(std::move(closed)),
       idle_timeout_ms_(idle_timeout_ms),
-      idle_timer_(loop, [this] { Abort(); }),
+      idle_timer_(loop, [this] { OnIdle(); }),
       loop_(loop),
       body_limit_(kMaxRequestBodyBytes),
       body_timeout_ms_(30'000),
@@ -132,6 +150,7 @@ Http2Connection::Http2Connection(uv_loop_t* loop, proxy::Stream* stream, uint64_
 }
 
 Http2Connection::~Http2Connection() {
+  CancelStreams();
   if (session_ != nullptr) nghttp2_session_del(session_);
 }
 
@@ -208,7 +227,26 @@ void Http2Connection::RespondEarly(int32_t stream_id, KubeResponse response) {
 
 void Http2Connection::ArmIdleTimer() { idle_timer_.Start(idle_timeout_ms_); }
 
+void Http2Connection::OnIdle() {
+  // A watch is quiet by nature: a connection with a streamed body open is
+  // not idle (its client goes by closing the stream or the connection).
+  for (const auto& [id, request] : requests_) {
+    if (request.stream) {
+      ArmIdleTimer();
+      return;
+    }
+  }
+  Abort();
+}
+
+void Http2Connection::CancelStreams() {
+  for (auto& [id, request] : requests_) {
+    if (auto stream = std::exchange(request.stream, nullptr)) stream->Cancel();
+  }
+}
+
 void Http2Connection::Finish() {
+  CancelStreams();
   stream_ = nullptr;
   idle_timer_.Stop();
   if (closed_) std::exchange(closed_, nullptr)(this);
@@ -241,12 +279,14 @@ void Http2Connection::Respond(int32_t stream_id) {
   it->second.body = std::move(response.body);
   const std::string status = std::to_string(response.status);
   const std::string length = std::to_string(it->second.body.size());
+  const bool streamed = response.stream != nullptr;
   std::vector<nghttp2_nv> headers = {
       proxy::MakeNv(":status", status),
       proxy::MakeNv("content-type", response.content_type),
-      proxy::MakeNv("content-length", length),
       proxy::MakeNv("cache-control", response.cache_control),
   };
+  // A streamed body's length is not known.
+  if (!streamed) headers.push_back(proxy::MakeNv("content-length", length));
   // HTTP/2 header names are lower-case; nghttp2 copies names and values.
   for (auto& [name, value] : response.headers) {
     for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -256,17 +296,31 @@ void Http2Connection::Respond(int32_t stream_id) {
   for (const std::string& warning : response.warnings) warnings.push_back(WarningHeader(warning));
   for (const std::string& warning : warnings) headers.push_back(proxy::MakeNv("warning", warning));
   nghttp2_data_provider provider{};
-  provider.read_callback = Http2Callbacks::ReadBody;
+  provider.read_callback = streamed ? Http2Callbacks::ReadStream : Http2Callbacks::ReadBody;
   // No body after HEAD, nor with 304 Not Modified.
   const bool head = it->second.request.method == "HEAD" || response.status == 304;
   if (nghttp2_submit_response(session_, stream_id, headers.data(), headers.size(),
                               head ? nullptr : &provider) != 0) {
+    if (streamed) response.stream->Cancel();
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_INTERNAL_ERROR);
+    return;
   }
+  if (!streamed) return;
+  if (head) {
+    response.stream->Cancel();
+    return;
+  }
+  it->second.stream = std::move(response.stream);
+  it->second.stream->SetReadable([this, stream_id] {
+    nghttp2_session_resume_data(session_, stream_id);
+    Flush();
+  });
 }
 
 void Http2Connection::Flush() {
-  while (stream_ != nullptr) {
+  // Above the high watermark the transport's client is not reading: leave
+  // the bytes in the streams' bounded queues until OnWritable.
+  while (stream_ != nullptr && stream_->QueuedBytes() <= proxy::kHighWatermark) {
     const uint8_t* data = nullptr;
     const ssize_t n = nghttp2_session_mem_send(session_, &data);
     if (n < 0) {

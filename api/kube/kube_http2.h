@@ -1,9 +1,11 @@
 // The Kubernetes API's HTTP/2 side (ALPN h2, which kubectl's Go client
 // prefers): one nghttp2 server session over a connection's TlsStream,
-// every request answered whole by the same function as over HTTP/1.1,
-// once its body (if any) is in.
-// Responses are small and finite (no watch yet), so each is handed to
-// nghttp2 at once; the session's flow control paces the bytes.
+// every request answered by the same function as over HTTP/1.1, once its
+// body (if any) is in. A whole body is handed to nghttp2 at once; a
+// streamed one (watch, logs -f: KubeResponse::stream) is read as it is
+// queued, the data provider deferring while it is empty and resumed when
+// the producer writes. The session's flow control, and the transport's high
+// watermark, pace both.
 #pragma once
 
 #include <nghttp2/nghttp2.h>
@@ -57,12 +59,14 @@ class Http2Connection final : public KubeConnection {
     bool answered = false;      // the response is submitted
     bool early = false;         // before the request's end (refused, too large, late)
     uint64_t body_started = 0;  // loop ms when its body began; 0: none coming
+    ResponseStreamPtr stream;   // a streamed body instead
   };
 
   // proxy::StreamHandler
   void OnData(std::string_view bytes) override;
   void OnEnd() override;
   void OnClosed(bool reset) override;
+  void OnWritable() override { Flush(); }
 
   // Hands what nghttp2 has to send to the stream; closes when the session
   // wants neither to read nor to write.
@@ -74,6 +78,9 @@ class Http2Connection final : public KubeConnection {
   void OnBodyData(int32_t stream_id, std::string_view data);
   void CheckBodyTimeouts();
   void ArmIdleTimer();
+  void OnIdle();
+  // Lets every streamed body's producer go (the connection is over).
+  void CancelStreams();
 
   friend struct Http2Callbacks;
   proxy::Stream* stream_;  // owns itself; null once closed

@@ -1,5 +1,6 @@
 #include "api/kube/kube_server.h"
 
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <optional>
@@ -30,10 +31,11 @@ class KubeServer::Connection final : public KubeConnection {
     ArmIdleTimer();
     tls_->SetHandler(this);
   }
-  ~Connection() override = default;
+  ~Connection() override { CancelStream(); }
 
   // KubeConnection
   void Abort() override {
+    CancelStream();
     if (tls_ == nullptr) return;
     std::exchange(tls_, nullptr)->Reset();
     server_->Retire(this);
@@ -43,6 +45,17 @@ class KubeServer::Connection final : public KubeConnection {
   // proxy::StreamHandler
   void OnData(std::string_view data) override {
     while (!data.empty() && !closing_ && tls_ != nullptr) {
+      if (stream_) {
+        // A request pipelined behind a watch: read once the watch is over.
+        // Reads are not paused meanwhile (the client's close must be seen
+        // at once, to free its watcher), so what waits is bounded.
+        if (pending_.size() + data.size() > kMaxPending) {
+          Abort();
+          return;
+        }
+        pending_.append(data);
+        return;
+      }
       size_t consumed = 0;
       if (body_) {
         const auto state = body_->Feed(data, &consumed);
@@ -82,7 +95,7 @@ class KubeServer::Connection final : public KubeConnection {
       }
       Answer(request, "", request.keep_alive());
       parser_.Reset();
-      ArmIdleTimer();
+      if (!stream_) ArmIdleTimer();  // a streamed response keeps it off
     }
   }
 
@@ -116,12 +129,14 @@ class KubeServer::Connection final : public KubeConnection {
   }
 
   void OnEnd() override {
+    CancelStream();  // the client went: its watcher goes now
     if (tls_ != nullptr && !closing_) {
       closing_ = true;
       tls_->End();
     }
   }
   void OnClosed(bool) override {
+    CancelStream();
     tls_ = nullptr;
     server_->Retire(this);
   }
@@ -133,7 +148,10 @@ class KubeServer::Connection final : public KubeConnection {
     if (auto type = request.Header("Content-Type")) kube.content_type = std::string(*type);
     kube.body = std::move(body);
     KubeResponse response = server_->Answer(auth_, kube);
-    if (request.method == "HEAD") response.body.clear();
+    if (request.method == "HEAD") {
+      response.body.clear();
+      if (auto stream = std::exchange(response.stream, nullptr)) stream->Cancel();
+    }
     Respond(response.status, std::move(response), keep_alive);
   }
 
@@ -149,6 +167,12 @@ class KubeServer::Connection final : public KubeConnection {
       headers.emplace_back("Warning", WarningHeader(warning));
     }
     if (!keep_alive) headers.emplace_back("Connection", "close");
+    if (response.stream) {
+      headers[1] = {"Transfer-Encoding", "chunked"};
+      tls_->Write(proxy::FormatResponseHead(status, "", headers));
+      StartStream(std::move(response.stream), keep_alive);
+      return;
+    }
     std::string bytes = proxy::FormatResponseHead(status, "", headers);
     bytes += response.body;
     tls_->Write(bytes);
@@ -160,6 +184,44 @@ class KubeServer::Connection final : public KubeConnection {
 
   void ArmIdleTimer() { timer_.Start(server_->options_.idle_timeout_ms); }
 
+  // A streamed body (watch, logs -f): sent in chunks as the producer queues
+  // it, no faster than the client reads. A pipelined request waits until
+  // it is over, and the idle timer is off: a watch is quiet.
+  void StartStream(ResponseStreamPtr stream, bool keep_alive) {
+    stream_ = std::move(stream);
+    stream_keep_alive_ = keep_alive;
+    timer_.Stop();
+    stream_->SetReadable([this] { Pump(); });
+    Pump();
+  }
+  void OnWritable() override { Pump(); }
+  void Pump() {
+    while (stream_ && tls_ != nullptr && tls_->QueuedBytes() <= proxy::kHighWatermark &&
+           stream_->queued() > 0) {
+      const std::string data = stream_->Take(64 << 10);
+      char size[24];
+      std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+      std::string chunk = size;
+      chunk += data;
+      chunk += "\r\n";
+      tls_->Write(chunk);
+    }
+    if (!stream_ || tls_ == nullptr || !stream_->finished()) return;
+    stream_->SetReadable(nullptr);
+    stream_.reset();
+    tls_->Write("0\r\n\r\n");
+    if (!stream_keep_alive_) {
+      closing_ = true;
+      tls_->End();
+      return;
+    }
+    ArmIdleTimer();
+    if (!pending_.empty()) OnData(std::exchange(pending_, std::string()));
+  }
+  void CancelStream() {
+    if (auto stream = std::exchange(stream_, nullptr)) stream->Cancel();
+  }
+
   KubeServer* server_;
   proxy::TlsStream* tls_;  // owns itself; null once closed
   AuthDecision auth_;
@@ -167,6 +229,10 @@ class KubeServer::Connection final : public KubeConnection {
   std::optional<RequestBody> body_;  // while a request's body comes in
   proxy::Timer timer_;               // idle, or the body's timeout: Abort
   bool closing_ = false;
+  ResponseStreamPtr stream_;  // the body being streamed, if any
+  bool stream_keep_alive_ = true;
+  std::string pending_;  // request bytes that came behind a streamed request
+  static constexpr size_t kMaxPending = 64 << 10;
 };
 
 KubeServer::KubeServer(uv_loop_t* loop, KubeServerOptions options)

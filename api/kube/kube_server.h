@@ -12,7 +12,9 @@
 //
 // HTTP/2 is kube_http2.h's. Request bodies are read whole, bounded
 // (request_body.h) and timed, after the client is authenticated: a refused
-// client's body is not read.
+// client's body is not read. A streamed response (watch, logs -f:
+// KubeResponse::stream, response_stream.h) goes out chunked over HTTP/1.1,
+// as the client reads it.
 #pragma once
 
 #include <uv.h>
@@ -62,6 +64,8 @@ class KubeServer {
   std::string address() const;
   uint16_t port() const { return listener_ ? listener_->port() : 0; }
   size_t connection_count() const { return connections_.size(); }
+  // The router, to plug watch and logs in (kube_agent.cc).
+  KubeApi& api() { return *api_; }
 
   // Stops listening and closes every connection. Idempotent.
   void Close();

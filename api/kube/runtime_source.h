@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "api/kube/kube_api.h"
+#include "api/kube/kube_watch.h"
 #include "api/runtime_service.h"
 
 namespace podless::api::kube {
@@ -61,6 +62,28 @@ class RuntimeObjectSource final : public ObjectSource {
     return MakeError(ErrorCode::kFailedPrecondition,
                      "in cluster mode the Kubernetes API is read-only; apply with `podless apply`");
   }
+  RuntimeService& service_;
+};
+
+// The agent's changes (Agent::AddWatcher), each object as List shows it.
+class AgentChangeFeed final : public ChangeFeed {
+ public:
+  AgentChangeFeed(runtime::Agent& agent, RuntimeService& service)
+      : agent_(agent), service_(service) {}
+
+  // ChangeFeed
+  uint64_t Subscribe(Callback callback) override {
+    return agent_.AddWatcher(
+        [this, callback = std::move(callback)](runtime::WatchEventType type,
+                                               const runtime::StoredObject& stored) {
+          callback(service_.ObjectOf(stored), type == runtime::WatchEventType::kDeleted);
+        });
+  }
+  void Unsubscribe(uint64_t id) override { agent_.RemoveWatcher(id); }
+  uint64_t revision() const override { return agent_.revision(); }
+
+ private:
+  runtime::Agent& agent_;
   RuntimeService& service_;
 };
 
