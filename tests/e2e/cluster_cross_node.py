@@ -7,12 +7,14 @@ checks), a foreign CA is refused; `get nodes` and `get workloads -A -o wide`
 show the cluster from any node."""
 
 import json
+import os
 
 from cluster_harness import (HBONE_PORT, Cluster, Pending, check, echo_reply, hbone_interop,
-                             make_leaf, make_self_signed_ca, spiffe_id, step, tempdir,
-                             wait_http, wait_replica, wait_until, workload)
+                             make_leaf, make_self_signed_ca, parse_table, run, spiffe_id, step,
+                             tempdir, wait_http, wait_replica, wait_until, workload)
 
 NS = "demo"
+KUBECTL = "/usr/bin/kubectl"
 NAMES = ["n1", "n2", "n3"]
 
 with Cluster(nodes=3) as c:
@@ -43,6 +45,27 @@ with Cluster(nodes=3) as c:
     check(len(rows) == 2, f"n3's view holds more than the two workloads: {list(rows)}")
     check(rows[(NS, "web")].get("READY") == "1/1", f"web's readiness on n3: {rows[(NS, 'web')]}")
     check(rows[(NS, "web")].get("SPIFFE-ID") == spiffe_id(NS, "web"), str(rows[(NS, "web")]))
+
+    step("n3: the stock kubectl, against n3's Kubernetes API, sees the cluster's pods")
+    if os.access(KUBECTL, os.X_OK):
+        kubeconfig = os.path.join(tempdir("kubeconfig"), "n3")
+        n3.cli("kubeconfig", "-o", kubeconfig)
+
+        def kube_pods():
+            # n3's API listens on its default 127.0.0.1:6443 inside n3's namespace.
+            r = run(n3.node.exec_args(KUBECTL, "--kubeconfig", kubeconfig, "get", "pods", "-A",
+                                      "-o", "wide"), what="n3: kubectl get pods -A -o wide")
+            check(r.returncode == 0, f"kubectl on n3: {r.stderr}")
+            rows = {(x.get("NAMESPACE"), x.get("NAME")): x for x in parse_table(r.stdout)}
+            web, client = rows.get((NS, "web-0")), rows.get((NS, "client-0"))
+            if not web or not client or web.get("NODE") != "n2" or client.get("NODE") != "n1":
+                return Pending(r.stdout)
+            return rows
+
+        pods = wait_until("web-0 (NODE n2) and client-0 (NODE n1) in kubectl on n3", kube_pods, 15)
+        check(len(pods) == 2, f"kubectl on n3 lists more than the two pods: {list(pods)}")
+    else:
+        print(f"kubectl step skipped: {KUBECTL} is not installed")
 
     step("n3: get of a workload hosted by another node names that node")
     got = json.loads(n3.cli("get", "workloads", "web", "-n", NS, "-o", "json").stdout)
