@@ -141,7 +141,7 @@ bool FieldsMatch(const std::vector<FieldRequirement>& requirements, const std::s
 }  // namespace
 
 std::string StatusJson(int code, std::string_view reason, std::string_view message,
-                       std::string_view details_kind, std::string_view details_name) {
+                       const StatusDetails& details) {
   proxy::JsonWriter w;
   w.BeginObject();
   w.Key("kind").String("Status");
@@ -150,15 +150,36 @@ std::string StatusJson(int code, std::string_view reason, std::string_view messa
   w.Key("status").String("Failure");
   w.Key("message").String(message);
   w.Key("reason").String(reason);
-  if (!details_kind.empty() || !details_name.empty()) {
+  if (!details.name.empty() || !details.group.empty() || !details.kind.empty() ||
+      !details.causes.empty()) {
     w.Key("details").BeginObject();
-    if (!details_name.empty()) w.Key("name").String(details_name);
-    if (!details_kind.empty()) w.Key("kind").String(details_kind);
+    if (!details.name.empty()) w.Key("name").String(details.name);
+    if (!details.group.empty()) w.Key("group").String(details.group);
+    if (!details.kind.empty()) w.Key("kind").String(details.kind);
+    if (!details.causes.empty()) {
+      w.Key("causes").BeginArray();
+      for (const StatusCause& c : details.causes) {
+        w.BeginObject().Key("reason").String(c.reason).Key("message").String(c.message);
+        w.Key("field").String(c.field).EndObject();
+      }
+      w.EndArray();
+    }
     w.EndObject();
   }
   w.Key("code").Int(code);
   w.EndObject();
   return w.Take();
+}
+
+KubeResponse StatusResponse(int code, std::string_view reason, std::string_view message,
+                            const StatusDetails& details) {
+  return {code, "application/json", StatusJson(code, reason, message, details)};
+}
+
+std::string StatusJson(int code, std::string_view reason, std::string_view message,
+                       std::string_view details_kind, std::string_view details_name) {
+  return StatusJson(code, reason, message,
+                    StatusDetails{std::string(details_name), "", std::string(details_kind), {}});
 }
 
 KubeResponse StatusResponse(int code, std::string_view reason, std::string_view message,
@@ -446,26 +467,8 @@ bool BoolParam(const std::map<std::string, std::string>& params, const std::stri
 // A 400 Invalid Status naming the parameter (details.causes), as the API
 // server answers a bad query parameter.
 KubeResponse InvalidParam(const std::string& field, const std::string& message) {
-  proxy::JsonWriter w;
-  w.BeginObject();
-  w.Key("kind").String("Status");
-  w.Key("apiVersion").String("v1");
-  w.Key("metadata").BeginObject().EndObject();
-  w.Key("status").String("Failure");
-  w.Key("message").String(message);
-  w.Key("reason").String("BadRequest");
-  w.Key("details").BeginObject();
-  w.Key("causes").BeginArray();
-  w.BeginObject();
-  w.Key("reason").String("FieldValueInvalid");
-  w.Key("message").String(message);
-  w.Key("field").String(field);
-  w.EndObject();
-  w.EndArray();
-  w.EndObject();
-  w.Key("code").Int(400);
-  w.EndObject();
-  return {400, "application/json", w.Take()};
+  return StatusResponse(400, "BadRequest", message,
+                        StatusDetails{"", "", "", {{"FieldValueInvalid", field, message}}});
 }
 
 }  // namespace

@@ -79,6 +79,24 @@ struct KubeResponse {
 
 // A Status object (kind: Status) of a failed request; `details_kind` and
 // `details_name` fill `details` when not empty.
+// A Status's details: the object (name, group, kind: the resource for
+// NotFound, AlreadyExists and Conflict, the Kind for Invalid) and one cause
+// per field, which kubectl prints as "<field>: <message>".
+struct StatusCause {
+  std::string reason;  // FieldValueInvalid
+  std::string field;   // spec.replicas
+  std::string message;
+};
+struct StatusDetails {
+  std::string name;
+  std::string group;
+  std::string kind;
+  std::vector<StatusCause> causes;
+};
+std::string StatusJson(int code, std::string_view reason, std::string_view message,
+                       const StatusDetails& details);
+KubeResponse StatusResponse(int code, std::string_view reason, std::string_view message,
+                            const StatusDetails& details);
 std::string StatusJson(int code, std::string_view reason, std::string_view message,
                        std::string_view details_kind = "", std::string_view details_name = "");
 KubeResponse StatusResponse(int code, std::string_view reason, std::string_view message,

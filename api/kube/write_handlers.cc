@@ -23,11 +23,7 @@ using proxy::JsonWriter;
 // the document podless made of the request, not the client's).
 constexpr std::string_view kSourceName = "request";
 
-struct Cause {
-  std::string reason;  // FieldValueInvalid
-  std::string field;   // spec.replicas
-  std::string message;
-};
+using Cause = StatusCause;
 
 // "deployments.apps", or "services" for the core group.
 std::string Qualified(const Resource& r) {
@@ -47,29 +43,14 @@ bool DryRun(const WriteTarget& t) { return ParamOf(t, "dryRun") == "All"; }
 KubeResponse Failure(int code, std::string_view reason, std::string_view message,
                      const Resource* r = nullptr, std::string_view name = "",
                      std::string_view details_kind = "", const std::vector<Cause>& causes = {}) {
-  JsonWriter w;
-  w.BeginObject();
-  w.Key("kind").String("Status").Key("apiVersion").String("v1");
-  w.Key("metadata").BeginObject().EndObject();
-  w.Key("status").String("Failure").Key("message").String(message).Key("reason").String(reason);
+  StatusDetails details;
   if (r != nullptr) {
-    w.Key("details").BeginObject();
-    if (!name.empty()) w.Key("name").String(name);
-    if (!r->group.empty()) w.Key("group").String(r->group);
-    w.Key("kind").String(details_kind.empty() ? std::string_view(r->name) : details_kind);
-    if (!causes.empty()) {
-      w.Key("causes").BeginArray();
-      for (const Cause& c : causes) {
-        w.BeginObject().Key("reason").String(c.reason).Key("message").String(c.message);
-        w.Key("field").String(c.field).EndObject();
-      }
-      w.EndArray();
-    }
-    w.EndObject();
+    details.name = std::string(name);
+    details.group = r->group;
+    details.kind = std::string(details_kind.empty() ? std::string_view(r->name) : details_kind);
+    details.causes = causes;
   }
-  w.Key("code").Int(code);
-  w.EndObject();
-  return {code, "application/json", w.Take()};
+  return StatusResponse(code, reason, message, details);
 }
 
 KubeResponse NotFound(const Resource& r, const std::string& name) {
