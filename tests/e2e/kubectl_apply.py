@@ -15,12 +15,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 
 from harness import Agent, check, write
+from kube_util import Kubectl, require_kubectl
 
-KUBECTL = "/usr/bin/kubectl"
 
 NS = "kw"
 
@@ -75,23 +74,12 @@ CREATED = [f"namespace/{NS}", "serviceaccount/web", "deployment.apps/web", "serv
 
 
 def main():
-    if not os.access(KUBECTL, os.X_OK):
-        print(f"SKIP: {KUBECTL} is not installed (the stock kubectl 1.32 client)")
-        sys.exit(77)
+    require_kubectl()
     agent = Agent().start()
     try:
         tmp = agent.state_dir
-        config = os.path.join(tmp, "kubeconfig")
-        agent.cli("kubeconfig", "-o", config)
-        cache = os.path.join(tmp, "kube-cache")
-
-        def kubectl(*args, ok=True, env=None, timeout=60):
-            r = subprocess.run([KUBECTL, "--kubeconfig", config, "--cache-dir", cache] + list(args),
-                               capture_output=True, text=True, timeout=timeout, env=env)
-            if ok:
-                check(r.returncode == 0,
-                      f"kubectl {' '.join(args)}: {r.returncode}\n{r.stdout}\n{r.stderr}")
-            return r
+        kubectl = Kubectl(agent)
+        config = kubectl.config
 
         def podless_json(kind, name):
             r = agent.cli("get", kind, name, "-n", NS, "-o", "json", expect_ok=False)

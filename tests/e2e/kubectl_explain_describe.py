@@ -16,37 +16,10 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 from harness import Agent, check, write
+from kube_util import Kubectl, require_kubectl, shop
 
-KUBECTL = "/usr/bin/kubectl"
-
-MANIFEST = """apiVersion: v1
-kind: Namespace
-metadata: {name: kd}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: kd, labels: {team: shop}}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: web
-        image: nginx
-        ports: [{name: http, containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: kd}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: 8080}]
-"""
 
 # Applied with kubectl itself, with kubectl's default client-side checks on.
 APPLIED = """apiVersion: apps/v1
@@ -78,23 +51,13 @@ def requests(log):
 
 
 def main():
-    if not os.access(KUBECTL, os.X_OK):
-        print(f"SKIP: {KUBECTL} is not installed (the stock kubectl 1.32 client)")
-        sys.exit(77)
+    require_kubectl()
     agent = Agent().start()
     try:
         tmp = agent.state_dir
-        agent.cli("apply", "-f", write(os.path.join(tmp, "m.yaml"), MANIFEST))
-        config = os.path.join(tmp, "kubeconfig")
-        agent.cli("kubeconfig", "-o", config)
-        cache = os.path.join(tmp, "kube-cache")
-
-        def kubectl(*args, ok=True):
-            r = subprocess.run([KUBECTL, "--kubeconfig", config, "--cache-dir", cache] + list(args),
-                               capture_output=True, text=True, timeout=60)
-            if ok:
-                check(r.returncode == 0, f"kubectl {' '.join(args)}: {r.returncode}\n{r.stderr}")
-            return r
+        agent.cli("apply", "-f", write(os.path.join(tmp, "m.yaml"), shop("kd")))
+        kubectl = Kubectl(agent)
+        config = kubectl.config
 
         # explain: a core kind, from the OpenAPI v3 documents.
         r = kubectl("explain", "pods", "-v=6")

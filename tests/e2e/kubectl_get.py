@@ -13,37 +13,10 @@ import os
 import re
 import stat
 import subprocess
-import sys
 
 from harness import Agent, check, write
+from kube_util import Kubectl, require_kubectl, shop
 
-KUBECTL = "/usr/bin/kubectl"
-
-MANIFEST = """apiVersion: v1
-kind: Namespace
-metadata: {name: kt}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: kt, labels: {team: shop}}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: web
-        image: nginx
-        ports: [{name: http, containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: kt}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: 8080}]
-"""
 
 
 def rows(text):
@@ -54,13 +27,11 @@ def rows(text):
 
 
 def main():
-    if not os.access(KUBECTL, os.X_OK):
-        print(f"SKIP: {KUBECTL} is not installed (the stock kubectl 1.32 client)")
-        sys.exit(77)
+    require_kubectl()
     agent = Agent().start()
     try:
         tmp = agent.state_dir
-        agent.cli("apply", "-f", write(os.path.join(tmp, "m.yaml"), MANIFEST))
+        agent.cli("apply", "-f", write(os.path.join(tmp, "m.yaml"), shop("kt")))
 
         # podless kubeconfig: stdout, or a 0600 file.
         printed = agent.cli("kubeconfig").stdout
@@ -73,14 +44,7 @@ def main():
         agent.cli("kubeconfig", "-o", config)
         mode = stat.S_IMODE(os.stat(config).st_mode)
         check(mode == 0o600, f"kubeconfig file mode {oct(mode)}")
-        cache = os.path.join(tmp, "kube-cache")
-
-        def kubectl(*args, ok=True):
-            r = subprocess.run([KUBECTL, "--kubeconfig", config, "--cache-dir", cache] + list(args),
-                               capture_output=True, text=True, timeout=60)
-            if ok:
-                check(r.returncode == 0, f"kubectl {' '.join(args)}: {r.returncode}\n{r.stderr}")
-            return r
+        kubectl = Kubectl(agent, config)
 
         # version: the server answers as a 1.32 API server.
         version = json.loads(kubectl("version", "-o", "json").stdout)

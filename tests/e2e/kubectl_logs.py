@@ -11,14 +11,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
 from exec_util import exec_agent, replica
 from harness import check, wait_for, write
+from kube_util import Kubectl, require_kubectl
 
-KUBECTL = "/usr/bin/kubectl"
 
 MANIFEST = """apiVersion: v1
 kind: Namespace
@@ -74,22 +73,12 @@ def pid_of(agent, name):
 
 
 def main():
-    if not os.access(KUBECTL, os.X_OK):
-        print(f"SKIP: {KUBECTL} is not installed (the stock kubectl 1.32 client)")
-        sys.exit(77)
+    require_kubectl()
     root = tempfile.mkdtemp(prefix="podless-kubelogs-")
     os.chmod(root, 0o777)  # the workload writes here as its own uid
     with exec_agent() as agent:
-        tmp = agent.state_dir
-        config = os.path.join(tmp, "kubeconfig")
-        agent.cli("kubeconfig", "-o", config)
-        base = [KUBECTL, "--kubeconfig", config, "--cache-dir", os.path.join(tmp, "kube-cache")]
-
-        def kubectl(*args, ok=True, timeout=60):
-            r = subprocess.run(base + list(args), capture_output=True, text=True, timeout=timeout)
-            if ok:
-                check(r.returncode == 0, f"kubectl {' '.join(args)}: {r.returncode}\n{r.stderr}")
-            return r
+        kubectl = Kubectl(agent)
+        base = kubectl.base
 
         agent.cli("apply", "-f", write(os.path.join(root, "m.yaml"), MANIFEST.format(root=root)))
         out = wait_for("talk-0's ticks", lambda: "tick 3" in (t := kubectl(

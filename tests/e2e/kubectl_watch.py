@@ -17,28 +17,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 
 from harness import Agent, check, wait_for, write
+from kube_util import Kubectl, require_kubectl, web_deployment
 
-KUBECTL = "/usr/bin/kubectl"
-
-DEPLOYMENT = """apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: kw}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: web
-        image: nginx
-        ports: [{name: http, containerPort: 8080}]
-"""
+DEPLOYMENT = web_deployment("kw")
 
 
 class Background:
@@ -72,18 +57,14 @@ class Background:
 
 
 def main():
-    if not os.access(KUBECTL, os.X_OK):
-        print(f"SKIP: {KUBECTL} is not installed (the stock kubectl 1.32 client)")
-        sys.exit(77)
+    require_kubectl()
     env = dict(os.environ, PODLESS_KUBE_BOOKMARK_MS="500")
     agent = Agent(env=env).start()
     watchers = []
     try:
         tmp = agent.state_dir
-        config = os.path.join(tmp, "kubeconfig")
-        agent.cli("kubeconfig", "-o", config)
-        cache = os.path.join(tmp, "kube-cache")
-        base = [KUBECTL, "--kubeconfig", config, "--cache-dir", cache]
+        kubectl = Kubectl(agent)
+        config, base = kubectl.config, kubectl.base
         # Two changes before anyone watches: the watch ring starts after
         # them, so resourceVersion 1 is older than it.
         agent.cli("apply", "-f", write(os.path.join(tmp, "ns.yaml"),
