@@ -264,8 +264,10 @@ Result<KubeServerPtr> KubeServer::Start(uv_loop_t* loop, ObjectSource& source,
   auto listener = proxy::TcpListener::Create(server->dispatcher_, std::move(listen),
                                              [self](proxy::TcpStream* tcp) { self->OnTcp(tcp); });
   if (!listener) {
-    return MakeError(listener.error().code, "Kubernetes API on " + server->options_.address + ": " +
-                                                listener.error().message);
+    return MakeError(listener.error().code,
+                     "--kube-address " + server->options_.address + " (the Kubernetes API): " +
+                         listener.error().message +
+                         " (another address, or --kube-address off not to serve it)");
   }
   server->listener_ = std::move(listener).value();
   // /api names the address clients reach, with the port really bound.

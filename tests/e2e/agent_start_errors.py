@@ -31,6 +31,16 @@ with socket.socket() as busy:
     start_expect_failure(agent, f"127.0.0.1:{agent.admin_port}: address already in use")
     agent.cleanup()
 
+# Kubernetes API port in use: the flag that chose it, and how to do without.
+with socket.socket() as busy:
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    agent = Agent()
+    agent.kube_port = busy.getsockname()[1]
+    start_expect_failure(agent, f"--kube-address 127.0.0.1:{agent.kube_port} (the Kubernetes API)")
+    check("--kube-address off" in agent.log(), agent.log())
+    agent.cleanup()
+
 # State dir is a file.
 with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, "not-a-dir")
