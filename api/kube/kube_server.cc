@@ -265,8 +265,8 @@ Result<KubeServerPtr> KubeServer::Start(uv_loop_t* loop, ObjectSource& source,
                                              [self](proxy::TcpStream* tcp) { self->OnTcp(tcp); });
   if (!listener) {
     return MakeError(listener.error().code,
-                     "--kube-address " + server->options_.address + " (the Kubernetes API): " +
-                         listener.error().message +
+                     "--kube-address " + server->options_.address +
+                         " (the Kubernetes API): " + listener.error().message +
                          " (another address, or --kube-address off not to serve it)");
   }
   server->listener_ = std::move(listener).value();
