@@ -34,4 +34,7 @@ PODLESS_BIN="$build/podless" PODLESS_SOURCE_ROOT="$root" \
   run /usr/bin/python3 "$here/density_bench.py" ${DENSITY_SIZES:-10000 100000 1000000}
 PODLESS_BIN="$build/podless" PODLESS_SOURCE_ROOT="$root" \
   run /usr/bin/python3 "$here/proxy_workers_bench.py"
+for kube in kube_apply_bench kube_watch_bench kube_list_bench; do
+  PODLESS_BIN="$build/podless" PODLESS_SOURCE_ROOT="$root" run /usr/bin/python3 "$here/$kube.py"
+done
 echo "results in $out"
