@@ -32,15 +32,6 @@ YAML::Node Load(const std::string& text) {
   }
 }
 
-std::string Rfc3339(int64_t unix_seconds) {
-  const time_t t = static_cast<time_t>(unix_seconds);
-  struct tm tm {};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 // A stable uid for an object (its kind, namespace and name), in UUID form:
 // podless keeps no uids, and clients only compare them.
 std::string Uid(const std::string& kind, const std::string& ns, const std::string& name) {
@@ -512,6 +503,15 @@ void WritePartialMetadata(JsonWriter& w, const Resource& resource, const Item& i
 }
 
 }  // namespace
+
+std::string Rfc3339(int64_t unix_seconds) {
+  const time_t t = static_cast<time_t>(unix_seconds);
+  struct tm tm {};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
 
 const std::vector<Column>& Columns(const Resource& resource) {
   static const std::map<std::string, std::vector<Column>> columns = {

@@ -59,6 +59,10 @@ std::vector<Item> ItemsOf(const Resource& resource, const std::vector<v1::Object
 // namespace and name (stable, UUID-shaped; clients only compare uids).
 std::string ObjectUid(std::string_view kind, const std::string& ns, const std::string& name);
 
+// A time as the API server writes it (creationTimestamp, managedFields):
+// RFC 3339 in UTC, whole seconds.
+std::string Rfc3339(int64_t unix_seconds);
+
 // kubectl's age: 45s, 3m12s, 25m, 2h5m, 5h, 3d4h, 12d, ...; "<unknown>" for 0.
 std::string HumanAge(int64_t created, int64_t now);
 

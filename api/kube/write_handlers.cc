@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "api/kube/media_type.h"
+#include "api/kube/objects.h"
 #include "api/kube/patch.h"
 #include "api/output_format.h"
 #include "api/yaml_json.h"
@@ -336,16 +337,6 @@ KubeResponse ApplyDocument(ObjectSource& source, const WriteTarget& t, const std
   return answer(std::move(*now));
 }
 
-// managedFields' time: RFC 3339, UTC (objects.cc's creationTimestamp form).
-std::string TimeOf(int64_t unix_seconds) {
-  const time_t t = static_cast<time_t>(unix_seconds);
-  struct tm tm {};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 // An update's field manager takes the fields it changed (kubectl names
 // itself: kubectl-edit, kubectl-patch, kubectl-client-side-apply, ...).
 std::function<void()> RecordUpdateOf(const WriteTarget& t, const YAML::Node& before,
@@ -354,7 +345,7 @@ std::function<void()> RecordUpdateOf(const WriteTarget& t, const YAML::Node& bef
   if (manager.empty() || t.managed == nullptr) return nullptr;
   FieldSet changed = ChangedFields(before, after, t.resource->kind);
   return [&t, manager, changed = std::move(changed)] {
-    RecordUpdate(*t.managed, manager, changed, t.resource->GroupVersion(), TimeOf(t.now));
+    RecordUpdate(*t.managed, manager, changed, t.resource->GroupVersion(), Rfc3339(t.now));
   };
 }
 
@@ -488,7 +479,7 @@ KubeResponse Patch(ObjectSource& source, const WriteTarget& t, const KubeRequest
       }
       if (t.managed != nullptr && !DryRun(t)) t.managed->clear();
       return ApplyDocument(source, t, t.name, doc, 201, [&] {
-        RecordApply(*t.managed, manager, fields, api_version, TimeOf(t.now), false, {});
+        RecordApply(*t.managed, manager, fields, api_version, Rfc3339(t.now), false, {});
       });
     }
     auto now = ParseJsonNode(*current);
@@ -510,7 +501,7 @@ KubeResponse Patch(ObjectSource& source, const WriteTarget& t, const KubeRequest
     YAML::Node doc = released.empty() ? *merged : RemoveFields(*merged, released);
     if (auto failure = Prepare(t, t.name, doc)) return *failure;
     return ApplyDocument(source, t, t.name, doc, 200, [&] {
-      RecordApply(*t.managed, manager, fields, api_version, TimeOf(t.now), true, conflicts);
+      RecordApply(*t.managed, manager, fields, api_version, Rfc3339(t.now), true, conflicts);
     });
   }
   if (!current) return NotFound(r, t.name);

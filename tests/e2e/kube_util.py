@@ -2,11 +2,13 @@
 77, where it is not installed), a runner of it against an agent, and the
 shop's web Deployment and Service they apply."""
 
+import base64
 import os
+import re
 import subprocess
 import sys
 
-from harness import check
+from harness import check, write
 
 KUBECTL = "/usr/bin/kubectl"
 
@@ -37,6 +39,18 @@ class Kubectl:
             check(r.returncode == 0,
                   f"kubectl {' '.join(args)}: {r.returncode}\n{r.stdout}\n{r.stderr}")
         return r
+
+
+def admin_certificate(kubectl):
+    """curl's --cert and --key for the admin: the kubeconfig's client
+    certificate and key, written beside it (admin.crt, admin.key)."""
+    text = open(kubectl.config).read()
+    where = os.path.dirname(kubectl.config)
+    for field, name in (("client-certificate-data", "admin.crt"),
+                        ("client-key-data", "admin.key")):
+        value = re.search(rf"^\s*{field}: (\S+)$", text, re.M).group(1)
+        write(os.path.join(where, name), base64.b64decode(value).decode())
+    return ["--cert", os.path.join(where, "admin.crt"), "--key", os.path.join(where, "admin.key")]
 
 
 def web_deployment(ns, labels="", replicas=2):

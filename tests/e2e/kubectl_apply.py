@@ -10,7 +10,6 @@ changes nothing; a body over 3 MiB is 413; a client without the admin
 certificate gets 401 for a write, which changes nothing. Skips when
 /usr/bin/kubectl is absent."""
 
-import base64
 import json
 import os
 import re
@@ -18,7 +17,7 @@ import subprocess
 import time
 
 from harness import Agent, check, write
-from kube_util import Kubectl, require_kubectl
+from kube_util import Kubectl, admin_certificate, require_kubectl
 
 
 NS = "kw"
@@ -79,7 +78,6 @@ def main():
     try:
         tmp = agent.state_dir
         kubectl = Kubectl(agent)
-        config = kubectl.config
 
         def podless_json(kind, name):
             r = agent.cli("get", kind, name, "-n", NS, "-o", "json", expect_ok=False)
@@ -264,12 +262,7 @@ def main():
         # The body limit (413) and an unauthenticated write (401), over curl.
         ca = os.path.join(tmp, "ca.pem")
         write(ca, agent.cli("ca", "export").stdout)
-        text = open(config).read()
-        for field, name in (("client-certificate-data", "admin.crt"),
-                            ("client-key-data", "admin.key")):
-            value = re.search(rf"^\s*{field}: (\S+)$", text, re.M).group(1)
-            write(os.path.join(tmp, name), base64.b64decode(value).decode())
-        admin = ["--cert", os.path.join(tmp, "admin.crt"), "--key", os.path.join(tmp, "admin.key")]
+        admin = admin_certificate(kubectl)
         url = f"https://127.0.0.1:{agent.kube_port}/api/v1/namespaces/{NS}/serviceaccounts"
         big = write(os.path.join(tmp, "big.json"), json.dumps(
             {"apiVersion": "v1", "kind": "ServiceAccount",

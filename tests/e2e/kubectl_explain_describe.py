@@ -11,14 +11,13 @@ slices, from the replicas its selector picks); and `kubectl apply` without
 fieldValidation parameter and leaves validation to the server. Skips when
 /usr/bin/kubectl is absent."""
 
-import base64
 import json
 import os
 import re
 import subprocess
 
 from harness import Agent, check, write
-from kube_util import Kubectl, require_kubectl, shop
+from kube_util import Kubectl, admin_certificate, require_kubectl, shop
 
 
 # Applied with kubectl itself, with kubectl's default client-side checks on.
@@ -57,7 +56,6 @@ def main():
         tmp = agent.state_dir
         agent.cli("apply", "-f", write(os.path.join(tmp, "m.yaml"), shop("kd")))
         kubectl = Kubectl(agent)
-        config = kubectl.config
 
         # explain: a core kind, from the OpenAPI v3 documents.
         r = kubectl("explain", "pods", "-v=6")
@@ -174,13 +172,7 @@ def main():
                   "127.64." not in body, f"{path} without a certificate: {code} {body[:200]}")
         # With the kubeconfig's certificate: the discovery's ETag, and 304
         # for a client that has that version (HTTP/1.1 and HTTP/2).
-        text = open(config).read()
-        for key, name in (("client-certificate-data", "admin.crt"),
-                          ("client-key-data", "admin.key")):
-            value = re.search(rf"^\s*{key}: (\S+)$", text, re.M).group(1)
-            write(os.path.join(tmp, name), base64.b64decode(value).decode())
-        admin = ["--cacert", ca, "--cert", os.path.join(tmp, "admin.crt"),
-                 "--key", os.path.join(tmp, "admin.key")]
+        admin = ["--cacert", ca] + admin_certificate(kubectl)
         url = f"https://127.0.0.1:{agent.kube_port}/openapi/v3"
         c = subprocess.run(["curl", "-sS", "-D", "-", "-o", "/dev/null", *admin, url],
                            capture_output=True, text=True, timeout=30)

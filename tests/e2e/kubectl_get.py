@@ -7,7 +7,6 @@ version, api-resources and get (-A, -n, -o wide, -l, --field-selector,
 curl gets 401 and nothing else; with the kubeconfig's certificate it is
 served over HTTP/1.1 and HTTP/2. Skips when /usr/bin/kubectl is absent."""
 
-import base64
 import json
 import os
 import re
@@ -15,7 +14,7 @@ import stat
 import subprocess
 
 from harness import Agent, check, write
-from kube_util import Kubectl, require_kubectl, shop
+from kube_util import Kubectl, admin_certificate, require_kubectl, shop
 
 
 
@@ -148,12 +147,7 @@ def main():
         check(code == "401" and "web-0" not in body, f"another CA's certificate: {code} {body}")
 
         # The kubeconfig's own certificate, over curl: served.
-        text = open(config).read()
-        for field, name in (("client-certificate-data", "admin.crt"),
-                            ("client-key-data", "admin.key")):
-            value = re.search(rf"^\s*{field}: (\S+)$", text, re.M).group(1)
-            write(os.path.join(tmp, name), base64.b64decode(value).decode())
-        admin = ("--cert", os.path.join(tmp, "admin.crt"), "--key", os.path.join(tmp, "admin.key"))
+        admin = admin_certificate(kubectl)
         code, body = curl(*admin)
         check(code == "200" and json.loads(body)["kind"] == "PodList" and "web-0" in body,
               f"admin over curl (HTTP/1.1): {code} {body[:200]}")

@@ -12,7 +12,6 @@ watch from a version before a change made before it gets 410, one from a
 fresh list's version is served. Skips when /usr/bin/kubectl is
 absent."""
 
-import base64
 import json
 import os
 import re
@@ -21,7 +20,7 @@ import threading
 import time
 
 from harness import Agent, check, wait_for, write
-from kube_util import Kubectl, require_kubectl, web_deployment
+from kube_util import Kubectl, admin_certificate, require_kubectl, web_deployment
 
 DEPLOYMENT = web_deployment("kw")
 
@@ -64,7 +63,7 @@ def main():
     try:
         tmp = agent.state_dir
         kubectl = Kubectl(agent)
-        config, base = kubectl.config, kubectl.base
+        base = kubectl.base
         # Two changes before anyone watches: the watch ring starts after
         # them, so resourceVersion 1 is older than it.
         agent.cli("apply", "-f", write(os.path.join(tmp, "ns.yaml"),
@@ -132,12 +131,7 @@ def main():
         # HTTP/1.1 with the kubeconfig's certificate: chunked.
         ca = os.path.join(tmp, "ca.pem")
         write(ca, agent.cli("ca", "export").stdout)
-        text = open(config).read()
-        for field, name in (("client-certificate-data", "admin.crt"),
-                            ("client-key-data", "admin.key")):
-            value = re.search(rf"^\s*{field}: (\S+)$", text, re.M).group(1)
-            write(os.path.join(tmp, name), base64.b64decode(value).decode())
-        admin = ["--cert", os.path.join(tmp, "admin.crt"), "--key", os.path.join(tmp, "admin.key")]
+        admin = admin_certificate(kubectl)
         url = f"https://127.0.0.1:{agent.kube_port}/api/v1/namespaces/kw/pods"
 
         def curl(query, *extra):
