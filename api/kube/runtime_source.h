@@ -2,6 +2,7 @@
 // (api/runtime_service.h), so kubectl, the CLI and gRPC clients see one state.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -65,7 +66,10 @@ class RuntimeObjectSource final : public ObjectSource {
   RuntimeService& service_;
 };
 
-// The agent's changes (Agent::AddWatcher), each object as List shows it.
+// The agent's changes (Agent::AddWatcher), each object as List shows it,
+// and its workloads' status changes (a replica's readiness:
+// Agent::AddStatusWatcher), as the workload again: the hub then sees which
+// of its pods changed.
 class AgentChangeFeed final : public ChangeFeed {
  public:
   AgentChangeFeed(runtime::Agent& agent, RuntimeService& service)
@@ -73,18 +77,31 @@ class AgentChangeFeed final : public ChangeFeed {
 
   // ChangeFeed
   uint64_t Subscribe(Callback callback) override {
-    return agent_.AddWatcher(
-        [this, callback = std::move(callback)](runtime::WatchEventType type,
-                                               const runtime::StoredObject& stored) {
+    const uint64_t status =
+        agent_.AddStatusWatcher([this, callback](const runtime::StoredObject& workload) {
+          callback(service_.ObjectOf(workload), false);
+        });
+    const uint64_t id =
+        agent_.AddWatcher([this, callback = std::move(callback)](
+                              runtime::WatchEventType type, const runtime::StoredObject& stored) {
           callback(service_.ObjectOf(stored), type == runtime::WatchEventType::kDeleted);
         });
+    status_ids_[id] = status;
+    return id;
   }
-  void Unsubscribe(uint64_t id) override { agent_.RemoveWatcher(id); }
+  void Unsubscribe(uint64_t id) override {
+    agent_.RemoveWatcher(id);
+    if (auto it = status_ids_.find(id); it != status_ids_.end()) {
+      agent_.RemoveStatusWatcher(it->second);
+      status_ids_.erase(it);
+    }
+  }
   uint64_t revision() const override { return agent_.revision(); }
 
  private:
   runtime::Agent& agent_;
   RuntimeService& service_;
+  std::map<uint64_t, uint64_t> status_ids_;  // AddWatcher's id -> AddStatusWatcher's
 };
 
 }  // namespace podless::api::kube

@@ -1016,8 +1016,29 @@ std::vector<uint32_t> Agent::ServiceEndpoints(const workloads::Service& service)
 void Agent::SetReplicaReady(uint32_t address, bool ready) {
   const bool changed = ready ? ready_exec_replicas_.insert(address).second
                              : ready_exec_replicas_.erase(address) != 0;
-  if (changed && on_readiness_change_) on_readiness_change_(address);
+  if (!changed) return;
+  if (on_readiness_change_) on_readiness_change_(address);
+  if (status_watchers_.empty()) return;
+  const std::optional<ReplicaRef> replica = replicas_.Find(address);
+  if (!replica) return;
+  // A watcher may remove itself (or another) from inside its callback.
+  std::vector<uint64_t> ids;
+  for (const auto& [id, callback] : status_watchers_) ids.push_back(id);
+  for (uint64_t id : ids) {
+    auto it = status_watchers_.find(id);
+    if (it == status_watchers_.end()) continue;
+    StatusCallback callback = it->second;
+    callback(*replica->workload);
+  }
 }
+
+uint64_t Agent::AddStatusWatcher(StatusCallback callback) {
+  const uint64_t id = next_watcher_id_++;
+  status_watchers_.emplace(id, std::move(callback));
+  return id;
+}
+
+void Agent::RemoveStatusWatcher(uint64_t id) { status_watchers_.erase(id); }
 
 bool Agent::IsReplicaReady(const workloads::Workload& workload, uint32_t address) const {
   if (!std::holds_alternative<workloads::ExecApp>(workload.spec.app)) return true;

@@ -193,7 +193,8 @@ class Agent {
   // Readiness of the replicas of `exec` workloads, as their supervisor
   // reports it (readiness probes); it gates Service endpoints. Such a replica
   // is not ready until reported; every other replica is always ready. Kept in
-  // memory only, and watchers are not told (readiness is not an object change).
+  // memory only, and watchers are not told (readiness is not an object
+  // change): status watchers are.
   void SetReplicaReady(uint32_t address, bool ready);
   bool IsReplicaReady(const workloads::Workload& workload, uint32_t address) const;
   // Told after every readiness change (the cluster republishes the workload).
@@ -213,6 +214,11 @@ class Agent {
 
   uint64_t AddWatcher(WatchCallback callback);
   void RemoveWatcher(uint64_t id);
+  // Told of the workload whose replica's readiness changed (its status, not
+  // the object: the Kubernetes API's watch shows its pods MODIFIED).
+  using StatusCallback = std::function<void(const StoredObject& workload)>;
+  uint64_t AddStatusWatcher(StatusCallback callback);
+  void RemoveStatusWatcher(uint64_t id);
 
   // The ports the workloads declare, each with the number of workloads that
   // declare it; kept with the indexes, so a change costs O(change).
@@ -301,6 +307,7 @@ class Agent {
   AddressesCallback on_replicas_removed_;
   StateLock* readers_lock_ = nullptr;
   std::map<uint64_t, WatchCallback> watchers_;
+  std::map<uint64_t, StatusCallback> status_watchers_;  // ids from next_watcher_id_
   uint64_t next_watcher_id_ = 1;
 };
 

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 
 from harness import check, write
 
@@ -39,6 +40,44 @@ class Kubectl:
             check(r.returncode == 0,
                   f"kubectl {' '.join(args)}: {r.returncode}\n{r.stdout}\n{r.stderr}")
         return r
+
+
+class Background:
+    """A command whose stdout and stderr are collected, line by line, by
+    threads while it runs (`out`, `errors`); `err` is all of stderr once
+    stopped."""
+
+    def __init__(self, args):
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.out = []
+        self.errors = []
+        self.err = ""
+        self.threads = [threading.Thread(target=self._read, args=(pipe, lines), daemon=True)
+                        for pipe, lines in ((self.proc.stdout, self.out),
+                                            (self.proc.stderr, self.errors))]
+        for thread in self.threads:
+            thread.start()
+
+    @staticmethod
+    def _read(pipe, lines):
+        for line in pipe:
+            lines.append(line.rstrip("\n"))
+
+    def text(self):
+        return "\n".join(self.out)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for thread in self.threads:
+            thread.join(timeout=5)
+        self.err = "\n".join(self.errors)
 
 
 def admin_certificate(kubectl):

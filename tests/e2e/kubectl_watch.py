@@ -16,43 +16,12 @@ import json
 import os
 import re
 import subprocess
-import threading
 import time
 
 from harness import Agent, check, wait_for, write
-from kube_util import Kubectl, admin_certificate, require_kubectl, web_deployment
+from kube_util import Background, Kubectl, admin_certificate, require_kubectl, web_deployment
 
 DEPLOYMENT = web_deployment("kw")
-
-
-class Background:
-    """A command whose stdout is collected by a thread while it runs."""
-
-    def __init__(self, args):
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
-        self.out = []
-        self.err = ""
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.out.append(line.rstrip("\n"))
-
-    def text(self):
-        return "\n".join(self.out)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.err = self.proc.stderr.read()
-        self.thread.join(timeout=5)
 
 
 def main():

@@ -170,6 +170,24 @@ TEST_CASE("Agent: each change takes the next revision, kept by what it wrote and
   CHECK(revision_of(*agent, "web") == 5);
 }
 
+TEST_CASE("Agent: status watchers hear of a replica's readiness change, with its workload") {
+  TempDir dir;
+  AgentPtr agent = OpenAgent(ConfigIn(dir));
+  REQUIRE(agent->Apply({MakeWorkload("web", 2)}, false).ok());
+  const std::vector<uint32_t> addresses = AddressesOf(*agent, "web");
+  std::vector<std::string> told;
+  const uint64_t id = agent->AddStatusWatcher([&](const StoredObject& workload) {
+    told.push_back(workloads::MetaOf(workload.object).name);
+  });
+  agent->SetReplicaReady(addresses[1], true);
+  agent->SetReplicaReady(addresses[1], true);  // no change: nothing to tell
+  agent->SetReplicaReady(addresses[1], false);
+  CHECK(told == std::vector<std::string>{"web", "web"});
+  agent->RemoveStatusWatcher(id);
+  agent->SetReplicaReady(addresses[0], true);
+  CHECK(told.size() == 2);
+}
+
 TEST_CASE("Agent: outbound credentials die with their workload") {
   TempDir dir;
   AgentPtr agent = OpenAgent(ConfigIn(dir));
